@@ -1,0 +1,48 @@
+"""The shared table schemas: round trips keep data and metadata; bad tables are refused by name."""
+import pandas as pd
+import pytest
+
+from bitsim.schema import OP_TRACE, describe, read_table, validate, write_table
+
+
+def _op_trace_row(**over):
+    row = {c.name: {"int": 1, "float": 0.5, "str": "x", "bool": True}[c.kind] for c in OP_TRACE}
+    row.update(over)
+    return row
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_round_trip_keeps_rows_and_metadata(tmp_path, suffix):
+    df = pd.DataFrame([_op_trace_row(op="q_proj", M=3), _op_trace_row(op="k_proj", M=7)])
+    meta = {"preset": "tiny", "datapath": "a4.8", "context": 16}
+    path = write_table(df, tmp_path / f"t{suffix}", "op_trace", meta)
+    back = read_table(path, "op_trace")
+    assert back["op"].tolist() == ["q_proj", "k_proj"]
+    assert back["M"].tolist() == [3, 7]
+    assert back.attrs["preset"] == "tiny" and back.attrs["context"] == 16
+    assert back.attrs["schema"] == "op_trace"
+
+
+def test_missing_column_is_named():
+    df = pd.DataFrame([_op_trace_row()]).drop(columns=["sparsity"])
+    with pytest.raises(ValueError, match="sparsity"):
+        validate(df, "op_trace")
+
+
+def test_wrong_column_type_is_named():
+    df = pd.DataFrame([_op_trace_row(M="three")])
+    with pytest.raises(ValueError, match="M"):
+        validate(df, "op_trace")
+
+
+def test_unknown_schema_and_suffix_are_refused(tmp_path):
+    df = pd.DataFrame([_op_trace_row()])
+    with pytest.raises(ValueError, match="unknown schema"):
+        validate(df, "nope")
+    with pytest.raises(ValueError, match=".parquet or .csv"):
+        write_table(df, tmp_path / "t.json", "op_trace")
+
+
+def test_describe_lists_every_column():
+    text = describe("op_trace")
+    assert all(f"| {c.name} |" in text for c in OP_TRACE)
