@@ -212,7 +212,11 @@ def read_table(path: str | Path, schema: str | None = None) -> pd.DataFrame:
                     break
                 key, _, val = line[2:].partition(": ")
                 meta[key] = json.loads(val)
-        df = pd.read_csv(path, comment="#")
+        # Read string columns as strings (a version "13.0" must not become a float).
+        known = SCHEMAS.get(schema or meta.get("schema", ""), ())
+        dtypes = {c.name: str for c in known if c.kind == "str"}
+        df = pd.read_csv(path, comment="#", dtype=dtypes, keep_default_na=False,
+                         na_values={c.name: [""] for c in known if c.kind != "str"})
     else:
         raise ValueError(f"table must end in .parquet or .csv, got {path.name!r}")
     df.attrs = meta

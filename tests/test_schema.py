@@ -46,3 +46,12 @@ def test_unknown_schema_and_suffix_are_refused(tmp_path):
 def test_describe_lists_every_column():
     text = describe("op_trace")
     assert all(f"| {c.name} |" in text for c in OP_TRACE)
+
+
+def test_csv_keeps_version_strings_as_strings(tmp_path):
+    from bitsim.schema import MEASURED_TRACE
+    row = {c.name: {"int": 1, "float": 0.5, "str": "x", "bool": True}[c.kind] for c in MEASURED_TRACE}
+    row.update(cuda="13.0", torch="2.11", date="2026-11-23")
+    path = write_table(pd.DataFrame([row]), tmp_path / "m.csv", "measured_trace")
+    back = read_table(path, "measured_trace")
+    assert back.loc[0, "cuda"] == "13.0" and back.loc[0, "torch"] == "2.11"

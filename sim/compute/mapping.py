@@ -1,0 +1,51 @@
+"""Which compute array and PE operand pair runs an op (the rule is in sim.compute.precision)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..energy import mac_pj
+from .precision import can_run
+from .systolic import systolic_cycles
+
+if TYPE_CHECKING:
+    from ..config import AcceleratorConfig, ArrayConfig, PEOp
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """Where an op runs: the array and the PE operand pair it uses."""
+    array: "ArrayConfig"
+    pe_op: "PEOp"
+    exact: bool
+    mac_pj: float
+
+
+def map_op(accel: "AcceleratorConfig", weights: str, acts: str, where: str,
+           shape: tuple[int, int, int, int] | None = None) -> Mapping:
+    """Choose the array and PE pair for an op needing ``weights x acts`` (see sim.compute.precision).
+
+    Order of preference: an exact operand match; then the fewest compute cycles
+    for the op's ``shape`` (M, N, K, count) -- or, without a shape, the highest
+    peak rate; then the cheaper MAC; then config order.
+    """
+    need = (weights, acts)
+    best = None
+    for i, a in enumerate(accel.arrays):
+        for j, p in enumerate(a.pe_ops):
+            pair = (p.weights, p.acts)
+            if not can_run(pair, need, accel.precision_policy):
+                continue
+            pj = mac_pj(p.weights, p.acts, accel.process_nm)
+            speed = (systolic_cycles(shape[0], shape[1], shape[2], a, p.rate, shape[3])
+                     if shape is not None else -a.pes * p.rate)
+            key = (pair != need, speed, pj, i, j)
+            if best is None or key < best[0]:
+                best = (key, Mapping(a, p, pair == need, pj))
+    if best is None:
+        have = sorted({f"{p.weights}x{p.acts}" for a in accel.arrays for p in a.pe_ops})
+        rule = ("an exact pair" if accel.precision_policy == "strict"
+                else "a pair whose formats hold these operands exactly")
+        raise ValueError(f"{where}: accelerator {accel.name!r} cannot run a {weights}x{acts} op "
+                         f"(needs {rule}; it has {have}, precision_policy={accel.precision_policy})")
+    return best[1]

@@ -1,0 +1,316 @@
+"""Accelerator description: YAML -> typed, validated, frozen dataclasses.
+
+One YAML file describes one accelerator (see ``sim/presets/*.yaml`` and
+docs/simulator.md).  Every field is checked on load: an unknown field, a wrong
+type, a negative size or an unknown precision raises ``ValueError`` naming the
+field (e.g. ``arrays[0].rows``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .. import energy
+from ..compute.precision import KV_FORMATS, check_operand
+
+PRESET_DIR = Path(__file__).resolve().parents[1] / "presets"
+PRESETS = {"fp16": "fp16.yaml", "b1.58": "b1.58.yaml", "a4.8": "a4.8.yaml",
+           "edge": "edge.yaml", "h100-like": "h100-like.yaml"}
+DATAFLOWS = ("weight-stationary", "output-stationary", "input-stationary")
+POLICIES = ("promote", "strict")
+COMPARISONS = ("equal-peak-throughput", "equal-area", "measured-ceilings", "standalone")
+
+
+@dataclass(frozen=True)
+class PEOp:
+    """One operand pair a PE supports, with its rate (MACs per PE per cycle)."""
+    weights: str
+    acts: str
+    rate: float = 1.0
+
+
+@dataclass(frozen=True)
+class ArrayConfig:
+    """A systolic array (``count`` identical copies share each op's tiles)."""
+    name: str
+    rows: int
+    cols: int
+    dataflow: str
+    pe_ops: tuple[PEOp, ...]
+    count: int = 1
+    # Cycles to load one fold of stationary operands into the PEs.  None = rows
+    # (shifted in one row per cycle, as SCALE-Sim models it); a wide load bus
+    # (e.g. 1) is a design choice a preset must state.
+    weight_load_cycles: int | None = None
+    # True: PEs double-buffer the stationary operand, so the next fold's load
+    # and the previous fold's drain overlap the current fold (TPU-style).
+    # False: folds run back to back as in SCALE-Sim.
+    pipelined_folds: bool = False
+
+    @property
+    def load_cycles(self) -> int:
+        return self.rows if self.weight_load_cycles is None else self.weight_load_cycles
+
+    @property
+    def pes(self) -> int:
+        return self.rows * self.cols * self.count
+
+
+@dataclass(frozen=True)
+class VectorConfig:
+    """Vector unit for norms, softmax, quantizers, TopK, GLU, RoPE."""
+    lanes: int                       # element-passes per cycle
+    # passes over each element per op kind (a two-pass norm reads to reduce, then scales)
+    passes: dict = field(default_factory=lambda: dict(_DEFAULT_PASSES))
+
+
+_DEFAULT_PASSES = {"rmsnorm": 2, "softmax": 3, "quant": 2, "topk": 4, "glu": 1,
+                   "rope": 1, "kv_quant": 2, "embedding": 1, "residual": 1}
+
+
+@dataclass(frozen=True)
+class OffchipConfig:
+    kind: str                        # hbm3, lpddr5, ... (label)
+    capacity_gb: float
+    bandwidth_gbps: float            # GB/s (1e9 bytes/s), read + write share it
+    pj_per_bit: float
+
+
+@dataclass(frozen=True)
+class SramConfig:
+    weight_buffer_kib: float         # double-buffered: each half holds one streamed tile
+    activation_buffer_kib: float     # activations that fit stay on chip between ops
+    bandwidth_bytes_per_cycle: float
+    pj_per_bit: float
+
+
+@dataclass(frozen=True)
+class SparsityConfig:
+    skip_weight_fetch: bool = False  # do not fetch weight rows whose activations are all zero
+    skip_compute: bool = False       # do not spend cycles / energy on zero activations
+
+
+@dataclass(frozen=True)
+class AcceleratorConfig:
+    name: str
+    description: str
+    clock_ghz: float
+    process_nm: int
+    comparison: str                  # basis of comparison with the other presets
+    area_assumption: str
+    arrays: tuple[ArrayConfig, ...]
+    vector: VectorConfig
+    offchip: OffchipConfig
+    sram: SramConfig
+    sparsity: SparsityConfig = SparsityConfig()
+    kv_formats: tuple[str, ...] = ("kv-fp16",)
+    precision_policy: str = "promote"
+    prefetch_across_ops: bool = True  # DMA may fetch the next op's weights during this op
+    op_overhead_ns: float = 0.0       # fixed per-op latency (kernel launch on a GPU)
+    static_power_w: float = 0.0
+    notes: str = ""
+
+    # ---- derived quantities --------------------------------------------
+    @property
+    def offchip_bytes_per_cycle(self) -> float:
+        return self.offchip.bandwidth_gbps / self.clock_ghz
+
+    @property
+    def op_overhead_cycles(self) -> int:
+        return int(math.ceil(self.op_overhead_ns * self.clock_ghz))
+
+    def peak_macs_per_cycle(self, weights: str, acts: str) -> float:
+        """Best MAC rate over arrays with an exact ``weights x acts`` pair (0 if none)."""
+        return max((a.pes * p.rate for a in self.arrays for p in a.pe_ops
+                    if (p.weights, p.acts) == (weights, acts)), default=0.0)
+
+    def compute_area_mm2_45nm(self) -> float:
+        """Arithmetic area of all PEs at 45 nm ([H14] areas; one datapath per pair)."""
+        um2 = sum(a.pes * sum(energy.mac_area_um2(p.weights, p.acts) for p in a.pe_ops)
+                  for a in self.arrays)
+        return um2 / 1e6
+
+    def replace(self, **changes: Any) -> "AcceleratorConfig":
+        """A copy with top-level fields changed (re-validated)."""
+        return _validate(dataclasses.replace(self, **changes))
+
+
+# --------------------------------------------------------------------------
+# Loading and validation
+# --------------------------------------------------------------------------
+def load_accelerator(name_or_path: "str | Path | AcceleratorConfig") -> AcceleratorConfig:
+    """Load a preset by name (``fp16``, ``b1.58``, ``a4.8``, ``edge``, ``h100-like``) or a YAML path."""
+    if isinstance(name_or_path, AcceleratorConfig):
+        return _validate(name_or_path)
+    if not isinstance(name_or_path, (str, Path)):
+        raise TypeError(f"accelerator must be a preset name, a YAML path or an AcceleratorConfig, "
+                        f"got {type(name_or_path).__name__}")
+    key = str(name_or_path)
+    if key in PRESETS:
+        path = PRESET_DIR / PRESETS[key]
+    else:
+        path = Path(key)
+        if not path.exists():
+            raise ValueError(f"unknown accelerator {key!r}: not a preset ({sorted(PRESETS)}) "
+                             f"and no such file")
+    with open(path) as f:
+        raw = yaml.safe_load(f)
+    return from_dict(raw, where=path.name)
+
+
+def from_dict(raw: Any, where: str = "accelerator") -> AcceleratorConfig:
+    """Build a validated config from a plain dict (the parsed YAML)."""
+    d = _fields(raw, AcceleratorConfig, where)
+    d["arrays"] = tuple(_array(a, f"{where}: arrays[{i}]") for i, a in enumerate(
+        _list(d.get("arrays"), f"{where}: arrays")))
+    d["vector"] = _vector(d.get("vector"), f"{where}: vector")
+    d["offchip"] = _build(d.get("offchip"), OffchipConfig, f"{where}: offchip")
+    d["sram"] = _build(d.get("sram"), SramConfig, f"{where}: sram")
+    d["sparsity"] = _build(d.get("sparsity", {}), SparsityConfig, f"{where}: sparsity")
+    if "kv_formats" in d:
+        d["kv_formats"] = tuple(_list(d["kv_formats"], f"{where}: kv_formats"))
+    _typed(d, AcceleratorConfig, where, skip=("arrays", "vector", "offchip", "sram", "sparsity",
+                                              "kv_formats"))
+    return _validate(AcceleratorConfig(**d), where)
+
+
+def _validate(c: AcceleratorConfig, where: str | None = None) -> AcceleratorConfig:
+    w = where or c.name
+    _pos(c.clock_ghz, f"{w}: clock_ghz")
+    if c.process_nm not in energy.NODES:
+        raise ValueError(f"{w}: process_nm must be one of {energy.NODES} "
+                         f"(nodes of the [B1] energy table), got {c.process_nm}")
+    if c.comparison not in COMPARISONS:
+        raise ValueError(f"{w}: comparison must be one of {COMPARISONS}, got {c.comparison!r}")
+    if c.precision_policy not in POLICIES:
+        raise ValueError(f"{w}: precision_policy must be one of {POLICIES}, got {c.precision_policy!r}")
+    if not c.arrays:
+        raise ValueError(f"{w}: arrays: at least one compute array is required")
+    names = [a.name for a in c.arrays]
+    if len(set(names)) != len(names) or "vector" in names:
+        raise ValueError(f"{w}: arrays: names must be unique and not 'vector', got {names}")
+    for k in c.kv_formats:
+        if k not in KV_FORMATS:
+            raise ValueError(f"{w}: kv_formats: unknown KV format {k!r}; known: {list(KV_FORMATS)}")
+    _nonneg(c.op_overhead_ns, f"{w}: op_overhead_ns")
+    _nonneg(c.static_power_w, f"{w}: static_power_w")
+    _pos(c.offchip.capacity_gb, f"{w}: offchip.capacity_gb")
+    _pos(c.offchip.bandwidth_gbps, f"{w}: offchip.bandwidth_gbps")
+    _nonneg(c.offchip.pj_per_bit, f"{w}: offchip.pj_per_bit")
+    _pos(c.sram.weight_buffer_kib, f"{w}: sram.weight_buffer_kib")
+    _nonneg(c.sram.activation_buffer_kib, f"{w}: sram.activation_buffer_kib")
+    _pos(c.sram.bandwidth_bytes_per_cycle, f"{w}: sram.bandwidth_bytes_per_cycle")
+    _nonneg(c.sram.pj_per_bit, f"{w}: sram.pj_per_bit")
+    _pos(c.vector.lanes, f"{w}: vector.lanes")
+    for k, v in c.vector.passes.items():
+        _pos(v, f"{w}: vector.passes.{k}")
+    for i, a in enumerate(c.arrays):
+        aw = f"{w}: arrays[{i}]"
+        for f_ in ("rows", "cols", "count"):
+            _pos(getattr(a, f_), f"{aw}.{f_}")
+        if a.weight_load_cycles is not None:
+            _pos(a.weight_load_cycles, f"{aw}.weight_load_cycles")
+        if a.dataflow not in DATAFLOWS:
+            raise ValueError(f"{aw}.dataflow must be one of {DATAFLOWS}, got {a.dataflow!r}")
+        if not a.pe_ops:
+            raise ValueError(f"{aw}.pe_ops: at least one operand pair is required")
+        for j, p in enumerate(a.pe_ops):
+            check_operand(p.weights, f"{aw}.pe_ops[{j}].weights")
+            check_operand(p.acts, f"{aw}.pe_ops[{j}].acts")
+            _pos(p.rate, f"{aw}.pe_ops[{j}].rate")
+    return c
+
+
+# ---- small helpers -----------------------------------------------------------
+def _fields(raw: Any, cls: type, where: str) -> dict:
+    if not isinstance(raw, dict):
+        raise ValueError(f"{where}: expected a mapping of fields, got {type(raw).__name__}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ValueError(f"{where}: unknown field(s) {unknown}; known: {sorted(known)}")
+    required = {f.name for f in dataclasses.fields(cls)
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+    missing = sorted(required - set(raw))
+    if missing:
+        raise ValueError(f"{where}: missing field(s) {missing}")
+    return dict(raw)
+
+
+_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}
+
+
+def _typed(d: dict, cls: type, where: str, skip: tuple[str, ...] = ()) -> None:
+    for f in dataclasses.fields(cls):
+        if f.name not in d or f.name in skip:
+            continue
+        v = d[f.name]
+        t = str(f.type)
+        if v is None and "None" in t:
+            continue
+        for name, types in _TYPES.items():
+            if t.startswith(name):
+                ok = isinstance(v, types) and not (name in ("int", "float") and isinstance(v, bool))
+                if not ok:
+                    raise ValueError(f"{where}.{f.name}: expected {name}, got {v!r}")
+                if name == "float":
+                    d[f.name] = float(v)
+                break
+
+
+def _build(raw: Any, cls: type, where: str) -> Any:
+    d = _fields(raw, cls, where)
+    if "pj_per_bit" in d:
+        v = d["pj_per_bit"]
+        if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+            raise ValueError(f"{where}.pj_per_bit: expected a number or an energy-table key, got {v!r}")
+        d["pj_per_bit"] = energy.memory_pj_per_bit(v, f"{where}.pj_per_bit")
+    _typed(d, cls, where)
+    return cls(**d)
+
+
+def _list(v: Any, where: str) -> list:
+    if not isinstance(v, (list, tuple)):
+        raise ValueError(f"{where}: expected a list, got {type(v).__name__}")
+    return list(v)
+
+
+def _array(raw: Any, where: str) -> ArrayConfig:
+    d = _fields(raw, ArrayConfig, where)
+    d["pe_ops"] = tuple(_build(p, PEOp, f"{where}.pe_ops[{j}]")
+                        for j, p in enumerate(_list(d["pe_ops"], f"{where}.pe_ops")))
+    _typed(d, ArrayConfig, where, skip=("pe_ops",))
+    return ArrayConfig(**d)
+
+
+def _vector(raw: Any, where: str) -> VectorConfig:
+    d = _fields(raw, VectorConfig, where)
+    passes = dict(_DEFAULT_PASSES)
+    extra = d.get("passes", {})
+    if not isinstance(extra, dict):
+        raise ValueError(f"{where}.passes: expected a mapping op-kind -> passes")
+    unknown = sorted(set(extra) - set(_DEFAULT_PASSES))
+    if unknown:
+        raise ValueError(f"{where}.passes: unknown op kind(s) {unknown}; known: {sorted(_DEFAULT_PASSES)}")
+    for k, v in extra.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ValueError(f"{where}.passes.{k}: expected a number, got {v!r}")
+    passes.update(extra)
+    d["passes"] = passes
+    _typed(d, VectorConfig, where, skip=("passes",))
+    return VectorConfig(**d)
+
+
+def _pos(v: float, where: str) -> None:
+    if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+        raise ValueError(f"{where} must be a positive number, got {v!r}")
+
+
+def _nonneg(v: float, where: str) -> None:
+    if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+        raise ValueError(f"{where} must be a non-negative number, got {v!r}")

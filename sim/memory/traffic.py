@@ -1,0 +1,82 @@
+"""Bytes an op moves: off-chip (DMA) and on-chip (SRAM buffers).
+
+Memory model (one page, so it can be argued with):
+
+* Weights (and the KV cache for attention) live off chip and are streamed
+  through a double-buffered SRAM weight buffer: each half holds one DMA tile
+  while the other half feeds the array.  A sparsity-aware accelerator
+  (``skip_weight_fetch``) does not fetch the weight rows whose activations are
+  zero in every row (``row_skip`` of the trace).
+* Activations stay in the SRAM activation buffer between ops when they fit.
+  A GEMM whose input does not fit is blocked: either the activations are
+  re-streamed once per weight tile, or the weights once per activation block,
+  whichever moves fewer bytes.  Outputs that do not fit are written off chip.
+* SRAM traffic of a GEMM follows its dataflow: the stationary operand is read
+  once per fold, the moving operand once per fold along the other spatial
+  dimension, partial sums are written and read back across reduction folds.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from typing import TYPE_CHECKING
+
+from ..compute.systolic import spatial_temporal
+
+if TYPE_CHECKING:
+    from ..config import AcceleratorConfig, ArrayConfig
+
+
+@dataclass(frozen=True)
+class Traffic:
+    offchip_read: float   # bytes
+    offchip_write: float  # bytes
+    sram: float           # bytes read + written in SRAM
+
+
+def _fits(nbytes: float, accel: "AcceleratorConfig") -> bool:
+    return nbytes <= accel.sram.activation_buffer_kib * 1024
+
+
+def tile_bytes(accel: "AcceleratorConfig") -> float:
+    """Bytes in one DMA tile: half of the double-buffered weight buffer."""
+    return accel.sram.weight_buffer_kib * 1024 / 2
+
+
+def matmul_traffic(accel: "AcceleratorConfig", array: "ArrayConfig", M: int, N: int, K: int,
+                   count: int, weight_read: float, act_in: float, act_out: float,
+                   kv_write: float) -> Traffic:
+    """Traffic of a (batched) GEMM whose weight-side operand streams from off chip.
+
+    ``weight_read`` is what must be fetched (after any row skipping);
+    ``act_in`` / ``act_out`` the activation bytes of the whole op.
+    """
+    off_r = weight_read
+    if not _fits(act_in, accel) and act_in > 0:
+        tiles_w = max(1, math.ceil(weight_read / tile_bytes(accel)))
+        act_buf = max(accel.sram.activation_buffer_kib * 1024, 1.0)
+        blocks_a = math.ceil(act_in / act_buf)
+        off_r = min(weight_read + act_in * tiles_w, act_in + weight_read * blocks_a)
+    off_w = kv_write + (0.0 if _fits(act_out, accel) else act_out)
+
+    sr, sc, _ = spatial_temporal(M, N, K, array.dataflow)
+    fr = math.ceil(sr / array.rows) if sr > 0 else 0
+    fc = math.ceil(sc / array.cols) if sc > 0 else 0
+    if array.dataflow == "weight-stationary":      # W once, x per column fold, psums per row fold
+        sram = weight_read + act_in * fc + act_out * max(2 * fr - 1, 1)
+    elif array.dataflow == "output-stationary":    # W per row fold, x per column fold, y once
+        sram = weight_read * fr + act_in * fc + act_out
+    else:                                          # input-stationary: x once, W per column fold
+        sram = act_in + weight_read * fc + act_out * max(2 * fr - 1, 1)
+    sram += weight_read  # DMA writes the fetched tiles into the buffer
+    return Traffic(off_r, off_w, sram)
+
+
+def vector_traffic(accel: "AcceleratorConfig", act_in: float, act_out: float,
+                   table_read: float, kv_write: float) -> Traffic:
+    """Traffic of a vector op: in/out through SRAM; its own parameters (embedding rows
+    gathered, norm gains) from off chip."""
+    off_r = table_read + (0.0 if _fits(act_in, accel) else act_in)
+    off_w = kv_write + (0.0 if _fits(act_out, accel) else act_out)
+    return Traffic(off_r, off_w, act_in + act_out + table_read)

@@ -1,0 +1,124 @@
+"""Accelerator configs: presets load, bad configs and unrunnable ops fail with clear errors."""
+from __future__ import annotations
+
+import copy
+
+import pandas as pd
+import pytest
+import yaml
+
+import sim
+from sim.config import PRESET_DIR, PRESETS, from_dict
+from test_sim_synthetic import decoder_trace, gemm_row
+
+
+def _raw(name="b1.58"):
+    with open(PRESET_DIR / PRESETS[name]) as f:
+        return yaml.safe_load(f)
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_preset_loads_and_states_its_comparison_basis(name):
+    c = sim.load_accelerator(name)
+    assert c.name == name
+    assert c.comparison in ("equal-peak-throughput", "measured-ceilings", "standalone")
+    assert c.area_assumption.strip()
+
+
+def test_fp16_b158_a48_have_equal_peak_throughput_at_8bit_and_16bit():
+    f, b, a = (sim.load_accelerator(n) for n in ("fp16", "b1.58", "a4.8"))
+    assert f.peak_macs_per_cycle("fp16", "fp16") == b.peak_macs_per_cycle("ternary", "int8") \
+        == a.peak_macs_per_cycle("ternary", "int8")
+    assert f.offchip == b.offchip == a.offchip and f.sram == b.sram == a.sram
+    assert f.compute_area_mm2_45nm() > 5 * b.compute_area_mm2_45nm()
+
+
+def test_yaml_path_loads_same_config_as_preset_name(tmp_path):
+    p = tmp_path / "mine.yaml"
+    p.write_text(yaml.safe_dump(_raw("edge")))
+    assert sim.load_accelerator(p) == sim.load_accelerator("edge")
+
+
+@pytest.mark.parametrize("mutate, field", [
+    (lambda r: r.update(clockghz=1.0), "clockghz"),
+    (lambda r: r["arrays"][0].update(rowz=4), "rowz"),
+    (lambda r: r["arrays"][0].update(rows=-8), "arrays[0].rows"),
+    (lambda r: r["sram"].update(weight_buffer_kib=-1), "sram.weight_buffer_kib"),
+    (lambda r: r["offchip"].update(bandwidth_gbps=0), "offchip.bandwidth_gbps"),
+    (lambda r: r["arrays"][0]["pe_ops"][0].update(acts="int5"), "arrays[0].pe_ops[0].acts"),
+    (lambda r: r["arrays"][0].update(dataflow="row-stationary"), "arrays[0].dataflow"),
+    (lambda r: r.update(process_nm=28), "process_nm"),
+    (lambda r: r.update(kv_formats=["kv-int2"]), "kv_formats"),
+    (lambda r: r["offchip"].update(pj_per_bit="hbm9"), "offchip.pj_per_bit"),
+    (lambda r: r["arrays"][0].update(rows="128"), "rows"),
+    (lambda r: r["vector"].update(passes={"sortt": 2}), "vector.passes"),
+    (lambda r: r.pop("sram"), "sram"),
+])
+def test_bad_config_raises_value_error_naming_the_field(mutate, field):
+    raw = copy.deepcopy(_raw())
+    mutate(raw)
+    with pytest.raises(ValueError, match=field.replace("[", r"\[").replace("]", r"\]")):
+        from_dict(raw, where="b1.58.yaml")
+
+
+def test_unknown_preset_name_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown accelerator 'b2.0'"):
+        sim.load_accelerator("b2.0")
+    with pytest.raises(TypeError):
+        sim.load_accelerator(3)
+
+
+def test_strict_policy_refuses_an_op_without_an_exact_pe_pair_naming_the_op():
+    cfg = sim.load_accelerator("b1.58").replace(precision_policy="strict")
+    tr = pd.DataFrame([gemm_row("q_proj", 1, 64, 64, wfmt="ternary", wbits=2, afmt="int4", abits=4)])
+    with pytest.raises(ValueError, match=r"op 'q_proj'.*ternaryxint4"):
+        sim.simulate(tr, cfg)
+
+
+def test_promote_policy_runs_ternary_int4_at_the_int8_pair_rate():
+    raw = _raw("b1.58")
+    raw["arrays"] = raw["arrays"][:1]  # only ternary x int8 PEs
+    b = from_dict(raw)
+    tr = pd.DataFrame([gemm_row("q_proj", 512, 512, 512, wfmt="ternary", wbits=2, afmt="int4", abits=4)])
+    res = sim.simulate(tr, b)
+    assert res.ops["pair"].iloc[0] == "ternaryxint8"
+    tr8 = pd.DataFrame([gemm_row("q_proj", 512, 512, 512, wfmt="ternary", wbits=2, afmt="int8", abits=8)])
+    # same PE pair, same rate -> same compute cycles as a real ternary x int8 op
+    assert res.ops["compute_cycles"].iloc[0] == sim.simulate(tr8, b).ops["compute_cycles"].iloc[0]
+
+
+def test_int8_op_on_an_fp16_only_accelerator_is_promoted_but_fp16_on_int8_only_is_an_error():
+    f = sim.load_accelerator("fp16")
+    tr = pd.DataFrame([gemm_row("g", 8, 64, 64, wfmt="int8", wbits=8, afmt="int8", abits=8)])
+    assert sim.simulate(tr, f).ops["pair"].iloc[0] == "fp16xfp16"
+    raw = _raw("b1.58")
+    raw["arrays"] = raw["arrays"][:1]  # ternary x int8 only
+    c = from_dict(raw)
+    with pytest.raises(ValueError, match="cannot run a fp16xfp16 op"):
+        sim.simulate(pd.DataFrame([gemm_row("lm_head", 1, 64, 64)]), c)
+
+
+def test_unsupported_kv_format_and_unknown_vector_op_are_errors_naming_the_op():
+    tr = decoder_trace("a4.8", layers=1, head=False)  # kv-int3
+    with pytest.raises(ValueError, match=r"op 'attn_qk'.*kv-int3"):
+        sim.simulate(tr, "fp16")
+    bad = decoder_trace("b1.58", layers=1, head=False)
+    bad.loc[0, "op"] = "mystery_op"
+    with pytest.raises(ValueError, match="mystery_op"):
+        sim.simulate(bad, "b1.58")
+
+
+def test_bad_trace_values_are_value_errors_naming_column_and_row():
+    tr = decoder_trace("b1.58", layers=1, head=False)
+    t1 = tr.copy()
+    t1.loc[3, "M"] = -1
+    with pytest.raises(ValueError, match="'M'.*row 3"):
+        sim.simulate(t1, "b1.58")
+    t2 = tr.copy()
+    t2.loc[4, "weight_bytes"] = float("nan")
+    with pytest.raises(ValueError, match="weight_bytes.*row 4"):
+        sim.simulate(t2, "b1.58")
+    with pytest.raises(ValueError, match="missing columns"):
+        sim.simulate(tr.drop(columns=["row_skip"]), "b1.58")
+    with pytest.raises(TypeError):
+        sim.simulate(tr.to_dict(), "b1.58")
