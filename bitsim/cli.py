@@ -12,6 +12,8 @@ import sys
 # (module, what it adds) -- each module defines register(subparsers).
 SUBCOMMAND_MODULES = (
     "model.cli",      # trace
+    "sim.cli",        # simulate
+    "kernels.cli",    # bench-kernels
 )
 
 

@@ -203,8 +203,9 @@ def quantize_kv(x: torch.Tensor, bits: int = 3, bos_bits: int | None = 4,
     """
     x = check_float(x, min_dim=2)
     for name, b in (("bits", bits), ("bos_bits", bos_bits)):
-        if b is not None and not (isinstance(b, int) and 2 <= b <= 8):
-            raise ValueError(f"{name} must be an int in [2, 8], got {b!r}")
+        # at most 7 bits: codes and levels are stored in int8 (8 bits would wrap 255 to -1)
+        if b is not None and not (isinstance(b, int) and 2 <= b <= 7):
+            raise ValueError(f"{name} must be an int in [2, 7], got {b!r}")
     T = x.shape[-2]
     if positions is None:
         positions = torch.arange(T)

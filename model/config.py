@@ -1,0 +1,247 @@
+"""Model configuration: one validated dataclass, the named presets, YAML in/out.
+
+A config is plain data.  ``ModelConfig.from_dict`` / ``from_yaml`` reject an
+unknown field, a non-positive size or an unknown datapath with a
+``ValueError`` that names the field.  Presets are listed in ``PRESETS`` with
+their sources (``/work/shared/docs/bitnet-paper-digest.md`` §2.2 and §5.2).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+# The four datapaths of decisions.md §10.
+DATAPATHS = ("fp16", "b1.58", "a4.8", "a4.8-fp4")
+FFN_KINDS = ("swiglu", "relu2glu")
+DTYPES = ("float32", "float64", "float16", "bfloat16")
+FP16_KV_BITS = 16  # kv_bits value meaning "FP16 cache, not quantized"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Shape and numeric choices of one LLaMA-style BitNet decoder.
+
+    ``None`` fields take their datapath default (see the resolved properties):
+    ``n_kv_heads`` -> ``n_heads`` (MHA); ``head_dim`` -> ``dim // n_heads``;
+    ``ffn_act`` -> SwiGLU for fp16/b1.58, ReLU²GLU for a4.8 [A48 eq.5];
+    ``kv_bits`` -> 3 for a4.8 datapaths [A48 §3.1], FP16 (16) otherwise.
+    """
+
+    dim: int
+    n_layers: int
+    n_heads: int
+    ffn_dim: int
+    vocab_size: int
+    name: str = "custom"
+    n_kv_heads: int | None = None
+    head_dim: int | None = None
+    norm_eps: float = 1e-5              # RMSNorm eps [decisions 9; 2B4T]
+    rope_theta: float = 10000.0         # LLaMA default; the a4.8 paper does not state it (UNCONFIRMED)
+    datapath: str = "fp16"
+    ffn_act: str | None = None
+    topk_ratio: float = 0.5             # Wo-input TopK 50 % [A48 §3]
+    kv_bits: int | None = None          # 2..7 bit codes, or 16 = FP16 cache
+    kv_bos_bits: int | None = 4         # BOS heads kept at 4 bits [A48 §3.1]; None = same as kv_bits
+    q_bits: int | None = None           # optional low-bit query ("4-bit Q" [A48 Table 3]); None = FP16
+    dtype: str = "float32"              # working (latent) float dtype of the reference model
+
+    def __post_init__(self) -> None:
+        for f in ("dim", "n_layers", "n_heads", "ffn_dim", "vocab_size"):
+            _positive_int(f, getattr(self, f))
+        for f in ("n_kv_heads", "head_dim"):
+            if getattr(self, f) is not None:
+                _positive_int(f, getattr(self, f))
+        if self.datapath not in DATAPATHS:
+            raise ValueError(f"datapath: unknown datapath {self.datapath!r}; known: {DATAPATHS}")
+        if self.ffn_act is not None and self.ffn_act not in FFN_KINDS:
+            raise ValueError(f"ffn_act: unknown FFN activation {self.ffn_act!r}; known: {FFN_KINDS}")
+        if self.datapath.startswith("a4.8") and self.ffn_act == "swiglu":
+            raise ValueError("ffn_act: the a4.8 datapaths need 'relu2glu' (their down-projection "
+                             "sparsity comes from ReLU², A48 §2.1); got 'swiglu'")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype: unknown dtype {self.dtype!r}; known: {DTYPES}")
+        if not isinstance(self.name, str):
+            raise ValueError(f"name: must be a string, got {self.name!r}")
+        for f in ("norm_eps", "rope_theta"):
+            v = getattr(self, f)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+                raise ValueError(f"{f}: must be a positive number, got {v!r}")
+        r = self.topk_ratio
+        if isinstance(r, bool) or not isinstance(r, (int, float)) or not 0.0 < r <= 1.0:
+            raise ValueError(f"topk_ratio: must be in (0, 1], got {r!r}")
+        if self.kv_bits is not None and self.kv_bits != FP16_KV_BITS:
+            _bits("kv_bits", self.kv_bits)
+        for f in ("kv_bos_bits", "q_bits"):
+            if getattr(self, f) is not None:
+                _bits(f, getattr(self, f))
+        if self.head_dim is None and self.dim % self.n_heads:
+            raise ValueError(f"head_dim: dim {self.dim} is not divisible by n_heads {self.n_heads}; "
+                             "set head_dim explicitly")
+        if self.n_heads % self.kv_heads:
+            raise ValueError(f"n_kv_heads: n_heads {self.n_heads} is not a multiple of "
+                             f"n_kv_heads {self.kv_heads}")
+        if self.hd % 2:
+            raise ValueError(f"head_dim: RoPE needs an even head_dim, got {self.hd}")
+
+    # ------------------------------------------------------------ resolved
+    @property
+    def kv_heads(self) -> int:
+        return self.n_heads if self.n_kv_heads is None else self.n_kv_heads
+
+    @property
+    def hd(self) -> int:
+        """Head dimension."""
+        return self.dim // self.n_heads if self.head_dim is None else self.head_dim
+
+    @property
+    def ffn_kind(self) -> str:
+        if self.ffn_act is not None:
+            return self.ffn_act
+        return "relu2glu" if self.datapath.startswith("a4.8") else "swiglu"
+
+    @property
+    def kv_cache_bits(self) -> int:
+        """Bits per KV code; 16 means an FP16 (unquantized) cache."""
+        if self.kv_bits is not None:
+            return self.kv_bits
+        return 3 if self.datapath.startswith("a4.8") else FP16_KV_BITS
+
+    @property
+    def kv_quantized(self) -> bool:
+        return self.kv_cache_bits != FP16_KV_BITS
+
+    @property
+    def bos_bits(self) -> int:
+        """Bits of the BOS token's K/V heads (same as the rest for an FP16 cache)."""
+        if not self.kv_quantized or self.kv_bos_bits is None:
+            return self.kv_cache_bits
+        return self.kv_bos_bits
+
+    @property
+    def act_formats(self) -> dict[str, str]:
+        """Input format of each linear layer group [decisions 10].
+
+        Keys: ``qkv`` (Wq/Wk/Wv input), ``o`` (Wo), ``ffn`` (Wgate/Wup), ``down``.
+        Values: ``fp16``, ``int8``, ``int4``, ``fp4``, ``int8-topk``.
+        """
+        return {
+            "fp16": dict(qkv="fp16", o="fp16", ffn="fp16", down="fp16"),
+            "b1.58": dict(qkv="int8", o="int8", ffn="int8", down="int8"),
+            "a4.8": dict(qkv="int4", o="int8-topk", ffn="int4", down="int8"),
+            # FP4 everywhere but the down input; Wo TopK not kept (UNCONFIRMED, decisions 10)
+            "a4.8-fp4": dict(qkv="fp4", o="fp4", ffn="fp4", down="int8"),
+        }[self.datapath]
+
+    @property
+    def weight_format(self) -> str:
+        """``fp16`` or ``ternary`` for the decoder-block projections."""
+        return "fp16" if self.datapath == "fp16" else "ternary"
+
+    @property
+    def linear_params(self) -> int:
+        """Non-embedding linear parameters (the paper's 'activated' base)."""
+        per_layer = (self.dim * self.hd * (self.n_heads * 2 + self.kv_heads * 2)
+                     + 3 * self.dim * self.ffn_dim)
+        return per_layer * self.n_layers
+
+    # ------------------------------------------------------------ data I/O
+    def replace(self, **changes: Any) -> "ModelConfig":
+        """A copy with some fields changed (validated)."""
+        return ModelConfig.from_dict({**self.to_dict(), **changes})
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "ModelConfig":
+        if not isinstance(data, Mapping):
+            raise ValueError(f"a model config must be a mapping, got {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown model config field(s): {unknown}; known: {sorted(known)}")
+        missing = sorted(f.name for f in dataclasses.fields(cls)
+                         if f.default is dataclasses.MISSING and f.name not in data)
+        if missing:
+            raise ValueError(f"model config is missing field(s): {missing}")
+        return cls(**data)
+
+    def to_yaml(self, path: str | Path | None = None) -> str:
+        """YAML text of the config; also written to ``path`` if given."""
+        text = yaml.safe_dump(self.to_dict(), sort_keys=False)
+        if path is not None:
+            Path(path).write_text(text)
+        return text
+
+    @classmethod
+    def from_yaml(cls, source: str | Path) -> "ModelConfig":
+        """Load from a YAML file path or a YAML string."""
+        p = Path(source) if not (isinstance(source, str) and "\n" in source) else None
+        if p is not None and p.suffix in (".yaml", ".yml"):
+            if not p.exists():
+                raise FileNotFoundError(f"no such model config: {p}")
+            text = p.read_text()
+        else:
+            text = str(source)
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise ValueError(f"model config is not valid YAML: {e}") from None
+        return cls.from_dict(data)
+
+
+def _positive_int(name: str, v: Any) -> None:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ValueError(f"{name}: must be an integer, got {v!r}")
+    if v <= 0:
+        raise ValueError(f"{name}: must be positive, got {v}")
+
+
+def _bits(name: str, v: Any) -> None:
+    # 2..7: the KV codes are stored unsigned in int8 codes of model.quant.QTensor
+    if isinstance(v, bool) or not isinstance(v, int) or not 2 <= v <= 7:
+        raise ValueError(f"{name}: must be an int in [2, 7], got {v!r}")
+
+
+# Presets. Shapes: a4.8 paper Table 6 (= b1.58 / LLaMA sizes, MHA) [A48 Table 6, digest §2.2];
+# vocabulary 32000 (LLaMA tokenizer, UNCONFIRMED for a4.8, digest §2.2);
+# 2B4T: GPU model.py ModelArgs / tech report [2B4T, digest §5.2].
+PRESETS: dict[str, dict[str, Any]] = {
+    "700m": dict(dim=1536, ffn_dim=4096, n_heads=24, n_layers=24, vocab_size=32000),
+    "1.3b": dict(dim=2048, ffn_dim=5460, n_heads=32, n_layers=24, vocab_size=32000),
+    "3b": dict(dim=3200, ffn_dim=8640, n_heads=32, n_layers=26, vocab_size=32000),
+    "7b": dict(dim=4096, ffn_dim=11008, n_heads=32, n_layers=32, vocab_size=32000),
+    "2b4t": dict(dim=2560, ffn_dim=6912, n_heads=20, n_kv_heads=5, head_dim=128, n_layers=30,
+                 vocab_size=128256, ffn_act="relu2glu", rope_theta=500000.0),
+    # small shape for tests (GQA 4:2); not from a paper
+    "tiny": dict(dim=64, ffn_dim=160, n_heads=4, n_kv_heads=2, n_layers=2, vocab_size=97),
+}
+
+
+def get_config(preset: "str | ModelConfig", datapath: str | None = None, **overrides: Any) -> ModelConfig:
+    """A preset name (or a YAML path, or a config) with an optional datapath.
+
+    A preset's ``ffn_act`` (2b4t: ReLU²) is kept for fp16/b1.58 and forced to
+    ReLU²GLU on a4.8 datapaths, which require it.
+    """
+    if isinstance(preset, ModelConfig):
+        cfg = preset
+    elif isinstance(preset, str) and preset in PRESETS:
+        cfg = ModelConfig(name=preset, **PRESETS[preset])
+    elif isinstance(preset, (str, Path)) and str(preset).endswith((".yaml", ".yml")):
+        cfg = ModelConfig.from_yaml(preset)
+    else:
+        raise ValueError(f"preset: unknown preset {preset!r}; known: {sorted(PRESETS)} "
+                         "(or a path to a .yaml model config)")
+    changes = dict(overrides)
+    if datapath is not None:
+        if datapath not in DATAPATHS:
+            raise ValueError(f"datapath: unknown datapath {datapath!r}; known: {DATAPATHS}")
+        changes["datapath"] = datapath
+        if datapath.startswith("a4.8") and cfg.ffn_act == "swiglu":
+            changes.setdefault("ffn_act", "relu2glu")
+    return cfg.replace(**changes) if changes else cfg
