@@ -143,7 +143,6 @@ def measure_stats(cfg: ModelConfig, batch: int, new_tokens: int, context: int, s
     positions = torch.arange(past_m, past_m + t_m)
     x = torch.randn(b_m, t_m, cfg.dim, generator=g)
     acc: dict[str, list[OpStats]] = {}
-    final = None
     with torch.no_grad():
         for layer in range(layers_measured):
             blk = Block(cfg, layer)
@@ -165,7 +164,7 @@ def measure_stats(cfg: ModelConfig, batch: int, new_tokens: int, context: int, s
             for op, st in _block_stats(cfg, rec, layer, m_rows, positions).items():
                 acc.setdefault(op, []).append(st)
             del blk, kv, rec
-        final = blk_norm(x[:, -1, :], cfg.norm_eps)
+        final = _unit_rmsnorm(x[:, -1, :], cfg.norm_eps)
     stats = {op: OpStats(sum(s.sparsity for s in v) / len(v), sum(s.row_skip for s in v) / len(v))
              for op, v in acc.items()}
     stats["lm_head"] = _zero_stats(final, batch)
@@ -185,7 +184,7 @@ def measure_stats(cfg: ModelConfig, batch: int, new_tokens: int, context: int, s
     return stats, what
 
 
-def blk_norm(x: torch.Tensor, eps: float) -> torch.Tensor:
+def _unit_rmsnorm(x: torch.Tensor, eps: float) -> torch.Tensor:
     """Unit-gain RMSNorm (the final norm of a random-init model)."""
     return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
 
