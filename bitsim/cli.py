@@ -13,7 +13,6 @@ import sys
 SUBCOMMAND_MODULES = (
     "model.cli",      # trace
     "sim.cli",        # simulate
-    "kernels.cli",    # bench-kernels
 )
 
 
