@@ -1,0 +1,174 @@
+"""A small report document (sections of text, tables, figures) rendered to
+Markdown and to one self-contained HTML file (figures embedded as base64).
+
+Kept separate from what the report *says* (:mod:`bitsim.report`) so any
+study can reuse it.  Text blocks understand only ``**bold**``, ``*italic*``
+and ```code``` inline marks, and lines starting with ``- `` as a list.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+
+@dataclass
+class Table:
+    name: str              # file stem of the CSV (tables/<name>.csv)
+    df: pd.DataFrame
+    caption: str = ""
+    floatfmt: str = "{:.3g}"       # for floats below 1000 (see _fmt)
+
+
+@dataclass
+class Figure:
+    name: str              # file stem of figures/<name>.png|svg
+    caption: str = ""
+
+
+@dataclass
+class Section:
+    title: str
+    blocks: list = field(default_factory=list)   # str | Table | Figure
+
+    def text(self, s: str) -> "Section":
+        self.blocks.append(s)
+        return self
+
+    def table(self, t: Table) -> "Section":
+        self.blocks.append(t)
+        return self
+
+    def figure(self, f: Figure) -> "Section":
+        self.blocks.append(f)
+        return self
+
+
+@dataclass
+class Document:
+    title: str
+    sections: list[Section] = field(default_factory=list)
+
+    def section(self, title: str) -> Section:
+        s = Section(title)
+        self.sections.append(s)
+        return s
+
+
+def _fmt(v, floatfmt: str) -> str:
+    """Floats: ``floatfmt`` below 1000, whole numbers up to 1e7 without exponent (1638, not 1.64e+03)."""
+    if isinstance(v, float):
+        if v != v:  # NaN
+            return ""
+        if 1000 <= abs(v) < 1e7:
+            return f"{v:.0f}"
+        return floatfmt.format(v)
+    return str(v)
+
+
+def table_markdown(t: Table) -> str:
+    """Pipe table; ``|`` inside cells escaped."""
+    df = t.df
+    head = "| " + " | ".join(str(c) for c in df.columns) + " |"
+    sep = "|" + "|".join("---" for _ in df.columns) + "|"
+    rows = ["| " + " | ".join(_fmt(v, t.floatfmt).replace("|", "\\|") for v in r) + " |"
+            for r in df.itertuples(index=False)]
+    return "\n".join([head, sep, *rows])
+
+
+def _inline_html(s: str) -> str:
+    s = html.escape(s)
+    s = re.sub(r"`([^`]+)`", r"<code>\1</code>", s)
+    s = re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", s)
+    s = re.sub(r"(?<![*\w])\*([^*]+)\*(?![*\w])", r"<i>\1</i>", s)
+    return s
+
+
+def _text_html(s: str) -> str:
+    out, items = [], []
+    for line in s.strip().splitlines():
+        if line.startswith("- "):
+            items.append(f"<li>{_inline_html(line[2:])}</li>")
+            continue
+        if items:
+            out.append("<ul>" + "".join(items) + "</ul>")
+            items = []
+        if line.strip():
+            out.append(f"<p>{_inline_html(line)}</p>")
+    if items:
+        out.append("<ul>" + "".join(items) + "</ul>")
+    return "\n".join(out)
+
+
+def _table_html(t: Table) -> str:
+    df = t.df
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(v, t.floatfmt))}</td>" for v in r) + "</tr>"
+                   for r in df.itertuples(index=False))
+    cap = f"<caption>{_inline_html(t.caption)}</caption>" if t.caption else ""
+    return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _anchor(title: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
+
+
+def render_markdown(doc: Document, header: str = "") -> str:
+    """Markdown with figures linked as ``figures/<name>.png`` and tables inline."""
+    lines = [f"# {doc.title}", ""]
+    if header:
+        lines += [header, ""]
+    lines += ["Contents: " + " · ".join(f"[{s.title}](#{_anchor(s.title)})" for s in doc.sections), ""]
+    for s in doc.sections:
+        lines += [f"## {s.title}", ""]
+        for b in s.blocks:
+            if isinstance(b, str):
+                lines += [b.strip(), ""]
+            elif isinstance(b, Table):
+                if b.caption:
+                    lines += [f"*{b.caption}* ([CSV](tables/{b.name}.csv))", ""]
+                lines += [table_markdown(b), ""]
+            elif isinstance(b, Figure):
+                lines += [f"![{b.caption}](figures/{b.name}.png)", "",
+                          f"*{b.caption}* ([SVG](figures/{b.name}.svg))", ""]
+    return "\n".join(lines)
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;
+padding:0 1em;color:#222;line-height:1.45}
+h1{border-bottom:2px solid #ddd}h2{border-bottom:1px solid #eee;margin-top:2em}
+table{border-collapse:collapse;margin:1em 0;font-size:0.85em}caption{text-align:left;font-style:italic;
+padding:0.3em 0}th,td{border:1px solid #ccc;padding:0.25em 0.5em;text-align:left;vertical-align:top}
+th{background:#f4f4f4}tr:nth-child(even) td{background:#fafafa}
+figure{margin:1.2em 0}figure img{max-width:100%;border:1px solid #eee}figcaption{font-style:italic;font-size:0.9em}
+code{background:#f4f4f4;padding:0 0.2em}nav{font-size:0.9em}
+"""
+
+
+def render_html(doc: Document, figures_dir: Path, header: str = "") -> str:
+    """One self-contained HTML page; PNG figures from ``figures_dir`` embedded as base64."""
+    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(doc.title)}</title>",
+             f"<style>{_CSS}</style></head><body>", f"<h1>{html.escape(doc.title)}</h1>"]
+    if header:
+        parts.append(_text_html(header))
+    parts.append("<nav>" + " · ".join(f"<a href='#{_anchor(s.title)}'>{html.escape(s.title)}</a>"
+                                      for s in doc.sections) + "</nav>")
+    for s in doc.sections:
+        parts.append(f"<h2 id='{_anchor(s.title)}'>{html.escape(s.title)}</h2>")
+        for b in s.blocks:
+            if isinstance(b, str):
+                parts.append(_text_html(b))
+            elif isinstance(b, Table):
+                parts.append(_table_html(b))
+            elif isinstance(b, Figure):
+                png = Path(figures_dir) / f"{b.name}.png"
+                data = base64.b64encode(png.read_bytes()).decode("ascii")
+                parts.append(f"<figure><img alt='{html.escape(b.caption)}' src='data:image/png;base64,{data}'>"
+                             f"<figcaption>{_inline_html(b.caption)}</figcaption></figure>")
+    parts.append("</body></html>")
+    return "\n".join(parts)

@@ -1,0 +1,138 @@
+"""Measured GPU kernel timings (``reports/data/measured_*``): loading and speedups.
+
+The kernels team commits measured op traces (schema ``measured_trace``) as
+Parquet or CSV files.  Here they are read, de-duplicated (Parquet wins over a
+CSV copy of the same run) and turned into speedups against the FP16 baseline
+of the same shape: cuBLAS FP16 for linear layers, torch SDPA for attention.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from bitsim.schema import MEASURED_TRACE, read_table, validate
+
+LINEAR_OPS = ("gemm", "gemv", "sparse_gemv")
+ATTENTION_OPS = ("attention_decode",)
+BLOCK_OPS = ("block_decode", "block_prefill")  # one whole decoder block per datapath (kernels/block.py)
+BASELINES = {"linear": "cublas_fp16", "attention": "torch_sdpa", "block": "block_fp16"}
+
+
+ANCHORS_SOURCE = "gpu-anchors.md (sim/data/h100_anchors.csv)"
+TUNING_SUFFIX = "_cfg"  # kernels/benchmark.py: one row per tried tile configuration, not a kernel result
+
+
+def final_rows(measured: pd.DataFrame) -> pd.DataFrame:
+    """Measured rows without the tile-configuration tuning sweeps (kernel names ending ``_cfg``)."""
+    return measured[~measured["kernel"].astype(str).str.endswith(TUNING_SUFFIX)]
+
+
+def load_measured(data_dir: str | Path = "reports/data", include_anchors: bool = True) -> pd.DataFrame:
+    """All measured traces under ``data_dir`` as one table (empty if none).
+
+    Files ``measured_*.parquet`` are preferred; a ``.csv`` with the same stem
+    is read only when its Parquet twin is missing.  With ``include_anchors``
+    the H100 anchor timings of gpu-anchors.md (cuBLAS, SDPA; shipped by sim/)
+    are added.  Adds ``source`` (file name): ratios are only ever taken
+    between rows of one source, i.e. one measuring run.
+    """
+    data_dir = Path(data_dir)
+    cols = [c.name for c in MEASURED_TRACE] + ["source"]
+    files = []
+    if data_dir.is_dir():
+        files = sorted(data_dir.glob("measured_*.parquet"))
+        stems = {f.stem for f in files}
+        files += [f for f in sorted(data_dir.glob("measured_*.csv")) if f.stem not in stems]
+    frames = []
+    for f in files:
+        df = read_table(f, "measured_trace")
+        frames.append(df.assign(source=f.name))
+    if include_anchors:
+        from sim.validation import load_anchors
+        frames.append(load_anchors().assign(source=ANCHORS_SOURCE))
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return pd.DataFrame(columns=cols)
+    out = pd.concat(frames, ignore_index=True)
+    out.attrs = {}
+    return out
+
+
+def compare_with_simulator(measured: pd.DataFrame, accelerator: str = "h100-like") -> pd.DataFrame:
+    """Each measured kernel call replayed on a simulated GPU (sim.validation.compare_measured).
+
+    Returns kernel, source, op, precision, M, N, K, measured_us, sim_us,
+    ratio (sim / measured), rel_error, bound; rows sim cannot replay are dropped.
+    """
+    cols = ["kernel", "source", "class", "M", "N", "K", "measured_us", "sim_us", "ratio", "rel_error", "bound"]
+    if measured is None or len(measured) == 0:
+        return pd.DataFrame(columns=cols)
+    from sim.validation import compare_measured
+
+    # one row per (source, kernel, shape, sparsity): the fastest timing (with or without CUDA graphs)
+    m = final_rows(measured)
+    m = m[m.us > 0].sort_values("us")
+    m = m.drop_duplicates(["source", "kernel", "op", "M", "N", "K", "sparsity"]).reset_index(drop=True)
+    rows, _ = compare_measured(m.drop(columns=["source"]), accelerator)
+    rows = rows.assign(source=m["source"].to_numpy())
+    rows = rows[rows.skipped == ""].rename(columns={"us": "measured_us", "err": "rel_error"})
+    rows["ratio"] = rows.sim_us / rows.measured_us
+    return rows[cols].reset_index(drop=True)
+
+
+def _family(op: str) -> str | None:
+    if op in LINEAR_OPS:
+        return "linear"
+    if op in ATTENTION_OPS:
+        return "attention"
+    if op in BLOCK_OPS:
+        return "block"
+    return None
+
+
+def shape_label(row) -> str:
+    """``gemv 1x11008x4096``, ``attn B1 H32 ctx8192``, ``block decode ctx2048``, ``block prefill 2048``."""
+    fam = _family(row["op"])
+    M, N, K = int(row["M"]), int(row["N"]), int(row["K"])
+    if fam == "attention":
+        return f"attn B{M} H{N} ctx{K}"
+    if fam == "block":
+        return f"block decode B{M} ctx{K}" if row["op"] == "block_decode" else f"block prefill {M} tok"
+    return f"{'gemv' if M == 1 else 'gemm'} {M}x{N}x{K}"
+
+
+def speedups(measured: pd.DataFrame) -> pd.DataFrame:
+    """Speedup of every kernel over the FP16 baseline timed at the same shape in the same run.
+
+    Returns columns source, shape, family, op, kernel, impl, precision, M, N,
+    K, sparsity, us, baseline_us, speedup (baseline_us / us), gbps.  The
+    baseline row itself is included (speedup 1).  Rows whose shape has no
+    baseline measurement in their source are dropped.  When a kernel was timed
+    several times at one shape (e.g. with and without CUDA graphs), the
+    fastest is kept.
+    """
+    cols = ["source", "shape", "family", "op", "kernel", "impl", "precision", "M", "N", "K", "sparsity", "us",
+            "baseline_us", "speedup", "gbps"]
+    if measured is None or len(measured) == 0:
+        return pd.DataFrame(columns=cols)
+    validate(measured, "measured_trace")
+    m = final_rows(measured).copy()
+    if "source" not in m.columns:
+        m["source"] = "measured"
+    m["family"] = m["op"].map(_family)
+    m = m[m.family.notna() & (m.us > 0)]
+    if m.empty:
+        return pd.DataFrame(columns=cols)
+    m["shape"] = m.apply(shape_label, axis=1)
+    sparse = m.sparsity > 0
+    m.loc[sparse, "kernel"] = [f"{k} (s={100 * s:.0f}%)" for k, s in zip(m.loc[sparse, "kernel"],
+                                                                          m.loc[sparse, "sparsity"])]
+    keys = ["source", "family", "M", "N", "K"]
+    m = m.sort_values("us").groupby(keys + ["kernel"], as_index=False).first()
+    base = m[m.kernel == m.family.map(BASELINES)][keys + ["us"]].rename(columns={"us": "baseline_us"})
+    out = m.merge(base, on=keys, how="inner")
+    out["speedup"] = out.baseline_us / out.us
+    out = out.sort_values(["source", "family", "M", "N", "K", "impl", "kernel"],
+                          ascending=[True, False, True, True, True, False, True])
+    return out[cols].reset_index(drop=True)

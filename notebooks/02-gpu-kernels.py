@@ -1,0 +1,58 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 02 · Measured GPU kernels
+#
+# The kernels team's H100 measurements (`reports/data/measured_*`, schema `measured_trace`) plus
+# the anchor timings of gpu-anchors.md: times, speedups over cuBLAS FP16 measured in the same
+# run, and what they say about the a4.8 speed claims on a GPU without INT4 tensor cores.
+
+# %% tags=["parameters"]
+import os
+
+SMALL = os.environ.get("BITSIM_NB_SMALL") == "1"
+MEASURED_DIR = os.environ.get("BITSIM_MEASURED_DIR", "../reports/data")
+
+# %%
+import matplotlib.pyplot as plt
+from IPython.display import display
+
+from bitsim import figures
+from bitsim.claims import CLAIMS, measured_speed_rows
+from bitsim.measured import load_measured, speedups
+
+measured = load_measured(MEASURED_DIR)
+print(f"{len(measured)} measured rows from: {sorted(set(measured.source))}")
+display(measured.groupby(["source", "op", "kernel"]).size().rename("rows").to_frame())
+
+# %% [markdown]
+# ## Speedups over cuBLAS FP16 (same shape, same run)
+
+# %%
+spd = speedups(measured)
+display(spd[["source", "shape", "kernel", "impl", "us", "baseline_us", "speedup"]].round(2))
+figures.measured_speedups(spd.assign(shape=spd["shape"] + " [" + spd.source.str.slice(0, 12) + "]"))
+plt.show()
+
+# %% [markdown]
+# ## The speed claims on the measured GPU
+# a4.8 vs b1.58: our W1.58A4 kernel (4-bit activations on FP8 tensor cores) vs our W1.58A8
+# kernel; a4.8 vs FP16: the same kernel vs cuBLAS FP16.  Empty when those kernels have no
+# measurements yet.
+
+# %%
+rows = (measured_speed_rows(spd, "ours_w158a4_fp8", "ours_w158a8", CLAIMS["speedup_vs_b158"])
+        + measured_speed_rows(spd, "ours_w158a4_fp8", "cublas_fp16", CLAIMS["speedup_vs_fp16"]))
+import pandas as pd
+display(pd.DataFrame(rows))

@@ -1,0 +1,85 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 04 · Validating the simulator
+#
+# Three independent references:
+# 1. **SCALE-Sim v3** (PyPI `scalesim`): systolic compute cycles of dense GEMMs, same array and
+#    dataflow (`bitsim.scalesim_ref`).
+# 2. **Roofline**: no simulated op may beat max(compute peak, off-chip bandwidth) of its
+#    accelerator (`sim.validation.roofline_bounds`); the roofline figure places every op.
+# 3. **The measured H100**: every measured kernel shape replayed on the `h100-like` preset
+#    (`bitsim.measured.compare_with_simulator`, built on `sim.validation.compare_measured`).
+
+# %% tags=["parameters"]
+import os
+
+SMALL = os.environ.get("BITSIM_NB_SMALL") == "1"
+MEASURED_DIR = os.environ.get("BITSIM_MEASURED_DIR", "../reports/data")
+SHAPES = [(64, 8, 16), (37, 29, 53), (1, 64, 48)] if SMALL else \
+    [(64, 8, 16), (4, 96, 40), (32, 32, 32), (37, 29, 53), (1, 64, 48), (128, 64, 96), (256, 32, 64)]
+PRESET = "tiny" if SMALL else "7b"
+CONTEXT = 64 if SMALL else 2048
+
+# %%
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from IPython.display import display
+
+import sim
+from bitsim import figures
+from bitsim.measured import compare_with_simulator, load_measured
+from bitsim.scalesim_ref import compare_systolic
+from bitsim.study import StudyConfig, run_study
+from sim.validation import roofline_bounds
+
+# %% [markdown]
+# ## 1 · Systolic compute cycles vs SCALE-Sim
+
+# %%
+cmp_sys = compare_systolic(SHAPES, rows=8, cols=8)
+display(cmp_sys)
+print(f"max |error| vs SCALE-Sim: {100 * cmp_sys.rel_error.abs().max():.2f}% over {len(cmp_sys)} runs")
+
+# %% [markdown]
+# ## 2 · Roofline: no op faster than its accelerator allows
+
+# %%
+res = run_study(StudyConfig(name="04-validation", presets=(PRESET,), contexts=(CONTEXT,), prefill_tokens=CONTEXT,
+                            workers=1), progress=False)
+checks = []
+for (acc_name, dp, phase), ops in res.ops.groupby(["accelerator", "datapath", "phase"], sort=False):
+    key = res.summary[res.summary.accelerator == acc_name].accelerator_key.iloc[0]
+    bound = roofline_bounds(ops, key)
+    checks.append({"accelerator": acc_name, "datapath": dp, "phase": phase, "ops": len(ops),
+                   "ops below roofline": int((ops.cycles < np.floor(bound)).sum()),
+                   "sim / roofline (sum)": ops.cycles.sum() / bound.sum()})
+display(pd.DataFrame(checks).round(3))
+
+# %%
+figures.roofline(res.ops, res.ceilings, title=f"Roofline: {PRESET}, decode @ {CONTEXT} and prefill")
+plt.show()
+
+# %% [markdown]
+# ## 3 · Simulated vs measured GPU
+
+# %%
+measured = load_measured(MEASURED_DIR)
+cmp = compare_with_simulator(measured, "h100-like")
+per_class = (cmp.assign(abs_err=cmp.rel_error.abs()).groupby("class")
+             .agg(n=("abs_err", "size"), mape=("abs_err", "mean"), worst=("abs_err", "max")))
+display(per_class.round(3))
+figures.sim_vs_measured(cmp)
+plt.show()

@@ -1,0 +1,222 @@
+"""`bitsim report`: the tiny study end to end, the claim verdicts, measured-data handling."""
+import base64
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from bitsim.claims import active_param_fraction, claims_table, verdict
+from bitsim.cli import main
+from bitsim.document import Document, Table, render_html, render_markdown
+from bitsim.measured import ANCHORS_SOURCE, compare_with_simulator, load_measured, speedups
+from bitsim.schema import MEASURED_TRACE, write_table
+from bitsim.study import StudyConfig, run_study
+
+FIGURES = ("energy_by_component", "throughput", "footprint", "roofline", "sparsity_bits",
+           "measured_speedups", "sim_vs_measured")
+
+
+def _measured_rows() -> pd.DataFrame:
+    """A small measured table in the kernels team's schema (times from gpu-anchors.md where given)."""
+    base = {c.name: {"int": 0, "float": 0.0, "str": "unknown", "bool": False}[c.kind] for c in MEASURED_TRACE}
+    rows = []
+    for kernel, impl, prec, us in [("cublas_fp16", "baseline", "fp16", 47.0), ("ours_w158a8", "ours", "w1.58a8", 9.0),
+                                   ("ours_w158a4_fp8", "ours", "w1.58a4-fp8", 8.0)]:
+        rows.append(dict(base, op="gemv", kernel=kernel, impl=impl, precision=prec, M=1, N=11008, K=4096, us=us,
+                         gpu="NVIDIA H100 80GB HBM3", cuda_graph=True, exact=impl == "ours"))
+    for kernel, impl, prec, us in [("cublas_fp16", "baseline", "fp16", 254.9), ("cublas_int8", "baseline", "int8", 234.9),
+                                   ("ours_w158a8", "ours", "w1.58a8", 240.0), ("ours_w158a4_fp8", "ours", "w1.58a4-fp8", 170.0)]:
+        rows.append(dict(base, op="gemm", kernel=kernel, impl=impl, precision=prec, M=2048, N=11008, K=4096, us=us,
+                         gpu="NVIDIA H100 80GB HBM3"))
+    df = pd.DataFrame(rows)
+    df["bytes"] = df.N * df.K * 2.0
+    df["ops"] = 2.0 * df.M * df.N * df.K
+    return df
+
+
+@pytest.fixture(scope="module")
+def tiny_report(tmp_path_factory):
+    root = tmp_path_factory.mktemp("rep")
+    write_table(_measured_rows(), root / "data" / "measured_test.parquet", "measured_trace")
+    out = root / "out"
+    rc = main(["report", "--presets", "tiny", "--contexts", "64,256", "--prefill-tokens", "64", "--workers", "1",
+               "--measured-dir", str(root / "data"), "-o", str(out), "-q"])
+    assert rc == 0
+    return out
+
+
+def test_report_folder_has_every_artifact(tiny_report):
+    for name in FIGURES:
+        for ext in ("png", "svg"):
+            assert (tiny_report / "figures" / f"{name}.{ext}").stat().st_size > 1000, name
+    for t in ("claims", "ratios", "summary", "accelerators", "measured_speedups", "sim_vs_measured"):
+        assert len(pd.read_csv(tiny_report / "tables" / f"{t}.csv")) > 0, t
+    cfg = yaml.safe_load((tiny_report / "config.yaml").read_text())
+    assert cfg["study"]["presets"] == ["tiny"] and cfg["study"]["contexts"] == [64, 256]
+    assert {"bitsim", "torch", "numpy", "git_commit"} <= set(cfg["versions"])
+    assert len(cfg["traces"]) == 4 * 3  # 4 datapaths x (2 decode contexts + 1 prefill)
+
+
+def test_html_is_self_contained(tiny_report):
+    html = (tiny_report / "report.html").read_text()
+    srcs = re.findall(r"src='([^']*)'", html)
+    assert len(srcs) == len(FIGURES)
+    for s in srcs:
+        assert s.startswith("data:image/png;base64,")
+        assert base64.b64decode(s.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "href='figures" not in html and "http" not in html.split("<body>")[1].split("Generated")[0]
+
+
+def test_summary_covers_every_workload_on_matched_and_reference(tiny_report):
+    s = pd.read_csv(tiny_report / "tables" / "summary_full.csv")
+    assert len(s) == 12 * 2  # each trace on its matched accelerator and on h100-like
+    matched = s[s.role == "matched"].set_index("datapath").accelerator_key.to_dict()
+    assert matched == {"fp16": "fp16", "b1.58": "b1.58", "a4.8": "a4.8", "a4.8-fp4": "a4.8"}
+    assert set(s[s.role == "reference"].accelerator) == {"h100-like"}
+    # energy components (J/token) add up to sim's total per token
+    comp = s[[f"energy_{c}_j" for c in ("compute", "sram", "offchip", "vector", "static")]].sum(axis=1)
+    assert ((comp - s.energy_j_per_token).abs() <= 1e-9 * s.energy_j_per_token).all()
+
+
+def test_measured_claim_rows_use_the_kernel_ratio(tiny_report):
+    c = pd.read_csv(tiny_report / "tables" / "claims.csv")
+    row = c[c.hardware.str.contains("ours_w158a4_fp8 vs ours_w158a8") & c.workload.str.startswith("GEMM")]
+    assert row.ours.iloc[0] == f"{240.0 / 170.0:.2f}x"
+    assert row.verdict.iloc[0] == "partly"
+
+
+def test_each_trace_is_built_once(monkeypatch):
+    import model.trace as mt
+    calls = []
+    real = mt.build_trace
+
+    def counting(*a, **k):
+        calls.append((a, tuple(sorted(k.items()))))
+        return real(*a, **k)
+
+    monkeypatch.setattr(mt, "build_trace", counting)
+    cfg = StudyConfig(presets=("tiny",), datapaths=("b1.58", "a4.8"), contexts=(32, 64), prefill_tokens=32,
+                      workers=1, reference=("h100-like",))
+    res = run_study(cfg, progress=False)
+    assert len(calls) == len(cfg.workloads()) == 6
+    assert len(set(calls)) == len(calls)
+    assert len(res.summary) == 12  # but every trace ran on two accelerators
+
+
+def test_flags_select_accelerator_yaml_and_no_reference(tmp_path):
+    import sim
+    src = Path(sim.__file__).parent / "presets" / "b1.58.yaml"
+    raw = yaml.safe_load(src.read_text())
+    raw["name"] = "my-b158"
+    raw["offchip"]["bandwidth_gbps"] = 100.0
+    acc = tmp_path / "mine.yaml"
+    acc.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "out"
+    rc = main(["report", "--presets", "tiny", "--datapaths", "b1.58", "--contexts", "64", "--prefill-tokens", "0",
+               "--accelerator", f"b1.58={acc}", "--reference", "", "--workers", "1", "-o", str(out), "-q",
+               "--measured-dir", str(tmp_path / "none")])
+    assert rc == 0
+    s = pd.read_csv(out / "tables" / "summary_full.csv")
+    assert s.accelerator.tolist() == ["my-b158"] and s.role.tolist() == ["matched"]
+
+
+def test_bad_study_config_is_named(tmp_path, capsys):
+    bad = tmp_path / "s.yaml"
+    bad.write_text("presets: [tiny]\ncontxts: [64]\n")
+    assert main(["report", "--config", str(bad), "-o", str(tmp_path / "o")]) == 2
+    assert "contxts" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="contexts"):
+        StudyConfig(contexts=(0,))
+    with pytest.raises(ValueError, match="matched"):
+        StudyConfig(datapaths=("fp16", "w9"))
+
+
+# ---------------------------------------------------------------- pure pieces
+def test_verdict_rule():
+    assert verdict(1.9, 2.0) == "holds" and verdict(1.79, 2.0) == "partly"
+    assert verdict(1.05, 2.0) == "does not hold" and verdict(float("nan"), 2.0) == "n/a"
+
+
+def test_active_parameter_fraction_hand_computed():
+    # two projections: 100 weights at 50% sparsity, 300 at 10%; LM head (layer -1) ignored
+    t = pd.DataFrame({"op_class": ["gemm", "gemm", "gemm"], "layer": [0, 0, -1], "N": [10, 30, 1000],
+                      "K": [10, 10, 10], "sparsity": [0.5, 0.1, 0.0], "op": ["o_proj", "down_proj", "lm_head"]})
+    assert active_param_fraction(t) == pytest.approx((50 + 270) / 400)
+
+
+def test_paper_table2_profile_reproduces_55_percent():
+    from model.trace import build_trace
+    tr = build_trace("7b", "a4.8", context=64, profile="paper-table2")
+    assert active_param_fraction(tr) == pytest.approx(1 - 0.445, abs=0.005)  # [A48] Table 2: 44.5% sparse
+
+
+def test_speedups_are_baseline_over_kernel_time():
+    spd = speedups(_measured_rows())
+    r = spd[(spd.kernel == "ours_w158a8") & (spd.M == 1)]
+    assert r.speedup.iloc[0] == pytest.approx(47.0 / 9.0)
+    assert (spd[spd.kernel == "cublas_fp16"].speedup == 1.0).all()
+
+
+def test_measured_csv_is_read_only_without_its_parquet_twin(tmp_path):
+    m = _measured_rows()
+    write_table(m, tmp_path / "measured_a.parquet", "measured_trace")
+    write_table(m, tmp_path / "measured_a.csv", "measured_trace")
+    write_table(m.head(2), tmp_path / "measured_b.csv", "measured_trace")
+    got = load_measured(tmp_path, include_anchors=False)
+    assert len(got) == len(m) + 2 and set(got.source) == {"measured_a.parquet", "measured_b.csv"}
+    with_anchors = load_measured(tmp_path)
+    assert (with_anchors.source == ANCHORS_SOURCE).sum() > 0
+
+
+def test_block_measurements_give_datapath_speedups_and_claim_rows():
+    base = _measured_rows().iloc[0].to_dict()
+    rows = [dict(base, op="block_decode", kernel=f"block_{dp}", impl="ours" if dp != "fp16" else "baseline",
+                 precision=dp, M=1, N=4096, K=2048, us=us)
+            for dp, us in (("fp16", 236.6), ("b1.58", 80.0), ("a4.8", 50.0))]
+    spd = speedups(pd.DataFrame(rows))
+    assert spd.set_index("kernel").speedup["block_a4.8"] == pytest.approx(236.6 / 50.0)
+    assert set(spd["shape"]) == {"block decode B1 ctx2048"}
+    from bitsim.claims import CLAIMS, measured_speed_rows
+    r = measured_speed_rows(spd, "block_a4.8", "block_b1.58", CLAIMS["speedup_vs_b158"])
+    assert len(r) == 1 and r[0]["ours"] == "1.60x" and r[0]["verdict"] == "partly"
+
+
+def test_speedups_never_mix_measuring_runs():
+    a = _measured_rows().assign(source="run_a")
+    b = _measured_rows().assign(source="run_b")
+    b["us"] = b["us"] * 2  # a slower machine: same ratios
+    b.loc[b.kernel == "cublas_fp16", "us"] *= 3  # ... except its baseline
+    spd = speedups(pd.concat([a, b], ignore_index=True))
+    r = spd[(spd.kernel == "ours_w158a8") & (spd.M == 1)].set_index("source").speedup
+    assert r["run_a"] == pytest.approx(47.0 / 9.0) and r["run_b"] == pytest.approx(3 * 47.0 / 9.0)
+
+
+def test_simulator_comparison_keeps_the_fastest_timing_per_kernel_and_shape():
+    m = _measured_rows().assign(source="run_a")
+    slow = m.assign(us=m.us * 5, cuda_graph=False)
+    cmp = compare_with_simulator(pd.concat([m, slow], ignore_index=True), "h100-like")
+    assert len(cmp) == len(m)
+    assert sorted(cmp.measured_us) == sorted(m.us)
+    assert (cmp.ratio == cmp.sim_us / cmp.measured_us).all() and (cmp.sim_us > 0).all()
+
+
+def test_speedup_figure_draws_one_bar_per_non_baseline_kernel_and_shape():
+    from bitsim import figures
+    spd = speedups(_measured_rows())
+    fig = figures.measured_speedups(spd)
+    bars = [p for p in fig.axes[0].patches]
+    assert len(bars) == int((~spd.kernel.isin(["cublas_fp16"])).sum()) == 5
+    heights = sorted(round(b.get_height(), 6) for b in bars)
+    assert heights == sorted(round(v, 6) for v in spd[spd.kernel != "cublas_fp16"].speedup)
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["gemv 1x11008x4096", "gemm 2048x11008x4096"]
+
+
+def test_document_renders_tables_in_markdown_and_escaped_html(tmp_path):
+    doc = Document("T")
+    doc.section("S").text("a **b** `c`\n- item").table(Table("t", pd.DataFrame({"x": ["<y>|z"], "v": [1.23456]})))
+    md = render_markdown(doc)
+    assert "| <y>\\|z | 1.23 |" in md
+    html = render_html(doc, tmp_path)
+    assert "&lt;y&gt;|z" in html and "<b>b</b>" in html and "<code>c</code>" in html and "<li>item</li>" in html
