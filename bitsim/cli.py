@@ -14,6 +14,7 @@ SUBCOMMAND_MODULES = (
     "model.cli",      # trace
     "sim.cli",        # simulate
     "bitsim.report_cli",  # report, sweep
+    "kernels.cli",    # bench-kernels
 )
 
 

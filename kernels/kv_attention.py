@@ -1,0 +1,316 @@
+"""Quantized KV cache (a4.8 low-bit attention): write kernel and decode attention.
+
+Codes and scales follow ``model.quant.quantize_kv`` exactly (decisions.md 8):
+one absmax scale per (token, head) over head_dim, unsigned code
+``c = clamp(rne((x/s + 1) * L/2), 0, L)`` with ``L = 2**bits - 1`` and
+``L = 2**bos_bits - 1`` for the token at position 0 (BOS heads kept at 4 bits),
+value ``(2c - L) * (s/L)``.
+
+Layout (per layer)
+------------------
+* ``codes``: int32 ``[B, Hkv, T_max, D/8]`` -- one 4-bit nibble per code,
+  element ``d`` in bits ``[4*(d%8), 4*(d%8)+3]`` of word ``d//8``.  3-bit
+  codes are held in 4-bit nibbles: every row has the same size, the BOS row's
+  4-bit codes need no side buffer, and a code decodes with one shift, one
+  AND/OR and one float subtract (``(c | 0x4B000000)`` read as fp32 is
+  ``2**23 + c``).  A head row of 128 values is 64 bytes (FP16: 256); a dense
+  3-bit packing would save another 25 % (not implemented).
+* ``scale``: fp32 ``[B, Hkv, T_max]`` = ``s / L`` (quant's ``QTensor.scale``).
+
+Decode attention (one new query token per sequence, GQA: ``Hq = G·Hkv``)
+splits the context over ``S`` programs per (sequence, KV head) (flash-decoding)
+and combines the partial softmaxes in a second small kernel.  With
+``qc_t = q · c_t`` (exact integers times q), the score is
+``sm_scale · s_t · (2·qc_t - L_t·sum(q))`` and the output is
+``2·sum_t (p_t s_t) c_t - sum_t p_t s_t L_t``: the dequantized K/V are never
+formed.  Exactness: the cache write is bit-exact (codes and scales); the
+attention output is fp32 arithmetic in a different order from any
+reference, checked to a relative error < 1e-5 against a float64 softmax over
+``quantize_kv``'s dequantized values.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import triton
+import triton.language as tl
+
+from kernels.validate import FLOAT_DTYPES, check_device_usable, check_finite, check_tensor, next_pow2
+
+MAGIC = 0x4B000000          # fp32 bit pattern of 2**23
+
+
+@dataclass
+class KVCache:
+    """One layer's quantized K and V caches (see module docstring for the layout)."""
+
+    k_codes: torch.Tensor
+    k_scale: torch.Tensor
+    v_codes: torch.Tensor
+    v_scale: torch.Tensor
+    bits: int = 3
+    bos_bits: int = 4
+
+    @classmethod
+    def allocate(cls, B: int, Hkv: int, T_max: int, D: int, device, bits: int = 3,
+                 bos_bits: int | None = 4) -> "KVCache":
+        for name, v in (("B", B), ("Hkv", Hkv), ("T_max", T_max), ("D", D)):
+            if not isinstance(v, int) or v <= 0:
+                raise ValueError(f"{name} must be a positive int, got {v!r}")
+        if D % 8:
+            raise ValueError(f"head_dim must be a multiple of 8 (8 nibbles per word), got {D}")
+        bos = bits if bos_bits is None else bos_bits
+        if not (2 <= bits <= 4 and 2 <= bos <= 4):
+            raise ValueError(f"bits and bos_bits must be in [2, 4] for nibble storage, got {bits}, {bos_bits}")
+        mk = lambda: torch.zeros(B, Hkv, T_max, D // 8, dtype=torch.int32, device=device)  # noqa: E731
+        ms = lambda: torch.zeros(B, Hkv, T_max, dtype=torch.float32, device=device)        # noqa: E731
+        return cls(mk(), ms(), mk(), ms(), bits, bos)
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        B, H, T, W = self.k_codes.shape
+        return B, H, T, W * 8
+
+
+# ----------------------------------------------------------------------------- write
+@triton.jit
+def _kv_write_kernel(x_ptr, codes_ptr, scale_ptr, T_new, Hkv, T_max, pos0, stride_xr,
+                     D: tl.constexpr, LN: tl.constexpr, LB: tl.constexpr):
+    r = tl.program_id(0)                       # row = (b, h, t) of the new tokens
+    t = r % T_new
+    bh = r // T_new
+    pos = pos0 + t
+    d = tl.arange(0, D)
+    x = tl.load(x_ptr + r.to(tl.int64) * stride_xr + d).to(tl.float32)
+    s = tl.maximum(tl.max(tl.abs(x), axis=0), 1e-5)
+    L = tl.where(pos == 0, LB * 1.0, LN * 1.0)
+    v = (tl.math.div_rn(x, s) + 1.0) * (L * 0.5)
+    v = tl.minimum(tl.maximum(v, -1.0), L + 1.0)
+    c = (v + 12582912.0) - 12582912.0           # round half to even (|v| small)
+    c = tl.minimum(tl.maximum(c, 0.0), L).to(tl.int32)
+    words = tl.sum(tl.reshape(c, (D // 8, 8)) << (4 * tl.arange(0, 8))[None, :], axis=1)
+    row = bh.to(tl.int64) * T_max + pos
+    tl.store(codes_ptr + row * (D // 8) + tl.arange(0, D // 8), words)
+    tl.store(scale_ptr + row, tl.math.div_rn(s, L))
+
+
+def kv_write(cache: KVCache, k: torch.Tensor, v: torch.Tensor, pos0: int) -> None:
+    """Quantize post-RoPE ``k, v [B, Hkv, T_new, D]`` into positions ``pos0 .. pos0+T_new-1``."""
+    B, H, T_max, D = cache.shape
+    for name, x in (("k", k), ("v", v)):
+        check_tensor(x, name, FLOAT_DTYPES, dim=4, device=cache.k_codes.device)
+        check_device_usable(x, name)
+        if x.shape[0] != B or x.shape[1] != H or x.shape[3] != D:
+            raise ValueError(f"{name} must be [B={B}, Hkv={H}, T_new, D={D}], got {tuple(x.shape)}")
+        check_finite(x, name)
+    if k.shape != v.shape:
+        raise ValueError(f"k and v shapes differ: {tuple(k.shape)} vs {tuple(v.shape)}")
+    T_new = k.shape[2]
+    if not isinstance(pos0, int) or pos0 < 0 or pos0 + T_new > T_max:
+        raise ValueError(f"positions {pos0}..{pos0 + T_new - 1} do not fit the cache (T_max={T_max})")
+    if D & (D - 1):
+        raise ValueError(f"head_dim must be a power of two for the write kernel, got {D}")
+    LN, LB = 2 ** cache.bits - 1, 2 ** cache.bos_bits - 1
+    for x, codes, scale in ((k, cache.k_codes, cache.k_scale), (v, cache.v_codes, cache.v_scale)):
+        _kv_write_kernel[(B * H * T_new,)](x, codes, scale, T_new, H, T_max, pos0, D,
+                                           D=D, LN=LN, LB=LB, num_warps=1, enable_fp_fusion=False)
+
+
+def kv_read_codes(codes: torch.Tensor) -> torch.Tensor:
+    """Unpack nibble words ``[..., D/8]`` -> int8 codes ``[..., D]`` (host helper for checks)."""
+    w = codes.to(torch.int64) & 0xFFFFFFFF
+    sh = 4 * torch.arange(8, device=codes.device, dtype=torch.int64)
+    return ((w.unsqueeze(-1) >> sh) & 0xF).flatten(-2).to(torch.int8)
+
+
+# ----------------------------------------------------------------------------- attention
+@triton.jit
+def _decode_codes(words, BT: tl.constexpr, D: tl.constexpr):
+    """int32 [BT, D/8] nibble words -> fp32 [BT, D] codes, exact (magic-number conversion)."""
+    nib = (words[:, :, None] >> (4 * tl.arange(0, 8))[None, None, :]) & 0xF
+    f = (nib | 0x4B000000).to(tl.float32, bitcast=True) - 8388608.0
+    return tl.reshape(f, (BT, D))
+
+
+@triton.jit
+def _attn_split_kernel(q_ptr, kc_ptr, ks_ptr, vc_ptr, vs_ptr, m_ptr, l_ptr, o_ptr,
+                       T, T_max, Hkv, chunk, sm_scale,
+                       G: tl.constexpr, GP: tl.constexpr, D: tl.constexpr, BT: tl.constexpr,
+                       S: tl.constexpr, LN: tl.constexpr, LB: tl.constexpr, USE_DOT: tl.constexpr):
+    bh = tl.program_id(0)                      # b * Hkv + kv head
+    sp = tl.program_id(1)
+    g = tl.arange(0, GP)
+    d = tl.arange(0, D)
+    W: tl.constexpr = D // 8
+    qrow = bh * G + g                          # q is [B, Hq, D] with Hq = Hkv * G
+    q = tl.load(q_ptr + qrow[:, None].to(tl.int64) * D + d[None, :], mask=g[:, None] < G, other=0.0)
+    q = q.to(tl.float32)
+    qsum = tl.sum(q, axis=1)                                          # [GP]
+    m_i = tl.full((GP,), -float("inf"), tl.float32)
+    l_i = tl.zeros((GP,), tl.float32)
+    acc = tl.zeros((GP, D), tl.float32)
+    cs = tl.zeros((GP,), tl.float32)           # sum_t p_t s_t L_t (V offset term)
+    base = bh.to(tl.int64) * T_max
+    t_lo = sp * chunk
+    t_hi = tl.minimum(t_lo + chunk, T)
+    tt = tl.arange(0, BT)
+    ww = tl.arange(0, W)
+    for t0 in range(t_lo, t_hi, BT):
+        t = t0 + tt
+        live = t < t_hi
+        Lt = tl.where(t == 0, LB * 1.0, LN * 1.0)
+        kw = tl.load(kc_ptr + (base + t)[:, None] * W + ww[None, :], mask=live[:, None], other=0)
+        kc = _decode_codes(kw, BT, D)                                              # [BT, D] fp32
+        ks = tl.load(ks_ptr + base + t, mask=live, other=0.0)
+        if USE_DOT:      # tensor cores: fp16 q (exact for fp16 inputs) x exact small-integer codes
+            qc = tl.dot(q.to(tl.float16), tl.trans(kc.to(tl.float16)))
+        else:
+            qc = tl.sum(q[:, None, :] * kc[None, :, :], axis=2)                    # [GP, BT]
+        sc = (sm_scale * ks)[None, :] * (2.0 * qc - Lt[None, :] * qsum[:, None])
+        sc = tl.where(live[None, :], sc, -float("inf"))
+        m_new = tl.maximum(m_i, tl.max(sc, axis=1))
+        alpha = tl.exp(m_i - m_new)
+        p = tl.exp(sc - m_new[:, None])                                            # [GP, BT]
+        l_i = l_i * alpha + tl.sum(p, axis=1)
+        vw = tl.load(vc_ptr + (base + t)[:, None] * W + ww[None, :], mask=live[:, None], other=0)
+        vc = _decode_codes(vw, BT, D)
+        vs = tl.load(vs_ptr + base + t, mask=live, other=0.0)
+        ps = p * vs[None, :]
+        if USE_DOT:      # p*s rounded to fp16 (as flash attention does for P)
+            pv = tl.dot(ps.to(tl.float16), vc.to(tl.float16))
+        else:
+            pv = tl.sum(ps[:, :, None] * vc[None, :, :], axis=1)
+        acc = acc * alpha[:, None] + 2.0 * pv
+        cs = cs * alpha + tl.sum(ps * Lt[None, :], axis=1)
+        m_i = m_new
+    acc = acc - cs[:, None]
+    out = (qrow * S + sp).to(tl.int64)
+    tl.store(m_ptr + out, m_i, mask=g < G)
+    tl.store(l_ptr + out, l_i, mask=g < G)
+    tl.store(o_ptr + out[:, None] * D + d[None, :], acc, mask=g[:, None] < G)
+
+
+@triton.jit
+def _attn_combine_kernel(m_ptr, l_ptr, o_ptr, y_ptr, S: tl.constexpr, SP: tl.constexpr, D: tl.constexpr):
+    r = tl.program_id(0).to(tl.int64)          # (b, q head)
+    s = tl.arange(0, SP)
+    d = tl.arange(0, D)
+    m = tl.load(m_ptr + r * S + s, mask=s < S, other=-float("inf"))
+    l = tl.load(l_ptr + r * S + s, mask=s < S, other=0.0)
+    o = tl.load(o_ptr + (r * S + s)[:, None] * D + d[None, :], mask=(s < S)[:, None], other=0.0)
+    mx = tl.max(m, axis=0)
+    w = tl.where(m == -float("inf"), 0.0, tl.exp(m - mx))
+    y = tl.sum(o * w[:, None], axis=0) / tl.sum(l * w, axis=0)
+    tl.store(y_ptr + r * D + d, y.to(y_ptr.dtype.element_ty))
+
+
+def attention_config(B: int, Hkv: int, T: int, device_type: str = "cuda") -> dict:
+    """Context splits so that B·Hkv·S programs fill 132 SMs about 4 times."""
+    bt = 64
+    s = max(1, min(64, triton.cdiv(132 * 4, B * Hkv), triton.cdiv(T, bt)))
+    return dict(BT=bt, S=s, num_warps=4, USE_DOT=device_type == "cuda")
+
+
+def decode_attention(q: torch.Tensor, cache: KVCache, T: int, sm_scale: float | None = None,
+                     config: dict | None = None) -> torch.Tensor:
+    """Attention of one query token per sequence over the first ``T`` cached tokens.
+
+    ``q [B, Hq, D]`` (post-RoPE), ``Hq`` a multiple of the cache's ``Hkv`` (GQA).
+    Returns ``[B, Hq, D]`` in ``q``'s dtype.
+    """
+    check_tensor(q, "q", FLOAT_DTYPES, dim=3, device=cache.k_codes.device)
+    check_device_usable(q, "q")
+    B, H, T_max, D = cache.shape
+    if q.shape[0] != B or q.shape[2] != D or q.shape[1] % H:
+        raise ValueError(f"q must be [B={B}, Hq (multiple of {H}), D={D}], got {tuple(q.shape)}")
+    if not isinstance(T, int) or not 0 < T <= T_max:
+        raise ValueError(f"T must be an int in [1, {T_max}], got {T!r}")
+    if D & (D - 1):
+        raise ValueError(f"head_dim must be a power of two, got {D}")
+    check_finite(q, "q")
+    G = q.shape[1] // H
+    sm = 1.0 / math.sqrt(D) if sm_scale is None else float(sm_scale)
+    cfg = dict(attention_config(B, H, T, q.device.type), **(config or {}))
+    use_dot = bool(cfg["USE_DOT"]) and q.dtype == torch.float16
+    GP = max(16, next_pow2(G)) if use_dot else next_pow2(G)
+    S = cfg["S"]
+    chunk = triton.cdiv(triton.cdiv(T, S), cfg["BT"]) * cfg["BT"]
+    Hq = q.shape[1]
+    m = torch.empty(B * Hq * S, device=q.device, dtype=torch.float32)
+    l = torch.empty_like(m)
+    o = torch.empty(B * Hq * S, D, device=q.device, dtype=torch.float32)
+    _attn_split_kernel[(B * H, S)](q, cache.k_codes, cache.k_scale, cache.v_codes, cache.v_scale, m, l, o,
+                                   T, T_max, H, chunk, sm, G=G, GP=GP, D=D, BT=cfg["BT"], S=S,
+                                   LN=2 ** cache.bits - 1, LB=2 ** cache.bos_bits - 1, USE_DOT=use_dot,
+                                   num_warps=cfg["num_warps"])
+    y = torch.empty_like(q)
+    _attn_combine_kernel[(B * Hq,)](m, l, o, y, S=S, SP=next_pow2(S), D=D, num_warps=4)
+    return y
+
+
+def reference_attention(q: torch.Tensor, k_deq: torch.Tensor, v_deq: torch.Tensor,
+                        sm_scale: float | None = None) -> torch.Tensor:
+    """float64 softmax attention of ``q [B, Hq, D]`` over dequantized ``[B, Hkv, T, D]`` (GQA)."""
+    B, Hq, D = q.shape
+    G = Hq // k_deq.shape[1]
+    k = k_deq.double().repeat_interleave(G, dim=1)
+    v = v_deq.double().repeat_interleave(G, dim=1)
+    sm = 1.0 / math.sqrt(D) if sm_scale is None else sm_scale
+    s = torch.einsum("bhd,bhtd->bht", q.double(), k) * sm
+    return torch.einsum("bht,bhtd->bhd", torch.softmax(s, dim=-1), v)
+
+
+# ----------------------------------------------------------------------------- GPU check + timing
+def bench_attention(rec, check: bool = True) -> None:
+    """KV3 decode attention vs FP16 SDPA (7B: 32 heads x 128), plus the cache write."""
+    import torch.nn.functional as F
+    from model import quant as Q
+    from kernels.benchmark import bench_us
+
+    H, D = 32, 128
+    for (B, T) in ((1, 8192), (8, 8192), (8, 32768)):
+        g = torch.Generator(device="cuda").manual_seed(B * T)
+        cache = KVCache.allocate(B, H, T, D, "cuda")
+        kf = torch.randn(B, H, T, D, device="cuda", generator=g, dtype=torch.float16)
+        vf = torch.randn(B, H, T, D, device="cuda", generator=g, dtype=torch.float16)
+        kv_write(cache, kf, vf, 0)
+        q = torch.randn(B, H, D, device="cuda", generator=g, dtype=torch.float16)
+        exact_w = exact_a = True
+        if check:
+            ref_k = Q.quantize_kv(kf[:1, :4].float().cpu(), bits=3, bos_bits=4)
+            exact_w = bool(torch.equal(kv_read_codes(cache.k_codes[:1, :4]).cpu(), ref_k.codes)
+                           and torch.equal(cache.k_scale[:1, :4].cpu(), ref_k.scale[..., 0]))
+            ref_v = Q.quantize_kv(vf[:1, :4].float().cpu(), bits=3, bos_bits=4)
+            y = decode_attention(q, cache, T)[:1, :4].double().cpu()
+            r = reference_attention(q[:1, :4].cpu(), ref_k.dequant(), ref_v.dequant())
+            rel = float((y - r).norm() / r.norm())
+            exact_a = rel < 1e-3            # fp16 output; fp32 inside
+            rec.note(what="attention check", B=B, T=T, rel_err=rel, write_exact=exact_w)
+        kv_bytes = 2.0 * B * H * T * (D // 2 + 4)
+        for cfg in (dict(USE_DOT=True, BT=128, num_warps=8),):
+            try:
+                if check:
+                    y = decode_attention(q, cache, T, config=cfg)[:1, :4].double().cpu()
+                    rel_c = float((y - r).norm() / r.norm())
+                us = bench_us(lambda: decode_attention(q, cache, T, config=cfg))
+                rec.add("attention_decode", "ours_kv3_cfg", "ours", "kv3", B, H, T, us,
+                        kv_bytes + 4 * B * H * D, 4.0 * B * H * T * D, check and rel_c < 1e-3,
+                        config=str(cfg), rel_err=rel_c if check else -1.0)
+            except Exception as e:  # noqa: BLE001
+                rec.note(what="attention config failed", cfg=str(cfg), error=repr(e)[-400:])
+        us = bench_us(lambda: decode_attention(q, cache, T))
+        rec.add("attention_decode", "ours_kv3", "ours", "kv3", B, H, T, us, kv_bytes + 4 * B * H * D,
+                4.0 * B * H * T * D, exact_a)
+        q4 = q[:, :, None, :]
+        us = bench_us(lambda: F.scaled_dot_product_attention(q4, kf, vf))
+        rec.add("attention_decode", "torch_sdpa", "baseline", "fp16", B, H, T, us,
+                2.0 * B * H * T * D * 2 + 4 * B * H * D, 4.0 * B * H * T * D, False)
+        kn = kf[:, :, :1].contiguous()
+        vn = vf[:, :, :1].contiguous()
+        us = bench_us(lambda: kv_write(cache, kn, vn, T - 1))
+        rec.add("kv_write", "ours_kv3", "ours", "kv3", B, H, 1, us, 2.0 * B * H * (2 * D + D // 2 + 4), 0.0,
+                exact_w)
+        del cache, kf, vf
+        torch.cuda.empty_cache()

@@ -1,0 +1,257 @@
+"""Fused RMSNorm + per-token activation quantizers (one program per token row).
+
+Every linear layer of the BitNet datapaths has an RMSNorm right in front of
+its activation quantizer (decisions.md 9), so one kernel reads the row once,
+normalises it, reduces it (max|y| or mean|y|) and writes integer codes plus one
+fp32 scale per row.  Modes (``model.quant`` names in brackets):
+
+* ``"int8"``   per-token absmax INT8             [quantize_int8]
+* ``"int4"``   per-token absmean INT4, sqrt(7)   [quantize_int4]; codes as int8,
+               or as FP8 e4m3 (``out_fp8=True``, exact: every integer in
+               [-8, 7] is an e4m3 value) for the FP8 tensor-core GEMM
+* ``"topk8"``  TopK-50 % then INT8 (Wo input)    [quantize_topk_int8]
+* ``gate=``    ReLU²GLU product first (Wdown input) [relu2glu], then the norm
+               and the chosen quantizer (``"int8"`` in a4.8)
+
+``nonzero=True`` also writes, per row, the ascending indices of the non-zero
+codes and their count: the sparse GEMV (``kernels/sparse_gemv.py``) reads
+only the weight rows listed there.
+
+RMSNorm arithmetic (defined here, reproduced by :func:`rmsnorm_reference`)
+--------------------------------------------------------------------------
+``x`` upcast to fp32; ``ms = fp32( sum_fp64(x*x) / D )`` (squares of fp32
+values are exact in fp64; the fp64 sum is rounded once); ``r = sqrt_rn(ms +
+eps)`` in fp32; ``y = div_rn(x, r) * w`` (correctly rounded fp32 division,
+then one fp32 multiply by the fp32-upcast norm weight).  The quantizers then
+follow the arithmetic contract of ``model/quant.py`` exactly (max exact; mean
+|y| as an fp64 sum rounded once to fp32; ``inv = div_rn(Q, r)``; ``scale =
+div_rn(r, Q)``; ``code = clamp(rne(y*inv))``).
+
+Exactness argument.  Every step is a single correctly-rounded IEEE operation
+done in the same order as the reference, except the fp64 sums, whose
+summation order differs (a tree here, a vector cascade in torch).  Two
+orders can differ by a few fp64 ulps; the fp32 rounding of the result then
+differs only if the exact sum lies within ~1e-16 (relative) of an fp32
+rounding boundary: probability ~1e-8 per row for random data, never seen in
+the tests.  The kernels are compiled with ``enable_fp_fusion=False`` so that
+``y*inv`` is rounded to fp32 before the rounding step (an FMA would not).
+Round-half-even is done as ``(v + 1.5*2^23) - 1.5*2^23`` on a value first
+clamped to [lo-1, hi+1] (exact there; clamping before rounding does not
+change ``clamp(rne(v))``).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import triton
+import triton.language as tl
+
+from kernels.validate import (FLOAT_DTYPES, check_device_usable, check_finite, check_shape, check_tensor,
+                              next_pow2)
+
+CLAMP = 1e-5                      # reductions clamped at 1e-5 [decisions 2], as model.quant.CLAMP
+SQRT7 = float(torch.tensor(7.0, dtype=torch.float32).sqrt())   # the fp32 sqrt(7) of model.quant
+MODES = {"int8": 0, "int4": 1, "topk8": 2}
+RNE_MAGIC = 12582912.0            # 1.5 * 2**23
+
+
+@triton.jit
+def _rne(v):
+    """Round half to even for |v| < 2**22 (the caller clamps v first)."""
+    return (v + 12582912.0) - 12582912.0
+
+
+@triton.jit
+def _norm_quant_kernel(x_ptr, gate_ptr, w_ptr, codes_ptr, scale_ptr, nzi_ptr, nnz_ptr,
+                       D, stride_x, stride_g, stride_c, stride_n, eps, k_top,
+                       BLOCK: tl.constexpr, NORM: tl.constexpr, HAS_W: tl.constexpr,
+                       GLU: tl.constexpr, MODE: tl.constexpr, OUT_FP8: tl.constexpr,
+                       WRITE_NZ: tl.constexpr):
+    row = tl.program_id(0).to(tl.int64)
+    offs = tl.arange(0, BLOCK)
+    inb = offs < D
+    x = tl.load(x_ptr + row * stride_x + offs, mask=inb, other=0.0).to(tl.float32)
+    if GLU:
+        g = tl.load(gate_ptr + row * stride_g + offs, mask=inb, other=0.0).to(tl.float32)
+        g = tl.maximum(g, 0.0)
+        x = x * (g * g)                               # up * relu(gate)^2  [A48 eq.5]
+    if NORM:
+        x64 = x.to(tl.float64)
+        ms = (tl.sum(x64 * x64, axis=0) / D).to(tl.float32)
+        r = tl.sqrt_rn(ms + eps)
+        x = tl.math.div_rn(x, r)
+        if HAS_W:
+            x = x * tl.load(w_ptr + offs, mask=inb, other=0.0).to(tl.float32)
+    ax = tl.abs(x)
+    if MODE == 1:
+        beta = (tl.sum(ax.to(tl.float64), axis=0) / D).to(tl.float32)
+        beta = tl.maximum(beta, 1e-5)
+        inv = tl.math.div_rn(2.6457512378692627, beta)       # fp32 sqrt(7) / beta
+        scale = tl.math.div_rn(beta, 2.6457512378692627)
+        lo = -8.0
+        hi = 7.0
+    else:
+        gamma = tl.maximum(tl.max(ax, axis=0), 1e-5)
+        inv = tl.math.div_rn(127.0, gamma)
+        scale = tl.math.div_rn(gamma, 127.0)
+        lo = -128.0
+        hi = 127.0
+    v = x * inv
+    v = tl.minimum(tl.maximum(v, lo - 1.0), hi + 1.0)
+    c = tl.minimum(tl.maximum(_rne(v), lo), hi)
+    if MODE == 2:
+        # k-th largest |x| found exactly by a bitwise search on the fp32 bit
+        # patterns (order-preserving for non-negative floats); ties at the
+        # threshold go to the lowest indices (stable descending sort).
+        bits = tl.where(inb, ax.to(tl.int32, bitcast=True), -1)
+        t = tl.zeros((), dtype=tl.int32)
+        for b in tl.static_range(30, -1, -1):
+            cand = t | (1 << b)
+            cnt = tl.sum((bits >= cand).to(tl.int32), axis=0)
+            t = tl.where(cnt >= k_top, cand, t)
+        gt = bits > t
+        eq = bits == t
+        need = k_top - tl.sum(gt.to(tl.int32), axis=0)
+        rank = tl.cumsum(eq.to(tl.int32), axis=0)
+        keep = gt | (eq & (rank <= need))
+        c = tl.where(keep, c, 0.0)
+    if OUT_FP8:
+        tl.store(codes_ptr + row * stride_c + offs, c.to(tl.float8e4nv), mask=inb)
+    else:
+        tl.store(codes_ptr + row * stride_c + offs, c.to(tl.int8), mask=inb)
+    tl.store(scale_ptr + row, scale)
+    if WRITE_NZ:
+        nz = (c != 0.0) & inb
+        pos = tl.cumsum(nz.to(tl.int32), axis=0) - 1
+        tl.store(nzi_ptr + row * stride_n + pos, offs, mask=nz)
+        tl.store(nnz_ptr + row, tl.sum(nz.to(tl.int32), axis=0))
+
+
+def _launch_cfg(D: int) -> tuple[int, int]:
+    block = next_pow2(D)
+    return block, max(1, min(16, block // 512))
+
+
+def rmsnorm_quant(x: torch.Tensor, mode: str = "int8", norm_weight: torch.Tensor | None = None,
+                  *, norm: bool = True, gate: torch.Tensor | None = None, eps: float = 1e-5,
+                  topk_ratio: float = 0.5, out_fp8: bool = False, nonzero: bool = False):
+    """Quantize each row of ``x [M, D]`` (optionally after ReLU²GLU and RMSNorm).
+
+    Returns ``(codes [M, D] int8 (or float8_e4m3fn), scale [M, 1] fp32)``, plus
+    ``(nz_index [M, D] int32, nnz [M] int32)`` when ``nonzero=True``; entries of
+    ``nz_index`` past ``nnz`` are left unwritten.
+    """
+    check_tensor(x, "x", FLOAT_DTYPES, dim=2, contiguous=False)
+    check_device_usable(x, "x")
+    if x.stride(1) != 1:
+        raise ValueError("x rows must be contiguous (x.stride(1) == 1)")
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {sorted(MODES)}, got {mode!r}")
+    if out_fp8 and mode != "int4":
+        raise ValueError("out_fp8 is only exact for INT4 codes (mode='int4'); INT8 codes do not fit e4m3")
+    if not 0.0 < topk_ratio <= 1.0:
+        raise ValueError(f"topk_ratio must be in (0, 1], got {topk_ratio}")
+    if not (isinstance(eps, float) and eps > 0 and math.isfinite(eps)):
+        raise ValueError(f"eps must be a positive finite float, got {eps!r}")
+    M, D = x.shape
+    if D > 65536:
+        raise ValueError(f"rows longer than 65536 are not supported (one row per program), got D={D}")
+    if gate is not None:
+        check_tensor(gate, "gate", FLOAT_DTYPES, dim=2, device=x.device, contiguous=False)
+        check_shape(gate, "gate", (M, D))
+        if gate.stride(1) != 1:
+            raise ValueError("gate rows must be contiguous (gate.stride(1) == 1)")
+    if norm_weight is not None:
+        if not norm:
+            raise ValueError("norm_weight given but norm=False")
+        check_tensor(norm_weight, "norm_weight", FLOAT_DTYPES, dim=1, device=x.device)
+        check_shape(norm_weight, "norm_weight", (D,))
+    for name, t in (("x", x), ("gate", gate), ("norm_weight", norm_weight)):
+        if t is not None:
+            check_finite(t, name)
+    codes = torch.empty(M, D, device=x.device, dtype=torch.float8_e4m3fn if out_fp8 else torch.int8)
+    scale = torch.empty(M, 1, device=x.device, dtype=torch.float32)
+    nzi = torch.empty(M, D, device=x.device, dtype=torch.int32) if nonzero else codes
+    nnz = torch.empty(M, device=x.device, dtype=torch.int32) if nonzero else scale
+    block, warps = _launch_cfg(D)
+    k_top = math.ceil(topk_ratio * D)
+    _norm_quant_kernel[(M,)](
+        x, gate if gate is not None else x, norm_weight if norm_weight is not None else x,
+        codes, scale, nzi, nnz, D, x.stride(0), gate.stride(0) if gate is not None else 0,
+        codes.stride(0), nzi.stride(0), eps, k_top,
+        BLOCK=block, NORM=norm, HAS_W=norm_weight is not None, GLU=gate is not None,
+        MODE=MODES[mode], OUT_FP8=out_fp8, WRITE_NZ=nonzero, num_warps=warps,
+        enable_fp_fusion=False)
+    if nonzero:
+        return codes, scale, nzi, nnz
+    return codes, scale
+
+
+def rmsnorm_reference(x: torch.Tensor, norm_weight: torch.Tensor | None = None,
+                      eps: float = 1e-5) -> torch.Tensor:
+    """The RMSNorm arithmetic the kernel implements, in plain torch (fp32 result).
+
+    Each fp32 operation is computed in fp64 and rounded once to fp32, which
+    gives the IEEE (correctly rounded) fp32 result for +, *, / and sqrt: this
+    does not trust torch's CPU fp32 kernels (torch 2.13's CPU ``sqrt`` on
+    fp32 was seen 1 ulp off the correctly rounded value).
+    """
+    def f32(t: torch.Tensor) -> torch.Tensor:
+        return t.to(torch.float32)
+
+    x = f32(x).to(torch.float64)
+    ms = f32((x * x).sum(dim=-1, keepdim=True) / x.shape[-1])
+    e = f32(ms.double() + float(torch.tensor(eps, dtype=torch.float32)))
+    r = f32(torch.sqrt(e.double()))
+    y = f32(x / r.double())
+    if norm_weight is not None:
+        y = f32(y.double() * f32(norm_weight).double())
+    return y
+
+
+# ----------------------------------------------------------------------------- GPU check + timing
+def reference_quant(x: torch.Tensor, mode: str, norm_weight: torch.Tensor | None,
+                    gate: torch.Tensor | None = None, topk_ratio: float = 0.5):
+    """``model.quant`` applied to :func:`rmsnorm_reference` (on the CPU, where its contract holds)."""
+    from model import quant as Q
+
+    x = x.cpu()
+    w = norm_weight.cpu() if norm_weight is not None else None
+    if gate is not None:
+        x = Q.relu2glu(x, gate.cpu())
+    y = rmsnorm_reference(x, w)
+    if mode == "int8":
+        return Q.quantize_int8(y)
+    if mode == "int4":
+        return Q.quantize_int4(y)
+    return Q.quantize_topk_int8(y, topk_ratio)
+
+
+def bench_quant(rec, check: bool = True, Ms: tuple[int, ...] = (1, 2048)) -> None:
+    """Time (and check bit-exact on 7B widths) the fused norm+quant kernels."""
+    from kernels.benchmark import bench_us
+
+    cases = (("int8", 4096, False), ("int4", 4096, False), ("int4", 4096, True),
+             ("topk8", 4096, False), ("int8", 11008, "glu"))
+    for M in Ms:
+        for mode, D, extra in cases:
+            g = torch.Generator(device="cuda").manual_seed(M * 7 + D)
+            x = torch.randn(M, D, device="cuda", generator=g).to(torch.float16)
+            w = (torch.rand(D, device="cuda", generator=g) + 0.5).to(torch.float16)
+            gate = torch.randn(M, D, device="cuda", generator=g).to(torch.float16) if extra == "glu" else None
+            kw = dict(gate=gate, out_fp8=extra is True, nonzero=extra == "glu")
+            out = rmsnorm_quant(x, mode, w, **kw)
+            exact = True
+            if check:
+                ref = reference_quant(x, mode, w, gate)
+                codes = out[0].float().to(torch.int8) if extra is True else out[0]
+                exact = bool(torch.equal(codes.cpu(), ref.codes) and torch.equal(out[1].cpu(), ref.scale))
+                if extra == "glu":
+                    nzi, nnz = out[2].cpu(), out[3].cpu()
+                    for r in range(min(M, 4)):
+                        exact &= bool(torch.equal(nzi[r, :nnz[r]].long(), torch.nonzero(ref.codes[r]).flatten()))
+            us = bench_us(lambda: rmsnorm_quant(x, mode, w, **kw))
+            name = f"ours_norm_{mode}" + ("_fp8" if extra is True else "") + ("_glu_nz" if extra == "glu" else "")
+            nbytes = M * D * 2 * (2 if gate is not None else 1) + 2 * D + M * D + 4 * M
+            rec.add("quant", name, "ours", mode, M, D, 0, us, nbytes, 0.0, exact)

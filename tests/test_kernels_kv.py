@@ -1,0 +1,78 @@
+"""Quantized KV cache: the write kernel equals model.quant.quantize_kv bit for bit (BOS rule
+included) and decode attention over it equals a float64 softmax over the dequantized cache."""
+import os
+
+import pytest
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+from kernels.kv_attention import (KVCache, decode_attention, kv_read_codes, kv_write,  # noqa: E402
+                                  reference_attention)
+from model import quant as Q  # noqa: E402
+
+DEV = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _kv(B, H, T, D, seed):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(B, H, T, D, generator=g), torch.randn(B, H, T, D, generator=g) * 0.5
+
+
+@pytest.mark.parametrize("bits", [3, 4])
+def test_cache_write_in_chunks_equals_quantize_kv(bits):
+    B, H, T, D = 2, 2, 11, 32
+    k, v = _kv(B, H, T, D, seed=bits)
+    cache = KVCache.allocate(B, H, T + 3, D, DEV, bits=bits, bos_bits=4)
+    kv_write(cache, k[:, :, :4].contiguous().to(DEV), v[:, :, :4].contiguous().to(DEV), 0)   # prefill
+    for t in range(4, T):                                                                     # decode
+        kv_write(cache, k[:, :, t:t + 1].contiguous().to(DEV), v[:, :, t:t + 1].contiguous().to(DEV), t)
+    for x, codes, scale in ((k, cache.k_codes, cache.k_scale), (v, cache.v_codes, cache.v_scale)):
+        ref = Q.quantize_kv(x, bits=bits, bos_bits=4)
+        assert torch.equal(kv_read_codes(codes[:, :, :T].cpu()), ref.codes)
+        assert torch.equal(scale[:, :, :T].cpu(), ref.scale[..., 0])
+    assert int(kv_read_codes(cache.k_codes[:, :, :1].cpu()).max()) > 2 ** bits - 1 or bits == 4  # BOS 4-bit
+
+
+@pytest.mark.parametrize("B,Hkv,G,T,D", [(1, 1, 1, 1, 32), (2, 2, 3, 21, 32), (1, 2, 4, 40, 64)])
+def test_decode_attention_equals_float64_reference(B, Hkv, G, T, D):
+    k, v = _kv(B, Hkv, T, D, seed=T)
+    cache = KVCache.allocate(B, Hkv, T + 5, D, DEV)
+    kv_write(cache, k.to(DEV), v.to(DEV), 0)
+    q = torch.randn(B, Hkv * G, D, generator=torch.Generator().manual_seed(9))
+    y = decode_attention(q.to(DEV), cache, T, config=dict(BT=8, S=2)).cpu()
+    ref = reference_attention(q, Q.quantize_kv(k).dequant(), Q.quantize_kv(v).dequant())
+    assert float((y.double() - ref).norm() / ref.norm()) < 1e-5
+
+
+def test_decode_attention_reads_only_the_first_T_tokens():
+    B, H, T, D = 1, 2, 12, 32
+    k, v = _kv(B, H, T, D, seed=1)
+    cache = KVCache.allocate(B, H, T, D, DEV)
+    kv_write(cache, k.to(DEV), v.to(DEV), 0)
+    q = torch.randn(B, H, D, generator=torch.Generator().manual_seed(2))
+    y = decode_attention(q.to(DEV), cache, 7, config=dict(BT=4, S=3)).cpu()
+    ref = reference_attention(q, Q.quantize_kv(k[:, :, :7]).dequant(), Q.quantize_kv(v[:, :, :7]).dequant())
+    assert float((y.double() - ref).norm() / ref.norm()) < 1e-5
+
+
+def test_bad_inputs_raise_clear_errors():
+    cache = KVCache.allocate(1, 2, 8, 32, DEV)
+    k = torch.randn(1, 2, 3, 32, device=DEV)
+    with pytest.raises(ValueError, match="do not fit"):
+        kv_write(cache, k, k, 6)
+    with pytest.raises(ValueError, match=r"k must be \[B=1, Hkv=2"):
+        kv_write(cache, torch.randn(1, 3, 3, 32, device=DEV), torch.randn(1, 3, 3, 32, device=DEV), 0)
+    with pytest.raises(ValueError, match="NaN"):
+        kv_write(cache, torch.full_like(k, float("nan")), k, 0)
+    with pytest.raises(TypeError, match="k must have dtype"):
+        kv_write(cache, k.to(torch.int32), k, 0)
+    with pytest.raises(ValueError, match="T must be"):
+        decode_attention(torch.randn(1, 2, 32, device=DEV), cache, 9)
+    with pytest.raises(ValueError, match="q must be"):
+        decode_attention(torch.randn(1, 3, 32, device=DEV), cache, 4)
+    with pytest.raises(ValueError, match="head_dim must be a multiple of 8"):
+        KVCache.allocate(1, 1, 4, 12, DEV)
+    with pytest.raises(ValueError, match="bits"):
+        KVCache.allocate(1, 1, 4, 32, DEV, bits=5)

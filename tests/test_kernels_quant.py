@@ -1,0 +1,107 @@
+"""Fused RMSNorm + activation quantizers give model.quant's codes and scales bit for bit."""
+import math
+import os
+
+import pytest
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+from kernels.rmsnorm_quant import reference_quant, rmsnorm_quant, rmsnorm_reference  # noqa: E402
+from model import quant as Q  # noqa: E402
+
+DEV = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _x(M, D, seed, dtype=torch.float16):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(M, D, generator=g) * 2).to(dtype)
+
+
+@pytest.mark.parametrize("mode,quant", [("int8", Q.quantize_int8), ("int4", Q.quantize_int4),
+                                        ("topk8", Q.quantize_topk_int8)])
+@pytest.mark.parametrize("M,D", [(1, 100), (5, 257)])
+def test_quantizer_alone_equals_model_quant(mode, quant, M, D):
+    x = _x(M, D, seed=D + M, dtype=torch.float32)
+    codes, scale = rmsnorm_quant(x.to(DEV), mode, norm=False)
+    ref = quant(x)
+    assert torch.equal(codes.cpu(), ref.codes) and torch.equal(scale.cpu(), ref.scale)
+
+
+@pytest.mark.parametrize("mode", ["int8", "int4", "topk8"])
+@pytest.mark.parametrize("M,D", [(1, 64), (3, 1000)])
+def test_fused_norm_then_quantizer_equals_reference_norm_then_model_quant(mode, M, D):
+    x = _x(M, D, seed=M * D)
+    w = (torch.rand(D, generator=torch.Generator().manual_seed(D)) + 0.5).to(torch.float16)
+    codes, scale = rmsnorm_quant(x.to(DEV), mode, w.to(DEV))
+    ref = reference_quant(x, mode, w)
+    assert torch.equal(codes.cpu(), ref.codes) and torch.equal(scale.cpu(), ref.scale)
+
+
+def test_int4_codes_as_fp8_are_the_same_integers():
+    x = _x(4, 300, seed=11)
+    codes, scale = rmsnorm_quant(x.to(DEV), "int4", out_fp8=True)
+    ref = reference_quant(x, "int4", None)
+    assert codes.dtype == torch.float8_e4m3fn
+    assert torch.equal(codes.cpu().float(), ref.codes.float()) and torch.equal(scale.cpu(), ref.scale)
+
+
+def test_topk_ties_keep_the_lowest_indices():
+    # integer-valued rows: many equal |x| at the k-th largest value
+    g = torch.Generator().manual_seed(5)
+    x = torch.randint(-3, 4, (4, 101), generator=g).float()
+    codes, _ = rmsnorm_quant(x.to(DEV), "topk8", norm=False)
+    ref = Q.quantize_topk_int8(x)
+    assert torch.equal(codes.cpu(), ref.codes)
+    assert int((codes.cpu() != 0).sum(dim=1).max()) <= math.ceil(0.5 * 101)
+
+
+def test_relu2glu_product_and_nonzero_list_match_model():
+    x, gate = _x(3, 200, seed=1), _x(3, 200, seed=2)
+    w = torch.ones(200, dtype=torch.float16)
+    codes, scale, nzi, nnz = rmsnorm_quant(x.to(DEV), "int8", w.to(DEV), gate=gate.to(DEV), nonzero=True)
+    ref = reference_quant(x, "int8", w, gate)
+    assert torch.equal(codes.cpu(), ref.codes) and torch.equal(scale.cpu(), ref.scale)
+    for r in range(3):
+        expect = torch.nonzero(ref.codes[r]).flatten()
+        assert int(nnz[r]) == expect.numel() < 200                 # relu(gate)^2 zeroes about half
+        assert torch.equal(nzi[r, :int(nnz[r])].cpu().long(), expect)
+
+
+def test_zero_row_gives_zero_codes_and_clamped_scale():
+    x = torch.zeros(2, 64)
+    x[1] = 1.0
+    codes, scale = rmsnorm_quant(x.to(DEV), "int8", norm=False)
+    ref = Q.quantize_int8(x)
+    assert torch.equal(codes.cpu(), ref.codes) and torch.equal(scale.cpu(), ref.scale)
+    assert float(scale[0]) == pytest.approx(1e-5 / 127)
+
+
+def test_reference_rmsnorm_is_the_correctly_rounded_float64_formula():
+    x = _x(6, 333, seed=3).float()
+    w = torch.rand(333, generator=torch.Generator().manual_seed(4)) + 0.5
+    y = rmsnorm_reference(x, w)
+    x64 = x.double()
+    r = torch.sqrt((x64 * x64).mean(-1, keepdim=True) + 1e-5)
+    assert torch.allclose(y.double(), x64 / r * w.double(), rtol=4 * 2.0 ** -24, atol=0)
+
+
+def test_bad_inputs_raise_clear_errors():
+    x = _x(2, 64, seed=0).to(DEV)
+    with pytest.raises(ValueError, match="mode must be"):
+        rmsnorm_quant(x, "int3")
+    with pytest.raises(TypeError, match="x must have dtype"):
+        rmsnorm_quant(x.to(torch.int32), "int8")
+    with pytest.raises(ValueError, match="2-D"):
+        rmsnorm_quant(x[0], "int8")
+    with pytest.raises(ValueError, match="NaN"):
+        rmsnorm_quant(torch.full_like(x, float("nan")), "int8")
+    with pytest.raises(ValueError, match="out_fp8"):
+        rmsnorm_quant(x, "int8", out_fp8=True)
+    with pytest.raises(ValueError, match="gate must have shape"):
+        rmsnorm_quant(x, "int8", gate=x[:1])
+    with pytest.raises(ValueError, match="norm_weight must have shape"):
+        rmsnorm_quant(x, "int8", torch.ones(63, device=DEV))
+    with pytest.raises(ValueError, match="eps"):
+        rmsnorm_quant(x, "int8", eps=-1.0)
