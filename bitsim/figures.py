@@ -356,40 +356,73 @@ def sparsity_and_bits(traces: pd.DataFrame, preset: str | None = None, layer: in
     return fig
 
 
-def measured_speedups(speedups: pd.DataFrame):
-    """Measured H100 kernel speedups over the FP16 baseline, one group of bars per shape.
+def _speedup_panel(row) -> str:
+    """Which panel of :func:`measured_speedups` a speedup row belongs to."""
+    fam, M = row["family"], int(row["M"])
+    if fam == "linear":
+        if M == 1:
+            return "decode GEMV, M = 1 (weights N x K)"
+        return "small-batch GEMM, M = 16-512" if M <= 512 else "prefill GEMM, M >= 2048"
+    return "decode attention (vs torch SDPA) and one 7B block (vs the FP16 block)"
 
-    Columns: shape (label), kernel, impl, speedup (cuBLAS FP16 time / kernel time).
+
+def _speedup_tick(row, several_m: bool) -> str:
+    if row["family"] == "linear":
+        nk = f"{int(row['N'])}x{int(row['K'])}"
+        return f"M={int(row['M'])}\n{nk}" if several_m else nk
+    return str(row["shape"]).replace(" ctx", "\nctx").replace("prefill ", "prefill\n")
+
+
+def measured_speedups(speedups: pd.DataFrame):
+    """Measured kernel speedups over the FP16 baseline of the same shape and run, one panel per regime.
+
+    Columns: shape, family (linear / attention / block), M, N, K, kernel, impl,
+    speedup (baseline time / kernel time).  Panels: decode GEMV (M = 1),
+    small-batch GEMM, prefill GEMM, attention and whole block; one bar per
+    (kernel, shape), a kernel keeps its colour in every panel, baselines
+    other than FP16 are dotted.  Log y; the line at 1 is the FP16 baseline.
     """
-    _need(speedups, ["shape", "kernel", "impl", "speedup"], "measured_speedups")
-    speedups = speedups[~speedups.kernel.isin(BASELINE_KERNELS)]  # the line at 1 is the baseline
-    if speedups.empty:
+    _need(speedups, ["shape", "family", "M", "N", "K", "kernel", "impl", "speedup"], "measured_speedups")
+    d = speedups[~speedups.kernel.isin(BASELINE_KERNELS + ("block_fp16",))].copy()
+    if d.empty:
         return _empty("Measured H100 kernel speedups", "no measured kernel data in reports/data/")
-    shapes = list(dict.fromkeys(speedups["shape"]))
-    kernels = list(dict.fromkeys(speedups.sort_values(["impl", "kernel"], ascending=[False, True]).kernel))
-    width = 0.8 / max(len(kernels), 1)
-    fig, ax = plt.subplots(figsize=(max(7.0, 0.9 * len(shapes) + 3), 4.6))
-    cmap = plt.get_cmap("tab10")
-    for k, kern in enumerate(kernels):
-        s = speedups[speedups.kernel == kern].set_index("shape")
-        xs = [i for i, sh in enumerate(shapes) if sh in s.index]
-        ys = [float(s.loc[sh, "speedup"]) if np.ndim(s.loc[sh, "speedup"]) == 0
-              else float(s.loc[sh, "speedup"].iloc[0]) for sh in shapes if sh in s.index]
-        impl = s.impl.iloc[0]
-        ax.bar(np.array(xs) + (k - (len(kernels) - 1) / 2) * width, ys, width * 0.95, color=cmap(k % 10),
-               hatch=None if impl == "ours" else "..", edgecolor="white", linewidth=0.4,
-               label=f"{kern} ({impl})")
-    ax.axhline(1.0, color="k", lw=0.8)
-    ax.set_yscale("log")
-    ax.set_xticks(range(len(shapes)))
-    ax.set_xticklabels(shapes, rotation=30, ha="right", fontsize=8)
-    ax.set_ylabel("speedup over cuBLAS FP16 (x, log)")
-    ax.set_xlabel("op and shape (M x N x K)")
-    ax.set_title("Measured kernels: speedup over cuBLAS FP16 / torch SDPA = 1 (higher is better)", fontsize=10)
-    ax.grid(True, axis="y", which="both", alpha=0.3)
-    _plain_log_ticks(ax)
-    ax.legend(fontsize=7, ncol=1 if len(kernels) < 12 else 2, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    d["panel"] = d.apply(_speedup_panel, axis=1)
+    panels = [p for p in ("decode GEMV, M = 1 (weights N x K)", "small-batch GEMM, M = 16-512",
+                          "prefill GEMM, M >= 2048",
+                          "decode attention (vs torch SDPA) and one 7B block (vs the FP16 block)")
+              if p in set(d.panel)]
+    kernels = list(dict.fromkeys(d.sort_values(["impl", "kernel"], ascending=[False, True]).kernel))
+    cmap = plt.get_cmap("tab20")
+    colour = {k: cmap(i % 20) for i, k in enumerate(kernels)}
+    fig, axes = plt.subplots(len(panels), 1, figsize=(12.5, 3.1 * len(panels)), squeeze=False)
+    for ax, panel in zip(axes[:, 0], panels):
+        p = d[d.panel == panel].sort_values(["M", "N", "K"])
+        several_m = p.M.nunique() > 1 and p.family.eq("linear").all()
+        shapes = list(dict.fromkeys(p["shape"]))
+        ticks = [_speedup_tick(p[p["shape"] == s].iloc[0], several_m) for s in shapes]
+        ks = [k for k in kernels if k in set(p.kernel)]
+        width = 0.84 / max(len(ks), 1)
+        for j, kern in enumerate(ks):
+            s = p[p.kernel == kern].groupby("shape").speedup.max()
+            xs = np.array([i for i, sh in enumerate(shapes) if sh in s.index], dtype=float)
+            ys = [float(s[sh]) for sh in shapes if sh in s.index]
+            impl = p[p.kernel == kern].impl.iloc[0]
+            ax.bar(xs + (j - (len(ks) - 1) / 2) * width, ys, width * 0.92, color=colour[kern],
+                   hatch=None if impl == "ours" else "...", edgecolor="white", linewidth=0.4,
+                   label=f"{kern} ({impl})")
+        ax.axhline(1.0, color="k", lw=0.9)
+        ax.set_yscale("log")
+        ax.set_xticks(range(len(shapes)))
+        ax.set_xticklabels(ticks, fontsize=8)
+        ax.set_xlim(-0.6, len(shapes) - 0.4)
+        ax.set_ylabel("speedup (x, log)")
+        ax.set_title(panel, fontsize=10, loc="left")
+        ax.grid(True, axis="y", which="both", alpha=0.3)
+        _plain_log_ticks(ax)
+    fig.suptitle("Measured kernels: speedup over cuBLAS FP16 at the same shape and run (line at 1; higher is "
+                 "better)", fontsize=11)
     fig.tight_layout()
+    _legend_below(fig, list(axes[:, 0]), ncol=4)
     return fig
 
 
@@ -432,5 +465,66 @@ def sim_vs_measured(cmp: pd.DataFrame):
     ax.set_title(f"median |error| {np.median(np.abs(err)):.0f}%, geo-mean sim/measured {gm:.2f}", fontsize=10)
     ax.legend(fontsize=7, loc="upper left")
     fig.suptitle("Simulator vs measured GPU kernels", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def measured_roofline(measured: pd.DataFrame):
+    """Measured kernels on the GPU's own roofline, and the share of copy bandwidth at decode.
+
+    Columns (``measured_trace``): op, kernel, impl, M, N, K, us, bytes, ops,
+    gbps, tops, plus rows with op ``ceiling`` (kernel ``copy`` for GB/s,
+    cuBLAS 8192^3 GEMMs for TOP/s) measured in the same run.  Left: every
+    timed kernel call (fastest per kernel and shape) at x = ops / minimum
+    bytes, y = achieved TOP/s, under the measured roofs.  Right: decode
+    (M = 1) GEMV and attention calls, achieved GB/s as a share of the copy
+    ceiling.  Kernel-name suffixes ``_cfg`` (tuning sweeps) are left out.
+    """
+    _need(measured, ["op", "kernel", "impl", "M", "N", "K", "us", "bytes", "ops", "gbps", "tops"],
+          "measured_roofline")
+    ceil = measured[measured.op == "ceiling"]
+    d = measured[(measured.op != "ceiling") & ~measured.kernel.astype(str).str.endswith("_cfg")
+                 & (measured.us > 0) & (measured.bytes > 0) & (measured.ops > 0)]
+    copy = ceil[ceil.kernel == "copy"].gbps
+    if d.empty or copy.empty:
+        return _empty("Measured kernels on the GPU roofline", "no measured kernel rows with ceilings")
+    bw = float(copy.max())  # GB/s
+    peaks = ceil[ceil.kernel != "copy"].groupby("precision").tops.max().sort_values(ascending=False)
+    d = d.sort_values("us").drop_duplicates(["kernel", "op", "M", "N", "K", "sparsity"])
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(13, 5.0), gridspec_kw={"width_ratios": [1.25, 1]})
+    xs = np.logspace(-1, 4, 200)
+    for prec, peak in peaks.items():
+        ax.plot(xs, np.minimum(peak, bw * xs / 1e3), color="0.35", lw=1)
+    roofs = [f"copy: {bw:.0f} GB/s"] + [f"{prec} (cuBLAS 8192^3): {peak:.0f} TOP/s" for prec, peak in peaks.items()]
+    ax.text(0.02, 0.98, "roofs measured in this run\n" + "\n".join(roofs), transform=ax.transAxes, fontsize=7,
+            va="top", ha="left", bbox=dict(boxstyle="round", fc="white", ec="0.7"))
+    kinds = {"ours": ("o", "#d62728"), "baseline": ("s", "#7f7f7f")}
+    for impl, (marker, colour) in kinds.items():
+        s = d[d.impl == impl]
+        ax.scatter(s.ops / s.bytes, s.tops, marker=marker, s=22, color=colour, alpha=0.75,
+                   edgecolor="white", linewidth=0.4, label=f"{impl} kernels")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("arithmetic intensity (ops / minimum byte)")
+    ax.set_ylabel("achieved TOP/s")
+    ax.set_title("Every timed kernel call under the roofs measured in the same run", fontsize=10)
+    ax.grid(True, which="both", alpha=0.25)
+    ax.legend(fontsize=8, loc="lower right")
+    dec = d[((d.op.isin(["gemv", "sparse_gemv"])) & (d.M == 1)) | (d.op == "attention_decode")].copy()
+    dec["label"] = [f"{k}  {'attn B%d ctx%d' % (m, k_) if op == 'attention_decode' else '%dx%d' % (n, k_)}"
+                    + (f" s={100 * sp:.0f}%" if sp > 0 else "")
+                    for k, op, m, n, k_, sp in zip(dec.kernel, dec.op, dec.M, dec.N, dec.K, dec.sparsity)]
+    dec = dec.sort_values(["op", "N", "K", "impl", "kernel"])
+    frac = 100 * dec.gbps / bw
+    ax2.barh(range(len(dec)), frac, color=[kinds[i][1] if i in kinds else "#1f77b4" for i in dec.impl],
+             alpha=0.8)
+    ax2.set_yticks(range(len(dec)))
+    ax2.set_yticklabels(dec.label, fontsize=6.5)
+    ax2.invert_yaxis()
+    ax2.axvline(80, color="k", ls=":", lw=0.8)
+    ax2.set_xlim(0, max(100.0, 1.05 * float(frac.max())))
+    ax2.set_xlabel(f"achieved bandwidth, % of copy ({bw:.0f} GB/s; dotted: 80 %)")
+    ax2.set_title("Decode (M = 1) GEMV and attention: bytes moved per second", fontsize=10)
+    ax2.grid(True, axis="x", alpha=0.3)
     fig.tight_layout()
     return fig

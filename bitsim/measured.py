@@ -125,7 +125,7 @@ def speedups(measured: pd.DataFrame) -> pd.DataFrame:
     if m.empty:
         return pd.DataFrame(columns=cols)
     m["shape"] = m.apply(shape_label, axis=1)
-    sparse = m.sparsity > 0
+    sparse = (m.sparsity > 0) & (m.op == "sparse_gemv")  # a block's sparsity is a property, not a variant
     m.loc[sparse, "kernel"] = [f"{k} (s={100 * s:.0f}%)" for k, s in zip(m.loc[sparse, "kernel"],
                                                                           m.loc[sparse, "sparsity"])]
     keys = ["source", "family", "M", "N", "K"]

@@ -165,10 +165,13 @@ def build_document(res: StudyResult, spd: pd.DataFrame, cmp: pd.DataFrame, claim
         s.text(f"Measured on {', '.join(gpus or ['an unnamed GPU'])}; speedup = cuBLAS FP16 time / kernel "
                "time at the same shape, measured in the same run (attention: torch SDPA). Sources: "
                + ", ".join(f"`{x}`" for x in sorted(set(spd.source))) + ".")
-        s.table(Table("measured_speedups", spd[["source", "shape", "kernel", "impl", "precision", "us",
-                                                "baseline_us", "speedup"]],
+        shown = shown_measurements(spd)
+        s.table(Table("measured_speedups", shown[["source", "shape", "kernel", "impl", "precision", "us",
+                                                  "baseline_us", "speedup"]],
                       "Measured kernel times (us) and speedups"))
     s.figure(Figure("measured_speedups", "Measured H100 kernel speedups over cuBLAS FP16"))
+    s.figure(Figure("measured_roofline", "Measured kernels on the H100's roofline (roofs measured in the same "
+                                         "run) and the share of copy bandwidth reached at decode"))
 
     s = doc.section("Simulator vs measured")
     if cmp.empty:
@@ -226,7 +229,9 @@ def make_report(cfg: StudyConfig, out_dir: str | Path, progress: bool = True,
     figures.save(figures.roofline(roofline_ops(res), res.ceilings,
                                   title=f"Roofline: {claims_preset}, every op"), fdir, "roofline")
     figures.save(figures.sparsity_and_bits(res.traces, claims_preset), fdir, "sparsity_bits")
-    figures.save(figures.measured_speedups(_tag_sources(spd)), fdir, "measured_speedups")
+    figures.save(figures.measured_speedups(shown_measurements(spd)), fdir, "measured_speedups")
+    own = measured[measured.source != ANCHORS_SOURCE] if len(measured) else measured
+    figures.save(figures.measured_roofline(own), fdir, "measured_roofline")
     figures.save(figures.sim_vs_measured(cmp.dropna(subset=["sim_us"])), fdir, "sim_vs_measured")
     say("figures done")
 
@@ -259,12 +264,20 @@ def make_report(cfg: StudyConfig, out_dir: str | Path, progress: bool = True,
     return out
 
 
-def _tag_sources(spd: pd.DataFrame) -> pd.DataFrame:
-    """Shape labels carry a short source tag when several measuring runs are shown."""
-    if spd.empty or spd.source.nunique() < 2:
+def shown_measurements(spd: pd.DataFrame) -> pd.DataFrame:
+    """The speedup rows the report shows: the kernels' own measuring runs.
+
+    The anchor timings of gpu-anchors.md (cuBLAS and SDPA only) are shown only
+    when no kernel measurement exists; they stay in the simulator comparison.
+    Shape labels carry a short source tag when several runs are shown.
+    """
+    if spd.empty:
         return spd
-    short = spd.source.map(lambda x: "anchors" if x == ANCHORS_SOURCE else
-                           Path(x).stem.removeprefix("measured_"))
+    own = spd[spd.source != ANCHORS_SOURCE]
+    spd = own if len(own) else spd
+    if spd.source.nunique() < 2:
+        return spd
+    short = spd.source.map(lambda x: Path(x).stem.removeprefix("measured_"))
     return spd.assign(shape=spd["shape"] + " [" + short + "]")
 
 

@@ -30,7 +30,8 @@ from IPython.display import display
 
 from bitsim import figures
 from bitsim.claims import CLAIMS, measured_speed_rows
-from bitsim.measured import load_measured, speedups
+from bitsim.measured import ANCHORS_SOURCE, load_measured, speedups
+from bitsim.report import shown_measurements
 
 measured = load_measured(MEASURED_DIR)
 print(f"{len(measured)} measured rows from: {sorted(set(measured.source))}")
@@ -41,9 +42,25 @@ display(measured.groupby(["source", "op", "kernel"]).size().rename("rows").to_fr
 
 # %%
 spd = speedups(measured)
-display(spd[["source", "shape", "kernel", "impl", "us", "baseline_us", "speedup"]].round(2))
-figures.measured_speedups(spd.assign(shape=spd["shape"] + " [" + spd.source.str.slice(0, 12) + "]"))
+shown = shown_measurements(spd)  # the kernels' own runs (anchors only if there is nothing else)
+display(shown[["source", "shape", "kernel", "impl", "us", "baseline_us", "speedup"]].round(2))
+figures.measured_speedups(shown)
 plt.show()
+
+# %% [markdown]
+# ## Bandwidth and the roofline
+# Every kernel call at its arithmetic intensity (ops per minimum byte) under the roofs measured
+# in the same run (copy bandwidth, cuBLAS 8192³ peaks), and the share of the copy bandwidth the
+# decode (M = 1) kernels reach: at M = 1 a kernel is only as fast as the bytes it streams.
+
+# %%
+own = measured[measured.source != ANCHORS_SOURCE]
+figures.measured_roofline(own)
+plt.show()
+decode = own[(own.M == 1) & own.op.isin(["gemv", "sparse_gemv"])].sort_values("us")
+decode = decode.drop_duplicates(["kernel", "N", "K", "sparsity"])
+display(decode[["kernel", "N", "K", "sparsity", "cuda_graph", "us", "bytes", "gbps"]]
+        .sort_values(["N", "K", "us"]).round(2))
 
 # %% [markdown]
 # ## The speed claims on the measured GPU

@@ -3,6 +3,7 @@ import base64
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -15,7 +16,7 @@ from bitsim.schema import MEASURED_TRACE, write_table
 from bitsim.study import StudyConfig, run_study
 
 FIGURES = ("energy_by_component", "throughput", "footprint", "roofline", "sparsity_bits",
-           "measured_speedups", "sim_vs_measured")
+           "measured_speedups", "sim_vs_measured", "measured_roofline")
 
 
 def _measured_rows() -> pd.DataFrame:
@@ -206,11 +207,36 @@ def test_speedup_figure_draws_one_bar_per_non_baseline_kernel_and_shape():
     from bitsim import figures
     spd = speedups(_measured_rows())
     fig = figures.measured_speedups(spd)
-    bars = [p for p in fig.axes[0].patches]
+    panels = [ax for ax in fig.axes if ax.patches]
+    assert [ax.get_title(loc="left") for ax in panels] == ["decode GEMV, M = 1 (weights N x K)",
+                                                          "prefill GEMM, M >= 2048"]
+    bars = [b for ax in panels for b in ax.patches]
     assert len(bars) == int((~spd.kernel.isin(["cublas_fp16"])).sum()) == 5
     heights = sorted(round(b.get_height(), 6) for b in bars)
     assert heights == sorted(round(v, 6) for v in spd[spd.kernel != "cublas_fp16"].speedup)
-    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["gemv 1x11008x4096", "gemm 2048x11008x4096"]
+    assert [[t.get_text() for t in ax.get_xticklabels()] for ax in panels] == [["11008x4096"], ["11008x4096"]]
+
+
+def test_measured_roofline_places_each_kernel_call_under_the_run_roofs():
+    from bitsim import figures
+    m = _measured_rows()
+    m["tops"] = m.ops / (m.us * 1e6)
+    m["gbps"] = m.bytes / (m.us * 1e3)
+    base = m.iloc[0].to_dict()
+    ceilings = pd.DataFrame([dict(base, op="ceiling", kernel="copy", impl="baseline", precision="fp32", us=1.0,
+                                  gbps=3000.0, tops=0.0, bytes=1.0, ops=1.0),
+                             dict(base, op="ceiling", kernel="cublas_int8", impl="baseline", precision="int8",
+                                  us=1.0, gbps=0.0, tops=900.0, bytes=1.0, ops=1.0)])
+    fig = figures.measured_roofline(pd.concat([m, ceilings], ignore_index=True))
+    ax, ax2 = fig.axes
+    pts = np.concatenate([c.get_offsets() for c in ax.collections])
+    assert len(pts) == len(m)  # one point per kernel and shape, ceilings are roofs not points
+    assert np.allclose(sorted(pts[:, 0]), sorted(m.ops / m.bytes))
+    assert np.allclose(sorted(pts[:, 1]), sorted(m.tops))
+    roof = ax.lines[0].get_ydata()
+    assert roof.max() == 900.0  # the int8 roof
+    bars = sorted(b.get_width() for b in ax2.patches)  # decode rows: 3 GEMVs at M = 1
+    assert np.allclose(bars, sorted(100 * m[m.M == 1].gbps / 3000.0))
 
 
 def test_document_renders_tables_in_markdown_and_escaped_html(tmp_path):
