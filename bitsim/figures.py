@@ -429,27 +429,38 @@ def measured_speedups(speedups: pd.DataFrame):
 def sim_vs_measured(cmp: pd.DataFrame):
     """Simulated vs measured time per kernel call (log-log, y = x and 2x bands) and the error of each.
 
-    Columns: measured_us, sim_us, kernel.  Left: the scatter; right: signed
-    relative error (sim - measured) / measured per call.  The title gives
-    the median absolute error and the geometric-mean ratio.
+    Columns: measured_us, sim_us, kernel (the label of a point's group),
+    optionally split (``calibration`` points are drawn hollow).  Left: the
+    scatter; right: signed relative error (sim - measured) / measured per
+    call.  The title gives the median absolute error and the geometric-mean
+    ratio over all calls.
     """
     _need(cmp, ["measured_us", "sim_us", "kernel"], "sim_vs_measured")
     d = cmp[(cmp.measured_us > 0) & (cmp.sim_us > 0)]
     if d.empty:
         return _empty("Simulator vs measured GPU", "no measured kernel data to compare")
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11.5, 4.8), gridspec_kw={"width_ratios": [1.1, 1]})
-    cmap = plt.get_cmap("tab10")
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 5.0), gridspec_kw={"width_ratios": [1.1, 1]})
+    cmap = plt.get_cmap("tab20")
     err = 100 * (d.sim_us - d.measured_us) / d.measured_us
+    cal = d["split"].eq("calibration") if "split" in d.columns else pd.Series(False, index=d.index)
     for k, kern in enumerate(dict.fromkeys(d.kernel)):
-        sel = d.kernel == kern
-        ax.scatter(d.measured_us[sel], d.sim_us[sel], s=24, color=cmap(k % 10), label=kern, alpha=0.8)
-        ax2.scatter(d.measured_us[sel], err[sel], s=24, color=cmap(k % 10), alpha=0.8)
+        colour = cmap(k % 20)
+        for hollow in (False, True):
+            sel = (d.kernel == kern) & (cal == hollow)
+            if not sel.any():
+                continue
+            face = "none" if hollow else colour
+            ax.scatter(d.measured_us[sel], d.sim_us[sel], s=26, facecolors=face, edgecolors=colour,
+                       label=None if hollow else kern, alpha=0.85)
+            ax2.scatter(d.measured_us[sel], err[sel], s=26, facecolors=face, edgecolors=colour, alpha=0.85)
     lo = min(d.measured_us.min(), d.sim_us.min()) / 1.5
     hi = max(d.measured_us.max(), d.sim_us.max()) * 1.5
     xs = np.array([lo, hi])
     ax.plot(xs, xs, "k-", lw=1, label="sim = measured")
     ax.plot(xs, 2 * xs, "k:", lw=0.8, label="2x off")
     ax.plot(xs, xs / 2, "k:", lw=0.8)
+    if cal.any():
+        ax.scatter([], [], s=26, facecolors="none", edgecolors="k", label="hollow: calibration call (fitted on)")
     for a in (ax, ax2):
         a.set_xscale("log")
         a.set_xlim(lo, hi)
@@ -457,15 +468,15 @@ def sim_vs_measured(cmp: pd.DataFrame):
         a.grid(True, which="both", alpha=0.3)
     ax.set_yscale("log")
     ax.set_ylim(lo, hi)
-    ax.set_ylabel("simulated on h100-like (us)")
+    ax.set_ylabel("simulated time per call (us)")
     ax2.axhline(0, color="k", lw=1)
     ax2.set_ylabel("error (sim - measured) / measured (%)")
     ax2.set_title("error per call", fontsize=10)
     gm = float(np.exp(np.mean(np.log(d.sim_us / d.measured_us))))
     ax.set_title(f"median |error| {np.median(np.abs(err)):.0f}%, geo-mean sim/measured {gm:.2f}", fontsize=10)
-    ax.legend(fontsize=7, loc="upper left")
     fig.suptitle("Simulator vs measured GPU kernels", fontsize=11)
     fig.tight_layout()
+    _legend_below(fig, [ax], ncol=3)
     return fig
 
 

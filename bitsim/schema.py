@@ -225,6 +225,16 @@ def read_table(path: str | Path, schema: str | None = None) -> pd.DataFrame:
     return df
 
 
+# measured_trace convention: kernel names ending in this suffix are rows of a tile-configuration
+# tuning sweep (kernels/benchmark.py --configs), not results of a kernel as shipped.
+TUNING_SUFFIX = "_cfg"
+
+
+def measured_final_rows(measured: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a ``measured_trace`` table that are kernel results (tuning-sweep rows dropped)."""
+    return measured[~measured["kernel"].astype(str).str.endswith(TUNING_SUFFIX)]
+
+
 def describe(schema: str) -> str:
     """Markdown table documenting a schema (used by docs and --help)."""
     rows = ["| column | type | unit | meaning |", "|---|---|---|---|"]

@@ -7,7 +7,10 @@ torch SDPA), plus the ceilings (device copy bandwidth, 8192³ GEMMs).  Times
 are ``triton.testing.do_bench`` medians (L2 flushed before every run); M=1
 ops are also timed inside CUDA graphs that rotate over enough weight copies
 to overflow L2.  Results: a ``measured_trace`` table (Parquet + CSV), a JSON
-log, and a short table printed last.
+log, and a short table printed last.  With ``--configs`` every candidate of
+``kernels.configs.CANDIDATES`` is checked and timed per shape before that
+shape's default rows; the fastest correct one is used for the rest of the run
+and written to ``tuned_configs.json`` (the form of ``kernels.configs.TUNED``).
 
 Entry points: ``bitsim bench-kernels`` and ``benchmarks/bench_kernels.py``.
 """
@@ -38,6 +41,7 @@ class Recorder:
         self.env = env
         self.rows: list[dict] = []
         self.log: list[dict] = []
+        self.tuned: dict[str, dict[str, dict]] = {}
 
     def add(self, op: str, kernel: str, impl: str, precision: str, M: int, N: int, K: int, us: float,
             bytes_: float, ops: float, exact: bool, sparsity: float = 0.0, cuda_graph: bool = False,
@@ -53,6 +57,21 @@ class Recorder:
         print(f"  {op:16s} {kernel:22s} {precision:12s} M={M:<5d} N={N:<6d} K={K:<6d} "
               f"{us:9.2f} us {row['gbps']:8.1f} GB/s {row['tops']:8.1f} TOPS exact={exact}", flush=True)
         return row
+
+    def pick(self, kernel: str, key: str, results: list) -> None:
+        """Keep the fastest correct ``(us, ok, config)`` of a sweep as ``tuned[kernel][key]``.
+
+        The winner also goes into ``kernels.configs.TUNED`` for the rest of this process, so the
+        default-config rows timed after a sweep (and the block section) run the measured best.
+        """
+        from kernels import configs
+
+        good = [r for r in results if r[1]]
+        if good:
+            us, _, cfg = min(good, key=lambda r: r[0])
+            self.tuned.setdefault(kernel, {})[key] = cfg
+            configs.TUNED[kernel][key] = dict(cfg)      # later default-config calls of this run use it
+            self.note(what="best config", kernel=kernel, key=key, us=us, config=cfg)
 
     def note(self, **kv) -> None:
         self.log.append(kv)
@@ -173,16 +192,20 @@ def _gemm_one(rec, Q, w158_matmul, wq, wp, ws, w16, wi8, wf8, packed_bytes, M, N
     q8 = Q.quantize_int8(x)
     q4 = Q.quantize_int4(x)
     x4f8 = q4.codes.to(torch.float8_e4m3fn)
+    sweep = configs and M in (1, 128, 2048, 8192)
+    ref8 = ref4 = None
+    if check or sweep:                             # fp64 references, computed once per shape
+        ref8, ref4 = Q.qlinear(q8, wq), Q.qlinear(q4, wq)
+    if sweep:                                      # first: the rows below then run the winner
+        _config_sweep(rec, ref8, ref4, q8, q4, x4f8, wp, ws, M, N, K, packed_bytes)
     ops = 2.0 * M * N * K
     out_b = 2.0 * M * N
     exact8 = exact4 = exact4f = True
     if check:
-        ref8 = Q.qlinear(q8, wq)
-        ref4 = Q.qlinear(q4, wq)
         exact8 = torch.equal(w158_matmul(q8.codes, q8.scale, wp, ws, N), ref8)
         exact4 = torch.equal(w158_matmul(q4.codes, q4.scale, wp, ws, N), ref4)
         exact4f = torch.equal(w158_matmul(x4f8, q4.scale, wp, ws, N), ref4)
-        del ref8, ref4
+    del ref8, ref4
     op = "gemv" if M <= 8 else "gemm"
     us = bench_us(lambda: w158_matmul(q8.codes, q8.scale, wp, ws, N))
     rec.add(op, "ours_w158a8", "ours", "w1.58a8", M, N, K, us, packed_bytes + M * K + out_b + 4 * M,
@@ -208,8 +231,6 @@ def _gemm_one(rec, Q, w158_matmul, wq, wp, ws, w16, wi8, wf8, packed_bytes, M, N
             rec.add(op, "cublas_fp8", "baseline", "fp8", M, N, K, us, 1.0 * N * K + M * K + out_b, ops, False)
         except Exception as e:  # noqa: BLE001 - record and go on
             rec.note(what="cublas_fp8 failed", M=M, N=N, K=K, error=repr(e)[:200])
-    if configs and M in (1, 2048, 8192):
-        _config_sweep(rec, q8, q4, x4f8, wp, ws, M, N, K, packed_bytes)
     if graphs and M == 1:
         _graph_m1(rec, wq, q8, N, K)
 
@@ -236,43 +257,44 @@ def _graph_m1(rec, wq, q8, N, K):
     del wps, w16s
 
 
-def _config_sweep(rec, q8, q4, x4f8, wp, ws, M, N, K, packed_bytes):
+def _config_sweep(rec, ref8, ref4, q8, q4, x4f8, wp, ws, M, N, K, packed_bytes):
+    """Time every ``kernels.configs.CANDIDATES`` entry (checked bit-exact against the int8 / int4
+    references ``ref8``, ``ref4`` first); keep the fastest correct one per shape."""
+    from kernels.configs import CANDIDATES, gemm_m_bucket, shape_key
     from kernels.ternary_gemm import w158_matmul
 
     ops = 2.0 * M * N * K
     if M == 1:
+        ref = ref8
         c = n_copies(packed_bytes)
         wps = [wp.clone() for _ in range(c)]
-        for cfg in (dict(BN=16, WB=64, ITERS=1, num_warps=4), dict(BN=8, WB=128, ITERS=1, num_warps=4),
-                    dict(BN=8, WB=64, ITERS=2, num_warps=4), dict(BN=32, WB=64, ITERS=1, num_warps=8),
-                    dict(BN=4, WB=128, ITERS=1, num_warps=4), dict(BN=4, WB=64, ITERS=4, num_warps=4),
-                    dict(BN=16, WB=64, ITERS=4, num_warps=4), dict(BN=32, WB=32, ITERS=1, num_warps=4),
-                    dict(BN=64, WB=32, ITERS=1, num_warps=8), dict(BN=16, WB=128, ITERS=1, num_warps=8),
-                    dict(BN=2, WB=256, ITERS=1, num_warps=4), dict(BN=8, WB=256, ITERS=4, num_warps=8)):
+        results = []
+        for cfg in CANDIDATES["gemv"]:
             try:
+                exact = bool(torch.equal(w158_matmul(q8.codes, q8.scale, wp, ws, N, config=cfg), ref))
                 us = bench_graph_us([lambda i=i: w158_matmul(q8.codes, q8.scale, wps[i], ws, N, config=cfg)
                                      for i in range(c)])
                 rec.add("gemv", "ours_w158a8_cfg", "ours", "w1.58a8", M, N, K, us, packed_bytes + K + 2 * N,
-                        ops, False, config=json.dumps(cfg), cuda_graph=True, copies=c)
+                        ops, exact, config=json.dumps(cfg), cuda_graph=True, copies=c)
+                results.append((us, exact, cfg))
             except Exception as e:  # noqa: BLE001
                 rec.note(what="gemv config failed", cfg=cfg, error=repr(e)[-300:])
+        rec.pick("gemv", shape_key(N=N, K=K), results)
         del wps
         return
-    for fp8, xx, xs in ((False, q8.codes, q8.scale), (True, x4f8, q4.scale)):
-        for cfg in (dict(BM=128, BN=128, BK=128, num_warps=8, num_stages=3),
-                    dict(BM=128, BN=256, BK=128, num_warps=8, num_stages=3),
-                    dict(BM=256, BN=128, BK=128, num_warps=8, num_stages=3),
-                    dict(BM=128, BN=128, BK=256, num_warps=8, num_stages=3),
-                    dict(BM=64, BN=128, BK=128, num_warps=4, num_stages=4, SWAP=True),
-                    dict(BM=128, BN=128, BK=128, num_warps=8, num_stages=3, SWAP=True),
-                    dict(BM=128, BN=256, BK=128, num_warps=8, num_stages=3, SWAP=True)):
+    for fp8, xx, xs, ref in ((False, q8.codes, q8.scale, ref8), (True, x4f8, q4.scale, ref4)):
+        results = []
+        for cfg in CANDIDATES["gemm"]:
             try:
+                exact = bool(torch.equal(w158_matmul(xx, xs, wp, ws, N, config=cfg), ref))
                 us = bench_us(lambda: w158_matmul(xx, xs, wp, ws, N, config=cfg))
                 rec.add("gemm", "ours_w158a4_fp8_cfg" if fp8 else "ours_w158a8_cfg", "ours",
                         "w1.58a4-fp8" if fp8 else "w1.58a8", M, N, K, us, packed_bytes + M * K + 2 * M * N,
-                        ops, False, config=json.dumps(cfg))
+                        ops, exact, config=json.dumps(cfg))
+                results.append((us, exact, cfg))
             except Exception as e:  # noqa: BLE001
                 rec.note(what="gemm config failed", fp8=fp8, cfg=cfg, error=repr(e)[-600:])
+        rec.pick("gemm", shape_key(M=gemm_m_bucket(M), N=N, K=K, prec="fp8" if fp8 else "int8"), results)
 
 
 def _gemlite_layer(rec, wq, N, K):
@@ -394,7 +416,10 @@ def write_outputs(rec: Recorder, ceil: dict, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     meta = dict(rec.env, ceilings=ceil, source="kernels/benchmark.py")
     with open(out_dir / "bench_log.json", "w") as f:
-        json.dump(dict(meta=meta, notes=rec.log, rows=rec.rows), f, indent=1, default=str)
+        json.dump(dict(meta=meta, notes=rec.log, rows=rec.rows, tuned=rec.tuned), f, indent=1, default=str)
+    if rec.tuned:       # winners of --configs, in the form of kernels.configs.TUNED
+        with open(out_dir / "tuned_configs.json", "w") as f:
+            json.dump(rec.tuned, f, indent=1, sort_keys=True)
     if rec.rows:
         df = table_from_rows(rec.rows)
         write_table(df, out_dir / "measured_trace.parquet", "measured_trace", meta)
@@ -408,10 +433,28 @@ def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentP
     p.add_argument("--shapes", default="7b", help="'7b' (all four N×K) or e.g. '11008x4096,4096x4096'")
     p.add_argument("--ms", default=",".join(map(str, MS)), help="comma-separated M values")
     p.add_argument("--no-check", action="store_true", help="skip the bit-exactness checks")
-    p.add_argument("--configs", action="store_true", help="also time alternative tile configs")
+    p.add_argument("--configs", action="store_true",
+                   help="sweep kernels.configs.CANDIDATES (each checked first), run the fastest correct "
+                        "config per shape for the rest of the run, write tuned_configs.json")
     p.add_argument("--no-graphs", action="store_true", help="skip CUDA-graph timings")
+    p.add_argument("--tuned", default=None,
+                   help="tuned_configs.json of an earlier --configs run: its winners serve this run")
     p.add_argument("--out", default=os.environ.get("OUT", "bench_out"), help="output folder")
     return p
+
+
+def load_tuned(path: Path) -> None:
+    """Merge an earlier sweep's ``tuned_configs.json`` into ``kernels.configs.TUNED`` (this process)."""
+    from kernels import configs
+
+    with open(path) as f:
+        data = json.load(f)
+    if not isinstance(data, dict) or not set(data) <= set(configs.TUNED):
+        raise ValueError(f"{path}: expected a JSON object with keys among {sorted(configs.TUNED)}")
+    for kernel, table in data.items():
+        if not isinstance(table, dict) or not all(isinstance(c, dict) for c in table.values()):
+            raise ValueError(f"{path}: {kernel!r} must map shape keys to config objects")
+        configs.TUNED[kernel].update({k: dict(c) for k, c in table.items()})
 
 
 def run(args: argparse.Namespace) -> int:
@@ -424,6 +467,8 @@ def run(args: argparse.Namespace) -> int:
     shapes = SHAPES_7B if args.shapes == "7b" else tuple(
         tuple(int(v) for v in s.lower().split("x")) for s in args.shapes.split(","))
     Ms = tuple(int(m) for m in args.ms.split(","))
+    if args.tuned:
+        load_tuned(Path(args.tuned))
     rec = Recorder(env_info())
     print("env:", json.dumps(rec.env), flush=True)
     ceil: dict = {}
@@ -468,9 +513,9 @@ def _extra_sections(secs, args, rec):
     if "quant" in secs:
         out.append(("quant", lambda: bench_quant(rec, not args.no_check)))
     if "sparse" in secs:
-        out.append(("sparse", lambda: bench_sparse(rec, not args.no_check)))
+        out.append(("sparse", lambda: bench_sparse(rec, not args.no_check, args.configs)))
     if "attention" in secs:
-        out.append(("attention", lambda: bench_attention(rec, not args.no_check)))
+        out.append(("attention", lambda: bench_attention(rec, not args.no_check, args.configs)))
     return out
 
 

@@ -23,7 +23,9 @@ and combines the partial softmaxes in a second small kernel.  With
 ``qc_t = q · c_t`` (exact integers times q), the score is
 ``sm_scale · s_t · (2·qc_t - L_t·sum(q))`` and the output is
 ``2·sum_t (p_t s_t) c_t - sum_t p_t s_t L_t``: the dequantized K/V are never
-formed.  Exactness: the cache write is bit-exact (codes and scales); the
+formed.  Two split kernels: the default one per KV head (tensor cores for
+fp16 q), and ``config=dict(FMA=True)``, one per query head on CUDA cores
+(for MHA, where a 16-row MMA tile would be 1/16 used).  Exactness: the cache write is bit-exact (codes and scales); the
 attention output is fp32 arithmetic in a different order from any
 reference, checked to a relative error < 1e-5 against a float64 softmax over
 ``quantize_kv``'s dequantized values.
@@ -37,9 +39,11 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels.configs import ctx_bucket, tuned
 from kernels.validate import FLOAT_DTYPES, check_device_usable, check_finite, check_tensor, next_pow2
 
 MAGIC = 0x4B000000          # fp32 bit pattern of 2**23
+RESCALE_AT = tl.constexpr(8.0)           # FMA attention: move the running max when exceeded by this (p <= e^8)
 
 
 @dataclass
@@ -193,6 +197,95 @@ def _attn_split_kernel(q_ptr, kc_ptr, ks_ptr, vc_ptr, vs_ptr, m_ptr, l_ptr, o_pt
 
 
 @triton.jit
+def _nibbles(words, j4, LO: tl.constexpr):
+    """int32 ``[BT, W, 1]`` words -> fp32 ``[BT, W, 4]`` codes of nibbles 0-3 (``LO``) or 4-7, exact.
+
+    One AND/OR per code (a LOP3): nibble ``j`` kept in place at bits ``4j..4j+3`` of an fp32
+    whose exponent makes its ulp ``2**-4j``, i.e. the value ``2**(23-4j) + c``; one subtract
+    removes ``2**(23-4j)`` exactly.  Nibbles 4-7 take one shift per word (not per code).
+    """
+    w = words if LO else words >> 16
+    expo = (150 - 4 * j4) << 23                                   # fp32 bits of 2**(23-4j)
+    f = ((w & (0xF << (4 * j4))) | expo).to(tl.float32, bitcast=True)
+    return f - expo.to(tl.float32, bitcast=True)
+
+
+@triton.jit
+def _attn_split_fma_kernel(q_ptr, kc_ptr, ks_ptr, vc_ptr, vs_ptr, m_ptr, l_ptr, o_ptr,
+                           T, T_max, chunk, sm_scale,
+                           G: tl.constexpr, D: tl.constexpr, BT: tl.constexpr, S: tl.constexpr,
+                           LN: tl.constexpr, LB: tl.constexpr):
+    """CUDA-core variant: one program per (query head, context split), no tensor-core tile.
+
+    For MHA (G = 1, LLaMA-7B) the tensor-core kernel fills 1 of 16 MMA rows and moves every
+    decoded tile through shared memory; here each code is decoded in registers
+    (:func:`_nibbles`) into a ``[BT, D/8, 4]`` tile that has the word layout of the loads
+    (no layout conversion), ``q·c`` is a register FMA and the ``p·s·c`` terms are accumulated
+    per element and reduced over the context once, at the end.  The running maximum is moved
+    (and the accumulators rescaled) only when a tile's maximum exceeds it by ``RESCALE_AT``
+    (= 8, so every ``p <= e^8``): the per-element rescale multiply is skipped on most tiles.  For G > 1 every query head
+    re-reads its KV head's codes (from L2).
+    """
+    r = tl.program_id(0)                       # b * Hq + q head
+    sp = tl.program_id(1)
+    W: tl.constexpr = D // 8
+    bh = r // G                                # b * Hkv + kv head
+    w3 = tl.reshape(tl.arange(0, W), (1, W, 1))
+    j4 = tl.reshape(tl.arange(0, 4), (1, 1, 4))
+    qp = q_ptr + r.to(tl.int64) * D + 8 * w3 + j4
+    q_lo = tl.load(qp).to(tl.float32)                                              # [1, W, 4]: d = 8w + j
+    q_hi = tl.load(qp + 4).to(tl.float32)                                          # d = 8w + 4 + j
+    qsum = tl.sum(tl.sum(tl.sum(q_lo + q_hi, axis=2), axis=1), axis=0)
+    m_i = tl.full((), -float("inf"), tl.float32)
+    l_i = tl.zeros((), tl.float32)
+    cs = tl.zeros((), tl.float32)              # sum_t p_t s_t L_t (V offset term)
+    acc_lo = tl.zeros((BT, W, 4), tl.float32)  # sum_t p_t s_t c_t, per t (reduced at the end)
+    acc_hi = tl.zeros((BT, W, 4), tl.float32)
+    base = bh.to(tl.int64) * T_max
+    t_lo = sp * chunk
+    t_hi = tl.minimum(t_lo + chunk, T)
+    tt = tl.arange(0, BT)
+    for t0 in range(t_lo, t_hi, BT):
+        t = t0 + tt
+        live = t < t_hi
+        Lt = tl.where(t == 0, LB * 1.0, LN * 1.0)
+        t3 = tl.reshape(base + t, (BT, 1, 1))
+        l3 = tl.reshape(live, (BT, 1, 1))
+        kw = tl.load(kc_ptr + t3 * W + w3, mask=l3, other=0)                        # [BT, W, 1]
+        qc3 = _nibbles(kw, j4, True) * q_lo + _nibbles(kw, j4, False) * q_hi
+        qc = tl.sum(tl.sum(qc3, axis=2), axis=1)                                    # [BT]
+        ks = tl.load(ks_ptr + base + t, mask=live, other=0.0)
+        sc = (sm_scale * ks) * (2.0 * qc - Lt * qsum)
+        sc = tl.where(live, sc, -float("inf"))
+        m_tile = tl.max(sc, axis=0)
+        if m_tile > m_i + RESCALE_AT:   # lazy rescale: the running max moves only when a score
+            alpha = tl.exp(m_i - m_tile)  # exceeds it by RESCALE_AT (p <= e^8 otherwise, no overflow)
+            l_i = l_i * alpha
+            cs = cs * alpha
+            acc_lo = acc_lo * alpha
+            acc_hi = acc_hi * alpha
+            m_i = m_tile
+        p = tl.exp(sc - m_i)
+        l_i = l_i + tl.sum(p, axis=0)
+        vs = tl.load(vs_ptr + base + t, mask=live, other=0.0)
+        ps = p * vs
+        cs = cs + tl.sum(ps * Lt, axis=0)
+        vw = tl.load(vc_ptr + t3 * W + w3, mask=l3, other=0)
+        ps3 = tl.reshape(ps, (BT, 1, 1))
+        acc_lo = acc_lo + ps3 * _nibbles(vw, j4, True)
+        acc_hi = acc_hi + ps3 * _nibbles(vw, j4, False)
+    out = (r * S + sp).to(tl.int64)
+    o_lo = 2.0 * tl.sum(acc_lo, axis=0) - cs                                        # [W, 4]
+    o_hi = 2.0 * tl.sum(acc_hi, axis=0) - cs
+    w2 = tl.arange(0, W)[:, None]
+    j2 = tl.arange(0, 4)[None, :]
+    tl.store(o_ptr + out * D + 8 * w2 + j2, o_lo)
+    tl.store(o_ptr + out * D + 8 * w2 + 4 + j2, o_hi)
+    tl.store(m_ptr + out, m_i)
+    tl.store(l_ptr + out, l_i)
+
+
+@triton.jit
 def _attn_combine_kernel(m_ptr, l_ptr, o_ptr, y_ptr, S: tl.constexpr, SP: tl.constexpr, D: tl.constexpr):
     r = tl.program_id(0).to(tl.int64)          # (b, q head)
     s = tl.arange(0, SP)
@@ -206,11 +299,18 @@ def _attn_combine_kernel(m_ptr, l_ptr, o_ptr, y_ptr, S: tl.constexpr, SP: tl.con
     tl.store(y_ptr + r * D + d, y.to(y_ptr.dtype.element_ty))
 
 
+ATTN_CONFIG_KEYS = ("BT", "S", "num_warps", "USE_DOT", "FMA")
+
+
 def attention_config(B: int, Hkv: int, T: int, device_type: str = "cuda") -> dict:
-    """Context splits so that B·Hkv·S programs fill 132 SMs about 4 times."""
+    """Context splits so that the programs fill 132 SMs about 4 times.
+
+    ``FMA`` picks the CUDA-core kernel (one program per query head); the default stays the
+    tensor-core kernel (one program per KV head), the variant measured on the H100 (docs/kernels.md).
+    """
     bt = 64
     s = max(1, min(64, triton.cdiv(132 * 4, B * Hkv), triton.cdiv(T, bt)))
-    return dict(BT=bt, S=s, num_warps=4, USE_DOT=device_type == "cuda")
+    return dict(BT=bt, S=s, num_warps=4, USE_DOT=device_type == "cuda", FMA=False)
 
 
 def decode_attention(q: torch.Tensor, cache: KVCache, T: int, sm_scale: float | None = None,
@@ -232,7 +332,17 @@ def decode_attention(q: torch.Tensor, cache: KVCache, T: int, sm_scale: float | 
     check_finite(q, "q")
     G = q.shape[1] // H
     sm = 1.0 / math.sqrt(D) if sm_scale is None else float(sm_scale)
-    cfg = dict(attention_config(B, H, T, q.device.type), **(config or {}))
+    if config is not None:
+        bad = sorted(set(config) - set(ATTN_CONFIG_KEYS))
+        if bad:
+            raise ValueError(f"unknown config keys {bad}; known: {list(ATTN_CONFIG_KEYS)}")
+    best = tuned("attention", B=B, Hkv=H, G=G, D=D, T=ctx_bucket(T)) if q.device.type == "cuda" else None
+    cfg = dict(attention_config(B, H, T, q.device.type), **(best or {}), **(config or {}))
+    for key in ("BT", "S", "num_warps"):
+        if not isinstance(cfg[key], int) or cfg[key] <= 0:
+            raise ValueError(f"config {key} must be a positive int, got {cfg[key]!r}")
+    if cfg["BT"] & (cfg["BT"] - 1):
+        raise ValueError(f"config BT must be a power of two, got {cfg['BT']}")
     use_dot = bool(cfg["USE_DOT"]) and q.dtype == torch.float16
     GP = max(16, next_pow2(G)) if use_dot else next_pow2(G)
     S = cfg["S"]
@@ -241,10 +351,16 @@ def decode_attention(q: torch.Tensor, cache: KVCache, T: int, sm_scale: float | 
     m = torch.empty(B * Hq * S, device=q.device, dtype=torch.float32)
     l = torch.empty_like(m)
     o = torch.empty(B * Hq * S, D, device=q.device, dtype=torch.float32)
-    _attn_split_kernel[(B * H, S)](q, cache.k_codes, cache.k_scale, cache.v_codes, cache.v_scale, m, l, o,
-                                   T, T_max, H, chunk, sm, G=G, GP=GP, D=D, BT=cfg["BT"], S=S,
-                                   LN=2 ** cache.bits - 1, LB=2 ** cache.bos_bits - 1, USE_DOT=use_dot,
-                                   num_warps=cfg["num_warps"])
+    if cfg["FMA"]:
+        _attn_split_fma_kernel[(B * Hq, S)](q, cache.k_codes, cache.k_scale, cache.v_codes, cache.v_scale,
+                                            m, l, o, T, T_max, chunk, sm, G=G, D=D, BT=cfg["BT"], S=S,
+                                            LN=2 ** cache.bits - 1, LB=2 ** cache.bos_bits - 1,
+                                            num_warps=cfg["num_warps"])
+    else:
+        _attn_split_kernel[(B * H, S)](q, cache.k_codes, cache.k_scale, cache.v_codes, cache.v_scale, m, l, o,
+                                       T, T_max, H, chunk, sm, G=G, GP=GP, D=D, BT=cfg["BT"], S=S,
+                                       LN=2 ** cache.bits - 1, LB=2 ** cache.bos_bits - 1, USE_DOT=use_dot,
+                                       num_warps=cfg["num_warps"])
     y = torch.empty_like(q)
     _attn_combine_kernel[(B * Hq,)](m, l, o, y, S=S, SP=next_pow2(S), D=D, num_warps=4)
     return y
@@ -263,20 +379,49 @@ def reference_attention(q: torch.Tensor, k_deq: torch.Tensor, v_deq: torch.Tenso
 
 
 # ----------------------------------------------------------------------------- GPU check + timing
-def bench_attention(rec, check: bool = True) -> None:
+def _sweep(rec, q, cache, kf, vf, B, H, T, D, kv_bytes) -> None:
+    """Time every ``kernels.configs.CANDIDATES['attention']`` entry, checked (rel. error < 1e-3
+    against the float64 reference on the first 4 heads) first; ``S_MUL`` scales the default split."""
+    from model import quant as Q
+    from kernels.benchmark import bench_us
+    from kernels.configs import CANDIDATES, ctx_bucket, shape_key
+
+    ref_k = Q.quantize_kv(kf[:1, :4].float().cpu(), bits=3, bos_bits=4)
+    ref_v = Q.quantize_kv(vf[:1, :4].float().cpu(), bits=3, bos_bits=4)
+    r = reference_attention(q[:1, :4].cpu(), ref_k.dequant(), ref_v.dequant())
+    results = []
+    for cand in CANDIDATES["attention"]:
+        cfg = {k: v for k, v in cand.items() if k != "S_MUL"}
+        cfg["S"] = min(256, attention_config(B, H, T)["S"] * cand.get("S_MUL", 1))
+        try:
+            y = decode_attention(q, cache, T, config=cfg)[:1, :4].double().cpu()
+            rel = float((y - r).norm() / r.norm())
+            us = bench_us(lambda: decode_attention(q, cache, T, config=cfg))
+            rec.add("attention_decode", "ours_kv3_cfg", "ours", "kv3", B, H, T, us, kv_bytes + 4 * B * H * D,
+                    4.0 * B * H * T * D, rel < 1e-3, config=str(cfg), rel_err=rel)
+            results.append((us, rel < 1e-3, cfg))
+        except Exception as e:  # noqa: BLE001
+            rec.note(what="attention config failed", cfg=str(cfg), error=repr(e)[-400:])
+    rec.pick("attention", shape_key(B=B, Hkv=H, G=1, D=D, T=ctx_bucket(T)), results)
+
+
+def bench_attention(rec, check: bool = True, configs: bool = False) -> None:
     """KV3 decode attention vs FP16 SDPA (7B: 32 heads x 128), plus the cache write."""
     import torch.nn.functional as F
     from model import quant as Q
     from kernels.benchmark import bench_us
 
     H, D = 32, 128
-    for (B, T) in ((1, 8192), (8, 8192), (8, 32768)):
+    for (B, T) in ((1, 2048), (1, 8192), (8, 8192), (8, 32768)) if configs else ((1, 8192), (8, 8192), (8, 32768)):
         g = torch.Generator(device="cuda").manual_seed(B * T)
         cache = KVCache.allocate(B, H, T, D, "cuda")
         kf = torch.randn(B, H, T, D, device="cuda", generator=g, dtype=torch.float16)
         vf = torch.randn(B, H, T, D, device="cuda", generator=g, dtype=torch.float16)
         kv_write(cache, kf, vf, 0)
         q = torch.randn(B, H, D, device="cuda", generator=g, dtype=torch.float16)
+        kv_bytes = 2.0 * B * H * T * (D // 2 + 4)
+        if configs:                 # first: the default-config rows below then run the winner
+            _sweep(rec, q, cache, kf, vf, B, H, T, D, kv_bytes)
         exact_w = exact_a = True
         if check:
             ref_k = Q.quantize_kv(kf[:1, :4].float().cpu(), bits=3, bos_bits=4)
@@ -288,18 +433,6 @@ def bench_attention(rec, check: bool = True) -> None:
             rel = float((y - r).norm() / r.norm())
             exact_a = rel < 1e-3            # fp16 output; fp32 inside
             rec.note(what="attention check", B=B, T=T, rel_err=rel, write_exact=exact_w)
-        kv_bytes = 2.0 * B * H * T * (D // 2 + 4)
-        for cfg in (dict(USE_DOT=True, BT=128, num_warps=8),):
-            try:
-                if check:
-                    y = decode_attention(q, cache, T, config=cfg)[:1, :4].double().cpu()
-                    rel_c = float((y - r).norm() / r.norm())
-                us = bench_us(lambda: decode_attention(q, cache, T, config=cfg))
-                rec.add("attention_decode", "ours_kv3_cfg", "ours", "kv3", B, H, T, us,
-                        kv_bytes + 4 * B * H * D, 4.0 * B * H * T * D, check and rel_c < 1e-3,
-                        config=str(cfg), rel_err=rel_c if check else -1.0)
-            except Exception as e:  # noqa: BLE001
-                rec.note(what="attention config failed", cfg=str(cfg), error=repr(e)[-400:])
         us = bench_us(lambda: decode_attention(q, cache, T))
         rec.add("attention_decode", "ours_kv3", "ours", "kv3", B, H, T, us, kv_bytes + 4 * B * H * D,
                 4.0 * B * H * T * D, exact_a)

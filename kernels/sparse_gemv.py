@@ -26,26 +26,28 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels.configs import tuned
 from kernels.packing import padded_len
-from kernels.ternary_gemm import OUT_DTYPES, cast_out
+from kernels.ternary_gemm import cast_out, check_packed_layer
 from kernels.validate import check_device_usable, check_finite, check_tensor
 
 
 @triton.jit
 def _sparse_gemv_kernel(x_ptr, nzi_ptr, nnz_ptr, xs_ptr, wt_ptr, ws_ptr, y_ptr, acc_ptr, ticket_ptr,
-                        N, NW, stride_wk,
+                        N, K, NW, stride_wk,
                         WBN: tl.constexpr, BI: tl.constexpr):
     pn = tl.program_id(0)
     ps = tl.program_id(1)
+    c = ps * BI + tl.arange(0, BI)
     nnz = tl.load(nnz_ptr)
+    idx = tl.load(nzi_ptr + c, mask=c < K, other=0)   # issued beside the nnz load: one round trip, not two
     n_live = tl.maximum(tl.cdiv(nnz, BI), 1)   # slices that hold work (slice 0 always: nnz=0 writes y=0)
     if ps < n_live:
         rw = pn * WBN + tl.arange(0, WBN)                              # word columns
         p = tl.arange(0, 16)                                           # value n % 16 = 4i + b
         shifts = 8 * (p % 4) + 2 * (p // 4)
-        c = ps * BI + tl.arange(0, BI)
         live = c < nnz
-        idx = tl.load(nzi_ptr + c, mask=live, other=0)
+        idx = tl.where(live, idx, 0)
         xv = tl.load(x_ptr + idx, mask=live, other=0).to(tl.int32)
         wq = tl.load(wt_ptr + idx[:, None].to(tl.int64) * stride_wk + rw[None, :],
                      mask=live[:, None] & (rw[None, :] < NW), other=0)                  # [BI, WBN]
@@ -103,22 +105,17 @@ def sparse_gemv(x_codes: torch.Tensor, nz_index: torch.Tensor, nnz: torch.Tensor
         raise ValueError(f"nz_index must hold K={K} entries, got {nz_index.numel()}")
     if nnz.numel() != 1 or x_scale.numel() != 1 or w_scale.numel() != 1:
         raise ValueError("nnz, x_scale and w_scale must each hold one value")
-    if not isinstance(N, int) or N <= 0:
-        raise ValueError(f"N must be a positive int, got {N!r}")
-    if tuple(wt_packed.shape) != (K, padded_len(N) // 16):
-        raise ValueError(f"wt_packed must be pack_ternary(W.T) with shape ({K}, {padded_len(N) // 16}), "
-                         f"got {tuple(wt_packed.shape)}")
-    if out_dtype not in OUT_DTYPES:
-        raise TypeError(f"out_dtype must be one of {OUT_DTYPES}, got {out_dtype}")
+    check_packed_layer(N, wt_packed, "wt_packed", lambda n: (K, padded_len(n) // 16),
+                       "(wt_packed must be pack_ternary(W.T))", out_dtype)
     check_finite(x_scale, "x_scale")
     check_finite(w_scale, "w_scale")
-    cfg = dict(sparse_config(N, K), **(config or {}))
+    cfg = dict(sparse_config(N, K), **(tuned("sparse", N=N, K=K) or {}), **(config or {}))
     NW = wt_packed.shape[1]
     n_blocks = triton.cdiv(NW, cfg["WBN"])
     acc, ticket = _workspace(dev, NW * 16, n_blocks)
     y = torch.empty(1, N, device=dev, dtype=out_dtype)
     _sparse_gemv_kernel[(n_blocks, triton.cdiv(K, cfg["BI"]))](
-        x_codes, nz_index, nnz, x_scale, wt_packed, w_scale, y, acc, ticket, N, NW, wt_packed.stride(0),
+        x_codes, nz_index, nnz, x_scale, wt_packed, w_scale, y, acc, ticket, N, K, NW, wt_packed.stride(0),
         WBN=cfg["WBN"], BI=cfg["BI"], num_warps=cfg["num_warps"])
     return y
 
@@ -135,7 +132,32 @@ def _sparse_codes(K: int, sparsity: float, seed: int, device: str):
     return Q.quantize_int8(x)
 
 
-def bench_sparse(rec, check: bool = True) -> None:
+def _sweep(rec, q, nzi, nnz, wtp, ws, N, K, real_sp, sp_bytes, ref, pick: bool) -> None:
+    """Time every ``kernels.configs.CANDIDATES['sparse']`` entry (checked exact first) in CUDA graphs."""
+    from kernels.benchmark import bench_graph_us, n_copies
+    from kernels.configs import CANDIDATES, shape_key
+
+    cc = n_copies(wtp.numel() * 4)
+    wtps = [wtp.clone() for _ in range(cc)]
+    results = []
+    for cfg in CANDIDATES["sparse"]:
+        try:
+            y = sparse_gemv(q.codes, nzi, nnz, q.scale, wtp, ws, N, config=cfg)
+            exact = bool(torch.equal(y, ref)) and bool(
+                torch.equal(sparse_gemv(q.codes, nzi, nnz, q.scale, wtp, ws, N, config=cfg), ref))
+            us = bench_graph_us([lambda i=i: sparse_gemv(q.codes, nzi, nnz, q.scale, wtps[i], ws, N, config=cfg)
+                                 for i in range(cc)])
+            rec.add("sparse_gemv", "ours_sparse_w158a8_cfg", "ours", "w1.58a8", 1, N, K, us, sp_bytes,
+                    2.0 * N * K, exact, sparsity=real_sp, cuda_graph=True, copies=cc, config=str(cfg))
+            results.append((us, exact, cfg))
+        except Exception as e:  # noqa: BLE001
+            rec.note(what="sparse config failed", cfg=str(cfg), error=repr(e)[-300:])
+    if pick:
+        rec.pick("sparse", shape_key(N=N, K=K), results)
+    del wtps
+
+
+def bench_sparse(rec, check: bool = True, configs: bool = False) -> None:
     """Sparse vs dense GEMV on Wdown (84 % zeros, the paper's ReLU² level) and Wo (TopK 50 %)."""
     from model import quant as Q
     from kernels.benchmark import bench_graph_us, bench_us, n_copies
@@ -154,29 +176,20 @@ def bench_sparse(rec, check: bool = True) -> None:
         nzi[: nz.numel()] = nz
         nnz = torch.tensor([nz.numel()], dtype=torch.int32, device="cuda")
         real_sp = 1.0 - nz.numel() / K
+        sp_bytes = nz.numel() * wtp.shape[1] * 4 + K + 4 * nz.numel() + 2 * N
+        if configs:                 # first: the default-config rows below then run the winner
+            _sweep(rec, q, nzi, nnz, wtp, ws, N, K, real_sp, sp_bytes, Q.qlinear(q, wq),
+                   pick=sp == (0.84 if K > N else 0.5))   # a4.8: Wdown input ~84 % zeros, Wo input 50 %
         exact = True
         if check:
             ref = Q.qlinear(q, wq)
             for _ in range(3):                    # repeated calls: the workspace must self-clean
                 exact &= bool(torch.equal(sparse_gemv(q.codes, nzi, nnz, q.scale, wtp, ws, N), ref))
-        sp_bytes = nz.numel() * wtp.shape[1] * 4 + K + 4 * nz.numel() + 2 * N
         dense_bytes = wp.numel() * 4 + K + 2 * N
         ops = 2.0 * N * K
         us = bench_us(lambda: sparse_gemv(q.codes, nzi, nnz, q.scale, wtp, ws, N))
         rec.add("sparse_gemv", "ours_sparse_w158a8", "ours", "w1.58a8", 1, N, K, us, sp_bytes, ops, exact,
                 sparsity=real_sp)
-        if sp == 0.84:
-            cc = n_copies(dense_bytes)
-            wtps = [wtp.clone() for _ in range(cc)]
-            for cfg in (dict(WBN=32, BI=16), dict(WBN=64, BI=32), dict(WBN=32, BI=64, num_warps=8)):
-                try:
-                    us = bench_graph_us([lambda i=i: sparse_gemv(q.codes, nzi, nnz, q.scale, wtps[i], ws, N,
-                                                                 config=cfg) for i in range(cc)])
-                    rec.add("sparse_gemv", "ours_sparse_w158a8_cfg", "ours", "w1.58a8", 1, N, K, us, sp_bytes,
-                            ops, False, sparsity=real_sp, cuda_graph=True, config=str(cfg))
-                except Exception as e:  # noqa: BLE001
-                    rec.note(what="sparse config failed", cfg=str(cfg), error=repr(e)[-300:])
-            del wtps
         us = bench_us(lambda: w158_matmul(q.codes, q.scale, wp, ws, N))
         rec.add("gemv", "ours_w158a8", "ours", "w1.58a8", 1, N, K, us, dense_bytes, ops, exact,
                 sparsity=0.0, note=f"dense reference for sparsity {sp}")

@@ -44,6 +44,7 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels.configs import gemm_m_bucket, tuned
 from kernels.packing import PACK_GROUP, padded_len
 from kernels.validate import check_device_usable, check_finite, check_tensor, next_pow2
 
@@ -119,10 +120,62 @@ def _mma(a, b, acc, FP8: tl.constexpr, IMPRECISE: tl.constexpr):
 
 
 @triton.jit
+def _decode_tile(wq, BN: tl.constexpr, WB: tl.constexpr, FP8: tl.constexpr, DECODE: tl.constexpr,
+                 USE_ASM: tl.constexpr):
+    """Packed words ``[BN, WB]`` -> ternary tile ``[BN, 16·WB]`` in K order (int8, or fp8 e4m3 bits).
+
+    ``DECODE = 0``: per code one shift, one AND, one subtract (or a byte lookup for fp8) and a
+    pack.  ``DECODE = 1``: the word is shifted once per field ``i`` (K positions ``4i..4i+3``
+    sit in its four bytes, kernels/packing.py) and the four codes are mapped at once, SIMD
+    within the 32-bit register (one PTX block writes four int8/fp8 bytes: Triton's
+    ``pack=4``).  int8: ``((t & 0x03030303) | 0x80808080) - 0x01010101`` has no borrow
+    between bytes, ``^ 0x80808080`` then gives ``f - 1``.  fp8: with ``u = t ^ 0x01010101``
+    (bytes 01, 00, 11 for f = 0, 1, 2) the magnitude byte is ``(u & 1) · 0x38`` and the sign
+    bit ``(u & ~(u >> 1) & 1) << 7``, i.e. 0xB8, 0x00, 0x38.
+    """
+    BK: tl.constexpr = 16 * WB
+    if DECODE == 0:
+        # value k % 16 = 4i + b of a word sits at bit 8b + 2i (kernels/packing.py)
+        shifts = tl.reshape(8 * tl.arange(0, 4)[None, :] + 2 * tl.arange(0, 4)[:, None], (1, 1, 4, 4))
+        f = tl.reshape((tl.reshape(wq, (BN, WB, 1, 1)) >> shifts) & 3, (BN, BK))   # code + 1, K order
+        if FP8:
+            # e4m3 bit pattern of code f-1 in {-1, 0, 1}: 0xB8, 0x00, 0x38 (byte f of 0x3800B8)
+            return ((0x3800B8 >> (f * 8)) & 0xFF).to(tl.uint8).to(tl.float8e4nv, bitcast=True)
+        else:
+            return (f - 1).to(tl.int8)
+    else:
+        wi = tl.reshape(wq, (BN, WB, 1, 1)) >> tl.reshape(2 * tl.arange(0, 4), (1, 1, 4, 1))   # one shift per field
+        # element [..., b] takes byte b; bits 30-31 (cleared by the 0x03030303 mask) carry b so that
+        # the input varies along b and the compiler cannot move the packed op before the broadcast
+        bix = tl.reshape(tl.arange(0, 4), (1, 1, 1, 4))
+        wb = wi ^ (bix << 30)
+        if USE_ASM:
+            if FP8:
+                b = tl.inline_asm_elementwise(
+                    "{ .reg .b32 u, s, g; and.b32 u, $1, 0x03030303; xor.b32 u, u, 0x01010101; "
+                    "and.b32 s, u, 0x01010101; mul.lo.u32 s, s, 0x38; shr.u32 g, u, 1; not.b32 g, g; "
+                    "and.b32 g, g, u; and.b32 g, g, 0x01010101; shl.b32 g, g, 7; or.b32 $0, s, g; }",
+                    "=r,r,r,r,r", [wb], dtype=tl.float8e4nv, is_pure=True, pack=4)
+            else:
+                b = tl.inline_asm_elementwise(
+                    "{ .reg .b32 t; and.b32 t, $1, 0x03030303; or.b32 t, t, 0x80808080; "
+                    "sub.u32 t, t, 0x01010101; xor.b32 $0, t, 0x80808080; }",
+                    "=r,r,r,r,r", [wb], dtype=tl.int8, is_pure=True, pack=4)
+        else:    # the same bytes one at a time (Triton's CPU interpreter runs no PTX)
+            f = (wb >> (8 * bix)) & 3
+            if FP8:
+                b = ((0x3800B8 >> (f * 8)) & 0xFF).to(tl.uint8).to(tl.float8e4nv, bitcast=True)
+            else:
+                b = (f - 1).to(tl.int8)
+        return tl.reshape(b, (BN, BK))
+
+
+@triton.jit
 def _w158_gemm_kernel(x_ptr, xs_ptr, w_ptr, ws_ptr, y_ptr, M, N, K, KW,
                       stride_xm, stride_wn, stride_ym,
                       BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, GROUP_M: tl.constexpr,
-                      FP8: tl.constexpr, IMPRECISE: tl.constexpr, SWAP: tl.constexpr):
+                      FP8: tl.constexpr, IMPRECISE: tl.constexpr, SWAP: tl.constexpr, DECODE: tl.constexpr,
+                      USE_ASM: tl.constexpr):
     pid = tl.program_id(0)
     num_m = tl.cdiv(M, BM)
     num_n = tl.cdiv(N, BN)
@@ -136,8 +189,6 @@ def _w158_gemm_kernel(x_ptr, xs_ptr, w_ptr, ws_ptr, y_ptr, M, N, K, KW,
     rn = pid_n * BN + tl.arange(0, BN)
     rk = tl.arange(0, BK)
     rw = tl.arange(0, WB)
-    # value k % 16 = 4i + b of a word sits at bit 8b + 2i (kernels/packing.py)
-    shifts = tl.reshape(8 * tl.arange(0, 4)[None, :] + 2 * tl.arange(0, 4)[:, None], (1, 1, 4, 4))
     x_ptrs = x_ptr + rm[:, None].to(tl.int64) * stride_xm + rk[None, :]
     w_ptrs = w_ptr + rn[:, None].to(tl.int64) * stride_wn + rw[None, :]
     mask_m = rm[:, None] < M
@@ -149,12 +200,7 @@ def _w158_gemm_kernel(x_ptr, xs_ptr, w_ptr, ws_ptr, y_ptr, M, N, K, KW,
     for k0 in range(0, KW * 16, BK):
         a = tl.load(x_ptrs, mask=mask_m & ((k0 + rk)[None, :] < K), other=0.0 if FP8 else 0)
         wq = tl.load(w_ptrs, mask=mask_n & ((k0 // 16 + rw)[None, :] < KW), other=0x55555555)
-        f = tl.reshape((tl.reshape(wq, (BN, WB, 1, 1)) >> shifts) & 3, (BN, BK))   # code + 1, K order
-        if FP8:
-            # e4m3 bit pattern of code f-1 in {-1, 0, 1}: 0xB8, 0x00, 0x38 (byte f of 0x3800B8)
-            b = ((0x3800B8 >> (f * 8)) & 0xFF).to(tl.uint8).to(tl.float8e4nv, bitcast=True)
-        else:
-            b = (f - 1).to(tl.int8)
+        b = _decode_tile(wq, BN, WB, FP8, DECODE, USE_ASM)
         if SWAP:
             acc = _mma(b, tl.trans(a), acc, FP8, IMPRECISE)
         else:
@@ -226,19 +272,31 @@ def _gemv_workspace(device: torch.device, M: int, N: int, n_blocks: int) -> tupl
 
 
 def gemm_config(M: int, fp8: bool) -> dict:
-    """Tile sizes by M (hand-picked; ``benchmarks/bench_kernels.py`` times alternatives)."""
+    """Tile sizes by M (hand-picked; measured winners per shape in ``kernels.configs.TUNED`` come first)."""
     if M <= 16:
-        return dict(BM=16, BN=64, BK=256, GROUP_M=8, SWAP=False, num_warps=4, num_stages=4)
+        return dict(BM=16, BN=64, BK=256, GROUP_M=8, SWAP=False, DECODE=0, num_warps=4, num_stages=4)
     if M <= 64:
-        return dict(BM=64, BN=64, BK=256, GROUP_M=8, SWAP=False, num_warps=4, num_stages=4)
+        return dict(BM=64, BN=64, BK=256, GROUP_M=8, SWAP=False, DECODE=0, num_warps=4, num_stages=4)
     if M <= 256:
-        return dict(BM=64, BN=128, BK=128, GROUP_M=8, SWAP=False, num_warps=4, num_stages=4)
-    return dict(BM=256, BN=128, BK=128, GROUP_M=8, SWAP=False, num_warps=8, num_stages=3)
+        return dict(BM=64, BN=128, BK=128, GROUP_M=8, SWAP=False, DECODE=0, num_warps=4, num_stages=4)
+    return dict(BM=256, BN=128, BK=128, GROUP_M=8, SWAP=False, DECODE=0, num_warps=8, num_stages=3)
 
 
 def gemv_config(M: int) -> dict:
     """4 rows x 1024 values per program (best of a 12-config sweep on the H100, CUDA-graph timed)."""
     return dict(BN=4, WB=64, ITERS=4, num_warps=4)
+
+
+def check_packed_layer(N: int, packed: torch.Tensor, name: str, shape_of, layout: str,
+                       out_dtype: torch.dtype) -> None:
+    """Checks shared by the dense and the sparse launcher: ``N`` a positive int,
+    ``packed.shape == shape_of(N)`` (``layout`` says why, in the message), ``out_dtype`` known."""
+    if not isinstance(N, int) or N <= 0:
+        raise ValueError(f"N must be a positive int, got {N!r}")
+    if tuple(packed.shape) != tuple(shape_of(N)):
+        raise ValueError(f"{name} must have shape {tuple(shape_of(N))} {layout}, got {tuple(packed.shape)}")
+    if out_dtype not in OUT_DTYPES:
+        raise TypeError(f"out_dtype must be one of {OUT_DTYPES}, got {out_dtype}")
 
 
 def _check_operands(x, x_scale, w_packed, w_scale, N, K, out_dtype):
@@ -249,19 +307,14 @@ def _check_operands(x, x_scale, w_packed, w_scale, N, K, out_dtype):
     check_tensor(w_packed, "w_packed", (torch.int32,), dim=2, device=dev)
     check_tensor(w_scale, "w_scale", (torch.float32,), device=dev)
     M, Kx = x.shape
-    if not isinstance(N, int) or N <= 0:
-        raise ValueError(f"N must be a positive int, got {N!r}")
     if K is not None and K != Kx:
         raise ValueError(f"K={K} does not match x.shape[1]={Kx}")
     if tuple(x_scale.shape) not in ((M, 1), (M,)):
         raise ValueError(f"x_scale must have shape ({M}, 1), got {tuple(x_scale.shape)}")
     if w_scale.numel() != 1:
         raise ValueError(f"w_scale must hold one value (per-matrix scale), got shape {tuple(w_scale.shape)}")
-    if tuple(w_packed.shape) != (N, padded_len(Kx) // 16):
-        raise ValueError(f"w_packed must have shape ({N}, {padded_len(Kx) // 16}) for K={Kx} "
-                         f"(K padded to a multiple of {PACK_GROUP}, 16 values per word), got {tuple(w_packed.shape)}")
-    if out_dtype not in OUT_DTYPES:
-        raise TypeError(f"out_dtype must be one of {OUT_DTYPES}, got {out_dtype}")
+    check_packed_layer(N, w_packed, "w_packed", lambda n: (n, padded_len(Kx) // 16),
+                       f"for K={Kx} (K padded to a multiple of {PACK_GROUP}, 16 values per word)", out_dtype)
     for name, t in (("x", x), ("x_scale", x_scale), ("w_scale", w_scale)):
         check_finite(t, name)
     return M, Kx
@@ -307,7 +360,7 @@ def w158_matmul(x: torch.Tensor, x_scale: torch.Tensor, w_packed: torch.Tensor, 
         K4 = xw.shape[1] // 4
         xw = xw.view(torch.int32)
         _check_config(config, ("BN", "WB", "ITERS", "num_warps"))
-        cfg = dict(gemv_config(M), **(config or {}))
+        cfg = dict(gemv_config(M), **(tuned("gemv", N=N, K=K) or {}), **(config or {}))
         split = triton.cdiv(KW, cfg["WB"] * cfg["ITERS"])
         grid = (triton.cdiv(N, cfg["BN"]), split)
         acc, ticket = _gemv_workspace(x.device, M, N, grid[0])
@@ -315,10 +368,13 @@ def w158_matmul(x: torch.Tensor, x_scale: torch.Tensor, w_packed: torch.Tensor, 
                                 xw.stride(0), w_packed.stride(0), y.stride(0),
                                 BM=next_pow2(M), SPLIT=split, USE_ASM=x.device.type == "cuda", **cfg)
         return y
-    _check_config(config, ("BM", "BN", "BK", "GROUP_M", "SWAP", "num_warps", "num_stages"))
-    cfg = dict(gemm_config(M, fp8), **(config or {}))
+    _check_config(config, ("BM", "BN", "BK", "GROUP_M", "SWAP", "DECODE", "num_warps", "num_stages"))
+    best = tuned("gemm", M=gemm_m_bucket(M), N=N, K=K, prec="fp8" if fp8 else "int8")
+    cfg = dict(gemm_config(M, fp8), **(best or {}), **(config or {}))
     if cfg["BK"] % 16:
         raise ValueError(f"BK must be a multiple of 16, got {cfg['BK']}")
+    if cfg["DECODE"] not in (0, 1):
+        raise ValueError(f"DECODE must be 0 (per code) or 1 (four codes per register op), got {cfg['DECODE']!r}")
     if imprecise_acc is None:
         imprecise_acc = cfg["BK"]
     if not isinstance(imprecise_acc, int) or imprecise_acc <= 0:
@@ -326,5 +382,6 @@ def w158_matmul(x: torch.Tensor, x_scale: torch.Tensor, w_packed: torch.Tensor, 
     grid = (triton.cdiv(M, cfg["BM"]) * triton.cdiv(N, cfg["BN"]),)
     _w158_gemm_kernel[grid](x, x_scale, w_packed, w_scale, y, M, N, K, KW,
                             x.stride(0), w_packed.stride(0), y.stride(0),
-                            FP8=fp8, IMPRECISE=imprecise_acc if fp8 and imprecise_acc <= cfg["BK"] else 0, **cfg)
+                            FP8=fp8, IMPRECISE=imprecise_acc if fp8 and imprecise_acc <= cfg["BK"] else 0,
+                            USE_ASM=x.device.type == "cuda", **cfg)
     return y

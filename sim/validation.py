@@ -5,6 +5,11 @@
   preset (default ``h100-like``) and report the error per row and MAPE per kernel class.
 * :func:`load_anchors` -- the H100 anchor rows of gpu-anchors.md as a measured_trace
   table (``sim/data/h100_anchors.csv``, source named in its header).
+* :func:`per_class_table` / :func:`validation_table` -- MAPE per kernel class
+  (class, n, mape, max_abs_err, preset, split): ``h100-like`` (ideal,
+  cuBLAS-class kernels) on the baseline rows, ``h100-triton`` (fitted by
+  :mod:`sim.calibrate`) on our kernels' rows, calibration rows apart from
+  held-out ones.
 """
 from __future__ import annotations
 
@@ -27,6 +32,7 @@ _PRECISIONS = {
     "w1.58a8": ("ternary", 2.0, "int8", 8, 16),
     "w1.58a4": ("ternary", 2.0, "int4", 4, 16),
     "w1.58a4-fp8": ("ternary", 2.0, "int4", 4, 16),
+    "w1.58a4-int8": ("ternary", 2.0, "int8", 8, 16),  # INT4 codes held in int8 (kernels/ternary_gemm.py)
 }
 _KV = {"fp16": ("kv-fp16", 16), "kv3": ("kv-int3", 3), "kv4": ("kv-int4", 4), "int8": ("kv-int8", 8)}
 SUPPORTED_OPS = ("gemm", "gemv", "sparse_gemv", "attention_decode")
@@ -104,9 +110,13 @@ def compare_measured(measured: pd.DataFrame, accel: "str | Path | AcceleratorCon
     min(that, bytes it reads).  Pass 0 for a harness without a write flush.
 
     Per row: measured ``us``, simulated ``sim_us``, signed error ``err`` =
-    (sim - measured) / measured.  Per class (``op precision``, e.g. ``gemm fp16``):
-    ``n`` rows and ``mape`` = mean |err|.  Unsupported rows are listed with
-    ``sim_us`` NaN and a ``skipped`` reason, and left out of the MAPE.
+    (sim - measured) / measured.  Rows timed without a CUDA graph
+    (``cuda_graph`` false) add the config's ``host_launch_ns`` once (one host
+    launch per measured kernel call).  Per class (``op precision``, e.g.
+    ``gemm fp16``): ``n`` rows and ``mape`` = mean |err|.  ``kernel_class``
+    adds the implementation family (first word of the kernel name: ours,
+    cublas, torch, gemlite).  Unsupported rows are listed with ``sim_us`` NaN
+    and a ``skipped`` reason, and left out of the MAPE.
     """
     from bitsim.schema import validate
 
@@ -115,7 +125,9 @@ def compare_measured(measured: pd.DataFrame, accel: "str | Path | AcceleratorCon
     out = []
     for idx, m in measured.iterrows():
         cls = f"{m['op']} {m['precision']}"
-        rec = {"class": cls, "kernel": m["kernel"], "M": int(m["M"]), "N": int(m["N"]), "K": int(m["K"]),
+        graph = bool(m["cuda_graph"])
+        rec = {"class": cls, "kernel_class": f"{cls} {kernel_family(m['kernel'])}", "kernel": m["kernel"],
+               "M": int(m["M"]), "N": int(m["N"]), "K": int(m["K"]), "cuda_graph": graph,
                "us": float(m["us"]), "sim_us": np.nan, "err": np.nan, "bound": "", "skipped": ""}
         try:
             tr = measured_row_to_trace(m, head_dim)
@@ -132,7 +144,7 @@ def compare_measured(measured: pd.DataFrame, accel: "str | Path | AcceleratorCon
             left -= extra[-1]
         tr["extra_offchip_write"] = extra
         res = simulate(tr, cfg)
-        rec["sim_us"] = res.summary["latency_s"] * 1e6
+        rec["sim_us"] = res.summary["latency_s"] * 1e6 + (0.0 if graph else cfg.host_launch_ns / 1e3)
         rec["err"] = (rec["sim_us"] - rec["us"]) / rec["us"]
         rec["bound"] = ",".join(sorted(set(res.ops["bound"])))
         out.append(rec)
@@ -143,6 +155,61 @@ def compare_measured(measured: pd.DataFrame, accel: "str | Path | AcceleratorCon
                       mean_err=("err", "mean"))
                  .reset_index())
     return rows, per_class
+
+
+def kernel_family(kernel: str) -> str:
+    """Implementation family of a measured kernel name: its first word (ours, cublas, torch, gemlite)."""
+    return str(kernel).split("_")[0]
+
+
+def per_class_table(rows: pd.DataFrame, preset: str, split: str, by: str = "kernel_class") -> pd.DataFrame:
+    """MAPE per class of the per-row output of :func:`compare_measured`.
+
+    Columns: class, n, mape, max_abs_err, mean_err, preset, split (skipped rows left out).
+    """
+    ok = rows[rows["skipped"] == ""]
+    cols = ["class", "n", "mape", "max_abs_err", "mean_err", "preset", "split"]
+    if len(ok) == 0:
+        return pd.DataFrame(columns=cols)
+    t = (ok.assign(abs_err=ok["err"].abs()).groupby(by, sort=True)
+         .agg(n=("abs_err", "size"), mape=("abs_err", "mean"), max_abs_err=("abs_err", "max"),
+              mean_err=("err", "mean"))
+         .reset_index().rename(columns={by: "class"}))
+    return t.assign(preset=preset, split=split)[cols]
+
+
+def validation_table(measured: pd.DataFrame, ideal: "str | Path | AcceleratorConfig" = "h100-like",
+                     fitted: "str | Path | AcceleratorConfig" = "h100-triton",
+                     flush_dirty_bytes: float = H100_L2_BYTES) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-class MAPE of the measured kernels, each replayed on the preset that describes it.
+
+    Tuning rows (kernel names ending ``_cfg``) are dropped.  Baseline rows
+    (``impl`` baseline: cuBLAS, torch SDPA, gemlite) run on ``ideal``; none of
+    them was used to fit it, so all are ``held-out``.  Our kernels' rows
+    (``impl`` ours) run on ``fitted``; rows of the calibration subset of
+    :mod:`sim.calibrate` are split ``calibration``, the rest ``held-out``.
+    Returns (per row, per class); per class has columns class, n, mape,
+    max_abs_err, mean_err, preset, split.
+    """
+    from bitsim.schema import measured_final_rows as final_rows
+
+    from .calibrate import calibration_mask
+
+    m = final_rows(measured).reset_index(drop=True)
+    cal = calibration_mask(m)
+    tables, parts = [], []
+    for preset, sel in ((ideal, m["impl"] != "ours"), (fitted, m["impl"] == "ours")):
+        if not sel.any():
+            continue
+        cfg = load_accelerator(preset)
+        rows, _ = compare_measured(m[sel].reset_index(drop=True), cfg, flush_dirty_bytes=flush_dirty_bytes)
+        rows = rows.assign(preset=cfg.name, split=np.where(cal[sel].to_numpy(), "calibration", "held-out"))
+        parts.append(rows)
+        for split in ("calibration", "held-out"):
+            part = rows[rows["split"] == split]
+            if len(part):
+                tables.append(per_class_table(part, cfg.name, split))
+    return pd.concat(parts, ignore_index=True), pd.concat(tables, ignore_index=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -76,6 +76,18 @@ def test_w158a4_fp8_and_int8_unpack_paths_equal_qlinear(M, N, K):
         assert torch.equal(_run(q4, wp, wq, N, path="gemv"), ref)
 
 
+@pytest.mark.parametrize("swap", [False, True])
+def test_four_codes_per_register_decode_equals_qlinear(swap):
+    # DECODE=1 builds the int8 / fp8 weight tile four bytes at a time; both must equal qlinear
+    wq, wp = _weights(40, 300, seed=11)
+    q8, q4 = _acts(9, 300, seed=11), _acts(9, 300, seed=12, fmt="int4")
+    cfg = dict(SMALL, DECODE=1, SWAP=swap)
+    assert torch.equal(_run(q8, wp, wq, 40, path="gemm", config=cfg), Q.qlinear(q8, wq))
+    x8 = q4.codes.to(torch.float32).to(torch.float8_e4m3fn).to(DEV)
+    y = w158_matmul(x8, q4.scale.to(DEV), wp, wq.scale.to(DEV), 40, config=cfg).cpu()
+    assert torch.equal(y, Q.qlinear(q4, wq))
+
+
 @pytest.mark.parametrize("out_dtype", [torch.bfloat16, torch.float32])
 def test_output_dtypes_match_scale_acc_cast(out_dtype):
     wq, wp = _weights(24, 100, seed=9)
@@ -125,6 +137,8 @@ def test_bad_operands_raise_clear_errors():
         w158_matmul(x[0], xs, wp, ws, 8)
     with pytest.raises(ValueError, match="unknown config keys"):
         w158_matmul(x, xs, wp, ws, 8, path="gemv", config=dict(BM=16))
+    with pytest.raises(ValueError, match="DECODE must be"):
+        w158_matmul(x, xs, wp, ws, 8, path="gemm", config=dict(SMALL, DECODE=2))
     with pytest.raises(TypeError, match="out_dtype"):
         w158_matmul(x, xs, wp, ws, 8, out_dtype=torch.int32)
 
@@ -145,7 +159,8 @@ def test_gpu_default_configs_equal_qlinear_on_7b_width(M):
     N, K = 512, 4096
     wq, wp = _weights(N, K, seed=M)
     q8, q4 = _acts(M, K, seed=M), _acts(M, K, seed=M, fmt="int4")
-    assert torch.equal(_run(q8, wp, wq, N), Q.qlinear(q8, wq))
     x8 = q4.codes.float().to(torch.float8_e4m3fn).to(DEV)
-    y = w158_matmul(x8, q4.scale.to(DEV), wp, wq.scale.to(DEV), N).cpu()
-    assert torch.equal(y, Q.qlinear(q4, wq))
+    for cfg in (None, dict(DECODE=1)) if M > 4 else (None,):      # DECODE=1: the PTX byte-SIMD decode
+        assert torch.equal(_run(q8, wp, wq, N, config=cfg), Q.qlinear(q8, wq))
+        y = w158_matmul(x8, q4.scale.to(DEV), wp, wq.scale.to(DEV), N, config=cfg).cpu()
+        assert torch.equal(y, Q.qlinear(q4, wq))

@@ -35,13 +35,14 @@ def test_cache_write_in_chunks_equals_quantize_kv(bits):
     assert int(kv_read_codes(cache.k_codes[:, :, :1].cpu()).max()) > 2 ** bits - 1 or bits == 4  # BOS 4-bit
 
 
-@pytest.mark.parametrize("B,Hkv,G,T,D", [(1, 1, 1, 1, 32), (2, 2, 3, 21, 32), (1, 2, 4, 40, 64)])
-def test_decode_attention_equals_float64_reference(B, Hkv, G, T, D):
+@pytest.mark.parametrize("fma", [False, True])
+@pytest.mark.parametrize("B,Hkv,G,T,D", [(1, 1, 1, 1, 32), (2, 2, 3, 21, 32), (1, 2, 4, 40, 64), (1, 1, 1, 70, 128)])
+def test_decode_attention_equals_float64_reference(B, Hkv, G, T, D, fma):
     k, v = _kv(B, Hkv, T, D, seed=T)
     cache = KVCache.allocate(B, Hkv, T + 5, D, DEV)
     kv_write(cache, k.to(DEV), v.to(DEV), 0)
     q = torch.randn(B, Hkv * G, D, generator=torch.Generator().manual_seed(9))
-    y = decode_attention(q.to(DEV), cache, T, config=dict(BT=8, S=2)).cpu()
+    y = decode_attention(q.to(DEV), cache, T, config=dict(BT=8, S=2, FMA=fma)).cpu()
     ref = reference_attention(q, Q.quantize_kv(k).dequant(), Q.quantize_kv(v).dequant())
     assert float((y.double() - ref).norm() / ref.norm()) < 1e-5
 
@@ -76,3 +77,27 @@ def test_bad_inputs_raise_clear_errors():
         KVCache.allocate(1, 1, 4, 12, DEV)
     with pytest.raises(ValueError, match="bits"):
         KVCache.allocate(1, 1, 4, 32, DEV, bits=5)
+    with pytest.raises(ValueError, match="unknown config keys"):
+        decode_attention(torch.randn(1, 2, 32, device=DEV), cache, 4, config=dict(BLOCK=8))
+    with pytest.raises(ValueError, match="BT must be a power of two"):
+        decode_attention(torch.randn(1, 2, 32, device=DEV), cache, 4, config=dict(BT=12))
+
+
+@pytest.mark.parametrize("fma", [False, True])
+def test_decode_attention_when_scores_grow_along_the_context(fma):
+    # keys turn towards q as t grows: every tile's max beats the running max by >> 8, so the
+    # FMA kernel's lazy rescale (and the dot kernel's per-tile rescale) runs on every tile
+    B, H, T, D = 1, 1, 48, 32
+    g = torch.Generator().manual_seed(4)
+    q = torch.randn(B, H, D, generator=g)
+    ramp = torch.linspace(-1, 1, T).view(1, 1, T, 1)
+    k = ramp * 40 * q[:, :, None, :] / q.norm() + 0.1 * torch.randn(B, H, T, D, generator=g)
+    v = torch.randn(B, H, T, D, generator=g)
+    cache = KVCache.allocate(B, H, T, D, DEV)
+    kv_write(cache, k.to(DEV), v.to(DEV), 0)
+    kd, vd = Q.quantize_kv(k).dequant(), Q.quantize_kv(v).dequant()
+    scores = torch.einsum("bhd,bhtd->bht", q.double(), kd.double()) / D ** 0.5
+    assert float(scores[..., -8:].max() - scores[..., :8].max()) > 24       # the max really moves
+    y = decode_attention(q.to(DEV), cache, T, config=dict(BT=8, S=1, FMA=fma)).cpu()
+    ref = reference_attention(q, kd, vd)
+    assert float((y.double() - ref).norm() / ref.norm()) < 1e-5

@@ -203,6 +203,20 @@ def test_simulator_comparison_keeps_the_fastest_timing_per_kernel_and_shape():
     assert (cmp.ratio == cmp.sim_us / cmp.measured_us).all() and (cmp.sim_us > 0).all()
 
 
+def test_simulator_validation_replays_baselines_on_ideal_and_our_kernels_on_the_fitted_gpu():
+    from bitsim.measured import VALIDATION_BOUND, validate_simulator
+    m = _measured_rows()
+    calls, classes = validate_simulator(m)
+    assert len(calls) == len(m)
+    ours = calls.kernel.str.startswith("ours")
+    assert set(calls[ours].preset) == {"h100-triton"} and set(calls[~ours].preset) == {"h100-like"}
+    assert np.allclose(calls.rel_error, (calls.sim_us - calls.measured_us) / calls.measured_us)
+    for _, c in classes.iterrows():  # per-class MAPE recomputed from the calls
+        sel = calls[(calls["kernel_class"] == c["class"]) & (calls.preset == c.preset) & (calls.split == c.split)]
+        assert c.n == len(sel) and np.isclose(c.mape, sel.rel_error.abs().mean())
+        assert c.within_bound == (c.mape <= VALIDATION_BOUND)
+
+
 def test_speedup_figure_draws_one_bar_per_non_baseline_kernel_and_shape():
     from bitsim import figures
     spd = speedups(_measured_rows())

@@ -53,6 +53,11 @@ def test_yaml_path_loads_same_config_as_preset_name(tmp_path):
     (lambda r: r["arrays"][0].update(rows="128"), "rows"),
     (lambda r: r["vector"].update(passes={"sortt": 2}), "vector.passes"),
     (lambda r: r.pop("sram"), "sram"),
+    (lambda r: r["arrays"][0].update(unpack={"int5": 4.0}), "arrays[0].unpack"),
+    (lambda r: r["arrays"][0].update(unpack={"ternary": -1.0}), "arrays[0].unpack.ternary"),
+    (lambda r: r["arrays"][0].update(unpack={"ternary": "fast"}), "arrays[0].unpack.ternary"),
+    (lambda r: r.update(host_launch_ns=-5.0), "host_launch_ns"),
+    (lambda r: r.update(calibration={"op_overhead_ns": 3}), "calibration"),
 ])
 def test_bad_config_raises_value_error_naming_the_field(mutate, field):
     raw = copy.deepcopy(_raw())

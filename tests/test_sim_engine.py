@@ -34,7 +34,7 @@ def test_same_inputs_give_bit_identical_outputs(tmp_path):
 
 
 @pytest.mark.parametrize("accel,datapath", [("b1.58", "b1.58"), ("a4.8", "a4.8"), ("edge", "a4.8"),
-                                            ("fp16", "fp16")])
+                                            ("fp16", "fp16"), ("h100-triton", "b1.58")])
 @pytest.mark.parametrize("phase", ["decode", "prefill"])
 def test_more_bandwidth_or_more_arrays_never_makes_a_run_slower(accel, datapath, phase):
     tr = decoder_trace(datapath, layers=2, phase=phase, tokens=128, context=1024)

@@ -72,3 +72,27 @@ def systolic_cycles(M: int, N: int, K: int, array: "ArrayConfig", rate: float = 
 def ideal_cycles(macs: float, array: "ArrayConfig", rate: float) -> float:
     """Compute-roofline cycles: MACs at the array's peak rate, no tiling loss."""
     return macs / (array.pes * rate)
+
+
+def unpack_cycles(M: int, N: int, K: int, array: "ArrayConfig", rate: float, count: int = 1) -> int:
+    """Cycles to unpack the packed weight-side operand of ``count`` GEMMs (M, N, K) in software.
+
+    Every fold unpacks the weight elements it touches (the K x N operand is
+    unpacked again for every fold along M: a GPU decodes its weight tile once
+    per CTA output tile), at ``rate`` elements per cycle on each array copy;
+    the copies take folds in waves as in :func:`systolic_cycles`.  So a GEMM
+    that fills only a few copies (small M, N) pays the full per-fold time.
+    """
+    if min(M, N, K) <= 0 or count <= 0:
+        return 0
+    R, C = array.rows, array.cols
+    total = folds(M, N, K, R, C, array.dataflow, count)
+    if array.dataflow == "output-stationary":      # M on rows
+        m_folds = math.ceil(M / R)
+    elif array.dataflow == "input-stationary":     # M on columns
+        m_folds = math.ceil(M / C)
+    else:                                          # weight-stationary: weights loaded once per fold
+        m_folds = 1
+    per_fold = N * K * count * m_folds / total
+    waves = math.ceil(total / array.count)
+    return waves * math.ceil(per_fold / rate)

@@ -20,7 +20,10 @@ from ..compute.precision import KV_FORMATS, check_operand
 
 PRESET_DIR = Path(__file__).resolve().parents[1] / "presets"
 PRESETS = {"fp16": "fp16.yaml", "b1.58": "b1.58.yaml", "a4.8": "a4.8.yaml",
-           "edge": "edge.yaml", "h100-like": "h100-like.yaml"}
+           "edge": "edge.yaml", "h100-like": "h100-like.yaml", "h100-triton": "h100-triton.yaml"}
+# Packed sub-byte weight / KV operands an array may have to unpack in software
+# (shift, mask, convert) before its PEs can use them (``ArrayConfig.unpack``).
+PACKED_OPERANDS = ("ternary", "int3", "int4", "fp4")
 DATAFLOWS = ("weight-stationary", "output-stationary", "input-stationary")
 POLICIES = ("promote", "strict")
 COMPARISONS = ("equal-peak-throughput", "equal-area", "measured-ceilings", "standalone")
@@ -51,6 +54,12 @@ class ArrayConfig:
     # and the previous fold's drain overlap the current fold (TPU-style).
     # False: folds run back to back as in SCALE-Sim.
     pipelined_folds: bool = False
+    # Software unpack stage of packed operands this array has no native PE pair for
+    # (a GPU decoding 2-bit ternary weights or 3/4-bit KV codes in registers):
+    # operand -> elements unpacked per cycle per array copy.  It overlaps the
+    # MACs, so a promoted op takes max(systolic, SRAM, unpack) cycles.  Absent
+    # operand = unpacking is free (ideal hardware / a native pair).
+    unpack: dict = field(default_factory=dict)
 
     @property
     def load_cycles(self) -> int:
@@ -111,9 +120,16 @@ class AcceleratorConfig:
     kv_formats: tuple[str, ...] = ("kv-fp16",)
     precision_policy: str = "promote"
     prefetch_across_ops: bool = True  # DMA may fetch the next op's weights during this op
-    op_overhead_ns: float = 0.0       # fixed per-op latency (kernel launch on a GPU)
+    op_overhead_ns: float = 0.0       # fixed per-op latency (kernel launch + pipeline fill on a GPU)
+    # Extra latency of a kernel launched from the host without a CUDA graph.
+    # Only replays of measured kernels (sim.validation, rows with cuda_graph
+    # false) add it, once per measured kernel call; op traces never do.
+    host_launch_ns: float = 0.0
     static_power_w: float = 0.0
     notes: str = ""
+    # Provenance of fitted numbers: parameter path -> where it came from
+    # (file, date, rows, method); written by sim.calibrate.
+    calibration: dict = field(default_factory=dict)
 
     # ---- derived quantities --------------------------------------------
     @property
@@ -144,7 +160,8 @@ class AcceleratorConfig:
 # Loading and validation
 # --------------------------------------------------------------------------
 def load_accelerator(name_or_path: "str | Path | AcceleratorConfig") -> AcceleratorConfig:
-    """Load a preset by name (``fp16``, ``b1.58``, ``a4.8``, ``edge``, ``h100-like``) or a YAML path."""
+    """Load a preset by name (``fp16``, ``b1.58``, ``a4.8``, ``edge``, ``h100-like``, ``h100-triton``)
+    or a YAML path."""
     if isinstance(name_or_path, AcceleratorConfig):
         return _validate(name_or_path)
     if not isinstance(name_or_path, (str, Path)):
@@ -174,8 +191,14 @@ def from_dict(raw: Any, where: str = "accelerator") -> AcceleratorConfig:
     d["sparsity"] = _build(d.get("sparsity", {}), SparsityConfig, f"{where}: sparsity")
     if "kv_formats" in d:
         d["kv_formats"] = tuple(_list(d["kv_formats"], f"{where}: kv_formats"))
+    if "calibration" in d:
+        cal = d["calibration"]
+        if not isinstance(cal, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                for k, v in cal.items()):
+            raise ValueError(f"{where}: calibration: expected a mapping parameter -> source text")
+        d["calibration"] = dict(cal)
     _typed(d, AcceleratorConfig, where, skip=("arrays", "vector", "offchip", "sram", "sparsity",
-                                              "kv_formats"))
+                                              "kv_formats", "calibration"))
     return _validate(AcceleratorConfig(**d), where)
 
 
@@ -198,6 +221,7 @@ def _validate(c: AcceleratorConfig, where: str | None = None) -> AcceleratorConf
         if k not in KV_FORMATS:
             raise ValueError(f"{w}: kv_formats: unknown KV format {k!r}; known: {list(KV_FORMATS)}")
     _nonneg(c.op_overhead_ns, f"{w}: op_overhead_ns")
+    _nonneg(c.host_launch_ns, f"{w}: host_launch_ns")
     _nonneg(c.static_power_w, f"{w}: static_power_w")
     _pos(c.offchip.capacity_gb, f"{w}: offchip.capacity_gb")
     _pos(c.offchip.bandwidth_gbps, f"{w}: offchip.bandwidth_gbps")
@@ -223,6 +247,10 @@ def _validate(c: AcceleratorConfig, where: str | None = None) -> AcceleratorConf
             check_operand(p.weights, f"{aw}.pe_ops[{j}].weights")
             check_operand(p.acts, f"{aw}.pe_ops[{j}].acts")
             _pos(p.rate, f"{aw}.pe_ops[{j}].rate")
+        for op_, r in a.unpack.items():
+            if op_ not in PACKED_OPERANDS:
+                raise ValueError(f"{aw}.unpack: unknown packed operand {op_!r}; known: {list(PACKED_OPERANDS)}")
+            _pos(r, f"{aw}.unpack.{op_}")
     return c
 
 
@@ -284,7 +312,15 @@ def _array(raw: Any, where: str) -> ArrayConfig:
     d = _fields(raw, ArrayConfig, where)
     d["pe_ops"] = tuple(_build(p, PEOp, f"{where}.pe_ops[{j}]")
                         for j, p in enumerate(_list(d["pe_ops"], f"{where}.pe_ops")))
-    _typed(d, ArrayConfig, where, skip=("pe_ops",))
+    if "unpack" in d:
+        u = d["unpack"]
+        if not isinstance(u, dict):
+            raise ValueError(f"{where}.unpack: expected a mapping operand -> elements per cycle")
+        for k, v in u.items():
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise ValueError(f"{where}.unpack.{k}: expected a number, got {v!r}")
+        d["unpack"] = {k: float(v) for k, v in u.items()}
+    _typed(d, ArrayConfig, where, skip=("pe_ops", "unpack"))
     return ArrayConfig(**d)
 
 

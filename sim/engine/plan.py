@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from .. import energy
-from ..compute import map_op, systolic_cycles
+from ..compute import map_op, systolic_cycles, unpack_cycles
 from ..compute.precision import act_operand, weight_operand
 from ..config import AcceleratorConfig
 from ..memory import Traffic, matmul_traffic, vector_traffic
@@ -117,8 +117,12 @@ def _plan_row(i: int, r: dict, accel: AcceleratorConfig, cache: dict) -> OpPlan:
     rate = m.pe_op.rate
     cyc = systolic_cycles(M, N, k_eff, m.array, rate, count)
     sram_c = t.sram / accel.sram.bandwidth_bytes_per_cycle
+    # packed weights / KV codes on a PE pair of another format: software unpack, overlapped
+    wop = weight_operand(wfmt, where)
+    unpack_rate = m.array.unpack.get(wop) if m.pe_op.weights != wop else None
+    unpack = unpack_cycles(M, N, k_eff, m.array, unpack_rate, count) if unpack_rate else 0
     peak = m.array.pes * rate
-    return OpPlan(i, m.array.name, int(math.ceil(max(cyc, sram_c))), macs / peak, t, peak, macs,
+    return OpPlan(i, m.array.name, int(math.ceil(max(cyc, sram_c, unpack))), macs / peak, t, peak, macs,
                   macs * m.mac_pj, t.sram * sram_pj_b, (t.offchip_read + t.offchip_write) * off_pj_b,
                   0.0, f"{m.pe_op.weights}x{m.pe_op.acts}")
 

@@ -1,0 +1,244 @@
+"""Fit the GPU-kernel parameters of ``h100-triton`` to measured kernel timings.
+
+``h100-like`` describes the H100 running ideal (cuBLAS-class) kernels.  Our
+Triton kernels for packed sub-byte operands are slower for reasons that are
+properties of the GPU *as our kernels use it* (docs/kernels.md):
+
+==========================================  =========================================  ==========================
+parameter                                   physical meaning                           calibration rows
+==========================================  =========================================  ==========================
+``op_overhead_ns``                          launch + pipeline fill of every kernel      ours W1.58A8 GEMV
+                                            (inside a CUDA graph)                        4096x4096, CUDA graph
+``host_launch_ns``                          extra launch gap of a kernel launched        same shape, no graph
+                                            from the host without a graph
+``arrays[tensor_cores].unpack.ternary``     2-bit weights decoded in registers on        ours W1.58A8 GEMM, M=8192
+                                            CUDA cores before the INT8/FP8 MMA           (all N x K)
+                                            (elements / cycle / SM)
+``arrays[cuda_cores].unpack.int3`` (=int4)  KV nibble codes decoded per element          ours KV3 attention,
+                                            (elements / cycle / SM)                      B=8, ctx 8192
+==========================================  =========================================  ==========================
+
+Each is fitted in that order with the previous ones fixed: the two latencies in
+closed form (median of measured - simulated, which is robust to the noisy
+launch gaps), the unpack rates by a 1-D least-squares search on the relative
+error (the simulated time is max(compute, memory, unpack), not linear in the
+rate).  The replay is :func:`sim.validation.compare_measured`, the same one the
+validation uses.  Every other row of the table is held out
+(:func:`sim.validation.validation_table`).
+
+Re-fit after a new measurement, one command::
+
+    python -m sim.calibrate reports/data/measured_h100_kernels.parquet -o sim/presets/h100-triton.yaml
+"""
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from .config import PRESET_DIR, PRESETS, from_dict
+from .validation import H100_L2_BYTES, compare_measured
+
+BASE = "h100-like"
+NAME = "h100-triton"
+KV_OPERANDS = ("int3", "int4")  # one nibble per code for both (kernels/kv_attention.py): one rate
+
+
+def _is(m: pd.DataFrame, kernel: str, op: str, **eq) -> pd.Series:
+    sel = (m["kernel"] == kernel) & (m["op"] == op)
+    for k, v in eq.items():
+        sel &= m[k] == v
+    return sel
+
+
+@dataclass(frozen=True)
+class Fit:
+    """One fitted parameter: where it goes, which measured rows fit it, how."""
+    param: str                                    # path in the YAML
+    rows: str                                     # the calibration subset, in words
+    select: Callable[[pd.DataFrame], pd.Series]   # measured table -> bool mask of those rows
+    method: str
+
+
+FITS = (
+    Fit("op_overhead_ns", "ours_w158a8 gemv M=1 N=4096 K=4096 dense, cuda_graph true",
+        lambda m: _is(m, "ours_w158a8", "gemv", M=1, N=4096, K=4096, cuda_graph=True) & (m["sparsity"] == 0),
+        "median(measured - simulated)"),
+    Fit("host_launch_ns", "ours_w158a8 gemv M=1 N=4096 K=4096 dense, cuda_graph false",
+        lambda m: _is(m, "ours_w158a8", "gemv", M=1, N=4096, K=4096, cuda_graph=False) & (m["sparsity"] == 0),
+        "median(measured - simulated)"),
+    Fit("arrays[tensor_cores].unpack.ternary", "ours_w158a8 gemm M=8192 (every N x K)",
+        lambda m: _is(m, "ours_w158a8", "gemm", M=8192),
+        "least squares on relative error, 1-D search in log(rate)"),
+    Fit("arrays[cuda_cores].unpack.int3", "ours_kv3 attention_decode M(batch)=8 K(ctx)=8192",
+        lambda m: _is(m, "ours_kv3", "attention_decode", M=8, K=8192),
+        "least squares on relative error, 1-D search in log(rate); int4 set equal (same nibble decode)"),
+)
+
+
+def _final(measured: pd.DataFrame) -> pd.DataFrame:
+    from bitsim.schema import measured_final_rows as final_rows
+    return final_rows(measured).reset_index(drop=True)
+
+
+def calibration_mask(measured: pd.DataFrame) -> pd.Series:
+    """True for the rows any parameter of :data:`FITS` is fitted on (index of ``measured``)."""
+    mask = pd.Series(False, index=measured.index)
+    for f in FITS:
+        mask |= f.select(measured).fillna(False).astype(bool)
+    return mask & ~measured["kernel"].astype(str).str.endswith("_cfg")
+
+
+def _base_raw() -> dict:
+    with open(PRESET_DIR / PRESETS[BASE]) as f:
+        return yaml.safe_load(f)
+
+
+def _array(raw: dict, name: str) -> dict:
+    for a in raw["arrays"]:
+        if a["name"] == name:
+            return a
+    raise ValueError(f"{BASE}: no array named {name!r} to calibrate")
+
+
+def _set(raw: dict, param: str, value: float) -> None:
+    if param.startswith("arrays["):
+        name, rest = param[len("arrays["):].split("].", 1)
+        _, operand = rest.split(".")
+        ops = KV_OPERANDS if operand in KV_OPERANDS else (operand,)
+        unpack = _array(raw, name).setdefault("unpack", {})
+        for o in ops:
+            unpack[o] = value
+    else:
+        raw[param] = value
+
+
+def _replay(raw: dict, rows: pd.DataFrame, flush: float) -> pd.DataFrame:
+    out, _ = compare_measured(rows, from_dict(copy.deepcopy(raw), where=NAME), flush_dirty_bytes=flush)
+    if (out["skipped"] != "").any():
+        raise ValueError(f"calibration rows the simulator cannot replay: {out.loc[out.skipped != '', 'skipped'].tolist()}")
+    return out
+
+
+def _fit_rate(raw: dict, param: str, rows: pd.DataFrame, flush: float) -> float:
+    """Rate (elements / cycle / copy) minimising sum((sim - measured) / measured)^2."""
+    def loss(log_r: float) -> float:
+        trial = copy.deepcopy(raw)
+        _set(trial, param, float(math.exp(log_r)))
+        out = _replay(trial, rows, flush)
+        return float((out["err"] ** 2).sum())
+
+    grid = np.linspace(math.log(0.01), math.log(1e4), 49)
+    vals = [loss(g) for g in grid]
+    k = int(np.argmin(vals))
+    lo, hi = grid[max(k - 1, 0)], grid[min(k + 1, len(grid) - 1)]
+    phi = (math.sqrt(5) - 1) / 2
+    a, b = lo + (1 - phi) * (hi - lo), lo + phi * (hi - lo)
+    fa, fb = loss(a), loss(b)
+    for _ in range(40):                         # golden section to ~1e-8 of the bracket
+        if fa <= fb:
+            hi, b, fb = b, a, fa
+            a = lo + (1 - phi) * (hi - lo)
+            fa = loss(a)
+        else:
+            lo, a, fa = a, b, fb
+            b = lo + phi * (hi - lo)
+            fb = loss(b)
+    return float(round(math.exp((lo + hi) / 2), 4))
+
+
+def fit(measured: pd.DataFrame, source: str = "measured table",
+        flush_dirty_bytes: float = H100_L2_BYTES) -> dict:
+    """Fit :data:`FITS` on ``measured`` (a measured_trace table); return the ``h100-triton`` YAML dict.
+
+    The dict is ``h100-like`` plus the fitted parameters, sparse weight-row
+    skipping (our sparse GEMV reads only rows of non-zero activations) and a
+    ``calibration`` block naming, for every fitted number, the file, the
+    measurement date, the rows and the method.  ``ValueError`` if a
+    calibration subset is empty.
+    """
+    from bitsim.schema import validate
+
+    validate(measured, "measured_trace")
+    m = _final(measured)
+    raw = _base_raw()
+    raw.update(name=NAME,
+               description="H100 as our Triton kernels use it: h100-like plus fitted launch latency "
+                           "and software unpack of packed operands (validation preset)",
+               op_overhead_ns=0.0, host_launch_ns=0.0)
+    raw["sparsity"] = {"skip_weight_fetch": True, "skip_compute": False}
+    dates = sorted(set(m["date"].astype(str)))
+    prov = {}
+    for f in FITS:
+        rows = m[f.select(m).fillna(False).astype(bool)].reset_index(drop=True)
+        if rows.empty:
+            raise ValueError(f"calibration of {f.param}: no rows match '{f.rows}' in {source}")
+        if f.param.endswith("_ns"):
+            resid_us = rows["us"].to_numpy() - _replay(raw, rows, flush_dirty_bytes)["sim_us"].to_numpy()
+            value = float(round(max(0.0, float(np.median(resid_us))) * 1e3, 1))
+        else:
+            value = _fit_rate(raw, f.param, rows, flush_dirty_bytes)
+        _set(raw, f.param, value)
+        prov[f.param] = (f"{value:g} fitted by sim.calibrate on {len(rows)} rows of {source} "
+                         f"(measured {', '.join(dates)}): {f.rows}; method: {f.method}")
+    prov["sparsity.skip_weight_fetch"] = ("true: ours_sparse_w158a8 reads only weight rows of non-zero "
+                                         "activations (kernels/sparse_gemv.py); not fitted")
+    raw["calibration"] = prov
+    from_dict(copy.deepcopy(raw), where=NAME)   # validate before anyone writes it
+    return raw
+
+
+def to_yaml(raw: dict, source: str) -> str:
+    """YAML text of a fitted preset: a header saying how it was made, fitted lines marked."""
+    head = [f"# {NAME}: GENERATED by `python -m sim.calibrate {source} -o sim/presets/{NAME}.yaml`;",
+            "# do not edit by hand, re-run the command after a new measurement.",
+            f"# = {BASE}.yaml (hardware with ideal, cuBLAS-class kernels) + the parameters our Triton",
+            "# kernels need (docs/simulator.md, 'Fitted GPU-kernel parameters'): per-op launch latency,",
+            "# host launch gap, software unpack rates of packed ternary weights and KV codes.",
+            "# Provenance of every fitted number: the `calibration` block at the end."]
+    body = {k: v for k, v in raw.items() if k != "calibration"}
+    text = yaml.safe_dump(body, sort_keys=False, default_flow_style=None, width=200)
+    fitted = ("op_overhead_ns:", "host_launch_ns:", "unpack:")
+    lines = [ln + "   # FITTED (see calibration)" if ln.strip().startswith(fitted) else ln
+             for ln in text.splitlines()]
+    cal = yaml.safe_dump({"calibration": raw.get("calibration", {})}, sort_keys=False,
+                         default_flow_style=False, width=120)
+    return "\n".join(head + lines) + "\n" + cal
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m sim.calibrate MEASURED.parquet [-o OUT.yaml]``: fit h100-triton, print held-out MAPE."""
+    import argparse
+
+    from bitsim.schema import read_table
+
+    from .validation import validation_table
+
+    ap = argparse.ArgumentParser(prog="python -m sim.calibrate", description=main.__doc__)
+    ap.add_argument("measured", help="measured_trace table (parquet or csv)")
+    ap.add_argument("-o", "--out", default=None, help=f"write the preset here (e.g. sim/presets/{NAME}.yaml)")
+    args = ap.parse_args(argv)
+    table = read_table(args.measured, schema="measured_trace")
+    raw = fit(table, source=str(args.measured))
+    text = to_yaml(raw, str(args.measured))
+    if args.out:
+        Path(args.out).write_text(text)
+        print(f"wrote {args.out}")
+    else:
+        print(text)
+    for k, v in raw["calibration"].items():
+        print(f"{k}: {v}")
+    _, per_class = validation_table(table, fitted=from_dict(copy.deepcopy(raw), where=NAME))
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(per_class.round(4).to_string(index=False))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,171 @@
+"""The fitted GPU-kernel parameters (sim.calibrate, preset h100-triton) and their held-out validation."""
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import sim
+from bitsim.schema import read_table, validate
+from sim.calibrate import FITS, calibration_mask, fit, to_yaml
+from sim.compute import unpack_cycles
+from sim.config import from_dict
+from sim.validation import compare_measured, validation_table
+from test_sim_synthetic import gemm_row
+
+MEASURED = Path(__file__).resolve().parents[1] / "reports" / "data" / "measured_h100_kernels.parquet"
+BOUND = 0.15  # issue #4, validation item 3: MAPE <= 15 % per kernel class
+
+
+def _measured(rows: list[tuple]) -> pd.DataFrame:
+    """A measured_trace table from (op, kernel, impl, precision, M, N, K, cuda_graph, us) tuples."""
+    recs = [dict(op=op, kernel=k, impl=impl, precision=p, M=M, N=N, K=K, sparsity=0.0, cuda_graph=g, us=us,
+                 bytes=0.0, ops=0.0, gbps=0.0, tops=0.0, exact=True, gpu="synthetic", torch="-", triton="-",
+                 cuda="-", date="2000-01-01") for op, k, impl, p, M, N, K, g, us in rows]
+    return validate(pd.DataFrame(recs), "measured_trace")
+
+
+CAL_SHAPES = [("gemv", "ours_w158a8", "ours", "w1.58a8", 1, 4096, 4096, True),
+              ("gemv", "ours_w158a8", "ours", "w1.58a8", 1, 4096, 4096, False),
+              ("gemm", "ours_w158a8", "ours", "w1.58a8", 8192, 4096, 4096, False),
+              ("gemm", "ours_w158a8", "ours", "w1.58a8", 8192, 11008, 4096, False),
+              ("attention_decode", "ours_kv3", "ours", "kv3", 8, 32, 8192, False)]
+
+
+def _truth() -> dict:
+    """h100-like plus known values of every fitted parameter (not the fitted ones)."""
+    raw = fit.__globals__["_base_raw"]()
+    raw.update(name="truth", op_overhead_ns=3300.0, host_launch_ns=4700.0)
+    raw["sparsity"] = {"skip_weight_fetch": True, "skip_compute": False}
+    raw["arrays"][0]["unpack"] = {"ternary": 9.0}
+    raw["arrays"][1]["unpack"] = {"int3": 5.0, "int4": 5.0}
+    return raw
+
+
+# ---------------------------------------------------------------- (i) the fit recovers known values
+def test_fit_recovers_known_parameters_from_rows_the_model_itself_generated():
+    truth = _truth()
+    shapes = _measured([s + (1.0,) for s in CAL_SHAPES])
+    rows, _ = compare_measured(shapes, from_dict(copy.deepcopy(truth)))
+    synthetic = shapes.assign(us=rows["sim_us"].to_numpy())
+    got = fit(synthetic, source="synthetic")
+    assert got["op_overhead_ns"] == pytest.approx(3300.0, abs=1.0)  # cycle rounding: < 1 cycle = 0.57 ns
+    assert got["host_launch_ns"] == pytest.approx(4700.0, abs=1.0)
+    assert got["arrays"][0]["unpack"]["ternary"] == pytest.approx(9.0, rel=0.01)
+    assert got["arrays"][1]["unpack"]["int3"] == pytest.approx(5.0, rel=0.01)
+    assert got["arrays"][1]["unpack"]["int4"] == got["arrays"][1]["unpack"]["int3"]
+    assert set(got["calibration"]) >= {f.param for f in FITS}
+
+
+def test_fit_names_the_missing_calibration_subset():
+    no_attention = _measured([s + (5.0,) for s in CAL_SHAPES[:4]])
+    with pytest.raises(ValueError, match="unpack.int3"):
+        fit(no_attention)
+
+
+def test_fitted_yaml_text_loads_back_to_the_same_config(tmp_path):
+    raw = _truth()
+    raw["calibration"] = {"op_overhead_ns": "synthetic"}
+    p = tmp_path / "t.yaml"
+    p.write_text(to_yaml(raw, "synthetic.parquet"))
+    assert sim.load_accelerator(p) == from_dict(copy.deepcopy(raw))
+    assert "FITTED" in p.read_text()
+
+
+# ---------------------------------------------------------------- unpack model (hand-computed)
+def test_unpack_cycles_of_a_large_gemm_match_the_hand_count():
+    tc = sim.load_accelerator("h100-triton").arrays[0]
+    # 8192 x 4096 x 4096 on 132 output-stationary 128x128 tiles: 64 x 32 = 2048 folds in
+    # ceil(2048 / 132) = 16 waves; each fold unpacks its 128-column x 4096 weight tile.
+    assert unpack_cycles(8192, 4096, 4096, tc, 8.0) == 16 * math.ceil(128 * 4096 / 8.0)
+    # few folds (M = 128: 32 folds, one wave): a fold's full time, not the total spread over 132 copies
+    assert unpack_cycles(128, 4096, 4096, tc, 8.0) == math.ceil(128 * 4096 / 8.0)
+
+
+def test_unpack_stage_binds_only_packed_operands_and_faster_unpack_is_never_slower():
+    base = sim.load_accelerator("h100-triton")
+    tern = pd.DataFrame([gemm_row("g", 2048, 4096, 4096, wfmt="ternary", wbits=2, afmt="int8", abits=8)])
+    int8 = pd.DataFrame([gemm_row("g", 2048, 4096, 4096, wfmt="int8", wbits=8, afmt="int8", abits=8)])
+    lat = []
+    for r in (2.0, 8.0, 32.0, 1e4):
+        arrays = (base.arrays[0].__class__(**{**base.arrays[0].__dict__, "unpack": {"ternary": r}}),
+                  base.arrays[1])
+        cfg = base.replace(arrays=arrays)
+        lat.append(sim.simulate(tern, cfg).summary["cycles"])
+        # an int8 op needs no unpack: unchanged by the rate
+        assert sim.simulate(int8, cfg).summary["cycles"] == sim.simulate(int8, base).summary["cycles"]
+    assert lat == sorted(lat, reverse=True) and lat[0] > lat[-1]
+    # with unpack effectively free, h100-triton's ternary GEMM is h100-like's (+ its launch latency)
+    ideal = sim.simulate(tern, "h100-like").summary["cycles"]
+    assert lat[-1] == ideal + base.op_overhead_cycles
+
+
+# ---------------------------------------------------------------- (ii) held-out MAPE on the committed table
+@pytest.fixture(scope="module")
+def committed():
+    if not MEASURED.exists():
+        pytest.skip("no committed measured table")
+    table = read_table(MEASURED, schema="measured_trace")
+    raw = fit(table, source=str(MEASURED.relative_to(MEASURED.parents[2])))
+    rows, per_class = validation_table(table, fitted=from_dict(copy.deepcopy(raw)))
+    return table, raw, rows, per_class
+
+
+def test_committed_h100_triton_preset_is_the_fit_of_the_committed_table(committed):
+    _, raw, _, _ = committed
+    fitted, preset = from_dict(copy.deepcopy(raw)), sim.load_accelerator("h100-triton")
+    msg = "re-run: python -m sim.calibrate reports/data/measured_h100_kernels.parquet -o sim/presets/h100-triton.yaml"
+    assert fitted.op_overhead_ns == preset.op_overhead_ns, msg
+    assert fitted.host_launch_ns == preset.host_launch_ns, msg
+    assert [a.unpack for a in fitted.arrays] == [a.unpack for a in preset.arrays], msg
+
+
+def test_validation_table_has_the_report_columns_and_keeps_calibration_rows_apart(committed):
+    table, _, rows, per_class = committed
+    assert list(per_class.columns) == ["class", "n", "mape", "max_abs_err", "mean_err", "preset", "split"]
+    assert set(per_class["split"]) == {"calibration", "held-out"}
+    # every ours row is on h100-triton, every baseline row on h100-like; calibration rows only ours
+    ran = rows[rows.skipped == ""]
+    assert set(ran.loc[ran.kernel.str.startswith("ours"), "preset"]) == {"h100-triton"}
+    assert set(ran.loc[~ran.kernel.str.startswith("ours"), "preset"]) == {"h100-like"}
+    assert set(rows.loc[rows.split == "calibration", "preset"]) == {"h100-triton"}
+    n_cal = int(calibration_mask(table).sum())
+    assert (rows.split == "calibration").sum() == n_cal > 0
+    assert per_class["n"].sum() == (rows.skipped == "").sum()
+
+
+def test_h100_like_baseline_classes_meet_the_issue_bound_held_out(committed):
+    _, _, _, pc = committed
+    base = pc[(pc.preset == "h100-like") & pc["class"].str.endswith((" cublas", " torch"))]
+    assert {"gemm fp16 cublas", "gemm int8 cublas", "gemm fp8 cublas", "gemv fp16 cublas"} <= set(base["class"])
+    assert (base["mape"] <= BOUND).all(), base
+
+
+# Classes of our kernels whose held-out MAPE on h100-triton meets the bound with the committed
+# table; the rest miss, for the reasons in docs/simulator.md (asserted below to be improved only).
+MEETS_BOUND = ("gemv w1.58a8 ours", "attention_decode kv3 ours")
+
+
+def test_h100_triton_meets_the_bound_on_the_classes_docs_say_it_meets(committed):
+    _, _, _, pc = committed
+    held = pc[(pc.preset == "h100-triton") & (pc.split == "held-out")].set_index("class")
+    for c in MEETS_BOUND:
+        assert held.loc[c, "mape"] <= BOUND, (c, held.loc[c].to_dict())
+
+
+def test_h100_triton_fits_decode_bound_large_m_gemms_and_beats_h100_like_on_every_class(committed):
+    table, _, rows, pc = committed
+    ours = rows[(rows.preset == "h100-triton") & (rows.skipped == "")]
+    big = ours[(ours.split == "held-out") & ours.kernel_class.str.startswith("gemm") & (ours.M >= 2048)]
+    assert len(big) and big.err.abs().mean() <= 0.10, big[["kernel_class", "M", "N", "K", "err"]]
+    # the fitted parameters improve every class of our kernels over the ideal-kernel preset
+    from bitsim.schema import measured_final_rows as final_rows
+    m = final_rows(table).reset_index(drop=True)
+    ideal_rows, _ = compare_measured(m[m.impl == "ours"].reset_index(drop=True), "h100-like")
+    ideal = ideal_rows[ideal_rows.skipped == ""].assign(a=lambda d: d.err.abs()).groupby("kernel_class").a.mean()
+    fitted = ours.assign(a=ours.err.abs()).groupby("kernel_class").a.mean()
+    for c in fitted.index:
+        assert fitted[c] < ideal[c], (c, fitted[c], ideal[c])
