@@ -52,8 +52,10 @@ def _plain_log_ticks(ax, axis: str = "y") -> None:
     a = ax.yaxis if axis == "y" else ax.xaxis
     lo, hi = (ax.get_ylim() if axis == "y" else ax.get_xlim())
     fmt = FuncFormatter(lambda v, _: f"{v:g}")
+    # minor ticks: only 2, 3 and 5 x 10^k are labelled, so neighbouring labels never collide
+    minor = FuncFormatter(lambda v, _: f"{v:g}" if f"{v:.0e}"[0] in "235" else "")
     a.set_major_formatter(fmt)
-    a.set_minor_formatter(fmt if hi / max(lo, 1e-300) < 20 else NullFormatter())
+    a.set_minor_formatter(minor if hi / max(lo, 1e-300) < 20 else NullFormatter())
 
 
 def _legend_below(fig, axes_row, ncol: int = 4) -> None:
@@ -283,11 +285,13 @@ def roofline(ops: pd.DataFrame, ceilings: pd.DataFrame, title: str = "Roofline")
     for k in range(len(accs), nrow * ncol):
         axes[k // ncol][k % ncol].axis("off")
     from matplotlib.lines import Line2D
-    handles = [Line2D([], [], ls="", marker="o", color=_color(dp), label=dp)
+    # colour = datapath (a colour patch), marker shape = op class, fill = phase (shown on every shape)
+    handles = [Line2D([], [], ls="", marker="s", markersize=9, color=_color(dp), label=dp)
                for dp in _order(ops.datapath, DATAPATH_ORDER)]
-    handles += [Line2D([], [], ls="", marker=m, color="k", label=cls) for cls, m in OP_CLASS_MARKERS.items()]
-    handles += [Line2D([], [], ls="", marker="o", color="k", label="decode (filled)"),
-                Line2D([], [], ls="", marker="o", markerfacecolor="none", color="k", label="prefill (hollow)")]
+    handles += [Line2D([], [], ls="", marker=m, color="0.45", markerfacecolor="none", label=f"{cls} op")
+                for cls, m in OP_CLASS_MARKERS.items()]
+    handles += [Line2D([], [], ls="", marker="$\\bullet$", markersize=9, color="k", label="filled: decode"),
+                Line2D([], [], ls="", marker="$\\circ$", markersize=9, color="k", label="hollow: prefill")]
     fig.legend(handles=handles, loc="upper center", ncol=len(handles), fontsize=8,
                bbox_to_anchor=(0.5, 1.0 + 0.03 / nrow))
     fig.suptitle(title, y=1.0 + 0.08 / nrow, fontsize=11)
@@ -360,10 +364,13 @@ def _speedup_panel(row) -> str:
     """Which panel of :func:`measured_speedups` a speedup row belongs to."""
     fam, M = row["family"], int(row["M"])
     if fam == "linear":
-        if M == 1:
-            return "decode GEMV, M = 1 (weights N x K)"
-        return "small-batch GEMM, M = 16-512" if M <= 512 else "prefill GEMM, M >= 2048"
-    return "decode attention (vs torch SDPA) and one 7B block (vs the FP16 block)"
+        return "gemv" if M == 1 else ("small" if M <= 512 else "prefill")
+    return "other"
+
+
+_PANEL_TITLES = {"gemv": "decode GEMV, M = 1 (weights N x K)", "small": "small-batch GEMM, M = {ms}",
+                 "prefill": "prefill GEMM, M = {ms}",
+                 "other": "decode attention (vs torch SDPA) and one 7B block (vs the FP16 block)"}
 
 
 def _speedup_tick(row, several_m: bool) -> str:
@@ -387,10 +394,7 @@ def measured_speedups(speedups: pd.DataFrame):
     if d.empty:
         return _empty("Measured H100 kernel speedups", "no measured kernel data in reports/data/")
     d["panel"] = d.apply(_speedup_panel, axis=1)
-    panels = [p for p in ("decode GEMV, M = 1 (weights N x K)", "small-batch GEMM, M = 16-512",
-                          "prefill GEMM, M >= 2048",
-                          "decode attention (vs torch SDPA) and one 7B block (vs the FP16 block)")
-              if p in set(d.panel)]
+    panels = [p for p in _PANEL_TITLES if p in set(d.panel)]
     kernels = list(dict.fromkeys(d.sort_values(["impl", "kernel"], ascending=[False, True]).kernel))
     cmap = plt.get_cmap("tab20")
     colour = {k: cmap(i % 20) for i, k in enumerate(kernels)}
@@ -416,7 +420,8 @@ def measured_speedups(speedups: pd.DataFrame):
         ax.set_xticklabels(ticks, fontsize=8)
         ax.set_xlim(-0.6, len(shapes) - 0.4)
         ax.set_ylabel("speedup (x, log)")
-        ax.set_title(panel, fontsize=10, loc="left")
+        ms = ", ".join(str(m) for m in sorted(set(p.M.astype(int))))
+        ax.set_title(_PANEL_TITLES[panel].format(ms=ms), fontsize=10, loc="left")
         ax.grid(True, axis="y", which="both", alpha=0.3)
         _plain_log_ticks(ax)
     fig.suptitle("Measured kernels: speedup over cuBLAS FP16 at the same shape and run (line at 1; higher is "
@@ -491,8 +496,8 @@ def measured_roofline(measured: pd.DataFrame):
     (M = 1) GEMV and attention calls, achieved GB/s as a share of the copy
     ceiling.  Kernel-name suffixes ``_cfg`` (tuning sweeps) are left out.
     """
-    _need(measured, ["op", "kernel", "impl", "M", "N", "K", "us", "bytes", "ops", "gbps", "tops"],
-          "measured_roofline")
+    _need(measured, ["op", "kernel", "impl", "precision", "M", "N", "K", "sparsity", "cuda_graph", "us", "bytes",
+                     "ops", "gbps", "tops"], "measured_roofline")
     ceil = measured[measured.op == "ceiling"]
     d = measured[(measured.op != "ceiling") & ~measured.kernel.astype(str).str.endswith("_cfg")
                  & (measured.us > 0) & (measured.bytes > 0) & (measured.ops > 0)]
@@ -500,14 +505,19 @@ def measured_roofline(measured: pd.DataFrame):
     if d.empty or copy.empty:
         return _empty("Measured kernels on the GPU roofline", "no measured kernel rows with ceilings")
     bw = float(copy.max())  # GB/s
-    peaks = ceil[ceil.kernel != "copy"].groupby("precision").tops.max().sort_values(ascending=False)
+    # roofs: the run's 8192^3 ceilings, raised where a baseline (cuBLAS) call of that precision went faster
+    base = d[(d.impl == "baseline") & d.op.isin(["gemm", "gemv"])].groupby("precision").tops.max()
+    peaks = ceil[ceil.kernel != "copy"].groupby("precision").tops.max()
+    peaks = pd.concat([peaks, base[base.index.isin(peaks.index)]]).groupby(level=0).max()
+    peaks = peaks.sort_values(ascending=False)
     d = d.sort_values("us").drop_duplicates(["kernel", "op", "M", "N", "K", "sparsity"])
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(13, 5.0), gridspec_kw={"width_ratios": [1.25, 1]})
     xs = np.logspace(-1, 4, 200)
     for prec, peak in peaks.items():
         ax.plot(xs, np.minimum(peak, bw * xs / 1e3), color="0.35", lw=1)
-    roofs = [f"copy: {bw:.0f} GB/s"] + [f"{prec} (cuBLAS 8192^3): {peak:.0f} TOP/s" for prec, peak in peaks.items()]
-    ax.text(0.02, 0.98, "roofs measured in this run\n" + "\n".join(roofs), transform=ax.transAxes, fontsize=7,
+    roofs = [f"copy: {bw:.0f} GB/s"] + [f"{prec}: {peak:.0f} TOP/s" for prec, peak in peaks.items()]
+    ax.text(0.02, 0.98, "roofs: best cuBLAS rate of each precision\nmeasured in this run\n" + "\n".join(roofs),
+            transform=ax.transAxes, fontsize=7,
             va="top", ha="left", bbox=dict(boxstyle="round", fc="white", ec="0.7"))
     kinds = {"ours": ("o", "#d62728"), "baseline": ("s", "#7f7f7f")}
     for impl, (marker, colour) in kinds.items():
@@ -523,8 +533,9 @@ def measured_roofline(measured: pd.DataFrame):
     ax.legend(fontsize=8, loc="lower right")
     dec = d[((d.op.isin(["gemv", "sparse_gemv"])) & (d.M == 1)) | (d.op == "attention_decode")].copy()
     dec["label"] = [f"{k}  {'attn B%d ctx%d' % (m, k_) if op == 'attention_decode' else '%dx%d' % (n, k_)}"
-                    + (f" s={100 * sp:.0f}%" if sp > 0 else "")
-                    for k, op, m, n, k_, sp in zip(dec.kernel, dec.op, dec.M, dec.N, dec.K, dec.sparsity)]
+                    + (f" s={100 * sp:.0f}%" if sp > 0 else "") + (" [graph]" if g else "")
+                    for k, op, m, n, k_, sp, g in zip(dec.kernel, dec.op, dec.M, dec.N, dec.K, dec.sparsity,
+                                                      dec.cuda_graph.astype(bool))]
     dec = dec.sort_values(["op", "N", "K", "impl", "kernel"])
     frac = 100 * dec.gbps / bw
     ax2.barh(range(len(dec)), frac, color=[kinds[i][1] if i in kinds else "#1f77b4" for i in dec.impl],
@@ -535,7 +546,8 @@ def measured_roofline(measured: pd.DataFrame):
     ax2.axvline(80, color="k", ls=":", lw=0.8)
     ax2.set_xlim(0, max(100.0, 1.05 * float(frac.max())))
     ax2.set_xlabel(f"achieved bandwidth, % of copy ({bw:.0f} GB/s; dotted: 80 %)")
-    ax2.set_title("Decode (M = 1) GEMV and attention: bytes moved per second", fontsize=10)
+    ax2.set_title("Decode (M = 1) GEMV and attention: bytes moved per second\n(fastest timing of each; "
+                  "[graph]: CUDA-graph replays)", fontsize=10)
     ax2.grid(True, axis="x", alpha=0.3)
     fig.tight_layout()
     return fig

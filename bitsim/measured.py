@@ -133,11 +133,11 @@ def speedups(measured: pd.DataFrame) -> pd.DataFrame:
     K, sparsity, us, baseline_us, speedup (baseline_us / us), gbps.  The
     baseline row itself is included (speedup 1).  Rows whose shape has no
     baseline measurement in their source are dropped.  When a kernel was timed
-    several times at one shape (e.g. with and without CUDA graphs), the
-    fastest is kept.
+    several times at one shape, the baseline is the one timed in the same mode
+    (``cuda_graph``) and the fastest pairing is kept.
     """
-    cols = ["source", "shape", "family", "op", "kernel", "impl", "precision", "M", "N", "K", "sparsity", "us",
-            "baseline_us", "speedup", "gbps"]
+    cols = ["source", "shape", "family", "op", "kernel", "impl", "precision", "M", "N", "K", "sparsity",
+            "cuda_graph", "us", "baseline_us", "speedup", "gbps"]
     if measured is None or len(measured) == 0:
         return pd.DataFrame(columns=cols)
     validate(measured, "measured_trace")
@@ -152,11 +152,15 @@ def speedups(measured: pd.DataFrame) -> pd.DataFrame:
     sparse = (m.sparsity > 0) & (m.op == "sparse_gemv")  # a block's sparsity is a property, not a variant
     m.loc[sparse, "kernel"] = [f"{k} (s={100 * s:.0f}%)" for k, s in zip(m.loc[sparse, "kernel"],
                                                                           m.loc[sparse, "sparsity"])]
-    keys = ["source", "family", "M", "N", "K"]
+    # a kernel and its baseline are compared in the same timing mode (both as CUDA-graph replays, or
+    # both launched one by one); when a kernel was timed in both modes the faster pairing is kept
+    keys = ["source", "family", "M", "N", "K", "cuda_graph"]
+    m["cuda_graph"] = m["cuda_graph"].astype(bool)
     m = m.sort_values("us").groupby(keys + ["kernel"], as_index=False).first()
     base = m[m.kernel == m.family.map(BASELINES)][keys + ["us"]].rename(columns={"us": "baseline_us"})
     out = m.merge(base, on=keys, how="inner")
     out["speedup"] = out.baseline_us / out.us
+    out = out.sort_values("us").groupby(keys[:-1] + ["kernel"], as_index=False).first()
     out = out.sort_values(["source", "family", "M", "N", "K", "impl", "kernel"],
                           ascending=[True, False, True, True, True, False, True])
     return out[cols].reset_index(drop=True)

@@ -163,11 +163,12 @@ def build_document(res: StudyResult, spd: pd.DataFrame, cmp: pd.DataFrame, cmp_c
         s.text(f"No measured kernel data found in `{cfg.measured_dir}` (`measured_*.parquet|csv`).")
     else:
         s.text(f"Measured on {', '.join(gpus or ['an unnamed GPU'])}; speedup = cuBLAS FP16 time / kernel "
-               "time at the same shape, measured in the same run (attention: torch SDPA). Sources: "
-               + ", ".join(f"`{x}`" for x in sorted(set(spd.source))) + ".")
+               "time at the same shape, measured in the same run and the same timing mode (`cuda_graph`: "
+               "CUDA-graph replays, or one launch at a time; attention: torch SDPA, whole block: the FP16 "
+               "block). Sources: " + ", ".join(f"`{x}`" for x in sorted(set(shown_measurements(spd).source))) + ".")
         shown = shown_measurements(spd)
-        s.table(Table("measured_speedups", shown[["source", "shape", "kernel", "impl", "precision", "us",
-                                                  "baseline_us", "speedup"]],
+        s.table(Table("measured_speedups", shown[["source", "shape", "kernel", "impl", "precision", "cuda_graph",
+                                                  "us", "baseline_us", "speedup"]],
                       "Measured kernel times (us) and speedups"))
     s.figure(Figure("measured_speedups", "Measured H100 kernel speedups over cuBLAS FP16"))
     s.figure(Figure("measured_roofline", "Measured kernels on the H100's roofline (roofs measured in the same "
@@ -228,7 +229,8 @@ def make_report(cfg: StudyConfig, out_dir: str | Path, progress: bool = True,
     say(f"{len(measured)} measured kernel rows, {len(cmp)} replayed on h100-like / h100-triton")
     claims_preset = "7b" if "7b" in cfg.presets else cfg.presets[0]
     claims = claims_table(res.summary, res.traces, spd, claims_preset,
-                          extra_active=_extra_active(cfg, claims_preset, progress), profile=cfg.profile)
+                          extra_active=_extra_active(cfg, claims_preset, progress), profile=cfg.profile,
+                          ops=res.ops)
     ratios = ratio_table(res.summary)
 
     fdir = out / "figures"

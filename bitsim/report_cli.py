@@ -90,14 +90,14 @@ def study_config_from_args(args: argparse.Namespace):
         v = getattr(args, attr)
         if v is not None:
             raw[field] = v
-    if "datapaths" in raw and "matched" not in raw:
-        from bitsim.study import DEFAULT_MATCHED
-        raw["matched"] = {d: DEFAULT_MATCHED[d] for d in raw["datapaths"] if d in DEFAULT_MATCHED}
+    if "matched" not in raw:  # the default pairing; --accelerator overrides single entries of it
+        from bitsim.study import DEFAULT_DATAPATHS, DEFAULT_MATCHED
+        raw["matched"] = {d: DEFAULT_MATCHED[d] for d in raw.get("datapaths", DEFAULT_DATAPATHS)
+                          if d in DEFAULT_MATCHED}
     for item in args.accelerator or []:
         dp, sep, acc = item.partition("=")
         if not sep or not dp or not acc:
             raise ValueError(f"--accelerator expects DATAPATH=ACCELERATOR, got {item!r}")
-        raw.setdefault("matched", {})
         raw["matched"] = {**raw["matched"], dp: acc}
     return StudyConfig.from_dict(raw, where=args.config or "report flags")
 

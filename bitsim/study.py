@@ -82,6 +82,10 @@ class StudyConfig:
             raise ValueError("contexts: give decode contexts or a prefill (prefill_tokens > 0)")
         if self.profile not in PROFILES:
             raise ValueError(f"profile: must be one of {PROFILES}, got {self.profile!r}")
+        from model.config import DATAPATHS
+        unknown = [d for d in self.datapaths if d not in DATAPATHS]
+        if unknown:
+            raise ValueError(f"datapaths: unknown datapath(s) {unknown}; known: {list(DATAPATHS)}")
         if not isinstance(self.matched, Mapping):
             raise ValueError(f"matched: expected a mapping datapath -> accelerator, got {self.matched!r}")
         missing = [d for d in self.datapaths if d not in self.matched]

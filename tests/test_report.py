@@ -88,6 +88,21 @@ def test_measured_claim_rows_use_the_kernel_ratio(tiny_report):
     assert row.verdict.iloc[0] == "partly"
 
 
+def test_matmul_energy_claim_is_judged_on_the_linear_layers_alone(tiny_report):
+    c = pd.read_csv(tiny_report / "tables" / "claims.csv")
+    row = c[c.ours.str.contains("matmul compute energy", na=False)].iloc[0]
+    assert float(row.ours.split("x")[0]) == pytest.approx(71.4, abs=0.1)  # [B158] 71.4x: FP16 MAC / ternary add
+    assert row.verdict == "holds"
+    total = c[c.ours.str.contains("all compute energy", na=False)].iloc[0]
+    assert total.verdict == "context"
+
+
+def test_random_weight_statistics_do_not_judge_the_active_parameter_claim(tiny_report):
+    c = pd.read_csv(tiny_report / "tables" / "claims.csv")
+    measured = c[c.workload.str.contains("a4.8, measured activation statistics", na=False)]
+    assert (measured.verdict == "not testable (random weights)").all() and len(measured)
+
+
 def test_each_trace_is_built_once(monkeypatch):
     import model.trace as mt
     calls = []
@@ -123,6 +138,24 @@ def test_flags_select_accelerator_yaml_and_no_reference(tmp_path):
     assert s.accelerator.tolist() == ["my-b158"] and s.role.tolist() == ["matched"]
 
 
+def test_one_accelerator_override_keeps_the_default_pairing_of_the_other_datapaths(tmp_path):
+    import argparse
+
+    from bitsim.report_cli import register, study_config_from_args
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["report", "--accelerator", "a4.8=my.yaml", "--presets", "2b4t"])
+    cfg = study_config_from_args(args)
+    assert cfg.matched == {"fp16": "fp16", "b1.58": "b1.58", "a4.8": "my.yaml", "a4.8-fp4": "a4.8"}
+
+
+def test_unknown_datapath_is_named(tmp_path, capsys):
+    rc = main(["report", "--presets", "tiny", "--datapaths", "fp17", "-o", str(tmp_path / "x"), "-q"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "unknown datapath(s) ['fp17']" in err and "Traceback" not in err
+
+
 def test_bad_study_config_is_named(tmp_path, capsys):
     bad = tmp_path / "s.yaml"
     bad.write_text("presets: [tiny]\ncontxts: [64]\n")
@@ -130,8 +163,10 @@ def test_bad_study_config_is_named(tmp_path, capsys):
     assert "contxts" in capsys.readouterr().err
     with pytest.raises(ValueError, match="contexts"):
         StudyConfig(contexts=(0,))
-    with pytest.raises(ValueError, match="matched"):
+    with pytest.raises(ValueError, match=r"unknown datapath\(s\) \['w9'\]"):
         StudyConfig(datapaths=("fp16", "w9"))
+    with pytest.raises(ValueError, match="matched"):
+        StudyConfig(datapaths=("fp16", "b1.58"), matched={"fp16": "fp16"})
 
 
 # ---------------------------------------------------------------- pure pieces
@@ -158,6 +193,20 @@ def test_speedups_are_baseline_over_kernel_time():
     r = spd[(spd.kernel == "ours_w158a8") & (spd.M == 1)]
     assert r.speedup.iloc[0] == pytest.approx(47.0 / 9.0)
     assert (spd[spd.kernel == "cublas_fp16"].speedup == 1.0).all()
+
+
+def test_speedups_pair_each_kernel_with_the_baseline_timed_in_the_same_mode():
+    m = _measured_rows()
+    gemv = m[m.M == 1]
+    no_graph = gemv.assign(cuda_graph=False, us=gemv.us + 5.0)  # one launch at a time: + launch gap
+    only_eager = no_graph[no_graph.kernel != "ours_w158a4_fp8"]
+    a4_eager = no_graph[no_graph.kernel == "ours_w158a4_fp8"]
+    spd = speedups(pd.concat([m[m.M > 1], gemv[gemv.kernel != "ours_w158a4_fp8"], only_eager, a4_eager],
+                             ignore_index=True))
+    a4 = spd[(spd.kernel == "ours_w158a4_fp8") & (spd.M == 1)].iloc[0]
+    assert not a4.cuda_graph and a4.speedup == pytest.approx((47.0 + 5) / (8.0 + 5))  # eager vs eager
+    a8 = spd[(spd.kernel == "ours_w158a8") & (spd.M == 1)].iloc[0]
+    assert a8.cuda_graph and a8.speedup == pytest.approx(47.0 / 9.0)  # graph vs graph, the faster pairing
 
 
 def test_measured_csv_is_read_only_without_its_parquet_twin(tmp_path):
@@ -223,7 +272,7 @@ def test_speedup_figure_draws_one_bar_per_non_baseline_kernel_and_shape():
     fig = figures.measured_speedups(spd)
     panels = [ax for ax in fig.axes if ax.patches]
     assert [ax.get_title(loc="left") for ax in panels] == ["decode GEMV, M = 1 (weights N x K)",
-                                                          "prefill GEMM, M >= 2048"]
+                                                          "prefill GEMM, M = 2048"]
     bars = [b for ax in panels for b in ax.patches]
     assert len(bars) == int((~spd.kernel.isin(["cublas_fp16"])).sum()) == 5
     heights = sorted(round(b.get_height(), 6) for b in bars)
