@@ -82,7 +82,9 @@ def _accelerator_table(names: list[str]) -> pd.DataFrame:
                      "off-chip GB/s": a.offchip.bandwidth_gbps, "KV formats": ", ".join(a.kv_formats),
                      "sparsity": ("skip fetch " if a.sparsity.skip_weight_fetch else "")
                      + ("skip compute" if a.sparsity.skip_compute else "") or "none",
-                     "PE area mm2 (45nm)": a.compute_area_mm2_45nm(), "basis": a.comparison})
+                     "PE area mm2 (45nm)": a.compute_area_mm2_45nm(), "basis": a.comparison,
+                     "energy": "dynamic only (no static/board power)" if a.energy_basis == "dynamic-only"
+                     else "dynamic + static"})
     return pd.DataFrame(rows)
 
 

@@ -8,7 +8,6 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
 
 DEFAULT_REPORTS = Path("reports")
 
@@ -80,7 +79,8 @@ def study_config_from_args(args: argparse.Namespace):
         path = Path(args.config)
         if not path.exists():
             raise FileNotFoundError(f"no such study config: {path}")
-        raw = yaml.safe_load(path.read_text()) or {}
+        from sim.config import load_yaml  # strict: syntax errors and duplicate keys named with their line
+        raw = load_yaml(path) or {}
         if not isinstance(raw, dict):
             raise ValueError(f"{path}: expected a mapping of study fields")
     for field, attr in (("name", "name"), ("presets", "presets"), ("datapaths", "datapaths"),

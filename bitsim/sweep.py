@@ -45,7 +45,6 @@ from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from bitsim.schema import PHASES
 
@@ -185,9 +184,8 @@ def load_spec(path: str | Path, check_accelerator: bool = True) -> SweepSpec:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no such sweep spec: {path}")
-    with open(path) as f:
-        raw = yaml.safe_load(f)
-    return parse_spec(raw, check_accelerator=check_accelerator)
+    from sim.config import load_yaml  # strict: syntax errors and duplicate keys named with their line
+    return parse_spec(load_yaml(path), check_accelerator=check_accelerator)
 
 
 # ---------------------------------------------------------------------------

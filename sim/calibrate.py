@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from .config import PRESET_DIR, PRESETS, from_dict
+from .config import PRESET_DIR, PRESETS, from_dict, load_yaml
 from .validation import H100_L2_BYTES, compare_measured
 
 BASE = "h100-like"
@@ -96,8 +96,7 @@ def calibration_mask(measured: pd.DataFrame) -> pd.Series:
 
 
 def _base_raw() -> dict:
-    with open(PRESET_DIR / PRESETS[BASE]) as f:
-        return yaml.safe_load(f)
+    return load_yaml(PRESET_DIR / PRESETS[BASE])
 
 
 def _array(raw: dict, name: str) -> dict:
@@ -201,6 +200,9 @@ def to_yaml(raw: dict, source: str) -> str:
             f"# = {BASE}.yaml (hardware with ideal, cuBLAS-class kernels) + the parameters our Triton",
             "# kernels need (docs/simulator.md, 'Fitted GPU-kernel parameters'): per-op launch latency,",
             "# host launch gap, software unpack rates of packed ternary weights and KV codes.",
+            "# Energy (energy_basis: dynamic-only, inherited from h100-like): mJ/token is the dynamic",
+            "# energy of the 7 nm per-op table, no static/board power (static_power_w 0) -- not an",
+            "# H100's board energy (~700 W x latency).",
             "# Provenance of every fitted number: the `calibration` block at the end."]
     body = {k: v for k, v in raw.items() if k != "calibration"}
     text = yaml.safe_dump(body, sort_keys=False, default_flow_style=None, width=200)

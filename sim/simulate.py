@@ -15,8 +15,9 @@ COMPONENTS = ("compute", "sram", "offchip", "vector", "static")
 
 @dataclass
 class SimResult:
-    """``ops``: one row per trace op (sim_result schema, plus ``pair`` and
-    ``ideal_compute_cycles``); ``summary``: per-step / per-token totals."""
+    """``ops``: one row per trace op (sim_result schema, plus ``pair``, ``needs``,
+    ``fallback`` and ``ideal_compute_cycles``); ``summary``: per-step / per-token
+    totals (``fallback_ops`` lists ops run on a wider pair than their operands)."""
     ops: pd.DataFrame
     summary: dict
     accel: AcceleratorConfig = field(repr=False)
@@ -76,17 +77,45 @@ def simulate(trace: pd.DataFrame, accel: "str | Path | AcceleratorConfig",
         "energy_vector_pj": [p.energy_vector_pj for p in plans],
         "energy_static_pj": static_pj.astype(float),
         "pair": [p.pair for p in plans],
+        "needs": [p.needs for p in plans],
+        "fallback": np.array([p.fallback for p in plans], dtype=bool),
         "ideal_compute_cycles": [p.ideal_compute_cycles for p in plans],
     })
     ops.attrs = {"accelerator": cfg.name, "clock_ghz": cfg.clock_ghz,
                  **{k: v for k, v in trace.attrs.items() if isinstance(v, (str, int, float, bool))}}
 
     summary = _summary(trace, ops, cfg, log.end, n)
+    summary["fallback_ops"] = fallback_ops(ops)
     if timeline is not None:
         info = [{"layer": int(l), "op": o, "op_class": c} for l, o, c in
                 zip(ops["layer"], ops["op"], ops["op_class"])]
         write_chrome_trace(log, timeline, cfg.clock_ghz, cfg.name, info)
     return SimResult(ops, summary, cfg)
+
+
+def fallback_ops(ops: pd.DataFrame) -> list[dict]:
+    """Ops that ran on a PE pair wider than their operands (no native pair), grouped.
+
+    One entry per (op name, needed pair, pair used, array), in trace order, with
+    the number of trace rows (``count``, e.g. one per layer).  Empty when every
+    matmul found an exact pair.
+    """
+    fb = ops[ops["fallback"]]
+    if fb.empty:
+        return []
+    groups = fb.groupby(["op", "needs", "pair", "unit"], sort=False).size()
+    return [{"op": op, "needs": needs, "pair": pair, "array": unit, "count": int(k)}
+            for (op, needs, pair, unit), k in groups.items()]
+
+
+def fallback_warning(summary: dict) -> str | None:
+    """One line naming the fallback ops of a summary (``None`` if there are none)."""
+    fb = summary.get("fallback_ops") or []
+    if not fb:
+        return None
+    parts = ", ".join(f"{f['op']} {f['needs']}->{f['pair']} on {f['array']} (x{f['count']})" for f in fb)
+    return (f"warning: {summary['accelerator']} has no native PE pair for {sum(f['count'] for f in fb)} "
+            f"op(s); they ran on a wider pair: {parts}")
 
 
 def _summary(trace: pd.DataFrame, ops: pd.DataFrame, cfg: AcceleratorConfig, end: int, n: int) -> dict:
@@ -112,6 +141,7 @@ def _summary(trace: pd.DataFrame, ops: pd.DataFrame, cfg: AcceleratorConfig, end
     return {
         "accelerator": cfg.name,
         "comparison": cfg.comparison,
+        "energy_basis": cfg.energy_basis,
         "phase": phase,
         "ops": n,
         "tokens": tokens,

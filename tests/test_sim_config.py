@@ -127,3 +127,40 @@ def test_bad_trace_values_are_value_errors_naming_column_and_row():
         sim.simulate(tr.drop(columns=["row_skip"]), "b1.58")
     with pytest.raises(TypeError):
         sim.simulate(tr.to_dict(), "b1.58")
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_energy_basis_marks_the_gpu_presets_as_dynamic_only(name):
+    c = sim.load_accelerator(name)
+    expected = "dynamic-only" if name.startswith("h100") else "model"
+    assert c.energy_basis == expected
+    if expected == "dynamic-only":
+        assert c.static_power_w == 0
+
+
+def test_h100_like_summary_labels_its_energy_as_dynamic_only_with_no_static_part():
+    res = sim.simulate(decoder_trace("b1.58", layers=1), "h100-like")
+    s = res.summary
+    assert s["energy_basis"] == "dynamic-only"
+    assert s["energy_j_by_component"]["static"] == 0.0
+    assert s["energy_j"] == pytest.approx(sum(v for k, v in s["energy_j_by_component"].items() if k != "static"))
+    assert sim.simulate(decoder_trace("b1.58", layers=1), "b1.58").summary["energy_basis"] == "model"
+
+
+@pytest.mark.parametrize("value, msg", [
+    ("board", "energy_basis must be one of"),
+    (3, "energy_basis: expected str"),
+])
+def test_bad_energy_basis_is_rejected_naming_the_field(value, msg):
+    raw = _raw()
+    raw["energy_basis"] = value
+    with pytest.raises(ValueError, match=msg):
+        from_dict(raw)
+
+
+def test_dynamic_only_energy_basis_with_static_power_is_a_contradiction():
+    raw = _raw()
+    raw["energy_basis"] = "dynamic-only"
+    assert raw["static_power_w"] > 0
+    with pytest.raises(ValueError, match="energy_basis 'dynamic-only' contradicts static_power_w"):
+        from_dict(raw)

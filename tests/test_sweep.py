@@ -30,6 +30,13 @@ def test_unknown_top_level_field_is_named():
         parse_spec(_spec(workload={"preset": "tiny"}))
 
 
+def test_duplicate_key_in_a_spec_file_is_named_with_its_line(tmp_path):
+    spec = tmp_path / "s.yaml"
+    spec.write_text("name: x\naccelerator:\n  base: a4.8\n  base: b1.58\nworkloads: {preset: tiny, datapath: a4.8}\n")
+    with pytest.raises(ValueError, match=r"line 4.*duplicate key .base."):
+        load_spec(spec)
+
+
 def test_unknown_accelerator_parameter_is_named():
     raw = _spec(accelerator={"base": "a4.8", "grid": {"arrays.ternary.rowz": [64]}})
     with pytest.raises(ValueError, match="rowz"):

@@ -1,8 +1,8 @@
 """Accelerator description: YAML -> typed, validated, frozen dataclasses."""
-from .accelerator import (COMPARISONS, DATAFLOWS, POLICIES, PRESET_DIR, PRESETS, AcceleratorConfig,
+from .accelerator import (COMPARISONS, DATAFLOWS, ENERGY_BASES, POLICIES, PRESET_DIR, PRESETS, AcceleratorConfig,
                           ArrayConfig, OffchipConfig, PEOp, SparsityConfig, SramConfig, VectorConfig,
-                          from_dict, load_accelerator)
+                          from_dict, load_accelerator, load_yaml)
 
-__all__ = ["COMPARISONS", "DATAFLOWS", "POLICIES", "PRESET_DIR", "PRESETS", "AcceleratorConfig",
+__all__ = ["COMPARISONS", "DATAFLOWS", "ENERGY_BASES", "POLICIES", "PRESET_DIR", "PRESETS", "AcceleratorConfig",
            "ArrayConfig", "OffchipConfig", "PEOp", "SparsityConfig", "SramConfig", "VectorConfig",
-           "from_dict", "load_accelerator"]
+           "from_dict", "load_accelerator", "load_yaml"]

@@ -27,6 +27,11 @@ PACKED_OPERANDS = ("ternary", "int3", "int4", "fp4")
 DATAFLOWS = ("weight-stationary", "output-stationary", "input-stationary")
 POLICIES = ("promote", "strict")
 COMPARISONS = ("equal-peak-throughput", "equal-area", "measured-ceilings", "standalone")
+# What a preset's joules mean: "model" = dynamic energy of the per-op table
+# (sim.energy) + static_power_w x time; "dynamic-only" = the per-op table alone,
+# no static / board power (e.g. h100-like: an H100 board draws ~700 W, which the
+# 7 nm per-op table does not describe), so reports can label such numbers.
+ENERGY_BASES = ("model", "dynamic-only")
 
 
 @dataclass(frozen=True)
@@ -126,6 +131,7 @@ class AcceleratorConfig:
     # false) add it, once per measured kernel call; op traces never do.
     host_launch_ns: float = 0.0
     static_power_w: float = 0.0
+    energy_basis: str = "model"       # one of ENERGY_BASES; copied to the summary
     notes: str = ""
     # Provenance of fitted numbers: parameter path -> where it came from
     # (file, date, rows, method); written by sim.calibrate.
@@ -146,8 +152,14 @@ class AcceleratorConfig:
                     if (p.weights, p.acts) == (weights, acts)), default=0.0)
 
     def compute_area_mm2_45nm(self) -> float:
-        """Arithmetic area of all PEs at 45 nm ([H14] areas; one datapath per pair)."""
-        um2 = sum(a.pes * sum(energy.mac_area_um2(p.weights, p.acts) for p in a.pe_ops)
+        """Arithmetic area of all PEs at 45 nm ([H14] areas).
+
+        One unit per distinct arithmetic primitive of an array's pairs: pairs
+        that use the same primitive share it (a4.8's ternary x INT8 and
+        ternary x FP4-code pairs both use the PE's INT8 adder).
+        """
+        um2 = sum(a.pes * sum(energy.AREA_UM2_45NM[prim].value for prim in
+                              dict.fromkeys(x for p in a.pe_ops for x in energy.mac_parts(p.weights, p.acts)))
                   for a in self.arrays)
         return um2 / 1e6
 
@@ -175,9 +187,40 @@ def load_accelerator(name_or_path: "str | Path | AcceleratorConfig") -> Accelera
         if not path.exists():
             raise ValueError(f"unknown accelerator {key!r}: not a preset ({sorted(PRESETS)}) "
                              f"and no such file")
-    with open(path) as f:
-        raw = yaml.safe_load(f)
-    return from_dict(raw, where=path.name)
+    return from_dict(load_yaml(path), where=path.name)
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that rejects a mapping key given twice (PyYAML keeps the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.get(key)
+            except TypeError:          # unhashable key: let SafeLoader report it
+                continue
+            if first is not None:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first given on line {first.line + 1})",
+                    key_node.start_mark)
+            seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml(path: "str | Path") -> Any:
+    """Parse one YAML file; a syntax error or a duplicate mapping key -> ``ValueError`` naming file and line."""
+    path = Path(path)
+    try:
+        with open(path) as f:
+            return yaml.load(f, Loader=_StrictLoader)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+        where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark is not None else str(path)
+        what = getattr(e, "problem", None) or str(e)
+        ctx = getattr(e, "context", None)
+        raise ValueError(f"{where}: invalid YAML: {what}" + (f" ({ctx})" if ctx else "")) from None
 
 
 def from_dict(raw: Any, where: str = "accelerator") -> AcceleratorConfig:
@@ -223,6 +266,11 @@ def _validate(c: AcceleratorConfig, where: str | None = None) -> AcceleratorConf
     _nonneg(c.op_overhead_ns, f"{w}: op_overhead_ns")
     _nonneg(c.host_launch_ns, f"{w}: host_launch_ns")
     _nonneg(c.static_power_w, f"{w}: static_power_w")
+    if c.energy_basis not in ENERGY_BASES:
+        raise ValueError(f"{w}: energy_basis must be one of {ENERGY_BASES}, got {c.energy_basis!r}")
+    if c.energy_basis == "dynamic-only" and c.static_power_w != 0:
+        raise ValueError(f"{w}: energy_basis 'dynamic-only' contradicts static_power_w = {c.static_power_w} "
+                         f"(set static_power_w to 0 or energy_basis to 'model')")
     _pos(c.offchip.capacity_gb, f"{w}: offchip.capacity_gb")
     _pos(c.offchip.bandwidth_gbps, f"{w}: offchip.bandwidth_gbps")
     _nonneg(c.offchip.pj_per_bit, f"{w}: offchip.pj_per_bit")

@@ -107,6 +107,16 @@ AREA_UM2_45NM["fp4_mul"] = _e(AREA_UM2_45NM["fp16_mul"].value / 16, "um^2", _ASS
 # ternary never multiplies).
 _PRIM = {"fp16": "fp16", "fp8": "fp8", "fp4": "fp4", "int8": "int8", "int4": "int4", "int3": "int4"}
 _WIDTH_ORDER = ("ternary", "int3", "int4", "fp4", "int8", "fp8", "fp16")
+# The adder a ternary-weight MAC uses when it is not the activation's own primitive.
+# * ternary x ternary: a 2-bit add on the INT4 unit.
+# * ternary x fp4: model/quant.py stores FP4 E2M1 activations as integer codes
+#   2 x value in {0,+-1,+-2,+-3,+-4,+-6,+-8,+-12} with the per-token scale applied
+#   after the sum, so the add is a signed 5-bit INTEGER add, not a floating-point
+#   one; a 5-bit code does not fit an INT4 adder, so it runs on the INT8 adder
+#   (int8_add, [B1] Table 2).  ASSUMPTION: the codes are summed as integers (as the
+#   a4.8 INT4 / INT8 paths are), which the BitNet a4.8 paper (arXiv 2411.04965) does
+#   not specify for FP4.
+_TERNARY_ADD = {"ternary": "int4_add", "fp4": "int8_add"}
 
 
 def _wider(a: str, b: str) -> str:
@@ -121,7 +131,9 @@ def mac_parts(weights: str, acts: str) -> tuple[str, ...]:
     needs no multiply, only one add at the activation's format.
     """
     if weights == "ternary":
-        return (f"{_PRIM[acts]}_add",) if acts != "ternary" else ("int4_add",)
+        if acts in _TERNARY_ADD:
+            return (_TERNARY_ADD[acts],)
+        return (f"{_PRIM[acts]}_add",)
     wide = _PRIM[_wider(weights, acts)]
     return (f"{wide}_mul", f"{wide}_add")
 

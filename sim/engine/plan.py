@@ -40,6 +40,12 @@ class OpPlan:
     energy_offchip_pj: float
     energy_vector_pj: float
     pair: str                 # PE pair used, e.g. "ternaryxint8" ("" for vector ops)
+    needs: str = ""           # the op's own operand pair, e.g. "ternaryxfp4" ("" for vector ops)
+
+    @property
+    def fallback(self) -> bool:
+        """True when the op runs on a wider PE pair because the accelerator has no native one."""
+        return bool(self.needs) and self.pair != self.needs
 
 
 def vector_kind(op: str, where: str) -> str:
@@ -118,13 +124,13 @@ def _plan_row(i: int, r: dict, accel: AcceleratorConfig, cache: dict) -> OpPlan:
     cyc = systolic_cycles(M, N, k_eff, m.array, rate, count)
     sram_c = t.sram / accel.sram.bandwidth_bytes_per_cycle
     # packed weights / KV codes on a PE pair of another format: software unpack, overlapped
-    wop = weight_operand(wfmt, where)
+    wop, aop = weight_operand(wfmt, where), act_operand(afmt, where)
     unpack_rate = m.array.unpack.get(wop) if m.pe_op.weights != wop else None
     unpack = unpack_cycles(M, N, k_eff, m.array, unpack_rate, count) if unpack_rate else 0
     peak = m.array.pes * rate
     return OpPlan(i, m.array.name, int(math.ceil(max(cyc, sram_c, unpack))), macs / peak, t, peak, macs,
                   macs * m.mac_pj, t.sram * sram_pj_b, (t.offchip_read + t.offchip_write) * off_pj_b,
-                  0.0, f"{m.pe_op.weights}x{m.pe_op.acts}")
+                  0.0, f"{m.pe_op.weights}x{m.pe_op.acts}", f"{wop}x{aop}")
 
 
 def check_trace(trace: pd.DataFrame) -> pd.DataFrame:
