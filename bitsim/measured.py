@@ -20,7 +20,6 @@ BASELINES = {"linear": "cublas_fp16", "attention": "torch_sdpa", "block": "block
 
 
 ANCHORS_SOURCE = "gpu-anchors.md (sim/data/h100_anchors.csv)"
-final_rows = measured_final_rows  # measured rows without the tuning sweeps (bitsim.schema)
 
 
 def load_measured(data_dir: str | Path = "reports/data", include_anchors: bool = True) -> pd.DataFrame:
@@ -52,28 +51,6 @@ def load_measured(data_dir: str | Path = "reports/data", include_anchors: bool =
     out = pd.concat(frames, ignore_index=True)
     out.attrs = {}
     return out
-
-
-def compare_with_simulator(measured: pd.DataFrame, accelerator: str = "h100-like") -> pd.DataFrame:
-    """Each measured kernel call replayed on a simulated GPU (sim.validation.compare_measured).
-
-    Returns kernel, source, op, precision, M, N, K, measured_us, sim_us,
-    ratio (sim / measured), rel_error, bound; rows sim cannot replay are dropped.
-    """
-    cols = ["kernel", "source", "class", "M", "N", "K", "measured_us", "sim_us", "ratio", "rel_error", "bound"]
-    if measured is None or len(measured) == 0:
-        return pd.DataFrame(columns=cols)
-    from sim.validation import compare_measured
-
-    # one row per (source, kernel, shape, sparsity): the fastest timing (with or without CUDA graphs)
-    m = final_rows(measured)
-    m = m[m.us > 0].sort_values("us")
-    m = m.drop_duplicates(["source", "kernel", "op", "M", "N", "K", "sparsity"]).reset_index(drop=True)
-    rows, _ = compare_measured(m.drop(columns=["source"]), accelerator)
-    rows = rows.assign(source=m["source"].to_numpy())
-    rows = rows[rows.skipped == ""].rename(columns={"us": "measured_us", "err": "rel_error"})
-    rows["ratio"] = rows.sim_us / rows.measured_us
-    return rows[cols].reset_index(drop=True)
 
 
 VALIDATION_BOUND = 0.15  # issue 4: MAPE per kernel class <= 15 % against the measured GPU
@@ -141,7 +118,7 @@ def speedups(measured: pd.DataFrame) -> pd.DataFrame:
     if measured is None or len(measured) == 0:
         return pd.DataFrame(columns=cols)
     validate(measured, "measured_trace")
-    m = final_rows(measured).copy()
+    m = measured_final_rows(measured).copy()
     if "source" not in m.columns:
         m["source"] = "measured"
     m["family"] = m["op"].map(_family)

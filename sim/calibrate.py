@@ -83,8 +83,8 @@ FITS = (
 
 
 def _final(measured: pd.DataFrame) -> pd.DataFrame:
-    from bitsim.schema import measured_final_rows as final_rows
-    return final_rows(measured).reset_index(drop=True)
+    from bitsim.schema import measured_final_rows
+    return measured_final_rows(measured).reset_index(drop=True)
 
 
 def calibration_mask(measured: pd.DataFrame) -> pd.Series:

@@ -191,11 +191,11 @@ def validation_table(measured: pd.DataFrame, ideal: "str | Path | AcceleratorCon
     Returns (per row, per class); per class has columns class, n, mape,
     max_abs_err, mean_err, preset, split.
     """
-    from bitsim.schema import measured_final_rows as final_rows
+    from bitsim.schema import measured_final_rows
 
     from .calibrate import calibration_mask
 
-    m = final_rows(measured).reset_index(drop=True)
+    m = measured_final_rows(measured).reset_index(drop=True)
     cal = calibration_mask(m)
     tables, parts = [], []
     for preset, sel in ((ideal, m["impl"] != "ours"), (fitted, m["impl"] == "ours")):

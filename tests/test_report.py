@@ -11,7 +11,7 @@ import yaml
 from bitsim.claims import active_param_fraction, claims_table, verdict
 from bitsim.cli import main
 from bitsim.document import Document, Table, render_html, render_markdown
-from bitsim.measured import ANCHORS_SOURCE, compare_with_simulator, load_measured, speedups
+from bitsim.measured import ANCHORS_SOURCE, load_measured, speedups
 from bitsim.schema import MEASURED_TRACE, write_table
 from bitsim.study import StudyConfig, run_study
 
@@ -241,15 +241,6 @@ def test_speedups_never_mix_measuring_runs():
     spd = speedups(pd.concat([a, b], ignore_index=True))
     r = spd[(spd.kernel == "ours_w158a8") & (spd.M == 1)].set_index("source").speedup
     assert r["run_a"] == pytest.approx(47.0 / 9.0) and r["run_b"] == pytest.approx(3 * 47.0 / 9.0)
-
-
-def test_simulator_comparison_keeps_the_fastest_timing_per_kernel_and_shape():
-    m = _measured_rows().assign(source="run_a")
-    slow = m.assign(us=m.us * 5, cuda_graph=False)
-    cmp = compare_with_simulator(pd.concat([m, slow], ignore_index=True), "h100-like")
-    assert len(cmp) == len(m)
-    assert sorted(cmp.measured_us) == sorted(m.us)
-    assert (cmp.ratio == cmp.sim_us / cmp.measured_us).all() and (cmp.sim_us > 0).all()
 
 
 def test_simulator_validation_replays_baselines_on_ideal_and_our_kernels_on_the_fitted_gpu():
