@@ -18,6 +18,10 @@ parameter                                   physical meaning                    
                                             (elements / cycle / SM)                      B=8, ctx 8192
 ==========================================  =========================================  ==========================
 
+Not fitted but set from our launcher: ``arrays[cuda_cores].max_m = 4``
+(``kernels/ternary_gemm.py`` ``GEMV_MAX_M``: the CUDA-core GEMV runs only for
+M <= 4, larger M runs on the tensor-core GEMM and pays the weight unpack).
+
 Each is fitted in that order with the previous ones fixed: the two latencies in
 closed form (median of measured - simulated, which is robust to the noisy
 launch gaps), the unpack rates by a 1-D least-squares search on the relative
@@ -48,6 +52,12 @@ from .validation import H100_L2_BYTES, compare_measured
 BASE = "h100-like"
 NAME = "h100-triton"
 KV_OPERANDS = ("int3", "int4")  # one nibble per code for both (kernels/kv_attention.py): one rate
+# Kernel-dispatch rule of our launcher, not fitted: kernels/ternary_gemm.py runs the CUDA-core
+# GEMV only for M <= GEMV_MAX_M = 4 (int8 codes) and the tensor-core GEMM, which decodes the packed
+# weight tile per CTA, otherwise.  So h100-triton's cuda_cores array takes ops with M <= 4 only.
+GEMV_ARRAY, GEMV_MAX_M = "cuda_cores", 4
+DISPATCH_NOTE = ("kernels/ternary_gemm.py GEMV_MAX_M: CUDA-core GEMV only for M <= 4, "
+                 "tensor-core GEMM otherwise")
 
 
 def _is(m: pd.DataFrame, kernel: str, op: str, **eq) -> pd.Series:
@@ -172,6 +182,7 @@ def fit(measured: pd.DataFrame, source: str = "measured table",
                            "and software unpack of packed operands (validation preset)",
                op_overhead_ns=0.0, host_launch_ns=0.0)
     raw["sparsity"] = {"skip_weight_fetch": True, "skip_compute": False}
+    _array(raw, GEMV_ARRAY)["max_m"] = GEMV_MAX_M
     dates = sorted(set(m["date"].astype(str)))
     prov = {}
     for f in FITS:
@@ -186,6 +197,7 @@ def fit(measured: pd.DataFrame, source: str = "measured table",
         _set(raw, f.param, value)
         prov[f.param] = (f"{value:g} fitted by sim.calibrate on {len(rows)} rows of {source} "
                          f"(measured {', '.join(dates)}): {f.rows}; method: {f.method}")
+    prov[f"arrays[{GEMV_ARRAY}].max_m"] = f"{GEMV_MAX_M}: dispatch rule of {DISPATCH_NOTE}; not fitted"
     prov["sparsity.skip_weight_fetch"] = ("true: ours_sparse_w158a8 reads only weight rows of non-zero "
                                          "activations (kernels/sparse_gemv.py); not fitted")
     raw["calibration"] = prov
@@ -207,7 +219,8 @@ def to_yaml(raw: dict, source: str) -> str:
     body = {k: v for k, v in raw.items() if k != "calibration"}
     text = yaml.safe_dump(body, sort_keys=False, default_flow_style=None, width=200)
     fitted = ("op_overhead_ns:", "host_launch_ns:", "unpack:")
-    lines = [ln + "   # FITTED (see calibration)" if ln.strip().startswith(fitted) else ln
+    lines = [ln + "   # FITTED (see calibration)" if ln.strip().startswith(fitted)
+             else ln + f"   # {DISPATCH_NOTE}" if ln.strip().startswith("max_m:") else ln
              for ln in text.splitlines()]
     cal = yaml.safe_dump({"calibration": raw.get("calibration", {})}, sort_keys=False,
                          default_flow_style=False, width=120)

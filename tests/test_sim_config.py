@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import math
 
 import pandas as pd
 import pytest
@@ -58,6 +59,11 @@ def test_yaml_path_loads_same_config_as_preset_name(tmp_path):
     (lambda r: r["arrays"][0].update(unpack={"ternary": "fast"}), "arrays[0].unpack.ternary"),
     (lambda r: r.update(host_launch_ns=-5.0), "host_launch_ns"),
     (lambda r: r.update(calibration={"op_overhead_ns": 3}), "calibration"),
+    (lambda r: r["arrays"][0].update(max_m=-4), "arrays[0].max_m"),
+    (lambda r: r["arrays"][0].update(max_m=0), "arrays[0].max_m"),
+    (lambda r: r["arrays"][0].update(max_m="4"), "arrays[0].max_m"),
+    (lambda r: r["arrays"][0].update(max_m=4.5), "arrays[0].max_m"),
+    (lambda r: r["arrays"][0].update(max_m=True), "arrays[0].max_m"),
 ])
 def test_bad_config_raises_value_error_naming_the_field(mutate, field):
     raw = copy.deepcopy(_raw())
@@ -164,3 +170,44 @@ def test_dynamic_only_energy_basis_with_static_power_is_a_contradiction():
     assert raw["static_power_w"] > 0
     with pytest.raises(ValueError, match="energy_basis 'dynamic-only' contradicts static_power_w"):
         from_dict(raw)
+
+
+def _h100_like_raw(max_m=None):
+    raw = _raw("h100-like")
+    if max_m is not None:
+        raw["arrays"][1]["max_m"] = max_m      # arrays[1] = cuda_cores
+    return from_dict(raw)
+
+
+def test_max_m_dispatch_rule_moves_ops_above_it_to_the_other_array():
+    # Hand count (sim.compute.systolic, output-stationary, pipelined folds) of a ternary x int8
+    # GEMM M=16, N=K=4096 on h100-like (both arrays promote it to int8 x int8):
+    #   cuda_cores 1x128 x132, rate 4:   folds 16*32 = 512 -> 4 waves x ceil(4096/4) + 127 = 4223
+    #   tensor_cores 128x128 x132, rate 0.1315206: 32 folds -> 1 wave x ceil(4096/0.1315206) + 254
+    from sim.compute import map_op
+    shape16, shape4 = (16, 4096, 4096, 1), (4, 4096, 4096, 1)
+    free, ruled = _h100_like_raw(), _h100_like_raw(max_m=4)
+    m = map_op(free, "ternary", "int8", "t", shape16)
+    assert m.array.name == "cuda_cores"
+    assert sim.compute.systolic_cycles(*shape16[:3], m.array, 4.0) == 4 * 1024 + 127
+    m = map_op(ruled, "ternary", "int8", "t", shape16)
+    assert m.array.name == "tensor_cores"
+    assert sim.compute.systolic_cycles(*shape16[:3], m.array, m.pe_op.rate) == math.ceil(4096 / 0.1315206) + 254
+    # the bound is inclusive: M = max_m still runs on the ruled array
+    assert map_op(ruled, "ternary", "int8", "t", shape4).array.name == "cuda_cores"
+    # end to end, the simulated op reports the unit it ran on
+    tr = pd.DataFrame([gemm_row("up_proj", M, 4096, 4096, wfmt="ternary", wbits=2, afmt="int8", abits=8)
+                       for M in (4, 16)])
+    assert sim.simulate(tr, ruled).ops["unit"].tolist() == ["cuda_cores", "tensor_cores"]
+    assert sim.simulate(tr, free).ops["unit"].tolist() == ["cuda_cores", "cuda_cores"]
+
+
+def test_op_above_every_arrays_max_m_is_an_error_naming_the_op_and_the_rule():
+    raw = _raw("h100-like")
+    raw["arrays"] = [dict(raw["arrays"][1], max_m=4)]      # cuda_cores only, GEMV rule
+    c = from_dict(raw)
+    ok = pd.DataFrame([gemm_row("o_proj", 4, 256, 256)])
+    assert sim.simulate(ok, c).ops["unit"].iloc[0] == "cuda_cores"
+    bad = pd.DataFrame([gemm_row("o_proj", 5, 256, 256)])
+    with pytest.raises(ValueError, match=r"op 'o_proj'.*M=5.*cuda_cores \(max_m=4\)"):
+        sim.simulate(bad, c)

@@ -25,16 +25,22 @@ def map_op(accel: "AcceleratorConfig", weights: str, acts: str, where: str,
            shape: tuple[int, int, int, int] | None = None) -> Mapping:
     """Choose the array and PE pair for an op needing ``weights x acts`` (see sim.compute.precision).
 
-    Order of preference: an exact operand match; then the fewest compute cycles
-    for the op's ``shape`` (M, N, K, count) -- or, without a shape, the highest
-    peak rate; then the cheaper MAC; then config order.
+    Only arrays whose dispatch rule takes the op's M (``ArrayConfig.max_m``)
+    are candidates; without a ``shape`` the rule is not applied (peak-rate
+    questions).  Order of preference: an exact operand match; then the fewest
+    compute cycles for the op's ``shape`` (M, N, K, count) -- or, without a
+    shape, the highest peak rate; then the cheaper MAC; then config order.
     """
     need = (weights, acts)
     best = None
+    barred = []   # arrays that hold the pair but whose max_m is below the op's M
     for i, a in enumerate(accel.arrays):
         for j, p in enumerate(a.pe_ops):
             pair = (p.weights, p.acts)
             if not can_run(pair, need, accel.precision_policy):
+                continue
+            if shape is not None and not a.takes_m(shape[0]):
+                barred.append(f"{a.name} (max_m={a.max_m})")
                 continue
             pj = mac_pj(p.weights, p.acts, accel.process_nm)
             speed = (systolic_cycles(shape[0], shape[1], shape[2], a, p.rate, shape[3])
@@ -42,6 +48,10 @@ def map_op(accel: "AcceleratorConfig", weights: str, acts: str, where: str,
             key = (pair != need, speed, pj, i, j)
             if best is None or key < best[0]:
                 best = (key, Mapping(a, p, pair == need, pj))
+    if best is None and barred:
+        raise ValueError(f"{where}: accelerator {accel.name!r} has no array that takes a {weights}x{acts} op "
+                         f"with M={shape[0]}: the arrays holding that pair are limited to smaller M by their "
+                         f"dispatch rule: {', '.join(dict.fromkeys(barred))}")
     if best is None:
         have = sorted({f"{p.weights}x{p.acts}" for a in accel.arrays for p in a.pe_ops})
         rule = ("an exact pair" if accel.precision_policy == "strict"

@@ -65,6 +65,15 @@ class ArrayConfig:
     # MACs, so a promoted op takes max(systolic, SRAM, unpack) cycles.  Absent
     # operand = unpacking is free (ideal hardware / a native pair).
     unpack: dict = field(default_factory=dict)
+    # Kernel-dispatch rule: the largest M (token rows per GEMM instance) this
+    # array takes; None = any M.  A GPU library picks its kernel by M (our
+    # ternary launcher runs the CUDA-core GEMV only for M <= 4 and the
+    # tensor-core GEMM otherwise); an ASIC leaves it unset.
+    max_m: int | None = None
+
+    def takes_m(self, M: int) -> bool:
+        """True if the dispatch rule lets this array run an op with ``M`` rows."""
+        return self.max_m is None or M <= self.max_m
 
     @property
     def load_cycles(self) -> int:
@@ -287,6 +296,10 @@ def _validate(c: AcceleratorConfig, where: str | None = None) -> AcceleratorConf
             _pos(getattr(a, f_), f"{aw}.{f_}")
         if a.weight_load_cycles is not None:
             _pos(a.weight_load_cycles, f"{aw}.weight_load_cycles")
+        if a.max_m is not None:
+            if isinstance(a.max_m, bool) or not isinstance(a.max_m, int):
+                raise ValueError(f"{aw}.max_m: expected an integer or null, got {a.max_m!r}")
+            _pos(a.max_m, f"{aw}.max_m")
         if a.dataflow not in DATAFLOWS:
             raise ValueError(f"{aw}.dataflow must be one of {DATAFLOWS}, got {a.dataflow!r}")
         if not a.pe_ops:
