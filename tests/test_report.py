@@ -103,6 +103,30 @@ def test_random_weight_statistics_do_not_judge_the_active_parameter_claim(tiny_r
     assert (measured.verdict == "not testable (random weights)").all() and len(measured)
 
 
+def test_gain_ladder_runs_from_the_b158_row_to_the_a48_row_of_the_study(tiny_report):
+    lad = pd.read_csv(tiny_report / "tables" / "gain_ladder.csv")
+    summ = pd.read_csv(tiny_report / "tables" / "summary_full.csv")
+    for ctx, g in lad.groupby("context"):
+        g = g.sort_values("step")
+        assert g.step.tolist() == [1, 2, 3, 4, 5]
+        dec = summ[(summ.phase == "decode") & (summ.context == ctx) & (summ.role == "matched")]
+        b158 = dec[dec.datapath == "b1.58"].tokens_per_s.iloc[0]
+        a48 = dec[dec.datapath == "a4.8"].tokens_per_s.iloc[0]
+        assert g["tok/s"].iloc[0] == pytest.approx(b158, abs=0.5)  # rung 1 = the study's b1.58 row
+        assert g["tok/s"].iloc[-1] == pytest.approx(a48, abs=0.5)  # rung 5 = the study's a4.8 row
+        assert g["total x"].iloc[-1] == pytest.approx(a48 / b158, abs=0.01)
+
+
+def test_gain_ladder_changes_one_thing_per_step():
+    from bitsim.ablation import gain_ladder
+    lad = gain_ladder("tiny", [128]).sort_values("step")
+    kv, w = lad.kv_bytes.to_numpy(), lad.weight_bytes.to_numpy()
+    # 16-bit -> 4-bit -> 3-bit KV codes (plus per-(token, head) scales): KV bytes fall, weights do not move
+    assert kv[0] > kv[1] > kv[2] == kv[3] == kv[4] and len(set(w)) == 1
+    assert lad.kv_bits.tolist() == [16, 4, 3, 3, 3]
+    assert kv[0] / kv[1] == pytest.approx(16 / 4, rel=0.25)  # 4-bit codes are ~1/4 of FP16, scales aside
+
+
 def test_each_trace_is_built_once(monkeypatch):
     import model.trace as mt
     calls = []
