@@ -77,8 +77,9 @@ def save(fig, out_dir: str | Path, name: str) -> list[Path]:
     paths = []
     for ext in ("png", "svg"):
         p = out_dir / f"{name}.{ext}"
-        fig.savefig(p, dpi=150 if ext == "png" else None, bbox_inches="tight",
-                    metadata={"Date": None} if ext == "svg" else None)
+        with plt.rc_context({"svg.hashsalt": name}):  # stable SVG element ids: re-runs diff only where data moved
+            fig.savefig(p, dpi=150 if ext == "png" else None, bbox_inches="tight",
+                        metadata={"Date": None} if ext == "svg" else None)
         paths.append(p)
     plt.close(fig)
     return paths
