@@ -144,6 +144,13 @@ def energy_by_component(summary: pd.DataFrame, decode_context: int | None = None
             ax.set_ylabel("energy per token (mJ)")
             ax.grid(True, axis="y", alpha=0.3)
     handles, labels = axes[0][0].get_legend_handles_labels()
+    # a component too small to see in any bar is named with its largest share, so the legend never promises a
+    # colour the reader cannot find
+    total = sel[[f"energy_{c}_j" for c in comps]].sum(axis=1).replace(0, np.nan)
+    for h in handles:
+        share = float((sel[f"energy_{h.get_label()}_j"] / total).max())
+        if share < 0.01:
+            h.set_label(f"{h.get_label()} (< {max(share, 1e-4) * 100:.1g} %, not visible)")
     from matplotlib.patches import Patch
     handles += [Patch(facecolor="white", edgecolor="black", label="matched accel. (plain)"),
                 Patch(facecolor="white", edgecolor="black", hatch="//", label="reference accel. (hatched)")]

@@ -136,7 +136,8 @@ def build_document(res: StudyResult, spd: pd.DataFrame, cmp: pd.DataFrame, cmp_c
 
     s = doc.section("Energy and speed")
     s.figure(Figure("energy_by_component", "Energy per token by component (compute, SRAM, off-chip, vector, "
-                                           "static); plain bars: matched accelerator, hatched: reference"))
+                                           "static); plain bars: matched accelerator, hatched: reference "
+                                           "(h100-like counts dynamic energy only: no static or board power)"))
     s.figure(Figure("throughput", "Decode tokens/s and latency per token vs context (solid: matched "
                                   "accelerator, dashed: reference)"))
     head = res.summary
