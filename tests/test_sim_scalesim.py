@@ -7,80 +7,23 @@ cycle, so the shapes stay small.
 """
 from __future__ import annotations
 
-import contextlib
-import io
-import os
-
 import pytest
 
 from sim.compute import systolic_cycles
 from sim.config import ArrayConfig, PEOp
 
-scalesim_mod = pytest.importorskip("scalesim.scale_sim")
+pytest.importorskip("scalesim.scale_sim")
 # scalesim 3.0 trips a numpy deprecation inside its own memory model; not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
-_CFG = """[general]
-run_name = bitsim_check
-
-[architecture_presets]
-ArrayHeight: {rows}
-ArrayWidth: {cols}
-IfmapSramSzkB: 4096
-FilterSramSzkB: 4096
-OfmapSramSzkB: 4096
-IfmapOffset: 0
-FilterOffset: 10000000
-OfmapOffset: 20000000
-Dataflow: {df}
-Bandwidth: 10
-ReadRequestBuffer: 32
-WriteRequestBuffer: 32
-
-[layout]
-IfmapCustomLayout: False
-IfmapSRAMBankBandwidth: 10
-IfmapSRAMBankNum: 10
-IfmapSRAMBankPort: 2
-FilterCustomLayout: False
-FilterSRAMBankBandwidth: 10
-FilterSRAMBankNum: 10
-FilterSRAMBankPort: 2
-
-[sparsity]
-SparsitySupport: false
-SparseRep: ellpack_block
-OptimizedMapping: false
-BlockSize: 8
-RandomNumberGeneratorSeed: 40
-
-[run_presets]
-InterfaceBandwidth: CALC
-UseRamulatorTrace: False
-"""
-
-_DF = {"weight-stationary": "ws", "output-stationary": "os", "input-stationary": "is"}
+from bitsim.scalesim_ref import DATAFLOW_CODES, scalesim_cycles  # noqa: E402  (runs SCALE-Sim itself)
 
 
 def scalesim_compute_cycles(tmp_path, M, N, K, rows, cols, dataflow) -> int:
-    """Run SCALE-Sim on one GEMM (its M, N, K topology format) and read its compute cycles."""
-    d = tmp_path / f"{M}_{N}_{K}_{rows}x{cols}_{_DF[dataflow]}"
-    d.mkdir()
-    (d / "cfg.cfg").write_text(_CFG.format(rows=rows, cols=cols, df=_DF[dataflow]))
-    (d / "topo.csv").write_text(f"Layer name, M, N, K,\ngemm, {M}, {N}, {K},\n")
-    # SCALE-Sim requires a layout file even with custom layouts off; 21 ignored fields.
-    (d / "layout.csv").write_text("Layer," + ",".join(f"c{i}" for i in range(21)) + ",\n"
-                                  "gemm," + ",".join(["1"] * 21) + ",\n")
-    with contextlib.redirect_stdout(io.StringIO()):
-        s = scalesim_mod.scalesim(save_disk_space=True, verbose=False, config=str(d / "cfg.cfg"),
-                                  topology=str(d / "topo.csv"), layout=str(d / "layout.csv"),
-                                  input_type_gemm=True)
-        s.run_scale(top_path=str(d / "out"))
-    report = (d / "out" / "bitsim_check" / "COMPUTE_REPORT.csv").read_text().splitlines()
-    header = [h.strip() for h in report[0].split(",")]
-    values = [v.strip() for v in report[1].split(",")]
-    assert "Stall Cycles" in header and int(values[header.index("Stall Cycles")]) == 0
-    return int(values[header.index("Total Cycles")])
+    """SCALE-Sim's compute cycles for one GEMM; the case must have no memory stalls."""
+    ref = scalesim_cycles(M, N, K, rows, cols, dataflow, workdir=tmp_path)
+    assert ref["stall_cycles"] == 0
+    return ref["total_cycles"]
 
 
 SHAPES = [  # (M, N, K, rows, cols, label)
@@ -94,7 +37,7 @@ SHAPES = [  # (M, N, K, rows, cols, label)
 ]
 
 
-@pytest.mark.parametrize("dataflow", sorted(_DF))
+@pytest.mark.parametrize("dataflow", sorted(DATAFLOW_CODES))
 @pytest.mark.parametrize("M,N,K,rows,cols,label", SHAPES, ids=[s[-1] for s in SHAPES])
 def test_compute_cycles_match_scalesim_within_5_percent(tmp_path, M, N, K, rows, cols, label, dataflow):
     ref = scalesim_compute_cycles(tmp_path, M, N, K, rows, cols, dataflow)
