@@ -60,13 +60,18 @@ ARITH_PJ: dict[int, dict[str, Entry]] = {
         "int8_mul": _e(0.07, "pJ", "[B1] Table 2, 7nm ([2B4T] Table 4)"),
     },
 }
+# Narrower units derived from a measured one: (unit, measured unit, divisor). _ASSUME_WIDTH says why.
+_NARROWER = (("int4_add", "int8_add", 2), ("int4_mul", "int8_mul", 4), ("fp8_add", "fp16_add", 2),
+             ("fp8_mul", "fp16_mul", 4), ("fp4_add", "fp16_add", 4), ("fp4_mul", "fp16_mul", 16))
+
+
+def _add_narrower(table: dict[str, Entry], unit: str) -> None:
+    for name, base, divisor in _NARROWER:
+        table[name] = _e(table[base].value / divisor, unit, _ASSUME_WIDTH)
+
+
 for _node, _t in ARITH_PJ.items():
-    _t["int4_add"] = _e(_t["int8_add"].value / 2, "pJ", _ASSUME_WIDTH)
-    _t["int4_mul"] = _e(_t["int8_mul"].value / 4, "pJ", _ASSUME_WIDTH)
-    _t["fp8_add"] = _e(_t["fp16_add"].value / 2, "pJ", _ASSUME_WIDTH)
-    _t["fp8_mul"] = _e(_t["fp16_mul"].value / 4, "pJ", _ASSUME_WIDTH)
-    _t["fp4_add"] = _e(_t["fp16_add"].value / 4, "pJ", _ASSUME_WIDTH)
-    _t["fp4_mul"] = _e(_t["fp16_mul"].value / 16, "pJ", _ASSUME_WIDTH)
+    _add_narrower(_t, "pJ")
 
 # Vector unit: one element-pass (load, one fused add+mul, store) costs one FP16
 # add + one FP16 mul.  ASSUMPTION: norms / softmax / quantizers run in FP16.
@@ -96,12 +101,7 @@ AREA_UM2_45NM: dict[str, Entry] = {
     "fp16_add": _e(1360, "um^2", "[H14] 16-bit FP add, 45nm"),
     "fp16_mul": _e(1640, "um^2", "[H14] 16-bit FP multiply, 45nm"),
 }
-AREA_UM2_45NM["int4_add"] = _e(AREA_UM2_45NM["int8_add"].value / 2, "um^2", _ASSUME_WIDTH)
-AREA_UM2_45NM["int4_mul"] = _e(AREA_UM2_45NM["int8_mul"].value / 4, "um^2", _ASSUME_WIDTH)
-AREA_UM2_45NM["fp8_add"] = _e(AREA_UM2_45NM["fp16_add"].value / 2, "um^2", _ASSUME_WIDTH)
-AREA_UM2_45NM["fp8_mul"] = _e(AREA_UM2_45NM["fp16_mul"].value / 4, "um^2", _ASSUME_WIDTH)
-AREA_UM2_45NM["fp4_add"] = _e(AREA_UM2_45NM["fp16_add"].value / 4, "um^2", _ASSUME_WIDTH)
-AREA_UM2_45NM["fp4_mul"] = _e(AREA_UM2_45NM["fp16_mul"].value / 16, "um^2", _ASSUME_WIDTH)
+_add_narrower(AREA_UM2_45NM, "um^2")
 
 # Which primitive an operand format's arithmetic uses (int3 runs on int4 units;
 # ternary never multiplies).
