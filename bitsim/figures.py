@@ -58,6 +58,20 @@ def _plain_log_ticks(ax, axis: str = "y") -> None:
     a.set_minor_formatter(minor if hi / max(lo, 1e-300) < 20 else NullFormatter())
 
 
+def _context_axes(ax, contexts: Iterable[int], xlabel: str, ylabel: str, title: str) -> None:
+    """Log-log axes against context length, one tick per context (512, 2k, ...)."""
+    ctxs = sorted(set(int(c) for c in contexts))
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xticks(ctxs)
+    ax.set_xticklabels([_ctx_label(c) for c in ctxs])
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    _plain_log_ticks(ax)
+
+
 def _legend_below(fig, axes_row, ncol: int = 4) -> None:
     """One legend for the figure, under the panels (never over the data)."""
     handles, labels = [], []
@@ -187,17 +201,7 @@ def throughput(summary: pd.DataFrame):
                                 label=f"{dp} on {acc}")
         for i, (ylab, title) in enumerate([("tokens/s (batch 1)", "decode throughput"),
                                            ("latency per token (ms)", "decode latency")]):
-            ax = axes[i][j]
-            ax.set_xscale("log", base=2)
-            ax.set_yscale("log")
-            ctxs = sorted(d.context.unique())
-            ax.set_xticks(ctxs)
-            ax.set_xticklabels([_ctx_label(c) for c in ctxs])
-            ax.set_xlabel("context length (tokens)")
-            ax.set_ylabel(ylab)
-            ax.set_title(f"{preset}: {title}", fontsize=10)
-            ax.grid(True, which="both", alpha=0.3)
-            _plain_log_ticks(ax)
+            _context_axes(axes[i][j], d.context, "context length (tokens)", ylab, f"{preset}: {title}")
     fig.tight_layout()
     _legend_below(fig, axes[0], ncol=4)
     return fig
@@ -223,16 +227,8 @@ def footprint(summary: pd.DataFrame):
             ax.plot(s.context, (s.weight_bytes + s.kv_bytes) / 1e9, "-", marker="o", color=_color(dp),
                     label=f"{dp}: weights + KV")
             ax.plot(s.context, s.weight_bytes / 1e9, ":", color=_color(dp), label=f"{dp}: weights only")
-        ctxs = sorted(d.context.unique())
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.set_xticks(ctxs)
-        ax.set_xticklabels([_ctx_label(c) for c in ctxs])
-        ax.set_xlabel("context length (tokens, batch 1)")
-        ax.set_ylabel("memory footprint (GB)")
-        ax.set_title(f"{preset}: weights + KV cache", fontsize=10)
-        ax.grid(True, which="both", alpha=0.3)
-        _plain_log_ticks(ax)
+        _context_axes(ax, d.context, "context length (tokens, batch 1)", "memory footprint (GB)",
+                      f"{preset}: weights + KV cache")
     fig.tight_layout()
     _legend_below(fig, axes[0], ncol=4)
     return fig
