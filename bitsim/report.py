@@ -251,7 +251,7 @@ def make_report(cfg: StudyConfig, out_dir: str | Path, progress: bool = True,
                           extra_active=_extra_active(cfg, claims_preset, progress), profile=cfg.profile,
                           ops=res.ops)
     ratios = ratio_table(res.summary)
-    ladder = _gain_ladder(cfg, claims_preset, progress)
+    ladder = _gain_ladder(cfg, res.summary, claims_preset)
     if len(ladder):
         say("a4.8 gain ladder done")
 
@@ -299,7 +299,7 @@ def make_report(cfg: StudyConfig, out_dir: str | Path, progress: bool = True,
     return out
 
 
-def _gain_ladder(cfg: StudyConfig, preset: str, progress: bool) -> pd.DataFrame:
+def _gain_ladder(cfg: StudyConfig, summary: pd.DataFrame, preset: str) -> pd.DataFrame:
     """The a4.8-over-b1.58 ladder (bitsim.ablation) at the decode context nearest 2k and the longest one.
 
     Run only when the study compares b1.58 and a4.8 on their default chips (the ladder's rungs are
@@ -312,7 +312,9 @@ def _gain_ladder(cfg: StudyConfig, preset: str, progress: bool) -> pd.DataFrame:
             cfg.matched[d] != DEFAULT_MATCHED[d] for d in ("b1.58", "a4.8")):
         return pd.DataFrame()
     ctxs = sorted({min(cfg.contexts, key=lambda c: abs(c - 2048)), max(cfg.contexts)})
-    return gain_ladder(preset, ctxs, seed=cfg.seed, batch=cfg.batch, profile=cfg.profile)
+    own = summary[(summary.preset == preset) & (summary.phase == "decode") & (summary.role == "matched")]
+    known = {(r["datapath"], int(r["context"])): r for r in own.to_dict("records")}
+    return gain_ladder(preset, ctxs, seed=cfg.seed, batch=cfg.batch, profile=cfg.profile, known=known)
 
 
 def shown_measurements(spd: pd.DataFrame) -> pd.DataFrame:
