@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bitsim.schema import MEASURED_TRACE, measured_final_rows, read_table, validate
+from bitsim.tables import MEASURED_TRACE, measured_final_rows, read_table, validate
 
 LINEAR_OPS = ("gemm", "gemv", "sparse_gemv")
 ATTENTION_OPS = ("attention_decode",)

@@ -29,7 +29,7 @@ from bitsim import __version__, figures
 from bitsim.claims import CLAIMS, claims_table, findings, ratio_table
 from bitsim.document import Document, Figure, Table, render_html, render_markdown
 from bitsim.measured import ANCHORS_SOURCE, VALIDATION_BOUND, load_measured, speedups, validate_simulator
-from bitsim.schema import write_table
+from bitsim.tables import write_table
 from bitsim.study import StudyConfig, StudyResult, run_study
 
 

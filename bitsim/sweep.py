@@ -46,7 +46,7 @@ from typing import Any, Callable, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from bitsim.schema import PHASES
+from bitsim.tables import PHASES
 
 SPEC_FIELDS = ("name", "description", "accelerator", "workloads")
 ACCEL_FIELDS = ("base", "grid", "points")

@@ -395,7 +395,7 @@ def summary_table(rec: Recorder, ceil: dict) -> str:
 def table_from_rows(rows: list[dict]):
     """measured_trace DataFrame from recorded rows (extra columns filled: no NaN in str/num columns)."""
     import pandas as pd
-    from bitsim.schema import MEASURED_TRACE
+    from bitsim.tables import MEASURED_TRACE
 
     df = pd.DataFrame(rows)
     known = {c.name for c in MEASURED_TRACE}
@@ -411,7 +411,7 @@ def table_from_rows(rows: list[dict]):
 
 def write_outputs(rec: Recorder, ceil: dict, out_dir: Path) -> None:
     """JSON log first (rows included, needs nothing but json), then Parquet + CSV tables."""
-    from bitsim.schema import write_table
+    from bitsim.tables import write_table
 
     out_dir.mkdir(parents=True, exist_ok=True)
     meta = dict(rec.env, ceilings=ceil, source="kernels/benchmark.py")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from bitsim.schema import PHASES, write_table
+from bitsim.tables import PHASES, write_table
 from model.config import DATAPATHS, PRESETS
 from model.trace import PROFILES, activated_params, build_trace
 

@@ -1,6 +1,6 @@
 """Op traces: one table row per operator call of one inference step.
 
-``build_trace`` returns a DataFrame of schema ``op_trace`` (bitsim/schema.py)
+``build_trace`` returns a DataFrame of schema ``op_trace`` (bitsim/tables/)
 with ``df.attrs`` holding ``OP_TRACE_META``.  Shapes, MACs and bytes are closed
 form; sparsity statistics are **measured** on real tensors (or, with
 ``profile="paper-table2"``, taken from the paper's Table 2, labelled).
@@ -71,7 +71,7 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 
-from bitsim.schema import PHASES, SCHEMA_VERSION, validate
+from bitsim.tables import PHASES, SCHEMA_VERSION, validate
 from model.config import DATAPATHS, ModelConfig, get_config
 from model.paper_sparsity import PAPER_TABLE2_SOURCE, PROJ_GROUP, paper_sparsity
 from model.model import BitLinear, Block, LayerKV, Recorder, init_weights

@@ -93,7 +93,7 @@ FITS = (
 
 
 def _final(measured: pd.DataFrame) -> pd.DataFrame:
-    from bitsim.schema import measured_final_rows
+    from bitsim.tables import measured_final_rows
     return measured_final_rows(measured).reset_index(drop=True)
 
 
@@ -172,7 +172,7 @@ def fit(measured: pd.DataFrame, source: str = "measured table",
     measurement date, the rows and the method.  ``ValueError`` if a
     calibration subset is empty.
     """
-    from bitsim.schema import validate
+    from bitsim.tables import validate
 
     validate(measured, "measured_trace")
     m = _final(measured)
@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m sim.calibrate MEASURED.parquet [-o OUT.yaml]``: fit h100-triton, print held-out MAPE."""
     import argparse
 
-    from bitsim.schema import read_table
+    from bitsim.tables import read_table
 
     from .validation import validation_table
 

@@ -22,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from bitsim.schema import read_table, write_table
+    from bitsim.tables import read_table, write_table
 
     from .simulate import fallback_warning, simulate
 

@@ -40,7 +40,7 @@ SUPPORTED_OPS = ("gemm", "gemv", "sparse_gemv", "attention_decode")
 
 def load_anchors() -> pd.DataFrame:
     """The measured H100 anchor rows (measured_trace schema)."""
-    from bitsim.schema import read_table
+    from bitsim.tables import read_table
     return read_table(ANCHORS, schema="measured_trace")
 
 
@@ -118,7 +118,7 @@ def compare_measured(measured: pd.DataFrame, accel: "str | Path | AcceleratorCon
     cublas, torch, gemlite).  Unsupported rows are listed with ``sim_us`` NaN
     and a ``skipped`` reason, and left out of the MAPE.
     """
-    from bitsim.schema import validate
+    from bitsim.tables import validate
 
     validate(measured, "measured_trace")
     cfg = load_accelerator(accel)
@@ -191,7 +191,7 @@ def validation_table(measured: pd.DataFrame, ideal: "str | Path | AcceleratorCon
     Returns (per row, per class); per class has columns class, n, mape,
     max_abs_err, mean_err, preset, split.
     """
-    from bitsim.schema import measured_final_rows
+    from bitsim.tables import measured_final_rows
 
     from .calibrate import calibration_mask
 
@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m sim.validation [MEASURED ...] [--accel h100-like]``: MAPE per kernel class."""
     import argparse
 
-    from bitsim.schema import read_table
+    from bitsim.tables import read_table
 
     ap = argparse.ArgumentParser(prog="python -m sim.validation", description=main.__doc__)
     ap.add_argument("measured", nargs="*", help="measured_trace tables (default: sim/data/h100_anchors.csv)")

@@ -12,7 +12,7 @@ from bitsim.claims import active_param_fraction, claims_table, verdict
 from bitsim.cli import main
 from bitsim.document import Document, Table, render_html, render_markdown
 from bitsim.measured import ANCHORS_SOURCE, load_measured, speedups
-from bitsim.schema import MEASURED_TRACE, write_table
+from bitsim.tables import MEASURED_TRACE, write_table
 from bitsim.study import StudyConfig, run_study
 
 FIGURES = ("energy_by_component", "throughput", "footprint", "roofline", "sparsity_bits",

@@ -2,7 +2,7 @@
 import pandas as pd
 import pytest
 
-from bitsim.schema import OP_TRACE, describe, read_table, validate, write_table
+from bitsim.tables import OP_TRACE, describe, read_table, validate, write_table
 
 
 def _op_trace_row(**over):
@@ -49,7 +49,7 @@ def test_describe_lists_every_column():
 
 
 def test_csv_keeps_version_strings_as_strings(tmp_path):
-    from bitsim.schema import MEASURED_TRACE
+    from bitsim.tables import MEASURED_TRACE
     row = {c.name: {"int": 1, "float": 0.5, "str": "x", "bool": True}[c.kind] for c in MEASURED_TRACE}
     row.update(cuda="13.0", torch="2.11", date="2026-11-23")
     path = write_table(pd.DataFrame([row]), tmp_path / "m.csv", "measured_trace")

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 import sim
-from bitsim.schema import read_table, validate
+from bitsim.tables import read_table, validate
 from sim.calibrate import FITS, calibration_mask, fit, to_yaml
 from sim.compute import unpack_cycles
 from sim.config import from_dict
@@ -165,7 +165,7 @@ def test_h100_triton_fits_decode_bound_large_m_gemms_and_beats_h100_like_on_ever
     big = ours[(ours.split == "held-out") & ours.kernel_class.str.startswith("gemm") & (ours.M >= 2048)]
     assert len(big) and big.err.abs().mean() <= 0.10, big[["kernel_class", "M", "N", "K", "err"]]
     # the fitted parameters improve every class of our kernels over the ideal-kernel preset
-    from bitsim.schema import measured_final_rows
+    from bitsim.tables import measured_final_rows
     m = measured_final_rows(table).reset_index(drop=True)
     ideal_rows, _ = compare_measured(m[m.impl == "ours"].reset_index(drop=True), "h100-like")
     ideal = ideal_rows[ideal_rows.skipped == ""].assign(a=lambda d: d.err.abs()).groupby("kernel_class").a.mean()

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 import sim
-from bitsim.schema import read_table, validate, write_table
+from bitsim.tables import read_table, validate, write_table
 from sim.config import ArrayConfig
 from test_sim_synthetic import decoder_trace, gemm_row
 

@@ -116,7 +116,7 @@ def test_h100_like_lists_ternary_gemms_as_running_on_int8_tensor_cores_or_dp4a()
 
 
 def test_cli_prints_one_warning_line_on_stderr_for_fallbacks_and_none_otherwise(tmp_path, capsys):
-    from bitsim.schema import write_table
+    from bitsim.tables import write_table
     from sim.cli import register
 
     parser = argparse.ArgumentParser()

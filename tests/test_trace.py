@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from bitsim import cli as bitsim_cli
-from bitsim.schema import OP_TRACE_META, read_table, validate
+from bitsim.tables import OP_TRACE_META, read_table, validate
 from model.config import get_config
 from model.trace import activated_params, build_trace
 

@@ -135,7 +135,7 @@ def _plan_row(i: int, r: dict, accel: AcceleratorConfig, cache: dict) -> OpPlan:
 
 def check_trace(trace: pd.DataFrame) -> pd.DataFrame:
     """Validate an op trace (schema + values); return it.  Errors name the row / column."""
-    from bitsim.schema import validate
+    from bitsim.tables import validate
 
     validate(trace, "op_trace")
     if len(trace) == 0:

@@ -1,44 +1,44 @@
-"""The tables where the stages meet, defined in one place.
+"""The tables where the stages meet: every column with its type, unit and meaning.
 
-Data flows one way:  ``model/`` writes **op traces**, ``kernels/`` writes
-**measured op traces**, ``sim/`` reads traces and writes **sim results**,
-notebooks and ``reports/`` read results.  No stage imports another stage's
-internals; they exchange these tables (Parquet or CSV), validated here.
+Data flows one way: ``model/`` writes **op traces**, ``kernels/`` writes **measured op traces**,
+``sim/`` reads traces and writes **sim results**, the experiments and the report read results.
+Stages exchange these tables (Parquet or CSV), never each other's internals.
 
-Each schema is a list of :class:`Column` (name, dtype kind, unit, meaning).
-Table-wide metadata (preset, datapath, versions ...) travels in the Parquet
-schema metadata under the key ``bitsim`` (JSON), and in CSV files as leading
-``# key: value`` comment lines.
+A schema is a tuple of :class:`Column`; :func:`register` adds one to :data:`SCHEMAS`, the one
+registry that :func:`bitsim.tables.validate`, ``write_table`` and ``docs/tables.md`` read.
+This module imports nothing of the project.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Mapping
 
 import pandas as pd
+
+from bitsim.tables.vocabulary import TUNING_SUFFIX
 
 SCHEMA_VERSION = "1"
 
 
 @dataclass(frozen=True)
 class Column:
+    """One column of a table: name, kind (int, float, str, bool), unit and meaning."""
+
     name: str
-    kind: str  # "int", "float", "str", "bool"
+    kind: str
     unit: str
     doc: str
 
+    def __post_init__(self) -> None:
+        if self.kind not in ("int", "float", "str", "bool"):
+            raise ValueError(f"column {self.name!r}: unknown kind {self.kind!r}")
+
 
 def _cols(*rows: tuple[str, str, str, str]) -> tuple[Column, ...]:
-    return tuple(Column(*r) for r in rows)
-
+    return tuple(Column(name=r[0], kind=r[1], unit=r[2], doc=r[3]) for r in rows)
 
 # --------------------------------------------------------------------------
 # Op trace: one row per operator call of one forward (model/ writes it).
 # --------------------------------------------------------------------------
-OP_CLASSES = ("gemm", "attention", "vector")
-PHASES = ("prefill", "decode")
 
 OP_TRACE = _cols(
     ("layer", "int", "", "decoder layer index; -1 for embedding / final norm / LM head"),
@@ -125,118 +125,29 @@ SIM_RESULT = _cols(
     ("energy_static_pj", "float", "pJ", "leakage / static energy over the op's duration"),
 )
 
-SCHEMAS: dict[str, tuple[Column, ...]] = {
-    "op_trace": OP_TRACE,
-    "measured_trace": MEASURED_TRACE,
-    "sim_result": SIM_RESULT,
-}
 
-_KIND_CHECK = {
-    "int": pd.api.types.is_integer_dtype,
-    "float": pd.api.types.is_numeric_dtype,
-    "bool": pd.api.types.is_bool_dtype,
-    "str": lambda s: pd.api.types.is_object_dtype(s) or pd.api.types.is_string_dtype(s),
-}
+#: name -> columns, and name -> one-line description; filled by :func:`register`.
+SCHEMAS: dict[str, tuple[Column, ...]] = {}
+DESCRIPTIONS: dict[str, str] = {}
 
 
-def validate(df: pd.DataFrame, schema: str) -> pd.DataFrame:
-    """Check that ``df`` has every column of ``schema`` with the right kind.
-
-    Extra columns are allowed (stages may add detail); missing or mistyped
-    columns raise ``ValueError`` naming them.  Returns ``df`` for chaining.
-    """
-    if schema not in SCHEMAS:
-        raise ValueError(f"unknown schema {schema!r}; known: {sorted(SCHEMAS)}")
-    if not isinstance(df, pd.DataFrame):
-        raise TypeError(f"expected a pandas DataFrame, got {type(df).__name__}")
-    missing = [c.name for c in SCHEMAS[schema] if c.name not in df.columns]
-    if missing:
-        raise ValueError(f"{schema} table is missing columns: {missing}")
-    bad = [f"{c.name} (want {c.kind}, got {df[c.name].dtype})"
-           for c in SCHEMAS[schema] if len(df) and not _KIND_CHECK[c.kind](df[c.name])]
-    if bad:
-        raise ValueError(f"{schema} table has columns of the wrong type: {bad}")
-    return df
+def register(name: str, columns: tuple[Column, ...], doc: str) -> tuple[Column, ...]:
+    """Add a table to the contract (once per name); returns its columns."""
+    if name in SCHEMAS:
+        raise ValueError(f"table {name!r} is registered twice")
+    names = [c.name for c in columns]
+    if len(set(names)) != len(names):
+        raise ValueError(f"table {name!r} repeats a column: {names}")
+    SCHEMAS[name] = tuple(columns)
+    DESCRIPTIONS[name] = doc
+    return SCHEMAS[name]
 
 
-def write_table(df: pd.DataFrame, path: str | Path, schema: str,
-                meta: Mapping[str, Any] | None = None) -> Path:
-    """Validate and write a table as Parquet (``.parquet``) or CSV (``.csv``).
-
-    ``meta`` (defaults to ``df.attrs``) is stored with the table: in the
-    Parquet footer, or as ``# key: value`` lines at the top of a CSV.
-    """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    validate(df, schema)
-    path = Path(path)
-    meta = dict(df.attrs if meta is None else meta)
-    meta.setdefault("schema", schema)
-    meta.setdefault("schema_version", SCHEMA_VERSION)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    clean = df.copy()
-    clean.attrs = {}
-    if path.suffix == ".parquet":
-        table = pa.Table.from_pandas(clean, preserve_index=False)
-        md = dict(table.schema.metadata or {})
-        md[b"bitsim"] = json.dumps(meta, default=str).encode()
-        pq.write_table(table.replace_schema_metadata(md), path)
-    elif path.suffix == ".csv":
-        with open(path, "w", newline="") as f:
-            for k, v in meta.items():
-                f.write(f"# {k}: {json.dumps(v, default=str)}\n")
-            clean.to_csv(f, index=False)
-    else:
-        raise ValueError(f"output must end in .parquet or .csv, got {path.name!r}")
-    return path
-
-
-def read_table(path: str | Path, schema: str | None = None) -> pd.DataFrame:
-    """Read a table written by :func:`write_table`; metadata lands in ``df.attrs``."""
-    import pyarrow.parquet as pq
-
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no such table: {path}")
-    meta: dict[str, Any] = {}
-    if path.suffix == ".parquet":
-        table = pq.read_table(path)
-        raw = (table.schema.metadata or {}).get(b"bitsim")
-        meta = json.loads(raw) if raw else {}
-        df = table.to_pandas()
-    elif path.suffix == ".csv":
-        with open(path) as f:
-            for line in f:
-                if not line.startswith("# "):
-                    break
-                key, _, val = line[2:].partition(": ")
-                meta[key] = json.loads(val)
-        # Read string columns as strings (a version "13.0" must not become a float).
-        known = SCHEMAS.get(schema or meta.get("schema", ""), ())
-        dtypes = {c.name: str for c in known if c.kind == "str"}
-        df = pd.read_csv(path, comment="#", dtype=dtypes, keep_default_na=False,
-                         na_values={c.name: [""] for c in known if c.kind != "str"})
-    else:
-        raise ValueError(f"table must end in .parquet or .csv, got {path.name!r}")
-    df.attrs = meta
-    if schema is not None:
-        validate(df, schema)
-    return df
-
-
-# measured_trace convention: kernel names ending in this suffix are rows of a tile-configuration
-# tuning sweep (kernels/benchmark.py --configs), not results of a kernel as shipped.
-TUNING_SUFFIX = "_cfg"
+register("op_trace", OP_TRACE, "one row per operator call of one forward pass (model/ writes it)")
+register("measured_trace", MEASURED_TRACE, "one row per (kernel, shape) timed on a GPU (kernels/ writes it)")
+register("sim_result", SIM_RESULT, "one row per simulated op (sim/ writes it)")
 
 
 def measured_final_rows(measured: pd.DataFrame) -> pd.DataFrame:
     """The rows of a ``measured_trace`` table that are kernel results (tuning-sweep rows dropped)."""
     return measured[~measured["kernel"].astype(str).str.endswith(TUNING_SUFFIX)]
-
-
-def describe(schema: str) -> str:
-    """Markdown table documenting a schema (used by docs and --help)."""
-    rows = ["| column | type | unit | meaning |", "|---|---|---|---|"]
-    rows += [f"| {c.name} | {c.kind} | {c.unit} | {c.doc} |" for c in SCHEMAS[schema]]
-    return "\n".join(rows)

@@ -1,0 +1,127 @@
+"""Read, write and check the tables of the contract (``bitsim.tables.schemas``).
+
+Table-wide metadata (preset, datapath, versions, ...) travels in the Parquet schema metadata
+under the key ``bitsim`` (JSON), and in CSV files as leading ``# key: value`` comment lines.
+Writes are atomic: a table is written to a temporary sibling and renamed into place.
+This module imports nothing of the project but the contract.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from bitsim.tables.schemas import SCHEMA_VERSION, SCHEMAS
+
+_KIND_CHECK = {
+    "int": pd.api.types.is_integer_dtype,
+    "float": pd.api.types.is_numeric_dtype,
+    "bool": pd.api.types.is_bool_dtype,
+    "str": lambda s: pd.api.types.is_object_dtype(s) or pd.api.types.is_string_dtype(s),
+}
+
+
+def validate(df: pd.DataFrame, schema: str) -> pd.DataFrame:
+    """Check that ``df`` has every column of ``schema`` with the right kind.
+
+    Extra columns are allowed (stages may add detail); missing or mistyped
+    columns raise ``ValueError`` naming them.  Returns ``df`` for chaining.
+    """
+    if schema not in SCHEMAS:
+        raise ValueError(f"unknown schema {schema!r}; known: {sorted(SCHEMAS)}")
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"expected a pandas DataFrame, got {type(df).__name__}")
+    missing = [c.name for c in SCHEMAS[schema] if c.name not in df.columns]
+    if missing:
+        raise ValueError(f"{schema} table is missing columns: {missing}")
+    bad = [f"{c.name} (want {c.kind}, got {df[c.name].dtype})"
+           for c in SCHEMAS[schema] if len(df) and not _KIND_CHECK[c.kind](df[c.name])]
+    if bad:
+        raise ValueError(f"{schema} table has columns of the wrong type: {bad}")
+    return df
+
+
+def write_table(df: pd.DataFrame, path: str | Path, schema: str,
+                meta: Mapping[str, Any] | None = None) -> Path:
+    """Validate and write a table as Parquet (``.parquet``) or CSV (``.csv``).
+
+    ``meta`` (defaults to ``df.attrs``) is stored with the table: in the
+    Parquet footer, or as ``# key: value`` lines at the top of a CSV.
+    """
+    validate(df, schema)
+    path = Path(path)
+    meta = dict(df.attrs if meta is None else meta)
+    meta.setdefault("schema", schema)
+    meta.setdefault("schema_version", SCHEMA_VERSION)
+    if path.suffix not in (".parquet", ".csv"):
+        raise ValueError(f"output must end in .parquet or .csv, got {path.name!r}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    clean = df.copy()
+    clean.attrs = {}
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(tmp_name)
+    try:
+        if path.suffix == ".parquet":
+            os.close(fd)
+            table = pa.Table.from_pandas(clean, preserve_index=False)
+            md = dict(table.schema.metadata or {})
+            md[b"bitsim"] = json.dumps(meta, default=str).encode()
+            pq.write_table(table.replace_schema_metadata(md), tmp)
+        else:
+            with os.fdopen(fd, "w", newline="") as f:
+                for k, v in meta.items():
+                    f.write(f"# {k}: {json.dumps(v, default=str)}\n")
+                clean.to_csv(f, index=False)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_table(path: str | Path, schema: str | None = None) -> pd.DataFrame:
+    """Read a table written by :func:`write_table`; metadata lands in ``df.attrs``."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no such table: {path}")
+    meta: dict[str, Any] = {}
+    if path.suffix == ".parquet":
+        table = pq.read_table(path)
+        raw = (table.schema.metadata or {}).get(b"bitsim")
+        meta = json.loads(raw) if raw else {}
+        df = table.to_pandas()
+    elif path.suffix == ".csv":
+        with open(path) as f:
+            for line in f:
+                if not line.startswith("# "):
+                    break
+                key, _, val = line[2:].partition(": ")
+                meta[key] = json.loads(val)
+        # Read string columns as strings (a version "13.0" must not become a float).
+        known = SCHEMAS.get(schema or meta.get("schema", ""), ())
+        dtypes = {c.name: str for c in known if c.kind == "str"}
+        df = pd.read_csv(path, comment="#", dtype=dtypes, keep_default_na=False,
+                         na_values={c.name: [""] for c in known if c.kind != "str"})
+    else:
+        raise ValueError(f"table must end in .parquet or .csv, got {path.name!r}")
+    df.attrs = meta
+    if schema is not None:
+        validate(df, schema)
+    return df
+
+
+
+def describe(schema: str) -> str:
+    """Markdown table documenting one registered schema (used by ``docs/tables.md`` and --help)."""
+    if schema not in SCHEMAS:
+        raise ValueError(f"unknown schema {schema!r}; known: {sorted(SCHEMAS)}")
+    rows = ["| column | type | unit | meaning |", "|---|---|---|---|"]
+    rows += [f"| {c.name} | {c.kind} | {c.unit} | {c.doc} |" for c in SCHEMAS[schema]]
+    return "\n".join(rows)

@@ -1,0 +1,30 @@
+"""The words every table uses: phases, op classes, storage formats, naming conventions.
+
+One place, so a word means one thing in ``model/``, ``kernels/``, ``sim/`` and the report.
+This module imports nothing of the project.
+"""
+from __future__ import annotations
+
+#: The two phases of autoregressive inference an op trace can describe.
+PHASES = ("prefill", "decode")
+
+#: gemm: weights x activations; attention: activations x KV cache; vector: element-wise / reductions.
+OP_CLASSES = ("gemm", "attention", "vector")
+
+#: Storage format of the "weight" operand of an op as it is read from memory. The ``kv-*`` formats
+#: are the KV cache read by attention ops; int8 / fp8 weights come from GPU baselines (cuBLAS).
+WEIGHT_FORMATS = ("fp16", "bf16", "ternary", "int8", "int4", "fp8", "fp4",
+                  "kv-fp16", "kv-int8", "kv-int4", "kv-int3", "none")
+
+#: KV-cache storage formats (a subset of WEIGHT_FORMATS).
+KV_FORMATS = tuple(f for f in WEIGHT_FORMATS if f.startswith("kv-"))
+
+#: Format of an op's input activations.
+ACT_FORMATS = ("fp16", "bf16", "int8", "int8-topk", "int4", "fp4", "fp8", "int3", "none")
+
+#: measured_trace convention: kernel names ending in this suffix are rows of a tile-configuration
+#: tuning sweep (``bitsim bench-kernels --configs``), not results of a kernel as shipped.
+TUNING_SUFFIX = "_cfg"
+
+#: Where the activation statistics of an op trace come from (``stats_source`` metadata).
+STATS_SOURCES = ("random", "paper-table2", "trained")
