@@ -18,8 +18,8 @@
 # weights actually meet a non-zero activation (the a4.8 paper's "55 % active parameters"), and
 # what that buys on each datapath's own accelerator and on an H100-like GPU.
 #
-# Everything here calls the library (`model.trace`, `sim`, `bitsim.study`, `bitsim.figures`,
-# `bitsim.claims`); the notebook only chooses parameters and shows results.
+# Everything here calls the library (`model.trace`, `sim`, `bitsim.experiments.study`, `bitsim.report.figures`,
+# `bitsim.report.claims`); the notebook only chooses parameters and shows results.
 # Set `BITSIM_NB_SMALL=1` for the small CI run.
 
 # %% tags=["parameters"]
@@ -36,9 +36,9 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import display
 
-from bitsim import figures
-from bitsim.claims import active_param_fraction, projection_sparsity, ratio_table
-from bitsim.study import StudyConfig, run_study
+from bitsim.report import figures
+from bitsim.report.claims import active_param_fraction, projection_sparsity, ratio_table
+from bitsim.experiments.study import StudyConfig, run_study
 
 cfg = StudyConfig(name="01-datapaths", presets=(PRESET,), contexts=CONTEXTS, prefill_tokens=PREFILL_TOKENS,
                   workers=WORKERS)

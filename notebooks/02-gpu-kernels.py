@@ -28,10 +28,10 @@ MEASURED_DIR = os.environ.get("BITSIM_MEASURED_DIR", "../reports/data")
 import matplotlib.pyplot as plt
 from IPython.display import display
 
-from bitsim import figures
-from bitsim.claims import CLAIMS, measured_speed_rows
-from bitsim.measured import ANCHORS_SOURCE, load_measured, speedups
-from bitsim.report import shown_measurements
+from bitsim.report import figures
+from bitsim.report.claims import CLAIMS, measured_speed_rows
+from bitsim.report.measured import ANCHORS_SOURCE, load_measured, speedups
+from bitsim.report.build import shown_measurements
 
 measured = load_measured(MEASURED_DIR)
 print(f"{len(measured)} measured rows from: {sorted(set(measured.source))}")

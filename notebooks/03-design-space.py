@@ -15,7 +15,7 @@
 # # 03 · Design space of an a4.8 accelerator
 #
 # A sweep over array shape, off-chip bandwidth, activation buffer, clock and sparsity support
-# (`reports/specs/design-space.yaml`), run with `bitsim.sweep` (the same engine as
+# (`reports/specs/design-space.yaml`), run with `bitsim.experiments.sweep` (the same engine as
 # `bitsim sweep`), then the Pareto front of energy per token vs tokens/s vs PE-array area.
 # Finished points are saved as they complete: rerunning this notebook reuses them.
 
@@ -33,8 +33,8 @@ import matplotlib.pyplot as plt
 import yaml
 from IPython.display import display
 
-from bitsim.pareto import pareto_front, plot_pareto
-from bitsim.sweep import parse_spec, run_sweep
+from bitsim.experiments.pareto import pareto_front, plot_pareto
+from bitsim.experiments.sweep import parse_spec, run_sweep
 
 raw = yaml.safe_load(open(SPEC))
 if SMALL:  # a corner of the same space, on the tiny model

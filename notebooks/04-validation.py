@@ -20,7 +20,7 @@
 # 2. **Roofline**: no simulated op may beat max(compute peak, off-chip bandwidth) of its
 #    accelerator (`sim.validation.roofline_bounds`); the roofline figure places every op.
 # 3. **The measured H100**: every measured kernel shape replayed on the `h100-like` preset
-#    (`bitsim.measured.validate_simulator`, built on `sim.validation.validation_table`).
+#    (`bitsim.report.measured.validate_simulator`, built on `sim.validation.validation_table`).
 
 # %% tags=["parameters"]
 import os
@@ -39,10 +39,10 @@ import pandas as pd
 from IPython.display import display
 
 import sim
-from bitsim import figures
-from bitsim.measured import load_measured, validate_simulator
+from bitsim.report import figures
+from bitsim.report.measured import load_measured, validate_simulator
 from bitsim.scalesim_ref import compare_systolic
-from bitsim.study import StudyConfig, run_study
+from bitsim.experiments.study import StudyConfig, run_study
 from sim.validation import roofline_bounds
 
 # %% [markdown]

@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bitsim.pareto import pareto_front, pareto_mask, plot_pareto
+from bitsim.experiments.pareto import pareto_front, pareto_mask, plot_pareto
 
 
 def _brute_force(cost: np.ndarray) -> np.ndarray:

@@ -8,12 +8,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from bitsim.claims import active_param_fraction, claims_table, verdict
+from bitsim.report.claims import active_param_fraction, claims_table, verdict
 from bitsim.cli import main
-from bitsim.document import Document, Table, render_html, render_markdown
-from bitsim.measured import ANCHORS_SOURCE, load_measured, speedups
+from bitsim.report.document import Document, Table, render_html, render_markdown
+from bitsim.report.measured import ANCHORS_SOURCE, load_measured, speedups
 from bitsim.tables import MEASURED_TRACE, write_table
-from bitsim.study import StudyConfig, run_study
+from bitsim.experiments.study import StudyConfig, run_study
 
 FIGURES = ("energy_by_component", "throughput", "footprint", "roofline", "sparsity_bits",
            "measured_speedups", "sim_vs_measured", "measured_roofline")
@@ -104,7 +104,7 @@ def test_random_weight_statistics_do_not_judge_the_active_parameter_claim(tiny_r
 
 
 def test_gain_ladder_runs_from_the_b158_row_to_the_a48_row_of_the_study(tiny_report):
-    from bitsim.ablation import gain_ladder
+    from bitsim.experiments.ladder import gain_ladder
     shown = pd.read_csv(tiny_report / "tables" / "gain_ladder.csv")
     summ = pd.read_csv(tiny_report / "tables" / "summary_full.csv")
     fresh = gain_ladder("tiny", sorted(shown.context.unique()))  # every rung simulated here, nothing reused
@@ -122,7 +122,7 @@ def test_gain_ladder_runs_from_the_b158_row_to_the_a48_row_of_the_study(tiny_rep
 
 
 def test_gain_ladder_changes_one_thing_per_step():
-    from bitsim.ablation import gain_ladder
+    from bitsim.experiments.ladder import gain_ladder
     lad = gain_ladder("tiny", [128]).sort_values("step")
     kv, w = lad.kv_bytes.to_numpy(), lad.weight_bytes.to_numpy()
     # 16-bit -> 4-bit -> 3-bit KV codes (plus per-(token, head) scales): KV bytes fall, weights do not move
@@ -132,15 +132,15 @@ def test_gain_ladder_changes_one_thing_per_step():
 
 
 def test_each_trace_is_built_once(monkeypatch):
-    import model.trace as mt
+    import bitsim.experiments.study as study
     calls = []
-    real = mt.build_trace
+    real = study.build_trace
 
     def counting(*a, **k):
         calls.append((a, tuple(sorted(k.items()))))
         return real(*a, **k)
 
-    monkeypatch.setattr(mt, "build_trace", counting)
+    monkeypatch.setattr(study, "build_trace", counting)
     cfg = StudyConfig(presets=("tiny",), datapaths=("b1.58", "a4.8"), contexts=(32, 64), prefill_tokens=32,
                       workers=1, reference=("h100-like",))
     res = run_study(cfg, progress=False)
@@ -169,7 +169,7 @@ def test_flags_select_accelerator_yaml_and_no_reference(tmp_path):
 def test_one_accelerator_override_keeps_the_default_pairing_of_the_other_datapaths(tmp_path):
     import argparse
 
-    from bitsim.report_cli import register, study_config_from_args
+    from bitsim.cli.report import register, study_config_from_args
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["report", "--accelerator", "a4.8=my.yaml", "--presets", "2b4t"])
@@ -256,7 +256,7 @@ def test_block_measurements_give_datapath_speedups_and_claim_rows():
     spd = speedups(pd.DataFrame(rows))
     assert spd.set_index("kernel").speedup["block_a4.8"] == pytest.approx(236.6 / 50.0)
     assert set(spd["shape"]) == {"block decode B1 ctx2048"}
-    from bitsim.claims import CLAIMS, measured_speed_rows
+    from bitsim.report.claims import CLAIMS, measured_speed_rows
     r = measured_speed_rows(spd, "block_a4.8", "block_b1.58", CLAIMS["speedup_vs_b158"])
     assert len(r) == 1 and r[0]["ours"] == "1.60x" and r[0]["verdict"] == "partly"
 
@@ -272,7 +272,7 @@ def test_speedups_never_mix_measuring_runs():
 
 
 def test_simulator_validation_replays_baselines_on_ideal_and_our_kernels_on_the_fitted_gpu():
-    from bitsim.measured import VALIDATION_BOUND, validate_simulator
+    from bitsim.report.measured import VALIDATION_BOUND, validate_simulator
     m = _measured_rows()
     calls, classes = validate_simulator(m)
     assert len(calls) == len(m)
@@ -286,7 +286,7 @@ def test_simulator_validation_replays_baselines_on_ideal_and_our_kernels_on_the_
 
 
 def test_speedup_figure_draws_one_bar_per_non_baseline_kernel_and_shape():
-    from bitsim import figures
+    from bitsim.report import figures
     spd = speedups(_measured_rows())
     fig = figures.measured_speedups(spd)
     panels = [ax for ax in fig.axes if ax.patches]
@@ -300,7 +300,7 @@ def test_speedup_figure_draws_one_bar_per_non_baseline_kernel_and_shape():
 
 
 def test_measured_roofline_places_each_kernel_call_under_the_run_roofs():
-    from bitsim import figures
+    from bitsim.report import figures
     m = _measured_rows()
     m["tops"] = m.ops / (m.us * 1e6)
     m["gbps"] = m.bytes / (m.us * 1e3)

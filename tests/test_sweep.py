@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from bitsim.sweep import (done_ids, evaluate_point, load_spec, make_accelerator, parse_spec, read_results,
+from bitsim.experiments.sweep import (done_ids, evaluate_point, load_spec, make_accelerator, parse_spec, read_results,
                           run_sweep)
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -33,7 +33,10 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from bitsim.sweep import summary_row
+from bitsim.experiments.sweep import summary_row
+from model.config import DATAPATHS
+import sim
+from model.trace import build_trace
 
 DEFAULT_DATAPATHS = ("fp16", "b1.58", "a4.8", "a4.8-fp4")
 # Each datapath's own accelerator preset (sim/presets); a4.8-fp4 shares a4.8's.
@@ -82,7 +85,6 @@ class StudyConfig:
             raise ValueError("contexts: give decode contexts or a prefill (prefill_tokens > 0)")
         if self.profile not in PROFILES:
             raise ValueError(f"profile: must be one of {PROFILES}, got {self.profile!r}")
-        from model.config import DATAPATHS
         unknown = [d for d in self.datapaths if d not in DATAPATHS]
         if unknown:
             raise ValueError(f"datapaths: unknown datapath(s) {unknown}; known: {list(DATAPATHS)}")
@@ -172,8 +174,6 @@ def _op_rows(trace: pd.DataFrame, ops: pd.DataFrame, clock_hz: float) -> pd.Data
 
 def _run_workload(key: tuple[str, str, str, int], cfg: StudyConfig, accelerators: list[tuple[str, str]]):
     """Build one trace and simulate it on each (accelerator, role).  Runs in a worker."""
-    import sim
-    from model.trace import build_trace
 
     preset, datapath, phase, context = key
     t0 = time.perf_counter()
@@ -218,7 +218,6 @@ def _worker_init() -> None:
 
 def run_study(cfg: StudyConfig, progress: bool = True) -> StudyResult:
     """Run every workload of ``cfg``; each trace is built once and simulated on all its accelerators."""
-    import sim
 
     t0 = time.perf_counter()
     # Load every accelerator once up front: a bad name or YAML fails before any work.

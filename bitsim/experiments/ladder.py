@@ -22,7 +22,10 @@ from typing import Mapping, Sequence
 
 import pandas as pd
 
-from bitsim.sweep import make_accelerator, summary_row
+from bitsim.experiments.sweep import make_accelerator, summary_row
+import sim
+from model.config import get_config
+from model.trace import build_trace
 
 NO_SKIP = {"sparsity.skip_weight_fetch": False, "sparsity.skip_compute": False}
 
@@ -44,7 +47,7 @@ def gain_ladder(preset: str, contexts: Sequence[int], seed: int = 0, batch: int 
     ``profile`` is the op traces' activation statistics (``measured`` on
     seeded random weights, or the paper's ``paper-table2``): rung 5's gain
     depends on it.  ``known`` maps (datapath, context) to a summary row
-    (:func:`bitsim.sweep.summary_row` columns) already simulated for that
+    (:func:`bitsim.experiments.sweep.summary_row` columns) already simulated for that
     datapath on its default chip with the same settings -- rungs 1 and 5 are
     the study's own b1.58 and a4.8 rows, so the report passes them in and they
     are not simulated twice.  Returns one row per (context, rung): step (1..5), change, datapath,
@@ -52,9 +55,6 @@ def gain_ladder(preset: str, contexts: Sequence[int], seed: int = 0, batch: int 
     weight_bytes, bytes_offchip (per token), speedup_step (over the rung
     before), speedup_total (over rung 1), energy_step (previous / this).
     """
-    import sim
-    from model.config import get_config
-    from model.trace import build_trace
 
     if not contexts:
         raise ValueError("contexts: at least one decode context is required")

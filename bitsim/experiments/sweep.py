@@ -47,6 +47,10 @@ import numpy as np
 import pandas as pd
 
 from bitsim.tables import PHASES
+from bitsim.tables.config import load_yaml
+import sim
+from sim.config import from_dict
+from model.trace import build_trace
 
 SPEC_FIELDS = ("name", "description", "accelerator", "workloads")
 ACCEL_FIELDS = ("base", "grid", "points")
@@ -184,7 +188,6 @@ def load_spec(path: str | Path, check_accelerator: bool = True) -> SweepSpec:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no such sweep spec: {path}")
-    from sim.config import load_yaml  # strict: syntax errors and duplicate keys named with their line
     return parse_spec(load_yaml(path), check_accelerator=check_accelerator)
 
 
@@ -216,7 +219,6 @@ def _set_path(obj: Any, path: list[str], value: Any, full: str) -> Any:
 
 @lru_cache(maxsize=32)
 def _base_accelerator(base: str):
-    import sim
     return sim.load_accelerator(base)
 
 
@@ -229,7 +231,6 @@ def make_accelerator(base: str, overrides: Mapping[str, Any]):
     ...).  The changed description is re-validated by sim's own loader, so a
     wrong type or a negative size fails with sim's message naming the field.
     """
-    from sim.config import from_dict
 
     acc = _base_accelerator(base)
     if not overrides:
@@ -246,7 +247,6 @@ def make_accelerator(base: str, overrides: Mapping[str, Any]):
 def cached_trace(preset: str, datapath: str, phase: str, context: int, batch: int,
                  seed: int, profile: str, prefill_tokens: int | None) -> pd.DataFrame:
     """Build an op trace once per process and reuse it for every hardware point."""
-    from model.trace import build_trace
     return build_trace(preset, datapath, phase=phase, context=context, batch=batch, seed=seed,
                        profile=profile, prefill_tokens=prefill_tokens)
 
@@ -264,7 +264,6 @@ def summary_row(summary: Mapping[str, Any]) -> dict:
 
 def evaluate_point(point: Mapping[str, Any]) -> dict:
     """Simulate one sweep point; returns one flat results row."""
-    import sim
 
     w = point["workload"]
     trace = cached_trace(w["preset"], w["datapath"], w["phase"], w["context"], w["batch"],

@@ -7,6 +7,12 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from bitsim.tables.config import load_yaml
+from bitsim.experiments.study import StudyConfig
+from bitsim.experiments.study import DEFAULT_DATAPATHS, DEFAULT_MATCHED
+from bitsim.report.build import make_report
+from bitsim.experiments.sweep import load_spec, run_sweep
+from bitsim.experiments.pareto import plot_pareto
 
 
 DEFAULT_REPORTS = Path("reports")
@@ -35,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "read measured GPU kernels (reports/data/), and write figures, tables, report.md and a "
                     "self-contained report.html. With no flags: the default study into "
                     "reports/runs/<UTC time>-default/, copied to reports/latest/.")
-    p.add_argument("--config", help="study YAML (fields of bitsim.study.StudyConfig); flags override it")
+    p.add_argument("--config", help="study YAML (fields of bitsim.experiments.study.StudyConfig); flags override it")
     p.add_argument("--name", help="study name (default: 'default')")
     p.add_argument("--presets", type=_csv(str), help="model presets, e.g. 7b,2b4t (or model YAML paths)")
     p.add_argument("--datapaths", type=_csv(str), help="e.g. fp16,b1.58,a4.8,a4.8-fp4")
@@ -60,7 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Every (workload x accelerator-parameter) point of SPEC is simulated, in parallel, and "
                     "written as soon as it finishes to RESULTS (a folder of one Parquet file per point). "
                     "Rerunning skips finished points, so an interrupted sweep resumes.")
-    s.add_argument("spec", help="sweep spec YAML (see bitsim.sweep / docs/report.md)")
+    s.add_argument("spec", help="sweep spec YAML (see bitsim.experiments.sweep / docs/report.md)")
     s.add_argument("-o", "--output", required=True, help="results set (folder), e.g. results.parquet")
     s.add_argument("--workers", type=int, help="local processes / LocalCluster workers (default: CPU count)")
     s.add_argument("--backend", choices=("process", "dask", "serial"), default="process")
@@ -72,14 +78,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def study_config_from_args(args: argparse.Namespace):
     """StudyConfig from --config YAML, then flags on top."""
-    from bitsim.study import StudyConfig
 
     raw: dict = {}
     if args.config:
         path = Path(args.config)
         if not path.exists():
             raise FileNotFoundError(f"no such study config: {path}")
-        from sim.config import load_yaml  # strict: syntax errors and duplicate keys named with their line
         raw = load_yaml(path) or {}
         if not isinstance(raw, dict):
             raise ValueError(f"{path}: expected a mapping of study fields")
@@ -91,7 +95,6 @@ def study_config_from_args(args: argparse.Namespace):
         if v is not None:
             raw[field] = v
     if "matched" not in raw:  # the default pairing; --accelerator overrides single entries of it
-        from bitsim.study import DEFAULT_DATAPATHS, DEFAULT_MATCHED
         raw["matched"] = {d: DEFAULT_MATCHED[d] for d in raw.get("datapaths", DEFAULT_DATAPATHS)
                           if d in DEFAULT_MATCHED}
     for item in args.accelerator or []:
@@ -105,7 +108,6 @@ def study_config_from_args(args: argparse.Namespace):
 def run_report(args: argparse.Namespace) -> int:
     import matplotlib
     matplotlib.use("Agg")  # files only, no display needed
-    from bitsim.report import make_report
 
     cfg = study_config_from_args(args)
     t0 = time.perf_counter()
@@ -123,7 +125,6 @@ def run_report(args: argparse.Namespace) -> int:
 
 
 def run_sweep_cmd(args: argparse.Namespace) -> int:
-    from bitsim.sweep import load_spec, run_sweep
 
     spec = load_spec(args.spec)
     backend = "dask" if args.scheduler else args.backend
@@ -135,7 +136,6 @@ def run_sweep_cmd(args: argparse.Namespace) -> int:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        from bitsim.pareto import plot_pareto
         objectives = {"tokens_per_s": "max", "energy_j_per_token": "min"}
         color = None
         if "compute_area_mm2_45nm" in df.columns and df["compute_area_mm2_45nm"].nunique() > 1:

@@ -13,7 +13,7 @@ import sys
 SUBCOMMAND_MODULES = (
     "model.cli",      # trace
     "sim.cli",        # simulate
-    "bitsim.report_cli",  # report, sweep
+    "bitsim.cli.report",  # report, sweep
     "kernels.cli",    # bench-kernels
 )
 

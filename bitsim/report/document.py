@@ -1,7 +1,7 @@
 """A small report document (sections of text, tables, figures) rendered to
 Markdown and to one self-contained HTML file (figures embedded as base64).
 
-Kept separate from what the report *says* (:mod:`bitsim.report`) so any
+Kept separate from what the report *says* (:mod:`bitsim.report.build`) so any
 study can reuse it.  Text blocks understand only ``**bold**``, ``*italic*``
 and ```code``` inline marks, and lines starting with ``- `` as a list.
 """

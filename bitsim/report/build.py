@@ -7,9 +7,9 @@ One run writes, under its output folder::
     figures/<name>.png|svg     every figure
     tables/<name>.csv          every table of the report (+ ops.parquet, traces.parquet)
 
-What is compared: :mod:`bitsim.study`; the paper's claims: :mod:`bitsim.claims`;
-measured GPU data: :mod:`bitsim.measured`, :mod:`bitsim.validation`; drawing:
-:mod:`bitsim.figures`; Markdown/HTML: :mod:`bitsim.document`.
+What is compared: :mod:`bitsim.experiments.study`; the paper's claims: :mod:`bitsim.report.claims`;
+measured GPU data: :mod:`bitsim.report.measured`, :mod:`bitsim.validation`; drawing:
+:mod:`bitsim.report.figures`; Markdown/HTML: :mod:`bitsim.report.document`.
 """
 from __future__ import annotations
 
@@ -25,12 +25,18 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from bitsim import __version__, figures
-from bitsim.claims import CLAIMS, claims_table, findings, ratio_table
-from bitsim.document import Document, Figure, Table, render_html, render_markdown
-from bitsim.measured import ANCHORS_SOURCE, VALIDATION_BOUND, load_measured, speedups, validate_simulator
+from bitsim import __version__
+from bitsim.report import figures
+from bitsim.report.claims import CLAIMS, claims_table, findings, ratio_table
+from bitsim.report.document import Document, Figure, Table, render_html, render_markdown
+from bitsim.report.measured import ANCHORS_SOURCE, VALIDATION_BOUND, load_measured, speedups, validate_simulator
 from bitsim.tables import write_table
-from bitsim.study import StudyConfig, StudyResult, run_study
+from bitsim.experiments.study import StudyConfig, StudyResult, run_study
+import sim
+from bitsim.report.claims import active_param_fraction
+from model.trace import build_trace
+from bitsim.experiments.ladder import gain_ladder
+from bitsim.experiments.study import DEFAULT_MATCHED
 
 
 def versions() -> dict[str, str]:
@@ -71,7 +77,6 @@ def _fmt_summary(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def _accelerator_table(names: list[str]) -> pd.DataFrame:
-    import sim
 
     rows = []
     for n in names:
@@ -90,8 +95,6 @@ def _accelerator_table(names: list[str]) -> pd.DataFrame:
 
 def _extra_active(cfg: StudyConfig, preset: str, progress: bool = True) -> dict[str, float]:
     """Active-parameter fraction of a4.8 under the paper's Table 2 statistics (one extra trace)."""
-    from bitsim.claims import active_param_fraction
-    from model.trace import build_trace
 
     if "a4.8" not in cfg.datapaths or cfg.profile == "paper-table2":
         return {}
@@ -151,7 +154,7 @@ def build_document(res: StudyResult, spd: pd.DataFrame, cmp: pd.DataFrame, cmp_c
     if ladder is not None and len(ladder):
         s = doc.section("Where a4.8's decode gain comes from")
         s.text("From b1.58 on its chip to a4.8 on its chip, one change per step (simulated decode, batch 1, "
-               "matched chips; `bitsim.ablation`). Step ratio = tokens/s over the step before. Decode is bound "
+               "matched chips; `bitsim.experiments.ladder`). Step ratio = tokens/s over the step before. Decode is bound "
                "by memory, so a change pays only through the bytes it removes: the KV-cache format and "
                "skipping the weight rows of zero activations; 4-bit activations barely move it. The zero-skipping "
                f"step uses the traces' `{cfg.profile}` activation statistics (`measured` = seeded random "
@@ -300,13 +303,11 @@ def make_report(cfg: StudyConfig, out_dir: str | Path, progress: bool = True,
 
 
 def _gain_ladder(cfg: StudyConfig, summary: pd.DataFrame, preset: str) -> pd.DataFrame:
-    """The a4.8-over-b1.58 ladder (bitsim.ablation) at the decode context nearest 2k and the longest one.
+    """The a4.8-over-b1.58 ladder (bitsim.experiments.ladder) at the decode context nearest 2k and the longest one.
 
     Run only when the study compares b1.58 and a4.8 on their default chips (the ladder's rungs are
     those presets).
     """
-    from bitsim.ablation import gain_ladder
-    from bitsim.study import DEFAULT_MATCHED
 
     if not {"b1.58", "a4.8"} <= set(cfg.datapaths) or not cfg.contexts or any(
             cfg.matched[d] != DEFAULT_MATCHED[d] for d in ("b1.58", "a4.8")):

@@ -1,7 +1,7 @@
 """The report's figures, each a function from tidy DataFrames to a matplotlib Figure.
 
-Inputs are the tables built by :mod:`bitsim.study` (``summary``, ``ops``,
-``traces``), :mod:`bitsim.measured` and :mod:`bitsim.validation`; the
+Inputs are the tables built by :mod:`bitsim.experiments.study` (``summary``, ``ops``,
+``traces``), :mod:`bitsim.report.measured` and :mod:`bitsim.validation`; the
 column names each function needs are listed in its docstring.  Nothing
 here runs a model or a simulator, so notebooks can redraw any figure from
 saved tables.  The backend is the caller's choice (``bitsim report`` uses Agg; a
@@ -21,7 +21,7 @@ DATAPATH_COLORS = {"fp16": "#7f7f7f", "b1.58": "#1f77b4", "a4.8": "#d62728", "a4
 COMPONENTS = ("compute", "sram", "offchip", "vector", "static")
 COMPONENT_COLORS = {"compute": "#4c72b0", "sram": "#55a868", "offchip": "#c44e52",
                     "vector": "#8172b2", "static": "#937860"}
-BASELINE_KERNELS = ("cublas_fp16", "torch_sdpa")  # speedup 1 by definition (bitsim.measured.BASELINES)
+BASELINE_KERNELS = ("cublas_fp16", "torch_sdpa")  # speedup 1 by definition (bitsim.report.measured.BASELINES)
 OP_CLASS_MARKERS = {"gemm": "o", "attention": "s", "vector": "^"}
 
 

@@ -231,7 +231,7 @@ def claims_table(summary: pd.DataFrame, traces: pd.DataFrame, speedups: pd.DataF
 
     ``summary``/``traces``/``ops`` are a study's tables (``ops`` gives the
     per-op energies for the matmul-energy claim); ``speedups`` the measured
-    kernel speedups (:func:`bitsim.measured.speedups`); ``extra_active`` maps a
+    kernel speedups (:func:`bitsim.report.measured.speedups`); ``extra_active`` maps a
     label (e.g. "a4.8, paper-table2 profile") to an active-parameter fraction
     computed elsewhere.
     """

@@ -12,6 +12,8 @@ from pathlib import Path
 import pandas as pd
 
 from bitsim.tables import MEASURED_TRACE, measured_final_rows, read_table, validate
+from sim.validation import load_anchors
+from sim.validation import validation_table
 
 LINEAR_OPS = ("gemm", "gemv", "sparse_gemv")
 ATTENTION_OPS = ("attention_decode",)
@@ -43,7 +45,6 @@ def load_measured(data_dir: str | Path = "reports/data", include_anchors: bool =
         df = read_table(f, "measured_trace")
         frames.append(df.assign(source=f.name))
     if include_anchors:
-        from sim.validation import load_anchors
         frames.append(load_anchors().assign(source=ANCHORS_SOURCE))
     frames = [f for f in frames if len(f)]
     if not frames:
@@ -73,7 +74,6 @@ def validate_simulator(measured: pd.DataFrame, ideal: str = "h100-like",
     class_cols = ["class", "preset", "split", "n", "mape", "max_abs_err", "mean_err", "within_bound"]
     if measured is None or len(measured) == 0:
         return pd.DataFrame(columns=calls_cols), pd.DataFrame(columns=class_cols)
-    from sim.validation import validation_table
 
     rows, per_class = validation_table(measured.drop(columns=["source"], errors="ignore"), ideal, fitted)
     rows = rows[rows.skipped == ""].rename(columns={"us": "measured_us", "err": "rel_error"})
