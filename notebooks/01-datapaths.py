@@ -47,7 +47,7 @@ print(f"{len(cfg.workloads())} traces, {len(res.summary)} simulations in {res.se
 
 # %% [markdown]
 # ## Operand bits and input sparsity of every op
-# Measured on a seeded random-weight model (decisions.md §12): the INT4 zero bin (~12 %) and the
+# Measured on a seeded random-weight model (docs/decisions.md item 12): the INT4 zero bin (~12 %) and the
 # TopK 50 % on the Wo input are reproduced; the FFN sparsity of a *trained* model is not.
 
 # %%

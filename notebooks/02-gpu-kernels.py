@@ -15,7 +15,7 @@
 # # 02 · Measured GPU kernels
 #
 # The kernels team's H100 measurements (`reports/data/measured_*`, schema `measured_trace`) plus
-# the anchor timings of gpu-anchors.md: times, speedups over cuBLAS FP16 measured in the same
+# the anchor timings of docs/gpu-facts.md §1: times, speedups over cuBLAS FP16 measured in the same
 # run, and what they say about the a4.8 speed claims on a GPU without INT4 tensor cores.
 
 # %% tags=["parameters"]

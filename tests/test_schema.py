@@ -55,3 +55,35 @@ def test_csv_keeps_version_strings_as_strings(tmp_path):
     path = write_table(pd.DataFrame([row]), tmp_path / "m.csv", "measured_trace")
     back = read_table(path, "measured_trace")
     assert back.loc[0, "cuda"] == "13.0" and back.loc[0, "torch"] == "2.11"
+
+
+def test_docs_table_reference_is_generated_from_the_contract():
+    from pathlib import Path
+
+    from bitsim.tables import reference_markdown
+    doc = Path(__file__).resolve().parents[1] / "docs" / "tables.md"
+    assert doc.read_text().strip() == reference_markdown().strip(), \
+        "docs/tables.md is stale: run `python -m bitsim.tables > docs/tables.md`"
+
+
+def test_write_table_is_atomic_and_leaves_no_partial_file(tmp_path):
+    import pandas as pd
+
+    from bitsim.tables import SCHEMAS
+    good = tmp_path / "t.csv"
+    df = pd.DataFrame({c.name: pd.Series([], dtype="object") for c in SCHEMAS["accelerator_ceilings"]})
+    write_table(pd.DataFrame({"accelerator": ["x"], "precision": ["ternaryxint8"], "peak_ops_s": [1.0],
+                              "bandwidth_bytes_s": [2.0]}), good, "accelerator_ceilings")
+    before = good.read_bytes()
+    with pytest.raises(ValueError, match="missing columns"):
+        write_table(df.drop(columns=["precision"]), good, "accelerator_ceilings")
+    assert good.read_bytes() == before          # a failed write leaves the old file as it was
+    assert [p.name for p in tmp_path.iterdir()] == ["t.csv"]  # and no temporary sibling behind
+
+
+def test_every_registered_table_has_documented_unique_columns():
+    from bitsim.tables import SCHEMAS
+    for name, cols in SCHEMAS.items():
+        names = [c.name for c in cols]
+        assert len(set(names)) == len(names), name
+        assert all(c.doc for c in cols), name

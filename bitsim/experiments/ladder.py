@@ -23,6 +23,7 @@ from typing import Mapping, Sequence
 import pandas as pd
 
 from bitsim.experiments.sweep import make_accelerator, summary_row
+from bitsim.tables import validate
 import sim
 from model.config import get_config
 from model.trace import build_trace
@@ -82,4 +83,4 @@ def gain_ladder(preset: str, contexts: Sequence[int], seed: int = 0, batch: int 
     df["speedup_step"] = df.tokens_per_s / g.tokens_per_s.shift(1)
     df["speedup_total"] = df.tokens_per_s / g.tokens_per_s.transform("first")
     df["energy_step"] = g.energy_j_per_token.shift(1) / df.energy_j_per_token
-    return df
+    return validate(df, "gain_ladder")

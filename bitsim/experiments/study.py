@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from bitsim.experiments.sweep import summary_row
+from bitsim.tables import validate
 from model.config import DATAPATHS
 import sim
 from model.trace import build_trace
@@ -54,7 +55,7 @@ class StudyConfig:
     prefill_tokens: int = 2048            # 0: no prefill workload
     batch: int = 1
     seed: int = 0
-    profile: str = "measured"             # activation statistics of the traces (decisions 12)
+    profile: str = "measured"             # activation statistics of the traces (docs/decisions.md 12)
     matched: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_MATCHED))
     reference: tuple[str, ...] = ("h100-like",)
     measured_dir: str = "reports/data"
@@ -122,7 +123,7 @@ class StudyConfig:
         return d
 
 
-@dataclass
+@dataclass(kw_only=True)
 class StudyResult:
     config: StudyConfig
     summary: pd.DataFrame
@@ -257,5 +258,8 @@ def run_study(cfg: StudyConfig, progress: bool = True) -> StudyResult:
     ops = pd.concat([r[2] for r in results], ignore_index=True)
     traces = pd.concat([r[3] for r in results], ignore_index=True)
     meta = [dict(r[4], preset=r[0][0], datapath=r[0][1], phase=r[0][2], context=r[0][3]) for r in results]
-    return StudyResult(cfg, summary, ops, traces, pd.DataFrame(ceilings), meta, time.perf_counter() - t0)
+    return StudyResult(config=cfg, summary=validate(summary, "study_summary"), ops=validate(ops, "study_ops"),
+                       traces=validate(traces, "study_traces"),
+                       ceilings=validate(pd.DataFrame(ceilings), "accelerator_ceilings"), trace_meta=meta,
+                       seconds=time.perf_counter() - t0)
 

@@ -46,7 +46,7 @@ from typing import Any, Callable, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from bitsim.tables import PHASES
+from bitsim.tables import PHASES, validate
 from bitsim.tables.config import load_yaml
 import sim
 from sim.config import from_dict
@@ -319,7 +319,7 @@ def read_results(out_dir: str | Path, spec: SweepSpec | None = None) -> pd.DataF
     if not parts:
         return pd.DataFrame()
     df = pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
-    return df.sort_values("point_id", ignore_index=True)
+    return validate(df.sort_values("point_id", ignore_index=True), "sweep_results")
 
 
 # ---------------------------------------------------------------------------

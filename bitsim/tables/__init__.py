@@ -4,7 +4,8 @@
 ``schemas``: every table that crosses a module boundary, column by column, in one registry.
 ``io``: read / write (atomic) / validate.  It imports nothing else of the project.
 """
-from bitsim.tables.io import describe, read_table, validate, write_table
+from bitsim.tables import experiments  # registers the experiment tables
+from bitsim.tables.io import describe, read_table, reference_markdown, validate, write_table
 from bitsim.tables.schemas import (MEASURED_TRACE, OP_TRACE, OP_TRACE_META, SCHEMA_VERSION, SCHEMAS,
                                    SIM_RESULT, Column, measured_final_rows, register)
 from bitsim.tables.vocabulary import (ACT_FORMATS, KV_FORMATS, OP_CLASSES, PHASES, STATS_SOURCES,
@@ -13,5 +14,5 @@ from bitsim.tables.vocabulary import (ACT_FORMATS, KV_FORMATS, OP_CLASSES, PHASE
 __all__ = [
     "ACT_FORMATS", "KV_FORMATS", "MEASURED_TRACE", "OP_CLASSES", "OP_TRACE", "OP_TRACE_META", "PHASES",
     "SCHEMAS", "SCHEMA_VERSION", "SIM_RESULT", "STATS_SOURCES", "TUNING_SUFFIX", "WEIGHT_FORMATS",
-    "Column", "describe", "measured_final_rows", "read_table", "register", "validate", "write_table",
+    "Column", "describe", "reference_markdown", "measured_final_rows", "read_table", "register", "validate", "write_table",
 ]

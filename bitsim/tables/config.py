@@ -30,7 +30,10 @@ MAX_QUOTE = 200               # characters of a value quoted in an error message
 def quote(value: Any, limit: int = MAX_QUOTE) -> str:
     """``repr(value)`` cut to ``limit`` characters, for error messages."""
     text = repr(value)
-    return text if len(text) <= limit else text[: limit - 15] + f"... ({len(text)} chars)"
+    if len(text) <= limit:
+        return text
+    tail = f"... ({len(text)} chars)"
+    return text[: max(limit - len(tail), 0)] + tail
 
 
 class _StrictLoader(yaml.SafeLoader):

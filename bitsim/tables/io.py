@@ -17,7 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from bitsim.tables.schemas import SCHEMA_VERSION, SCHEMAS
+from bitsim.tables.schemas import DESCRIPTIONS, SCHEMA_VERSION, SCHEMAS
 
 _KIND_CHECK = {
     "int": pd.api.types.is_integer_dtype,
@@ -125,3 +125,15 @@ def describe(schema: str) -> str:
     rows = ["| column | type | unit | meaning |", "|---|---|---|---|"]
     rows += [f"| {c.name} | {c.kind} | {c.unit} | {c.doc} |" for c in SCHEMAS[schema]]
     return "\n".join(rows)
+
+
+def reference_markdown() -> str:
+    """The whole table reference (``docs/tables.md``): every registered table, generated, never hand-edited."""
+    out = ["# Table reference", "",
+           "Generated from the contract in `bitsim/tables/` by `python -m bitsim.tables > docs/tables.md`;",
+           "`tests/test_schema.py` fails when this file and the contract disagree. Every table that crosses a",
+           "module boundary is registered here; `validate(df, name)` checks a frame against its entry (extra",
+           "columns are allowed, missing or mistyped ones are errors).", ""]
+    for name in sorted(SCHEMAS):
+        out += [f"## `{name}`", "", DESCRIPTIONS.get(name, ""), "", describe(name), ""]
+    return "\n".join(out)

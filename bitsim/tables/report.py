@@ -1,0 +1,113 @@
+"""Tables the report (``bitsim.report``) writes under ``<report>/tables/`` and the measured speedups it shares.
+
+The report's display tables keep the column names a reader sees in ``report.md`` (``tokens/s``,
+``MAPE %``); each is registered here so every file under ``tables/`` is written through
+:func:`bitsim.tables.write_table` against a schema. A column that means what a column of another
+table means is that table's :class:`Column`, taken by name, so the two cannot drift apart.
+This module imports nothing of the project but the contract.
+"""
+from __future__ import annotations
+
+from bitsim.tables.experiments import GAIN_LADDER, STUDY_SUMMARY
+from bitsim.tables.schemas import MEASURED_TRACE, Column, register
+from bitsim.tables.sim import SIM_SUMMARY, SIM_VALIDATION, SIM_VS_MEASURED
+
+
+def _pick(columns: tuple[Column, ...], *names: str) -> tuple[Column, ...]:
+    """The columns ``names`` of a registered table, in the order given."""
+    by_name = {c.name: c for c in columns}
+    return tuple(by_name[n] for n in names)
+
+
+REPORT_CLAIMS = register("report_claims", (
+    Column(name="claim", kind="str", unit="", doc="the claim, in words (bitsim.report.claims.CLAIMS)"),
+    Column(name="claimed", kind="str", unit="", doc="the claimed number as stated: 55%, 3 bit, 2x, 4x, 10x, 71.4x"),
+    Column(name="source", kind="str", unit="", doc="where the claim is made (source tags of docs/paper-facts.md §0)"),
+    Column(name="hardware", kind="str", unit="", doc="what the number comes from: 'any (model property)', "
+           "'any (storage)', 'sim: <accelerator> vs <accelerator>' or 'measured GPU (<file>): <kernel> vs <kernel>'"),
+    Column(name="workload", kind="str", unit="", doc="preset, datapath, phase and context(s) the number is for"),
+    Column(name="ours", kind="str", unit="", doc="our number, with its unit"),
+    Column(name="verdict", kind="str", unit="", doc="holds, partly, does not hold (the rule of "
+           "bitsim.report.claims.verdict), or not testable (random weights), baseline, context, n/a"),
+    Column(name="why", kind="str", unit="", doc="what bounds the number: memory- or compute-bound share, "
+           "bytes or rates behind it"),
+), "one row per (claim, hardware, workload): the paper's and the press's claims against this study")
+
+REPORT_RATIOS = register("report_ratios", _pick(STUDY_SUMMARY, "preset", "phase", "context", "role") + (
+    Column(name="accelerator (a4.8)", kind="str", unit="", doc="the accelerator a4.8 ran on"),
+), "a4.8 against b1.58 and fp16 per (preset, phase, context, role); for each other datapath the study "
+   "ran, three more columns: 'speed a4.8/<other>' (tokens/s ratio), 'energy <other>/a4.8' (J/token ratio) "
+   "and 'footprint <other>/a4.8' (weights + KV bytes ratio), all x, higher = a4.8 better")
+
+REPORT_SUMMARY = register("report_summary", _pick(STUDY_SUMMARY, "preset") + (
+    Column(name="workload", kind="str", unit="", doc="'decode @ <context>' or 'prefill <tokens> tok'"),
+) + _pick(STUDY_SUMMARY, "datapath", "accelerator") + (
+    Column(name="tokens/s", kind="float", unit="token/s", doc="tokens per second"),
+    Column(name="ms/token", kind="float", unit="ms", doc="latency per token"),
+    Column(name="mJ/token", kind="float", unit="mJ/token", doc="energy per token"),
+    Column(name="weights GB", kind="float", unit="GB", doc="all weights in their storage format (1e9 bytes)"),
+    Column(name="KV GB", kind="float", unit="GB", doc="KV cache at the context (1e9 bytes)"),
+    Column(name="memory-bound %", kind="float", unit="%", doc="share of cycles in memory-bound ops"),
+), "the headline numbers of study_summary, one row per (preset, workload, datapath, accelerator): "
+   "summary.csv (decode at the context nearest 2k, and prefill) and summary_all.csv (every context)")
+
+REPORT_ACCELERATORS = register("report_accelerators", _pick(SIM_SUMMARY, "accelerator") + (
+    Column(name="clock GHz", kind="float", unit="GHz", doc="clock"),
+    Column(name="node nm", kind="int", unit="nm", doc="process node of the energy table"),
+    Column(name="PEs", kind="int", unit="PE", doc="processing elements over all compute arrays"),
+    Column(name="operand pairs", kind="str", unit="", doc="supported weights x acts pairs, comma-separated"),
+    Column(name="off-chip GB/s", kind="float", unit="GB/s", doc="off-chip bandwidth"),
+    Column(name="KV formats", kind="str", unit="", doc="KV-cache formats it stores, comma-separated"),
+    Column(name="sparsity", kind="str", unit="", doc="zero skipping: skip fetch, skip compute, both or none"),
+    Column(name="PE area mm2 (45nm)", kind="float", unit="mm2", doc="PE-array arithmetic area at 45 nm"),
+    Column(name="basis", kind="str", unit="", doc="basis of comparison of the preset (its YAML's comparison)"),
+    Column(name="energy", kind="str", unit="", doc="'dynamic + static', or 'dynamic only (no static/board "
+           "power)'"),
+), "the accelerators of a study, one row each (sim presets or YAML files)")
+
+MEASURED_SPEEDUPS = register("measured_speedups", (
+    Column(name="source", kind="str", unit="", doc="measured file the row comes from (one measuring run)"),
+    Column(name="shape", kind="str", unit="", doc="'gemv 1x11008x4096', 'attn B1 H32 ctx8192', "
+           "'block decode B1 ctx2048', 'block prefill 2048 tok'"),
+    Column(name="family", kind="str", unit="", doc="linear, attention or block: which baseline it is timed "
+           "against"),
+    *_pick(MEASURED_TRACE, "op"),
+    Column(name="kernel", kind="str", unit="", doc="implementation name; a sparse GEMV carries the sparsity "
+           "it exploited, e.g. 'ours_sparse_w158a8 (s=51%)'"),
+    *_pick(MEASURED_TRACE, "impl", "precision", "M", "N", "K", "sparsity", "cuda_graph", "us"),
+    Column(name="baseline_us", kind="float", unit="us", doc="time of the family's FP16 baseline (cuBLAS FP16, "
+           "torch SDPA, the FP16 block) at the same shape, run and timing mode"),
+    Column(name="speedup", kind="float", unit="x", doc="baseline_us / us"),
+    *_pick(MEASURED_TRACE, "gbps"),
+), "every measured kernel against the FP16 baseline of its shape, run and timing mode "
+   "(bitsim.report.measured.speedups)")
+
+REPORT_MEASURED_SPEEDUPS = register("report_measured_speedups", _pick(
+    MEASURED_SPEEDUPS, "source", "shape", "kernel", "impl", "precision", "cuda_graph", "us", "baseline_us",
+    "speedup"), "the measured speedups the report shows: the kernels' own runs (measured_speedups columns)")
+
+REPORT_SIM_VS_MEASURED = register("report_sim_vs_measured", tuple(
+    c for c in SIM_VS_MEASURED if c.name != "skipped"),
+    "the simulated calls of sim_vs_measured (rows with no op-trace equivalent, and the skipped column, left out)")
+
+REPORT_GAIN_LADDER = register("report_gain_ladder", _pick(
+    GAIN_LADDER, "preset", "context", "step", "change", "kv_bits", "accelerator") + (
+    Column(name="tok/s", kind="float", unit="token/s", doc="gain_ladder tokens_per_s, rounded to a whole number"),
+    Column(name="mJ/token", kind="float", unit="mJ/token", doc="gain_ladder energy_j_per_token in mJ, rounded to 0.1"),
+    Column(name="KV GB", kind="float", unit="GB", doc="gain_ladder kv_bytes in GB (1e9 bytes), rounded to 0.001"),
+    Column(name="off-chip MB/token", kind="float", unit="MB/token", doc="gain_ladder bytes_offchip in MB "
+           "(1e6 bytes), rounded to a whole number"),
+    Column(name="step x", kind="float", unit="x", doc="gain_ladder speedup_step, rounded to 0.01 (NaN on rung 1)"),
+    Column(name="total x", kind="float", unit="x", doc="gain_ladder speedup_total, rounded to 0.01"),
+), "the gain ladder as the report shows it (gain_ladder rounded for reading)")
+
+REPORT_SIM_VALIDATION = register("report_sim_validation", _pick(SIM_VALIDATION, "class", "preset", "split", "n") + (
+    Column(name="MAPE %", kind="float", unit="%", doc="100 x sim_validation mape, rounded to 0.1"),
+    Column(name="max |err| %", kind="float", unit="%", doc="100 x sim_validation max_abs_err, rounded to 0.1"),
+    Column(name="mean err %", kind="float", unit="%", doc="100 x sim_validation mean_err (bias), rounded to 0.1"),
+    Column(name="within_bound", kind="bool", unit="", doc="MAPE <= bitsim.report.measured.VALIDATION_BOUND (15 %)"),
+), "simulated vs measured per kernel class, as the report shows it (sim_validation in percent)")
+
+__all__ = ["MEASURED_SPEEDUPS", "REPORT_ACCELERATORS", "REPORT_CLAIMS", "REPORT_GAIN_LADDER",
+           "REPORT_MEASURED_SPEEDUPS", "REPORT_RATIOS", "REPORT_SIM_VALIDATION", "REPORT_SIM_VS_MEASURED",
+           "REPORT_SUMMARY"]
