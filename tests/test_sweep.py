@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from bitsim.experiments.sweep import (done_ids, evaluate_point, load_spec, make_accelerator, parse_spec, read_results,
-                          run_sweep)
+from bitsim.experiments.sweep import (MAX_POINTS, done_ids, evaluate_point, exit_with_parent, load_spec,
+                                      make_accelerator, parse_spec, read_results, run_sweep)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -177,3 +177,109 @@ def test_dask_local_cluster_gives_the_same_results(tmp_path, monkeypatch):
     dask = run_sweep(spec, tmp_path / "dask.parquet", backend="dask", workers=2, progress=False)
     pd.testing.assert_frame_equal(local, dask)
     assert len(dask) == len(spec.points())
+
+
+# ---------------------------------------------------------------- hardening (issue 9)
+def _fake_evaluate(point):
+    return {"point_id": point["point_id"], **point["workload"], "accelerator": point["accelerator"],
+            "prefill_tokens": -1, "tokens": 1.0, "cycles": 1.0, "latency_s": 1.0,
+            "tokens_per_s": float(point["overrides"].get("offchip.bandwidth_gbps", 1.0)), "energy_j": 1.0,
+            "energy_j_per_token": 1.0, "bytes_offchip": 1.0, "weight_bytes": 1.0, "kv_bytes": 1.0,
+            "footprint_bytes": 1.0, "fits_offchip": True}
+
+
+def test_editing_the_base_yaml_changes_point_ids_so_resume_recomputes(tmp_path):
+    base = tmp_path / "acc.yaml"
+    base.write_text((ROOT / "sim" / "presets" / "a4.8.yaml").read_text())
+    raw = _spec(accelerator={"base": str(base), "grid": {"clock_ghz": [1.0]}})
+    out = tmp_path / "r.parquet"
+    first = run_sweep(parse_spec(raw), out, backend="serial", progress=False)
+    text = base.read_text()
+    assert "bandwidth_gbps: 1638.4" in text
+    base.write_text(text.replace("bandwidth_gbps: 1638.4", "bandwidth_gbps: 100.0"))
+    with pytest.raises(ValueError, match="another sweep spec"):   # the folder holds the old spec's points
+        run_sweep(parse_spec(raw), out, backend="serial", progress=False)
+    second = run_sweep(parse_spec(raw), tmp_path / "r2.parquet", backend="serial", progress=False)
+    assert set(first.point_id).isdisjoint(second.point_id)
+    assert (second.tokens_per_s.to_numpy() < first.tokens_per_s.to_numpy()).all()
+
+
+def test_a_live_sweeps_temporary_part_survives_a_second_start(tmp_path):
+    spec = parse_spec(_spec())
+    out = tmp_path / "r.parquet"
+    run_sweep(spec, out, backend="serial", progress=False, evaluate=_fake_evaluate)
+    live = out / f".tmp-abc-{os.getpid()}-00ff.parquet"          # this process is alive
+    dead = out / ".tmp-abc-999999999-00ff.parquet"               # no such process
+    live.write_bytes(b"in flight")
+    dead.write_bytes(b"left by a killed run")
+    run_sweep(spec, out, backend="serial", progress=False, evaluate=_fake_evaluate)
+    assert live.exists() and not dead.exists()
+
+
+def test_a_corrupt_part_is_recomputed_not_counted_as_done(tmp_path):
+    spec = parse_spec(_spec())
+    out = tmp_path / "r.parquet"
+    run_sweep(spec, out, backend="serial", progress=False, evaluate=_fake_evaluate)
+    victim = sorted(out.glob("point-*.parquet"))[0]
+    victim.write_bytes(victim.read_bytes()[:40])                   # truncated
+    other = sorted(out.glob("point-*.parquet"))[1]
+    other.write_bytes(b"not parquet at all")
+    assert len(done_ids(out)) == len(spec.points()) - 2
+    calls = []
+    run_sweep(spec, out, backend="serial", progress=False, evaluate=lambda p: calls.append(p) or _fake_evaluate(p))
+    assert len(calls) == 2
+    assert len(read_results(out, spec)) == len(spec.points())
+
+
+def test_one_results_folder_holds_one_spec(tmp_path):
+    out = tmp_path / "r.parquet"
+    run_sweep(parse_spec(_spec()), out, backend="serial", progress=False, evaluate=_fake_evaluate)
+    other = _spec(workloads={"preset": "tiny", "datapath": "a4.8", "context": [128]})
+    with pytest.raises(ValueError, match="another sweep spec"):
+        run_sweep(parse_spec(other), out, backend="serial", progress=False, evaluate=_fake_evaluate)
+
+
+def test_a_folder_of_other_files_is_never_used_as_results(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="holds no sweep results"):
+        run_sweep(parse_spec(_spec()), tmp_path, backend="serial", progress=False, evaluate=_fake_evaluate)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_a_huge_grid_is_refused_before_it_is_expanded():
+    raw = _spec(accelerator={"base": "a4.8", "grid": {"clock_ghz": list(range(1, 10_001)),
+                                                      "offchip.bandwidth_gbps": list(range(1, 10_001))}})
+    t0 = time.perf_counter()
+    with pytest.raises(ValueError, match=f"more than {MAX_POINTS}"):
+        parse_spec(raw)
+    assert time.perf_counter() - t0 < 2.0
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return "gone"
+
+
+def test_a_worker_ends_when_its_parent_is_killed(tmp_path):
+    ready = tmp_path / "ready"
+    child_code = ("import os, sys, time; sys.path.insert(0, %r)\n"
+                  "from bitsim.experiments.sweep import exit_with_parent\n"
+                  "exit_with_parent(int(sys.argv[1]), period_s=0.05)\n"
+                  "open(%r, 'w').close(); time.sleep(60)\n") % (str(ROOT), str(ready))
+    mid_code = ("import os, subprocess, sys, time\n"
+                f"c = subprocess.Popen([sys.executable, '-c', {child_code!r}, str(os.getpid())])\n"
+                "print(c.pid, flush=True); time.sleep(60)\n")
+    mid = subprocess.Popen([sys.executable, "-c", mid_code], stdout=subprocess.PIPE, text=True)
+    child = int(mid.stdout.readline())
+    deadline = time.time() + 60
+    while not ready.exists() and time.time() < deadline:   # the child is up and watching
+        time.sleep(0.05)
+    assert ready.exists() and _state(child) not in ("gone", "Z")
+    os.kill(mid.pid, signal.SIGKILL)
+    mid.wait()
+    deadline = time.time() + 10
+    while _state(child) not in ("gone", "Z") and time.time() < deadline:
+        time.sleep(0.05)
+    assert _state(child) in ("gone", "Z")

@@ -9,6 +9,8 @@ import argparse
 import importlib
 import sys
 
+import pyarrow as pa
+
 # (module, what it adds) -- each module defines register(subparsers).
 SUBCOMMAND_MODULES = (
     "model.cli",      # trace
@@ -29,14 +31,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Failures a user can cause and fix (bad input, a missing or unwritable file, a corrupt table). They end
+#: in a one-line message and exit 2; anything else is a bug in bitsim and keeps its traceback.
+EXPECTED_ERRORS = (ValueError, TypeError, KeyError, OSError, OverflowError, pa.ArrowException)
+
+
+def error_line(command: str, e: BaseException, limit: int = 400) -> str:
+    """The one line a user sees for an expected failure (the message cut to ``limit`` characters)."""
+    if isinstance(e, OSError) and e.filename is not None and e.strerror:
+        msg = f"{e.strerror}: {e.filename}"
+    else:
+        msg = str(e) or type(e).__name__
+    msg = " ".join(msg.split())
+    if len(msg) > limit:
+        msg = msg[: limit - 3] + "..."
+    return f"bitsim {command}: error: {msg}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError, KeyError) as e:
-        print(f"bitsim {args.command}: error: {e}", file=sys.stderr)
+    except EXPECTED_ERRORS as e:
+        print(error_line(args.command, e), file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"bitsim {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -7,12 +7,14 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from bitsim.tables.config import load_yaml
-from bitsim.experiments.study import StudyConfig
-from bitsim.experiments.study import DEFAULT_DATAPATHS, DEFAULT_MATCHED
-from bitsim.report.build import make_report
-from bitsim.experiments.sweep import load_spec, run_sweep
+
+import sim
 from bitsim.experiments.pareto import plot_pareto
+from bitsim.experiments.study import DEFAULT_DATAPATHS, DEFAULT_MATCHED, StudyConfig
+from bitsim.experiments.sweep import load_spec, run_sweep
+from bitsim.report.build import make_report
+from bitsim.tables import check_output, check_output_folder, publish_folder, temporary_sibling
+from bitsim.tables.config import load_yaml, quote
 
 
 DEFAULT_REPORTS = Path("reports")
@@ -58,6 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, help="parallel processes (default 2)")
     p.add_argument("-o", "--out", help="output folder (default reports/runs/<UTC time>-<name>/)")
     p.add_argument("--no-latest", action="store_true", help="do not refresh reports/latest/")
+    p.add_argument("--force", action="store_true", help="replace an earlier report in the -o folder")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=run_report)
 
@@ -97,12 +100,29 @@ def study_config_from_args(args: argparse.Namespace):
     if "matched" not in raw:  # the default pairing; --accelerator overrides single entries of it
         raw["matched"] = {d: DEFAULT_MATCHED[d] for d in raw.get("datapaths", DEFAULT_DATAPATHS)
                           if d in DEFAULT_MATCHED}
+    datapaths = raw.get("datapaths", DEFAULT_DATAPATHS)
     for item in args.accelerator or []:
         dp, sep, acc = item.partition("=")
         if not sep or not dp or not acc:
-            raise ValueError(f"--accelerator expects DATAPATH=ACCELERATOR, got {item!r}")
+            raise ValueError(f"--accelerator expects DATAPATH=ACCELERATOR, got {quote(item)}")
+        if dp not in datapaths:
+            raise ValueError(f"--accelerator {quote(item)}: {dp!r} is not a datapath of the study {list(datapaths)}")
         raw["matched"] = {**raw["matched"], dp: acc}
     return StudyConfig.from_dict(raw, where=args.config or "report flags")
+
+
+def is_report_folder(path: Path) -> bool:
+    """Whether ``path`` is a report folder that ``bitsim report`` wrote (so it may replace it)."""
+    cfg = path / "config.yaml"
+    return (path / "report.md").is_file() and cfg.is_file() and "bitsim" in cfg.read_text(errors="replace")[:4000]
+
+
+def check_study_inputs(cfg: StudyConfig) -> None:
+    """Load every accelerator and check the measured folder before any output is touched."""
+    for name in dict.fromkeys(list(cfg.matched.values()) + list(cfg.reference)):
+        sim.load_accelerator(name)
+    if not Path(cfg.measured_dir).is_dir():
+        raise FileNotFoundError(f"--measured-dir {cfg.measured_dir}: no such folder")
 
 
 def run_report(args: argparse.Namespace) -> int:
@@ -110,15 +130,26 @@ def run_report(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")  # files only, no display needed
 
     cfg = study_config_from_args(args)
+    check_study_inputs(cfg)
     t0 = time.perf_counter()
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     out = Path(args.out) if args.out else DEFAULT_REPORTS / "runs" / f"{stamp}-{cfg.name}"
-    make_report(cfg, out, progress=not args.quiet, command="bitsim " + " ".join(sys.argv[1:]))
-    if not args.out and not args.no_latest:
-        latest = DEFAULT_REPORTS / "latest"
-        if latest.exists():
-            shutil.rmtree(latest)
-        shutil.copytree(out, latest)
+    check_output_folder(out, is_report_folder, force=args.force)
+    latest = DEFAULT_REPORTS / "latest"
+    publish_latest = not args.out and not args.no_latest
+    if publish_latest:
+        check_output_folder(latest, is_report_folder, force=True)
+    tmp = temporary_sibling(out)
+    try:  # written beside the output and renamed into place: a failed run changes nothing
+        make_report(cfg, tmp, progress=not args.quiet, command="bitsim " + " ".join(sys.argv[1:]))
+        publish_folder(tmp, out, is_report_folder)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    if publish_latest:
+        copy = temporary_sibling(latest)
+        shutil.copytree(out, copy, dirs_exist_ok=True)
+        publish_folder(copy, latest, is_report_folder)
         print(f"report: copied to {latest}/", file=sys.stderr)
     print(f"{out}/report.html  ({time.perf_counter() - t0:.0f} s)")
     return 0
@@ -127,6 +158,10 @@ def run_report(args: argparse.Namespace) -> int:
 def run_sweep_cmd(args: argparse.Namespace) -> int:
 
     spec = load_spec(args.spec)
+    if args.pareto:
+        check_output(args.pareto, inputs=[args.spec], force=True)
+    if Path(args.output).resolve() == Path(args.spec).resolve():
+        raise ValueError(f"output {args.output} is also the spec; write to another folder")
     backend = "dask" if args.scheduler else args.backend
     t0 = time.perf_counter()
     df = run_sweep(spec, args.output, workers=args.workers, backend=backend, scheduler=args.scheduler,

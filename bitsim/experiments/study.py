@@ -33,8 +33,9 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from bitsim.experiments.sweep import summary_row
-from bitsim.tables import validate
+from bitsim.experiments.sweep import exit_with_parent, summary_row
+from bitsim.tables import MAX_BATCH, MAX_CONTEXT, MAX_PREFILL_TOKENS, validate
+from bitsim.tables.config import dataclass_fields, quote
 from model.config import DATAPATHS
 import sim
 from model.trace import build_trace
@@ -74,6 +75,12 @@ class StudyConfig:
         for c in self.contexts:
             if isinstance(c, bool) or not isinstance(c, (int, np.integer)) or c <= 0:
                 raise ValueError(f"contexts: each context must be a positive integer, got {c!r}")
+            if c > MAX_CONTEXT:
+                raise ValueError(f"contexts: {c} is above the limit of {MAX_CONTEXT} tokens")
+        if isinstance(self.prefill_tokens, int) and self.prefill_tokens > MAX_PREFILL_TOKENS:
+            raise ValueError(f"prefill_tokens: {self.prefill_tokens} is above the limit of {MAX_PREFILL_TOKENS}")
+        if isinstance(self.batch, int) and self.batch > MAX_BATCH:
+            raise ValueError(f"batch: {self.batch} is above the limit of {MAX_BATCH}")
         for f in ("prefill_tokens", "seed"):
             v = getattr(self, f)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
@@ -91,6 +98,9 @@ class StudyConfig:
             raise ValueError(f"datapaths: unknown datapath(s) {unknown}; known: {list(DATAPATHS)}")
         if not isinstance(self.matched, Mapping):
             raise ValueError(f"matched: expected a mapping datapath -> accelerator, got {self.matched!r}")
+        stray = [d for d in self.matched if d not in DATAPATHS]
+        if stray:
+            raise ValueError(f"matched: {quote(stray)} name no datapath; known: {list(DATAPATHS)}")
         missing = [d for d in self.datapaths if d not in self.matched]
         if missing:
             raise ValueError(f"matched: no accelerator given for datapath(s) {missing}")
@@ -109,13 +119,7 @@ class StudyConfig:
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any], where: str = "study config") -> "StudyConfig":
         """Build from a mapping (e.g. parsed YAML); an unknown field is a ValueError naming it."""
-        if not isinstance(raw, Mapping):
-            raise ValueError(f"{where}: expected a mapping of fields, got {type(raw).__name__}")
-        known = [f.name for f in dataclasses.fields(cls)]
-        bad = [k for k in raw if k not in known]
-        if bad:
-            raise ValueError(f"{where}: unknown field {bad[0]!r}; known: {known}")
-        return cls(**dict(raw))
+        return cls(**dataclass_fields(raw, cls, where))
 
     def as_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -207,7 +211,8 @@ def _run_workload(key: tuple[str, str, str, int], cfg: StudyConfig, accelerators
     return key, summaries, pd.concat(op_frames, ignore_index=True), tr, meta, t_trace, time.perf_counter() - t0
 
 
-def _worker_init() -> None:
+def _worker_init(parent_pid: int) -> None:
+    exit_with_parent(parent_pid)  # a killed report leaves no worker behind
     # one compute thread per worker process: the workers already share the cores
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     try:
@@ -248,7 +253,7 @@ def run_study(cfg: StudyConfig, progress: bool = True) -> StudyResult:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor, as_completed
         with ProcessPoolExecutor(max_workers=min(cfg.workers, len(jobs)), mp_context=mp.get_context("spawn"),
-                                 initializer=_worker_init) as ex:
+                                 initializer=_worker_init, initargs=(os.getpid(),)) as ex:
             futs = [ex.submit(_run_workload, k, cfg, accs_for[k[1]]) for k in jobs]
             for f in as_completed(futs):
                 note(f.result())

@@ -46,8 +46,8 @@ from typing import Any, Callable, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from bitsim.tables import PHASES, validate
-from bitsim.tables.config import load_yaml
+from bitsim.tables import MAX_BATCH, MAX_CONTEXT, MAX_PREFILL_TOKENS, PHASES, validate
+from bitsim.tables.config import load_yaml, quote
 import sim
 from sim.config import from_dict
 from model.trace import build_trace
@@ -78,21 +78,49 @@ class SweepSpec:
     workloads: tuple[dict, ...]          # full workload dicts (every WORKLOAD_FIELDS key)
 
     def points(self) -> list[dict]:
-        """Every (workload x hardware) point, each with a stable ``point_id``."""
+        """Every (workload x hardware) point, each with a ``point_id`` that hashes its contents."""
         out = []
+        hw = [(dict(ov), accelerator_digest(self.accelerator_base, ov)) for ov in self.overrides]
         for w in self.workloads:
-            for ov in self.overrides:
-                p = {"workload": dict(w), "accelerator": self.accelerator_base, "overrides": dict(ov)}
-                p["point_id"] = point_id(p)
+            wd = workload_digest(w)
+            for ov, ad in hw:
+                p = {"workload": dict(w), "accelerator": self.accelerator_base, "overrides": ov}
+                p["point_id"] = _digest({"workload": wd, "accelerator": ad})
                 out.append(p)
         return out
 
+    def digest(self) -> str:
+        """Hash of the whole resolved spec: one results folder holds one spec."""
+        return _digest(sorted(p["point_id"] for p in self.points()))
+
+
+def _digest(obj: Any) -> str:
+    blob = json.dumps(obj, sort_keys=True, default=str).encode()
+    return hashlib.sha1(blob).hexdigest()[:16]
+
+
+def _file_digest(path: str) -> str | None:
+    p = Path(path)
+    if p.suffix in (".yaml", ".yml") and p.is_file():
+        return hashlib.sha1(p.read_bytes()).hexdigest()
+    return None
+
+
+def accelerator_digest(base: str, overrides: Mapping[str, Any]) -> str:
+    """Hash of the resolved accelerator (base YAML contents + overrides, as validated), not of a path:
+    editing the base file changes every point's id, so a resumed sweep never keeps stale results."""
+    return _digest(dataclasses.asdict(make_accelerator(base, overrides)))
+
+
+def workload_digest(workload: Mapping[str, Any]) -> str:
+    """Hash of a workload; a model given as a YAML path is hashed by its contents."""
+    return _digest({**dict(workload), "preset_file": _file_digest(str(workload["preset"]))})
+
 
 def point_id(point: Mapping[str, Any]) -> str:
-    """Content hash of a point's workload, accelerator base and overrides."""
-    key = {k: point[k] for k in ("workload", "accelerator", "overrides")}
-    blob = json.dumps(key, sort_keys=True, default=str).encode()
-    return hashlib.sha1(blob).hexdigest()[:16]
+    """Content hash of a point: its workload and its resolved accelerator."""
+    return _digest({"workload": workload_digest(point["workload"]),
+                    "accelerator": accelerator_digest(point["accelerator"], point["overrides"])})
 
 
 def _unknown(given: Iterable[str], allowed: Iterable[str], where: str) -> None:
@@ -105,8 +133,17 @@ def _as_list(value: Any) -> list:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
+MAX_POINTS = 100_000  # a sweep spec expands to at most this many points (each takes ~0.05-1 s)
+
+
 def _grid(mapping: Mapping[str, Any]) -> list[dict]:
     keys = list(mapping)
+    size = 1
+    for k in keys:
+        size *= max(len(_as_list(mapping[k])), 1)
+        if size > MAX_POINTS:
+            raise ValueError(f"sweep spec: the grid over {keys} has more than {MAX_POINTS} points; "
+                             f"split the sweep")
     return [dict(zip(keys, combo)) for combo in itertools.product(*(_as_list(mapping[k]) for k in keys))]
 
 
@@ -120,12 +157,15 @@ def _check_workload(w: dict, where: str) -> dict:
             raise ValueError(f"sweep spec: {where}.{key} must be a string, got {full[key]!r}")
     if full["phase"] not in PHASES:
         raise ValueError(f"sweep spec: {where}.phase must be one of {PHASES}, got {full['phase']!r}")
-    for key in ("context", "batch"):
+    for key, limit in (("context", MAX_CONTEXT), ("batch", MAX_BATCH)):
         if not isinstance(full[key], int) or isinstance(full[key], bool) or full[key] <= 0:
-            raise ValueError(f"sweep spec: {where}.{key} must be a positive integer, got {full[key]!r}")
+            raise ValueError(f"sweep spec: {where}.{key} must be a positive integer, got {quote(full[key])}")
+        if full[key] > limit:
+            raise ValueError(f"sweep spec: {where}.{key} = {full[key]} is above the limit of {limit}")
     pt = full["prefill_tokens"]
-    if pt is not None and (not isinstance(pt, int) or pt <= 0):
-        raise ValueError(f"sweep spec: {where}.prefill_tokens must be a positive integer, got {pt!r}")
+    if pt is not None and (not isinstance(pt, int) or isinstance(pt, bool) or not 0 < pt <= MAX_PREFILL_TOKENS):
+        raise ValueError(f"sweep spec: {where}.prefill_tokens must be an integer in 1..{MAX_PREFILL_TOKENS}, "
+                         f"got {quote(pt)}")
     return full
 
 
@@ -159,7 +199,11 @@ def parse_spec(raw: Mapping[str, Any], check_accelerator: bool = True) -> SweepS
     extra = acc.get("points") or [{}]
     if not isinstance(extra, list) or not all(isinstance(p, Mapping) for p in extra):
         raise ValueError("sweep spec: accelerator.points must be a list of mappings")
-    overrides = tuple({**g, **dict(p)} for p in extra for g in _grid(grid))
+    grid_points = _grid(grid)
+    if len(extra) * len(grid_points) > MAX_POINTS:
+        raise ValueError(f"sweep spec: {len(extra)} points x {len(grid_points)} grid values is more than "
+                         f"{MAX_POINTS} hardware points; split the sweep")
+    overrides = tuple({**g, **dict(p)} for p in extra for g in grid_points)
 
     wl = raw["workloads"]
     if isinstance(wl, Mapping):
@@ -174,6 +218,9 @@ def parse_spec(raw: Mapping[str, Any], check_accelerator: bool = True) -> SweepS
             wl_list += _grid(w)
     else:
         raise ValueError("sweep spec: 'workloads' must be a mapping or a non-empty list of mappings")
+    if len(wl_list) * len(overrides) > MAX_POINTS:
+        raise ValueError(f"sweep spec: {len(wl_list)} workloads x {len(overrides)} hardware points is more "
+                         f"than {MAX_POINTS} points; split the sweep")
     workloads = tuple(_check_workload(w, f"workloads[{i}]") for i, w in enumerate(wl_list))
     spec = SweepSpec(name=str(raw.get("name", "sweep")), accelerator_base=acc["base"],
                      overrides=overrides, workloads=workloads)
@@ -218,8 +265,13 @@ def _set_path(obj: Any, path: list[str], value: Any, full: str) -> Any:
 
 
 @lru_cache(maxsize=32)
-def _base_accelerator(base: str):
+def _cached_accelerator(base: str, contents: str | None):
     return sim.load_accelerator(base)
+
+
+def _base_accelerator(base: str):
+    """The base accelerator, cached by name and file contents (an edited YAML is loaded again)."""
+    return _cached_accelerator(base, _file_digest(base))
 
 
 def make_accelerator(base: str, overrides: Mapping[str, Any]):
@@ -291,17 +343,56 @@ def part_path(out_dir: Path, pid: str) -> Path:
     return out_dir / f"{PART_PREFIX}{pid}.parquet"
 
 
-def done_ids(out_dir: Path) -> set[str]:
-    """Ids of the points whose part file exists (complete by construction)."""
+def _part_ok(path: Path) -> bool:
+    """A part is finished when it reads as one sweep_results row holding its own point id."""
+    try:
+        df = pd.read_parquet(path)
+        validate(df, "sweep_results")
+    except Exception:  # any unreadable, truncated or foreign file is not a finished point
+        return False
+    return len(df) == 1 and str(df["point_id"].iloc[0]) == path.stem[len(PART_PREFIX):]
+
+
+def done_ids(out_dir: Path, repair: bool = False) -> set[str]:
+    """Ids of the points whose part file is whole; with ``repair``, corrupt parts are removed (and rerun)."""
+    out_dir = Path(out_dir)
     if not out_dir.exists():
         return set()
-    return {p.stem[len(PART_PREFIX):] for p in out_dir.glob(f"{PART_PREFIX}*.parquet")}
+    done = set()
+    for p in sorted(out_dir.glob(f"{PART_PREFIX}*.parquet")):
+        if _part_ok(p):
+            done.add(p.stem[len(PART_PREFIX):])
+        elif repair:
+            print(f"sweep: {p.name} is corrupt or truncated; recomputing it", file=sys.stderr, flush=True)
+            p.unlink(missing_ok=True)
+    return done
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def remove_dead_temporaries(out_dir: Path) -> None:
+    """Delete temporary parts of sweeps that died; a live sweep's temporaries (same folder) stay."""
+    for tmp in out_dir.glob(".tmp-*.parquet"):
+        try:
+            pid = int(tmp.stem.split("-")[-2])
+        except (IndexError, ValueError):
+            pid = -1
+        if pid <= 0 or not _pid_alive(pid):
+            tmp.unlink(missing_ok=True)
 
 
 def write_part(out_dir: Path, row: Mapping[str, Any]) -> Path:
     """Write one point's row atomically: temp file in the same folder, then rename."""
     final = part_path(out_dir, row["point_id"])
-    tmp = out_dir / f".tmp-{row['point_id']}-{os.getpid()}.parquet"
+    tmp = out_dir / f".tmp-{row['point_id']}-{os.getpid()}-{os.urandom(4).hex()}.parquet"
     pd.DataFrame([dict(row)]).to_parquet(tmp, index=False)
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
@@ -351,6 +442,33 @@ def _label(point: Mapping[str, Any]) -> str:
     return f"{w['preset']}/{w['datapath']}/{w['phase']}@{w['context']} {hw}".strip()
 
 
+MANIFEST = "_spec.json"  # Arrow skips files starting with "_" when it reads the folder as one table
+
+
+def _is_sweep_file(name: str) -> bool:
+    return (name == MANIFEST or (name.startswith(PART_PREFIX) and name.endswith(".parquet"))
+            or (name.startswith(".tmp-") and name.endswith(".parquet")) or name.startswith(f".{MANIFEST}."))
+
+
+def _claim_folder(out_dir: Path, spec: SweepSpec) -> None:
+    """Write (or check) the folder's manifest: one results folder holds the points of one spec."""
+    path = out_dir / MANIFEST
+    digest = spec.digest()
+    if path.exists():
+        try:
+            have = json.loads(path.read_text()).get("spec_digest")
+        except (OSError, ValueError):
+            have = None
+        if have != digest:
+            raise ValueError(f"{out_dir}: holds the results of another sweep spec (digest {have}, this spec "
+                             f"{digest}); write to another folder or remove that one")
+        return
+    body = {"spec_digest": digest, **dataclasses.asdict(spec)}
+    tmp = out_dir / f".{MANIFEST}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(body, indent=1, default=str))
+    os.replace(tmp, path)
+
+
 def run_sweep(spec: SweepSpec, out_dir: str | Path, workers: int | None = None,
               backend: str = "process", scheduler: str | None = None, progress: bool = True,
               evaluate: Callable[[Mapping[str, Any]], dict] = evaluate_point) -> pd.DataFrame:
@@ -365,12 +483,17 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path, workers: int | None = None,
     if workers is not None and workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"{out_dir}: exists and is not a sweep results folder")
+    foreign = [f.name for f in out_dir.iterdir() if not _is_sweep_file(f.name)] if out_dir.is_dir() else []
+    if foreign:
+        raise ValueError(f"{out_dir}: is a folder that holds no sweep results ({quote(foreign[:3])}); "
+                         f"choose another output")
     out_dir.mkdir(parents=True, exist_ok=True)
-    for stale in out_dir.glob(".tmp-*.parquet"):  # leftovers of a killed run
-        stale.unlink()
-    (out_dir / "_spec.json").write_text(json.dumps(dataclasses.asdict(spec), indent=1, default=str))
+    _claim_folder(out_dir, spec)
+    remove_dead_temporaries(out_dir)
     points = spec.points()
-    have = done_ids(out_dir)
+    have = done_ids(out_dir, repair=True)
     todo = [p for p in points if p["point_id"] not in have]
     # group by workload so a worker's trace cache is reused across hardware points
     todo.sort(key=lambda p: json.dumps(p["workload"], sort_keys=True, default=str))
@@ -392,13 +515,27 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path, workers: int | None = None,
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor, as_completed
         n = workers or min(len(todo), os.cpu_count() or 1)
-        with ProcessPoolExecutor(max_workers=n, mp_context=mp.get_context("spawn")) as ex:
+        with ProcessPoolExecutor(max_workers=n, mp_context=mp.get_context("spawn"),
+                                 initializer=exit_with_parent, initargs=(os.getpid(),)) as ex:
             futs = {ex.submit(evaluate, p): p for p in todo}
             for fut in as_completed(futs):
                 finish(futs[fut], fut.result())
     else:
         _run_dask(todo, evaluate, finish, workers, scheduler)
     return read_results(out_dir, spec)
+
+
+def exit_with_parent(parent_pid: int, period_s: float = 0.5) -> None:
+    """Worker initializer: end this process when ``parent_pid`` dies (kill -9 of the sweep included)."""
+    import threading
+
+    def watch() -> None:
+        while True:
+            time.sleep(period_s)
+            if os.getppid() != parent_pid:
+                os._exit(3)
+
+    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
 
 
 def _run_dask(todo, evaluate, finish, workers, scheduler) -> None:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import pandas as pd
 import pyarrow as pa
@@ -137,3 +138,60 @@ def reference_markdown() -> str:
     for name in sorted(SCHEMAS):
         out += [f"## `{name}`", "", DESCRIPTIONS.get(name, ""), "", describe(name), ""]
     return "\n".join(out)
+
+
+# ---------------------------------------------------------------------------- output safety
+def check_output(path: str | Path, inputs: Iterable[str | Path] = (), force: bool = False) -> Path:
+    """Refuse an output file that is one of the inputs, or that exists and ``force`` is not given.
+
+    Every command calls this before any work, so a mistyped ``-o`` never replaces a user's file.
+    """
+    out = Path(path)
+    for i in inputs:
+        if i is not None and Path(i).exists() and out.exists() and os.path.samefile(out, i):
+            raise ValueError(f"output {out} is also an input; write to another file")
+        if i is not None and Path(i).resolve() == out.resolve():
+            raise ValueError(f"output {out} is also an input; write to another file")
+    if out.is_dir():
+        raise ValueError(f"output {out} is a folder; give a file name")
+    if out.exists() and not force:
+        raise ValueError(f"output {out} exists; pass --force to replace it")
+    if not out.parent.exists():
+        raise ValueError(f"output folder {out.parent} does not exist")
+    return out
+
+
+def check_output_folder(path: str | Path, owned: Callable[[Path], bool], force: bool = False) -> Path:
+    """Refuse an output folder that exists unless it is one this tool wrote (``owned``) and ``force``."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"output {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        if not owned(out):
+            raise ValueError(f"output folder {out} is not empty and was not written by bitsim; "
+                             f"choose another folder (nothing was changed)")
+        if not force:
+            raise ValueError(f"output folder {out} holds an earlier result; pass --force to replace it")
+    return out
+
+
+def publish_folder(tmp: Path, out: Path, owned: Callable[[Path], bool]) -> Path:
+    """Move a finished temporary folder into place at ``out``; an old ``out`` is removed only if ``owned``."""
+    out = Path(out)
+    old = None
+    if out.exists():
+        if any(out.iterdir()) and not owned(out):
+            raise ValueError(f"output folder {out} was not written by bitsim; not replacing it")
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.replace(out, old)
+    os.replace(tmp, out)
+    if old is not None:
+        shutil.rmtree(old)
+    return out
+
+
+def temporary_sibling(out: str | Path) -> Path:
+    """A new empty folder beside ``out`` (same file system, so the final rename is atomic)."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))

@@ -28,3 +28,9 @@ TUNING_SUFFIX = "_cfg"
 
 #: Where the activation statistics of an op trace come from (``stats_source`` metadata).
 STATS_SOURCES = ("random", "paper-table2", "trained")
+
+#: Workload bounds every entry point enforces (model traces, the simulator, studies, sweeps): beyond
+#: them a run would take minutes to hours or exhaust memory, and no question of the tool needs them.
+MAX_CONTEXT = 1 << 20          # decode context, tokens (1 M; the papers go to 32 k)
+MAX_PREFILL_TOKENS = 1 << 15   # prompt length of a prefill trace (32 k)
+MAX_BATCH = 1024               # sequences per step (issue 12's sweeps go to 256)
