@@ -16,7 +16,7 @@
 #
 # Three independent references:
 # 1. **SCALE-Sim v3** (PyPI `scalesim`): systolic compute cycles of dense GEMMs, same array and
-#    dataflow (`bitsim.scalesim_ref`).
+#    dataflow (`sim.validation`).
 # 2. **Roofline**: no simulated op may beat max(compute peak, off-chip bandwidth) of its
 #    accelerator (`sim.validation.roofline_bounds`); the roofline figure places every op.
 # 3. **The measured H100**: every measured kernel shape replayed on the `h100-like` preset
@@ -41,7 +41,7 @@ from IPython.display import display
 import sim
 from bitsim.report import figures
 from bitsim.report.measured import load_measured, validate_simulator
-from bitsim.scalesim_ref import compare_systolic
+from sim.validation import compare_systolic
 from bitsim.experiments.study import StudyConfig, run_study
 from sim.validation import roofline_bounds
 

@@ -1,16 +1,101 @@
-"""Public entry point: ``simulate(trace, accel) -> SimResult`` (per-op table + per-token summary)."""
+"""Public entry point: ``simulate(trace, accel) -> SimResult`` (per-op table + per-step summary).
+
+The summary is a :class:`SimSummary` record; its flat form (:meth:`SimSummary.row`) is the
+registered table ``sim_summary`` (bitsim/tables/sim.py: every column with its unit).
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import pandas as pd
 
-from .config import AcceleratorConfig, load_accelerator
-from .engine import check_trace, plan_ops, run, write_chrome_trace
+from bitsim.tables import validate
+from bitsim.tables.sim import BOUNDS, ENERGY_COMPONENTS, SIM_SUMMARY
 
-COMPONENTS = ("compute", "sram", "offchip", "vector", "static")
+from .config import AcceleratorConfig, load_accelerator
+from .engine import check_timeline_path, check_trace, dma_tiles, plan_ops, schedule_ops, write_chrome_trace
+
+COMPONENTS = ENERGY_COMPONENTS
+#: Most DMA tiles (weight-buffer halves) one simulation may schedule: ~30 s on one core.
+MAX_DMA_TILES = 1_000_000
+#: Above this many DMA tiles (~3 s) ``simulate`` reports progress through its ``progress`` callback.
+SLOW_DMA_TILES = 100_000
+#: Most cycles of one run (int64 cycle columns must not overflow).
+MAX_CYCLES = 1 << 62
+
+
+@dataclass(frozen=True, kw_only=True)
+class SimSummary(Mapping):
+    """Per-step totals of one simulation, with units (the ``sim_summary`` table, one row).
+
+    It also reads like the dict it replaces (``summary["cycles"]``, ``"kv_bytes" in summary``,
+    ``summary.get(...)``); :meth:`to_dict` is its JSON form, :meth:`row` its flat table row.
+    """
+    accelerator: str
+    comparison: str
+    energy_basis: str
+    phase: str
+    ops: int                                  # trace rows
+    tokens: int                               # tokens the step produces
+    cycles: int                               # cycle
+    clock_ghz: float                          # GHz
+    latency_s: float                          # s
+    tokens_per_s: float                       # token/s
+    energy_j: float                           # J, whole step
+    energy_j_per_token: float                 # J/token
+    energy_j_by_component: dict               # component -> J, whole step (COMPONENTS)
+    bytes_offchip: float                      # byte
+    weight_bytes: float                       # byte
+    kv_bytes: float                           # byte
+    footprint_bytes: float                    # byte
+    fits_offchip: bool
+    compute_area_mm2_45nm: float              # mm2
+    cycles_by_bound: dict                     # bound -> cycle (BOUNDS)
+    fallback_ops: tuple = ()                  # {op, needs, pair, array, count} per group
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in _SUMMARY_FIELDS:
+            raise KeyError(key)
+        value = getattr(self, key)
+        return list(value) if key == "fallback_ops" else value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_SUMMARY_FIELDS)
+
+    def __len__(self) -> int:
+        return len(_SUMMARY_FIELDS)
+
+    def to_dict(self) -> dict:
+        """Plain, JSON-ready dict (nested dicts copied, ``fallback_ops`` a list)."""
+        return {k: (dict(v) if isinstance(v, dict) else [dict(x) for x in v] if k == "fallback_ops" else v)
+                for k, v in ((k, getattr(self, k)) for k in _SUMMARY_FIELDS)}
+
+    def row(self) -> dict:
+        """The flat ``sim_summary`` row: component energies per token, cycles per bound, fallbacks as JSON."""
+        out = {k: getattr(self, k) for k in _SUMMARY_FIELDS
+               if k not in ("energy_j_by_component", "cycles_by_bound", "fallback_ops")}
+        for c in COMPONENTS:
+            out[f"energy_{c}_j"] = float(self.energy_j_by_component[c]) / self.tokens
+        for b in BOUNDS:
+            out[f"cycles_{b}_bound"] = int(self.cycles_by_bound[b])
+        out["fallback_ops"] = json.dumps([dict(x) for x in self.fallback_ops])
+        return {c.name: out[c.name] for c in SIM_SUMMARY}
+
+
+_SUMMARY_FIELDS = tuple(f.name for f in fields(SimSummary))
+
+
+def summary_table(summaries: Iterable[SimSummary]) -> pd.DataFrame:
+    """A ``sim_summary`` table, one row per summary (validated)."""
+    rows = [s.row() for s in summaries]
+    return validate(pd.DataFrame(rows), "sim_summary")
 
 
 @dataclass
@@ -19,31 +104,51 @@ class SimResult:
     ``fallback`` and ``ideal_compute_cycles``); ``summary``: per-step / per-token
     totals (``fallback_ops`` lists ops run on a wider pair than their operands)."""
     ops: pd.DataFrame
-    summary: dict
+    summary: SimSummary
     accel: AcceleratorConfig = field(repr=False)
 
     def __repr__(self) -> str:
         s = self.summary
-        return (f"SimResult({s['accelerator']}, {s['phase']}, {s['tokens']} tokens: "
-                f"{s['latency_s'] * 1e3:.3f} ms, {s['tokens_per_s']:.1f} tok/s, "
-                f"{s['energy_j_per_token'] * 1e3:.3f} mJ/token)")
+        return (f"SimResult({s.accelerator}, {s.phase}, {s.tokens} tokens: "
+                f"{s.latency_s * 1e3:.3f} ms, {s.tokens_per_s:.1f} tok/s, "
+                f"{s.energy_j_per_token * 1e3:.3f} mJ/token)")
 
 
 def simulate(trace: pd.DataFrame, accel: "str | Path | AcceleratorConfig",
-             timeline: "str | Path | None" = None) -> SimResult:
+             timeline: "str | Path | None" = None,
+             progress: Callable[[str], None] | None = None) -> SimResult:
     """Simulate one op trace (one forward step) on one accelerator.
 
     ``accel`` is a preset name, a YAML path or an :class:`AcceleratorConfig`;
     ``timeline`` (optional ``.json`` path) receives a Chrome trace-event file.
+    Inputs are checked first (:func:`sim.engine.check_trace`, the config's
+    ranges); a step needing more than :data:`MAX_DMA_TILES` tile loads is refused
+    before it runs.  ``progress`` (optional) receives one-line messages when the
+    step is large (over :data:`SLOW_DMA_TILES` tiles): an estimate, then every 10 %.
     """
     cfg = load_accelerator(accel)
     check_trace(trace)
+    if timeline is not None:
+        check_timeline_path(timeline)
     trace = trace.reset_index(drop=True)
     plans = plan_ops(trace, cfg)
-    names = [f"L{int(l)}.{o}" for l, o in zip(trace["layer"], trace["op"])]
-    log = run(plans, cfg, names)
-
     n = len(plans)
+    tiles = sum(dma_tiles(plans, cfg))
+    if tiles > MAX_DMA_TILES:
+        ctx = trace.attrs.get("context")
+        raise ValueError(
+            f"this step needs {tiles:,} DMA tile loads on {cfg.name} (weight buffer half = "
+            f"{cfg.sram.weight_buffer_kib / 2:g} KiB), above the limit of {MAX_DMA_TILES:,} (~30 s); "
+            f"shorten the step (context={ctx}, batch={trace.attrs.get('batch')}) or enlarge "
+            f"sram.weight_buffer_kib")
+    on_op_done = _progress_hook(progress, n, tiles, cfg.name) if progress is not None and tiles > SLOW_DMA_TILES \
+        else None
+    names = [f"L{int(l)}.{o}" for l, o in zip(trace["layer"], trace["op"])]
+    log = schedule_ops(plans, cfg, names, on_op_done)
+    if log.end > MAX_CYCLES:
+        raise ValueError(f"the step runs {log.end:.3g} cycles on {cfg.name}, beyond {MAX_CYCLES:.3g}: "
+                         f"the trace's sizes are not those of one forward step")
+
     start = np.array([t.start for t in log.timings], dtype=np.int64)
     end = np.array([t.end for t in log.timings], dtype=np.int64)
     comp = np.array([t.compute for t in log.timings], dtype=np.int64)
@@ -85,12 +190,22 @@ def simulate(trace: pd.DataFrame, accel: "str | Path | AcceleratorConfig",
                  **{k: v for k, v in trace.attrs.items() if isinstance(v, (str, int, float, bool))}}
 
     summary = _summary(trace, ops, cfg, log.end, n)
-    summary["fallback_ops"] = fallback_ops(ops)
     if timeline is not None:
         info = [{"layer": int(l), "op": o, "op_class": c} for l, o, c in
                 zip(ops["layer"], ops["op"], ops["op_class"])]
         write_chrome_trace(log, timeline, cfg.clock_ghz, cfg.name, info)
-    return SimResult(ops, summary, cfg)
+    return SimResult(ops=ops, summary=summary, accel=cfg)
+
+
+def _progress_hook(progress: Callable[[str], None], n: int, tiles: int, accel: str) -> Callable[[int], None]:
+    """Announce a large step, then report every 10 % of its ops (for ``simulate``'s ``progress``)."""
+    progress(f"simulating {n} ops, {tiles:,} DMA tiles on {accel} (about {tiles / 35_000:.0f} s)")
+    t0, marks = time.perf_counter(), {math.ceil(n * k / 10) - 1 for k in range(1, 10)}
+
+    def on_op_done(i: int) -> None:
+        if i in marks:
+            progress(f"  {100 * (i + 1) // n} % of ops issued ({time.perf_counter() - t0:.1f} s)")
+    return on_op_done
 
 
 def fallback_ops(ops: pd.DataFrame) -> list[dict]:
@@ -108,7 +223,7 @@ def fallback_ops(ops: pd.DataFrame) -> list[dict]:
             for (op, needs, pair, unit), k in groups.items()]
 
 
-def fallback_warning(summary: dict) -> str | None:
+def fallback_warning(summary: Mapping) -> str | None:
     """One line naming the fallback ops of a summary (``None`` if there are none)."""
     fb = summary.get("fallback_ops") or []
     if not fb:
@@ -118,7 +233,7 @@ def fallback_warning(summary: dict) -> str | None:
             f"op(s); they ran on a wider pair: {parts}")
 
 
-def _summary(trace: pd.DataFrame, ops: pd.DataFrame, cfg: AcceleratorConfig, end: int, n: int) -> dict:
+def _summary(trace: pd.DataFrame, ops: pd.DataFrame, cfg: AcceleratorConfig, end: int, n: int) -> SimSummary:
     gemm = trace["op_class"] == "gemm"
     tokens = int(trace.loc[gemm, "M"].max()) if gemm.any() else int(trace.attrs.get("batch", 1))
     phase = str(trace["phase"].iloc[0])
@@ -138,26 +253,26 @@ def _summary(trace: pd.DataFrame, ops: pd.DataFrame, cfg: AcceleratorConfig, end
     else:
         kv = float(trace["kv_bytes_write"].sum())
     footprint = weight_bytes + kv
-    return {
-        "accelerator": cfg.name,
-        "comparison": cfg.comparison,
-        "energy_basis": cfg.energy_basis,
-        "phase": phase,
-        "ops": n,
-        "tokens": tokens,
-        "cycles": int(end),
-        "clock_ghz": cfg.clock_ghz,
-        "latency_s": latency,
-        "tokens_per_s": tokens / latency if latency > 0 else float("inf"),
-        "energy_j": total,
-        "energy_j_per_token": total / tokens,
-        "energy_j_by_component": by,
-        "bytes_offchip": float(ops["bytes_offchip"].sum()),
-        "weight_bytes": weight_bytes,
-        "kv_bytes": kv,
-        "footprint_bytes": footprint,
-        "fits_offchip": footprint <= cfg.offchip.capacity_gb * 1e9,
-        "compute_area_mm2_45nm": cfg.compute_area_mm2_45nm(),
-        "cycles_by_bound": {b: int(ops.loc[ops["bound"] == b, "cycles"].sum())
-                            for b in ("compute", "memory", "vector")},
-    }
+    return SimSummary(
+        accelerator=cfg.name,
+        comparison=cfg.comparison,
+        energy_basis=cfg.energy_basis,
+        phase=phase,
+        ops=n,
+        tokens=tokens,
+        cycles=int(end),
+        clock_ghz=cfg.clock_ghz,
+        latency_s=latency,
+        tokens_per_s=tokens / latency if latency > 0 else float("inf"),
+        energy_j=total,
+        energy_j_per_token=total / tokens,
+        energy_j_by_component=by,
+        bytes_offchip=float(ops["bytes_offchip"].sum()),
+        weight_bytes=weight_bytes,
+        kv_bytes=kv,
+        footprint_bytes=footprint,
+        fits_offchip=footprint <= cfg.offchip.capacity_gb * 1e9,
+        compute_area_mm2_45nm=cfg.compute_area_mm2_45nm(),
+        cycles_by_bound={b: int(ops.loc[ops["bound"] == b, "cycles"].sum()) for b in BOUNDS},
+        fallback_ops=tuple(fallback_ops(ops)),
+    )

@@ -1,7 +1,8 @@
-"""The fitted GPU-kernel parameters (sim.calibrate, preset h100-triton) and their held-out validation."""
+"""The fitted GPU-kernel parameters (sim.validation.calibrate, preset h100-triton) and their held-out validation."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from pathlib import Path
 
@@ -9,11 +10,10 @@ import pandas as pd
 import pytest
 
 import sim
-from bitsim.tables import read_table, validate
-from sim.calibrate import FITS, calibration_mask, fit, to_yaml
+from bitsim.tables import measured_final_rows, read_table, validate
 from sim.compute import unpack_cycles
 from sim.config import from_dict
-from sim.validation import compare_measured, validation_table
+from sim.validation import FITS, calibration_mask, compare_measured, fit, to_yaml, validation_table
 from test_sim_synthetic import gemm_row
 
 MEASURED = Path(__file__).resolve().parents[1] / "reports" / "data" / "measured_h100_kernels.parquet"
@@ -92,7 +92,7 @@ def test_unpack_stage_binds_only_packed_operands_and_faster_unpack_is_never_slow
     int8 = pd.DataFrame([gemm_row("g", 2048, 4096, 4096, wfmt="int8", wbits=8, afmt="int8", abits=8)])
     lat = []
     for r in (2.0, 8.0, 32.0, 1e4):
-        arrays = (base.arrays[0].__class__(**{**base.arrays[0].__dict__, "unpack": {"ternary": r}}),
+        arrays = (dataclasses.replace(base.arrays[0], unpack={"ternary": r}),
                   base.arrays[1])
         cfg = base.replace(arrays=arrays)
         lat.append(sim.simulate(tern, cfg).summary["cycles"])
@@ -118,7 +118,8 @@ def committed():
 def test_committed_h100_triton_preset_is_the_fit_of_the_committed_table(committed):
     _, raw, _, _ = committed
     fitted, preset = from_dict(copy.deepcopy(raw)), sim.load_accelerator("h100-triton")
-    msg = "re-run: python -m sim.calibrate reports/data/measured_h100_kernels.parquet -o sim/presets/h100-triton.yaml"
+    msg = ("re-run: python -m sim.validation calibrate reports/data/measured_h100_kernels.parquet "
+           "-o sim/presets/h100-triton.yaml --force")
     assert fitted.op_overhead_ns == preset.op_overhead_ns, msg
     assert fitted.host_launch_ns == preset.host_launch_ns, msg
     assert [a.unpack for a in fitted.arrays] == [a.unpack for a in preset.arrays], msg
@@ -163,13 +164,12 @@ def test_h100_triton_fits_decode_bound_large_m_gemms_and_beats_h100_like_on_ever
     table, _, rows, pc = committed
     ours = rows[(rows.preset == "h100-triton") & (rows.skipped == "")]
     big = ours[(ours.split == "held-out") & ours.kernel_class.str.startswith("gemm") & (ours.M >= 2048)]
-    assert len(big) and big.err.abs().mean() <= 0.10, big[["kernel_class", "M", "N", "K", "err"]]
+    assert len(big) and big.rel_error.abs().mean() <= 0.10, big[["kernel_class", "M", "N", "K", "rel_error"]]
     # the fitted parameters improve every class of our kernels over the ideal-kernel preset
-    from bitsim.tables import measured_final_rows
     m = measured_final_rows(table).reset_index(drop=True)
     ideal_rows, _ = compare_measured(m[m.impl == "ours"].reset_index(drop=True), "h100-like")
-    ideal = ideal_rows[ideal_rows.skipped == ""].assign(a=lambda d: d.err.abs()).groupby("kernel_class").a.mean()
-    fitted = ours.assign(a=ours.err.abs()).groupby("kernel_class").a.mean()
+    ideal = ideal_rows[ideal_rows.skipped == ""].assign(a=lambda d: d.rel_error.abs()).groupby("kernel_class").a.mean()
+    fitted = ours.assign(a=ours.rel_error.abs()).groupby("kernel_class").a.mean()
     for c in fitted.index:
         assert fitted[c] < ideal[c], (c, fitted[c], ideal[c])
 

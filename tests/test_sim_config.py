@@ -9,13 +9,12 @@ import pytest
 import yaml
 
 import sim
-from sim.config import PRESET_DIR, PRESETS, from_dict
+from sim.config import PRESET_DIR, PRESETS, from_dict, load_yaml
 from test_sim_synthetic import decoder_trace, gemm_row
 
 
 def _raw(name="b1.58"):
-    with open(PRESET_DIR / PRESETS[name]) as f:
-        return yaml.safe_load(f)
+    return copy.deepcopy(load_yaml(PRESET_DIR / PRESETS[name]))
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
@@ -123,11 +122,11 @@ def test_bad_trace_values_are_value_errors_naming_column_and_row():
     tr = decoder_trace("b1.58", layers=1, head=False)
     t1 = tr.copy()
     t1.loc[3, "M"] = -1
-    with pytest.raises(ValueError, match="'M'.*row 3"):
+    with pytest.raises(ValueError, match="row 3 .*'M'"):
         sim.simulate(t1, "b1.58")
     t2 = tr.copy()
     t2.loc[4, "weight_bytes"] = float("nan")
-    with pytest.raises(ValueError, match="weight_bytes.*row 4"):
+    with pytest.raises(ValueError, match="row 4 .*weight_bytes"):
         sim.simulate(t2, "b1.58")
     with pytest.raises(ValueError, match="missing columns"):
         sim.simulate(tr.drop(columns=["row_skip"]), "b1.58")

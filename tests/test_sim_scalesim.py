@@ -11,12 +11,11 @@ import pytest
 
 from sim.compute import systolic_cycles
 from sim.config import ArrayConfig, PEOp
+from sim.validation.scalesim import DATAFLOW_CODES, scalesim_cycles
 
 pytest.importorskip("scalesim.scale_sim")
 # scalesim 3.0 trips a numpy deprecation inside its own memory model; not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
-from bitsim.scalesim_ref import DATAFLOW_CODES, scalesim_cycles  # noqa: E402  (runs SCALE-Sim itself)
 
 
 def scalesim_compute_cycles(tmp_path, M, N, K, rows, cols, dataflow) -> int:
@@ -41,6 +40,6 @@ SHAPES = [  # (M, N, K, rows, cols, label)
 @pytest.mark.parametrize("M,N,K,rows,cols,label", SHAPES, ids=[s[-1] for s in SHAPES])
 def test_compute_cycles_match_scalesim_within_5_percent(tmp_path, M, N, K, rows, cols, label, dataflow):
     ref = scalesim_compute_cycles(tmp_path, M, N, K, rows, cols, dataflow)
-    arr = ArrayConfig("a", rows, cols, dataflow, (PEOp("fp16", "fp16", 1.0),))
+    arr = ArrayConfig(name="a", rows=rows, cols=cols, dataflow=dataflow, pe_ops=(PEOp("fp16", "fp16", 1.0),))
     ours = systolic_cycles(M, N, K, arr)
     assert abs(ours - ref) / ref <= 0.05, (label, dataflow, ours, ref)

@@ -80,3 +80,8 @@ def test_quote_cuts_long_values():
     assert quote("abc") == "'abc'"
     long = quote("x" * 10_000)
     assert len(long) <= MAX_QUOTE and long.endswith("(10002 chars)")
+
+
+def test_control_characters_are_a_clear_error():
+    with pytest.raises(ValueError, match="invalid YAML"):
+        parse_yaml("a: \x00")

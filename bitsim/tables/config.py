@@ -96,8 +96,9 @@ def parse_yaml(text: str, where: str = "YAML") -> Any:
         raise TypeError(f"{where}: expected YAML text, got {type(text).__name__}")
     if len(text.encode("utf-8", "replace")) > MAX_YAML_BYTES:
         raise ValueError(f"{where}: larger than {MAX_YAML_BYTES} bytes; a config is a few KB")
-    loader = _StrictLoader(text)
+    loader = None
     try:
+        loader = _StrictLoader(text)
         node = loader.get_single_node()
         if node is None:
             return None
@@ -110,7 +111,8 @@ def parse_yaml(text: str, where: str = "YAML") -> Any:
     except RecursionError:
         raise ValueError(f"{where}: nested too deeply") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def load_yaml(path: str | Path) -> Any:

@@ -1,8 +1,12 @@
-"""Accelerator description: YAML -> typed, validated, frozen dataclasses."""
-from .accelerator import (COMPARISONS, DATAFLOWS, ENERGY_BASES, POLICIES, PRESET_DIR, PRESETS, AcceleratorConfig,
-                          ArrayConfig, OffchipConfig, PEOp, SparsityConfig, SramConfig, VectorConfig,
-                          from_dict, load_accelerator, load_yaml)
+"""Accelerator description: YAML -> typed, validated, frozen dataclasses.
 
-__all__ = ["COMPARISONS", "DATAFLOWS", "ENERGY_BASES", "POLICIES", "PRESET_DIR", "PRESETS", "AcceleratorConfig",
-           "ArrayConfig", "OffchipConfig", "PEOp", "SparsityConfig", "SramConfig", "VectorConfig",
-           "from_dict", "load_accelerator", "load_yaml"]
+``load_yaml`` is the project's one strict, bounded YAML loader (``bitsim.tables.config``),
+re-exported here for the callers that read accelerator files.
+"""
+from .accelerator import (COMPARISONS, DATAFLOWS, ENERGY_BASES, LIMITS, POLICIES, PRESET_DIR, PRESETS,
+                          AcceleratorConfig, ArrayConfig, OffchipConfig, PEOp, SparsityConfig, SramConfig,
+                          VectorConfig, from_dict, load_accelerator, load_yaml)
+
+__all__ = ["COMPARISONS", "DATAFLOWS", "ENERGY_BASES", "LIMITS", "POLICIES", "PRESET_DIR", "PRESETS",
+           "AcceleratorConfig", "ArrayConfig", "OffchipConfig", "PEOp", "SparsityConfig", "SramConfig",
+           "VectorConfig", "from_dict", "load_accelerator", "load_yaml"]

@@ -1,9 +1,11 @@
 """Accelerator description: YAML -> typed, validated, frozen dataclasses.
 
 One YAML file describes one accelerator (see ``sim/presets/*.yaml`` and
-docs/simulator.md).  Every field is checked on load: an unknown field, a wrong
-type, a negative size or an unknown precision raises ``ValueError`` naming the
-field (e.g. ``arrays[0].rows``).
+docs/simulator.md).  It is read by the project's one strict, bounded YAML
+loader (``bitsim.tables.config.load_yaml``: duplicate keys, alias bombs and
+oversized files refused, YAML 1.2 floats).  Every field is checked on load: an
+unknown field, a wrong type, a size out of its range (:data:`LIMITS`) or an
+unknown precision raises ``ValueError`` naming the field (e.g. ``arrays[0].rows``).
 """
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from bitsim.tables.config import dataclass_fields, load_yaml, quote
 
 from .. import energy
 from ..compute.precision import KV_FORMATS, check_operand
@@ -42,7 +46,7 @@ class PEOp:
     rate: float = 1.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ArrayConfig:
     """A systolic array (``count`` identical copies share each op's tiles)."""
     name: str
@@ -118,7 +122,7 @@ class SparsityConfig:
     skip_compute: bool = False       # do not spend cycles / energy on zero activations
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class AcceleratorConfig:
     name: str
     description: str
@@ -173,18 +177,49 @@ class AcceleratorConfig:
         return um2 / 1e6
 
     def replace(self, **changes: Any) -> "AcceleratorConfig":
-        """A copy with top-level fields changed (re-validated)."""
-        return _validate(dataclasses.replace(self, **changes))
+        """A copy with top-level fields changed (re-validated); an unknown field is a ``ValueError``."""
+        known = [f.name for f in dataclasses.fields(self)]
+        unknown = sorted(k for k in changes if k not in known)
+        if unknown:
+            raise ValueError(f"{self.name}: unknown field(s) {quote(unknown)} to replace; known: {known}")
+        return _check_config(dataclasses.replace(self, **changes))
 
 
 # --------------------------------------------------------------------------
 # Loading and validation
 # --------------------------------------------------------------------------
+#: Sane range of every number of an accelerator description: field -> (lowest, highest, unit).
+#: A value outside is a typo or a unit slip (``rows: 1000000000000``, ``clock_ghz: 1e-12``) and
+#: is refused naming the field; the ranges are wide enough for any chip from an MCU to a GPU.
+LIMITS: dict[str, tuple[float, float, str]] = {
+    "clock_ghz": (1e-3, 100.0, "GHz"),
+    "arrays.rows": (1, 1 << 16, "PEs"),
+    "arrays.cols": (1, 1 << 16, "PEs"),
+    "arrays.count": (1, 1 << 20, "array copies"),
+    "arrays.weight_load_cycles": (1, 1 << 20, "cycles"),
+    "arrays.max_m": (1, 1 << 40, "rows"),
+    "arrays.pe_ops.rate": (1e-6, 1024.0, "MACs per PE per cycle"),
+    "arrays.unpack": (1e-6, 1e9, "elements per cycle per copy"),
+    "vector.lanes": (1, 1 << 24, "element-passes per cycle"),
+    "vector.passes": (1e-3, 1000.0, "passes per element"),
+    "offchip.capacity_gb": (1e-6, 1e6, "GB"),
+    "offchip.bandwidth_gbps": (1e-3, 1e6, "GB/s"),
+    "offchip.pj_per_bit": (0.0, 1e4, "pJ/bit"),
+    "sram.weight_buffer_kib": (1.0, float(1 << 24), "KiB"),
+    "sram.activation_buffer_kib": (0.0, float(1 << 24), "KiB"),
+    "sram.bandwidth_bytes_per_cycle": (1e-3, float(1 << 24), "bytes per cycle"),
+    "sram.pj_per_bit": (0.0, 1e4, "pJ/bit"),
+    "op_overhead_ns": (0.0, 1e9, "ns"),
+    "host_launch_ns": (0.0, 1e9, "ns"),
+    "static_power_w": (0.0, 1e6, "W"),
+}
+
+
 def load_accelerator(name_or_path: "str | Path | AcceleratorConfig") -> AcceleratorConfig:
     """Load a preset by name (``fp16``, ``b1.58``, ``a4.8``, ``edge``, ``h100-like``, ``h100-triton``)
-    or a YAML path."""
+    or a YAML path (strict, bounded loader); an :class:`AcceleratorConfig` is re-validated."""
     if isinstance(name_or_path, AcceleratorConfig):
-        return _validate(name_or_path)
+        return _check_config(name_or_path)
     if not isinstance(name_or_path, (str, Path)):
         raise TypeError(f"accelerator must be a preset name, a YAML path or an AcceleratorConfig, "
                         f"got {type(name_or_path).__name__}")
@@ -194,47 +229,14 @@ def load_accelerator(name_or_path: "str | Path | AcceleratorConfig") -> Accelera
     else:
         path = Path(key)
         if not path.exists():
-            raise ValueError(f"unknown accelerator {key!r}: not a preset ({sorted(PRESETS)}) "
+            raise ValueError(f"unknown accelerator {quote(key)}: not a preset ({sorted(PRESETS)}) "
                              f"and no such file")
     return from_dict(load_yaml(path), where=path.name)
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that rejects a mapping key given twice (PyYAML keeps the last silently)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
-        seen: dict = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            try:
-                first = seen.get(key)
-            except TypeError:          # unhashable key: let SafeLoader report it
-                continue
-            if first is not None:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r} (first given on line {first.line + 1})",
-                    key_node.start_mark)
-            seen[key] = key_node.start_mark
-        return super().construct_mapping(node, deep=deep)
-
-
-def load_yaml(path: "str | Path") -> Any:
-    """Parse one YAML file; a syntax error or a duplicate mapping key -> ``ValueError`` naming file and line."""
-    path = Path(path)
-    try:
-        with open(path) as f:
-            return yaml.load(f, Loader=_StrictLoader)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
-        where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark is not None else str(path)
-        what = getattr(e, "problem", None) or str(e)
-        ctx = getattr(e, "context", None)
-        raise ValueError(f"{where}: invalid YAML: {what}" + (f" ({ctx})" if ctx else "")) from None
-
-
 def from_dict(raw: Any, where: str = "accelerator") -> AcceleratorConfig:
-    """Build a validated config from a plain dict (the parsed YAML)."""
-    d = _fields(raw, AcceleratorConfig, where)
+    """Build a validated config from a plain dict (the parsed YAML, or ``dataclasses.asdict`` of a config)."""
+    d = dataclass_fields(raw, AcceleratorConfig, where)
     d["arrays"] = tuple(_array(a, f"{where}: arrays[{i}]") for i, a in enumerate(
         _list(d.get("arrays"), f"{where}: arrays")))
     d["vector"] = _vector(d.get("vector"), f"{where}: vector")
@@ -251,86 +253,69 @@ def from_dict(raw: Any, where: str = "accelerator") -> AcceleratorConfig:
         d["calibration"] = dict(cal)
     _typed(d, AcceleratorConfig, where, skip=("arrays", "vector", "offchip", "sram", "sparsity",
                                               "kv_formats", "calibration"))
-    return _validate(AcceleratorConfig(**d), where)
+    return _check_config(AcceleratorConfig(**d), where)
 
 
-def _validate(c: AcceleratorConfig, where: str | None = None) -> AcceleratorConfig:
+def _check_config(c: AcceleratorConfig, where: str | None = None) -> AcceleratorConfig:
     w = where or c.name
-    _pos(c.clock_ghz, f"{w}: clock_ghz")
+    if not isinstance(c.name, str) or not c.name.strip():
+        raise ValueError(f"{w}: name must be a non-empty string, got {quote(c.name)}")
+    _limit(c.clock_ghz, f"{w}: clock_ghz", "clock_ghz")
     if c.process_nm not in energy.NODES:
         raise ValueError(f"{w}: process_nm must be one of {energy.NODES} "
-                         f"(nodes of the [B1] energy table), got {c.process_nm}")
+                         f"(nodes of the [B1] energy table), got {quote(c.process_nm)}")
     if c.comparison not in COMPARISONS:
-        raise ValueError(f"{w}: comparison must be one of {COMPARISONS}, got {c.comparison!r}")
+        raise ValueError(f"{w}: comparison must be one of {COMPARISONS}, got {quote(c.comparison)}")
     if c.precision_policy not in POLICIES:
-        raise ValueError(f"{w}: precision_policy must be one of {POLICIES}, got {c.precision_policy!r}")
+        raise ValueError(f"{w}: precision_policy must be one of {POLICIES}, got {quote(c.precision_policy)}")
     if not c.arrays:
         raise ValueError(f"{w}: arrays: at least one compute array is required")
     names = [a.name for a in c.arrays]
     if len(set(names)) != len(names) or "vector" in names:
-        raise ValueError(f"{w}: arrays: names must be unique and not 'vector', got {names}")
+        raise ValueError(f"{w}: arrays: names must be unique and not 'vector', got {quote(names)}")
     for k in c.kv_formats:
         if k not in KV_FORMATS:
-            raise ValueError(f"{w}: kv_formats: unknown KV format {k!r}; known: {list(KV_FORMATS)}")
-    _nonneg(c.op_overhead_ns, f"{w}: op_overhead_ns")
-    _nonneg(c.host_launch_ns, f"{w}: host_launch_ns")
-    _nonneg(c.static_power_w, f"{w}: static_power_w")
+            raise ValueError(f"{w}: kv_formats: unknown KV format {quote(k)}; known: {list(KV_FORMATS)}")
+    for f_ in ("op_overhead_ns", "host_launch_ns", "static_power_w"):
+        _limit(getattr(c, f_), f"{w}: {f_}", f_)
     if c.energy_basis not in ENERGY_BASES:
-        raise ValueError(f"{w}: energy_basis must be one of {ENERGY_BASES}, got {c.energy_basis!r}")
+        raise ValueError(f"{w}: energy_basis must be one of {ENERGY_BASES}, got {quote(c.energy_basis)}")
     if c.energy_basis == "dynamic-only" and c.static_power_w != 0:
         raise ValueError(f"{w}: energy_basis 'dynamic-only' contradicts static_power_w = {c.static_power_w} "
                          f"(set static_power_w to 0 or energy_basis to 'model')")
-    _pos(c.offchip.capacity_gb, f"{w}: offchip.capacity_gb")
-    _pos(c.offchip.bandwidth_gbps, f"{w}: offchip.bandwidth_gbps")
-    _nonneg(c.offchip.pj_per_bit, f"{w}: offchip.pj_per_bit")
-    _pos(c.sram.weight_buffer_kib, f"{w}: sram.weight_buffer_kib")
-    _nonneg(c.sram.activation_buffer_kib, f"{w}: sram.activation_buffer_kib")
-    _pos(c.sram.bandwidth_bytes_per_cycle, f"{w}: sram.bandwidth_bytes_per_cycle")
-    _nonneg(c.sram.pj_per_bit, f"{w}: sram.pj_per_bit")
-    _pos(c.vector.lanes, f"{w}: vector.lanes")
+    for f_ in ("capacity_gb", "bandwidth_gbps", "pj_per_bit"):
+        _limit(getattr(c.offchip, f_), f"{w}: offchip.{f_}", f"offchip.{f_}")
+    for f_ in ("weight_buffer_kib", "activation_buffer_kib", "bandwidth_bytes_per_cycle", "pj_per_bit"):
+        _limit(getattr(c.sram, f_), f"{w}: sram.{f_}", f"sram.{f_}")
+    _limit(c.vector.lanes, f"{w}: vector.lanes", "vector.lanes")
     for k, v in c.vector.passes.items():
-        _pos(v, f"{w}: vector.passes.{k}")
+        _limit(v, f"{w}: vector.passes.{k}", "vector.passes")
     for i, a in enumerate(c.arrays):
         aw = f"{w}: arrays[{i}]"
         for f_ in ("rows", "cols", "count"):
-            _pos(getattr(a, f_), f"{aw}.{f_}")
+            _limit(getattr(a, f_), f"{aw}.{f_}", f"arrays.{f_}")
         if a.weight_load_cycles is not None:
-            _pos(a.weight_load_cycles, f"{aw}.weight_load_cycles")
+            _limit(a.weight_load_cycles, f"{aw}.weight_load_cycles", "arrays.weight_load_cycles")
         if a.max_m is not None:
             if isinstance(a.max_m, bool) or not isinstance(a.max_m, int):
-                raise ValueError(f"{aw}.max_m: expected an integer or null, got {a.max_m!r}")
-            _pos(a.max_m, f"{aw}.max_m")
+                raise ValueError(f"{aw}.max_m: expected an integer or null, got {quote(a.max_m)}")
+            _limit(a.max_m, f"{aw}.max_m", "arrays.max_m")
         if a.dataflow not in DATAFLOWS:
-            raise ValueError(f"{aw}.dataflow must be one of {DATAFLOWS}, got {a.dataflow!r}")
+            raise ValueError(f"{aw}.dataflow must be one of {DATAFLOWS}, got {quote(a.dataflow)}")
         if not a.pe_ops:
             raise ValueError(f"{aw}.pe_ops: at least one operand pair is required")
         for j, p in enumerate(a.pe_ops):
             check_operand(p.weights, f"{aw}.pe_ops[{j}].weights")
             check_operand(p.acts, f"{aw}.pe_ops[{j}].acts")
-            _pos(p.rate, f"{aw}.pe_ops[{j}].rate")
+            _limit(p.rate, f"{aw}.pe_ops[{j}].rate", "arrays.pe_ops.rate")
         for op_, r in a.unpack.items():
             if op_ not in PACKED_OPERANDS:
-                raise ValueError(f"{aw}.unpack: unknown packed operand {op_!r}; known: {list(PACKED_OPERANDS)}")
-            _pos(r, f"{aw}.unpack.{op_}")
+                raise ValueError(f"{aw}.unpack: unknown packed operand {quote(op_)}; known: {list(PACKED_OPERANDS)}")
+            _limit(r, f"{aw}.unpack.{op_}", "arrays.unpack")
     return c
 
 
 # ---- small helpers -----------------------------------------------------------
-def _fields(raw: Any, cls: type, where: str) -> dict:
-    if not isinstance(raw, dict):
-        raise ValueError(f"{where}: expected a mapping of fields, got {type(raw).__name__}")
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ValueError(f"{where}: unknown field(s) {unknown}; known: {sorted(known)}")
-    required = {f.name for f in dataclasses.fields(cls)
-                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
-    missing = sorted(required - set(raw))
-    if missing:
-        raise ValueError(f"{where}: missing field(s) {missing}")
-    return dict(raw)
-
-
 _TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}
 
 
@@ -346,18 +331,18 @@ def _typed(d: dict, cls: type, where: str, skip: tuple[str, ...] = ()) -> None:
             if t.startswith(name):
                 ok = isinstance(v, types) and not (name in ("int", "float") and isinstance(v, bool))
                 if not ok:
-                    raise ValueError(f"{where}.{f.name}: expected {name}, got {v!r}")
+                    raise ValueError(f"{where}.{f.name}: expected {name}, got {quote(v)}")
                 if name == "float":
                     d[f.name] = float(v)
                 break
 
 
 def _build(raw: Any, cls: type, where: str) -> Any:
-    d = _fields(raw, cls, where)
+    d = dataclass_fields(raw, cls, where)
     if "pj_per_bit" in d:
         v = d["pj_per_bit"]
         if isinstance(v, bool) or not isinstance(v, (int, float, str)):
-            raise ValueError(f"{where}.pj_per_bit: expected a number or an energy-table key, got {v!r}")
+            raise ValueError(f"{where}.pj_per_bit: expected a number or an energy-table key, got {quote(v)}")
         d["pj_per_bit"] = energy.memory_pj_per_bit(v, f"{where}.pj_per_bit")
     _typed(d, cls, where)
     return cls(**d)
@@ -369,45 +354,51 @@ def _list(v: Any, where: str) -> list:
     return list(v)
 
 
+def _numbers(raw: Any, where: str, what: str) -> dict:
+    """A mapping name -> number (``unpack``, ``passes``), names as strings."""
+    if not isinstance(raw, dict):
+        raise ValueError(f"{where}: expected a mapping {what}")
+    for k, v in raw.items():
+        if not isinstance(k, str):
+            raise ValueError(f"{where}: keys must be names, got {quote(k)}")
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ValueError(f"{where}.{k}: expected a number, got {quote(v)}")
+    return raw
+
+
 def _array(raw: Any, where: str) -> ArrayConfig:
-    d = _fields(raw, ArrayConfig, where)
+    d = dataclass_fields(raw, ArrayConfig, where)
     d["pe_ops"] = tuple(_build(p, PEOp, f"{where}.pe_ops[{j}]")
                         for j, p in enumerate(_list(d["pe_ops"], f"{where}.pe_ops")))
     if "unpack" in d:
-        u = d["unpack"]
-        if not isinstance(u, dict):
-            raise ValueError(f"{where}.unpack: expected a mapping operand -> elements per cycle")
-        for k, v in u.items():
-            if isinstance(v, bool) or not isinstance(v, (int, float)):
-                raise ValueError(f"{where}.unpack.{k}: expected a number, got {v!r}")
-        d["unpack"] = {k: float(v) for k, v in u.items()}
+        d["unpack"] = {k: float(v) for k, v in
+                       _numbers(d["unpack"], f"{where}.unpack", "operand -> elements per cycle").items()}
     _typed(d, ArrayConfig, where, skip=("pe_ops", "unpack"))
     return ArrayConfig(**d)
 
 
 def _vector(raw: Any, where: str) -> VectorConfig:
-    d = _fields(raw, VectorConfig, where)
+    d = dataclass_fields(raw, VectorConfig, where)
     passes = dict(_DEFAULT_PASSES)
-    extra = d.get("passes", {})
-    if not isinstance(extra, dict):
-        raise ValueError(f"{where}.passes: expected a mapping op-kind -> passes")
+    extra = _numbers(d.get("passes", {}), f"{where}.passes", "op-kind -> passes")
     unknown = sorted(set(extra) - set(_DEFAULT_PASSES))
     if unknown:
-        raise ValueError(f"{where}.passes: unknown op kind(s) {unknown}; known: {sorted(_DEFAULT_PASSES)}")
-    for k, v in extra.items():
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise ValueError(f"{where}.passes.{k}: expected a number, got {v!r}")
+        raise ValueError(f"{where}.passes: unknown op kind(s) {quote(unknown)}; known: {sorted(_DEFAULT_PASSES)}")
     passes.update(extra)
     d["passes"] = passes
     _typed(d, VectorConfig, where, skip=("passes",))
     return VectorConfig(**d)
 
 
-def _pos(v: float, where: str) -> None:
-    if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
-        raise ValueError(f"{where} must be a positive number, got {v!r}")
-
-
-def _nonneg(v: float, where: str) -> None:
-    if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
-        raise ValueError(f"{where} must be a non-negative number, got {v!r}")
+def _limit(v: Any, where: str, key: str) -> None:
+    """``v`` is a finite number inside ``LIMITS[key]``; else a ``ValueError`` naming ``where``."""
+    lo, hi, unit = LIMITS[key]
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise ValueError(f"{where} must be a finite number, got {quote(v)}")
+    if lo > 0 and v <= 0:
+        raise ValueError(f"{where} must be a positive number, got {quote(v)}")
+    if lo == 0 and v < 0:
+        raise ValueError(f"{where} must be a non-negative number, got {quote(v)}")
+    if v < lo or v > hi:
+        raise ValueError(f"{where} = {v:g} is outside the sane range [{lo:g}, {hi:g}] {unit}; "
+                         f"check the value and its unit")

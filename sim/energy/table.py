@@ -1,6 +1,6 @@
 """The simulator's one energy (and area) table: every number names its source.
 
-Sources (tags as in ``/work/shared/docs/bitnet-paper-digest.md`` §0):
+Sources (tags as in docs/paper-facts.md §0):
 
 * [B1]  Wang et al., *BitNet: Scaling 1-bit Transformers*, arXiv 2310.11453,
   Table 2 (per-op energies at 45 nm and 7 nm, after Horowitz ISSCC 2014), and
@@ -21,6 +21,8 @@ each, so a reader can change the rule in one place.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from bitsim.tables.config import quote
 
 NODES = (45, 7)  # process nodes with a [B1] Table 2 column
 
@@ -160,7 +162,7 @@ def memory_pj_per_bit(spec: float | str, field: str) -> float:
     """Resolve a config's ``pj_per_bit`` (a number, or a key of :data:`MEMORY_PJ_PER_BIT`)."""
     if isinstance(spec, str):
         if spec not in MEMORY_PJ_PER_BIT:
-            raise ValueError(f"{field}: unknown memory energy key {spec!r}; "
+            raise ValueError(f"{field}: unknown memory energy key {quote(spec)}; "
                              f"known: {sorted(MEMORY_PJ_PER_BIT)} or a number (pJ/bit)")
         return MEMORY_PJ_PER_BIT[spec].value
     return float(spec)

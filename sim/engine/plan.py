@@ -2,19 +2,25 @@
 
 Everything here is per-op arithmetic (tiling, bytes, pJ); *when* things happen
 -- contention for the DMA channel, double buffering, overlap between ops -- is
-the scheduler's job (:mod:`sim.engine.scheduler`).
+the scheduler's job (:mod:`sim.engine.scheduler`).  :func:`check_trace` is the
+gate every trace passes first: schema, then values and their cross-field rules.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from bitsim.tables import ACT_FORMATS, OP_CLASSES, PHASES, WEIGHT_FORMATS, validate
+from bitsim.tables.config import quote
+
 from .. import energy
 from ..compute import map_op, systolic_cycles, unpack_cycles
-from ..compute.precision import act_operand, weight_operand
+from ..compute.precision import ACT_FORMAT_BITS, act_operand, weight_operand
 from ..config import AcceleratorConfig
 from ..memory import Traffic, matmul_traffic, vector_traffic
 
@@ -25,9 +31,21 @@ _VECTOR_KINDS = (  # (name prefix, vector.passes key)
     ("add", "residual"),
 )
 
+#: Bits an activation / output element may have (``act_bits``, ``out_bits``; 1 = a TopK mask bit).
+SUPPORTED_BITS = (1, 2, 3, 4, 8, 16, 32)
+#: Largest storage bits per weight element (``weight_bits``; averages with scales included).
+MAX_WEIGHT_BITS = 32.0
+#: Trace bounds: rows, and the ``batch`` / ``context`` metadata (tokens), so a run stays bounded.
+MAX_TRACE_ROWS = 100_000
+MAX_BATCH = 1 << 16
+MAX_CONTEXT = 1 << 22
+#: Largest value of any M, N, K, count, MAC or byte column: beyond it cycle counts overflow int64.
+MAX_TRACE_VALUE = float(1 << 53)
 
-@dataclass
+
+@dataclass(frozen=True, kw_only=True)
 class OpPlan:
+    """Per-op arithmetic of one trace row (keyword-only: many fields of the same type)."""
     index: int
     unit: str                 # array name or "vector"
     unit_cycles: int          # cycles the unit is busy (systolic / vector, SRAM-bandwidth bound)
@@ -49,10 +67,11 @@ class OpPlan:
 
 
 def vector_kind(op: str, where: str) -> str:
+    """The ``vector.passes`` key of a vector op, from its name prefix."""
     for prefix, kind in _VECTOR_KINDS:
         if op.startswith(prefix):
             return kind
-    raise ValueError(f"{where}: no vector-unit operation for op {op!r}; "
+    raise ValueError(f"{where}: no vector-unit operation for op {quote(op)}; "
                      f"known kinds: {sorted({k for _, k in _VECTOR_KINDS})} (by name prefix)")
 
 
@@ -75,14 +94,15 @@ def plan_ops(trace: pd.DataFrame, accel: AcceleratorConfig) -> list[OpPlan]:
         extra = float(row.get(EXTRA_WRITE, 0.0))
         if extra > 0:
             t = p.traffic
-            p.traffic = Traffic(t.offchip_read, t.offchip_write + extra, t.sram)
-            p.energy_offchip_pj += extra * 8 * accel.offchip.pj_per_bit
+            p = dataclasses.replace(
+                p, traffic=Traffic(offchip_read=t.offchip_read, offchip_write=t.offchip_write + extra, sram=t.sram),
+                energy_offchip_pj=p.energy_offchip_pj + extra * 8 * accel.offchip.pj_per_bit)
         plans.append(p)
     return plans
 
 
 def _plan_row(i: int, r: dict, accel: AcceleratorConfig, cache: dict) -> OpPlan:
-    where = f"trace row {i} (layer {int(r['layer'])}, op {r['op']!r})"
+    where = f"trace row {i} (layer {int(r['layer'])}, op {quote(r['op'])})"
     cls = r["op_class"]
     node = accel.process_nm
     sram_pj_b = accel.sram.pj_per_bit * 8
@@ -92,14 +112,16 @@ def _plan_row(i: int, r: dict, accel: AcceleratorConfig, cache: dict) -> OpPlan:
         passes = accel.vector.passes[kind]
         elements = float(r["macs_dense"])
         table = float(r["weight_bytes"])  # embedding rows gathered, norm gains: off chip
-        t = vector_traffic(accel, float(r["act_bytes_in"]), float(r["act_bytes_out"]), table,
-                           float(r["kv_bytes_write"]))
+        t = vector_traffic(accel, act_in=float(r["act_bytes_in"]), act_out=float(r["act_bytes_out"]),
+                           table_read=table, kv_write=float(r["kv_bytes_write"]))
         work = elements * passes
         ideal = work / accel.vector.lanes
         sram_c = t.sram / accel.sram.bandwidth_bytes_per_cycle
-        return OpPlan(i, "vector", int(math.ceil(max(ideal, sram_c))), ideal, t, accel.vector.lanes, work,
-                      0.0, t.sram * sram_pj_b, (t.offchip_read + t.offchip_write) * off_pj_b,
-                      work * energy.vector_pj_per_element_pass(node), "")
+        return OpPlan(index=i, unit="vector", unit_cycles=int(math.ceil(max(ideal, sram_c))),
+                      ideal_compute_cycles=ideal, traffic=t, peak_rate=accel.vector.lanes, work=work,
+                      energy_compute_pj=0.0, energy_sram_pj=t.sram * sram_pj_b,
+                      energy_offchip_pj=(t.offchip_read + t.offchip_write) * off_pj_b,
+                      energy_vector_pj=work * energy.vector_pj_per_element_pass(node), pair="")
 
     wfmt, afmt = str(r["weight_format"]), str(r["act_format"])
     if cls == "attention" and wfmt not in accel.kv_formats:
@@ -108,61 +130,157 @@ def _plan_row(i: int, r: dict, accel: AcceleratorConfig, cache: dict) -> OpPlan:
     M, N, K, count = int(r["M"]), int(r["N"]), int(r["K"]), int(r["count"])
     skip = float(r["row_skip"]) if cls == "gemm" else 0.0
     k_eff = max(1, math.ceil(K * (1.0 - skip))) if accel.sparsity.skip_compute and skip > 0 else K
+    wop, aop = weight_operand(wfmt, where), act_operand(afmt, where)
     key = (wfmt, afmt, M, N, k_eff, count)
     if key not in cache:
-        cache[key] = map_op(accel, weight_operand(wfmt, where), act_operand(afmt, where), where,
-                            (M, N, k_eff, count))
+        cache[key] = map_op(accel, wop, aop, where, (M, N, k_eff, count))
     m = cache[key]
     if cls == "attention":
         wread = float(r["kv_bytes_read"]) or float(r["weight_bytes"])
     else:
         wread = float(r["weight_bytes"]) * (1.0 - skip if accel.sparsity.skip_weight_fetch else 1.0)
     macs = float(r["macs_effective"] if accel.sparsity.skip_compute else r["macs_dense"])
-    t = matmul_traffic(accel, m.array, M, N, K, count, wread, float(r["act_bytes_in"]),
-                       float(r["act_bytes_out"]), float(r["kv_bytes_write"]))
+    t = matmul_traffic(accel, m.array, M=M, N=N, K=K, count=count, weight_read=wread,
+                       act_in=float(r["act_bytes_in"]), act_out=float(r["act_bytes_out"]),
+                       kv_write=float(r["kv_bytes_write"]))
     rate = m.pe_op.rate
     cyc = systolic_cycles(M, N, k_eff, m.array, rate, count)
     sram_c = t.sram / accel.sram.bandwidth_bytes_per_cycle
     # packed weights / KV codes on a PE pair of another format: software unpack, overlapped
-    wop, aop = weight_operand(wfmt, where), act_operand(afmt, where)
     unpack_rate = m.array.unpack.get(wop) if m.pe_op.weights != wop else None
     unpack = unpack_cycles(M, N, k_eff, m.array, unpack_rate, count) if unpack_rate else 0
     peak = m.array.pes * rate
-    return OpPlan(i, m.array.name, int(math.ceil(max(cyc, sram_c, unpack))), macs / peak, t, peak, macs,
-                  macs * m.mac_pj, t.sram * sram_pj_b, (t.offchip_read + t.offchip_write) * off_pj_b,
-                  0.0, f"{m.pe_op.weights}x{m.pe_op.acts}", f"{wop}x{aop}")
+    return OpPlan(index=i, unit=m.array.name, unit_cycles=int(math.ceil(max(cyc, sram_c, unpack))),
+                  ideal_compute_cycles=macs / peak, traffic=t, peak_rate=peak, work=macs,
+                  energy_compute_pj=macs * m.mac_pj, energy_sram_pj=t.sram * sram_pj_b,
+                  energy_offchip_pj=(t.offchip_read + t.offchip_write) * off_pj_b, energy_vector_pj=0.0,
+                  pair=f"{m.pe_op.weights}x{m.pe_op.acts}", needs=f"{wop}x{aop}")
+
+
+# --------------------------------------------------------------------------
+# The trace gate
+# --------------------------------------------------------------------------
+_NUMERIC = ("M", "N", "K", "count", "weight_bits", "act_bits", "out_bits", "sparsity", "row_skip",
+            "macs_dense", "macs_effective", "weight_bytes", "act_bytes_in", "act_bytes_out",
+            "kv_bytes_read", "kv_bytes_write")
+
+
+def _plain(x: object) -> object:
+    return x.item() if isinstance(x, np.generic) else x
+
+
+def _row_error(trace: pd.DataFrame, bad: np.ndarray, what: str, cols: tuple[str, ...]) -> ValueError:
+    j = int(np.flatnonzero(bad)[0])
+    vals = ", ".join(f"{c}={quote(_plain(trace[c].iloc[j]), 60)}" for c in cols)
+    return ValueError(f"op trace row {j} (layer {quote(_plain(trace['layer'].iloc[j]), 30)}, op "
+                      f"{quote(_plain(trace['op'].iloc[j]), 60)}): {what}; it has {vals}"
+                      + (f" ({int(bad.sum())} rows in all)" if bad.sum() > 1 else ""))
+
+
+def _vocabulary(trace: pd.DataFrame, col: str, words: tuple[str, ...]) -> None:
+    known = set(words)
+    bad = np.array([not (isinstance(x, str) and x in known) for x in trace[col]], dtype=bool)
+    if bad.any():
+        raise _row_error(trace, bad, f"{col} must be one of {list(words)}", (col,))
+
+
+def _int_meta(attrs: dict, key: str, lo: int, hi: int) -> None:
+    if key not in attrs or attrs[key] is None:
+        return
+    v = attrs[key]
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or not lo <= v <= hi:
+        raise ValueError(f"op trace metadata {key!r} must be an integer in [{lo}, {hi}], got {quote(v)}"
+                         + (f" (limit {key} <= {hi}: beyond it a step's work is not bounded)"
+                            if isinstance(v, numbers.Integral) and v > hi else ""))
+
+
+def check_trace_metadata(attrs: dict, phase: str) -> None:
+    """The metadata the simulator reads (``df.attrs``): phase, batch, context, KV size, tied embeddings."""
+    if not isinstance(attrs, dict):
+        raise ValueError(f"op trace metadata must be a mapping, got {type(attrs).__name__}")
+    if attrs.get("phase") is not None and attrs["phase"] != phase:
+        raise ValueError(f"op trace metadata phase {quote(attrs['phase'])} contradicts the rows' phase {phase!r}")
+    _int_meta(attrs, "batch", 1, MAX_BATCH)
+    _int_meta(attrs, "context", 0, MAX_CONTEXT)
+    if "kv_cache_bytes" in attrs:
+        v = attrs["kv_cache_bytes"]
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not (math.isfinite(v) and 0 <= v <= MAX_TRACE_VALUE):
+            raise ValueError(f"op trace metadata 'kv_cache_bytes' must be a finite number of bytes >= 0, "
+                             f"got {quote(v)}")
+    if "tie_word_embeddings" in attrs and not isinstance(attrs["tie_word_embeddings"], (bool, np.bool_)):
+        raise ValueError(f"op trace metadata 'tie_word_embeddings' must be true or false, "
+                         f"got {quote(attrs['tie_word_embeddings'])}")
 
 
 def check_trace(trace: pd.DataFrame) -> pd.DataFrame:
-    """Validate an op trace (schema + values); return it.  Errors name the row / column."""
-    from bitsim.tables import validate
+    """Validate an op trace (schema, values, cross-field rules, metadata); return it.
 
+    Errors are ``ValueError`` naming the row, layer, op and the offending columns.  Rules:
+    the schema (``op_trace``); at most :data:`MAX_TRACE_ROWS` rows; ``op_class``, ``phase``,
+    ``weight_format`` and ``act_format`` in the shared vocabulary; one phase per trace;
+    every number finite, >= 0 and <= :data:`MAX_TRACE_VALUE`; ``sparsity``, ``row_skip``
+    fractions with ``row_skip <= sparsity``; ``macs_effective <= macs_dense``; ``act_bits`` and
+    ``out_bits`` in :data:`SUPPORTED_BITS`; ``weight_bits`` 0 exactly when ``weight_format`` is
+    none; gemm / attention rows: ``M, N, K, count > 0``, ``macs_dense <= M*N*K*count``,
+    ``act_bits`` equal to the width of ``act_format``; the metadata (:func:`check_trace_metadata`).
+    """
     validate(trace, "op_trace")
     if len(trace) == 0:
         raise ValueError("op trace is empty")
-    bad_cls = sorted(set(trace["op_class"]) - {"gemm", "attention", "vector"})
-    if bad_cls:
-        raise ValueError(f"op trace: unknown op_class value(s) {bad_cls}")
+    if len(trace) > MAX_TRACE_ROWS:
+        raise ValueError(f"op trace has {len(trace)} rows; the limit is {MAX_TRACE_ROWS} "
+                         f"(one forward step of a 100-layer model has ~2,000)")
+    _vocabulary(trace, "op_class", OP_CLASSES)
+    _vocabulary(trace, "phase", PHASES)
+    _vocabulary(trace, "weight_format", WEIGHT_FORMATS)
+    _vocabulary(trace, "act_format", ACT_FORMATS)
+    phases = list(dict.fromkeys(trace["phase"]))
+    if len(phases) > 1:
+        first = trace["phase"].iloc[0]
+        raise _row_error(trace, (trace["phase"] != first).to_numpy(),
+                         f"an op trace is one forward step of one phase, but row 0 is {first!r}", ("phase",))
     num = [EXTRA_WRITE] if EXTRA_WRITE in trace.columns else []
-    num += ["M", "N", "K", "count", "weight_bits", "act_bits", "out_bits", "sparsity", "row_skip",
-           "macs_dense", "macs_effective", "weight_bytes", "act_bytes_in", "act_bytes_out",
-           "kv_bytes_read", "kv_bytes_write"]
+    num += list(_NUMERIC)
     for c in num:
-        v = trace[c].to_numpy(dtype=float)
-        bad = np.flatnonzero(~np.isfinite(v) | (v < 0))
-        if bad.size:
-            j = int(bad[0])
-            raise ValueError(f"op trace column {c!r} must be finite and >= 0; row {j} "
-                             f"(op {trace['op'].iloc[j]!r}) has {trace[c].iloc[j]!r}")
+        try:
+            v = trace[c].to_numpy(dtype=float)
+        except (TypeError, ValueError):
+            raise ValueError(f"op trace column {c!r} must be numeric with no missing values") from None
+        bad = ~np.isfinite(v) | (v < 0) | (v > MAX_TRACE_VALUE)
+        if bad.any():
+            raise _row_error(trace, bad, f"column {c!r} must be finite, >= 0 and <= {MAX_TRACE_VALUE:.3g}", (c,))
+    f = {c: trace[c].to_numpy(dtype=float) for c in _NUMERIC}
     for c in ("sparsity", "row_skip"):
-        bad = np.flatnonzero(trace[c].to_numpy(dtype=float) > 1)
-        if bad.size:
-            raise ValueError(f"op trace column {c!r} is a fraction; row {int(bad[0])} has "
-                             f"{trace[c].iloc[int(bad[0])]!r}")
-    mm = trace["op_class"] != "vector"
-    bad = np.flatnonzero(mm.to_numpy() & ((trace[["M", "N", "K", "count"]] <= 0).any(axis=1)).to_numpy())
-    if bad.size:
-        j = int(bad[0])
-        raise ValueError(f"op trace row {j} (op {trace['op'].iloc[j]!r}): gemm/attention ops need "
-                         f"M, N, K, count > 0")
+        if (f[c] > 1).any():
+            raise _row_error(trace, f[c] > 1, f"column {c!r} is a fraction (0..1)", (c,))
+    if (f["row_skip"] > f["sparsity"] + 1e-9).any():
+        raise _row_error(trace, f["row_skip"] > f["sparsity"] + 1e-9,
+                         "row_skip (reduction rows zero in every token) cannot exceed sparsity", ("row_skip", "sparsity"))
+    if (f["macs_effective"] > f["macs_dense"]).any():
+        raise _row_error(trace, f["macs_effective"] > f["macs_dense"],
+                         "macs_effective (after skipping zeros) cannot exceed macs_dense", ("macs_effective", "macs_dense"))
+    for c in ("act_bits", "out_bits"):
+        bad = ~np.isin(f[c], SUPPORTED_BITS)
+        if bad.any():
+            raise _row_error(trace, bad, f"{c} must be one of {list(SUPPORTED_BITS)}", (c,))
+    none_w = (trace["weight_format"] == "none").to_numpy()
+    bad = (none_w & (f["weight_bits"] != 0)) | (~none_w & ((f["weight_bits"] <= 0) | (f["weight_bits"] > MAX_WEIGHT_BITS)))
+    if bad.any():
+        raise _row_error(trace, bad, f"weight_bits must be 0 for weight_format none and in (0, {MAX_WEIGHT_BITS:g}] "
+                                     f"otherwise", ("weight_format", "weight_bits"))
+    mm = (trace["op_class"] != "vector").to_numpy()
+    shape = np.stack([f["M"], f["N"], f["K"], f["count"]])
+    bad = mm & (shape <= 0).any(axis=0)
+    if bad.any():
+        raise _row_error(trace, bad, "gemm/attention ops need M, N, K, count > 0", ("M", "N", "K", "count"))
+    bad = mm & (f["macs_dense"] > shape.prod(axis=0) * (1 + 1e-12))
+    if bad.any():
+        raise _row_error(trace, bad, "macs_dense of a gemm/attention op cannot exceed M*N*K*count",
+                         ("M", "N", "K", "count", "macs_dense"))
+    want = trace["act_format"].map(ACT_FORMAT_BITS).to_numpy(dtype=float)
+    bad = mm & np.isfinite(want) & (f["act_bits"] != want)
+    if bad.any():
+        raise _row_error(trace, bad, "act_bits must be the width of act_format "
+                                     f"({ACT_FORMAT_BITS})", ("act_format", "act_bits"))
+    check_trace_metadata(trace.attrs, str(trace["phase"].iloc[0]))
     return trace

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Callable
 
 import simpy
 
@@ -51,8 +52,19 @@ def _split(total: int, parts: int) -> list[int]:
     return [total * (k + 1) // parts - total * k // parts for k in range(parts)]
 
 
-def run(plans: list[OpPlan], accel: AcceleratorConfig, names: list[str]) -> RunLog:
-    """Schedule the planned ops on the accelerator's resources; return their timings and events."""
+def dma_tiles(plans: list[OpPlan], accel: AcceleratorConfig) -> list[int]:
+    """DMA tile loads of each op (one weight-buffer half each): the simulation's unit of work."""
+    half = tile_bytes(accel)
+    return [max(1, math.ceil(p.traffic.offchip_read / half)) if p.traffic.offchip_read > 0 else 0
+            for p in plans]
+
+
+def schedule_ops(plans: list[OpPlan], accel: AcceleratorConfig, names: list[str],
+                 on_op_done: Callable[[int], None] | None = None) -> RunLog:
+    """Schedule the planned ops on the accelerator's resources; return their timings and events.
+
+    ``on_op_done(i)`` (optional) is called when op ``i`` has issued its last tile (progress).
+    """
     env = simpy.Environment()
     channel = OffchipChannel(env, accel.offchip_bytes_per_cycle)
     weights = DoubleBuffer(env, tile_bytes(accel))
@@ -60,8 +72,7 @@ def run(plans: list[OpPlan], accel: AcceleratorConfig, names: list[str]) -> RunL
     units["vector"] = simpy.Resource(env, capacity=1)
     overhead = accel.op_overhead_cycles
     log = RunLog([OpTiming() for _ in plans])
-    n_tiles = [max(1, math.ceil(p.traffic.offchip_read / weights.bytes_per_half))
-               if p.traffic.offchip_read > 0 else 0 for p in plans]
+    n_tiles = dma_tiles(plans, accel)
     arrived = [simpy.Store(env) for _ in plans]
     launched = [env.event() for _ in plans]
 
@@ -116,6 +127,8 @@ def run(plans: list[OpPlan], accel: AcceleratorConfig, names: list[str]) -> RunL
                     yield weights.release()
                 if write_per_tile > 0:  # this tile's outputs drain while the next tile computes
                     env.process(channel.transfer(write_per_tile, dma_done(i, "write")))
+            if on_op_done is not None:
+                on_op_done(i)
 
     env.process(loader())
     env.process(executor())

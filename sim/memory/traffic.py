@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-
 from typing import TYPE_CHECKING
 
 from ..compute.systolic import spatial_temporal
@@ -44,7 +43,7 @@ def tile_bytes(accel: "AcceleratorConfig") -> float:
     return accel.sram.weight_buffer_kib * 1024 / 2
 
 
-def matmul_traffic(accel: "AcceleratorConfig", array: "ArrayConfig", M: int, N: int, K: int,
+def matmul_traffic(accel: "AcceleratorConfig", array: "ArrayConfig", *, M: int, N: int, K: int,
                    count: int, weight_read: float, act_in: float, act_out: float,
                    kv_write: float) -> Traffic:
     """Traffic of a (batched) GEMM whose weight-side operand streams from off chip.
@@ -70,13 +69,13 @@ def matmul_traffic(accel: "AcceleratorConfig", array: "ArrayConfig", M: int, N: 
     else:                                          # input-stationary: x once, W per column fold
         sram = act_in + weight_read * fc + act_out * max(2 * fr - 1, 1)
     sram += weight_read  # DMA writes the fetched tiles into the buffer
-    return Traffic(off_r, off_w, sram)
+    return Traffic(offchip_read=off_r, offchip_write=off_w, sram=sram)
 
 
-def vector_traffic(accel: "AcceleratorConfig", act_in: float, act_out: float,
+def vector_traffic(accel: "AcceleratorConfig", *, act_in: float, act_out: float,
                    table_read: float, kv_write: float) -> Traffic:
     """Traffic of a vector op: in/out through SRAM; its own parameters (embedding rows
     gathered, norm gains) from off chip."""
     off_r = table_read + (0.0 if _fits(act_in, accel) else act_in)
     off_w = kv_write + (0.0 if _fits(act_out, accel) else act_out)
-    return Traffic(off_r, off_w, act_in + act_out + table_read)
+    return Traffic(offchip_read=off_r, offchip_write=off_w, sram=act_in + act_out + table_read)

@@ -16,6 +16,9 @@ from typing import Iterable
 
 import pandas as pd
 
+from ..compute import systolic_cycles
+from ..config import ArrayConfig, PEOp
+
 DATAFLOW_CODES = {"weight-stationary": "ws", "output-stationary": "os", "input-stationary": "is"}
 
 _CONFIG = """[general]
@@ -61,6 +64,8 @@ UseRamulatorTrace: False
 def scalesim_cycles(M: int, N: int, K: int, rows: int, cols: int, dataflow: str,
                     workdir: str | Path | None = None) -> dict:
     """SCALE-Sim's total and stall cycles for one GEMM (M x K) . (K x N) on a rows x cols array."""
+    # scalesim is an optional test/notebook dependency (heavy: it pulls its own simulator stack),
+    # imported here so that importing sim.validation never needs it.
     from scalesim.scale_sim import scalesim
 
     if dataflow not in DATAFLOW_CODES:
@@ -90,14 +95,11 @@ def scalesim_cycles(M: int, N: int, K: int, rows: int, cols: int, dataflow: str,
 def compare_systolic(shapes: Iterable[tuple[int, int, int]], rows: int, cols: int,
                      dataflows: Iterable[str] = tuple(DATAFLOW_CODES)) -> pd.DataFrame:
     """Per (shape, dataflow): SCALE-Sim cycles, sim's ``systolic_cycles`` and the relative error."""
-    from sim.compute import systolic_cycles
-    from sim.config import ArrayConfig, PEOp
-
     out = []
     for M, N, K in shapes:
         for df in dataflows:
             ref = scalesim_cycles(M, N, K, rows, cols, df)
-            arr = ArrayConfig("ref", rows, cols, df, (PEOp("fp16", "fp16", 1.0),))
+            arr = ArrayConfig(name="ref", rows=rows, cols=cols, dataflow=df, pe_ops=(PEOp("fp16", "fp16", 1.0),))
             ours = systolic_cycles(M, N, K, arr)
             out.append({"M": M, "N": N, "K": K, "array": f"{rows}x{cols}", "dataflow": df,
                         "scalesim_cycles": ref["total_cycles"], "scalesim_stalls": ref["stall_cycles"],

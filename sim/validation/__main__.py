@@ -1,0 +1,80 @@
+"""``python -m sim.validation [MEASURED ...]``: per-row errors and MAPE per kernel class;
+``python -m sim.validation calibrate MEASURED [-o OUT.yaml --force]``: re-fit ``h100-triton``."""
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from bitsim.tables import read_table
+
+from ..config import from_dict
+from ..files import write_text_atomic
+from .calibrate import NAME, fit, to_yaml
+from .heldout import validation_table
+from .replay import H100_L2_BYTES, compare_measured, load_anchors
+
+
+def compare_main(argv: list[str]) -> int:
+    """Replay measured tables (default: the anchor rows) on one preset; print rows and MAPE per class."""
+    ap = argparse.ArgumentParser(prog="python -m sim.validation", description=compare_main.__doc__)
+    ap.add_argument("measured", nargs="*", help="measured_trace tables (default: sim/data/h100_anchors.csv)")
+    ap.add_argument("--accel", default="h100-like")
+    ap.add_argument("--flush-dirty-bytes", type=float, default=H100_L2_BYTES)
+    args = ap.parse_args(argv)
+    tables = [read_table(p, schema="measured_trace") for p in args.measured] or [load_anchors()]
+    rows, per_class = compare_measured(pd.concat(tables, ignore_index=True), args.accel,
+                                       flush_dirty_bytes=args.flush_dirty_bytes)
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(rows[["class", "kernel", "M", "N", "K", "measured_us", "sim_us", "rel_error", "bound", "skipped"]]
+              .round(3).to_string(index=False))
+        print()
+        print(per_class.round(4).to_string(index=False))
+    return 0
+
+
+def calibrate_main(argv: list[str]) -> int:
+    """Fit h100-triton to a measured table, write the preset, print the held-out MAPE per class."""
+    ap = argparse.ArgumentParser(prog="python -m sim.validation calibrate", description=calibrate_main.__doc__)
+    ap.add_argument("measured", help="measured_trace table (parquet or csv)")
+    ap.add_argument("-o", "--out", default=None, help=f"write the preset here (e.g. sim/presets/{NAME}.yaml)")
+    ap.add_argument("--force", action="store_true", help="replace OUT if it exists (e.g. the committed preset)")
+    args = ap.parse_args(argv)
+    if args.out and Path(args.out).resolve() == Path(args.measured).resolve():
+        raise ValueError(f"-o {args.out} is the measured input; refusing to overwrite an input")
+    if args.out and Path(args.out).suffix != ".yaml":
+        raise ValueError(f"-o must end in .yaml, got {Path(args.out).name!r}")
+    if args.out and Path(args.out).exists() and not args.force:
+        raise ValueError(f"-o {args.out} exists; pass --force to replace it")
+    table = read_table(args.measured, schema="measured_trace")
+    raw = fit(table, source=str(args.measured))
+    text = to_yaml(raw, str(args.measured))
+    if args.out:
+        write_text_atomic(text, args.out)
+        print(f"wrote {args.out}")
+    else:
+        print(text)
+    for k, v in raw["calibration"].items():
+        print(f"{k}: {v}")
+    _, per_class = validation_table(table, fitted=from_dict(copy.deepcopy(raw), where=NAME))
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(per_class.round(4).to_string(index=False))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        if argv[:1] == ["calibrate"]:
+            return calibrate_main(argv[1:])
+        return compare_main(argv)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"python -m sim.validation: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

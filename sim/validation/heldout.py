@@ -1,0 +1,53 @@
+"""Held-out validation: every measured kernel call replayed on the preset that describes it.
+
+Last step of ``sim.validation``: replay (:mod:`.replay`) -> calibrate (:mod:`.calibrate`) ->
+held-out tables (here).  ``h100-like`` (ideal, cuBLAS-class kernels) replays the baseline rows,
+``h100-triton`` (fitted by :mod:`.calibrate`) our kernels' rows, calibration rows apart from
+held-out ones.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bitsim.tables import measured_final_rows
+from bitsim.tables.sim import SPLITS
+
+from ..config import AcceleratorConfig, load_accelerator
+from .calibrate import calibration_mask
+from .mape import SIM_VALIDATION_COLUMNS, mape_by_class
+from .replay import H100_L2_BYTES, SIM_VS_MEASURED_COLUMNS, compare_measured
+
+
+def validation_table(measured: pd.DataFrame, ideal: "str | Path | AcceleratorConfig" = "h100-like",
+                     fitted: "str | Path | AcceleratorConfig" = "h100-triton",
+                     flush_dirty_bytes: float = H100_L2_BYTES) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-class MAPE of the measured kernels, each replayed on the preset that describes it.
+
+    Tuning rows (kernel names ending ``_cfg``) are dropped.  Baseline rows
+    (``impl`` baseline: cuBLAS, torch SDPA, gemlite) run on ``ideal``; none of
+    them was used to fit it, so all are ``held-out``.  Our kernels' rows
+    (``impl`` ours) run on ``fitted``; rows of the calibration subset of
+    :mod:`sim.validation.calibrate` are split ``calibration``, the rest ``held-out``.
+    Returns (per row: table ``sim_vs_measured``, per class by ``kernel_class``:
+    table ``sim_validation``), per preset then split.
+    """
+    m = measured_final_rows(measured).reset_index(drop=True)
+    cal = calibration_mask(m)
+    tables, parts = [], []
+    for preset, sel in ((ideal, m["impl"] != "ours"), (fitted, m["impl"] == "ours")):
+        if not sel.any():
+            continue
+        cfg = load_accelerator(preset)
+        rows, _ = compare_measured(m[sel].reset_index(drop=True), cfg, flush_dirty_bytes=flush_dirty_bytes)
+        rows = rows.assign(split=np.where(cal[sel].to_numpy(), SPLITS[0], SPLITS[1]))
+        parts.append(rows)
+        for split in SPLITS:
+            part = rows[rows["split"] == split]
+            if len(part):
+                tables.append(mape_by_class(part, by="kernel_class"))
+    if not parts:
+        return pd.DataFrame(columns=SIM_VS_MEASURED_COLUMNS), pd.DataFrame(columns=SIM_VALIDATION_COLUMNS)
+    return pd.concat(parts, ignore_index=True), pd.concat(tables, ignore_index=True)

@@ -1,0 +1,161 @@
+"""Replay measured kernel calls on the simulator: measured_trace rows -> op-trace rows -> sim_vs_measured.
+
+* :func:`load_anchors` -- the H100 anchor rows of docs/gpu-facts.md §1.1-1.3 as a measured_trace
+  table (``sim/data/h100_anchors.csv``, source named in its header).
+* :func:`measured_row_to_trace` -- the op-trace rows one measured kernel call stands for.
+* :func:`compare_measured` -- simulate each supported row of any ``measured_trace`` table on a
+  preset (default ``h100-like``): the per-row ``sim_vs_measured`` table and its MAPE per class.
+
+This is the first step of the one direction of ``sim.validation``: replay -> calibrate
+(:mod:`sim.validation.calibrate`) -> held-out tables (:mod:`sim.validation.heldout`).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bitsim.tables import read_table, validate
+from bitsim.tables.sim import SIM_VS_MEASURED
+
+from ..config import AcceleratorConfig, load_accelerator
+from ..simulate import simulate
+from .mape import mape_by_class
+
+ANCHORS = Path(__file__).resolve().parents[1] / "data" / "h100_anchors.csv"
+
+# measured_trace precision -> (weight_format, weight_bits, act_format, act_bits, out_bits)
+_PRECISIONS = {
+    "fp16": ("fp16", 16.0, "fp16", 16, 16),
+    "bf16": ("fp16", 16.0, "fp16", 16, 16),
+    "int8": ("int8", 8.0, "int8", 8, 32),
+    "fp8": ("fp8", 8.0, "fp8", 8, 16),
+    "w1.58a8": ("ternary", 2.0, "int8", 8, 16),
+    "w1.58a4": ("ternary", 2.0, "int4", 4, 16),
+    "w1.58a4-fp8": ("ternary", 2.0, "int4", 4, 16),
+    "w1.58a4-int8": ("ternary", 2.0, "int8", 8, 16),  # INT4 codes held in int8 (kernels/ternary_gemm.py)
+}
+_KV = {"fp16": ("kv-fp16", 16), "kv3": ("kv-int3", 3), "kv4": ("kv-int4", 4), "int8": ("kv-int8", 8)}
+SUPPORTED_OPS = ("gemm", "gemv", "sparse_gemv", "attention_decode")
+SIM_VS_MEASURED_COLUMNS = [c.name for c in SIM_VS_MEASURED]
+
+# Measurement protocol of docs/gpu-facts.md §1: triton.testing.do_bench flushes the L2
+# before each timed call by writing a large buffer, so the timed kernel starts
+# with the L2 (50 MB on H100) full of dirty lines.  Every line its reads evict
+# must first be written back to DRAM: up to 50 MB of extra write traffic, which
+# shows in memory-bound kernels (GEMV, decode attention) and hides under
+# compute in GEMMs.
+H100_L2_BYTES = 50e6  # docs/gpu-facts.md §0, §1: the measured H100 80GB HBM3 has a 50 MB L2
+
+
+def load_anchors() -> pd.DataFrame:
+    """The measured H100 anchor rows (measured_trace schema)."""
+    return read_table(ANCHORS, schema="measured_trace")
+
+
+def kernel_family(kernel: str) -> str:
+    """Implementation family of a measured kernel name: its first word (ours, cublas, torch, gemlite)."""
+    return str(kernel).split("_")[0]
+
+
+def _op_row(*, op: str, op_class: str, M: int, N: int, K: int, count: int, weight_format: str,
+            weight_bits: float, act_format: str, act_bits: int, out_bits: int, sparsity: float,
+            kv_read: float = 0.0) -> dict:
+    """One op-trace row of a replayed kernel call (MACs and bytes from the shape and bit widths)."""
+    macs = M * N * K * count
+    wbytes = kv_read if op_class == "attention" else N * K * weight_bits / 8 * count
+    return dict(layer=0, op=op, op_class=op_class, phase="decode", M=M, N=N, K=K, count=count,
+                weight_format=weight_format, weight_bits=float(weight_bits), act_format=act_format,
+                act_bits=act_bits, out_bits=out_bits, sparsity=float(sparsity),
+                row_skip=float(sparsity if M == 1 else 0.0),
+                macs_dense=macs, macs_effective=int(round(macs * (1 - sparsity))),
+                weight_bytes=float(wbytes), act_bytes_in=float(M * K * act_bits / 8 * count),
+                act_bytes_out=float(M * N * out_bits / 8 * count), kv_bytes_read=float(kv_read),
+                kv_bytes_write=0.0)
+
+
+def measured_row_to_trace(m: pd.Series, head_dim: int = 128) -> pd.DataFrame:
+    """The op-trace rows one measured kernel stands for (``ValueError`` if it has none).
+
+    gemm / gemv / sparse_gemv -> one gemm op.  attention_decode (M = batch,
+    N = heads, K = context) -> attn_qk, softmax, attn_pv with ``head_dim``.
+    """
+    op, prec = str(m["op"]), str(m["precision"])
+    M, N, K = int(m["M"]), int(m["N"]), int(m["K"])
+    if op in ("gemm", "gemv", "sparse_gemv"):
+        if prec not in _PRECISIONS:
+            raise ValueError(f"measured row {m.name}: unknown precision {prec!r}; known {sorted(_PRECISIONS)}")
+        w, wb, a, ab, ob = _PRECISIONS[prec]
+        rows = [_op_row(op="gemm", op_class="gemm", M=M, N=N, K=K, count=1, weight_format=w, weight_bits=wb,
+                        act_format=a, act_bits=ab, out_bits=ob, sparsity=float(m["sparsity"]))]
+    elif op == "attention_decode":
+        if prec not in _KV:
+            raise ValueError(f"measured row {m.name}: unknown KV precision {prec!r}; known {sorted(_KV)}")
+        kvf, kvb = _KV[prec]
+        kv_half = M * K * N * head_dim * kvb / 8  # K (or V) cache of all heads
+        att = dict(op_class="attention", count=M * N, weight_format=kvf, weight_bits=kvb, act_format="fp16",
+                   act_bits=16, out_bits=16, sparsity=0.0, kv_read=kv_half)
+        rows = [_op_row(op="attn_qk", M=1, N=K, K=head_dim, **att),
+                _op_row(op="softmax", op_class="vector", M=M * N, N=K, K=0, count=1, weight_format="none",
+                        weight_bits=0.0, act_format="fp16", act_bits=16, out_bits=16, sparsity=0.0),
+                _op_row(op="attn_pv", M=1, N=head_dim, K=K, **att)]
+        rows[1].update(macs_dense=M * N * K, macs_effective=M * N * K, weight_bytes=0.0)
+    else:
+        raise ValueError(f"measured row {m.name}: op {op!r} has no op-trace equivalent here "
+                         f"(supported: {SUPPORTED_OPS})")
+    return pd.DataFrame(rows)
+
+
+def compare_measured(measured: pd.DataFrame, accel: "str | Path | AcceleratorConfig" = "h100-like",
+                     head_dim: int = 128, flush_dirty_bytes: float = H100_L2_BYTES
+                     ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Simulate every supported row of a ``measured_trace`` table; return (per row, per class).
+
+    ``flush_dirty_bytes``: dirty bytes the timing harness's L2 flush leaves
+    behind (see :data:`H100_L2_BYTES`); the simulated kernel writes back
+    min(that, bytes it reads).  Pass 0 for a harness without a write flush.
+
+    Per row (table ``sim_vs_measured``): ``measured_us``, simulated ``sim_us``,
+    ``ratio`` = sim / measured, signed ``rel_error`` = (sim - measured) / measured.
+    Rows timed without a CUDA graph (``cuda_graph`` false) add the config's
+    ``host_launch_ns`` once (one host launch per measured kernel call).
+    ``kernel_class`` adds the implementation family (first word of the kernel
+    name: ours, cublas, torch, gemlite) to ``class`` (``op precision``, e.g.
+    ``gemm fp16``).  ``split`` is empty (:func:`sim.validation.validation_table`
+    fills it).  Unsupported rows are listed with ``sim_us`` NaN and a ``skipped``
+    reason, and left out of the MAPE.  Per class (table ``sim_validation``, by
+    ``class``): :func:`sim.validation.mape_by_class`.
+    """
+    validate(measured, "measured_trace")
+    cfg = load_accelerator(accel)
+    out = []
+    for _, m in measured.iterrows():
+        cls = f"{m['op']} {m['precision']}"
+        graph = bool(m["cuda_graph"])
+        rec = {"kernel": m["kernel"], "class": cls, "kernel_class": f"{cls} {kernel_family(m['kernel'])}",
+               "M": int(m["M"]), "N": int(m["N"]), "K": int(m["K"]), "cuda_graph": graph,
+               "measured_us": float(m["us"]), "sim_us": np.nan, "ratio": np.nan, "rel_error": np.nan,
+               "bound": "", "preset": cfg.name, "split": "", "skipped": ""}
+        try:
+            tr = measured_row_to_trace(m, head_dim)
+        except ValueError as e:
+            rec["skipped"] = str(e)
+            out.append(rec)
+            continue
+        left = float(flush_dirty_bytes)
+        extra = []
+        for _, r in tr.iterrows():  # reads evict dirty lines in op order
+            reads = float(r["weight_bytes"] if r["op_class"] == "gemm" else r["kv_bytes_read"])
+            reads += float(r["act_bytes_in"])
+            extra.append(min(left, reads))
+            left -= extra[-1]
+        tr["extra_offchip_write"] = extra
+        res = simulate(tr, cfg)
+        rec["sim_us"] = res.summary.latency_s * 1e6 + (0.0 if graph else cfg.host_launch_ns / 1e3)
+        rec["ratio"] = rec["sim_us"] / rec["measured_us"]
+        rec["rel_error"] = (rec["sim_us"] - rec["measured_us"]) / rec["measured_us"]
+        rec["bound"] = ",".join(sorted(set(res.ops["bound"])))
+        out.append(rec)
+    rows = pd.DataFrame(out, columns=SIM_VS_MEASURED_COLUMNS)
+    return rows, mape_by_class(rows, by="class")
