@@ -1,4 +1,5 @@
 """`bitsim report`: the tiny study end to end, the claim verdicts, measured-data handling."""
+import argparse
 import base64
 import re
 from pathlib import Path
@@ -8,19 +9,29 @@ import pandas as pd
 import pytest
 import yaml
 
-from bitsim.report.claims import active_param_fraction, claims_table, verdict
+import bitsim.experiments.study as study
+import sim
 from bitsim.cli import main
-from bitsim.report.document import Document, Table, render_html, render_markdown
-from bitsim.report.measured import ANCHORS_SOURCE, load_measured, speedups
-from bitsim.tables import MEASURED_TRACE, write_table
+from bitsim.cli.report import register, study_config_from_args
+from bitsim.experiments.ladder import gain_ladder
 from bitsim.experiments.study import StudyConfig, run_study
+from bitsim.report import claims as claims_module
+from bitsim.report import figures
+from bitsim.report.build import write_report
+from bitsim.report.claims import (CLAIMS, EVALUATORS, LAYOUT, active_param_fraction, claims_table,
+                                  measured_speed_rows, verdict)
+from bitsim.report.collect import collect_report
+from bitsim.report.document import Document, Table, render_html, render_markdown
+from bitsim.report.measured import ANCHORS_SOURCE, VALIDATION_BOUND, load_measured, speedups, validate_simulator
+from bitsim.tables import MEASURED_TRACE, SCHEMAS, read_table, write_table
+from model.trace import build_trace
 
 FIGURES = ("energy_by_component", "throughput", "footprint", "roofline", "sparsity_bits",
            "measured_speedups", "sim_vs_measured", "measured_roofline")
 
 
 def _measured_rows() -> pd.DataFrame:
-    """A small measured table in the kernels team's schema (times from gpu-anchors.md where given)."""
+    """A small measured table in the kernels team's schema (times from docs/gpu-facts.md §1 where given)."""
     base = {c.name: {"int": 0, "float": 0.0, "str": "unknown", "bool": False}[c.kind] for c in MEASURED_TRACE}
     rows = []
     for kernel, impl, prec, us in [("cublas_fp16", "baseline", "fp16", 47.0), ("ours_w158a8", "ours", "w1.58a8", 9.0),
@@ -53,7 +64,7 @@ def test_report_folder_has_every_artifact(tiny_report):
         for ext in ("png", "svg"):
             assert (tiny_report / "figures" / f"{name}.{ext}").stat().st_size > 1000, name
     for t in ("claims", "ratios", "summary", "accelerators", "measured_speedups", "sim_vs_measured"):
-        assert len(pd.read_csv(tiny_report / "tables" / f"{t}.csv")) > 0, t
+        assert len(read_table(tiny_report / "tables" / f"{t}.csv")) > 0, t
     cfg = yaml.safe_load((tiny_report / "config.yaml").read_text())
     assert cfg["study"]["presets"] == ["tiny"] and cfg["study"]["contexts"] == [64, 256]
     assert {"bitsim", "torch", "numpy", "git_commit"} <= set(cfg["versions"])
@@ -71,7 +82,7 @@ def test_html_is_self_contained(tiny_report):
 
 
 def test_summary_covers_every_workload_on_matched_and_reference(tiny_report):
-    s = pd.read_csv(tiny_report / "tables" / "summary_full.csv")
+    s = read_table(tiny_report / "tables" / "summary_full.csv")
     assert len(s) == 12 * 2  # each trace on its matched accelerator and on h100-like
     matched = s[s.role == "matched"].set_index("datapath").accelerator_key.to_dict()
     assert matched == {"fp16": "fp16", "b1.58": "b1.58", "a4.8": "a4.8", "a4.8-fp4": "a4.8"}
@@ -82,14 +93,14 @@ def test_summary_covers_every_workload_on_matched_and_reference(tiny_report):
 
 
 def test_measured_claim_rows_use_the_kernel_ratio(tiny_report):
-    c = pd.read_csv(tiny_report / "tables" / "claims.csv")
+    c = read_table(tiny_report / "tables" / "claims.csv")
     row = c[c.hardware.str.contains("ours_w158a4_fp8 vs ours_w158a8") & c.workload.str.startswith("GEMM")]
     assert row.ours.iloc[0] == f"{240.0 / 170.0:.2f}x"
     assert row.verdict.iloc[0] == "partly"
 
 
 def test_matmul_energy_claim_is_judged_on_the_linear_layers_alone(tiny_report):
-    c = pd.read_csv(tiny_report / "tables" / "claims.csv")
+    c = read_table(tiny_report / "tables" / "claims.csv")
     row = c[c.ours.str.contains("matmul compute energy", na=False)].iloc[0]
     assert float(row.ours.split("x")[0]) == pytest.approx(71.4, abs=0.1)  # [B158] 71.4x: FP16 MAC / ternary add
     assert row.verdict == "holds"
@@ -98,15 +109,14 @@ def test_matmul_energy_claim_is_judged_on_the_linear_layers_alone(tiny_report):
 
 
 def test_random_weight_statistics_do_not_judge_the_active_parameter_claim(tiny_report):
-    c = pd.read_csv(tiny_report / "tables" / "claims.csv")
+    c = read_table(tiny_report / "tables" / "claims.csv")
     measured = c[c.workload.str.contains("a4.8, measured activation statistics", na=False)]
     assert (measured.verdict == "not testable (random weights)").all() and len(measured)
 
 
 def test_gain_ladder_runs_from_the_b158_row_to_the_a48_row_of_the_study(tiny_report):
-    from bitsim.experiments.ladder import gain_ladder
-    shown = pd.read_csv(tiny_report / "tables" / "gain_ladder.csv")
-    summ = pd.read_csv(tiny_report / "tables" / "summary_full.csv")
+    shown = read_table(tiny_report / "tables" / "gain_ladder.csv")
+    summ = read_table(tiny_report / "tables" / "summary_full.csv")
     fresh = gain_ladder("tiny", sorted(shown.context.unique()))  # every rung simulated here, nothing reused
     for ctx, g in fresh.groupby("context"):
         g = g.sort_values("step")
@@ -122,7 +132,6 @@ def test_gain_ladder_runs_from_the_b158_row_to_the_a48_row_of_the_study(tiny_rep
 
 
 def test_gain_ladder_changes_one_thing_per_step():
-    from bitsim.experiments.ladder import gain_ladder
     lad = gain_ladder("tiny", [128]).sort_values("step")
     kv, w = lad.kv_bytes.to_numpy(), lad.weight_bytes.to_numpy()
     # 16-bit -> 4-bit -> 3-bit KV codes (plus per-(token, head) scales): KV bytes fall, weights do not move
@@ -132,7 +141,6 @@ def test_gain_ladder_changes_one_thing_per_step():
 
 
 def test_each_trace_is_built_once(monkeypatch):
-    import bitsim.experiments.study as study
     calls = []
     real = study.build_trace
 
@@ -150,26 +158,23 @@ def test_each_trace_is_built_once(monkeypatch):
 
 
 def test_flags_select_accelerator_yaml_and_no_reference(tmp_path):
-    import sim
     src = Path(sim.__file__).parent / "presets" / "b1.58.yaml"
     raw = yaml.safe_load(src.read_text())
     raw["name"] = "my-b158"
     raw["offchip"]["bandwidth_gbps"] = 100.0
     acc = tmp_path / "mine.yaml"
     acc.write_text(yaml.safe_dump(raw))
-    out = tmp_path / "out"
+    out, no_measurements = tmp_path / "out", tmp_path / "none"
+    no_measurements.mkdir()
     rc = main(["report", "--presets", "tiny", "--datapaths", "b1.58", "--contexts", "64", "--prefill-tokens", "0",
                "--accelerator", f"b1.58={acc}", "--reference", "", "--workers", "1", "-o", str(out), "-q",
-               "--measured-dir", str(tmp_path / "none")])
+               "--measured-dir", str(no_measurements)])
     assert rc == 0
-    s = pd.read_csv(out / "tables" / "summary_full.csv")
+    s = read_table(out / "tables" / "summary_full.csv")
     assert s.accelerator.tolist() == ["my-b158"] and s.role.tolist() == ["matched"]
 
 
-def test_one_accelerator_override_keeps_the_default_pairing_of_the_other_datapaths(tmp_path):
-    import argparse
-
-    from bitsim.cli.report import register, study_config_from_args
+def test_one_accelerator_override_keeps_the_default_pairing_of_the_other_datapaths():
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["report", "--accelerator", "a4.8=my.yaml", "--presets", "2b4t"])
@@ -211,7 +216,6 @@ def test_active_parameter_fraction_hand_computed():
 
 
 def test_paper_table2_profile_reproduces_55_percent():
-    from model.trace import build_trace
     tr = build_trace("7b", "a4.8", context=64, profile="paper-table2")
     assert active_param_fraction(tr) == pytest.approx(1 - 0.445, abs=0.005)  # [A48] Table 2: 44.5% sparse
 
@@ -256,7 +260,6 @@ def test_block_measurements_give_datapath_speedups_and_claim_rows():
     spd = speedups(pd.DataFrame(rows))
     assert spd.set_index("kernel").speedup["block_a4.8"] == pytest.approx(236.6 / 50.0)
     assert set(spd["shape"]) == {"block decode B1 ctx2048"}
-    from bitsim.report.claims import CLAIMS, measured_speed_rows
     r = measured_speed_rows(spd, "block_a4.8", "block_b1.58", CLAIMS["speedup_vs_b158"])
     assert len(r) == 1 and r[0]["ours"] == "1.60x" and r[0]["verdict"] == "partly"
 
@@ -272,7 +275,6 @@ def test_speedups_never_mix_measuring_runs():
 
 
 def test_simulator_validation_replays_baselines_on_ideal_and_our_kernels_on_the_fitted_gpu():
-    from bitsim.report.measured import VALIDATION_BOUND, validate_simulator
     m = _measured_rows()
     calls, classes = validate_simulator(m)
     assert len(calls) == len(m)
@@ -286,7 +288,6 @@ def test_simulator_validation_replays_baselines_on_ideal_and_our_kernels_on_the_
 
 
 def test_speedup_figure_draws_one_bar_per_non_baseline_kernel_and_shape():
-    from bitsim.report import figures
     spd = speedups(_measured_rows())
     fig = figures.measured_speedups(spd)
     panels = [ax for ax in fig.axes if ax.patches]
@@ -300,7 +301,6 @@ def test_speedup_figure_draws_one_bar_per_non_baseline_kernel_and_shape():
 
 
 def test_measured_roofline_places_each_kernel_call_under_the_run_roofs():
-    from bitsim.report import figures
     m = _measured_rows()
     m["tops"] = m.ops / (m.us * 1e6)
     m["gbps"] = m.bytes / (m.us * 1e3)
@@ -323,8 +323,91 @@ def test_measured_roofline_places_each_kernel_call_under_the_run_roofs():
 
 def test_document_renders_tables_in_markdown_and_escaped_html(tmp_path):
     doc = Document("T")
-    doc.section("S").text("a **b** `c`\n- item").table(Table("t", pd.DataFrame({"x": ["<y>|z"], "v": [1.23456]})))
+    table = Table(name="t", df=pd.DataFrame({"x": ["<y>|z"], "v": [1.23456]}))
+    doc.section("S").text("a **b** `c`\n- item").table(table)
     md = render_markdown(doc)
     assert "| <y>\\|z | 1.23 |" in md
     html = render_html(doc, tmp_path)
     assert "&lt;y&gt;|z" in html and "<b>b</b>" in html and "<code>c</code>" in html and "<li>item</li>" in html
+
+
+# ---------------------------------------------------------------- the report's structure
+SECTION_TITLES = ["What was run", "Paper claims", "Energy and speed", "Where a4.8's decode gain comes from",
+                  "Memory footprint", "Roofline", "Per-op sparsity and bits", "Measured H100 kernels",
+                  "Simulator vs measured", "Files"]
+
+
+def test_every_table_file_is_written_against_its_registered_schema(tiny_report):
+    files = sorted((tiny_report / "tables").iterdir())
+    assert {f.name for f in files} == {
+        "accelerators.csv", "ceilings.csv", "claims.csv", "gain_ladder.csv", "measured_speedups.csv",
+        "ops.parquet", "ratios.csv", "sim_validation.csv", "sim_vs_measured.csv", "summary.csv",
+        "summary_all.csv", "summary_full.csv", "traces.parquet"}
+    for f in files:
+        meta = read_table(f).attrs
+        assert meta["schema"] in SCHEMAS, f.name
+        df = read_table(f, meta["schema"])  # validates every registered column and its kind
+        assert list(df.columns)[:1] == [SCHEMAS[meta["schema"]][0].name] and len(df), f.name
+
+
+def test_report_sections_come_in_order_and_each_table_links_to_its_file(tiny_report):
+    md = (tiny_report / "report.md").read_text()
+    assert re.findall(r"^## (.+)$", md, flags=re.M) == SECTION_TITLES
+    links = re.findall(r"\(\[CSV\]\(tables/([^)]+)\)\)", md)
+    assert sorted(links) == sorted({"accelerators.csv", "claims.csv", "ratios.csv", "summary.csv",
+                                    "gain_ladder.csv", "measured_speedups.csv", "sim_validation.csv"})
+    for name in links:
+        assert (tiny_report / "tables" / name).exists()
+
+
+def test_claim_rows_keep_the_published_order(tiny_report):
+    # the order of reports/latest/tables/claims.csv: per claim and evidence, the simulated speed rows of both
+    # speed claims before their measured kernel rows, then the measured block rows
+    published = [("active_params", "model"), ("kv_bits", "storage"), ("speedup_vs_b158", "simulated"),
+                 ("speedup_vs_fp16", "simulated"), ("speedup_vs_b158", "measured kernels"),
+                 ("speedup_vs_fp16", "measured kernels"), ("speedup_vs_b158", "measured block"),
+                 ("speedup_vs_fp16", "measured block"), ("memory_vs_fp16", "storage"),
+                 ("arith_energy_b158", "simulated")]
+    c = read_table(tiny_report / "tables" / "claims.csv")
+    keys = {claim.text: key for key, claim in CLAIMS.items()}
+
+    def evidence(hw: str) -> str:
+        if hw.startswith("measured GPU"):
+            return "measured block" if ": block_" in hw else "measured kernels"
+        return {"any (model property)": "model", "any (storage)": "storage"}.get(hw, "simulated")
+
+    rank = [published.index((keys[r.claim], evidence(r.hardware))) for r in c.itertuples()]
+    assert rank == sorted(rank) and len(set(rank)) >= 6
+    assert list(LAYOUT) == published
+
+
+def test_every_claim_has_one_evaluator_and_an_unplaced_group_is_an_error(monkeypatch):
+    assert set(EVALUATORS) == set(CLAIMS) == {key for key, _ in LAYOUT}
+    summary = pd.DataFrame(columns=["preset", "phase", "role", "datapath", "context"])
+    traces = pd.DataFrame(columns=["preset", "phase", "datapath", "context"])
+    empty = claims_table(summary, traces, None, "7b")
+    assert list(empty.columns) == [c.name for c in SCHEMAS["report_claims"]] and empty.empty
+    monkeypatch.setitem(claims_module.EVALUATORS, "kv_bits", lambda inp: {"rumour": []})
+    with pytest.raises(ValueError, match="rumour"):
+        claims_table(summary, traces, None, "7b")
+
+
+def test_a_figure_names_the_missing_registered_column():
+    spd = speedups(_measured_rows())
+    with pytest.raises(ValueError, match=r"measured_speedups: .*\['baseline_us'\]"):
+        figures.measured_speedups(spd.drop(columns="baseline_us"))
+    with pytest.raises(TypeError, match="throughput: expected a DataFrame"):
+        figures.throughput({"tokens_per_s": [1.0]})
+
+
+def test_write_report_never_replaces_a_folder_that_holds_files(tmp_path):
+    data = collect_report(StudyConfig(presets=("tiny",), datapaths=("b1.58",), contexts=(64,), prefill_tokens=0,
+                                      workers=1, reference=(), measured_dir=str(tmp_path)))
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    with pytest.raises(ValueError, match="not empty"):
+        write_report(data, mine)
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+    out = write_report(data, tmp_path / "fresh")
+    assert read_table(out / "tables" / "summary_full.csv").accelerator.tolist() == ["b1.58"]

@@ -16,9 +16,11 @@ from pathlib import Path
 import pandas as pd
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Table:
-    name: str              # file stem of the CSV (tables/<name>.csv)
+    """A table block: ``name`` is the file stem of its CSV (``tables/<name>.csv``) that the Markdown links to."""
+
+    name: str
     df: pd.DataFrame
     caption: str = ""
     floatfmt: str = "{:.3g}"       # for floats below 1000 (see _fmt)

@@ -12,8 +12,8 @@ from pathlib import Path
 import pandas as pd
 
 from bitsim.tables import MEASURED_TRACE, measured_final_rows, read_table, validate
-from sim.validation import load_anchors
-from sim.validation import validation_table
+from bitsim.tables.report import MEASURED_SPEEDUPS, REPORT_SIM_VS_MEASURED
+from sim.validation import load_anchors, validation_table
 
 LINEAR_OPS = ("gemm", "gemv", "sparse_gemv")
 ATTENTION_OPS = ("attention_decode",)
@@ -21,7 +21,8 @@ BLOCK_OPS = ("block_decode", "block_prefill")  # one whole decoder block per dat
 BASELINES = {"linear": "cublas_fp16", "attention": "torch_sdpa", "block": "block_fp16"}
 
 
-ANCHORS_SOURCE = "gpu-anchors.md (sim/data/h100_anchors.csv)"
+#: ``source`` of the H100 anchor timings (docs/gpu-facts.md §1) that sim/ ships as sim/data/h100_anchors.csv.
+ANCHORS_SOURCE = "docs/gpu-facts.md §1 (sim/data/h100_anchors.csv)"
 
 
 def load_measured(data_dir: str | Path = "reports/data", include_anchors: bool = True) -> pd.DataFrame:
@@ -29,7 +30,7 @@ def load_measured(data_dir: str | Path = "reports/data", include_anchors: bool =
 
     Files ``measured_*.parquet`` are preferred; a ``.csv`` with the same stem
     is read only when its Parquet twin is missing.  With ``include_anchors``
-    the H100 anchor timings of gpu-anchors.md (cuBLAS, SDPA; shipped by sim/)
+    the H100 anchor timings of docs/gpu-facts.md §1 (cuBLAS, SDPA; shipped by sim/)
     are added.  Adds ``source`` (file name): ratios are only ever taken
     between rows of one source, i.e. one measuring run.
     """
@@ -64,22 +65,23 @@ def validate_simulator(measured: pd.DataFrame, ideal: str = "h100-like",
     Baselines (cuBLAS, SDPA, gemlite) run on ``ideal`` (peaks from the measured
     ceilings, nothing fitted to them); our Triton kernels run on ``fitted``
     (``ideal`` plus launch latency and weight/KV decode rates fitted on a named
-    calibration subset, see sim/calibrate.py).  Returns (per call, per class):
-    per call has kernel, class, kernel_class, M, N, K, cuda_graph, measured_us,
-    sim_us, ratio, rel_error, bound, preset, split; per class has class,
-    preset, split, n, mape, max_abs_err, mean_err, within_bound.
+    calibration subset, see sim/validation/calibrate.py).  Returns (per call,
+    per class): per call, a ``report_sim_vs_measured`` table (the
+    ``sim_vs_measured`` rows the simulator could replay, without the
+    ``skipped`` column); per class, the ``sim_validation`` columns class,
+    preset, split, n, mape, max_abs_err, mean_err, plus within_bound (mape <=
+    :data:`VALIDATION_BOUND`).
     """
-    calls_cols = ["kernel", "class", "kernel_class", "M", "N", "K", "cuda_graph", "measured_us", "sim_us",
-                  "ratio", "rel_error", "bound", "preset", "split"]
+    calls_cols = [c.name for c in REPORT_SIM_VS_MEASURED]
     class_cols = ["class", "preset", "split", "n", "mape", "max_abs_err", "mean_err", "within_bound"]
     if measured is None or len(measured) == 0:
         return pd.DataFrame(columns=calls_cols), pd.DataFrame(columns=class_cols)
 
     rows, per_class = validation_table(measured.drop(columns=["source"], errors="ignore"), ideal, fitted)
-    rows = rows[rows.skipped == ""].rename(columns={"us": "measured_us", "err": "rel_error"})
-    rows["ratio"] = rows.sim_us / rows.measured_us
+    rows = rows[rows.skipped == ""]
     per_class = per_class.assign(within_bound=per_class.mape <= VALIDATION_BOUND)
-    return rows[calls_cols].reset_index(drop=True), per_class[class_cols].reset_index(drop=True)
+    return (validate(rows[calls_cols].reset_index(drop=True), "report_sim_vs_measured"),
+            per_class[class_cols].reset_index(drop=True))
 
 
 def _family(op: str) -> str | None:
@@ -113,8 +115,7 @@ def speedups(measured: pd.DataFrame) -> pd.DataFrame:
     several times at one shape, the baseline is the one timed in the same mode
     (``cuda_graph``) and the fastest pairing is kept.
     """
-    cols = ["source", "shape", "family", "op", "kernel", "impl", "precision", "M", "N", "K", "sparsity",
-            "cuda_graph", "us", "baseline_us", "speedup", "gbps"]
+    cols = [c.name for c in MEASURED_SPEEDUPS]
     if measured is None or len(measured) == 0:
         return pd.DataFrame(columns=cols)
     validate(measured, "measured_trace")
@@ -140,4 +141,4 @@ def speedups(measured: pd.DataFrame) -> pd.DataFrame:
     out = out.sort_values("us").groupby(keys[:-1] + ["kernel"], as_index=False).first()
     out = out.sort_values(["source", "family", "M", "N", "K", "impl", "kernel"],
                           ascending=[True, False, True, True, True, False, True])
-    return out[cols].reset_index(drop=True)
+    return validate(out[cols].reset_index(drop=True), "measured_speedups")

@@ -124,7 +124,8 @@ def describe(schema: str) -> str:
     if schema not in SCHEMAS:
         raise ValueError(f"unknown schema {schema!r}; known: {sorted(SCHEMAS)}")
     rows = ["| column | type | unit | meaning |", "|---|---|---|---|"]
-    rows += [f"| {c.name} | {c.kind} | {c.unit} | {c.doc} |" for c in SCHEMAS[schema]]
+    cell = lambda t: str(t).replace("|", "\\|")  # noqa: E731 - a literal pipe would end the cell
+    rows += [f"| {cell(c.name)} | {c.kind} | {cell(c.unit)} | {cell(c.doc)} |" for c in SCHEMAS[schema]]
     return "\n".join(rows)
 
 

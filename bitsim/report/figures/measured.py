@@ -1,0 +1,204 @@
+"""Figures of the measured GPU kernels: speedups, simulator vs measured, and the measured roofline."""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from bitsim.report.figures.common import empty, legend_below, need, plain_log_ticks
+from bitsim.report.measured import BASELINES
+from bitsim.tables import measured_final_rows
+
+
+def _speedup_panel(row) -> str:
+    """Which panel of :func:`measured_speedups` a speedup row belongs to."""
+    fam, M = row["family"], int(row["M"])
+    if fam == "linear":
+        return "gemv" if M == 1 else ("small" if M <= 512 else "prefill")
+    return "other"
+
+
+_PANEL_TITLES = {"gemv": "decode GEMV, M = 1 (weights N x K)", "small": "small-batch GEMM, M = {ms}",
+                 "prefill": "prefill GEMM, M = {ms}",
+                 "other": "decode attention (vs torch SDPA) and one 7B block (vs the FP16 block)"}
+
+
+def _speedup_tick(row, several_m: bool) -> str:
+    if row["family"] == "linear":
+        nk = f"{int(row['N'])}x{int(row['K'])}"
+        return f"M={int(row['M'])}\n{nk}" if several_m else nk
+    return str(row["shape"]).replace(" ctx", "\nctx").replace("prefill ", "prefill\n")
+
+
+def measured_speedups(speedups: pd.DataFrame):
+    """Measured kernel speedups over the FP16 baseline of the same shape and run, one panel per regime.
+
+    ``speedups``: a ``measured_speedups`` table (shape, family, M, N, K,
+    kernel, impl, speedup = baseline time / kernel time are drawn).  Panels:
+    decode GEMV (M = 1), small-batch GEMM, prefill GEMM, attention and whole
+    block; one bar per (kernel, shape), a kernel keeps its colour in every
+    panel, baselines other than FP16 are dotted.  Log y; the line at 1 is the
+    FP16 baseline (whose own bars, speedup 1 by definition, are not drawn).
+    """
+    need(speedups, "measured_speedups", "measured_speedups")
+    d = speedups[~speedups.kernel.isin(tuple(BASELINES.values()))].copy()
+    if d.empty:
+        return empty("Measured H100 kernel speedups", "no measured kernel data in reports/data/")
+    d["panel"] = d.apply(_speedup_panel, axis=1)
+    panels = [p for p in _PANEL_TITLES if p in set(d.panel)]
+    kernels = list(dict.fromkeys(d.sort_values(["impl", "kernel"], ascending=[False, True]).kernel))
+    cmap = plt.get_cmap("tab20")
+    colour = {k: cmap(i % 20) for i, k in enumerate(kernels)}
+    fig, axes = plt.subplots(len(panels), 1, figsize=(12.5, 3.1 * len(panels)), squeeze=False)
+    for ax, panel in zip(axes[:, 0], panels):
+        p = d[d.panel == panel].sort_values(["M", "N", "K"])
+        several_m = p.M.nunique() > 1 and p.family.eq("linear").all()
+        shapes = list(dict.fromkeys(p["shape"]))
+        ticks = [_speedup_tick(p[p["shape"] == s].iloc[0], several_m) for s in shapes]
+        ks = [k for k in kernels if k in set(p.kernel)]
+        width = 0.84 / max(len(ks), 1)
+        for j, kern in enumerate(ks):
+            s = p[p.kernel == kern].groupby("shape").speedup.max()
+            xs = np.array([i for i, sh in enumerate(shapes) if sh in s.index], dtype=float)
+            ys = [float(s[sh]) for sh in shapes if sh in s.index]
+            impl = p[p.kernel == kern].impl.iloc[0]
+            ax.bar(xs + (j - (len(ks) - 1) / 2) * width, ys, width * 0.92, color=colour[kern],
+                   hatch=None if impl == "ours" else "...", edgecolor="white", linewidth=0.4,
+                   label=f"{kern} ({impl})")
+        ax.axhline(1.0, color="k", lw=0.9)
+        ax.set_yscale("log")
+        ax.set_xticks(range(len(shapes)))
+        ax.set_xticklabels(ticks, fontsize=8)
+        ax.set_xlim(-0.6, len(shapes) - 0.4)
+        ax.set_ylabel("speedup (x, log)")
+        ms = ", ".join(str(m) for m in sorted(set(p.M.astype(int))))
+        ax.set_title(_PANEL_TITLES[panel].format(ms=ms), fontsize=10, loc="left")
+        ax.grid(True, axis="y", which="both", alpha=0.3)
+        plain_log_ticks(ax)
+    fig.suptitle("Measured kernels: speedup over cuBLAS FP16 at the same shape and run (line at 1; higher is "
+                 "better)", fontsize=11)
+    fig.tight_layout()
+    legend_below(fig, list(axes[:, 0]), ncol=4)
+    return fig
+
+
+def sim_vs_measured(cmp: pd.DataFrame):
+    """Simulated vs measured time per kernel call (log-log, y = x and 2x bands) and the error of each.
+
+    ``cmp``: a ``report_sim_vs_measured`` table (measured_us, sim_us, split
+    and kernel, the label of a point's group, are drawn; ``calibration``
+    points are hollow).  Left: the scatter; right: signed relative error
+    (sim - measured) / measured per call.  The title gives the median absolute
+    error and the geometric-mean ratio over all calls.
+    """
+    need(cmp, "report_sim_vs_measured", "sim_vs_measured")
+    d = cmp[(cmp.measured_us > 0) & (cmp.sim_us > 0)]
+    if d.empty:
+        return empty("Simulator vs measured GPU", "no measured kernel data to compare")
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 5.0), gridspec_kw={"width_ratios": [1.1, 1]})
+    cmap = plt.get_cmap("tab20")
+    err = 100 * (d.sim_us - d.measured_us) / d.measured_us
+    cal = d["split"].eq("calibration")
+    for k, kern in enumerate(dict.fromkeys(d.kernel)):
+        colour = cmap(k % 20)
+        for hollow in (False, True):
+            sel = (d.kernel == kern) & (cal == hollow)
+            if not sel.any():
+                continue
+            face = "none" if hollow else colour
+            ax.scatter(d.measured_us[sel], d.sim_us[sel], s=26, facecolors=face, edgecolors=colour,
+                       label=None if hollow else kern, alpha=0.85)
+            ax2.scatter(d.measured_us[sel], err[sel], s=26, facecolors=face, edgecolors=colour, alpha=0.85)
+    lo = min(d.measured_us.min(), d.sim_us.min()) / 1.5
+    hi = max(d.measured_us.max(), d.sim_us.max()) * 1.5
+    xs = np.array([lo, hi])
+    ax.plot(xs, xs, "k-", lw=1, label="sim = measured")
+    ax.plot(xs, 2 * xs, "k:", lw=0.8, label="2x off")
+    ax.plot(xs, xs / 2, "k:", lw=0.8)
+    if cal.any():
+        ax.scatter([], [], s=26, facecolors="none", edgecolors="k", label="hollow: calibration call (fitted on)")
+    for a in (ax, ax2):
+        a.set_xscale("log")
+        a.set_xlim(lo, hi)
+        a.set_xlabel("measured time per call (us)")
+        a.grid(True, which="both", alpha=0.3)
+    ax.set_yscale("log")
+    ax.set_ylim(lo, hi)
+    ax.set_ylabel("simulated time per call (us)")
+    ax2.axhline(0, color="k", lw=1)
+    ax2.set_ylabel("error (sim - measured) / measured (%)")
+    ax2.set_title("error per call", fontsize=10)
+    gm = float(np.exp(np.mean(np.log(d.sim_us / d.measured_us))))
+    ax.set_title(f"median |error| {np.median(np.abs(err)):.0f}%, geo-mean sim/measured {gm:.2f}", fontsize=10)
+    fig.suptitle("Simulator vs measured GPU kernels", fontsize=11)
+    fig.tight_layout()
+    legend_below(fig, [ax], ncol=3)
+    return fig
+
+
+def measured_roofline(measured: pd.DataFrame):
+    """Measured kernels on the GPU's own roofline, and the share of copy bandwidth at decode.
+
+    ``measured``: a ``measured_trace`` table (op, kernel, impl, precision, M,
+    N, K, sparsity, cuda_graph, us, bytes, ops, gbps, tops are drawn), with
+    rows of op ``ceiling`` (kernel ``copy`` for GB/s, cuBLAS 8192^3 GEMMs for
+    TOP/s) measured in the same run.  Left: every timed kernel call (fastest
+    per kernel and shape) at x = ops / minimum bytes, y = achieved TOP/s,
+    under the measured roofs.  Right: decode (M = 1) GEMV and attention
+    calls, achieved GB/s as a share of the copy ceiling.  Tuning-sweep rows
+    (kernel names ending in the tuning suffix) are left out.
+    """
+    need(measured, "measured_trace", "measured_roofline")
+    ceil = measured[measured.op == "ceiling"]
+    final = measured_final_rows(measured)
+    d = final[(final.op != "ceiling") & (final.us > 0) & (final.bytes > 0) & (final.ops > 0)]
+    copy = ceil[ceil.kernel == "copy"].gbps
+    if d.empty or copy.empty:
+        return empty("Measured kernels on the GPU roofline", "no measured kernel rows with ceilings")
+    bw = float(copy.max())  # GB/s
+    # roofs: the run's 8192^3 ceilings, raised where a baseline (cuBLAS) call of that precision went faster
+    base = d[(d.impl == "baseline") & d.op.isin(["gemm", "gemv"])].groupby("precision").tops.max()
+    peaks = ceil[ceil.kernel != "copy"].groupby("precision").tops.max()
+    peaks = pd.concat([peaks, base[base.index.isin(peaks.index)]]).groupby(level=0).max()
+    peaks = peaks.sort_values(ascending=False)
+    d = d.sort_values("us").drop_duplicates(["kernel", "op", "M", "N", "K", "sparsity"])
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(13, 5.0), gridspec_kw={"width_ratios": [1.25, 1]})
+    xs = np.logspace(-1, 4, 200)
+    for prec, peak in peaks.items():
+        ax.plot(xs, np.minimum(peak, bw * xs / 1e3), color="0.35", lw=1)
+    roofs = [f"copy: {bw:.0f} GB/s"] + [f"{prec}: {peak:.0f} TOP/s" for prec, peak in peaks.items()]
+    ax.text(0.02, 0.98, "roofs: best cuBLAS rate of each precision\nmeasured in this run\n" + "\n".join(roofs),
+            transform=ax.transAxes, fontsize=7,
+            va="top", ha="left", bbox=dict(boxstyle="round", fc="white", ec="0.7"))
+    kinds = {"ours": ("o", "#d62728"), "baseline": ("s", "#7f7f7f")}
+    for impl, (marker, colour) in kinds.items():
+        s = d[d.impl == impl]
+        ax.scatter(s.ops / s.bytes, s.tops, marker=marker, s=22, color=colour, alpha=0.75,
+                   edgecolor="white", linewidth=0.4, label=f"{impl} kernels")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("arithmetic intensity (ops / minimum byte)")
+    ax.set_ylabel("achieved TOP/s")
+    ax.set_title("Every timed kernel call under the roofs measured in the same run", fontsize=10)
+    ax.grid(True, which="both", alpha=0.25)
+    ax.legend(fontsize=8, loc="lower right")
+    dec = d[((d.op.isin(["gemv", "sparse_gemv"])) & (d.M == 1)) | (d.op == "attention_decode")].copy()
+    dec["label"] = [f"{k}  {'attn B%d ctx%d' % (m, k_) if op == 'attention_decode' else '%dx%d' % (n, k_)}"
+                    + (f" s={100 * sp:.0f}%" if sp > 0 else "") + (" [graph]" if g else "")
+                    for k, op, m, n, k_, sp, g in zip(dec.kernel, dec.op, dec.M, dec.N, dec.K, dec.sparsity,
+                                                      dec.cuda_graph.astype(bool))]
+    dec = dec.sort_values(["op", "N", "K", "impl", "kernel"])
+    frac = 100 * dec.gbps / bw
+    ax2.barh(range(len(dec)), frac, color=[kinds[i][1] if i in kinds else "#1f77b4" for i in dec.impl],
+             alpha=0.8)
+    ax2.set_yticks(range(len(dec)))
+    ax2.set_yticklabels(dec.label, fontsize=6.5)
+    ax2.invert_yaxis()
+    ax2.axvline(80, color="k", ls=":", lw=0.8)
+    ax2.set_xlim(0, max(100.0, 1.05 * float(frac.max())))
+    ax2.set_xlabel(f"achieved bandwidth, % of copy ({bw:.0f} GB/s; dotted: 80 %)")
+    ax2.set_title("Decode (M = 1) GEMV and attention: bytes moved per second\n(fastest timing of each; "
+                  "[graph]: CUDA-graph replays)", fontsize=10)
+    ax2.grid(True, axis="x", alpha=0.3)
+    fig.tight_layout()
+    return fig
