@@ -100,6 +100,9 @@ def _run(args: argparse.Namespace) -> int:
     warning = fallback_warning(s)
     if warning:
         print(warning, file=sys.stderr)
+    if not s.feasible:
+        print(f"warning: INFEASIBLE: {s.infeasible_reason}", file=sys.stderr)
     print(f"{s.accelerator}: {s.phase} {s.tokens} token(s), {s.latency_s * 1e3:.3f} ms, "
-          f"{s.tokens_per_s:.1f} tok/s, {s.energy_j_per_token * 1e3:.3f} mJ/token -> {args.out}")
+          f"{s.tokens_per_s:.1f} tok/s, {s.energy_j_per_token * 1e3:.3f} mJ/token, {s.area_mm2:.1f} mm2, "
+          f"{s.power_w:.1f} W{'' if s.feasible else ' (INFEASIBLE)'} -> {args.out}")
     return 0

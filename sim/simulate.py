@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from bitsim.tables import validate
-from bitsim.tables.sim import BOUNDS, ENERGY_COMPONENTS, SIM_SUMMARY
+from bitsim.tables.sim import AREA_PARTS, BOUNDS, ENERGY_COMPONENTS, SIM_SUMMARY
 
 from .config import AcceleratorConfig, load_accelerator
 from .engine import check_timeline_path, check_trace, dma_tiles, plan_ops, schedule_ops, write_chrome_trace
@@ -56,9 +56,26 @@ class SimSummary(Mapping):
     kv_bytes: float                           # byte
     footprint_bytes: float                    # byte
     fits_offchip: bool
-    compute_area_mm2_45nm: float              # mm2
+    compute_area_mm2_45nm: float              # mm2 (legacy: PE arithmetic under the papers' rule, 45 nm)
     cycles_by_bound: dict                     # bound -> cycle (BOUNDS)
     fallback_ops: tuple = ()                  # {op, needs, pair, array, count} per group
+    # ---- design costs and efficiency (issue 12; defaults keep old constructions valid) ----
+    feasible: bool = True                     # weights + KV fit the off-chip capacity
+    infeasible_reason: str = ""               # why not, with the numbers; "" when feasible
+    capacity_bytes: float = 0.0               # byte, off-chip capacity
+    area_mm2: float = 0.0                     # mm2, whole design at process_nm (sim.energy.chip)
+    area_mm2_by_part: dict = field(default_factory=dict)   # part -> mm2 (AREA_PARTS)
+    power_w: float = 0.0                      # W, energy_j / latency_s
+    power_static_w: float = 0.0               # W, static power (leakage model or fixed)
+    power_dynamic_w: float = 0.0              # W, dynamic energy / latency at this workload
+    peak_tops: float = 0.0                    # TOP/s, every array at its fastest pair
+    tops: float = 0.0                         # TOP/s, 2 x dense MACs of the step / latency
+    tops_per_mm2: float = 0.0                 # TOP/s/mm2, peak_tops / area_mm2
+    tops_per_w: float = 0.0                   # TOP/s/W, tops / power_w (at this workload)
+    tokens_per_s_per_w: float = 0.0           # token/s/W = token/J
+    tokens_per_s_per_mm2: float = 0.0         # token/s/mm2
+    offchip_sustained_gbps: float = 0.0       # GB/s, peak x sustained fraction (what the DMA moves)
+    causal_ops: int = 0                       # attention ops whose fully masked folds were skipped
 
     def __getitem__(self, key: str) -> Any:
         if key not in _SUMMARY_FIELDS:
@@ -80,11 +97,13 @@ class SimSummary(Mapping):
     def row(self) -> dict:
         """The flat ``sim_summary`` row: component energies per token, cycles per bound, fallbacks as JSON."""
         out = {k: getattr(self, k) for k in _SUMMARY_FIELDS
-               if k not in ("energy_j_by_component", "cycles_by_bound", "fallback_ops")}
+               if k not in ("energy_j_by_component", "cycles_by_bound", "fallback_ops", "area_mm2_by_part")}
         for c in COMPONENTS:
             out[f"energy_{c}_j"] = float(self.energy_j_by_component[c]) / self.tokens
         for b in BOUNDS:
-            out[f"cycles_{b}_bound"] = int(self.cycles_by_bound[b])
+            out[f"cycles_{b}_bound"] = int(self.cycles_by_bound.get(b, 0))
+        for a in AREA_PARTS:
+            out[f"area_{a}_mm2"] = float(self.area_mm2_by_part.get(a, 0.0))
         out["fallback_ops"] = json.dumps([dict(x) for x in self.fallback_ops])
         return {c.name: out[c.name] for c in SIM_SUMMARY}
 
@@ -158,11 +177,13 @@ def simulate(trace: pd.DataFrame, accel: "str | Path | AcceleratorConfig",
     prev_end = np.maximum.accumulate(np.concatenate([[0], end[:-1]]))
     exclusive = np.maximum(end - np.maximum(prev_end, 0), 0)
     sec_per_cycle = 1e-9 / cfg.clock_ghz
-    static_pj = exclusive * sec_per_cycle * cfg.static_power_w * 1e12
+    static_pj = exclusive * sec_per_cycle * cfg.static_w * 1e12
     peak = np.array([p.peak_rate for p in plans])
     work = np.array([p.work for p in plans])
     unit = [p.unit for p in plans]
-    bound = np.where(comp >= mem, np.where(np.array(unit) == "vector", "vector", "compute"), "memory")
+    # The bound of every op, named: memory (DMA time exceeds the unit's), else what bounds the
+    # unit: compute, weight_load (folds wait on their stationary-operand load), sram, vector.
+    bound = np.where(comp >= mem, np.array([p.limit for p in plans], dtype=object), "memory").astype(str)
 
     ops = pd.DataFrame({
         "layer": trace["layer"].astype(np.int64).to_numpy(),
@@ -185,6 +206,7 @@ def simulate(trace: pd.DataFrame, accel: "str | Path | AcceleratorConfig",
         "needs": [p.needs for p in plans],
         "fallback": np.array([p.fallback for p in plans], dtype=bool),
         "ideal_compute_cycles": [p.ideal_compute_cycles for p in plans],
+        "causal": np.array([p.causal for p in plans], dtype=bool),
     })
     ops.attrs = {"accelerator": cfg.name, "clock_ghz": cfg.clock_ghz,
                  **{k: v for k, v in trace.attrs.items() if isinstance(v, (str, int, float, bool))}}
@@ -253,6 +275,20 @@ def _summary(trace: pd.DataFrame, ops: pd.DataFrame, cfg: AcceleratorConfig, end
     else:
         kv = float(trace["kv_bytes_write"].sum())
     footprint = weight_bytes + kv
+    capacity = cfg.offchip.capacity_gb * 1e9
+    fits = footprint <= capacity
+    reason = "" if fits else (
+        f"weights {weight_bytes / 1e9:.2f} GB + KV cache {kv / 1e9:.2f} GB = {footprint / 1e9:.2f} GB exceed the "
+        f"{cfg.offchip.capacity_gb:g} GB off-chip capacity of {cfg.name} (batch {trace.attrs.get('batch', '?')}, "
+        f"context {trace.attrs.get('context', '?')}): the point is infeasible; its timing is what the chip would "
+        f"do with unlimited capacity")
+    costs = cfg.chip_costs()
+    area = costs.area_mm2
+    power = total / latency if latency > 0 else 0.0
+    static_w = by["static"] / latency if latency > 0 else 0.0
+    dense_ops = 2.0 * float(trace.loc[trace["op_class"] != "vector", "macs_dense"].sum())
+    tops = dense_ops / latency / 1e12 if latency > 0 else 0.0
+    tps = tokens / latency if latency > 0 else float("inf")
     return SimSummary(
         accelerator=cfg.name,
         comparison=cfg.comparison,
@@ -263,7 +299,7 @@ def _summary(trace: pd.DataFrame, ops: pd.DataFrame, cfg: AcceleratorConfig, end
         cycles=int(end),
         clock_ghz=cfg.clock_ghz,
         latency_s=latency,
-        tokens_per_s=tokens / latency if latency > 0 else float("inf"),
+        tokens_per_s=tps,
         energy_j=total,
         energy_j_per_token=total / tokens,
         energy_j_by_component=by,
@@ -271,8 +307,24 @@ def _summary(trace: pd.DataFrame, ops: pd.DataFrame, cfg: AcceleratorConfig, end
         weight_bytes=weight_bytes,
         kv_bytes=kv,
         footprint_bytes=footprint,
-        fits_offchip=footprint <= cfg.offchip.capacity_gb * 1e9,
+        fits_offchip=fits,
         compute_area_mm2_45nm=cfg.compute_area_mm2_45nm(),
         cycles_by_bound={b: int(ops.loc[ops["bound"] == b, "cycles"].sum()) for b in BOUNDS},
         fallback_ops=tuple(fallback_ops(ops)),
+        feasible=fits,
+        infeasible_reason=reason,
+        capacity_bytes=capacity,
+        area_mm2=area,
+        area_mm2_by_part=dict(costs.area_mm2_by_part),
+        power_w=power,
+        power_static_w=static_w,
+        power_dynamic_w=power - static_w,
+        peak_tops=costs.peak_tops,
+        tops=tops,
+        tops_per_mm2=costs.peak_tops / area if area > 0 else 0.0,
+        tops_per_w=tops / power if power > 0 else 0.0,
+        tokens_per_s_per_w=tps / power if power > 0 else 0.0,
+        tokens_per_s_per_mm2=tps / area if area > 0 else 0.0,
+        offchip_sustained_gbps=cfg.offchip.sustained_gbps,
+        causal_ops=int(ops["causal"].sum()),
     )

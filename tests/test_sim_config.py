@@ -166,8 +166,16 @@ def test_bad_energy_basis_is_rejected_naming_the_field(value, msg):
 def test_dynamic_only_energy_basis_with_static_power_is_a_contradiction():
     raw = _raw()
     raw["energy_basis"] = "dynamic-only"
-    assert raw["static_power_w"] > 0
+    raw["static_model"], raw["static_power_w"] = "fixed", 5.0
     with pytest.raises(ValueError, match="energy_basis 'dynamic-only' contradicts static_power_w"):
+        from_dict(raw)
+
+
+def test_dynamic_only_energy_basis_with_a_leakage_model_is_a_contradiction():
+    raw = _raw()
+    assert raw["static_model"] == "leakage"
+    raw["energy_basis"] = "dynamic-only"
+    with pytest.raises(ValueError, match="energy_basis 'dynamic-only' contradicts static_model 'leakage'"):
         from_dict(raw)
 
 

@@ -74,7 +74,9 @@ def test_summary_totals_are_consistent_with_the_per_op_table():
     e = ops[[c for c in ops.columns if c.startswith("energy_")]].to_numpy().sum() * 1e-12
     assert s["energy_j_per_token"] == pytest.approx(e / 4)
     assert s["energy_j_by_component"]["static"] == pytest.approx(
-        s["latency_s"] * sim.load_accelerator("a4.8").static_power_w)
+        s["latency_s"] * sim.load_accelerator("a4.8").static_w)
+    assert s["power_static_w"] == pytest.approx(sim.load_accelerator("a4.8").static_w)
+    assert s["power_w"] == pytest.approx(s["energy_j"] / s["latency_s"])
     assert s["footprint_bytes"] == s["weight_bytes"] + s["kv_bytes"]
     validate(ops, "sim_result")
     assert (ops["end_cycle"] - ops["start_cycle"] == ops["cycles"]).all()

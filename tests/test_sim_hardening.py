@@ -248,7 +248,7 @@ def test_every_limit_refuses_a_value_above_it_naming_the_field(key):
     lo, hi, unit = LIMITS[key]
     raw = _raw()
     integral = key in ("arrays.rows", "arrays.cols", "arrays.count", "arrays.weight_load_cycles", "arrays.max_m",
-                       "vector.lanes")
+                       "arrays.max_k", "offchip.interfaces", "vector.lanes")
     field = _set_limit(raw, key, int(hi) * 2 if integral else float(hi) * 2)
     with pytest.raises(ValueError, match=rf"{field.replace('[', '.').replace(']', '.')} = .* is outside the sane range"):
         from_dict(raw, where="b1.58.yaml")

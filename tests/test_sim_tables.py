@@ -21,7 +21,7 @@ from test_sim_synthetic import decoder_trace
 def test_summary_record_and_the_registered_sim_summary_table_agree_column_by_column():
     res = sim.simulate(decoder_trace("a4.8", layers=2, batch=4), "a4.8")
     s = res.summary
-    assert isinstance(s, sim.SimSummary) and len(dataclasses.fields(s)) == 21
+    assert isinstance(s, sim.SimSummary) and len(dataclasses.fields(s)) == 37
     row = s.row()
     assert list(row) == [c.name for c in SCHEMAS["sim_summary"]]
     assert all(c.unit for c in SCHEMAS["sim_summary"] if c.kind in ("int", "float"))   # every number has a unit

@@ -114,7 +114,7 @@ SIM_RESULT = _cols(
     ("cycles", "int", "cycle", "end - start"),
     ("compute_cycles", "int", "cycle", "cycles the compute unit was busy on the op"),
     ("memory_cycles", "int", "cycle", "cycles the off-chip channel was busy on the op"),
-    ("bound", "str", "", "compute, memory or vector: the resource that dominated"),
+    ("bound", "str", "", "the resource that set the op's time: compute, weight_load, sram, memory or vector"),
     ("utilization", "float", "fraction", "MACs (or elements) / (peak rate x cycles)"),
     ("bytes_offchip", "float", "byte", "bytes moved to/from off-chip memory"),
     ("bytes_sram", "float", "byte", "bytes moved to/from on-chip SRAM"),

@@ -12,8 +12,12 @@ from bitsim.tables.schemas import Column, register
 
 #: Energy components of a simulated step (``energy_<component>_j`` columns, J per token).
 ENERGY_COMPONENTS = ("compute", "sram", "offchip", "vector", "static")
-#: Resources an op can be bound by (``bound`` of ``sim_result``; ``cycles_<bound>_bound`` here).
-BOUNDS = ("compute", "memory", "vector")
+#: Resources an op can be bound by (``bound`` of ``sim_result``; ``cycles_<bound>_bound`` here):
+#: compute (MACs streaming through the PEs, or a software unpack), weight_load (folds waiting on
+#: their stationary-operand load), sram (on-chip SRAM bandwidth), memory (off-chip DMA), vector.
+BOUNDS = ("compute", "weight_load", "sram", "memory", "vector")
+#: Parts of a design's area (``area_<part>_mm2`` columns; sim.energy.chip).
+AREA_PARTS = ("pe", "vector", "sram", "phy")
 #: Splits of the measured rows in the held-out validation.
 SPLITS = ("calibration", "held-out")
 
@@ -46,7 +50,33 @@ SIM_SUMMARY = register("sim_summary", (
       for b in BOUNDS),
     Column(name="fallback_ops", kind="str", unit="", doc="JSON list of the ops that ran on a wider PE pair "
            "than their operands: {op, needs, pair, array, count}; [] when none"),
-), "one row per simulated step: latency, throughput, energy, bytes, footprint (sim.SimSummary)")
+    Column(name="feasible", kind="bool", unit="", doc="weights + KV cache fit the off-chip capacity; an "
+           "infeasible point is still simulated (as with unlimited capacity) and must not be reported as a result"),
+    Column(name="infeasible_reason", kind="str", unit="", doc="why the point is infeasible, with the numbers; "
+           "empty when feasible"),
+    Column(name="capacity_bytes", kind="float", unit="byte", doc="off-chip capacity of the accelerator"),
+    Column(name="area_mm2", kind="float", unit="mm2", doc="die area of the design at its process node: PE "
+           "arrays + vector unit + SRAM + memory PHYs (sim.energy.chip, sim/data/hardware_costs.csv)"),
+    *(Column(name=f"area_{a}_mm2", kind="float", unit="mm2", doc=f"{a} part of area_mm2")
+      for a in AREA_PARTS),
+    Column(name="power_w", kind="float", unit="W", doc="energy_j / latency_s: average power at this workload"),
+    Column(name="power_static_w", kind="float", unit="W", doc="static power: the design's leakage (static_model "
+           "leakage) + static_power_w; 0 for dynamic-only presets"),
+    Column(name="power_dynamic_w", kind="float", unit="W", doc="dynamic energy / latency_s at this workload"),
+    Column(name="peak_tops", kind="float", unit="TOP/s", doc="peak arithmetic throughput, 2 ops per MAC, every "
+           "array at its fastest PE pair"),
+    Column(name="tops", kind="float", unit="TOP/s", doc="2 x dense MACs of the step / latency_s (skipped zeros "
+           "count as done: dense-equivalent throughput)"),
+    Column(name="tops_per_mm2", kind="float", unit="TOP/s/mm2", doc="peak_tops / area_mm2"),
+    Column(name="tops_per_w", kind="float", unit="TOP/s/W", doc="tops / power_w at this workload"),
+    Column(name="tokens_per_s_per_w", kind="float", unit="token/s/W", doc="tokens_per_s / power_w (= tokens per J)"),
+    Column(name="tokens_per_s_per_mm2", kind="float", unit="token/s/mm2", doc="tokens_per_s / area_mm2"),
+    Column(name="offchip_sustained_gbps", kind="float", unit="GB/s", doc="off-chip bandwidth the DMA moves: "
+           "peak x offchip.sustained_fraction"),
+    Column(name="causal_ops", kind="int", unit="op", doc="attention ops whose fully masked (causal) folds were "
+           "skipped"),
+), "one row per simulated step: latency, throughput, energy, bytes, footprint, area, power, efficiency "
+   "(sim.SimSummary)")
 
 SIM_VS_MEASURED = register("sim_vs_measured", (
     Column(name="kernel", kind="str", unit="", doc="measured implementation name (measured_trace kernel)"),

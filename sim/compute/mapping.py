@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..energy import mac_pj
+from ..energy import mac_energy_pj
 from .precision import can_run
 from .systolic import systolic_cycles
 
@@ -18,7 +18,7 @@ class Mapping:
     array: "ArrayConfig"
     pe_op: "PEOp"
     exact: bool
-    mac_pj: float
+    mac_pj: float    # width-aware energy of one MAC of this pair on this array (sim.energy.pe)
 
 
 def map_op(accel: "AcceleratorConfig", weights: str, acts: str, where: str,
@@ -42,7 +42,7 @@ def map_op(accel: "AcceleratorConfig", weights: str, acts: str, where: str,
             if shape is not None and not a.takes_m(shape[0]):
                 barred.append(f"{a.name} (max_m={a.max_m})")
                 continue
-            pj = mac_pj(p.weights, p.acts, accel.process_nm)
+            pj = mac_energy_pj(p.weights, p.acts, accel.process_nm, a.max_k, a.float_accumulator)
             speed = (systolic_cycles(shape[0], shape[1], shape[2], a, p.rate, shape[3])
                      if shape is not None else -a.pes * p.rate)
             key = (pair != need, speed, pj, i, j)

@@ -27,11 +27,22 @@ Back-to-back folds (``pipelined_folds: false``, SCALE-Sim's model) cost
 next load and the previous drain hide under the current stream:
 ``L + folds * max(ceil(T/rate), L) + R + C - 2``.  ``count`` copies of the
 array take folds in waves: ``folds`` above becomes ``ceil(total_folds / count)``.
+
+GEMV-native mode (``stream_weights``): when a fold streams fewer cycles than its load
+(decode: T = M = 1), the weights flow through the PEs instead of being held: L = 1.
+
+Causal attention (:func:`causal_systolic_cycles`): a prefill's query i (position C - P + i)
+sees keys 0 .. C - P + i only.  Folds whose keys are all masked for all their queries are
+skipped; a fold whose temporal dimension is the queries (or the keys) streams only the
+queries that see one of its keys (or the keys one of its queries sees).  Folds then differ in
+length; the copies take them longest first, in waves, each wave as long as its longest fold.
 """
 from __future__ import annotations
 
 import math
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 if TYPE_CHECKING:  # types only: the config package imports sim.compute.precision
     from ..config import ArrayConfig
@@ -61,12 +72,89 @@ def systolic_cycles(M: int, N: int, K: int, array: "ArrayConfig", rate: float = 
     R, C = array.rows, array.cols
     _, _, T = spatial_temporal(M, N, K, array.dataflow)
     waves = math.ceil(folds(M, N, K, R, C, array.dataflow, count) / array.count)
-    load = 0 if array.dataflow == "output-stationary" else array.load_cycles
     stream = math.ceil(T / rate)
+    load = 0 if array.dataflow == "output-stationary" else array.load_cycles_for(stream)
     skew = R + C - 2
-    if array.pipelined_folds:
+    if array.pipelined_folds or _streaming(array, load):   # the GEMV-native mode is pipelined
         return load + waves * max(stream, load) + skew
     return waves * (load + stream + skew)
+
+
+def _streaming(array: "ArrayConfig", load: int) -> bool:
+    """True when a fold runs in the GEMV-native mode (its load shortened by ``stream_weights``)."""
+    return array.dataflow != "output-stationary" and load < array.load_cycles
+
+
+def weight_load_bound(M: int, N: int, K: int, array: "ArrayConfig", rate: float = 1.0) -> bool:
+    """True when a fold of this GEMM spends longer loading its stationary operand than streaming."""
+    if min(M, N, K) <= 0 or array.dataflow == "output-stationary":
+        return False
+    _, _, T = spatial_temporal(M, N, K, array.dataflow)
+    stream = math.ceil(T / rate)
+    return array.load_cycles_for(stream) > stream
+
+
+def causal_pairs(P: int, C: int) -> int:
+    """(query, key) pairs of a causal step: P new queries at positions C - P .. C - 1 over C keys."""
+    return P * (C - P) + P * (P + 1) // 2
+
+
+def _blocks(size: int, step: int) -> tuple[np.ndarray, np.ndarray]:
+    start = np.arange(0, size, step, dtype=np.int64)
+    return start, np.minimum(start + step, size)
+
+
+def causal_systolic_cycles(M: int, N: int, K: int, array: "ArrayConfig", rate: float, count: int,
+                           keys_on: str) -> int:
+    """Compute cycles of ``count`` causal attention GEMMs with fully masked folds skipped.
+
+    M = P query rows; the keys (C of them, ``C >= P``) are the ``keys_on`` dimension: ``"N"``
+    for q.K^T (N = C, K = head_dim), ``"K"`` for P.V (K = C, N = head_dim).  Equals
+    :func:`systolic_cycles` when no fold is masked (P = 1, or every fold sees every query).
+    """
+    if min(M, N, K) <= 0 or count <= 0:
+        return 0
+    P, C = M, (N if keys_on == "N" else K)
+    off = C - P
+    R, Cc = array.rows, array.cols
+    dims = {"M": M, "N": N, "K": K}
+    order = {"weight-stationary": ("K", "N", "M"), "output-stationary": ("M", "N", "K"),
+             "input-stationary": ("K", "M", "N")}[array.dataflow]
+    rows_ax, cols_ax, t_ax = order
+    r0, r1 = _blocks(dims[rows_ax], R)
+    c0, c1 = _blocks(dims[cols_ax], Cc)
+    g = {rows_ax: (r0[:, None], r1[:, None]), cols_ax: (c0[None, :], c1[None, :])}
+    full = {ax: (np.zeros((1, 1), np.int64), np.full((1, 1), dims[ax], np.int64)) for ax in "MNK"}
+    q0, q1 = g.get("M", full["M"])
+    k0, k1 = g.get(keys_on, full[keys_on])
+    active = k0 <= off + q1 - 1                       # some query of the fold sees some key of it
+    if t_ax == "M":                                    # stream only the queries that see a key here
+        T = q1 - np.maximum(q0, k0 - off)
+    elif t_ax == keys_on:                              # stream only the keys a query here sees
+        T = np.minimum(k1, off + q1) - k0
+    else:
+        T = np.full_like(active, dims[t_ax], dtype=np.int64)
+    grid = (len(r0), len(c0))                          # every (row block, column block) fold
+    T = np.broadcast_to(T, grid)[np.broadcast_to(active, grid)]
+    if T.size == 0:
+        return 0
+    streams, mult = np.unique(np.ceil(T / rate).astype(np.int64), return_counts=True)
+    streams, mult = streams[::-1], mult[::-1] * count       # longest first
+    start = np.concatenate([[0], np.cumsum(mult)[:-1]])
+    waves = -(-(start + mult) // array.count) - (-(-start // array.count))   # waves whose first fold is here
+    skew = R + Cc - 2
+    total, tail = 0, None
+    for s_, w in zip(streams.tolist(), waves.tolist()):
+        if w == 0:
+            continue
+        load = 0 if array.dataflow == "output-stationary" else array.load_cycles_for(s_)
+        if array.pipelined_folds or _streaming(array, load):    # overlapped folds (as systolic_cycles)
+            total += w * max(s_, load)
+            tail = load + skew if tail is None else tail          # the first wave's load, the last drain
+        else:
+            total += w * (load + s_ + skew)
+    total += tail or 0
+    return int(total)
 
 
 def ideal_cycles(macs: float, array: "ArrayConfig", rate: float) -> float:

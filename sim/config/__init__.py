@@ -3,10 +3,10 @@
 ``load_yaml`` is the project's one strict, bounded YAML loader (``bitsim.tables.config``),
 re-exported here for the callers that read accelerator files.
 """
-from .accelerator import (COMPARISONS, DATAFLOWS, ENERGY_BASES, LIMITS, POLICIES, PRESET_DIR, PRESETS,
+from .accelerator import (COMPARISONS, DATAFLOWS, ENERGY_BASES, LIMITS, POLICIES, PRESET_DIR, PRESETS, STATIC_MODELS,
                           AcceleratorConfig, ArrayConfig, OffchipConfig, PEOp, SparsityConfig, SramConfig,
                           VectorConfig, from_dict, load_accelerator, load_yaml)
 
-__all__ = ["COMPARISONS", "DATAFLOWS", "ENERGY_BASES", "LIMITS", "POLICIES", "PRESET_DIR", "PRESETS",
+__all__ = ["COMPARISONS", "DATAFLOWS", "ENERGY_BASES", "LIMITS", "POLICIES", "PRESET_DIR", "PRESETS", "STATIC_MODELS",
            "AcceleratorConfig", "ArrayConfig", "OffchipConfig", "PEOp", "SparsityConfig", "SramConfig",
            "VectorConfig", "from_dict", "load_accelerator", "load_yaml"]

@@ -36,6 +36,10 @@ COMPARISONS = ("equal-peak-throughput", "equal-area", "measured-ceilings", "stan
 # no static / board power (e.g. h100-like: an H100 board draws ~700 W, which the
 # 7 nm per-op table does not describe), so reports can label such numbers.
 ENERGY_BASES = ("model", "dynamic-only")
+# Where static power comes from: "fixed" = static_power_w alone (a stated number, e.g. 0 for a
+# dynamic-only GPU preset); "leakage" = the leakage of the design's logic, SRAM and memory PHYs
+# from the cost table (sim.energy.chip) + static_power_w (any other fixed draw, default 0).
+STATIC_MODELS = ("fixed", "leakage")
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,18 @@ class ArrayConfig:
     # ternary launcher runs the CUDA-core GEMV only for M <= 4 and the
     # tensor-core GEMM otherwise); an ASIC leaves it unset.
     max_m: int | None = None
+    # Longest reduction (K) the integer accumulators are built for: their width is the product
+    # width + ceil(log2(max_k)) (sim.energy.pe).  16384 covers LLaMA-7B's K = 11008 (14 bits).
+    max_k: int = 16384
+    # Adder width of float pairs' accumulation: fp32 (tensor-core practice) or fp16.
+    float_accumulator: str = "fp32"
+    # GEMV-native decode mode: when an op streams fewer rows than it takes to load a fold's
+    # stationary operand (M / rate < load cycles: decode GEMVs), the array does not hold the
+    # weights stationary but streams them from the weight buffer through the PEs at one weight
+    # per PE per cycle (the fold load costs 1 cycle, hidden under the stream), reading
+    # rows x cols x weight bits per cycle from SRAM (charged by the SRAM bandwidth bound).
+    # False: every fold pays weight_load_cycles (the weight-load cap of a stationary array).
+    stream_weights: bool = False
 
     def takes_m(self, M: int) -> bool:
         """True if the dispatch rule lets this array run an op with ``M`` rows."""
@@ -82,6 +98,13 @@ class ArrayConfig:
     @property
     def load_cycles(self) -> int:
         return self.rows if self.weight_load_cycles is None else self.weight_load_cycles
+
+    def load_cycles_for(self, stream: int) -> int:
+        """Cycles to load one fold's stationary operand when a fold streams ``stream`` cycles
+        (1 in the GEMV-native mode when the load would exceed the stream; see ``stream_weights``)."""
+        if self.stream_weights and self.dataflow != "output-stationary" and stream < self.load_cycles:
+            return 1
+        return self.load_cycles
 
     @property
     def pes(self) -> int:
@@ -102,10 +125,23 @@ _DEFAULT_PASSES = {"rmsnorm": 2, "softmax": 3, "quant": 2, "topk": 4, "glu": 1,
 
 @dataclass(frozen=True)
 class OffchipConfig:
-    kind: str                        # hbm3, lpddr5, ... (label)
+    kind: str                        # memory generation: a key of the cost table (hbm3, lpddr5, ...) or a label
     capacity_gb: float
-    bandwidth_gbps: float            # GB/s (1e9 bytes/s), read + write share it
+    bandwidth_gbps: float            # GB/s (1e9 bytes/s), PEAK; read + write share it
     pj_per_bit: float
+    # Fraction of the peak a streaming DMA sustains (refresh, bank conflicts, turnarounds);
+    # the simulator moves bytes at bandwidth_gbps x sustained_fraction.  1.0 = the peak as
+    # given (a preset whose bandwidth_gbps is already a measured sustained rate).  The cost
+    # table has a default per generation (memory.<kind>.sustained_fraction, e.g. 0.9 for HBM,
+    # from our H100 copy: 3020 of 3350 GB/s).
+    sustained_fraction: float = 1.0
+    # Memory interfaces (HBM stacks, LPDDR x64 channels, ...): each adds the PHY + controller
+    # area and static power of ``kind`` from the cost table; 0 = not costed.
+    interfaces: int = 0
+
+    @property
+    def sustained_gbps(self) -> float:
+        return self.bandwidth_gbps * self.sustained_fraction
 
 
 @dataclass(frozen=True)
@@ -120,6 +156,9 @@ class SramConfig:
 class SparsityConfig:
     skip_weight_fetch: bool = False  # do not fetch weight rows whose activations are all zero
     skip_compute: bool = False       # do not spend cycles / energy on zero activations
+    # Causal prefill attention: skip the folds whose keys every query of the fold must not see
+    # (sim.compute.systolic.causal_systolic_cycles).  False: the full square is computed.
+    skip_masked_attention: bool = True
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -143,7 +182,8 @@ class AcceleratorConfig:
     # Only replays of measured kernels (sim.validation, rows with cuda_graph
     # false) add it, once per measured kernel call; op traces never do.
     host_launch_ns: float = 0.0
-    static_power_w: float = 0.0
+    static_power_w: float = 0.0       # fixed static draw (W); with static_model leakage, added to the leakage
+    static_model: str = "fixed"       # one of STATIC_MODELS
     energy_basis: str = "model"       # one of ENERGY_BASES; copied to the summary
     notes: str = ""
     # Provenance of fitted numbers: parameter path -> where it came from
@@ -153,7 +193,23 @@ class AcceleratorConfig:
     # ---- derived quantities --------------------------------------------
     @property
     def offchip_bytes_per_cycle(self) -> float:
-        return self.offchip.bandwidth_gbps / self.clock_ghz
+        """Sustained off-chip bytes per cycle (peak x ``offchip.sustained_fraction``)."""
+        return self.offchip.sustained_gbps / self.clock_ghz
+
+    def chip_costs(self) -> "energy.ChipCosts":
+        """Area (mm^2) and leakage (W) by part, peak TOP/s (:func:`sim.energy.chip_costs`)."""
+        return energy.chip_costs(self)
+
+    @property
+    def area_mm2(self) -> float:
+        """Die area of the design (PE arrays, vector unit, SRAM, memory PHYs), mm^2 at ``process_nm``."""
+        return self.chip_costs().area_mm2
+
+    @property
+    def static_w(self) -> float:
+        """Static power (W): ``static_power_w`` + the design's leakage when ``static_model`` is leakage."""
+        leak = self.chip_costs().leakage_w if self.static_model == "leakage" else 0.0
+        return self.static_power_w + leak
 
     @property
     def op_overhead_cycles(self) -> int:
@@ -198,6 +254,7 @@ LIMITS: dict[str, tuple[float, float, str]] = {
     "arrays.count": (1, 1 << 20, "array copies"),
     "arrays.weight_load_cycles": (1, 1 << 20, "cycles"),
     "arrays.max_m": (1, 1 << 40, "rows"),
+    "arrays.max_k": (1, 1 << 40, "reduction length"),
     "arrays.pe_ops.rate": (1e-6, 1024.0, "MACs per PE per cycle"),
     "arrays.unpack": (1e-6, 1e9, "elements per cycle per copy"),
     "vector.lanes": (1, 1 << 24, "element-passes per cycle"),
@@ -205,6 +262,8 @@ LIMITS: dict[str, tuple[float, float, str]] = {
     "offchip.capacity_gb": (1e-6, 1e6, "GB"),
     "offchip.bandwidth_gbps": (1e-3, 1e6, "GB/s"),
     "offchip.pj_per_bit": (0.0, 1e4, "pJ/bit"),
+    "offchip.sustained_fraction": (1e-3, 1.0, "fraction of peak"),
+    "offchip.interfaces": (0, 1024, "interfaces"),
     "sram.weight_buffer_kib": (1.0, float(1 << 24), "KiB"),
     "sram.activation_buffer_kib": (0.0, float(1 << 24), "KiB"),
     "sram.bandwidth_bytes_per_cycle": (1e-3, float(1 << 24), "bytes per cycle"),
@@ -283,8 +342,21 @@ def _check_config(c: AcceleratorConfig, where: str | None = None) -> Accelerator
     if c.energy_basis == "dynamic-only" and c.static_power_w != 0:
         raise ValueError(f"{w}: energy_basis 'dynamic-only' contradicts static_power_w = {c.static_power_w} "
                          f"(set static_power_w to 0 or energy_basis to 'model')")
-    for f_ in ("capacity_gb", "bandwidth_gbps", "pj_per_bit"):
+    if c.static_model not in STATIC_MODELS:
+        raise ValueError(f"{w}: static_model must be one of {STATIC_MODELS}, got {quote(c.static_model)}")
+    if c.energy_basis == "dynamic-only" and c.static_model != "fixed":
+        raise ValueError(f"{w}: energy_basis 'dynamic-only' contradicts static_model 'leakage' "
+                         f"(set static_model to 'fixed' or energy_basis to 'model')")
+    for f_ in ("capacity_gb", "bandwidth_gbps", "pj_per_bit", "sustained_fraction"):
         _limit(getattr(c.offchip, f_), f"{w}: offchip.{f_}", f"offchip.{f_}")
+    if isinstance(c.offchip.interfaces, bool) or not isinstance(c.offchip.interfaces, int):
+        raise ValueError(f"{w}: offchip.interfaces: expected an integer, got {quote(c.offchip.interfaces)}")
+    _limit(c.offchip.interfaces, f"{w}: offchip.interfaces", "offchip.interfaces")
+    if c.offchip.interfaces:
+        try:
+            energy.phy_costs(c.offchip.kind, c.offchip.interfaces)
+        except ValueError as e:
+            raise ValueError(f"{w}: {e}") from None
     for f_ in ("weight_buffer_kib", "activation_buffer_kib", "bandwidth_bytes_per_cycle", "pj_per_bit"):
         _limit(getattr(c.sram, f_), f"{w}: sram.{f_}", f"sram.{f_}")
     _limit(c.vector.lanes, f"{w}: vector.lanes", "vector.lanes")
@@ -300,6 +372,10 @@ def _check_config(c: AcceleratorConfig, where: str | None = None) -> Accelerator
             if isinstance(a.max_m, bool) or not isinstance(a.max_m, int):
                 raise ValueError(f"{aw}.max_m: expected an integer or null, got {quote(a.max_m)}")
             _limit(a.max_m, f"{aw}.max_m", "arrays.max_m")
+        _limit(a.max_k, f"{aw}.max_k", "arrays.max_k")
+        if a.float_accumulator not in energy.FLOAT_ACCUMULATORS:
+            raise ValueError(f"{aw}.float_accumulator must be one of {energy.FLOAT_ACCUMULATORS}, "
+                             f"got {quote(a.float_accumulator)}")
         if a.dataflow not in DATAFLOWS:
             raise ValueError(f"{aw}.dataflow must be one of {DATAFLOWS}, got {quote(a.dataflow)}")
         if not a.pe_ops:

@@ -20,6 +20,7 @@ from bitsim.tables.config import quote
 
 from .. import energy
 from ..compute import map_op, systolic_cycles, unpack_cycles
+from ..compute.systolic import causal_pairs, causal_systolic_cycles, weight_load_bound
 from ..compute.precision import ACT_FORMAT_BITS, act_operand, weight_operand
 from ..config import AcceleratorConfig
 from ..memory import Traffic, matmul_traffic, vector_traffic
@@ -59,6 +60,12 @@ class OpPlan:
     energy_vector_pj: float
     pair: str                 # PE pair used, e.g. "ternaryxint8" ("" for vector ops)
     needs: str = ""           # the op's own operand pair, e.g. "ternaryxfp4" ("" for vector ops)
+    # What bounds the unit's busy time: "compute" (MACs streaming, or a software unpack),
+    # "weight_load" (folds wait on loading their stationary operand), "sram" (SRAM bandwidth),
+    # "vector" (the vector unit).  The simulator labels an op "memory" instead when its DMA
+    # time exceeds this (sim.simulate, ``bound`` column).
+    limit: str = "compute"
+    causal: bool = False      # attention op whose fully masked folds were skipped
 
     @property
     def fallback(self) -> bool:
@@ -121,7 +128,8 @@ def _plan_row(i: int, r: dict, accel: AcceleratorConfig, cache: dict) -> OpPlan:
                       ideal_compute_cycles=ideal, traffic=t, peak_rate=accel.vector.lanes, work=work,
                       energy_compute_pj=0.0, energy_sram_pj=t.sram * sram_pj_b,
                       energy_offchip_pj=(t.offchip_read + t.offchip_write) * off_pj_b,
-                      energy_vector_pj=work * energy.vector_pj_per_element_pass(node), pair="")
+                      energy_vector_pj=work * energy.vector_pj_per_element_pass(node), pair="",
+                      limit="sram" if sram_c > ideal else "vector")
 
     wfmt, afmt = str(r["weight_format"]), str(r["act_format"])
     if cls == "attention" and wfmt not in accel.kv_formats:
@@ -144,17 +152,48 @@ def _plan_row(i: int, r: dict, accel: AcceleratorConfig, cache: dict) -> OpPlan:
                        act_in=float(r["act_bytes_in"]), act_out=float(r["act_bytes_out"]),
                        kv_write=float(r["kv_bytes_write"]))
     rate = m.pe_op.rate
-    cyc = systolic_cycles(M, N, k_eff, m.array, rate, count)
+    keys_on = _causal_keys(r, cls, accel, M, N, K, count)
+    if keys_on:
+        cyc = causal_systolic_cycles(M, N, K, m.array, rate, count, keys_on)
+    else:
+        cyc = systolic_cycles(M, N, k_eff, m.array, rate, count)
     sram_c = t.sram / accel.sram.bandwidth_bytes_per_cycle
     # packed weights / KV codes on a PE pair of another format: software unpack, overlapped
     unpack_rate = m.array.unpack.get(wop) if m.pe_op.weights != wop else None
     unpack = unpack_cycles(M, N, k_eff, m.array, unpack_rate, count) if unpack_rate else 0
     peak = m.array.pes * rate
+    if sram_c > max(cyc, unpack):
+        limit = "sram"
+    elif cyc >= unpack and weight_load_bound(M, N, k_eff, m.array, rate):
+        limit = "weight_load"
+    else:
+        limit = "compute"
     return OpPlan(index=i, unit=m.array.name, unit_cycles=int(math.ceil(max(cyc, sram_c, unpack))),
                   ideal_compute_cycles=macs / peak, traffic=t, peak_rate=peak, work=macs,
                   energy_compute_pj=macs * m.mac_pj, energy_sram_pj=t.sram * sram_pj_b,
                   energy_offchip_pj=(t.offchip_read + t.offchip_write) * off_pj_b, energy_vector_pj=0.0,
-                  pair=f"{m.pe_op.weights}x{m.pe_op.acts}", needs=f"{wop}x{aop}")
+                  pair=f"{m.pe_op.weights}x{m.pe_op.acts}", needs=f"{wop}x{aop}", limit=limit,
+                  causal=bool(keys_on))
+
+
+def _causal_keys(r: dict, cls: str, accel: AcceleratorConfig, M: int, N: int, K: int, count: int) -> str:
+    """``"N"`` (q.K^T) or ``"K"`` (P.V) when the row is a causal attention op whose masked folds the
+    accelerator skips; ``""`` otherwise.
+
+    The trace says an op is causal by its MAC count (model/trace.py): ``macs_dense`` =
+    count x head_dim x pairs, pairs = P(C - P) + P(P + 1)/2 for P = M new queries over C keys;
+    a full-square op (macs_dense = M N K count) or a decode step (M = 1) is not masked.
+    """
+    if cls != "attention" or M <= 1 or not accel.sparsity.skip_masked_attention:
+        return ""
+    op = str(r["op"])
+    keys_on = "N" if op.startswith("attn_qk") else "K" if op.startswith("attn_pv") else ""
+    if not keys_on:
+        return ""
+    C, hd = (N, K) if keys_on == "N" else (K, N)
+    if C < M or not math.isclose(float(r["macs_dense"]), float(count * hd * causal_pairs(M, C)), rel_tol=1e-9):
+        return ""
+    return keys_on
 
 
 # --------------------------------------------------------------------------

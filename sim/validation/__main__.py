@@ -1,5 +1,7 @@
 """``python -m sim.validation [MEASURED ...]``: per-row errors and MAPE per kernel class;
-``python -m sim.validation calibrate MEASURED [-o OUT.yaml --force]``: re-fit ``h100-triton``."""
+``python -m sim.validation calibrate MEASURED [-o OUT.yaml --force]``: re-fit ``h100-triton``;
+``python -m sim.validation h200 MEASURED_H200 [-o OUT.yaml --force]``: write ``h200-like``, print the
+cross-GPU held-out error (fitted on the H100, predicting the H200)."""
 from __future__ import annotations
 
 import argparse
@@ -13,6 +15,7 @@ from bitsim.tables import read_table
 
 from ..config import from_dict
 from ..files import write_text_atomic
+from . import crossgpu
 from .calibrate import NAME, fit, to_yaml
 from .heldout import validation_table
 from .replay import H100_L2_BYTES, compare_measured, load_anchors
@@ -65,11 +68,38 @@ def calibrate_main(argv: list[str]) -> int:
     return 0
 
 
+def h200_main(argv: list[str]) -> int:
+    """Write h200-like from a measured H200 table and print the cross-GPU held-out MAPE per class."""
+    ap = argparse.ArgumentParser(prog="python -m sim.validation h200", description=h200_main.__doc__)
+    ap.add_argument("measured", help="measured_trace table of the H200 (parquet or csv)")
+    ap.add_argument("--h100", default="reports/data/measured_h100_kernels.parquet",
+                    help="measured_trace table of the H100 the kernel parameters are fitted on")
+    ap.add_argument("-o", "--out", default=None, help="write h200-like here (e.g. sim/presets/h200-like.yaml)")
+    ap.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    args = ap.parse_args(argv)
+    if args.out and Path(args.out).suffix != ".yaml":
+        raise ValueError(f"-o must end in .yaml, got {Path(args.out).name!r}")
+    if args.out and Path(args.out).exists() and not args.force:
+        raise ValueError(f"-o {args.out} exists; pass --force to replace it")
+    h200 = read_table(args.measured, schema="measured_trace")
+    h100 = read_table(args.h100, schema="measured_trace")
+    raw = crossgpu.h200_like_raw(h200)
+    if args.out:
+        write_text_atomic(crossgpu.to_yaml(raw, str(args.measured)), args.out)
+        print(f"wrote {args.out}")
+    _, per_class = crossgpu.cross_gpu_table(h100, h200)
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(per_class.round(4).to_string(index=False))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         if argv[:1] == ["calibrate"]:
             return calibrate_main(argv[1:])
+        if argv[:1] == ["h200"]:
+            return h200_main(argv[1:])
         return compare_main(argv)
     except (ValueError, FileNotFoundError) as e:
         print(f"python -m sim.validation: error: {e}", file=sys.stderr)

@@ -1,0 +1,42 @@
+"""Cross-GPU held-out validation (sim.validation.crossgpu): h200-like from the measured copy rate,
+the H100 fit carried to the H200, every H200 row held out."""
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from bitsim.tables import read_table
+from sim.config import from_dict
+from sim.validation import cross_gpu_table, h200_like_raw, load_anchors
+
+H100 = "reports/data/measured_h100_kernels.parquet"
+
+
+def _with_copy(table: pd.DataFrame, gbps: float) -> pd.DataFrame:
+    row = table.iloc[[0]].copy()
+    row[["op", "kernel", "impl", "precision", "M", "N", "K", "us"]] = ["ceiling", "copy", "baseline", "fp32", 1,
+                                                                       268435456, 1, 500.0]
+    if "gbps" in row:
+        row["gbps"] = gbps
+    return pd.concat([table, row], ignore_index=True)
+
+
+def test_h200_like_takes_the_measured_copy_rate_as_its_sustained_fraction():
+    t = _with_copy(load_anchors(), 4218.0)
+    cfg = from_dict(h200_like_raw(t), where="h200-like")
+    assert cfg.offchip.bandwidth_gbps == 4800 and cfg.offchip.capacity_gb == 141
+    assert cfg.offchip.sustained_fraction == pytest.approx(4218 / 4800, abs=1e-4)
+    assert cfg.offchip_bytes_per_cycle == pytest.approx(4218 / cfg.clock_ghz, rel=1e-3)
+    h100 = from_dict(h200_like_raw(None) | {"name": "x"}, where="x")
+    assert [a.pe_ops for a in h100.arrays] == [a.pe_ops for a in cfg.arrays]      # compute as the H100
+
+
+def test_cross_gpu_table_holds_out_every_h200_row_and_fits_only_on_the_h100():
+    h100 = read_table(H100, schema="measured_trace")
+    h200 = _with_copy(load_anchors(), 4218.0)       # stand-in H200 rows (cuBLAS / SDPA shapes)
+    rows, per_class = cross_gpu_table(h100, h200)
+    done = rows[rows["skipped"] == ""]
+    assert len(done) == len(load_anchors()) and set(done["split"]) == {"held-out"}
+    assert set(done["preset"]) == {"h200-like"}
+    # the H200's faster memory makes the memory-bound GEMV rows faster than on h100-like
+    assert (per_class["preset"] == "h200-like").all() and per_class["n"].sum() == len(done)
