@@ -102,8 +102,11 @@ def test_measured_claim_rows_use_the_kernel_ratio(tiny_report):
 def test_matmul_energy_claim_is_judged_on_the_linear_layers_alone(tiny_report):
     c = read_table(tiny_report / "tables" / "claims.csv")
     row = c[c.ours.str.contains("matmul compute energy", na=False)].iloc[0]
-    assert float(row.ours.split("x")[0]) == pytest.approx(71.4, abs=0.1)  # [B158] 71.4x: FP16 MAC / ternary add
-    assert row.verdict == "holds"
+    # The paper's 71.4x counts an FP16 MAC against an 8-bit add. The simulator charges width-aware PEs
+    # (sim/data/hardware_costs.csv, 7 nm): FP16 multiply 0.34 + FP32 accumulate 0.38 = 0.72 pJ against a
+    # 23-bit integer add for K = 11008 (0.0201 pJ): 0.72 / 0.0201 = 35.8x, below 0.9 x 71.4 -> "partly".
+    assert float(row.ours.split("x")[0]) == pytest.approx(0.72 / 0.0201, abs=0.15)
+    assert row.verdict == "partly"
     total = c[c.ours.str.contains("all compute energy", na=False)].iloc[0]
     assert total.verdict == "context"
 
