@@ -3,7 +3,7 @@
 A config is plain data.  ``ModelConfig.from_dict`` / ``from_yaml`` reject an
 unknown field, a non-positive size or an unknown datapath with a
 ``ValueError`` that names the field.  Presets are listed in ``PRESETS`` with
-their sources (``/work/shared/docs/bitnet-paper-digest.md`` §2.2 and §5.2).
+their sources (``docs/paper-facts.md`` §2.2 and §5.2).
 """
 from __future__ import annotations
 
@@ -14,10 +14,13 @@ from typing import Any, Mapping
 
 import yaml
 
-# The four datapaths of decisions.md §10.
+from bitsim.tables.config import dataclass_fields, load_yaml, parse_yaml
+
+# The four datapaths of docs/decisions.md item 10.
 DATAPATHS = ("fp16", "b1.58", "a4.8", "a4.8-fp4")
 FFN_KINDS = ("swiglu", "relu2glu")
 DTYPES = ("float32", "float64", "float16", "bfloat16")
+OVERRIDE_ACTS = ("int8", "int8-topk", "int4", "fp4")  # allowed o_act / down_act (ternary datapaths)
 FP16_KV_BITS = 16  # kv_bits value meaning "FP16 cache, not quantized"
 
 
@@ -39,7 +42,7 @@ class ModelConfig:
     name: str = "custom"
     n_kv_heads: int | None = None
     head_dim: int | None = None
-    norm_eps: float = 1e-5              # RMSNorm eps [decisions 9; 2B4T]
+    norm_eps: float = 1e-5              # RMSNorm eps [docs/decisions.md 9; 2B4T]
     rope_theta: float = 10000.0         # LLaMA default; the a4.8 paper does not state it (UNCONFIRMED)
     datapath: str = "fp16"
     ffn_act: str | None = None
@@ -48,6 +51,8 @@ class ModelConfig:
     kv_bos_bits: int | None = 4         # BOS heads kept at 4 bits [A48 §3.1]; None = same as kv_bits
     q_bits: int | None = None           # optional low-bit query ("4-bit Q" [A48 Table 3]); None = FP16
     dtype: str = "float32"              # working (latent) float dtype of the reference model
+    o_act: str | None = None            # Wo-input format override (ablations); None = datapath default
+    down_act: str | None = None         # Wdown-input format override (ablations); None = datapath default
 
     def __post_init__(self) -> None:
         for f in ("dim", "n_layers", "n_heads", "ffn_dim", "vocab_size"):
@@ -62,6 +67,14 @@ class ModelConfig:
         if self.datapath.startswith("a4.8") and self.ffn_act == "swiglu":
             raise ValueError("ffn_act: the a4.8 datapaths need 'relu2glu' (their down-projection "
                              "sparsity comes from ReLU², A48 §2.1); got 'swiglu'")
+        for f in ("o_act", "down_act"):
+            v = getattr(self, f)
+            if v is None:
+                continue
+            if self.datapath == "fp16":
+                raise ValueError(f"{f}: the fp16 datapath has no activation quantizers to override")
+            if v not in OVERRIDE_ACTS:
+                raise ValueError(f"{f}: unknown activation format {v!r}; known: {OVERRIDE_ACTS}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype: unknown dtype {self.dtype!r}; known: {DTYPES}")
         if not isinstance(self.name, str):
@@ -123,16 +136,26 @@ class ModelConfig:
 
     @property
     def act_formats(self) -> dict[str, str]:
-        """Input format of each linear layer group [decisions 10].
+        """Input format of each linear layer group [docs/decisions.md 10].
 
         Keys: ``qkv`` (Wq/Wk/Wv input), ``o`` (Wo), ``ffn`` (Wgate/Wup), ``down``.
-        Values: ``fp16``, ``int8``, ``int4``, ``fp4``, ``int8-topk``.
+        Values: ``fp16``, ``int8``, ``int4``, ``fp4``, ``int8-topk``.  ``o_act`` /
+        ``down_act`` override the Wo / Wdown input (training ablations).
         """
+        fm = dict(self._datapath_formats)
+        if self.o_act is not None:
+            fm["o"] = self.o_act
+        if self.down_act is not None:
+            fm["down"] = self.down_act
+        return fm
+
+    @property
+    def _datapath_formats(self) -> dict[str, str]:
         return {
             "fp16": dict(qkv="fp16", o="fp16", ffn="fp16", down="fp16"),
             "b1.58": dict(qkv="int8", o="int8", ffn="int8", down="int8"),
             "a4.8": dict(qkv="int4", o="int8-topk", ffn="int4", down="int8"),
-            # FP4 everywhere but the down input; Wo TopK not kept (UNCONFIRMED, decisions 10)
+            # FP4 everywhere but the down input; Wo TopK not kept (UNCONFIRMED, docs/decisions.md 10)
             "a4.8-fp4": dict(qkv="fp4", o="fp4", ffn="fp4", down="int8"),
         }[self.datapath]
 
@@ -157,18 +180,9 @@ class ModelConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "ModelConfig":
-        if not isinstance(data, Mapping):
-            raise ValueError(f"a model config must be a mapping, got {type(data).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown model config field(s): {unknown}; known: {sorted(known)}")
-        missing = sorted(f.name for f in dataclasses.fields(cls)
-                         if f.default is dataclasses.MISSING and f.name not in data)
-        if missing:
-            raise ValueError(f"model config is missing field(s): {missing}")
-        return cls(**data)
+    def from_dict(cls, data: Mapping[str, Any], where: str = "model config") -> "ModelConfig":
+        """Validated config from a mapping; an unknown or missing field is a ``ValueError``."""
+        return cls(**dataclass_fields(data, cls, where))
 
     def to_yaml(self, path: str | Path | None = None) -> str:
         """YAML text of the config; also written to ``path`` if given."""
@@ -179,19 +193,13 @@ class ModelConfig:
 
     @classmethod
     def from_yaml(cls, source: str | Path) -> "ModelConfig":
-        """Load from a YAML file path or a YAML string."""
+        """Load from a YAML file path or a YAML string (the project's strict loader)."""
         p = Path(source) if not (isinstance(source, str) and "\n" in source) else None
         if p is not None and p.suffix in (".yaml", ".yml"):
             if not p.exists():
                 raise FileNotFoundError(f"no such model config: {p}")
-            text = p.read_text()
-        else:
-            text = str(source)
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            raise ValueError(f"model config is not valid YAML: {e}") from None
-        return cls.from_dict(data)
+            return cls.from_dict(load_yaml(p), where=str(p))
+        return cls.from_dict(parse_yaml(str(source), where="model config YAML"))
 
 
 def _positive_int(name: str, v: Any) -> None:
@@ -207,9 +215,9 @@ def _bits(name: str, v: Any) -> None:
         raise ValueError(f"{name}: must be an int in [2, 7], got {v!r}")
 
 
-# Presets. Shapes: a4.8 paper Table 6 (= b1.58 / LLaMA sizes, MHA) [A48 Table 6, digest §2.2];
-# vocabulary 32000 (LLaMA tokenizer, UNCONFIRMED for a4.8, digest §2.2);
-# 2B4T: GPU model.py ModelArgs / tech report [2B4T, digest §5.2].
+# Presets. Shapes: a4.8 paper Table 6 (= b1.58 / LLaMA sizes, MHA) [A48 Table 6, docs/paper-facts.md §2.2];
+# vocabulary 32000 (LLaMA tokenizer, UNCONFIRMED for a4.8, docs/paper-facts.md §2.2);
+# 2B4T: GPU model.py ModelArgs / tech report [2B4T, docs/paper-facts.md §5.2].
 PRESETS: dict[str, dict[str, Any]] = {
     "700m": dict(dim=1536, ffn_dim=4096, n_heads=24, n_layers=24, vocab_size=32000),
     "1.3b": dict(dim=2048, ffn_dim=5460, n_heads=32, n_layers=24, vocab_size=32000),

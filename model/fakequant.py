@@ -139,15 +139,15 @@ def fake_ternary(w: torch.Tensor, inplace: bool = False) -> tuple[torch.Tensor, 
 
 
 def fake_kv(x: torch.Tensor, bits: int, bos_bits: int | None, positions: torch.Tensor) -> torch.Tensor:
-    """Dequantized post-RoPE K/V/Q value (STE) of the unsigned absmax KV code [decisions 8].
+    """Dequantized post-RoPE K/V/Q value (STE) of the unsigned absmax KV code [docs/decisions.md 8].
 
     ``x``: [..., T, head_dim]; rows at position 0 use ``bos_bits``.
     """
     x = _f32(x)
     T = x.shape[-2]
-    nbits = torch.full((T, 1), float(bits))
-    if bos_bits is not None:
-        nbits[positions.reshape(T) == 0] = float(bos_bits)
+    nbits = torch.full((T, 1), float(bits), device=x.device)
+    if bos_bits is not None:   # torch.where, not a mask assignment: no device sync
+        nbits = torch.where(positions.reshape(T, 1).to(x.device) == 0, float(bos_bits), nbits)
     L = torch.exp2(nbits) - 1.0
     s = _rowmax(x)
     c = torch.round((x.detach() / s + 1.0) * (L * 0.5))

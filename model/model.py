@@ -1,6 +1,6 @@
 """The reference decoder: one LLaMA-style transformer for every datapath.
 
-Layout [decisions 9-10]: token embedding (FP16 datapath-independent) ->
+Layout [docs/decisions.md 9-10]: token embedding (FP16 datapath-independent) ->
 ``n_layers`` x Block -> final RMSNorm -> LM head (plain float).  A Block is::
 
     h = x + Wo( Q_o( subnorm( Attention( RoPE(Wq Q(n(x))), RoPE(Wk Q(n(x))), Wv Q(n(x)) ) ) ) )
@@ -24,7 +24,7 @@ Two forwards, selected by ``exact``:
   float32 (exact below 2**24, checked) or float64 otherwise, then the same
   scaling.  Trainable.
 
-Both can record what they compute into a :class:`Recorder` (codes, int
+Both can record what they compute into a :class:`ActivationCapture` (codes, int
 accumulators, gate outputs, attention probabilities), which the tests and
 ``model.trace`` read.
 """
@@ -45,7 +45,7 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64,
           "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
-class Recorder(dict):
+class ActivationCapture(dict):
     """``(layer, name) -> tensor`` (detached) of what a forward computed.
 
     Names: ``in_qkv``, ``in_o``, ``in_ffn``, ``in_down`` (quantized codes, or the
@@ -138,6 +138,28 @@ class BitLinear(nn.Module):
         self._frozen = (codes, alpha)
         self._cache = None
 
+    @property
+    def frozen(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(codes, alpha) of a frozen ternary layer, else None."""
+        return self._frozen
+
+    @torch.no_grad()
+    def load_frozen_(self, codes: torch.Tensor, alpha: torch.Tensor) -> None:
+        """Inference only: take ternary ``codes`` ({-1, 0, 1}, the weight's shape) and the scale
+        ``alpha`` as they were exported from a trained layer (see ``model.checkpoint``)."""
+        if self.weight_format != "ternary":
+            raise ValueError("load_frozen_: only a ternary layer holds codes")
+        codes = codes.to(torch.float32)
+        if tuple(codes.shape) != tuple(self.weight.shape):
+            raise ValueError(f"load_frozen_: codes of shape {tuple(codes.shape)}, layer weight "
+                             f"{tuple(self.weight.shape)}")
+        if bool(((codes != -1) & (codes != 0) & (codes != 1)).any()):
+            raise ValueError("load_frozen_: codes must be -1, 0 or 1")
+        self.weight.requires_grad_(False)
+        self.weight.data = codes
+        self._frozen = (codes, alpha.to(torch.float32).reshape(()))
+        self._cache = None
+
     def _quantized_weight(self, exact: bool):
         """Ternary weight; cached while gradients are off and the weight is unchanged."""
         if self._frozen is not None:
@@ -177,7 +199,7 @@ class BitLinear(nn.Module):
 
 def rope_angles(positions: torch.Tensor, head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
     """cos, sin of shape [T, head_dim/2] (float64 angles, returned as float64)."""
-    inv = theta ** (-torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
+    inv = theta ** (-torch.arange(0, head_dim, 2, dtype=torch.float64, device=positions.device) / head_dim)
     ang = positions.to(torch.float64)[:, None] * inv[None, :]
     return ang.cos(), ang.sin()
 
@@ -243,6 +265,7 @@ class Attention(nn.Module):
         self.wv = BitLinear(cfg.dim, cfg.kv_heads * cfg.hd, wf)
         self.wo = BitLinear(cfg.n_heads * cfg.hd, cfg.dim, wf)
         self.sub_norm = RMSNorm(cfg.n_heads * cfg.hd, cfg.norm_eps)  # 2B4T attn_sub_norm
+        self.fused = False   # True: fused causal attention when nothing is recorded (training speed)
 
     def _kv_quant(self, x: torch.Tensor, positions: torch.Tensor, exact: bool, bits: int, bos: int | None):
         if exact:
@@ -250,7 +273,7 @@ class Attention(nn.Module):
         return fq.fake_kv(x, bits, bos, positions)
 
     def forward(self, xn: torch.Tensor, positions: torch.Tensor, kv: LayerKV | None,
-                exact: bool, rec: Recorder | None, layer: int) -> torch.Tensor:
+                exact: bool, rec: ActivationCapture | None, layer: int) -> torch.Tensor:
         cfg = self.cfg
         B, T, _ = xn.shape
         dt = xn.dtype
@@ -269,7 +292,7 @@ class Attention(nn.Module):
         cos, sin = rope_angles(positions, cfg.hd, cfg.rope_theta)
         xq, xk = apply_rope(xq, cos, sin), apply_rope(xk, cos, sin)
 
-        if cfg.kv_quantized:  # post-RoPE low-bit KV [A48 §3.1, decisions 8]
+        if cfg.kv_quantized:  # post-RoPE low-bit KV [A48 §3.1, docs/decisions.md 8]
             k_new = self._kv_quant(xk, positions, exact, cfg.kv_cache_bits, cfg.bos_bits)
             v_new = self._kv_quant(xv, positions, exact, cfg.kv_cache_bits, cfg.bos_bits)
         else:
@@ -279,7 +302,8 @@ class Attention(nn.Module):
             xq = (xq.dequant() if exact else xq).to(dt)
         if kv is None:
             kv = LayerKV()
-        if kv.length != int(positions[0]):
+        # (on a GPU an empty cache is not checked: reading positions[0] would stall the queue every step)
+        if (kv.length or positions.device.type == "cpu") and kv.length != int(positions[0]):
             raise ValueError(f"KV cache holds {kv.length} tokens but the new tokens start at "
                              f"position {int(positions[0])}")
         kv.append(k_new, v_new)
@@ -287,9 +311,15 @@ class Attention(nn.Module):
         S = keys.shape[-2]
 
         g = cfg.n_heads // cfg.kv_heads
+        if self.fused and rec is None and S == T:
+            # training: fused causal attention (same function, float rounding may differ)
+            if g > 1:
+                keys, values = keys.repeat_interleave(g, dim=1), values.repeat_interleave(g, dim=1)
+            ctx = F.scaled_dot_product_attention(xq, keys.to(xq.dtype), values.to(xq.dtype), is_causal=True)
+            return self._out(ctx.transpose(1, 2).reshape(B, T, cfg.n_heads * cfg.hd), exact, rec, layer, dt)
         qg = xq.reshape(B, cfg.kv_heads, g, T, cfg.hd)
         scores = (qg @ keys.unsqueeze(2).transpose(-1, -2)) / math.sqrt(cfg.hd)
-        causal = torch.arange(S)[None, :] <= positions[:, None]          # [T, S]
+        causal = torch.arange(S, device=positions.device)[None, :] <= positions[:, None]  # [T, S]
         scores = scores.masked_fill(~causal, float("-inf"))
         probs = torch.softmax(scores.to(torch.promote_types(dt, torch.float32)), dim=-1).to(dt)
         ctx = (probs @ values.unsqueeze(2)).reshape(B, cfg.n_heads, T, cfg.hd)
@@ -298,8 +328,12 @@ class Attention(nn.Module):
                 rec.put(layer, name, t.dequant() if isinstance(t, q.QTensor) else t)
             rec.put(layer, "q_attn", xq)
             rec.put(layer, "probs", probs.reshape(B, cfg.n_heads, T, S))
-        ctx = ctx.transpose(1, 2).reshape(B, T, cfg.n_heads * cfg.hd)
+        return self._out(ctx.transpose(1, 2).reshape(B, T, cfg.n_heads * cfg.hd), exact, rec, layer, dt)
 
+    def _out(self, ctx: torch.Tensor, exact: bool, rec: ActivationCapture | None, layer: int,
+             dt: torch.dtype) -> torch.Tensor:
+        """subln norm, the Wo-input quantizer and Wo; the output in the block's dtype ``dt``."""
+        cfg = self.cfg
         o_in = quantize_act(self.sub_norm(ctx), cfg.act_formats["o"], exact, cfg.topk_ratio)
         y, acc = self.wo(o_in, exact)
         if rec is not None:
@@ -319,11 +353,11 @@ class FeedForward(nn.Module):
         self.w_down = BitLinear(cfg.ffn_dim, cfg.dim, wf)
         self.sub_norm = RMSNorm(cfg.ffn_dim, cfg.norm_eps)  # 2B4T ffn_sub_norm
 
-    def forward(self, xn: torch.Tensor, exact: bool, rec: Recorder | None, layer: int) -> torch.Tensor:
+    def forward(self, xn: torch.Tensor, exact: bool, rec: ActivationCapture | None, layer: int) -> torch.Tensor:
         cfg = self.cfg
         dt = xn.dtype
         a = quantize_act(xn, cfg.act_formats["ffn"], exact)
-        gate, acc_g = self.w_gate(a, exact)   # gate first (a4.8 gate-first rule, decisions 7)
+        gate, acc_g = self.w_gate(a, exact)   # gate first (a4.8 gate-first rule, docs/decisions.md 7)
         up, acc_u = self.w_up(a, exact)
         gate, up = gate.to(dt), up.to(dt)
         if cfg.ffn_kind == "relu2glu":        # up * ReLU(gate)^2 [A48 eq.5]
@@ -354,7 +388,7 @@ class Block(nn.Module):
         self.ffn = FeedForward(cfg)
 
     def forward(self, x: torch.Tensor, positions: torch.Tensor, kv: LayerKV | None = None,
-                exact: bool = False, rec: Recorder | None = None) -> torch.Tensor:
+                exact: bool = False, rec: ActivationCapture | None = None) -> torch.Tensor:
         h = x + self.attn(self.attn_norm(x), positions, kv, exact, rec, self.layer)
         return h + self.ffn(self.ffn_norm(h), exact, rec, self.layer)
 
@@ -376,14 +410,41 @@ class Transformer(nn.Module):
     def new_cache(self) -> KVCache:
         return KVCache(self.cfg.n_layers)
 
+    def reconfigure(self, cfg: ModelConfig) -> None:
+        """Switch the numerics (datapath, activation formats, KV bits, ...) of a built model in place.
+
+        The parameters stay (a4.8's second training stage continues from the first one's
+        weights and optimizer state); ``cfg`` must have the same shapes and weight format.
+        """
+        old = self.cfg
+        same = ("dim", "n_layers", "n_heads", "ffn_dim", "vocab_size", "kv_heads", "hd")
+        changed = [f for f in same if getattr(cfg, f) != getattr(old, f)]
+        if changed or cfg.weight_format != old.weight_format:
+            raise ValueError(f"reconfigure: shapes/weight format must not change; differ: "
+                             f"{changed or ['weight_format']}")
+        self.cfg = cfg
+        for blk in self.layers:
+            blk.attn.cfg = cfg
+            blk.ffn.cfg = cfg
+
+    def fuse_attention(self, on: bool = True) -> None:
+        """Use fused causal attention (``F.scaled_dot_product_attention``) in forwards that record
+        nothing and have no KV-cache history: the training speed path."""
+        for blk in self.layers:
+            blk.attn.fused = on
+
     def forward(self, tokens: torch.Tensor, cache: KVCache | None = None, exact: bool = False,
-                rec: Recorder | None = None) -> torch.Tensor:
-        """Logits for ``tokens`` [B, T] (int64); with ``cache``, the tokens continue it."""
+                rec: ActivationCapture | None = None, check_ids: bool = True) -> torch.Tensor:
+        """Logits for ``tokens`` [B, T] (int64); with ``cache``, the tokens continue it.
+
+        ``check_ids=False`` skips the token-id range check (a device sync), for callers whose
+        ids are valid by construction (the training loop).
+        """
         if not isinstance(tokens, torch.Tensor) or tokens.dtype not in (torch.int64, torch.int32):
             raise TypeError(f"tokens must be an int64/int32 tensor, got {getattr(tokens, 'dtype', type(tokens))}")
         if tokens.dim() != 2 or tokens.numel() == 0:
             raise ValueError(f"tokens must have shape [batch, T] with T >= 1, got {tuple(tokens.shape)}")
-        if int(tokens.min()) < 0 or int(tokens.max()) >= self.cfg.vocab_size:
+        if check_ids and (int(tokens.min()) < 0 or int(tokens.max()) >= self.cfg.vocab_size):
             raise ValueError(f"token ids must be in [0, {self.cfg.vocab_size}), got range "
                              f"[{int(tokens.min())}, {int(tokens.max())}]")
         if cache is not None and cache.batch not in (None, tokens.shape[0]):
@@ -392,7 +453,7 @@ class Transformer(nn.Module):
         if cache is not None and len(cache.layers) != len(self.layers):
             raise ValueError(f"the KV cache has {len(cache.layers)} layers, the model {len(self.layers)}")
         start = 0 if cache is None else cache.length
-        positions = torch.arange(start, start + tokens.shape[1])
+        positions = torch.arange(start, start + tokens.shape[1], device=tokens.device)
         x = self.tok_embeddings(tokens.long())
         for i, blk in enumerate(self.layers):
             x = blk(x, positions, None if cache is None else cache.layers[i], exact, rec)

@@ -4,7 +4,7 @@ Source: Wang, Ma, Wei, "BitNet a4.8: 4-bit Activations for 1-bit LLMs",
 arXiv 2411.04965 v1, Table 2 (% zero entries of each projection's input,
 C4 validation set; Up uses the gate-first rule).  LLaMA rows are the FP16
 baseline (all 0).  Used only by ``model.trace`` with ``profile="paper-table2"``.
-Digest: /work/shared/docs/bitnet-paper-digest.md §3.2.
+Restated in docs/paper-facts.md §3.2.
 """
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ Every quantizer returns a :class:`QTensor` (integer codes + fp32 scales) and
 its exact arithmetic is fixed here, so that ``kernels/`` and hardware models
 can reproduce codes and scales **bit for bit**.  Formulas: BitNet a4.8
 (arXiv 2411.04965) eq. 1-9, b1.58 (arXiv 2402.17764) eq. 1-3; conventions:
-``../shared/docs/decisions.md`` 1-8 (restated in ``docs/numerics.md``).
+``docs/decisions.md`` 1-8 (restated in ``docs/numerics.md``).
 
 Arithmetic contract (what a kernel must do to match):
 
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
-CLAMP = 1e-5  # reductions clamped at 1e-5, as the official BitNet code does [decisions 2]
+CLAMP = 1e-5  # reductions clamped at 1e-5, as the official BitNet code does [docs/decisions.md 2]
 SQRT7 = float(torch.tensor(7.0, dtype=torch.float32).sqrt())  # fp32 sqrt(7), INT4 absmean [A48 eq.7]
 E2M1_GRID = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)  # FP4 E2M1 magnitudes [A48 §2.3]
 
@@ -92,7 +92,7 @@ def check_float(x: torch.Tensor, name: str = "x", min_dim: int = 1) -> torch.Ten
 
 
 def round_half_even(x: torch.Tensor) -> torch.Tensor:
-    """Round to nearest, ties to even (torch.round semantics) [decisions 3]."""
+    """Round to nearest, ties to even (torch.round semantics) [docs/decisions.md 3]."""
     return torch.round(x)
 
 
@@ -161,7 +161,7 @@ def quantize_fp4(x: torch.Tensor) -> QTensor:
 
 
 def topk_mask(x: torch.Tensor, ratio: float = 0.5) -> torch.Tensor:
-    """Per-token mask of the k = ceil(ratio*d) largest |x| [A48 eq.1, decisions 6].
+    """Per-token mask of the k = ceil(ratio*d) largest |x| [A48 eq.1, docs/decisions.md 6].
 
     Ties at the k-th value: the lower feature index wins (stable sort).
     """
@@ -194,7 +194,7 @@ def relu2glu(up: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
 
 def quantize_kv(x: torch.Tensor, bits: int = 3, bos_bits: int | None = 4,
                 positions: torch.Tensor | None = None) -> QTensor:
-    """Post-RoPE KV quantizer, one absmax scale per (token, head) [decisions 8].
+    """Post-RoPE KV quantizer, one absmax scale per (token, head) [docs/decisions.md 8].
 
     ``x``: [..., T, head_dim] (any leading dims, e.g. batch, heads).  Unsigned
     code c = clamp(rne((x/s + 1) * L/2), 0, L), L = 2**bits - 1; value =
@@ -242,7 +242,7 @@ def int_gemm(x: QTensor, w: QTensor) -> torch.Tensor:
 
 def scale_acc(acc: torch.Tensor, x_scale: torch.Tensor, w_scale: torch.Tensor,
               out_dtype: torch.dtype = torch.float16) -> torch.Tensor:
-    """y = (float32(acc) * act_scale) * weight_scale in float32, then cast [decisions 5]."""
+    """y = (float32(acc) * act_scale) * weight_scale in float32, then cast [docs/decisions.md 5]."""
     return ((acc.to(torch.float32) * x_scale) * w_scale).to(out_dtype)
 
 

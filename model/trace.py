@@ -21,7 +21,7 @@ Counting rules
   ``act_bytes_in = M*K*act_bits/8`` plus 4 bytes (fp32 scale) per row for a
   quantized input; outputs FP16 (``M*N*2``).  q/k/v (and gate/up) each count
   their full input read.
-* Up projection with ReLU²GLU (gate-first rule, decisions 7, [A48 §3.1]): up
+* Up projection with ReLU²GLU (gate-first rule, docs/decisions.md 7, [A48 §3.1]): up
   is computed only for the non-zero gate outputs, so ``macs_effective`` =
   sum over rows of nnz(input row) * nnz(gate-output row), and its
   ``sparsity`` = 1 - macs_effective / macs_dense (the paper's Up column);
@@ -61,12 +61,27 @@ measuring is capped at ``KV_STATS_ELEMS`` elements; ``row_skip`` of an
 M-row op measured on fewer rows is extrapolated from the per-column zero
 frequencies f_j as mean_j f_j**M.  ``df.attrs['stats_source']`` says exactly
 what was done.  Random weights reproduce the INT4 zero bin (~12 %) and TopK
-(50 %), not a trained model's FFN sparsity (decisions 12).
+(50 %), not a trained model's FFN sparsity (docs/decisions.md 12).
+
+Trained statistics
+------------------
+``checkpoint=`` (``model.checkpoint``, written by ``bitsim train``): the trained
+model runs on held-out token sequences (by default the validation sequences
+stored in the checkpoint) as prefills from BOS (``measure_trained_stats``); each
+layer gets its own measured statistics and ``row_skip`` is taken over groups of
+M consecutive held-out tokens.  Without a preset the trace has the checkpoint's
+shape; with one (e.g. ``7b``) the projection statistics (mean over the trained
+layers) are transferred to that shape and the rest measured as above.
+``stats_source`` then starts with ``trained:`` and the attrs ``train_checkpoint``,
+``train_run``, ``train_step``, ``train_tokens``, ``train_seed``, ``train_corpus``
+(the corpus manifest), ``heldout`` and ``heldout_tokens`` name model, data and step.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 import torch
@@ -74,8 +89,9 @@ import torch
 from bitsim.tables import PHASES, SCHEMA_VERSION, validate
 from model.config import DATAPATHS, ModelConfig, get_config
 from model.paper_sparsity import PAPER_TABLE2_SOURCE, PROJ_GROUP, paper_sparsity
-from model.model import BitLinear, Block, LayerKV, Recorder, init_weights
 from model import fakequant as fq
+from model.checkpoint import LoadedCheckpoint, load_checkpoint
+from model.model import ActivationCapture, BitLinear, Block, LayerKV, Transformer, init_weights
 
 TRACE_VERSION = "1"
 PROFILES = ("measured", "paper-table2")
@@ -83,7 +99,7 @@ PROJ_OPS = tuple(PROJ_GROUP)            # q k v o gate up down projections
 STATS_ROWS = 256                        # most activation rows measured per op
 KV_STATS_ELEMS = 2 ** 25                # most K (and V) cache elements built for measuring
 ACT_BITS = {"fp16": 16, "int8": 8, "int8-topk": 8, "int4": 4, "fp4": 4}
-SCALE_BYTES = 4                         # fp32 per-token activation scale [decisions 4-5]
+SCALE_BYTES = 4                         # fp32 per-token activation scale [docs/decisions.md 4-5]
 KV_SCALE_BYTES = 2                      # fp16 per-(token, head) KV scale
 FP16 = 2
 
@@ -99,8 +115,11 @@ def _zero_stats(x: torch.Tensor, m_rows: int) -> OpStats:
     """Zero fraction of x [..., K] and the fraction of K columns zero in all of m_rows rows."""
     z = (x.reshape(-1, x.shape[-1]) == 0)
     col_freq = z.double().mean(dim=0)
-    if z.shape[0] >= m_rows:
+    if z.shape[0] == m_rows:
         skip = float(z.all(dim=0).double().mean())
+    elif z.shape[0] > m_rows:  # more rows measured than the op has: groups of m_rows consecutive rows
+        g = z.shape[0] // m_rows
+        skip = float(z[: g * m_rows].reshape(g, m_rows, -1).all(dim=1).double().mean())
     else:  # extrapolate to m_rows rows from the per-column zero frequency
         skip = float(col_freq.pow(m_rows).mean())
     return OpStats(float(z.double().mean()), skip)
@@ -159,7 +178,7 @@ def measure_stats(cfg: ModelConfig, batch: int, new_tokens: int, context: int, s
                     k = fq.fake_kv(k, cfg.kv_cache_bits, cfg.bos_bits, pos)
                     v = fq.fake_kv(v, cfg.kv_cache_bits, cfg.bos_bits, pos)
                 kv.append(k, v)
-            rec = Recorder()
+            rec = ActivationCapture()
             x = blk(x, positions, kv, exact=False, rec=rec)
             for op, st in _block_stats(cfg, rec, layer, m_rows, positions).items():
                 acc.setdefault(op, []).append(st)
@@ -184,12 +203,64 @@ def measure_stats(cfg: ModelConfig, batch: int, new_tokens: int, context: int, s
     return stats, what
 
 
+def measure_trained_stats(model: Transformer, tokens: torch.Tensor, m_rows: int, lm_rows: int,
+                          chunk: int = 8) -> tuple[dict[int, dict[str, OpStats]], OpStats]:
+    """Per-layer op statistics of a (trained) model on held-out token sequences ``tokens`` [n, T].
+
+    Each chunk of ``chunk`` sequences runs as a prefill from position 0 (BOS) on the
+    fake-quant path (codes identical to the integer path) with an
+    :class:`ActivationCapture`; statistics are averaged over equal-sized chunks (a
+    remainder of fewer than ``chunk`` sequences is left out).  ``row_skip`` is taken
+    over groups of ``m_rows`` consecutive held-out tokens.  Returns ``{layer: {op:
+    stats}}`` (ops as in the trace, plus ``gate_out``: the zero fraction of the gate
+    branch's activation) and the LM head's input statistics (final-norm output,
+    ``lm_rows`` rows).
+    """
+    if tokens.dim() != 2 or tokens.shape[0] < 1:
+        raise ValueError(f"held-out tokens: need sequences [n, T], got shape {tuple(tokens.shape)}")
+    cfg = model.cfg
+    n, T = tokens.shape
+    chunk = min(chunk, n)
+    positions = torch.arange(T)
+    acc: dict[int, dict[str, list[OpStats]]] = {}
+    finals: list[torch.Tensor] = []
+    hook = model.norm.register_forward_hook(lambda _m, _i, out: finals.append(out.detach()))
+    try:
+        with torch.no_grad():
+            for i in range(0, n - n % chunk, chunk):
+                cap = ActivationCapture()
+                model(tokens[i:i + chunk].long(), rec=cap)
+                for layer in range(cfg.n_layers):
+                    st = _block_stats(cfg, cap, layer, m_rows, positions)
+                    st["gate_out"] = OpStats(float((cap[(layer, "gate_act")] == 0).double().mean()), 0.0)
+                    for op, v in st.items():
+                        acc.setdefault(layer, {}).setdefault(op, []).append(v)
+                del cap
+    finally:
+        hook.remove()
+    mean = lambda v: OpStats(sum(x.sparsity for x in v) / len(v), sum(x.row_skip for x in v) / len(v))  # noqa: E731
+    per_layer = {layer: {op: mean(v) for op, v in ops.items()} for layer, ops in acc.items()}
+    return per_layer, _zero_stats(torch.cat(finals).reshape(-1, cfg.dim), lm_rows)
+
+
+def _trained_description(ck: LoadedCheckpoint, n_seq: int, T: int, m_rows: int, heldout: str) -> str:
+    m = ck.meta
+    corpus = m.get("corpus", {})
+    return (f"trained: checkpoint {ck.path.name} (run {m.get('run')}, {ck.config.datapath}, seed "
+            f"{m.get('seed')}, step {m.get('step')}, {m.get('tokens')} training tokens of corpus "
+            f"{corpus.get('source')} (Python {corpus.get('python')}, train sha256 "
+            f"{str(corpus.get('sha256_train'))[:16]})); statistics measured on {n_seq} {heldout} "
+            f"sequences x {T} tokens with the fake-quant path (codes identical to the integer path), "
+            f"each a prefill from BOS at position 0; row_skip over groups of {m_rows} consecutive "
+            f"held-out tokens")
+
+
 def _unit_rmsnorm(x: torch.Tensor, eps: float) -> torch.Tensor:
     """Unit-gain RMSNorm (the final norm of a random-init model)."""
     return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
 
 
-def _block_stats(cfg: ModelConfig, rec: Recorder, layer: int, m_rows: int,
+def _block_stats(cfg: ModelConfig, rec: ActivationCapture, layer: int, m_rows: int,
                  positions: torch.Tensor) -> dict[str, OpStats]:
     r = lambda name: rec[(layer, name)]  # noqa: E731
     out: dict[str, OpStats] = {}
@@ -199,132 +270,214 @@ def _block_stats(cfg: ModelConfig, rec: Recorder, layer: int, m_rows: int,
     out["o_proj"] = _zero_stats(r("in_o"), m_rows)
     ffn = _zero_stats(r("in_ffn"), m_rows)
     out["gate_proj"] = ffn
-    if cfg.ffn_kind == "relu2glu":  # gate-first rule (decisions 7)
+    if cfg.ffn_kind == "relu2glu":  # gate-first rule (docs/decisions.md 7)
         x_in = r("in_ffn").reshape(-1, cfg.dim)
         gate = r("gate_act").reshape(-1, cfg.ffn_dim)
         nnz_x = (x_in != 0).double().sum(-1)
         nnz_g = (gate != 0).double().sum(-1)
         eff = float((nnz_x * nnz_g).sum() / (x_in.shape[0] * cfg.dim * cfg.ffn_dim))
-        gskip = _zero_stats(gate, m_rows).row_skip
-        out["up_proj"] = OpStats(1.0 - eff, 1.0 - (1.0 - ffn.row_skip) * (1.0 - gskip))
+        if x_in.shape[0] > m_rows:   # several groups of m_rows tokens: the W_up fetch of each group
+            g = x_in.shape[0] // m_rows
+            zx = (x_in[: g * m_rows] == 0).reshape(g, m_rows, -1).all(dim=1).double().mean(-1)
+            zg = (gate[: g * m_rows] == 0).reshape(g, m_rows, -1).all(dim=1).double().mean(-1)
+            out["up_proj"] = OpStats(1.0 - eff, float((1.0 - (1.0 - zx) * (1.0 - zg)).mean()))
+        else:
+            gskip = _zero_stats(gate, m_rows).row_skip
+            out["up_proj"] = OpStats(1.0 - eff, 1.0 - (1.0 - ffn.row_skip) * (1.0 - gskip))
     else:
         out["up_proj"] = ffn
     out["down_proj"] = _zero_stats(r("in_down"), m_rows)
     out["attn_qk"] = OpStats(float((r("q_attn") == 0).double().mean()), 0.0)
     probs = r("probs")
     S = probs.shape[-1]
-    unmasked = int((torch.arange(S)[None, :] <= positions[:, None]).sum()) * probs.shape[0] * probs.shape[1]
+    causal = torch.arange(S, device=positions.device)[None, :] <= positions[:, None]
+    unmasked = int(causal.sum()) * probs.shape[0] * probs.shape[1]
     zeros = int((probs == 0).sum()) - (probs.numel() - unmasked)
     out["attn_pv"] = OpStats(zeros / unmasked, 0.0)
     return out
 
 
 # ------------------------------------------------------------------ rows
-def _row(layer: int, op: str, op_class: str, phase: str, M: int, N: int, K: int, count: int,
-         weight_format: str, weight_bits: float, act_format: str, act_bits: int, out_bits: int,
-         macs_dense: int, weight_bytes: float, act_bytes_in: float, act_bytes_out: float,
-         st: OpStats | None = None, kv_bytes_read: float = 0.0, kv_bytes_write: float = 0.0,
-         macs_effective: int | None = None) -> dict:
-    st = st or OpStats()
+@dataclass(frozen=True, kw_only=True)
+class OpRow:
+    """One ``op_trace`` row: the columns of ``bitsim.tables.OP_TRACE``, in that order.
+
+    Build rows with :func:`op_row` (which derives ``macs_effective`` from the
+    measured sparsity); ``as_dict`` gives the DataFrame record.
+    """
+
+    layer: int
+    op: str
+    op_class: str
+    phase: str
+    M: int
+    N: int
+    K: int
+    count: int
+    weight_format: str
+    weight_bits: float
+    act_format: str
+    act_bits: int
+    out_bits: int
+    sparsity: float
+    row_skip: float
+    macs_dense: int
+    macs_effective: int
+    weight_bytes: float
+    act_bytes_in: float
+    act_bytes_out: float
+    kv_bytes_read: float = 0.0
+    kv_bytes_write: float = 0.0
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def op_row(*, layer: int, op: str, op_class: str, phase: str, M: int, N: int, K: int, count: int,
+           weight_format: str, weight_bits: float, act_format: str, act_bits: int, out_bits: int,
+           macs_dense: int, weight_bytes: float, act_bytes_in: float, act_bytes_out: float,
+           stats: OpStats | None = None, kv_bytes_read: float = 0.0, kv_bytes_write: float = 0.0,
+           macs_effective: int | None = None) -> OpRow:
+    """An :class:`OpRow`; ``macs_effective`` defaults to ``round(macs_dense * (1 - sparsity))``
+    (vector ops: ``macs_dense``, a vector unit processes every element)."""
+    st = stats or OpStats()
     if macs_effective is None:
         macs_effective = round(macs_dense * (1.0 - st.sparsity)) if op_class != "vector" else macs_dense
-    return dict(layer=layer, op=op, op_class=op_class, phase=phase, M=M, N=N, K=K, count=count,
-                weight_format=weight_format, weight_bits=float(weight_bits), act_format=act_format,
-                act_bits=act_bits, out_bits=out_bits, sparsity=float(st.sparsity),
-                row_skip=float(st.row_skip), macs_dense=int(macs_dense),
-                macs_effective=int(macs_effective), weight_bytes=float(weight_bytes),
-                act_bytes_in=float(act_bytes_in), act_bytes_out=float(act_bytes_out),
-                kv_bytes_read=float(kv_bytes_read), kv_bytes_write=float(kv_bytes_write))
+    return OpRow(layer=layer, op=op, op_class=op_class, phase=phase, M=M, N=N, K=K, count=count,
+                 weight_format=weight_format, weight_bits=float(weight_bits), act_format=act_format,
+                 act_bits=act_bits, out_bits=out_bits, sparsity=float(st.sparsity),
+                 row_skip=float(st.row_skip), macs_dense=int(macs_dense),
+                 macs_effective=int(macs_effective), weight_bytes=float(weight_bytes),
+                 act_bytes_in=float(act_bytes_in), act_bytes_out=float(act_bytes_out),
+                 kv_bytes_read=float(kv_bytes_read), kv_bytes_write=float(kv_bytes_write))
 
 
-def _vector(layer: int, op: str, phase: str, rows: int, width: int, in_fmt: str = "fp16",
+def _vector(*, layer: int, op: str, phase: str, rows: int, width: int, in_fmt: str = "fp16",
             out_bits: int = 16, out_bytes: float | None = None, weight_bytes: float = 0.0,
-            count: int = 1) -> dict:
-    n = rows * width * count
-    return _row(layer, op, "vector", phase, rows, width, 0, count,
-                "fp16" if weight_bytes else "none", 16.0 if weight_bytes else 0.0,
-                in_fmt, ACT_BITS.get(in_fmt, 16), out_bits, n, weight_bytes, n * ACT_BITS.get(in_fmt, 16) / 8,
-                n * out_bits / 8 if out_bytes is None else out_bytes)
+            count: int = 1, elements: int | None = None, in_bytes: float | None = None) -> OpRow:
+    """A vector op over ``rows x width x count`` elements (``elements`` / ``in_bytes`` override
+    the element count and the input bytes, e.g. softmax over causal pairs, GLU reading two inputs)."""
+    n = rows * width * count if elements is None else elements
+    in_bits = ACT_BITS.get(in_fmt, 16)
+    return op_row(layer=layer, op=op, op_class="vector", phase=phase, M=rows, N=width, K=0, count=count,
+                  weight_format="fp16" if weight_bytes else "none",
+                  weight_bits=16.0 if weight_bytes else 0.0, act_format=in_fmt, act_bits=in_bits,
+                  out_bits=out_bits, macs_dense=n, weight_bytes=weight_bytes,
+                  act_bytes_in=n * in_bits / 8 if in_bytes is None else in_bytes,
+                  act_bytes_out=n * out_bits / 8 if out_bytes is None else out_bytes)
 
 
-def _gemm(cfg: ModelConfig, layer: int, op: str, phase: str, M: int, N: int, K: int, fmt: str,
-          st: OpStats) -> dict:
+def _gemm(cfg: ModelConfig, *, layer: int, op: str, phase: str, M: int, N: int, K: int, fmt: str,
+          stats: OpStats) -> OpRow:
     wbits = 2.0 if cfg.weight_format == "ternary" else 16.0
-    return _row(layer, op, "gemm", phase, M, N, K, 1, cfg.weight_format, wbits, fmt, ACT_BITS[fmt], 16,
-                M * N * K, N * K * wbits / 8, _act_bytes(M, K, fmt), M * N * FP16, st)
+    return op_row(layer=layer, op=op, op_class="gemm", phase=phase, M=M, N=N, K=K, count=1,
+                  weight_format=cfg.weight_format, weight_bits=wbits, act_format=fmt,
+                  act_bits=ACT_BITS[fmt], out_bits=16, macs_dense=M * N * K,
+                  weight_bytes=N * K * wbits / 8, act_bytes_in=_act_bytes(M, K, fmt),
+                  act_bytes_out=M * N * FP16, stats=stats)
 
 
 def _layer_rows(cfg: ModelConfig, layer: int, phase: str, B: int, P: int, C: int,
-                stats: dict[str, OpStats]) -> list[dict]:
+                stats: dict[str, OpStats]) -> list[OpRow]:
     D, F, hd, Hq, Hkv = cfg.dim, cfg.ffn_dim, cfg.hd, cfg.n_heads, cfg.kv_heads
     A, KVW = Hq * hd, Hkv * hd
     M = B * P
     fm = cfg.act_formats
-    rows: list[dict] = []
+    rows: list[OpRow] = []
     add = rows.append
+
+    def vector(op: str, width: int, **kw) -> None:
+        add(_vector(layer=layer, op=op, phase=phase, rows=kw.pop("rows", M), width=width, **kw))
+
+    def gemm(op: str, N: int, K: int, fmt: str) -> None:
+        add(_gemm(cfg, layer=layer, op=op, phase=phase, M=M, N=N, K=K, fmt=fmt, stats=stats[op]))
 
     def quant(op: str, width: int, fmt: str) -> None:
         if fmt == "int8-topk":
-            add(_vector(layer, "topk_o", phase, M, width, out_bits=1))
+            vector("topk_o", width, out_bits=1)
         if fmt != "fp16":
-            add(_vector(layer, op, phase, M, width, out_bits=ACT_BITS[fmt],
-                        out_bytes=_act_bytes(M, width, fmt)))
+            vector(op, width, out_bits=ACT_BITS[fmt], out_bytes=_act_bytes(M, width, fmt))
 
     # attention
-    add(_vector(layer, "rmsnorm_attn", phase, M, D, weight_bytes=D * FP16))
+    vector("rmsnorm_attn", D, weight_bytes=D * FP16)
     quant("quant_qkv", D, fm["qkv"])
-    add(_gemm(cfg, layer, "q_proj", phase, M, A, D, fm["qkv"], stats["q_proj"]))
-    add(_gemm(cfg, layer, "k_proj", phase, M, KVW, D, fm["qkv"], stats["k_proj"]))
-    add(_gemm(cfg, layer, "v_proj", phase, M, KVW, D, fm["qkv"], stats["v_proj"]))
-    add(_vector(layer, "rope", phase, M, A + KVW))
+    gemm("q_proj", A, D, fm["qkv"])
+    gemm("k_proj", KVW, D, fm["qkv"])
+    gemm("v_proj", KVW, D, fm["qkv"])
+    vector("rope", A + KVW)
     new_kv = kv_bytes(cfg, B, C - P, C)
     if cfg.kv_quantized:
-        add(_vector(layer, "kv_quant", phase, M, 2 * KVW, out_bits=cfg.kv_cache_bits,
-                    out_bytes=2 * new_kv))
+        vector("kv_quant", 2 * KVW, out_bits=cfg.kv_cache_bits, out_bytes=2 * new_kv)
     q_fmt, q_bits, q_bytes = "fp16", 16, float(B * Hq * P * hd * FP16)
     if cfg.q_bits is not None:
         q_fmt, q_bits = f"int{cfg.q_bits}", cfg.q_bits
         q_bytes = float(B * Hq * P * (hd * cfg.q_bits / 8 + KV_SCALE_BYTES))
-        add(_vector(layer, "quant_q", phase, M, A, out_bits=q_bits, out_bytes=q_bytes))
+        vector("quant_q", A, out_bits=q_bits, out_bytes=q_bytes)
     pairs = P * (C - P) + P * (P + 1) // 2
     cache = kv_bytes(cfg, B, 0, C)
     kv_fmt = "kv-fp16" if not cfg.kv_quantized else f"kv-int{cfg.kv_cache_bits}"
     kv_bits = 8 * cache / (B * Hkv * C * hd)
     n_pairs = B * Hq * pairs
-    add(_row(layer, "attn_qk", "attention", phase, P, C, hd, B * Hq, kv_fmt, kv_bits, q_fmt, q_bits, 16,
-             n_pairs * hd, cache, q_bytes, n_pairs * FP16, stats.get("attn_qk"),
-             kv_bytes_read=cache, kv_bytes_write=new_kv))
-    add(_vector(layer, "softmax", phase, P, C, count=B * Hq, out_bytes=n_pairs * FP16))
-    rows[-1].update(macs_dense=n_pairs, macs_effective=n_pairs, act_bytes_in=float(n_pairs * FP16))
-    add(_row(layer, "attn_pv", "attention", phase, P, hd, C, B * Hq, kv_fmt, kv_bits, "fp16", 16, 16,
-             n_pairs * hd, cache, n_pairs * FP16, float(B * Hq * P * hd * FP16), stats.get("attn_pv"),
-             kv_bytes_read=cache, kv_bytes_write=new_kv))
-    add(_vector(layer, "rmsnorm_attn_sub", phase, M, A, weight_bytes=A * FP16))
+    attn = dict(layer=layer, op_class="attention", phase=phase, M=P, count=B * Hq,
+                weight_format=kv_fmt, weight_bits=kv_bits, out_bits=16, macs_dense=n_pairs * hd,
+                weight_bytes=cache, kv_bytes_read=cache, kv_bytes_write=new_kv)
+    add(op_row(op="attn_qk", N=C, K=hd, act_format=q_fmt, act_bits=q_bits, act_bytes_in=q_bytes,
+               act_bytes_out=n_pairs * FP16, stats=stats.get("attn_qk"), **attn))
+    vector("softmax", C, rows=P, count=B * Hq, elements=n_pairs, in_bytes=float(n_pairs * FP16),
+           out_bytes=n_pairs * FP16)
+    add(op_row(op="attn_pv", N=hd, K=C, act_format="fp16", act_bits=16, act_bytes_in=n_pairs * FP16,
+               act_bytes_out=float(B * Hq * P * hd * FP16), stats=stats.get("attn_pv"), **attn))
+    vector("rmsnorm_attn_sub", A, weight_bytes=A * FP16)
     quant("quant_o", A, fm["o"])
-    add(_gemm(cfg, layer, "o_proj", phase, M, D, A, fm["o"], stats["o_proj"]))
+    gemm("o_proj", D, A, fm["o"])
     # feed-forward
-    add(_vector(layer, "rmsnorm_ffn", phase, M, D, weight_bytes=D * FP16))
+    vector("rmsnorm_ffn", D, weight_bytes=D * FP16)
     quant("quant_ffn", D, fm["ffn"])
-    add(_gemm(cfg, layer, "gate_proj", phase, M, F, D, fm["ffn"], stats["gate_proj"]))
-    add(_gemm(cfg, layer, "up_proj", phase, M, F, D, fm["ffn"], stats["up_proj"]))
-    add(_vector(layer, "glu", phase, M, F))
-    rows[-1].update(act_bytes_in=float(2 * M * F * FP16))  # reads gate and up outputs
-    add(_vector(layer, "rmsnorm_ffn_sub", phase, M, F, weight_bytes=F * FP16))
+    gemm("gate_proj", F, D, fm["ffn"])
+    gemm("up_proj", F, D, fm["ffn"])
+    vector("glu", F, in_bytes=float(2 * M * F * FP16))  # reads gate and up outputs
+    vector("rmsnorm_ffn_sub", F, weight_bytes=F * FP16)
     quant("quant_down", F, fm["down"])
-    add(_gemm(cfg, layer, "down_proj", phase, M, D, F, fm["down"], stats["down_proj"]))
+    gemm("down_proj", D, F, fm["down"])
     return rows
 
 
 # ------------------------------------------------------------------- API
-def build_trace(preset: "str | ModelConfig", datapath: str, phase: str = "decode", context: int = 2048,
-                batch: int = 1, seed: int = 0, profile: str = "measured",
-                prefill_tokens: int | None = None, layers_measured: int = 1) -> pd.DataFrame:
+def build_trace(preset: "str | ModelConfig | None", datapath: str | None, phase: str = "decode",
+                context: int = 2048, batch: int = 1, seed: int = 0, profile: str = "measured",
+                prefill_tokens: int | None = None, layers_measured: int = 1,
+                checkpoint: "str | Path | LoadedCheckpoint | None" = None,
+                heldout: torch.Tensor | None = None, heldout_label: str = "held-out validation") -> pd.DataFrame:
     """Op trace of one decode step or one prefill chunk of a whole model (see module doc).
 
     ``preset``: a preset name (``model.config.PRESETS``), a YAML path or a ModelConfig.
     ``profile``: ``measured`` (statistics of this run) or ``paper-table2``
     (projection sparsity from the paper's Table 2, labelled in ``stats_source``).
+
+    ``checkpoint`` (a trained model, ``model.checkpoint``): statistics measured by
+    running it on held-out text (``heldout`` token sequences [n, T+1], BOS first;
+    default: the validation sequences stored in the checkpoint); ``stats_source``
+    starts with ``trained:`` and the ``train_*`` attrs name model, data and step.
+    With ``preset=None`` the trace has the checkpoint's own shape and per-layer
+    statistics; with a preset (e.g. ``7b``) the trained projection sparsity (mean
+    over layers) is transferred to that shape, like ``paper-table2``.
     """
+    ck = None
+    if checkpoint is not None:
+        if profile != "measured":
+            raise ValueError("profile: a checkpoint trace measures the trained model; leave profile "
+                             f"at 'measured' (got {profile!r})")
+        ck = checkpoint if isinstance(checkpoint, LoadedCheckpoint) else load_checkpoint(checkpoint)
+        if datapath not in (None, ck.config.datapath):
+            raise ValueError(f"datapath: {ck.path.name} was trained as {ck.config.datapath!r}, "
+                             f"not {datapath!r}")
+        datapath = ck.config.datapath
+        if preset is None:
+            preset = ck.config
+    elif heldout is not None:
+        raise ValueError("heldout: held-out text is only used with a checkpoint")
+    if preset is None:
+        raise ValueError("preset: a model preset (or a checkpoint) is required")
     if datapath not in DATAPATHS:
         raise ValueError(f"datapath: unknown datapath {datapath!r}; known: {DATAPATHS}")
     if phase not in PHASES:
@@ -352,7 +505,36 @@ def build_trace(preset: "str | ModelConfig", datapath: str, phase: str = "decode
         raise ValueError(f"layers_measured ({layers_measured}) exceeds n_layers ({cfg.n_layers})")
 
     table = paper_sparsity(datapath, cfg.name) if profile == "paper-table2" else None
-    stats, source = measure_stats(cfg, batch, P, context, seed, layers_measured)
+    layer_stats: dict[int, dict[str, OpStats]] = {}
+    extra: dict = {}
+    own_shape = ck is not None and cfg == ck.config
+    if ck is not None:
+        tok = ck.heldout if heldout is None else heldout
+        if tok.dim() != 2 or tok.shape[1] < 2:
+            raise ValueError(f"heldout: need token sequences [n, T+1], got shape {tuple(tok.shape)}")
+        if int(tok.min()) < 0 or int(tok.max()) >= ck.config.vocab_size:
+            raise ValueError(f"heldout: token ids outside [0, {ck.config.vocab_size})")
+        inputs = tok[:, :-1]
+        layer_stats, lm = measure_trained_stats(ck.model, inputs, batch * P, batch)
+        trained = _trained_description(ck, inputs.shape[0], inputs.shape[1], batch * P, heldout_label)
+        m = ck.meta
+        extra = dict(train_checkpoint=ck.path.name, train_run=m.get("run"), train_step=m.get("step"),
+                     train_tokens=m.get("tokens"), train_seed=m.get("seed"),
+                     train_corpus=m.get("corpus", {}), heldout_tokens=int(inputs.numel()),
+                     heldout=heldout_label)
+    if own_shape:
+        stats = dict(layer_stats[0], lm_head=lm)
+        source = trained + (f"; attention statistics at the held-out length {inputs.shape[1]} "
+                            f"(trace context {context})")
+    else:
+        stats, source = measure_stats(cfg, batch, P, context, seed, layers_measured)
+    if ck is not None and not own_shape:
+        for op in PROJ_OPS:
+            v = [layer_stats[i][op] for i in sorted(layer_stats)]
+            stats[op] = OpStats(sum(x.sparsity for x in v) / len(v), sum(x.row_skip for x in v) / len(v))
+        source = (f"{trained}; q/k/v/o/gate/up/down statistics (mean over the {len(layer_stats)} trained "
+                  f"layers) transferred to {cfg.name}; all other statistics {source}")
+        layer_stats = {}
     if table is not None:
         M = batch * P
         for op, grp in PROJ_GROUP.items():
@@ -363,21 +545,25 @@ def build_trace(preset: "str | ModelConfig", datapath: str, phase: str = "decode
                   f"all other statistics {source}")
 
     B = batch
-    rows = [_vector(-1, "embedding", phase, B * P, cfg.dim, weight_bytes=B * P * cfg.dim * FP16)]
-    rows[0].update(act_format="none", act_bits=32, act_bytes_in=float(B * P * 4))
+    emb = _vector(layer=-1, op="embedding", phase=phase, rows=B * P, width=cfg.dim,
+                  weight_bytes=B * P * cfg.dim * FP16)
+    rows = [dataclasses.replace(emb, act_format="none", act_bits=32, act_bytes_in=float(B * P * 4))]
     for layer in range(cfg.n_layers):
-        rows += _layer_rows(cfg, layer, phase, B, P, context, stats)
-    rows.append(_vector(-1, "rmsnorm_final", phase, B, cfg.dim, weight_bytes=cfg.dim * FP16))
-    rows.append(_row(-1, "lm_head", "gemm", phase, B, cfg.vocab_size, cfg.dim, 1, "fp16", 16.0, "fp16", 16,
-                     16, B * cfg.vocab_size * cfg.dim, cfg.vocab_size * cfg.dim * FP16,
-                     float(B * cfg.dim * FP16), float(B * cfg.vocab_size * FP16), stats["lm_head"]))
-    df = pd.DataFrame(rows)
+        rows += _layer_rows(cfg, layer, phase, B, P, context, layer_stats.get(layer, stats))
+    rows.append(_vector(layer=-1, op="rmsnorm_final", phase=phase, rows=B, width=cfg.dim,
+                        weight_bytes=cfg.dim * FP16))
+    rows.append(op_row(layer=-1, op="lm_head", op_class="gemm", phase=phase, M=B, N=cfg.vocab_size,
+                       K=cfg.dim, count=1, weight_format="fp16", weight_bits=16.0, act_format="fp16",
+                       act_bits=16, out_bits=16, macs_dense=B * cfg.vocab_size * cfg.dim,
+                       weight_bytes=cfg.vocab_size * cfg.dim * FP16, act_bytes_in=float(B * cfg.dim * FP16),
+                       act_bytes_out=float(B * cfg.vocab_size * FP16), stats=stats["lm_head"]))
+    df = pd.DataFrame([r.as_dict() for r in rows])
     for c in ("layer", "M", "N", "K", "count", "act_bits", "out_bits", "macs_dense", "macs_effective"):
         df[c] = df[c].astype("int64")
     df.attrs = dict(preset=cfg.name, datapath=datapath, phase=phase, batch=batch, context=context,
-                    seed=seed, stats_source=source, profile=profile, prefill_tokens=P,
-                    layers_measured=layers_measured,
-                    version=f"model.trace {TRACE_VERSION}, op_trace schema {SCHEMA_VERSION}")
+                    seed=seed, stats_source=source, profile="trained" if ck is not None else profile,
+                    prefill_tokens=P, layers_measured=cfg.n_layers if own_shape else layers_measured,
+                    version=f"model.trace {TRACE_VERSION}, op_trace schema {SCHEMA_VERSION}", **extra)
     return validate(df, "op_trace")
 
 

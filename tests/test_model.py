@@ -10,7 +10,7 @@ import torch
 from model import fakequant as fq
 from model import quant as q
 from model.config import PRESETS, ModelConfig, get_config
-from model.model import BitLinear, Recorder, Transformer, quantize_act
+from model.model import BitLinear, ActivationCapture, Transformer, quantize_act
 
 DATAPATHS = ("fp16", "b1.58", "a4.8", "a4.8-fp4")
 
@@ -25,7 +25,7 @@ def _rand(shape, seed):
 
 # ------------------------------------------------------------ configs
 def test_paper_presets_have_the_papers_parameter_counts():
-    # non-embedding linear params, digest §2.2 (4h^2 + 3hf per layer, MHA)
+    # non-embedding linear params, docs/paper-facts.md §2.2 (4h^2 + 3hf per layer, MHA)
     expect = {"700m": 679.5e6, "1.3b": 1.208e9, "3b": 3.222e9, "7b": 6.476e9}
     for name, n in expect.items():
         assert get_config(name).linear_params == pytest.approx(n, rel=1e-3)
@@ -148,7 +148,7 @@ def test_integer_and_fake_paths_have_identical_codes_accumulators_and_outputs(da
     cfg = get_config("tiny", datapath, ffn_act=ffn) if ffn else get_config("tiny", datapath)
     m = Transformer(cfg, seed=3)
     tok = _tokens(cfg)
-    r_int, r_fake = Recorder(), Recorder()
+    r_int, r_fake = ActivationCapture(), ActivationCapture()
     with torch.no_grad():
         y_int = m(tok, exact=True, rec=r_int)
         y_fake = m(tok, exact=False, rec=r_fake)
@@ -204,7 +204,7 @@ def test_a48_kv_cache_holds_3bit_codes_with_a_4bit_bos():
 def test_quantized_a48_activations_have_the_expected_sparsity():
     cfg = get_config("tiny", "a4.8", dim=256, n_heads=4, n_kv_heads=4, ffn_dim=512)
     m = Transformer(cfg, seed=10)
-    rec = Recorder()
+    rec = ActivationCapture()
     with torch.no_grad():
         m(_tokens(cfg, B=4, T=32, seed=11), rec=rec)
     zero = lambda name: float((rec[(0, name)] == 0).double().mean())  # noqa: E731

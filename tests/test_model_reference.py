@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from model.config import get_config
-from model.model import Recorder, Transformer
+from model.model import ActivationCapture, Transformer
 from test_quant import ref_fp4_pre, ref_fp4_value, ref_int4, ref_int8, ref_kv, ref_ternary, ref_topk
 
 NEAR = 1e-4  # distance to a .5 tie (in code units) below which float32 and float64 may disagree
@@ -65,7 +65,7 @@ def linear(act: tuple, lin) -> np.ndarray:
     return (act[0] @ w.T) * act[1] * alpha
 
 
-def reference_quantized_forward(m: Transformer, tokens: np.ndarray, rec: Recorder) -> np.ndarray:
+def reference_quantized_forward(m: Transformer, tokens: np.ndarray, rec: ActivationCapture) -> np.ndarray:
     cfg = m.cfg
     H, KVH, hd, fm = cfg.n_heads, cfg.kv_heads, cfg.hd, cfg.act_formats
     B, T = tokens.shape
@@ -124,7 +124,7 @@ def test_integer_path_matches_float64_paper_reference(datapath, extra):
     cfg = get_config("tiny", datapath, **extra)
     m = Transformer(cfg, seed=21)
     tok = torch.randint(0, cfg.vocab_size, (2, 11), generator=torch.Generator().manual_seed(22))
-    rec = Recorder()
+    rec = ActivationCapture()
     with torch.no_grad():
         got = m(tok, exact=True, rec=rec).double().numpy()
     ref = reference_quantized_forward(m, tok.numpy(), rec)

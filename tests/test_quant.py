@@ -1,7 +1,7 @@
 """model.quant against float64 re-statements of the papers' formulas (written here, numpy).
 
 References: BitNet a4.8 (arXiv 2411.04965) eq. 1-9, b1.58 (arXiv 2402.17764)
-eq. 1-3, decisions.md 1-8.  The implementation computes its multiplier in
+eq. 1-3, docs/decisions.md 1-8.  The implementation computes its multiplier in
 float32, the references in float64, so a code may differ only where the
 float64 pre-rounding value lies within a hair of a .5 tie; the helper checks
 exactly that.
@@ -68,7 +68,7 @@ def ref_topk(x: np.ndarray, ratio: float) -> np.ndarray:
 
 
 def ref_kv(x: np.ndarray, bits_per_row: np.ndarray):
-    """decisions 8: c = round((x/s + 1)(2^b-1)/2), x^ = (2c/(2^b-1) - 1) s, s = max|x| per row."""
+    """docs/decisions.md 8: c = round((x/s + 1)(2^b-1)/2), x^ = (2c/(2^b-1) - 1) s, s = max|x| per row."""
     s = np.maximum(np.abs(x).max(-1, keepdims=True), CL)
     L = 2.0 ** bits_per_row[..., None] - 1
     pre = (x / s + 1) * L / 2

@@ -4,9 +4,11 @@ from __future__ import annotations
 import pytest
 
 from bitsim import cli as bitsim_cli
-from bitsim.tables import OP_TRACE_META, read_table, validate
+import dataclasses
+
+from bitsim.tables import OP_TRACE, OP_TRACE_META, read_table, validate
 from model.config import get_config
-from model.trace import activated_params, build_trace
+from model.trace import OpRow, OpStats, activated_params, build_trace, op_row
 
 # tiny preset: D=64, F=160, 4 query heads, 2 KV heads, head_dim 16, 2 layers, vocab 97
 
@@ -103,7 +105,7 @@ def test_paper_profile_7b_a48_gives_44_5_percent_and_55_5_percent_activated():
     assert a["overall_sparsity"] == pytest.approx(0.445, abs=5e-4)
     assert a["activated_fraction"] == pytest.approx(0.555, abs=5e-4)
     assert a["total_params"] == get_config("7b").linear_params
-    assert a["activated_params"] == pytest.approx(3.59e9, rel=2e-3)  # paper prints 3.4B (digest §3.2)
+    assert a["activated_params"] == pytest.approx(3.59e9, rel=2e-3)  # paper prints 3.4B (docs/paper-facts.md §3.2)
     assert "Table 2" in df.attrs["stats_source"]
     r = _layer0(df)
     assert r["up_proj"].sparsity == pytest.approx(0.714) and r["o_proj"].sparsity == pytest.approx(0.5)
@@ -193,3 +195,20 @@ def test_7b_decode_trace_covers_all_layers_with_2bit_weights():
     assert proj["weight_bytes"].sum() == get_config("7b").linear_params / 4
     r = _layer0(df)
     assert r["q_proj"].sparsity == pytest.approx(0.12, abs=0.02) and r["o_proj"].sparsity == 0.5
+
+
+def test_op_row_fields_are_the_op_trace_columns_in_order_and_keyword_only():
+    assert [f.name for f in dataclasses.fields(OpRow)] == [c.name for c in OP_TRACE]
+    assert list(build_trace("tiny", "fp16", context=4).columns) == [c.name for c in OP_TRACE]
+    with pytest.raises(TypeError):
+        OpRow(0, "q_proj")  # positional construction is refused
+    with pytest.raises(TypeError):
+        op_row(0, "q_proj")
+
+
+def test_op_row_derives_effective_macs_from_sparsity_except_for_vector_ops():
+    kw = dict(layer=0, op="x", phase="decode", M=1, N=4, K=5, count=1, weight_format="ternary",
+              weight_bits=2.0, act_format="int8", act_bits=8, out_bits=16, macs_dense=20,
+              weight_bytes=5.0, act_bytes_in=9.0, act_bytes_out=8.0)
+    assert op_row(op_class="gemm", stats=OpStats(0.25, 0.0), **kw).macs_effective == 15
+    assert op_row(op_class="vector", stats=OpStats(0.25, 0.0), **kw).macs_effective == 20

@@ -28,7 +28,7 @@ TRAINING_CURVE = register("training_curve", RUN_KEYS + _cols(
 ), "validation-loss curve of each training run (one row per evaluation point)")
 
 TRAINING_SUMMARY = register("training_summary", RUN_KEYS + _cols(
-    ("preset", "str", "", "training model shape (model/train.py TRAIN_PRESETS)"),
+    ("preset", "str", "", "model shape: train-<TRAIN_PRESETS name> (model/train.py)"),
     ("params_linear", "int", "", "non-embedding linear (projection) parameters"),
     ("params_total", "int", "", "all parameters incl. embedding, LM head, norms"),
     ("steps", "int", "step", "optimizer steps"),

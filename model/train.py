@@ -1,0 +1,714 @@
+"""Training the reference decoder (fp16, b1.58, a4.8, a4.8-fp4) on a corpus that needs no download.
+
+The model trained is :class:`model.model.Transformer` itself, on its fake-quant
+path (the codes of ``model.quant`` with straight-through estimators), so a trained
+checkpoint runs unchanged through the integer path and ``model.trace``.
+
+Recipe (the papers' recipe scaled down; docs/training.md says what was run)
+--------------------------------------------------------------------------
+* AdamW, beta (0.9, 0.95), eps 1e-8, gradient clipping at 1.0, weight decay on the
+  2-D weights only (projections, embedding, LM head), none on norm gains.
+* Learning rate: linear warm-up over ``warmup_frac`` of the steps, then a cosine
+  from the peak down to ``lr_min_ratio`` x peak over the rest of the run.
+  Ternary datapaths (b1.58 and a4.8) use b1.58's **two-stage** schedule
+  [docs/paper-facts.md §1.9, §2.2]: at the midpoint the peak drops abruptly from
+  ``lr`` to ``lr_stage2`` (the cosine factor continues) and weight decay goes from
+  ``weight_decay`` to 0.  fp16 keeps one peak and constant weight decay (the
+  paper's LLaMA baseline).
+* a4.8 and a4.8-fp4 train in **two activation stages** [A48 §2.2]: the first
+  ``1 - stage2_fraction`` of the steps run the b1.58 numerics (INT8 activations,
+  FP16 KV cache) with ReLU²GLU, then the model switches in place
+  (:meth:`Transformer.reconfigure`) to the full datapath (INT4 / TopK / INT8 and the
+  3-bit KV cache, or FP4) for the rest, with the same parameters and optimizer state.
+* Every sequence is BOS followed by ``seq_len`` bytes from a random offset of the
+  training split; the loss is the mean next-byte cross-entropy (nats per byte).
+* On CUDA: bf16 autocast (the GEMM of codes is exact in bf16 operands; the
+  accumulator is rounded to bf16 as in any bf16 layer), fused causal attention
+  (``Transformer.fuse_attention``), fused AdamW, and optionally ``torch.compile``.
+
+Checkpoints: ``<out>/<run>/state.pt`` (latent weights, optimizer state,
+curve) is written every ``checkpoint_every_s`` seconds and when a time limit stops
+the run; running the same config again resumes from it bit for bit.
+``<out>/<run>/final.pt`` is the small inference checkpoint (``model.checkpoint``)
+and ``<out>/<run>/result.json`` the run's curve and final numbers.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import tarfile
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import torch
+from torch.nn import functional as F
+
+from bitsim.tables.config import dataclass_fields, load_yaml
+from model.checkpoint import save_inference_checkpoint
+from model.config import DATAPATHS, ModelConfig
+from model.corpus import STDLIB, VOCAB_SIZE, Corpus, build_corpus, eval_starts, windows
+from model.model import Transformer
+
+STATE_FORMAT = "bitsim-train-state"
+RESULT_VERSION = 1
+
+#: Model shapes for training (dims only; vocabulary = the byte tokenizer's).
+#: ``tiny``: CI and CPU smoke tests. ``s10m``: the GPU runs of docs/training.md
+#: (10.6 M non-embedding parameters, MHA, head_dim 64, GLU width 8/3 x dim).
+TRAIN_PRESETS: dict[str, dict[str, int]] = {
+    "tiny": dict(dim=32, n_layers=2, n_heads=2, ffn_dim=64),
+    "small": dict(dim=128, n_layers=4, n_heads=4, ffn_dim=352),
+    "s10m": dict(dim=384, n_layers=6, n_heads=6, ffn_dim=1024),
+}
+
+#: Defaults of the peak learning rate per datapath family (docs/training.md says why).
+DEFAULT_LR = {"fp16": 2e-3, "ternary": 4e-3}
+STAGE2_LR_RATIO = 2 / 3        # b1.58 / a4.8 700M: 1.5e-3 -> 1e-3 [A48 Table 7]
+A48_STAGE1 = "b1.58"           # a4.8's first stage: 8-bit activations (and ReLU²GLU, FP16 KV)
+
+#: Evaluation-only variants of a trained a4.8 model: ModelConfig changes -> name.
+EVAL_VARIANTS = {
+    "kv3_no_bos_rule": dict(kv_bos_bits=None),   # BOS heads at 3 bits like every token
+    "kv4": dict(kv_bits=4),
+    "kv_fp16": dict(kv_bits=16),
+}
+
+#: ModelConfig fields a training run may override (ablations).
+MODEL_OVERRIDES = ("o_act", "down_act", "topk_ratio", "kv_bits", "kv_bos_bits", "q_bits", "ffn_act",
+                   "rope_theta")
+
+
+def _num(name: str, v: Any, lo: float | None = None, hi: float | None = None, *, integer: bool = False,
+         lo_open: bool = False) -> None:
+    ok = not isinstance(v, bool) and isinstance(v, int if integer else (int, float))
+    if ok and lo is not None:
+        ok = v > lo if lo_open else v >= lo
+    if ok and hi is not None:
+        ok = v <= hi
+    if not ok:
+        kind = "an integer" if integer else "a number"
+        rng = f" {'>' if lo_open else '>='} {lo}" if lo is not None else ""
+        rng += f" and <= {hi}" if hi is not None else ""
+        raise ValueError(f"{name}: must be {kind}{rng}, got {v!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """One training run: model, data, recipe and where it runs. Plain data, validated."""
+
+    datapath: str = "a4.8"
+    seed: int = 0
+    model: str = "s10m"                       # a TRAIN_PRESETS name
+    model_overrides: dict = field(default_factory=dict)   # MODEL_OVERRIDES fields (ablations)
+    name: str = ""                            # run name; "" = "<datapath>-s<seed>"
+    corpus: str = STDLIB                      # "stdlib" or a file / folder of text
+    val_percent: float = 5.0
+    seq_len: int = 512                        # bytes after BOS per sequence
+    batch_size: int = 128                     # sequences per step
+    steps: int = 600
+    lr: float | None = None                   # peak; None = DEFAULT_LR of the datapath family
+    lr_stage2: float | None = None            # two-stage peak after the midpoint; None = 2/3 lr
+    lr_min_ratio: float = 0.1                 # cosine floor, as a fraction of the peak
+    warmup_frac: float = 0.04
+    weight_decay: float = 0.1
+    two_stage: bool | None = None             # b1.58 two-stage LR/WD; None = on for ternary datapaths
+    stage2_fraction: float = 0.05             # a4.8: last fraction of the steps at the full datapath
+    beta1: float = 0.9
+    beta2: float = 0.95
+    eps: float = 1e-8
+    grad_clip: float = 1.0
+    eval_every: int = 0                       # steps between validation points; 0 = steps // 10
+    eval_sequences: int = 64                  # validation sequences per curve point
+    final_eval_sequences: int = 256           # validation sequences of the final number
+    heldout_sequences: int = 32               # validation sequences stored in the checkpoint
+    eval_batch: int = 64
+    device: str = "auto"                      # auto, cpu, cuda
+    amp: str = "auto"                         # auto (bf16 on cuda), bf16, none
+    compile: bool = False                     # torch.compile the model (CUDA)
+    checkpoint_every_s: float = 120.0
+
+    def __post_init__(self) -> None:
+        if self.datapath not in DATAPATHS:
+            raise ValueError(f"datapath: unknown datapath {self.datapath!r}; known: {DATAPATHS}")
+        if self.model not in TRAIN_PRESETS:
+            raise ValueError(f"model: unknown training preset {self.model!r}; known: {sorted(TRAIN_PRESETS)}")
+        if not isinstance(self.model_overrides, Mapping):
+            raise ValueError(f"model_overrides: must be a mapping, got {type(self.model_overrides).__name__}")
+        bad = sorted(set(self.model_overrides) - set(MODEL_OVERRIDES))
+        if bad:
+            raise ValueError(f"model_overrides: unknown field(s) {bad}; allowed: {list(MODEL_OVERRIDES)}")
+        for f in ("name", "corpus"):
+            if not isinstance(getattr(self, f), str):
+                raise ValueError(f"{f}: must be a string, got {getattr(self, f)!r}")
+        if self.name and not all(c.isalnum() or c in "._-" for c in self.name):
+            raise ValueError(f"name: letters, digits, '.', '_' and '-' only, got {self.name!r}")
+        _num("seed", self.seed, 0, integer=True)
+        for f in ("seq_len", "batch_size", "steps", "eval_sequences", "final_eval_sequences",
+                  "heldout_sequences", "eval_batch"):
+            _num(f, getattr(self, f), 1, integer=True)
+        _num("eval_every", self.eval_every, 0, integer=True)
+        for f in ("lr", "lr_stage2"):
+            if getattr(self, f) is not None:
+                _num(f, getattr(self, f), 0, 1.0, lo_open=True)
+        _num("val_percent", self.val_percent, 0, 50, lo_open=True)
+        _num("lr_min_ratio", self.lr_min_ratio, 0, 1)
+        _num("warmup_frac", self.warmup_frac, 0, 0.5)
+        _num("weight_decay", self.weight_decay, 0, 1)
+        _num("stage2_fraction", self.stage2_fraction, 0, 0.5, lo_open=True)
+        for f in ("beta1", "beta2"):
+            _num(f, getattr(self, f), 0, 1)
+        _num("eps", self.eps, 0, 1, lo_open=True)
+        _num("grad_clip", self.grad_clip, 0, lo_open=True)
+        _num("checkpoint_every_s", self.checkpoint_every_s, 0, lo_open=True)
+        if self.two_stage is not None and not isinstance(self.two_stage, bool):
+            raise ValueError(f"two_stage: must be true, false or null, got {self.two_stage!r}")
+        if not isinstance(self.compile, bool):
+            raise ValueError(f"compile: must be true or false, got {self.compile!r}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device: one of auto, cpu, cuda; got {self.device!r}")
+        if self.amp not in ("auto", "bf16", "none"):
+            raise ValueError(f"amp: one of auto, bf16, none; got {self.amp!r}")
+        self.model_config()   # the model config must validate too
+
+    # ------------------------------------------------------------ resolved
+    @property
+    def run_name(self) -> str:
+        return self.name or f"{self.datapath}-s{self.seed}"
+
+    @property
+    def ternary(self) -> bool:
+        return self.datapath != "fp16"
+
+    @property
+    def peak_lr(self) -> float:
+        return self.lr if self.lr is not None else DEFAULT_LR["ternary" if self.ternary else "fp16"]
+
+    @property
+    def peak_lr_stage2(self) -> float:
+        return self.lr_stage2 if self.lr_stage2 is not None else self.peak_lr * STAGE2_LR_RATIO
+
+    @property
+    def uses_two_stage(self) -> bool:
+        return self.ternary if self.two_stage is None else self.two_stage
+
+    @property
+    def two_activation_stages(self) -> bool:
+        """a4.8 datapaths: b1.58 numerics first, the full datapath for the last stage2_fraction."""
+        return self.datapath.startswith("a4.8")
+
+    @property
+    def switch_step(self) -> int:
+        """First step of a4.8's second activation stage (``steps`` when there is none)."""
+        if not self.two_activation_stages:
+            return self.steps
+        return self.steps - max(1, round(self.stage2_fraction * self.steps))
+
+    @property
+    def warmup_steps(self) -> int:
+        return max(1, round(self.warmup_frac * self.steps))
+
+    @property
+    def eval_interval(self) -> int:
+        return self.eval_every or max(1, self.steps // 10)
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.batch_size * self.seq_len
+
+    def model_config(self) -> ModelConfig:
+        """The model as trained to the end (for a4.8: the second-stage datapath)."""
+        dims = TRAIN_PRESETS[self.model]
+        return ModelConfig(name=f"train-{self.model}", vocab_size=VOCAB_SIZE, datapath=self.datapath,
+                           **dims, **dict(self.model_overrides))
+
+    def stage_config(self, step: int) -> ModelConfig:
+        """The numerics in force at ``step``."""
+        final = self.model_config()
+        if not self.two_activation_stages or step >= self.switch_step:
+            return final
+        # a4.8 stage 1: b1.58 numerics (INT8 activations, FP16 KV cache) with the final FFN (ReLU²GLU)
+        return final.replace(datapath=A48_STAGE1, ffn_act=final.ffn_kind, o_act=None, down_act=None,
+                             kv_bits=None, q_bits=None)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["model_overrides"] = dict(self.model_overrides)
+        return d
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        return TrainConfig.from_dict({**self.to_dict(), **changes})
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "train config") -> "TrainConfig":
+        return cls(**dataclass_fields(data, cls, where))
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "TrainConfig":
+        return cls.from_dict(load_yaml(path), where=str(path))
+
+
+def lr_wd_at(cfg: TrainConfig, step: int) -> tuple[float, float]:
+    """Learning rate and weight decay of ``step`` (see the module doc)."""
+    w, n = cfg.warmup_steps, cfg.steps
+    second = cfg.uses_two_stage and step >= n // 2
+    peak = cfg.peak_lr_stage2 if second else cfg.peak_lr
+    if step < w:
+        return peak * (step + 1) / w, cfg.weight_decay
+    progress = min(1.0, (step - w) / max(1, n - w))
+    factor = cfg.lr_min_ratio + (1 - cfg.lr_min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    return peak * factor, (0.0 if second else cfg.weight_decay)
+
+
+# ------------------------------------------------------------------ helpers
+def resolve_device(cfg: TrainConfig) -> torch.device:
+    if cfg.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device: 'cuda' asked for, but torch sees no CUDA device")
+    return torch.device(cfg.device)
+
+
+def _autocast(cfg: TrainConfig, device: torch.device):
+    on = cfg.amp == "bf16" or (cfg.amp == "auto" and device.type == "cuda")
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=on)
+
+
+def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Atomic JSON write."""
+    _atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=1, default=str)))
+
+
+def make_optimizer(model: Transformer, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    decay = [p for _, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for _, p in model.named_parameters() if p.dim() < 2]
+    groups = [dict(params=decay, weight_decay=cfg.weight_decay, decays=True),
+              dict(params=no_decay, weight_decay=0.0, decays=False)]
+    kw = dict(fused=True) if device.type == "cuda" else {}
+    return torch.optim.AdamW(groups, lr=cfg.peak_lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, **kw)
+
+
+def loss_of(model: Callable, seqs: torch.Tensor) -> torch.Tensor:
+    """Mean next-byte cross-entropy (nats) of sequences [n, T+1] (byte ids, valid by construction)."""
+    logits = model(seqs[:, :-1], check_ids=False)
+    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), seqs[:, 1:].reshape(-1))
+
+
+@torch.no_grad()
+def evaluate(model: Callable, stream: torch.Tensor, starts: torch.Tensor, cfg: TrainConfig,
+             device: torch.device) -> float:
+    """Mean validation loss (nats per byte) over the windows at ``starts``."""
+    total, count = torch.zeros((), dtype=torch.float64, device=device), 0
+    for i in range(0, len(starts), cfg.eval_batch):
+        seqs = windows(stream, starts[i:i + cfg.eval_batch], cfg.seq_len)
+        with _autocast(cfg, device):
+            loss = loss_of(model, seqs)
+        total += loss.double() * seqs.shape[0]
+        count += seqs.shape[0]
+    return float(total) / count
+
+
+def step_starts(cfg: TrainConfig, n_starts: int, device: torch.device) -> torch.Tensor:
+    """Window starts of every training step [steps, batch], drawn once from the run's seed.
+
+    Made up front and kept on the device: no host-to-device copy (a queue stall) per step,
+    and a resumed run indexes the same table.
+    """
+    g = torch.Generator().manual_seed(1_000_003 * cfg.seed + 17)
+    return torch.randint(0, n_starts, (cfg.steps, cfg.batch_size), generator=g).to(device)
+
+
+def parameter_counts(model: Transformer) -> dict[str, int]:
+    total = sum(p.numel() for p in model.parameters())
+    emb = model.tok_embeddings.weight.numel() + model.output.weight.numel()
+    return dict(params_total=total, params_nonemb=total - emb, params_linear=model.cfg.linear_params)
+
+
+def environment(device: torch.device) -> dict[str, str]:
+    env = dict(torch=str(torch.__version__), python=platform.python_version(), device=device.type,
+               date=_dt.date.today().isoformat())
+    if device.type == "cuda":
+        env["gpu"] = torch.cuda.get_device_name(device)
+        env["cuda"] = str(torch.version.cuda)
+    else:
+        env["gpu"] = "none"
+        env["cpu"] = platform.processor() or platform.machine()
+    return env
+
+
+# ------------------------------------------------------------------ one run
+def train_run(cfg: TrainConfig, out_dir: str | Path, corpus: Corpus | None = None, *,
+              time_limit_s: float | None = None, stop_at: int | None = None,
+              log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Train (or resume, or skip if finished) one run under ``out_dir/<run>``; return its result.
+
+    ``time_limit_s``: wall seconds this call may spend; when the next step would pass it,
+    the training state is saved and the result has ``status: "paused"`` (call again to resume).
+    ``stop_at``: pause the same way once this many steps are done.
+    """
+    t_call = time.perf_counter()
+    run_dir = Path(out_dir) / cfg.run_name
+    result_path, state_path, final_path = run_dir / "result.json", run_dir / "state.pt", run_dir / "final.pt"
+    if result_path.exists():
+        res = json.loads(result_path.read_text())
+        if res.get("status") == "done" and res.get("config") == cfg.to_dict():
+            log(f"[{cfg.run_name}] already done: val loss {res['final']['val_loss']:.4f}")
+            return res
+        if res.get("config") != cfg.to_dict():
+            raise ValueError(f"{result_path}: written by another config; use another out folder or name")
+    corpus = corpus or build_corpus(cfg.corpus, cfg.val_percent)
+    if corpus.manifest["val_percent"] != cfg.val_percent:
+        raise ValueError("corpus: built with another val_percent than the config's")
+    device = resolve_device(cfg)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    train_stream = corpus.train.to(device)
+    val_stream = corpus.val.to(device)
+    n_train = train_stream.numel() - cfg.seq_len
+    if n_train < 1:
+        raise ValueError(f"corpus: the training split ({train_stream.numel()} bytes) is shorter than "
+                         f"one sequence ({cfg.seq_len})")
+    val_starts = eval_starts(val_stream.numel(), cfg.eval_sequences, cfg.seq_len)
+    final_starts = eval_starts(val_stream.numel(), cfg.final_eval_sequences, cfg.seq_len)
+
+    model = Transformer(cfg.stage_config(0), seed=cfg.seed).to(device)
+    model.fuse_attention(device.type == "cuda")
+    opt = make_optimizer(model, cfg, device)
+    starts_all = step_starts(cfg, n_train + 1, device)
+    step, curve, train_s, loss_sum, loss_n = 0, [], 0.0, 0.0, 0
+    if state_path.exists():
+        st = torch.load(state_path, map_location="cpu", weights_only=True)
+        if st.get("format") != STATE_FORMAT or st.get("config") != cfg.to_dict():
+            raise ValueError(f"{state_path}: a training state of another config; cannot resume")
+        if st.get("corpus_sha256") != [corpus.manifest["sha256_train"], corpus.manifest["sha256_val"]]:
+            raise ValueError(f"{state_path}: trained on another corpus (sha256 differs); cannot resume")
+        step = int(st["step"])
+        model.reconfigure(cfg.stage_config(step))
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["optimizer"])
+        curve, train_s = list(st["curve"]), float(st["train_s"])
+        loss_sum, loss_n = float(st["loss_sum"]), int(st["loss_n"])
+        log(f"[{cfg.run_name}] resumed at step {step}/{cfg.steps}")
+    fwd = torch.compile(model) if cfg.compile else model
+
+    def save_state() -> None:
+        obj = dict(format=STATE_FORMAT, config=cfg.to_dict(), step=step, model=model.state_dict(),
+                   optimizer=opt.state_dict(), curve=curve, train_s=train_s,
+                   loss_sum=loss_sum, loss_n=loss_n,
+                   corpus_sha256=[corpus.manifest["sha256_train"], corpus.manifest["sha256_val"]])
+        _atomic_write(state_path, lambda tmp: torch.save(obj, tmp))
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    def eval_point() -> None:
+        nonlocal loss_sum, loss_n
+        lr, wd = lr_wd_at(cfg, max(0, step - 1))
+        curve.append(dict(step=step, tokens=step * cfg.tokens_per_step,
+                          stage=model.cfg.datapath, lr=lr, wd=wd,
+                          train_loss=(loss_sum / loss_n) if loss_n else float("nan"),
+                          val_loss=evaluate(fwd, val_stream, val_starts, cfg, device), train_s=train_s))
+        loss_sum, loss_n = 0.0, 0
+        c = curve[-1]
+        log(f"[{cfg.run_name}] step {step}/{cfg.steps} ({c['stage']}) train {c['train_loss']:.4f} "
+            f"val {c['val_loss']:.4f} lr {lr:.2e} wd {wd:g} ({train_s:.1f} s)")
+
+    if step == 0 and not curve:
+        eval_point()
+    last_save = time.perf_counter()
+    step_s, pending = 0.0, 0
+    running = torch.zeros((), device=device)
+
+    def flush() -> None:
+        nonlocal loss_sum, loss_n, pending
+        sync()
+        loss_sum += float(running)
+        loss_n += pending
+        running.zero_()
+        pending = 0
+
+    while step < cfg.steps:
+        if (time_limit_s is not None and time.perf_counter() - t_call + 2 * step_s > time_limit_s) or \
+                (stop_at is not None and step >= stop_at):
+            flush()
+            save_state()
+            log(f"[{cfg.run_name}] paused at step {step}/{cfg.steps} (time limit or stop_at), state saved")
+            return dict(status="paused", name=cfg.run_name, step=step, config=cfg.to_dict())
+        if step == cfg.switch_step and model.cfg != cfg.model_config():
+            model.reconfigure(cfg.model_config())     # a4.8 stage 2: same weights, same optimizer
+            log(f"[{cfg.run_name}] step {step}: switched to the full {cfg.datapath} datapath")
+        t0 = time.perf_counter()
+        lr, wd = lr_wd_at(cfg, step)
+        for g in opt.param_groups:
+            g["lr"] = lr
+            if g["decays"]:
+                g["weight_decay"] = wd
+        seqs = windows(train_stream, starts_all[step], cfg.seq_len)
+        with _autocast(cfg, device):
+            loss = loss_of(fwd, seqs)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        running += loss.detach()
+        pending += 1
+        step += 1
+        at_eval = step % cfg.eval_interval == 0 or step == cfg.steps
+        if at_eval:
+            flush()                    # also waits for the GPU, so train_s holds the steps' time
+        dt = time.perf_counter() - t0
+        train_s += dt
+        step_s = dt if step_s == 0 else 0.9 * step_s + 0.1 * dt
+        if at_eval:
+            eval_point()
+        if time.perf_counter() - last_save > cfg.checkpoint_every_s and step < cfg.steps:
+            flush()
+            save_state()
+            last_save = time.perf_counter()
+    sync()
+    save_state()
+
+    # final numbers, eval-only variants, the inference checkpoint
+    t_eval = time.perf_counter()
+    val = evaluate(fwd, val_stream, final_starts, cfg, device)
+    final_cfg = cfg.model_config()
+    variants = {}
+    if cfg.two_activation_stages:
+        for vname, change in EVAL_VARIANTS.items():
+            model.reconfigure(final_cfg.replace(**change))
+            variants[vname] = evaluate(model, val_stream, final_starts, cfg, device)
+        model.reconfigure(final_cfg)
+    heldout = windows(val_stream, eval_starts(val_stream.numel(), cfg.heldout_sequences, cfg.seq_len),
+                      cfg.seq_len)
+    eval_tokens = len(final_starts) * cfg.seq_len
+    meta = dict(run=cfg.run_name, datapath=cfg.datapath, seed=cfg.seed, step=step,
+                tokens=step * cfg.tokens_per_step, val_loss=val, train_config=cfg.to_dict(),
+                corpus=corpus.manifest, **environment(device))
+    save_inference_checkpoint(model, final_path, heldout=heldout, meta=meta)
+    res = dict(version=RESULT_VERSION, status="done", name=cfg.run_name, config=cfg.to_dict(),
+               model_config=final_cfg.to_dict(), **parameter_counts(model), steps=step,
+               tokens=step * cfg.tokens_per_step, switch_step=cfg.switch_step, train_s=train_s,
+               tokens_per_s=step * cfg.tokens_per_step / max(train_s, 1e-9),
+               eval_s=time.perf_counter() - t_eval, curve=curve,
+               final=dict(val_loss=val, val_bpb=val / math.log(2), val_ppl=math.exp(val),
+                          eval_tokens=eval_tokens),
+               variants=variants, corpus=corpus.manifest, checkpoint=final_path.name,
+               **environment(device))
+    write_json(result_path, res)
+    log(f"[{cfg.run_name}] done: {step} steps, {res['tokens']:.3g} tokens in {train_s:.1f} s "
+        f"({res['tokens_per_s']:.3g} tok/s); final val loss {val:.4f} nats/byte "
+        f"({res['final']['val_bpb']:.4f} bits/byte)")
+    return res
+
+
+# ------------------------------------------------------------------ several runs
+def plan_configs(base: Mapping[str, Any], runs: list[Mapping[str, Any]], where: str = "plan") -> list[TrainConfig]:
+    """TrainConfigs of a plan: ``base`` fields, each run's fields on top; run names must differ."""
+    if not isinstance(base, Mapping):
+        raise ValueError(f"{where}: base must be a mapping of TrainConfig fields")
+    if not isinstance(runs, list) or not runs:
+        raise ValueError(f"{where}: runs must be a non-empty list")
+    cfgs = []
+    for i, run in enumerate(runs):
+        if not isinstance(run, Mapping):
+            raise ValueError(f"{where}: runs[{i}] must be a mapping of TrainConfig fields")
+        cfgs.append(TrainConfig.from_dict({**base, **run}, where=f"{where}: runs[{i}]"))
+    names = [c.run_name for c in cfgs]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ValueError(f"{where}: run names repeat: {dup} (give each run a distinct name)")
+    return cfgs
+
+
+def load_plan(path: str | Path) -> list[TrainConfig]:
+    """A plan YAML: ``base:`` (TrainConfig fields) and ``runs:`` (a list of field overrides)."""
+    raw = load_yaml(path)
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"{path}: a plan is a mapping with 'base' and 'runs'")
+    unknown = sorted(set(raw) - {"base", "runs"})
+    if unknown:
+        raise ValueError(f"{path}: unknown plan field(s) {unknown}; known: ['base', 'runs']")
+    return plan_configs(raw.get("base", {}), raw.get("runs"), where=str(path))
+
+
+@torch.no_grad()
+def _probe_eval(model: Transformer, stream: torch.Tensor, cfg: TrainConfig, device: torch.device) -> float:
+    starts = eval_starts(stream.numel(), cfg.eval_batch, cfg.seq_len)
+    evaluate(model, stream, starts, cfg, device)
+    t0 = time.perf_counter()
+    evaluate(model, stream, starts, cfg, device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - t0
+
+
+def probe(cfg: TrainConfig, mcfg: ModelConfig, corpus: Corpus, steps: int = 6, warmup: int = 2) -> dict[str, float]:
+    """Seconds per training step and per evaluation batch of ``cfg`` at the numerics ``mcfg``."""
+    device = resolve_device(cfg)
+    stream = corpus.train[: 4 * cfg.tokens_per_step + cfg.seq_len + 1].to(device)
+    model = Transformer(mcfg, seed=cfg.seed).to(device)
+    model.fuse_attention(device.type == "cuda")
+    opt = make_optimizer(model, cfg, device)
+    fwd = torch.compile(model) if cfg.compile else model
+    starts = step_starts(cfg.replace(steps=warmup + steps), stream.numel() - cfg.seq_len, device)
+    t0 = 0.0
+    for i in range(warmup + steps):
+        if i == warmup:
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            t0 = time.perf_counter()
+        seqs = windows(stream, starts[i], cfg.seq_len)
+        with _autocast(cfg, device):
+            loss = loss_of(fwd, seqs)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    step_s = (time.perf_counter() - t0) / steps
+    eval_s = _probe_eval(model, stream, cfg, device)
+    del model, opt
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return dict(step_s=step_s, eval_batch_s=eval_s)
+
+
+def fit_steps(cfgs: list[TrainConfig], corpus: Corpus, seconds: float, *, overhead_s: float = 4.0,
+              log: Callable[[str], None] = print) -> tuple[int, dict[str, Any]]:
+    """The step count (the same for every run: equal tokens) that fits all runs into ``seconds``.
+
+    Probes each distinct numerics once (a4.8: both activation stages) and counts each
+    run's evaluation batches and ``overhead_s`` (model build, checkpoint writes).
+    """
+    t_start = time.perf_counter()
+    probes: dict[str, dict[str, float]] = {}
+    for c in cfgs:
+        for mc in {json.dumps(c.stage_config(0).to_dict()): c.stage_config(0),
+                   json.dumps(c.model_config().to_dict()): c.model_config()}.values():
+            key = json.dumps(dict(mc.to_dict(), batch=c.batch_size, seq=c.seq_len, compile=c.compile))
+            if key not in probes:
+                probes[key] = probe(c, mc, corpus)
+                log(f"[probe] {mc.datapath} ({mc.act_formats}, {mc.ffn_kind}, kv {mc.kv_cache_bits} bits): "
+                    f"{probes[key]['step_s'] * 1e3:.1f} ms/step, "
+                    f"{probes[key]['eval_batch_s'] * 1e3:.1f} ms/eval batch")
+    left = seconds - (time.perf_counter() - t_start)
+    per_step, fixed = 0.0, 0.0
+    for c in cfgs:
+        k1 = json.dumps(dict(c.stage_config(0).to_dict(), batch=c.batch_size, seq=c.seq_len, compile=c.compile))
+        k2 = json.dumps(dict(c.model_config().to_dict(), batch=c.batch_size, seq=c.seq_len, compile=c.compile))
+        f2 = c.stage2_fraction if c.two_activation_stages else 0.0
+        per_step += (1 - f2) * probes[k1]["step_s"] + f2 * probes[k2]["step_s"]
+        n_eval = 11 * math.ceil(c.eval_sequences / c.eval_batch)
+        n_eval += math.ceil(c.final_eval_sequences / c.eval_batch) * (1 + (len(EVAL_VARIANTS) if c.two_activation_stages else 0))
+        fixed += n_eval * probes[k2]["eval_batch_s"] + overhead_s
+    steps = int((left - fixed) / per_step) if per_step > 0 else 0
+    if steps < 10:
+        raise ValueError(f"fit: {seconds:.0f} s leave {left - fixed:.0f} s of training for {len(cfgs)} runs "
+                         f"at {per_step:.3f} s per step of all runs: fewer than 10 steps")
+    steps = steps // 10 * 10
+    info = dict(seconds=seconds, probe_s=time.perf_counter() - t_start, seconds_per_step_all_runs=per_step,
+                fixed_s=fixed, steps=steps, probes=list(probes.values()))
+    log(f"[fit] {len(cfgs)} runs in {seconds:.0f} s: {steps} steps each "
+        f"({steps * cfgs[0].tokens_per_step:.3g} tokens per run)")
+    return steps, info
+
+
+def run_plan(cfgs: list[TrainConfig], out_dir: str | Path, *, time_budget_s: float | None = None,
+             fit_seconds: float | None = None, log: Callable[[str], None] = print,
+             on_done: Callable[[dict[str, Any], Path], None] | None = None) -> list[dict[str, Any]]:
+    """Run several configs in turn under ``out_dir`` (each resumes or is skipped if done).
+
+    ``fit_seconds``: first choose ``steps`` for all runs by probing (stored in
+    ``out_dir/plan.json``, reused when the plan is run again).  ``time_budget_s``:
+    stop (saving the running one's state) when this call's wall time is spent.
+    ``on_done(result, run_dir)`` is called after each finished run.
+    """
+    t0 = time.perf_counter()
+    out_dir = Path(out_dir)
+    corpora: dict[tuple, Corpus] = {}
+
+    def corpus_of(c: TrainConfig) -> Corpus:
+        key = (c.corpus, c.val_percent)
+        if key not in corpora:
+            corpora[key] = build_corpus(c.corpus, c.val_percent)
+            m = corpora[key].manifest
+            log(f"[corpus] {m['source']} (Python {m['python']}): {m['files_train']} + {m['files_val']} files, "
+                f"{m['bytes_train']} + {m['bytes_val']} bytes, sha256 train {m['sha256_train'][:16]}, "
+                f"val {m['sha256_val'][:16]}")
+        return corpora[key]
+
+    plan_path = out_dir / "plan.json"
+    if fit_seconds is not None:
+        if plan_path.exists():
+            prev = json.loads(plan_path.read_text())
+            steps, info = int(prev["fit"]["steps"]), prev["fit"]
+            log(f"[fit] reusing {plan_path}: {steps} steps per run")
+        else:
+            steps, info = fit_steps(cfgs, corpus_of(cfgs[0]), fit_seconds, log=log)
+        cfgs = [c.replace(steps=steps) for c in cfgs]
+        write_json(plan_path, dict(fit=info, runs=[c.to_dict() for c in cfgs]))
+    results = []
+    for c in cfgs:
+        left = None if time_budget_s is None else time_budget_s - (time.perf_counter() - t0)
+        if left is not None and left < 10:
+            log(f"[plan] time budget spent; {c.run_name} and later runs not started")
+            break
+        res = train_run(c, out_dir, corpus_of(c), time_limit_s=left, log=log)
+        results.append(res)
+        if res.get("status") != "done":
+            break
+        if on_done is not None:
+            on_done(res, out_dir / c.run_name)
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    return results
+
+
+class Exporter:
+    """Gathers finished runs into a few files (for machines that return only a few files).
+
+    ``results.json``: every finished run's result; ``checkpoints-<i>.tar``: their
+    ``final.pt`` files as ``<run>.pt`` (ternary runs only unless ``all_checkpoints``),
+    a new tar once one passes ``tar_limit`` bytes.
+    """
+
+    def __init__(self, folder: str | Path, tar_limit: int = 12 << 20, all_checkpoints: bool = False):
+        self.folder = Path(folder)
+        self.tar_limit = tar_limit
+        self.all_checkpoints = all_checkpoints
+        self.folder.mkdir(parents=True, exist_ok=True)
+        old = self.folder / "results.json"
+        self.results: dict[str, Any] = json.loads(old.read_text()) if old.exists() else {}
+
+    def __call__(self, res: dict[str, Any], run_dir: Path) -> None:
+        self.results[res["name"]] = res
+        write_json(self.folder / "results.json", self.results)
+        if res["config"]["datapath"] == "fp16" and not self.all_checkpoints:
+            return
+        i = 0
+        while (self.folder / f"checkpoints-{i}.tar").exists() and \
+                (self.folder / f"checkpoints-{i}.tar").stat().st_size > self.tar_limit:
+            i += 1
+        with tarfile.open(self.folder / f"checkpoints-{i}.tar", "a") as tar:
+            tar.add(run_dir / "final.pt", arcname=f"{res['name']}.pt")
