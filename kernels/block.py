@@ -1,24 +1,30 @@
-"""One LLaMA-7B decoder block built from the kernels, timed for fp16, b1.58 and a4.8.
+"""One LLaMA-7B decoder block assembled from the kernels, for fp16, b1.58 and a4.8 (for timing).
 
-Datapaths as in decisions.md 10 (pre-norm RMSNorm, RoPE, MHA 32×128, FFN
-11008; subln norms before Wo and Wdown in the quantized datapaths):
+Datapaths as in docs/decisions.md 10 (pre-norm RMSNorm, RoPE, MHA 32×128, FFN 11008; subln norms
+before Wo and Wdown in the quantized datapaths; one ternary scale per sub-matrix of the fused QKV
+and gate/up matrices, docs/decisions.md 4):
 
-* ``fp16``  -- torch: cuBLAS FP16 GEMMs (fused QKV, fused gate/up), SwiGLU,
-  FP16 KV cache, SDPA.
-* ``b1.58`` -- every linear input through ``rmsnorm_quant(int8)``, ternary
-  GEMV/GEMM (W1.58A8), SwiGLU, FP16 KV cache + SDPA.
-* ``a4.8``  -- INT4 into QKV and gate/up (FP8 tensor-core GEMM for prefill,
-  INT8-unpack GEMV for decode), TopK-50 % INT8 into Wo, ReLU²GLU + INT8 into
-  Wdown (fused with the subln norm), sparse GEMV for Wo/Wdown at decode,
-  3-bit KV cache (write kernel + quantized decode attention).
+* ``fp16``  -- torch: cuBLAS FP16 GEMMs (fused QKV, fused gate/up), SwiGLU, FP16 KV cache, SDPA.
+* ``b1.58`` -- every linear input through ``rmsnorm_quant(int8)``, ternary GEMV/GEMM (W1.58A8),
+  SwiGLU, FP16 KV cache.
+* ``a4.8``  -- INT4 into QKV and gate/up (FP8 tensor-core GEMM for prefill, INT8-unpack GEMV for
+  decode), TopK-50 % INT8 into Wo, ReLU²GLU + INT8 into Wdown (fused with the subln norm), sparse
+  GEMV for Wo/Wdown at decode, 3-bit KV cache.
 
-Glue (RoPE, residual adds, SwiGLU) is plain torch in every datapath.
-Simplifications, named: a fused matrix (QKV, gate/up) has one ternary scale
-here (the model keeps one per sub-matrix; the time is the same); a4.8
-prefill attention runs FP16 SDPA (causal) on the un-quantized K/V and writes
-the 3-bit cache.  Decode steps are timed as CUDA-graph replays; prefill
-eagerly.  Weights are random, so activation sparsity is what random weights
-give (measured and recorded), not a trained model's.
+Two ways to run a decode step (B = 1):
+
+* :meth:`KernelBlock.forward` -- one kernel per operator (quantizer, GEMV, KV write, attention,
+  combine) with torch glue (RoPE, residual adds, SwiGLU); also the prefill path.
+* :meth:`KernelBlock.decode_fused` -- the fused step: one GEMV for QKV and one for gate/up, RoPE +
+  cache write + attention + combine in one kernel, residual adds in the GEMV epilogues, and the
+  norm + quantizer either in the GEMV's prologue (``DecodePlan(prologue="fused")``: b1.58 5
+  launches, a4.8 6-7) or as a kernel before each GEMV (``"separate"``: 9 launches, measured
+  faster, docs/kernels.md).  ``DecodePlan`` also picks a4.8's Wo and Wdown variants.  With
+  ``pdl`` every launch waits for the previous one through programmatic dependent launch, after
+  prefetching what it does not depend on.
+
+Weights are random, so activation sparsity is what random weights give (measured and recorded),
+not a trained model's.
 """
 from __future__ import annotations
 
@@ -27,8 +33,19 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from kernels.attention_step import Fp16KVCache, attention_step, rope_tables
+from kernels.configs import NO_TUNING, ConfigTable
+from kernels.kv_attention import QuantKVCache, decode_attention, kv_write
+from kernels.packing import pack_ternary
+from kernels.rmsnorm_quant import rmsnorm_quant
+from kernels.sparse_gemv import sparse_gemv
+from kernels.ternary_gemm import w158_gemv_fused, w158_matmul
+from model import quant as Q
 
-@dataclass(frozen=True)
+DATAPATHS = ("fp16", "b1.58", "a4.8")
+
+
+@dataclass(frozen=True, kw_only=True)
 class BlockDims:
     """Decoder-block sizes; the default is LLaMA-7B (Touvron et al. 2023, Table 2)."""
 
@@ -40,7 +57,7 @@ class BlockDims:
     def __post_init__(self) -> None:
         for name in ("d_model", "n_heads", "head_dim", "d_ffn"):
             v = getattr(self, name)
-            if not isinstance(v, int) or v <= 0:
+            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
                 raise ValueError(f"BlockDims.{name} must be a positive int, got {v!r}")
         if self.n_heads * self.head_dim != self.d_model:
             raise ValueError(f"n_heads*head_dim ({self.n_heads}*{self.head_dim}) must equal d_model {self.d_model}")
@@ -49,11 +66,37 @@ class BlockDims:
 LLAMA7B = BlockDims()
 
 
-def _rope(T0: int, T: int, hd: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    inv = 1.0 / (10000 ** (torch.arange(0, hd, 2, device=device, dtype=torch.float32) / hd))
-    ang = torch.arange(T0, T0 + T, device=device, dtype=torch.float32)[:, None] * inv[None, :]
-    ang = torch.cat((ang, ang), dim=-1)
-    return ang.cos().to(torch.float16), ang.sin().to(torch.float16)
+@dataclass(frozen=True, kw_only=True)
+class DecodePlan:
+    """Variants of the fused decode step.
+
+    ``prologue``: "fused" -- RMSNorm + quantizer inside the GEMV (every program recomputes the
+    row's statistics, no extra launch); "separate" -- one quantizer kernel before each GEMV.
+    a4.8 only: ``wo`` "sparse" (TopK quantizer with index list + sparse GEMV) or "dense" (TopK
+    quantizer + dense GEMV; TopK is never fused into a GEMV prologue); ``wdown`` "sparse"
+    (GLU+norm+INT8 quantizer with index list + sparse GEMV) or "dense" (``prologue`` decides);
+    ``gate_first`` skips the up rows whose gate output is <= 0.  ``pdl``: programmatic dependent
+    launch between the step's kernels (CUDA).
+    """
+
+    prologue: str = "fused"
+    wo: str = "sparse"
+    wdown: str = "sparse"
+    gate_first: bool = True
+    pdl: bool = False
+
+    def __post_init__(self) -> None:
+        if self.prologue not in ("fused", "separate"):
+            raise ValueError(f"DecodePlan.prologue must be 'fused' or 'separate', got {self.prologue!r}")
+        if self.wo not in ("sparse", "dense"):
+            raise ValueError(f"DecodePlan.wo must be 'sparse' or 'dense', got {self.wo!r}")
+        if self.wdown not in ("sparse", "dense"):
+            raise ValueError(f"DecodePlan.wdown must be 'sparse' or 'dense', got {self.wdown!r}")
+
+
+def _rmsnorm16(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    xf = x.float()
+    return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + 1e-5) * w.float()).to(torch.float16)
 
 
 def _apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -62,99 +105,143 @@ def _apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.
     return x * cos + rot * sin
 
 
-def _rmsnorm16(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    xf = x.float()
-    return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + 1e-5) * w.float()).to(torch.float16)
+def fp16_decode_step(x: torch.Tensor, pos: int, w16: dict[str, torch.Tensor], norm: dict[str, torch.Tensor],
+                     k_cache: torch.Tensor, v_cache: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                     n_heads: int, head_dim: int, d_ffn: int) -> torch.Tensor:
+    """The fp16 block's decode step in torch (one token, ``x [B, 1, d]``): the baseline, and what
+    ``torch.compile`` compiles (a free function of tensors, so one compilation serves every layer)."""
+    B, _, d = x.shape
+    xf = x.reshape(B, d)
+    qkv = _rmsnorm16(xf, norm["attn"]) @ w16["qkv"].t()
+    q, k, v = qkv.view(B, 1, 3, n_heads, head_dim).permute(2, 0, 3, 1, 4)
+    c, s = cos[pos:pos + 1], sin[pos:pos + 1]
+    q, k = _apply_rope(q, c, s), _apply_rope(k, c, s)
+    k_cache[:, :, pos:pos + 1] = k
+    v_cache[:, :, pos:pos + 1] = v
+    a = F.scaled_dot_product_attention(q, k_cache[:, :, :pos + 1], v_cache[:, :, :pos + 1])
+    h = xf + a.transpose(1, 2).reshape(B, d) @ w16["o"].t()
+    gu = _rmsnorm16(h, norm["ffn"]) @ w16["gu"].t()
+    act = F.silu(gu[:, :d_ffn]) * gu[:, d_ffn:]
+    return (h + act @ w16["down"].t()).view(B, 1, d)
 
 
-class Block:
-    """Weights and caches of one decoder block for one datapath."""
+class KernelBlock:
+    """Weights, caches and RoPE tables of one decoder block for one datapath.
+
+    Named apart from ``model.model.Block`` (the reference model's block, an ``nn.Module``)."""
 
     def __init__(self, datapath: str, B: int, T_max: int, seed: int = 0, dims: BlockDims = LLAMA7B,
-                 device: str = "cuda"):
-        from model import quant as Q
-        from kernels.kv_attention import KVCache
-        from kernels.packing import pack_ternary
-
-        if datapath not in ("fp16", "b1.58", "a4.8"):
-            raise ValueError(f"datapath must be fp16, b1.58 or a4.8, got {datapath!r}")
-        self.dp, self.B, self.T_max, self.dims = datapath, B, T_max, dims
-        D_MODEL, N_HEADS, HEAD_DIM, D_FFN = dims.d_model, dims.n_heads, dims.head_dim, dims.d_ffn
+                 device: str = "cuda", tuned: ConfigTable = NO_TUNING):
+        if datapath not in DATAPATHS:
+            raise ValueError(f"datapath must be one of {DATAPATHS}, got {datapath!r}")
+        for name, v in (("B", B), ("T_max", T_max)):
+            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+                raise ValueError(f"{name} must be a positive int, got {v!r}")
+        self.dp, self.B, self.T_max, self.dims, self.tuned = datapath, B, T_max, dims, tuned
+        d, H, hd, F_ = dims.d_model, dims.n_heads, dims.head_dim, dims.d_ffn
         g = torch.Generator(device=device).manual_seed(seed)
-        s = D_MODEL ** -0.5
+        s = d ** -0.5
 
         def w(n, k):
             return torch.randn(n, k, device=device, generator=g) * s
 
-        mats = {"qkv": w(3 * D_MODEL, D_MODEL), "o": w(D_MODEL, D_MODEL),
-                "gu": w(2 * D_FFN, D_MODEL), "down": w(D_MODEL, D_FFN) * (D_MODEL / D_FFN) ** 0.5}
-        self.norm = {n: torch.ones(D_MODEL if n != "down" else D_FFN, device=device, dtype=torch.float16)
+        # sub-matrices of the fused matrices, in output order
+        parts = {"qkv": [w(d, d), w(d, d), w(d, d)], "o": [w(d, d)],
+                 "gu": [w(F_, d), w(F_, d)], "down": [w(d, F_) * (d / F_) ** 0.5]}
+        self.norm = {n: torch.ones(d if n != "down" else F_, device=device, dtype=torch.float16)
                      for n in ("attn", "o", "ffn", "down")}
+        self.cos, self.sin = rope_tables(T_max, hd, device)
+        self.w16: dict[str, torch.Tensor] = {}
+        self.wp: dict[str, torch.Tensor] = {}
+        self.ws: dict[str, torch.Tensor] = {}
+        self.wtp: dict[str, torch.Tensor] = {}
         if datapath == "fp16":
-            self.w16 = {n: m.to(torch.float16) for n, m in mats.items()}
-            self.kc = torch.zeros(B, N_HEADS, T_max, HEAD_DIM, device=device, dtype=torch.float16)
-            self.vc = torch.zeros_like(self.kc)
+            self.w16 = {n: torch.cat(ms).to(torch.float16) for n, ms in parts.items()}
         else:
-            self.wp, self.ws, self.wtp = {}, {}, {}
-            for n, m in mats.items():
-                q = Q.quantize_ternary(m)
-                self.wp[n], self.ws[n] = pack_ternary(q.codes), q.scale.reshape(1)
+            for n, ms in parts.items():
+                qs = [Q.quantize_ternary(m) for m in ms]
+                codes = torch.cat([q.codes for q in qs])
+                self.wp[n] = pack_ternary(codes)
+                self.ws[n] = torch.stack([q.scale.reshape(()) for q in qs]).contiguous()
                 if datapath == "a4.8" and n in ("o", "down"):
-                    self.wtp[n] = pack_ternary(q.codes.t().contiguous())
-            if datapath == "b1.58":
-                self.kc = torch.zeros(B, N_HEADS, T_max, HEAD_DIM, device=device, dtype=torch.float16)
-                self.vc = torch.zeros_like(self.kc)
-            else:
-                self.cache = KVCache.allocate(B, N_HEADS, T_max, HEAD_DIM, device)
+                    self.wtp[n] = pack_ternary(codes.t().contiguous())
+        if datapath == "a4.8":
+            self.cache = QuantKVCache.allocate(B, H, T_max, hd, device)
+        else:
+            self.cache = Fp16KVCache.allocate(B, H, T_max, hd, device)
         self.sparsity: dict[str, float] = {}
         self.record = True          # measure activation sparsity (syncs: off while timing / capturing)
 
-    # -- linear layers -------------------------------------------------------------------------
+    def replica(self) -> "KernelBlock":
+        """Another block of the same datapath with copies of the weights and its own empty cache
+        (for a many-layer model whose weights all come from memory, without re-quantizing)."""
+        other = object.__new__(KernelBlock)
+        other.__dict__.update(self.__dict__)
+        for name in ("w16", "wp", "ws", "wtp"):
+            setattr(other, name, {k: v.clone() for k, v in getattr(self, name).items()})
+        c = self.cache
+        other.cache = (QuantKVCache.allocate(*c.shape, c.k_codes.device) if isinstance(c, QuantKVCache)
+                       else Fp16KVCache.allocate(*c.shape, c.k.device))
+        other.sparsity = {}
+        return other
+
+    def fill_cache(self, T: int, seed: int = 1) -> None:
+        """Random post-RoPE K/V in positions ``0..T-1`` (a decode step at context T then reads them)."""
+        B, H, _, hd = self.cache.shape
+        dev = self.norm["attn"].device
+        g = torch.Generator(device=dev).manual_seed(seed)
+        k = torch.randn(B, H, T, hd, device=dev, generator=g, dtype=torch.float16)
+        v = torch.randn(B, H, T, hd, device=dev, generator=g, dtype=torch.float16)
+        if isinstance(self.cache, QuantKVCache):
+            kv_write(self.cache, k, v, 0)
+        else:
+            self.cache.k[:, :, :T] = k
+            self.cache.v[:, :, :T] = v
+
+    # -- per-operator path ---------------------------------------------------------------------
     def _lin(self, name: str, x: torch.Tensor, mode: str, norm: str, gate: torch.Tensor | None = None,
              sparse: bool = False) -> torch.Tensor:
-        from kernels.rmsnorm_quant import rmsnorm_quant
-        from kernels.sparse_gemv import sparse_gemv
-        from kernels.ternary_gemm import w158_matmul
-
         N = self.wp[name].shape[0]
         if sparse:
             codes, xs, nzi, nnz = rmsnorm_quant(x, mode, self.norm[norm], gate=gate, nonzero=True)
             self._last_codes = codes
-            return sparse_gemv(codes, nzi[0], nnz, xs, self.wtp[name], self.ws[name], N)
+            return sparse_gemv(codes, nzi[0], nnz, xs, self.wtp[name], self.ws[name], N, tuned=self.tuned)
         fp8 = mode == "int4" and x.shape[0] > 4
         codes, xs = rmsnorm_quant(x, mode, self.norm[norm], gate=gate, out_fp8=fp8)
         self._last_codes = codes
-        return w158_matmul(codes, xs, self.wp[name], self.ws[name], N)
+        return w158_matmul(codes, xs, self.wp[name], self.ws[name], N, tuned=self.tuned)
 
     def forward(self, x: torch.Tensor, pos0: int) -> torch.Tensor:
         """``x [B, T, d]`` fp16 at positions ``pos0..pos0+T-1``; returns the block output."""
         B, T, d = x.shape
-        N_HEADS, HEAD_DIM, D_FFN = self.dims.n_heads, self.dims.head_dim, self.dims.d_ffn
+        H, hd, F_ = self.dims.n_heads, self.dims.head_dim, self.dims.d_ffn
         M = B * T
         decode = T == 1
-        cos, sin = _rope(pos0, T, HEAD_DIM, x.device)
+        if self.dp == "fp16" and decode:
+            return fp16_decode_step(x, pos0, self.w16, self.norm, self.cache.k, self.cache.v, self.cos, self.sin,
+                                    H, hd, F_)
+        cos, sin = self.cos[pos0:pos0 + T], self.sin[pos0:pos0 + T]
         xf = x.reshape(M, d)
         if self.dp == "fp16":
             qkv = _rmsnorm16(xf, self.norm["attn"]) @ self.w16["qkv"].t()
         else:
             qkv = self._lin("qkv", xf, "int8" if self.dp == "b1.58" else "int4", "attn")
-        q, k, v = qkv.view(B, T, 3, N_HEADS, HEAD_DIM).permute(2, 0, 3, 1, 4)      # [B, H, T, Dh]
+        q, k, v = qkv.view(B, T, 3, H, hd).permute(2, 0, 3, 1, 4)      # [B, H, T, Dh]
         q, k = _apply_rope(q, cos, sin), _apply_rope(k, cos, sin)
         if self.dp == "a4.8":
-            from kernels.kv_attention import decode_attention, kv_write
-
             kv_write(self.cache, k.contiguous(), v.contiguous(), pos0)
             if decode:
-                a = decode_attention(q[:, :, 0].contiguous(), self.cache, pos0 + 1)
+                a = decode_attention(q[:, :, 0].contiguous(), self.cache, pos0 + 1, tuned=self.tuned)
                 a = a.reshape(M, d)
             else:
                 a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
                 a = a.transpose(1, 2).reshape(M, d)
         else:
-            self.kc[:, :, pos0:pos0 + T] = k
-            self.vc[:, :, pos0:pos0 + T] = v
+            kc, vc = self.cache.k, self.cache.v
+            kc[:, :, pos0:pos0 + T] = k
+            vc[:, :, pos0:pos0 + T] = v
             if decode:
-                a = F.scaled_dot_product_attention(q, self.kc[:, :, :pos0 + 1], self.vc[:, :, :pos0 + 1])
+                a = F.scaled_dot_product_attention(q, kc[:, :, :pos0 + 1], vc[:, :, :pos0 + 1])
             else:
                 a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
             a = a.transpose(1, 2).reshape(M, d)
@@ -169,43 +256,75 @@ class Block:
         h = xf + o
         if self.dp == "fp16":
             gu = _rmsnorm16(h, self.norm["ffn"]) @ self.w16["gu"].t()
-            act = F.silu(gu[:, :D_FFN]) * gu[:, D_FFN:]
+            act = F.silu(gu[:, :F_]) * gu[:, F_:]
             dn = act @ self.w16["down"].t()
         elif self.dp == "b1.58":
             gu = self._lin("gu", h, "int8", "ffn")
-            act = F.silu(gu[:, :D_FFN]) * gu[:, D_FFN:]
+            act = F.silu(gu[:, :F_]) * gu[:, F_:]
             dn = self._lin("down", act, "int8", "down")
         else:
             gu = self._lin("gu", h, "int4", "ffn")
-            gate, up = gu[:, :D_FFN], gu[:, D_FFN:]
+            gate, up = gu[:, :F_], gu[:, F_:]
             dn = self._lin("down", up, "int8", "down", gate=gate, sparse=decode and B == 1)
             if self.record:
                 self.sparsity["down_in"] = float((self._last_codes.float() == 0).float().mean())
         return (h + dn).view(B, T, d)
 
+    # -- fused decode step -----------------------------------------------------------------------
+    def decode_fused(self, x: torch.Tensor, pos: int, plan: DecodePlan = DecodePlan()) -> torch.Tensor:
+        """Decode step of one token (``x [1, 1, d]`` fp16 at position ``pos``) with fused kernels."""
+        if self.dp == "fp16":
+            raise ValueError("decode_fused is for the ternary datapaths; the fp16 block is torch (forward)")
+        if tuple(x.shape[:2]) != (1, 1) or self.B != 1:
+            raise ValueError(f"decode_fused runs one token of one sequence (B=1), got x of shape {tuple(x.shape)}")
+        d, F_ = self.dims.d_model, self.dims.d_ffn
+        xf = x.reshape(1, d)
+        a4 = self.dp == "a4.8"
+        mode = "int4" if a4 else "int8"
+        qkv = self._gemv("qkv", xf, mode, "attn", plan)
+        a = attention_step(qkv, self.cache, pos, self.cos, self.sin, tuned=self.tuned, pdl=plan.pdl)
+        if not a4:
+            h = self._gemv("o", a, "int8", "o", plan, residual=xf)
+            gu = self._gemv("gu", h, "int8", "ffn", plan)
+            out = self._gemv("down", gu, "int8", "down", plan, residual=h, glu="silu")
+            return out.view(1, 1, d)
+        t, pdl = self.tuned, plan.pdl
+        if plan.wo == "sparse":
+            codes, xs, nzi, nnz = rmsnorm_quant(a, "topk8", self.norm["o"], nonzero=True, pdl=pdl)
+            h = sparse_gemv(codes, nzi[0], nnz, xs, self.wtp["o"], self.ws["o"], d, residual=xf, tuned=t, pdl=pdl)
+        else:
+            codes, xs = rmsnorm_quant(a, "topk8", self.norm["o"], pdl=pdl)
+            h = w158_matmul(codes, xs, self.wp["o"], self.ws["o"], d, residual=xf, tuned=t, pdl=pdl)
+        gu = self._gemv("gu", h, "int4", "ffn", plan, gate_first=plan.gate_first)
+        if plan.wdown == "sparse":
+            codes, xs, nzi, nnz = rmsnorm_quant(gu[:, F_:], "int8", self.norm["down"], gate=gu[:, :F_], nonzero=True,
+                                                pdl=pdl)
+            out = sparse_gemv(codes, nzi[0], nnz, xs, self.wtp["down"], self.ws["down"], d, residual=h, tuned=t,
+                              pdl=pdl)
+        else:
+            out = self._gemv("down", gu, "int8", "down", plan, residual=h, glu="relu2")
+        return out.view(1, 1, d)
 
-def bench_block(rec, ctx: int = 2048, prefill: int = 2048) -> None:
-    """Decode step (B=1, context ``ctx``, CUDA graph) and ``prefill``-token prefill per datapath."""
-    from kernels.benchmark import bench_graph_us, bench_us
+    def _gemv(self, name: str, x: torch.Tensor, mode: str, norm: str, plan: DecodePlan,
+              residual: torch.Tensor | None = None, glu: str | None = None, gate_first: bool = False) -> torch.Tensor:
+        """Norm + quantizer + GEMV of one decode linear, in one launch or two (``plan.prologue``).
+        With ``glu``, ``x`` holds gate then up (the gate/up GEMV's output)."""
+        N = self.wp[name].shape[0]
+        if plan.prologue == "fused":
+            return w158_gemv_fused(x, self.wp[name], self.ws[name], N, mode=mode, norm_weight=self.norm[norm], glu=glu,
+                                   residual=residual, gate_first=gate_first, tuned=self.tuned, pdl=plan.pdl)
+        if glu is not None:
+            half = x.shape[1] // 2
+            codes, xs = rmsnorm_quant(x[:, half:], mode, self.norm[norm], gate=x[:, :half], glu=glu, pdl=plan.pdl)
+        else:
+            codes, xs = rmsnorm_quant(x, mode, self.norm[norm], pdl=plan.pdl)
+        return w158_matmul(codes, xs, self.wp[name], self.ws[name], N, residual=residual, gate_first=gate_first,
+                           tuned=self.tuned, pdl=plan.pdl)
 
-    for dp in ("fp16", "b1.58", "a4.8"):
-        blk = Block(dp, 1, max(ctx, prefill) + 1)
-        D_MODEL = LLAMA7B.d_model
-        xp = torch.randn(1, prefill, D_MODEL, device="cuda", dtype=torch.float16)
-        blk.forward(xp, 0)
-        blk.record = False
-        us = bench_us(lambda: blk.forward(xp, 0))
-        rec.add("block_prefill", f"block_{dp}", "ours" if dp != "fp16" else "baseline", dp, prefill,
-                D_MODEL, prefill, us, 0.0, 0.0, False, sparsity=blk.sparsity.get("down_in", 0.0),
-                sparsity_o=blk.sparsity.get("o_in", 0.0))
-        xd = torch.randn(1, 1, D_MODEL, device="cuda", dtype=torch.float16)
-        blk.record = True
-        blk.forward(xd, ctx)
-        sp = dict(blk.sparsity)
-        blk.record = False
-        us = bench_graph_us([lambda: blk.forward(xd, ctx)])
-        rec.add("block_decode", f"block_{dp}", "ours" if dp != "fp16" else "baseline", dp, 1, D_MODEL, ctx,
-                us, 0.0, 0.0, False, sparsity=sp.get("down_in", 0.0), cuda_graph=True,
-                sparsity_o=sp.get("o_in", 0.0))
-        del blk
-        torch.cuda.empty_cache()
+    def launches_fused(self, plan: DecodePlan = DecodePlan()) -> int:
+        """Kernel launches of one fused decode step."""
+        sep = plan.prologue == "separate"
+        if self.dp == "b1.58":
+            return 5 + 4 * sep                  # 4 GEMVs + attention (+ 4 quantizers)
+        # attention, TopK quantizer, Wo, 3 GEMVs (+ QKV and gate/up quantizers) (+ Wdown quantizer)
+        return 6 + 2 * sep + (plan.wdown == "sparse" or sep)

@@ -1,68 +1,138 @@
-"""Tile configurations in one place: what the benchmark sweeps, and what it measured best.
+"""Tile configurations: what each launcher accepts, what the benchmark sweeps, what it measured best.
 
-``CANDIDATES[kernel]`` are the configs ``bitsim bench-kernels --configs`` times on every
-benchmarked shape.  Each candidate is first checked (bit-exact against ``model.quant`` for the
-GEMM/GEMV kernels, relative error < 1e-3 against the float64 reference for attention); only a
-correct one can win.  The sweep writes the winners as ``tuned_configs.json`` beside the
-measured table, in the form of ``TUNED`` below.
+* ``CONFIG_RULES[kernel]``: every key a launcher's ``config=`` accepts, with its rule (a power of
+  two, a positive int, a bool, one of a few values).  :func:`resolve_config` merges a launcher's
+  hand-picked default, the measured entry of a :class:`ConfigTable` and the caller's override,
+  and refuses an unknown key or a bad value (``BK=3``, ``BN=0``, ``num_warps=-4``) with a
+  ``ValueError`` naming the key, before anything is launched.
+* ``CANDIDATES[kernel]``: the configs ``bitsim bench-kernels --configs`` checks (bit-exact for
+  the GEMM/GEMV kernels; attention within its stated tolerance) and times on every benchmarked
+  shape; only a correct one can win.
+* :class:`ConfigTable`: the measured winners per kernel and shape key.  It is an immutable value
+  that is **passed** to launchers (``tuned=``); a sweep returns a new table
+  (:meth:`ConfigTable.with_entry`) and writes it as ``tuned_configs.json``;
+  :func:`load_config_table` reads such a file back, checking every entry.  No module state
+  changes during a run: a launcher called without ``tuned=`` uses its hand-picked default.
 
-``TUNED[kernel][shape_key(...)]`` is the best measured config of a shape; a launcher uses it
-when its shape has an entry and its hand-picked default otherwise.  Empty until a sweep has
-been measured and pasted here (the sweep of this candidate list has not run on a GPU yet:
-docs/kernels.md).
-
-Why these candidates (sm_90 compile check, Triton 3.9, ``docs/kernels.md``): the GEMM's former
-default ``BM=256, BN=128, BK=128, 8 warps`` compiles to 255 registers and 1.6 KB of spills per
-thread; ``BM=128, BN=128, BK=64, 8 warps, 4 stages`` is the largest tile tried that does not spill
-(199 registers int8, 231 fp8). ``DECODE=1`` decodes four weight codes per 32-bit register op.
+Why these candidates: the ``sm_90`` compile check in ``docs/kernels.md`` (register counts and
+spills per tile) and the H100/H200 runs recorded there.
 """
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+
+#: rule names: "pow2" (a positive power of two), "pos" (a positive int), "bool", or a tuple of
+#: the allowed values.
+CONFIG_RULES: dict[str, dict[str, object]] = {
+    "gemm": {"BM": "pow2", "BN": "pow2", "BK": "pow2", "GROUP_M": "pos", "SWAP": "bool",
+             "num_warps": (1, 2, 4, 8, 16), "num_stages": "pos"},
+    "gemv": {"BN": "pow2", "KB": "pow2", "num_warps": (1, 2, 4, 8, 16), "num_stages": "pos"},
+    "sparse": {"WBN": "pow2", "BI": "pow2", "num_warps": (1, 2, 4, 8, 16)},
+    "attention": {"BT": "pow2", "S": "pos", "num_warps": (1, 2, 4, 8, 16), "USE_DOT": "bool", "FMA": "bool",
+                  "num_stages": "pos"},
+    "attention_step": {"BT": "pow2", "S": "pos", "num_warps": (1, 2, 4, 8, 16), "num_stages": "pos"},
+}
+KERNELS = tuple(CONFIG_RULES)
+
+#: limits that keep a tile inside what one program can hold
+MAX_TILE = {"BM": 512, "BN": 1024, "BK": 1024, "KB": 1024, "WBN": 1024, "BI": 1024, "BT": 1024, "S": 1024,
+            "GROUP_M": 64, "num_stages": 8}
+
 CANDIDATES: dict[str, tuple[dict, ...]] = {
     "gemm": (
-        dict(BM=128, BN=128, BK=64, num_warps=8, num_stages=4),
-        dict(BM=128, BN=128, BK=64, num_warps=8, num_stages=4, DECODE=1),
-        dict(BM=128, BN=128, BK=64, num_warps=8, num_stages=5, DECODE=1, GROUP_M=16),
-        dict(BM=128, BN=64, BK=128, num_warps=4, num_stages=4, DECODE=1),
-        dict(BM=64, BN=128, BK=128, num_warps=4, num_stages=4, DECODE=1),
-        dict(BM=128, BN=64, BK=128, num_warps=4, num_stages=3, SWAP=True, DECODE=1),
-        dict(BM=128, BN=256, BK=64, num_warps=8, num_stages=3, DECODE=1),
-        dict(BM=256, BN=128, BK=128, num_warps=8, num_stages=3, DECODE=1),
+        dict(BM=256, BN=128, BK=128, num_warps=8, num_stages=3),
+        dict(BM=128, BN=256, BK=128, num_warps=8, num_stages=3),
         dict(BM=128, BN=128, BK=128, num_warps=8, num_stages=3),
-        dict(BM=64, BN=64, BK=256, num_warps=4, num_stages=4, DECODE=1),     # M ~ 128: more CTAs
+        dict(BM=128, BN=128, BK=64, num_warps=8, num_stages=4),
+        dict(BM=256, BN=128, BK=64, num_warps=8, num_stages=4),
+        # SWAP: the decoded weight tile is the MMA's A operand (registers), tokens are its N side
+        dict(BM=128, BN=128, BK=128, num_warps=8, num_stages=3, SWAP=True),
+        dict(BM=256, BN=128, BK=128, num_warps=8, num_stages=3, SWAP=True),
+        dict(BM=128, BN=128, BK=64, num_warps=4, num_stages=4, SWAP=True),
     ),
     "gemv": (
-        dict(BN=4, WB=64, ITERS=4, num_warps=4),
-        dict(BN=8, WB=64, ITERS=2, num_warps=4),
-        dict(BN=4, WB=32, ITERS=8, num_warps=4),
-        dict(BN=8, WB=32, ITERS=4, num_warps=4),
-        dict(BN=2, WB=128, ITERS=4, num_warps=4),
-        dict(BN=4, WB=128, ITERS=2, num_warps=8),
-        dict(BN=16, WB=64, ITERS=4, num_warps=8),
-        dict(BN=8, WB=256, ITERS=4, num_warps=8),
+        dict(BN=16, KB=128, num_warps=4, num_stages=3),
+        dict(BN=8, KB=128, num_warps=4, num_stages=3),
+        dict(BN=16, KB=64, num_warps=4, num_stages=4),
+        dict(BN=32, KB=64, num_warps=4, num_stages=3),
+        dict(BN=16, KB=128, num_warps=4, num_stages=2),
+        dict(BN=32, KB=128, num_warps=8, num_stages=3),
+        dict(BN=8, KB=256, num_warps=4, num_stages=2),
     ),
     "sparse": (
         dict(WBN=32, BI=32, num_warps=4),
-        dict(WBN=32, BI=32, num_warps=8),
         dict(WBN=32, BI=64, num_warps=8),
         dict(WBN=16, BI=64, num_warps=4),
+        dict(WBN=32, BI=128, num_warps=8),
+        dict(WBN=16, BI=128, num_warps=4),
         dict(WBN=8, BI=128, num_warps=4),
-        dict(WBN=8, BI=64, num_warps=2),
-        dict(WBN=64, BI=32, num_warps=8),
     ),
     "attention": (
-        dict(FMA=True, BT=32, num_warps=4),
-        dict(FMA=True, BT=64, num_warps=8),
-        dict(FMA=True, BT=16, num_warps=2),
-        dict(FMA=True, BT=32, num_warps=4, S_MUL=2),
-        dict(FMA=True, BT=64, num_warps=8, S_MUL=2),
-        dict(FMA=True, BT=32, num_warps=4, S_MUL=4),
-        dict(FMA=False, USE_DOT=True, BT=128, num_warps=8),
-        dict(FMA=False, USE_DOT=True, BT=64, num_warps=4, S_MUL=2),
+        dict(FMA=True, BT=16, num_warps=2, S_MUL=2),
+        dict(FMA=True, BT=8, num_warps=1, S_MUL=2),
+        dict(FMA=True, BT=16, num_warps=2, S_MUL=2, num_stages=2),
+        dict(FMA=True, BT=16, num_warps=2, S_MUL=2, num_stages=3),
+        dict(FMA=True, BT=8, num_warps=1, S_MUL=2, num_stages=3),
+        dict(FMA=True, BT=32, num_warps=4, S_MUL=2, num_stages=2),
+        dict(FMA=True, BT=16, num_warps=2, S_MUL=4, num_stages=2),
+    ),
+    "attention_step": (
+        dict(BT=16, num_warps=2),
+        dict(BT=8, num_warps=1),
+        dict(BT=16, num_warps=2, num_stages=2),
+        dict(BT=16, num_warps=2, num_stages=3),
+        dict(BT=32, num_warps=2, num_stages=2),
+        dict(BT=8, num_warps=1, num_stages=3),
+        dict(BT=16, num_warps=2, S_MUL=2, num_stages=2),
     ),
 }
+#: sweep-only keys (not passed to a launcher): S_MUL scales the launcher's default split count
+SWEEP_KEYS = ("S_MUL",)
 
-TUNED: dict[str, dict[str, dict]] = {"gemm": {}, "gemv": {}, "sparse": {}, "attention": {}}
+
+def check_config_value(kernel: str, key: str, value: object) -> None:
+    """Raise ValueError unless ``value`` obeys ``CONFIG_RULES[kernel][key]``."""
+    rules = CONFIG_RULES[kernel]
+    if key not in rules:
+        raise ValueError(f"unknown config key {key!r} for {kernel}; known: {sorted(rules)}")
+    rule = rules[key]
+    where = f"{kernel} config {key}"
+    if rule == "bool":
+        if not isinstance(value, bool):
+            raise ValueError(f"{where} must be true or false, got {value!r}")
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{where} must be an int, got {value!r}")
+    if isinstance(rule, tuple):
+        if value not in rule:
+            raise ValueError(f"{where} must be one of {list(rule)}, got {value!r}")
+        return
+    if value <= 0:
+        raise ValueError(f"{where} must be a positive int, got {value!r}")
+    if rule == "pow2" and value & (value - 1):
+        raise ValueError(f"{where} must be a power of two, got {value!r}")
+    if key in MAX_TILE and value > MAX_TILE[key]:
+        raise ValueError(f"{where} must be at most {MAX_TILE[key]}, got {value!r}")
+
+
+def check_config(kernel: str, config: Mapping[str, object] | None) -> dict:
+    """Check every key and value of one config (None is an empty config); return a plain dict."""
+    if kernel not in CONFIG_RULES:
+        raise ValueError(f"unknown kernel {kernel!r}; known: {list(KERNELS)}")
+    if config is None:
+        return {}
+    if not isinstance(config, Mapping):
+        raise TypeError(f"config must be a dict, got {type(config).__name__}")
+    bad = sorted(set(config) - set(CONFIG_RULES[kernel]))
+    if bad:
+        raise ValueError(f"unknown config keys {bad} for {kernel}; known: {sorted(CONFIG_RULES[kernel])}")
+    for key, value in config.items():
+        check_config_value(kernel, key, value)
+    return dict(config)
 
 
 def gemm_m_bucket(M: int) -> str:
@@ -81,14 +151,77 @@ def ctx_bucket(T: int) -> str:
     return "T>32768"
 
 
-def shape_key(**dims) -> str:
+def shape_key(**dims: object) -> str:
     """``shape_key(N=4096, K=4096, M='M>256', prec='int8')`` -> ``'K=4096,M=M>256,N=4096,prec=int8'``."""
     return ",".join(f"{k}={dims[k]}" for k in sorted(dims))
 
 
-def tuned(kernel: str, **dims) -> dict | None:
-    """The measured best config for this shape, or None."""
-    if kernel not in TUNED:
-        raise ValueError(f"unknown kernel {kernel!r}; known: {sorted(TUNED)}")
-    cfg = TUNED[kernel].get(shape_key(**dims))
-    return dict(cfg) if cfg is not None else None
+@dataclass(frozen=True)
+class ConfigTable:
+    """Measured best configs: ``entries[kernel][shape_key] -> config``.  Immutable; passed explicitly."""
+
+    entries: Mapping[str, Mapping[str, Mapping[str, object]]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        frozen = {}
+        for kernel, table in self.entries.items():
+            if kernel not in CONFIG_RULES:
+                raise ValueError(f"unknown kernel {kernel!r} in config table; known: {list(KERNELS)}")
+            if not isinstance(table, Mapping):
+                raise ValueError(f"config table entry {kernel!r} must map shape keys to configs")
+            frozen[kernel] = MappingProxyType({str(k): MappingProxyType(check_config(kernel, c))
+                                               for k, c in table.items()})
+        object.__setattr__(self, "entries", MappingProxyType(frozen))
+
+    def lookup(self, kernel: str, **dims: object) -> dict | None:
+        """The measured config of this kernel and shape, or None."""
+        if kernel not in CONFIG_RULES:
+            raise ValueError(f"unknown kernel {kernel!r}; known: {list(KERNELS)}")
+        cfg = self.entries.get(kernel, {}).get(shape_key(**dims))
+        return dict(cfg) if cfg is not None else None
+
+    def with_entry(self, kernel: str, key: str, config: Mapping[str, object]) -> "ConfigTable":
+        """A new table with ``config`` as the entry of ``kernel`` / ``key``."""
+        new = {k: dict(v) for k, v in self.entries.items()}
+        new.setdefault(kernel, {})[key] = dict(config)
+        return ConfigTable(new)
+
+    def to_json(self) -> dict:
+        """Plain nested dicts (the form of ``tuned_configs.json``)."""
+        return {k: {s: dict(c) for s, c in v.items()} for k, v in self.entries.items()}
+
+
+NO_TUNING = ConfigTable()
+
+
+def load_config_table(path: str | Path) -> ConfigTable:
+    """Read a ``tuned_configs.json`` written by a sweep; every kernel, key and value is checked."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object with keys among {list(KERNELS)}")
+    bad = sorted(set(data) - set(KERNELS))
+    if bad:
+        raise ValueError(f"{path}: unknown kernels {bad}; expected keys among {list(KERNELS)}")
+    for kernel, table in data.items():
+        if not isinstance(table, dict) or not all(isinstance(c, dict) for c in table.values()):
+            raise ValueError(f"{path}: {kernel!r} must map shape keys to config objects")
+    try:
+        return ConfigTable(data)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{path}: {e}") from None
+
+
+def resolve_config(kernel: str, default: Mapping[str, object], tuned: ConfigTable,
+                   dims: Mapping[str, object] | None, override: Mapping[str, object] | None) -> dict:
+    """``default`` <- measured entry of ``tuned`` for ``dims`` <- ``override``, each key checked."""
+    if not isinstance(tuned, ConfigTable):
+        raise TypeError(f"tuned must be a kernels.configs.ConfigTable, got {type(tuned).__name__}")
+    best = tuned.lookup(kernel, **dims) if dims is not None else None
+    cfg = dict(check_config(kernel, default))
+    cfg.update(best or {})
+    cfg.update(check_config(kernel, override))
+    return cfg

@@ -1,6 +1,6 @@
 """Quantized KV cache (a4.8 low-bit attention): write kernel and decode attention.
 
-Codes and scales follow ``model.quant.quantize_kv`` exactly (decisions.md 8):
+Codes and scales follow ``model.quant.quantize_kv`` exactly (docs/decisions.md 8):
 one absmax scale per (token, head) over head_dim, unsigned code
 ``c = clamp(rne((x/s + 1) * L/2), 0, L)`` with ``L = 2**bits - 1`` and
 ``L = 2**bos_bits - 1`` for the token at position 0 (BOS heads kept at 4 bits),
@@ -39,16 +39,18 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.configs import ctx_bucket, tuned
-from kernels.validate import FLOAT_DTYPES, check_device_usable, check_finite, check_tensor, next_pow2
+from kernels.checks import FLOAT_DTYPES, check_device_usable, check_finite, check_tensor, next_pow2
+from kernels.configs import NO_TUNING, ConfigTable, ctx_bucket, resolve_config
 
 MAGIC = 0x4B000000          # fp32 bit pattern of 2**23
 RESCALE_AT = tl.constexpr(8.0)           # FMA attention: move the running max when exceeded by this (p <= e^8)
 
 
-@dataclass
-class KVCache:
-    """One layer's quantized K and V caches (see module docstring for the layout)."""
+@dataclass(kw_only=True)
+class QuantKVCache:
+    """One layer's 3-/4-bit K and V caches (see module docstring for the layout).
+
+    Named apart from ``model.model.KVCache`` (the reference model's float cache)."""
 
     k_codes: torch.Tensor
     k_scale: torch.Tensor
@@ -59,9 +61,9 @@ class KVCache:
 
     @classmethod
     def allocate(cls, B: int, Hkv: int, T_max: int, D: int, device, bits: int = 3,
-                 bos_bits: int | None = 4) -> "KVCache":
+                 bos_bits: int | None = 4) -> "QuantKVCache":
         for name, v in (("B", B), ("Hkv", Hkv), ("T_max", T_max), ("D", D)):
-            if not isinstance(v, int) or v <= 0:
+            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
                 raise ValueError(f"{name} must be a positive int, got {v!r}")
         if D % 8:
             raise ValueError(f"head_dim must be a multiple of 8 (8 nibbles per word), got {D}")
@@ -70,7 +72,7 @@ class KVCache:
             raise ValueError(f"bits and bos_bits must be in [2, 4] for nibble storage, got {bits}, {bos_bits}")
         mk = lambda: torch.zeros(B, Hkv, T_max, D // 8, dtype=torch.int32, device=device)  # noqa: E731
         ms = lambda: torch.zeros(B, Hkv, T_max, dtype=torch.float32, device=device)        # noqa: E731
-        return cls(mk(), ms(), mk(), ms(), bits, bos)
+        return cls(k_codes=mk(), k_scale=ms(), v_codes=mk(), v_scale=ms(), bits=bits, bos_bits=bos)
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
@@ -80,27 +82,33 @@ class KVCache:
 
 # ----------------------------------------------------------------------------- write
 @triton.jit
+def kv_quantize_row(x, codes_ptr, scale_ptr, row, pos, D: tl.constexpr, LN: tl.constexpr, LB: tl.constexpr):
+    """Quantize one row ``x [D]`` (absmax scale, ``L = LN`` levels, ``LB`` at position 0) into nibble
+    words at cache row ``row``; the arithmetic of ``model.quant.quantize_kv``, bit for bit."""
+    xf = x.to(tl.float32)
+    s = tl.maximum(tl.max(tl.abs(xf), axis=0), 1e-5)
+    L = tl.where(pos == 0, LB * 1.0, LN * 1.0)
+    v = (tl.math.div_rn(xf, s) + 1.0) * (L * 0.5)
+    v = tl.minimum(tl.maximum(v, -1.0), L + 1.0)
+    c = (v + 12582912.0) - 12582912.0           # round half to even (|v| small)
+    c = tl.minimum(tl.maximum(c, 0.0), L).to(tl.int32)
+    words = tl.sum(tl.reshape(c, (D // 8, 8)) << (4 * tl.arange(0, 8))[None, :], axis=1)
+    tl.store(codes_ptr + row * (D // 8) + tl.arange(0, D // 8), words)
+    tl.store(scale_ptr + row, tl.math.div_rn(s, L))
+
+
+@triton.jit
 def _kv_write_kernel(x_ptr, codes_ptr, scale_ptr, T_new, Hkv, T_max, pos0, stride_xr,
                      D: tl.constexpr, LN: tl.constexpr, LB: tl.constexpr):
     r = tl.program_id(0)                       # row = (b, h, t) of the new tokens
     t = r % T_new
     bh = r // T_new
     pos = pos0 + t
-    d = tl.arange(0, D)
-    x = tl.load(x_ptr + r.to(tl.int64) * stride_xr + d).to(tl.float32)
-    s = tl.maximum(tl.max(tl.abs(x), axis=0), 1e-5)
-    L = tl.where(pos == 0, LB * 1.0, LN * 1.0)
-    v = (tl.math.div_rn(x, s) + 1.0) * (L * 0.5)
-    v = tl.minimum(tl.maximum(v, -1.0), L + 1.0)
-    c = (v + 12582912.0) - 12582912.0           # round half to even (|v| small)
-    c = tl.minimum(tl.maximum(c, 0.0), L).to(tl.int32)
-    words = tl.sum(tl.reshape(c, (D // 8, 8)) << (4 * tl.arange(0, 8))[None, :], axis=1)
-    row = bh.to(tl.int64) * T_max + pos
-    tl.store(codes_ptr + row * (D // 8) + tl.arange(0, D // 8), words)
-    tl.store(scale_ptr + row, tl.math.div_rn(s, L))
+    x = tl.load(x_ptr + r.to(tl.int64) * stride_xr + tl.arange(0, D))
+    kv_quantize_row(x, codes_ptr, scale_ptr, bh.to(tl.int64) * T_max + pos, pos, D, LN, LB)
 
 
-def kv_write(cache: KVCache, k: torch.Tensor, v: torch.Tensor, pos0: int) -> None:
+def kv_write(cache: QuantKVCache, k: torch.Tensor, v: torch.Tensor, pos0: int) -> None:
     """Quantize post-RoPE ``k, v [B, Hkv, T_new, D]`` into positions ``pos0 .. pos0+T_new-1``."""
     B, H, T_max, D = cache.shape
     for name, x in (("k", k), ("v", v)):
@@ -211,46 +219,34 @@ def _nibbles(words, j4, LO: tl.constexpr):
 
 
 @triton.jit
-def _attn_split_fma_kernel(q_ptr, kc_ptr, ks_ptr, vc_ptr, vs_ptr, m_ptr, l_ptr, o_ptr,
-                           T, T_max, chunk, sm_scale,
-                           G: tl.constexpr, D: tl.constexpr, BT: tl.constexpr, S: tl.constexpr,
-                           LN: tl.constexpr, LB: tl.constexpr):
-    """CUDA-core variant: one program per (query head, context split), no tensor-core tile.
+def kv3_attend_span(q_lo, q_hi, qsum, kc_ptr, ks_ptr, vc_ptr, vs_ptr, base, t_lo, t_hi, sm_scale,
+                    W: tl.constexpr, BT: tl.constexpr, LN: tl.constexpr, LB: tl.constexpr,
+                    NUM_STAGES: tl.constexpr = 1):
+    """Online-softmax attention of one query head over cache rows ``base + [t_lo, t_hi)`` (CUDA cores).
 
-    For MHA (G = 1, LLaMA-7B) the tensor-core kernel fills 1 of 16 MMA rows and moves every
-    decoded tile through shared memory; here each code is decoded in registers
-    (:func:`_nibbles`) into a ``[BT, D/8, 4]`` tile that has the word layout of the loads
-    (no layout conversion), ``q·c`` is a register FMA and the ``p·s·c`` terms are accumulated
-    per element and reduced over the context once, at the end.  The running maximum is moved
-    (and the accumulators rescaled) only when a tile's maximum exceeds it by ``RESCALE_AT``
-    (= 8, so every ``p <= e^8``): the per-element rescale multiply is skipped on most tiles.  For G > 1 every query head
-    re-reads its KV head's codes (from L2).
+    ``q_lo``/``q_hi`` are ``[1, W, 4]`` fp32 (``d = 8w + j`` and ``8w + 4 + j``).  Each code is
+    decoded in registers (:func:`_nibbles`) into a ``[BT, W, 4]`` tile with the word layout of the
+    loads, ``q·c`` is a register FMA and the ``p·s·c`` terms are accumulated per element and
+    reduced over the context once, at the end.  The running maximum is moved (and the
+    accumulators rescaled) only when a tile's maximum exceeds it by ``RESCALE_AT`` (= 8, so every
+    ``p <= e^8``).  Returns ``(m, l, o_lo, o_hi)``: the running max, the softmax denominator and
+    the un-normalised output halves ``[W, 4]``.  ``NUM_STAGES > 1`` software-pipelines the tile
+    loads (the next tiles are fetched while this one is decoded).
     """
-    r = tl.program_id(0)                       # b * Hq + q head
-    sp = tl.program_id(1)
-    W: tl.constexpr = D // 8
-    bh = r // G                                # b * Hkv + kv head
-    w3 = tl.reshape(tl.arange(0, W), (1, W, 1))
-    j4 = tl.reshape(tl.arange(0, 4), (1, 1, 4))
-    qp = q_ptr + r.to(tl.int64) * D + 8 * w3 + j4
-    q_lo = tl.load(qp).to(tl.float32)                                              # [1, W, 4]: d = 8w + j
-    q_hi = tl.load(qp + 4).to(tl.float32)                                          # d = 8w + 4 + j
-    qsum = tl.sum(tl.sum(tl.sum(q_lo + q_hi, axis=2), axis=1), axis=0)
+    j4 = tl.arange(0, 4)[None, None, :]
+    w3 = tl.arange(0, W)[None, :, None]
     m_i = tl.full((), -float("inf"), tl.float32)
     l_i = tl.zeros((), tl.float32)
     cs = tl.zeros((), tl.float32)              # sum_t p_t s_t L_t (V offset term)
     acc_lo = tl.zeros((BT, W, 4), tl.float32)  # sum_t p_t s_t c_t, per t (reduced at the end)
     acc_hi = tl.zeros((BT, W, 4), tl.float32)
-    base = bh.to(tl.int64) * T_max
-    t_lo = sp * chunk
-    t_hi = tl.minimum(t_lo + chunk, T)
     tt = tl.arange(0, BT)
-    for t0 in range(t_lo, t_hi, BT):
+    for t0 in tl.range(t_lo, t_hi, BT, num_stages=NUM_STAGES):
         t = t0 + tt
         live = t < t_hi
         Lt = tl.where(t == 0, LB * 1.0, LN * 1.0)
-        t3 = tl.reshape(base + t, (BT, 1, 1))
-        l3 = tl.reshape(live, (BT, 1, 1))
+        t3 = (base + t)[:, None, None]
+        l3 = live[:, None, None]
         kw = tl.load(kc_ptr + t3 * W + w3, mask=l3, other=0)                        # [BT, W, 1]
         qc3 = _nibbles(kw, j4, True) * q_lo + _nibbles(kw, j4, False) * q_hi
         qc = tl.sum(tl.sum(qc3, axis=2), axis=1)                                    # [BT]
@@ -271,12 +267,41 @@ def _attn_split_fma_kernel(q_ptr, kc_ptr, ks_ptr, vc_ptr, vs_ptr, m_ptr, l_ptr, 
         ps = p * vs
         cs = cs + tl.sum(ps * Lt, axis=0)
         vw = tl.load(vc_ptr + t3 * W + w3, mask=l3, other=0)
-        ps3 = tl.reshape(ps, (BT, 1, 1))
+        ps3 = ps[:, None, None]
         acc_lo = acc_lo + ps3 * _nibbles(vw, j4, True)
         acc_hi = acc_hi + ps3 * _nibbles(vw, j4, False)
-    out = (r * S + sp).to(tl.int64)
     o_lo = 2.0 * tl.sum(acc_lo, axis=0) - cs                                        # [W, 4]
     o_hi = 2.0 * tl.sum(acc_hi, axis=0) - cs
+    return m_i, l_i, o_lo, o_hi
+
+
+@triton.jit
+def _attn_split_fma_kernel(q_ptr, kc_ptr, ks_ptr, vc_ptr, vs_ptr, m_ptr, l_ptr, o_ptr,
+                           T, T_max, chunk, sm_scale,
+                           G: tl.constexpr, D: tl.constexpr, BT: tl.constexpr, S: tl.constexpr,
+                           LN: tl.constexpr, LB: tl.constexpr, NUM_STAGES: tl.constexpr):
+    """CUDA-core variant: one program per (query head, context split), no tensor-core tile.
+
+    For MHA (G = 1, LLaMA-7B) the tensor-core kernel fills 1 of 16 MMA rows and moves every
+    decoded tile through shared memory; here the loop is :func:`kv3_attend_span`.  For G > 1
+    every query head re-reads its KV head's codes (from L2).
+    """
+    r = tl.program_id(0)                       # b * Hq + q head
+    sp = tl.program_id(1)
+    W: tl.constexpr = D // 8
+    bh = r // G                                # b * Hkv + kv head
+    w3 = tl.arange(0, W)[None, :, None]
+    j4 = tl.arange(0, 4)[None, None, :]
+    qp = q_ptr + r.to(tl.int64) * D + 8 * w3 + j4
+    q_lo = tl.load(qp).to(tl.float32)                                              # [1, W, 4]: d = 8w + j
+    q_hi = tl.load(qp + 4).to(tl.float32)                                          # d = 8w + 4 + j
+    qsum = tl.sum(tl.sum(tl.sum(q_lo + q_hi, axis=2), axis=1), axis=0)
+    base = bh.to(tl.int64) * T_max
+    t_lo = sp * chunk
+    t_hi = tl.minimum(t_lo + chunk, T)
+    m_i, l_i, o_lo, o_hi = kv3_attend_span(q_lo, q_hi, qsum, kc_ptr, ks_ptr, vc_ptr, vs_ptr, base, t_lo, t_hi,
+                                           sm_scale, W, BT, LN, LB, NUM_STAGES)
+    out = (r * S + sp).to(tl.int64)
     w2 = tl.arange(0, W)[:, None]
     j2 = tl.arange(0, 4)[None, :]
     tl.store(o_ptr + out * D + 8 * w2 + j2, o_lo)
@@ -299,22 +324,17 @@ def _attn_combine_kernel(m_ptr, l_ptr, o_ptr, y_ptr, S: tl.constexpr, SP: tl.con
     tl.store(y_ptr + r * D + d, y.to(y_ptr.dtype.element_ty))
 
 
-ATTN_CONFIG_KEYS = ("BT", "S", "num_warps", "USE_DOT", "FMA")
-
-
 def attention_config(B: int, Hkv: int, T: int, device_type: str = "cuda") -> dict:
-    """Context splits so that the programs fill 132 SMs about 4 times.
-
-    ``FMA`` picks the CUDA-core kernel (one program per query head); the default stays the
-    tensor-core kernel (one program per KV head), the variant measured on the H100 (docs/kernels.md).
-    """
-    bt = 64
-    s = max(1, min(64, triton.cdiv(132 * 4, B * Hkv), triton.cdiv(T, bt)))
-    return dict(BT=bt, S=s, num_warps=4, USE_DOT=device_type == "cuda", FMA=False)
+    """The CUDA-core kernel (one program per query head), 16 positions per tile, 2 warps, about 8
+    programs per SM (132 SMs): the fastest default of the H200 sweep (2026-12-01).  ``FMA=False``
+    picks the tensor-core kernel (one program per KV head, for GQA)."""
+    bt = 16
+    s = max(1, min(256, triton.cdiv(132 * 8, B * Hkv), triton.cdiv(T, bt)))
+    return dict(BT=bt, S=s, num_warps=2, USE_DOT=device_type == "cuda", FMA=True, num_stages=1)
 
 
-def decode_attention(q: torch.Tensor, cache: KVCache, T: int, sm_scale: float | None = None,
-                     config: dict | None = None) -> torch.Tensor:
+def decode_attention(q: torch.Tensor, cache: QuantKVCache, T: int, sm_scale: float | None = None,
+                     config: dict | None = None, *, tuned: ConfigTable = NO_TUNING) -> torch.Tensor:
     """Attention of one query token per sequence over the first ``T`` cached tokens.
 
     ``q [B, Hq, D]`` (post-RoPE), ``Hq`` a multiple of the cache's ``Hkv`` (GQA).
@@ -332,17 +352,10 @@ def decode_attention(q: torch.Tensor, cache: KVCache, T: int, sm_scale: float | 
     check_finite(q, "q")
     G = q.shape[1] // H
     sm = 1.0 / math.sqrt(D) if sm_scale is None else float(sm_scale)
-    if config is not None:
-        bad = sorted(set(config) - set(ATTN_CONFIG_KEYS))
-        if bad:
-            raise ValueError(f"unknown config keys {bad}; known: {list(ATTN_CONFIG_KEYS)}")
-    best = tuned("attention", B=B, Hkv=H, G=G, D=D, T=ctx_bucket(T)) if q.device.type == "cuda" else None
-    cfg = dict(attention_config(B, H, T, q.device.type), **(best or {}), **(config or {}))
-    for key in ("BT", "S", "num_warps"):
-        if not isinstance(cfg[key], int) or cfg[key] <= 0:
-            raise ValueError(f"config {key} must be a positive int, got {cfg[key]!r}")
-    if cfg["BT"] & (cfg["BT"] - 1):
-        raise ValueError(f"config BT must be a power of two, got {cfg['BT']}")
+    if not math.isfinite(sm) or sm <= 0:
+        raise ValueError(f"sm_scale must be a positive finite float, got {sm_scale!r}")
+    dims = dict(B=B, Hkv=H, G=G, D=D, T=ctx_bucket(T)) if q.device.type == "cuda" else None
+    cfg = resolve_config("attention", attention_config(B, H, T, q.device.type), tuned, dims, config)
     use_dot = bool(cfg["USE_DOT"]) and q.dtype == torch.float16
     GP = max(16, next_pow2(G)) if use_dot else next_pow2(G)
     S = cfg["S"]
@@ -355,7 +368,7 @@ def decode_attention(q: torch.Tensor, cache: KVCache, T: int, sm_scale: float | 
         _attn_split_fma_kernel[(B * Hq, S)](q, cache.k_codes, cache.k_scale, cache.v_codes, cache.v_scale,
                                             m, l, o, T, T_max, chunk, sm, G=G, D=D, BT=cfg["BT"], S=S,
                                             LN=2 ** cache.bits - 1, LB=2 ** cache.bos_bits - 1,
-                                            num_warps=cfg["num_warps"])
+                                            NUM_STAGES=cfg.get("num_stages", 1), num_warps=cfg["num_warps"])
     else:
         _attn_split_kernel[(B * H, S)](q, cache.k_codes, cache.k_scale, cache.v_codes, cache.v_scale, m, l, o,
                                        T, T_max, H, chunk, sm, G=G, GP=GP, D=D, BT=cfg["BT"], S=S,
@@ -376,74 +389,3 @@ def reference_attention(q: torch.Tensor, k_deq: torch.Tensor, v_deq: torch.Tenso
     sm = 1.0 / math.sqrt(D) if sm_scale is None else sm_scale
     s = torch.einsum("bhd,bhtd->bht", q.double(), k) * sm
     return torch.einsum("bht,bhtd->bhd", torch.softmax(s, dim=-1), v)
-
-
-# ----------------------------------------------------------------------------- GPU check + timing
-def _sweep(rec, q, cache, kf, vf, B, H, T, D, kv_bytes) -> None:
-    """Time every ``kernels.configs.CANDIDATES['attention']`` entry, checked (rel. error < 1e-3
-    against the float64 reference on the first 4 heads) first; ``S_MUL`` scales the default split."""
-    from model import quant as Q
-    from kernels.benchmark import bench_us
-    from kernels.configs import CANDIDATES, ctx_bucket, shape_key
-
-    ref_k = Q.quantize_kv(kf[:1, :4].float().cpu(), bits=3, bos_bits=4)
-    ref_v = Q.quantize_kv(vf[:1, :4].float().cpu(), bits=3, bos_bits=4)
-    r = reference_attention(q[:1, :4].cpu(), ref_k.dequant(), ref_v.dequant())
-    results = []
-    for cand in CANDIDATES["attention"]:
-        cfg = {k: v for k, v in cand.items() if k != "S_MUL"}
-        cfg["S"] = min(256, attention_config(B, H, T)["S"] * cand.get("S_MUL", 1))
-        try:
-            y = decode_attention(q, cache, T, config=cfg)[:1, :4].double().cpu()
-            rel = float((y - r).norm() / r.norm())
-            us = bench_us(lambda: decode_attention(q, cache, T, config=cfg))
-            rec.add("attention_decode", "ours_kv3_cfg", "ours", "kv3", B, H, T, us, kv_bytes + 4 * B * H * D,
-                    4.0 * B * H * T * D, rel < 1e-3, config=str(cfg), rel_err=rel)
-            results.append((us, rel < 1e-3, cfg))
-        except Exception as e:  # noqa: BLE001
-            rec.note(what="attention config failed", cfg=str(cfg), error=repr(e)[-400:])
-    rec.pick("attention", shape_key(B=B, Hkv=H, G=1, D=D, T=ctx_bucket(T)), results)
-
-
-def bench_attention(rec, check: bool = True, configs: bool = False) -> None:
-    """KV3 decode attention vs FP16 SDPA (7B: 32 heads x 128), plus the cache write."""
-    import torch.nn.functional as F
-    from model import quant as Q
-    from kernels.benchmark import bench_us
-
-    H, D = 32, 128
-    for (B, T) in ((1, 2048), (1, 8192), (8, 8192), (8, 32768)) if configs else ((1, 8192), (8, 8192), (8, 32768)):
-        g = torch.Generator(device="cuda").manual_seed(B * T)
-        cache = KVCache.allocate(B, H, T, D, "cuda")
-        kf = torch.randn(B, H, T, D, device="cuda", generator=g, dtype=torch.float16)
-        vf = torch.randn(B, H, T, D, device="cuda", generator=g, dtype=torch.float16)
-        kv_write(cache, kf, vf, 0)
-        q = torch.randn(B, H, D, device="cuda", generator=g, dtype=torch.float16)
-        kv_bytes = 2.0 * B * H * T * (D // 2 + 4)
-        if configs:                 # first: the default-config rows below then run the winner
-            _sweep(rec, q, cache, kf, vf, B, H, T, D, kv_bytes)
-        exact_w = exact_a = True
-        if check:
-            ref_k = Q.quantize_kv(kf[:1, :4].float().cpu(), bits=3, bos_bits=4)
-            exact_w = bool(torch.equal(kv_read_codes(cache.k_codes[:1, :4]).cpu(), ref_k.codes)
-                           and torch.equal(cache.k_scale[:1, :4].cpu(), ref_k.scale[..., 0]))
-            ref_v = Q.quantize_kv(vf[:1, :4].float().cpu(), bits=3, bos_bits=4)
-            y = decode_attention(q, cache, T)[:1, :4].double().cpu()
-            r = reference_attention(q[:1, :4].cpu(), ref_k.dequant(), ref_v.dequant())
-            rel = float((y - r).norm() / r.norm())
-            exact_a = rel < 1e-3            # fp16 output; fp32 inside
-            rec.note(what="attention check", B=B, T=T, rel_err=rel, write_exact=exact_w)
-        us = bench_us(lambda: decode_attention(q, cache, T))
-        rec.add("attention_decode", "ours_kv3", "ours", "kv3", B, H, T, us, kv_bytes + 4 * B * H * D,
-                4.0 * B * H * T * D, exact_a)
-        q4 = q[:, :, None, :]
-        us = bench_us(lambda: F.scaled_dot_product_attention(q4, kf, vf))
-        rec.add("attention_decode", "torch_sdpa", "baseline", "fp16", B, H, T, us,
-                2.0 * B * H * T * D * 2 + 4 * B * H * D, 4.0 * B * H * T * D, False)
-        kn = kf[:, :, :1].contiguous()
-        vn = vf[:, :, :1].contiguous()
-        us = bench_us(lambda: kv_write(cache, kn, vn, T - 1))
-        rec.add("kv_write", "ours_kv3", "ours", "kv3", B, H, 1, us, 2.0 * B * H * (2 * D + D // 2 + 4), 0.0,
-                exact_w)
-        del cache, kf, vf
-        torch.cuda.empty_cache()

@@ -1,7 +1,7 @@
 """Fused RMSNorm + per-token activation quantizers (one program per token row).
 
 Every linear layer of the BitNet datapaths has an RMSNorm right in front of
-its activation quantizer (decisions.md 9), so one kernel reads the row once,
+its activation quantizer (docs/decisions.md 9), so one kernel reads the row once,
 normalises it, reduces it (max|y| or mean|y|) and writes integer codes plus one
 fp32 scale per row.  Modes (``model.quant`` names in brackets):
 
@@ -47,12 +47,13 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.validate import (FLOAT_DTYPES, check_device_usable, check_finite, check_shape, check_tensor,
-                              next_pow2)
+from kernels.checks import FLOAT_DTYPES, check_device_usable, check_finite, check_shape, check_tensor, next_pow2
+from model import quant as Q
 
-CLAMP = 1e-5                      # reductions clamped at 1e-5 [decisions 2], as model.quant.CLAMP
-SQRT7 = float(torch.tensor(7.0, dtype=torch.float32).sqrt())   # the fp32 sqrt(7) of model.quant
+CLAMP = Q.CLAMP                    # reductions clamped at 1e-5 [docs/decisions.md 2]
+SQRT7 = Q.SQRT7                    # the fp32 sqrt(7) of model.quant
 MODES = {"int8": 0, "int4": 1, "topk8": 2}
+GLU_MODES = {"relu2": 1, "silu": 2}
 RNE_MAGIC = 12582912.0            # 1.5 * 2**23
 
 
@@ -63,19 +64,53 @@ def _rne(v):
 
 
 @triton.jit
+def _radix_pass(bits, prefix, need, SHIFT: tl.constexpr, NB: tl.constexpr):
+    """One digit (bits SHIFT..SHIFT+NB-1) of the radix select: histogram of the digit among the values
+    that match ``prefix`` above it; the digit of the ``need``-th largest; what is left to find."""
+    bins = tl.arange(0, 256)
+    match = (bits >= 0) & ((bits >> (SHIFT + NB)) == (prefix >> (SHIFT + NB)))
+    digit = (bits >> SHIFT) & ((1 << NB) - 1)
+    h = tl.histogram(digit, 256, mask=match)                       # counts among the matching values
+    ge = tl.cumsum(h, axis=0, reverse=True)                          # values with digit >= bin
+    d = tl.max(tl.where(ge >= need, bins, -1), axis=0)               # the digit of the need-th largest
+    need = need - tl.sum(tl.where(bins > d, h, 0), axis=0)
+    return prefix | (d << SHIFT), need
+
+
+@triton.jit
+def _kth_largest_radix(bits, k_top):
+    """The k_top-th largest of non-negative int32 ``bits`` (-1 marks padding), exactly: a radix
+    select over the digits 30-23, 22-15, 14-7, 6-0 (4 histograms instead of 31 full reductions)."""
+    prefix = tl.zeros((), dtype=tl.int32)
+    need = tl.zeros((), dtype=tl.int32) + k_top
+    prefix, need = _radix_pass(bits, prefix, need, 23, 8)
+    prefix, need = _radix_pass(bits, prefix, need, 15, 8)
+    prefix, need = _radix_pass(bits, prefix, need, 7, 8)
+    prefix, need = _radix_pass(bits, prefix, need, 0, 7)
+    return prefix
+
+
+@triton.jit
 def _norm_quant_kernel(x_ptr, gate_ptr, w_ptr, codes_ptr, scale_ptr, nzi_ptr, nnz_ptr,
                        D, stride_x, stride_g, stride_c, stride_n, eps, k_top,
                        BLOCK: tl.constexpr, NORM: tl.constexpr, HAS_W: tl.constexpr,
                        GLU: tl.constexpr, MODE: tl.constexpr, OUT_FP8: tl.constexpr,
-                       WRITE_NZ: tl.constexpr):
+                       WRITE_NZ: tl.constexpr, PDL: tl.constexpr, RADIX: tl.constexpr):
     row = tl.program_id(0).to(tl.int64)
+    if PDL:                     # programmatic dependent launch: the previous kernel's outputs from here
+        tl.extra.cuda.gdc_wait()
+        tl.extra.cuda.gdc_launch_dependents()
     offs = tl.arange(0, BLOCK)
     inb = offs < D
     x = tl.load(x_ptr + row * stride_x + offs, mask=inb, other=0.0).to(tl.float32)
-    if GLU:
+    if GLU == 1:
         g = tl.load(gate_ptr + row * stride_g + offs, mask=inb, other=0.0).to(tl.float32)
         g = tl.maximum(g, 0.0)
         x = x * (g * g)                               # up * relu(gate)^2  [A48 eq.5]
+    elif GLU == 2:                                    # SwiGLU as the fp16 torch glue rounds it
+        g = tl.load(gate_ptr + row * stride_g + offs, mask=inb, other=0.0).to(tl.float32)
+        s = (g / (1.0 + tl.exp(-g))).to(tl.float16).to(tl.float32)
+        x = (s * x).to(tl.float16).to(tl.float32)
     if NORM:
         x64 = x.to(tl.float64)
         ms = (tl.sum(x64 * x64, axis=0) / D).to(tl.float32)
@@ -105,11 +140,14 @@ def _norm_quant_kernel(x_ptr, gate_ptr, w_ptr, codes_ptr, scale_ptr, nzi_ptr, nn
         # patterns (order-preserving for non-negative floats); ties at the
         # threshold go to the lowest indices (stable descending sort).
         bits = tl.where(inb, ax.to(tl.int32, bitcast=True), -1)
-        t = tl.zeros((), dtype=tl.int32)
-        for b in tl.static_range(30, -1, -1):
-            cand = t | (1 << b)
-            cnt = tl.sum((bits >= cand).to(tl.int32), axis=0)
-            t = tl.where(cnt >= k_top, cand, t)
+        if RADIX:
+            t = _kth_largest_radix(bits, k_top)
+        else:
+            t = tl.zeros((), dtype=tl.int32)
+            for b in tl.static_range(30, -1, -1):
+                cand = t | (1 << b)
+                cnt = tl.sum((bits >= cand).to(tl.int32), axis=0)
+                t = tl.where(cnt >= k_top, cand, t)
         gt = bits > t
         eq = bits == t
         need = k_top - tl.sum(gt.to(tl.int32), axis=0)
@@ -135,12 +173,19 @@ def _launch_cfg(D: int) -> tuple[int, int]:
 
 def rmsnorm_quant(x: torch.Tensor, mode: str = "int8", norm_weight: torch.Tensor | None = None,
                   *, norm: bool = True, gate: torch.Tensor | None = None, eps: float = 1e-5,
-                  topk_ratio: float = 0.5, out_fp8: bool = False, nonzero: bool = False):
-    """Quantize each row of ``x [M, D]`` (optionally after ReLU²GLU and RMSNorm).
+                  topk_ratio: float = 0.5, out_fp8: bool = False, nonzero: bool = False, pdl: bool = False,
+                  glu: str = "relu2", topk_search: str = "bitwise"):
+    """Quantize each row of ``x [M, D]`` (optionally after a GLU product and RMSNorm).
+
+    With ``gate``, the quantizer sees ``x · relu(gate)²`` (``glu="relu2"``, a4.8, exact as
+    ``model.quant.relu2glu``) or ``fp16(fp16(silu(gate)) · x)`` (``glu="silu"``, the SwiGLU of the
+    fp16 torch glue).  ``topk_search``: "bitwise" (31 reductions) or "radix" (4 histogram passes);
+    both find the same exact threshold; radix measured slower on the H200 (docs/kernels.md).
 
     Returns ``(codes [M, D] int8 (or float8_e4m3fn), scale [M, 1] fp32)``, plus
     ``(nz_index [M, D] int32, nnz [M] int32)`` when ``nonzero=True``; entries of
-    ``nz_index`` past ``nnz`` are left unwritten.
+    ``nz_index`` past ``nnz`` are left unwritten.  ``pdl``: launch with programmatic dependent
+    launch (CUDA; the kernel waits for the previous one before reading ``x``).
     """
     check_tensor(x, "x", FLOAT_DTYPES, dim=2, contiguous=False)
     check_device_usable(x, "x")
@@ -150,6 +195,10 @@ def rmsnorm_quant(x: torch.Tensor, mode: str = "int8", norm_weight: torch.Tensor
         raise ValueError(f"mode must be one of {sorted(MODES)}, got {mode!r}")
     if out_fp8 and mode != "int4":
         raise ValueError("out_fp8 is only exact for INT4 codes (mode='int4'); INT8 codes do not fit e4m3")
+    if glu not in GLU_MODES:
+        raise ValueError(f"glu must be one of {sorted(GLU_MODES)}, got {glu!r}")
+    if topk_search not in ("radix", "bitwise"):
+        raise ValueError(f"topk_search must be 'radix' or 'bitwise', got {topk_search!r}")
     if not 0.0 < topk_ratio <= 1.0:
         raise ValueError(f"topk_ratio must be in (0, 1], got {topk_ratio}")
     if not (isinstance(eps, float) and eps > 0 and math.isfinite(eps)):
@@ -176,18 +225,22 @@ def rmsnorm_quant(x: torch.Tensor, mode: str = "int8", norm_weight: torch.Tensor
     nnz = torch.empty(M, device=x.device, dtype=torch.int32) if nonzero else scale
     block, warps = _launch_cfg(D)
     k_top = math.ceil(topk_ratio * D)
+    pdl = bool(pdl) and x.device.type == "cuda"
+    opts = dict(launch_pdl=True) if pdl else {}
     _norm_quant_kernel[(M,)](
         x, gate if gate is not None else x, norm_weight if norm_weight is not None else x,
         codes, scale, nzi, nnz, D, x.stride(0), gate.stride(0) if gate is not None else 0,
         codes.stride(0), nzi.stride(0), eps, k_top,
-        BLOCK=block, NORM=norm, HAS_W=norm_weight is not None, GLU=gate is not None,
-        MODE=MODES[mode], OUT_FP8=out_fp8, WRITE_NZ=nonzero, num_warps=warps,
-        enable_fp_fusion=False)
+        BLOCK=block, NORM=norm, HAS_W=norm_weight is not None, GLU=GLU_MODES[glu] if gate is not None else 0,
+        MODE=MODES[mode], OUT_FP8=out_fp8, WRITE_NZ=nonzero, PDL=pdl, RADIX=topk_search == "radix",
+        num_warps=warps,
+        enable_fp_fusion=False, **opts)
     if nonzero:
         return codes, scale, nzi, nnz
     return codes, scale
 
 
+# ----------------------------------------------------------------------------- reference
 def rmsnorm_reference(x: torch.Tensor, norm_weight: torch.Tensor | None = None,
                       eps: float = 1e-5) -> torch.Tensor:
     """The RMSNorm arithmetic the kernel implements, in plain torch (fp32 result).
@@ -210,15 +263,15 @@ def rmsnorm_reference(x: torch.Tensor, norm_weight: torch.Tensor | None = None,
     return y
 
 
-# ----------------------------------------------------------------------------- GPU check + timing
 def reference_quant(x: torch.Tensor, mode: str, norm_weight: torch.Tensor | None,
-                    gate: torch.Tensor | None = None, topk_ratio: float = 0.5):
+                    gate: torch.Tensor | None = None, topk_ratio: float = 0.5, glu: str = "relu2"):
     """``model.quant`` applied to :func:`rmsnorm_reference` (on the CPU, where its contract holds)."""
-    from model import quant as Q
-
     x = x.cpu()
     w = norm_weight.cpu() if norm_weight is not None else None
-    if gate is not None:
+    if gate is not None and glu == "silu":
+        s = torch.nn.functional.silu(gate.cpu().float()).half().float()
+        x = (s * x.float()).half().float()
+    elif gate is not None:
         x = Q.relu2glu(x, gate.cpu())
     y = rmsnorm_reference(x, w)
     if mode == "int8":
@@ -228,30 +281,3 @@ def reference_quant(x: torch.Tensor, mode: str, norm_weight: torch.Tensor | None
     return Q.quantize_topk_int8(y, topk_ratio)
 
 
-def bench_quant(rec, check: bool = True, Ms: tuple[int, ...] = (1, 2048)) -> None:
-    """Time (and check bit-exact on 7B widths) the fused norm+quant kernels."""
-    from kernels.benchmark import bench_us
-
-    cases = (("int8", 4096, False), ("int4", 4096, False), ("int4", 4096, True),
-             ("topk8", 4096, False), ("int8", 11008, "glu"))
-    for M in Ms:
-        for mode, D, extra in cases:
-            g = torch.Generator(device="cuda").manual_seed(M * 7 + D)
-            x = torch.randn(M, D, device="cuda", generator=g).to(torch.float16)
-            w = (torch.rand(D, device="cuda", generator=g) + 0.5).to(torch.float16)
-            gate = torch.randn(M, D, device="cuda", generator=g).to(torch.float16) if extra == "glu" else None
-            kw = dict(gate=gate, out_fp8=extra is True, nonzero=extra == "glu")
-            out = rmsnorm_quant(x, mode, w, **kw)
-            exact = True
-            if check:
-                ref = reference_quant(x, mode, w, gate)
-                codes = out[0].float().to(torch.int8) if extra is True else out[0]
-                exact = bool(torch.equal(codes.cpu(), ref.codes) and torch.equal(out[1].cpu(), ref.scale))
-                if extra == "glu":
-                    nzi, nnz = out[2].cpu(), out[3].cpu()
-                    for r in range(min(M, 4)):
-                        exact &= bool(torch.equal(nzi[r, :nnz[r]].long(), torch.nonzero(ref.codes[r]).flatten()))
-            us = bench_us(lambda: rmsnorm_quant(x, mode, w, **kw))
-            name = f"ours_norm_{mode}" + ("_fp8" if extra is True else "") + ("_glu_nz" if extra == "glu" else "")
-            nbytes = M * D * 2 * (2 if gate is not None else 1) + 2 * D + M * D + 4 * M
-            rec.add("quant", name, "ours", mode, M, D, 0, us, nbytes, 0.0, exact)

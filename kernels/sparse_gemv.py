@@ -26,18 +26,22 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.configs import tuned
-from kernels.packing import padded_len
-from kernels.ternary_gemm import cast_out, check_packed_layer
-from kernels.validate import check_device_usable, check_finite, check_tensor
+from kernels.checks import check_device_usable, check_finite, check_index_list, check_tensor, content_checks_enabled
+from kernels.configs import NO_TUNING, ConfigTable, resolve_config
+from kernels.packing import padded_len, unpack_ternary
+from kernels.ternary_gemm import cast_out, check_packed_layer, check_packed_ternary
+from model import quant as Q
 
 
 @triton.jit
-def _sparse_gemv_kernel(x_ptr, nzi_ptr, nnz_ptr, xs_ptr, wt_ptr, ws_ptr, y_ptr, acc_ptr, ticket_ptr,
+def _sparse_gemv_kernel(x_ptr, nzi_ptr, nnz_ptr, xs_ptr, wt_ptr, ws_ptr, res_ptr, y_ptr, acc_ptr, ticket_ptr,
                         N, K, NW, stride_wk,
-                        WBN: tl.constexpr, BI: tl.constexpr):
+                        WBN: tl.constexpr, BI: tl.constexpr, RES: tl.constexpr, PDL: tl.constexpr):
     pn = tl.program_id(0)
     ps = tl.program_id(1)
+    if PDL:                     # programmatic dependent launch: the previous kernel's outputs from here
+        tl.extra.cuda.gdc_wait()
+        tl.extra.cuda.gdc_launch_dependents()
     c = ps * BI + tl.arange(0, BI)
     nnz = tl.load(nnz_ptr)
     idx = tl.load(nzi_ptr + c, mask=c < K, other=0)   # issued beside the nnz load: one round trip, not two
@@ -60,8 +64,11 @@ def _sparse_gemv_kernel(x_ptr, nzi_ptr, nnz_ptr, xs_ptr, wt_ptr, ws_ptr, y_ptr, 
         if ticket == n_live - 1:                                                       # last one in
             tot = tl.atomic_xchg(acc_ptr + n, tl.zeros((WBN, 16), dtype=tl.int32), mask=n < N,
                                  sem="relaxed")
-            y = (tot.to(tl.float32) * tl.load(xs_ptr)) * tl.load(ws_ptr)
-            tl.store(y_ptr + n, cast_out(y, y_ptr.dtype.element_ty), mask=n < N)
+            y = cast_out((tot.to(tl.float32) * tl.load(xs_ptr)) * tl.load(ws_ptr), y_ptr.dtype.element_ty)
+            if RES:             # residual add, rounded as torch rounds it: fp16(fp16(o) + res)
+                res = tl.load(res_ptr + n, mask=n < N, other=0.0)
+                y = (y.to(tl.float32) + res.to(tl.float32)).to(y_ptr.dtype.element_ty)
+            tl.store(y_ptr + n, y, mask=n < N)
             tl.atomic_xchg(ticket_ptr + pn, 0, sem="relaxed")
 
 
@@ -77,18 +84,25 @@ def _workspace(device: torch.device, Np: int, n_blocks: int) -> tuple[torch.Tens
 
 
 def sparse_config(N: int, K: int) -> dict:
-    """Column block of 512 outputs (128-byte row segments) x 32 listed rows per program."""
-    return dict(WBN=32, BI=32, num_warps=4)
+    """Column block of 256 outputs (64-byte row segments) x 128 listed rows per program, 4 warps:
+    the fastest of the H200 sweep (2026-12-01)."""
+    return dict(WBN=16, BI=128, num_warps=4)
 
 
 def sparse_gemv(x_codes: torch.Tensor, nz_index: torch.Tensor, nnz: torch.Tensor, x_scale: torch.Tensor,
                 wt_packed: torch.Tensor, w_scale: torch.Tensor, N: int,
-                out_dtype: torch.dtype = torch.float16, config: dict | None = None) -> torch.Tensor:
+                out_dtype: torch.dtype = torch.float16, config: dict | None = None, *,
+                residual: torch.Tensor | None = None, tuned: ConfigTable = NO_TUNING,
+                pdl: bool = False) -> torch.Tensor:
     """``y [1, N] = x [1, K] · W[N, K]ᵀ`` reading only the rows of ``Wᵀ`` listed in ``nz_index``.
 
-    ``x_codes`` int8 ``[1, K]``; ``nz_index`` int32 ``[1, K]`` or ``[K]`` whose first
-    ``nnz`` entries are the (distinct) indices of the non-zero codes; ``nnz``
-    int32 ``[1]`` on the device; ``wt_packed = pack_ternary(W.T)`` int32 ``[K, Np/16]``.
+    ``x_codes`` int8 ``[1, K]``; ``nz_index`` int32 ``[1, K]`` or ``[K]`` whose first ``nnz``
+    entries are distinct indices in ``[0, K)`` that include every non-zero code (the quantizer's
+    ``nonzero=True`` list); ``nnz`` int32 ``[1]`` on the device, ``0 <= nnz <= K``;
+    ``wt_packed = pack_ternary(W.T)`` int32 ``[K, Np/16]``.  ``residual [1, N]``: returns
+    ``residual + y``.  The index list, the count and the packed fields are checked before the
+    launch (content checks, ``kernels.checks``): an index out of range would read outside the
+    weights, a repeated one or an unlisted non-zero code would give a wrong sum.
     """
     check_tensor(x_codes, "x_codes", (torch.int8,))
     check_device_usable(x_codes, "x_codes")
@@ -107,102 +121,39 @@ def sparse_gemv(x_codes: torch.Tensor, nz_index: torch.Tensor, nnz: torch.Tensor
         raise ValueError("nnz, x_scale and w_scale must each hold one value")
     check_packed_layer(N, wt_packed, "wt_packed", lambda n: (K, padded_len(n) // 16),
                        "(wt_packed must be pack_ternary(W.T))", out_dtype)
+    if residual is not None:
+        check_tensor(residual, "residual", (out_dtype,), dim=2, device=dev)
+        if tuple(residual.shape) != (1, N):
+            raise ValueError(f"residual must have shape (1, {N}), got {tuple(residual.shape)}")
+    n = check_index_list(nz_index, nnz, K, "nz_index", "nnz")
+    if content_checks_enabled():
+        listed = x_codes.reshape(-1)[nz_index.reshape(-1)[:n].long()]
+        if int((listed != 0).sum()) != int((x_codes != 0).sum()):
+            raise ValueError("nz_index must list every non-zero code of x_codes among its first nnz entries "
+                             "(an unlisted non-zero code would be left out of the sum)")
+    check_packed_ternary(wt_packed, N, "wt_packed")
     check_finite(x_scale, "x_scale")
     check_finite(w_scale, "w_scale")
-    cfg = dict(sparse_config(N, K), **(tuned("sparse", N=N, K=K) or {}), **(config or {}))
+    if residual is not None:
+        check_finite(residual, "residual")
+    cfg = resolve_config("sparse", sparse_config(N, K), tuned, dict(N=N, K=K), config)
     NW = wt_packed.shape[1]
     n_blocks = triton.cdiv(NW, cfg["WBN"])
     acc, ticket = _workspace(dev, NW * 16, n_blocks)
     y = torch.empty(1, N, device=dev, dtype=out_dtype)
+    pdl = bool(pdl) and dev.type == "cuda"
+    opts = dict(launch_pdl=True) if pdl else {}
     _sparse_gemv_kernel[(n_blocks, triton.cdiv(K, cfg["BI"]))](
-        x_codes, nz_index, nnz, x_scale, wt_packed, w_scale, y, acc, ticket, N, K, NW, wt_packed.stride(0),
-        WBN=cfg["WBN"], BI=cfg["BI"], num_warps=cfg["num_warps"])
+        x_codes, nz_index, nnz, x_scale, wt_packed, w_scale, residual if residual is not None else y, y, acc, ticket,
+        N, K, NW, wt_packed.stride(0), WBN=cfg["WBN"], BI=cfg["BI"], RES=residual is not None, PDL=pdl,
+        num_warps=cfg["num_warps"], **opts)
     return y
 
 
-# ----------------------------------------------------------------------------- GPU check + timing
-def _sparse_codes(K: int, sparsity: float, seed: int, device: str):
-    """INT8 codes of one token with exactly round(sparsity*K) zeros at random places."""
-    from model import quant as Q
-
-    g = torch.Generator(device=device).manual_seed(seed)
-    x = torch.randn(1, K, device=device, generator=g)
-    zero = torch.randperm(K, device=device, generator=g)[: round(sparsity * K)]
-    x[0, zero] = 0.0
-    return Q.quantize_int8(x)
-
-
-def _sweep(rec, q, nzi, nnz, wtp, ws, N, K, real_sp, sp_bytes, ref, pick: bool) -> None:
-    """Time every ``kernels.configs.CANDIDATES['sparse']`` entry (checked exact first) in CUDA graphs."""
-    from kernels.benchmark import bench_graph_us, n_copies
-    from kernels.configs import CANDIDATES, shape_key
-
-    cc = n_copies(wtp.numel() * 4)
-    wtps = [wtp.clone() for _ in range(cc)]
-    results = []
-    for cfg in CANDIDATES["sparse"]:
-        try:
-            y = sparse_gemv(q.codes, nzi, nnz, q.scale, wtp, ws, N, config=cfg)
-            exact = bool(torch.equal(y, ref)) and bool(
-                torch.equal(sparse_gemv(q.codes, nzi, nnz, q.scale, wtp, ws, N, config=cfg), ref))
-            us = bench_graph_us([lambda i=i: sparse_gemv(q.codes, nzi, nnz, q.scale, wtps[i], ws, N, config=cfg)
-                                 for i in range(cc)])
-            rec.add("sparse_gemv", "ours_sparse_w158a8_cfg", "ours", "w1.58a8", 1, N, K, us, sp_bytes,
-                    2.0 * N * K, exact, sparsity=real_sp, cuda_graph=True, copies=cc, config=str(cfg))
-            results.append((us, exact, cfg))
-        except Exception as e:  # noqa: BLE001
-            rec.note(what="sparse config failed", cfg=str(cfg), error=repr(e)[-300:])
-    if pick:
-        rec.pick("sparse", shape_key(N=N, K=K), results)
-    del wtps
-
-
-def bench_sparse(rec, check: bool = True, configs: bool = False) -> None:
-    """Sparse vs dense GEMV on Wdown (84 % zeros, the paper's ReLU² level) and Wo (TopK 50 %)."""
-    from model import quant as Q
-    from kernels.benchmark import bench_graph_us, bench_us, n_copies
-    from kernels.packing import pack_ternary
-    from kernels.ternary_gemm import w158_matmul
-
-    for (N, K, sp) in ((4096, 11008, 0.84), (4096, 11008, 0.5), (4096, 4096, 0.5), (4096, 4096, 0.84)):
-        g = torch.Generator(device="cuda").manual_seed(N + K)
-        wq = Q.quantize_ternary(torch.randn(N, K, device="cuda", generator=g))
-        wp = pack_ternary(wq.codes)
-        wtp = pack_ternary(wq.codes.t().contiguous())
-        ws = wq.scale.reshape(1)
-        q = _sparse_codes(K, sp, seed=K, device="cuda")
-        nz = torch.nonzero(q.codes[0]).flatten().to(torch.int32)
-        nzi = torch.zeros(K, dtype=torch.int32, device="cuda")
-        nzi[: nz.numel()] = nz
-        nnz = torch.tensor([nz.numel()], dtype=torch.int32, device="cuda")
-        real_sp = 1.0 - nz.numel() / K
-        sp_bytes = nz.numel() * wtp.shape[1] * 4 + K + 4 * nz.numel() + 2 * N
-        if configs:                 # first: the default-config rows below then run the winner
-            _sweep(rec, q, nzi, nnz, wtp, ws, N, K, real_sp, sp_bytes, Q.qlinear(q, wq),
-                   pick=sp == (0.84 if K > N else 0.5))   # a4.8: Wdown input ~84 % zeros, Wo input 50 %
-        exact = True
-        if check:
-            ref = Q.qlinear(q, wq)
-            for _ in range(3):                    # repeated calls: the workspace must self-clean
-                exact &= bool(torch.equal(sparse_gemv(q.codes, nzi, nnz, q.scale, wtp, ws, N), ref))
-        dense_bytes = wp.numel() * 4 + K + 2 * N
-        ops = 2.0 * N * K
-        us = bench_us(lambda: sparse_gemv(q.codes, nzi, nnz, q.scale, wtp, ws, N))
-        rec.add("sparse_gemv", "ours_sparse_w158a8", "ours", "w1.58a8", 1, N, K, us, sp_bytes, ops, exact,
-                sparsity=real_sp)
-        us = bench_us(lambda: w158_matmul(q.codes, q.scale, wp, ws, N))
-        rec.add("gemv", "ours_w158a8", "ours", "w1.58a8", 1, N, K, us, dense_bytes, ops, exact,
-                sparsity=0.0, note=f"dense reference for sparsity {sp}")
-        c = n_copies(dense_bytes)
-        wtps = [wtp.clone() for _ in range(c)]
-        us = bench_graph_us([lambda i=i: sparse_gemv(q.codes, nzi, nnz, q.scale, wtps[i], ws, N)
-                             for i in range(c)])
-        rec.add("sparse_gemv", "ours_sparse_w158a8", "ours", "w1.58a8", 1, N, K, us, sp_bytes, ops, exact,
-                sparsity=real_sp, cuda_graph=True, copies=c)
-        del wtps
-        wps = [wp.clone() for _ in range(c)]
-        us = bench_graph_us([lambda i=i: w158_matmul(q.codes, q.scale, wps[i], ws, N) for i in range(c)])
-        rec.add("gemv", "ours_w158a8", "ours", "w1.58a8", 1, N, K, us, dense_bytes, ops, exact,
-                cuda_graph=True, copies=c, note=f"dense reference for sparsity {sp}")
-        del wps, wq, wp, wtp
-        torch.cuda.empty_cache()
+# ----------------------------------------------------------------------------- reference
+def sparse_gemv_reference(x_codes: torch.Tensor, x_scale: torch.Tensor, wt_packed: torch.Tensor,
+                          w_scale: torch.Tensor, N: int, out_dtype: torch.dtype = torch.float16) -> torch.Tensor:
+    """``model.quant.qlinear`` over the dense activation (CPU): what the sparse GEMV must equal."""
+    codes = unpack_ternary(wt_packed.cpu(), N).t().contiguous()                  # W [N, K]
+    x = Q.QTensor(x_codes.cpu(), x_scale.cpu().reshape(1, 1), "int8", 8)
+    return Q.qlinear(x, Q.QTensor(codes, w_scale.cpu().reshape(()), "ternary", 2), out_dtype)

@@ -2,63 +2,72 @@
 
 Operands
 --------
-* ``x``: per-token activation codes ``[M, K]`` -- int8 (INT8 codes, or INT4
-  codes held in int8: the "INT8-unpack" A4 path), or ``float8_e4m3fn``
-  holding INT4 codes (the FP8 tensor-core A4 path; every integer in [-8, 7]
-  is exactly an e4m3 value).  ``x_scale [M, 1]`` fp32.
-* ``w``: ternary codes packed by :func:`kernels.packing.pack_ternary`
-  (int32 ``[N, Kp/16]``, 2 bits each, group-interleaved), ``w_scale`` a 0-d
-  (or 1-element) fp32 tensor.
+* ``x``: per-token activation codes ``[M, K]`` -- int8 (INT8 codes, or INT4 codes held in int8:
+  the "INT8-unpack" A4 path), or ``float8_e4m3fn`` holding INT4 codes (the FP8 tensor-core A4
+  path; every integer in [-8, 7] is exactly an e4m3 value).  ``x_scale [M, 1]`` fp32.
+* ``w``: ternary codes packed by :func:`kernels.packing.pack_ternary` (int32 ``[N, Kp/16]``,
+  2 bits each, byte-lane order), ``w_scale`` fp32 with one value per matrix, or ``S`` values for
+  a fused matrix of ``S`` equal sub-matrices (fused QKV, fused gate/up: one scale each,
+  docs/decisions.md 4): row ``n`` uses ``w_scale[n // (N / S)]``.
 
 Arithmetic (== ``model.quant.qlinear``)
 --------------------------------------
-INT8 path: ``tl.dot`` of int8 tiles accumulates in int32 (exact: |acc| <=
-127·K < 2³¹).  FP8 path: products of INT4 codes and ternary weights are
-integers of magnitude <= 8, so every partial sum is an integer below 8·K; an
-IEEE fp32 accumulator holds them exactly while 8·K < 2²⁴.  Hopper's FP8
-``wgmma`` does NOT accumulate in full fp32, so the kernel asks Triton to
-promote the tensor-core partial sum into the fp32 register accumulator every
-``imprecise_acc`` K-elements (``max_num_imprecise_acc``, default ``BK`` = one
-K tile): each unpromoted partial then stays below 8·BK (1024 for BK=128).
-The ``fp8exact`` section of ``kernels/benchmark.py`` measures on the GPU
-where the unpromoted accumulator stops being exact (results in
-docs/kernels.md).  Epilogue for both:
-``y = (fp32(acc) * x_scale) * w_scale``, two fp32 multiplies (no FMA is
-possible), cast to fp16/bf16 with round-to-nearest-even: bit-identical to
-``scale_acc(int_gemm(...))``.
+INT8 path: ``tl.dot`` of int8 tiles accumulates in int32 (exact: |acc| <= 128·K < 2³¹).  FP8
+path: products of INT4 codes and ternary weights are integers of magnitude <= 8, so every partial
+sum is an integer below 8·K; an fp32 accumulator holds them exactly while 8·K < 2²⁴.  Hopper's
+FP8 ``wgmma`` does NOT accumulate in full fp32, so the kernel asks Triton to promote the
+tensor-core partial sum into the fp32 register accumulator every ``imprecise_acc`` K-elements
+(``max_num_imprecise_acc``, default ``BK`` = one K tile): each unpromoted partial stays below
+8·BK.  The benchmark's ``fp8exact`` section measures where the unpromoted accumulator stops being
+exact (docs/kernels.md).  Epilogue for both: ``y = (fp32(acc) * x_scale) * w_scale``, two fp32
+multiplies, cast with round-to-nearest-even: bit-identical to ``scale_acc(int_gemm(...))``.
 
 Paths
 -----
-* M <= 4 (int8 codes): :func:`_w158_gemv_kernel` -- CUDA-core split-K GEMV,
-  memory bound (every program issues its loads at once; int32 atomics join
-  the K slices exactly).  Per packed word and field: one shift, one AND, one ``dp4a``
-  (4 MACs of int8 activations with the unsigned ``code+1`` bytes); ``sum(x)``
-  is subtracted once at the end.  Never forms a K-ordered tile.
-* otherwise: :func:`_w158_gemm_kernel` -- tensor-core GEMM; the packed weight
-  tile is decoded in registers to a ``[BN, BK]`` int8 (or fp8 e4m3, built
-  directly as bit patterns 0xB8/0x00/0x38) tile.
+* M <= 4 (int8 codes): :func:`_w158_gemv_kernel`, the decode GEMV.  One program owns ``BN``
+  output rows and the whole K (no split-K, no atomics): it streams its rows' packed words in
+  chunks of ``KB`` words and does, per word and field, one shift, one AND and one ``dp4a``
+  (4 MACs of int8 activations with the unsigned ``code+1`` bytes); ``sum(x)`` is subtracted
+  once.  :func:`w158_gemv_fused` runs the same kernel with the activation's RMSNorm and
+  quantizer fused in front (M = 1: every program recomputes the row's statistics from the
+  fp16 row, which sits in L2, so no separate quantizer launch is needed) and optional epilogues
+  (residual add; the a4.8 gate-first rule for the fused gate/up matrix).
+* otherwise: :func:`_w158_gemm_kernel` -- tensor-core GEMM; the packed weight tile is decoded in
+  registers to a ``[BN, BK]`` int8 (or fp8 e4m3, built directly as bit patterns 0xB8/0x00/0x38)
+  tile; FP8 promotes its partial sums into fp32 every 512 K elements (``imprecise_acc``).
+
+Every launcher checks its inputs first (``kernels.checks``): dtypes, shapes, the packed width
+against K, the packed field values (3 is not a ternary code), that the padding fields past K hold
+code 0 (a matrix packed for a longer K inside the same pad group would be silently truncated),
+and every config value.
 """
 from __future__ import annotations
+
+import math
 
 import torch
 import triton
 import triton.language as tl
 
-from kernels.configs import gemm_m_bucket, tuned
-from kernels.packing import PACK_GROUP, padded_len
-from kernels.validate import check_device_usable, check_finite, check_tensor, next_pow2
+from kernels.checks import (FLOAT_DTYPES, check_device_usable, check_finite, check_shape, check_tensor,
+                            content_checks_enabled, next_pow2)
+from kernels.configs import NO_TUNING, ConfigTable, gemm_m_bucket, resolve_config
+from kernels.packing import PACK_GROUP, padded_len, unpack_ternary
+from model import quant as Q
 
 OUT_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 GEMV_MAX_M = 4
+SQRT7 = Q.SQRT7                    # the fp32 sqrt(7) of the INT4 absmean quantizer
+QUANT_MODES = {"int8": 0, "int4": 1}
+GLU_MODES = {None: 0, "silu": 1, "relu2": 2}
 
 
 @triton.jit
 def cast_out(y, out_ty: tl.constexpr):
     """fp32 -> output dtype, round to nearest even.
 
-    bf16 is rounded by hand on the fp32 bit pattern (same result as the
-    hardware's ``cvt.rn.bf16.f32`` for finite values; Triton's CPU
-    interpreter would otherwise truncate).
+    bf16 is rounded by hand on the fp32 bit pattern (same result as the hardware's
+    ``cvt.rn.bf16.f32`` for finite values; Triton's CPU interpreter would otherwise truncate).
     """
     if out_ty == tl.bfloat16:
         b = y.to(tl.uint32, bitcast=True)
@@ -69,17 +78,18 @@ def cast_out(y, out_ty: tl.constexpr):
 
 
 @triton.jit
-def _epilogue_store(acc, xs_ptr, ws_ptr, y_ptr, rm, rn, M, N, stride_ym, SWAP: tl.constexpr):
-    """y = (fp32(acc) * x_scale[m]) * w_scale, cast, masked store."""
-    ws = tl.load(ws_ptr)
+def _epilogue_store(acc, xs_ptr, ws_ptr, y_ptr, rm, rn, M, N, ws_rows, stride_ym, SWAP: tl.constexpr):
+    """y = (fp32(acc) * x_scale[m]) * w_scale[n // ws_rows], cast, masked store."""
     if SWAP:   # acc is [BN, BM]
+        ws = tl.load(ws_ptr + rn // ws_rows, mask=rn < N, other=0.0)
         xs = tl.load(xs_ptr + rm, mask=rm < M, other=0.0)
-        y = (acc.to(tl.float32) * xs[None, :]) * ws
+        y = (acc.to(tl.float32) * xs[None, :]) * ws[:, None]
         ptrs = y_ptr + rm[None, :].to(tl.int64) * stride_ym + rn[:, None]
         tl.store(ptrs, cast_out(y, y_ptr.dtype.element_ty), mask=(rm[None, :] < M) & (rn[:, None] < N))
     else:
+        ws = tl.load(ws_ptr + rn // ws_rows, mask=rn < N, other=0.0)
         xs = tl.load(xs_ptr + rm, mask=rm < M, other=0.0)
-        y = (acc.to(tl.float32) * xs[:, None]) * ws
+        y = (acc.to(tl.float32) * xs[:, None]) * ws[None, :]
         ptrs = y_ptr + rm[:, None].to(tl.int64) * stride_ym + rn[None, :]
         tl.store(ptrs, cast_out(y, y_ptr.dtype.element_ty), mask=(rm[:, None] < M) & (rn[None, :] < N))
 
@@ -88,8 +98,8 @@ def _epilogue_store(acc, xs_ptr, ws_ptr, y_ptr, rm, rn, M, N, stride_ym, SWAP: t
 def _dp4a(a, b, c, USE_ASM: tl.constexpr):
     """c + sum of the 4 byte products of a (signed bytes) and b (unsigned bytes).
 
-    On the GPU one PTX ``dp4a.s32.u32``; the plain-Triton emulation (same
-    result, integer-exact) runs under TRITON_INTERPRET=1.
+    On the GPU one PTX ``dp4a.s32.u32``; the plain-Triton emulation (same result, integer-exact)
+    runs under TRITON_INTERPRET=1.
     """
     if USE_ASM:
         return tl.inline_asm_elementwise("dp4a.s32.u32 $0, $1, $2, $3;", "=r,r,r,r", [a, b, c],
@@ -107,8 +117,8 @@ def _dp4a(a, b, c, USE_ASM: tl.constexpr):
 def _mma(a, b, acc, FP8: tl.constexpr, IMPRECISE: tl.constexpr):
     """acc += a @ b on the tensor cores: int8 -> int32, or fp8 -> fp32.
 
-    FP8: ``IMPRECISE > 0`` promotes the partial sum into the fp32 accumulator
-    every IMPRECISE K-elements; 0 keeps Triton's default (on Hopper: never).
+    FP8: ``IMPRECISE > 0`` promotes the partial sum into the fp32 accumulator every IMPRECISE
+    K-elements; 0 keeps Triton's default (on Hopper: never).
     """
     if FP8:
         if IMPRECISE > 0:
@@ -120,62 +130,51 @@ def _mma(a, b, acc, FP8: tl.constexpr, IMPRECISE: tl.constexpr):
 
 
 @triton.jit
-def _decode_tile(wq, BN: tl.constexpr, WB: tl.constexpr, FP8: tl.constexpr, DECODE: tl.constexpr,
-                 USE_ASM: tl.constexpr):
+def _decode_tile(wq, BN: tl.constexpr, WB: tl.constexpr, FP8: tl.constexpr):
     """Packed words ``[BN, WB]`` -> ternary tile ``[BN, 16·WB]`` in K order (int8, or fp8 e4m3 bits).
 
-    ``DECODE = 0``: per code one shift, one AND, one subtract (or a byte lookup for fp8) and a
-    pack.  ``DECODE = 1``: the word is shifted once per field ``i`` (K positions ``4i..4i+3``
-    sit in its four bytes, kernels/packing.py) and the four codes are mapped at once, SIMD
-    within the 32-bit register (one PTX block writes four int8/fp8 bytes: Triton's
-    ``pack=4``).  int8: ``((t & 0x03030303) | 0x80808080) - 0x01010101`` has no borrow
-    between bytes, ``^ 0x80808080`` then gives ``f - 1``.  fp8: with ``u = t ^ 0x01010101``
-    (bytes 01, 00, 11 for f = 0, 1, 2) the magnitude byte is ``(u & 1) · 0x38`` and the sign
-    bit ``(u & ~(u >> 1) & 1) << 7``, i.e. 0xB8, 0x00, 0x38.
+    Per code one shift, one AND, one subtract (or, for fp8, a byte lookup of the e4m3 bit pattern).
+    A four-codes-per-register variant (PTX ``inline_asm_elementwise`` with ``pack=4``) was tried and
+    removed: it was exact under the interpreter but wrong on the H200 (docs/kernels.md).
     """
     BK: tl.constexpr = 16 * WB
-    if DECODE == 0:
-        # value k % 16 = 4i + b of a word sits at bit 8b + 2i (kernels/packing.py)
-        shifts = tl.reshape(8 * tl.arange(0, 4)[None, :] + 2 * tl.arange(0, 4)[:, None], (1, 1, 4, 4))
-        f = tl.reshape((tl.reshape(wq, (BN, WB, 1, 1)) >> shifts) & 3, (BN, BK))   # code + 1, K order
-        if FP8:
-            # e4m3 bit pattern of code f-1 in {-1, 0, 1}: 0xB8, 0x00, 0x38 (byte f of 0x3800B8)
-            return ((0x3800B8 >> (f * 8)) & 0xFF).to(tl.uint8).to(tl.float8e4nv, bitcast=True)
-        else:
-            return (f - 1).to(tl.int8)
+    # value k % 16 = 4i + b of a word sits at bit 8b + 2i (kernels/packing.py)
+    shifts = tl.reshape(8 * tl.arange(0, 4)[None, :] + 2 * tl.arange(0, 4)[:, None], (1, 1, 4, 4))
+    f = tl.reshape((tl.reshape(wq, (BN, WB, 1, 1)) >> shifts) & 3, (BN, BK))   # code + 1, K order
+    if FP8:
+        # e4m3 bit pattern of code f-1 in {-1, 0, 1}: 0xB8, 0x00, 0x38 (byte f of 0x3800B8)
+        return ((0x3800B8 >> (f * 8)) & 0xFF).to(tl.uint8).to(tl.float8e4nv, bitcast=True)
     else:
-        wi = tl.reshape(wq, (BN, WB, 1, 1)) >> tl.reshape(2 * tl.arange(0, 4), (1, 1, 4, 1))   # one shift per field
-        # element [..., b] takes byte b; bits 30-31 (cleared by the 0x03030303 mask) carry b so that
-        # the input varies along b and the compiler cannot move the packed op before the broadcast
-        bix = tl.reshape(tl.arange(0, 4), (1, 1, 1, 4))
-        wb = wi ^ (bix << 30)
-        if USE_ASM:
-            if FP8:
-                b = tl.inline_asm_elementwise(
-                    "{ .reg .b32 u, s, g; and.b32 u, $1, 0x03030303; xor.b32 u, u, 0x01010101; "
-                    "and.b32 s, u, 0x01010101; mul.lo.u32 s, s, 0x38; shr.u32 g, u, 1; not.b32 g, g; "
-                    "and.b32 g, g, u; and.b32 g, g, 0x01010101; shl.b32 g, g, 7; or.b32 $0, s, g; }",
-                    "=r,r,r,r,r", [wb], dtype=tl.float8e4nv, is_pure=True, pack=4)
-            else:
-                b = tl.inline_asm_elementwise(
-                    "{ .reg .b32 t; and.b32 t, $1, 0x03030303; or.b32 t, t, 0x80808080; "
-                    "sub.u32 t, t, 0x01010101; xor.b32 $0, t, 0x80808080; }",
-                    "=r,r,r,r,r", [wb], dtype=tl.int8, is_pure=True, pack=4)
-        else:    # the same bytes one at a time (Triton's CPU interpreter runs no PTX)
-            f = (wb >> (8 * bix)) & 3
-            if FP8:
-                b = ((0x3800B8 >> (f * 8)) & 0xFF).to(tl.uint8).to(tl.float8e4nv, bitcast=True)
-            else:
-                b = (f - 1).to(tl.int8)
-        return tl.reshape(b, (BN, BK))
+        return (f - 1).to(tl.int8)
 
 
 @triton.jit
-def _w158_gemm_kernel(x_ptr, xs_ptr, w_ptr, ws_ptr, y_ptr, M, N, K, KW,
+def _gemm_tile_step(x_ptrs, w_ptrs, w_ptr, rn, rk, rw, mask_m, mask_n, k0, K, KW, stride_wn, acc,
+                    BN: tl.constexpr, WB: tl.constexpr, FP8: tl.constexpr, IMPRECISE: tl.constexpr,
+                    SWAP: tl.constexpr, PACKED: tl.constexpr):
+    """One K tile: load the activation tile and the packed weight tile, decode it, one MMA."""
+    a = tl.load(x_ptrs, mask=mask_m & ((k0 + rk)[None, :] < K), other=0.0 if FP8 else 0)
+    if not PACKED:          # no decode: w holds the codes as an int8 / fp8 [N, K] matrix (timing study)
+        b = tl.load(w_ptr + rn[:, None].to(tl.int64) * stride_wn + (k0 + rk)[None, :],
+                    mask=mask_n & ((k0 + rk)[None, :] < K), other=0.0 if FP8 else 0)
+    else:
+        wq = tl.load(w_ptrs, mask=mask_n & ((k0 // 16 + rw)[None, :] < KW), other=0x55555555)
+        b = _decode_tile(wq, BN, WB, FP8)
+    if SWAP:
+        return _mma(b, tl.trans(a), acc, FP8, IMPRECISE)
+    else:
+        return _mma(a, tl.trans(b), acc, FP8, IMPRECISE)
+
+
+@triton.jit
+def _w158_gemm_kernel(x_ptr, xs_ptr, w_ptr, ws_ptr, y_ptr, M, N, K, KW, ws_rows,
                       stride_xm, stride_wn, stride_ym,
                       BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, GROUP_M: tl.constexpr,
-                      FP8: tl.constexpr, IMPRECISE: tl.constexpr, SWAP: tl.constexpr, DECODE: tl.constexpr,
-                      USE_ASM: tl.constexpr):
+                      FP8: tl.constexpr, IMPRECISE: tl.constexpr, SWAP: tl.constexpr, PACKED: tl.constexpr,
+                      PROMOTE: tl.constexpr = 1):
+    """Tensor-core GEMM.  FP8 with ``PROMOTE > 1``: the MMA accumulates ``PROMOTE`` K tiles in a
+    tile-local accumulator (the tensor core's own reduced-precision sum, exact while the partial
+    stays below 2^14: measured, docs/kernels.md), which is then added to the fp32 accumulator."""
     pid = tl.program_id(0)
     num_m = tl.cdiv(M, BM)
     num_n = tl.cdiv(N, BN)
@@ -197,101 +196,268 @@ def _w158_gemm_kernel(x_ptr, xs_ptr, w_ptr, ws_ptr, y_ptr, M, N, K, KW,
         acc = tl.zeros((BN, BM), dtype=tl.float32 if FP8 else tl.int32)
     else:
         acc = tl.zeros((BM, BN), dtype=tl.float32 if FP8 else tl.int32)
-    for k0 in range(0, KW * 16, BK):
-        a = tl.load(x_ptrs, mask=mask_m & ((k0 + rk)[None, :] < K), other=0.0 if FP8 else 0)
-        wq = tl.load(w_ptrs, mask=mask_n & ((k0 // 16 + rw)[None, :] < KW), other=0x55555555)
-        b = _decode_tile(wq, BN, WB, FP8, DECODE, USE_ASM)
-        if SWAP:
-            acc = _mma(b, tl.trans(a), acc, FP8, IMPRECISE)
-        else:
-            acc = _mma(a, tl.trans(b), acc, FP8, IMPRECISE)
-        x_ptrs += BK
-        w_ptrs += WB
-    _epilogue_store(acc, xs_ptr, ws_ptr, y_ptr, rm, rn, M, N, stride_ym, SWAP)
+    if PROMOTE > 1:
+        for k1 in range(0, KW * 16, BK * PROMOTE):
+            part = tl.zeros_like(acc)
+            for k0 in range(k1, k1 + BK * PROMOTE, BK):
+                part = _gemm_tile_step(x_ptrs + k0, w_ptrs + k0 // 16, w_ptr, rn, rk, rw, mask_m, mask_n, k0, K, KW,
+                                       stride_wn, part, BN, WB, FP8, 0, SWAP, PACKED)
+            acc += part
+    else:
+        for k0 in range(0, KW * 16, BK):
+            acc = _gemm_tile_step(x_ptrs, w_ptrs, w_ptr, rn, rk, rw, mask_m, mask_n, k0, K, KW, stride_wn, acc,
+                                  BN, WB, FP8, IMPRECISE, SWAP, PACKED)
+            x_ptrs += BK
+            w_ptrs += WB
+    _epilogue_store(acc, xs_ptr, ws_ptr, y_ptr, rm, rn, M, N, ws_rows, stride_ym, SWAP)
+
+
+# ----------------------------------------------------------------------------- decode GEMV
+@triton.jit
+def _rne(v):
+    """Round half to even for |v| < 2**22 (the caller clamps v first)."""
+    return (v + 12582912.0) - 12582912.0
 
 
 @triton.jit
-def _w158_gemv_kernel(xw_ptr, xs_ptr, w_ptr, ws_ptr, y_ptr, acc_ptr, ticket_ptr, M, N, K4, KW,
-                      stride_xm, stride_wn, stride_ym,
-                      BM: tl.constexpr, BN: tl.constexpr, WB: tl.constexpr, ITERS: tl.constexpr,
-                      SPLIT: tl.constexpr, USE_ASM: tl.constexpr):
-    """Split-K GEMV: program (pn, pk) reads rows [pn*BN, +BN) x words [pk*ITERS*WB, +ITERS*WB).
+def _row_input(src_ptr, offs, inb, up_off, GLU: tl.constexpr):
+    """The fp32 activation the quantizer sees: ``x``, or the GLU product of gate and up.
 
-    x is read as int32 words (4 codes each); partial = sum x*(code+1) by dp4a
-    minus sum x.  All tiles are 3-D ``[BM, BN, WB]`` slices of one layout (the
-    broadcasts move no data).  Partials meet in an int32 workspace through
-    atomics (exact, order-free); the last program of a row block (ticket)
-    applies the scales, writes y and clears the workspace.
+    ``GLU = 1``: ``silu(gate) * up`` rounded as torch rounds fp16 (silu to fp16, then the product
+    to fp16; not bit-exact against torch's ``expf``).  ``GLU = 2``: ``up * relu(gate)²`` in fp32,
+    exactly as ``rmsnorm_quant(..., gate=)`` computes it [A48 eq.5].
+    """
+    x = tl.load(src_ptr + offs, mask=inb, other=0.0).to(tl.float32)
+    if GLU == 0:
+        return x
+    else:
+        u = tl.load(src_ptr + up_off + offs, mask=inb, other=0.0).to(tl.float32)
+        if GLU == 1:
+            s = (x / (1.0 + tl.exp(-x))).to(tl.float16).to(tl.float32)
+            return (s * u).to(tl.float16).to(tl.float32)
+        else:
+            g = tl.maximum(x, 0.0)
+            return u * (g * g)
+
+
+@triton.jit
+def _normed_input(src_ptr, nw_ptr, offs, inb, up_off, r, NORM: tl.constexpr, HAS_NW: tl.constexpr,
+                  GLU: tl.constexpr):
+    """``div_rn(x, r) · w``: the normalised activation at ``offs`` (``x`` from :func:`_row_input`)."""
+    y = _row_input(src_ptr, offs, inb, up_off, GLU)
+    if NORM:
+        y = tl.math.div_rn(y, r)
+    if HAS_NW:
+        y = y * tl.load(nw_ptr + offs, mask=inb, other=0.0).to(tl.float32)
+    return y
+
+
+@triton.jit
+def _row_norm_quant_params(src_ptr, nw_ptr, K, up_off, eps, KB16: tl.constexpr, NORM: tl.constexpr,
+                           HAS_NW: tl.constexpr, GLU: tl.constexpr, QMODE: tl.constexpr):
+    """RMSNorm divisor ``r`` and quantizer ``(inv, scale)`` of one row (the contract of
+    ``rmsnorm_quant``: fp64 sums rounded once, ``sqrt_rn``, ``div_rn``, clamp at 1e-5)."""
+    offs0 = tl.arange(0, KB16)
+    r = 1.0
+    if NORM:
+        ss = tl.zeros((KB16,), tl.float64)
+        for k0 in range(0, K, KB16):
+            offs = k0 + offs0
+            x64 = _row_input(src_ptr, offs, offs < K, up_off, GLU).to(tl.float64)
+            ss += x64 * x64
+        ms = (tl.sum(ss, axis=0) / K).to(tl.float32)
+        r = tl.sqrt_rn(ms + eps)
+    amax = tl.zeros((KB16,), tl.float32)
+    asum = tl.zeros((KB16,), tl.float64)
+    for k0 in range(0, K, KB16):
+        offs = k0 + offs0
+        inb = offs < K
+        y = _normed_input(src_ptr, nw_ptr, offs, inb, up_off, r, NORM, HAS_NW, GLU)
+        if QMODE == 1:
+            asum += tl.abs(y).to(tl.float64)
+        else:
+            amax = tl.maximum(amax, tl.abs(y))
+    if QMODE == 1:
+        beta = tl.maximum((tl.sum(asum, axis=0) / K).to(tl.float32), 1e-5)
+        inv = tl.math.div_rn(2.6457512378692627, beta)          # fp32 sqrt(7) / beta
+        scale = tl.math.div_rn(beta, 2.6457512378692627)
+    else:
+        gamma = tl.maximum(tl.max(amax, axis=0), 1e-5)
+        inv = tl.math.div_rn(127.0, gamma)
+        scale = tl.math.div_rn(gamma, 127.0)
+    return r, inv, scale
+
+
+@triton.jit
+def _field_words(src_ptr, nw_ptr, xq_ptr, K, up_off, r, inv, w0, qw, i: tl.constexpr, KB: tl.constexpr,
+                 NORM: tl.constexpr, HAS_NW: tl.constexpr, GLU: tl.constexpr, QMODE: tl.constexpr,
+                 WRITE_Q: tl.constexpr):
+    """int32 words ``[KB]`` of field ``i``: the 4 codes ``x[16(w0+w) + 4i + b]``, byte b, quantized here."""
+    ww = tl.arange(0, KB)
+    bb = tl.arange(0, 4)
+    offs = 16 * (w0 + ww)[:, None] + 4 * i + bb[None, :]              # [KB, 4]
+    inb = offs < K
+    y = _normed_input(src_ptr, nw_ptr, offs, inb, up_off, r, NORM, HAS_NW, GLU)
+    if QMODE == 1:
+        lo = -8.0
+        hi = 7.0
+    else:
+        lo = -128.0
+        hi = 127.0
+    v = tl.minimum(tl.maximum(y * inv, lo - 1.0), hi + 1.0)
+    c = tl.minimum(tl.maximum(_rne(v), lo), hi)
+    c = tl.where(inb, c, 0.0).to(tl.int32)
+    if WRITE_Q:
+        tl.store(xq_ptr + offs, c.to(tl.int8), mask=inb & ((offs * 0 + qw) > 0))   # qw = 1: this program writes
+    return tl.sum((c & 0xFF) << (8 * bb)[None, :], axis=1)               # disjoint bytes: sum == or
+
+
+@triton.jit
+def _gemv_chunk(wq, acc, sx, x_ptrs, src_ptr, nw_ptr, xq_ptr, w0, qw, M, K, K4, up_off, r, inv, m3, w3,
+                BM: tl.constexpr, BN: tl.constexpr, KB: tl.constexpr, PRO: tl.constexpr, NORM: tl.constexpr,
+                HAS_NW: tl.constexpr, GLU: tl.constexpr, QMODE: tl.constexpr, WRITE_Q: tl.constexpr,
+                USE_ASM: tl.constexpr):
+    """Accumulate one chunk of ``KB`` packed words per row: 4 fields x one dp4a each."""
+    ones = tl.full((BM, 1, KB), 0x01010101, tl.int32)
+    for i in tl.static_range(4):
+        if PRO:
+            xw = _field_words(src_ptr, nw_ptr, xq_ptr, K, up_off, r, inv, w0, qw, i, KB, NORM, HAS_NW, GLU,
+                              QMODE, WRITE_Q)
+            xi = xw[None, None, :]
+        else:
+            xi = tl.load(x_ptrs + 4 * w0 + i, mask=(m3 < M) & (4 * (w0 + w3) + i < K4), other=0)
+        t = (wq >> (2 * i)) & 0x03030303                # 4 unsigned codes+1, one per byte
+        acc = _dp4a(tl.broadcast_to(xi, (BM, BN, KB)), tl.broadcast_to(t, (BM, BN, KB)), acc, USE_ASM)
+        sx = _dp4a(xi, ones, sx, USE_ASM)
+    return acc, sx
+
+
+@triton.jit
+def _gemv_rows(wq0, x_ptr, src_ptr, nw_ptr, xq_ptr, qw, w_ptr, rn, row_ok, M, K, K4, KW, up_off, r, inv,
+               stride_xm, stride_wn, BM: tl.constexpr, BN: tl.constexpr, KB: tl.constexpr, PRO: tl.constexpr,
+               NORM: tl.constexpr, HAS_NW: tl.constexpr, GLU: tl.constexpr, QMODE: tl.constexpr,
+               WRITE_Q: tl.constexpr, USE_ASM: tl.constexpr, NUM_STAGES: tl.constexpr,
+               PRELOADED: tl.constexpr):
+    """int32 ``sum_k x[m,k]·code[n,k]`` of the rows ``rn`` (``[BM, BN]``), over all of K.
+
+    ``PRELOADED``: ``wq0`` already holds the first chunk of words (loaded before a PDL wait)."""
+    rm = tl.arange(0, BM)
+    m3 = rm[:, None, None]
+    w3 = tl.arange(0, KB)[None, None, :]
+    w_ptrs = _weight_ptrs(w_ptr, rn, stride_wn, BN, KB)
+    ok3 = row_ok[None, :, None]
+    x_ptrs = x_ptr + m3.to(tl.int64) * stride_xm + 4 * w3             # [BM, 1, KB] int32 words
+    acc = tl.zeros((BM, BN, KB), dtype=tl.int32)
+    sx = tl.zeros((BM, 1, KB), dtype=tl.int32)
+    start = 0
+    if PRELOADED:
+        acc, sx = _gemv_chunk(wq0, acc, sx, x_ptrs, src_ptr, nw_ptr, xq_ptr, 0, qw, M, K, K4, up_off, r, inv, m3, w3,
+                              BM, BN, KB, PRO, NORM, HAS_NW, GLU, QMODE, WRITE_Q, USE_ASM)
+        start = KB
+    for w0 in tl.range(start, KW, KB, num_stages=NUM_STAGES):
+        wq = tl.load(w_ptrs + w0, mask=ok3 & (w0 + w3 < KW), other=0)
+        acc, sx = _gemv_chunk(wq, acc, sx, x_ptrs, src_ptr, nw_ptr, xq_ptr, w0, qw, M, K, K4, up_off, r, inv, m3, w3,
+                              BM, BN, KB, PRO, NORM, HAS_NW, GLU, QMODE, WRITE_Q, USE_ASM)
+    return tl.sum(acc - sx, axis=2)                                      # [BM, BN]
+
+
+@triton.jit
+def _weight_ptrs(w_ptr, rn, stride_wn, BN: tl.constexpr, KB: tl.constexpr):
+    """``[1, BN, KB]`` pointers to the first chunk of words of rows ``rn``."""
+    n3 = rn[None, :, None]
+    w3 = tl.arange(0, KB)[None, None, :]
+    return w_ptr + n3.to(tl.int64) * stride_wn + w3
+
+
+@triton.jit
+def _w158_gemv_kernel(x_ptr, xs_ptr, src_ptr, nw_ptr, res_ptr, w_ptr, ws_ptr, y_ptr, xq_ptr, xqs_ptr,
+                      M, N, K, K4, KW, ws_rows, up_off, stride_xm, stride_wn, stride_ym, eps,
+                      BM: tl.constexpr, BN: tl.constexpr, KB: tl.constexpr, PRO: tl.constexpr,
+                      NORM: tl.constexpr, HAS_NW: tl.constexpr, GLU: tl.constexpr, QMODE: tl.constexpr,
+                      RES: tl.constexpr, GATE_FIRST: tl.constexpr, WRITE_Q: tl.constexpr,
+                      USE_ASM: tl.constexpr, PDL: tl.constexpr, PREFETCH: tl.constexpr,
+                      NUM_STAGES: tl.constexpr):
+    """Decode GEMV: program ``pn`` computes output rows ``[pn·BN, +BN)`` over the whole K.
+
+    ``PRO = 0``: int8 codes ``x`` (read as int32 words) and ``x_scale`` are given.  ``PRO = 1``
+    (M = 1): the row ``src`` (fp16/bf16/fp32; with ``GLU``, gate then up at ``up_off``) is
+    normalised and quantized here, by every program (``_row_norm_quant_params``: two passes over
+    the row for the statistics, a third inside the K loop for the codes); program 0 also writes
+    the codes and scale when ``WRITE_Q``.  ``RES``: ``y = fp16(fp16(o) + res)`` (the residual add,
+    rounded as torch rounds it).  ``GATE_FIRST`` (fused gate/up, gate rows ``[0, N)``, up rows
+    ``[N, 2N)``): the up rows whose gate output is <= 0 (so ReLU² is 0) are neither read nor
+    computed and are written as 0.  ``PREFETCH`` (K fits one chunk): the weight words are loaded
+    first, so the prologue's arithmetic and the PDL wait overlap their latency.  ``PDL``: wait
+    for the previous kernel of the stream (programmatic dependent launch) before reading ``x``.
     """
     pn = tl.program_id(0)
-    pk = tl.program_id(1)
     rn = pn * BN + tl.arange(0, BN)
     rm = tl.arange(0, BM)
-    rw = tl.arange(0, WB)
-    n3 = tl.reshape(rn, (1, BN, 1))
-    m3 = tl.reshape(rm, (BM, 1, 1))
-    w3 = tl.reshape(rw, (1, 1, WB))
-    w_ptrs = w_ptr + n3.to(tl.int64) * stride_wn + w3                 # [1, BN, WB]
-    x_ptrs = xw_ptr + m3.to(tl.int64) * stride_xm + 4 * w3            # [BM, 1, WB]
-    acc = tl.zeros((BM, BN, WB), dtype=tl.int32)
-    sx = tl.zeros((BM, 1, WB), dtype=tl.int32)
-    ones = tl.full((BM, 1, WB), 0x01010101, tl.int32)
-    for it in tl.static_range(ITERS):
-        w0 = (pk * ITERS + it) * WB
-        wq = tl.load(w_ptrs + w0, mask=(n3 < N) & (w0 + w3 < KW), other=0)
-        for i in tl.static_range(4):
-            xi = tl.load(x_ptrs + 4 * w0 + i, mask=(m3 < M) & (4 * (w0 + w3) + i < K4), other=0)
-            t = (wq >> (2 * i)) & 0x03030303                # 4 unsigned codes+1, one per byte
-            acc = _dp4a(tl.broadcast_to(xi, (BM, BN, WB)), tl.broadcast_to(t, (BM, BN, WB)), acc, USE_ASM)
-            sx = _dp4a(xi, ones, sx, USE_ASM)
-    part = tl.sum(acc - sx, axis=2)                                      # [BM, BN]
-    if SPLIT == 1:
-        _epilogue_store(part, xs_ptr, ws_ptr, y_ptr, rm, rn, M, N, stride_ym, False)
+    wq0 = tl.zeros((1, BN, KB), tl.int32)
+    if PREFETCH:        # the first chunk: fetch it first (before the PDL wait and the prologue's arithmetic)
+        w3 = tl.arange(0, KB)[None, None, :]
+        wq0 = tl.load(_weight_ptrs(w_ptr, rn, stride_wn, BN, KB), mask=(rn < N)[None, :, None] & (w3 < KW),
+                      other=0)
+    if PDL:
+        tl.extra.cuda.gdc_wait()                    # the previous kernel's outputs are visible from here
+        tl.extra.cuda.gdc_launch_dependents()       # the next kernel may start its own prefetch
+    r = 1.0
+    inv = 1.0
+    if PRO:
+        r, inv, xscale = _row_norm_quant_params(src_ptr, nw_ptr, K, up_off, eps, 16 * KB, NORM, HAS_NW, GLU,
+                                                QMODE)
+        xs = tl.full((BM,), 1.0, tl.float32) * xscale
+        if WRITE_Q:
+            if pn == 0:
+                tl.store(xqs_ptr, xscale)
     else:
-        offs = rm[:, None] * N + rn[None, :]
-        msk = (rm[:, None] < M) & (rn[None, :] < N)
-        tl.atomic_add(acc_ptr + offs, part, mask=msk, sem="relaxed")
-        tl.debug_barrier()                                  # every thread's adds precede the ticket
-        ticket = tl.atomic_add(ticket_ptr + pn, 1, sem="acq_rel")    # releases our adds
-        if ticket == SPLIT - 1:                                          # last one in
-            tot = tl.atomic_xchg(acc_ptr + offs, tl.zeros((BM, BN), dtype=tl.int32), mask=msk, sem="relaxed")
-            _epilogue_store(tot, xs_ptr, ws_ptr, y_ptr, rm, rn, M, N, stride_ym, False)
-            tl.atomic_xchg(ticket_ptr + pn, 0, sem="relaxed")
+        xs = tl.load(xs_ptr + rm, mask=rm < M, other=0.0)
+    part = _gemv_rows(wq0, x_ptr, src_ptr, nw_ptr, xq_ptr, (pn == 0).to(tl.int32), w_ptr, rn, rn < N, M, K, K4, KW, up_off, r,
+                      inv, stride_xm, stride_wn, BM, BN, KB, PRO, NORM, HAS_NW, GLU, QMODE, WRITE_Q, USE_ASM,
+                      NUM_STAGES, PREFETCH)
+    out_ty = y_ptr.dtype.element_ty
+    ws = tl.load(ws_ptr + rn // ws_rows, mask=rn < N, other=0.0)
+    y = cast_out((part.to(tl.float32) * xs[:, None]) * ws[None, :], out_ty)       # [BM, BN]
+    msk = (rm[:, None] < M) & (rn[None, :] < N)
+    if RES:
+        res = tl.load(res_ptr + rm[:, None].to(tl.int64) * stride_ym + rn[None, :], mask=msk, other=0.0)
+        y = (y.to(tl.float32) + res.to(tl.float32)).to(out_ty)
+    tl.store(y_ptr + rm[:, None].to(tl.int64) * stride_ym + rn[None, :], y, mask=msk)
+    if GATE_FIRST:                  # up rows N + rn, only where the gate output is > 0
+        live = tl.max(y.to(tl.float32), axis=0) > 0.0                  # BM == 1
+        part_u = _gemv_rows(wq0, x_ptr, src_ptr, nw_ptr, xq_ptr, (pn < 0).to(tl.int32), w_ptr, rn + N, live & (rn < N), M, K, K4, KW,
+                            up_off, r, inv, stride_xm, stride_wn, BM, BN, KB, PRO, NORM, HAS_NW, GLU, QMODE,
+                            False, USE_ASM, NUM_STAGES, False)
+        ws_u = tl.load(ws_ptr + (rn + N) // ws_rows, mask=rn < N, other=0.0)
+        yu = cast_out((part_u.to(tl.float32) * xs[:, None]) * ws_u[None, :], out_ty)
+        yu = tl.where(live[None, :], yu, 0.0).to(out_ty)
+        tl.store(y_ptr + rm[:, None].to(tl.int64) * stride_ym + N + rn[None, :], yu, mask=msk)
 
 
-_GEMV_WORKSPACES: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
-
-
-def _gemv_workspace(device: torch.device, M: int, N: int, n_blocks: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Self-cleaning int32 accumulator + tickets (calls on one device must not overlap)."""
-    key = (str(device), M, N, n_blocks)
-    if key not in _GEMV_WORKSPACES:
-        _GEMV_WORKSPACES[key] = (torch.zeros(M * N, dtype=torch.int32, device=device),
-                                 torch.zeros(n_blocks, dtype=torch.int32, device=device))
-    return _GEMV_WORKSPACES[key]
-
-
+# ----------------------------------------------------------------------------- launchers
 def gemm_config(M: int, fp8: bool) -> dict:
-    """Tile sizes by M (hand-picked; measured winners per shape in ``kernels.configs.TUNED`` come first)."""
+    """Tile sizes by M (hand-picked; a measured winner per shape comes from a ConfigTable).  M > 256:
+    the tile measured fastest on the H200 in the 2026-12-01 issue table (it spills a little)."""
     if M <= 16:
-        return dict(BM=16, BN=64, BK=256, GROUP_M=8, SWAP=False, DECODE=0, num_warps=4, num_stages=4)
+        return dict(BM=16, BN=64, BK=256, GROUP_M=8, SWAP=False, num_warps=4, num_stages=4)
     if M <= 64:
-        return dict(BM=64, BN=64, BK=256, GROUP_M=8, SWAP=False, DECODE=0, num_warps=4, num_stages=4)
+        return dict(BM=64, BN=64, BK=256, GROUP_M=8, SWAP=False, num_warps=4, num_stages=4)
     if M <= 256:
-        return dict(BM=64, BN=128, BK=128, GROUP_M=8, SWAP=False, DECODE=0, num_warps=4, num_stages=4)
-    return dict(BM=256, BN=128, BK=128, GROUP_M=8, SWAP=False, DECODE=0, num_warps=8, num_stages=3)
+        return dict(BM=64, BN=128, BK=128, GROUP_M=8, SWAP=False, num_warps=4, num_stages=4)
+    return dict(BM=256, BN=128, BK=128, GROUP_M=8, SWAP=False, num_warps=8, num_stages=3)
 
 
-def gemv_config(M: int) -> dict:
-    """4 rows x 1024 values per program (best of a 12-config sweep on the H100, CUDA-graph timed)."""
-    return dict(BN=4, WB=64, ITERS=4, num_warps=4)
+def gemv_config(M: int, K: int) -> dict:
+    """16 rows per program, K in chunks of up to 128 words (2048 values), 4 warps, the K loop
+    pipelined 3 deep: the fastest of the H200 sweep (2026-12-01) on every 7B shape."""
+    return dict(BN=16, KB=min(128, next_pow2(padded_len(K) // 16)), num_warps=4, num_stages=3)
 
 
 def check_packed_layer(N: int, packed: torch.Tensor, name: str, shape_of, layout: str,
                        out_dtype: torch.dtype) -> None:
-    """Checks shared by the dense and the sparse launcher: ``N`` a positive int,
-    ``packed.shape == shape_of(N)`` (``layout`` says why, in the message), ``out_dtype`` known."""
-    if not isinstance(N, int) or N <= 0:
+    """Checks shared by the dense and the sparse launcher: ``N`` a positive int, ``packed.shape ==
+    shape_of(N)`` (``layout`` says why, in the message), ``out_dtype`` known."""
+    if isinstance(N, bool) or not isinstance(N, int) or N <= 0:
         raise ValueError(f"N must be a positive int, got {N!r}")
     if tuple(packed.shape) != tuple(shape_of(N)):
         raise ValueError(f"{name} must have shape {tuple(shape_of(N))} {layout}, got {tuple(packed.shape)}")
@@ -299,7 +465,40 @@ def check_packed_layer(N: int, packed: torch.Tensor, name: str, shape_of, layout
         raise TypeError(f"out_dtype must be one of {OUT_DTYPES}, got {out_dtype}")
 
 
-def _check_operands(x, x_scale, w_packed, w_scale, N, K, out_dtype):
+def check_packed_ternary(packed: torch.Tensor, cols: int, name: str) -> None:
+    """Content check of packed ternary words ``[R, padded_len(cols)/16]``.
+
+    Every 2-bit field must hold 0, 1 or 2 (code + 1; 3 is no ternary code), and every padding field
+    past ``cols`` must hold 1 (code 0): a matrix packed for a longer packed axis inside the same
+    128-wide pad group would otherwise be cut short silently.
+    """
+    if not content_checks_enabled():
+        return
+    w = packed.to(torch.int64) & 0xFFFFFFFF
+    if bool(((w & (w >> 1)) & 0x55555555).any()):
+        raise ValueError(f"{name} holds the invalid packed field value 3 (fields hold code+1 in 0..2)")
+    pad = padded_len(cols) - cols
+    if pad:
+        first_word = cols // 16
+        k = torch.arange(first_word * 16, padded_len(cols), device=packed.device)
+        shift = 8 * (k % 4) + 2 * ((k % 16) // 4)                       # kernels/packing.py layout
+        fields = (w[:, (k // 16)] >> shift) & 3                          # [R, fields from the last words]
+        tail = fields[:, k >= cols]
+        if bool((tail != 1).any()):
+            raise ValueError(f"{name} holds non-zero codes in its padding past {cols} values: it was packed "
+                             f"for a longer axis than {cols} (same {PACK_GROUP}-wide pad group)")
+
+
+def _check_w_scale(w_scale: torch.Tensor, N: int) -> int:
+    """``w_scale`` holds 1 value, or S values for S equal sub-matrices; returns rows per scale."""
+    S = w_scale.numel()
+    if S < 1 or N % S:
+        raise ValueError(f"w_scale must hold 1 value per matrix or one per equal sub-matrix (N={N} divisible "
+                         f"by their count), got shape {tuple(w_scale.shape)}")
+    return N // S
+
+
+def _check_operands(x, x_scale, w_packed, w_scale, N, out_dtype):
     check_tensor(x, "x", (torch.int8, torch.float8_e4m3fn), dim=2)
     check_device_usable(x, "x")
     dev = x.device
@@ -307,43 +506,44 @@ def _check_operands(x, x_scale, w_packed, w_scale, N, K, out_dtype):
     check_tensor(w_packed, "w_packed", (torch.int32,), dim=2, device=dev)
     check_tensor(w_scale, "w_scale", (torch.float32,), device=dev)
     M, Kx = x.shape
-    if K is not None and K != Kx:
-        raise ValueError(f"K={K} does not match x.shape[1]={Kx}")
     if tuple(x_scale.shape) not in ((M, 1), (M,)):
         raise ValueError(f"x_scale must have shape ({M}, 1), got {tuple(x_scale.shape)}")
-    if w_scale.numel() != 1:
-        raise ValueError(f"w_scale must hold one value (per-matrix scale), got shape {tuple(w_scale.shape)}")
     check_packed_layer(N, w_packed, "w_packed", lambda n: (n, padded_len(Kx) // 16),
                        f"for K={Kx} (K padded to a multiple of {PACK_GROUP}, 16 values per word)", out_dtype)
+    ws_rows = _check_w_scale(w_scale, N)
+    check_packed_ternary(w_packed, Kx, "w_packed")
     for name, t in (("x", x), ("x_scale", x_scale), ("w_scale", w_scale)):
         check_finite(t, name)
-    return M, Kx
+    return M, Kx, ws_rows
 
 
-def _check_config(config: dict | None, known: tuple[str, ...]) -> None:
-    if config is None:
-        return
-    if not isinstance(config, dict):
-        raise TypeError(f"config must be a dict, got {type(config).__name__}")
-    bad = sorted(set(config) - set(known))
-    if bad:
-        raise ValueError(f"unknown config keys {bad} for this path; known: {list(known)}")
+def _gemv_launch(cfg: dict, M: int, N: int, K: int, pdl: bool) -> tuple:
+    grid = (triton.cdiv(N, cfg["BN"]),)
+    opts = dict(num_warps=cfg["num_warps"])
+    if pdl:
+        opts["launch_pdl"] = True
+    return grid, opts
 
 
 def w158_matmul(x: torch.Tensor, x_scale: torch.Tensor, w_packed: torch.Tensor, w_scale: torch.Tensor,
                 N: int, out_dtype: torch.dtype = torch.float16, *, path: str = "auto",
-                imprecise_acc: int | None = None, config: dict | None = None) -> torch.Tensor:
+                imprecise_acc: int | None = None, config: dict | None = None,
+                tuned: ConfigTable = NO_TUNING, pdl: bool = False,
+                residual: torch.Tensor | None = None, gate_first: bool = False) -> torch.Tensor:
     """Ternary-weight linear layer on quantized activations, ``[M, K] -> [M, N]``.
 
-    ``path``: "auto" (GEMV for int8 codes and M <= GEMV_MAX_M, else GEMM),
-    "gemv" or "gemm".  For FP8 activations ``imprecise_acc`` is Triton's
-    ``max_num_imprecise_acc``: K elements per promotion of the tensor-core
-    partial sum into the fp32 accumulator.  ``None`` (default) promotes once
-    per K tile (``BK``), which keeps every unpromoted partial below 8*BK;
-    a value larger than ``BK`` never promotes (Triton's default on Hopper;
-    only for the exactness study).
+    ``path``: "auto" (GEMV for int8 codes and M <= GEMV_MAX_M, else GEMM), "gemv" or "gemm".
+    For FP8 activations ``imprecise_acc`` is Triton's ``max_num_imprecise_acc``: K elements per
+    promotion of the tensor-core partial sum into the fp32 accumulator.  ``None`` (default)
+    promotes once per K tile (``BK``), which keeps every unpromoted partial below 8*BK; a value
+    larger than ``BK`` never promotes (Triton's default on Hopper; only for the exactness study).
+    ``config`` overrides the tile config (keys: ``kernels.configs.CONFIG_RULES``), ``tuned`` is a
+    table of measured winners per shape; ``pdl`` launches the GEMV with programmatic dependent
+    launch (CUDA only).  ``residual [M, N]`` (GEMV path): returns ``fp16(fp16(y) + residual)``.
+    ``gate_first`` (GEMV path, M = 1, fused gate/up matrix with the gate rows first): the up rows
+    whose gate output is <= 0 are skipped and written as 0 (a4.8 gate-first rule, docs/decisions.md 7).
     """
-    M, K = _check_operands(x, x_scale, w_packed, w_scale, N, None, out_dtype)
+    M, K, ws_rows = _check_operands(x, x_scale, w_packed, w_scale, N, out_dtype)
     if path not in ("auto", "gemv", "gemm"):
         raise ValueError(f"path must be 'auto', 'gemv' or 'gemm', got {path!r}")
     fp8 = x.dtype == torch.float8_e4m3fn
@@ -351,6 +551,14 @@ def w158_matmul(x: torch.Tensor, x_scale: torch.Tensor, w_packed: torch.Tensor, 
         path = "gemv" if (M <= GEMV_MAX_M and not fp8) else "gemm"
     if path == "gemv" and (fp8 or M > GEMV_MAX_M):
         raise ValueError(f"the GEMV path takes int8 codes and M <= {GEMV_MAX_M}")
+    if gate_first and (path != "gemv" or M != 1 or N % 2 or residual is not None):
+        raise ValueError("gate_first needs the GEMV path, M = 1, an even N (gate rows then up rows), no residual")
+    if residual is not None:
+        if path != "gemv":
+            raise ValueError("residual is supported on the GEMV path only")
+        check_tensor(residual, "residual", (out_dtype,), dim=2, device=x.device)
+        check_shape(residual, "residual", (M, N))
+        check_finite(residual, "residual")
     if fp8 and 8 * K >= 2 ** 24:
         raise ValueError(f"K={K} too large for the exact FP8 path (needs 8*K < 2**24: integer sums in fp32)")
     KW = padded_len(K) // 16
@@ -359,29 +567,169 @@ def w158_matmul(x: torch.Tensor, x_scale: torch.Tensor, w_packed: torch.Tensor, 
         xw = x if K % 4 == 0 else torch.nn.functional.pad(x, (0, 4 - K % 4))
         K4 = xw.shape[1] // 4
         xw = xw.view(torch.int32)
-        _check_config(config, ("BN", "WB", "ITERS", "num_warps"))
-        cfg = dict(gemv_config(M), **(tuned("gemv", N=N, K=K) or {}), **(config or {}))
-        split = triton.cdiv(KW, cfg["WB"] * cfg["ITERS"])
-        grid = (triton.cdiv(N, cfg["BN"]), split)
-        acc, ticket = _gemv_workspace(x.device, M, N, grid[0])
-        _w158_gemv_kernel[grid](xw, x_scale, w_packed, w_scale, y, acc, ticket, M, N, K4, KW,
-                                xw.stride(0), w_packed.stride(0), y.stride(0),
-                                BM=next_pow2(M), SPLIT=split, USE_ASM=x.device.type == "cuda", **cfg)
+        cfg = resolve_config("gemv", gemv_config(M, K), tuned, dict(N=N, K=K), config)
+        Nk = N // 2 if gate_first else N
+        grid, opts = _gemv_launch(cfg, M, Nk, K, pdl and x.device.type == "cuda")
+        _w158_gemv_kernel[grid](xw, x_scale, xw, xw, residual if residual is not None else y, w_packed, w_scale, y,
+                                xw, x_scale, M, Nk, K, K4, KW, ws_rows, 0, xw.stride(0), w_packed.stride(0),
+                                y.stride(0), 1e-5, BM=next_pow2(M), BN=cfg["BN"], KB=cfg["KB"], PRO=False,
+                                NORM=False, HAS_NW=False, GLU=0, QMODE=0, RES=residual is not None,
+                                GATE_FIRST=gate_first, WRITE_Q=False,
+                                USE_ASM=x.device.type == "cuda", PDL=bool(opts.get("launch_pdl")),
+                                PREFETCH=bool(opts.get("launch_pdl")), NUM_STAGES=cfg["num_stages"], **opts)
         return y
-    _check_config(config, ("BM", "BN", "BK", "GROUP_M", "SWAP", "DECODE", "num_warps", "num_stages"))
-    best = tuned("gemm", M=gemm_m_bucket(M), N=N, K=K, prec="fp8" if fp8 else "int8")
-    cfg = dict(gemm_config(M, fp8), **(best or {}), **(config or {}))
-    if cfg["BK"] % 16:
-        raise ValueError(f"BK must be a multiple of 16, got {cfg['BK']}")
-    if cfg["DECODE"] not in (0, 1):
-        raise ValueError(f"DECODE must be 0 (per code) or 1 (four codes per register op), got {cfg['DECODE']!r}")
-    if imprecise_acc is None:
-        imprecise_acc = cfg["BK"]
-    if not isinstance(imprecise_acc, int) or imprecise_acc <= 0:
-        raise ValueError(f"imprecise_acc must be a positive int or None, got {imprecise_acc!r}")
+    default = gemm_config(M, fp8)
+    cfg = resolve_config("gemm", default, tuned, dict(M=gemm_m_bucket(M), N=N, K=K, prec="fp8" if fp8 else "int8"),
+                         config)
+    if cfg["BK"] < 16:
+        raise ValueError(f"gemm config BK must be a multiple of 16, got {cfg['BK']}")
+    imprecise, promote = _promotion(imprecise_acc, cfg["BK"], fp8)
     grid = (triton.cdiv(M, cfg["BM"]) * triton.cdiv(N, cfg["BN"]),)
-    _w158_gemm_kernel[grid](x, x_scale, w_packed, w_scale, y, M, N, K, KW,
+    _w158_gemm_kernel[grid](x, x_scale, w_packed, w_scale, y, M, N, K, KW, ws_rows,
                             x.stride(0), w_packed.stride(0), y.stride(0),
-                            FP8=fp8, IMPRECISE=imprecise_acc if fp8 and imprecise_acc <= cfg["BK"] else 0,
-                            USE_ASM=x.device.type == "cuda", **cfg)
+                            FP8=fp8, IMPRECISE=imprecise, PROMOTE=promote, PACKED=True, **cfg)
     return y
+
+
+#: K elements per FP8 promotion by default: partial sums stay below 8·512 = 4096, far under the
+#: 2^14 up to which the unpromoted tensor-core sum was measured exact (docs/kernels.md)
+FP8_PROMOTE_K = 512
+#: the largest promotion interval accepted: 8·2048 = 2^14, the measured limit
+FP8_PROMOTE_MAX = 2048
+
+
+def _promotion(imprecise_acc: int | None, BK: int, fp8: bool) -> tuple[int, int]:
+    """``(IMPRECISE, PROMOTE)`` kernel constants for ``imprecise_acc`` K elements per promotion.
+
+    ``<= BK``: Triton's ``max_num_imprecise_acc`` inside each tile's MMA.  A multiple of BK up to
+    ``FP8_PROMOTE_MAX``: a tile-local accumulator over ``imprecise_acc / BK`` tiles, then an fp32
+    add.  Larger (only for the exactness study): never promoted.
+    """
+    if imprecise_acc is None:
+        imprecise_acc = max(BK, FP8_PROMOTE_K) if BK <= FP8_PROMOTE_K and FP8_PROMOTE_K % BK == 0 else BK
+    if isinstance(imprecise_acc, bool) or not isinstance(imprecise_acc, int) or imprecise_acc <= 0:
+        raise ValueError(f"imprecise_acc must be a positive int or None, got {imprecise_acc!r}")
+    if not fp8:
+        return 0, 1
+    if imprecise_acc <= BK:
+        return imprecise_acc, 1
+    if imprecise_acc <= FP8_PROMOTE_MAX:
+        if imprecise_acc % BK:
+            raise ValueError(f"imprecise_acc={imprecise_acc} must be <= BK={BK} or a multiple of it")
+        return 0, imprecise_acc // BK
+    return 0, 1
+
+
+def w158_gemv_fused(x: torch.Tensor, w_packed: torch.Tensor, w_scale: torch.Tensor, N: int, *,
+                    mode: str = "int8", norm_weight: torch.Tensor | None = None, norm: bool = True,
+                    glu: str | None = None, residual: torch.Tensor | None = None, gate_first: bool = False,
+                    eps: float = 1e-5, out_dtype: torch.dtype = torch.float16, config: dict | None = None,
+                    tuned: ConfigTable = NO_TUNING, pdl: bool = False, return_codes: bool = False):
+    """Decode step of one linear layer in one launch: RMSNorm + quantizer + ternary GEMV.
+
+    ``x [1, K]`` float row (with ``glu``: ``[1, 2K]``, gate then up; the quantizer sees
+    ``silu(gate)·up`` or ``up·relu(gate)²``).  ``mode`` "int8" (absmax) or "int4" (absmean, √7).
+    The codes are those of ``rmsnorm_quant(x, mode, norm_weight, norm=norm, gate=...)``
+    (same arithmetic; checked in the tests).  ``residual [1, N]``: returns ``residual + y``.
+    ``gate_first``: the matrix is a fused gate/up (``N = 2·d_ffn``, gate rows first); up rows
+    whose gate output is <= 0 are skipped and written as 0 (a4.8 gate-first rule, docs/decisions.md 7).
+    ``return_codes``: also returns the activation codes ``[1, K]`` int8 and scale ``[1, 1]``.
+    """
+    check_tensor(x, "x", FLOAT_DTYPES, dim=2)
+    check_device_usable(x, "x")
+    dev = x.device
+    if x.shape[0] != 1:
+        raise ValueError(f"w158_gemv_fused is a decode kernel (one token): x must be [1, K], got {tuple(x.shape)}")
+    if mode not in QUANT_MODES:
+        raise ValueError(f"mode must be one of {sorted(QUANT_MODES)}, got {mode!r}")
+    if glu not in GLU_MODES:
+        raise ValueError(f"glu must be one of {list(GLU_MODES)}, got {glu!r}")
+    if not (isinstance(eps, float) and eps > 0 and math.isfinite(eps)):
+        raise ValueError(f"eps must be a positive finite float, got {eps!r}")
+    Kin = x.shape[1]
+    if glu is not None and Kin % 2:
+        raise ValueError(f"with glu, x must hold gate then up ([1, 2K]), got an odd width {Kin}")
+    K = Kin // 2 if glu is not None else Kin
+    check_tensor(w_packed, "w_packed", (torch.int32,), dim=2, device=dev)
+    check_tensor(w_scale, "w_scale", (torch.float32,), device=dev)
+    check_packed_layer(N, w_packed, "w_packed", lambda n: (n, padded_len(K) // 16),
+                       f"for K={K} (K padded to a multiple of {PACK_GROUP}, 16 values per word)", out_dtype)
+    ws_rows = _check_w_scale(w_scale, N)
+    check_packed_ternary(w_packed, K, "w_packed")
+    if gate_first and N % 2:
+        raise ValueError(f"gate_first needs gate rows then up rows (N even), got N={N}")
+    if norm_weight is not None:
+        if not norm:
+            raise ValueError("norm_weight given but norm=False")
+        check_tensor(norm_weight, "norm_weight", FLOAT_DTYPES, dim=1, device=dev)
+        check_shape(norm_weight, "norm_weight", (K,))
+    if residual is not None:
+        check_tensor(residual, "residual", (out_dtype,), dim=2, device=dev)
+        check_shape(residual, "residual", (1, N))
+        if gate_first:
+            raise ValueError("residual and gate_first do not combine (gate/up has no residual)")
+    for name, t in (("x", x), ("norm_weight", norm_weight), ("w_scale", w_scale), ("residual", residual)):
+        if t is not None:
+            check_finite(t, name)
+    cfg = resolve_config("gemv", gemv_config(1, K), tuned, dict(N=N, K=K), config)   # the GEMV's tile table
+    Nk = N // 2 if gate_first else N
+    y = torch.empty(1, N, device=dev, dtype=out_dtype)
+    xq = torch.empty(1, K, device=dev, dtype=torch.int8) if return_codes else y
+    xqs = torch.empty(1, 1, device=dev, dtype=torch.float32) if return_codes else w_scale
+    grid, opts = _gemv_launch(cfg, 1, Nk, K, pdl and dev.type == "cuda")
+    KW = padded_len(K) // 16
+    _w158_gemv_kernel[grid](x, w_scale, x, norm_weight if norm_weight is not None else x,
+                            residual if residual is not None else y, w_packed, w_scale, y, xq, xqs,
+                            1, Nk, K, K // 4, KW, ws_rows, K, 0, w_packed.stride(0), y.stride(0), eps,
+                            BM=1, BN=cfg["BN"], KB=cfg["KB"], PRO=True, NORM=norm,
+                            HAS_NW=norm_weight is not None, GLU=GLU_MODES[glu], QMODE=QUANT_MODES[mode],
+                            RES=residual is not None, GATE_FIRST=gate_first, WRITE_Q=return_codes,
+                            USE_ASM=dev.type == "cuda", PDL=bool(opts.get("launch_pdl")),
+                            PREFETCH=bool(opts.get("launch_pdl")), NUM_STAGES=cfg["num_stages"],
+                            enable_fp_fusion=False, **opts)
+    if return_codes:
+        return y, xq, xqs
+    return y
+
+
+def w158_matmul_unpacked(x: torch.Tensor, x_scale: torch.Tensor, w_codes: torch.Tensor, w_scale: torch.Tensor,
+                         out_dtype: torch.dtype = torch.float16, *, config: dict | None = None) -> torch.Tensor:
+    """The GEMM kernel with its weight decode left out: ``w_codes [N, K]`` int8 (or fp8 e4m3 for fp8
+    ``x``) holds the ternary codes one per byte.  Same exact result as :func:`w158_matmul`; a
+    timing study only (it reads 4x the weight bytes): the gap to the packed kernel is the decode's cost."""
+    check_tensor(x, "x", (torch.int8, torch.float8_e4m3fn), dim=2)
+    check_device_usable(x, "x")
+    check_tensor(w_codes, "w_codes", (x.dtype,), dim=2, device=x.device)
+    check_tensor(x_scale, "x_scale", (torch.float32,), device=x.device)
+    check_tensor(w_scale, "w_scale", (torch.float32,), device=x.device)
+    M, K = x.shape
+    N = w_codes.shape[0]
+    if w_codes.shape[1] != K:
+        raise ValueError(f"w_codes must be [N, K={K}], got {tuple(w_codes.shape)}")
+    if out_dtype not in OUT_DTYPES:
+        raise TypeError(f"out_dtype must be one of {OUT_DTYPES}, got {out_dtype}")
+    ws_rows = _check_w_scale(w_scale, N)
+    fp8 = x.dtype == torch.float8_e4m3fn
+    cfg = resolve_config("gemm", gemm_config(M, fp8), NO_TUNING, None, config)
+    y = torch.empty(M, N, device=x.device, dtype=out_dtype)
+    grid = (triton.cdiv(M, cfg["BM"]) * triton.cdiv(N, cfg["BN"]),)
+    imprecise, promote = _promotion(None, cfg["BK"], fp8)
+    _w158_gemm_kernel[grid](x, x_scale, w_codes, w_scale, y, M, N, K, padded_len(K) // 16, ws_rows,
+                            x.stride(0), w_codes.stride(0), y.stride(0), FP8=fp8, IMPRECISE=imprecise,
+                            PROMOTE=promote, PACKED=False, **cfg)
+    return y
+
+
+# ----------------------------------------------------------------------------- reference
+def w158_matmul_reference(x: torch.Tensor, x_scale: torch.Tensor, w_packed: torch.Tensor,
+                          w_scale: torch.Tensor, N: int, out_dtype: torch.dtype = torch.float16) -> torch.Tensor:
+    """``model.quant.qlinear`` on the unpacked weights (CPU, float64 BLAS): what every path must equal."""
+    K = x.shape[1]
+    codes = unpack_ternary(w_packed.cpu(), K)
+    xc = x.cpu().float().to(torch.int8) if x.dtype == torch.float8_e4m3fn else x.cpu()
+    ws = w_scale.cpu().float().reshape(-1)
+    rows = N // ws.numel()
+    acc = Q.int_gemm(Q.QTensor(xc, x_scale.cpu().reshape(-1, 1), "int8", 8),
+                     Q.QTensor(codes, ws[:1].reshape(()), "ternary", 2))
+    scale = ws.repeat_interleave(rows).reshape(1, N)
+    return Q.scale_acc(acc, x_scale.cpu().reshape(-1, 1), scale, out_dtype)

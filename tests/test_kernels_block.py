@@ -1,4 +1,5 @@
-"""The decoder block assembled from the kernels runs prefill then decode for every datapath."""
+"""The decoder block assembled from the kernels: prefill then decode for every datapath, and the
+fused decode step computes what the per-operator step computes."""
 import os
 
 import pytest
@@ -7,15 +8,19 @@ import torch
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
-from kernels.block import Block, BlockDims  # noqa: E402
+from kernels.block import BlockDims, DecodePlan, KernelBlock  # noqa: E402
+from kernels.configs import ConfigTable, shape_key  # noqa: E402
 
 DEV = "cuda" if torch.cuda.is_available() else "cpu"
 TINY = BlockDims(d_model=64, n_heads=2, head_dim=32, d_ffn=96)
+# wide row blocks for the tiny shapes: few programs, so the interpreter runs fast
+_NK = ((192, 64), (64, 64), (64, 96))
+TINY_TUNED = ConfigTable({"gemv": {shape_key(N=n, K=k): dict(BN=64, KB=8, num_warps=4) for n, k in _NK}})
 
 
 def test_a48_block_prefill_then_decode_is_finite_and_uses_topk_sparsity():
     torch.manual_seed(0)
-    blk = Block("a4.8", 1, 8, dims=TINY, device=DEV)
+    blk = KernelBlock("a4.8", 1, 8, dims=TINY, device=DEV, tuned=TINY_TUNED)
     x = torch.randn(1, 5, 64).half().to(DEV)
     y = blk.forward(x, 0)
     yd = blk.forward(torch.randn(1, 1, 64).half().to(DEV), 5)       # sparse GEMVs + 3-bit KV decode
@@ -25,10 +30,35 @@ def test_a48_block_prefill_then_decode_is_finite_and_uses_topk_sparsity():
     assert 0.0 < blk.sparsity["down_in"] < 1.0                          # ReLU² zeros into Wdown
 
 
+@pytest.mark.parametrize("datapath,plan,launches", [
+    ("b1.58", DecodePlan(), 5), ("b1.58", DecodePlan(prologue="separate"), 9),
+    ("a4.8", DecodePlan(wo="dense", wdown="dense"), 6), ("a4.8", DecodePlan(prologue="separate"), 9)])
+def test_fused_decode_step_equals_the_per_operator_step(datapath, plan, launches):
+    # same weights, same cache: the fused step (norm+quant in the GEMV prologue, one attention launch,
+    # residuals in the epilogues) gives the per-operator step's output; on the CPU bit for bit
+    a, b = (KernelBlock(datapath, 1, 12, dims=TINY, device=DEV, tuned=TINY_TUNED) for _ in range(2))
+    a.fill_cache(7)
+    b.fill_cache(7)
+    x = torch.randn(1, 1, 64, generator=torch.Generator().manual_seed(3)).half().to(DEV)
+    ref = a.forward(x, 7)
+    y = b.decode_fused(x, 7, plan)
+    assert float((y.double() - ref.double()).norm() / (ref.double() - x.double()).norm()) < 1e-2
+    if DEV == "cpu":
+        assert torch.equal(y, ref)
+    assert b.launches_fused(plan) == launches
+
+
 def test_block_rejects_unknown_datapath_and_bad_dims():
     with pytest.raises(ValueError, match="datapath"):
-        Block("int2", 1, 8, dims=TINY, device=DEV)
+        KernelBlock("int2", 1, 8, dims=TINY, device=DEV)
     with pytest.raises(ValueError, match="n_heads\\*head_dim"):
         BlockDims(d_model=64, n_heads=3, head_dim=32, d_ffn=96)
     with pytest.raises(ValueError, match="d_ffn"):
         BlockDims(d_ffn=0)
+    with pytest.raises(ValueError, match="wo must be"):
+        DecodePlan(wo="none")
+    with pytest.raises(ValueError, match="prologue must be"):
+        DecodePlan(prologue="half")
+    blk = KernelBlock("fp16", 1, 8, dims=TINY, device=DEV)
+    with pytest.raises(ValueError, match="ternary datapaths"):
+        blk.decode_fused(torch.zeros(1, 1, 64, dtype=torch.float16, device=DEV), 3)

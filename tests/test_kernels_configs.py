@@ -1,5 +1,6 @@
-"""The tile-config table: launchers use a measured (TUNED) entry for their shape, and every
-candidate the benchmark sweeps names only keys its launcher knows."""
+"""The tile-config table: launchers use the measured entry of their shape from the table they are
+given, every config value is checked before a launch, and sweep files are validated on load."""
+import json
 import os
 
 import pytest
@@ -9,24 +10,21 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 from kernels import configs  # noqa: E402
+from kernels.configs import CONFIG_RULES, ConfigTable, check_config, load_config_table  # noqa: E402
+from kernels.kv_attention import QuantKVCache, decode_attention  # noqa: E402
 from kernels.packing import pack_ternary  # noqa: E402
+from kernels.sparse_gemv import sparse_gemv  # noqa: E402
 from kernels.ternary_gemm import w158_matmul  # noqa: E402
 from model import quant as Q  # noqa: E402
 
 DEV = "cuda" if torch.cuda.is_available() else "cpu"
-KNOWN = {
-    "gemm": {"BM", "BN", "BK", "GROUP_M", "SWAP", "DECODE", "num_warps", "num_stages"},
-    "gemv": {"BN", "WB", "ITERS", "num_warps"},
-    "sparse": {"WBN", "BI", "num_warps"},
-    "attention": {"BT", "S", "S_MUL", "num_warps", "USE_DOT", "FMA"},
-}
 
 
-def test_candidates_use_only_known_keys():
+def test_candidates_use_only_known_keys_and_valid_values():
     for kernel, cands in configs.CANDIDATES.items():
         assert cands, kernel
         for cfg in cands:
-            assert set(cfg) <= KNOWN[kernel], (kernel, cfg)
+            check_config(kernel, {k: v for k, v in cfg.items() if k not in configs.SWEEP_KEYS})
 
 
 def test_buckets_and_keys_are_stable():
@@ -35,36 +33,73 @@ def test_buckets_and_keys_are_stable():
     assert configs.ctx_bucket(8192) == "T<=8192" and configs.ctx_bucket(40000) == "T>32768"
     assert configs.shape_key(N=8, K=4, M="M<=16") == "K=4,M=M<=16,N=8"
     with pytest.raises(ValueError, match="unknown kernel"):
-        configs.tuned("conv", N=1)
+        ConfigTable().lookup("conv", N=1)
 
 
-def test_launcher_uses_the_tuned_entry_of_its_shape(monkeypatch):
-    N, K, M = 24, 96, 9
+def _gemm_args(N=24, K=96, M=9):
     g = torch.Generator().manual_seed(3)
     wq = Q.quantize_ternary(torch.randn(N, K, generator=g))
     q = Q.quantize_int8(torch.randn(M, K, generator=g))
-    args = (q.codes.to(DEV), q.scale.to(DEV), pack_ternary(wq.codes).to(DEV), wq.scale.to(DEV), N)
-    key = configs.shape_key(M=configs.gemm_m_bucket(M), N=N, K=K, prec="int8")
+    return wq, q, (q.codes.to(DEV), q.scale.to(DEV), pack_ternary(wq.codes).to(DEV), wq.scale.to(DEV), N)
+
+
+def test_launcher_uses_the_entry_of_its_shape_from_the_table_it_is_given():
+    wq, q, args = _gemm_args()
+    key = configs.shape_key(M=configs.gemm_m_bucket(9), N=24, K=96, prec="int8")
     small = dict(BM=16, BN=16, BK=32, num_warps=1, num_stages=1)
-    monkeypatch.setitem(configs.TUNED, "gemm", {key: dict(small, DECODE=1)})
-    assert torch.equal(w158_matmul(*args).cpu(), Q.qlinear(q, wq))          # the tuned tile runs, exactly
-    monkeypatch.setitem(configs.TUNED, "gemm", {key: dict(small, DECODE=7)})
-    with pytest.raises(ValueError, match="DECODE must be"):                  # ... and it is the one consulted
-        w158_matmul(*args)
+    table = ConfigTable({"gemm": {key: dict(small, SWAP=True)}})
+    assert torch.equal(w158_matmul(*args, tuned=table).cpu(), Q.qlinear(q, wq))      # the tuned tile runs, exactly
+    with pytest.raises(ValueError, match="SWAP must be true or false"):
+        ConfigTable({"gemm": {key: dict(small, SWAP=7)}})
+    with pytest.raises(ValueError, match="BK must be a power of two"):
+        w158_matmul(*args, tuned=ConfigTable({"gemm": {key: dict(small, BK=48)}}))
 
 
-def test_load_tuned_merges_a_sweep_file_and_refuses_unknown_kernels(tmp_path, monkeypatch):
-    import json
+def test_table_is_immutable_and_with_entry_returns_a_new_table():
+    t = ConfigTable()
+    t2 = t.with_entry("gemv", "K=64,N=8", dict(BN=8, KB=4, num_warps=4))
+    assert t.lookup("gemv", N=8, K=64) is None and t2.lookup("gemv", N=8, K=64) == dict(BN=8, KB=4, num_warps=4)
+    with pytest.raises(TypeError):
+        t2.entries["gemv"]["K=64,N=8"] = {}
 
-    from kernels.benchmark import load_tuned
 
-    for kernel in configs.TUNED:
-        monkeypatch.setitem(configs.TUNED, kernel, {})
+@pytest.mark.parametrize("kernel,key,value,msg", [
+    ("gemm", "BK", 3, "power of two"), ("gemm", "BM", 0, "positive"), ("gemv", "num_warps", -4, "one of"),
+    ("sparse", "BI", 3, "power of two"), ("attention", "S", 0, "positive"), ("gemm", "SWAP", 1, "true or false"),
+    ("gemv", "BN", 2.0, "must be an int"), ("gemm", "BN", 4096, "at most"),
+])
+def test_bad_config_values_are_refused_naming_the_key(kernel, key, value, msg):
+    with pytest.raises(ValueError, match=f"{kernel} config {key} .*{msg}"):
+        check_config(kernel, {key: value})
+
+
+def test_every_launcher_refuses_bad_config_values_before_launching():
+    wq, q, args = _gemm_args(N=16, K=64, M=1)
+    with pytest.raises(ValueError, match="gemv config BN must be a power of two"):
+        w158_matmul(*args, config=dict(BN=3))
+    with pytest.raises(ValueError, match="gemm config BM must be a positive int"):
+        w158_matmul(*args, path="gemm", config=dict(BM=0))
+    codes, xs, wp, ws, N = args
+    nzi = torch.arange(64, dtype=torch.int32, device=DEV)
+    nnz = torch.tensor([64], dtype=torch.int32, device=DEV)
+    with pytest.raises(ValueError, match="sparse config num_warps must be one of"):
+        sparse_gemv(codes, nzi, nnz, xs, pack_ternary(wq.codes.t().contiguous()).to(DEV), ws, 16,
+                    config=dict(num_warps=-4))
+    cache = QuantKVCache.allocate(1, 1, 8, 32, DEV)
+    with pytest.raises(ValueError, match="attention config BT must be a power of two"):
+        decode_attention(torch.randn(1, 1, 32, device=DEV), cache, 4, config=dict(BT=3))
+
+
+def test_load_config_table_reads_a_sweep_file_and_refuses_bad_ones(tmp_path):
     good = tmp_path / "tuned_configs.json"
-    good.write_text(json.dumps({"gemv": {"K=4096,N=4096": {"BN": 8, "WB": 64, "ITERS": 2, "num_warps": 4}}}))
-    load_tuned(good)
-    assert configs.tuned("gemv", N=4096, K=4096) == {"BN": 8, "WB": 64, "ITERS": 2, "num_warps": 4}
-    bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps({"conv": {}}))
-    with pytest.raises(ValueError, match="keys among"):
-        load_tuned(bad)
+    good.write_text(json.dumps({"gemv": {"K=4096,N=4096": {"BN": 8, "KB": 64, "num_warps": 4}}}))
+    assert load_config_table(good).lookup("gemv", N=4096, K=4096) == {"BN": 8, "KB": 64, "num_warps": 4}
+    for text, msg in ((json.dumps({"conv": {}}), "unknown kernels"), ("{", "not valid JSON"),
+                      (json.dumps({"gemv": {"k": {"BN": 3}}}), "power of two"),
+                      (json.dumps({"gemv": {"k": {"XX": 1}}}), "unknown config keys"),
+                      (json.dumps([1]), "JSON object")):
+        bad = tmp_path / "bad.json"
+        bad.write_text(text)
+        with pytest.raises(ValueError, match=msg):
+            load_config_table(bad)
+    assert set(CONFIG_RULES) == set(configs.KERNELS)

@@ -7,8 +7,11 @@ import torch
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
+from kernels.checks import content_checks  # noqa: E402
 from kernels.packing import pack_ternary  # noqa: E402
-from kernels.ternary_gemm import GEMV_MAX_M, w158_matmul  # noqa: E402
+from kernels.rmsnorm_quant import rmsnorm_quant  # noqa: E402
+from kernels.ternary_gemm import (GEMV_MAX_M, w158_gemv_fused, w158_matmul, w158_matmul_reference,  # noqa: E402
+                                  w158_matmul_unpacked)
 from model import quant as Q  # noqa: E402
 
 DEV = "cuda" if torch.cuda.is_available() else "cpu"
@@ -38,14 +41,12 @@ def test_gemv_int8_equals_qlinear_for_ragged_k(M, N, K):
     assert torch.equal(_run(q, wp, wq, N, path="gemv"), Q.qlinear(q, wq))
 
 
-def test_gemv_split_k_workspace_cleans_itself_between_calls():
-    # K = 2100 spans several K slices (1024 values each): partials meet through int32 atomics
-    wq, wp = _weights(24, 2100, seed=3)
-    ref = None
+def test_gemv_over_several_k_chunks_is_exact_on_repeated_calls():
+    # K = 600 with chunks of 8 words (128 values): 5 chunks, the last one ragged
+    wq, wp = _weights(24, 600, seed=3)
     for seed in (1, 2):
-        q = _acts(2, 2100, seed=seed)
-        ref = Q.qlinear(q, wq)
-        assert torch.equal(_run(q, wp, wq, 24, path="gemv"), ref)
+        q = _acts(2, 600, seed=seed)
+        assert torch.equal(_run(q, wp, wq, 24, path="gemv", config=dict(BN=8, KB=8, num_warps=4)), Q.qlinear(q, wq))
 
 
 @pytest.mark.parametrize("M,N,K", [(1, 37, 200), (GEMV_MAX_M + 1, 40, 300), (20, 70, 256)])
@@ -69,23 +70,14 @@ def test_w158a4_fp8_and_int8_unpack_paths_equal_qlinear(M, N, K):
     ref = Q.qlinear(q4, wq)
     fp8 = Q.QTensor(q4.codes, q4.scale, "int4", 4)
     x8 = q4.codes.to(torch.float32).to(torch.float8_e4m3fn).to(DEV)           # every int in [-8,7] is e4m3
-    y8 = w158_matmul(x8, fp8.scale.to(DEV), wp, wq.scale.to(DEV), N, config=SMALL).cpu()
-    assert torch.equal(y8, ref)
+    for imp in (None, 64, 128):     # promoted every 512 (default), every tile, every two tiles
+        y8 = w158_matmul(x8, fp8.scale.to(DEV), wp, wq.scale.to(DEV), N, config=SMALL, imprecise_acc=imp).cpu()
+        assert torch.equal(y8, ref)
+    with pytest.raises(ValueError, match="multiple of it"):
+        w158_matmul(x8, fp8.scale.to(DEV), wp, wq.scale.to(DEV), N, config=SMALL, imprecise_acc=100)
     assert torch.equal(_run(q4, wp, wq, N, path="gemm", config=SMALL), ref)    # int4 codes held in int8
     if M <= GEMV_MAX_M:
         assert torch.equal(_run(q4, wp, wq, N, path="gemv"), ref)
-
-
-@pytest.mark.parametrize("swap", [False, True])
-def test_four_codes_per_register_decode_equals_qlinear(swap):
-    # DECODE=1 builds the int8 / fp8 weight tile four bytes at a time; both must equal qlinear
-    wq, wp = _weights(40, 300, seed=11)
-    q8, q4 = _acts(9, 300, seed=11), _acts(9, 300, seed=12, fmt="int4")
-    cfg = dict(SMALL, DECODE=1, SWAP=swap)
-    assert torch.equal(_run(q8, wp, wq, 40, path="gemm", config=cfg), Q.qlinear(q8, wq))
-    x8 = q4.codes.to(torch.float32).to(torch.float8_e4m3fn).to(DEV)
-    y = w158_matmul(x8, q4.scale.to(DEV), wp, wq.scale.to(DEV), 40, config=cfg).cpu()
-    assert torch.equal(y, Q.qlinear(q4, wq))
 
 
 @pytest.mark.parametrize("out_dtype", [torch.bfloat16, torch.float32])
@@ -137,10 +129,115 @@ def test_bad_operands_raise_clear_errors():
         w158_matmul(x[0], xs, wp, ws, 8)
     with pytest.raises(ValueError, match="unknown config keys"):
         w158_matmul(x, xs, wp, ws, 8, path="gemv", config=dict(BM=16))
-    with pytest.raises(ValueError, match="DECODE must be"):
-        w158_matmul(x, xs, wp, ws, 8, path="gemm", config=dict(SMALL, DECODE=2))
+    with pytest.raises(ValueError, match="BK must be a power of two"):
+        w158_matmul(x, xs, wp, ws, 8, path="gemm", config=dict(SMALL, BK=3))
     with pytest.raises(TypeError, match="out_dtype"):
         w158_matmul(x, xs, wp, ws, 8, out_dtype=torch.int32)
+
+
+def test_packed_field_value_three_is_refused_before_the_launch():
+    wq, wp = _weights(8, 64, seed=0)
+    q = _acts(1, 64, seed=0)
+    bad = wp.clone()
+    bad[3, 1] |= 0x3 << 10                       # one field of row 3 set to 3 (no ternary code)
+    with pytest.raises(ValueError, match="invalid packed field value 3"):
+        w158_matmul(q.codes.to(DEV), q.scale.to(DEV), bad, wq.scale.to(DEV), 8)
+    with content_checks(False):                  # the content checks can be turned off (the benchmark times so)
+        w158_matmul(q.codes.to(DEV), q.scale.to(DEV), wp, wq.scale.to(DEV), 8)
+
+
+def test_k_mismatch_inside_one_pad_group_is_refused():
+    # weights packed for K=250 and activations of K=200 pad to the same 256 columns: the shapes
+    # agree, but the codes in 200..249 would be dropped; packed for K=200 they are zero padding
+    wq250, wp250 = _weights(8, 250, seed=2)
+    q = _acts(1, 200, seed=2)
+    with pytest.raises(ValueError, match="packed for a longer axis than 200"):
+        w158_matmul(q.codes.to(DEV), q.scale.to(DEV), wp250, wq250.scale.to(DEV), 8)
+    wq200, wp200 = _weights(8, 200, seed=2)
+    assert torch.equal(_run(q, wp200, wq200, 8), Q.qlinear(q, wq200))
+
+
+def test_one_scale_per_sub_matrix_of_a_fused_matrix():
+    # fused QKV: three sub-matrices, each with its own ternary scale (docs/decisions.md 4)
+    parts = [Q.quantize_ternary(torch.randn(16, 96, generator=torch.Generator().manual_seed(i))) for i in range(3)]
+    wp = pack_ternary(torch.cat([p.codes for p in parts])).to(DEV)
+    ws = torch.stack([p.scale.reshape(()) for p in parts]).to(DEV)
+    for M in (1, 9):
+        q = _acts(M, 96, seed=M)
+        ref = torch.cat([Q.qlinear(q, p) for p in parts], dim=1)
+        cfg = None if M == 1 else SMALL
+        assert torch.equal(w158_matmul(q.codes.to(DEV), q.scale.to(DEV), wp, ws, 48, config=cfg).cpu(), ref)
+    with pytest.raises(ValueError, match="one per equal sub-matrix"):
+        w158_matmul(q.codes.to(DEV), q.scale.to(DEV), wp, torch.ones(5, device=DEV), 48)
+
+
+def test_gemm_with_the_weight_decode_left_out_equals_the_packed_kernel():
+    wq, wp = _weights(40, 300, seed=13)
+    q4 = _acts(9, 300, seed=13, fmt="int4")
+    x8 = q4.codes.float().to(torch.float8_e4m3fn).to(DEV)
+    y = w158_matmul_unpacked(x8, q4.scale.to(DEV), wq.codes.float().to(torch.float8_e4m3fn).to(DEV),
+                             wq.scale.reshape(1).to(DEV), config=SMALL).cpu()
+    assert torch.equal(y, Q.qlinear(q4, wq))
+    assert torch.equal(w158_matmul_reference(q4.codes, q4.scale, wp.cpu(), wq.scale.reshape(1), 40), Q.qlinear(q4, wq))
+
+
+FUSED = dict(BN=8, KB=8, num_warps=4)
+
+
+@pytest.mark.parametrize("mode,glu,K", [("int8", None, 300), ("int4", None, 256), ("int8", "relu2", 200),
+                                        ("int8", "silu", 128)])
+def test_fused_norm_quant_gemv_gives_the_quantizer_codes_and_the_gemv_result(mode, glu, K):
+    g = torch.Generator().manual_seed(K)
+    N = 24
+    x = (torch.randn(1, 2 * K if glu else K, generator=g) * 2).half().to(DEV)
+    nw = (torch.rand(K, generator=g) + 0.5).half().to(DEV)
+    wq, wp = _weights(N, K, seed=K)
+    ws = wq.scale.reshape(1).to(DEV)
+    y, codes, scale = w158_gemv_fused(x, wp, ws, N, mode=mode, norm_weight=nw, glu=glu, config=FUSED,
+                                      return_codes=True)
+    if glu == "relu2":
+        ref_c, ref_s = rmsnorm_quant(x[:, K:], mode, nw, gate=x[:, :K])
+    elif glu == "silu":
+        a = (torch.nn.functional.silu(x[:, :K].float()).half().float() * x[:, K:].float()).half()
+        ref_c, ref_s = rmsnorm_quant(a, mode, nw)
+    else:
+        ref_c, ref_s = rmsnorm_quant(x, mode, nw)
+    assert torch.equal(codes, ref_c) and torch.equal(scale, ref_s)
+    assert torch.equal(y.cpu(), Q.qlinear(Q.QTensor(ref_c.cpu(), ref_s.cpu(), mode, 8), wq))
+
+
+def test_fused_gemv_residual_and_gate_first_epilogues():
+    g = torch.Generator().manual_seed(5)
+    K, N = 256, 32
+    x = torch.randn(1, K, generator=g).half().to(DEV)
+    parts = [Q.quantize_ternary(torch.randn(N // 2, K, generator=g)) for _ in range(2)]   # gate, up
+    wp = pack_ternary(torch.cat([p.codes for p in parts])).to(DEV)
+    ws = torch.stack([p.scale.reshape(()) for p in parts]).to(DEV)
+    c, s = rmsnorm_quant(x, "int4")
+    full = w158_matmul(c, s, wp, ws, N)
+    res = torch.randn(1, N, generator=g).half().to(DEV)
+    y = w158_gemv_fused(x, wp, ws, N, mode="int4", residual=res, config=FUSED)
+    assert torch.equal(y, (full.float() + res.float()).half())
+    yg = w158_gemv_fused(x, wp, ws, N, mode="int4", gate_first=True, config=FUSED)
+    gate = full[:, : N // 2]
+    expect = torch.cat((gate, torch.where(gate > 0, full[:, N // 2:], torch.zeros_like(gate))), dim=1)
+    assert 0 < int((gate > 0).sum()) < N // 2 and torch.equal(yg, expect)      # some up rows skipped, the rest exact
+
+
+def test_fused_gemv_refuses_bad_inputs():
+    wq, wp = _weights(8, 64, seed=0)
+    ws = wq.scale.reshape(1).to(DEV)
+    x = torch.randn(1, 64).half().to(DEV)
+    with pytest.raises(ValueError, match="one token"):
+        w158_gemv_fused(x.repeat(2, 1), wp, ws, 8)
+    with pytest.raises(ValueError, match="mode must be"):
+        w158_gemv_fused(x, wp, ws, 8, mode="int3")
+    with pytest.raises(ValueError, match="glu must be"):
+        w158_gemv_fused(x, wp, ws, 8, glu="gelu")
+    with pytest.raises(ValueError, match="residual must have shape"):
+        w158_gemv_fused(x, wp, ws, 8, residual=torch.zeros(1, 9, dtype=torch.float16, device=DEV))
+    with pytest.raises(ValueError, match="NaN"):
+        w158_gemv_fused(torch.full_like(x, float("nan")), wp, ws, 8)
 
 
 @pytest.mark.skipif(DEV != "cpu", reason="device check only meaningful without a GPU")
@@ -160,7 +257,7 @@ def test_gpu_default_configs_equal_qlinear_on_7b_width(M):
     wq, wp = _weights(N, K, seed=M)
     q8, q4 = _acts(M, K, seed=M), _acts(M, K, seed=M, fmt="int4")
     x8 = q4.codes.float().to(torch.float8_e4m3fn).to(DEV)
-    for cfg in (None, dict(DECODE=1)) if M > 4 else (None,):      # DECODE=1: the PTX byte-SIMD decode
+    for cfg in (None, dict(SWAP=True)) if M > 4 else (None,):
         assert torch.equal(_run(q8, wp, wq, N, config=cfg), Q.qlinear(q8, wq))
         y = w158_matmul(x8, q4.scale.to(DEV), wp, wq.scale.to(DEV), N, config=cfg).cpu()
         assert torch.equal(y, Q.qlinear(q4, wq))

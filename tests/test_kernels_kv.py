@@ -8,7 +8,8 @@ import torch
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
-from kernels.kv_attention import (KVCache, decode_attention, kv_read_codes, kv_write,  # noqa: E402
+from kernels.attention_step import Fp16KVCache, attention_step, rope_reference, rope_tables  # noqa: E402
+from kernels.kv_attention import (QuantKVCache, decode_attention, kv_read_codes, kv_write,  # noqa: E402
                                   reference_attention)
 from model import quant as Q  # noqa: E402
 
@@ -24,7 +25,7 @@ def _kv(B, H, T, D, seed):
 def test_cache_write_in_chunks_equals_quantize_kv(bits):
     B, H, T, D = 2, 2, 11, 32
     k, v = _kv(B, H, T, D, seed=bits)
-    cache = KVCache.allocate(B, H, T + 3, D, DEV, bits=bits, bos_bits=4)
+    cache = QuantKVCache.allocate(B, H, T + 3, D, DEV, bits=bits, bos_bits=4)
     kv_write(cache, k[:, :, :4].contiguous().to(DEV), v[:, :, :4].contiguous().to(DEV), 0)   # prefill
     for t in range(4, T):                                                                     # decode
         kv_write(cache, k[:, :, t:t + 1].contiguous().to(DEV), v[:, :, t:t + 1].contiguous().to(DEV), t)
@@ -39,7 +40,7 @@ def test_cache_write_in_chunks_equals_quantize_kv(bits):
 @pytest.mark.parametrize("B,Hkv,G,T,D", [(1, 1, 1, 1, 32), (2, 2, 3, 21, 32), (1, 2, 4, 40, 64), (1, 1, 1, 70, 128)])
 def test_decode_attention_equals_float64_reference(B, Hkv, G, T, D, fma):
     k, v = _kv(B, Hkv, T, D, seed=T)
-    cache = KVCache.allocate(B, Hkv, T + 5, D, DEV)
+    cache = QuantKVCache.allocate(B, Hkv, T + 5, D, DEV)
     kv_write(cache, k.to(DEV), v.to(DEV), 0)
     q = torch.randn(B, Hkv * G, D, generator=torch.Generator().manual_seed(9))
     y = decode_attention(q.to(DEV), cache, T, config=dict(BT=8, S=2, FMA=fma)).cpu()
@@ -50,7 +51,7 @@ def test_decode_attention_equals_float64_reference(B, Hkv, G, T, D, fma):
 def test_decode_attention_reads_only_the_first_T_tokens():
     B, H, T, D = 1, 2, 12, 32
     k, v = _kv(B, H, T, D, seed=1)
-    cache = KVCache.allocate(B, H, T, D, DEV)
+    cache = QuantKVCache.allocate(B, H, T, D, DEV)
     kv_write(cache, k.to(DEV), v.to(DEV), 0)
     q = torch.randn(B, H, D, generator=torch.Generator().manual_seed(2))
     y = decode_attention(q.to(DEV), cache, 7, config=dict(BT=4, S=3)).cpu()
@@ -59,7 +60,7 @@ def test_decode_attention_reads_only_the_first_T_tokens():
 
 
 def test_bad_inputs_raise_clear_errors():
-    cache = KVCache.allocate(1, 2, 8, 32, DEV)
+    cache = QuantKVCache.allocate(1, 2, 8, 32, DEV)
     k = torch.randn(1, 2, 3, 32, device=DEV)
     with pytest.raises(ValueError, match="do not fit"):
         kv_write(cache, k, k, 6)
@@ -74,9 +75,9 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(ValueError, match="q must be"):
         decode_attention(torch.randn(1, 3, 32, device=DEV), cache, 4)
     with pytest.raises(ValueError, match="head_dim must be a multiple of 8"):
-        KVCache.allocate(1, 1, 4, 12, DEV)
+        QuantKVCache.allocate(1, 1, 4, 12, DEV)
     with pytest.raises(ValueError, match="bits"):
-        KVCache.allocate(1, 1, 4, 32, DEV, bits=5)
+        QuantKVCache.allocate(1, 1, 4, 32, DEV, bits=5)
     with pytest.raises(ValueError, match="unknown config keys"):
         decode_attention(torch.randn(1, 2, 32, device=DEV), cache, 4, config=dict(BLOCK=8))
     with pytest.raises(ValueError, match="BT must be a power of two"):
@@ -93,7 +94,7 @@ def test_decode_attention_when_scores_grow_along_the_context(fma):
     ramp = torch.linspace(-1, 1, T).view(1, 1, T, 1)
     k = ramp * 40 * q[:, :, None, :] / q.norm() + 0.1 * torch.randn(B, H, T, D, generator=g)
     v = torch.randn(B, H, T, D, generator=g)
-    cache = KVCache.allocate(B, H, T, D, DEV)
+    cache = QuantKVCache.allocate(B, H, T, D, DEV)
     kv_write(cache, k.to(DEV), v.to(DEV), 0)
     kd, vd = Q.quantize_kv(k).dequant(), Q.quantize_kv(v).dequant()
     scores = torch.einsum("bhd,bhtd->bht", q.double(), kd.double()) / D ** 0.5
@@ -101,3 +102,55 @@ def test_decode_attention_when_scores_grow_along_the_context(fma):
     y = decode_attention(q.to(DEV), cache, T, config=dict(BT=8, S=1, FMA=fma)).cpu()
     ref = reference_attention(q, kd, vd)
     assert float((y.double() - ref).norm() / ref.norm()) < 1e-5
+
+
+@pytest.mark.parametrize("kv3,S", [(True, 3), (False, 1)])
+def test_attention_step_writes_the_cache_row_and_attends_like_the_reference(kv3, S):
+    # one launch: RoPE on q and k, the new row written (bit-exact), split attention, ticket combine
+    B, H, D, T_max, pos = 2, 2, 32, 20, 13
+    g = torch.Generator().manual_seed(S + 10 * kv3)
+    past_k = torch.randn(B, H, pos, D, generator=g).half()
+    past_v = torch.randn(B, H, pos, D, generator=g).half()
+    qkv = torch.randn(B, 3 * H * D, generator=g).half()
+    cos, sin = rope_tables(T_max, D, "cpu")
+    q, k, v = qkv.view(B, 3, H, D).unbind(1)
+    qr, kr = rope_reference(q, cos[pos], sin[pos]), rope_reference(k, cos[pos], sin[pos])
+    if kv3:
+        cache = QuantKVCache.allocate(B, H, T_max, D, DEV)
+        kv_write(cache, past_k.to(DEV), past_v.to(DEV), 0)
+        expect = QuantKVCache.allocate(B, H, T_max, D, DEV)
+        kv_write(expect, past_k.to(DEV), past_v.to(DEV), 0)
+        kv_write(expect, kr[:, :, None].contiguous().to(DEV), v[:, :, None].contiguous().to(DEV), pos)
+    else:
+        cache = Fp16KVCache.allocate(B, H, T_max, D, DEV)
+        cache.k[:, :, :pos], cache.v[:, :, :pos] = past_k.to(DEV), past_v.to(DEV)
+    y = attention_step(qkv.to(DEV), cache, pos, cos.to(DEV), sin.to(DEV), config=dict(BT=4, S=S, num_warps=4))
+    if kv3:
+        for a, b in ((cache.k_codes, expect.k_codes), (cache.v_codes, expect.v_codes),
+                     (cache.k_scale, expect.k_scale), (cache.v_scale, expect.v_scale)):
+            assert torch.equal(a.cpu(), b.cpu())
+        kd = Q.quantize_kv(torch.cat((past_k, kr[:, :, None]), 2).float()).dequant()
+        vd = Q.quantize_kv(torch.cat((past_v, v[:, :, None]), 2).float()).dequant()
+    else:
+        assert torch.equal(cache.k[:, :, pos].cpu(), kr) and torch.equal(cache.v[:, :, pos].cpu(), v)
+        kd, vd = cache.k[:, :, :pos + 1].cpu().double(), cache.v[:, :, :pos + 1].cpu().double()
+    ref = reference_attention(qr.float(), kd, vd).reshape(B, H * D)
+    assert float((y.cpu().double() - ref).norm() / ref.norm()) < 1e-3                    # fp16 output
+    assert torch.equal(attention_step(qkv.to(DEV), cache, pos, cos.to(DEV), sin.to(DEV),
+                                      config=dict(BT=4, S=S, num_warps=4)), y)          # tickets reset: replayable
+
+
+def test_attention_step_refuses_bad_inputs():
+    cache = Fp16KVCache.allocate(1, 2, 8, 32, DEV)
+    cos, sin = rope_tables(8, 32, DEV)
+    qkv = torch.randn(1, 3 * 64, device=DEV).half()
+    with pytest.raises(ValueError, match="pos must be"):
+        attention_step(qkv, cache, 8, cos, sin)
+    with pytest.raises(ValueError, match="qkv must be"):
+        attention_step(qkv[:, :100].contiguous(), cache, 3, cos, sin)
+    with pytest.raises(ValueError, match="cos must be"):
+        attention_step(qkv, cache, 3, cos[:4].contiguous(), sin)
+    with pytest.raises(TypeError, match="cache must be"):
+        attention_step(qkv, object(), 3, cos, sin)
+    with pytest.raises(ValueError, match="attention_step config S must be a positive int"):
+        attention_step(qkv, cache, 3, cos, sin, config=dict(S=0))

@@ -105,3 +105,23 @@ def test_bad_inputs_raise_clear_errors():
         rmsnorm_quant(x, "int8", torch.ones(63, device=DEV))
     with pytest.raises(ValueError, match="eps"):
         rmsnorm_quant(x, "int8", eps=-1.0)
+
+
+@pytest.mark.parametrize("search", ["radix", "bitwise"])
+def test_topk_threshold_searches_agree_on_ties_and_wide_rows(search):
+    # both searches find the exact k-th largest |x| (ties broken by index) on a 3000-wide row
+    g = torch.Generator().manual_seed(8)
+    x = torch.randint(-6, 7, (2, 3000), generator=g).float() * 0.25
+    codes, scale = rmsnorm_quant(x.to(DEV), "topk8", norm=False, topk_search=search)
+    ref = Q.quantize_topk_int8(x)
+    assert torch.equal(codes.cpu(), ref.codes) and torch.equal(scale.cpu(), ref.scale)
+
+
+def test_silu_glu_product_matches_the_fp16_glue():
+    x, gate = _x(2, 300, seed=21), _x(2, 300, seed=22)
+    w = (torch.rand(300, generator=torch.Generator().manual_seed(3)) + 0.5).half()
+    codes, scale = rmsnorm_quant(x.to(DEV), "int8", w.to(DEV), gate=gate.to(DEV), glu="silu")
+    ref = reference_quant(x, "int8", w, gate, glu="silu")
+    assert torch.equal(codes.cpu(), ref.codes) and torch.equal(scale.cpu(), ref.scale)
+    with pytest.raises(ValueError, match="glu must be"):
+        rmsnorm_quant(x.to(DEV), "int8", gate=gate.to(DEV), glu="gelu")

@@ -74,3 +74,33 @@ def test_bad_inputs_raise_clear_errors():
         sparse_gemv(codes, nzi, nnz, torch.full_like(xs, float("inf")), wtp, ws, 16)
     with pytest.raises(TypeError, match="x_codes must have dtype"):
         sparse_gemv(codes.float(), nzi, nnz, xs, wtp, ws, 16)
+
+
+def test_index_list_is_checked_before_the_launch():
+    # an index >= K would read outside the weights, a negative or repeated one or an unlisted
+    # non-zero code would give a wrong sum; nnz must lie in [0, K]; all refused, never run
+    wq, q, (codes, nzi, nnz, xs, wtp, ws) = _case(16, 64, 0.5, seed=6)
+    n = int(nnz[0])
+    cases = []
+    big = nzi.clone()
+    big[0] = 64
+    cases.append((big, nnz, "outside"))
+    neg = nzi.clone()
+    neg[1] = -3
+    cases.append((neg, nnz, "outside"))
+    dup = nzi.clone()
+    dup[1] = dup[0]
+    cases.append((dup, nnz, "repeats an index"))
+    cases.append((nzi, torch.tensor([65], dtype=torch.int32, device=DEV), "nnz=65 must lie"))
+    cases.append((nzi, torch.tensor([-1], dtype=torch.int32, device=DEV), "nnz=-1 must lie"))
+    cases.append((nzi, torch.tensor([n - 1], dtype=torch.int32, device=DEV), "list every non-zero code"))
+    for index, count, msg in cases:
+        with pytest.raises(ValueError, match=msg):
+            sparse_gemv(codes, index, count, xs, wtp, ws, 16, config=SMALL)
+
+
+def test_residual_epilogue_adds_like_torch():
+    wq, q, args = _case(24, 64, 0.7, seed=7)
+    res = torch.randn(1, 24, generator=torch.Generator().manual_seed(1)).half().to(DEV)
+    y = sparse_gemv(*args, 24, config=SMALL, residual=res).cpu()
+    assert torch.equal(y, (Q.qlinear(q, wq).float() + res.cpu().float()).half())

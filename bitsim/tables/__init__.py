@@ -4,7 +4,7 @@
 ``schemas``: every table that crosses a module boundary, column by column, in one registry.
 ``io``: read / write (atomic) / validate.  It imports nothing else of the project.
 """
-from bitsim.tables import experiments, report, sim, training  # each registers its layer's tables
+from bitsim.tables import experiments, kernels, report, sim, training  # each registers its layer's tables
 from bitsim.tables.io import (check_output, check_output_folder, describe, publish_folder, read_table,
                               reference_markdown, temporary_sibling, validate, write_table)
 from bitsim.tables.schemas import (MEASURED_TRACE, OP_TRACE, OP_TRACE_META, SCHEMA_VERSION, SCHEMAS,

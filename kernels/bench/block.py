@@ -1,0 +1,249 @@
+"""One LLaMA-7B decoder block per datapath (decode step in CUDA graphs, prefill eagerly), and a whole
+7B decode token (32 blocks + final norm + FP16 LM head) per datapath.
+
+Decode (B = 1, context ``ctx``): each figure is a CUDA graph over ``R`` replicas of the block
+(copies of the weights, own caches), so every step reads its weights from HBM; per-step time =
+replay / R.  Rows per datapath: the per-operator composition (``forward``), every fused variant
+(``decode_fused`` with a ``DecodePlan``; checked against ``forward`` on the same input and cache),
+fp16 in torch eager and, if it compiles, ``torch.compile``; beside them the bytes floor of the
+datapath (its bytes at the measured read bandwidth) and ``floor_read`` chains with the fused
+step's launch structure (one read kernel per launch, same bytes): the floor of that many launches.
+"""
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import torch
+
+from kernels.bench.harness import MeasurementLog, capture_graph, time_graph, time_us
+from kernels.block import LLAMA7B, DecodePlan, KernelBlock, _rmsnorm16, fp16_decode_step
+from kernels.floor import floor_read
+
+PLANS = {
+    "b1.58": (DecodePlan(pdl=True), DecodePlan(prologue="separate"), DecodePlan(prologue="separate", pdl=True)),
+    "a4.8": (DecodePlan(wo="dense", wdown="dense", pdl=True),
+             DecodePlan(prologue="separate", wo="dense", wdown="dense", pdl=True),
+             DecodePlan(prologue="separate", wo="dense", wdown="dense", gate_first=False, pdl=True),
+             DecodePlan(prologue="separate", wo="dense", wdown="dense"),
+             DecodePlan(prologue="separate", wo="sparse", wdown="dense", pdl=True),
+             DecodePlan(prologue="separate", wo="dense", wdown="sparse", pdl=True)),
+}
+VOCAB = 32000
+LAYERS = 32
+
+
+@dataclass(kw_only=True)
+class DecodeChoice:
+    """The fastest measured decode step of a datapath: what the 7B token and the energy runs use."""
+
+    datapath: str
+    variant: str
+    us: float
+    plan: DecodePlan | None = None      # None: forward (fp16 eager or the per-operator path)
+    compiled: Callable | None = None    # fp16: torch.compile'd step
+    prefill: Callable | None = None     # one eager prefill of the block (for the energy runs)
+
+
+def block_bytes(datapath: str, ctx: int, dims=LLAMA7B) -> dict[str, float]:
+    """Fewest bytes one decode step moves: weights once, the KV cache read once (ctx rows, our layout)."""
+    d, F_, H, hd = dims.d_model, dims.d_ffn, dims.n_heads, dims.head_dim
+    n_w = (3 * d + d + 2 * F_) * d + d * F_
+    kv16 = 2.0 * H * ctx * hd * 2
+    kv3 = 2.0 * H * ctx * (hd // 2 + 4)       # nibble codes + fp32 scale per row
+    if datapath == "fp16":
+        return dict(weights=2.0 * n_w, kv=kv16)
+    return dict(weights=n_w / 4.0, kv=kv3 if datapath == "a4.8" else kv16)
+
+
+def _plan_name(plan: DecodePlan, datapath: str) -> str:
+    name = plan.prologue
+    if datapath == "a4.8":
+        name += f"_wo-{plan.wo}_down-{plan.wdown}" + ("" if plan.gate_first else "_nogatefirst")
+    return name + ("_pdl" if plan.pdl else "")
+
+
+def _rel(y: torch.Tensor, ref: torch.Tensor, x: torch.Tensor) -> float:
+    """Relative difference of two block outputs, measured on the block's update (out - x)."""
+    return float((y.double() - ref.double()).norm() / (ref.double() - x.double()).norm())
+
+
+def block_section(log: MeasurementLog, ctx: int = 2048, prefill: int = 2048, compile_fp16: bool = True,
+                  read_gbps: float = 4570.0, replicas: int = 4) -> dict[str, DecodeChoice]:
+    """Decode and prefill rows of every datapath; returns the fastest decode step of each."""
+    best: dict[str, DecodeChoice] = {}
+    d = LLAMA7B.d_model
+    T_max = max(ctx, prefill) + 1
+    g = torch.Generator(device="cuda").manual_seed(11)
+    xp = torch.randn(1, prefill, d, device="cuda", dtype=torch.float16, generator=g)
+    xd = torch.randn(1, 1, d, device="cuda", dtype=torch.float16, generator=g)
+    for dp in ("fp16", "b1.58", "a4.8"):
+        try:
+            best[dp] = _datapath(log, dp, ctx, prefill, T_max, xp, xd, compile_fp16, read_gbps,
+                                 2 if dp == "fp16" else replicas)
+        except Exception as e:  # noqa: BLE001 - one datapath failing must not lose the others
+            log.note(what=f"block {dp} failed", error=repr(e)[-800:], tb=traceback.format_exc()[-1500:])
+        torch.cuda.empty_cache()
+    _chains(log, ctx)
+    return best
+
+
+def _datapath(log, dp, ctx, prefill, T_max, xp, xd, compile_fp16, read_gbps, R) -> DecodeChoice:
+    impl = "baseline" if dp == "fp16" else "ours"
+    blk = KernelBlock(dp, 1, T_max, tuned=log.tuned)
+    blk.forward(xp, 0)                                      # prefill; records the activation sparsity
+    sp_pre = dict(blk.sparsity)
+    blk.record = False
+    t = time_us(lambda: blk.forward(xp, 0), rep_ms=150)
+    log.add(op="block_prefill", kernel=f"block_{dp}", impl=impl, precision=dp, M=prefill, N=d_model(), K=prefill,
+            timing=t, bytes=0.0, ops=0.0, exact=False, sparsity=sp_pre.get("down_in", 0.0),
+            sparsity_o=sp_pre.get("o_in", 0.0))
+    pos = ctx - 1                                           # the new token makes the context ctx long
+    reps = [blk] + [blk.replica() for _ in range(1, R)]
+    for b in reps:
+        b.fill_cache(pos)
+        b.record = False
+    blk.record = True
+    y_ref = blk.forward(xd, pos)
+    sp = dict(blk.sparsity)
+    blk.record = False
+    by = block_bytes(dp, ctx)
+    floor_us = (by["weights"] + by["kv"]) / read_gbps / 1e3
+    common = dict(op="block_decode", impl=impl, precision=dp, M=1, N=d_model(), K=ctx, bytes=by["weights"] + by["kv"],
+                  ops=0.0, cuda_graph=True, copies=R, sparsity=sp.get("down_in", 0.0), sparsity_o=sp.get("o_in", 0.0),
+                  floor_us=floor_us)
+    t = time_graph([lambda b=b: b.forward(xd, pos) for b in reps])
+    variant = "torch_eager" if dp == "fp16" else "per_operator"
+    log.add(kernel=f"block_{dp}", timing=t, exact=False, variant=variant, launches=0, **common)
+    choice = DecodeChoice(datapath=dp, variant=variant, us=t.median)
+    if dp == "fp16":
+        if compile_fp16:
+            choice = _compiled_fp16(log, reps, xd, pos, y_ref, common, choice)
+        choice.prefill = lambda: blk.forward(xp, 0)
+        return choice
+    for plan in PLANS[dp]:
+        name = _plan_name(plan, dp)
+        try:
+            y = blk.decode_fused(xd, pos, plan)
+            rel = _rel(y, y_ref, xd)
+            t = time_graph([lambda b=b: b.decode_fused(xd, pos, plan) for b in reps])
+            log.add(kernel=f"block_{dp}", timing=t, exact=False, variant=name, launches=blk.launches_fused(plan),
+                    rel_err=rel, plan=str(asdict(plan)), **common)
+            if rel < 5e-2 and t.median < choice.us:
+                choice = DecodeChoice(datapath=dp, variant=name, us=t.median, plan=plan)
+        except Exception as e:  # noqa: BLE001
+            log.note(what="fused block failed", datapath=dp, plan=str(plan), error=repr(e)[-800:],
+                     tb=traceback.format_exc()[-1500:])
+    log.note(what="decode choice", datapath=dp, variant=choice.variant, us=choice.us, floor_us=floor_us)
+    choice.prefill = lambda: blk.forward(xp, 0)
+    return choice
+
+
+def d_model() -> int:
+    return LLAMA7B.d_model
+
+
+def _compiled_fp16(log, reps, xd, pos, y_ref, common, choice) -> DecodeChoice:
+    """fp16 decode step through ``torch.compile`` (inductor), replayed in a CUDA graph."""
+    dims = LLAMA7B
+    try:
+        t0 = time.time()
+        step = torch.compile(fp16_decode_step, dynamic=False)
+
+        def call(b):
+            return step(xd, pos, b.w16, b.norm, b.cache.k, b.cache.v, b.cos, b.sin, dims.n_heads, dims.head_dim,
+                        dims.d_ffn)
+
+        y = call(reps[0])
+        torch.cuda.synchronize()
+        log.note(what="torch.compile fp16 decode", compile_s=round(time.time() - t0, 1))
+        rel = _rel(y, y_ref, xd)
+        t = time_graph([lambda b=b: call(b) for b in reps])
+        log.add(kernel="block_fp16", timing=t, exact=False, variant="torch_compile", launches=0, rel_err=rel, **common)
+        if t.median < choice.us:
+            return DecodeChoice(datapath="fp16", variant="torch_compile", us=t.median, compiled=step)
+    except Exception as e:  # noqa: BLE001 - the eager baseline stands
+        log.note(what="torch.compile fp16 failed", error=repr(e)[-800:], tb=traceback.format_exc()[-1500:])
+    return choice
+
+
+def _chains(log: MeasurementLog, ctx: int, R: int = 4) -> None:
+    """``floor_read`` chains with the fused step's launch structure: the floor of that many launches."""
+    dims = LLAMA7B
+    d, F_, H, hd = dims.d_model, dims.d_ffn, dims.n_heads, dims.head_dim
+    kv3 = 2 * H * ctx * (hd // 2 + 4)
+    kv16 = 2 * H * ctx * hd * 2
+    row, frow = 2 * d, 2 * 2 * F_                          # the fp16 activation row a quantizer reads
+    sizes = {   # the "separate" plans: quantizer, GEMV, attention, ... one floor_read per launch
+        "b1.58": (row, 3 * d * d // 4, kv16, row, d * d // 4, row, 2 * F_ * d // 4, frow, d * F_ // 4),
+        "a4.8": (row, 3 * d * d // 4, kv3, row, d * d // 4, row, 2 * F_ * d // 4, frow, d * F_ // 4),
+    }
+    for dp, sz in sizes.items():
+        bufs = [[torch.empty(max(16, s // 4), device="cuda", dtype=torch.int32).random_() for s in sz]
+                for _ in range(R)]
+        outs = [torch.empty((b.numel() + 8191) // 8192, device="cuda", dtype=torch.int32) for b in bufs[0]]
+        for pdl in (False, True):
+            t = time_graph([lambda b=b, j=j: floor_read(b, outs[j], pdl=pdl) for bb in bufs for j, b in enumerate(bb)])
+            t = t.scaled(1.0 / len(sz))          # per step (len(sz) launches), not per launch
+            log.add(op="block_decode", kernel="floor_chain", impl="ours", precision=dp, M=1, N=d, K=ctx,
+                    timing=t, bytes=float(sum(sz)), ops=0.0, exact=True, cuda_graph=True, copies=R,
+                    launches=len(sz), variant="floor_chain" + ("_pdl" if pdl else ""),
+                    note="one floor_read per launch of the separate-prologue step, same bytes")
+        del bufs
+
+
+def _token_step(layers: list[KernelBlock], choice: DecodeChoice, head: torch.Tensor, nw: torch.Tensor,
+                x: torch.Tensor, pos: int) -> Callable[[], torch.Tensor]:
+    dims = LLAMA7B
+
+    def one_layer(b: KernelBlock, h: torch.Tensor) -> torch.Tensor:
+        if choice.plan is not None:
+            return b.decode_fused(h, pos, choice.plan)
+        if choice.compiled is not None:
+            return choice.compiled(h, pos, b.w16, b.norm, b.cache.k, b.cache.v, b.cos, b.sin, dims.n_heads,
+                                   dims.head_dim, dims.d_ffn)
+        return b.forward(h, pos)
+
+    def token() -> torch.Tensor:
+        h = x
+        for b in layers:
+            h = one_layer(b, h)
+        return _rmsnorm16(h.reshape(1, -1), nw) @ head.t()
+
+    return token
+
+
+def token_section(log: MeasurementLog, best: dict[str, DecodeChoice], ctx: int = 2048
+                  ) -> dict[str, tuple[Callable, object]]:
+    """Whole 7B decode tokens (32 blocks + norm + FP16 LM head) per datapath, one CUDA graph each.
+
+    Returns each datapath's graph replay, with the objects that keep its buffers alive (for the
+    energy runs)."""
+    replays: dict[str, tuple[Callable, object]] = {}
+    d = LLAMA7B.d_model
+    g = torch.Generator(device="cuda").manual_seed(5)
+    head = (torch.randn(VOCAB, d, device="cuda", generator=g) * d ** -0.5).to(torch.float16)
+    nw = torch.ones(d, device="cuda", dtype=torch.float16)
+    x = torch.randn(1, 1, d, device="cuda", dtype=torch.float16, generator=g)
+    for dp, choice in best.items():
+        try:
+            first = KernelBlock(dp, 1, ctx, tuned=log.tuned)
+            layers = [first] + [first.replica() for _ in range(1, LAYERS)]
+            for b in layers:
+                b.record = False
+                b.fill_cache(ctx - 1)
+            token = _token_step(layers, choice, head, nw, x, ctx - 1)
+            graph = capture_graph([token])
+            t = time_us(graph.replay, rep_ms=200)
+            by = block_bytes(dp, ctx)
+            nbytes = LAYERS * (by["weights"] + by["kv"]) + 2.0 * VOCAB * d
+            log.add(op="token_decode", kernel=f"7b_{dp}", impl="baseline" if dp == "fp16" else "ours", precision=dp,
+                    M=1, N=d, K=ctx, timing=t, bytes=nbytes, ops=0.0, exact=False, cuda_graph=True,
+                    variant=choice.variant, tokens_per_s=1e6 / t.median, layers=LAYERS)
+            replays[dp] = (graph.replay, (graph, layers))
+        except Exception as e:  # noqa: BLE001
+            log.note(what=f"7b token {dp} failed", error=repr(e)[-800:], tb=traceback.format_exc()[-1500:])
+        torch.cuda.empty_cache()
+    return replays

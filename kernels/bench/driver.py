@@ -1,0 +1,161 @@
+"""``bitsim bench-kernels`` / ``benchmarks/bench_kernels.py``: check and time every kernel in one call.
+
+Sections run in order (``--sections`` picks a subset); after each one the outputs are written
+again (a run cut short keeps what it measured):
+
+``floors``   ceilings (copy, read, cuBLAS 8192³) and ``floor_read`` of every decode operand size
+``gemv``     M = 1 GEMVs (codes given; fused norm+quantizer) vs cuBLAS FP16 and floor_read
+``attention`` KV3 decode attention and the fused attention step vs SDPA
+``block``    7B decoder block decode (graphs) and prefill per datapath, fused variants, torch.compile
+``token``    whole 7B decode token (32 blocks + head) per datapath: tokens/s
+``energy``   board energy (NVML) of sustained decode tokens and block prefills: J/token
+``sparse``   sparse GEMV vs dense GEMV and the floor of its bytes
+``quant``    fused RMSNorm + quantizers
+``prefill``  M = 2048 / 8192 GEMMs (A8, A4-int8, A4-FP8, FP8 without the decode) vs cuBLAS
+``fp8exact`` where the FP8 accumulator stops being exact without promotion
+
+Outputs under ``--out``: ``measured_trace.{parquet,csv}``, ``board_energy.{parquet,csv}``,
+``bench_log.json`` (rows, notes, environment), ``tuned_configs.json`` (with ``--configs``),
+``summary.txt`` (the goals table, printed last).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+import bitsim.tables.kernels  # noqa: F401 - registers the board_energy table
+from kernels.bench import attention, block, energy, floors, gemm, quant, sparse
+from kernels.bench.goals import all_goals, goals_table, token_table
+from kernels.bench.harness import MeasurementLog, env_info, summary_table, write_outputs
+from kernels.checks import content_checks
+from kernels.configs import NO_TUNING, load_config_table
+
+#: run order: the decode step first (its inputs: floors, GEMV and attention sweeps), then the rest
+SECTIONS = ("floors", "gemv", "attention", "block", "token", "energy", "sparse", "quant", "prefill", "fp8exact")
+SWEEPABLE = ("gemv", "attention", "sparse", "prefill")
+
+
+def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    p = p or argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {SECTIONS}")
+    p.add_argument("--no-check", action="store_true", help="skip the exactness checks")
+    p.add_argument("--configs", nargs="?", const="all", default="",
+                   help="check and time every kernels.configs.CANDIDATES entry first (all sections, or a comma "
+                        "list of gemv,attention,sparse,prefill); the fastest correct config per shape serves the "
+                        "rest of the run; writes tuned_configs.json")
+    p.add_argument("--tuned", default=None, help="tuned_configs.json of an earlier --configs run to start from")
+    p.add_argument("--no-compile", action="store_true", help="skip the torch.compile fp16 baseline")
+    p.add_argument("--ctx", type=int, default=2048, help="decode context of the block and token sections")
+    p.add_argument("--budget-s", type=float, default=450.0,
+                   help="start no new section after this many seconds (the outputs so far are kept)")
+    p.add_argument("--out", default=os.environ.get("OUT", "bench_out"), help="output folder")
+    return p
+
+
+def run_benchmark(args: argparse.Namespace) -> int:
+    """Run the chosen sections; write the tables after each; print the goals table last."""
+    secs = [s.strip() for s in args.sections.split(",") if s.strip()]
+    bad = [s for s in secs if s not in SECTIONS]
+    if bad:
+        raise ValueError(f"unknown sections {bad}; known: {SECTIONS}")
+    if not isinstance(args.ctx, int) or not 1 <= args.ctx <= 32768:
+        raise ValueError(f"--ctx must be an int in [1, 32768], got {args.ctx!r}")
+    tuned = load_config_table(args.tuned) if args.tuned else NO_TUNING
+    sweep = set(SWEEPABLE) if args.configs == "all" else {s.strip() for s in args.configs.split(",") if s.strip()}
+    if sweep - set(SWEEPABLE):
+        raise ValueError(f"--configs takes sections among {SWEEPABLE}, got {sorted(sweep - set(SWEEPABLE))}")
+    if not torch.cuda.is_available():
+        raise ValueError("bench-kernels needs a CUDA GPU (none visible)")
+    out = Path(args.out)
+    log = MeasurementLog(env_info(), tuned)
+    print("env:", log.env, flush=True)
+    check = not args.no_check
+    state: dict = {"read_gbps": 4570.0, "ctx": args.ctx}
+    t0 = time.time()
+
+    def ceilings_and_floors():
+        state.update(floors.measure_ceilings(log))
+        floors.floors_section(log)
+
+    def blocks():
+        state["best"] = block.block_section(log, ctx=args.ctx, compile_fp16=not args.no_compile,
+                                            read_gbps=state["read_gbps"])
+
+    def tokens():
+        state["tokens"] = block.token_section(log, state.get("best", {}), ctx=args.ctx)
+
+    def energies():
+        _energy(log, state)
+
+    steps = {
+        "floors": ceilings_and_floors,
+        "gemv": lambda: gemm.gemv_section(log, check=check, configs="gemv" in sweep),
+        "prefill": lambda: gemm.prefill_section(log, check=check, configs="prefill" in sweep),
+        "fp8exact": lambda: gemm.fp8_exactness(log),
+        "quant": lambda: quant.quant_section(log, check=check),
+        "sparse": lambda: sparse.sparse_section(log, check=check, configs="sparse" in sweep),
+        "attention": lambda: attention.attention_section(log, check=check, configs="attention" in sweep),
+        "block": blocks,
+        "token": tokens,
+        "energy": energies,
+    }
+    for name in SECTIONS:
+        if name not in secs:
+            continue
+        if time.time() - t0 > args.budget_s:
+            log.note(what="section skipped (time budget)", section=name, elapsed_s=round(time.time() - t0))
+            continue
+        print(f"== {name} ({time.time() - t0:.0f}s)", flush=True)
+        try:
+            with content_checks(False):     # timed like the baselines: no content scans (they sync)
+                steps[name]()
+        except Exception as e:  # noqa: BLE001 - one broken section must not lose the others
+            log.note(what=f"section {name} failed", error=repr(e)[-1500:], tb=traceback.format_exc()[-2500:])
+        _write(log, out)
+    log.note(what="done", elapsed_s=round(time.time() - t0, 1))
+    _write(log, out)
+    short = "\n".join([summary_table(log, keep=lambda r: r["op"] in ("block_decode", "block_prefill", "ceiling")),
+                       "", token_table(log.rows), "", goals_table(all_goals(log.rows))])
+    (out / "summary.txt").write_text("\n".join([summary_table(log), "", short]) + "\n")
+    print(f"== done in {time.time() - t0:.0f}s", flush=True)
+    print(short)
+    return 0
+
+
+def _write(log: MeasurementLog, out: Path) -> None:
+    try:
+        extra = {"board_energy": (pd.DataFrame(log.energy), "board_energy")} if log.energy else {}
+        write_outputs(log, out, extra)
+    except Exception as e:  # noqa: BLE001 - keep measuring; the JSON log still has everything
+        print("write_outputs failed:", repr(e)[-500:], flush=True)
+
+
+def _energy(log: MeasurementLog, state: dict) -> None:
+    """Sustained 7B decode tokens and block prefills per datapath, with the board's energy counter."""
+    meter = energy.BoardMeter()
+    idle = energy.measure_idle(meter)
+    log.note(what="idle board power", watts=round(idle, 1), counter=meter.has_counter, **meter.clocks())
+    for dp, (replay, _keep) in state.get("tokens", {}).items():
+        energy.sustained(log, meter, datapath=dp, phase="decode", scope="7b_token", step=replay, tokens_per_step=1,
+                         idle_w=idle, layers_per_step=block.LAYERS,
+                         note=f"32 blocks + norm + FP16 LM head, B=1, ctx {state.get('ctx', 2048)}, CUDA graph")
+    for dp, choice in state.get("best", {}).items():
+        if choice.prefill is not None:
+            energy.sustained(log, meter, datapath=dp, phase="prefill", scope="block", step=choice.prefill,
+                             tokens_per_step=2048, idle_w=idle, layers_per_step=1,
+                             note="one 7B decoder block, 2048-token prefill, eager")
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_benchmark(build_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

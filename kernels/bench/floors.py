@@ -1,0 +1,84 @@
+"""Ceilings of this GPU (copy bandwidth, cuBLAS GEMMs) and the ``floor_read`` kernel on given sizes.
+
+The floor rows answer "how fast can ONE kernel launch that only reads B bytes be", timed like
+the GEMVs (a CUDA graph over rotating copies, so every call reads HBM): a kernel of B bytes
+within 1.25x of its floor is bounded by the launch and the memory system, not by its own code.
+"""
+from __future__ import annotations
+
+import torch
+
+from kernels.bench.harness import MeasurementLog, time_rotating, time_us
+from kernels.floor import floor_read, floor_read_reference
+
+#: packed 2-bit bytes of the 7B decode operands (N x K / 4), and the KV3 cache at ctx 2048
+FLOOR_SIZES = {
+    "wq_wo 4096x4096": 4096 * 4096 // 4,
+    "wdown 4096x11008": 4096 * 11008 // 4,
+    "wgate 11008x4096": 11008 * 4096 // 4,
+    "wqkv 12288x4096": 12288 * 4096 // 4,
+    "wgu 22016x4096": 22016 * 4096 // 4,
+    "wdown 16% rows": 4096 * 11008 // 4 * 16 // 100,
+    "block ternary": (12288 + 4096 + 22016) * 4096 // 4 + 4096 * 11008 // 4,
+}
+
+
+def measure_ceilings(log: MeasurementLog) -> dict:
+    """Copy bandwidth (bytes read + written) and cuBLAS FP16 / INT8 / FP8 at 8192³."""
+    n = 1 << 28                                              # 256 Mi fp32 = 1 GiB
+    a = torch.empty(n, device="cuda", dtype=torch.float32).uniform_()
+    b = torch.empty_like(a)
+    t = time_us(lambda: b.copy_(a), rep_ms=100)
+    out = {"copy_gbps": 2 * n * 4 / t.median / 1e3}
+    log.add(op="ceiling", kernel="copy", impl="baseline", precision="fp32", M=1, N=n, K=1, timing=t,
+            bytes=2 * n * 4, ops=0.0, exact=True)
+    del a, b
+    S = 8192
+    x = torch.randn(S, S, device="cuda", dtype=torch.float16)
+    w = torch.randn(S, S, device="cuda", dtype=torch.float16)
+    t = time_us(lambda: x @ w.t(), rep_ms=150)
+    out["fp16_tflops"] = 2 * S ** 3 / t.median / 1e6
+    log.add(op="ceiling", kernel="cublas_fp16", impl="baseline", precision="fp16", M=S, N=S, K=S, timing=t,
+            bytes=3 * S * S * 2, ops=2 * S ** 3, exact=True)
+    xi = torch.randint(-127, 128, (S, S), device="cuda", dtype=torch.int8)
+    wi = torch.randint(-127, 128, (S, S), device="cuda", dtype=torch.int8)
+    t = time_us(lambda: torch._int_mm(xi, wi.t()), rep_ms=150)
+    out["int8_tops"] = 2 * S ** 3 / t.median / 1e6
+    log.add(op="ceiling", kernel="cublas_int8", impl="baseline", precision="int8", M=S, N=S, K=S, timing=t,
+            bytes=2 * S * S + 4 * S * S, ops=2 * S ** 3, exact=True)
+    xf, wf = x.to(torch.float8_e4m3fn), w.to(torch.float8_e4m3fn)
+    one = torch.ones((), device="cuda")
+    t = time_us(lambda: torch._scaled_mm(xf, wf.t(), scale_a=one, scale_b=one, out_dtype=torch.float16),
+                rep_ms=150)
+    out["fp8_tflops"] = 2 * S ** 3 / t.median / 1e6
+    log.add(op="ceiling", kernel="cublas_fp8", impl="baseline", precision="fp8", M=S, N=S, K=S, timing=t,
+            bytes=2 * S * S + 2 * S * S, ops=2 * S ** 3, exact=True)
+    del x, w, xi, wi, xf, wf
+    torch.cuda.empty_cache()
+    big = torch.randint(-2 ** 31, 2 ** 31 - 1, (1 << 29,), device="cuda", dtype=torch.int32)   # 2 GiB
+    t = time_us(lambda: floor_read(big), rep_ms=100)
+    out["read_gbps"] = big.numel() * 4 / t.median / 1e3
+    log.add(op="ceiling", kernel="floor_read", impl="ours", precision="int32", M=1, N=big.numel(), K=1, timing=t,
+            bytes=big.numel() * 4, ops=0.0, exact=True)
+    del big
+    torch.cuda.empty_cache()
+    log.note(what="ceilings", **{k: round(v, 1) for k, v in out.items()})
+    return out
+
+
+def floor_row(log: MeasurementLog, label: str, nbytes: int, seed: int = 0, pdl: bool = False) -> float:
+    """Time ``floor_read`` of ``nbytes`` in a CUDA graph over rotating copies; checked; returns µs."""
+    g = torch.Generator(device="cuda").manual_seed(seed)
+    src = torch.randint(-2 ** 31, 2 ** 31 - 1, (max(16, nbytes // 4),), device="cuda", dtype=torch.int32,
+                        generator=g)
+    out = torch.empty((src.numel() + 8191) // 8192, device="cuda", dtype=torch.int32)
+    exact = bool(torch.equal(floor_read(src, out).cpu(), floor_read_reference(src)))
+    t, c = time_rotating(lambda s: floor_read(s, out, pdl=pdl), [src])
+    log.add(op="floor", kernel="floor_read", impl="ours", precision="int32", M=1, N=src.numel(), K=1, timing=t,
+            bytes=src.numel() * 4, ops=0.0, exact=exact, cuda_graph=True, copies=c, label=label, pdl=pdl)
+    return t.median
+
+
+def floors_section(log: MeasurementLog) -> dict[str, float]:
+    """The floor of every 7B decode operand size (and the whole ternary block's weights)."""
+    return {label: floor_row(log, label, nbytes, seed=i) for i, (label, nbytes) in enumerate(FLOOR_SIZES.items())}

@@ -1,0 +1,219 @@
+"""Decode GEMV (M = 1) and prefill GEMM of the ternary layers, beside cuBLAS and the read floor.
+
+* M = 1, every 7B shape plus the fused QKV (12288x4096) and gate/up (22016x4096) matrices, in
+  CUDA graphs over rotating weight copies: our GEMV on given INT8 codes, the fused
+  norm+quantizer+GEMV (INT8 and INT4 prologue, what the decode step runs), cuBLAS FP16, and
+  ``floor_read`` of the same packed bytes; each of ours checked bit-exact in the same run.
+* Prefill, M = 2048 and 8192: A8, A4-int8, A4-FP8 (tensor cores), the FP8 kernel with its weight
+  decode left out (codes pre-expanded to one byte: the cost of the decode), cuBLAS FP16/INT8/FP8.
+* ``configs``: every ``CANDIDATES`` entry checked and timed first; the winner serves the rest.
+* ``fp8_exactness``: where the unpromoted FP8 accumulator stops being exact.
+"""
+from __future__ import annotations
+
+import json
+import traceback
+
+import torch
+
+from kernels.bench.floors import floor_row
+from kernels.bench.harness import MeasurementLog, time_rotating, time_us
+from kernels.configs import CANDIDATES, gemm_m_bucket, shape_key
+from kernels.packing import pack_ternary
+from kernels.rmsnorm_quant import rmsnorm_quant
+from kernels.ternary_gemm import w158_gemv_fused, w158_matmul, w158_matmul_unpacked
+from model import quant as Q
+
+SHAPES_7B = ((4096, 4096), (11008, 4096), (4096, 11008), (12288, 4096))     # N x K of LLaMA-7B linears
+GEMV_SHAPES = SHAPES_7B + ((22016, 4096),)                                  # + fused gate/up
+PREFILL_MS = (2048, 8192)
+
+
+def ternary_weight(N: int, K: int, seed: int) -> Q.QTensor:
+    g = torch.Generator(device="cuda").manual_seed(seed)
+    return Q.quantize_ternary(torch.randn(N, K, device="cuda", generator=g))
+
+
+def activations(M: int, K: int, seed: int) -> torch.Tensor:
+    g = torch.Generator(device="cuda").manual_seed(seed)
+    return torch.randn(M, K, device="cuda", generator=g)
+
+
+def _try(log: MeasurementLog, what: str, fn, **ctx) -> None:
+    try:
+        fn()
+    except Exception as e:  # noqa: BLE001 - one failing case must not lose the others
+        log.note(what=f"{what} failed", error=repr(e)[-600:], tb=traceback.format_exc()[-1200:], **ctx)
+
+
+# ----------------------------------------------------------------------------- M = 1
+def gemv_section(log: MeasurementLog, shapes=GEMV_SHAPES, check: bool = True, configs: bool = False) -> None:
+    for (N, K) in shapes:
+        _try(log, "gemv shape", lambda: _gemv_shape(log, N, K, check, configs), N=N, K=K)
+        torch.cuda.empty_cache()
+
+
+def _gemv_shape(log: MeasurementLog, N: int, K: int, check: bool, configs: bool) -> None:
+    wq = ternary_weight(N, K, seed=N + K)
+    wp = pack_ternary(wq.codes)
+    ws = wq.scale.reshape(1)
+    packed = wp.numel() * 4
+    x = activations(1, K, seed=K).to(torch.float16)
+    q8 = Q.quantize_int8(x.float())
+    ref = Q.qlinear(q8, wq) if (check or configs) else None
+    bytes_ = packed + K + 2 * N
+    ops = 2.0 * N * K
+    if configs:
+        results = []
+        for cfg in CANDIDATES["gemv"]:
+            try:
+                ok = bool(torch.equal(w158_matmul(q8.codes, q8.scale, wp, ws, N, config=cfg), ref))
+                t, c = time_rotating(lambda w: w158_matmul(q8.codes, q8.scale, w, ws, N, config=cfg), [wp])
+                log.add(op="gemv", kernel="ours_w158a8_cfg", impl="ours", precision="w1.58a8", M=1, N=N, K=K,
+                        timing=t, bytes=bytes_, ops=ops, exact=ok, cuda_graph=True, copies=c, config=json.dumps(cfg))
+                results.append((t.median, ok, cfg))
+            except Exception as e:  # noqa: BLE001
+                log.note(what="gemv config failed", cfg=cfg, error=repr(e)[-300:])
+        log.pick("gemv", shape_key(N=N, K=K), results)
+    tuned = log.tuned
+    exact = bool(torch.equal(w158_matmul(q8.codes, q8.scale, wp, ws, N, tuned=tuned), ref)) if check else False
+    for pdl in (False, True):
+        t, c = time_rotating(lambda w: w158_matmul(q8.codes, q8.scale, w, ws, N, tuned=tuned, pdl=pdl), [wp])
+        log.add(op="gemv", kernel="ours_w158a8" + ("_pdl" if pdl else ""), impl="ours", precision="w1.58a8", M=1,
+                N=N, K=K, timing=t, bytes=bytes_, ops=ops, exact=exact, cuda_graph=True, copies=c, pdl=pdl)
+    for mode in ("int8", "int4"):
+        nw = (torch.rand(K, device="cuda") + 0.5).to(torch.float16)
+        codes, scale = rmsnorm_quant(x, mode, nw)
+        ok = False
+        if check:
+            y, xq, xqs = w158_gemv_fused(x, wp, ws, N, mode=mode, norm_weight=nw, tuned=tuned, return_codes=True)
+            ok = bool(torch.equal(xq, codes) and torch.equal(xqs, scale)
+                      and torch.equal(y, Q.qlinear(Q.QTensor(codes, scale, mode, 8 if mode == "int8" else 4), wq)))
+        t, c = time_rotating(lambda w: w158_gemv_fused(x, w, ws, N, mode=mode, norm_weight=nw, tuned=tuned), [wp])
+        log.add(op="gemv", kernel=f"ours_fused_norm_{mode}_gemv", impl="ours",
+                precision="w1.58a8" if mode == "int8" else "w1.58a4-int8", M=1, N=N, K=K, timing=t,
+                bytes=packed + 2 * K + 2 * N, ops=ops, exact=ok, cuda_graph=True, copies=c)
+    w16 = (wq.codes.to(torch.float16) * wq.scale.to(torch.float16)).contiguous()
+    t, c = time_rotating(lambda w: x @ w.t(), [w16])
+    log.add(op="gemv", kernel="cublas_fp16", impl="baseline", precision="fp16", M=1, N=N, K=K, timing=t,
+            bytes=2.0 * N * K + 2 * K + 2 * N, ops=ops, exact=False, cuda_graph=True, copies=c)
+    del w16
+    for pdl in (False, True):
+        floor_row(log, f"packed {N}x{K}", packed, seed=N, pdl=pdl)
+
+
+# ----------------------------------------------------------------------------- prefill
+def prefill_section(log: MeasurementLog, shapes=SHAPES_7B, Ms=PREFILL_MS, check: bool = True,
+                    configs: bool = False) -> None:
+    for (N, K) in shapes:
+        wq = ternary_weight(N, K, seed=N + K)
+        wp = pack_ternary(wq.codes)
+        for M in Ms:
+            _try(log, "gemm shape", lambda: _gemm_shape(log, wq, wp, M, N, K, check, configs and M == Ms[0]),
+                 M=M, N=N, K=K)
+        del wq, wp
+        torch.cuda.empty_cache()
+
+
+def _sweep_gemm(log, xx, xs, wp, ws, ref, M, N, K, fp8, bytes_, ops, other_Ms) -> None:
+    results = []
+    for cfg in CANDIDATES["gemm"]:
+        try:
+            ok = bool(torch.equal(w158_matmul(xx, xs, wp, ws, N, config=cfg), ref))
+            t = time_us(lambda: w158_matmul(xx, xs, wp, ws, N, config=cfg))
+            log.add(op="gemm", kernel="ours_w158a4_fp8_cfg" if fp8 else "ours_w158a8_cfg", impl="ours",
+                    precision="w1.58a4-fp8" if fp8 else "w1.58a8", M=M, N=N, K=K, timing=t, bytes=bytes_, ops=ops,
+                    exact=ok, config=json.dumps(cfg))
+            results.append((t.median, ok, cfg))
+        except Exception as e:  # noqa: BLE001
+            log.note(what="gemm config failed", fp8=fp8, cfg=cfg, error=repr(e)[-400:])
+    prec = "fp8" if fp8 else "int8"
+    best = log.pick("gemm", shape_key(M=gemm_m_bucket(M), N=N, K=K, prec=prec), results)
+    if best is not None:
+        for m in other_Ms:          # the larger prefill sizes run the same tile (swept at the first M only)
+            log.tuned = log.tuned.with_entry("gemm", shape_key(M=gemm_m_bucket(m), N=N, K=K, prec=prec), best)
+
+
+def _gemm_shape(log, wq, wp, M, N, K, check, configs) -> None:
+    x = activations(M, K, seed=M)
+    q8 = Q.quantize_int8(x)
+    q4 = Q.quantize_int4(x)
+    x4f8 = q4.codes.to(torch.float8_e4m3fn)
+    ws = wq.scale.reshape(1)
+    ops = 2.0 * M * N * K
+    bytes_ = wp.numel() * 4 + M * K + 2 * M * N + 4 * M
+    ref8 = ref4 = None
+    if check or configs:
+        ref8, ref4 = Q.qlinear(q8, wq), Q.qlinear(q4, wq)
+    if configs:
+        others = [m for m in PREFILL_MS if m != M]
+        _sweep_gemm(log, q8.codes, q8.scale, wp, ws, ref8, M, N, K, False, bytes_, ops, others)
+        _sweep_gemm(log, x4f8, q4.scale, wp, ws, ref4, M, N, K, True, bytes_, ops, others)
+    tuned = log.tuned
+    cases = (("ours_w158a8", "w1.58a8", q8.codes, q8.scale, ref8), ("ours_w158a4_int8", "w1.58a4-int8", q4.codes,
+             q4.scale, ref4), ("ours_w158a4_fp8", "w1.58a4-fp8", x4f8, q4.scale, ref4))
+    for kernel, prec, xx, xs, ref in cases:
+        ok = bool(torch.equal(w158_matmul(xx, xs, wp, ws, N, tuned=tuned), ref)) if check else False
+        t = time_us(lambda: w158_matmul(xx, xs, wp, ws, N, tuned=tuned))
+        log.add(op="gemm", kernel=kernel, impl="ours", precision=prec, M=M, N=N, K=K, timing=t, bytes=bytes_,
+                ops=ops, exact=ok)
+    # the FP8 kernel with the weight decode left out (weights one byte per code): what the decode costs
+    wf8 = wq.codes.to(torch.float8_e4m3fn).contiguous()
+    best = tuned.lookup("gemm", M=gemm_m_bucket(M), N=N, K=K, prec="fp8")
+    cfg = {k: v for k, v in (best or {}).items() if k != "DECODE"} or None
+    ok = bool(torch.equal(w158_matmul_unpacked(x4f8, q4.scale, wf8, ws, config=cfg), ref4)) if check else False
+    t = time_us(lambda: w158_matmul_unpacked(x4f8, q4.scale, wf8, ws, config=cfg))
+    log.add(op="gemm", kernel="ours_fp8_nodecode", impl="ours", precision="w1.58a4-fp8", M=M, N=N, K=K, timing=t,
+            bytes=N * K + M * K + 2 * M * N, ops=ops, exact=ok, note="weight decode left out (1 byte per code)")
+    wi8 = wq.codes.contiguous()
+    cfg8 = tuned.lookup("gemm", M=gemm_m_bucket(M), N=N, K=K, prec="int8")
+    cfg8 = {k: v for k, v in (cfg8 or {}).items() if k != "DECODE"} or None
+    ok = bool(torch.equal(w158_matmul_unpacked(q8.codes, q8.scale, wi8, ws, config=cfg8), ref8)) if check else False
+    t = time_us(lambda: w158_matmul_unpacked(q8.codes, q8.scale, wi8, ws, config=cfg8))
+    log.add(op="gemm", kernel="ours_int8_nodecode", impl="ours", precision="w1.58a8", M=M, N=N, K=K, timing=t,
+            bytes=N * K + M * K + 2 * M * N, ops=ops, exact=ok, note="weight decode left out (1 byte per code)")
+    del ref8, ref4
+    x16 = x.to(torch.float16)
+    w16 = (wq.codes.to(torch.float16) * wq.scale.to(torch.float16)).contiguous()
+    t = time_us(lambda: x16 @ w16.t())
+    log.add(op="gemm", kernel="cublas_fp16", impl="baseline", precision="fp16", M=M, N=N, K=K, timing=t,
+            bytes=2.0 * N * K + 2 * M * K + 2 * M * N, ops=ops, exact=False)
+    del w16
+    t = time_us(lambda: torch._int_mm(q8.codes, wi8.t()))
+    log.add(op="gemm", kernel="cublas_int8", impl="baseline", precision="int8", M=M, N=N, K=K, timing=t,
+            bytes=1.0 * N * K + M * K + 4 * M * N, ops=ops, exact=False)
+    one = torch.ones((), device="cuda")
+    t = time_us(lambda: torch._scaled_mm(x4f8, wf8.t(), scale_a=one, scale_b=one, out_dtype=torch.float16))
+    log.add(op="gemm", kernel="cublas_fp8", impl="baseline", precision="fp8", M=M, N=N, K=K, timing=t,
+            bytes=1.0 * N * K + M * K + 2 * M * N, ops=ops, exact=False)
+
+
+# ----------------------------------------------------------------------------- FP8 exactness study
+def fp8_exactness(log: MeasurementLog, Ks=(2048, 4096, 11008, 32768)) -> None:
+    """Where does the FP8 wgmma accumulator stop being exact on integer data?
+
+    Adversarial data: every product is +8 for half the rows, so the partial sums grow linearly to
+    8·K; random data otherwise.  Compares with and without promotion (``max_num_imprecise_acc``).
+    """
+    M, N = 256, 256
+    for K in Ks:
+        g = torch.Generator(device="cuda").manual_seed(K)
+        xc = torch.randint(-8, 8, (M, K), device="cuda", generator=g, dtype=torch.int32)
+        wc = torch.randint(-1, 2, (N, K), device="cuda", generator=g, dtype=torch.int32)
+        xc[: M // 2] = -8
+        xc[: M // 2, ::5] = -7                 # odd products too, so low bits of the sums are live
+        wc[: N // 2] = -1                      # rows/cols 0..127: products +8/+7, sums up to ~7.8K
+        ref = (xc.double() @ wc.double().t())
+        xs = torch.ones(M, 1, device="cuda")
+        ws = torch.ones(1, device="cuda")
+        wp = pack_ternary(wc.to(torch.int8))
+        xf8 = xc.to(torch.float8_e4m3fn)
+        for imp in (1 << 30, 64, 512, 2048):   # 1<<30: no promotion at all; 512 is the default
+            try:
+                y = w158_matmul(xf8, xs, wp, ws, N, out_dtype=torch.float32, imprecise_acc=imp)
+                err = (y.double() - ref).abs()
+                log.note(what="fp8_exactness", K=K, imprecise_acc=imp, max_abs_sum=float(ref.abs().max()),
+                         exact=bool(err.max() == 0), max_err=float(err.max()),
+                         wrong_frac=float((err > 0).double().mean()))
+            except Exception as e:  # noqa: BLE001
+                log.note(what="fp8_exactness failed", K=K, imprecise_acc=imp, error=repr(e)[:300])

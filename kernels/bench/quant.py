@@ -1,0 +1,43 @@
+"""The fused RMSNorm + quantizer kernels: checked bit-exact on 7B widths, timed at M = 1 (CUDA graph,
+launch gaps of a graph) and M = 2048 (one launch, L2 flushed)."""
+from __future__ import annotations
+
+import torch
+
+from kernels.bench.harness import MeasurementLog, time_graph, time_us
+from kernels.rmsnorm_quant import reference_quant, rmsnorm_quant
+
+CASES = (("int8", 4096, None), ("int4", 4096, None), ("int4", 4096, "fp8"), ("topk8", 4096, None),
+         ("topk8", 4096, "radix"), ("topk8", 4096, "nz"), ("int8", 11008, "glu"), ("int8", 11008, "silu"),
+         ("int8", 11008, "glu_nz"))
+
+
+def quant_section(log: MeasurementLog, check: bool = True, Ms: tuple[int, ...] = (1, 2048)) -> None:
+    for M in Ms:
+        for mode, D, extra in CASES:
+            g = torch.Generator(device="cuda").manual_seed(M * 7 + D)
+            x = torch.randn(M, D, device="cuda", generator=g).to(torch.float16)
+            w = (torch.rand(D, device="cuda", generator=g) + 0.5).to(torch.float16)
+            glu = "silu" if extra == "silu" else "relu2"
+            gated = extra in ("glu", "silu", "glu_nz")
+            gate = torch.randn(M, D, device="cuda", generator=g).to(torch.float16) if gated else None
+            kw = dict(gate=gate, out_fp8=extra == "fp8", nonzero=extra in ("nz", "glu_nz"), glu=glu,
+                      topk_search="radix" if extra == "radix" else "bitwise")
+            out = rmsnorm_quant(x, mode, w, **kw)
+            exact = False
+            if check:
+                ref = reference_quant(x, mode, w, gate, glu=glu)
+                codes = out[0].float().to(torch.int8) if extra == "fp8" else out[0]
+                exact = bool(torch.equal(codes.cpu(), ref.codes) and torch.equal(out[1].cpu(), ref.scale))
+                if kw["nonzero"]:
+                    nzi, nnz = out[2].cpu(), out[3].cpu()
+                    for r in range(min(M, 4)):
+                        exact &= bool(torch.equal(nzi[r, :nnz[r]].long(), torch.nonzero(ref.codes[r]).flatten()))
+            name = f"ours_norm_{mode}" + (f"_{extra}" if extra else "")
+            nbytes = M * D * 2 * (2 if gate is not None else 1) + 2 * D + M * D + 4 * M
+            if M == 1:
+                t = time_graph([lambda: rmsnorm_quant(x, mode, w, **kw)] * 8)
+            else:
+                t = time_us(lambda: rmsnorm_quant(x, mode, w, **kw))
+            log.add(op="quant", kernel=name, impl="ours", precision=mode, M=M, N=D, K=0, timing=t, bytes=nbytes,
+                    ops=0.0, exact=exact, cuda_graph=M == 1)

@@ -1,0 +1,80 @@
+"""The benchmark's CPU-side parts: spreads of timings, keyword-only rows, the tables it writes, the goal
+verdicts, and that no kernel module imports the benchmark."""
+import ast
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import bitsim.tables.kernels  # noqa: F401 - registers board_energy
+from bitsim.tables import read_table, validate
+from kernels.bench.goals import all_goals, attention_goals, decode_block_goals, gemv_floor_goals
+from kernels.bench.harness import MeasurementLog, Timing, write_outputs
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = dict(gpu="TestGPU", torch="0", triton="0", cuda="0", date="2026-01-01T00:00:00+00:00", command="test")
+
+
+def test_timing_keeps_median_quartiles_and_extremes():
+    t = Timing.from_samples([5.0, 1.0, 3.0, 2.0, 4.0])
+    assert (t.median, t.p25, t.p75, t.min, t.max, t.n) == (3.0, 2.0, 4.0, 1.0, 5.0, 5)
+    assert t.scaled(2).median == 1.5 and t.scaled(2).n == 5
+    with pytest.raises(ValueError):
+        Timing.from_samples([])
+
+
+def _row(log, **kw):
+    base = dict(impl="ours", precision="x", M=1, N=1, K=1, bytes=1.0, ops=0.0, exact=True, cuda_graph=True)
+    base.update(kw)
+    us = base.pop("us")
+    return log.add(timing=Timing.from_samples([us * 0.9, us, us * 1.1]), **base)
+
+
+def test_rows_are_keyword_only_and_written_as_a_valid_measured_trace(tmp_path):
+    log = MeasurementLog(ENV)
+    with pytest.raises(TypeError):
+        log.add("gemv", "k", "ours", "x", 1, 1, 1, Timing.from_samples([1.0]), 1.0, 0.0, True)   # noqa
+    _row(log, op="gemv", kernel="ours_w158a8", us=2.0)
+    log.energy.append(dict(datapath="a4.8", phase="decode", scope="7b_token", steps=3, tokens=3.0, seconds=1.0,
+                           joules=2.0, mean_power_w=2.0, max_power_w=2.5, idle_power_w=1.0, j_per_token=0.67,
+                           j_per_token_above_idle=0.33, us_per_step=3.0, layers_per_step=32, samples=5,
+                           source="nvml_total_energy", note="", **{k: ENV[k] for k in ("gpu", "torch", "triton",
+                                                                                           "cuda", "date")}))
+    write_outputs(log, tmp_path, {"board_energy": (pd.DataFrame(log.energy), "board_energy")})
+    df = read_table(tmp_path / "measured_trace.parquet", "measured_trace")
+    assert list(df["us"]) == [2.0] and float(df["us_p25"][0]) < 2.0 < float(df["us_p75"][0])
+    validate(read_table(tmp_path / "board_energy.csv"), "board_energy")
+    assert json.loads((tmp_path / "bench_log.json").read_text())["rows"][0]["kernel"] == "ours_w158a8"
+
+
+def test_a_sweep_winner_lands_in_the_logs_table_not_in_a_module():
+    log = MeasurementLog(ENV)
+    best = log.pick("gemv", "K=64,N=8", [(3.0, True, dict(BN=8)), (1.0, False, dict(BN=16)),
+                                         (2.0, True, dict(BN=32))])
+    assert best == dict(BN=32) and log.tuned.lookup("gemv", N=8, K=64) == dict(BN=32)
+
+
+def test_goal_verdicts_from_rows_measured_in_one_run():
+    log = MeasurementLog(ENV)
+    _row(log, op="block_decode", kernel="block_fp16", K=2048, us=200.0, floor_us=96.0, variant="torch_eager")
+    _row(log, op="block_decode", kernel="block_fp16", K=2048, us=150.0, floor_us=96.0, variant="torch_compile")
+    _row(log, op="block_decode", kernel="block_a4.8", K=2048, us=25.0, floor_us=13.0, variant="fused")
+    _row(log, op="block_decode", kernel="block_b1.58", K=2048, us=40.0, floor_us=18.0, variant="fused")
+    goals = {g.goal.split(" >=")[0]: g for g in decode_block_goals(log.rows)}
+    assert goals["7B block decode a4.8"].value == 6.0 and goals["7B block decode a4.8"].verdict == "met"
+    assert goals["7B block decode b1.58"].value == 3.75 and goals["7B block decode b1.58"].verdict == "missed"
+    _row(log, op="gemv", kernel="ours_w158a8", N=4096, K=4096, us=5.0)
+    _row(log, op="floor", kernel="floor_read", us=4.5, label="packed 4096x4096", pdl=False)
+    (g,) = gemv_floor_goals(log.rows)
+    assert g.verdict == "met" and abs(g.value - 5.0 / 4.5) < 1e-12
+    assert all(a.verdict == "not measured" for a in attention_goals(log.rows))
+    assert not any(g.verdict == "met" and g.value != g.value for g in all_goals(log.rows))   # NaN is never met
+
+
+def test_no_kernel_module_imports_the_benchmark():
+    for path in sorted((ROOT / "kernels").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            assert not any(n.startswith("kernels.bench") for n in names if path.name != "cli.py"), path
