@@ -137,7 +137,7 @@ def test_bad_trace_values_are_value_errors_naming_column_and_row():
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_energy_basis_marks_the_gpu_presets_as_dynamic_only(name):
     c = sim.load_accelerator(name)
-    expected = "dynamic-only" if name.startswith("h100") else "model"
+    expected = "dynamic-only" if name.startswith(("h100", "h200")) else "model"
     assert c.energy_basis == expected
     if expected == "dynamic-only":
         assert c.static_power_w == 0

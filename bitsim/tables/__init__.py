@@ -10,11 +10,11 @@ from bitsim.tables.io import (check_output, check_output_folder, describe, publi
 from bitsim.tables.schemas import (MEASURED_TRACE, OP_TRACE, OP_TRACE_META, SCHEMA_VERSION, SCHEMAS,
                                    SIM_RESULT, Column, measured_final_rows, register)
 from bitsim.tables.vocabulary import (ACT_FORMATS, KV_FORMATS, OP_CLASSES, PHASES, STATS_SOURCES,
-                                      MAX_BATCH, MAX_CONTEXT, MAX_PREFILL_TOKENS, TUNING_SUFFIX, WEIGHT_FORMATS)
+                                      MAX_BATCH, MAX_CONTEXT, MAX_PREFILL_TOKENS, TUNING_SUFFIX, WEIGHT_FORMATS, is_study_kernel)
 
 __all__ = [
     "ACT_FORMATS", "KV_FORMATS", "MAX_BATCH", "MAX_CONTEXT", "MAX_PREFILL_TOKENS", "MEASURED_TRACE", "OP_CLASSES", "OP_TRACE", "OP_TRACE_META", "PHASES",
     "SCHEMAS", "SCHEMA_VERSION", "SIM_RESULT", "STATS_SOURCES", "TUNING_SUFFIX", "WEIGHT_FORMATS",
-    "Column", "check_output", "check_output_folder", "describe", "publish_folder", "reference_markdown",
+    "Column", "is_study_kernel", "check_output", "check_output_folder", "describe", "publish_folder", "reference_markdown",
     "temporary_sibling", "measured_final_rows", "read_table", "register", "validate", "write_table",
 ]

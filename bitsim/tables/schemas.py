@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from bitsim.tables.vocabulary import TUNING_SUFFIX
+from bitsim.tables.vocabulary import TUNING_SUFFIX, is_study_kernel
 
 SCHEMA_VERSION = "1"
 
@@ -149,5 +149,8 @@ register("sim_result", SIM_RESULT, "one row per simulated op (sim/ writes it)")
 
 
 def measured_final_rows(measured: pd.DataFrame) -> pd.DataFrame:
-    """The rows of a ``measured_trace`` table that are kernel results (tuning-sweep rows dropped)."""
-    return measured[~measured["kernel"].astype(str).str.endswith(TUNING_SUFFIX)]
+    """The rows of a ``measured_trace`` table that are kernels as shipped: tuning-sweep rows and study
+    variants (``vocabulary.is_study_kernel``: floors, stage-left-out variants) dropped."""
+    names = measured["kernel"].astype(str)
+    study = names.map(is_study_kernel).astype(bool)
+    return measured[~names.str.endswith(TUNING_SUFFIX) & ~study]

@@ -34,3 +34,14 @@ STATS_SOURCES = ("random", "paper-table2", "trained")
 MAX_CONTEXT = 1 << 20          # decode context, tokens (1 M; the papers go to 32 k)
 MAX_PREFILL_TOKENS = 1 << 15   # prompt length of a prefill trace (32 k)
 MAX_BATCH = 1024               # sequences per step (issue 12's sweeps go to 256)
+
+#: measured_trace convention: kernels that measure a stage of another kernel (a variant with the weight
+#: decode left out, a read-only floor, a rejected fused prologue, programmatic-launch trials) are
+#: evidence for docs/kernels.md, not kernels as shipped; they are left out of speedups and of fits.
+STUDY_KERNEL_PREFIXES = ("floor_", "ours_fused_norm_")
+STUDY_KERNEL_SUFFIXES = ("_nodecode", "_pdl", "_radix")
+
+
+def is_study_kernel(name: str) -> bool:
+    """Whether a measured kernel name is a study variant (see :data:`STUDY_KERNEL_PREFIXES`)."""
+    return name.startswith(STUDY_KERNEL_PREFIXES) or name.endswith(STUDY_KERNEL_SUFFIXES)

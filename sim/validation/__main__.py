@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bitsim.tables import read_table
+from bitsim.tables import check_output, read_table, write_table
 
 from ..config import from_dict
 from ..files import write_text_atomic
@@ -76,7 +76,11 @@ def h200_main(argv: list[str]) -> int:
                     help="measured_trace table of the H100 the kernel parameters are fitted on")
     ap.add_argument("-o", "--out", default=None, help="write h200-like here (e.g. sim/presets/h200-like.yaml)")
     ap.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    ap.add_argument("--table", default=None,
+                    help="also write the per-class held-out table (sim_validation) here, .csv or .parquet")
     args = ap.parse_args(argv)
+    if args.table:
+        check_output(args.table, inputs=[args.measured, args.h100], force=args.force)
     if args.out and Path(args.out).suffix != ".yaml":
         raise ValueError(f"-o must end in .yaml, got {Path(args.out).name!r}")
     if args.out and Path(args.out).exists() and not args.force:
@@ -88,6 +92,11 @@ def h200_main(argv: list[str]) -> int:
         write_text_atomic(crossgpu.to_yaml(raw, str(args.measured)), args.out)
         print(f"wrote {args.out}")
     _, per_class = crossgpu.cross_gpu_table(h100, h200)
+    if args.table:
+        per_class.attrs = {"command": "python -m sim.validation h200 " + " ".join(argv),
+                           "fitted_on": str(args.h100), "predicted": str(args.measured)}
+        write_table(per_class, args.table, "sim_validation")
+        print(f"wrote {args.table}")
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(per_class.round(4).to_string(index=False))
     return 0
