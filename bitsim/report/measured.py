@@ -43,8 +43,10 @@ def load_measured(data_dir: str | Path = "reports/data", include_anchors: bool =
         files += [f for f in sorted(data_dir.glob("measured_*.csv")) if f.stem not in stems]
     frames = []
     for f in files:
-        df = read_table(f, "measured_trace")
-        frames.append(df.assign(source=f.name))
+        df = read_table(f)
+        if df.attrs.get("schema", "measured_trace") != "measured_trace":
+            continue   # another table of the same run (e.g. measured_h200_board_energy: schema board_energy)
+        frames.append(validate(df, "measured_trace").assign(source=f.name))
     if include_anchors:
         frames.append(load_anchors().assign(source=ANCHORS_SOURCE))
     frames = [f for f in frames if len(f)]
