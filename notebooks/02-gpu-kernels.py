@@ -14,9 +14,10 @@
 # %% [markdown]
 # # 02 · Measured GPU kernels
 #
-# The kernels team's H100 measurements (`reports/data/measured_*`, schema `measured_trace`) plus
-# the anchor timings of docs/gpu-facts.md §1: times, speedups over cuBLAS FP16 measured in the same
-# run, and what they say about the a4.8 speed claims on a GPU without INT4 tensor cores.
+# The kernels team's measurements (`reports/data/measured_*`, schema `measured_trace`; H100 and H200 runs)
+# plus the anchor timings of docs/gpu-facts.md §1: times, speedups over the FP16 baseline measured in the same
+# run and timing mode, with the spread of the repeats where the run stored it, the board energy of sustained
+# runs, and what they say about the a4.8 speed claims on a GPU without INT4 tensor cores.
 
 # %% tags=["parameters"]
 import os
@@ -26,50 +27,96 @@ MEASURED_DIR = os.environ.get("BITSIM_MEASURED_DIR", "../reports/data")
 
 # %%
 import matplotlib.pyplot as plt
+import pandas as pd
 from IPython.display import display
 
 from bitsim.report import figures
 from bitsim.report.claims import CLAIMS, measured_speed_rows
+from bitsim.report.collect import load_board_energy
+from bitsim.report.display import shown_measurements
 from bitsim.report.measured import ANCHORS_SOURCE, load_measured, speedups
-from bitsim.report.build import shown_measurements
 
 measured = load_measured(MEASURED_DIR)
 print(f"{len(measured)} measured rows from: {sorted(set(measured.source))}")
-display(measured.groupby(["source", "op", "kernel"]).size().rename("rows").to_frame())
+with pd.option_context("display.max_rows", None, "display.max_columns", None, "display.width", 200):
+    display(measured.groupby(["source", "gpu", "op", "kernel"]).size().rename("rows").to_frame())
 
 # %% [markdown]
-# ## Speedups over cuBLAS FP16 (same shape, same run)
+# ## Speedups over the FP16 baseline (same shape, same run, same timing mode)
+# `speedup_lo` / `speedup_hi`: the baseline's and the kernel's spread combined (quartiles of the repeats, or
+# min/max); `spread` = none where the run stored one median only.  Every row is shown.
 
 # %%
 spd = speedups(measured)
 shown = shown_measurements(spd)  # the kernels' own runs (anchors only if there is nothing else)
-display(shown[["source", "shape", "kernel", "impl", "us", "baseline_us", "speedup"]].round(2))
+cols = ["source", "shape", "kernel", "impl", "cuda_graph", "us", "baseline_us", "speedup", "speedup_lo",
+        "speedup_hi", "spread", "repeats"]
+with pd.option_context("display.max_rows", None, "display.max_columns", None, "display.width", 250):
+    display(shown[cols].round(3))
 figures.measured_speedups(shown)
 plt.show()
 
 # %% [markdown]
 # ## Bandwidth and the roofline
 # Every kernel call at its arithmetic intensity (ops per minimum byte) under the roofs measured
-# in the same run (copy bandwidth, cuBLAS 8192³ peaks), and the share of the copy bandwidth the
-# decode (M = 1) kernels reach: at M = 1 a kernel is only as fast as the bytes it streams.
+# in the same run (copy bandwidth, cuBLAS 8192³ peaks), one run per row, and the share of the copy
+# bandwidth the decode (M = 1) kernels reach: at M = 1 a kernel is only as fast as the bytes it streams.
 
 # %%
 own = measured[measured.source != ANCHORS_SOURCE]
 figures.measured_roofline(own)
 plt.show()
 decode = own[(own.M == 1) & own.op.isin(["gemv", "sparse_gemv"])].sort_values("us")
-decode = decode.drop_duplicates(["kernel", "N", "K", "sparsity"])
-display(decode[["kernel", "N", "K", "sparsity", "cuda_graph", "us", "bytes", "gbps"]]
-        .sort_values(["N", "K", "us"]).round(2))
+decode = decode.drop_duplicates(["source", "kernel", "N", "K", "sparsity"])
+with pd.option_context("display.max_rows", None, "display.width", 200):
+    display(decode[["source", "kernel", "N", "K", "sparsity", "cuda_graph", "us", "bytes", "gbps"]]
+            .sort_values(["source", "N", "K", "us"]).round(2))
+
+# %% [markdown]
+# ## Board energy of sustained runs (NVML)
+
+# %%
+board = load_board_energy(MEASURED_DIR)
+if len(board):
+    display(board[["gpu", "datapath", "phase", "scope", "j_per_token", "j_per_token_above_idle", "mean_power_w",
+                   "idle_power_w", "note"]].round(4))
+else:
+    print("no board energy committed")
 
 # %% [markdown]
 # ## The speed claims on the measured GPU
 # a4.8 vs b1.58: our W1.58A4 kernel (4-bit activations on FP8 tensor cores) vs our W1.58A8
-# kernel; a4.8 vs FP16: the same kernel vs cuBLAS FP16.  Empty when those kernels have no
-# measurements yet.
+# kernel, and the whole decoder block; a4.8 vs FP16: the same against cuBLAS FP16 and the FP16 block.
 
 # %%
 rows = (measured_speed_rows(spd, "ours_w158a4_fp8", "ours_w158a8", CLAIMS["speedup_vs_b158"])
-        + measured_speed_rows(spd, "ours_w158a4_fp8", "cublas_fp16", CLAIMS["speedup_vs_fp16"]))
-import pandas as pd
-display(pd.DataFrame(rows))
+        + measured_speed_rows(spd, "ours_w158a4_fp8", "cublas_fp16", CLAIMS["speedup_vs_fp16"])
+        + measured_speed_rows(spd, "block_a4.8", "block_b1.58", CLAIMS["speedup_vs_b158"])
+        + measured_speed_rows(spd, "block_a4.8", "block_fp16", CLAIMS["speedup_vs_fp16"]))
+claims = pd.DataFrame(rows)
+with pd.option_context("display.max_rows", None, "display.max_colwidth", None):
+    display(claims[["hardware", "workload", "ours", "verdict"]] if len(claims) else claims)
+
+# %% [markdown]
+# ## Takeaways (computed from the tables above)
+
+# %%
+lines = []
+for src, g in shown.groupby("source"):
+    gemv = g[(g.M == 1) & g.kernel.str.startswith("ours_w158a8") & g.op.eq("gemv")]
+    if len(gemv):
+        lines.append(f"- {src}: our W1.58A8 GEMV at M = 1 is {gemv.speedup.min():.2f}x-{gemv.speedup.max():.2f}x "
+                     "cuBLAS FP16 (bandwidth-bound: ternary weights move 8x fewer bytes).")
+    blk = g[g.kernel.isin(["block_a4.8", "block_b1.58"]) & g["shape"].str.contains("decode")]
+    for r in blk.itertuples():
+        lines.append(f"- {src}: {r.kernel} decode step {r.speedup:.2f}x the FP16 block"
+                     + (f" [{r.speedup_lo:.2f}-{r.speedup_hi:.2f}]" if r.speedup_lo == r.speedup_lo else "") + ".")
+if len(claims):
+    lines.append("- Measured claim rows: " + "; ".join(f"{r.hardware.split(': ')[-1]} {r.ours} ({r.verdict})"
+                                                       for r in claims.itertuples()))
+if len(board):
+    b = board[(board.scope == "7b_token")].set_index("datapath").j_per_token
+    if {"fp16", "a4.8"} <= set(b.index):
+        lines.append(f"- Board energy of a 7B decode token: fp16 {b['fp16']:.2f} J, a4.8 {b['a4.8']:.2f} J "
+                     f"({b['fp16'] / b['a4.8']:.2f}x less).")
+print("\n".join(lines) or "no measurements")

@@ -1,31 +1,32 @@
-"""The comparison study behind ``bitsim report``: workloads x datapaths x accelerators.
+"""The comparison study behind ``bitsim report``: fair comparisons, then the sweeps an architect asks for.
 
-A study builds each op trace once -- one per (preset, datapath, phase,
-context) -- and simulates it on the datapath's matched accelerator and on
-every reference accelerator (default ``h100-like``).  Results come back as
-three tidy tables (pandas DataFrames) that figures, claims and notebooks read:
+A study is one **comparison per model preset** (:func:`bitsim.experiments.fair.plan_comparison`):
+one activation profile for all its datapaths, and each datapath as its **strongest** baseline (the
+fewest KV-cache bits it tolerates, the same zero-skipping logic, the presets' array budget).  Each
+trace -- one per (preset, datapath, phase, context) -- is built once and simulated on the
+datapath's matched chip and on every reference chip (default ``h100-like``).
 
-``summary``  one row per (trace, accelerator): preset, datapath, phase,
-             context, tokens, accelerator, role (matched / reference),
-             latency_s, tokens_per_s, energy_j_per_token, energy_<component>_j
-             (J per token), weight_bytes, kv_bytes, footprint_bytes,
-             memory_bound_frac / compute_bound_frac (share of op cycles bound by
-             each), <class>_cycles_frac and <class>_bytes_offchip per op class
-             (gemm, attention, vector).
-``ops``      sim_result rows joined with their trace op (sparsity, bits,
-             MACs) plus the roofline coordinates: ops (2 x effective MACs,
-             or elements for vector ops), time_s, intensity (ops per
-             off-chip byte), achieved_ops_s.
-``traces``   the op traces themselves (op_trace schema) with their keys.
+On the claims preset (7b when present) the study then runs, in the same worker pool and reusing
+every trace it already has (:class:`bitsim.experiments.runs.Runner`):
 
-Traces are built in parallel worker processes (``workers``), one job per
-trace, so a trace is never built twice.
+* the gain ladder from the strongest b1.58 to a4.8 (:mod:`bitsim.experiments.ladder`);
+* decode batch, off-chip bandwidth and memory-technology sweeps, and the iso-peak / iso-area /
+  iso-power comparison bases (:mod:`bitsim.experiments.axes`), with their crossovers;
+* sensitivity bands of the headline ratios (:mod:`bitsim.experiments.sensitivity`).
+
+Tables (pandas DataFrames, each of a schema registered in ``bitsim.tables.experiments``):
+
+``summary``  one row per (trace, chip): preset, datapath, phase, context, tokens, accelerator, role,
+             basis, profile, kv_bits, variant, latency, tokens/s, energy and its components, bytes,
+             footprint, feasibility, area and power (each with what it comes from), bound shares.
+``ops``      sim ops of every study row joined with their trace op, placed on the roofline.
+``traces``   the op traces of the study.
+``axes``     the experiments above by name (``ladder``, ``batch``, ``bandwidth``, ``technology``,
+             ``bases``, ``sensitivity``, ``crossovers``).
 """
 from __future__ import annotations
 
 import dataclasses
-import os
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -33,17 +34,42 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from bitsim.experiments.sweep import exit_with_parent, summary_row
+from bitsim.experiments import axes, ladder, sensitivity
+from bitsim.experiments.chipmetrics import chip_area, row_feasible, row_power
+from bitsim.experiments.fair import (BASELINE_POLICIES, PROFILE_CHOICES, Comparison, Variant, plan_comparison,
+                                     profile_label)
+from bitsim.experiments.runs import Chip, Job, Runner, TraceKey, progress_to_stderr
 from bitsim.tables import MAX_BATCH, MAX_CONTEXT, MAX_PREFILL_TOKENS, validate
 from bitsim.tables.config import dataclass_fields, quote
-from model.config import DATAPATHS
+from model.config import DATAPATHS, get_config
 import sim
-from model.trace import build_trace
 
 DEFAULT_DATAPATHS = ("fp16", "b1.58", "a4.8", "a4.8-fp4")
 # Each datapath's own accelerator preset (sim/presets); a4.8-fp4 shares a4.8's.
 DEFAULT_MATCHED = {"fp16": "fp16", "b1.58": "b1.58", "a4.8": "a4.8", "a4.8-fp4": "a4.8"}
-PROFILES = ("measured", "paper-table2")
+PROFILES = PROFILE_CHOICES
+#: The decode context the headline numbers, the ladder and the sweeps are read at: the study's nearest.
+HEADLINE_CONTEXT = 2048
+#: The experiments of :data:`StudyConfig.experiments` (all by default).
+EXPERIMENTS = ("ladder", "batch", "bandwidth", "technology", "bases", "sensitivity")
+#: The registered schema of each table of ``StudyResult.axes``.
+AXIS_SCHEMAS = {"ladder": "gain_ladder", "batch": "study_batch", "bandwidth": "study_bandwidth",
+                "technology": "study_technology", "bases": "study_bases", "sensitivity": "study_sensitivity",
+                "crossovers": "study_crossovers"}
+
+
+def nearest_context(contexts, target: int = HEADLINE_CONTEXT) -> int:
+    """The context of ``contexts`` nearest ``target`` (the first met on a tie)."""
+    return min(contexts, key=lambda c: abs(c - target))
+
+
+def _ints(v: Any, name: str, lo: int, hi: int) -> tuple[int, ...]:
+    if isinstance(v, str) or not isinstance(v, (tuple, list)):
+        raise ValueError(f"{name}: expected a list, got {v!r}")
+    for x in v:
+        if isinstance(x, bool) or not isinstance(x, (int, np.integer)) or not lo <= x <= hi:
+            raise ValueError(f"{name}: each value must be an integer in {lo}..{hi}, got {x!r}")
+    return tuple(int(x) for x in v)
 
 
 @dataclass(frozen=True)
@@ -56,14 +82,18 @@ class StudyConfig:
     prefill_tokens: int = 2048            # 0: no prefill workload
     batch: int = 1
     seed: int = 0
-    profile: str = "measured"             # activation statistics of the traces (docs/decisions.md 12)
+    profile: str = "auto"                 # activation statistics: the one-profile rule (bitsim.experiments.fair)
+    baselines: str = "strongest"          # strongest baselines (fair) or each datapath as its preset has it
     matched: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_MATCHED))
     reference: tuple[str, ...] = ("h100-like",)
     measured_dir: str = "reports/data"
     workers: int = 2
+    experiments: tuple[str, ...] = EXPERIMENTS
+    batches: tuple[int, ...] = (1, 4, 16, 64, 256)             # decode batch sweep (claims preset)
+    bandwidth_factors: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0)   # x each chip's off-chip bandwidth
 
     def __post_init__(self) -> None:
-        for f in ("presets", "datapaths", "contexts", "reference"):
+        for f in ("presets", "datapaths", "contexts", "reference", "experiments", "bandwidth_factors"):
             v = getattr(self, f)
             if isinstance(v, str) or not isinstance(v, (tuple, list)):
                 raise ValueError(f"{f}: expected a list, got {v!r}")
@@ -93,9 +123,19 @@ class StudyConfig:
             raise ValueError("contexts: give decode contexts or a prefill (prefill_tokens > 0)")
         if self.profile not in PROFILES:
             raise ValueError(f"profile: must be one of {PROFILES}, got {self.profile!r}")
+        if self.baselines not in BASELINE_POLICIES:
+            raise ValueError(f"baselines: must be one of {BASELINE_POLICIES}, got {self.baselines!r}")
         unknown = [d for d in self.datapaths if d not in DATAPATHS]
         if unknown:
             raise ValueError(f"datapaths: unknown datapath(s) {unknown}; known: {list(DATAPATHS)}")
+        bad = [e for e in self.experiments if e not in EXPERIMENTS]
+        if bad:
+            raise ValueError(f"experiments: unknown experiment(s) {bad}; known: {list(EXPERIMENTS)}")
+        object.__setattr__(self, "batches", _ints(self.batches, "batches", 1, MAX_BATCH))
+        for x in self.bandwidth_factors:
+            if isinstance(x, bool) or not isinstance(x, (int, float)) or not 0.01 <= x <= 100:
+                raise ValueError(f"bandwidth_factors: each factor must be a number in 0.01..100, got {x!r}")
+        object.__setattr__(self, "bandwidth_factors", tuple(float(x) for x in self.bandwidth_factors))
         if not isinstance(self.matched, Mapping):
             raise ValueError(f"matched: expected a mapping datapath -> accelerator, got {self.matched!r}")
         stray = [d for d in self.matched if d not in DATAPATHS]
@@ -107,7 +147,7 @@ class StudyConfig:
         object.__setattr__(self, "matched", {d: self.matched[d] for d in self.datapaths})
 
     def workloads(self) -> list[tuple[str, str, str, int]]:
-        """Every (preset, datapath, phase, context) whose trace the study needs."""
+        """Every (preset, datapath, phase, context) the comparison could need (before the profile rule)."""
         out = []
         for p in self.presets:
             for d in self.datapaths:
@@ -127,22 +167,61 @@ class StudyConfig:
         return d
 
 
+def claims_preset(cfg: StudyConfig) -> str:
+    """The model preset the claims and the sweeps are about: 7b when the study has it (the claims are about 7B)."""
+    return "7b" if "7b" in cfg.presets else cfg.presets[0]
+
+
+@dataclass(frozen=True, kw_only=True)
+class StudyPlan:
+    """What the study runs: one comparison per preset, the claims preset and its headline context."""
+
+    config: StudyConfig
+    comparisons: Mapping[str, Comparison]
+    claims_preset: str
+    headline_context: int | None
+
+    @property
+    def main(self) -> Comparison:
+        """The comparison of the claims preset (the one the sweeps run on)."""
+        return self.comparisons[self.claims_preset]
+
+    def key(self, preset: str, datapath: str, phase: str, context: int, **changes: Any) -> TraceKey:
+        """The trace of a workload of ``preset``'s comparison (its profile, its variant's KV cache)."""
+        comp, cfg = self.comparisons[preset], self.config
+        k = TraceKey(preset=preset, datapath=datapath, phase=phase, context=int(context), batch=cfg.batch,
+                     kv_bits=comp.variants[datapath].kv_bits if datapath in comp.variants else None,
+                     profile=comp.profile, seed=cfg.seed)
+        return dataclasses.replace(k, **changes) if changes else k
+
+
+def plan_study(cfg: StudyConfig) -> StudyPlan:
+    """The comparisons of ``cfg`` (profile and strongest baselines per preset)."""
+    comps = {p: plan_comparison(p, cfg.datapaths, cfg.matched, profile=cfg.profile, policy=cfg.baselines,
+                                data_dir=cfg.measured_dir) for p in cfg.presets}
+    return StudyPlan(config=cfg, comparisons=comps, claims_preset=claims_preset(cfg),
+                     headline_context=nearest_context(cfg.contexts) if cfg.contexts else None)
+
+
 @dataclass(kw_only=True)
 class StudyResult:
     config: StudyConfig
+    plan: StudyPlan
     summary: pd.DataFrame
     ops: pd.DataFrame
     traces: pd.DataFrame
     ceilings: pd.DataFrame
     trace_meta: list[dict]
     seconds: float
+    axes: Mapping[str, pd.DataFrame] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------
 def accelerator_ceilings(acc) -> list[dict]:
-    """Roofline ceilings of one accelerator: one row per supported operand pair."""
+    """Roofline ceilings of one accelerator: one row per supported operand pair, and its vector unit."""
     rows = []
     clock = acc.clock_ghz * 1e9
+    bw = getattr(acc.offchip, "sustained_gbps", acc.offchip.bandwidth_gbps) * 1e9
     seen = set()
     for a in acc.arrays:
         for p in a.pe_ops:
@@ -151,120 +230,134 @@ def accelerator_ceilings(acc) -> list[dict]:
                 continue
             seen.add(key)
             rows.append({"accelerator": acc.name, "precision": f"{p.weights}x{p.acts}",
-                         "peak_ops_s": 2.0 * acc.peak_macs_per_cycle(*key) * clock,
-                         "bandwidth_bytes_s": acc.offchip.bandwidth_gbps * 1e9})
+                         "peak_ops_s": 2.0 * acc.peak_macs_per_cycle(*key) * clock, "bandwidth_bytes_s": bw})
+    # vector ops count one op per element (study_ops.ops): the unit's roof is lanes element-passes per cycle
+    rows.append({"accelerator": acc.name, "precision": "vector", "peak_ops_s": float(acc.vector.lanes) * clock,
+                 "bandwidth_bytes_s": bw})
     return rows
 
 
-def _op_rows(trace: pd.DataFrame, ops: pd.DataFrame, clock_hz: float) -> pd.DataFrame:
-    """Sim ops joined with their trace ops and placed on the roofline."""
-    t = trace.reset_index(drop=True)
-    o = ops.reset_index(drop=True).copy()
-    if len(o) == len(t) and (o["op"].to_numpy() == t["op"].to_numpy()).all():
-        for c in ("M", "N", "K", "count", "sparsity", "row_skip", "weight_bits", "act_bits",
-                  "weight_format", "act_format", "macs_dense", "macs_effective"):
-            o[c] = t[c].to_numpy()
-    else:  # sim reordered or dropped ops: join on (layer, op)
-        cols = ["layer", "op", "M", "N", "K", "count", "sparsity", "row_skip", "weight_bits", "act_bits",
-                "weight_format", "act_format", "macs_dense", "macs_effective"]
-        o = o.merge(t[cols].drop_duplicates(["layer", "op"]), on=["layer", "op"], how="left")
-    is_vec = o["op_class"] == "vector"
-    o["ops"] = np.where(is_vec, o["macs_dense"], 2.0 * o["macs_effective"]).astype(float)
-    o["time_s"] = o["cycles"].astype(float) / clock_hz
-    with np.errstate(divide="ignore", invalid="ignore"):
-        o["intensity"] = np.where(o["bytes_offchip"] > 0, o["ops"] / o["bytes_offchip"], np.nan)
-        o["achieved_ops_s"] = np.where(o["time_s"] > 0, o["ops"] / o["time_s"], np.nan)
-    return o
+_chip_cache: dict[Chip, tuple[float, str, str, float]] = {}
 
 
-def _run_workload(key: tuple[str, str, str, int], cfg: StudyConfig, accelerators: list[tuple[str, str]]):
-    """Build one trace and simulate it on each (accelerator, role).  Runs in a worker."""
-
-    preset, datapath, phase, context = key
-    t0 = time.perf_counter()
-    trace = build_trace(preset, datapath, phase=phase, context=context, batch=cfg.batch, seed=cfg.seed,
-                        profile=cfg.profile, prefill_tokens=context if phase == "prefill" else None)
-    t_trace = time.perf_counter() - t0
-    tokens = cfg.batch * (context if phase == "prefill" else 1)
-    summaries, op_frames = [], []
-    for acc_name, role in accelerators:
-        acc = sim.load_accelerator(acc_name)
-        res = sim.simulate(trace, acc)
-        row = {"preset": preset, "datapath": datapath, "phase": phase, "context": context,
-               "tokens": tokens, "accelerator": acc.name, "accelerator_key": acc_name, "role": role}
-        row.update(summary_row(res.summary))
-        ops = _op_rows(trace, res.ops, acc.clock_ghz * 1e9)
-        cyc = ops["cycles"].sum()
-        row["memory_bound_frac"] = float(ops.loc[ops.bound == "memory", "cycles"].sum() / cyc) if cyc else 0.0
-        row["compute_bound_frac"] = float(ops.loc[ops.bound == "compute", "cycles"].sum() / cyc) if cyc else 0.0
-        for cls in ("gemm", "attention", "vector"):
-            row[f"{cls}_cycles_frac"] = float(ops.loc[ops.op_class == cls, "cycles"].sum() / cyc) if cyc else 0.0
-            row[f"{cls}_bytes_offchip"] = float(ops.loc[ops.op_class == cls, "bytes_offchip"].sum())
-        summaries.append(row)
-        op_frames.append(ops.assign(preset=preset, datapath=datapath, context=context,
-                                    accelerator=acc.name, role=role))
-    tr = trace.copy()
-    meta = {k: (v if isinstance(v, (str, int, float, bool, type(None))) else str(v))
-            for k, v in dict(trace.attrs).items()}
-    tr.attrs = {}
-    tr = tr.assign(preset=preset, datapath=datapath, context=context)
-    return key, summaries, pd.concat(op_frames, ignore_index=True), tr, meta, t_trace, time.perf_counter() - t0
+def chip_columns(chip: Chip) -> dict[str, Any]:
+    """Columns every summary row carries about its chip: area (and what it is), peak bandwidth, capacity."""
+    if chip not in _chip_cache:
+        acc = chip.config()
+        area, what = chip_area(acc)
+        _chip_cache[chip] = (area, what, acc.name, float(acc.offchip.capacity_gb))
+    area, what, _name, cap = _chip_cache[chip]
+    return {"area_mm2": area, "area_source": what, "capacity_gb": cap}
 
 
-def _worker_init(parent_pid: int) -> None:
-    exit_with_parent(parent_pid)  # a killed report leaves no worker behind
-    # one compute thread per worker process: the workers already share the cores
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    try:
-        import torch
-        torch.set_num_threads(1)
-    except ImportError:  # pragma: no cover - torch is a dependency
-        pass
+def tidy_row(job: Job, row: Mapping[str, Any], **tags: Any) -> dict:
+    """One summary row: the workload, the tags, the chip's columns, then sim's numbers and power/feasibility."""
+    k = job.trace
+    out = {"preset": k.preset, "datapath": k.datapath, "phase": k.phase, "context": k.context,
+           "tokens": float(k.tokens), "batch": k.batch, "profile": k.profile,
+           "kv_bits": int(get_config(k.preset, k.datapath, **({"kv_bits": k.kv_bits} if k.kv_bits else {}))
+                          .kv_cache_bits)}
+    out.update(tags)
+    out.update(chip_columns(job.chip))
+    out.update({c: v for c, v in row.items() if c not in out or c in ("tokens", "area_mm2")})
+    if "area_mm2" in row:
+        out["area_source"] = "whole-chip area (sim summary area_mm2)"
+    out["power_w"], out["power_source"] = row_power(row)
+    out["feasible"], out["feasible_source"] = row_feasible(row)
+    return out
+
+
+def _study_jobs(plan: StudyPlan) -> dict[Job, dict]:
+    """The comparison itself: every workload of every preset on its matched chip and the references."""
+    cfg = plan.config
+    jobs: dict[Job, dict] = {}
+    for preset, comp in plan.comparisons.items():
+        for d, var in comp.variants.items():
+            chips = [(var.chip, "matched", var.accelerator, var.changes)] + [
+                (Chip.of(r), "reference", r, "") for r in cfg.reference if r != var.accelerator]
+            wl = [("decode", c) for c in cfg.contexts] + ([("prefill", cfg.prefill_tokens)] if cfg.prefill_tokens
+                                                           else [])
+            for phase, ctx in wl:
+                key = plan.key(preset, d, phase, ctx)
+                for chip, role, acc_key, changes in chips:
+                    jobs[Job(trace=key, chip=chip, keep_ops=True)] = {
+                        "accelerator_key": acc_key, "role": role, "basis": "iso-peak", "variant": changes}
+    return jobs
 
 
 def run_study(cfg: StudyConfig, progress: bool = True) -> StudyResult:
-    """Run every workload of ``cfg``; each trace is built once and simulated on all its accelerators."""
-
+    """Run the comparison of every preset, then the claims preset's experiments, each trace built once."""
     t0 = time.perf_counter()
-    # Load every accelerator once up front: a bad name or YAML fails before any work.
-    ceilings, names = [], {}
-    for acc_name in dict.fromkeys(list(cfg.matched.values()) + list(cfg.reference)):
-        acc = sim.load_accelerator(acc_name)
-        names[acc_name] = acc.name
-        ceilings += accelerator_ceilings(acc)
-    jobs = cfg.workloads()
-    # biggest first, for load balance
-    jobs.sort(key=lambda k: (-(k[3] if k[2] == "decode" else 4 * k[3]), k))
-    accs_for = {d: [(cfg.matched[d], "matched")] + [(r, "reference") for r in cfg.reference
-                                                     if r != cfg.matched[d]] for d in cfg.datapaths}
-    results = []
-
-    def note(res):
-        key, *_, t_trace, t_all = res
-        results.append(res)
-        if progress:
-            print(f"[{len(results)}/{len(jobs)}] {key[0]} {key[1]} {key[2]}@{key[3]}: trace {t_trace:.1f}s, "
-                  f"total {t_all:.1f}s ({time.perf_counter() - t0:.0f}s elapsed)", file=sys.stderr, flush=True)
-
-    if cfg.workers == 1 or len(jobs) == 1:
-        for k in jobs:
-            note(_run_workload(k, cfg, accs_for[k[1]]))
-    else:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-        with ProcessPoolExecutor(max_workers=min(cfg.workers, len(jobs)), mp_context=mp.get_context("spawn"),
-                                 initializer=_worker_init, initargs=(os.getpid(),)) as ex:
-            futs = [ex.submit(_run_workload, k, cfg, accs_for[k[1]]) for k in jobs]
-            for f in as_completed(futs):
-                note(f.result())
-    order = {k: i for i, k in enumerate(cfg.workloads())}
-    results.sort(key=lambda r: order[r[0]])
-    summary = pd.DataFrame([row for r in results for row in r[1]])
-    ops = pd.concat([r[2] for r in results], ignore_index=True)
-    traces = pd.concat([r[3] for r in results], ignore_index=True)
-    meta = [dict(r[4], preset=r[0][0], datapath=r[0][1], phase=r[0][2], context=r[0][3]) for r in results]
-    return StudyResult(config=cfg, summary=validate(summary, "study_summary"), ops=validate(ops, "study_ops"),
-                       traces=validate(traces, "study_traces"),
+    plan = plan_study(cfg)
+    for name in dict.fromkeys(list(cfg.matched.values()) + list(cfg.reference)):
+        sim.load_accelerator(name)  # a bad name or YAML fails before any work
+    study_jobs = _study_jobs(plan)
+    wanted = set(cfg.experiments) if cfg.contexts else set()
+    with Runner(workers=cfg.workers, progress=progress_to_stderr if progress else None) as runner:
+        extra: dict[str, dict[Job, dict]] = {}
+        if "ladder" in wanted:
+            extra["ladder"] = ladder.ladder_jobs(plan)
+        if "batch" in wanted:
+            extra["batch"] = axes.batch_jobs(plan)
+        if "bandwidth" in wanted:
+            extra["bandwidth"] = axes.bandwidth_jobs(plan)
+        if "technology" in wanted:
+            extra["technology"] = axes.technology_jobs(plan)
+        if "sensitivity" in wanted:
+            extra["sensitivity"] = sensitivity.sensitivity_jobs(plan)
+        all_jobs = list(study_jobs) + [j for jobs in extra.values() for j in jobs]
+        out = runner.run(all_jobs)
+        results: dict[str, pd.DataFrame] = {}
+        if "bases" in wanted and cfg.prefill_tokens:
+            results["bases"] = axes.run_bases(plan, runner)
+        summary = pd.DataFrame([tidy_row(j, out[j].row, **tags) for j, tags in study_jobs.items()])
+        ops = pd.concat([out[j].ops.assign(preset=j.trace.preset, datapath=j.trace.datapath,
+                                           context=j.trace.context, accelerator=out[j].row["accelerator"],
+                                           role=tags["role"])
+                         for j, tags in study_jobs.items()], ignore_index=True)
+        tables = {name: pd.DataFrame([tidy_row(j, out[j].row, **tags) for j, tags in jobs.items()])
+                  for name, jobs in extra.items()}
+        if "ladder" in tables:
+            results["ladder"] = ladder.ladder_table(tables["ladder"])
+        if "batch" in tables:
+            results["batch"] = axes.batch_table(tables["batch"])
+        if "bandwidth" in tables:
+            results["bandwidth"] = axes.bandwidth_table(tables["bandwidth"])
+        if "technology" in tables:
+            results["technology"] = axes.technology_table(tables["technology"])
+        if "sensitivity" in tables:
+            results["sensitivity"] = sensitivity.band_table(plan, summary, tables["sensitivity"])
+        results["crossovers"] = axes.crossovers(plan, summary, results)
+        keys = list(dict.fromkeys(j.trace for j in study_jobs))
+        traces = pd.concat([_tagged_trace(runner.traces[k], k) for k in keys], ignore_index=True)
+        meta = [dict(_meta(runner.traces[k]), preset=k.preset, datapath=k.datapath, phase=k.phase,
+                     context=k.context, kv_bits=k.kv_bits, profile=k.profile,
+                     trace_seconds=round(runner.trace_seconds.get(k, 0.0), 2)) for k in keys]
+    ceilings = [row for name in dict.fromkeys(list(cfg.matched.values()) + list(cfg.reference))
+                for row in accelerator_ceilings(sim.load_accelerator(name))]
+    axes_tables = {n: validate(df, AXIS_SCHEMAS[n]) for n, df in results.items() if df is not None and len(df)}
+    return StudyResult(config=cfg, plan=plan, summary=validate(summary, "study_summary"),
+                       ops=validate(ops, "study_ops"), traces=validate(traces, "study_traces"),
                        ceilings=validate(pd.DataFrame(ceilings), "accelerator_ceilings"), trace_meta=meta,
-                       seconds=time.perf_counter() - t0)
+                       seconds=time.perf_counter() - t0, axes=axes_tables)
 
+
+def _meta(trace: pd.DataFrame) -> dict:
+    return {k: (v if isinstance(v, (str, int, float, bool, type(None))) else str(v))
+            for k, v in dict(trace.attrs).items()}
+
+
+def _tagged_trace(trace: pd.DataFrame, key: TraceKey) -> pd.DataFrame:
+    tr = trace.copy()
+    tr.attrs = {}
+    return tr.assign(preset=key.preset, datapath=key.datapath, context=key.context)
+
+
+def variant_of(plan: StudyPlan, preset: str, datapath: str) -> Variant:
+    return plan.comparisons[preset].variants[datapath]
+
+
+def profile_note(plan: StudyPlan, presets=None) -> str:
+    """'7b: paper Table 2 sparsity; 2b4t: random-weight statistics' -- each comparison's profile."""
+    presets = presets or list(plan.comparisons)
+    return "; ".join(f"{p}: {profile_label(plan.comparisons[p].profile)}" for p in presets)

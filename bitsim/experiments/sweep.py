@@ -60,12 +60,6 @@ WORKLOAD_DEFAULTS: dict[str, Any] = {"phase": "decode", "context": 2048, "batch"
 PART_PREFIX = "point-"
 BACKENDS = ("process", "dask", "serial")
 
-# Scalars of sim's summary kept in results tables (missing ones are skipped).
-SUMMARY_KEYS = ("tokens", "cycles", "latency_s", "tokens_per_s", "energy_j", "energy_j_per_token",
-                "bytes_offchip", "weight_bytes", "kv_bytes", "footprint_bytes", "fits_offchip",
-                "compute_area_mm2_45nm")
-
-
 # ---------------------------------------------------------------------------
 # Spec
 # ---------------------------------------------------------------------------
@@ -303,14 +297,32 @@ def cached_trace(preset: str, datapath: str, phase: str, context: int, batch: in
                        profile=profile, prefill_tokens=prefill_tokens)
 
 
+#: Summary fields that are labels or nested records, not numbers of the run (left out of summary_row).
+SUMMARY_LABELS = ("accelerator", "comparison", "energy_basis", "phase", "fallback_ops", "ops", "clock_ghz")
+
+
 def summary_row(summary: Mapping[str, Any]) -> dict:
-    """Flatten sim's summary dict to scalar columns; energies become J per token."""
-    row = {k: summary[k] for k in SUMMARY_KEYS if k in summary and summary[k] is not None}
-    for k, v in row.items():
-        row[k] = bool(v) if isinstance(v, (bool, np.bool_)) else float(v)
+    """Every number of sim's summary as flat scalar columns, read by name: tokens, cycles, latency,
+    throughput, energy, bytes, footprint, component energies as J per token, cycles per bound, and any
+    other number sim reports (area, power, feasibility ...), so a new summary field reaches every results
+    table unrenamed."""
     tokens = float(summary.get("tokens") or 1)
-    for comp, joules in (summary.get("energy_j_by_component") or {}).items():
-        row[f"energy_{comp}_j"] = float(joules) / tokens
+    row: dict[str, Any] = {}
+    for k in summary:
+        v = summary[k]
+        if k in SUMMARY_LABELS or v is None:
+            continue
+        if isinstance(v, (bool, np.bool_)):
+            row[k] = bool(v)
+        elif isinstance(v, (int, float, np.integer, np.floating)):
+            row[k] = float(v)
+        elif isinstance(v, Mapping) and all(isinstance(x, (int, float, np.integer, np.floating)) for x in v.values()):
+            if k == "energy_j_by_component":
+                row.update({f"energy_{c}_j": float(j) / tokens for c, j in v.items()})
+            elif k == "cycles_by_bound":
+                row.update({f"cycles_{b}_bound": float(c) for b, c in v.items()})
+            else:
+                row.update({f"{k}_{n}": float(x) for n, x in v.items()})
     return row
 
 

@@ -24,32 +24,86 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
+import pandas as pd
 import yaml
 
 from bitsim import __version__
 from bitsim.report import figures
+from bitsim.report.claims import CLAIMS
 from bitsim.report.collect import ReportData, ReportLog, collect_report, own_measurements, roofline_ops
 from bitsim.report.display import shown_measurements
 from bitsim.report.document import Figure, render_html, render_markdown
 from bitsim.report.sections import build_document
 from bitsim.experiments.study import StudyConfig
+from bitsim.report.measured import gpu_presets
 from bitsim.tables import SCHEMAS, write_table
+import sim
 
 __all__ = ["FIGURES", "make_report", "roofline_ops", "shown_measurements", "versions", "write_report"]
 
-#: figure name (figures/<name>.png|svg) -> how it is drawn from the report's data.
+def _preset_roofs(data: ReportData) -> dict:
+    """Per measuring run, the simulator preset of its GPU as roofs (name, bandwidth, peak TOP/s per precision)."""
+    out = {}
+    m = own_measurements(data.measured)
+    for src, g in (m.groupby("source") if len(m) else []):
+        pair = gpu_presets(str(g.gpu.iloc[0]))
+        if pair is None:
+            continue
+        acc = sim.load_accelerator(pair[0])
+        clock = acc.clock_ghz * 1e9
+        peaks = {}
+        for a in acc.arrays:
+            for p in a.pe_ops:
+                if p.weights == p.acts:
+                    peaks[p.acts] = 2.0 * acc.peak_macs_per_cycle(p.weights, p.acts) * clock / 1e12
+        bw = getattr(acc.offchip, "sustained_gbps", acc.offchip.bandwidth_gbps)
+        out[src] = {"name": acc.name, "bandwidth_gbps": bw, "peaks": peaks}
+    return out
+
+
+def _claimed() -> dict[str, float]:
+    return {"speed a4.8/b1.58": CLAIMS["speedup_vs_b158"].value, "speed a4.8/fp16": CLAIMS["speedup_vs_fp16"].value}
+
+
+def _axis(data: ReportData, name: str):
+    return data.axes.get(name)
+
+
+#: figure name (figures/<name>.png|svg) -> how it is drawn from the report's data; a report draws the figures
+#: its document shows (a section the study has nothing for is left out, and so is its figure).
 FIGURES: dict[str, Callable[[ReportData], Any]] = {
-    "energy_by_component": lambda d: figures.energy_by_component(d.study.summary),
-    "throughput": lambda d: figures.throughput(d.study.summary),
-    "footprint": lambda d: figures.footprint(d.study.summary),
+    "energy_by_component": lambda d: figures.energy_by_component(d.study.summary, board=_board_rows(d), note=d.note()),
+    "throughput": lambda d: figures.throughput(d.study.summary, note=d.note(energy=False)),
+    "footprint": lambda d: figures.footprint(d.study.summary, note=d.note(energy=False)),
+    "gain_ladder": lambda d: figures.gain_ladder(_axis(d, "ladder"), note=d.note([d.claims_preset], energy=False)),
+    "batch_sweep": lambda d: figures.batch_sweep(_axis(d, "batch"), note=d.note([d.claims_preset], energy=False)),
+    "bandwidth_sweep": lambda d: figures.bandwidth_sweep(_axis(d, "bandwidth"), _axis(d, "technology"),
+                                                         note=d.note([d.claims_preset])),
+    "comparison_bases": lambda d: figures.comparison_bases(_axis(d, "bases"), note=d.note([d.claims_preset])),
+    "sensitivity_bands": lambda d: figures.sensitivity_bands(_axis(d, "sensitivity"), _claimed(),
+                                                             note=d.note([d.claims_preset])),
     "roofline": lambda d: figures.roofline(roofline_ops(d.study), d.study.ceilings,
-                                           title=f"Roofline: {d.claims_preset}, every op"),
-    "sparsity_bits": lambda d: figures.sparsity_and_bits(d.study.traces, d.claims_preset),
+                                           title=f"Roofline: {d.claims_preset}, every op",
+                                           note=d.note([d.claims_preset], energy=False)),
+    "sparsity_bits": lambda d: figures.sparsity_and_bits(d.study.traces, d.claims_preset,
+                                                         note=d.note([d.claims_preset], energy=False)),
     "measured_speedups": lambda d: figures.measured_speedups(d.shown_speedups),
-    "measured_roofline": lambda d: figures.measured_roofline(own_measurements(d.measured)),
+    "measured_roofline": lambda d: figures.measured_roofline(own_measurements(d.measured), _preset_roofs(d)),
     "sim_vs_measured": lambda d: figures.sim_vs_measured(
         d.sim_calls.assign(kernel=d.sim_calls["kernel_class"] + " on " + d.sim_calls["preset"])),
 }
+
+
+def _board_rows(data: ReportData):
+    """Board energy comparable with a simulated token: whole 7B decode tokens (scope ``7b_token``), at the
+    context their note states (ctx NNNN), tagged with preset 7b; None when there are none."""
+    b = data.board
+    if not len(b):
+        return None
+    b = b[(b.scope == "7b_token") & (b.phase == "decode")]
+    ctx = b.note.astype(str).str.extract(r"ctx (\d+)")[0]
+    b = b.assign(preset="7b", context=pd.to_numeric(ctx, errors="coerce"))
+    return b[b.context.notna()] if len(b) else None
 
 
 def versions() -> dict[str, str]:
@@ -85,8 +139,9 @@ def write_report(data: ReportData, out_dir: str | Path, command: str | None = No
     progress = progress or ReportLog(enabled=False)
     doc = build_document(data)
     drawn = {b.name for s in doc.sections for b in s.blocks if isinstance(b, Figure)}
-    if drawn - set(FIGURES):
-        raise ValueError(f"the document shows figures nobody draws: {sorted(drawn - set(FIGURES))}")
+    unknown = drawn - set(FIGURES)
+    if unknown:
+        raise ValueError(f"the document shows figures nobody draws: {sorted(unknown)}")
     unregistered = {t.name: t.schema for t in data.tables.values() if t.schema not in SCHEMAS}
     if unregistered:
         raise ValueError(f"tables written against unregistered schemas: {unregistered}")
@@ -94,8 +149,8 @@ def write_report(data: ReportData, out_dir: str | Path, command: str | None = No
     fdir, tdir = out / "figures", out / "tables"
     fdir.mkdir(parents=True)
     tdir.mkdir()
-    for name, draw in FIGURES.items():
-        figures.save(draw(data), fdir, name)
+    for name in sorted(drawn):
+        figures.save(FIGURES[name](data), fdir, name)
     progress("figures done")
     for t in data.tables.values():
         write_table(t.df, tdir / t.name, t.schema, meta=t.meta)

@@ -1,25 +1,27 @@
 """Collect everything a report shows, before anything is written (:func:`collect_report`).
 
-One record, :class:`ReportData`, holds the study, the measured GPU data, the claims and every
-table of the report's ``tables/`` folder with the registered schema it is written with; the
-document (:mod:`bitsim.report.sections`) and the files (:mod:`bitsim.report.build`) are made from
-it alone.
+One record, :class:`ReportData`, holds the study (its comparisons, axes and sensitivity bands), the
+measured GPU data, the claims and every table of the report's ``tables/`` folder with the
+registered schema it is written with; the document (:mod:`bitsim.report.sections`) and the files
+(:mod:`bitsim.report.build`) are made from it alone.
 """
 from __future__ import annotations
 
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Mapping
 
 import pandas as pd
 
-from bitsim.experiments.ladder import gain_ladder
-from bitsim.experiments.study import DEFAULT_MATCHED, StudyConfig, StudyResult, run_study
-from bitsim.report.claims import active_param_fraction, claims_table, ratio_table
-from bitsim.report.display import (accelerator_table, headline_rows, headline_table, ladder_table, nearest_context,
-                                   shown_measurements, speedup_table, validation_classes_table)
+from bitsim.experiments.fair import profile_label
+from bitsim.experiments.study import AXIS_SCHEMAS, StudyConfig, StudyResult, run_study
+from bitsim.report.claims import active_param_fraction, claims_table, ratio_table, short_claims
+from bitsim.report.display import (accelerator_table, headline_rows, headline_table, ladder_table, shown_measurements,
+                                   speedup_table, validation_classes_table, variants_table)
 from bitsim.report.measured import ANCHORS_SOURCE, load_measured, speedups, validate_simulator
+from bitsim.tables import read_table
 from model.trace import build_trace
 
 
@@ -54,17 +56,50 @@ class ReportData:
     """Everything one report shows: the study, the measured GPU data, the claims, and every table file."""
 
     study: StudyResult
-    claims_preset: str                 # the model preset the claims, the roofline and the ladder are about
+    claims_preset: str                 # the model preset the claims, the roofline and the axes are about
     measured: pd.DataFrame             # every measured row (+ the anchor timings), with its ``source``
     shown_speedups: pd.DataFrame       # measured_speedups rows of the kernels' own runs (shown_measurements)
     sim_calls: pd.DataFrame            # report_sim_vs_measured: every measured call replayed on its preset
     sim_classes: pd.DataFrame          # per kernel class: n, mape, max_abs_err, mean_err, within_bound
     gpus: list[str]                    # GPU names of the measured rows
+    board: pd.DataFrame                # measured board energy (board_energy rows; empty when none is committed)
     tables: Mapping[str, ReportTable]  # file stem -> file under tables/
 
     @property
     def config(self) -> StudyConfig:
         return self.study.config
+
+    @property
+    def axes(self) -> Mapping[str, pd.DataFrame]:
+        return self.study.axes
+
+    @property
+    def profile(self) -> str:
+        """The claims preset's comparison profile."""
+        return self.study.plan.comparisons[self.claims_preset].profile
+
+    def profile_note(self, presets: list[str] | None = None) -> str:
+        """'profile: 7b paper Table 2 sparsity; 2b4t random-weight statistics'."""
+        presets = presets or list(self.study.plan.comparisons)
+        return "profile: " + "; ".join(f"{p} {profile_label(self.study.plan.comparisons[p].profile)}"
+                                       for p in presets)
+
+    @property
+    def energy_note(self) -> str:
+        """The energy basis of the simulated comparisons and of the GPU reference."""
+        if len(self.board) and self.claims_preset == "7b":
+            gpu = ("GPU reference: measured board energy of a 7B decode token "
+                   f"({', '.join(sorted(set(self.board.gpu.astype(str))))}); its simulated preset, dynamic energy "
+                   "only, is dropped from energy comparisons")
+        else:
+            gpu = ("GPU reference dropped from energy comparisons (its preset counts dynamic energy only"
+                   + ("" if len(self.board) else "; no measured board energy committed") + ")")
+        return f"energy: chip model, dynamic + static; {gpu}"
+
+    def note(self, presets: list[str] | None = None, energy: bool = True) -> str:
+        """The line every simulated figure carries: its profile(s) and its energy basis."""
+        return self.profile_note(presets) + (" · " + self.energy_note if energy else
+                                             " · energy: none shown (speed only)")
 
 
 def accelerator_names(cfg: StudyConfig) -> list[str]:
@@ -72,14 +107,9 @@ def accelerator_names(cfg: StudyConfig) -> list[str]:
     return list(dict.fromkeys(list(cfg.matched.values()) + list(cfg.reference)))
 
 
-def claims_preset(cfg: StudyConfig) -> str:
-    """The model preset the claims are judged on: 7b when the study has it (the claims are about 7B)."""
-    return "7b" if "7b" in cfg.presets else cfg.presets[0]
-
-
 def roofline_ops(res: StudyResult) -> pd.DataFrame:
     """Ops drawn on the roofline: every op of the claims preset (all contexts, both phases)."""
-    return res.ops[res.ops.preset == claims_preset(res.config)]
+    return res.ops[res.ops.preset == res.plan.claims_preset]
 
 
 def own_measurements(measured: pd.DataFrame) -> pd.DataFrame:
@@ -87,9 +117,45 @@ def own_measurements(measured: pd.DataFrame) -> pd.DataFrame:
     return measured[measured.source != ANCHORS_SOURCE] if len(measured) else measured
 
 
-def extra_active(cfg: StudyConfig, preset: str, progress: ReportLog) -> dict[str, float]:
-    """Active-parameter fraction of a4.8 under the paper's Table 2 statistics (one extra trace)."""
-    if "a4.8" not in cfg.datapaths or cfg.profile == "paper-table2":
+def load_board_energy(data_dir: str | Path) -> pd.DataFrame:
+    """Measured board energy of sustained runs (``*board_energy*.parquet|csv`` under ``data_dir``), or empty.
+
+    Only a whole-model decode token (scope ``7b_token``) is comparable with a simulated token; block
+    rows are kept in the file but not used as a model's energy.
+    """
+    files = sorted(Path(data_dir).glob("*board_energy*.parquet")) if Path(data_dir).is_dir() else []
+    stems = {f.stem for f in files}
+    files += [f for f in sorted(Path(data_dir).glob("*board_energy*.csv")) if f.stem not in stems] \
+        if Path(data_dir).is_dir() else []
+    frames = [read_table(f, "board_energy").assign(file=f.name) for f in files]
+    frames = [f for f in frames if len(f)]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+TRAINED_TABLE2 = "trained_table2.csv"
+
+
+def load_trained_table2(data_dir: str | Path) -> pd.DataFrame:
+    """The training study's Table-2 layout (``trained_table2.csv``: paper, random and trained rows), or empty."""
+    f = Path(data_dir) / TRAINED_TABLE2
+    return read_table(f, "trained_table2") if f.is_file() else pd.DataFrame()
+
+
+def trained_active(t2: pd.DataFrame) -> dict[str, float]:
+    """Active-parameter fraction of each trained a4.8 model of the training study (label -> fraction)."""
+    if t2.empty:
+        return {}
+    t = t2[(t2.source == "trained") & (t2.datapath == "a4.8")]
+    return {f"a4.8 trained ({r.preset}, seed {int(r.seed)}), held-out text": float(r.activated_params / r.total_params)
+            for r in t.itertuples()}
+
+
+def extra_active(res: StudyResult, preset: str, progress: ReportLog) -> dict[str, float]:
+    """Active-parameter fraction of a4.8 under the paper's Table 2 statistics when the comparison's own
+    profile is random weights (one extra trace); nothing when the comparison already uses Table 2 or a
+    trained profile."""
+    cfg, comp = res.config, res.plan.comparisons[preset]
+    if "a4.8" not in comp.variants or comp.profile != "measured":
         return {}
     try:
         tr = build_trace(preset, "a4.8", phase="decode", context=min(cfg.contexts or (2048,)), batch=cfg.batch,
@@ -100,29 +166,15 @@ def extra_active(cfg: StudyConfig, preset: str, progress: ReportLog) -> dict[str
     return {"a4.8, paper Table 2 statistics": active_param_fraction(tr)}
 
 
-def study_ladder(cfg: StudyConfig, summary: pd.DataFrame, preset: str) -> pd.DataFrame:
-    """The a4.8-over-b1.58 ladder (bitsim.experiments.ladder) at the decode context nearest 2k and the longest one.
-
-    Run only when the study compares b1.58 and a4.8 on their default chips (the ladder's rungs are
-    those presets); the study's own b1.58 and a4.8 rows are its first and last rungs.
-    """
-    if not {"b1.58", "a4.8"} <= set(cfg.datapaths) or not cfg.contexts or any(
-            cfg.matched[d] != DEFAULT_MATCHED[d] for d in ("b1.58", "a4.8")):
-        return pd.DataFrame()
-    ctxs = sorted({nearest_context(cfg.contexts), max(cfg.contexts)})
-    own = summary[(summary.preset == preset) & (summary.phase == "decode") & (summary.role == "matched")]
-    known = {(r["datapath"], int(r["context"])): r for r in own.to_dict("records")}
-    return gain_ladder(preset, ctxs, seed=cfg.seed, batch=cfg.batch, profile=cfg.profile, known=known)
-
-
-def _tables(res: StudyResult, *, claims: pd.DataFrame, ratios: pd.DataFrame, ladder: pd.DataFrame,
-            shown: pd.DataFrame, sim_calls: pd.DataFrame, sim_classes: pd.DataFrame,
-            accelerators: list[str]) -> dict[str, ReportTable]:
+def _tables(data: dict[str, Any]) -> dict[str, ReportTable]:
     """Every file of ``tables/``; a table the report has nothing for (no ratios, no ladder, no
     measurements) is left out, and so is its place in the document."""
+    res: StudyResult = data["res"]
     files = [
-        ReportTable(name="accelerators.csv", df=accelerator_table(accelerators), schema="report_accelerators"),
-        ReportTable(name="claims.csv", df=claims, schema="report_claims"),
+        ReportTable(name="accelerators.csv", df=accelerator_table(data["accelerators"]), schema="report_accelerators"),
+        ReportTable(name="variants.csv", df=variants_table(res.plan), schema="report_variants"),
+        ReportTable(name="claims.csv", df=data["claims"], schema="report_claims"),
+        ReportTable(name="claims_summary.csv", df=short_claims(data["claims"]), schema="report_claims_short"),
         ReportTable(name="summary.csv", df=headline_table(headline_rows(res.summary)), schema="report_summary"),
         ReportTable(name="summary_all.csv", df=headline_table(res.summary), schema="report_summary"),
         ReportTable(name="summary_full.csv", df=res.summary, schema="study_summary"),
@@ -130,18 +182,28 @@ def _tables(res: StudyResult, *, claims: pd.DataFrame, ratios: pd.DataFrame, lad
         ReportTable(name="ops.parquet", df=res.ops, schema="study_ops"),
         ReportTable(name="traces.parquet", df=res.traces, schema="study_traces",
                     meta={"note": "concatenated op traces of the study", "traces": res.trace_meta}),
-        ReportTable(name="sim_vs_measured.csv", df=sim_calls, schema="report_sim_vs_measured"),
+        ReportTable(name="sim_vs_measured.csv", df=data["sim_calls"], schema="report_sim_vs_measured"),
     ]
+    ratios = ratio_table(res.summary)
     if len(ratios):
         files.append(ReportTable(name="ratios.csv", df=ratios, schema="report_ratios"))
-    if len(ladder):
-        files.append(ReportTable(name="gain_ladder.csv", df=ladder_table(ladder), schema="report_gain_ladder"))
-    if not shown.empty:
-        files.append(ReportTable(name="measured_speedups.csv", df=speedup_table(shown),
+    if "ladder" in res.axes:
+        files.append(ReportTable(name="gain_ladder.csv", df=ladder_table(res.axes["ladder"]),
+                                 schema="report_gain_ladder"))
+    for name, df in res.axes.items():
+        if name != "ladder":
+            files.append(ReportTable(name=f"{name}.csv", df=df, schema=AXIS_SCHEMAS[name]))
+    if not data["shown"].empty:
+        files.append(ReportTable(name="measured_speedups.csv", df=speedup_table(data["shown"]),
                                  schema="report_measured_speedups"))
-    if not sim_calls.empty:
-        files.append(ReportTable(name="sim_validation.csv", df=validation_classes_table(sim_classes),
+    if not data["sim_calls"].empty:
+        files.append(ReportTable(name="sim_validation.csv", df=validation_classes_table(data["sim_classes"]),
                                  schema="report_sim_validation"))
+    if len(data["trained_table2"]):
+        files.append(ReportTable(name=TRAINED_TABLE2, df=data["trained_table2"], schema="trained_table2"))
+    if len(data["board"]):
+        files.append(ReportTable(name="board_energy.csv", df=data["board"].drop(columns=["file"]),
+                                 schema="board_energy"))
     return {t.stem: t for t in files}
 
 
@@ -153,17 +215,19 @@ def collect_report(cfg: StudyConfig, progress: ReportLog | None = None) -> Repor
     measured = load_measured(cfg.measured_dir)
     spd = speedups(measured)
     sim_calls, sim_classes = validate_simulator(measured)
-    progress(f"{len(measured)} measured kernel rows, {len(sim_calls)} replayed on h100-like / h100-triton")
-    preset = claims_preset(cfg)
-    claims = claims_table(res.summary, res.traces, spd, preset, extra_active=extra_active(cfg, preset, progress),
-                          profile=cfg.profile, ops=res.ops)
-    ladder = study_ladder(cfg, res.summary, preset)
-    if len(ladder):
-        progress("a4.8 gain ladder done")
+    board = load_board_energy(cfg.measured_dir)
+    progress(f"{len(measured)} measured kernel rows, {len(sim_calls)} replayed on h100-like / h100-triton; "
+             f"board energy: {len(board)} rows")
+    preset = res.plan.claims_preset
+    t2 = load_trained_table2(cfg.measured_dir)
+    claims = claims_table(res.summary, res.traces, spd, preset, extra_active=extra_active(res, preset, progress),
+                          profile=res.plan.comparisons[preset].profile, ops=res.ops,
+                          sensitivity=res.axes.get("sensitivity"), trained_active=trained_active(t2))
     shown = shown_measurements(spd)
-    tables = _tables(res, claims=claims, ratios=ratio_table(res.summary), ladder=ladder, shown=shown,
-                     sim_calls=sim_calls, sim_classes=sim_classes, accelerators=accelerator_names(cfg))
+    tables = _tables({"res": res, "claims": claims, "shown": shown, "sim_calls": sim_calls,
+                      "sim_classes": sim_classes, "board": board, "accelerators": accelerator_names(cfg),
+                      "trained_table2": t2})
     return ReportData(study=res, claims_preset=preset, measured=measured, shown_speedups=shown,
                       sim_calls=sim_calls, sim_classes=sim_classes,
                       gpus=sorted({str(g) for g in measured["gpu"].dropna()}) if len(measured) else [],
-                      tables=tables)
+                      board=board, tables=tables)

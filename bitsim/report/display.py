@@ -11,17 +11,16 @@ from typing import Iterable
 
 import pandas as pd
 
+from bitsim.experiments.chipmetrics import chip_area
+from bitsim.experiments.fair import profile_label
+from bitsim.experiments.study import HEADLINE_CONTEXT, StudyPlan, nearest_context
 from bitsim.report.measured import ANCHORS_SOURCE
 from bitsim.tables.report import REPORT_GAIN_LADDER, REPORT_MEASURED_SPEEDUPS
+from model.config import get_config
 import sim
 
-#: The decode context the headline numbers and the gain ladder are read at: the study's nearest to it.
-HEADLINE_CONTEXT = 2048
-
-
-def nearest_context(contexts: Iterable[int], target: int = HEADLINE_CONTEXT) -> int:
-    """The context of ``contexts`` nearest ``target`` (the first met on a tie)."""
-    return min(contexts, key=lambda c: abs(c - target))
+__all__ = ["HEADLINE_CONTEXT", "accelerator_table", "headline_rows", "headline_table", "ladder_table",
+           "nearest_context", "shown_measurements", "speedup_table", "validation_classes_table", "variants_table"]
 
 
 def headline_table(summary: pd.DataFrame) -> pd.DataFrame:
@@ -57,7 +56,9 @@ def accelerator_table(names: Iterable[str]) -> pd.DataFrame:
                      "off-chip GB/s": a.offchip.bandwidth_gbps, "KV formats": ", ".join(a.kv_formats),
                      "sparsity": ("skip fetch " if a.sparsity.skip_weight_fetch else "")
                      + ("skip compute" if a.sparsity.skip_compute else "") or "none",
-                     "PE area mm2 (45nm)": a.compute_area_mm2_45nm(), "basis": a.comparison,
+                     "PE area mm2 (45nm)": a.compute_area_mm2_45nm(), "chip area mm2": chip_area(a)[0],
+                     "static W": float(getattr(a, "static_w", a.static_power_w)), "capacity GB": a.offchip.capacity_gb,
+                     "basis": a.comparison,
                      "energy": "dynamic only (no static/board power)" if a.energy_basis == "dynamic-only"
                      else "dynamic + static"})
     return pd.DataFrame(rows)
@@ -69,7 +70,9 @@ def ladder_table(ladder: pd.DataFrame) -> pd.DataFrame:
                          "mJ/token": (1e3 * ladder.energy_j_per_token).round(1),
                          "KV GB": (ladder.kv_bytes / 1e9).round(3),
                          "off-chip MB/token": (ladder.bytes_offchip / 1e6).round(0),
-                         "step x": ladder.speedup_step.round(2), "total x": ladder.speedup_total.round(2)})
+                         "step x": ladder.speedup_step.round(2),
+                         "step x, no skipping": ladder.speedup_step_no_skip.round(2),
+                         "total x": ladder.speedup_total.round(2)})
     return t[[c.name for c in REPORT_GAIN_LADDER]]
 
 
@@ -101,3 +104,18 @@ def validation_classes_table(classes: pd.DataFrame) -> pd.DataFrame:
     shown = classes.assign(mape=(100 * classes.mape).round(1), max_abs_err=(100 * classes.max_abs_err).round(1),
                            mean_err=(100 * classes.mean_err).round(1))
     return shown.rename(columns={"mape": "MAPE %", "max_abs_err": "max |err| %", "mean_err": "mean err %"})
+
+
+def variants_table(plan: StudyPlan) -> pd.DataFrame:
+    """How each datapath runs in each comparison: its profile, chip, KV bits and the fairness changes."""
+    rows = []
+    for preset, comp in plan.comparisons.items():
+        for d, v in comp.variants.items():
+            rows.append({"preset": preset, "profile": profile_label(comp.profile), "datapath": d,
+                         "accelerator": v.accelerator,
+                         "KV bits": int(v.kv_bits if v.kv_bits is not None else get_config(preset, d).kv_cache_bits),
+                         "changes": v.changes})
+        for d, why in comp.dropped.items():
+            rows.append({"preset": preset, "profile": profile_label(comp.profile), "datapath": d, "accelerator": "",
+                         "KV bits": 0, "changes": f"not in this comparison: {why}"})
+    return pd.DataFrame(rows)

@@ -82,8 +82,21 @@ def table_markdown(t: Table) -> str:
     return "\n".join([head, sep, *rows])
 
 
+#: ``{fig:<name>}`` in a text block links to the figure ``<name>`` (Markdown: its PNG; HTML: its place on the page).
+FIG_REF = re.compile(r"\{fig:([A-Za-z0-9_]+)\}")
+#: ``{csv:<name>}`` in a text block links to the attached table ``tables/<name>.csv``.
+CSV_REF = re.compile(r"\{csv:([A-Za-z0-9_.]+)\}")
+
+
+def _refs_markdown(s: str) -> str:
+    s = FIG_REF.sub(lambda m: f"[figure: {m.group(1)}](figures/{m.group(1)}.png)", s)
+    return CSV_REF.sub(lambda m: f"[{m.group(1)}.csv](tables/{m.group(1)}.csv)", s)
+
+
 def _inline_html(s: str) -> str:
     s = html.escape(s)
+    s = FIG_REF.sub(lambda m: f"<a href='#fig-{m.group(1)}'>figure: {m.group(1)}</a>", s)
+    s = CSV_REF.sub(lambda m: f"<a href='tables/{m.group(1)}.csv'>{m.group(1)}.csv</a>", s)
     s = re.sub(r"`([^`]+)`", r"<code>\1</code>", s)
     s = re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", s)
     s = re.sub(r"(?<![*\w])\*([^*]+)\*(?![*\w])", r"<i>\1</i>", s)
@@ -129,14 +142,14 @@ def render_markdown(doc: Document, header: str = "") -> str:
         lines += [f"## {s.title}", ""]
         for b in s.blocks:
             if isinstance(b, str):
-                lines += [b.strip(), ""]
+                lines += [_refs_markdown(b.strip()), ""]
             elif isinstance(b, Table):
                 if b.caption:
                     lines += [f"*{b.caption}* ([CSV](tables/{b.name}.csv))", ""]
                 lines += [table_markdown(b), ""]
             elif isinstance(b, Figure):
-                lines += [f"![{b.caption}](figures/{b.name}.png)", "",
-                          f"*{b.caption}* ([SVG](figures/{b.name}.svg))", ""]
+                lines += [f"![{b.name}](figures/{b.name}.png)", "",
+                          f"*{_refs_markdown(b.caption)}* ([SVG](figures/{b.name}.svg))", ""]
     return "\n".join(lines)
 
 
@@ -170,7 +183,8 @@ def render_html(doc: Document, figures_dir: Path, header: str = "") -> str:
             elif isinstance(b, Figure):
                 png = Path(figures_dir) / f"{b.name}.png"
                 data = base64.b64encode(png.read_bytes()).decode("ascii")
-                parts.append(f"<figure><img alt='{html.escape(b.caption)}' src='data:image/png;base64,{data}'>"
+                parts.append(f"<figure id='fig-{b.name}'><img alt='{html.escape(b.name)}' "
+                             f"src='data:image/png;base64,{data}'>"
                              f"<figcaption>{_inline_html(b.caption)}</figcaption></figure>")
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from bitsim.tables import MEASURED_TRACE, measured_final_rows, read_table, validate
 from bitsim.tables.report import MEASURED_SPEEDUPS, REPORT_SIM_VS_MEASURED
+from sim import PRESETS
 from sim.validation import load_anchors, validation_table
 
 LINEAR_OPS = ("gemm", "gemv", "sparse_gemv")
@@ -29,7 +31,8 @@ def load_measured(data_dir: str | Path = "reports/data", include_anchors: bool =
     """All measured traces under ``data_dir`` as one table (empty if none).
 
     Files ``measured_*.parquet`` are preferred; a ``.csv`` with the same stem
-    is read only when its Parquet twin is missing.  With ``include_anchors``
+    is read only when its Parquet twin is missing; a file whose metadata names another schema
+    (the run's board energy) is left to its own reader.  With ``include_anchors``
     the H100 anchor timings of docs/gpu-facts.md §1 (cuBLAS, SDPA; shipped by sim/)
     are added.  Adds ``source`` (file name): ratios are only ever taken
     between rows of one source, i.e. one measuring run.
@@ -60,28 +63,56 @@ def load_measured(data_dir: str | Path = "reports/data", include_anchors: bool =
 VALIDATION_BOUND = 0.15  # issue 4: MAPE per kernel class <= 15 % against the measured GPU
 
 
-def validate_simulator(measured: pd.DataFrame, ideal: str = "h100-like",
-                       fitted: str = "h100-triton") -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Every measured kernel call replayed on the preset that describes it (sim.validation.validation_table).
+#: GPU name fragment -> (preset of its measured ceilings, preset fitted to our kernels on it).
+GPU_PRESETS = {"H100": ("h100-like", "h100-triton"), "H200": ("h200-like", "h200-triton")}
 
-    Baselines (cuBLAS, SDPA, gemlite) run on ``ideal`` (peaks from the measured
-    ceilings, nothing fitted to them); our Triton kernels run on ``fitted``
-    (``ideal`` plus launch latency and weight/KV decode rates fitted on a named
-    calibration subset, see sim/validation/calibrate.py).  Returns (per call,
-    per class): per call, a ``report_sim_vs_measured`` table (the
-    ``sim_vs_measured`` rows the simulator could replay, without the
-    ``skipped`` column); per class, the ``sim_validation`` columns class,
-    preset, split, n, mape, max_abs_err, mean_err, plus within_bound (mape <=
-    :data:`VALIDATION_BOUND`).
+
+def gpu_presets(gpu: str) -> tuple[str, str] | None:
+    """The (ideal, fitted) sim presets that describe ``gpu``, or None when sim has none for it."""
+    for frag, pair in GPU_PRESETS.items():
+        if frag in str(gpu):
+            return pair if all(p in sim_presets() for p in pair) else None
+    return None
+
+
+def sim_presets() -> tuple[str, ...]:
+    return tuple(PRESETS)
+
+
+def unreplayed_gpus(measured: pd.DataFrame) -> list[str]:
+    """GPUs with measured rows that no sim preset describes (their rows are not replayed)."""
+    if measured is None or not len(measured):
+        return []
+    return sorted({str(g) for g in measured.gpu.dropna().unique() if gpu_presets(str(g)) is None})
+
+
+def validate_simulator(measured: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every measured kernel call replayed on the presets of its own GPU (sim.validation.validation_table).
+
+    Per GPU (:data:`GPU_PRESETS`): baselines (cuBLAS, SDPA, gemlite) run on the ideal preset (peaks
+    from that GPU's measured ceilings, nothing fitted to them); our Triton kernels on the fitted one
+    (ideal plus launch latency and weight/KV decode rates fitted on a named calibration subset, see
+    sim/validation/calibrate.py).  Rows of a GPU no preset describes are not replayed
+    (:func:`unreplayed_gpus`).  Returns (per call, per class): per call, a ``report_sim_vs_measured``
+    table (the ``sim_vs_measured`` rows the simulator could replay, without the ``skipped`` column);
+    per class, the ``sim_validation`` columns class, preset, split, n, mape, max_abs_err, mean_err,
+    plus within_bound (mape <= :data:`VALIDATION_BOUND`).
     """
     calls_cols = [c.name for c in REPORT_SIM_VS_MEASURED]
     class_cols = ["class", "preset", "split", "n", "mape", "max_abs_err", "mean_err", "within_bound"]
     if measured is None or len(measured) == 0:
         return pd.DataFrame(columns=calls_cols), pd.DataFrame(columns=class_cols)
-
-    rows, per_class = validation_table(measured.drop(columns=["source"], errors="ignore"), ideal, fitted)
-    rows = rows[rows.skipped == ""]
-    per_class = per_class.assign(within_bound=per_class.mape <= VALIDATION_BOUND)
+    calls, classes = [], []
+    for gpu, rows_gpu in measured.groupby(measured.gpu.astype(str), sort=True):
+        pair = gpu_presets(gpu)
+        if pair is None:
+            continue
+        rows, per_class = validation_table(rows_gpu.drop(columns=["source"], errors="ignore"), *pair)
+        calls.append(rows[rows.skipped == ""])
+        classes.append(per_class.assign(within_bound=per_class.mape <= VALIDATION_BOUND))
+    if not calls:
+        return pd.DataFrame(columns=calls_cols), pd.DataFrame(columns=class_cols)
+    rows, per_class = pd.concat(calls, ignore_index=True), pd.concat(classes, ignore_index=True)
     return (validate(rows[calls_cols].reset_index(drop=True), "report_sim_vs_measured"),
             per_class[class_cols].reset_index(drop=True))
 
@@ -105,6 +136,22 @@ def shape_label(row) -> str:
     if fam == "block":
         return f"block decode B{M} ctx{K}" if row["op"] == "block_decode" else f"block prefill {M} tok"
     return f"{'gemv' if M == 1 else 'gemm'} {M}x{N}x{K}"
+
+
+#: Spread columns of a measured row (kernels/bench/harness.py), in order of preference: quartiles, then min/max.
+SPREADS = (("iqr", "us_p25", "us_p75"), ("min-max", "us_min", "us_max"))
+
+
+def _with_spread(m: pd.DataFrame) -> pd.DataFrame:
+    """``us_lo`` / ``us_hi`` / ``spread`` / ``repeats`` of every row: its quartiles, else min/max, else NaN ('none')."""
+    m = m.copy()
+    m["us_lo"], m["us_hi"], m["spread"] = np.nan, np.nan, "none"
+    for name, lo, hi in reversed(SPREADS):
+        if lo in m.columns and hi in m.columns:
+            ok = m[lo].notna() & m[hi].notna() & (m[lo] > 0)
+            m.loc[ok, "us_lo"], m.loc[ok, "us_hi"], m.loc[ok, "spread"] = m.loc[ok, lo], m.loc[ok, hi], name
+    m["repeats"] = m["repeats"].astype(float) if "repeats" in m.columns else np.nan
+    return m
 
 
 def speedups(measured: pd.DataFrame) -> pd.DataFrame:
@@ -136,10 +183,14 @@ def speedups(measured: pd.DataFrame) -> pd.DataFrame:
     # both launched one by one); when a kernel was timed in both modes the faster pairing is kept
     keys = ["source", "family", "M", "N", "K", "cuda_graph"]
     m["cuda_graph"] = m["cuda_graph"].astype(bool)
+    m = _with_spread(m)
     m = m.sort_values("us").groupby(keys + ["kernel"], as_index=False).first()
-    base = m[m.kernel == m.family.map(BASELINES)][keys + ["us"]].rename(columns={"us": "baseline_us"})
+    base = m[m.kernel == m.family.map(BASELINES)][keys + ["us", "us_lo", "us_hi"]].rename(
+        columns={"us": "baseline_us", "us_lo": "baseline_lo", "us_hi": "baseline_hi"})
     out = m.merge(base, on=keys, how="inner")
     out["speedup"] = out.baseline_us / out.us
+    out["speedup_lo"] = out.baseline_lo / out.us_hi
+    out["speedup_hi"] = out.baseline_hi / out.us_lo
     out = out.sort_values("us").groupby(keys[:-1] + ["kernel"], as_index=False).first()
     out = out.sort_values(["source", "family", "M", "N", "K", "impl", "kernel"],
                           ascending=[True, False, True, True, True, False, True])

@@ -8,6 +8,9 @@ This module imports nothing of the project but the contract.
 """
 from __future__ import annotations
 
+# The report writes the board energy (kernels/) and the trained Table-2 layout (model/) under tables/: their
+# schemas are registered whenever the contract is imported, so the registry never depends on import order.
+from bitsim.tables import kernels as _kernels, training as _training  # noqa: F401
 from bitsim.tables.experiments import GAIN_LADDER, STUDY_SUMMARY
 from bitsim.tables.schemas import MEASURED_TRACE, Column, register
 from bitsim.tables.sim import SIM_SUMMARY, SIM_VALIDATION, SIM_VS_MEASURED
@@ -31,13 +34,41 @@ REPORT_CLAIMS = register("report_claims", (
            "bitsim.report.claims.verdict), or not testable (random weights), baseline, context, n/a"),
     Column(name="why", kind="str", unit="", doc="what bounds the number: memory- or compute-bound share, "
            "bytes or rates behind it"),
+    Column(name="reason", kind="str", unit="", doc="the reason in one line (the short claims table)"),
+    Column(name="band", kind="str", unit="", doc="the ratio's sensitivity band per context (study_sensitivity); "
+           "'' when not banded"),
+    Column(name="survives", kind="str", unit="", doc="whether the verdict is the same at both ends of the band: "
+           "yes, 'no: <verdict> at the band's low/high end', or n/a"),
+    Column(name="claim_key", kind="str", unit="", doc="key of the claim (bitsim.report.claims.CLAIMS)"),
+    Column(name="evidence", kind="str", unit="", doc="model, storage, simulated, measured kernels or measured block"),
 ), "one row per (claim, hardware, workload): the paper's and the press's claims against this study")
+
+REPORT_CLAIMS_SHORT = register("report_claims_short", (
+    Column(name="claim", kind="str", unit="", doc="the claim"),
+    Column(name="claimed", kind="str", unit="", doc="the claimed number"),
+    Column(name="evidence", kind="str", unit="", doc="what the number comes from, and the phase"),
+    Column(name="ours", kind="str", unit="", doc="our number (every context: claims.csv)"),
+    Column(name="verdict", kind="str", unit="", doc="the verdict (report_claims verdict)"),
+    Column(name="survives", kind="str", unit="", doc="whether the verdict survives the sensitivity band"),
+    Column(name="reason", kind="str", unit="", doc="one-line reason"),
+), "the claims in a few rows: one headline row per claim and evidence (details in claims.csv)")
+
+REPORT_VARIANTS = register("report_variants", (
+    Column(name="preset", kind="str", unit="", doc="model preset of the comparison"),
+    Column(name="profile", kind="str", unit="", doc="the comparison's one activation profile"),
+    Column(name="datapath", kind="str", unit="", doc="datapath"),
+    Column(name="accelerator", kind="str", unit="", doc="its matched chip (preset or YAML)"),
+    Column(name="KV bits", kind="int", unit="bit", doc="KV-cache bits it runs with"),
+    Column(name="changes", kind="str", unit="", doc="what the strongest-baseline rule changed ('' = nothing)"),
+), "how each datapath runs in each comparison (bitsim.experiments.fair)")
 
 REPORT_RATIOS = register("report_ratios", _pick(STUDY_SUMMARY, "preset", "phase", "context", "role") + (
     Column(name="accelerator (a4.8)", kind="str", unit="", doc="the accelerator a4.8 ran on"),
-), "a4.8 against b1.58 and fp16 per (preset, phase, context, role); for each other datapath the study "
-   "ran, three more columns: 'speed a4.8/<other>' (tokens/s ratio), 'energy <other>/a4.8' (J/token ratio) "
-   "and 'footprint <other>/a4.8' (weights + KV bytes ratio), all x, higher = a4.8 better")
+    Column(name="profile", kind="str", unit="", doc="the comparison's activation profile"),
+), "a4.8 against the strongest b1.58 and fp16 per (preset, phase, context, role); for each other datapath the "
+   "study ran, three more columns: 'speed a4.8/<other>' (tokens/s ratio), 'energy <other>/a4.8' (J/token ratio; "
+   "empty on a dynamic-only accelerator) and 'footprint <other>/a4.8' (weights + KV bytes ratio), all x, "
+   "higher = a4.8 better")
 
 REPORT_SUMMARY = register("report_summary", _pick(STUDY_SUMMARY, "preset") + (
     Column(name="workload", kind="str", unit="", doc="'decode @ <context>' or 'prefill <tokens> tok'"),
@@ -60,6 +91,10 @@ REPORT_ACCELERATORS = register("report_accelerators", _pick(SIM_SUMMARY, "accele
     Column(name="KV formats", kind="str", unit="", doc="KV-cache formats it stores, comma-separated"),
     Column(name="sparsity", kind="str", unit="", doc="zero skipping: skip fetch, skip compute, both or none"),
     Column(name="PE area mm2 (45nm)", kind="float", unit="mm2", doc="PE-array arithmetic area at 45 nm"),
+    Column(name="chip area mm2", kind="float", unit="mm2", doc="whole-chip area from sim (PE, vector, SRAM, PHY at the "
+           "chip's node), or the PE area when sim has none (bitsim.experiments.chipmetrics)"),
+    Column(name="static W", kind="float", unit="W", doc="static power (sim's leakage model when the preset uses it)"),
+    Column(name="capacity GB", kind="float", unit="GB", doc="off-chip memory capacity"),
     Column(name="basis", kind="str", unit="", doc="basis of comparison of the preset (its YAML's comparison)"),
     Column(name="energy", kind="str", unit="", doc="'dynamic + static', or 'dynamic only (no static/board "
            "power)'"),
@@ -79,12 +114,19 @@ MEASURED_SPEEDUPS = register("measured_speedups", (
            "torch SDPA, the FP16 block) at the same shape, run and timing mode"),
     Column(name="speedup", kind="float", unit="x", doc="baseline_us / us"),
     *_pick(MEASURED_TRACE, "gbps"),
+    Column(name="repeats", kind="float", unit="", doc="timed repeats behind the median us (NaN when the run did not "
+           "store them)"),
+    Column(name="spread", kind="str", unit="", doc="what speedup_lo / speedup_hi span: 'iqr' (quartiles), "
+           "'min-max', or 'none' (one run, no spread stored)"),
+    Column(name="speedup_lo", kind="float", unit="x", doc="baseline's low time / kernel's high time (NaN without spread)"),
+    Column(name="speedup_hi", kind="float", unit="x", doc="baseline's high time / kernel's low time (NaN without spread)"),
 ), "every measured kernel against the FP16 baseline of its shape, run and timing mode "
    "(bitsim.report.measured.speedups)")
 
 REPORT_MEASURED_SPEEDUPS = register("report_measured_speedups", _pick(
     MEASURED_SPEEDUPS, "source", "shape", "kernel", "impl", "precision", "cuda_graph", "us", "baseline_us",
-    "speedup"), "the measured speedups the report shows: the kernels' own runs (measured_speedups columns)")
+    "speedup", "spread", "speedup_lo", "speedup_hi", "repeats"),
+    "the measured speedups the report shows: the kernels' own runs (measured_speedups columns)")
 
 REPORT_SIM_VS_MEASURED = register("report_sim_vs_measured", tuple(
     c for c in SIM_VS_MEASURED if c.name != "skipped"),
@@ -97,8 +139,10 @@ REPORT_GAIN_LADDER = register("report_gain_ladder", _pick(
     Column(name="KV GB", kind="float", unit="GB", doc="gain_ladder kv_bytes in GB (1e9 bytes), rounded to 0.001"),
     Column(name="off-chip MB/token", kind="float", unit="MB/token", doc="gain_ladder bytes_offchip in MB "
            "(1e6 bytes), rounded to a whole number"),
-    Column(name="step x", kind="float", unit="x", doc="gain_ladder speedup_step, rounded to 0.01 (NaN on rung 1)"),
-    Column(name="total x", kind="float", unit="x", doc="gain_ladder speedup_total, rounded to 0.01"),
+    Column(name="step x", kind="float", unit="x", doc="gain_ladder speedup_step, rounded to 0.01 (NaN on rungs 0, 1)"),
+    Column(name="step x, no skipping", kind="float", unit="x", doc="gain_ladder speedup_step_no_skip, rounded to 0.01"),
+    Column(name="total x", kind="float", unit="x", doc="gain_ladder speedup_total (over the strongest b1.58), "
+           "rounded to 0.01"),
 ), "the gain ladder as the report shows it (gain_ladder rounded for reading)")
 
 REPORT_SIM_VALIDATION = register("report_sim_validation", _pick(SIM_VALIDATION, "class", "preset", "split", "n") + (
@@ -108,6 +152,7 @@ REPORT_SIM_VALIDATION = register("report_sim_validation", _pick(SIM_VALIDATION, 
     Column(name="within_bound", kind="bool", unit="", doc="MAPE <= bitsim.report.measured.VALIDATION_BOUND (15 %)"),
 ), "simulated vs measured per kernel class, as the report shows it (sim_validation in percent)")
 
-__all__ = ["MEASURED_SPEEDUPS", "REPORT_ACCELERATORS", "REPORT_CLAIMS", "REPORT_GAIN_LADDER",
+__all__ = ["MEASURED_SPEEDUPS", "REPORT_ACCELERATORS", "REPORT_CLAIMS", "REPORT_CLAIMS_SHORT", "REPORT_GAIN_LADDER",
+           "REPORT_VARIANTS",
            "REPORT_MEASURED_SPEEDUPS", "REPORT_RATIOS", "REPORT_SIM_VALIDATION", "REPORT_SIM_VS_MEASURED",
            "REPORT_SUMMARY"]

@@ -1,6 +1,7 @@
 """What every figure shares: colours, the datapath order, axes helpers, the input check and ``save``."""
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -13,12 +14,62 @@ from bitsim.tables import validate
 from model.config import DATAPATHS
 
 DATAPATH_COLORS = {"fp16": "#7f7f7f", "b1.58": "#1f77b4", "a4.8": "#d62728", "a4.8-fp4": "#ff7f0e"}
+#: Marker and line style per datapath, so two series that coincide (a4.8 and a4.8-fp4) both stay visible.
+DATAPATH_MARKERS = {"fp16": "o", "b1.58": "s", "a4.8": "^", "a4.8-fp4": "v"}
+DATAPATH_LINES = {"fp16": "-", "b1.58": "-", "a4.8": "-", "a4.8-fp4": (0, (4, 2))}
 OP_CLASS_MARKERS = {"gemm": "o", "attention": "s", "vector": "^"}
+#: At most 8 distinguishable colours in one panel (colour-blind-safe Okabe-Ito order).
+PALETTE8 = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442")
 
 
 def color(datapath: str) -> str:
     """The datapath's colour in every figure (teal for a datapath the palette does not know)."""
     return DATAPATH_COLORS.get(datapath, "#17becf")
+
+
+def marker(datapath: str) -> str:
+    return DATAPATH_MARKERS.get(datapath, "D")
+
+
+def line(datapath: str):
+    return DATAPATH_LINES.get(datapath, "-")
+
+
+def hollow(datapath: str) -> bool:
+    """Variants drawn with hollow markers (so a series under another still shows)."""
+    return datapath.endswith("-fp4")
+
+
+def plot_series(ax, xs, ys, datapath: str, label: str, dashed: bool = False, dodge: int = 0, **kw):
+    """One datapath's line: its colour, marker and line style; ``dodge`` shifts it slightly right on a log x
+    axis so coinciding series do not hide each other."""
+    xs = [x * 1.035 ** dodge for x in xs]
+    c = color(datapath)
+    return ax.plot(xs, ys, linestyle="--" if dashed else line(datapath), marker=marker(datapath), color=c,
+                   markerfacecolor="white" if hollow(datapath) or dashed else c, markersize=6, label=label, **kw)
+
+
+def number(v: float) -> str:
+    """A value as a bar label: 3 significant digits, no exponent (12,345 / 993 / 45.5 / 0.123)."""
+    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}"
+
+
+def bar_values(ax, bars, fmt: str = "auto", fontsize: int = 7, rotation: int = 0) -> None:
+    """Write each bar's value on top of it (``fmt`` a format string, or ``auto``: :func:`number`)."""
+    for b in bars:
+        h = b.get_height()
+        if h and h == h:
+            text = number(h) if fmt == "auto" else fmt.format(h)
+            ax.annotate(text, (b.get_x() + b.get_width() / 2, h), xytext=(0, 2),
+                        textcoords="offset points", ha="center", va="bottom", fontsize=fontsize, rotation=rotation)
+
+
+def titled(fig, title: str, note: str = "", y: float = 0.99) -> float:
+    """The figure's title and, under it, the note that names its profile and energy basis (wrapped); returns
+    the height it takes in inches, so a legend can go right under it."""
+    lines = textwrap.wrap(note, 150) if note else []
+    fig.suptitle("\n".join([title, *lines]), fontsize=10, y=y, va="top")
+    return 0.19 * (1 + len(lines)) + 0.05   # inches the title takes at the top
 
 
 def ordered(values: Iterable[str], order: Sequence[str] = DATAPATHS) -> list[str]:
@@ -42,10 +93,13 @@ def plain_log_ticks(ax, axis: str = "y") -> None:
     a = ax.yaxis if axis == "y" else ax.xaxis
     lo, hi = (ax.get_ylim() if axis == "y" else ax.get_xlim())
     fmt = FuncFormatter(lambda v, _: f"{v:g}")
-    # minor ticks: only 2, 3 and 5 x 10^k are labelled, so neighbouring labels never collide
-    minor = FuncFormatter(lambda v, _: f"{v:g}" if f"{v:.0e}"[0] in "235" else "")
+    # minor ticks: 2, 3 and 5 x 10^k labelled on a short axis, 3 x 10^k up to three decades, none beyond,
+    # so every panel has readable ticks and neighbouring labels never collide
+    span = hi / max(lo, 1e-300)
+    digits = "235" if span < 20 else "3" if span < 1000 else ""
+    minor = FuncFormatter(lambda v, _: f"{v:g}" if digits and f"{v:.0e}"[0] in digits else "")
     a.set_major_formatter(fmt)
-    a.set_minor_formatter(minor if hi / max(lo, 1e-300) < 20 else NullFormatter())
+    a.set_minor_formatter(minor if digits else NullFormatter())
 
 
 def context_axes(ax, contexts: Iterable[int], xlabel: str, ylabel: str, title: str) -> None:

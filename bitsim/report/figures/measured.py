@@ -5,7 +5,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from bitsim.report.figures.common import empty, legend_below, need, plain_log_ticks
+from bitsim.report.figures.common import PALETTE8, bar_values, empty, legend_below, need, plain_log_ticks, titled
 from bitsim.report.measured import BASELINES
 from bitsim.tables import measured_final_rows
 
@@ -27,44 +27,55 @@ def _speedup_tick(row, several_m: bool) -> str:
     if row["family"] == "linear":
         nk = f"{int(row['N'])}x{int(row['K'])}"
         return f"M={int(row['M'])}\n{nk}" if several_m else nk
-    return str(row["shape"]).replace(" ctx", "\nctx").replace("prefill ", "prefill\n")
+    shape = str(row["shape"]).split(" [")[0]   # the run is in the panel title
+    return shape.replace(" ctx", "\nctx").replace("prefill ", "prefill\n")
 
 
-def measured_speedups(speedups: pd.DataFrame):
-    """Measured kernel speedups over the FP16 baseline of the same shape and run, one panel per regime.
+def measured_speedups(speedups: pd.DataFrame, note: str = ""):
+    """Measured kernel speedups over the FP16 baseline of the same shape, run and timing mode.
 
-    ``speedups``: a ``measured_speedups`` table (shape, family, M, N, K,
-    kernel, impl, speedup = baseline time / kernel time are drawn).  Panels:
-    decode GEMV (M = 1), small-batch GEMM, prefill GEMM, attention and whole
-    block; one bar per (kernel, shape), a kernel keeps its colour in every
-    panel, baselines other than FP16 are dotted.  Log y; the line at 1 is the
-    FP16 baseline (whose own bars, speedup 1 by definition, are not drawn).
+    ``speedups``: a ``measured_speedups`` table.  One panel per (regime, timing mode) -- decode GEMV
+    (M = 1), small-batch GEMM, prefill GEMM, attention and whole block, each either as CUDA-graph
+    replays or launched one at a time -- so no panel mixes timing modes.  One bar per (kernel,
+    shape) with its value written on it and, where the run stored a spread (quartiles or min/max),
+    an error bar; at most 8 colours per panel, each panel with its own legend.  Log y; the line at 1
+    is the FP16 baseline (whose own bars, speedup 1 by definition, are not drawn).
     """
     need(speedups, "measured_speedups", "measured_speedups")
     d = speedups[~speedups.kernel.isin(tuple(BASELINES.values()))].copy()
     if d.empty:
-        return empty("Measured H100 kernel speedups", "no measured kernel data in reports/data/")
+        return empty("Measured kernel speedups", "no measured kernel data in reports/data/")
     d["panel"] = d.apply(_speedup_panel, axis=1)
-    panels = [p for p in _PANEL_TITLES if p in set(d.panel)]
+    d["mode"] = np.where(d.cuda_graph.astype(bool), "CUDA graph", "one launch at a time")
+    if "source" not in d.columns:
+        d["source"] = ""
+    d["run"] = d.source.map(lambda x: str(x).removeprefix("measured_").rsplit(".", 1)[0].replace("_kernels", ""))
+    groups = [(p, m, r) for r in sorted(d.run.unique()) for p in _PANEL_TITLES
+              for m in ("CUDA graph", "one launch at a time")
+              if ((d.panel == p) & (d["mode"] == m) & (d.run == r)).any()]
     kernels = list(dict.fromkeys(d.sort_values(["impl", "kernel"], ascending=[False, True]).kernel))
-    cmap = plt.get_cmap("tab20")
-    colour = {k: cmap(i % 20) for i, k in enumerate(kernels)}
-    fig, axes = plt.subplots(len(panels), 1, figsize=(12.5, 3.1 * len(panels)), squeeze=False)
-    for ax, panel in zip(axes[:, 0], panels):
-        p = d[d.panel == panel].sort_values(["M", "N", "K"])
+    fig, axes = plt.subplots(len(groups), 1, figsize=(12.5, 2.8 * len(groups)), squeeze=False)
+    for ax, (panel, mode, run) in zip(axes[:, 0], groups):
+        p = d[(d.panel == panel) & (d["mode"] == mode) & (d.run == run)].sort_values(["M", "N", "K"])
         several_m = p.M.nunique() > 1 and p.family.eq("linear").all()
         shapes = list(dict.fromkeys(p["shape"]))
         ticks = [_speedup_tick(p[p["shape"] == s].iloc[0], several_m) for s in shapes]
-        ks = [k for k in kernels if k in set(p.kernel)]
+        ks = [k for k in kernels if k in set(p.kernel)][:len(PALETTE8)]
         width = 0.84 / max(len(ks), 1)
         for j, kern in enumerate(ks):
-            s = p[p.kernel == kern].groupby("shape").speedup.max()
-            xs = np.array([i for i, sh in enumerate(shapes) if sh in s.index], dtype=float)
-            ys = [float(s[sh]) for sh in shapes if sh in s.index]
-            impl = p[p.kernel == kern].impl.iloc[0]
-            ax.bar(xs + (j - (len(ks) - 1) / 2) * width, ys, width * 0.92, color=colour[kern],
-                   hatch=None if impl == "ours" else "...", edgecolor="white", linewidth=0.4,
-                   label=f"{kern} ({impl})")
+            s = p[p.kernel == kern].sort_values("speedup").groupby("shape").last()
+            idx = [i for i, sh in enumerate(shapes) if sh in s.index]
+            rows = s.loc[[shapes[i] for i in idx]]
+            xs = np.array(idx, dtype=float) + (j - (len(ks) - 1) / 2) * width
+            impl = rows.impl.iloc[0]
+            err = None
+            if rows.speedup_lo.notna().any():
+                err = np.vstack([(rows.speedup - rows.speedup_lo).clip(lower=0).fillna(0),
+                                 (rows.speedup_hi - rows.speedup).clip(lower=0).fillna(0)])
+            bars = ax.bar(xs, rows.speedup, width * 0.92, color=PALETTE8[j], yerr=err, capsize=2,
+                          error_kw={"lw": 0.8}, hatch=None if impl == "ours" else "...", edgecolor="white",
+                          linewidth=0.4, label=f"{kern} ({impl})")
+            bar_values(ax, bars, "{:.2f}", fontsize=6, rotation=90 if len(ks) * len(shapes) > 14 else 0)
         ax.axhline(1.0, color="k", lw=0.9)
         ax.set_yscale("log")
         ax.set_xticks(range(len(shapes)))
@@ -72,43 +83,50 @@ def measured_speedups(speedups: pd.DataFrame):
         ax.set_xlim(-0.6, len(shapes) - 0.4)
         ax.set_ylabel("speedup (x, log)")
         ms = ", ".join(str(m) for m in sorted(set(p.M.astype(int))))
-        ax.set_title(_PANEL_TITLES[panel].format(ms=ms), fontsize=10, loc="left")
+        ax.set_title(_PANEL_TITLES[panel].format(ms=ms) + f" -- {mode}"
+                     + (f" -- {run} run" if d.run.nunique() > 1 else ""), fontsize=10, loc="left")
         ax.grid(True, axis="y", which="both", alpha=0.3)
+        lo, hi = ax.get_ylim()
+        ax.set_ylim(lo, hi * 1.6)
         plain_log_ticks(ax)
-    fig.suptitle("Measured kernels: speedup over cuBLAS FP16 at the same shape and run (line at 1; higher is "
-                 "better)", fontsize=11)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+    spread = "; error bars: " + ("quartiles or min/max of the repeats" if d.spread.ne("none").any() else
+                                 "none (one run, no spread stored)")
+    titled(fig, "Measured kernels: speedup over the FP16 baseline at the same shape, run and timing mode "
+                "(line at 1; higher is better)" + spread, note)
     fig.tight_layout()
-    legend_below(fig, list(axes[:, 0]), ncol=4)
     return fig
 
 
-def sim_vs_measured(cmp: pd.DataFrame):
+def sim_vs_measured(cmp: pd.DataFrame, note: str = ""):
     """Simulated vs measured time per kernel call (log-log, y = x and 2x bands) and the error of each.
 
     ``cmp``: a ``report_sim_vs_measured`` table (measured_us, sim_us, split
     and kernel, the label of a point's group, are drawn; ``calibration``
     points are hollow).  Left: the scatter; right: signed relative error
     (sim - measured) / measured per call.  The title gives the median absolute
-    error and the geometric-mean ratio over all calls.
+    error of the held-out calls and, apart, of the calibration calls the fitted preset was fitted on.
+    Groups are told apart by colour (at most 8) and marker.
     """
     need(cmp, "report_sim_vs_measured", "sim_vs_measured")
     d = cmp[(cmp.measured_us > 0) & (cmp.sim_us > 0)]
     if d.empty:
         return empty("Simulator vs measured GPU", "no measured kernel data to compare")
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 5.0), gridspec_kw={"width_ratios": [1.1, 1]})
-    cmap = plt.get_cmap("tab20")
     err = 100 * (d.sim_us - d.measured_us) / d.measured_us
     cal = d["split"].eq("calibration")
+    shapes = ("o", "s", "^", "D", "v", "P")
     for k, kern in enumerate(dict.fromkeys(d.kernel)):
-        colour = cmap(k % 20)
+        colour, mk = PALETTE8[k % len(PALETTE8)], shapes[(k // len(PALETTE8)) % len(shapes)]
         for hollow in (False, True):
             sel = (d.kernel == kern) & (cal == hollow)
             if not sel.any():
                 continue
             face = "none" if hollow else colour
-            ax.scatter(d.measured_us[sel], d.sim_us[sel], s=26, facecolors=face, edgecolors=colour,
-                       label=None if hollow else kern, alpha=0.85)
-            ax2.scatter(d.measured_us[sel], err[sel], s=26, facecolors=face, edgecolors=colour, alpha=0.85)
+            ax.scatter(d.measured_us[sel], d.sim_us[sel], s=26, marker=mk, facecolors=face, edgecolors=colour,
+                       label=kern if hollow != ((d.kernel == kern) & ~cal).any() else None, alpha=0.85)
+            ax2.scatter(d.measured_us[sel], err[sel], s=26, marker=mk, facecolors=face, edgecolors=colour,
+                        alpha=0.85)
     lo = min(d.measured_us.min(), d.sim_us.min()) / 1.5
     hi = max(d.measured_us.max(), d.sim_us.max()) * 1.5
     xs = np.array([lo, hi])
@@ -128,45 +146,79 @@ def sim_vs_measured(cmp: pd.DataFrame):
     ax2.axhline(0, color="k", lw=1)
     ax2.set_ylabel("error (sim - measured) / measured (%)")
     ax2.set_title("error per call", fontsize=10)
-    gm = float(np.exp(np.mean(np.log(d.sim_us / d.measured_us))))
-    ax.set_title(f"median |error| {np.median(np.abs(err)):.0f}%, geo-mean sim/measured {gm:.2f}", fontsize=10)
-    fig.suptitle("Simulator vs measured GPU kernels", fontsize=11)
+    held = ~cal
+    parts = []
+    if held.any():
+        parts.append(f"held-out: median |error| {np.median(np.abs(err[held])):.0f}% ({int(held.sum())} calls)")
+    if cal.any():
+        parts.append(f"calibration (fitted on): {np.median(np.abs(err[cal])):.0f}% ({int(cal.sum())} calls)")
+    ax.set_title("; ".join(parts), fontsize=9)
+    titled(fig, "Simulator vs measured GPU kernels", note)
     fig.tight_layout()
     legend_below(fig, [ax], ncol=3)
     return fig
 
 
-def measured_roofline(measured: pd.DataFrame):
-    """Measured kernels on the GPU's own roofline, and the share of copy bandwidth at decode.
+def measured_roofline(measured: pd.DataFrame, preset_roofs: dict | None = None, note: str = ""):
+    """Measured kernels on each GPU's own roofline, and the share of copy bandwidth at decode.
 
     ``measured``: a ``measured_trace`` table (op, kernel, impl, precision, M,
     N, K, sparsity, cuda_graph, us, bytes, ops, gbps, tops are drawn), with
     rows of op ``ceiling`` (kernel ``copy`` for GB/s, cuBLAS 8192^3 GEMMs for
-    TOP/s) measured in the same run.  Left: every timed kernel call (fastest
-    per kernel and shape) at x = ops / minimum bytes, y = achieved TOP/s,
-    under the measured roofs.  Right: decode (M = 1) GEMV and attention
-    calls, achieved GB/s as a share of the copy ceiling.  Tuning-sweep rows
-    (kernel names ending in the tuning suffix) are left out.
+    TOP/s) measured in the same run.  One row of two panels per measuring run (``source``; roofs
+    never cross runs).  Left: every timed kernel call (fastest per kernel and shape) at x = ops /
+    minimum bytes, y = achieved TOP/s, under the measured roofs.  Right: decode (M = 1) GEMV and
+    attention calls, achieved GB/s as a share of the copy ceiling.  Tuning-sweep rows (kernel names
+    ending in the tuning suffix) are left out.  ``preset_roofs`` (optional: source -> {name,
+    bandwidth_gbps, peaks {precision: TOP/s}}) draws the simulator preset of that GPU dashed over
+    the measured roofs, so the two ceilings can be compared (the box says where they differ by > 5 %).
     """
     need(measured, "measured_trace", "measured_roofline")
+    runs = (list(measured.groupby("source", sort=True)) if "source" in measured.columns
+            else [("", measured)])
+    runs = [(src, m) for src, m in runs if (m.op == "ceiling").any() and (m.op != "ceiling").any()]
+    if not runs:
+        return empty("Measured kernels on the GPU roofline", "no measured kernel rows with ceilings")
+    fig, axes = plt.subplots(len(runs), 2, figsize=(13, 5.0 * len(runs)), squeeze=False,
+                             gridspec_kw={"width_ratios": [1.25, 1]})
+    for (src, m), (ax, ax2) in zip(runs, axes):
+        _roofline_row(ax, ax2, m, (preset_roofs or {}).get(src), src)
+    titled(fig, "Measured kernels on each GPU's roofline (one run per row)", note)
+    fig.tight_layout()
+    return fig
+
+
+def _roofline_row(ax, ax2, measured: pd.DataFrame, preset_roofs: dict | None, source: str) -> None:
+    """One measuring run's roofline (left) and decode bandwidth shares (right)."""
     ceil = measured[measured.op == "ceiling"]
     final = measured_final_rows(measured)
     d = final[(final.op != "ceiling") & (final.us > 0) & (final.bytes > 0) & (final.ops > 0)]
     copy = ceil[ceil.kernel == "copy"].gbps
     if d.empty or copy.empty:
-        return empty("Measured kernels on the GPU roofline", "no measured kernel rows with ceilings")
+        ax.axis("off")
+        ax2.axis("off")
+        ax.set_title(f"{source}: no kernel rows with ceilings", fontsize=10)
+        return
     bw = float(copy.max())  # GB/s
     # roofs: the run's 8192^3 ceilings, raised where a baseline (cuBLAS) call of that precision went faster
     base = d[(d.impl == "baseline") & d.op.isin(["gemm", "gemv"])].groupby("precision").tops.max()
-    peaks = ceil[ceil.kernel != "copy"].groupby("precision").tops.max()
+    peaks = ceil[(ceil.kernel != "copy") & (ceil.tops > 0)].groupby("precision").tops.max()
     peaks = pd.concat([peaks, base[base.index.isin(peaks.index)]]).groupby(level=0).max()
     peaks = peaks.sort_values(ascending=False)
     d = d.sort_values("us").drop_duplicates(["kernel", "op", "M", "N", "K", "sparsity"])
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(13, 5.0), gridspec_kw={"width_ratios": [1.25, 1]})
     xs = np.logspace(-1, 4, 200)
     for prec, peak in peaks.items():
         ax.plot(xs, np.minimum(peak, bw * xs / 1e3), color="0.35", lw=1)
     roofs = [f"copy: {bw:.0f} GB/s"] + [f"{prec}: {peak:.0f} TOP/s" for prec, peak in peaks.items()]
+    if preset_roofs:
+        pbw = float(preset_roofs["bandwidth_gbps"])
+        roofs.append(f"sim preset {preset_roofs['name']} (dashed): {pbw:.0f} GB/s"
+                     + (" (differs > 5 %)" if abs(pbw / bw - 1) > 0.05 else ""))
+        for prec, peak in preset_roofs.get("peaks", {}).items():
+            ax.plot(xs, np.minimum(peak, pbw * xs / 1e3), color="#E69F00", lw=1, ls="--")
+            off = prec in peaks and abs(peak / peaks[prec] - 1) > 0.05
+            roofs.append(f"  {prec}: {peak:.0f} TOP/s" + (f" (measured {peaks[prec]:.0f}: differs > 5 %)"
+                                                          if off else ""))
     ax.text(0.02, 0.98, "roofs: best cuBLAS rate of each precision\nmeasured in this run\n" + "\n".join(roofs),
             transform=ax.transAxes, fontsize=7,
             va="top", ha="left", bbox=dict(boxstyle="round", fc="white", ec="0.7"))
@@ -179,7 +231,8 @@ def measured_roofline(measured: pd.DataFrame):
     ax.set_yscale("log")
     ax.set_xlabel("arithmetic intensity (ops / minimum byte)")
     ax.set_ylabel("achieved TOP/s")
-    ax.set_title("Every timed kernel call under the roofs measured in the same run", fontsize=10)
+    gpu = ", ".join(sorted({str(g) for g in measured.gpu.dropna()})) if "gpu" in measured.columns else ""
+    ax.set_title(f"{gpu} ({source}): every timed call under the roofs of its run", fontsize=10)
     ax.grid(True, which="both", alpha=0.25)
     ax.legend(fontsize=8, loc="lower right")
     dec = d[((d.op.isin(["gemv", "sparse_gemv"])) & (d.M == 1)) | (d.op == "attention_decode")].copy()
@@ -200,5 +253,3 @@ def measured_roofline(measured: pd.DataFrame):
     ax2.set_title("Decode (M = 1) GEMV and attention: bytes moved per second\n(fastest timing of each; "
                   "[graph]: CUDA-graph replays)", fontsize=10)
     ax2.grid(True, axis="x", alpha=0.3)
-    fig.tight_layout()
-    return fig

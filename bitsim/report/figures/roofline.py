@@ -9,15 +9,16 @@ from matplotlib.lines import Line2D
 from bitsim.report.figures.common import OP_CLASS_MARKERS, color, empty, need, ordered
 
 
-def roofline(ops: pd.DataFrame, ceilings: pd.DataFrame, title: str = "Roofline"):
+def roofline(ops: pd.DataFrame, ceilings: pd.DataFrame, title: str = "Roofline", note: str = ""):
     """Every op on its accelerator's roofline: achieved op/s vs arithmetic intensity.
 
     ``ops``: a ``study_ops`` table (accelerator, datapath, phase, op_class,
     intensity in ops per off-chip byte, achieved_ops_s are drawn).
     ``ceilings``: an ``accelerator_ceilings`` table (one row per accelerator
     and operand pair; each distinct peak_ops_s draws one flat roof, under the
-    bandwidth_bytes_s slope).  One panel per accelerator; markers by op class,
-    colours by datapath, filled = decode, hollow = prefill.
+    bandwidth_bytes_s slope); the ``vector`` row is the vector unit's roof (element-passes per
+    second: vector ops count one op per element), drawn dashed.  One panel per accelerator;
+    markers by op class, colours by datapath, filled = decode, hollow = prefill.
     """
     need(ops, "study_ops", "roofline")
     need(ceilings, "accelerator_ceilings", "roofline ceilings")
@@ -30,7 +31,9 @@ def roofline(ops: pd.DataFrame, ceilings: pd.DataFrame, title: str = "Roofline")
     for k, acc in enumerate(accs):
         ax = axes[k // ncol][k % ncol]
         d = ops[(ops.accelerator == acc) & (ops.intensity > 0) & (ops.achieved_ops_s > 0)]
-        c = ceilings[ceilings.accelerator == acc]
+        c_all = ceilings[ceilings.accelerator == acc]
+        c = c_all[c_all.precision != "vector"]
+        vec = c_all[c_all.precision == "vector"]
         xs = np.logspace(-2, 5, 200)
         if not c.empty:
             bw = float(c.bandwidth_bytes_s.iloc[0])
@@ -43,6 +46,9 @@ def roofline(ops: pd.DataFrame, ceilings: pd.DataFrame, title: str = "Roofline")
             # the upper-left corner is above every roof's slope: always free of points
             lines = [f"off-chip {bw / 1e9:.0f} GB/s"] + [
                 f"{', '.join(roofs[p])}: {p / 1e12:.0f} TOP/s" for p in sorted(roofs, reverse=True)]
+            for _, row in vec.iterrows():
+                ax.plot(xs, np.minimum(float(row.peak_ops_s), bw * xs), "--", color="#8172b2", lw=1)
+                lines.append(f"vector unit (dashed): {float(row.peak_ops_s) / 1e9:.0f} G elem/s")
             ax.text(0.02, 0.98, "\n".join(lines), transform=ax.transAxes, ha="left", va="top", fontsize=7,
                     bbox=dict(facecolor="white", edgecolor="0.8", alpha=0.9))
         for dp in ordered(d.datapath):
@@ -71,6 +77,6 @@ def roofline(ops: pd.DataFrame, ceilings: pd.DataFrame, title: str = "Roofline")
                 Line2D([], [], ls="", marker="$\\circ$", markersize=9, color="k", label="hollow: prefill")]
     fig.legend(handles=handles, loc="upper center", ncol=len(handles), fontsize=8,
                bbox_to_anchor=(0.5, 1.0 + 0.03 / nrow))
-    fig.suptitle(title, y=1.0 + 0.08 / nrow, fontsize=11)
+    fig.suptitle(title + (f"\n{note}" if note else ""), y=1.0 + 0.12 / nrow, fontsize=10)
     fig.tight_layout()
     return fig

@@ -8,7 +8,7 @@ import pandas as pd
 from bitsim.report.figures.common import empty, need, ordered
 
 
-def sparsity_and_bits(traces: pd.DataFrame, preset: str | None = None, layer: int = 0):
+def sparsity_and_bits(traces: pd.DataFrame, preset: str | None = None, layer: int = 0, note: str = ""):
     """Per-op input sparsity and operand bits, one column per datapath.
 
     ``traces``: a ``study_traces`` table (op traces tagged with preset,
@@ -63,6 +63,7 @@ def sparsity_and_bits(traces: pd.DataFrame, preset: str | None = None, layer: in
                 dark = (data[ii, jj] / vmax > 0.55) if fmt else (data[ii, jj] / vmax < 0.45)
                 ax.text(jj, ii, txt, ha="center", va="center", fontsize=7,
                         color="white" if dark else "black")
-    fig.suptitle(f"{preset}, decoder layer {layer}: per-op sparsity and operand bits", fontsize=11)
+    fig.suptitle(f"{preset}, decoder layer {layer}: per-op sparsity and operand bits" + (f"\n{note}" if note else ""),
+                 fontsize=10)
     fig.tight_layout()
     return fig

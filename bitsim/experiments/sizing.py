@@ -1,0 +1,138 @@
+"""Comparison bases: size a chip's arrays to a target area (iso-area) or power (iso-power).
+
+The presets compare at iso-peak (same PE count, clock, memory, SRAM).  An architect also asks what
+each datapath does with the same silicon or the same power.  Here a chip is scaled by one knob --
+every compute array's copy count times a factor, then the largest array's rows tuned so the target
+is met within a tolerance -- and the result says which basis sized it, the target, what was met
+and by how much.
+
+* iso-area: area from :func:`bitsim.experiments.chipmetrics.chip_area` (sim's whole-chip area when it
+  has one, else the PE-array area at 45 nm, named), matched within 1 % with no simulation.
+* iso-power: power at a workload (:func:`bitsim.experiments.chipmetrics.row_power`) by simulating a
+  trace on each candidate (bisection on the factor, a handful of runs).  The report sizes on the
+  2048-token prefill: the compute-bound phase is the one that sets a chip's power budget (its
+  TDP); the same chip then runs decode.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import pandas as pd
+
+from bitsim.experiments.chipmetrics import chip_area, row_power
+from bitsim.experiments.runs import Chip, simulate_job
+
+BASES = ("iso-peak", "iso-area", "iso-power")
+TOLERANCE = 0.01
+MAX_ROWS = 1 << 16
+
+
+@dataclass(frozen=True, kw_only=True)
+class Sized:
+    """A chip sized on one basis: the chip, the array factor, the target and what it reached."""
+
+    chip: Chip
+    basis: str
+    factor: float          # PEs of the sized chip / PEs of the original
+    target: float          # mm² (iso-area) or W (iso-power); NaN at iso-peak
+    reached: float
+    metric: str            # what was matched (area or power, and where the number comes from)
+
+    @property
+    def within(self) -> bool:
+        return self.basis == "iso-peak" or abs(self.reached / self.target - 1) <= TOLERANCE
+
+
+def _arrays(chip: Chip) -> list[tuple[str, int, int, int]]:
+    """(name, rows, cols, count) of every array of the chip as it stands."""
+    return [(a.name, a.rows, a.cols, a.count) for a in chip.config().arrays]
+
+
+def _pes(chip: Chip) -> int:
+    return sum(r * c * n for _name, r, c, n in _arrays(chip))
+
+
+def scaled(chip: Chip, factor: float, main_factor: float | None = None) -> Chip:
+    """``chip`` with ``factor`` x the PEs of every array, near continuously in ``factor``.
+
+    Each array keeps its shape and gets round(count x factor) copies (at least one); the largest
+    array gets floor(count x main_factor) copies (``main_factor`` defaults to ``factor``) and its
+    rows are stretched so its PE count is count x rows x main_factor (4 x 128 rows at 2.6: 10 x 133).
+    """
+    main_factor = factor if main_factor is None else main_factor
+    if not factor > 0 or not main_factor > 0:
+        raise ValueError(f"array factor must be positive, got {factor!r}, {main_factor!r}")
+    arrs = _arrays(chip)
+    main = max(arrs, key=lambda a: a[1] * a[2] * a[3])
+    over: dict[str, int] = {}
+    for name, rows, _cols, count in arrs:
+        if name == main[0]:
+            n = max(1, int(math.floor(count * main_factor)))
+            over[f"arrays.{name}.count"] = n
+            over[f"arrays.{name}.rows"] = int(min(MAX_ROWS, max(1, round(rows * count * main_factor / n))))
+        else:
+            over[f"arrays.{name}.count"] = max(1, int(round(count * factor)))
+    return chip.with_overrides(over)
+
+
+def _solve(chip: Chip, value: Callable[[Chip], float], target: float, max_evals: int,
+           first: float) -> tuple[Chip, float]:
+    """Bisect log(factor) in [1/16, 64] from ``first`` until ``value`` is within tolerance of ``target``,
+    then, with the other arrays' counts fixed, the largest array alone (its rows absorb the rounding of
+    the others' copy counts); the closest chip found and its value (``value`` grows with the factor)."""
+    best: list = [math.inf, chip, float("nan"), first]
+    evals = 0
+
+    def bisect(make: Callable[[float], Chip], x: float, budget: int) -> None:
+        nonlocal evals
+        lo, hi = math.log(1 / 16), math.log(64)
+        x = min(max(x, lo), hi)
+        for _ in range(budget):
+            evals += 1
+            v = value(make(math.exp(x)))
+            err = abs(v / target - 1)
+            if err < best[0]:
+                best[:] = [err, make(math.exp(x)), v, math.exp(x)]
+            if err <= TOLERANCE / 2:
+                return
+            lo, hi = (x, hi) if v < target else (lo, x)
+            x = 0.5 * (lo + hi)
+
+    bisect(lambda f: scaled(chip, f), math.log(first), max(1, max_evals // 2))
+    if best[0] > TOLERANCE / 2:
+        f = best[3]
+        bisect(lambda m: scaled(chip, f, m), math.log(f), max(1, max_evals - evals))
+    return best[1], best[2]
+
+
+def size_to_area(chip: Chip, target_mm2: float) -> Sized:
+    """``chip`` scaled to ``target_mm2`` of area (within 1 %), with no simulation."""
+    if not target_mm2 > 0:
+        raise ValueError(f"iso-area target must be a positive area in mm², got {target_mm2!r}")
+    area0, metric = chip_area(chip.config())
+    if abs(area0 / target_mm2 - 1) <= TOLERANCE:
+        return Sized(chip=chip, basis="iso-area", factor=1.0, target=target_mm2, reached=area0, metric=metric)
+    sized, reached = _solve(chip, lambda c: chip_area(c.config())[0], target_mm2, 40, target_mm2 / area0)
+    return Sized(chip=sized, basis="iso-area", factor=_pes(sized) / _pes(chip), target=target_mm2,
+                 reached=reached, metric=metric)
+
+
+def size_to_power(chip: Chip, trace: pd.DataFrame, target_w: float, max_runs: int = 10) -> Sized:
+    """``chip`` scaled so its power on ``trace`` is ``target_w``, by simulating candidates.
+
+    The closest chip found in ``max_runs`` simulations is returned with the power it reached
+    (``Sized.within`` says whether that is inside the tolerance: a memory-bound step may not reach a
+    target by its arrays at all).
+    """
+    if not target_w > 0:
+        raise ValueError(f"iso-power target must be a positive power in W, got {target_w!r}")
+    p0, how = row_power(simulate_job(trace, chip).row)
+    metric = f"power on the sizing workload ({how})"
+    if abs(p0 / target_w - 1) <= TOLERANCE:
+        return Sized(chip=chip, basis="iso-power", factor=1.0, target=target_w, reached=p0, metric=metric)
+    sized, reached = _solve(chip, lambda c: row_power(simulate_job(trace, c).row)[0], target_w, max_runs,
+                            target_w / p0 if p0 > 0 else 1.0)
+    return Sized(chip=sized, basis="iso-power", factor=_pes(sized) / _pes(chip), target=target_w,
+                 reached=reached, metric=metric)
