@@ -20,6 +20,7 @@ A ternary model of 10.6 M projection parameters takes about 3.5 MB.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from dataclasses import dataclass
@@ -110,21 +111,67 @@ def save_inference_checkpoint(model: Transformer, path: str | Path, *, heldout: 
     return _atomic_save(obj, Path(path))
 
 
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> LoadedCheckpoint:
-    """Read an inference checkpoint into a frozen :class:`~model.model.Transformer`."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no such checkpoint: {path}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unreadable file is one clear error
-        raise ValueError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from None
+#: Largest checkpoint file read (a 10 M-parameter ternary model takes ~3.5 MB).
+MAX_CHECKPOINT_BYTES = 2 << 30
+
+
+def _checked_structure(obj: Any, path: Path) -> None:
+    """The fields of a checkpoint and their types, before anything is built from them."""
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         raise ValueError(f"{path}: not a {FORMAT} file (a training state? use its final.pt)")
     if obj.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"{path}: format version {obj.get('format_version')!r}, this code reads "
                          f"{FORMAT_VERSION}")
-    cfg = ModelConfig.from_dict(obj["config"], where=f"{path}: config")
+    for key, kind in (("config", dict), ("ternary", dict), ("float", dict), ("heldout", torch.Tensor),
+                      ("meta", dict)):
+        if not isinstance(obj.get(key), kind):
+            raise ValueError(f"{path}: damaged checkpoint: '{key}' is missing or not a {kind.__name__}")
+    for name, t in obj["ternary"].items():
+        if not (isinstance(t, dict) and isinstance(t.get("packed"), torch.Tensor)
+                and isinstance(t.get("alpha"), torch.Tensor) and t["alpha"].numel() == 1
+                and isinstance(t.get("shape"), (list, tuple)) and len(t["shape"]) == 2
+                and all(isinstance(d, int) and d > 0 for d in t["shape"])):
+            raise ValueError(f"{path}: damaged checkpoint: ternary entry {name!r} needs packed codes, a "
+                             "2-D shape and one scale alpha")
+        a = float(t["alpha"].reshape(()))
+        if not (math.isfinite(a) and a > 0):
+            raise ValueError(f"{path}: damaged checkpoint: {name} has scale alpha {a!r} (must be finite, > 0)")
+    for name, t in obj["float"].items():
+        if not isinstance(t, torch.Tensor) or not t.is_floating_point():
+            raise ValueError(f"{path}: damaged checkpoint: {name!r} is not a float tensor")
+        if not bool(torch.isfinite(t).all()):
+            raise ValueError(f"{path}: damaged checkpoint: {name} holds NaN or inf")
+    held = obj["heldout"]
+    if held.dim() != 2 or held.shape[0] < 1 or held.shape[1] < 2 or held.is_floating_point():
+        raise ValueError(f"{path}: damaged checkpoint: held-out text must be integer token sequences "
+                         f"[n, T+1], got {held.dtype} of shape {tuple(held.shape)}")
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> LoadedCheckpoint:
+    """Read an inference checkpoint into a frozen :class:`~model.model.Transformer`.
+
+    A missing file is ``FileNotFoundError``; a folder, an oversized, unreadable, truncated or
+    damaged file, a training state or a checkpoint whose tensors do not fit its config is a
+    ``ValueError`` naming the file.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no such checkpoint: {path}")
+    if path.is_dir():
+        raise ValueError(f"{path}: is a folder, expected a checkpoint file (.pt)")
+    size = path.stat().st_size
+    if size > MAX_CHECKPOINT_BYTES:
+        raise ValueError(f"{path}: {size:,} bytes is larger than {MAX_CHECKPOINT_BYTES:,}; not an inference "
+                         "checkpoint of bitsim train")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable file is one clear error
+        raise ValueError(f"{path}: not a readable checkpoint ({type(e).__name__}: {str(e)[:200]})") from None
+    _checked_structure(obj, path)
+    try:
+        cfg = ModelConfig.from_dict(obj["config"], where="fields")
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{path}: damaged checkpoint: config: {e}") from None
     model = Transformer(cfg, seed=None)
     params = dict(model.named_parameters())
     lin = {name: m for name, m in model.named_modules() if isinstance(m, BitLinear)}
@@ -137,7 +184,10 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
         mod = lin.get(name.removesuffix(".weight"))
         if mod is None or mod.weight_format != "ternary":
             raise ValueError(f"{path}: {name} is stored ternary but the config's layer is not")
-        mod.load_frozen_(unpack_ternary(t["packed"], tuple(t["shape"])), t["alpha"])
+        try:
+            mod.load_frozen_(unpack_ternary(t["packed"], tuple(t["shape"])), t["alpha"])
+        except ValueError as e:
+            raise ValueError(f"{path}: {name}: {e}") from None
     with torch.no_grad():
         for name, t in obj["float"].items():
             if tuple(t.shape) != tuple(params[name].shape):
@@ -145,9 +195,11 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
                                  f"{tuple(params[name].shape)}")
             params[name].data = t.to(params[name].dtype)
             params[name].requires_grad_(False)
+    held = obj["heldout"].long()
+    if int(held.min()) < 0 or int(held.max()) >= cfg.vocab_size:
+        raise ValueError(f"{path}: damaged checkpoint: held-out token ids outside [0, {cfg.vocab_size})")
     model.to(device)
     for m in lin.values():   # the frozen codes follow the module to the device
         if m.frozen is not None:
             m.load_frozen_(m.weight.data, m.frozen[1].to(device))
-    return LoadedCheckpoint(model=model.eval(), config=cfg, heldout=obj["heldout"].long(),
-                            meta=dict(obj["meta"]), path=path)
+    return LoadedCheckpoint(model=model.eval(), config=cfg, heldout=held, meta=dict(obj["meta"]), path=path)

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import torch
 
-from bitsim.tables import PHASES, write_table
+from bitsim.tables import PHASES, check_output, write_table
 from bitsim.tables.config import parse_yaml
-from model.config import DATAPATHS, PRESETS
+from model.config import DATAPATHS, LM_HEAD_BITS, PRESETS, get_config
 from model.checkpoint import load_checkpoint
 from model.corpus import STDLIB, build_corpus, eval_starts, read_stream, windows
-from model.trace import PROFILES, activated_params, build_trace
-from model.train import Exporter, TrainConfig, load_plan, plan_configs, run_plan
+from model.trace import PROFILES, activated_params, build_trace, check_workload
+from model.train import Exporter, TrainConfig, check_train_paths, load_plan, plan_configs, run_plan
 from model.training_report import write_training_tables
 
 
@@ -59,7 +59,13 @@ def _register_trace(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--heldout-pattern", default="*.py", help="with --heldout on a folder: the files read")
     p.add_argument("--heldout-sequences", type=int, default=32,
                    help="with --heldout: number of evenly spaced windows taken from the text")
+    p.add_argument("--q-bits", type=int, default=None, choices=(3, 4),
+                   help="quantize the query fed to Q.K^T (4 with a4.8's 3-bit KV = the paper's configuration); "
+                        "default FP16 Q")
+    p.add_argument("--lm-head-bits", type=int, default=None, choices=LM_HEAD_BITS,
+                   help="LM-head weights: 16 = FP16 (default), 8 = INT8, 4 = INT4 (INT8 activations)")
     p.add_argument("-o", "--output", required=True, help="output table (.parquet or .csv)")
+    p.add_argument("--force", action="store_true", help="replace an existing output file")
     p.set_defaults(func=run_trace)
 
 
@@ -78,20 +84,30 @@ def run_trace(args: argparse.Namespace) -> int:
         raise ValueError("--model and --datapath are required (or give --checkpoint)")
     if args.heldout is not None and args.checkpoint is None:
         raise ValueError("--heldout needs --checkpoint")
+    # everything is checked before any work, and the output before anything is written (docs/limits.md)
+    if Path(args.output).suffix not in (".parquet", ".csv"):
+        raise ValueError(f"-o: the output must end in .parquet or .csv, got {Path(args.output).name!r}")
+    model_file = args.model if args.model and str(args.model).endswith((".yaml", ".yml")) else None
+    check_output(args.output, inputs=[args.checkpoint, model_file, args.heldout], force=args.force)
+    check_workload(args.phase, args.context, args.batch, args.prefill_tokens)
+    knobs = {k: v for k, v in (("q_bits", args.q_bits), ("lm_head_bits", args.lm_head_bits)) if v is not None}
+    if knobs and args.model is None:
+        raise ValueError("--q-bits / --lm-head-bits need --model (a checkpoint's own shape keeps its numerics)")
+    model = get_config(args.model, args.datapath, **knobs) if knobs else args.model
     ck = load_checkpoint(args.checkpoint) if args.checkpoint else None
     heldout, label = None, "held-out validation"
     if args.heldout is not None:
         heldout = _heldout_windows(args.heldout, args.heldout_pattern, ck.heldout.shape[1] - 1,
                                    args.heldout_sequences)
         label = f"user text ({Path(args.heldout).name})"
-    df = build_trace(args.model, args.datapath, phase=args.phase, context=args.context,
+    df = build_trace(model, args.datapath, phase=args.phase, context=args.context,
                      batch=args.batch, seed=args.seed, profile=args.profile,
                      prefill_tokens=args.prefill_tokens, layers_measured=args.layers_measured,
                      checkpoint=ck, heldout=heldout, heldout_label=label)
     path = write_table(df, args.output, "op_trace")
     a = activated_params(df)
     print(f"{path}: {len(df)} ops, {df.attrs['preset']} {df.attrs['datapath']} {args.phase}, "
-          f"{df.attrs['stats_source'].split(':')[0]} statistics, "
+          f"{df.attrs['stats_source']} statistics, "
           f"overall projection sparsity {a['overall_sparsity']:.1%}, activated "
           f"{a['activated_params'] / 1e9:.3g}B of {a['total_params'] / 1e9:.3g}B params "
           f"({time.perf_counter() - t0:.1f} s)")
@@ -142,6 +158,7 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("-o", "--output", required=True, help="output folder (e.g. reports/data)")
     t.add_argument("--note", default=None, help="how the runs were made (the training command), "
                                                       "recorded in the tables' metadata")
+    t.add_argument("--force", action="store_true", help="replace tables and figures that exist in the output folder")
     t.set_defaults(func=run_tables)
 
 
@@ -179,6 +196,7 @@ def run_train(args: argparse.Namespace) -> int:
     def log(msg: str) -> None:
         print(msg, flush=True)
 
+    check_train_paths(cfgs, args.out, args.export, inputs=[args.plan, args.config])   # before any work
     exporter = Exporter(args.export) if args.export else None
     results = run_plan(cfgs, args.out, time_budget_s=args.time_budget, fit_seconds=args.fit_seconds,
                        log=log, on_done=exporter)
@@ -199,7 +217,8 @@ def run_corpus(args: argparse.Namespace) -> int:
 
 
 def run_tables(args: argparse.Namespace) -> int:
-    written = write_training_tables(args.results, args.checkpoints, args.output, command=args.note)
+    written = write_training_tables(args.results, args.checkpoints, args.output, command=args.note,
+                                    force=args.force)
     for p in written:
         print(p)
     return 0
@@ -214,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError, KeyError) as e:
+    except (ValueError, TypeError, KeyError, OSError, OverflowError) as e:   # expected failures: one line
         print(f"{args.command}: error: {e}", file=sys.stderr)
         return 2
 

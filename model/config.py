@@ -22,6 +22,9 @@ FFN_KINDS = ("swiglu", "relu2glu")
 DTYPES = ("float32", "float64", "float16", "bfloat16")
 OVERRIDE_ACTS = ("int8", "int8-topk", "int4", "fp4")  # allowed o_act / down_act (ternary datapaths)
 FP16_KV_BITS = 16  # kv_bits value meaning "FP16 cache, not quantized"
+#: lm_head_bits values: 16 = the FP16 output head (docs/decisions.md 9, the default), 8 / 4 = INT8 / INT4
+#: weight codes with one absmax scale per output row (vocabulary entry), INT8 absmax activations.
+LM_HEAD_BITS = (16, 8, 4)
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,29 @@ class ModelConfig:
     ``n_kv_heads`` -> ``n_heads`` (MHA); ``head_dim`` -> ``dim // n_heads``;
     ``ffn_act`` -> SwiGLU for fp16/b1.58, ReLU²GLU for a4.8 [A48 eq.5];
     ``kv_bits`` -> 3 for a4.8 datapaths [A48 §3.1], FP16 (16) otherwise.
+
+    Paper-fidelity knobs (issue 12 item 6; each default keeps the traces as they were):
+
+    * ``q_bits``: quantize the post-RoPE query fed to Q.K^T with the KV quantizer
+      (unsigned absmax code, one scale per (token, head), no BOS rule; docs/decisions.md 8).
+      ``q_bits=4`` with the a4.8 default ``kv_bits=3`` is **the paper's configuration**
+      ("4-bit Q with 3-bit KV", [A48 §3.1, Table 3]); the trace's ``attn_qk`` op then has
+      ``act_format`` ``int4`` and a ``quant_q`` vector op.  ``None`` (default): FP16 Q.
+      The op trace vocabulary has ``int3`` and ``int4`` activation formats, so a trace needs
+      ``q_bits`` in (3, 4) (the model itself runs 2..7).
+    * ``lm_head_bits``: 16 (default) keeps the FP16 output head of every datapath
+      (docs/decisions.md 9).  8 or 4 quantize the LM-head weights to INT8 / INT4 codes
+      (symmetric absmax per output row, codes in [-127, 127] / [-7, 7], an fp32 scale per
+      row; no paper specifies a quantized head, this is a hardware-study knob) and its input
+      to INT8 absmax per token; the trace's ``lm_head`` row is then ``int8`` / ``int4`` weights
+      x ``int8`` activations with its bytes (codes plus scales), after a ``quant_lm_head`` op.
+      For 2B4T (vocabulary 128256) the FP16 head is about half the bytes of a b1.58 decode step
+      (657 of 1336 MB at 2k context on the b1.58 preset; INT8 halves it, INT4 quarters it).
+    * **The a4.8-fp4 Wo input has no TopK** (the choice is made here, in ``_datapath_formats``):
+      [A48 §2.3] lists FP4 for the QKV, up/gate *and* Wo inputs and does not say whether Wo's
+      TopK 50 % stays (docs/paper-facts.md §1.6 and §8 item 5), so the variant takes the text
+      literally: Wo input FP4 E2M1, dense (docs/decisions.md 10).  ``o_act="int8-topk"`` gives
+      a4.8's TopK + INT8 Wo input instead; TopK followed by FP4 is not modelled.
     """
 
     dim: int
@@ -49,10 +75,11 @@ class ModelConfig:
     topk_ratio: float = 0.5             # Wo-input TopK 50 % [A48 §3]
     kv_bits: int | None = None          # 2..7 bit codes, or 16 = FP16 cache
     kv_bos_bits: int | None = 4         # BOS heads kept at 4 bits [A48 §3.1]; None = same as kv_bits
-    q_bits: int | None = None           # optional low-bit query ("4-bit Q" [A48 Table 3]); None = FP16
+    q_bits: int | None = None           # low-bit query: 4 = the paper's "4-bit Q, 3-bit KV" [A48 §3.1]; None = FP16
     dtype: str = "float32"              # working (latent) float dtype of the reference model
     o_act: str | None = None            # Wo-input format override (ablations); None = datapath default
     down_act: str | None = None         # Wdown-input format override (ablations); None = datapath default
+    lm_head_bits: int = 16              # LM-head weight bits: 16 = FP16 head (default), 8 = INT8, 4 = INT4
 
     def __post_init__(self) -> None:
         for f in ("dim", "n_layers", "n_heads", "ffn_dim", "vocab_size"):
@@ -91,6 +118,10 @@ class ModelConfig:
         for f in ("kv_bos_bits", "q_bits"):
             if getattr(self, f) is not None:
                 _bits(f, getattr(self, f))
+        hb = self.lm_head_bits
+        if isinstance(hb, bool) or not isinstance(hb, int) or hb not in LM_HEAD_BITS:
+            raise ValueError(f"lm_head_bits: must be one of {LM_HEAD_BITS} (16 = FP16 head, 8 = INT8, "
+                             f"4 = INT4 weights), got {hb!r}")
         if self.head_dim is None and self.dim % self.n_heads:
             raise ValueError(f"head_dim: dim {self.dim} is not divisible by n_heads {self.n_heads}; "
                              "set head_dim explicitly")
@@ -155,9 +186,16 @@ class ModelConfig:
             "fp16": dict(qkv="fp16", o="fp16", ffn="fp16", down="fp16"),
             "b1.58": dict(qkv="int8", o="int8", ffn="int8", down="int8"),
             "a4.8": dict(qkv="int4", o="int8-topk", ffn="int4", down="int8"),
-            # FP4 everywhere but the down input; Wo TopK not kept (UNCONFIRMED, docs/decisions.md 10)
+            # FP4 everywhere but the down input; Wo TopK NOT kept: [A48 §2.3] names FP4 for the Wo input
+            # and is silent on TopK (UNCONFIRMED, docs/paper-facts.md §8 item 5), so the text is taken
+            # literally (docs/decisions.md 10; o_act="int8-topk" for the other reading)
             "a4.8-fp4": dict(qkv="fp4", o="fp4", ffn="fp4", down="int8"),
         }[self.datapath]
+
+    @property
+    def lm_head_format(self) -> str:
+        """Storage format of the LM-head weights: ``fp16``, ``int8`` or ``int4`` (``lm_head_bits``)."""
+        return "fp16" if self.lm_head_bits == 16 else f"int{self.lm_head_bits}"
 
     @property
     def weight_format(self) -> str:

@@ -138,6 +138,18 @@ def fake_ternary(w: torch.Tensor, inplace: bool = False) -> tuple[torch.Tensor, 
     return _ste(u, torch.round(u).clamp(-1, 1)), alpha
 
 
+def fake_weight_rows(w: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-output-row symmetric absmax weight codes (STE) and scales [N, 1] (the quantized LM head).
+
+    Codes in [-(2**(bits-1) - 1), 2**(bits-1) - 1]; same arithmetic as ``model.quant.quantize_weight_rows``.
+    """
+    w = _f32(w)
+    qmax = float((1 << (bits - 1)) - 1)
+    gamma = _rowmax(w)
+    u = w * _divide(qmax, gamma)
+    return _ste(u, torch.round(u).clamp(-qmax, qmax)), gamma / qmax
+
+
 def fake_kv(x: torch.Tensor, bits: int, bos_bits: int | None, positions: torch.Tensor) -> torch.Tensor:
     """Dequantized post-RoPE K/V/Q value (STE) of the unsigned absmax KV code [docs/decisions.md 8].
 
@@ -161,6 +173,9 @@ FAKE_ACT = {"int8": fake_int8, "int4": fake_int4, "fp4": fake_fp4}
 MAX_CODE = {"int8": 128, "int4": 8, "fp4": 12, "int8-topk": 128, "ternary": 1}
 
 
-def exact_f32_gemm_ok(act_fmt: str, k: int) -> bool:
-    """True when a float32 GEMM of codes is exact: every partial sum < 2**24."""
-    return MAX_CODE[act_fmt] * MAX_CODE["ternary"] * k < 2 ** 24
+def exact_f32_gemm_ok(act_fmt: str, k: int, weight_max_code: int = MAX_CODE["ternary"]) -> bool:
+    """True when a float32 GEMM of codes is exact: every partial sum < 2**24.
+
+    ``weight_max_code``: the largest |weight code| (1 for ternary; 127 / 7 for the INT8 / INT4 LM head).
+    """
+    return MAX_CODE[act_fmt] * weight_max_code * k < 2 ** 24

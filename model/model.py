@@ -1,7 +1,8 @@
 """The reference decoder: one LLaMA-style transformer for every datapath.
 
 Layout [docs/decisions.md 9-10]: token embedding (FP16 datapath-independent) ->
-``n_layers`` x Block -> final RMSNorm -> LM head (plain float).  A Block is::
+``n_layers`` x Block -> final RMSNorm -> LM head (plain float; INT8 / INT4 weights with
+``ModelConfig.lm_head_bits``, see :meth:`Transformer.head`).  A Block is::
 
     h = x + Wo( Q_o( subnorm( Attention( RoPE(Wq Q(n(x))), RoPE(Wk Q(n(x))), Wv Q(n(x)) ) ) ) )
     y = h + Wdown( Q_down( subnorm( GLU( Wgate Q(n(h)), Wup Q(n(h)) ) ) ) )
@@ -52,7 +53,8 @@ class ActivationCapture(dict):
     float input on the fp16 datapath), ``acc_<proj>`` (int accumulators),
     ``out_<proj>``, ``gate_act`` (activation of the gate branch), ``q_attn``
     (query as fed to QK^T), ``probs`` (softmax output), ``k_new`` / ``v_new``
-    (the new tokens' post-RoPE K/V as stored in the cache, dequantized).
+    (the new tokens' post-RoPE K/V as stored in the cache, dequantized); at layer -1,
+    ``in_head`` (the LM head's input: INT8 codes, or the float final-norm output).
     """
 
     def put(self, layer: int, name: str, t: torch.Tensor) -> None:
@@ -457,7 +459,34 @@ class Transformer(nn.Module):
         x = self.tok_embeddings(tokens.long())
         for i, blk in enumerate(self.layers):
             x = blk(x, positions, None if cache is None else cache.layers[i], exact, rec)
-        return self.output(self.norm(x))
+        return self.head(self.norm(x), exact, rec)
+
+    def head(self, xn: torch.Tensor, exact: bool = False, rec: ActivationCapture | None = None) -> torch.Tensor:
+        """The LM head on the final-norm output ``xn``: FP16-style float, or (``cfg.lm_head_bits`` 8 / 4)
+        INT8 absmax activations x per-row INT8 / INT4 weight codes, scaled after the integer GEMM
+        (docs/decisions.md 5), logits in ``xn``'s dtype.  Records ``in_head`` (layer -1)."""
+        cfg = self.cfg
+        if cfg.lm_head_bits == 16:
+            if rec is not None:
+                rec.put(-1, "in_head", xn)
+            return self.output(xn)
+        a = quantize_act(xn, "int8", exact)
+        w = self.output.weight
+        if exact:
+            wq = q.quantize_weight_rows(w.detach(), cfg.lm_head_bits)
+            acc = q.int_gemm(a.qt, wq)
+            y = q.scale_acc(acc, a.qt.scale, wq.scale.reshape(-1), torch.float32)
+        else:
+            wc, ws = fq.fake_weight_rows(w, cfg.lm_head_bits)
+            qmax = (1 << (cfg.lm_head_bits - 1)) - 1
+            if fq.exact_f32_gemm_ok("int8", cfg.dim, qmax):
+                acc = a.codes @ wc.transpose(0, 1)
+            else:
+                acc = (a.codes.double() @ wc.double().transpose(0, 1)).to(torch.float32)
+            y = (acc * a.scale) * ws.reshape(-1)
+        if rec is not None:
+            rec.put(-1, "in_head", a.recorded())
+        return y.to(xn.dtype)
 
 
 def init_weights(module: nn.Module, seed: int) -> None:

@@ -160,6 +160,23 @@ def quantize_fp4(x: torch.Tensor) -> QTensor:
     return QTensor(codes, gamma / 12.0, "fp4", 4)
 
 
+def quantize_weight_rows(w: torch.Tensor, bits: int) -> QTensor:
+    """Symmetric absmax weight codes, one scale per output row (the quantized LM head).
+
+    ``w``: [N, K] (N outputs).  Q = 2**(bits-1) - 1 (127 for 8 bits, 7 for 4);
+    gamma = max(max|W_row|, 1e-5); code = clamp(rne(W * (Q/gamma)), -Q, Q); scale =
+    gamma / Q, shape [N, 1].  No paper specifies a quantized output head
+    (``model.config.ModelConfig.lm_head_bits``); this is the plainest per-channel rule.
+    """
+    w = check_float(w, "w", min_dim=2)
+    if bits not in (8, 4):
+        raise ValueError(f"bits must be 8 or 4, got {bits!r}")
+    qmax = float(2 ** (bits - 1) - 1)
+    gamma = absmax(w)
+    return QTensor(_codes(w, _div(qmax, gamma), -int(qmax), int(qmax)), gamma / qmax,
+                   "int8" if bits == 8 else "int4", bits)
+
+
 def topk_mask(x: torch.Tensor, ratio: float = 0.5) -> torch.Tensor:
     """Per-token mask of the k = ceil(ratio*d) largest |x| [A48 eq.1, docs/decisions.md 6].
 

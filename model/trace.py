@@ -59,7 +59,7 @@ and replicated to every layer.  Prefill measures only the last
 ``STATS_ROWS // B`` tokens (at most) of the chunk; the KV cache used for
 measuring is capped at ``KV_STATS_ELEMS`` elements; ``row_skip`` of an
 M-row op measured on fewer rows is extrapolated from the per-column zero
-frequencies f_j as mean_j f_j**M.  ``df.attrs['stats_source']`` says exactly
+frequencies f_j as mean_j f_j**M.  ``df.attrs['stats_detail']`` says exactly
 what was done.  Random weights reproduce the INT4 zero bin (~12 %) and TopK
 (50 %), not a trained model's FFN sparsity (docs/decisions.md 12).
 
@@ -72,28 +72,45 @@ layer gets its own measured statistics and ``row_skip`` is taken over groups of
 M consecutive held-out tokens.  Without a preset the trace has the checkpoint's
 shape; with one (e.g. ``7b``) the projection statistics (mean over the trained
 layers) are transferred to that shape and the rest measured as above.
-``stats_source`` then starts with ``trained:`` and the attrs ``train_checkpoint``,
+``stats_source`` is then ``trained`` and the attrs ``train_checkpoint``,
 ``train_run``, ``train_step``, ``train_tokens``, ``train_seed``, ``train_corpus``
 (the corpus manifest), ``heldout`` and ``heldout_tokens`` name model, data and step.
+
+Metadata
+--------
+``df.attrs``: ``preset``, ``datapath``, ``phase``, ``batch``, ``context``, ``seed``,
+``prefill_tokens``, ``layers_measured``, ``profile`` (the ``build_trace`` argument, or
+``trained``), ``version``, and where the statistics come from as one word of
+``bitsim.tables.STATS_SOURCES`` in ``stats_source`` (``random``: seeded random weights;
+``paper-table2``: the paper's Table 2 projection sparsity, the rest random; ``trained``: a
+checkpoint) with the full description in ``stats_detail``.  Traces of version 1 carried
+the description in ``stats_source`` ("measured: ...", "paper-table2: ...", "trained: ...");
+:func:`stats_source_of` reads both.  The fidelity knobs ``q_bits`` and ``lm_head_bits``
+(``model.config.ModelConfig``) are in the attrs when set (absent at their defaults).
+
+Limits
+------
+``context`` <= ``bitsim.tables.MAX_CONTEXT``, prefill tokens <= ``MAX_PREFILL_TOKENS``,
+``batch`` <= ``MAX_BATCH``, checked before any work (:func:`check_workload`).
 """
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import torch
 
-from bitsim.tables import PHASES, SCHEMA_VERSION, validate
+from bitsim.tables import (ACT_FORMATS, MAX_BATCH, MAX_CONTEXT, MAX_PREFILL_TOKENS, PHASES, SCHEMA_VERSION,
+                           STATS_SOURCES, WEIGHT_FORMATS, validate)
 from model.config import DATAPATHS, ModelConfig, get_config
 from model.paper_sparsity import PAPER_TABLE2_SOURCE, PROJ_GROUP, paper_sparsity
 from model import fakequant as fq
 from model.checkpoint import LoadedCheckpoint, load_checkpoint
-from model.model import ActivationCapture, BitLinear, Block, LayerKV, Transformer, init_weights
+from model.model import ActivationCapture, BitLinear, Block, LayerKV, Transformer, init_weights, quantize_act
 
-TRACE_VERSION = "1"
+TRACE_VERSION = "2"                     # 2: stats_source is a STATS_SOURCES word, stats_detail the text
 PROFILES = ("measured", "paper-table2")
 PROJ_OPS = tuple(PROJ_GROUP)            # q k v o gate up down projections
 STATS_ROWS = 256                        # most activation rows measured per op
@@ -186,8 +203,8 @@ def measure_stats(cfg: ModelConfig, batch: int, new_tokens: int, context: int, s
         final = _unit_rmsnorm(x[:, -1, :], cfg.norm_eps)
     stats = {op: OpStats(sum(s.sparsity for s in v) / len(v), sum(s.row_skip for s in v) / len(v))
              for op, v in acc.items()}
-    stats["lm_head"] = _zero_stats(final, batch)
-    what = (f"measured: {layers_measured} full-width block(s) of {cfg.name} ({cfg.datapath}), seeded "
+    stats["lm_head"] = _zero_stats(head_input(cfg, final), batch)
+    what = (f"measured on {layers_measured} full-width block(s) of {cfg.name} ({cfg.datapath}), seeded "
             f"random weights N(0,1/fan_in) (seed {seed}), fake-quant path (codes identical to the "
             f"integer path), on seeded N(0,1) hidden states; {t_m} new token(s) x {b_m} sequence(s) "
             f"measured (trace M = {m_rows} rows")
@@ -213,8 +230,8 @@ def measure_trained_stats(model: Transformer, tokens: torch.Tensor, m_rows: int,
     remainder of fewer than ``chunk`` sequences is left out).  ``row_skip`` is taken
     over groups of ``m_rows`` consecutive held-out tokens.  Returns ``{layer: {op:
     stats}}`` (ops as in the trace, plus ``gate_out``: the zero fraction of the gate
-    branch's activation) and the LM head's input statistics (final-norm output,
-    ``lm_rows`` rows).
+    branch's activation) and the LM head's input statistics (final-norm output, or its
+    INT8 codes with a quantized head; ``lm_rows`` rows).
     """
     if tokens.dim() != 2 or tokens.shape[0] < 1:
         raise ValueError(f"held-out tokens: need sequences [n, T], got shape {tuple(tokens.shape)}")
@@ -224,20 +241,17 @@ def measure_trained_stats(model: Transformer, tokens: torch.Tensor, m_rows: int,
     positions = torch.arange(T)
     acc: dict[int, dict[str, list[OpStats]]] = {}
     finals: list[torch.Tensor] = []
-    hook = model.norm.register_forward_hook(lambda _m, _i, out: finals.append(out.detach()))
-    try:
-        with torch.no_grad():
-            for i in range(0, n - n % chunk, chunk):
-                cap = ActivationCapture()
-                model(tokens[i:i + chunk].long(), rec=cap)
-                for layer in range(cfg.n_layers):
-                    st = _block_stats(cfg, cap, layer, m_rows, positions)
-                    st["gate_out"] = OpStats(float((cap[(layer, "gate_act")] == 0).double().mean()), 0.0)
-                    for op, v in st.items():
-                        acc.setdefault(layer, {}).setdefault(op, []).append(v)
-                del cap
-    finally:
-        hook.remove()
+    with torch.no_grad():
+        for i in range(0, n - n % chunk, chunk):
+            cap = ActivationCapture()
+            model(tokens[i:i + chunk].long(), rec=cap)
+            for layer in range(cfg.n_layers):
+                st = _block_stats(cfg, cap, layer, m_rows, positions)
+                st["gate_out"] = OpStats(float((cap[(layer, "gate_act")] == 0).double().mean()), 0.0)
+                for op, v in st.items():
+                    acc.setdefault(layer, {}).setdefault(op, []).append(v)
+            finals.append(cap[(-1, "in_head")])   # the LM head's input (INT8 codes with lm_head_bits 8 / 4)
+            del cap
     mean = lambda v: OpStats(sum(x.sparsity for x in v) / len(v), sum(x.row_skip for x in v) / len(v))  # noqa: E731
     per_layer = {layer: {op: mean(v) for op, v in ops.items()} for layer, ops in acc.items()}
     return per_layer, _zero_stats(torch.cat(finals).reshape(-1, cfg.dim), lm_rows)
@@ -246,13 +260,18 @@ def measure_trained_stats(model: Transformer, tokens: torch.Tensor, m_rows: int,
 def _trained_description(ck: LoadedCheckpoint, n_seq: int, T: int, m_rows: int, heldout: str) -> str:
     m = ck.meta
     corpus = m.get("corpus", {})
-    return (f"trained: checkpoint {ck.path.name} (run {m.get('run')}, {ck.config.datapath}, seed "
+    return (f"checkpoint {ck.path.name} (run {m.get('run')}, {ck.config.datapath}, seed "
             f"{m.get('seed')}, step {m.get('step')}, {m.get('tokens')} training tokens of corpus "
             f"{corpus.get('source')} (Python {corpus.get('python')}, train sha256 "
             f"{str(corpus.get('sha256_train'))[:16]})); statistics measured on {n_seq} {heldout} "
             f"sequences x {T} tokens with the fake-quant path (codes identical to the integer path), "
             f"each a prefill from BOS at position 0; row_skip over groups of {m_rows} consecutive "
             f"held-out tokens")
+
+
+def head_input(cfg: ModelConfig, xn: torch.Tensor) -> torch.Tensor:
+    """What the LM head multiplies: the final-norm output, or its INT8 codes (``lm_head_bits`` 8 / 4)."""
+    return xn if cfg.lm_head_bits == 16 else quantize_act(xn, "int8", exact=False).recorded()
 
 
 def _unit_rmsnorm(x: torch.Tensor, eps: float) -> torch.Tensor:
@@ -442,6 +461,91 @@ def _layer_rows(cfg: ModelConfig, layer: int, phase: str, B: int, P: int, C: int
     return rows
 
 
+def _head_rows(cfg: ModelConfig, phase: str, B: int, st: OpStats) -> list[OpRow]:
+    """The LM head on the last token of each of ``B`` sequences: FP16, or INT8 / INT4 weight codes with
+    an fp32 scale per output row x INT8 activations (``lm_head_bits``), after a ``quant_lm_head`` op."""
+    V, D = cfg.vocab_size, cfg.dim
+    if cfg.lm_head_bits == 16:
+        return [op_row(layer=-1, op="lm_head", op_class="gemm", phase=phase, M=B, N=V, K=D, count=1,
+                       weight_format="fp16", weight_bits=16.0, act_format="fp16", act_bits=16, out_bits=16,
+                       macs_dense=B * V * D, weight_bytes=V * D * FP16, act_bytes_in=float(B * D * FP16),
+                       act_bytes_out=float(B * V * FP16), stats=st)]
+    wbytes = V * D * cfg.lm_head_bits / 8 + V * SCALE_BYTES        # codes + one fp32 scale per row
+    quant = _vector(layer=-1, op="quant_lm_head", phase=phase, rows=B, width=D, out_bits=8,
+                    out_bytes=_act_bytes(B, D, "int8"))
+    return [quant, op_row(layer=-1, op="lm_head", op_class="gemm", phase=phase, M=B, N=V, K=D, count=1,
+                          weight_format=cfg.lm_head_format, weight_bits=8 * wbytes / (V * D),
+                          act_format="int8", act_bits=8, out_bits=16, macs_dense=B * V * D,
+                          weight_bytes=wbytes, act_bytes_in=_act_bytes(B, D, "int8"),
+                          act_bytes_out=float(B * V * FP16), stats=st)]
+
+
+def check_workload(phase: str, context: int, batch: int, prefill_tokens: int | None = None) -> int:
+    """Check the step's size against the shared limits (``bitsim.tables``); return the new tokens P.
+
+    ``context`` in [1, MAX_CONTEXT], ``batch`` in [1, MAX_BATCH], prefill tokens (default: ``context``)
+    in [1, min(context, MAX_PREFILL_TOKENS)]; a ``ValueError`` naming the field, before any work.
+    """
+    if phase not in PHASES:
+        raise ValueError(f"phase: unknown phase {phase!r}; known: {PHASES}")
+    for name, v, hi in (("context", context, MAX_CONTEXT), ("batch", batch, MAX_BATCH)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name}: must be a positive integer, got {v!r}")
+        if v > hi:
+            raise ValueError(f"{name}: {v} is above the limit of {hi} (bitsim.tables.MAX_{name.upper()}; "
+                             "docs/limits.md)")
+    if phase == "decode":
+        if prefill_tokens is not None:
+            raise ValueError("prefill_tokens: only meaningful with phase='prefill'")
+        return 1
+    P = context if prefill_tokens is None else prefill_tokens
+    if isinstance(P, bool) or not isinstance(P, int) or P < 1:
+        raise ValueError(f"prefill_tokens: must be a positive integer, got {P!r}")
+    if P > context:
+        raise ValueError(f"prefill_tokens ({P}) exceeds context ({context}): context is the "
+                         "KV length after the chunk")
+    if P > MAX_PREFILL_TOKENS:
+        raise ValueError(f"prefill_tokens: {P} new tokens" + (" (the default: context)" if prefill_tokens is None
+                                                              else "")
+                         + f" is above the limit of {MAX_PREFILL_TOKENS} (bitsim.tables.MAX_PREFILL_TOKENS; "
+                         "docs/limits.md); prefill a long prompt in chunks (--prefill-tokens)")
+    return P
+
+
+def check_trace_formats(cfg: ModelConfig) -> None:
+    """The formats a trace of ``cfg`` would name must be words of the trace vocabulary (``bitsim.tables``)."""
+    if cfg.q_bits is not None and f"int{cfg.q_bits}" not in ACT_FORMATS:
+        raise ValueError(f"q_bits: {cfg.q_bits}-bit queries have no op-trace activation format (int{cfg.q_bits} "
+                         f"is not in bitsim.tables.ACT_FORMATS {list(ACT_FORMATS)}); use 3 or 4")
+    if cfg.kv_quantized and f"kv-int{cfg.kv_cache_bits}" not in WEIGHT_FORMATS:
+        raise ValueError(f"kv_bits: a {cfg.kv_cache_bits}-bit KV cache has no op-trace format (kv-int"
+                         f"{cfg.kv_cache_bits} is not in bitsim.tables.WEIGHT_FORMATS); use 3, 4 or 16")
+    if cfg.lm_head_format not in WEIGHT_FORMATS:   # int8 / int4 / fp16 are; a guard against drift
+        raise ValueError(f"lm_head_bits: format {cfg.lm_head_format!r} is not in bitsim.tables.WEIGHT_FORMATS")
+
+
+_LEGACY_PREFIXES = (("measured:", "random"), ("paper-table2:", "paper-table2"), ("trained:", "trained"))
+
+
+def stats_source_of(attrs: dict) -> str:
+    """The ``bitsim.tables.STATS_SOURCES`` word of a trace's metadata (``df.attrs``).
+
+    Version-2 traces carry the word itself; version-1 traces carried the description
+    ("measured: ..." for seeded random weights, "paper-table2: ...", "trained: ..."),
+    which is mapped to its word.  Anything else is a ``ValueError``.
+    """
+    v = attrs.get("stats_source") if isinstance(attrs, dict) else None
+    if isinstance(v, str):
+        if v in STATS_SOURCES:
+            return v
+        for prefix, word in _LEGACY_PREFIXES:
+            if v.startswith(prefix):
+                return word
+    text = repr(v) if not isinstance(v, str) or len(v) <= 80 else repr(v[:80] + "...")
+    raise ValueError(f"op trace metadata stats_source: {text} is none of {list(STATS_SOURCES)} "
+                     "(nor a version-1 description starting 'measured:', 'paper-table2:' or 'trained:')")
+
+
 # ------------------------------------------------------------------- API
 def build_trace(preset: "str | ModelConfig | None", datapath: str | None, phase: str = "decode",
                 context: int = 2048, batch: int = 1, seed: int = 0, profile: str = "measured",
@@ -450,18 +554,29 @@ def build_trace(preset: "str | ModelConfig | None", datapath: str | None, phase:
                 heldout: torch.Tensor | None = None, heldout_label: str = "held-out validation") -> pd.DataFrame:
     """Op trace of one decode step or one prefill chunk of a whole model (see module doc).
 
-    ``preset``: a preset name (``model.config.PRESETS``), a YAML path or a ModelConfig.
-    ``profile``: ``measured`` (statistics of this run) or ``paper-table2``
-    (projection sparsity from the paper's Table 2, labelled in ``stats_source``).
+    ``preset``: a preset name (``model.config.PRESETS``), a YAML path or a ModelConfig
+    (its ``q_bits``, ``kv_bits`` and ``lm_head_bits`` choose the attention and LM-head formats).
+    ``profile``: ``measured`` (statistics of this run, seeded random weights: ``stats_source``
+    ``random``) or ``paper-table2`` (projection sparsity from the paper's Table 2:
+    ``stats_source`` ``paper-table2``); ``stats_detail`` describes what was done.
 
     ``checkpoint`` (a trained model, ``model.checkpoint``): statistics measured by
     running it on held-out text (``heldout`` token sequences [n, T+1], BOS first;
-    default: the validation sequences stored in the checkpoint); ``stats_source``
-    starts with ``trained:`` and the ``train_*`` attrs name model, data and step.
+    default: the validation sequences stored in the checkpoint); ``stats_source`` is
+    ``trained`` and the ``train_*`` attrs name model, data and step.
     With ``preset=None`` the trace has the checkpoint's own shape and per-layer
     statistics; with a preset (e.g. ``7b``) the trained projection sparsity (mean
     over layers) is transferred to that shape, like ``paper-table2``.
     """
+    if phase not in PHASES:
+        raise ValueError(f"phase: unknown phase {phase!r}; known: {PHASES}")
+    if profile not in PROFILES:
+        raise ValueError(f"profile: unknown profile {profile!r}; known: {PROFILES}")
+    P = check_workload(phase, context, batch, prefill_tokens)     # before any work (docs/limits.md)
+    if isinstance(layers_measured, bool) or not isinstance(layers_measured, int) or layers_measured < 1:
+        raise ValueError(f"layers_measured: must be a positive integer, got {layers_measured!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed: must be a non-negative integer, got {seed!r}")
     ck = None
     if checkpoint is not None:
         if profile != "measured":
@@ -480,29 +595,10 @@ def build_trace(preset: "str | ModelConfig | None", datapath: str | None, phase:
         raise ValueError("preset: a model preset (or a checkpoint) is required")
     if datapath not in DATAPATHS:
         raise ValueError(f"datapath: unknown datapath {datapath!r}; known: {DATAPATHS}")
-    if phase not in PHASES:
-        raise ValueError(f"phase: unknown phase {phase!r}; known: {PHASES}")
-    if profile not in PROFILES:
-        raise ValueError(f"profile: unknown profile {profile!r}; known: {PROFILES}")
-    for name, v in (("context", context), ("batch", batch), ("layers_measured", layers_measured)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name}: must be a positive integer, got {v!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed: must be a non-negative integer, got {seed!r}")
-    if phase == "decode":
-        if prefill_tokens is not None:
-            raise ValueError("prefill_tokens: only meaningful with phase='prefill'")
-        P = 1
-    else:
-        P = context if prefill_tokens is None else prefill_tokens
-        if isinstance(P, bool) or not isinstance(P, int) or P < 1:
-            raise ValueError(f"prefill_tokens: must be a positive integer, got {P!r}")
-        if P > context:
-            raise ValueError(f"prefill_tokens ({P}) exceeds context ({context}): context is the "
-                             "KV length after the chunk")
     cfg = get_config(preset, datapath)
     if layers_measured > cfg.n_layers:
         raise ValueError(f"layers_measured ({layers_measured}) exceeds n_layers ({cfg.n_layers})")
+    check_trace_formats(cfg)
 
     table = paper_sparsity(datapath, cfg.name) if profile == "paper-table2" else None
     layer_stats: dict[int, dict[str, OpStats]] = {}
@@ -524,23 +620,27 @@ def build_trace(preset: "str | ModelConfig | None", datapath: str | None, phase:
                      heldout=heldout_label)
     if own_shape:
         stats = dict(layer_stats[0], lm_head=lm)
+        word = "trained"
         source = trained + (f"; attention statistics at the held-out length {inputs.shape[1]} "
                             f"(trace context {context})")
     else:
         stats, source = measure_stats(cfg, batch, P, context, seed, layers_measured)
+        word = "random"
     if ck is not None and not own_shape:
         for op in PROJ_OPS:
             v = [layer_stats[i][op] for i in sorted(layer_stats)]
             stats[op] = OpStats(sum(x.sparsity for x in v) / len(v), sum(x.row_skip for x in v) / len(v))
         source = (f"{trained}; q/k/v/o/gate/up/down statistics (mean over the {len(layer_stats)} trained "
                   f"layers) transferred to {cfg.name}; all other statistics {source}")
+        word = "trained"
         layer_stats = {}
     if table is not None:
         M = batch * P
         for op, grp in PROJ_GROUP.items():
             s = table[grp]
             stats[op] = OpStats(s, s ** M)
-        source = (f"paper-table2: q/k/v/o/gate/up/down sparsity from {PAPER_TABLE2_SOURCE} "
+        word = "paper-table2"
+        source = (f"q/k/v/o/gate/up/down sparsity from {PAPER_TABLE2_SOURCE} "
                   f"({cfg.name}, {datapath}); row_skip = sparsity**M (independent rows, an assumption); "
                   f"all other statistics {source}")
 
@@ -552,16 +652,16 @@ def build_trace(preset: "str | ModelConfig | None", datapath: str | None, phase:
         rows += _layer_rows(cfg, layer, phase, B, P, context, layer_stats.get(layer, stats))
     rows.append(_vector(layer=-1, op="rmsnorm_final", phase=phase, rows=B, width=cfg.dim,
                         weight_bytes=cfg.dim * FP16))
-    rows.append(op_row(layer=-1, op="lm_head", op_class="gemm", phase=phase, M=B, N=cfg.vocab_size,
-                       K=cfg.dim, count=1, weight_format="fp16", weight_bits=16.0, act_format="fp16",
-                       act_bits=16, out_bits=16, macs_dense=B * cfg.vocab_size * cfg.dim,
-                       weight_bytes=cfg.vocab_size * cfg.dim * FP16, act_bytes_in=float(B * cfg.dim * FP16),
-                       act_bytes_out=float(B * cfg.vocab_size * FP16), stats=stats["lm_head"]))
+    rows += _head_rows(cfg, phase, B, stats["lm_head"])
     df = pd.DataFrame([r.as_dict() for r in rows])
     for c in ("layer", "M", "N", "K", "count", "act_bits", "out_bits", "macs_dense", "macs_effective"):
         df[c] = df[c].astype("int64")
+    assert word in STATS_SOURCES, word
+    # the fidelity knobs, named only when set (a default trace keeps the attrs it always had)
+    knobs = {k: getattr(cfg, k) for k in ("q_bits", "lm_head_bits") if getattr(cfg, k) not in (None, 16)}
     df.attrs = dict(preset=cfg.name, datapath=datapath, phase=phase, batch=batch, context=context,
-                    seed=seed, stats_source=source, profile="trained" if ck is not None else profile,
+                    seed=seed, stats_source=word, stats_detail=source,
+                    profile="trained" if ck is not None else profile, **knobs,
                     prefill_tokens=P, layers_measured=cfg.n_layers if own_shape else layers_measured,
                     version=f"model.trace {TRACE_VERSION}, op_trace schema {SCHEMA_VERSION}", **extra)
     return validate(df, "op_trace")

@@ -31,6 +31,14 @@ curve) is written every ``checkpoint_every_s`` seconds and when a time limit sto
 the run; running the same config again resumes from it bit for bit.
 ``<out>/<run>/final.pt`` is the small inference checkpoint (``model.checkpoint``)
 and ``<out>/<run>/result.json`` the run's curve and final numbers.
+
+Output safety (docs/limits.md): every file is written atomically (temporary sibling,
+rename).  :func:`check_train_paths` refuses, before any work, an output folder that is
+a file, lies inside a corpus folder or would replace an input (the plan, the config, a
+corpus file).  A run folder is resumed only from files this code wrote for the same
+config and corpus: a ``result.json`` / ``state.pt`` / ``plan.json`` / export
+``results.json`` that is unreadable, of another format or of another config is a
+``ValueError`` naming it, and nothing is overwritten.
 """
 from __future__ import annotations
 
@@ -82,7 +90,7 @@ EVAL_VARIANTS = {
 
 #: ModelConfig fields a training run may override (ablations).
 MODEL_OVERRIDES = ("o_act", "down_act", "topk_ratio", "kv_bits", "kv_bos_bits", "q_bits", "ffn_act",
-                   "rope_theta")
+                   "rope_theta", "lm_head_bits")
 
 
 def _num(name: str, v: Any, lo: float | None = None, hi: float | None = None, *, integer: bool = False,
@@ -298,6 +306,69 @@ def write_json(path: Path, obj: Any) -> None:
     _atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=1, default=str)))
 
 
+def read_json(path: Path, what: str) -> Any:
+    """A JSON file this code wrote; unreadable or corrupt is a ``ValueError`` naming the file."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: not a readable {what} ({type(e).__name__}: {str(e)[:200]}); it was not "
+                         "written by bitsim train, or is damaged: move it away (nothing was changed)") from None
+
+
+def _load_state(path: Path) -> dict:
+    """A training state (``state.pt``); unreadable or of another format is a ``ValueError``."""
+    try:
+        st = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable file is one clear error
+        raise ValueError(f"{path}: not a readable training state ({type(e).__name__}: {str(e)[:200]}); "
+                         "cannot resume: move it away to restart the run (nothing was changed)") from None
+    if not isinstance(st, dict) or st.get("format") != STATE_FORMAT:
+        raise ValueError(f"{path}: not a {STATE_FORMAT} file; cannot resume (an inference checkpoint? "
+                         "those are final.pt)")
+    missing = sorted({"config", "step", "model", "optimizer", "curve", "train_s", "loss_sum", "loss_n",
+                      "corpus_sha256"} - set(st))
+    if missing:
+        raise ValueError(f"{path}: a training state without {missing}; cannot resume")
+    return st
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    p, f = path.resolve(), folder.resolve()
+    return p == f or f in p.parents
+
+
+def check_train_paths(cfgs: list[TrainConfig], out_dir: str | Path, export_dir: str | Path | None = None,
+                      inputs: list[str | Path | None] = ()) -> None:
+    """Refuse, before any work, outputs that would replace or pollute an input (a ``ValueError``).
+
+    Outputs: ``out_dir`` (``plan.json``, ``<run>/state.pt``, ``final.pt``, ``result.json``) and
+    ``export_dir`` (``results.json``, ``checkpoints-<i>.tar``).  Inputs: ``inputs`` (plan and
+    config files) and each run's corpus.  A corpus folder may not hold an output folder (the
+    outputs would become training text, and a resume would find another corpus).
+    """
+    out = Path(out_dir)
+    folders = [("--out", out)] + ([("--export", Path(export_dir))] if export_dir is not None else [])
+    for flag, f in folders:
+        if f.exists() and not f.is_dir():
+            raise ValueError(f"{flag} {f} is a file; give a folder")
+    outputs = [out / "plan.json"] + [out / c.run_name / n for c in cfgs for n in ("state.pt", "final.pt", "result.json")]
+    if export_dir is not None:
+        outputs.append(Path(export_dir) / "results.json")
+    corpora = sorted({c.corpus for c in cfgs if c.corpus != STDLIB})
+    for i in [x for x in inputs if x is not None] + [Path(c) for c in corpora]:
+        ip = Path(i)
+        for o in outputs:
+            if ip.resolve() == o.resolve() or (ip.exists() and o.exists() and os.path.samefile(ip, o)):
+                raise ValueError(f"output {o} would replace the input {ip}; choose another --out / --export")
+        if ip.is_dir():
+            for flag, f in folders:
+                if _inside(f, ip):
+                    raise ValueError(f"{flag} {f} is inside the corpus folder {ip}: the outputs would become "
+                                     "training text; choose a folder outside it")
+        elif ip.exists() and any(ip.resolve() == f.resolve() for _, f in folders):
+            raise ValueError(f"{ip} is an input and the output folder; choose another folder")
+
+
 def make_optimizer(model: Transformer, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
     decay = [p for _, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for _, p in model.named_parameters() if p.dim() < 2]
@@ -369,12 +440,17 @@ def train_run(cfg: TrainConfig, out_dir: str | Path, corpus: Corpus | None = Non
     run_dir = Path(out_dir) / cfg.run_name
     result_path, state_path, final_path = run_dir / "result.json", run_dir / "state.pt", run_dir / "final.pt"
     if result_path.exists():
-        res = json.loads(result_path.read_text())
-        if res.get("status") == "done" and res.get("config") == cfg.to_dict():
-            log(f"[{cfg.run_name}] already done: val loss {res['final']['val_loss']:.4f}")
-            return res
+        res = read_json(result_path, "run result")
+        if not isinstance(res, dict):
+            raise ValueError(f"{result_path}: not a run result (a JSON object); move it away (nothing was changed)")
         if res.get("config") != cfg.to_dict():
             raise ValueError(f"{result_path}: written by another config; use another out folder or name")
+        if res.get("status") == "done":
+            if not final_path.exists():
+                raise ValueError(f"{result_path}: the run is done but its {final_path.name} is missing; move "
+                                 f"{result_path.name} away to train it again")
+            log(f"[{cfg.run_name}] already done: val loss {res['final']['val_loss']:.4f}")
+            return res
     corpus = corpus or build_corpus(cfg.corpus, cfg.val_percent)
     if corpus.manifest["val_percent"] != cfg.val_percent:
         raise ValueError("corpus: built with another val_percent than the config's")
@@ -397,15 +473,21 @@ def train_run(cfg: TrainConfig, out_dir: str | Path, corpus: Corpus | None = Non
     starts_all = step_starts(cfg, n_train + 1, device)
     step, curve, train_s, loss_sum, loss_n = 0, [], 0.0, 0.0, 0
     if state_path.exists():
-        st = torch.load(state_path, map_location="cpu", weights_only=True)
-        if st.get("format") != STATE_FORMAT or st.get("config") != cfg.to_dict():
+        st = _load_state(state_path)
+        if st.get("config") != cfg.to_dict():
             raise ValueError(f"{state_path}: a training state of another config; cannot resume")
         if st.get("corpus_sha256") != [corpus.manifest["sha256_train"], corpus.manifest["sha256_val"]]:
             raise ValueError(f"{state_path}: trained on another corpus (sha256 differs); cannot resume")
         step = int(st["step"])
+        if not 0 <= step <= cfg.steps:
+            raise ValueError(f"{state_path}: step {step} is outside [0, {cfg.steps}]; cannot resume")
         model.reconfigure(cfg.stage_config(step))
-        model.load_state_dict(st["model"])
-        opt.load_state_dict(st["optimizer"])
+        try:
+            model.load_state_dict(st["model"])
+            opt.load_state_dict(st["optimizer"])
+        except (RuntimeError, KeyError, ValueError, TypeError) as e:
+            raise ValueError(f"{state_path}: its weights or optimizer state do not fit the config "
+                             f"({type(e).__name__}: {str(e)[:200]}); cannot resume") from None
         curve, train_s = list(st["curve"]), float(st["train_s"])
         loss_sum, loss_n = float(st["loss_sum"]), int(st["loss_n"])
         log(f"[{cfg.run_name}] resumed at step {step}/{cfg.steps}")
@@ -661,8 +743,17 @@ def run_plan(cfgs: list[TrainConfig], out_dir: str | Path, *, time_budget_s: flo
     plan_path = out_dir / "plan.json"
     if fit_seconds is not None:
         if plan_path.exists():
-            prev = json.loads(plan_path.read_text())
-            steps, info = int(prev["fit"]["steps"]), prev["fit"]
+            prev = read_json(plan_path, "training plan")
+            try:
+                steps, info = int(prev["fit"]["steps"]), prev["fit"]
+                prev_runs = [TrainConfig.from_dict(r, where=f"{plan_path}: runs").replace(steps=steps).to_dict()
+                             for r in prev["runs"]]
+            except (KeyError, TypeError, ValueError) as e:
+                raise ValueError(f"{plan_path}: not a training plan written by bitsim train ({type(e).__name__}: "
+                                 f"{str(e)[:200]}); use another --out (nothing was changed)") from None
+            if prev_runs != [c.replace(steps=steps).to_dict() for c in cfgs]:
+                raise ValueError(f"{plan_path}: fitted for another set of runs; use another --out, or run "
+                                 "the same plan again to resume it (nothing was changed)")
             log(f"[fit] reusing {plan_path}: {steps} steps per run")
         else:
             steps, info = fit_steps(cfgs, corpus_of(cfgs[0]), fit_seconds, log=log)
@@ -697,18 +788,32 @@ class Exporter:
         self.folder = Path(folder)
         self.tar_limit = tar_limit
         self.all_checkpoints = all_checkpoints
-        self.folder.mkdir(parents=True, exist_ok=True)
+        if self.folder.exists() and not self.folder.is_dir():
+            raise ValueError(f"--export {self.folder} is a file; give a folder")
         old = self.folder / "results.json"
-        self.results: dict[str, Any] = json.loads(old.read_text()) if old.exists() else {}
+        self.results: dict[str, Any] = read_json(old, "export results file") if old.exists() else {}
+        if not isinstance(self.results, dict) or not all(
+                isinstance(r, dict) and r.get("name") == k and "config" in r for k, r in self.results.items()):
+            raise ValueError(f"{old}: not a results file written by bitsim train (a mapping run name -> "
+                             "result); choose another --export folder (nothing was changed)")
+        for tar in sorted(self.folder.glob("checkpoints-*.tar")):
+            if not tarfile.is_tarfile(tar):
+                raise ValueError(f"{tar}: not a tar file; choose another --export folder (nothing was changed)")
+        self.folder.mkdir(parents=True, exist_ok=True)
 
     def __call__(self, res: dict[str, Any], run_dir: Path) -> None:
         self.results[res["name"]] = res
         write_json(self.folder / "results.json", self.results)
         if res["config"]["datapath"] == "fp16" and not self.all_checkpoints:
             return
+        arcname = f"{res['name']}.pt"
+        for tar in sorted(self.folder.glob("checkpoints-*.tar")):   # a resumed plan re-reports done runs
+            with tarfile.open(tar) as t:
+                if arcname in t.getnames():
+                    return
         i = 0
         while (self.folder / f"checkpoints-{i}.tar").exists() and \
                 (self.folder / f"checkpoints-{i}.tar").stat().st_size > self.tar_limit:
             i += 1
         with tarfile.open(self.folder / f"checkpoints-{i}.tar", "a") as tar:
-            tar.add(run_dir / "final.pt", arcname=f"{res['name']}.pt")
+            tar.add(run_dir / "final.pt", arcname=arcname)

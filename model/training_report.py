@@ -13,18 +13,21 @@ Outputs (schemas in ``bitsim/tables/training.py``): ``training_curves.csv``,
 from __future__ import annotations
 
 import json
+import os
 import re
+import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
 import pandas as pd
 
 import bitsim.tables.training  # noqa: F401  (registers the training tables)
-from bitsim.tables import SCHEMAS, write_table
+from bitsim.tables import SCHEMAS, check_output, write_table
 from model.checkpoint import LoadedCheckpoint, load_checkpoint
 from model.config import ModelConfig
 from model.paper_sparsity import PAPER_TABLE2, PAPER_TABLE2_OVERALL, PAPER_TABLE2_SOURCE
 from model.trace import activated_params, build_trace, measure_trained_stats
+from model.train import read_json
 
 GROUPS = ("qkv", "out", "up", "gate", "down")
 GROUP_OPS = {"qkv": ("q_proj", "k_proj", "v_proj"), "out": ("o_proj",), "up": ("up_proj",),
@@ -54,8 +57,11 @@ def load_results(sources: Iterable[str | Path]) -> dict[str, dict[str, Any]]:
         if not files:
             raise FileNotFoundError(f"no results.json / result.json under {p}")
         for f in files:
-            data = json.loads(f.read_text())
-            runs = [data] if "status" in data else list(data.values())
+            data = read_json(f, "results file")
+            runs = [data] if isinstance(data, dict) and "status" in data else \
+                list(data.values()) if isinstance(data, dict) else None
+            if runs is None or not all(isinstance(r, dict) for r in runs):
+                raise ValueError(f"{f}: not a result.json / results.json of bitsim train")
             for r in runs:
                 if r.get("status") == "done":
                     out[r["name"]] = r
@@ -249,7 +255,7 @@ def plot_curves(curves: pd.DataFrame, path: Path, switch_tokens: float | None = 
     axes[0].legend(fontsize=7, ncol=2)
     axes[1].legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    fig.savefig(path, dpi=130)
+    _save_figure(fig, path)
     plt.close(fig)
     return path
 
@@ -281,9 +287,23 @@ def plot_sparsity(t2: pd.DataFrame, path: Path) -> Path:
     axes[0].set_ylabel("%")
     axes[1].legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=130)
+    _save_figure(fig, path)
     plt.close(fig)
     return path
+
+
+def _save_figure(fig: Any, path: Path) -> None:
+    """Write a figure atomically (temporary sibling, then rename), so a failed write leaves the old one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=130)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _ordered(df: pd.DataFrame, schema: str) -> pd.DataFrame:
@@ -292,15 +312,33 @@ def _ordered(df: pd.DataFrame, schema: str) -> pd.DataFrame:
     return df[cols + [c for c in df.columns if c not in cols]]
 
 
+#: The files ``write_training_tables`` writes into its output folder.
+OUTPUT_FILES = ("training_curves.csv", "training_summary.csv", "training_ablations.csv", "trained_profile.csv",
+                "trained_table2.csv", "training_curves.png", "trained_sparsity.png")
+
+
 def write_training_tables(results_sources: Iterable[str | Path], checkpoints: str | Path,
-                          out_dir: str | Path, command: str | None = None) -> list[Path]:
-    """Write every training table and figure (see the module doc); returns the paths."""
+                          out_dir: str | Path, command: str | None = None, force: bool = False) -> list[Path]:
+    """Write every training table and figure (see the module doc); returns the paths.
+
+    Before any work: an output that is one of the inputs (a results file, a checkpoint) is
+    refused, and so is an existing output file unless ``force`` (then it is replaced atomically).
+    """
     out = Path(out_dir)
-    results = load_results(results_sources)
+    sources = [Path(x) for x in results_sources]
     ck_dir = Path(checkpoints)
+    if not ck_dir.is_dir():
+        raise FileNotFoundError(f"no such checkpoint folder: {ck_dir}")
     ck_files = sorted(ck_dir.glob("*.pt"))
     if not ck_files:
         raise FileNotFoundError(f"no *.pt checkpoints in {ck_dir}")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"output {out} is a file; give a folder")
+    if out.is_dir():
+        inputs = sources + ck_files + [f for s in sources if s.is_dir() for f in s.glob("*.json")]
+        for name in OUTPUT_FILES:
+            check_output(out / name, inputs=inputs, force=force)
+    results = load_results(sources)
     meta = dict(command=command or "", runs=sorted(results))
     written = []
     curves = curves_table(results)

@@ -141,3 +141,36 @@ def test_cli_prints_one_warning_line_on_stderr_for_fallbacks_and_none_otherwise(
                               "-o", str(tmp_path / "o2.parquet")])
     assert args.func(args) == 0
     assert capsys.readouterr().err == ""
+
+
+# ------------------------------------------------------------------ the paper-fidelity formats (issue 12 item 6)
+def _qk_int4_over_kv3(M=1, C=2048, hd=128, count=32):
+    kv = count * C * (hd * 3 / 8 + 2)
+    return pd.DataFrame([gemm_row("attn_qk", M, C, hd, op_class="attention", count=count, wfmt="kv-int3",
+                                  wbits=8 * kv / (count * C * hd), afmt="int4", abits=4, kv_read=kv)])
+
+
+@pytest.mark.parametrize("accel, pair, array", [("a4.8", "int4xint4", "attn"), ("edge", "fp16xfp16", None),
+                                                ("h100-like", "int8xint8", None)])
+def test_4bit_query_over_a_3bit_cache_runs_on_a_containing_pair_and_is_a_listed_fallback(accel, pair, array):
+    res = sim.simulate(_qk_int4_over_kv3(), accel)
+    op = res.ops.iloc[0]
+    assert (op["needs"], op["pair"], bool(op["fallback"])) == ("int3xint4", pair, True)
+    assert [(f["op"], f["needs"], f["pair"]) for f in res.summary["fallback_ops"]] == [("attn_qk", "int3xint4", pair)]
+    if array:
+        assert op["unit"] == array
+    # strict precision: the same op is an error naming the missing pair, not a silent choice
+    raw = copy.deepcopy(load_yaml(PRESET_DIR / PRESETS[accel]))
+    raw["precision_policy"] = "strict"
+    with pytest.raises(ValueError, match="int3xint4"):
+        sim.simulate(_qk_int4_over_kv3(), from_dict(raw))
+
+
+@pytest.mark.parametrize("wfmt, wbits", [("int8", 8.0), ("int4", 4.0)])
+def test_quantized_lm_head_weights_stream_their_own_bytes(wfmt, wbits):
+    V, D = 32000, 4096
+    rows = {f: pd.DataFrame([gemm_row("lm_head", 1, V, D, wfmt=f, wbits=b, afmt=a, abits=ab)])
+            for f, b, a, ab in (("fp16", 16.0, "fp16", 16), (wfmt, wbits, "int8", 8))}
+    got = {f: float(sim.simulate(t, "b1.58").ops["bytes_offchip"].iloc[0]) for f, t in rows.items()}
+    assert got["fp16"] == V * D * 2 and got[wfmt] == V * D * wbits / 8       # weights are the off-chip bytes
+    assert got["fp16"] / got[wfmt] == 16 / wbits

@@ -88,7 +88,8 @@ def test_trace_rows_are_consistent(datapath):
     df = build_trace("tiny", datapath, context=16, batch=2)
     validate(df, "op_trace")
     assert set(OP_TRACE_META) <= set(df.attrs)
-    assert df.attrs["datapath"] == datapath and df.attrs["stats_source"].startswith("measured")
+    assert df.attrs["datapath"] == datapath and df.attrs["stats_source"] == "random"
+    assert df.attrs["stats_detail"].startswith("measured on 1 full-width block(s)")
     g = df[df["op_class"] != "vector"]
     assert (g["macs_effective"] == (g["macs_dense"] * (1 - g["sparsity"])).round().astype(int)).all()
     v = df[df["op_class"] == "vector"]
@@ -106,7 +107,7 @@ def test_paper_profile_7b_a48_gives_44_5_percent_and_55_5_percent_activated():
     assert a["activated_fraction"] == pytest.approx(0.555, abs=5e-4)
     assert a["total_params"] == get_config("7b").linear_params
     assert a["activated_params"] == pytest.approx(3.59e9, rel=2e-3)  # paper prints 3.4B (docs/paper-facts.md §3.2)
-    assert "Table 2" in df.attrs["stats_source"]
+    assert df.attrs["stats_source"] == "paper-table2" and "Table 2" in df.attrs["stats_detail"]
     r = _layer0(df)
     assert r["up_proj"].sparsity == pytest.approx(0.714) and r["o_proj"].sparsity == pytest.approx(0.5)
 
@@ -141,7 +142,7 @@ def test_same_seed_same_trace_other_seed_other_statistics():
 def test_large_prefill_measures_a_subset_and_says_so():
     df = build_trace("tiny", "a4.8", phase="prefill", context=600, prefill_tokens=512, batch=2,
                      layers_measured=2)
-    src = df.attrs["stats_source"]
+    src = df.attrs["stats_detail"]
     assert "last 128 of 512 prefill tokens" in src and "extrapolated" in src and "2 full-width" in src
     assert _layer0(df)["q_proj"].M == 1024
 

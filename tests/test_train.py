@@ -160,7 +160,7 @@ def test_trace_from_checkpoint_is_labelled_trained_and_measured_per_layer(corpus
     train_run(_cfg(), tmp_path, corpus, log=lambda m: None)
     ck = tmp_path / "a4.8-s0" / "final.pt"
     df = build_trace(None, None, checkpoint=ck, context=32)
-    assert df.attrs["stats_source"].startswith("trained:") and df.attrs["profile"] == "trained"
+    assert df.attrs["stats_source"] == "trained" and df.attrs["profile"] == "trained"
     assert df.attrs["train_step"] == 16 and df.attrs["train_run"] == "a4.8-s0"
     assert df.attrs["heldout_tokens"] == 4 * 32
     assert df.attrs["train_corpus"]["sha256_val"] == corpus.manifest["sha256_val"]
@@ -168,7 +168,7 @@ def test_trace_from_checkpoint_is_labelled_trained_and_measured_per_layer(corpus
     assert (o.sparsity == 0.5).all()                                 # TopK 50 % on 32 features: exactly 16
     assert df[df.op == "q_proj"].sparsity.nunique() == 2             # one value per trained layer
     t7 = build_trace("7b", None, checkpoint=ck)                      # transferred to the 7B shape
-    assert "transferred to 7b" in t7.attrs["stats_source"]
+    assert t7.attrs["stats_source"] == "trained" and "transferred to 7b" in t7.attrs["stats_detail"]
     assert t7[t7.op == "down_proj"].sparsity.iloc[0] == pytest.approx(df[df.op == "down_proj"].sparsity.mean())
     assert 0 < activated_params(t7)["overall_sparsity"] < 1
     with pytest.raises(ValueError, match="trained as"):

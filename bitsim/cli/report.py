@@ -10,7 +10,7 @@ from pathlib import Path
 
 import sim
 from bitsim.experiments.pareto import plot_pareto
-from bitsim.experiments.study import DEFAULT_DATAPATHS, DEFAULT_MATCHED, StudyConfig
+from bitsim.experiments.study import DEFAULT_DATAPATHS, DEFAULT_MATCHED, PROFILES, StudyConfig
 from bitsim.experiments.sweep import load_spec, run_sweep
 from bitsim.report.build import make_report
 from bitsim.tables import check_output, check_output_folder, publish_folder, temporary_sibling
@@ -51,7 +51,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--prefill-tokens", type=int, help="prefill length (0: no prefill)")
     p.add_argument("--batch", type=int)
     p.add_argument("--seed", type=int)
-    p.add_argument("--profile", choices=("measured", "paper-table2"), help="activation statistics")
+    p.add_argument("--profile", choices=PROFILES,
+                   help="activation statistics of every comparison (default auto: trained where committed, "
+                        "else the paper's Table 2, else random-weight statistics)")
     p.add_argument("--accelerator", action="append", metavar="DATAPATH=ACCEL",
                    help="matched accelerator (preset name or YAML) for a datapath; repeatable")
     p.add_argument("--reference", type=_csv(str),

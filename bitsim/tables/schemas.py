@@ -72,7 +72,7 @@ OP_TRACE = _cols(
     ("kv_bytes_write", "float", "byte", "KV-cache bytes written (new K/V of this step)"),
 )
 
-OP_TRACE_META = ("preset", "datapath", "phase", "batch", "context", "seed", "stats_source", "version")
+OP_TRACE_META = ("preset", "datapath", "phase", "batch", "context", "seed", "stats_source", "stats_detail", "version")
 
 # --------------------------------------------------------------------------
 # Measured op trace: one row per (kernel, shape) timed on a GPU (kernels/).
