@@ -22,13 +22,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from bitsim.tables.io import atomic_path
 from model import fakequant as fq
 from model.config import ModelConfig
 from model.model import BitLinear, Transformer
@@ -72,16 +72,8 @@ def unpack_ternary(packed: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor
 
 
 def _atomic_save(obj: Any, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -3,7 +3,8 @@
 ``build_trace`` returns a DataFrame of schema ``op_trace`` (bitsim/tables/)
 with ``df.attrs`` holding ``OP_TRACE_META``.  Shapes, MACs and bytes are closed
 form; sparsity statistics are **measured** on real tensors (or, with
-``profile="paper-table2"``, taken from the paper's Table 2, labelled).
+``profile="paper-table2"``, taken from the paper's Table 2, or with
+``profile="trained"`` from the committed trained profile, labelled).
 
 Step model
 ----------
@@ -83,7 +84,12 @@ Metadata
 ``trained``), ``version``, and where the statistics come from as one word of
 ``bitsim.tables.STATS_SOURCES`` in ``stats_source`` (``random``: seeded random weights;
 ``paper-table2``: the paper's Table 2 projection sparsity, the rest random; ``trained``: a
-checkpoint) with the full description in ``stats_detail``.  Traces of version 1 carried
+checkpoint, or ``profile="trained"``) with the full description in ``stats_detail``.
+
+``profile="trained"``: like ``paper-table2`` (same cost, same ``row_skip = sparsity**M``
+rule), but the q/k/v/o/gate/up/down sparsity is the seed mean of the committed trained
+profile ``reports/data/trained_profile.csv`` (``model.trained_profile``: runs
+``<datapath>-s<seed>``, ``layer -1`` rows); ``ValueError`` for a datapath without one (fp16).  Traces of version 1 carried
 the description in ``stats_source`` ("measured: ...", "paper-table2: ...", "trained: ...");
 :func:`stats_source_of` reads both.  The fidelity knobs ``q_bits`` and ``lm_head_bits``
 (``model.config.ModelConfig``) are in the attrs when set (absent at their defaults).
@@ -106,12 +112,13 @@ from bitsim.tables import (ACT_FORMATS, MAX_BATCH, MAX_CONTEXT, MAX_PREFILL_TOKE
                            STATS_SOURCES, WEIGHT_FORMATS, validate)
 from model.config import DATAPATHS, ModelConfig, get_config
 from model.paper_sparsity import PAPER_TABLE2_SOURCE, PROJ_GROUP, paper_sparsity
+from model.trained_profile import trained_sparsity
 from model import fakequant as fq
 from model.checkpoint import LoadedCheckpoint, load_checkpoint
 from model.model import ActivationCapture, BitLinear, Block, LayerKV, Transformer, init_weights, quantize_act
 
 TRACE_VERSION = "2"                     # 2: stats_source is a STATS_SOURCES word, stats_detail the text
-PROFILES = ("measured", "paper-table2")
+PROFILES = ("measured", "paper-table2", "trained")
 PROJ_OPS = tuple(PROJ_GROUP)            # q k v o gate up down projections
 STATS_ROWS = 256                        # most activation rows measured per op
 KV_STATS_ELEMS = 2 ** 25                # most K (and V) cache elements built for measuring
@@ -557,8 +564,10 @@ def build_trace(preset: "str | ModelConfig | None", datapath: str | None, phase:
     ``preset``: a preset name (``model.config.PRESETS``), a YAML path or a ModelConfig
     (its ``q_bits``, ``kv_bits`` and ``lm_head_bits`` choose the attention and LM-head formats).
     ``profile``: ``measured`` (statistics of this run, seeded random weights: ``stats_source``
-    ``random``) or ``paper-table2`` (projection sparsity from the paper's Table 2:
-    ``stats_source`` ``paper-table2``); ``stats_detail`` describes what was done.
+    ``random``), ``paper-table2`` (projection sparsity from the paper's Table 2:
+    ``stats_source`` ``paper-table2``) or ``trained`` (projection sparsity from the committed
+    trained profile ``reports/data/trained_profile.csv``, seed mean: ``stats_source``
+    ``trained``); ``stats_detail`` describes what was done.
 
     ``checkpoint`` (a trained model, ``model.checkpoint``): statistics measured by
     running it on held-out text (``heldout`` token sequences [n, T+1], BOS first;
@@ -601,6 +610,7 @@ def build_trace(preset: "str | ModelConfig | None", datapath: str | None, phase:
     check_trace_formats(cfg)
 
     table = paper_sparsity(datapath, cfg.name) if profile == "paper-table2" else None
+    tprof = trained_sparsity(datapath) if profile == "trained" else None   # before any measuring
     layer_stats: dict[int, dict[str, OpStats]] = {}
     extra: dict = {}
     own_shape = ck is not None and cfg == ck.config
@@ -642,6 +652,15 @@ def build_trace(preset: "str | ModelConfig | None", datapath: str | None, phase:
         word = "paper-table2"
         source = (f"q/k/v/o/gate/up/down sparsity from {PAPER_TABLE2_SOURCE} "
                   f"({cfg.name}, {datapath}); row_skip = sparsity**M (independent rows, an assumption); "
+                  f"all other statistics {source}")
+    if tprof is not None:
+        M = batch * P
+        for op, grp in PROJ_GROUP.items():
+            s = tprof.sparsity[grp]
+            stats[op] = OpStats(s, s ** M)
+        word = "trained"
+        source = (f"q/k/v/o/gate/up/down sparsity from the {tprof.describe()}, transferred to {cfg.name} "
+                  f"({datapath}); row_skip = sparsity**M (independent rows, an assumption); "
                   f"all other statistics {source}")
 
     B = batch

@@ -12,13 +12,46 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from contextlib import contextmanager
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bitsim.tables.schemas import DESCRIPTIONS, SCHEMA_VERSION, SCHEMAS
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary sibling of ``path`` to write; renamed onto ``path`` only if the block succeeds.
+
+    A reader sees the old file or the whole new one, never a part; a failure leaves no temporary behind.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(text: str, path: str | Path) -> Path:
+    """Write ``text`` to ``path`` atomically (see :func:`atomic_path`)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+def write_json_atomic(doc: object, path: str | Path, indent: int | None = None) -> Path:
+    """``json.dumps(doc)`` written atomically (see :func:`atomic_path`)."""
+    return write_text_atomic(json.dumps(doc, indent=indent), path)
+
 
 _KIND_CHECK = {
     "int": pd.api.types.is_integer_dtype,
@@ -62,28 +95,19 @@ def write_table(df: pd.DataFrame, path: str | Path, schema: str,
     meta.setdefault("schema_version", SCHEMA_VERSION)
     if path.suffix not in (".parquet", ".csv"):
         raise ValueError(f"output must end in .parquet or .csv, got {path.name!r}")
-    path.parent.mkdir(parents=True, exist_ok=True)
     clean = df.copy()
     clean.attrs = {}
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_path(path) as tmp:
         if path.suffix == ".parquet":
-            os.close(fd)
             table = pa.Table.from_pandas(clean, preserve_index=False)
             md = dict(table.schema.metadata or {})
             md[b"bitsim"] = json.dumps(meta, default=str).encode()
             pq.write_table(table.replace_schema_metadata(md), tmp)
         else:
-            with os.fdopen(fd, "w", newline="") as f:
+            with open(tmp, "w", newline="") as f:
                 for k, v in meta.items():
                     f.write(f"# {k}: {json.dumps(v, default=str)}\n")
                 clean.to_csv(f, index=False)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return path
 
 
