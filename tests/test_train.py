@@ -194,10 +194,13 @@ def test_cli_train_then_trace_checkpoint(tmp_path, monkeypatch, capsys):
     assert bitsim_cli.main(["train", "run", "--datapaths", "b1.58", "--set", "stepz=3", "--out", str(out)]) == 2
 
 
-def test_fused_training_attention_matches_the_reference_attention():
-    cfg = get_config("tiny", "a4.8")
+@pytest.mark.parametrize("datapath", ["fp16", "a4.8"])
+def test_fused_training_attention_matches_the_reference_attention(datapath):
+    # Seeded tokens: with unseeded ones an a4.8 quantizer downstream of attention can, rarely, flip a
+    # code on a rounding boundary from a 1e-7 float difference and amplify it past the tolerance.
+    cfg = get_config("tiny", datapath)
     m = Transformer(cfg, seed=1)
-    tok = torch.randint(0, cfg.vocab_size, (2, 12))
+    tok = torch.randint(0, cfg.vocab_size, (2, 12), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         ref = m(tok)
         m.fuse_attention(True)

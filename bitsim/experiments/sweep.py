@@ -47,7 +47,7 @@ import numpy as np
 import pandas as pd
 
 from bitsim.tables import MAX_BATCH, MAX_CONTEXT, MAX_PREFILL_TOKENS, PHASES, validate
-from bitsim.tables.config import load_yaml, quote
+from bitsim.tables.config import check_fields, load_yaml, quote
 import sim
 from sim.config import from_dict
 from model.trace import build_trace
@@ -117,10 +117,9 @@ def point_id(point: Mapping[str, Any]) -> str:
                     "accelerator": accelerator_digest(point["accelerator"], point["overrides"])})
 
 
-def _unknown(given: Iterable[str], allowed: Iterable[str], where: str) -> None:
-    bad = [k for k in given if k not in allowed]
-    if bad:
-        raise ValueError(f"sweep spec: unknown field {bad[0]!r} in {where}; allowed: {list(allowed)}")
+def _unknown(given: Mapping[str, Any], allowed: Iterable[str], where: str) -> None:
+    """The one field check of every config (bitsim.tables.config), worded for a sweep spec."""
+    check_fields(given, allowed, f"sweep spec: {where}")
 
 
 def _as_list(value: Any) -> list:
