@@ -123,6 +123,8 @@ def test_chip_overrides_are_validated_by_sim():
 
 
 def test_plan_comparison_names_the_profile_reason():
-    c = plan_comparison("7b", ["b1.58", "a4.8"], MATCHED)
-    assert c.profile == "paper-table2" and "Table 2" in c.profile_reason and not c.dropped
+    c = plan_comparison("7b", ["b1.58", "a4.8"], MATCHED)     # both have committed trained profiles
+    assert c.profile == "trained" and "trained" in c.profile_reason and not c.dropped
     assert c.datapaths == ("b1.58", "a4.8")
+    with_fp16 = plan_comparison("7b", ["fp16", "b1.58", "a4.8"], {**MATCHED, "fp16": "fp16"})
+    assert with_fp16.profile == "paper-table2" and "no trained profile for fp16" in with_fp16.profile_reason

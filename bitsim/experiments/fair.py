@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from bitsim.experiments.runs import Chip
+from bitsim.tables import read_table
 from model.config import get_config
 from model.paper_sparsity import PAPER_TABLE2
 from model.trace import PROFILES as MODEL_PROFILES
@@ -95,12 +96,11 @@ def trained_profiles(data_dir: str | Path) -> set[str]:
     """Datapaths with a committed trained profile (``trained_profile*.csv`` rows), if model can apply one."""
     if "trained" not in MODEL_PROFILES:
         return set()
-    import pandas as pd  # third-party, only when a trained profile may exist
     out: set[str] = set()
     for f in sorted(Path(data_dir).glob("trained_profile*.csv")):
         try:
-            out |= set(pd.read_csv(f, usecols=["datapath"]).datapath.astype(str))
-        except (ValueError, OSError):
+            out |= set(read_table(f)["datapath"].astype(str))
+        except (ValueError, OSError, KeyError):  # not a trained-profile table: it covers no datapath
             continue
     return out
 
@@ -109,7 +109,7 @@ def choose_profile(preset: str, datapaths: Sequence[str], requested: str = "auto
                    data_dir: str | Path = "reports/data") -> tuple[str, dict[str, str], str]:
     """The one profile of a preset's comparison: (profile, {dropped datapath: why}, reason).
 
-    ``auto``: trained where every 1-bit datapath has a trained profile, else the paper's Table 2 if it
+    ``auto``: trained where every datapath of the comparison has a trained profile, else the paper's Table 2 if it
     covers b1.58 and a4.8 of ``preset`` (datapaths it lacks, e.g. a4.8-fp4, are dropped), else random
     weights.  A named profile is used as asked (a datapath it cannot describe is dropped).
     """
@@ -118,10 +118,10 @@ def choose_profile(preset: str, datapaths: Sequence[str], requested: str = "auto
     one_bit = [d for d in datapaths if d != "fp16"]
     if requested == "auto":
         have = trained_profiles(data_dir)
-        if one_bit and set(one_bit) <= have:
-            return "trained", {}, "trained-model profile of every 1-bit datapath (reports/data/trained_profile*.csv)"
+        if one_bit and set(datapaths) <= have:   # every datapath, fp16 too: one profile per comparison
+            return "trained", {}, "trained-model profile of every datapath (reports/data/trained_profile*.csv)"
         why_not = ("model.trace has no 'trained' profile yet" if "trained" not in MODEL_PROFILES else
-                   "no trained profile for " + ", ".join(sorted(set(one_bit) - have)))
+                   "no trained profile for " + ", ".join(sorted(set(datapaths) - have)))
         core = [d for d in ("b1.58", "a4.8") if d in datapaths]
         if core and all(_table2_has(d, preset) for d in core):
             dropped = {d: f"the paper's Table 2 has no {d} row for {preset}" for d in datapaths
