@@ -25,7 +25,7 @@ from ..compute.precision import KV_FORMATS, check_operand
 PRESET_DIR = Path(__file__).resolve().parents[1] / "presets"
 PRESETS = {"fp16": "fp16.yaml", "b1.58": "b1.58.yaml", "a4.8": "a4.8.yaml",
            "edge": "edge.yaml", "h100-like": "h100-like.yaml", "h100-triton": "h100-triton.yaml",
-           "h200-like": "h200-like.yaml"}
+           "h200-like": "h200-like.yaml", "h200-triton": "h200-triton.yaml"}
 # Packed sub-byte weight / KV operands an array may have to unpack in software
 # (shift, mask, convert) before its PEs can use them (``ArrayConfig.unpack``).
 PACKED_OPERANDS = ("ternary", "int3", "int4", "fp4")

@@ -76,6 +76,8 @@ def h200_main(argv: list[str]) -> int:
                     help="measured_trace table of the H100 the kernel parameters are fitted on")
     ap.add_argument("-o", "--out", default=None, help="write h200-like here (e.g. sim/presets/h200-like.yaml)")
     ap.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    ap.add_argument("--triton-out", default=None,
+                    help="also write h200-triton (h200-like + the kernel parameters fitted on the H100) here")
     ap.add_argument("--table", default=None,
                     help="also write the per-class held-out table (sim_validation) here, .csv or .parquet")
     args = ap.parse_args(argv)
@@ -91,6 +93,12 @@ def h200_main(argv: list[str]) -> int:
     if args.out:
         write_text_atomic(crossgpu.to_yaml(raw, str(args.measured)), args.out)
         print(f"wrote {args.out}")
+    if args.triton_out:
+        if Path(args.triton_out).suffix != ".yaml":
+            raise ValueError(f"--triton-out must end in .yaml, got {Path(args.triton_out).name!r}")
+        check_output(args.triton_out, inputs=[args.measured, args.h100, args.out], force=args.force)
+        write_text_atomic(crossgpu.triton_yaml(crossgpu.h200_triton(h100, raw), str(args.h100)), args.triton_out)
+        print(f"wrote {args.triton_out}")
     _, per_class = crossgpu.cross_gpu_table(h100, h200)
     if args.table:
         per_class.attrs = {"command": "python -m sim.validation h200 " + " ".join(argv),
