@@ -269,11 +269,15 @@ def simulator_vs_measured(data: ReportData) -> Section:
                "ceilings: no per-shape timing was used to build it. Our Triton kernels run on the fitted preset "
                "(ideal + launch latency and the CUDA cores' decode rates), fitted on a named calibration subset; "
                "**calibration calls are listed apart and never counted as validation**.")
+        def named(rows) -> str:  # one class per GPU preset: the preset says which GPU it was measured on
+            return ", ".join(f"{r['class']} on {r['preset']} {100 * r.mape:.0f}%" for _, r in rows.iterrows())
+
         s.text(f"Held-out: {len(ok)} of {len(held)} kernel classes within MAPE <= {100 * VALIDATION_BOUND:.0f}% ("
-               + ", ".join(f"{r['class']} {100 * r.mape:.0f}%" for _, r in ok.iterrows()) + "); outside: "
-               + (", ".join(f"{r['class']} {100 * r.mape:.0f}%" for _, r in bad.iterrows()) or "none")
-               + f". Calibration ({len(cal)} classes, fitted on): "
-               + ", ".join(f"{r['class']} {100 * r.mape:.0f}%" for _, r in cal.iterrows()) + "."
+               + named(ok) + "); outside: " + (named(bad) or "none")
+               + f". Calibration ({len(cal)} classes, fitted on the H100 rows): " + named(cal) + "."
+               + (" The H200 rows (h200-like, h200-triton) are all held out: the fitted parameters come from the "
+                  "H100 table alone (cross-GPU validation)." if c.preset.astype(str).str.startswith("h200").any()
+                  else "")
                + (f" Not replayed: {', '.join(missing)} (sim has no preset for it yet)." if missing else ""))
         s.table(_table(data, "sim_validation", "Simulated vs measured, every kernel class (err = (sim - measured) / "
                                                "measured)"))
