@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from bitsim.tables.io import atomic_path
+from bitsim.tables.io import atomic_path, check_input_file
 from model import fakequant as fq
 from model.config import ModelConfig
 from model.model import BitLinear, Transformer
@@ -146,15 +146,8 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
     damaged file, a training state or a checkpoint whose tensors do not fit its config is a
     ``ValueError`` naming the file.
     """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no such checkpoint: {path}")
-    if path.is_dir():
-        raise ValueError(f"{path}: is a folder, expected a checkpoint file (.pt)")
-    size = path.stat().st_size
-    if size > MAX_CHECKPOINT_BYTES:
-        raise ValueError(f"{path}: {size:,} bytes is larger than {MAX_CHECKPOINT_BYTES:,}; not an inference "
-                         "checkpoint of bitsim train")
+    path = check_input_file(path, what="checkpoint", expected="a checkpoint file (.pt)",
+                            max_bytes=MAX_CHECKPOINT_BYTES, why="not an inference checkpoint of bitsim train")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable file is one clear error

@@ -6,6 +6,7 @@ from pathlib import Path
 import pandas as pd
 
 from bitsim.tables import read_table
+from bitsim.tables.io import check_input_file
 
 from .engine import check_trace
 
@@ -19,17 +20,10 @@ def load_trace(path: str | Path) -> pd.DataFrame:
     A missing file is ``FileNotFoundError``; a folder, an oversized, corrupt, truncated or
     non-conforming file is ``ValueError`` naming the file.
     """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no such trace: {path}")
-    if path.is_dir():
-        raise ValueError(f"trace {path} is a folder, expected a .parquet or .csv file")
+    path = check_input_file(path, what="trace", expected="a .parquet or .csv file",
+                            max_bytes=MAX_TRACE_FILE_BYTES, why="an op trace of one step is well under 1 MB")
     if path.suffix not in (".parquet", ".csv"):
         raise ValueError(f"trace must end in .parquet or .csv, got {path.name!r}")
-    size = path.stat().st_size
-    if size > MAX_TRACE_FILE_BYTES:
-        raise ValueError(f"trace {path}: {size:,} bytes is larger than {MAX_TRACE_FILE_BYTES:,}; "
-                         f"an op trace of one step is well under 1 MB")
     try:
         trace = read_table(path, schema="op_trace")
     except (ValueError, TypeError, KeyError, OSError, OverflowError) as e:

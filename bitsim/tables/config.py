@@ -22,6 +22,8 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
+from bitsim.tables.io import check_input_file
+
 MAX_YAML_BYTES = 1 << 20      # 1 MiB: the largest config we ship is ~3 KB
 MAX_YAML_NODES = 100_000      # scalars + collections after alias expansion
 MAX_QUOTE = 200               # characters of a value quoted in an error message
@@ -117,14 +119,8 @@ def parse_yaml(text: str, where: str = "YAML") -> Any:
 
 def load_yaml(path: str | Path) -> Any:
     """Read and parse one YAML file (see :func:`parse_yaml`); a missing file is ``FileNotFoundError``."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no such file: {path}")
-    if path.is_dir():
-        raise ValueError(f"{path}: is a folder, expected a YAML file")
-    size = path.stat().st_size
-    if size > MAX_YAML_BYTES:
-        raise ValueError(f"{path}: {size} bytes is larger than {MAX_YAML_BYTES}; a config is a few KB")
+    path = check_input_file(path, what="file", expected="a YAML file", max_bytes=MAX_YAML_BYTES,
+                            why="a config is a few KB")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:

@@ -165,6 +165,24 @@ def reference_markdown() -> str:
     return "\n".join(out)
 
 
+# ---------------------------------------------------------------------------- input and output safety
+def check_input_file(path: str | Path, *, what: str, expected: str, max_bytes: int, why: str) -> Path:
+    """An input file that exists, is not a folder and is at most ``max_bytes`` (checked before reading).
+
+    A missing file is ``FileNotFoundError("no such <what>: ...")``; a folder or an oversized file is a
+    ``ValueError`` naming the file, what was expected (``expected``) and why the bound holds (``why``).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no such {what}: {path}")
+    if path.is_dir():
+        raise ValueError(f"{what} {path} is a folder, expected {expected}")
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise ValueError(f"{what} {path}: {size:,} bytes is larger than {max_bytes:,}; {why}")
+    return path
+
+
 # ---------------------------------------------------------------------------- output safety
 def check_output(path: str | Path, inputs: Iterable[str | Path] = (), force: bool = False) -> Path:
     """Refuse an output file that is one of the inputs, or that exists and ``force`` is not given.
