@@ -1,32 +1,27 @@
-"""A chip's area, power and feasibility, read from sim by name where sim reports them.
+"""A chip's area, power and feasibility, read from sim's summary by the names ``sim_summary`` registers.
 
-sim grows whole-chip area and power models (SRAM, registers, PHY, leakage); until a number exists
-there, the fallback here is named in every row that uses it, so a figure never shows a stand-in
-as if it were the real thing:
+A row or config without them (a table written before sim had a whole-chip model) gets the fallback
+named here, and every row that uses it says so, so a figure never shows a stand-in as the real thing:
 
-* area: the accelerator's whole-chip area (the first of :data:`AREA_METHODS` sim's
-  ``AcceleratorConfig`` has), else its PE-array arithmetic area at 45 nm
-  (``compute_area_mm2_45nm``: no SRAM, registers or PHY).
-* power at a workload: the first summary field of :data:`POWER_FIELDS`, else
-  ``energy_j / latency_s`` (average power over the step, static included when the chip's energy
-  basis is ``model``).
-* feasibility: the first of :data:`FEASIBLE_FIELDS` (``infeasible`` is negated), else
-  ``fits_offchip`` (weights + KV cache within the off-chip capacity).
+* area: ``AcceleratorConfig.area_mm2`` / the summary's ``area_mm2`` (whole chip), else the PE-array
+  arithmetic area at 45 nm (``compute_area_mm2_45nm``: no SRAM, registers or PHY).
+* power at a workload: the summary's ``power_w``, else ``energy_j / latency_s`` (average power over the
+  step, static included when the chip's energy basis is ``model``).
+* feasibility: the summary's ``feasible``, else ``fits_offchip`` (weights + KV within off-chip capacity).
 """
 from __future__ import annotations
 
 import math
 from typing import Any, Mapping
 
-#: AcceleratorConfig methods or attributes (mm², whole chip) probed in order.
-AREA_METHODS = ("area_mm2", "chip_area_mm2", "total_area_mm2", "die_area_mm2")
-#: Summary fields (whole-chip area, mm²) probed in order.
-AREA_FIELDS = ("area_mm2", "chip_area_mm2", "total_area_mm2", "die_area_mm2")
-#: Summary fields (W at the workload) probed in order.
-POWER_FIELDS = ("power_w", "total_power_w", "avg_power_w", "average_power_w")
-STATIC_POWER_FIELDS = ("static_power_w", "power_static_w", "leakage_w")
-#: Summary fields that say whether weights + KV fit the chip: (name, True if the value means feasible).
-FEASIBLE_FIELDS = (("feasible", True), ("infeasible", False), ("fits_capacity", True), ("fits_offchip", True))
+#: AcceleratorConfig method (mm², whole chip).
+AREA_METHODS = ("area_mm2",)
+#: Summary field (whole-chip area, mm²).
+AREA_FIELDS = ("area_mm2",)
+#: Summary field (W at the workload).
+POWER_FIELDS = ("power_w",)
+#: Summary fields that say whether weights + KV fit the chip, in order: (name, True if the value means feasible).
+FEASIBLE_FIELDS = (("feasible", True), ("fits_offchip", True))
 
 AREA_FALLBACK = "PE-array arithmetic area at 45 nm (sim has no whole-chip area yet: SRAM, registers, PHY left out)"
 POWER_FALLBACK = "energy per step / latency (average power at the workload)"

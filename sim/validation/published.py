@@ -60,9 +60,9 @@ FIGURE_COLUMNS = ("design", "figure", "metric", "value", "unit", "target", "pres
                   "precision", "M", "N", "K", "source", "note")
 RESULT_COLUMNS = ["design", "figure", "metric", "unit", "theirs", "ours", "error_pct", "within_bar", "variant",
                   "split", "preset", "source", "explanation"]
-#: Summary fields read as a whole-die area, in order of preference (the first present wins);
+#: Summary field read as the whole-die area (sim_summary's name);
 #: compute_area_mm2_45nm (PE arithmetic only) is never one of them.
-AREA_FIELDS = ("area_mm2", "die_area_mm2", "chip_area_mm2", "total_area_mm2")
+AREA_FIELDS = ("area_mm2",)
 #: Energy components left out of the chip power (the external memory's own energy).
 OFFCHIP_COMPONENTS = ("offchip",)
 
