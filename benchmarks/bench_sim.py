@@ -23,7 +23,7 @@ import sim  # noqa: E402
 
 def _trace(path: str | None, phase: str) -> pd.DataFrame:
     if path:
-        from bitsim.tables import read_table
+        from contract import read_table
         return read_table(path, schema="op_trace")
     from model.trace import build_trace
     return build_trace("7b", "a4.8", phase=phase, context=2048, batch=1, seed=0,

@@ -49,8 +49,15 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.checks import (FLOAT_DTYPES, check_device_usable, check_finite, check_shape, check_tensor,
-                            content_checks_enabled, next_pow2)
+from kernels.checks import (
+    FLOAT_DTYPES,
+    check_device_usable,
+    check_finite,
+    check_shape,
+    check_tensor,
+    content_checks_enabled,
+    next_pow2,
+)
 from kernels.configs import NO_TUNING, ConfigTable, gemm_m_bucket, resolve_config
 from kernels.packing import PACK_GROUP, padded_len, unpack_ternary
 from model import quant as Q

@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from bitsim.tables.io import atomic_path, check_input_file
+from contract.io import atomic_path, check_input_file
 from model import fakequant as fq
 from model.config import ModelConfig
 from model.model import BitLinear, Transformer

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import torch
 
-from bitsim.tables import PHASES, check_output, write_table
-from bitsim.tables.config import parse_yaml
-from model.config import DATAPATHS, LM_HEAD_BITS, PRESETS, get_config
+from contract import PHASES, check_output, write_table
+from contract.config import parse_yaml
 from model.checkpoint import load_checkpoint
+from model.config import DATAPATHS, LM_HEAD_BITS, PRESETS, get_config
 from model.corpus import STDLIB, build_corpus, eval_starts, read_stream, windows
 from model.trace import PROFILES, activated_params, build_trace, check_workload
 from model.train import Exporter, TrainConfig, check_train_paths, load_plan, plan_configs, run_plan

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from bitsim.tables.config import dataclass_fields, load_yaml, parse_yaml
+from contract.config import dataclass_fields, load_yaml, parse_yaml
 
 # The four datapaths of docs/decisions.md item 10.
 DATAPATHS = ("fp16", "b1.58", "a4.8", "a4.8-fp4")

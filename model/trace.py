@@ -1,6 +1,6 @@
 """Op traces: one table row per operator call of one inference step.
 
-``build_trace`` returns a DataFrame of schema ``op_trace`` (bitsim/tables/)
+``build_trace`` returns a DataFrame of schema ``op_trace`` (contract/)
 with ``df.attrs`` holding ``OP_TRACE_META``.  Shapes, MACs and bytes are closed
 form; sparsity statistics are **measured** on real tensors (or, with
 ``profile="paper-table2"``, taken from the paper's Table 2, or with
@@ -82,7 +82,7 @@ Metadata
 ``df.attrs``: ``preset``, ``datapath``, ``phase``, ``batch``, ``context``, ``seed``,
 ``prefill_tokens``, ``layers_measured``, ``profile`` (the ``build_trace`` argument, or
 ``trained``), ``version``, and where the statistics come from as one word of
-``bitsim.tables.STATS_SOURCES`` in ``stats_source`` (``random``: seeded random weights;
+``contract.STATS_SOURCES`` in ``stats_source`` (``random``: seeded random weights;
 ``paper-table2``: the paper's Table 2 projection sparsity, the rest random; ``trained``: a
 checkpoint, or ``profile="trained"``) with the full description in ``stats_detail``.
 
@@ -96,7 +96,7 @@ the description in ``stats_source`` ("measured: ...", "paper-table2: ...", "trai
 
 Limits
 ------
-``context`` <= ``bitsim.tables.MAX_CONTEXT``, prefill tokens <= ``MAX_PREFILL_TOKENS``,
+``context`` <= ``contract.MAX_CONTEXT``, prefill tokens <= ``MAX_PREFILL_TOKENS``,
 ``batch`` <= ``MAX_BATCH``, checked before any work (:func:`check_workload`).
 """
 from __future__ import annotations
@@ -108,14 +108,23 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from bitsim.tables import (ACT_FORMATS, MAX_BATCH, MAX_CONTEXT, MAX_PREFILL_TOKENS, PHASES, SCHEMA_VERSION,
-                           STATS_SOURCES, WEIGHT_FORMATS, validate)
-from model.config import DATAPATHS, ModelConfig, get_config
-from model.paper_sparsity import PAPER_TABLE2_SOURCE, PROJ_GROUP, paper_sparsity
-from model.trained_profile import trained_sparsity
+from contract import (
+    ACT_FORMATS,
+    MAX_BATCH,
+    MAX_CONTEXT,
+    MAX_PREFILL_TOKENS,
+    PHASES,
+    SCHEMA_VERSION,
+    STATS_SOURCES,
+    WEIGHT_FORMATS,
+    validate,
+)
 from model import fakequant as fq
 from model.checkpoint import LoadedCheckpoint, load_checkpoint
+from model.config import DATAPATHS, ModelConfig, get_config
 from model.model import ActivationCapture, BitLinear, Block, LayerKV, Transformer, init_weights, quantize_act
+from model.paper_sparsity import PAPER_TABLE2_SOURCE, PROJ_GROUP, paper_sparsity
+from model.trained_profile import trained_sparsity
 
 TRACE_VERSION = "2"                     # 2: stats_source is a STATS_SOURCES word, stats_detail the text
 PROFILES = ("measured", "paper-table2", "trained")
@@ -326,7 +335,7 @@ def _block_stats(cfg: ModelConfig, rec: ActivationCapture, layer: int, m_rows: i
 # ------------------------------------------------------------------ rows
 @dataclass(frozen=True, kw_only=True)
 class OpRow:
-    """One ``op_trace`` row: the columns of ``bitsim.tables.OP_TRACE``, in that order.
+    """One ``op_trace`` row: the columns of ``contract.OP_TRACE``, in that order.
 
     Build rows with :func:`op_row` (which derives ``macs_effective`` from the
     measured sparsity); ``as_dict`` gives the DataFrame record.
@@ -488,7 +497,7 @@ def _head_rows(cfg: ModelConfig, phase: str, B: int, st: OpStats) -> list[OpRow]
 
 
 def check_workload(phase: str, context: int, batch: int, prefill_tokens: int | None = None) -> int:
-    """Check the step's size against the shared limits (``bitsim.tables``); return the new tokens P.
+    """Check the step's size against the shared limits (``contract``); return the new tokens P.
 
     ``context`` in [1, MAX_CONTEXT], ``batch`` in [1, MAX_BATCH], prefill tokens (default: ``context``)
     in [1, min(context, MAX_PREFILL_TOKENS)]; a ``ValueError`` naming the field, before any work.
@@ -499,7 +508,7 @@ def check_workload(phase: str, context: int, batch: int, prefill_tokens: int | N
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"{name}: must be a positive integer, got {v!r}")
         if v > hi:
-            raise ValueError(f"{name}: {v} is above the limit of {hi} (bitsim.tables.MAX_{name.upper()}; "
+            raise ValueError(f"{name}: {v} is above the limit of {hi} (contract.MAX_{name.upper()}; "
                              "docs/limits.md)")
     if phase == "decode":
         if prefill_tokens is not None:
@@ -514,28 +523,28 @@ def check_workload(phase: str, context: int, batch: int, prefill_tokens: int | N
     if P > MAX_PREFILL_TOKENS:
         raise ValueError(f"prefill_tokens: {P} new tokens" + (" (the default: context)" if prefill_tokens is None
                                                               else "")
-                         + f" is above the limit of {MAX_PREFILL_TOKENS} (bitsim.tables.MAX_PREFILL_TOKENS; "
+                         + f" is above the limit of {MAX_PREFILL_TOKENS} (contract.MAX_PREFILL_TOKENS; "
                          "docs/limits.md); prefill a long prompt in chunks (--prefill-tokens)")
     return P
 
 
 def check_trace_formats(cfg: ModelConfig) -> None:
-    """The formats a trace of ``cfg`` would name must be words of the trace vocabulary (``bitsim.tables``)."""
+    """The formats a trace of ``cfg`` would name must be words of the trace vocabulary (``contract``)."""
     if cfg.q_bits is not None and f"int{cfg.q_bits}" not in ACT_FORMATS:
         raise ValueError(f"q_bits: {cfg.q_bits}-bit queries have no op-trace activation format (int{cfg.q_bits} "
-                         f"is not in bitsim.tables.ACT_FORMATS {list(ACT_FORMATS)}); use 3 or 4")
+                         f"is not in contract.ACT_FORMATS {list(ACT_FORMATS)}); use 3 or 4")
     if cfg.kv_quantized and f"kv-int{cfg.kv_cache_bits}" not in WEIGHT_FORMATS:
         raise ValueError(f"kv_bits: a {cfg.kv_cache_bits}-bit KV cache has no op-trace format (kv-int"
-                         f"{cfg.kv_cache_bits} is not in bitsim.tables.WEIGHT_FORMATS); use 3, 4 or 16")
+                         f"{cfg.kv_cache_bits} is not in contract.WEIGHT_FORMATS); use 3, 4 or 16")
     if cfg.lm_head_format not in WEIGHT_FORMATS:   # int8 / int4 / fp16 are; a guard against drift
-        raise ValueError(f"lm_head_bits: format {cfg.lm_head_format!r} is not in bitsim.tables.WEIGHT_FORMATS")
+        raise ValueError(f"lm_head_bits: format {cfg.lm_head_format!r} is not in contract.WEIGHT_FORMATS")
 
 
 _LEGACY_PREFIXES = (("measured:", "random"), ("paper-table2:", "paper-table2"), ("trained:", "trained"))
 
 
 def stats_source_of(attrs: dict) -> str:
-    """The ``bitsim.tables.STATS_SOURCES`` word of a trace's metadata (``df.attrs``).
+    """The ``contract.STATS_SOURCES`` word of a trace's metadata (``df.attrs``).
 
     Version-2 traces carry the word itself; version-1 traces carried the description
     ("measured: ..." for seeded random weights, "paper-table2: ...", "trained: ..."),

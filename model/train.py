@@ -58,7 +58,7 @@ from typing import Any, Callable, Mapping
 import torch
 from torch.nn import functional as F
 
-from bitsim.tables.config import dataclass_fields, load_yaml
+from contract.config import dataclass_fields, load_yaml
 from model.checkpoint import save_inference_checkpoint
 from model.config import DATAPATHS, ModelConfig
 from model.corpus import STDLIB, VOCAB_SIZE, Corpus, build_corpus, eval_starts, windows

@@ -1,7 +1,7 @@
 """The committed trained-model projection sparsity (``reports/data/trained_profile.csv``).
 
 ``bitsim train tables`` (``model.training_report``) measures each trained checkpoint on
-held-out text and writes one ``trained_profile`` table (``bitsim/tables/training.py``);
+held-out text and writes one ``trained_profile`` table (``contract/training.py``);
 its ``layer == -1`` rows are the per-projection input sparsity over all layers.  Used only
 by ``model.trace`` with ``profile="trained"``: the trace then costs what a
 ``paper-table2`` trace costs (no checkpoint is loaded or run).
@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from bitsim.tables import read_table
+from contract import read_table
 
 # reports/ lives next to model/ in the repository root
 TRAINED_PROFILE_PATH = Path(__file__).resolve().parents[1] / "reports" / "data" / "trained_profile.csv"

@@ -5,14 +5,13 @@ folders) and the runs' inference checkpoints.  The trained sparsity profiles are
 measured here, on the CPU, by running each checkpoint on the held-out validation
 sequences stored in it (so anyone can rebuild them from the committed checkpoints).
 
-Outputs (schemas in ``bitsim/tables/training.py``): ``training_curves.csv``,
+Outputs (schemas in ``contract/training.py``): ``training_curves.csv``,
 ``training_summary.csv``, ``training_ablations.csv``, ``trained_profile.csv``,
 ``trained_table2.csv`` and the figures ``training_curves.png`` and
 ``trained_sparsity.png``.
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import tempfile
@@ -21,8 +20,8 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-import bitsim.tables.training  # noqa: F401  (registers the training tables)
-from bitsim.tables import SCHEMAS, check_output, write_table
+import contract.training  # noqa: F401  (registers the training tables)
+from contract import SCHEMAS, check_output, write_table
 from model.checkpoint import LoadedCheckpoint, load_checkpoint
 from model.config import ModelConfig
 from model.paper_sparsity import PAPER_TABLE2, PAPER_TABLE2_OVERALL, PAPER_TABLE2_SOURCE

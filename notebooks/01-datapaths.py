@@ -38,10 +38,10 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import display
 
-from bitsim.report import figures
-from bitsim.report.claims import active_param_fraction, projection_sparsity, ratio_table
 from bitsim.experiments.fair import profile_label
 from bitsim.experiments.study import StudyConfig, run_study
+from bitsim.report import figures
+from bitsim.report.claims import active_param_fraction, projection_sparsity, ratio_table
 
 cfg = StudyConfig(name="01-datapaths", presets=(PRESET,), contexts=CONTEXTS, prefill_tokens=PREFILL_TOKENS,
                   workers=WORKERS, experiments=("ladder",))

@@ -38,12 +38,10 @@ import numpy as np
 import pandas as pd
 from IPython.display import display
 
-import sim
+from bitsim.experiments.study import StudyConfig, run_study
 from bitsim.report import figures
 from bitsim.report.measured import load_measured, unreplayed_gpus, validate_simulator
-from sim.validation import compare_systolic
-from bitsim.experiments.study import StudyConfig, run_study
-from sim.validation import roofline_bounds
+from sim.validation import compare_systolic, roofline_bounds
 
 # %% [markdown]
 # ## 1 · Systolic compute cycles vs SCALE-Sim

@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from bitsim.tables import write_table
+from contract import write_table
 
 from .config import PRESETS
 from .files import write_json_atomic

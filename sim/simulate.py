@@ -1,7 +1,7 @@
 """Public entry point: ``simulate(trace, accel) -> SimResult`` (per-op table + per-step summary).
 
 The summary is a :class:`SimSummary` record; its flat form (:meth:`SimSummary.row`) is the
-registered table ``sim_summary`` (bitsim/tables/sim.py: every column with its unit).
+registered table ``sim_summary`` (contract/sim.py: every column with its unit).
 """
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 import pandas as pd
 
-from bitsim.tables import validate
-from bitsim.tables.sim import AREA_PARTS, BOUNDS, ENERGY_COMPONENTS, SIM_SUMMARY
+from contract import validate
+from contract.sim import AREA_PARTS, BOUNDS, ENERGY_COMPONENTS, SIM_SUMMARY
 
 from .config import AcceleratorConfig, load_accelerator
 from .engine import check_timeline_path, check_trace, dma_tiles, plan_ops, schedule_ops, write_chrome_trace

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from bitsim.tables import read_table
-from bitsim.tables.io import check_input_file
+from contract import read_table
+from contract.io import check_input_file
 
 from .engine import check_trace
 

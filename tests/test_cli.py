@@ -77,7 +77,7 @@ def test_error_line_is_one_short_line():
 
 def test_an_earlier_report_is_replaced_only_with_force(tmp_path):
     from bitsim.cli.report import is_report_folder
-    from bitsim.tables import check_output_folder, publish_folder, temporary_sibling
+    from contract import check_output_folder, publish_folder, temporary_sibling
 
     out = tmp_path / "r"
     out.mkdir()
@@ -94,7 +94,7 @@ def test_an_earlier_report_is_replaced_only_with_force(tmp_path):
 
 
 def test_check_output_refuses_inputs_and_existing_files(tmp_path):
-    from bitsim.tables import check_output
+    from contract import check_output
 
     t = tmp_path / "t.parquet"
     t.write_bytes(b"x")

@@ -7,8 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-import bitsim.tables.kernels  # noqa: F401 - registers board_energy
-from bitsim.tables import read_table, validate
+import contract.kernels  # noqa: F401 - registers board_energy
+from contract import read_table, validate
 from kernels.bench.goals import all_goals, attention_goals, decode_block_goals, gemv_floor_goals
 from kernels.bench.harness import MeasurementLog, Timing, write_outputs
 

@@ -10,8 +10,7 @@ if not torch.cuda.is_available():
 from kernels.checks import content_checks  # noqa: E402
 from kernels.packing import pack_ternary  # noqa: E402
 from kernels.rmsnorm_quant import rmsnorm_quant  # noqa: E402
-from kernels.ternary_gemm import (GEMV_MAX_M, w158_gemv_fused, w158_matmul, w158_matmul_reference,  # noqa: E402
-                                  w158_matmul_unpacked)
+from kernels.ternary_gemm import GEMV_MAX_M, w158_gemv_fused, w158_matmul, w158_matmul_reference, w158_matmul_unpacked  # noqa: E402
 from model import quant as Q  # noqa: E402
 
 DEV = "cuda" if torch.cuda.is_available() else "cpu"

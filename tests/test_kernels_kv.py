@@ -9,8 +9,7 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 from kernels.attention_step import Fp16KVCache, attention_step, rope_reference, rope_tables  # noqa: E402
-from kernels.kv_attention import (QuantKVCache, decode_attention, kv_read_codes, kv_write,  # noqa: E402
-                                  reference_attention)
+from kernels.kv_attention import QuantKVCache, decode_attention, kv_read_codes, kv_write, reference_attention  # noqa: E402
 from model import quant as Q  # noqa: E402
 
 DEV = "cuda" if torch.cuda.is_available() else "cpu"

@@ -7,8 +7,16 @@ import torch
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
-from kernels.packing import (PACK_GROUP, pack_int4, pack_planes, pack_ternary, padded_len,  # noqa: E402
-                             unpack_int4, unpack_planes, unpack_ternary)
+from kernels.packing import (  # noqa: E402
+    PACK_GROUP,
+    pack_int4,
+    pack_planes,
+    pack_ternary,
+    padded_len,
+    unpack_int4,
+    unpack_planes,
+    unpack_ternary,
+)
 
 
 @pytest.mark.parametrize("rows,cols", [(1, 1), (3, 127), (5, 128), (2, 300)])

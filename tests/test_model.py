@@ -10,7 +10,7 @@ import torch
 from model import fakequant as fq
 from model import quant as q
 from model.config import PRESETS, ModelConfig, get_config
-from model.model import BitLinear, ActivationCapture, Transformer, quantize_act
+from model.model import ActivationCapture, BitLinear, Transformer, quantize_act
 
 DATAPATHS = ("fp16", "b1.58", "a4.8", "a4.8-fp4")
 

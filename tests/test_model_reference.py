@@ -14,10 +14,10 @@ import math
 import numpy as np
 import pytest
 import torch
+from test_quant import ref_fp4_pre, ref_fp4_value, ref_int4, ref_int8, ref_kv, ref_ternary, ref_topk
 
 from model.config import get_config
 from model.model import ActivationCapture, Transformer
-from test_quant import ref_fp4_pre, ref_fp4_value, ref_int4, ref_int8, ref_kv, ref_ternary, ref_topk
 
 NEAR = 1e-4  # distance to a .5 tie (in code units) below which float32 and float64 may disagree
 

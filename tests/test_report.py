@@ -16,13 +16,21 @@ from bitsim.cli.report import register, study_config_from_args
 from bitsim.experiments.study import StudyConfig, run_study
 from bitsim.report import claims as claims_module
 from bitsim.report import figures
-from bitsim.report.build import FIGURES as REPORT_FIGURES, write_report
-from bitsim.report.claims import (CLAIMS, EVALUATORS, LAYOUT, active_param_fraction, claims_table,
-                                  measured_speed_rows, verdict)
+from bitsim.report.build import FIGURES as REPORT_FIGURES
+from bitsim.report.build import write_report
+from bitsim.report.claims import (
+    CLAIMS,
+    EVALUATORS,
+    LAYOUT,
+    active_param_fraction,
+    claims_table,
+    measured_speed_rows,
+    verdict,
+)
 from bitsim.report.collect import collect_report
 from bitsim.report.document import Document, Table, render_html, render_markdown
 from bitsim.report.measured import ANCHORS_SOURCE, VALIDATION_BOUND, load_measured, speedups, validate_simulator
-from bitsim.tables import MEASURED_TRACE, SCHEMAS, read_table, write_table
+from contract import MEASURED_TRACE, SCHEMAS, read_table, write_table
 from model.trace import build_trace
 
 FIGURES = ("energy_by_component", "throughput", "footprint", "gain_ladder", "batch_sweep", "bandwidth_sweep",

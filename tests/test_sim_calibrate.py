@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from test_sim_synthetic import gemm_row
 
 import sim
-from bitsim.tables import measured_final_rows, read_table, validate
+from contract import measured_final_rows, read_table, validate
 from sim.compute import unpack_cycles
 from sim.config import from_dict
 from sim.validation import FITS, calibration_mask, compare_measured, fit, to_yaml, validation_table
-from test_sim_synthetic import gemm_row
 
 MEASURED = Path(__file__).resolve().parents[1] / "reports" / "data" / "measured_h100_kernels.parquet"
 BOUND = 0.15  # issue #4, validation item 3: MAPE <= 15 % per kernel class

@@ -7,10 +7,10 @@ import math
 import pandas as pd
 import pytest
 import yaml
+from test_sim_synthetic import decoder_trace, gemm_row
 
 import sim
 from sim.config import PRESET_DIR, PRESETS, from_dict, load_yaml
-from test_sim_synthetic import decoder_trace, gemm_row
 
 
 def _raw(name="b1.58"):

@@ -6,11 +6,11 @@ import math
 
 import pandas as pd
 import pytest
+from test_sim_synthetic import decoder_trace, gemm_row
 
 import sim
 from sim import energy
 from sim.energy.table import _load
-from test_sim_synthetic import decoder_trace, gemm_row
 
 # Horowitz, "Computing's energy problem", ISSCC 2014, 45 nm (typed from the paper's figure; independent
 # of sim/data/hardware_costs.csv, whose arithmetic ENERGIES come from [B1] Table 2)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from bitsim.tables import read_table
+from contract import read_table
 from sim.config import from_dict
 from sim.validation import cross_gpu_table, h200_like_raw, load_anchors
 

@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from test_sim_synthetic import decoder_trace, gemm_row
 
 import sim
-from bitsim.tables import read_table, validate, write_table
+from contract import read_table, validate, write_table
 from sim.config import ArrayConfig
-from test_sim_synthetic import decoder_trace, gemm_row
 
 
 def _scaled(accel: str, bw: float = 1.0, count: float = 1.0, sram_bw: float = 1.0):

@@ -13,11 +13,11 @@ import time
 
 import pandas as pd
 import pytest
+from test_sim_synthetic import decoder_trace
 
 import sim
-from bitsim.tables import write_table
+from contract import write_table
 from sim.config import PRESET_DIR, PRESETS
-from test_sim_synthetic import decoder_trace
 
 CASES = 120                 # per reader and seed
 CASE_SECONDS = 2.0          # bound on one load (+ simulation of a small trace)

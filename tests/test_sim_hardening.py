@@ -12,14 +12,13 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+from test_sim_synthetic import decoder_trace, gemm_row
 
 import sim
-from bitsim.tables import read_table, write_table
+from contract import read_table, write_table
 from sim.cli import register
 from sim.config import LIMITS, PRESET_DIR, PRESETS, from_dict, load_yaml
 from sim.engine import MAX_BATCH, MAX_CONTEXT, MAX_TRACE_ROWS, OpPlan
-from test_sim_synthetic import decoder_trace, gemm_row
-
 
 sim_simulate = importlib.import_module("sim.simulate")  # the module (sim.simulate is also the function)
 

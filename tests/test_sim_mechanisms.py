@@ -6,10 +6,10 @@ import dataclasses
 
 import pandas as pd
 import pytest
+from test_sim_synthetic import decoder_trace, gemm_row, vector_row
 
 import sim
 from sim.compute.systolic import causal_pairs, causal_systolic_cycles, systolic_cycles
-from test_sim_synthetic import decoder_trace, gemm_row, vector_row
 
 
 def _tiny(dataflow="weight-stationary", pipelined=False, **array):

@@ -7,12 +7,12 @@ import copy
 import pandas as pd
 import pytest
 import yaml
+from test_sim_synthetic import decoder_trace, gemm_row
 
 import sim
 from sim.compute import map_op
 from sim.config import PRESET_DIR, PRESETS, from_dict, load_yaml
 from sim.simulate import fallback_warning
-from test_sim_synthetic import decoder_trace, gemm_row
 
 INT8_ADD_7NM_PJ = 0.007       # [B1] Table 2, 7 nm (independent of sim/energy)
 
@@ -118,7 +118,7 @@ def test_h100_like_lists_ternary_gemms_as_running_on_int8_tensor_cores_or_dp4a()
 
 
 def test_cli_prints_one_warning_line_on_stderr_for_fallbacks_and_none_otherwise(tmp_path, capsys):
-    from bitsim.tables import write_table
+    from contract import write_table
     from sim.cli import register
 
     parser = argparse.ArgumentParser()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from bitsim.tables import validate
+from contract import validate
 
 A48_7B_SPARSITY = {"qkv": 0.121, "o": 0.50, "up": 0.714, "gate": 0.120, "down": 0.842}  # [A48] Table 2
 

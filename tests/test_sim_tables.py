@@ -7,14 +7,14 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-
-import sim
-from bitsim.tables import ACT_FORMATS, KV_FORMATS, SCHEMAS, WEIGHT_FORMATS, validate
-from bitsim.tables.sim import ENERGY_COMPONENTS
-from sim.compute import precision
-from sim.validation import compare_measured, load_anchors, mape_by_class, validation_table
 from test_sim_calibrate import _measured
 from test_sim_synthetic import decoder_trace
+
+import sim
+from contract import ACT_FORMATS, KV_FORMATS, SCHEMAS, WEIGHT_FORMATS, validate
+from contract.sim import ENERGY_COMPONENTS
+from sim.compute import precision
+from sim.validation import compare_measured, load_anchors, mape_by_class, validation_table
 
 
 # ---------------------------------------------------------------- the summary record

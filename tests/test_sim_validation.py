@@ -4,11 +4,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from test_sim_synthetic import decoder_trace, gemm_row
 
 import sim
 from sim import energy
 from sim.validation import compare_measured, load_anchors, roofline_bounds
-from test_sim_synthetic import decoder_trace, gemm_row
 
 CASES = [("fp16", "fp16"), ("b1.58", "b1.58"), ("a4.8", "a4.8"), ("a4.8", "edge"), ("fp16", "h100-like"),
          ("a4.8", "h100-triton")]

@@ -59,8 +59,9 @@ def test_same_key_in_sibling_mappings_is_not_a_duplicate(tmp_path):
 
 def test_bitsim_simulate_with_malformed_yaml_prints_one_error_line_not_a_traceback(tmp_path, capsys):
     cli = pytest.importorskip("bitsim.cli")
-    from bitsim.tables import write_table
     from test_sim_synthetic import decoder_trace
+
+    from contract import write_table
 
     write_table(decoder_trace("b1.58", layers=1), tmp_path / "t.parquet", "op_trace")
     bad = tmp_path / "bad.yaml"

@@ -10,8 +10,16 @@ import pandas as pd
 import pytest
 import yaml
 
-from bitsim.experiments.sweep import (MAX_POINTS, done_ids, evaluate_point, exit_with_parent, load_spec,
-                                      make_accelerator, parse_spec, read_results, run_sweep)
+from bitsim.experiments.sweep import (
+    MAX_POINTS,
+    done_ids,
+    evaluate_point,
+    load_spec,
+    make_accelerator,
+    parse_spec,
+    read_results,
+    run_sweep,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 

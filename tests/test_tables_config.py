@@ -1,11 +1,10 @@
-"""The one strict YAML loader and field check (bitsim.tables.config) against hand-made bad inputs."""
+"""The one strict YAML loader and field check (contract.config) against hand-made bad inputs."""
 import time
 from dataclasses import dataclass
 
 import pytest
 
-from bitsim.tables.config import (MAX_QUOTE, MAX_YAML_BYTES, check_fields, dataclass_fields, load_yaml,
-                                  parse_yaml, quote)
+from contract.config import MAX_QUOTE, MAX_YAML_BYTES, check_fields, dataclass_fields, load_yaml, parse_yaml, quote
 
 
 def test_numbers_follow_yaml_1_2():

@@ -1,12 +1,12 @@
 """Op traces: closed-form MACs/bytes for the tiny preset, paper profile, statistics, CLI, errors."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from bitsim import cli as bitsim_cli
-import dataclasses
-
-from bitsim.tables import OP_TRACE, OP_TRACE_META, read_table, validate
+from contract import OP_TRACE, OP_TRACE_META, read_table, validate
 from model.config import get_config
 from model.trace import OpRow, OpStats, activated_params, build_trace, op_row
 

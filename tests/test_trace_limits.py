@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from bitsim import cli as bitsim_cli
-from bitsim.tables import MAX_BATCH, MAX_CONTEXT, MAX_PREFILL_TOKENS, STATS_SOURCES, read_table
+from contract import MAX_BATCH, MAX_CONTEXT, MAX_PREFILL_TOKENS, STATS_SOURCES, read_table
 from model.checkpoint import save_inference_checkpoint
 from model.config import get_config
 from model.model import Transformer

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from bitsim import cli as bitsim_cli
-from bitsim.tables import read_table
+from contract import read_table
 from model import corpus as mc
 from model.checkpoint import load_checkpoint, pack_ternary, save_inference_checkpoint, unpack_ternary
 from model.config import get_config

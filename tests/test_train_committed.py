@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from bitsim.tables import read_table
+from contract import read_table
 from model.checkpoint import load_checkpoint
 from model.training_report import profile_rows
 
@@ -33,5 +33,8 @@ def test_committed_a48_profile_is_reproduced_from_its_checkpoint():
     fresh = {(r["layer"], r["proj"]): r["sparsity"] for r in profile_rows(ck)}
     mine = prof[prof.run == "a4.8-s0"]
     assert len(mine) == len(fresh)
+    # The committed profile was measured on a GPU; a CPU's float32 sums round differently, which flips
+    # a handful of activations at the quantizer's threshold (observed: up to 2e-5 of a fraction). A wrong
+    # layer, projection or run moves a fraction by far more than 5e-4.
     for r in mine.itertuples():
-        assert r.sparsity == pytest.approx(fresh[(r.layer, r.proj)], abs=1e-12), (r.layer, r.proj)
+        assert r.sparsity == pytest.approx(fresh[(r.layer, r.proj)], abs=5e-4), (r.layer, r.proj)

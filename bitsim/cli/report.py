@@ -13,9 +13,8 @@ from bitsim.experiments.pareto import plot_pareto
 from bitsim.experiments.study import DEFAULT_DATAPATHS, DEFAULT_MATCHED, PROFILES, StudyConfig
 from bitsim.experiments.sweep import load_spec, run_sweep
 from bitsim.report.build import make_report
-from bitsim.tables import check_output, check_output_folder, publish_folder, temporary_sibling
-from bitsim.tables.config import load_yaml, quote
-
+from contract import check_output, check_output_folder, publish_folder, temporary_sibling
+from contract.config import load_yaml, quote
 
 DEFAULT_REPORTS = Path("reports")
 

@@ -15,11 +15,11 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
+import sim.energy as sim_energy
 from bitsim.experiments.chipmetrics import chip_area, row_power
 from bitsim.experiments.runs import Chip, Job, Runner
 from bitsim.experiments.sizing import BASES, Sized, size_to_area, size_to_power
 from sim.config import OffchipConfig
-import sim.energy as sim_energy
 
 #: The datapaths the axes compare (a4.8-fp4 stays in the study's own comparison).
 AXIS_DATAPATHS = ("fp16", "b1.58", "a4.8")

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from bitsim.experiments.runs import Chip
-from bitsim.tables import read_table
+from contract import read_table
 from model.config import get_config
 from model.paper_sparsity import PAPER_TABLE2
 from model.trace import PROFILES as MODEL_PROFILES

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bitsim.tables import write_table
+from contract import write_table
 from model.trace import build_trace
 from sim.validation.published import TRACE_FILES
 

@@ -20,11 +20,12 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+import sim
 from bitsim.experiments.sweep import exit_with_parent, make_accelerator, summary_row
-from bitsim.tables.sim import BOUNDS
+from contract.sim import BOUNDS
 from model.config import get_config
 from model.trace import build_trace
-import sim
+
 
 @dataclass(frozen=True, kw_only=True, order=True)
 class TraceKey:

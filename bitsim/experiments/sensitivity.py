@@ -23,11 +23,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+import sim.energy as sim_energy
 from bitsim.experiments.runs import Job
 from model.paper_sparsity import PAPER_TABLE2
 from model.trace import PROFILES as MODEL_PROFILES
 from sim.config import OffchipConfig
-import sim.energy as sim_energy
 
 DATAPATHS = ("fp16", "b1.58", "a4.8")
 #: (numerator, denominator) pairs of the headline ratios, "higher = a4.8 better".

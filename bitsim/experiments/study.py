@@ -14,7 +14,7 @@ every trace it already has (:class:`bitsim.experiments.runs.Runner`):
   iso-power comparison bases (:mod:`bitsim.experiments.axes`), with their crossovers;
 * sensitivity bands of the headline ratios (:mod:`bitsim.experiments.sensitivity`).
 
-Tables (pandas DataFrames, each of a schema registered in ``bitsim.tables.experiments``):
+Tables (pandas DataFrames, each of a schema registered in ``bitsim.experiments.tables``):
 
 ``summary``  one row per (trace, chip): preset, datapath, phase, context, tokens, accelerator, role,
              basis, profile, kv_bits, variant, latency, tokens/s, energy and its components, bytes,
@@ -34,15 +34,21 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
+import sim
 from bitsim.experiments import axes, ladder, sensitivity
 from bitsim.experiments.chipmetrics import chip_area, row_feasible, row_power
-from bitsim.experiments.fair import (BASELINE_POLICIES, PROFILE_CHOICES, Comparison, Variant, plan_comparison,
-                                     profile_label)
+from bitsim.experiments.fair import (
+    BASELINE_POLICIES,
+    PROFILE_CHOICES,
+    Comparison,
+    Variant,
+    plan_comparison,
+    profile_label,
+)
 from bitsim.experiments.runs import Chip, Job, Runner, TraceKey, progress_to_stderr
-from bitsim.tables import MAX_BATCH, MAX_CONTEXT, MAX_PREFILL_TOKENS, validate
-from bitsim.tables.config import dataclass_fields, quote
+from contract import MAX_BATCH, MAX_CONTEXT, MAX_PREFILL_TOKENS, validate
+from contract.config import dataclass_fields, quote
 from model.config import DATAPATHS, get_config
-import sim
 
 DEFAULT_DATAPATHS = ("fp16", "b1.58", "a4.8", "a4.8-fp4")
 # Each datapath's own accelerator preset (sim/presets); a4.8-fp4 shares a4.8's.

@@ -46,11 +46,11 @@ from typing import Any, Callable, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from bitsim.tables import MAX_BATCH, MAX_CONTEXT, MAX_PREFILL_TOKENS, PHASES, validate
-from bitsim.tables.config import check_fields, load_yaml, quote
 import sim
-from sim.config import from_dict
+from contract import MAX_BATCH, MAX_CONTEXT, MAX_PREFILL_TOKENS, PHASES, validate
+from contract.config import check_fields, load_yaml, quote
 from model.trace import build_trace
+from sim.config import from_dict
 
 SPEC_FIELDS = ("name", "description", "accelerator", "workloads")
 ACCEL_FIELDS = ("base", "grid", "points")
@@ -118,7 +118,7 @@ def point_id(point: Mapping[str, Any]) -> str:
 
 
 def _unknown(given: Mapping[str, Any], allowed: Iterable[str], where: str) -> None:
-    """The one field check of every config (bitsim.tables.config), worded for a sweep spec."""
+    """The one field check of every config (contract.config), worded for a sweep spec."""
     check_fields(given, allowed, f"sweep spec: {where}")
 
 

@@ -5,6 +5,7 @@ Collect, then write: :mod:`.collect` builds one :class:`~bitsim.report.collect.R
 the measured data, the claims and every table file with its registered schema; display tables
 from :mod:`.display`); :mod:`.sections` turns it into the document, one function per section;
 :mod:`.build` draws :mod:`.figures` (by topic), writes every table through
-``bitsim.tables.write_table`` and renders :mod:`.document`.  :mod:`.claims` holds the claims
+``contract.write_table`` and renders :mod:`.document`.  :mod:`.claims` holds the claims
 (one evaluator each), :mod:`.measured` the measured GPU kernels and the simulator check.
 """
+from bitsim.report import tables  # noqa: F401  registers the report's display tables

@@ -6,7 +6,7 @@ One run writes, under its output folder::
     config.yaml                the study it ran, the command line and every version
     figures/<name>.png|svg     every figure (:data:`FIGURES`)
     tables/<name>.csv          every table of the report (+ ops.parquet, traces.parquet), each written
-                               through bitsim.tables.write_table against its registered schema
+                               through contract.write_table against its registered schema
 
 :func:`make_report` = :func:`bitsim.report.collect.collect_report` (study, measured GPU data,
 claims, every table) then :func:`write_report`.  What is compared:
@@ -27,17 +27,17 @@ from typing import Any, Callable
 import pandas as pd
 import yaml
 
+import sim
 from bitsim import __version__
+from bitsim.experiments.study import StudyConfig
 from bitsim.report import figures
 from bitsim.report.claims import CLAIMS
 from bitsim.report.collect import ReportData, ReportLog, collect_report, own_measurements, roofline_ops
 from bitsim.report.display import shown_measurements
 from bitsim.report.document import Figure, render_html, render_markdown
-from bitsim.report.sections import build_document
-from bitsim.experiments.study import StudyConfig
 from bitsim.report.measured import gpu_presets
-from bitsim.tables import SCHEMAS, write_table
-import sim
+from bitsim.report.sections import build_document
+from contract import SCHEMAS, write_table
 
 __all__ = ["FIGURES", "make_report", "roofline_ops", "shown_measurements", "versions", "write_report"]
 

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from bitsim.report.labels import context_label
-from bitsim.tables.report import REPORT_CLAIMS
+from bitsim.report.tables import REPORT_CLAIMS
 from model.config import get_config
 
 

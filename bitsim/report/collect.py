@@ -18,10 +18,18 @@ import pandas as pd
 from bitsim.experiments.fair import profile_label
 from bitsim.experiments.study import AXIS_SCHEMAS, StudyConfig, StudyResult, run_study
 from bitsim.report.claims import active_param_fraction, claims_table, ratio_table, short_claims
-from bitsim.report.display import (accelerator_table, headline_rows, headline_table, ladder_table, shown_measurements,
-                                   speedup_table, validation_classes_table, variants_table)
+from bitsim.report.display import (
+    accelerator_table,
+    headline_rows,
+    headline_table,
+    ladder_table,
+    shown_measurements,
+    speedup_table,
+    validation_classes_table,
+    variants_table,
+)
 from bitsim.report.measured import ANCHORS_SOURCE, load_measured, speedups, validate_simulator
-from bitsim.tables import read_table
+from contract import read_table
 from model.trace import build_trace
 
 

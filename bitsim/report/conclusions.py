@@ -12,7 +12,6 @@ import pandas as pd
 
 from bitsim.report.labels import context_label
 
-
 BW_STOPS = "bandwidth above which decode stops scaling"
 
 
@@ -117,7 +116,7 @@ def findings(data) -> list[str]:
                      if (basis, "a4.8") in b.index and (basis, "fp16") in b.index]
             f_area = bases[(bases.basis == "iso-area") & (bases.datapath == "a4.8")].array_factor
             if parts:
-                text += (f"; given the FP16 chip's silicon or its power budget instead, a4.8 prefills "
+                text += ("; given the FP16 chip's silicon or its power budget instead, a4.8 prefills "
                          + " and ".join(parts) + (f" (iso-area buys it {f_area.iloc[0]:.1f}x the PEs)"
                                                    if len(f_area) else ""))
         out.append(text + ". {fig:comparison_bases}")
@@ -183,7 +182,7 @@ def chip_advice(data) -> list[str]:
         ctxs = sorted(lad.context.unique())
         kv = {c: float(lad[(lad.context == c) & (lad.step == 2)].speedup_step.iloc[0]) for c in ctxs}
         kva = _crossover(data, "context at which the KV cache outweighs the weights", "a4.8")
-        out.append(f"**KV format: build the 3-bit KV path if contexts are long.** Over a 4-bit cache it is worth "
+        out.append("**KV format: build the 3-bit KV path if contexts are long.** Over a 4-bit cache it is worth "
                    + ", ".join(f"{_x(v)} at {context_label(c)}" for c, v in kv.items())
                    + f" of decode speed; the cache outweighs the weights from {_cross_text(kva)} tokens. "
                    f"{{fig:gain_ladder}}")
@@ -214,7 +213,7 @@ def chip_advice(data) -> list[str]:
         shares = [f"{100 * r.lm_head_bytes_offchip / r.bytes_offchip:.0f}% on {r.preset}"
                   for r in lm[lm.context == head].itertuples() if r.bytes_offchip > 0]
         if shares:
-            out.append(f"**LM head precision: do not leave it FP16 on a small model.** The FP16 LM head is "
+            out.append("**LM head precision: do not leave it FP16 on a small model.** The FP16 LM head is "
                        + ", ".join(shares) + f" of a4.8's off-chip bytes per decode step at "
                        f"{context_label(head)}: an INT8 head halves that share, the largest single saving left once "
                        f"the weights are ternary.")

@@ -1,6 +1,6 @@
 """The report's display tables: the experiments' and the measurements' tables as a reader sees them.
 
-Each function returns a table of a schema registered in ``bitsim.tables.report``,
+Each function returns a table of a schema registered in ``bitsim.report.tables``,
 with the column names and roundings of ``report.md``; the numbers themselves come from the
 tables they are given, untouched.
 """
@@ -11,13 +11,13 @@ from typing import Iterable
 
 import pandas as pd
 
+import sim
 from bitsim.experiments.chipmetrics import chip_area
 from bitsim.experiments.fair import profile_label
 from bitsim.experiments.study import HEADLINE_CONTEXT, StudyPlan, nearest_context
 from bitsim.report.measured import ANCHORS_SOURCE
-from bitsim.tables.report import REPORT_GAIN_LADDER, REPORT_MEASURED_SPEEDUPS
+from bitsim.report.tables import REPORT_GAIN_LADDER, REPORT_MEASURED_SPEEDUPS
 from model.config import get_config
-import sim
 
 __all__ = ["HEADLINE_CONTEXT", "accelerator_table", "headline_rows", "headline_table", "ladder_table",
            "nearest_context", "shown_measurements", "speedup_table", "validation_classes_table", "variants_table"]

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bitsim.tables import MEASURED_TRACE, measured_final_rows, read_table, validate
-from bitsim.tables.report import MEASURED_SPEEDUPS, REPORT_SIM_VS_MEASURED
+from bitsim.report.tables import MEASURED_SPEEDUPS, REPORT_SIM_VS_MEASURED
+from contract import MEASURED_TRACE, measured_final_rows, read_table, validate
 from sim import PRESETS
 from sim.validation import H100_L2_BYTES, load_anchors, mape_by_class, validation_table
 from sim.validation.crossgpu import H200_L2_BYTES

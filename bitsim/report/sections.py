@@ -75,7 +75,7 @@ def setup_section(data: ReportData) -> Section:
     lines = []
     for preset, comp in res.plan.comparisons.items():
         lines.append(f"- **{preset}**: {profile_label(comp.profile)} -- {comp.profile_reason}"
-                     + (f"; left out: " + "; ".join(f"{d} ({w})" for d, w in comp.dropped.items())
+                     + ("; left out: " + "; ".join(f"{d} ({w})" for d, w in comp.dropped.items())
                         if comp.dropped else ""))
     s.text("One activation profile per comparison (never mixed inside one): trained where the model can apply "
            "a trained profile, else the paper's Table 2, else seeded random weights.\n" + "\n".join(lines))

@@ -17,8 +17,14 @@ import torch.nn.functional as F
 from kernels.attention_step import Fp16KVCache, attention_step, attention_step_config, rope_reference, rope_tables
 from kernels.bench.harness import MeasurementLog, time_rotating
 from kernels.configs import CANDIDATES, ctx_bucket, shape_key
-from kernels.kv_attention import (QuantKVCache, attention_config, decode_attention, kv_read_codes, kv_write,
-                                  reference_attention)
+from kernels.kv_attention import (
+    QuantKVCache,
+    attention_config,
+    decode_attention,
+    kv_read_codes,
+    kv_write,
+    reference_attention,
+)
 from model import quant as Q
 
 CASES = ((1, 2048), (1, 8192), (8, 8192), (8, 32768))

@@ -30,7 +30,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-import bitsim.tables.kernels  # noqa: F401 - registers the board_energy table
+import contract.kernels  # noqa: F401 - registers the board_energy table
 from kernels.bench import attention, block, energy, floors, gemm, quant, sparse
 from kernels.bench.goals import all_goals, goals_table, token_table
 from kernels.bench.harness import MeasurementLog, env_info, summary_table, write_outputs

@@ -22,7 +22,7 @@ class BoardMeter:
     """NVML handle of GPU 0: total-energy counter and power samples."""
 
     def __init__(self) -> None:
-        import pynvml   # optional dependency, present in the GPU image (nvidia-ml-py)
+        import pynvml  # optional dependency, present in the GPU image (nvidia-ml-py)
 
         self.nv = pynvml
         pynvml.nvmlInit()

@@ -27,7 +27,7 @@ import torch
 import triton
 import triton.testing
 
-from bitsim.tables import MEASURED_TRACE, TUNING_SUFFIX, write_table
+from contract import MEASURED_TRACE, TUNING_SUFFIX, write_table
 from kernels.configs import NO_TUNING, ConfigTable
 
 L2_TARGET_BYTES = 200e6          # rotate copies until one replay touches > 3x the H200's 60 MB L2
@@ -120,7 +120,7 @@ def env_info(command: Sequence[str] | None = None) -> dict:
 
 def _driver_version() -> str:
     try:
-        import pynvml   # optional: in the GPU image (nvidia-ml-py), not a project dependency
+        import pynvml  # optional: in the GPU image (nvidia-ml-py), not a project dependency
 
         pynvml.nvmlInit()
         v = pynvml.nvmlSystemGetDriverVersion()

@@ -1,8 +1,8 @@
 """Operand precisions, and how a trace op's formats map onto an accelerator's PEs.
 
 A trace op names its storage formats in the shared vocabulary
-(``bitsim.tables.WEIGHT_FORMATS``: fp16, ternary, kv-fp16, kv-int4, kv-int3 ...;
-``bitsim.tables.ACT_FORMATS``: fp16, int8, int4, fp4, int8-topk ...).  Each
+(``contract.WEIGHT_FORMATS``: fp16, ternary, kv-fp16, kv-int4, kv-int3 ...;
+``contract.ACT_FORMATS``: fp16, int8, int4, fp4, int8-topk ...).  Each
 maps to an *operand* precision (:data:`OPERANDS`, the PE's own words).  A PE
 supports a list of ``weights x acts`` operand pairs, each with a rate (MACs per
 PE per cycle).
@@ -21,7 +21,7 @@ Mapping rule (``precision_policy`` of the accelerator):
 """
 from __future__ import annotations
 
-from bitsim.tables import ACT_FORMATS, KV_FORMATS, WEIGHT_FORMATS
+from contract import ACT_FORMATS, KV_FORMATS, WEIGHT_FORMATS
 
 OPERANDS = ("ternary", "int3", "int4", "int8", "fp4", "fp8", "fp16")
 
@@ -55,11 +55,11 @@ ACT_FORMAT_BITS: dict[str, int] = {
     "fp16": 16, "bf16": 16, "int8": 8, "int8-topk": 8, "int4": 4, "fp4": 4, "fp8": 8, "int3": 3,
 }
 
-# One vocabulary: every format sim maps must be a word of bitsim.tables.vocabulary.
+# One vocabulary: every format sim maps must be a word of contract.vocabulary.
 _NOT_IN_VOCABULARY = sorted((set(WEIGHT_OPERAND) - set(WEIGHT_FORMATS)) | (set(ACT_OPERAND) - set(ACT_FORMATS))
                             | (set(ACT_FORMAT_BITS) - set(ACT_FORMATS)))
 if _NOT_IN_VOCABULARY or set(KV_FORMATS) - set(WEIGHT_OPERAND):
-    raise RuntimeError(f"sim.compute.precision maps formats that bitsim.tables.vocabulary does not name "
+    raise RuntimeError(f"sim.compute.precision maps formats that contract.vocabulary does not name "
                       f"({_NOT_IN_VOCABULARY}) or misses KV formats it names ({sorted(set(KV_FORMATS) - set(WEIGHT_OPERAND))})")
 
 
@@ -69,7 +69,7 @@ def _operand(fmt: str, table: dict[str, str], vocabulary: tuple[str, ...], colum
     if fmt in vocabulary:
         raise ValueError(f"{where}: {column} {fmt!r} has no operand precision; a gemm/attention op needs "
                          f"one of {sorted(table)}")
-    raise ValueError(f"{where}: unknown {column} {fmt!r}; the vocabulary (bitsim.tables) has {list(vocabulary)}")
+    raise ValueError(f"{where}: unknown {column} {fmt!r}; the vocabulary (contract) has {list(vocabulary)}")
 
 
 def weight_operand(fmt: str, where: str) -> str:

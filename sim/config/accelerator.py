@@ -2,7 +2,7 @@
 
 One YAML file describes one accelerator (see ``sim/presets/*.yaml`` and
 docs/simulator.md).  It is read by the project's one strict, bounded YAML
-loader (``bitsim.tables.config.load_yaml``: duplicate keys, alias bombs and
+loader (``contract.config.load_yaml``: duplicate keys, alias bombs and
 oversized files refused, YAML 1.2 floats).  Every field is checked on load: an
 unknown field, a wrong type, a size out of its range (:data:`LIMITS`) or an
 unknown precision raises ``ValueError`` naming the field (e.g. ``arrays[0].rows``).
@@ -15,9 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from bitsim.tables.config import dataclass_fields, load_yaml, quote
+from contract.config import dataclass_fields, load_yaml, quote
 
 from .. import energy
 from ..compute.precision import KV_FORMATS, check_operand

@@ -30,7 +30,7 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-from bitsim.tables.config import quote
+from contract.config import quote
 
 NODES = (45, 7)  # process nodes with a [B1] Table 2 column
 TABLE_PATH = Path(__file__).resolve().parents[1] / "data" / "hardware_costs.csv"

@@ -15,13 +15,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from bitsim.tables import ACT_FORMATS, OP_CLASSES, PHASES, WEIGHT_FORMATS, validate
-from bitsim.tables.config import quote
+from contract import ACT_FORMATS, OP_CLASSES, PHASES, WEIGHT_FORMATS, validate
+from contract.config import quote
 
 from .. import energy
 from ..compute import map_op, systolic_cycles, unpack_cycles
-from ..compute.systolic import causal_pairs, causal_systolic_cycles, weight_load_bound
 from ..compute.precision import ACT_FORMAT_BITS, act_operand, weight_operand
+from ..compute.systolic import causal_pairs, causal_systolic_cycles, weight_load_bound
 from ..config import AcceleratorConfig
 from ..memory import Traffic, matmul_traffic, vector_traffic
 

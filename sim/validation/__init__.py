@@ -13,8 +13,15 @@ from .calibrate import FITS, calibration_mask, fit, to_yaml
 from .crossgpu import H200_MEASURED, cross_gpu_table, h200_like_raw, h200_triton
 from .heldout import validation_table
 from .mape import mape_by_class
-from .replay import (ANCHORS, H100_L2_BYTES, SUPPORTED_OPS, compare_measured, kernel_family, load_anchors,
-                     measured_row_to_trace)
+from .replay import (
+                     ANCHORS,
+                     H100_L2_BYTES,
+                     SUPPORTED_OPS,
+                     compare_measured,
+                     kernel_family,
+                     load_anchors,
+                     measured_row_to_trace,
+)
 from .roofline import roofline_bounds
 from .scalesim import compare_systolic, scalesim_cycles
 

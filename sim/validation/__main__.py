@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bitsim.tables import check_output, read_table, write_table
+from contract import check_output, read_table, write_table
 
 from ..config import from_dict
 from ..files import write_text_atomic

@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from bitsim.tables import TUNING_SUFFIX, measured_final_rows, validate
+from contract import TUNING_SUFFIX, measured_final_rows, validate
 
 from ..config import PRESET_DIR, PRESETS, from_dict, load_yaml
 from .replay import H100_L2_BYTES, compare_measured

@@ -22,8 +22,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from bitsim.tables import measured_final_rows, validate
-from bitsim.tables.sim import SPLITS
+from contract import measured_final_rows, validate
+from contract.sim import SPLITS
 
 from ..config import PRESET_DIR, PRESETS, AcceleratorConfig, from_dict, load_yaml
 from .calibrate import fit

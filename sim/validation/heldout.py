@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bitsim.tables import measured_final_rows
-from bitsim.tables.sim import SPLITS
+from contract import measured_final_rows
+from contract.sim import SPLITS
 
 from ..config import AcceleratorConfig, load_accelerator
 from .calibrate import calibration_mask

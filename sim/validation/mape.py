@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bitsim.tables.sim import SIM_VALIDATION
+from contract.sim import SIM_VALIDATION
 
 SIM_VALIDATION_COLUMNS = [c.name for c in SIM_VALIDATION]
 

@@ -35,7 +35,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from bitsim.tables import validate
+from contract import validate
 
 from ..config import PRESET_DIR, AcceleratorConfig, load_accelerator
 from ..files import write_text_atomic

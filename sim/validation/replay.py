@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bitsim.tables import read_table, validate
-from bitsim.tables.sim import SIM_VS_MEASURED
+from contract import read_table, validate
+from contract.sim import SIM_VS_MEASURED
 
 from ..config import AcceleratorConfig, load_accelerator
 from ..simulate import simulate

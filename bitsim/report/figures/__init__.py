@@ -6,7 +6,7 @@ simulated op on its accelerator's roofs (``study_ops``, ``accelerator_ceilings``
 sparsity and bits (``study_traces``); ``measured``: measured kernel speedups (``measured_speedups``),
 simulator vs measured (``report_sim_vs_measured``) and the measured roofline (``measured_trace``);
 ``common``: colours, axes helpers, the input check against the registered schemas, and ``save``.
-Each function checks its table against the schema named in its docstring (bitsim.tables).
+Each function checks its table against the schema named in its docstring (contract).
 
 Nothing here runs a model or a simulator, so notebooks can redraw any figure from saved tables
 (``from bitsim.report import figures; figures.throughput(summary)``).  The backend is the caller's
@@ -16,8 +16,14 @@ from bitsim.report.figures.axes import bandwidth_sweep, batch_sweep, comparison_
 from bitsim.report.figures.common import DATAPATH_COLORS, OP_CLASS_MARKERS, save
 from bitsim.report.figures.measured import measured_roofline, measured_speedups, sim_vs_measured
 from bitsim.report.figures.roofline import roofline
-from bitsim.report.figures.simulated import (COMPONENT_COLORS, energy_by_component, energy_rows, feasible_rows, footprint,
-                                             throughput)
+from bitsim.report.figures.simulated import (
+                                             COMPONENT_COLORS,
+                                             energy_by_component,
+                                             energy_rows,
+                                             feasible_rows,
+                                             footprint,
+                                             throughput,
+)
 from bitsim.report.figures.traces import sparsity_and_bits
 
 __all__ = ["COMPONENT_COLORS", "DATAPATH_COLORS", "OP_CLASS_MARKERS", "bandwidth_sweep", "batch_sweep",

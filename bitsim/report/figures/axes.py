@@ -1,5 +1,5 @@
 """Figures of the study's axes: the gain ladder, batch, bandwidth and memory technology, comparison bases,
-and the sensitivity bands (tables of ``bitsim.tables.experiments``).
+and the sensitivity bands (tables of ``bitsim.experiments.tables``).
 
 Every function takes ``note``: the line under the title that names the profile and energy basis.
 Infeasible points (weights + KV cache beyond the chip's capacity) are never drawn as throughputs.
@@ -10,8 +10,18 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from bitsim.report.figures.common import (PALETTE8, bar_values, color, empty, legend_below, need, ordered, plain_log_ticks,
-                                          plot_series, titled)
+from bitsim.report.figures.common import (
+    PALETTE8,
+    bar_values,
+    color,
+    empty,
+    legend_below,
+    need,
+    ordered,
+    plain_log_ticks,
+    plot_series,
+    titled,
+)
 from bitsim.report.labels import context_label
 
 

@@ -10,7 +10,7 @@ import pandas as pd
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from bitsim.report.labels import context_label
-from bitsim.tables import validate
+from contract import validate
 from model.config import DATAPATHS
 
 DATAPATH_COLORS = {"fp16": "#7f7f7f", "b1.58": "#1f77b4", "a4.8": "#d62728", "a4.8-fp4": "#ff7f0e"}

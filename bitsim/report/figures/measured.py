@@ -7,7 +7,7 @@ import pandas as pd
 
 from bitsim.report.figures.common import PALETTE8, bar_values, empty, legend_below, need, plain_log_ticks, titled
 from bitsim.report.measured import BASELINES
-from bitsim.tables import measured_final_rows
+from contract import measured_final_rows
 
 
 def _speedup_panel(row) -> str:

@@ -8,12 +8,20 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from matplotlib.patches import Patch
 
-from bitsim.report.figures.common import (color, context_axes, empty, legend_below, need, number, ordered,
-                                          plot_series, titled)
+from bitsim.report.figures.common import (
+    color,
+    context_axes,
+    empty,
+    legend_below,
+    need,
+    number,
+    ordered,
+    plot_series,
+    titled,
+)
 from bitsim.report.labels import context_label
-from bitsim.tables.sim import ENERGY_COMPONENTS
+from contract.sim import ENERGY_COMPONENTS
 
 COMPONENT_COLORS = {"compute": "#4c72b0", "sram": "#55a868", "offchip": "#c44e52",
                     "vector": "#8172b2", "static": "#937860"}

@@ -1,12 +1,12 @@
 """Tables the experiments (``bitsim.experiments``: study, sweep, gain ladder) hand to the report.
 
-Each is registered in the one contract (``bitsim.tables.schemas.SCHEMAS``); ``docs/tables.md`` is
+Each is registered in the one contract (``contract.schemas.SCHEMAS``); ``docs/tables.md`` is
 generated from it. Extra columns are allowed (``validate`` checks that the registered ones are there
 with the right kind), which is how sweep results carry one ``hw.<parameter>`` column per knob.
 """
 from __future__ import annotations
 
-from bitsim.tables.schemas import OP_TRACE, SIM_RESULT, Column, _cols, register
+from contract.schemas import OP_TRACE, SIM_RESULT, Column, _cols, register
 
 #: One simulated run flattened to scalars: energies per token, bytes per run (``summary_row``).
 RUN_TOTALS = _cols(

@@ -1,11 +1,11 @@
 """Tables that ``kernels/`` writes besides the measured trace: the board energy of sustained runs.
 
-Registered on import (``import bitsim.tables.kernels``); this module imports nothing of the
+Registered on import (``import contract.kernels``); this module imports nothing of the
 project but the contract.
 """
 from __future__ import annotations
 
-from bitsim.tables.schemas import Column, register
+from contract.schemas import Column, register
 
 BOARD_ENERGY = tuple(Column(name=n, kind=k, unit=u, doc=d) for n, k, u, d in (
     ("datapath", "str", "", "fp16, b1.58 or a4.8"),

@@ -22,7 +22,7 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
-from bitsim.tables.io import check_input_file
+from contract.io import check_input_file
 
 MAX_YAML_BYTES = 1 << 20      # 1 MiB: the largest config we ship is ~3 KB
 MAX_YAML_NODES = 100_000      # scalars + collections after alias expansion

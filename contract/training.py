@@ -7,7 +7,7 @@ entries in a projection's quantized input, as in the a4.8 paper's Table 2.
 """
 from __future__ import annotations
 
-from bitsim.tables.schemas import _cols, register
+from contract.schemas import _cols, register
 
 RUN_KEYS = _cols(
     ("run", "str", "", "run name (<datapath>-s<seed>, or an ablation's name)"),

@@ -2,18 +2,19 @@
 
 The report's display tables keep the column names a reader sees in ``report.md`` (``tokens/s``,
 ``MAPE %``); each is registered here so every file under ``tables/`` is written through
-:func:`bitsim.tables.write_table` against a schema. A column that means what a column of another
+:func:`contract.write_table` against a schema. A column that means what a column of another
 table means is that table's :class:`Column`, taken by name, so the two cannot drift apart.
-This module imports nothing of the project but the contract.
+It imports only the contract and the experiment tables.
 """
 from __future__ import annotations
 
+from bitsim.experiments.tables import GAIN_LADDER, STUDY_SUMMARY
+
 # The report writes the board energy (kernels/) and the trained Table-2 layout (model/) under tables/: their
 # schemas are registered whenever the contract is imported, so the registry never depends on import order.
-from bitsim.tables import kernels as _kernels, training as _training  # noqa: F401
-from bitsim.tables.experiments import GAIN_LADDER, STUDY_SUMMARY
-from bitsim.tables.schemas import MEASURED_TRACE, Column, register
-from bitsim.tables.sim import SIM_SUMMARY, SIM_VALIDATION, SIM_VS_MEASURED
+from contract import kernels as _kernels  # noqa: F401
+from contract.schemas import MEASURED_TRACE, Column, register
+from contract.sim import SIM_SUMMARY, SIM_VALIDATION, SIM_VS_MEASURED
 
 
 def _pick(columns: tuple[Column, ...], *names: str) -> tuple[Column, ...]:

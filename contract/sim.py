@@ -8,7 +8,7 @@ This module imports nothing of the project but the contract.
 """
 from __future__ import annotations
 
-from bitsim.tables.schemas import Column, register
+from contract.schemas import Column, register
 
 #: Energy components of a simulated step (``energy_<component>_j`` columns, J per token).
 ENERGY_COMPONENTS = ("compute", "sram", "offchip", "vector", "static")

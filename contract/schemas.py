@@ -5,7 +5,7 @@ Data flows one way: ``model/`` writes **op traces**, ``kernels/`` writes **measu
 Stages exchange these tables (Parquet or CSV), never each other's internals.
 
 A schema is a tuple of :class:`Column`; :func:`register` adds one to :data:`SCHEMAS`, the one
-registry that :func:`bitsim.tables.validate`, ``write_table`` and ``docs/tables.md`` read.
+registry that :func:`contract.validate`, ``write_table`` and ``docs/tables.md`` read.
 This module imports nothing of the project.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from bitsim.tables.vocabulary import TUNING_SUFFIX, is_study_kernel
+from contract.vocabulary import TUNING_SUFFIX, is_study_kernel
 
 SCHEMA_VERSION = "1"
 
@@ -78,8 +78,10 @@ OP_TRACE_META = ("preset", "datapath", "phase", "batch", "context", "seed", "sta
 # Measured op trace: one row per (kernel, shape) timed on a GPU (kernels/).
 # --------------------------------------------------------------------------
 MEASURED_TRACE = _cols(
-    ("op", "str", "", "what was timed: gemm, gemv, sparse_gemv, quant, attention_decode, kv_write, block_decode, block_prefill, ceiling"),
-    ("kernel", "str", "", "implementation name (e.g. ours_w158a8, cublas_fp16, cublas_int8, cublas_fp8, gemlite_a8w158, torch_sdpa)"),
+    ("op", "str", "", "what was timed: gemm, gemv, sparse_gemv, quant, attention_decode, kv_write, "
+                      "block_decode, block_prefill, ceiling"),
+    ("kernel", "str", "", "implementation name (e.g. ours_w158a8, cublas_fp16, cublas_int8, cublas_fp8, "
+                          "gemlite_a8w158, torch_sdpa)"),
     ("impl", "str", "", "ours or baseline"),
     ("precision", "str", "", "operand precisions, e.g. w1.58a8, w1.58a4-fp8, fp16, int8, fp8, kv3"),
     ("M", "int", "", "rows (tokens x batch); for attention: batch"),
