@@ -16,6 +16,8 @@ This module imports nothing of the project.
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 import re
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -149,3 +151,26 @@ def dataclass_fields(raw: Any, cls: type, where: str) -> dict[str, Any]:
     required = [f.name for f in fields
                 if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
     return check_fields(raw, [f.name for f in fields], where, required)
+
+
+def check_number(value: Any, field: str, *, integer: bool = False, lo: float | None = None,
+                 hi: float | None = None, lo_open: bool = False, unit: str = "") -> int | float:
+    """``value`` as a finite int (``integer``) or float within ``[lo, hi]`` (``(lo, hi]`` with ``lo_open``).
+
+    The one number check of the project: a bool, a string, NaN or infinity, a float where an integer is
+    expected, or a value out of range is a ``ValueError`` naming ``field``, the value and the range.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{field}: expected {'an integer' if integer else 'a number'}, got {quote(value)}")
+    if integer and not isinstance(value, numbers.Integral):
+        raise ValueError(f"{field}: expected an integer, got {quote(value)}")
+    v = int(value) if integer else float(value)
+    if not integer and not math.isfinite(v):
+        raise ValueError(f"{field}: expected a finite number, got {quote(value)}")
+    below = lo is not None and (v <= lo if lo_open else v < lo)
+    above = hi is not None and v > hi
+    if below or above:
+        left = "(" if lo_open else "["
+        rng = f"{left}{'-inf' if lo is None else f'{lo:g}'}, {'inf' if hi is None else f'{hi:g}'}]"
+        raise ValueError(f"{field} = {quote(value)} is outside {rng}{' ' + unit if unit else ''}")
+    return v

@@ -84,3 +84,28 @@ def test_quote_cuts_long_values():
 def test_control_characters_are_a_clear_error():
     with pytest.raises(ValueError, match="invalid YAML"):
         parse_yaml("a: \x00")
+
+
+@pytest.mark.parametrize("value, kw, message", [
+    (True, {}, "expected a number, got True"),
+    ("3", {}, "expected a number, got '3'"),
+    (float("nan"), {}, "expected a finite number"),
+    (float("inf"), {"hi": 1e30}, "expected a finite number"),
+    (2.0, {"integer": True}, "expected an integer, got 2.0"),
+    (0, {"lo": 0, "lo_open": True}, r"outside \(0, inf\]"),
+    (11, {"hi": 10, "unit": "GHz"}, r"outside \[-inf, 10\] GHz"),
+    (-1, {"integer": True, "lo": 0}, r"outside \[0, inf\]"),
+])
+def test_check_number_refuses_bools_strings_nonfinite_and_out_of_range_naming_the_field(value, kw, message):
+    from contract.config import check_number
+    with pytest.raises(ValueError, match=rf"^clock_ghz.*{message}"):
+        check_number(value, "clock_ghz", **kw)
+
+
+def test_check_number_returns_plain_int_or_float_within_range():
+    import numpy as np
+
+    from contract.config import check_number
+    assert check_number(np.int64(7), "n", integer=True, lo=1, hi=7) == 7
+    assert type(check_number(np.int64(7), "n", integer=True)) is int
+    assert check_number(3, "x", lo=0, lo_open=True) == 3.0 and type(check_number(3, "x")) is float
