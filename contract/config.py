@@ -25,9 +25,14 @@ from typing import Any, Iterable, Mapping
 import yaml
 
 from contract.io import check_input_file
+from contract.limits import limit
 
-MAX_YAML_BYTES = 1 << 20      # 1 MiB: the largest config we ship is ~3 KB
-MAX_YAML_NODES = 100_000      # scalars + collections after alias expansion
+MAX_YAML_BYTES = limit("config file size", 1 << 20, unit="bytes", area="config files",
+                       applies_to="accelerator YAML, sweep and serving specs, model and study configs",
+                       why="the largest config shipped is ~3 KB")
+MAX_YAML_NODES = limit("config values after alias expansion", 100_000, unit="values", area="config files",
+                       applies_to="every YAML file",
+                       why="an alias bomb of 3 KB expands to 10^9 values; refused in milliseconds")
 MAX_QUOTE = 200               # characters of a value quoted in an error message
 
 

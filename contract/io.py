@@ -7,9 +7,11 @@ This module imports nothing of the project but the contract.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
+import stat
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +21,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from contract.limits import limit
 from contract.schemas import DESCRIPTIONS, SCHEMA_VERSION, SCHEMAS
 
 
@@ -112,16 +115,20 @@ def write_table(df: pd.DataFrame, path: str | Path, schema: str,
     return path
 
 
+MAX_TABLE_BYTES = limit("table file size", 1 << 30, unit="bytes", area="tables and files",
+                        applies_to="every table read (traces, measured traces, results)",
+                        why="the largest table of the tool, a 70B prefill trace, is a few MB")
+
+
 def read_table(path: str | Path, schema: str | None = None) -> pd.DataFrame:
     """Read a table written by :func:`write_table`; metadata lands in ``df.attrs``."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no such table: {path}")
+    path = check_input_file(path, what="table", expected="a .parquet or .csv table", max_bytes=MAX_TABLE_BYTES,
+                            why="the largest table of this tool (a 70B prefill trace) is a few MB")
     meta: dict[str, Any] = {}
     if path.suffix == ".parquet":
         table = pq.read_table(path)
         raw = (table.schema.metadata or {}).get(b"bitsim")
-        meta = json.loads(raw) if raw else {}
+        meta = parse_json(raw, where=f"table {path} metadata") if raw else {}
         df = table.to_pandas()
     elif path.suffix == ".csv":
         with open(path) as f:
@@ -129,7 +136,7 @@ def read_table(path: str | Path, schema: str | None = None) -> pd.DataFrame:
                 if not line.startswith("# "):
                     break
                 key, _, val = line[2:].partition(": ")
-                meta[key] = json.loads(val)
+                meta[key] = parse_json(val, where=f"table {path} metadata {key!r}")
         # Read string columns as strings (a version "13.0" must not become a float).
         known = SCHEMAS.get(schema or meta.get("schema", ""), ())
         dtypes = {c.name: str for c in known if c.kind == "str"}
@@ -169,20 +176,89 @@ def reference_markdown() -> str:
 
 # ---------------------------------------------------------------------------- input and output safety
 def check_input_file(path: str | Path, *, what: str, expected: str, max_bytes: int, why: str) -> Path:
-    """An input file that exists, is not a folder and is at most ``max_bytes`` (checked before reading).
+    """An input file that exists, is a regular file and is at most ``max_bytes`` (checked before reading).
 
-    A missing file is ``FileNotFoundError("no such <what>: ...")``; a folder or an oversized file is a
-    ``ValueError`` naming the file, what was expected (``expected``) and why the bound holds (``why``).
+    A missing file (or a symlink loop) is ``FileNotFoundError("no such <what>: ...")``; a folder, a
+    device, a FIFO or a socket (``/dev/zero`` reports size 0 and never ends; a FIFO blocks the reader)
+    or an oversized file is a ``ValueError`` naming the file, what was expected (``expected``) and why
+    the bound holds (``why``). Read such a file with :func:`read_bounded` so a file that grows after
+    this check is still cut off.
     """
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no such {what}: {path}")
-    if path.is_dir():
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no such {what}: {path}") from None
+    except (RuntimeError, OSError) as e:       # ELOOP: a symlink to itself
+        if isinstance(e, OSError) and e.errno not in (errno.ELOOP, errno.ENAMETOOLONG):
+            raise
+        raise FileNotFoundError(f"no such {what}: {path} (a symlink loop)") from None
+    if stat.S_ISDIR(st.st_mode):
         raise ValueError(f"{what} {path} is a folder, expected {expected}")
-    size = path.stat().st_size
-    if size > max_bytes:
-        raise ValueError(f"{what} {path}: {size:,} bytes is larger than {max_bytes:,}; {why}")
+    if not stat.S_ISREG(st.st_mode):
+        raise ValueError(f"{what} {path} is not a regular file (a device, FIFO or socket), expected {expected}")
+    if st.st_size > max_bytes:
+        raise ValueError(f"{what} {path}: {st.st_size:,} bytes is larger than {max_bytes:,}; {why}")
     return path
+
+
+def read_bounded(path: str | Path, *, what: str, expected: str, max_bytes: int, why: str) -> bytes:
+    """The bytes of a checked input file (:func:`check_input_file`), never more than ``max_bytes``."""
+    path = check_input_file(path, what=what, expected=expected, max_bytes=max_bytes, why=why)
+    with open(path, "rb") as f:
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise ValueError(f"{what} {path}: larger than {max_bytes:,} bytes; {why}")
+    return data
+
+
+MAX_JSON_DEPTH = limit("JSON nesting", 64, unit="levels", area="tables and files",
+                       applies_to="sweep parts and specs, result files, table metadata",
+                       why="our documents nest under 10 levels; a deeper one would fail in Python's "
+                           "recursive decoder")
+
+
+def parse_json(text: str | bytes, where: str, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """``json.loads(text)`` with nesting bounded by ``max_depth``; any failure is a ``ValueError`` naming ``where``."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValueError(f"{where}: not UTF-8 text") from None
+    depth = 0
+    in_string = escaped = False
+    for ch in text:          # brackets inside strings do not nest
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > max_depth:
+                raise ValueError(f"{where}: JSON nested deeper than {max_depth} levels; refused")
+        elif ch in "]}":
+            depth -= 1
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as e:
+        raise ValueError(f"{where}: invalid JSON: {str(e)[:200]}") from None
+
+
+MAX_JSON_BYTES = limit("JSON file size", 16 << 20, unit="bytes", area="tables and files",
+                       applies_to="sweep specs and parts, benchmark logs, tuned configs",
+                       why="the largest JSON file of the tool (a benchmark log) is under 1 MB")
+
+
+def read_json(path: str | Path, *, what: str, max_bytes: int = MAX_JSON_BYTES) -> Any:
+    """A JSON file of ours (results, specs, logs), bounded in size and nesting; errors name the file."""
+    data = read_bounded(path, what=what, expected="a JSON file", max_bytes=max_bytes,
+                        why="a JSON file of this tool is a few MB at most")
+    return parse_json(data, where=f"{what} {path}")
 
 
 # ---------------------------------------------------------------------------- output safety
@@ -239,4 +315,9 @@ def temporary_sibling(out: str | Path) -> Path:
     """A new empty folder beside ``out`` (same file system, so the final rename is atomic)."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    # mkdtemp makes the folder private (0700); a published folder is as readable as any other output
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)
+    return tmp

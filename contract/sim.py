@@ -44,14 +44,13 @@ SIM_SUMMARY = register("sim_summary", (
            "the size of the LM head (unless tied)"),
     Column(name="kv_bytes", kind="float", unit="byte", doc="KV cache held after the step"),
     Column(name="footprint_bytes", kind="float", unit="byte", doc="weight_bytes + kv_bytes"),
-    Column(name="fits_offchip", kind="bool", unit="", doc="footprint_bytes <= off-chip capacity"),
+    Column(name="fits_offchip", kind="bool", unit="", doc="footprint_bytes <= off-chip capacity; a point that "
+           "does not fit is still simulated (as with unlimited capacity) and must not be reported as a result"),
     Column(name="compute_area_mm2_45nm", kind="float", unit="mm2", doc="arithmetic area of all PEs at 45 nm"),
     *(Column(name=f"cycles_{b}_bound", kind="int", unit="cycle", doc=f"sum of the cycles of ops bound by {b}")
       for b in BOUNDS),
     Column(name="fallback_ops", kind="str", unit="", doc="JSON list of the ops that ran on a wider PE pair "
            "than their operands: {op, needs, pair, array, count}; [] when none"),
-    Column(name="feasible", kind="bool", unit="", doc="weights + KV cache fit the off-chip capacity; an "
-           "infeasible point is still simulated (as with unlimited capacity) and must not be reported as a result"),
     Column(name="infeasible_reason", kind="str", unit="", doc="why the point is infeasible, with the numbers; "
            "empty when feasible"),
     Column(name="capacity_bytes", kind="float", unit="byte", doc="off-chip capacity of the accelerator"),

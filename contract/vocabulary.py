@@ -5,6 +5,8 @@ This module imports nothing of the project.
 """
 from __future__ import annotations
 
+from contract.limits import limit
+
 #: The two phases of autoregressive inference an op trace can describe.
 PHASES = ("prefill", "decode")
 
@@ -31,9 +33,15 @@ STATS_SOURCES = ("random", "paper-table2", "trained")
 
 #: Workload bounds every entry point enforces (model traces, the simulator, studies, sweeps): beyond
 #: them a run would take minutes to hours or exhaust memory, and no question of the tool needs them.
-MAX_CONTEXT = 1 << 20          # decode context, tokens (1 M; the papers go to 32 k)
-MAX_PREFILL_TOKENS = 1 << 15   # prompt length of a prefill trace (32 k)
-MAX_BATCH = 1024               # sequences per step (issue 12's sweeps go to 256)
+MAX_CONTEXT = limit("decode context", 1 << 20, unit="tokens", area="workloads",
+                    applies_to="traces, the simulator, studies, sweeps, serving",
+                    why="the papers go to 32 k; past 1 M one decode step takes minutes to simulate")
+MAX_PREFILL_TOKENS = limit("prefill prompt", 1 << 15, unit="tokens", area="workloads",
+                           applies_to="prefill traces, studies, sweeps",
+                           why="the trace builder measures statistics over the whole prompt")
+MAX_BATCH = limit("batch", 1024, unit="sequences", area="workloads",
+                  applies_to="traces, the simulator, studies, sweeps, serving iterations",
+                  why="the capacity batch of a 32 GB chip at 2 k context is ~150; the sweeps go to 256")
 
 #: measured_trace convention: kernels that measure a stage of another kernel (a variant with the weight
 #: decode left out, a read-only floor, a rejected fused prologue, programmatic-launch trials) are
