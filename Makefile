@@ -1,12 +1,14 @@
 # Two commands for a fresh machine:
 #   make report   -> creates .venv, installs, runs the default FP16/b1.58/a4.8 study into reports/
-#   make test     -> creates .venv, installs, runs the test suite (Triton kernels interpreted on CPU)
+#   make test     -> creates .venv, installs, runs the linter and the test suite (Triton kernels interpreted on CPU)
+# Also: make lint (ruff only), make docs (regenerate the generated documents), make bench-sim (simulator speed),
+#       make notebook (installs JupyterLab and opens notebooks/).
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: report test install clean
+.PHONY: report test lint docs bench-sim notebook install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +23,23 @@ install: $(STAMP)
 report: $(STAMP)
 	$(VENV)/bin/bitsim report
 
-test: $(STAMP)
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+test: lint
 	TRITON_INTERPRET=1 $(PY) -m pytest -q -n 2
+
+docs: $(STAMP)
+	$(VENV)/bin/bitsim docs tables
+	$(VENV)/bin/bitsim docs limits
+	$(VENV)/bin/bitsim docs graph
+
+bench-sim: $(STAMP)
+	$(PY) benchmarks/bench_sim.py
+
+notebook: $(STAMP)
+	$(PY) -m pip install -q -e '.[dev,notebook]'
+	$(VENV)/bin/jupyter lab notebooks/
 
 clean:
 	rm -rf $(VENV) build *.egg-info

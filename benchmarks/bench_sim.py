@@ -1,11 +1,11 @@
 """Simulator speed: one 7B a4.8 decode token and one 7B 2048-token prefill.
 
-Targets (issue 4): decode (32 layers, ctx 2048) <= 1 s and prefill <= 10 s of
+Targets: decode (32 layers, ctx 2048) <= 1 s and prefill <= 10 s of
 simulation on one core; cost linear in layers.  Traces come from
 ``model.trace.build_trace`` (their build time is not counted) or from stored
 op-trace tables given with ``--decode-trace`` / ``--prefill-trace``.
 
-    .venv/bin/python benchmarks/bench_sim.py [--accel a4.8] [--repeat 3]
+    .venv/bin/python benchmarks/bench_sim.py [--accel a4.8] [--repeat 3]     (or: make bench-sim)
 """
 from __future__ import annotations
 
@@ -19,13 +19,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import pandas as pd  # noqa: E402
 
 import sim  # noqa: E402
+from contract import read_table  # noqa: E402
+from model.trace import build_trace  # noqa: E402
 
 
 def _trace(path: str | None, phase: str) -> pd.DataFrame:
     if path:
-        from contract import read_table
         return read_table(path, schema="op_trace")
-    from model.trace import build_trace
     return build_trace("7b", "a4.8", phase=phase, context=2048, batch=1, seed=0,
                        prefill_tokens=2048 if phase == "prefill" else None)
 
@@ -58,12 +58,12 @@ def main(argv: list[str] | None = None) -> int:
         tr = _trace(path, phase)
         built = time.perf_counter() - t0
         secs, res = _time(tr, args.accel, args.repeat)
-        s = res.summary
+        s = res.summary.to_dict()
         ok = "OK" if secs <= target else "TOO SLOW"
         print(f"7B a4.8 {phase:7s} on {args.accel}: {len(tr)} ops, simulated in {secs:.3f} s "
               f"(target <= {target:g} s: {ok}); trace built in {built:.1f} s")
-        print(f"    -> {s['latency_s'] * 1e3:.3f} ms, {s['tokens_per_s']:.1f} tok/s, "
-              f"{s['energy_j_per_token'] * 1e3:.3f} mJ/token")
+        print(f"    -> {s.latency_s * 1e3:.3f} ms, {s.tokens_per_s:.1f} tok/s, "
+              f"{s.energy_j_per_token * 1e3:.3f} mJ/token")
         layers = sorted(set(int(x) for x in tr["layer"] if x >= 0))
         n_all = len(layers)
         row = []

@@ -6,7 +6,7 @@ here (``kernels``, ``sim``, ``training``), the application registers its own.
 ``io``: read / write (atomic) / validate; ``config``: the strict YAML loader and the field checks.
 It imports nothing else of the project.
 """
-from contract import kernels, sim, training  # noqa: F401  each registers the tables that cross stages
+from contract import kernels, serving, sim, training  # noqa: F401  each registers the tables that cross stages
 from contract.io import (
     check_output,
     check_output_folder,

@@ -262,6 +262,14 @@ def read_json(path: str | Path, *, what: str, max_bytes: int = MAX_JSON_BYTES) -
 
 
 # ---------------------------------------------------------------------------- output safety
+def _resolved(path: Path) -> Path:
+    """``path.resolve()``, with a symlink loop reported as a clear error (Python raises RuntimeError)."""
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError):
+        raise ValueError(f"{path}: a symlink loop") from None
+
+
 def check_output(path: str | Path, inputs: Iterable[str | Path] = (), force: bool = False) -> Path:
     """Refuse an output file that is one of the inputs, or that exists and ``force`` is not given.
 
@@ -271,11 +279,11 @@ def check_output(path: str | Path, inputs: Iterable[str | Path] = (), force: boo
     for i in inputs:
         if i is not None and Path(i).exists() and out.exists() and os.path.samefile(out, i):
             raise ValueError(f"output {out} is also an input; write to another file")
-        if i is not None and Path(i).resolve() == out.resolve():
+        if i is not None and _resolved(Path(i)) == _resolved(out):
             raise ValueError(f"output {out} is also an input; write to another file")
     if out.is_dir():
         raise ValueError(f"output {out} is a folder; give a file name")
-    if out.exists() and not force:
+    if os.path.lexists(out) and not force:     # a dangling or looping symlink is an existing name too
         raise ValueError(f"output {out} exists; pass --force to replace it")
     if not out.parent.exists():
         raise ValueError(f"output folder {out.parent} does not exist")

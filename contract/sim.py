@@ -2,7 +2,8 @@
 
 ``sim_summary``: one row per simulated step (``sim.SimSummary.row()``); ``sim_vs_measured``: one
 row per measured kernel call replayed on a preset (``sim.validation.compare_measured``);
-``sim_validation``: MAPE per kernel class of those rows (``sim.validation.mape_by_class``).
+``sim_validation``: MAPE per kernel class of those rows (``sim.validation.mape_by_class``);
+``sim_whole_token``: measured whole tokens and decoder blocks replayed (``sim.validation.whole_token_table``).
 One name per quantity from ``sim/`` to the report: no column is renamed at a boundary.
 This module imports nothing of the project but the contract.
 """
@@ -44,9 +45,11 @@ SIM_SUMMARY = register("sim_summary", (
            "the size of the LM head (unless tied)"),
     Column(name="kv_bytes", kind="float", unit="byte", doc="KV cache held after the step"),
     Column(name="footprint_bytes", kind="float", unit="byte", doc="weight_bytes + kv_bytes"),
-    Column(name="fits_offchip", kind="bool", unit="", doc="footprint_bytes <= off-chip capacity; a point that "
+    Column(name="fits_offchip", kind="bool", unit="", doc="what must live off chip fits its capacity: "
+           "footprint_bytes, less the weights when they are resident in on-chip SRAM; a point that "
            "does not fit is still simulated (as with unlimited capacity) and must not be reported as a result"),
-    Column(name="compute_area_mm2_45nm", kind="float", unit="mm2", doc="arithmetic area of all PEs at 45 nm"),
+    Column(name="compute_area_mm2_45nm", kind="float", unit="mm2", doc="arithmetic area of all PEs at 45 nm (the "
+           "papers' counting rule, for comparison with them; area_mm2 is the chip's area)"),
     *(Column(name=f"cycles_{b}_bound", kind="int", unit="cycle", doc=f"sum of the cycles of ops bound by {b}")
       for b in BOUNDS),
     Column(name="fallback_ops", kind="str", unit="", doc="JSON list of the ops that ran on a wider PE pair "
@@ -107,3 +110,24 @@ SIM_VALIDATION = register("sim_validation", (
     Column(name="preset", kind="str", unit="", doc="accelerator the rows were replayed on"),
     Column(name="split", kind="str", unit="", doc="calibration or held-out; empty when not split"),
 ), "MAPE per kernel class of sim_vs_measured rows (sim.validation.mape_by_class)")
+
+SIM_WHOLE_TOKEN = register("sim_whole_token", (
+    Column(name="row", kind="str", unit="", doc="what was measured: '<op> <datapath> <variant>', or "
+           "'ratio a/b tokens/s'"),
+    Column(name="op", kind="str", unit="", doc="block_decode, block_prefill, token_decode, or ratio"),
+    Column(name="kernel", kind="str", unit="", doc="measured kernel name (measured_trace kernel); empty for ratios"),
+    Column(name="datapath", kind="str", unit="", doc="fp16, b1.58, a4.8, or 'a4.8/fp16' for a ratio"),
+    Column(name="variant", kind="str", unit="", doc="measured decode plan (prologue, Wo / Wdown dense or sparse, pdl)"),
+    Column(name="M", kind="int", unit="token", doc="tokens of the step (1 for decode, the prompt for prefill)"),
+    Column(name="K", kind="int", unit="token", doc="context (decode) or prompt length (prefill)"),
+    Column(name="launches", kind="int", unit="", doc="kernel launches of the replayed step"),
+    Column(name="unit", kind="str", unit="", doc="us for time rows, ratio for the token-throughput ratios"),
+    Column(name="measured", kind="float", unit="", doc="measured time (us) or measured ratio"),
+    Column(name="simulated", kind="float", unit="", doc="simulated time (us) or simulated ratio, nothing fitted "
+           "to these rows"),
+    Column(name="rel_error", kind="float", unit="fraction", doc="(simulated - measured) / measured"),
+    Column(name="preset", kind="str", unit="", doc="h200-like (baseline rows) or h200-triton (our kernels)"),
+    Column(name="mechanism", kind="str", unit="", doc="what the replay leaves out for this kind of row; "
+           "empty when nothing known"),
+), "every measured whole-token and decoder-block row replayed on the H200 presets, with the a4.8 / fp16 and "
+   "a4.8 / b1.58 token ratios (sim.validation.whole_token_table)")

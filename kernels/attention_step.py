@@ -227,6 +227,9 @@ def attention_step(qkv: torch.Tensor, cache: QuantKVCache | Fp16KVCache, pos: in
             raise ValueError(f"{name} must be [>= T_max={T_max}, D={D}] (rope_tables), got {tuple(t.shape)}")
     if isinstance(pos, bool) or not isinstance(pos, int) or not 0 <= pos < T_max:
         raise ValueError(f"pos must be an int in [0, {T_max}), got {pos!r}")
+    if kv3 and pos > cache.written():
+        raise ValueError(f"pos={pos} but only {cache.written()} cache rows are written (attention would read "
+                         f"rows {cache.written()}..{pos - 1}, which hold nothing)")
     if D & (D - 1) or D < 8:
         raise ValueError(f"head_dim must be a power of two >= 8, got {D}")
     sm = 1.0 / math.sqrt(D) if sm_scale is None else float(sm_scale)
@@ -249,11 +252,14 @@ def attention_step(qkv: torch.Tensor, cache: QuantKVCache | Fp16KVCache, pos: in
     else:
         kc, ks, vc, vs = cache.k, cache.k, cache.v, cache.v
         LN = LB = 1
-    _attention_step_kernel[(B * H, S)](qkv, cos, sin, kc, ks, vc, vs, m, l, o, ticket, y,
-                                       pos, T_max, H, chunk, sm, qkv.stride(0), D=D, BT=cfg["BT"], S=S,
-                                       SP=next_pow2(S), KV3=kv3, LN=LN, LB=LB, PDL=pdl,
-                                       NUM_STAGES=cfg.get("num_stages", 1), num_warps=cfg["num_warps"],
-                                       enable_fp_fusion=False, **opts)
+    _attention_step_kernel[(B * H, S)](
+        qkv_ptr=qkv, cos_ptr=cos, sin_ptr=sin, kc_ptr=kc, ks_ptr=ks, vc_ptr=vc, vs_ptr=vs,
+        m_ptr=m, l_ptr=l, o_ptr=o, ticket_ptr=ticket, y_ptr=y,
+        pos=pos, T_max=T_max, H=H, chunk=chunk, sm_scale=sm, stride_b=qkv.stride(0),
+        D=D, BT=cfg["BT"], S=S, SP=next_pow2(S), KV3=kv3, LN=LN, LB=LB, PDL=pdl,
+        NUM_STAGES=cfg.get("num_stages", 1), num_warps=cfg["num_warps"], enable_fp_fusion=False, **opts)
+    if kv3:
+        cache.mark_written(pos + 1)
     return y
 
 

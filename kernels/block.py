@@ -10,6 +10,12 @@ and gate/up matrices, docs/decisions.md 4):
 * ``a4.8``  -- INT4 into QKV and gate/up (FP8 tensor-core GEMM for prefill, INT8-unpack GEMV for
   decode), TopK-50 % INT8 into Wo, ReLU²GLU + INT8 into Wdown (fused with the subln norm), sparse
   GEMV for Wo/Wdown at decode, 3-bit KV cache.
+* ``w8a8-fp8``, ``w4a16`` -- the fp16 block with its linear layers replaced by torch's quantized
+  baselines (``kernels.baselines``: cuBLAS FP8 with per-token activation scales; INT4 weight-only,
+  group 128).
+
+``kv_bits`` (3 or 4) gives b1.58 a quantized KV cache too (the strongest b1.58: a 4-bit cache, BOS
+row at 4 bits); a4.8 defaults to 3.
 
 Two ways to run a decode step (B = 1):
 
@@ -28,12 +34,15 @@ not a trained model's.
 """
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from kernels.attention_step import Fp16KVCache, attention_step, rope_tables
+from kernels.baselines import Fp8Linear, Int4Linear
 from kernels.configs import NO_TUNING, ConfigTable
 from kernels.kv_attention import QuantKVCache, decode_attention, kv_write
 from kernels.packing import pack_ternary
@@ -42,7 +51,9 @@ from kernels.sparse_gemv import sparse_gemv
 from kernels.ternary_gemm import w158_gemv_fused, w158_matmul
 from model import quant as Q
 
-DATAPATHS = ("fp16", "b1.58", "a4.8")
+DATAPATHS = ("fp16", "b1.58", "a4.8", "w8a8-fp8", "w4a16")
+#: datapaths whose linear layers are torch baselines (fp16 activations in and out, torch glue around)
+TORCH_LINEARS = {"fp16": None, "w8a8-fp8": Fp8Linear, "w4a16": Int4Linear}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -107,22 +118,28 @@ def _apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.
 
 def fp16_decode_step(x: torch.Tensor, pos: int, w16: dict[str, torch.Tensor], norm: dict[str, torch.Tensor],
                      k_cache: torch.Tensor, v_cache: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                     n_heads: int, head_dim: int, d_ffn: int) -> torch.Tensor:
+                     n_heads: int, head_dim: int, d_ffn: int,
+                     linear: dict[str, Callable] | None = None) -> torch.Tensor:
     """The fp16 block's decode step in torch (one token, ``x [B, 1, d]``): the baseline, and what
-    ``torch.compile`` compiles (a free function of tensors, so one compilation serves every layer)."""
+    ``torch.compile`` compiles (a free function of tensors, so one compilation serves every layer).
+    ``linear``: per matrix name a callable ``x -> x·Wᵀ`` replacing the fp16 product (the W8A8-FP8
+    and W4A16 baselines)."""
+    def lin(name: str, v: torch.Tensor) -> torch.Tensor:
+        return linear[name](v) if linear is not None else v @ w16[name].t()
+
     B, _, d = x.shape
     xf = x.reshape(B, d)
-    qkv = _rmsnorm16(xf, norm["attn"]) @ w16["qkv"].t()
+    qkv = lin("qkv", _rmsnorm16(xf, norm["attn"]))
     q, k, v = qkv.view(B, 1, 3, n_heads, head_dim).permute(2, 0, 3, 1, 4)
     c, s = cos[pos:pos + 1], sin[pos:pos + 1]
     q, k = _apply_rope(q, c, s), _apply_rope(k, c, s)
     k_cache[:, :, pos:pos + 1] = k
     v_cache[:, :, pos:pos + 1] = v
     a = F.scaled_dot_product_attention(q, k_cache[:, :, :pos + 1], v_cache[:, :, :pos + 1])
-    h = xf + a.transpose(1, 2).reshape(B, d) @ w16["o"].t()
-    gu = _rmsnorm16(h, norm["ffn"]) @ w16["gu"].t()
+    h = xf + lin("o", a.transpose(1, 2).reshape(B, d))
+    gu = lin("gu", _rmsnorm16(h, norm["ffn"]))
     act = F.silu(gu[:, :d_ffn]) * gu[:, d_ffn:]
-    return (h + act @ w16["down"].t()).view(B, 1, d)
+    return (h + lin("down", act)).view(B, 1, d)
 
 
 class KernelBlock:
@@ -131,9 +148,12 @@ class KernelBlock:
     Named apart from ``model.model.Block`` (the reference model's block, an ``nn.Module``)."""
 
     def __init__(self, datapath: str, B: int, T_max: int, seed: int = 0, dims: BlockDims = LLAMA7B,
-                 device: str = "cuda", tuned: ConfigTable = NO_TUNING):
+                 device: str = "cuda", tuned: ConfigTable = NO_TUNING, kv_bits: int | None = None):
         if datapath not in DATAPATHS:
             raise ValueError(f"datapath must be one of {DATAPATHS}, got {datapath!r}")
+        if kv_bits is not None and (datapath not in ("b1.58", "a4.8") or kv_bits not in (3, 4)):
+            raise ValueError(f"kv_bits (3 or 4, a quantized KV cache) is for the b1.58 and a4.8 datapaths, got "
+                             f"{kv_bits!r} for {datapath}")
         for name, v in (("B", B), ("T_max", T_max)):
             if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
                 raise ValueError(f"{name} must be a positive int, got {v!r}")
@@ -155,8 +175,13 @@ class KernelBlock:
         self.wp: dict[str, torch.Tensor] = {}
         self.ws: dict[str, torch.Tensor] = {}
         self.wtp: dict[str, torch.Tensor] = {}
-        if datapath == "fp16":
-            self.w16 = {n: torch.cat(ms).to(torch.float16) for n, ms in parts.items()}
+        self.linear: dict[str, Callable] | None = None
+        if datapath in TORCH_LINEARS:
+            w16 = {n: torch.cat(ms).to(torch.float16) for n, ms in parts.items()}
+            if TORCH_LINEARS[datapath] is None:
+                self.w16 = w16
+            else:
+                self.linear = {n: TORCH_LINEARS[datapath](w) for n, w in w16.items()}
         else:
             for n, ms in parts.items():
                 qs = [Q.quantize_ternary(m) for m in ms]
@@ -165,8 +190,11 @@ class KernelBlock:
                 self.ws[n] = torch.stack([q.scale.reshape(()) for q in qs]).contiguous()
                 if datapath == "a4.8" and n in ("o", "down"):
                     self.wtp[n] = pack_ternary(codes.t().contiguous())
-        if datapath == "a4.8":
-            self.cache = QuantKVCache.allocate(B, H, T_max, hd, device)
+        if datapath == "a4.8" and kv_bits is None:
+            kv_bits = 3
+        self.kv_bits = kv_bits
+        if kv_bits is not None:
+            self.cache = QuantKVCache.allocate(B, H, T_max, hd, device, bits=kv_bits, bos_bits=4)
         else:
             self.cache = Fp16KVCache.allocate(B, H, T_max, hd, device)
         self.sparsity: dict[str, float] = {}
@@ -179,9 +207,11 @@ class KernelBlock:
         other.__dict__.update(self.__dict__)
         for name in ("w16", "wp", "ws", "wtp"):
             setattr(other, name, {k: v.clone() for k, v in getattr(self, name).items()})
+        if self.linear is not None:
+            other.linear = {k: _clone_linear(v) for k, v in self.linear.items()}
         c = self.cache
-        other.cache = (QuantKVCache.allocate(*c.shape, c.k_codes.device) if isinstance(c, QuantKVCache)
-                       else Fp16KVCache.allocate(*c.shape, c.k.device))
+        other.cache = (QuantKVCache.allocate(*c.shape, c.k_codes.device, bits=c.bits, bos_bits=c.bos_bits)
+                       if isinstance(c, QuantKVCache) else Fp16KVCache.allocate(*c.shape, c.k.device))
         other.sparsity = {}
         return other
 
@@ -217,18 +247,19 @@ class KernelBlock:
         H, hd, F_ = self.dims.n_heads, self.dims.head_dim, self.dims.d_ffn
         M = B * T
         decode = T == 1
-        if self.dp == "fp16" and decode:
+        torch_lin = self.dp in TORCH_LINEARS
+        if torch_lin and decode:
             return fp16_decode_step(x, pos0, self.w16, self.norm, self.cache.k, self.cache.v, self.cos, self.sin,
-                                    H, hd, F_)
+                                    H, hd, F_, linear=self.linear)
         cos, sin = self.cos[pos0:pos0 + T], self.sin[pos0:pos0 + T]
         xf = x.reshape(M, d)
-        if self.dp == "fp16":
-            qkv = _rmsnorm16(xf, self.norm["attn"]) @ self.w16["qkv"].t()
+        if torch_lin:
+            qkv = self._lin16("qkv", _rmsnorm16(xf, self.norm["attn"]))
         else:
             qkv = self._lin("qkv", xf, "int8" if self.dp == "b1.58" else "int4", "attn")
         q, k, v = qkv.view(B, T, 3, H, hd).permute(2, 0, 3, 1, 4)      # [B, H, T, Dh]
         q, k = _apply_rope(q, cos, sin), _apply_rope(k, cos, sin)
-        if self.dp == "a4.8":
+        if isinstance(self.cache, QuantKVCache):
             kv_write(self.cache, k.contiguous(), v.contiguous(), pos0)
             if decode:
                 a = decode_attention(q[:, :, 0].contiguous(), self.cache, pos0 + 1, tuned=self.tuned)
@@ -245,8 +276,8 @@ class KernelBlock:
             else:
                 a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
             a = a.transpose(1, 2).reshape(M, d)
-        if self.dp == "fp16":
-            o = a @ self.w16["o"].t()
+        if torch_lin:
+            o = self._lin16("o", a)
         elif self.dp == "b1.58":
             o = self._lin("o", a, "int8", "o")
         else:
@@ -254,10 +285,10 @@ class KernelBlock:
             if self.record:
                 self.sparsity["o_in"] = float((self._last_codes.float() == 0).float().mean())
         h = xf + o
-        if self.dp == "fp16":
-            gu = _rmsnorm16(h, self.norm["ffn"]) @ self.w16["gu"].t()
+        if torch_lin:
+            gu = self._lin16("gu", _rmsnorm16(h, self.norm["ffn"]))
             act = F.silu(gu[:, :F_]) * gu[:, F_:]
-            dn = act @ self.w16["down"].t()
+            dn = self._lin16("down", act)
         elif self.dp == "b1.58":
             gu = self._lin("gu", h, "int8", "ffn")
             act = F.silu(gu[:, :F_]) * gu[:, F_:]
@@ -270,11 +301,15 @@ class KernelBlock:
                 self.sparsity["down_in"] = float((self._last_codes.float() == 0).float().mean())
         return (h + dn).view(B, T, d)
 
+    def _lin16(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        """fp16 in, fp16 out: cuBLAS FP16, or the datapath's torch baseline layer."""
+        return self.linear[name](x) if self.linear is not None else x @ self.w16[name].t()
+
     # -- fused decode step -----------------------------------------------------------------------
     def decode_fused(self, x: torch.Tensor, pos: int, plan: DecodePlan = DecodePlan()) -> torch.Tensor:
         """Decode step of one token (``x [1, 1, d]`` fp16 at position ``pos``) with fused kernels."""
-        if self.dp == "fp16":
-            raise ValueError("decode_fused is for the ternary datapaths; the fp16 block is torch (forward)")
+        if self.dp in TORCH_LINEARS:
+            raise ValueError(f"decode_fused is for the ternary datapaths; the {self.dp} block is torch (forward)")
         if tuple(x.shape[:2]) != (1, 1) or self.B != 1:
             raise ValueError(f"decode_fused runs one token of one sequence (B=1), got x of shape {tuple(x.shape)}")
         d, F_ = self.dims.d_model, self.dims.d_ffn
@@ -328,3 +363,12 @@ class KernelBlock:
             return 5 + 4 * sep                  # 4 GEMVs + attention (+ 4 quantizers)
         # attention, TopK quantizer, Wo, 3 GEMVs (+ QKV and gate/up quantizers) (+ Wdown quantizer)
         return 6 + 2 * sep + (plan.wdown == "sparse" or sep)
+
+
+def _clone_linear(layer: object) -> object:
+    """A copy of a torch baseline layer with its own copies of every tensor attribute."""
+    other = copy.copy(layer)
+    for k, v in vars(layer).items():
+        if isinstance(v, torch.Tensor):
+            setattr(other, k, v.clone())
+    return other

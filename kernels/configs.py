@@ -42,6 +42,21 @@ KERNELS = tuple(CONFIG_RULES)
 MAX_TILE = {"BM": 512, "BN": 1024, "BK": 1024, "KB": 1024, "WBN": 1024, "BI": 1024, "BT": 1024, "S": 1024,
             "GROUP_M": 64, "num_stages": 8}
 
+#: GEMM tiles for the batch of a decode step (M <= 128), swept by the benchmark's serving section:
+#: with few rows the tile count over N sets how many SMs work
+SMALL_M_GEMM_CANDIDATES: tuple[dict, ...] = (
+    dict(BM=16, BN=16, BK=256, num_warps=4, num_stages=4),
+    dict(BM=16, BN=32, BK=256, num_warps=4, num_stages=4),
+    dict(BM=16, BN=64, BK=256, num_warps=4, num_stages=4),
+    dict(BM=16, BN=32, BK=512, num_warps=4, num_stages=3),
+    dict(BM=16, BN=64, BK=256, num_warps=4, num_stages=4, SWAP=True),
+    dict(BM=32, BN=64, BK=256, num_warps=4, num_stages=4, SWAP=True),
+    dict(BM=32, BN=32, BK=256, num_warps=4, num_stages=4),
+    dict(BM=64, BN=64, BK=128, num_warps=4, num_stages=4),
+    dict(BM=64, BN=64, BK=256, num_warps=4, num_stages=3, SWAP=True),
+    dict(BM=128, BN=64, BK=128, num_warps=4, num_stages=4),
+)
+
 CANDIDATES: dict[str, tuple[dict, ...]] = {
     "gemm": (
         dict(BM=256, BN=128, BK=128, num_warps=8, num_stages=3),

@@ -39,6 +39,7 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels.arith import rne
 from kernels.checks import FLOAT_DTYPES, check_device_usable, check_finite, check_tensor, next_pow2
 from kernels.configs import NO_TUNING, ConfigTable, ctx_bucket, resolve_config
 
@@ -50,7 +51,9 @@ RESCALE_AT = tl.constexpr(8.0)           # FMA attention: move the running max w
 class QuantKVCache:
     """One layer's 3-/4-bit K and V caches (see module docstring for the layout).
 
-    Named apart from ``model.model.KVCache`` (the reference model's float cache)."""
+    Named apart from ``model.model.KVCache`` (the reference model's float cache).  ``length``: the
+    rows written so far (``kv_write`` and ``attention_step`` advance it; attention over more rows is
+    refused); ``None`` for a cache built from given tensors, whose every row counts as written."""
 
     k_codes: torch.Tensor
     k_scale: torch.Tensor
@@ -58,6 +61,39 @@ class QuantKVCache:
     v_scale: torch.Tensor
     bits: int = 3
     bos_bits: int = 4
+    length: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("bits", "bos_bits"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or not 2 <= v <= 4:
+                raise ValueError(f"QuantKVCache.{name} must be an int in [2, 4] (4-bit nibble storage), got {v!r}")
+        for name in ("k_codes", "v_codes"):
+            check_tensor(getattr(self, name), f"QuantKVCache.{name}", (torch.int32,), dim=4)
+        for name in ("k_scale", "v_scale"):
+            check_tensor(getattr(self, name), f"QuantKVCache.{name}", (torch.float32,), dim=3)
+        shape = tuple(self.k_codes.shape)
+        if tuple(self.v_codes.shape) != shape:
+            raise ValueError(f"QuantKVCache.v_codes shape {tuple(self.v_codes.shape)} differs from k_codes {shape}")
+        for name in ("k_scale", "v_scale"):
+            if tuple(getattr(self, name).shape) != shape[:3]:
+                raise ValueError(f"QuantKVCache.{name} must have shape {shape[:3]} ([B, Hkv, T_max]), "
+                                 f"got {tuple(getattr(self, name).shape)}")
+        dev = self.k_codes.device
+        if any(t.device != dev for t in (self.k_scale, self.v_codes, self.v_scale)):
+            raise ValueError("QuantKVCache tensors must all be on one device")
+        if self.length is not None and (isinstance(self.length, bool) or not isinstance(self.length, int)
+                                        or not 0 <= self.length <= shape[2]):
+            raise ValueError(f"QuantKVCache.length must be an int in [0, {shape[2]}] or None, got {self.length!r}")
+
+    def written(self) -> int:
+        """Rows that hold written codes (``T_max`` for a cache built from given tensors)."""
+        return self.shape[2] if self.length is None else self.length
+
+    def mark_written(self, end: int) -> None:
+        """Rows ``[0, end)`` now hold codes (a write reached row ``end - 1``)."""
+        if self.length is not None:
+            self.length = max(self.length, int(end))
 
     @classmethod
     def allocate(cls, B: int, Hkv: int, T_max: int, D: int, device, bits: int = 3,
@@ -72,7 +108,7 @@ class QuantKVCache:
             raise ValueError(f"bits and bos_bits must be in [2, 4] for nibble storage, got {bits}, {bos_bits}")
         mk = lambda: torch.zeros(B, Hkv, T_max, D // 8, dtype=torch.int32, device=device)  # noqa: E731
         ms = lambda: torch.zeros(B, Hkv, T_max, dtype=torch.float32, device=device)        # noqa: E731
-        return cls(k_codes=mk(), k_scale=ms(), v_codes=mk(), v_scale=ms(), bits=bits, bos_bits=bos)
+        return cls(k_codes=mk(), k_scale=ms(), v_codes=mk(), v_scale=ms(), bits=bits, bos_bits=bos, length=0)
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
@@ -82,19 +118,25 @@ class QuantKVCache:
 
 # ----------------------------------------------------------------------------- write
 @triton.jit
-def kv_quantize_row(x, codes_ptr, scale_ptr, row, pos, D: tl.constexpr, LN: tl.constexpr, LB: tl.constexpr):
-    """Quantize one row ``x [D]`` (absmax scale, ``L = LN`` levels, ``LB`` at position 0) into nibble
-    words at cache row ``row``; the arithmetic of ``model.quant.quantize_kv``, bit for bit."""
+def kv_quantize_codes(x, pos, LN: tl.constexpr, LB: tl.constexpr):
+    """Unsigned int32 codes ``[D]`` and the scale ``s / L`` of one row ``x [D]`` (absmax scale, ``L = LN``
+    levels, ``LB`` at position 0): the arithmetic of ``model.quant.quantize_kv``, bit for bit."""
     xf = x.to(tl.float32)
     s = tl.maximum(tl.max(tl.abs(xf), axis=0), 1e-5)
     L = tl.where(pos == 0, LB * 1.0, LN * 1.0)
     v = (tl.math.div_rn(xf, s) + 1.0) * (L * 0.5)
     v = tl.minimum(tl.maximum(v, -1.0), L + 1.0)
-    c = (v + 12582912.0) - 12582912.0           # round half to even (|v| small)
-    c = tl.minimum(tl.maximum(c, 0.0), L).to(tl.int32)
+    c = tl.minimum(tl.maximum(rne(v), 0.0), L).to(tl.int32)
+    return c, tl.math.div_rn(s, L)
+
+
+@triton.jit
+def kv_quantize_row(x, codes_ptr, scale_ptr, row, pos, D: tl.constexpr, LN: tl.constexpr, LB: tl.constexpr):
+    """Quantize one row ``x [D]`` (:func:`kv_quantize_codes`) into nibble words at cache row ``row``."""
+    c, scale = kv_quantize_codes(x, pos, LN, LB)
     words = tl.sum(tl.reshape(c, (D // 8, 8)) << (4 * tl.arange(0, 8))[None, :], axis=1)
     tl.store(codes_ptr + row * (D // 8) + tl.arange(0, D // 8), words)
-    tl.store(scale_ptr + row, tl.math.div_rn(s, L))
+    tl.store(scale_ptr + row, scale)
 
 
 @triton.jit
@@ -120,14 +162,20 @@ def kv_write(cache: QuantKVCache, k: torch.Tensor, v: torch.Tensor, pos0: int) -
     if k.shape != v.shape:
         raise ValueError(f"k and v shapes differ: {tuple(k.shape)} vs {tuple(v.shape)}")
     T_new = k.shape[2]
-    if not isinstance(pos0, int) or pos0 < 0 or pos0 + T_new > T_max:
+    if isinstance(pos0, bool) or not isinstance(pos0, int) or pos0 < 0 or pos0 + T_new > T_max:
         raise ValueError(f"positions {pos0}..{pos0 + T_new - 1} do not fit the cache (T_max={T_max})")
+    if pos0 > cache.written():
+        raise ValueError(f"pos0={pos0} would leave rows {cache.written()}..{pos0 - 1} unwritten "
+                         "(a cache fills in order)")
     if D & (D - 1):
         raise ValueError(f"head_dim must be a power of two for the write kernel, got {D}")
     LN, LB = 2 ** cache.bits - 1, 2 ** cache.bos_bits - 1
     for x, codes, scale in ((k, cache.k_codes, cache.k_scale), (v, cache.v_codes, cache.v_scale)):
-        _kv_write_kernel[(B * H * T_new,)](x, codes, scale, T_new, H, T_max, pos0, D,
-                                           D=D, LN=LN, LB=LB, num_warps=1, enable_fp_fusion=False)
+        _kv_write_kernel[(B * H * T_new,)](
+            x_ptr=x, codes_ptr=codes, scale_ptr=scale,
+            T_new=T_new, Hkv=H, T_max=T_max, pos0=pos0, stride_xr=D,
+            D=D, LN=LN, LB=LB, num_warps=1, enable_fp_fusion=False)
+    cache.mark_written(pos0 + T_new)
 
 
 def kv_read_codes(codes: torch.Tensor) -> torch.Tensor:
@@ -345,8 +393,10 @@ def decode_attention(q: torch.Tensor, cache: QuantKVCache, T: int, sm_scale: flo
     B, H, T_max, D = cache.shape
     if q.shape[0] != B or q.shape[2] != D or q.shape[1] % H:
         raise ValueError(f"q must be [B={B}, Hq (multiple of {H}), D={D}], got {tuple(q.shape)}")
-    if not isinstance(T, int) or not 0 < T <= T_max:
+    if isinstance(T, bool) or not isinstance(T, int) or not 0 < T <= T_max:
         raise ValueError(f"T must be an int in [1, {T_max}], got {T!r}")
+    if T > cache.written():
+        raise ValueError(f"T={T} exceeds the {cache.written()} rows written to the cache")
     if D & (D - 1):
         raise ValueError(f"head_dim must be a power of two, got {D}")
     check_finite(q, "q")
@@ -364,18 +414,19 @@ def decode_attention(q: torch.Tensor, cache: QuantKVCache, T: int, sm_scale: flo
     m = torch.empty(B * Hq * S, device=q.device, dtype=torch.float32)
     l = torch.empty_like(m)
     o = torch.empty(B * Hq * S, D, device=q.device, dtype=torch.float32)
+    ptrs = dict(q_ptr=q, kc_ptr=cache.k_codes, ks_ptr=cache.k_scale, vc_ptr=cache.v_codes, vs_ptr=cache.v_scale,
+                m_ptr=m, l_ptr=l, o_ptr=o)
+    levels = dict(LN=2 ** cache.bits - 1, LB=2 ** cache.bos_bits - 1)
     if cfg["FMA"]:
-        _attn_split_fma_kernel[(B * Hq, S)](q, cache.k_codes, cache.k_scale, cache.v_codes, cache.v_scale,
-                                            m, l, o, T, T_max, chunk, sm, G=G, D=D, BT=cfg["BT"], S=S,
-                                            LN=2 ** cache.bits - 1, LB=2 ** cache.bos_bits - 1,
-                                            NUM_STAGES=cfg.get("num_stages", 1), num_warps=cfg["num_warps"])
+        _attn_split_fma_kernel[(B * Hq, S)](
+            **ptrs, T=T, T_max=T_max, chunk=chunk, sm_scale=sm,
+            G=G, D=D, BT=cfg["BT"], S=S, **levels, NUM_STAGES=cfg.get("num_stages", 1), num_warps=cfg["num_warps"])
     else:
-        _attn_split_kernel[(B * H, S)](q, cache.k_codes, cache.k_scale, cache.v_codes, cache.v_scale, m, l, o,
-                                       T, T_max, H, chunk, sm, G=G, GP=GP, D=D, BT=cfg["BT"], S=S,
-                                       LN=2 ** cache.bits - 1, LB=2 ** cache.bos_bits - 1, USE_DOT=use_dot,
-                                       num_warps=cfg["num_warps"])
+        _attn_split_kernel[(B * H, S)](
+            **ptrs, T=T, T_max=T_max, Hkv=H, chunk=chunk, sm_scale=sm,
+            G=G, GP=GP, D=D, BT=cfg["BT"], S=S, **levels, USE_DOT=use_dot, num_warps=cfg["num_warps"])
     y = torch.empty_like(q)
-    _attn_combine_kernel[(B * Hq,)](m, l, o, y, S=S, SP=next_pow2(S), D=D, num_warps=4)
+    _attn_combine_kernel[(B * Hq,)](m_ptr=m, l_ptr=l, o_ptr=o, y_ptr=y, S=S, SP=next_pow2(S), D=D, num_warps=4)
     return y
 
 

@@ -19,18 +19,8 @@ a single ``dp4a`` (4 MACs) per 3 instructions and subtracts ``sum(x)`` once
 tile whose row-major flattening is the K order.  A 4096-wide row is 1 KiB.
 Padding codes are 0 (field value 1).
 
-INT4 activation codes, two per byte (``uint8``)
-----------------------------------------------
-Element ``2t`` in the low nibble, ``2t+1`` in the high nibble, two's
-complement (-8..7).
-
-KV-cache codes, bit planes (``int32``)
---------------------------------------
-Unsigned b-bit codes of one (token, head) row of ``head_dim = D`` values are
-stored as ``b`` planes of ``D/32`` words: bit ``p`` of the code of element
-``d = 32*w + l`` is bit ``l`` of word ``[p, w]``.  A 3-bit row of 128 values
-is 48 bytes (a 4-bit row 64, an FP16 row 256).  The BOS row keeps 4 bits: its
-extra high plane lives in a small side buffer (see ``kernels/kv_attention.py``).
+The KV-cache layouts live beside their kernels: 4-bit nibbles in ``kernels/kv_attention.py``, the
+dense 3-bit layout in ``kernels/kv_dense3.py``.
 """
 from __future__ import annotations
 
@@ -92,49 +82,3 @@ def unpack_ternary(packed: torch.Tensor, cols: int) -> torch.Tensor:
     if bool((f == 3).any()):
         raise ValueError("packed ternary data holds the invalid field value 3")
     return (f - 1).reshape(R, W * 16)[:, :cols].to(torch.int8).contiguous()
-
-
-def pack_int4(codes: torch.Tensor) -> torch.Tensor:
-    """Pack INT4 codes ``[..., K]`` (-8..7, K even) two per byte -> uint8 ``[..., K/2]``."""
-    _check_int8_codes(codes, "codes", -8, 7)
-    if codes.shape[-1] % 2:
-        raise ValueError(f"last dimension must be even to pack two codes per byte, got {codes.shape[-1]}")
-    c = codes.to(torch.int16) & 0xF
-    return (c[..., 0::2] | (c[..., 1::2] << 4)).to(torch.uint8).contiguous()
-
-
-def unpack_int4(packed: torch.Tensor) -> torch.Tensor:
-    """Inverse of :func:`pack_int4`: uint8 ``[..., K/2]`` -> int8 ``[..., K]``."""
-    if not isinstance(packed, torch.Tensor) or packed.dtype != torch.uint8:
-        raise TypeError("packed must be a uint8 tensor")
-    p = packed.to(torch.int16)
-    lo, hi = p & 0xF, p >> 4
-    out = torch.stack((lo, hi), dim=-1).flatten(-2)
-    return torch.where(out >= 8, out - 16, out).to(torch.int8)
-
-
-def pack_planes(codes: torch.Tensor, bits: int) -> torch.Tensor:
-    """Unsigned b-bit codes ``[..., D]`` (D % 32 == 0) -> bit planes int32 ``[..., bits, D/32]``."""
-    if not (isinstance(bits, int) and 1 <= bits <= 8):
-        raise ValueError(f"bits must be an int in [1, 8], got {bits!r}")
-    _check_int8_codes(codes, "codes", 0, 2 ** bits - 1)
-    D = codes.shape[-1]
-    if D % 32:
-        raise ValueError(f"head_dim must be a multiple of 32 for bit planes, got {D}")
-    c = codes.to(torch.int64).reshape(*codes.shape[:-1], 1, D // 32, 32)
-    p = torch.arange(bits, device=codes.device, dtype=torch.int64).view(bits, 1, 1)
-    lanes = torch.arange(32, device=codes.device, dtype=torch.int64)
-    words = (((c >> p) & 1) << lanes).sum(dim=-1)
-    return _to_int32_words(words).contiguous()
-
-
-def unpack_planes(planes: torch.Tensor) -> torch.Tensor:
-    """Inverse of :func:`pack_planes`: int32 ``[..., bits, W]`` -> int8 codes ``[..., 32*W]``."""
-    if not isinstance(planes, torch.Tensor) or planes.dtype != torch.int32 or planes.dim() < 2:
-        raise TypeError("planes must be an int32 tensor [..., bits, words]")
-    bits, W = planes.shape[-2:]
-    w = (planes.to(torch.int64) & 0xFFFFFFFF).unsqueeze(-1)
-    lanes = torch.arange(32, device=planes.device, dtype=torch.int64)
-    b = (w >> lanes) & 1                                              # [..., bits, W, 32]
-    weights = (1 << torch.arange(bits, device=planes.device, dtype=torch.int64)).view(bits, 1, 1)
-    return (b * weights).sum(dim=-3).reshape(*planes.shape[:-2], W * 32).to(torch.int8)

@@ -47,20 +47,9 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels.arith import glu_mode, glu_product, quant_codes, quant_mode, quant_params
 from kernels.checks import FLOAT_DTYPES, check_device_usable, check_finite, check_shape, check_tensor, next_pow2
 from model import quant as Q
-
-CLAMP = Q.CLAMP                    # reductions clamped at 1e-5 [docs/decisions.md 2]
-SQRT7 = Q.SQRT7                    # the fp32 sqrt(7) of model.quant
-MODES = {"int8": 0, "int4": 1, "topk8": 2}
-GLU_MODES = {"relu2": 1, "silu": 2}
-RNE_MAGIC = 12582912.0            # 1.5 * 2**23
-
-
-@triton.jit
-def _rne(v):
-    """Round half to even for |v| < 2**22 (the caller clamps v first)."""
-    return (v + 12582912.0) - 12582912.0
 
 
 @triton.jit
@@ -103,14 +92,9 @@ def _norm_quant_kernel(x_ptr, gate_ptr, w_ptr, codes_ptr, scale_ptr, nzi_ptr, nn
     offs = tl.arange(0, BLOCK)
     inb = offs < D
     x = tl.load(x_ptr + row * stride_x + offs, mask=inb, other=0.0).to(tl.float32)
-    if GLU == 1:
+    if GLU != 0:                                      # the quantizer sees the GLU product of gate and x
         g = tl.load(gate_ptr + row * stride_g + offs, mask=inb, other=0.0).to(tl.float32)
-        g = tl.maximum(g, 0.0)
-        x = x * (g * g)                               # up * relu(gate)^2  [A48 eq.5]
-    elif GLU == 2:                                    # SwiGLU as the fp16 torch glue rounds it
-        g = tl.load(gate_ptr + row * stride_g + offs, mask=inb, other=0.0).to(tl.float32)
-        s = (g / (1.0 + tl.exp(-g))).to(tl.float16).to(tl.float32)
-        x = (s * x).to(tl.float16).to(tl.float32)
+        x = glu_product(g, x, GLU)
     if NORM:
         x64 = x.to(tl.float64)
         ms = (tl.sum(x64 * x64, axis=0) / D).to(tl.float32)
@@ -120,21 +104,11 @@ def _norm_quant_kernel(x_ptr, gate_ptr, w_ptr, codes_ptr, scale_ptr, nzi_ptr, nn
             x = x * tl.load(w_ptr + offs, mask=inb, other=0.0).to(tl.float32)
     ax = tl.abs(x)
     if MODE == 1:
-        beta = (tl.sum(ax.to(tl.float64), axis=0) / D).to(tl.float32)
-        beta = tl.maximum(beta, 1e-5)
-        inv = tl.math.div_rn(2.6457512378692627, beta)       # fp32 sqrt(7) / beta
-        scale = tl.math.div_rn(beta, 2.6457512378692627)
-        lo = -8.0
-        hi = 7.0
+        stat = (tl.sum(ax.to(tl.float64), axis=0) / D).to(tl.float32)
     else:
-        gamma = tl.maximum(tl.max(ax, axis=0), 1e-5)
-        inv = tl.math.div_rn(127.0, gamma)
-        scale = tl.math.div_rn(gamma, 127.0)
-        lo = -128.0
-        hi = 127.0
-    v = x * inv
-    v = tl.minimum(tl.maximum(v, lo - 1.0), hi + 1.0)
-    c = tl.minimum(tl.maximum(_rne(v), lo), hi)
+        stat = tl.max(ax, axis=0)
+    inv, scale = quant_params(stat, MODE)
+    c = quant_codes(x, inv, MODE)
     if MODE == 2:
         # k-th largest |x| found exactly by a bitwise search on the fp32 bit
         # patterns (order-preserving for non-negative floats); ties at the
@@ -191,12 +165,10 @@ def rmsnorm_quant(x: torch.Tensor, mode: str = "int8", norm_weight: torch.Tensor
     check_device_usable(x, "x")
     if x.stride(1) != 1:
         raise ValueError("x rows must be contiguous (x.stride(1) == 1)")
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {sorted(MODES)}, got {mode!r}")
+    qmode = quant_mode(mode)
     if out_fp8 and mode != "int4":
         raise ValueError("out_fp8 is only exact for INT4 codes (mode='int4'); INT8 codes do not fit e4m3")
-    if glu not in GLU_MODES:
-        raise ValueError(f"glu must be one of {sorted(GLU_MODES)}, got {glu!r}")
+    glu_code = glu_mode(glu, ("relu2", "silu"))
     if topk_search not in ("radix", "bitwise"):
         raise ValueError(f"topk_search must be 'radix' or 'bitwise', got {topk_search!r}")
     if not 0.0 < topk_ratio <= 1.0:
@@ -207,7 +179,7 @@ def rmsnorm_quant(x: torch.Tensor, mode: str = "int8", norm_weight: torch.Tensor
     if D > 65536:
         raise ValueError(f"rows longer than 65536 are not supported (one row per program), got D={D}")
     if gate is not None:
-        check_tensor(gate, "gate", FLOAT_DTYPES, dim=2, device=x.device, contiguous=False)
+        check_tensor(gate, "gate", (x.dtype,), dim=2, device=x.device, contiguous=False)
         check_shape(gate, "gate", (M, D))
         if gate.stride(1) != 1:
             raise ValueError("gate rows must be contiguous (gate.stride(1) == 1)")
@@ -228,13 +200,16 @@ def rmsnorm_quant(x: torch.Tensor, mode: str = "int8", norm_weight: torch.Tensor
     pdl = bool(pdl) and x.device.type == "cuda"
     opts = dict(launch_pdl=True) if pdl else {}
     _norm_quant_kernel[(M,)](
-        x, gate if gate is not None else x, norm_weight if norm_weight is not None else x,
-        codes, scale, nzi, nnz, D, x.stride(0), gate.stride(0) if gate is not None else 0,
-        codes.stride(0), nzi.stride(0), eps, k_top,
-        BLOCK=block, NORM=norm, HAS_W=norm_weight is not None, GLU=GLU_MODES[glu] if gate is not None else 0,
-        MODE=MODES[mode], OUT_FP8=out_fp8, WRITE_NZ=nonzero, PDL=pdl, RADIX=topk_search == "radix",
-        num_warps=warps,
-        enable_fp_fusion=False, **opts)
+        # pointers (placeholders where an input is absent: never read)
+        x_ptr=x, gate_ptr=gate if gate is not None else x, w_ptr=norm_weight if norm_weight is not None else x,
+        codes_ptr=codes, scale_ptr=scale, nzi_ptr=nzi, nnz_ptr=nnz,
+        # sizes and strides
+        D=D, stride_x=x.stride(0), stride_g=gate.stride(0) if gate is not None else 0,
+        stride_c=codes.stride(0), stride_n=nzi.stride(0), eps=eps, k_top=k_top,
+        # meta
+        BLOCK=block, NORM=norm, HAS_W=norm_weight is not None, GLU=glu_code if gate is not None else 0,
+        MODE=qmode, OUT_FP8=out_fp8, WRITE_NZ=nonzero, PDL=pdl, RADIX=topk_search == "radix",
+        num_warps=warps, enable_fp_fusion=False, **opts)
     if nonzero:
         return codes, scale, nzi, nnz
     return codes, scale

@@ -14,8 +14,9 @@ Grid: (column blocks of ``16·WBN`` outputs) × (``K/BI`` slices of ``BI``
 listed rows); slices past ``nnz`` (read on the device) exit at once, so the
 work and the bytes follow the real sparsity.  Each live program issues all
 its row loads at once, computes ``sum x_k·(code_k+1) - sum x_k`` over its
-slice in int32 registers and adds it into an int32 workspace with atomics (integer addition is associative: the result is exact and
-independent of order); the last program of a column block (an atomic ticket)
+slice in int32 registers and adds it into an int32 workspace with atomics
+(integer addition is associative: the result is exact and independent of
+order); the last program of a column block (an atomic ticket)
 reads and clears the workspace (``atomic_xchg``) and writes
 ``y = (fp32(acc) * x_scale) * w_scale``.  One launch, self-cleaning
 workspace; calls on one device must not overlap (one stream).
@@ -26,11 +27,11 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels.arith import cast_out
 from kernels.checks import check_device_usable, check_finite, check_index_list, check_tensor, content_checks_enabled
 from kernels.configs import NO_TUNING, ConfigTable, resolve_config
-from kernels.packing import padded_len, unpack_ternary
-from kernels.ternary_gemm import cast_out, check_packed_layer, check_packed_ternary
-from model import quant as Q
+from kernels.packing import padded_len
+from kernels.ternary_gemm import check_packed_layer, check_packed_ternary
 
 
 @triton.jit
@@ -43,14 +44,17 @@ def _sparse_gemv_kernel(x_ptr, nzi_ptr, nnz_ptr, xs_ptr, wt_ptr, ws_ptr, res_ptr
         tl.extra.cuda.gdc_wait()
         tl.extra.cuda.gdc_launch_dependents()
     c = ps * BI + tl.arange(0, BI)
-    nnz = tl.load(nnz_ptr)
+    # the count and the indices are clamped / masked here, so that no input (content checks off)
+    # can make the kernel read outside x or the weights: a count outside [0, K] acts as its clamp,
+    # an index outside [0, K) contributes nothing
+    nnz = tl.minimum(tl.maximum(tl.load(nnz_ptr), 0), K)
     idx = tl.load(nzi_ptr + c, mask=c < K, other=0)   # issued beside the nnz load: one round trip, not two
     n_live = tl.maximum(tl.cdiv(nnz, BI), 1)   # slices that hold work (slice 0 always: nnz=0 writes y=0)
     if ps < n_live:
         rw = pn * WBN + tl.arange(0, WBN)                              # word columns
         p = tl.arange(0, 16)                                           # value n % 16 = 4i + b
         shifts = 8 * (p % 4) + 2 * (p // 4)
-        live = c < nnz
+        live = (c < nnz) & (idx >= 0) & (idx < K)
         idx = tl.where(live, idx, 0)
         xv = tl.load(x_ptr + idx, mask=live, other=0).to(tl.int32)
         wq = tl.load(wt_ptr + idx[:, None].to(tl.int64) * stride_wk + rw[None, :],
@@ -144,16 +148,8 @@ def sparse_gemv(x_codes: torch.Tensor, nz_index: torch.Tensor, nnz: torch.Tensor
     pdl = bool(pdl) and dev.type == "cuda"
     opts = dict(launch_pdl=True) if pdl else {}
     _sparse_gemv_kernel[(n_blocks, triton.cdiv(K, cfg["BI"]))](
-        x_codes, nz_index, nnz, x_scale, wt_packed, w_scale, residual if residual is not None else y, y, acc, ticket,
-        N, K, NW, wt_packed.stride(0), WBN=cfg["WBN"], BI=cfg["BI"], RES=residual is not None, PDL=pdl,
-        num_warps=cfg["num_warps"], **opts)
+        x_ptr=x_codes, nzi_ptr=nz_index, nnz_ptr=nnz, xs_ptr=x_scale, wt_ptr=wt_packed, ws_ptr=w_scale,
+        res_ptr=residual if residual is not None else y, y_ptr=y, acc_ptr=acc, ticket_ptr=ticket,
+        N=N, K=K, NW=NW, stride_wk=wt_packed.stride(0),
+        WBN=cfg["WBN"], BI=cfg["BI"], RES=residual is not None, PDL=pdl, num_warps=cfg["num_warps"], **opts)
     return y
-
-
-# ----------------------------------------------------------------------------- reference
-def sparse_gemv_reference(x_codes: torch.Tensor, x_scale: torch.Tensor, wt_packed: torch.Tensor,
-                          w_scale: torch.Tensor, N: int, out_dtype: torch.dtype = torch.float16) -> torch.Tensor:
-    """``model.quant.qlinear`` over the dense activation (CPU): what the sparse GEMV must equal."""
-    codes = unpack_ternary(wt_packed.cpu(), N).t().contiguous()                  # W [N, K]
-    x = Q.QTensor(x_codes.cpu(), x_scale.cpu().reshape(1, 1), "int8", 8)
-    return Q.qlinear(x, Q.QTensor(codes, w_scale.cpu().reshape(()), "ternary", 2), out_dtype)

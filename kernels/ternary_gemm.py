@@ -28,9 +28,10 @@ Paths
   output rows and the whole K (no split-K, no atomics): it streams its rows' packed words in
   chunks of ``KB`` words and does, per word and field, one shift, one AND and one ``dp4a``
   (4 MACs of int8 activations with the unsigned ``code+1`` bytes); ``sum(x)`` is subtracted
-  once.  :func:`w158_gemv_fused` runs the same kernel with the activation's RMSNorm and
-  quantizer fused in front (M = 1: every program recomputes the row's statistics from the
-  fp16 row, which sits in L2, so no separate quantizer launch is needed) and optional epilogues
+  once.  :func:`w158_gemv_fused` runs :func:`_w158_gemv_fused_kernel`, the same program body
+  with the activation's RMSNorm and quantizer fused in front (M = 1: every program recomputes
+  the row's statistics from the fp16 row, which sits in L2, so no separate quantizer launch is
+  needed) and optional epilogues
   (residual add; the a4.8 gate-first rule for the fused gate/up matrix).
 * otherwise: :func:`_w158_gemm_kernel` -- tensor-core GEMM; the packed weight tile is decoded in
   registers to a ``[BN, BK]`` int8 (or fp8 e4m3, built directly as bit patterns 0xB8/0x00/0x38)
@@ -49,6 +50,7 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels.arith import cast_out, glu_mode, glu_product, quant_codes, quant_mode, quant_params
 from kernels.checks import (
     FLOAT_DTYPES,
     check_device_usable,
@@ -64,25 +66,6 @@ from model import quant as Q
 
 OUT_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 GEMV_MAX_M = 4
-SQRT7 = Q.SQRT7                    # the fp32 sqrt(7) of the INT4 absmean quantizer
-QUANT_MODES = {"int8": 0, "int4": 1}
-GLU_MODES = {None: 0, "silu": 1, "relu2": 2}
-
-
-@triton.jit
-def cast_out(y, out_ty: tl.constexpr):
-    """fp32 -> output dtype, round to nearest even.
-
-    bf16 is rounded by hand on the fp32 bit pattern (same result as the hardware's
-    ``cvt.rn.bf16.f32`` for finite values; Triton's CPU interpreter would otherwise truncate).
-    """
-    if out_ty == tl.bfloat16:
-        b = y.to(tl.uint32, bitcast=True)
-        b = b + 0x7FFF + ((b >> 16) & 1)
-        return (b >> 16).to(tl.uint16).to(tl.bfloat16, bitcast=True)
-    else:
-        return y.to(out_ty)
-
 
 @triton.jit
 def _epilogue_store(acc, xs_ptr, ws_ptr, y_ptr, rm, rn, M, N, ws_rows, stride_ym, SWAP: tl.constexpr):
@@ -221,30 +204,15 @@ def _w158_gemm_kernel(x_ptr, xs_ptr, w_ptr, ws_ptr, y_ptr, M, N, K, KW, ws_rows,
 
 # ----------------------------------------------------------------------------- decode GEMV
 @triton.jit
-def _rne(v):
-    """Round half to even for |v| < 2**22 (the caller clamps v first)."""
-    return (v + 12582912.0) - 12582912.0
-
-
-@triton.jit
 def _row_input(src_ptr, offs, inb, up_off, GLU: tl.constexpr):
-    """The fp32 activation the quantizer sees: ``x``, or the GLU product of gate and up.
-
-    ``GLU = 1``: ``silu(gate) * up`` rounded as torch rounds fp16 (silu to fp16, then the product
-    to fp16; not bit-exact against torch's ``expf``).  ``GLU = 2``: ``up * relu(gate)²`` in fp32,
-    exactly as ``rmsnorm_quant(..., gate=)`` computes it [A48 eq.5].
-    """
+    """The fp32 activation the quantizer sees: ``x``, or (``GLU`` != 0) the GLU product of the gate
+    at ``offs`` and the up half at ``up_off + offs`` (``kernels.arith.glu_product``)."""
     x = tl.load(src_ptr + offs, mask=inb, other=0.0).to(tl.float32)
     if GLU == 0:
         return x
     else:
         u = tl.load(src_ptr + up_off + offs, mask=inb, other=0.0).to(tl.float32)
-        if GLU == 1:
-            s = (x / (1.0 + tl.exp(-x))).to(tl.float16).to(tl.float32)
-            return (s * u).to(tl.float16).to(tl.float32)
-        else:
-            g = tl.maximum(x, 0.0)
-            return u * (g * g)
+        return glu_product(x, u, GLU)
 
 
 @triton.jit
@@ -285,13 +253,10 @@ def _row_norm_quant_params(src_ptr, nw_ptr, K, up_off, eps, KB16: tl.constexpr, 
         else:
             amax = tl.maximum(amax, tl.abs(y))
     if QMODE == 1:
-        beta = tl.maximum((tl.sum(asum, axis=0) / K).to(tl.float32), 1e-5)
-        inv = tl.math.div_rn(2.6457512378692627, beta)          # fp32 sqrt(7) / beta
-        scale = tl.math.div_rn(beta, 2.6457512378692627)
+        stat = (tl.sum(asum, axis=0) / K).to(tl.float32)
     else:
-        gamma = tl.maximum(tl.max(amax, axis=0), 1e-5)
-        inv = tl.math.div_rn(127.0, gamma)
-        scale = tl.math.div_rn(gamma, 127.0)
+        stat = tl.max(amax, axis=0)
+    inv, scale = quant_params(stat, QMODE)
     return r, inv, scale
 
 
@@ -305,15 +270,7 @@ def _field_words(src_ptr, nw_ptr, xq_ptr, K, up_off, r, inv, w0, qw, i: tl.const
     offs = 16 * (w0 + ww)[:, None] + 4 * i + bb[None, :]              # [KB, 4]
     inb = offs < K
     y = _normed_input(src_ptr, nw_ptr, offs, inb, up_off, r, NORM, HAS_NW, GLU)
-    if QMODE == 1:
-        lo = -8.0
-        hi = 7.0
-    else:
-        lo = -128.0
-        hi = 127.0
-    v = tl.minimum(tl.maximum(y * inv, lo - 1.0), hi + 1.0)
-    c = tl.minimum(tl.maximum(_rne(v), lo), hi)
-    c = tl.where(inb, c, 0.0).to(tl.int32)
+    c = tl.where(inb, quant_codes(y, inv, QMODE), 0.0).to(tl.int32)
     if WRITE_Q:
         tl.store(xq_ptr + offs, c.to(tl.int8), mask=inb & ((offs * 0 + qw) > 0))   # qw = 1: this program writes
     return tl.sum((c & 0xFF) << (8 * bb)[None, :], axis=1)               # disjoint bytes: sum == or
@@ -377,25 +334,26 @@ def _weight_ptrs(w_ptr, rn, stride_wn, BN: tl.constexpr, KB: tl.constexpr):
 
 
 @triton.jit
-def _w158_gemv_kernel(x_ptr, xs_ptr, src_ptr, nw_ptr, res_ptr, w_ptr, ws_ptr, y_ptr, xq_ptr, xqs_ptr,
-                      M, N, K, K4, KW, ws_rows, up_off, stride_xm, stride_wn, stride_ym, eps,
-                      BM: tl.constexpr, BN: tl.constexpr, KB: tl.constexpr, PRO: tl.constexpr,
-                      NORM: tl.constexpr, HAS_NW: tl.constexpr, GLU: tl.constexpr, QMODE: tl.constexpr,
-                      RES: tl.constexpr, GATE_FIRST: tl.constexpr, WRITE_Q: tl.constexpr,
-                      USE_ASM: tl.constexpr, PDL: tl.constexpr, PREFETCH: tl.constexpr,
-                      NUM_STAGES: tl.constexpr):
-    """Decode GEMV: program ``pn`` computes output rows ``[pn·BN, +BN)`` over the whole K.
+def _gemv_program(x_ptr, xs_ptr, src_ptr, nw_ptr, res_ptr, w_ptr, ws_ptr, y_ptr, xq_ptr, xqs_ptr,
+                  M, N, K, K4, KW, ws_rows, up_off, stride_xm, stride_wn, stride_ym, eps,
+                  BM: tl.constexpr, BN: tl.constexpr, KB: tl.constexpr, PRO: tl.constexpr,
+                  NORM: tl.constexpr, HAS_NW: tl.constexpr, GLU: tl.constexpr, QMODE: tl.constexpr,
+                  RES: tl.constexpr, GATE_FIRST: tl.constexpr, WRITE_Q: tl.constexpr,
+                  USE_ASM: tl.constexpr, PDL: tl.constexpr, PREFETCH: tl.constexpr,
+                  NUM_STAGES: tl.constexpr):
+    """One program of the decode GEMV: output rows ``[pn·BN, +BN)`` over the whole K.
 
-    ``PRO = 0``: int8 codes ``x`` (read as int32 words) and ``x_scale`` are given.  ``PRO = 1``
-    (M = 1): the row ``src`` (fp16/bf16/fp32; with ``GLU``, gate then up at ``up_off``) is
-    normalised and quantized here, by every program (``_row_norm_quant_params``: two passes over
-    the row for the statistics, a third inside the K loop for the codes); program 0 also writes
-    the codes and scale when ``WRITE_Q``.  ``RES``: ``y = fp16(fp16(o) + res)`` (the residual add,
-    rounded as torch rounds it).  ``GATE_FIRST`` (fused gate/up, gate rows ``[0, N)``, up rows
-    ``[N, 2N)``): the up rows whose gate output is <= 0 (so ReLU² is 0) are neither read nor
-    computed and are written as 0.  ``PREFETCH`` (K fits one chunk): the weight words are loaded
-    first, so the prologue's arithmetic and the PDL wait overlap their latency.  ``PDL``: wait
-    for the previous kernel of the stream (programmatic dependent launch) before reading ``x``.
+    The body of :func:`_w158_gemv_kernel` (``PRO = 0``: int8 codes ``x``, read as int32 words, and
+    ``x_scale`` given) and of :func:`_w158_gemv_fused_kernel` (``PRO = 1``, M = 1: the row ``src``
+    (fp16/bf16/fp32; with ``GLU``, gate then up at ``up_off``) is normalised and quantized here, by
+    every program (``_row_norm_quant_params``: two passes over the row for the statistics, a third
+    inside the K loop for the codes); program 0 also writes the codes and scale when ``WRITE_Q``).
+    ``RES``: ``y = fp16(fp16(o) + res)`` (the residual add, rounded as torch rounds it).
+    ``GATE_FIRST`` (fused gate/up, gate rows ``[0, N)``, up rows ``[N, 2N)``): the up rows whose
+    gate output is <= 0 (so ReLU² is 0) are neither read nor computed and are written as 0.
+    ``PREFETCH``: the first chunk of weight words is loaded first, so the prologue's arithmetic and
+    the PDL wait overlap its latency.  ``PDL``: wait for the previous kernel of the stream
+    (programmatic dependent launch) before reading the activation.
     """
     pn = tl.program_id(0)
     rn = pn * BN + tl.arange(0, BN)
@@ -419,9 +377,9 @@ def _w158_gemv_kernel(x_ptr, xs_ptr, src_ptr, nw_ptr, res_ptr, w_ptr, ws_ptr, y_
                 tl.store(xqs_ptr, xscale)
     else:
         xs = tl.load(xs_ptr + rm, mask=rm < M, other=0.0)
-    part = _gemv_rows(wq0, x_ptr, src_ptr, nw_ptr, xq_ptr, (pn == 0).to(tl.int32), w_ptr, rn, rn < N, M, K, K4, KW, up_off, r,
-                      inv, stride_xm, stride_wn, BM, BN, KB, PRO, NORM, HAS_NW, GLU, QMODE, WRITE_Q, USE_ASM,
-                      NUM_STAGES, PREFETCH)
+    part = _gemv_rows(wq0, x_ptr, src_ptr, nw_ptr, xq_ptr, (pn == 0).to(tl.int32), w_ptr, rn, rn < N, M, K, K4, KW,
+                      up_off, r, inv, stride_xm, stride_wn, BM, BN, KB, PRO, NORM, HAS_NW, GLU, QMODE, WRITE_Q,
+                      USE_ASM, NUM_STAGES, PREFETCH)
     out_ty = y_ptr.dtype.element_ty
     ws = tl.load(ws_ptr + rn // ws_rows, mask=rn < N, other=0.0)
     y = cast_out((part.to(tl.float32) * xs[:, None]) * ws[None, :], out_ty)       # [BM, BN]
@@ -432,8 +390,9 @@ def _w158_gemv_kernel(x_ptr, xs_ptr, src_ptr, nw_ptr, res_ptr, w_ptr, ws_ptr, y_
     tl.store(y_ptr + rm[:, None].to(tl.int64) * stride_ym + rn[None, :], y, mask=msk)
     if GATE_FIRST:                  # up rows N + rn, only where the gate output is > 0
         live = tl.max(y.to(tl.float32), axis=0) > 0.0                  # BM == 1
-        part_u = _gemv_rows(wq0, x_ptr, src_ptr, nw_ptr, xq_ptr, (pn < 0).to(tl.int32), w_ptr, rn + N, live & (rn < N), M, K, K4, KW,
-                            up_off, r, inv, stride_xm, stride_wn, BM, BN, KB, PRO, NORM, HAS_NW, GLU, QMODE,
+        part_u = _gemv_rows(wq0, x_ptr, src_ptr, nw_ptr, xq_ptr, (pn < 0).to(tl.int32), w_ptr, rn + N,
+                            live & (rn < N), M, K, K4, KW, up_off, r, inv, stride_xm, stride_wn, BM, BN, KB, PRO,
+                            NORM, HAS_NW, GLU, QMODE,
                             False, USE_ASM, NUM_STAGES, False)
         ws_u = tl.load(ws_ptr + (rn + N) // ws_rows, mask=rn < N, other=0.0)
         yu = cast_out((part_u.to(tl.float32) * xs[:, None]) * ws_u[None, :], out_ty)
@@ -441,10 +400,38 @@ def _w158_gemv_kernel(x_ptr, xs_ptr, src_ptr, nw_ptr, res_ptr, w_ptr, ws_ptr, y_
         tl.store(y_ptr + rm[:, None].to(tl.int64) * stride_ym + N + rn[None, :], yu, mask=msk)
 
 
+@triton.jit
+def _w158_gemv_kernel(x_ptr, xs_ptr, w_ptr, ws_ptr, res_ptr, y_ptr,
+                      M, N, K4, KW, ws_rows,
+                      stride_xm, stride_wn, stride_ym,
+                      BM: tl.constexpr, BN: tl.constexpr, KB: tl.constexpr, RES: tl.constexpr,
+                      GATE_FIRST: tl.constexpr, USE_ASM: tl.constexpr, PDL: tl.constexpr,
+                      NUM_STAGES: tl.constexpr):
+    """Decode GEMV on given int8 codes ``x [M, 4·K4]`` (int32 words) and scales ``x_scale [M]``."""
+    _gemv_program(x_ptr, xs_ptr, x_ptr, x_ptr, res_ptr, w_ptr, ws_ptr, y_ptr, x_ptr, xs_ptr,
+                  M, N, 4 * K4, K4, KW, ws_rows, 0, stride_xm, stride_wn, stride_ym, 1e-5,
+                  BM, BN, KB, False, False, False, 0, 0, RES, GATE_FIRST, False, USE_ASM, PDL, PDL, NUM_STAGES)
+
+
+@triton.jit
+def _w158_gemv_fused_kernel(src_ptr, nw_ptr, w_ptr, ws_ptr, res_ptr, y_ptr, xq_ptr, xqs_ptr,
+                            N, K, KW, ws_rows, up_off,
+                            stride_wn, eps,
+                            BN: tl.constexpr, KB: tl.constexpr, NORM: tl.constexpr, HAS_NW: tl.constexpr,
+                            GLU: tl.constexpr, QMODE: tl.constexpr, RES: tl.constexpr, GATE_FIRST: tl.constexpr,
+                            WRITE_Q: tl.constexpr, USE_ASM: tl.constexpr, PDL: tl.constexpr,
+                            NUM_STAGES: tl.constexpr):
+    """Decode GEMV of one float row with its RMSNorm, GLU product and quantizer in the prologue."""
+    _gemv_program(src_ptr, xqs_ptr, src_ptr, nw_ptr, res_ptr, w_ptr, ws_ptr, y_ptr, xq_ptr, xqs_ptr,
+                  1, N, K, K // 4, KW, ws_rows, up_off, 0, stride_wn, 0, eps,
+                  1, BN, KB, True, NORM, HAS_NW, GLU, QMODE, RES, GATE_FIRST, WRITE_Q, USE_ASM, PDL, PDL,
+                  NUM_STAGES)
+
+
 # ----------------------------------------------------------------------------- launchers
 def gemm_config(M: int, fp8: bool) -> dict:
     """Tile sizes by M (hand-picked; a measured winner per shape comes from a ConfigTable).  M > 256:
-    the tile measured fastest on the H200 in the 2026-12-01 issue table (it spills a little)."""
+    the tile measured fastest on the H200 (2026-12-01 sweep) (it spills a little)."""
     if M <= 16:
         return dict(BM=16, BN=64, BK=256, GROUP_M=8, SWAP=False, num_warps=4, num_stages=4)
     if M <= 64:
@@ -496,13 +483,30 @@ def check_packed_ternary(packed: torch.Tensor, cols: int, name: str) -> None:
                              f"for a longer axis than {cols} (same {PACK_GROUP}-wide pad group)")
 
 
+#: most sub-matrices one fused matrix holds (fused QKV: 3, fused gate/up: 2); more scales than this
+#: is a per-row (or per-group) scale, which the ternary arithmetic (one absmean per matrix) does not define
+MAX_SUBMATRICES = 8
+
+
 def _check_w_scale(w_scale: torch.Tensor, N: int) -> int:
     """``w_scale`` holds 1 value, or S values for S equal sub-matrices; returns rows per scale."""
     S = w_scale.numel()
-    if S < 1 or N % S:
-        raise ValueError(f"w_scale must hold 1 value per matrix or one per equal sub-matrix (N={N} divisible "
-                         f"by their count), got shape {tuple(w_scale.shape)}")
+    if w_scale.dim() > 1 or S < 1 or S > MAX_SUBMATRICES or N % S:
+        raise ValueError(f"w_scale must be a scalar or 1-D tensor of 1 value per matrix or one per equal "
+                         f"sub-matrix (at most {MAX_SUBMATRICES}, N={N} divisible by their count), got shape "
+                         f"{tuple(w_scale.shape)}")
     return N // S
+
+
+def _check_int4_in_fp8(x: torch.Tensor) -> None:
+    """Content check: FP8 activations must hold INT4 codes (integers in [-8, 7]), the only values
+    for which the FP8 path's integer sums are exact."""
+    if not content_checks_enabled():
+        return
+    xf = x.float()
+    if not bool(((xf == torch.round(xf)) & (xf >= -8) & (xf <= 7)).all()):
+        raise ValueError("x in float8_e4m3fn must hold INT4 codes (integers in [-8, 7]); other values would "
+                         "not be summed exactly")
 
 
 def _check_operands(x, x_scale, w_packed, w_scale, N, out_dtype):
@@ -521,6 +525,8 @@ def _check_operands(x, x_scale, w_packed, w_scale, N, out_dtype):
     check_packed_ternary(w_packed, Kx, "w_packed")
     for name, t in (("x", x), ("x_scale", x_scale), ("w_scale", w_scale)):
         check_finite(t, name)
+    if x.dtype == torch.float8_e4m3fn:
+        _check_int4_in_fp8(x)
     return M, Kx, ws_rows
 
 
@@ -577,13 +583,14 @@ def w158_matmul(x: torch.Tensor, x_scale: torch.Tensor, w_packed: torch.Tensor, 
         cfg = resolve_config("gemv", gemv_config(M, K), tuned, dict(N=N, K=K), config)
         Nk = N // 2 if gate_first else N
         grid, opts = _gemv_launch(cfg, M, Nk, K, pdl and x.device.type == "cuda")
-        _w158_gemv_kernel[grid](xw, x_scale, xw, xw, residual if residual is not None else y, w_packed, w_scale, y,
-                                xw, x_scale, M, Nk, K, K4, KW, ws_rows, 0, xw.stride(0), w_packed.stride(0),
-                                y.stride(0), 1e-5, BM=next_pow2(M), BN=cfg["BN"], KB=cfg["KB"], PRO=False,
-                                NORM=False, HAS_NW=False, GLU=0, QMODE=0, RES=residual is not None,
-                                GATE_FIRST=gate_first, WRITE_Q=False,
-                                USE_ASM=x.device.type == "cuda", PDL=bool(opts.get("launch_pdl")),
-                                PREFETCH=bool(opts.get("launch_pdl")), NUM_STAGES=cfg["num_stages"], **opts)
+        _w158_gemv_kernel[grid](
+            x_ptr=xw, xs_ptr=x_scale, w_ptr=w_packed, ws_ptr=w_scale,
+            res_ptr=residual if residual is not None else y, y_ptr=y,
+            M=M, N=Nk, K4=K4, KW=KW, ws_rows=ws_rows,
+            stride_xm=xw.stride(0), stride_wn=w_packed.stride(0), stride_ym=y.stride(0),
+            BM=next_pow2(M), BN=cfg["BN"], KB=cfg["KB"], RES=residual is not None, GATE_FIRST=gate_first,
+            USE_ASM=x.device.type == "cuda", PDL=bool(opts.get("launch_pdl")), NUM_STAGES=cfg["num_stages"],
+            **opts)
         return y
     default = gemm_config(M, fp8)
     cfg = resolve_config("gemm", default, tuned, dict(M=gemm_m_bucket(M), N=N, K=K, prec="fp8" if fp8 else "int8"),
@@ -592,9 +599,11 @@ def w158_matmul(x: torch.Tensor, x_scale: torch.Tensor, w_packed: torch.Tensor, 
         raise ValueError(f"gemm config BK must be a multiple of 16, got {cfg['BK']}")
     imprecise, promote = _promotion(imprecise_acc, cfg["BK"], fp8)
     grid = (triton.cdiv(M, cfg["BM"]) * triton.cdiv(N, cfg["BN"]),)
-    _w158_gemm_kernel[grid](x, x_scale, w_packed, w_scale, y, M, N, K, KW, ws_rows,
-                            x.stride(0), w_packed.stride(0), y.stride(0),
-                            FP8=fp8, IMPRECISE=imprecise, PROMOTE=promote, PACKED=True, **cfg)
+    _w158_gemm_kernel[grid](
+        x_ptr=x, xs_ptr=x_scale, w_ptr=w_packed, ws_ptr=w_scale, y_ptr=y,
+        M=M, N=N, K=K, KW=KW, ws_rows=ws_rows,
+        stride_xm=x.stride(0), stride_wn=w_packed.stride(0), stride_ym=y.stride(0),
+        FP8=fp8, IMPRECISE=imprecise, PROMOTE=promote, PACKED=True, **cfg)
     return y
 
 
@@ -647,10 +656,8 @@ def w158_gemv_fused(x: torch.Tensor, w_packed: torch.Tensor, w_scale: torch.Tens
     dev = x.device
     if x.shape[0] != 1:
         raise ValueError(f"w158_gemv_fused is a decode kernel (one token): x must be [1, K], got {tuple(x.shape)}")
-    if mode not in QUANT_MODES:
-        raise ValueError(f"mode must be one of {sorted(QUANT_MODES)}, got {mode!r}")
-    if glu not in GLU_MODES:
-        raise ValueError(f"glu must be one of {list(GLU_MODES)}, got {glu!r}")
+    qmode = quant_mode(mode, ("int8", "int4"))
+    glu_code = glu_mode(glu)
     if not (isinstance(eps, float) and eps > 0 and math.isfinite(eps)):
         raise ValueError(f"eps must be a positive finite float, got {eps!r}")
     Kin = x.shape[1]
@@ -685,15 +692,14 @@ def w158_gemv_fused(x: torch.Tensor, w_packed: torch.Tensor, w_scale: torch.Tens
     xqs = torch.empty(1, 1, device=dev, dtype=torch.float32) if return_codes else w_scale
     grid, opts = _gemv_launch(cfg, 1, Nk, K, pdl and dev.type == "cuda")
     KW = padded_len(K) // 16
-    _w158_gemv_kernel[grid](x, w_scale, x, norm_weight if norm_weight is not None else x,
-                            residual if residual is not None else y, w_packed, w_scale, y, xq, xqs,
-                            1, Nk, K, K // 4, KW, ws_rows, K, 0, w_packed.stride(0), y.stride(0), eps,
-                            BM=1, BN=cfg["BN"], KB=cfg["KB"], PRO=True, NORM=norm,
-                            HAS_NW=norm_weight is not None, GLU=GLU_MODES[glu], QMODE=QUANT_MODES[mode],
-                            RES=residual is not None, GATE_FIRST=gate_first, WRITE_Q=return_codes,
-                            USE_ASM=dev.type == "cuda", PDL=bool(opts.get("launch_pdl")),
-                            PREFETCH=bool(opts.get("launch_pdl")), NUM_STAGES=cfg["num_stages"],
-                            enable_fp_fusion=False, **opts)
+    _w158_gemv_fused_kernel[grid](
+        src_ptr=x, nw_ptr=norm_weight if norm_weight is not None else x, w_ptr=w_packed, ws_ptr=w_scale,
+        res_ptr=residual if residual is not None else y, y_ptr=y, xq_ptr=xq, xqs_ptr=xqs,
+        N=Nk, K=K, KW=KW, ws_rows=ws_rows, up_off=K,
+        stride_wn=w_packed.stride(0), eps=eps,
+        BN=cfg["BN"], KB=cfg["KB"], NORM=norm, HAS_NW=norm_weight is not None, GLU=glu_code, QMODE=qmode,
+        RES=residual is not None, GATE_FIRST=gate_first, WRITE_Q=return_codes, USE_ASM=dev.type == "cuda",
+        PDL=bool(opts.get("launch_pdl")), NUM_STAGES=cfg["num_stages"], enable_fp_fusion=False, **opts)
     if return_codes:
         return y, xq, xqs
     return y
@@ -721,10 +727,72 @@ def w158_matmul_unpacked(x: torch.Tensor, x_scale: torch.Tensor, w_codes: torch.
     y = torch.empty(M, N, device=x.device, dtype=out_dtype)
     grid = (triton.cdiv(M, cfg["BM"]) * triton.cdiv(N, cfg["BN"]),)
     imprecise, promote = _promotion(None, cfg["BK"], fp8)
-    _w158_gemm_kernel[grid](x, x_scale, w_codes, w_scale, y, M, N, K, padded_len(K) // 16, ws_rows,
-                            x.stride(0), w_codes.stride(0), y.stride(0), FP8=fp8, IMPRECISE=imprecise,
-                            PROMOTE=promote, PACKED=False, **cfg)
+    _w158_gemm_kernel[grid](
+        x_ptr=x, xs_ptr=x_scale, w_ptr=w_codes, ws_ptr=w_scale, y_ptr=y,
+        M=M, N=N, K=K, KW=padded_len(K) // 16, ws_rows=ws_rows,
+        stride_xm=x.stride(0), stride_wn=w_codes.stride(0), stride_ym=y.stride(0),
+        FP8=fp8, IMPRECISE=imprecise, PROMOTE=promote, PACKED=False, **cfg)
     return y
+
+
+# ----------------------------------------------------------------------------- two-pass prefill
+@triton.jit
+def _decode_weights_kernel(w_ptr, out_ptr, N, KW, stride_wn, stride_on,
+                           BN: tl.constexpr, WB: tl.constexpr, FP8: tl.constexpr):
+    """Packed words ``[N, KW]`` -> one code per byte ``[N, 16·KW]`` (int8, or fp8 e4m3 bit patterns)."""
+    pn = tl.program_id(0)
+    pk = tl.program_id(1)
+    rn = pn * BN + tl.arange(0, BN)
+    rw = pk * WB + tl.arange(0, WB)
+    wq = tl.load(w_ptr + rn[:, None].to(tl.int64) * stride_wn + rw[None, :],
+                 mask=(rn[:, None] < N) & (rw[None, :] < KW), other=0x55555555)
+    codes = _decode_tile(wq, BN, WB, FP8)                                   # [BN, 16·WB], K order
+    rk = pk * 16 * WB + tl.arange(0, 16 * WB)
+    tl.store(out_ptr + rn[:, None].to(tl.int64) * stride_on + rk[None, :], codes,
+             mask=(rn[:, None] < N) & (rk[None, :] < 16 * KW))
+
+
+def w158_decode_weights(w_packed: torch.Tensor, fp8: bool = False, out: torch.Tensor | None = None) -> torch.Tensor:
+    """Expand packed ternary weights ``[N, Kp/16]`` to one code per byte ``[N, Kp]``: int8, or
+    ``float8_e4m3fn`` (``fp8``).  The first pass of the two-pass prefill; ``out`` reuses a scratch."""
+    check_tensor(w_packed, "w_packed", (torch.int32,), dim=2)
+    check_device_usable(w_packed, "w_packed")
+    N, KW = w_packed.shape
+    dtype = torch.float8_e4m3fn if fp8 else torch.int8
+    if out is None:
+        out = torch.empty(N, 16 * KW, device=w_packed.device, dtype=dtype)
+    elif out.dtype != dtype or tuple(out.shape) != (N, 16 * KW) or not out.is_contiguous():
+        raise ValueError(f"out must be a contiguous {dtype} tensor of shape ({N}, {16 * KW})")
+    BN, WB = 32, min(16, next_pow2(KW))
+    _decode_weights_kernel[(triton.cdiv(N, BN), triton.cdiv(KW, WB))](
+        w_ptr=w_packed, out_ptr=out, N=N, KW=KW, stride_wn=w_packed.stride(0), stride_on=out.stride(0),
+        BN=BN, WB=WB, FP8=fp8, num_warps=4)
+    return out
+
+
+def w158_matmul_two_pass(x: torch.Tensor, x_scale: torch.Tensor, w_packed: torch.Tensor, w_scale: torch.Tensor,
+                         N: int, out_dtype: torch.dtype = torch.float16, *,
+                         scratch: torch.Tensor | None = None) -> torch.Tensor:
+    """Prefill GEMM in two passes: decode the 2-bit weights into a one-byte-per-code scratch
+    (:func:`w158_decode_weights`), then a plain library GEMM on it -- cuBLAS INT8 (``torch._int_mm``,
+    int32 sums) for int8 ``x``, cuBLAS FP8 (``torch._scaled_mm``, fp32 sums of integers below 2**24)
+    for fp8 ``x`` holding INT4 codes -- and the epilogue ``(fp32(acc) · x_scale) · w_scale`` in torch.
+    Same exact result as :func:`w158_matmul` (checked in the tests and the benchmark)."""
+    M, K, ws_rows = _check_operands(x, x_scale, w_packed, w_scale, N, out_dtype)
+    fp8 = x.dtype == torch.float8_e4m3fn
+    if M <= 16 or K % 16 or N % 8:
+        raise ValueError(f"the two-pass route needs M > 16, K % 16 == 0 and N % 8 == 0 (library GEMM), "
+                         f"got M={M}, K={K}, N={N}")
+    if fp8 and 8 * K >= 2 ** 24:
+        raise ValueError(f"K={K} too large for exact fp32 sums of INT4 x ternary products")
+    codes = w158_decode_weights(w_packed, fp8, scratch)[:, :K]
+    if fp8:
+        one = torch.ones((), device=x.device, dtype=torch.float32)
+        acc = torch._scaled_mm(x, codes.t(), scale_a=one, scale_b=one, out_dtype=torch.float32)
+    else:
+        acc = torch._int_mm(x, codes.t())
+    ws = w_scale.reshape(-1).repeat_interleave(ws_rows).reshape(1, N) if w_scale.numel() > 1 else w_scale.reshape(())
+    return ((acc.to(torch.float32) * x_scale.reshape(M, 1)) * ws).to(out_dtype)
 
 
 # ----------------------------------------------------------------------------- reference

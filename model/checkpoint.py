@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from contract.io import atomic_path, check_input_file
+from contract.limits import limit
 from model import fakequant as fq
 from model.config import ModelConfig
 from model.model import BitLinear, Transformer
@@ -104,6 +105,23 @@ def save_inference_checkpoint(model: Transformer, path: str | Path, *, heldout: 
 
 #: Largest checkpoint file read (a 10 M-parameter ternary model takes ~3.5 MB).
 MAX_CHECKPOINT_BYTES = 2 << 30
+#: Held-out text a trace measures on: the committed checkpoints carry 32 sequences of 513 tokens.
+MAX_HELDOUT_SEQUENCES = limit("held-out sequences", 4096, unit="sequences", area="training and checkpoints",
+                              applies_to="a checkpoint's stored held-out text, --heldout-sequences",
+                              why="statistics settle within a few dozen sequences; 4096 take minutes on a CPU")
+MAX_HELDOUT_TOKENS = limit("held-out tokens", 1 << 21, unit="tokens", area="training and checkpoints",
+                           applies_to="a checkpoint's stored held-out text, --heldout windows",
+                           why="the committed checkpoints carry 16 k tokens; 2 M take minutes on a CPU")
+
+
+def check_heldout_shape(shape: tuple[int, ...], what: str = "held-out text") -> None:
+    """Token sequences [n, T+1]: 2-D, T >= 1, at most ``MAX_HELDOUT_SEQUENCES`` and ``MAX_HELDOUT_TOKENS``."""
+    if len(shape) != 2 or shape[0] < 1 or shape[1] < 2:
+        raise ValueError(f"{what}: need token sequences [n, T+1], got shape {tuple(shape)}")
+    if shape[0] > MAX_HELDOUT_SEQUENCES:
+        raise ValueError(f"{what}: {shape[0]} sequences are above the limit of {MAX_HELDOUT_SEQUENCES}")
+    if shape[0] * shape[1] > MAX_HELDOUT_TOKENS:
+        raise ValueError(f"{what}: {shape[0]} x {shape[1]} tokens are above the limit of {MAX_HELDOUT_TOKENS}")
 
 
 def _checked_structure(obj: Any, path: Path) -> None:
@@ -133,9 +151,15 @@ def _checked_structure(obj: Any, path: Path) -> None:
         if not bool(torch.isfinite(t).all()):
             raise ValueError(f"{path}: damaged checkpoint: {name} holds NaN or inf")
     held = obj["heldout"]
-    if held.dim() != 2 or held.shape[0] < 1 or held.shape[1] < 2 or held.is_floating_point():
-        raise ValueError(f"{path}: damaged checkpoint: held-out text must be integer token sequences "
-                         f"[n, T+1], got {held.dtype} of shape {tuple(held.shape)}")
+    if held.is_floating_point():
+        raise ValueError(f"{path}: damaged checkpoint: held-out text must be integer token sequences, "
+                         f"got {held.dtype}")
+    check_heldout_shape(tuple(held.shape), f"{path}: held-out text")
+    claimed = obj["meta"].get("datapath")
+    config_datapath = obj["config"].get("datapath")
+    if claimed is not None and claimed != config_datapath:
+        raise ValueError(f"{path}: damaged checkpoint: its config says datapath {config_datapath!r} but its "
+                         f"metadata says {claimed!r}")
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> LoadedCheckpoint:
@@ -172,6 +196,11 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
             mod.load_frozen_(unpack_ternary(t["packed"], tuple(t["shape"])), t["alpha"])
         except ValueError as e:
             raise ValueError(f"{path}: {name}: {e}") from None
+    floats_in_ternary = sorted(n for n in obj["float"] if n.endswith(".weight") and
+                               getattr(lin.get(n.removesuffix(".weight")), "weight_format", None) == "ternary")
+    if floats_in_ternary:
+        raise ValueError(f"{path}: {floats_in_ternary[0]} is stored as float weights but the config "
+                         f"({cfg.datapath}) makes the layer ternary")
     with torch.no_grad():
         for name, t in obj["float"].items():
             if tuple(t.shape) != tuple(params[name].shape):

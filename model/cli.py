@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 
 from contract import PHASES, check_output, write_table
-from contract.config import parse_yaml
-from model.checkpoint import load_checkpoint
+from contract.config import check_number, parse_yaml
+from model.checkpoint import MAX_HELDOUT_SEQUENCES, load_checkpoint
 from model.config import DATAPATHS, LM_HEAD_BITS, PRESETS, get_config
 from model.corpus import STDLIB, build_corpus, eval_starts, read_stream, windows
 from model.trace import PROFILES, activated_params, build_trace, check_workload
@@ -84,10 +84,15 @@ def run_trace(args: argparse.Namespace) -> int:
         raise ValueError("--model and --datapath are required (or give --checkpoint)")
     if args.heldout is not None and args.checkpoint is None:
         raise ValueError("--heldout needs --checkpoint")
+    check_number(args.heldout_sequences, "--heldout-sequences", integer=True, lo=1, hi=MAX_HELDOUT_SEQUENCES)
     # everything is checked before any work, and the output before anything is written (docs/limits.md)
     if Path(args.output).suffix not in (".parquet", ".csv"):
         raise ValueError(f"-o: the output must end in .parquet or .csv, got {Path(args.output).name!r}")
     model_file = args.model if args.model and str(args.model).endswith((".yaml", ".yml")) else None
+    for what, p in (("checkpoint", args.checkpoint), ("model config", model_file), ("--heldout text", args.heldout)):
+        if p is not None and not Path(p).exists():     # a dangling or looping symlink too
+            loop = " (a symlink that does not resolve)" if Path(p).is_symlink() else ""
+            raise FileNotFoundError(f"no such {what}: {p}{loop}")
     check_output(args.output, inputs=[args.checkpoint, model_file, args.heldout], force=args.force)
     check_workload(args.phase, args.context, args.batch, args.prefill_tokens)
     knobs = {k: v for k, v in (("q_bits", args.q_bits), ("lm_head_bits", args.lm_head_bits)) if v is not None}

@@ -31,12 +31,18 @@ from typing import Any
 
 import torch
 
+from contract.config import check_number
+from contract.limits import limit
+
 BOS = 256
 VOCAB_SIZE = 264          # 256 bytes + BOS + 7 unused ids (a multiple of 8)
 EOF_BYTE = 0              # joins files; never inside a Python source
 STDLIB = "stdlib"         # the corpus name that means "this interpreter's standard library"
 SKIP_PARTS = ("site-packages", "dist-packages", "__pycache__")
 MAX_FILE_BYTES = 4 << 20  # a source file larger than this is skipped (generated data, not code)
+MAX_TEXT_BYTES = limit("corpus and held-out text", 512 << 20, unit="bytes", area="training and checkpoints",
+                       applies_to="a training corpus, --heldout text (all files together)",
+                       why="the standard-library corpus is about 40 MB; the text is held in memory")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,6 +64,23 @@ def source_root(source: str | Path) -> Path:
     return p
 
 
+def _read_bounded(files: list[Path], what: str) -> list[bytes]:
+    """The bytes of ``files``, refused past ``MAX_TEXT_BYTES`` in all (checked before and while reading)."""
+    total = sum(f.stat().st_size for f in files)
+    if total > MAX_TEXT_BYTES:
+        raise ValueError(f"{what}: {total:,} bytes in {len(files)} file(s) is more than the limit of "
+                         f"{MAX_TEXT_BYTES:,}; give a smaller file or folder")
+    out, left = [], MAX_TEXT_BYTES
+    for f in files:
+        with open(f, "rb") as h:            # bounded even if a file grew since it was listed
+            data = h.read(left + 1)
+        if len(data) > left:
+            raise ValueError(f"{what}: more than the limit of {MAX_TEXT_BYTES:,} bytes; give a smaller file or folder")
+        left -= len(data)
+        out.append(data)
+    return out
+
+
 def list_files(root: Path, pattern: str = "*.py") -> list[Path]:
     """Files of the corpus in sorted relative-path order (one file: itself)."""
     if root.is_file():
@@ -75,17 +98,18 @@ def is_val_file(rel_path: str, val_percent: float) -> bool:
 
 def build_corpus(source: str | Path = STDLIB, val_percent: float = 5.0, pattern: str = "*.py") -> Corpus:
     """Read, split and hash the corpus (see the module doc); no network, no cache."""
-    if isinstance(val_percent, bool) or not isinstance(val_percent, (int, float)) or not 0 < val_percent < 100:
-        raise ValueError(f"val_percent: must be in (0, 100), got {val_percent!r}")
+    check_number(val_percent, "val_percent", lo=0, lo_open=True, hi=100)
+    if val_percent == 100:
+        raise ValueError("val_percent = 100 leaves no training text; give a value in (0, 100)")
     root = source_root(source)
     files = list_files(root, pattern)
     if not files:
         raise ValueError(f"corpus: no {pattern} files under {root}")
     parts: dict[str, list[bytes]] = {"train": [], "val": []}
     counts = {"train": 0, "val": 0}
-    for f in files:
+    for f, raw in zip(files, _read_bounded(files, f"corpus {root}")):
         rel = f.name if root.is_file() else f.relative_to(root).as_posix()
-        data = f.read_bytes().replace(bytes([EOF_BYTE]), b"")
+        data = raw.replace(bytes([EOF_BYTE]), b"")
         split = "val" if len(files) > 1 and is_val_file(rel, val_percent) else "train"
         parts[split] += [data, bytes([EOF_BYTE])]
         counts[split] += 1
@@ -117,7 +141,8 @@ def read_stream(source: str | Path, pattern: str = "*.py") -> torch.Tensor:
     files = list_files(root, pattern)
     if not files:
         raise ValueError(f"no {pattern} files under {root}")
-    data = b"".join(f.read_bytes().replace(bytes([EOF_BYTE]), b"") + bytes([EOF_BYTE]) for f in files)
+    data = b"".join(raw.replace(bytes([EOF_BYTE]), b"") + bytes([EOF_BYTE])
+                    for raw in _read_bounded(files, f"text {root}"))
     return torch.frombuffer(bytearray(data), dtype=torch.uint8)
 
 

@@ -38,6 +38,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from model import baselines as bl
 from model import fakequant as fq
 from model import quant as q
 from model.config import ModelConfig
@@ -67,7 +68,7 @@ class Act:
 
     fmt: str                       # fp16, int8, int4, fp4, int8-topk
     value: torch.Tensor | None = None   # fp16 datapath: the float input itself
-    qt: q.QTensor | None = None         # exact path
+    qt: "q.QTensor | bl.GroupQ | None" = None   # exact path (and the baselines' FP8 / MXFP4 in both)
     codes: torch.Tensor | None = None   # fake path: integer-valued float32 (STE)
     scale: torch.Tensor | None = None   # fake path
 
@@ -84,6 +85,8 @@ def quantize_act(x: torch.Tensor, fmt: str, exact: bool, topk_ratio: float = 0.5
     """Apply the activation quantizer ``fmt`` on the last dim of ``x``."""
     if fmt == "fp16":
         return Act(fmt, value=x)
+    if fmt in bl.ACT_QUANTIZERS:          # the baselines' FP8 / MXFP4: one arithmetic for both paths
+        return Act(fmt, qt=bl.ACT_QUANTIZERS[fmt](x))
     if exact:
         if fmt == "int8-topk":
             return Act(fmt, qt=q.quantize_topk_int8(x, topk_ratio))
@@ -108,17 +111,22 @@ class RMSNorm(nn.Module):
 
 
 class BitLinear(nn.Module):
-    """A bias-free projection whose weight is FP16-style float or ternary.
+    """A bias-free projection whose weight is FP16-style float, ternary, or a quantized baseline's.
 
     ``forward`` takes an :class:`Act` (already quantized input) and returns the
-    float output and the int accumulator (``None`` on the float datapath).
+    float output and the accumulator (``None`` on the float datapath and where the
+    baseline's scales sit inside the reduction).  Baseline weights (``int4`` groups of
+    ``group``, ``int8`` / ``fp8`` rows, ``fp4`` MX blocks; ``model.baselines``) are
+    inference-only: their arithmetic has no straight-through estimator.
     """
 
-    def __init__(self, in_features: int, out_features: int, weight_format: str):
+    def __init__(self, in_features: int, out_features: int, weight_format: str, group: int = 128):
         super().__init__()
-        if weight_format not in ("fp16", "ternary"):
-            raise ValueError(f"weight_format must be fp16 or ternary, got {weight_format!r}")
+        if weight_format not in ("fp16", "ternary", *bl.WEIGHT_QUANTIZERS):
+            raise ValueError(f"weight_format must be fp16, ternary or one of {tuple(bl.WEIGHT_QUANTIZERS)}, "
+                             f"got {weight_format!r}")
         self.weight_format = weight_format
+        self.group = group
         self.weight = nn.Parameter(torch.empty(out_features, in_features))
         self._cache: tuple | None = None
         self._frozen: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -180,7 +188,33 @@ class BitLinear(nn.Module):
             self._cache = (key, w)
         return w
 
+    def _baseline_weight(self) -> bl.GroupQ:
+        """The baseline's quantized weight; cached while the weight is unchanged."""
+        key = ("baseline", self.weight._version, self.weight.data_ptr())
+        if self._cache is not None and self._cache[0] == key:
+            return self._cache[1]
+        w = bl.WEIGHT_QUANTIZERS[self.weight_format](self.weight.detach().float(), group=self.group)
+        self._cache = (key, w)
+        return w
+
+    def _baseline_forward(self, x: Act, exact: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if torch.is_grad_enabled() and self.weight.requires_grad:
+            raise ValueError(f"a {self.weight_format} baseline projection is inference-only (no gradient)")
+        w = self._baseline_weight()
+        if x.value is not None:
+            xin: torch.Tensor | bl.GroupQ = x.value
+        elif x.qt is not None:
+            xin = x.qt if isinstance(x.qt, bl.GroupQ) else bl.from_qtensor(x.qt)
+        else:
+            xin = bl.GroupQ(x.codes, x.scale, x.codes.shape[-1], x.fmt)
+        if exact:
+            return bl.baseline_linear(xin, w)
+        xd = xin.dequant() if isinstance(xin, bl.GroupQ) else xin.float()   # statistics: float32 is enough
+        return xd @ w.dequant().transpose(0, 1), None
+
     def forward(self, x: Act, exact: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self.weight_format in bl.WEIGHT_QUANTIZERS:
+            return self._baseline_forward(x, exact)
         if self.weight_format == "fp16":
             if x.fmt != "fp16":
                 raise ValueError("an fp16-weight projection takes fp16 activations")
@@ -261,11 +295,11 @@ class Attention(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
-        wf = cfg.weight_format
-        self.wq = BitLinear(cfg.dim, cfg.n_heads * cfg.hd, wf)
-        self.wk = BitLinear(cfg.dim, cfg.kv_heads * cfg.hd, wf)
-        self.wv = BitLinear(cfg.dim, cfg.kv_heads * cfg.hd, wf)
-        self.wo = BitLinear(cfg.n_heads * cfg.hd, cfg.dim, wf)
+        wf, g = cfg.weight_format, cfg.weight_group
+        self.wq = BitLinear(cfg.dim, cfg.n_heads * cfg.hd, wf, g)
+        self.wk = BitLinear(cfg.dim, cfg.kv_heads * cfg.hd, wf, g)
+        self.wv = BitLinear(cfg.dim, cfg.kv_heads * cfg.hd, wf, g)
+        self.wo = BitLinear(cfg.n_heads * cfg.hd, cfg.dim, wf, g)
         self.sub_norm = RMSNorm(cfg.n_heads * cfg.hd, cfg.norm_eps)  # 2B4T attn_sub_norm
         self.fused = False   # True: fused causal attention when nothing is recorded (training speed)
 
@@ -349,10 +383,10 @@ class FeedForward(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
-        wf = cfg.weight_format
-        self.w_gate = BitLinear(cfg.dim, cfg.ffn_dim, wf)
-        self.w_up = BitLinear(cfg.dim, cfg.ffn_dim, wf)
-        self.w_down = BitLinear(cfg.ffn_dim, cfg.dim, wf)
+        wf, g = cfg.weight_format, cfg.weight_group
+        self.w_gate = BitLinear(cfg.dim, cfg.ffn_dim, wf, g)
+        self.w_up = BitLinear(cfg.dim, cfg.ffn_dim, wf, g)
+        self.w_down = BitLinear(cfg.ffn_dim, cfg.dim, wf, g)
         self.sub_norm = RMSNorm(cfg.ffn_dim, cfg.norm_eps)  # 2B4T ffn_sub_norm
 
     def forward(self, xn: torch.Tensor, exact: bool, rec: ActivationCapture | None, layer: int) -> torch.Tensor:
@@ -419,7 +453,7 @@ class Transformer(nn.Module):
         weights and optimizer state); ``cfg`` must have the same shapes and weight format.
         """
         old = self.cfg
-        same = ("dim", "n_layers", "n_heads", "ffn_dim", "vocab_size", "kv_heads", "hd")
+        same = ("dim", "n_layers", "n_heads", "ffn_dim", "vocab_size", "kv_heads", "hd", "weight_group")
         changed = [f for f in same if getattr(cfg, f) != getattr(old, f)]
         if changed or cfg.weight_format != old.weight_format:
             raise ValueError(f"reconfigure: shapes/weight format must not change; differ: "

@@ -27,7 +27,6 @@ import torch
 
 CLAMP = 1e-5  # reductions clamped at 1e-5, as the official BitNet code does [docs/decisions.md 2]
 SQRT7 = float(torch.tensor(7.0, dtype=torch.float32).sqrt())  # fp32 sqrt(7), INT4 absmean [A48 eq.7]
-E2M1_GRID = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)  # FP4 E2M1 magnitudes [A48 §2.3]
 
 FORMATS = ("ternary", "int8", "int4", "fp4", "kv")
 
@@ -152,12 +151,19 @@ def quantize_fp4(x: torch.Tensor) -> QTensor:
     """
     x = check_float(x)
     gamma = absmax(x)
-    y = (x * _div(6.0, gamma)).abs()
-    q2 = torch.where(y < 2.0, round_half_even(2.0 * y),            # step 0.5 -> 2y in {0..4}
-         torch.where(y < 4.0, 2.0 * round_half_even(y),            # step 1   -> 2y in {4,6,8}
-                     4.0 * round_half_even(0.5 * y))).clamp_(max=12.0)  # step 2 -> {8,12}
-    codes = (torch.sign(x) * q2).to(torch.int8)
+    codes = (torch.sign(x) * e2m1_twice((x * _div(6.0, gamma)).abs())).to(torch.int8)
     return QTensor(codes, gamma / 12.0, "fp4", 4)
+
+
+def e2m1_twice(y: torch.Tensor) -> torch.Tensor:
+    """Twice the FP4 E2M1 magnitude nearest to ``y >= 0`` (ties to even), saturating at 6.
+
+    The E2M1 magnitudes are {0, .5, 1, 1.5, 2, 3, 4, 6}; twice them are the integers
+    {0, 1, 2, 3, 4, 6, 8, 12} (float32).
+    """
+    return torch.where(y < 2.0, round_half_even(2.0 * y),            # step 0.5 -> 2y in {0..4}
+           torch.where(y < 4.0, 2.0 * round_half_even(y),            # step 1   -> 2y in {4,6,8}
+                       4.0 * round_half_even(0.5 * y))).clamp_(max=12.0)  # step 2 -> {8,12}
 
 
 def quantize_weight_rows(w: torch.Tensor, bits: int) -> QTensor:

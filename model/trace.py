@@ -17,11 +17,12 @@ cached; P = C is a prefill from empty).  ``batch`` B sequences; M = B*P rows.
 Counting rules
 --------------
 * GEMM (x[M,K] . W[N,K]^T): ``macs_dense = M*N*K``; ``macs_effective =
-  round(macs_dense * (1 - sparsity))``.  ``weight_bytes = N*K*weight_bits/8``
-  (ternary 2.0 bits, 2-bit packing; the per-matrix scale is not counted);
-  ``act_bytes_in = M*K*act_bits/8`` plus 4 bytes (fp32 scale) per row for a
-  quantized input; outputs FP16 (``M*N*2``).  q/k/v (and gate/up) each count
-  their full input read.
+  round(macs_dense * (1 - sparsity))``.  ``weight_bytes`` = codes plus scales as
+  ``model.config.WEIGHT_STORAGE`` says (ternary 2 bits, 2-bit packing, the per-matrix
+  scale not counted; the baselines' group / row scales counted) and ``weight_bits`` =
+  ``8 * weight_bytes / (N*K)``; ``act_bytes_in = M*K*act_bits/8`` plus 4 bytes (fp32
+  scale) per row for a quantized input (MXFP4: one E8M0 byte per 32 values); outputs
+  FP16 (``M*N*2``).  q/k/v (and gate/up) each count their full input read.
 * Up projection with ReLU²GLU (gate-first rule, docs/decisions.md 7, [A48 §3.1]): up
   is computed only for the non-zero gate outputs, so ``macs_effective`` =
   sum over rows of nnz(input row) * nnz(gate-output row), and its
@@ -51,6 +52,7 @@ Counting rules
 
 Measured statistics
 -------------------
+(measured in ``model.trace_stats``)
 ``layers_measured`` full-width blocks with seeded random weights (N(0,
 1/fan_in), ternarised as the datapath says) run the fake-quant path (same
 codes as the integer path) on seeded N(0,1) hidden states; the K/V cache of
@@ -62,7 +64,10 @@ measuring is capped at ``KV_STATS_ELEMS`` elements; ``row_skip`` of an
 M-row op measured on fewer rows is extrapolated from the per-column zero
 frequencies f_j as mean_j f_j**M.  ``df.attrs['stats_detail']`` says exactly
 what was done.  Random weights reproduce the INT4 zero bin (~12 %) and TopK
-(50 %), not a trained model's FFN sparsity (docs/decisions.md 12).
+(50 %), not a trained model's FFN sparsity (docs/decisions.md 12).  The measurement
+is made once per input (config, workload, seed, measuring code, torch version) and
+kept in ``model.stats_cache``: a ``paper-table2`` or ``trained``-profile trace reuses
+the random trace's measurement for the statistics its profile does not replace.
 
 Trained statistics
 ------------------
@@ -89,8 +94,8 @@ checkpoint, or ``profile="trained"``) with the full description in ``stats_detai
 ``profile="trained"``: like ``paper-table2`` (same cost, same ``row_skip = sparsity**M``
 rule), but the q/k/v/o/gate/up/down sparsity is the seed mean of the committed trained
 profile ``reports/data/trained_profile.csv`` (``model.trained_profile``: runs
-``<datapath>-s<seed>``, ``layer -1`` rows); ``ValueError`` for a datapath without one (fp16).  Traces of version 1 carried
-the description in ``stats_source`` ("measured: ...", "paper-table2: ...", "trained: ...");
+``<datapath>-s<seed>``, ``layer -1`` rows); ``ValueError`` for a datapath without one (fp16).
+Traces of version 1 carried the description in ``stats_source`` ("measured: ...", "paper-table2: ...", "trained: ...");
 :func:`stats_source_of` reads both.  The fidelity knobs ``q_bits`` and ``lm_head_bits``
 (``model.config.ModelConfig``) are in the attrs when set (absent at their defaults).
 
@@ -119,43 +124,28 @@ from contract import (
     WEIGHT_FORMATS,
     validate,
 )
-from model import fakequant as fq
-from model.checkpoint import LoadedCheckpoint, load_checkpoint
+from contract.config import check_number
+from model.baselines import MX_BLOCK
+from model.checkpoint import LoadedCheckpoint, check_heldout_shape, load_checkpoint
 from model.config import DATAPATHS, ModelConfig, get_config
-from model.model import ActivationCapture, BitLinear, Block, LayerKV, Transformer, init_weights, quantize_act
 from model.paper_sparsity import PAPER_TABLE2_SOURCE, PROJ_GROUP, paper_sparsity
+from model.trace_stats import (
+    OpStats,
+    measure_trained_stats,
+    random_stats,
+)
 from model.trained_profile import trained_sparsity
 
 TRACE_VERSION = "2"                     # 2: stats_source is a STATS_SOURCES word, stats_detail the text
 PROFILES = ("measured", "paper-table2", "trained")
 PROJ_OPS = tuple(PROJ_GROUP)            # q k v o gate up down projections
-STATS_ROWS = 256                        # most activation rows measured per op
-KV_STATS_ELEMS = 2 ** 25                # most K (and V) cache elements built for measuring
-ACT_BITS = {"fp16": 16, "int8": 8, "int8-topk": 8, "int4": 4, "fp4": 4}
+ACT_BITS = {"fp16": 16, "int8": 8, "int8-topk": 8, "int4": 4, "fp4": 4, "fp8": 8, "mxfp4": 4}
+#: model act_formats words that the op-trace vocabulary names otherwise (MXFP4 is an FP4 format)
+ACT_WORD = {"mxfp4": "fp4"}
+MX_SCALE_BYTES = 1                      # E8M0 scale per MX block of activations
 SCALE_BYTES = 4                         # fp32 per-token activation scale [docs/decisions.md 4-5]
 KV_SCALE_BYTES = 2                      # fp16 per-(token, head) KV scale
 FP16 = 2
-
-
-@dataclass
-class OpStats:
-    sparsity: float = 0.0
-    row_skip: float = 0.0
-
-
-# ----------------------------------------------------------------- helpers
-def _zero_stats(x: torch.Tensor, m_rows: int) -> OpStats:
-    """Zero fraction of x [..., K] and the fraction of K columns zero in all of m_rows rows."""
-    z = (x.reshape(-1, x.shape[-1]) == 0)
-    col_freq = z.double().mean(dim=0)
-    if z.shape[0] == m_rows:
-        skip = float(z.all(dim=0).double().mean())
-    elif z.shape[0] > m_rows:  # more rows measured than the op has: groups of m_rows consecutive rows
-        g = z.shape[0] // m_rows
-        skip = float(z[: g * m_rows].reshape(g, m_rows, -1).all(dim=1).double().mean())
-    else:  # extrapolate to m_rows rows from the per-column zero frequency
-        skip = float(col_freq.pow(m_rows).mean())
-    return OpStats(float(z.double().mean()), skip)
 
 
 def kv_row_bytes(cfg: ModelConfig, position: int) -> float:
@@ -178,99 +168,12 @@ def kv_bytes(cfg: ModelConfig, batch: int, start: int, stop: int) -> float:
 
 
 def _act_bytes(rows: int, width: int, fmt: str) -> float:
+    """Bytes of ``rows`` quantized activation rows: codes plus an fp32 scale per row (MXFP4: an E8M0
+    scale per block of 32)."""
     b = rows * width * ACT_BITS[fmt] / 8
+    if fmt == "mxfp4":
+        return float(b + rows * -(-width // MX_BLOCK) * MX_SCALE_BYTES)
     return float(b + (rows * SCALE_BYTES if fmt != "fp16" else 0))
-
-
-# -------------------------------------------------------------- measuring
-def measure_stats(cfg: ModelConfig, batch: int, new_tokens: int, context: int, seed: int,
-                  layers_measured: int) -> tuple[dict[str, OpStats], str]:
-    """Run ``layers_measured`` random full-width blocks; return per-op stats and a description."""
-    t_m = min(new_tokens, max(1, STATS_ROWS // batch))
-    b_m = min(batch, max(1, STATS_ROWS // t_m))
-    past = context - t_m
-    past_m = min(past, max(1, KV_STATS_ELEMS // (b_m * cfg.kv_heads * cfg.hd))) if past else 0
-    m_rows = batch * new_tokens
-    g = torch.Generator().manual_seed(seed)
-    positions = torch.arange(past_m, past_m + t_m)
-    x = torch.randn(b_m, t_m, cfg.dim, generator=g)
-    acc: dict[str, list[OpStats]] = {}
-    with torch.no_grad():
-        for layer in range(layers_measured):
-            blk = Block(cfg, layer)
-            init_weights(blk, seed * 1000 + layer + 1)
-            for mod in blk.modules():   # ternarise in place: no second copy of the weights
-                if isinstance(mod, BitLinear):
-                    mod.freeze_()
-            kv = LayerKV()
-            if past_m:
-                k = torch.randn(b_m, cfg.kv_heads, past_m, cfg.hd, generator=g)
-                v = torch.randn(b_m, cfg.kv_heads, past_m, cfg.hd, generator=g)
-                if cfg.kv_quantized:
-                    pos = torch.arange(past_m)
-                    k = fq.fake_kv(k, cfg.kv_cache_bits, cfg.bos_bits, pos)
-                    v = fq.fake_kv(v, cfg.kv_cache_bits, cfg.bos_bits, pos)
-                kv.append(k, v)
-            rec = ActivationCapture()
-            x = blk(x, positions, kv, exact=False, rec=rec)
-            for op, st in _block_stats(cfg, rec, layer, m_rows, positions).items():
-                acc.setdefault(op, []).append(st)
-            del blk, kv, rec
-        final = _unit_rmsnorm(x[:, -1, :], cfg.norm_eps)
-    stats = {op: OpStats(sum(s.sparsity for s in v) / len(v), sum(s.row_skip for s in v) / len(v))
-             for op, v in acc.items()}
-    stats["lm_head"] = _zero_stats(head_input(cfg, final), batch)
-    what = (f"measured on {layers_measured} full-width block(s) of {cfg.name} ({cfg.datapath}), seeded "
-            f"random weights N(0,1/fan_in) (seed {seed}), fake-quant path (codes identical to the "
-            f"integer path), on seeded N(0,1) hidden states; {t_m} new token(s) x {b_m} sequence(s) "
-            f"measured (trace M = {m_rows} rows")
-    if t_m < new_tokens:
-        what += f"; the last {t_m} of {new_tokens} prefill tokens"
-    what += (f"); KV cache of {past_m} seeded N(0,1) post-RoPE keys/values before them"
-             + (" (quantized as the datapath)" if cfg.kv_quantized else "")
-             + (f" (capped from {past})" if past_m < past else "")
-             + "; stats averaged over measured blocks and replicated to all "
-             f"{cfg.n_layers} layers")
-    if t_m * b_m < m_rows:
-        what += "; row_skip extrapolated as mean_j f_j**M from per-column zero frequencies"
-    return stats, what
-
-
-def measure_trained_stats(model: Transformer, tokens: torch.Tensor, m_rows: int, lm_rows: int,
-                          chunk: int = 8) -> tuple[dict[int, dict[str, OpStats]], OpStats]:
-    """Per-layer op statistics of a (trained) model on held-out token sequences ``tokens`` [n, T].
-
-    Each chunk of ``chunk`` sequences runs as a prefill from position 0 (BOS) on the
-    fake-quant path (codes identical to the integer path) with an
-    :class:`ActivationCapture`; statistics are averaged over equal-sized chunks (a
-    remainder of fewer than ``chunk`` sequences is left out).  ``row_skip`` is taken
-    over groups of ``m_rows`` consecutive held-out tokens.  Returns ``{layer: {op:
-    stats}}`` (ops as in the trace, plus ``gate_out``: the zero fraction of the gate
-    branch's activation) and the LM head's input statistics (final-norm output, or its
-    INT8 codes with a quantized head; ``lm_rows`` rows).
-    """
-    if tokens.dim() != 2 or tokens.shape[0] < 1:
-        raise ValueError(f"held-out tokens: need sequences [n, T], got shape {tuple(tokens.shape)}")
-    cfg = model.cfg
-    n, T = tokens.shape
-    chunk = min(chunk, n)
-    positions = torch.arange(T)
-    acc: dict[int, dict[str, list[OpStats]]] = {}
-    finals: list[torch.Tensor] = []
-    with torch.no_grad():
-        for i in range(0, n - n % chunk, chunk):
-            cap = ActivationCapture()
-            model(tokens[i:i + chunk].long(), rec=cap)
-            for layer in range(cfg.n_layers):
-                st = _block_stats(cfg, cap, layer, m_rows, positions)
-                st["gate_out"] = OpStats(float((cap[(layer, "gate_act")] == 0).double().mean()), 0.0)
-                for op, v in st.items():
-                    acc.setdefault(layer, {}).setdefault(op, []).append(v)
-            finals.append(cap[(-1, "in_head")])   # the LM head's input (INT8 codes with lm_head_bits 8 / 4)
-            del cap
-    mean = lambda v: OpStats(sum(x.sparsity for x in v) / len(v), sum(x.row_skip for x in v) / len(v))  # noqa: E731
-    per_layer = {layer: {op: mean(v) for op, v in ops.items()} for layer, ops in acc.items()}
-    return per_layer, _zero_stats(torch.cat(finals).reshape(-1, cfg.dim), lm_rows)
 
 
 def _trained_description(ck: LoadedCheckpoint, n_seq: int, T: int, m_rows: int, heldout: str) -> str:
@@ -283,53 +186,6 @@ def _trained_description(ck: LoadedCheckpoint, n_seq: int, T: int, m_rows: int, 
             f"sequences x {T} tokens with the fake-quant path (codes identical to the integer path), "
             f"each a prefill from BOS at position 0; row_skip over groups of {m_rows} consecutive "
             f"held-out tokens")
-
-
-def head_input(cfg: ModelConfig, xn: torch.Tensor) -> torch.Tensor:
-    """What the LM head multiplies: the final-norm output, or its INT8 codes (``lm_head_bits`` 8 / 4)."""
-    return xn if cfg.lm_head_bits == 16 else quantize_act(xn, "int8", exact=False).recorded()
-
-
-def _unit_rmsnorm(x: torch.Tensor, eps: float) -> torch.Tensor:
-    """Unit-gain RMSNorm (the final norm of a random-init model)."""
-    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
-
-
-def _block_stats(cfg: ModelConfig, rec: ActivationCapture, layer: int, m_rows: int,
-                 positions: torch.Tensor) -> dict[str, OpStats]:
-    r = lambda name: rec[(layer, name)]  # noqa: E731
-    out: dict[str, OpStats] = {}
-    qkv = _zero_stats(r("in_qkv"), m_rows)
-    for op in ("q_proj", "k_proj", "v_proj"):
-        out[op] = qkv
-    out["o_proj"] = _zero_stats(r("in_o"), m_rows)
-    ffn = _zero_stats(r("in_ffn"), m_rows)
-    out["gate_proj"] = ffn
-    if cfg.ffn_kind == "relu2glu":  # gate-first rule (docs/decisions.md 7)
-        x_in = r("in_ffn").reshape(-1, cfg.dim)
-        gate = r("gate_act").reshape(-1, cfg.ffn_dim)
-        nnz_x = (x_in != 0).double().sum(-1)
-        nnz_g = (gate != 0).double().sum(-1)
-        eff = float((nnz_x * nnz_g).sum() / (x_in.shape[0] * cfg.dim * cfg.ffn_dim))
-        if x_in.shape[0] > m_rows:   # several groups of m_rows tokens: the W_up fetch of each group
-            g = x_in.shape[0] // m_rows
-            zx = (x_in[: g * m_rows] == 0).reshape(g, m_rows, -1).all(dim=1).double().mean(-1)
-            zg = (gate[: g * m_rows] == 0).reshape(g, m_rows, -1).all(dim=1).double().mean(-1)
-            out["up_proj"] = OpStats(1.0 - eff, float((1.0 - (1.0 - zx) * (1.0 - zg)).mean()))
-        else:
-            gskip = _zero_stats(gate, m_rows).row_skip
-            out["up_proj"] = OpStats(1.0 - eff, 1.0 - (1.0 - ffn.row_skip) * (1.0 - gskip))
-    else:
-        out["up_proj"] = ffn
-    out["down_proj"] = _zero_stats(r("in_down"), m_rows)
-    out["attn_qk"] = OpStats(float((r("q_attn") == 0).double().mean()), 0.0)
-    probs = r("probs")
-    S = probs.shape[-1]
-    causal = torch.arange(S, device=positions.device)[None, :] <= positions[:, None]
-    unmasked = int(causal.sum()) * probs.shape[0] * probs.shape[1]
-    zeros = int((probs == 0).sum()) - (probs.numel() - unmasked)
-    out["attn_pv"] = OpStats(zeros / unmasked, 0.0)
-    return out
 
 
 # ------------------------------------------------------------------ rows
@@ -404,11 +260,12 @@ def _vector(*, layer: int, op: str, phase: str, rows: int, width: int, in_fmt: s
 
 def _gemm(cfg: ModelConfig, *, layer: int, op: str, phase: str, M: int, N: int, K: int, fmt: str,
           stats: OpStats) -> OpRow:
-    wbits = 2.0 if cfg.weight_format == "ternary" else 16.0
+    wbytes = cfg.weight_storage.matrix_bytes(N, K)
     return op_row(layer=layer, op=op, op_class="gemm", phase=phase, M=M, N=N, K=K, count=1,
-                  weight_format=cfg.weight_format, weight_bits=wbits, act_format=fmt,
+                  weight_format=cfg.weight_format, weight_bits=8 * wbytes / (N * K),
+                  act_format=ACT_WORD.get(fmt, fmt),
                   act_bits=ACT_BITS[fmt], out_bits=16, macs_dense=M * N * K,
-                  weight_bytes=N * K * wbits / 8, act_bytes_in=_act_bytes(M, K, fmt),
+                  weight_bytes=wbytes, act_bytes_in=_act_bytes(M, K, fmt),
                   act_bytes_out=M * N * FP16, stats=stats)
 
 
@@ -484,9 +341,9 @@ def _head_rows(cfg: ModelConfig, phase: str, B: int, st: OpStats) -> list[OpRow]
     if cfg.lm_head_bits == 16:
         return [op_row(layer=-1, op="lm_head", op_class="gemm", phase=phase, M=B, N=V, K=D, count=1,
                        weight_format="fp16", weight_bits=16.0, act_format="fp16", act_bits=16, out_bits=16,
-                       macs_dense=B * V * D, weight_bytes=V * D * FP16, act_bytes_in=float(B * D * FP16),
+                       macs_dense=B * V * D, weight_bytes=cfg.lm_head_bytes, act_bytes_in=float(B * D * FP16),
                        act_bytes_out=float(B * V * FP16), stats=st)]
-    wbytes = V * D * cfg.lm_head_bits / 8 + V * SCALE_BYTES        # codes + one fp32 scale per row
+    wbytes = cfg.lm_head_bytes        # codes + one fp32 scale per row
     quant = _vector(layer=-1, op="quant_lm_head", phase=phase, rows=B, width=D, out_bits=8,
                     out_bytes=_act_bytes(B, D, "int8"))
     return [quant, op_row(layer=-1, op="lm_head", op_class="gemm", phase=phase, M=B, N=V, K=D, count=1,
@@ -504,19 +361,14 @@ def check_workload(phase: str, context: int, batch: int, prefill_tokens: int | N
     """
     if phase not in PHASES:
         raise ValueError(f"phase: unknown phase {phase!r}; known: {PHASES}")
-    for name, v, hi in (("context", context, MAX_CONTEXT), ("batch", batch, MAX_BATCH)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name}: must be a positive integer, got {v!r}")
-        if v > hi:
-            raise ValueError(f"{name}: {v} is above the limit of {hi} (contract.MAX_{name.upper()}; "
-                             "docs/limits.md)")
+    check_number(context, "context", integer=True, lo=1, hi=MAX_CONTEXT, unit="tokens (contract.MAX_CONTEXT)")
+    check_number(batch, "batch", integer=True, lo=1, hi=MAX_BATCH, unit="sequences (contract.MAX_BATCH)")
     if phase == "decode":
         if prefill_tokens is not None:
             raise ValueError("prefill_tokens: only meaningful with phase='prefill'")
         return 1
     P = context if prefill_tokens is None else prefill_tokens
-    if isinstance(P, bool) or not isinstance(P, int) or P < 1:
-        raise ValueError(f"prefill_tokens: must be a positive integer, got {P!r}")
+    check_number(P, "prefill_tokens", integer=True, lo=1)
     if P > context:
         raise ValueError(f"prefill_tokens ({P}) exceeds context ({context}): context is the "
                          "KV length after the chunk")
@@ -562,39 +414,81 @@ def stats_source_of(attrs: dict) -> str:
                      "(nor a version-1 description starting 'measured:', 'paper-table2:' or 'trained:')")
 
 
+# ------------------------------------------------------------------- statistics
+@dataclass
+class TraceStats:
+    """The statistics a trace is built from and where they came from."""
+
+    stats: dict[str, OpStats]                   # per op, every layer (unless in ``per_layer``)
+    word: str                                   # a contract.STATS_SOURCES word
+    detail: str                                 # the full description (``stats_detail``)
+    per_layer: dict[int, dict[str, OpStats]] = dataclasses.field(default_factory=dict)
+    attrs: dict = dataclasses.field(default_factory=dict)   # train_* metadata of a checkpoint
+
+
+def _independent_rows(group_sparsity: dict[str, float], m_rows: int) -> dict[str, OpStats]:
+    """Projection statistics from a sparsity per group, row_skip = sparsity**M (independent rows)."""
+    return {op: OpStats(group_sparsity[grp], group_sparsity[grp] ** m_rows) for op, grp in PROJ_GROUP.items()}
+
+
+def _profile_stats(cfg: ModelConfig, profile: str, batch: int, P: int, context: int, seed: int,
+                   layers_measured: int) -> TraceStats:
+    """Statistics of a trace without a checkpoint: seeded random weights, with the projection sparsity
+    of the paper's Table 2 or of the committed trained profile when ``profile`` says so."""
+    table = paper_sparsity(cfg.datapath, cfg.name) if profile == "paper-table2" else None
+    tprof = trained_sparsity(cfg.datapath) if profile == "trained" else None   # both before any measuring
+    stats, source = random_stats(cfg, batch, P, context, seed, layers_measured)
+    rule = "row_skip = sparsity**M (independent rows, an assumption)"
+    if table is not None:
+        stats.update(_independent_rows(table, batch * P))
+        return TraceStats(stats, "paper-table2",
+                          f"q/k/v/o/gate/up/down sparsity from {PAPER_TABLE2_SOURCE} ({cfg.name}, {cfg.datapath}); "
+                          f"{rule}; all other statistics {source}")
+    if tprof is not None:
+        stats.update(_independent_rows(tprof.sparsity, batch * P))
+        return TraceStats(stats, "trained",
+                          f"q/k/v/o/gate/up/down sparsity from the {tprof.describe()}, transferred to {cfg.name} "
+                          f"({cfg.datapath}); {rule}; all other statistics {source}")
+    return TraceStats(stats, "random", source)
+
+
+def _check_heldout(tok: torch.Tensor, vocab_size: int) -> None:
+    check_heldout_shape(tuple(tok.shape), "heldout")
+    if int(tok.min()) < 0 or int(tok.max()) >= vocab_size:
+        raise ValueError(f"heldout: token ids outside [0, {vocab_size})")
+
+
+def _checkpoint_stats(cfg: ModelConfig, ck: LoadedCheckpoint, heldout: torch.Tensor | None, label: str,
+                      batch: int, P: int, context: int, seed: int, layers_measured: int) -> TraceStats:
+    """Statistics of a trained model run on held-out text: per layer in its own shape, else its
+    projection sparsity (mean over layers) transferred to ``cfg`` with the rest measured at random."""
+    tok = ck.heldout if heldout is None else heldout
+    _check_heldout(tok, ck.config.vocab_size)
+    inputs = tok[:, :-1]
+    layer_stats, lm = measure_trained_stats(ck.model, inputs, batch * P, batch)
+    trained = _trained_description(ck, inputs.shape[0], inputs.shape[1], batch * P, label)
+    m = ck.meta
+    attrs = dict(train_checkpoint=ck.path.name, train_run=m.get("run"), train_step=m.get("step"),
+                 train_tokens=m.get("tokens"), train_seed=m.get("seed"), train_corpus=m.get("corpus", {}),
+                 heldout_tokens=int(inputs.numel()), heldout=label)
+    if cfg == ck.config:
+        return TraceStats(dict(layer_stats[0], lm_head=lm), "trained",
+                          trained + f"; attention statistics at the held-out length {inputs.shape[1]} "
+                          f"(trace context {context})", per_layer=layer_stats, attrs=attrs)
+    stats, source = random_stats(cfg, batch, P, context, seed, layers_measured)
+    for op in PROJ_OPS:
+        v = [layer_stats[i][op] for i in sorted(layer_stats)]
+        stats[op] = OpStats(sum(x.sparsity for x in v) / len(v), sum(x.row_skip for x in v) / len(v))
+    return TraceStats(stats, "trained",
+                      f"{trained}; q/k/v/o/gate/up/down statistics (mean over the {len(layer_stats)} trained "
+                      f"layers) transferred to {cfg.name}; all other statistics {source}", attrs=attrs)
+
+
 # ------------------------------------------------------------------- API
-def build_trace(preset: "str | ModelConfig | None", datapath: str | None, phase: str = "decode",
-                context: int = 2048, batch: int = 1, seed: int = 0, profile: str = "measured",
-                prefill_tokens: int | None = None, layers_measured: int = 1,
-                checkpoint: "str | Path | LoadedCheckpoint | None" = None,
-                heldout: torch.Tensor | None = None, heldout_label: str = "held-out validation") -> pd.DataFrame:
-    """Op trace of one decode step or one prefill chunk of a whole model (see module doc).
-
-    ``preset``: a preset name (``model.config.PRESETS``), a YAML path or a ModelConfig
-    (its ``q_bits``, ``kv_bits`` and ``lm_head_bits`` choose the attention and LM-head formats).
-    ``profile``: ``measured`` (statistics of this run, seeded random weights: ``stats_source``
-    ``random``), ``paper-table2`` (projection sparsity from the paper's Table 2:
-    ``stats_source`` ``paper-table2``) or ``trained`` (projection sparsity from the committed
-    trained profile ``reports/data/trained_profile.csv``, seed mean: ``stats_source``
-    ``trained``); ``stats_detail`` describes what was done.
-
-    ``checkpoint`` (a trained model, ``model.checkpoint``): statistics measured by
-    running it on held-out text (``heldout`` token sequences [n, T+1], BOS first;
-    default: the validation sequences stored in the checkpoint); ``stats_source`` is
-    ``trained`` and the ``train_*`` attrs name model, data and step.
-    With ``preset=None`` the trace has the checkpoint's own shape and per-layer
-    statistics; with a preset (e.g. ``7b``) the trained projection sparsity (mean
-    over layers) is transferred to that shape, like ``paper-table2``.
-    """
-    if phase not in PHASES:
-        raise ValueError(f"phase: unknown phase {phase!r}; known: {PHASES}")
-    if profile not in PROFILES:
-        raise ValueError(f"profile: unknown profile {profile!r}; known: {PROFILES}")
-    P = check_workload(phase, context, batch, prefill_tokens)     # before any work (docs/limits.md)
-    if isinstance(layers_measured, bool) or not isinstance(layers_measured, int) or layers_measured < 1:
-        raise ValueError(f"layers_measured: must be a positive integer, got {layers_measured!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed: must be a non-negative integer, got {seed!r}")
+def _resolve_model(preset: "str | ModelConfig | None", datapath: str | None, profile: str,
+                   checkpoint: "str | Path | LoadedCheckpoint | None",
+                   heldout: torch.Tensor | None) -> tuple[ModelConfig, LoadedCheckpoint | None]:
+    """The trace's model config (and the loaded checkpoint, if any), checked against each other."""
     ck = None
     if checkpoint is not None:
         if profile != "measured":
@@ -614,84 +508,78 @@ def build_trace(preset: "str | ModelConfig | None", datapath: str | None, phase:
     if datapath not in DATAPATHS:
         raise ValueError(f"datapath: unknown datapath {datapath!r}; known: {DATAPATHS}")
     cfg = get_config(preset, datapath)
+    check_trace_formats(cfg)
+    return cfg, ck
+
+
+def trace_rows(cfg: ModelConfig, phase: str, batch: int, P: int, context: int,
+               stats: dict[str, OpStats], per_layer: dict[int, dict[str, OpStats]] | None = None) -> list[OpRow]:
+    """Every op of one step in order: embedding, the layers, the final norm and the LM head."""
+    per_layer = per_layer or {}
+    emb = _vector(layer=-1, op="embedding", phase=phase, rows=batch * P, width=cfg.dim,
+                  weight_bytes=batch * P * cfg.dim * FP16)
+    rows = [dataclasses.replace(emb, act_format="none", act_bits=32, act_bytes_in=float(batch * P * 4))]
+    for layer in range(cfg.n_layers):
+        rows += _layer_rows(cfg, layer, phase, batch, P, context, per_layer.get(layer, stats))
+    rows.append(_vector(layer=-1, op="rmsnorm_final", phase=phase, rows=batch, width=cfg.dim,
+                        weight_bytes=cfg.dim * FP16))
+    return rows + _head_rows(cfg, phase, batch, stats["lm_head"])
+
+
+_INT_COLUMNS = ("layer", "M", "N", "K", "count", "act_bits", "out_bits", "macs_dense", "macs_effective")
+
+
+def _frame(rows: list[OpRow]) -> pd.DataFrame:
+    df = pd.DataFrame([r.as_dict() for r in rows])
+    for c in _INT_COLUMNS:
+        df[c] = df[c].astype("int64")
+    return df
+
+
+def build_trace(preset: "str | ModelConfig | None", datapath: str | None, phase: str = "decode",
+                context: int = 2048, batch: int = 1, seed: int = 0, profile: str = "measured",
+                prefill_tokens: int | None = None, layers_measured: int = 1,
+                checkpoint: "str | Path | LoadedCheckpoint | None" = None,
+                heldout: torch.Tensor | None = None, heldout_label: str = "held-out validation") -> pd.DataFrame:
+    """Op trace of one decode step or one prefill chunk of a whole model (see module doc).
+
+    ``preset``: a preset name (``model.config.PRESETS``), a YAML path or a ModelConfig
+    (its ``q_bits``, ``kv_bits`` and ``lm_head_bits`` choose the attention and LM-head formats).
+    ``profile``: ``measured`` (statistics of this run, seeded random weights: ``stats_source``
+    ``random``), ``paper-table2`` (projection sparsity from the paper's Table 2:
+    ``stats_source`` ``paper-table2``) or ``trained`` (projection sparsity from the committed
+    trained profile ``reports/data/trained_profile.csv``, seed mean: ``stats_source``
+    ``trained``); ``stats_detail`` describes what was done.  Random-weight statistics are
+    measured once per input and cached (``model.stats_cache``).
+
+    ``checkpoint`` (a trained model, ``model.checkpoint``): statistics measured by
+    running it on held-out text (``heldout`` token sequences [n, T+1], BOS first;
+    default: the validation sequences stored in the checkpoint); ``stats_source`` is
+    ``trained`` and the ``train_*`` attrs name model, data and step.
+    With ``preset=None`` the trace has the checkpoint's own shape and per-layer
+    statistics; with a preset (e.g. ``7b``) the trained projection sparsity (mean
+    over layers) is transferred to that shape, like ``paper-table2``.
+    """
+    if profile not in PROFILES:
+        raise ValueError(f"profile: unknown profile {profile!r}; known: {PROFILES}")
+    P = check_workload(phase, context, batch, prefill_tokens)     # before any work (docs/limits.md)
+    check_number(layers_measured, "layers_measured", integer=True, lo=1)
+    check_number(seed, "seed", integer=True, lo=0)
+    cfg, ck = _resolve_model(preset, datapath, profile, checkpoint, heldout)
     if layers_measured > cfg.n_layers:
         raise ValueError(f"layers_measured ({layers_measured}) exceeds n_layers ({cfg.n_layers})")
-    check_trace_formats(cfg)
-
-    table = paper_sparsity(datapath, cfg.name) if profile == "paper-table2" else None
-    tprof = trained_sparsity(datapath) if profile == "trained" else None   # before any measuring
-    layer_stats: dict[int, dict[str, OpStats]] = {}
-    extra: dict = {}
-    own_shape = ck is not None and cfg == ck.config
     if ck is not None:
-        tok = ck.heldout if heldout is None else heldout
-        if tok.dim() != 2 or tok.shape[1] < 2:
-            raise ValueError(f"heldout: need token sequences [n, T+1], got shape {tuple(tok.shape)}")
-        if int(tok.min()) < 0 or int(tok.max()) >= ck.config.vocab_size:
-            raise ValueError(f"heldout: token ids outside [0, {ck.config.vocab_size})")
-        inputs = tok[:, :-1]
-        layer_stats, lm = measure_trained_stats(ck.model, inputs, batch * P, batch)
-        trained = _trained_description(ck, inputs.shape[0], inputs.shape[1], batch * P, heldout_label)
-        m = ck.meta
-        extra = dict(train_checkpoint=ck.path.name, train_run=m.get("run"), train_step=m.get("step"),
-                     train_tokens=m.get("tokens"), train_seed=m.get("seed"),
-                     train_corpus=m.get("corpus", {}), heldout_tokens=int(inputs.numel()),
-                     heldout=heldout_label)
-    if own_shape:
-        stats = dict(layer_stats[0], lm_head=lm)
-        word = "trained"
-        source = trained + (f"; attention statistics at the held-out length {inputs.shape[1]} "
-                            f"(trace context {context})")
+        ts = _checkpoint_stats(cfg, ck, heldout, heldout_label, batch, P, context, seed, layers_measured)
     else:
-        stats, source = measure_stats(cfg, batch, P, context, seed, layers_measured)
-        word = "random"
-    if ck is not None and not own_shape:
-        for op in PROJ_OPS:
-            v = [layer_stats[i][op] for i in sorted(layer_stats)]
-            stats[op] = OpStats(sum(x.sparsity for x in v) / len(v), sum(x.row_skip for x in v) / len(v))
-        source = (f"{trained}; q/k/v/o/gate/up/down statistics (mean over the {len(layer_stats)} trained "
-                  f"layers) transferred to {cfg.name}; all other statistics {source}")
-        word = "trained"
-        layer_stats = {}
-    if table is not None:
-        M = batch * P
-        for op, grp in PROJ_GROUP.items():
-            s = table[grp]
-            stats[op] = OpStats(s, s ** M)
-        word = "paper-table2"
-        source = (f"q/k/v/o/gate/up/down sparsity from {PAPER_TABLE2_SOURCE} "
-                  f"({cfg.name}, {datapath}); row_skip = sparsity**M (independent rows, an assumption); "
-                  f"all other statistics {source}")
-    if tprof is not None:
-        M = batch * P
-        for op, grp in PROJ_GROUP.items():
-            s = tprof.sparsity[grp]
-            stats[op] = OpStats(s, s ** M)
-        word = "trained"
-        source = (f"q/k/v/o/gate/up/down sparsity from the {tprof.describe()}, transferred to {cfg.name} "
-                  f"({datapath}); row_skip = sparsity**M (independent rows, an assumption); "
-                  f"all other statistics {source}")
-
-    B = batch
-    emb = _vector(layer=-1, op="embedding", phase=phase, rows=B * P, width=cfg.dim,
-                  weight_bytes=B * P * cfg.dim * FP16)
-    rows = [dataclasses.replace(emb, act_format="none", act_bits=32, act_bytes_in=float(B * P * 4))]
-    for layer in range(cfg.n_layers):
-        rows += _layer_rows(cfg, layer, phase, B, P, context, layer_stats.get(layer, stats))
-    rows.append(_vector(layer=-1, op="rmsnorm_final", phase=phase, rows=B, width=cfg.dim,
-                        weight_bytes=cfg.dim * FP16))
-    rows += _head_rows(cfg, phase, B, stats["lm_head"])
-    df = pd.DataFrame([r.as_dict() for r in rows])
-    for c in ("layer", "M", "N", "K", "count", "act_bits", "out_bits", "macs_dense", "macs_effective"):
-        df[c] = df[c].astype("int64")
-    assert word in STATS_SOURCES, word
+        ts = _profile_stats(cfg, profile, batch, P, context, seed, layers_measured)
+    df = _frame(trace_rows(cfg, phase, batch, P, context, ts.stats, ts.per_layer))
     # the fidelity knobs, named only when set (a default trace keeps the attrs it always had)
     knobs = {k: getattr(cfg, k) for k in ("q_bits", "lm_head_bits") if getattr(cfg, k) not in (None, 16)}
-    df.attrs = dict(preset=cfg.name, datapath=datapath, phase=phase, batch=batch, context=context,
-                    seed=seed, stats_source=word, stats_detail=source,
+    df.attrs = dict(preset=cfg.name, datapath=cfg.datapath, phase=phase, batch=batch, context=context,
+                    seed=seed, stats_source=ts.word, stats_detail=ts.detail,
                     profile="trained" if ck is not None else profile, **knobs,
-                    prefill_tokens=P, layers_measured=cfg.n_layers if own_shape else layers_measured,
-                    version=f"model.trace {TRACE_VERSION}, op_trace schema {SCHEMA_VERSION}", **extra)
+                    prefill_tokens=P, layers_measured=cfg.n_layers if ts.per_layer else layers_measured,
+                    version=f"model.trace {TRACE_VERSION}, op_trace schema {SCHEMA_VERSION}", **ts.attrs)
     return validate(df, "op_trace")
 
 

@@ -49,7 +49,6 @@ import math
 import os
 import platform
 import tarfile
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,9 +57,12 @@ from typing import Any, Callable, Mapping
 import torch
 from torch.nn import functional as F
 
-from contract.config import dataclass_fields, load_yaml
-from model.checkpoint import save_inference_checkpoint
-from model.config import DATAPATHS, ModelConfig
+from contract.config import check_number, dataclass_fields, load_yaml
+from contract.io import atomic_path, write_text_atomic
+from contract.io import read_json as contract_read_json
+from contract.limits import limit
+from model.checkpoint import MAX_HELDOUT_SEQUENCES, save_inference_checkpoint
+from model.config import TRAINABLE_DATAPATHS, ModelConfig
 from model.corpus import STDLIB, VOCAB_SIZE, Corpus, build_corpus, eval_starts, windows
 from model.model import Transformer
 
@@ -93,18 +95,18 @@ MODEL_OVERRIDES = ("o_act", "down_act", "topk_ratio", "kv_bits", "kv_bos_bits", 
                    "rope_theta", "lm_head_bits")
 
 
-def _num(name: str, v: Any, lo: float | None = None, hi: float | None = None, *, integer: bool = False,
-         lo_open: bool = False) -> None:
-    ok = not isinstance(v, bool) and isinstance(v, int if integer else (int, float))
-    if ok and lo is not None:
-        ok = v > lo if lo_open else v >= lo
-    if ok and hi is not None:
-        ok = v <= hi
-    if not ok:
-        kind = "an integer" if integer else "a number"
-        rng = f" {'>' if lo_open else '>='} {lo}" if lo is not None else ""
-        rng += f" and <= {hi}" if hi is not None else ""
-        raise ValueError(f"{name}: must be {kind}{rng}, got {v!r}")
+#: Sizes of a training run: past them a run exhausts memory or takes days, and no study needs them.
+MAX_SEQ_LEN = limit("training seq_len", 1 << 14, unit="bytes", area="training and checkpoints",
+                    applies_to="TrainConfig.seq_len", why="the GPU runs use 512; attention memory grows as its square")
+MAX_TRAIN_BATCH = limit("training batch_size", 1 << 12, unit="sequences", area="training and checkpoints",
+                        applies_to="TrainConfig.batch_size and eval_batch", why="the GPU runs use 128 x 512 bytes")
+MAX_TOKENS_PER_STEP = limit("training tokens per step", 1 << 20, unit="tokens", area="training and checkpoints",
+                            applies_to="batch_size x seq_len", why="16x the GPU runs' 65 k; more exhausts memory")
+MAX_TRAIN_STEPS = limit("training steps", 10 ** 7, unit="steps", area="training and checkpoints",
+                        applies_to="TrainConfig.steps", why="the step table is made up front (steps x batch)")
+MAX_EVAL_SEQUENCES = limit("evaluation sequences", 1 << 16, unit="sequences", area="training and checkpoints",
+                           applies_to="TrainConfig.eval_sequences, final_eval_sequences",
+                           why="the runs use 64 and 256; the validation split is a few MB")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -143,8 +145,9 @@ class TrainConfig:
     checkpoint_every_s: float = 120.0
 
     def __post_init__(self) -> None:
-        if self.datapath not in DATAPATHS:
-            raise ValueError(f"datapath: unknown datapath {self.datapath!r}; known: {DATAPATHS}")
+        if self.datapath not in TRAINABLE_DATAPATHS:
+            raise ValueError(f"datapath: {self.datapath!r} is not a datapath the reference model trains; "
+                             f"known: {TRAINABLE_DATAPATHS}")
         if self.model not in TRAIN_PRESETS:
             raise ValueError(f"model: unknown training preset {self.model!r}; known: {sorted(TRAIN_PRESETS)}")
         if not isinstance(self.model_overrides, Mapping):
@@ -157,24 +160,28 @@ class TrainConfig:
                 raise ValueError(f"{f}: must be a string, got {getattr(self, f)!r}")
         if self.name and not all(c.isalnum() or c in "._-" for c in self.name):
             raise ValueError(f"name: letters, digits, '.', '_' and '-' only, got {self.name!r}")
-        _num("seed", self.seed, 0, integer=True)
-        for f in ("seq_len", "batch_size", "steps", "eval_sequences", "final_eval_sequences",
-                  "heldout_sequences", "eval_batch"):
-            _num(f, getattr(self, f), 1, integer=True)
-        _num("eval_every", self.eval_every, 0, integer=True)
+        check_number(self.seed, "seed", integer=True, lo=0, hi=2**63 - 1)
+        for f, hi in (("seq_len", MAX_SEQ_LEN), ("batch_size", MAX_TRAIN_BATCH), ("steps", MAX_TRAIN_STEPS),
+                      ("eval_sequences", MAX_EVAL_SEQUENCES), ("final_eval_sequences", MAX_EVAL_SEQUENCES),
+                      ("heldout_sequences", MAX_HELDOUT_SEQUENCES), ("eval_batch", MAX_TRAIN_BATCH)):
+            check_number(getattr(self, f), f, integer=True, lo=1, hi=hi)
+        if self.batch_size * self.seq_len > MAX_TOKENS_PER_STEP:
+            raise ValueError(f"batch_size x seq_len = {self.batch_size * self.seq_len} tokens per step is above "
+                             f"the limit of {MAX_TOKENS_PER_STEP}")
+        check_number(self.eval_every, "eval_every", integer=True, lo=0, hi=MAX_TRAIN_STEPS)
         for f in ("lr", "lr_stage2"):
             if getattr(self, f) is not None:
-                _num(f, getattr(self, f), 0, 1.0, lo_open=True)
-        _num("val_percent", self.val_percent, 0, 50, lo_open=True)
-        _num("lr_min_ratio", self.lr_min_ratio, 0, 1)
-        _num("warmup_frac", self.warmup_frac, 0, 0.5)
-        _num("weight_decay", self.weight_decay, 0, 1)
-        _num("stage2_fraction", self.stage2_fraction, 0, 0.5, lo_open=True)
+                check_number(getattr(self, f), f, lo=0, hi=1.0, lo_open=True)
+        check_number(self.val_percent, "val_percent", lo=0, hi=50, lo_open=True)
+        check_number(self.lr_min_ratio, "lr_min_ratio", lo=0, hi=1)
+        check_number(self.warmup_frac, "warmup_frac", lo=0, hi=0.5)
+        check_number(self.weight_decay, "weight_decay", lo=0, hi=1)
+        check_number(self.stage2_fraction, "stage2_fraction", lo=0, hi=0.5, lo_open=True)
         for f in ("beta1", "beta2"):
-            _num(f, getattr(self, f), 0, 1)
-        _num("eps", self.eps, 0, 1, lo_open=True)
-        _num("grad_clip", self.grad_clip, 0, lo_open=True)
-        _num("checkpoint_every_s", self.checkpoint_every_s, 0, lo_open=True)
+            check_number(getattr(self, f), f, lo=0, hi=1)
+        check_number(self.eps, "eps", lo=0, hi=1, lo_open=True)
+        check_number(self.grad_clip, "grad_clip", lo=0, lo_open=True)
+        check_number(self.checkpoint_every_s, "checkpoint_every_s", lo=0, lo_open=True)
         if self.two_stage is not None and not isinstance(self.two_stage, bool):
             raise ValueError(f"two_stage: must be true, false or null, got {self.two_stage!r}")
         if not isinstance(self.compile, bool):
@@ -288,29 +295,16 @@ def _autocast(cfg: TrainConfig, device: torch.device):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=on)
 
 
-def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_json(path: Path, obj: Any) -> None:
     """Atomic JSON write."""
-    _atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=1, default=str)))
+    write_text_atomic(json.dumps(obj, indent=1, default=str), path)
 
 
 def read_json(path: Path, what: str) -> Any:
     """A JSON file this code wrote; unreadable or corrupt is a ``ValueError`` naming the file."""
     try:
-        return json.loads(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        return contract_read_json(path, what=what)
+    except (OSError, ValueError) as e:
         raise ValueError(f"{path}: not a readable {what} ({type(e).__name__}: {str(e)[:200]}); it was not "
                          "written by bitsim train, or is damaged: move it away (nothing was changed)") from None
 
@@ -351,7 +345,8 @@ def check_train_paths(cfgs: list[TrainConfig], out_dir: str | Path, export_dir: 
     for flag, f in folders:
         if f.exists() and not f.is_dir():
             raise ValueError(f"{flag} {f} is a file; give a folder")
-    outputs = [out / "plan.json"] + [out / c.run_name / n for c in cfgs for n in ("state.pt", "final.pt", "result.json")]
+    outputs = [out / "plan.json"] + [out / c.run_name / n for c in cfgs
+                                      for n in ("state.pt", "final.pt", "result.json")]
     if export_dir is not None:
         outputs.append(Path(export_dir) / "results.json")
     corpora = sorted({c.corpus for c in cfgs if c.corpus != STDLIB})
@@ -427,6 +422,196 @@ def environment(device: torch.device) -> dict[str, str]:
 
 
 # ------------------------------------------------------------------ one run
+def _finished_result(cfg: TrainConfig, run_dir: Path, log: Callable[[str], None]) -> dict[str, Any] | None:
+    """The result of the run if it is done; ``None`` when it has to train (or resume)."""
+    result_path, final_path = run_dir / "result.json", run_dir / "final.pt"
+    if not result_path.exists():
+        return None
+    res = read_json(result_path, "run result")
+    if not isinstance(res, dict):
+        raise ValueError(f"{result_path}: not a run result (a JSON object); move it away (nothing was changed)")
+    if res.get("config") != cfg.to_dict():
+        raise ValueError(f"{result_path}: written by another config; use another out folder or name")
+    if res.get("status") != "done":
+        return None
+    if not final_path.exists():
+        raise ValueError(f"{result_path}: the run is done but its {final_path.name} is missing; move "
+                         f"{result_path.name} away to train it again")
+    log(f"[{cfg.run_name}] already done: val loss {res['final']['val_loss']:.4f}")
+    return res
+
+
+class _Trainer:
+    """One run's model, optimizer, data and progress (step, curve, running loss), from step 0 or resumed."""
+
+    def __init__(self, cfg: TrainConfig, run_dir: Path, corpus: Corpus, log: Callable[[str], None]):
+        self.cfg, self.corpus, self.log = cfg, corpus, log
+        self.state_path, self.final_path = run_dir / "state.pt", run_dir / "final.pt"
+        self.result_path = run_dir / "result.json"
+        self.device = device = resolve_device(cfg)
+        if device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        self.train_stream, self.val_stream = corpus.train.to(device), corpus.val.to(device)
+        n_train = self.train_stream.numel() - cfg.seq_len
+        if n_train < 1:
+            raise ValueError(f"corpus: the training split ({self.train_stream.numel()} bytes) is shorter than "
+                             f"one sequence ({cfg.seq_len})")
+        self.val_starts = eval_starts(self.val_stream.numel(), cfg.eval_sequences, cfg.seq_len)
+        self.final_starts = eval_starts(self.val_stream.numel(), cfg.final_eval_sequences, cfg.seq_len)
+        self.model = Transformer(cfg.stage_config(0), seed=cfg.seed).to(device)
+        self.model.fuse_attention(device.type == "cuda")
+        self.opt = make_optimizer(self.model, cfg, device)
+        self.starts_all = step_starts(cfg, n_train + 1, device)
+        self.step, self.curve, self.train_s, self.loss_sum, self.loss_n = 0, [], 0.0, 0.0, 0
+        self.running, self.pending = torch.zeros((), device=device), 0
+        if self.state_path.exists():
+            self._resume()
+        self.fwd = torch.compile(self.model) if cfg.compile else self.model
+
+    def _corpus_sha(self) -> list[str]:
+        return [self.corpus.manifest["sha256_train"], self.corpus.manifest["sha256_val"]]
+
+    def _resume(self) -> None:
+        cfg, path = self.cfg, self.state_path
+        st = _load_state(path)
+        if st.get("config") != cfg.to_dict():
+            raise ValueError(f"{path}: a training state of another config; cannot resume")
+        if st.get("corpus_sha256") != self._corpus_sha():
+            raise ValueError(f"{path}: trained on another corpus (sha256 differs); cannot resume")
+        step = int(st["step"])
+        if not 0 <= step <= cfg.steps:
+            raise ValueError(f"{path}: step {step} is outside [0, {cfg.steps}]; cannot resume")
+        self.model.reconfigure(cfg.stage_config(step))
+        try:
+            self.model.load_state_dict(st["model"])
+            self.opt.load_state_dict(st["optimizer"])
+        except (RuntimeError, KeyError, ValueError, TypeError) as e:
+            raise ValueError(f"{path}: its weights or optimizer state do not fit the config "
+                             f"({type(e).__name__}: {str(e)[:200]}); cannot resume") from None
+        self.step, self.curve, self.train_s = step, list(st["curve"]), float(st["train_s"])
+        self.loss_sum, self.loss_n = float(st["loss_sum"]), int(st["loss_n"])
+        self.log(f"[{cfg.run_name}] resumed at step {step}/{cfg.steps}")
+
+    def save_state(self) -> None:
+        obj = dict(format=STATE_FORMAT, config=self.cfg.to_dict(), step=self.step, model=self.model.state_dict(),
+                   optimizer=self.opt.state_dict(), curve=self.curve, train_s=self.train_s,
+                   loss_sum=self.loss_sum, loss_n=self.loss_n, corpus_sha256=self._corpus_sha())
+        with atomic_path(self.state_path) as tmp:
+            torch.save(obj, tmp)
+
+    def sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def flush(self) -> None:
+        """Add the losses accumulated on the device to the running mean (waits for the device)."""
+        self.sync()
+        self.loss_sum += float(self.running)
+        self.loss_n += self.pending
+        self.running.zero_()
+        self.pending = 0
+
+    def eval_point(self) -> None:
+        cfg, step = self.cfg, self.step
+        lr, wd = lr_wd_at(cfg, max(0, step - 1))
+        c = dict(step=step, tokens=step * cfg.tokens_per_step, stage=self.model.cfg.datapath, lr=lr, wd=wd,
+                 train_loss=(self.loss_sum / self.loss_n) if self.loss_n else float("nan"),
+                 val_loss=evaluate(self.fwd, self.val_stream, self.val_starts, cfg, self.device),
+                 train_s=self.train_s)
+        self.curve.append(c)
+        self.loss_sum, self.loss_n = 0.0, 0
+        self.log(f"[{cfg.run_name}] step {step}/{cfg.steps} ({c['stage']}) train {c['train_loss']:.4f} "
+                 f"val {c['val_loss']:.4f} lr {lr:.2e} wd {wd:g} ({self.train_s:.1f} s)")
+
+    def train_step(self) -> None:
+        """One optimizer step (switching a4.8 to its second stage first when it is due)."""
+        cfg = self.cfg
+        if self.step == cfg.switch_step and self.model.cfg != cfg.model_config():
+            self.model.reconfigure(cfg.model_config())     # a4.8 stage 2: same weights, same optimizer
+            self.log(f"[{cfg.run_name}] step {self.step}: switched to the full {cfg.datapath} datapath")
+        lr, wd = lr_wd_at(cfg, self.step)
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+            if g["decays"]:
+                g["weight_decay"] = wd
+        seqs = windows(self.train_stream, self.starts_all[self.step], cfg.seq_len)
+        with _autocast(cfg, self.device):
+            loss = loss_of(self.fwd, seqs)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        self.running += loss.detach()
+        self.pending += 1
+        self.step += 1
+
+    def train(self, t_call: float, time_limit_s: float | None, stop_at: int | None) -> bool:
+        """Steps until the end (True) or until the time limit / ``stop_at`` pauses the run (False)."""
+        cfg = self.cfg
+        if self.step == 0 and not self.curve:
+            self.eval_point()
+        last_save, step_s = time.perf_counter(), 0.0
+        while self.step < cfg.steps:
+            if (time_limit_s is not None and time.perf_counter() - t_call + 2 * step_s > time_limit_s) or \
+                    (stop_at is not None and self.step >= stop_at):
+                self.flush()
+                self.save_state()
+                self.log(f"[{cfg.run_name}] paused at step {self.step}/{cfg.steps} (time limit or stop_at), "
+                         "state saved")
+                return False
+            t0 = time.perf_counter()
+            self.train_step()
+            at_eval = self.step % cfg.eval_interval == 0 or self.step == cfg.steps
+            if at_eval:
+                self.flush()                    # also waits for the GPU, so train_s holds the steps' time
+            dt = time.perf_counter() - t0
+            self.train_s += dt
+            step_s = dt if step_s == 0 else 0.9 * step_s + 0.1 * dt
+            if at_eval:
+                self.eval_point()
+            if time.perf_counter() - last_save > cfg.checkpoint_every_s and self.step < cfg.steps:
+                self.flush()
+                self.save_state()
+                last_save = time.perf_counter()
+        self.sync()
+        self.save_state()
+        return True
+
+    def finish(self) -> dict[str, Any]:
+        """Final validation loss, a4.8's evaluation-only variants, the inference checkpoint and the result."""
+        cfg, model, device, step = self.cfg, self.model, self.device, self.step
+        t_eval = time.perf_counter()
+        val = evaluate(self.fwd, self.val_stream, self.final_starts, cfg, device)
+        final_cfg = cfg.model_config()
+        variants = {}
+        if cfg.two_activation_stages:
+            for vname, change in EVAL_VARIANTS.items():
+                model.reconfigure(final_cfg.replace(**change))
+                variants[vname] = evaluate(model, self.val_stream, self.final_starts, cfg, device)
+            model.reconfigure(final_cfg)
+        heldout = windows(self.val_stream, eval_starts(self.val_stream.numel(), cfg.heldout_sequences, cfg.seq_len),
+                          cfg.seq_len)
+        manifest = self.corpus.manifest
+        meta = dict(run=cfg.run_name, datapath=cfg.datapath, seed=cfg.seed, step=step,
+                    tokens=step * cfg.tokens_per_step, val_loss=val, train_config=cfg.to_dict(),
+                    corpus=manifest, **environment(device))
+        save_inference_checkpoint(model, self.final_path, heldout=heldout, meta=meta)
+        res = dict(version=RESULT_VERSION, status="done", name=cfg.run_name, config=cfg.to_dict(),
+                   model_config=final_cfg.to_dict(), **parameter_counts(model), steps=step,
+                   tokens=step * cfg.tokens_per_step, switch_step=cfg.switch_step, train_s=self.train_s,
+                   tokens_per_s=step * cfg.tokens_per_step / max(self.train_s, 1e-9),
+                   eval_s=time.perf_counter() - t_eval, curve=self.curve,
+                   final=dict(val_loss=val, val_bpb=val / math.log(2), val_ppl=math.exp(val),
+                              eval_tokens=len(self.final_starts) * cfg.seq_len),
+                   variants=variants, corpus=manifest, checkpoint=self.final_path.name, **environment(device))
+        write_json(self.result_path, res)
+        self.log(f"[{cfg.run_name}] done: {step} steps, {res['tokens']:.3g} tokens in {self.train_s:.1f} s "
+                 f"({res['tokens_per_s']:.3g} tok/s); final val loss {val:.4f} nats/byte "
+                 f"({res['final']['val_bpb']:.4f} bits/byte)")
+        return res
+
+
 def train_run(cfg: TrainConfig, out_dir: str | Path, corpus: Corpus | None = None, *,
               time_limit_s: float | None = None, stop_at: int | None = None,
               log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -438,170 +623,16 @@ def train_run(cfg: TrainConfig, out_dir: str | Path, corpus: Corpus | None = Non
     """
     t_call = time.perf_counter()
     run_dir = Path(out_dir) / cfg.run_name
-    result_path, state_path, final_path = run_dir / "result.json", run_dir / "state.pt", run_dir / "final.pt"
-    if result_path.exists():
-        res = read_json(result_path, "run result")
-        if not isinstance(res, dict):
-            raise ValueError(f"{result_path}: not a run result (a JSON object); move it away (nothing was changed)")
-        if res.get("config") != cfg.to_dict():
-            raise ValueError(f"{result_path}: written by another config; use another out folder or name")
-        if res.get("status") == "done":
-            if not final_path.exists():
-                raise ValueError(f"{result_path}: the run is done but its {final_path.name} is missing; move "
-                                 f"{result_path.name} away to train it again")
-            log(f"[{cfg.run_name}] already done: val loss {res['final']['val_loss']:.4f}")
-            return res
+    done = _finished_result(cfg, run_dir, log)
+    if done is not None:
+        return done
     corpus = corpus or build_corpus(cfg.corpus, cfg.val_percent)
     if corpus.manifest["val_percent"] != cfg.val_percent:
         raise ValueError("corpus: built with another val_percent than the config's")
-    device = resolve_device(cfg)
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    train_stream = corpus.train.to(device)
-    val_stream = corpus.val.to(device)
-    n_train = train_stream.numel() - cfg.seq_len
-    if n_train < 1:
-        raise ValueError(f"corpus: the training split ({train_stream.numel()} bytes) is shorter than "
-                         f"one sequence ({cfg.seq_len})")
-    val_starts = eval_starts(val_stream.numel(), cfg.eval_sequences, cfg.seq_len)
-    final_starts = eval_starts(val_stream.numel(), cfg.final_eval_sequences, cfg.seq_len)
-
-    model = Transformer(cfg.stage_config(0), seed=cfg.seed).to(device)
-    model.fuse_attention(device.type == "cuda")
-    opt = make_optimizer(model, cfg, device)
-    starts_all = step_starts(cfg, n_train + 1, device)
-    step, curve, train_s, loss_sum, loss_n = 0, [], 0.0, 0.0, 0
-    if state_path.exists():
-        st = _load_state(state_path)
-        if st.get("config") != cfg.to_dict():
-            raise ValueError(f"{state_path}: a training state of another config; cannot resume")
-        if st.get("corpus_sha256") != [corpus.manifest["sha256_train"], corpus.manifest["sha256_val"]]:
-            raise ValueError(f"{state_path}: trained on another corpus (sha256 differs); cannot resume")
-        step = int(st["step"])
-        if not 0 <= step <= cfg.steps:
-            raise ValueError(f"{state_path}: step {step} is outside [0, {cfg.steps}]; cannot resume")
-        model.reconfigure(cfg.stage_config(step))
-        try:
-            model.load_state_dict(st["model"])
-            opt.load_state_dict(st["optimizer"])
-        except (RuntimeError, KeyError, ValueError, TypeError) as e:
-            raise ValueError(f"{state_path}: its weights or optimizer state do not fit the config "
-                             f"({type(e).__name__}: {str(e)[:200]}); cannot resume") from None
-        curve, train_s = list(st["curve"]), float(st["train_s"])
-        loss_sum, loss_n = float(st["loss_sum"]), int(st["loss_n"])
-        log(f"[{cfg.run_name}] resumed at step {step}/{cfg.steps}")
-    fwd = torch.compile(model) if cfg.compile else model
-
-    def save_state() -> None:
-        obj = dict(format=STATE_FORMAT, config=cfg.to_dict(), step=step, model=model.state_dict(),
-                   optimizer=opt.state_dict(), curve=curve, train_s=train_s,
-                   loss_sum=loss_sum, loss_n=loss_n,
-                   corpus_sha256=[corpus.manifest["sha256_train"], corpus.manifest["sha256_val"]])
-        _atomic_write(state_path, lambda tmp: torch.save(obj, tmp))
-
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    def eval_point() -> None:
-        nonlocal loss_sum, loss_n
-        lr, wd = lr_wd_at(cfg, max(0, step - 1))
-        curve.append(dict(step=step, tokens=step * cfg.tokens_per_step,
-                          stage=model.cfg.datapath, lr=lr, wd=wd,
-                          train_loss=(loss_sum / loss_n) if loss_n else float("nan"),
-                          val_loss=evaluate(fwd, val_stream, val_starts, cfg, device), train_s=train_s))
-        loss_sum, loss_n = 0.0, 0
-        c = curve[-1]
-        log(f"[{cfg.run_name}] step {step}/{cfg.steps} ({c['stage']}) train {c['train_loss']:.4f} "
-            f"val {c['val_loss']:.4f} lr {lr:.2e} wd {wd:g} ({train_s:.1f} s)")
-
-    if step == 0 and not curve:
-        eval_point()
-    last_save = time.perf_counter()
-    step_s, pending = 0.0, 0
-    running = torch.zeros((), device=device)
-
-    def flush() -> None:
-        nonlocal loss_sum, loss_n, pending
-        sync()
-        loss_sum += float(running)
-        loss_n += pending
-        running.zero_()
-        pending = 0
-
-    while step < cfg.steps:
-        if (time_limit_s is not None and time.perf_counter() - t_call + 2 * step_s > time_limit_s) or \
-                (stop_at is not None and step >= stop_at):
-            flush()
-            save_state()
-            log(f"[{cfg.run_name}] paused at step {step}/{cfg.steps} (time limit or stop_at), state saved")
-            return dict(status="paused", name=cfg.run_name, step=step, config=cfg.to_dict())
-        if step == cfg.switch_step and model.cfg != cfg.model_config():
-            model.reconfigure(cfg.model_config())     # a4.8 stage 2: same weights, same optimizer
-            log(f"[{cfg.run_name}] step {step}: switched to the full {cfg.datapath} datapath")
-        t0 = time.perf_counter()
-        lr, wd = lr_wd_at(cfg, step)
-        for g in opt.param_groups:
-            g["lr"] = lr
-            if g["decays"]:
-                g["weight_decay"] = wd
-        seqs = windows(train_stream, starts_all[step], cfg.seq_len)
-        with _autocast(cfg, device):
-            loss = loss_of(fwd, seqs)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        running += loss.detach()
-        pending += 1
-        step += 1
-        at_eval = step % cfg.eval_interval == 0 or step == cfg.steps
-        if at_eval:
-            flush()                    # also waits for the GPU, so train_s holds the steps' time
-        dt = time.perf_counter() - t0
-        train_s += dt
-        step_s = dt if step_s == 0 else 0.9 * step_s + 0.1 * dt
-        if at_eval:
-            eval_point()
-        if time.perf_counter() - last_save > cfg.checkpoint_every_s and step < cfg.steps:
-            flush()
-            save_state()
-            last_save = time.perf_counter()
-    sync()
-    save_state()
-
-    # final numbers, eval-only variants, the inference checkpoint
-    t_eval = time.perf_counter()
-    val = evaluate(fwd, val_stream, final_starts, cfg, device)
-    final_cfg = cfg.model_config()
-    variants = {}
-    if cfg.two_activation_stages:
-        for vname, change in EVAL_VARIANTS.items():
-            model.reconfigure(final_cfg.replace(**change))
-            variants[vname] = evaluate(model, val_stream, final_starts, cfg, device)
-        model.reconfigure(final_cfg)
-    heldout = windows(val_stream, eval_starts(val_stream.numel(), cfg.heldout_sequences, cfg.seq_len),
-                      cfg.seq_len)
-    eval_tokens = len(final_starts) * cfg.seq_len
-    meta = dict(run=cfg.run_name, datapath=cfg.datapath, seed=cfg.seed, step=step,
-                tokens=step * cfg.tokens_per_step, val_loss=val, train_config=cfg.to_dict(),
-                corpus=corpus.manifest, **environment(device))
-    save_inference_checkpoint(model, final_path, heldout=heldout, meta=meta)
-    res = dict(version=RESULT_VERSION, status="done", name=cfg.run_name, config=cfg.to_dict(),
-               model_config=final_cfg.to_dict(), **parameter_counts(model), steps=step,
-               tokens=step * cfg.tokens_per_step, switch_step=cfg.switch_step, train_s=train_s,
-               tokens_per_s=step * cfg.tokens_per_step / max(train_s, 1e-9),
-               eval_s=time.perf_counter() - t_eval, curve=curve,
-               final=dict(val_loss=val, val_bpb=val / math.log(2), val_ppl=math.exp(val),
-                          eval_tokens=eval_tokens),
-               variants=variants, corpus=corpus.manifest, checkpoint=final_path.name,
-               **environment(device))
-    write_json(result_path, res)
-    log(f"[{cfg.run_name}] done: {step} steps, {res['tokens']:.3g} tokens in {train_s:.1f} s "
-        f"({res['tokens_per_s']:.3g} tok/s); final val loss {val:.4f} nats/byte "
-        f"({res['final']['val_bpb']:.4f} bits/byte)")
-    return res
+    trainer = _Trainer(cfg, run_dir, corpus, log)
+    if not trainer.train(t_call, time_limit_s, stop_at):
+        return dict(status="paused", name=cfg.run_name, step=trainer.step, config=cfg.to_dict())
+    return trainer.finish()
 
 
 # ------------------------------------------------------------------ several runs
@@ -702,7 +733,8 @@ def fit_steps(cfgs: list[TrainConfig], corpus: Corpus, seconds: float, *, overhe
         f2 = c.stage2_fraction if c.two_activation_stages else 0.0
         per_step += (1 - f2) * probes[k1]["step_s"] + f2 * probes[k2]["step_s"]
         n_eval = 11 * math.ceil(c.eval_sequences / c.eval_batch)
-        n_eval += math.ceil(c.final_eval_sequences / c.eval_batch) * (1 + (len(EVAL_VARIANTS) if c.two_activation_stages else 0))
+        variants = len(EVAL_VARIANTS) if c.two_activation_stages else 0
+        n_eval += math.ceil(c.final_eval_sequences / c.eval_batch) * (1 + variants)
         fixed += n_eval * probes[k2]["eval_batch_s"] + overhead_s
     steps = int((left - fixed) / per_step) if per_step > 0 else 0
     if steps < 10:

@@ -80,7 +80,8 @@ def trained_sparsity(datapath: str, path: str | Path | None = None) -> TrainedPr
                              f"of {datapath}; runs missing it: {missing}, rows: {len(g)}")
         vals = [float(v) for v in g["sparsity"]]
         if not all(0.0 <= v <= 1.0 for v in vals):
-            raise ValueError(f"profile 'trained': {p.name}: sparsity of {datapath} proj {proj!r} outside [0, 1]: {vals}")
+            raise ValueError(f"profile 'trained': {p.name}: sparsity of {datapath} proj {proj!r} outside [0, 1]: "
+                             f"{vals}")
         sp[grp] = sum(vals) / len(vals)
     return TrainedProfile(
         datapath=datapath, sparsity=sp, runs=runs,

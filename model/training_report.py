@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
+import shutil
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -22,6 +22,7 @@ import pandas as pd
 
 import contract.training  # noqa: F401  (registers the training tables)
 from contract import SCHEMAS, check_output, write_table
+from contract.io import atomic_path, temporary_sibling
 from model.checkpoint import LoadedCheckpoint, load_checkpoint
 from model.config import ModelConfig
 from model.paper_sparsity import PAPER_TABLE2, PAPER_TABLE2_OVERALL, PAPER_TABLE2_SOURCE
@@ -292,17 +293,9 @@ def plot_sparsity(t2: pd.DataFrame, path: Path) -> Path:
 
 
 def _save_figure(fig: Any, path: Path) -> None:
-    """Write a figure atomically (temporary sibling, then rename), so a failed write leaves the old one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=130)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write a figure atomically, so a failed write leaves the old one."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=130, format=path.suffix.lstrip("."))
 
 
 def _ordered(df: pd.DataFrame, schema: str) -> pd.DataFrame:
@@ -338,16 +331,20 @@ def write_training_tables(results_sources: Iterable[str | Path], checkpoints: st
         for name in OUTPUT_FILES:
             check_output(out / name, inputs=inputs, force=force)
     results = load_results(sources)
-    meta = dict(command=command or "", runs=sorted(results))
-    written = []
-    curves = curves_table(results)
-    written.append(write_table(_ordered(curves, "training_curve"), out / "training_curves.csv", "training_curve", meta))
-    written.append(write_table(_ordered(summary_table(results), "training_summary"), out / "training_summary.csv",
-                               "training_summary", meta))
-    abl = ablation_table(results)
-    if not abl.empty:
-        written.append(write_table(_ordered(abl, "training_ablation"), out / "training_ablations.csv",
-                                   "training_ablation", meta))
+    profile, cfg_of = _trained_profile(ck_files)
+    staging = temporary_sibling(out)          # every file is made here first: a failure leaves none behind
+    try:
+        names = _write_all(results, profile, cfg_of, ck_files, staging, command)
+        out.mkdir(parents=True, exist_ok=True)
+        for name in names:
+            os.replace(staging / name, out / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return [out / name for name in names]
+
+
+def _trained_profile(ck_files: list[Path]) -> tuple[pd.DataFrame, dict[str, ModelConfig]]:
+    """The trained-profile rows of every ternary checkpoint, and each run's model config."""
     prof_rows, cfg_of = [], {}
     for f in ck_files:
         ck = load_checkpoint(f)
@@ -355,15 +352,28 @@ def write_training_tables(results_sources: Iterable[str | Path], checkpoints: st
             continue
         prof_rows += profile_rows(ck)
         cfg_of[ck.meta.get("run")] = ck.config
-    profile = pd.DataFrame(prof_rows)
+    return pd.DataFrame(prof_rows), cfg_of
+
+
+def _write_all(results: dict[str, dict], profile: pd.DataFrame, cfg_of: dict[str, ModelConfig],
+               ck_files: list[Path], folder: Path, command: str | None) -> list[str]:
+    """Every table and figure into ``folder``; returns the file names written."""
+    meta = dict(command=command or "", runs=sorted(results))
+    curves = curves_table(results)
+    tables = [(curves, "training_curve", "training_curves.csv", meta),
+              (summary_table(results), "training_summary", "training_summary.csv", meta)]
+    abl = ablation_table(results)
+    if not abl.empty:
+        tables.append((abl, "training_ablation", "training_ablations.csv", meta))
     pmeta = dict(meta, checkpoints=[f.name for f in ck_files],
                  note="measured on the CPU, fake-quant path, on the validation sequences stored in each checkpoint")
-    written.append(write_table(_ordered(profile, "trained_profile"), out / "trained_profile.csv", "trained_profile", pmeta))
     t2 = table2(profile, cfg_of)
-    written.append(write_table(_ordered(t2, "trained_table2"), out / "trained_table2.csv", "trained_table2", pmeta))
+    tables += [(profile, "trained_profile", "trained_profile.csv", pmeta),
+               (t2, "trained_table2", "trained_table2.csv", pmeta)]
+    for df, schema, name, m in tables:
+        write_table(_ordered(df, schema), folder / name, schema, m)
     switch = [r["switch_step"] * r["config"]["batch_size"] * r["config"]["seq_len"] for r in results.values()
               if r["config"]["datapath"] == "a4.8" and r["switch_step"] < r["steps"]]
-    written.append(plot_curves(curves, out / "training_curves.png", switch[0] if switch else None))
-    written.append(plot_sparsity(t2, out / "trained_sparsity.png"))
-    return written
-
+    plot_curves(curves, folder / "training_curves.png", switch[0] if switch else None)
+    plot_sparsity(t2, folder / "trained_sparsity.png")
+    return [name for _, _, name, _ in tables] + ["training_curves.png", "trained_sparsity.png"]

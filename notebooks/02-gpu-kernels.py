@@ -24,6 +24,7 @@ import os
 
 SMALL = os.environ.get("BITSIM_NB_SMALL") == "1"
 MEASURED_DIR = os.environ.get("BITSIM_MEASURED_DIR", "../reports/data")
+ROWS = 20          # long tables show their first rows (every row: the DataFrame, or the report's CSV)
 
 # %%
 import matplotlib.pyplot as plt
@@ -38,23 +39,26 @@ from bitsim.report.measured import ANCHORS_SOURCE, load_measured, speedups
 
 measured = load_measured(MEASURED_DIR)
 print(f"{len(measured)} measured rows from: {sorted(set(measured.source))}")
-with pd.option_context("display.max_rows", None, "display.max_columns", None, "display.width", 200):
-    display(measured.groupby(["source", "gpu", "op", "kernel"]).size().rename("rows").to_frame())
+inventory = measured.groupby(["source", "gpu", "op", "kernel"]).size().rename("rows").to_frame()
+print(f"{len(inventory)} (run, GPU, op, kernel) groups; the first {min(ROWS, len(inventory))}:")
+display(inventory.head(ROWS))
 
 # %% [markdown]
 # ## Speedups over the FP16 baseline (same shape, same run, same timing mode)
 # `speedup_lo` / `speedup_hi`: the baseline's and the kernel's spread combined (quartiles of the repeats, or
-# min/max); `spread` = none where the run stored one median only.  Every row is shown.
+# min/max); `spread` = none where the run stored one median only.  The first rows are shown (`shown` holds
+# every one); the figure draws one run at a time, so kernels of two GPUs or kernel versions never mix.
 
 # %%
 spd = speedups(measured)
 shown = shown_measurements(spd)  # the kernels' own runs (anchors only if there is nothing else)
 cols = ["source", "shape", "kernel", "impl", "cuda_graph", "us", "baseline_us", "speedup", "speedup_lo",
         "speedup_hi", "spread", "repeats"]
-with pd.option_context("display.max_rows", None, "display.max_columns", None, "display.width", 250):
-    display(shown[cols].round(3))
-figures.measured_speedups(shown)
-plt.show()
+print(f"{len(shown)} speedup rows; the first {min(ROWS, len(shown))}:")
+display(shown[cols].round(3).head(ROWS))
+for run in sorted(shown.source.unique()):
+    figures.measured_speedups(shown, run=run)
+    plt.show()
 
 # %% [markdown]
 # ## Bandwidth and the roofline
@@ -68,9 +72,9 @@ figures.measured_roofline(own)
 plt.show()
 decode = own[(own.M == 1) & own.op.isin(["gemv", "sparse_gemv"])].sort_values("us")
 decode = decode.drop_duplicates(["source", "kernel", "N", "K", "sparsity"])
-with pd.option_context("display.max_rows", None, "display.width", 200):
-    display(decode[["source", "kernel", "N", "K", "sparsity", "cuda_graph", "us", "bytes", "gbps"]]
-            .sort_values(["source", "N", "K", "us"]).round(2))
+print(f"{len(decode)} decode kernel calls; the first {min(ROWS, len(decode))}:")
+display(decode[["source", "kernel", "N", "K", "sparsity", "cuda_graph", "us", "bytes", "gbps"]]
+        .sort_values(["source", "N", "K", "us"]).round(2).head(ROWS))
 
 # %% [markdown]
 # ## Board energy of sustained runs (NVML)
@@ -94,8 +98,8 @@ rows = (measured_speed_rows(spd, "ours_w158a4_fp8", "ours_w158a8", CLAIMS["speed
         + measured_speed_rows(spd, "block_a4.8", "block_b1.58", CLAIMS["speedup_vs_b158"])
         + measured_speed_rows(spd, "block_a4.8", "block_fp16", CLAIMS["speedup_vs_fp16"]))
 claims = pd.DataFrame(rows)
-with pd.option_context("display.max_rows", None, "display.max_colwidth", None):
-    display(claims[["hardware", "workload", "ours", "verdict"]] if len(claims) else claims)
+with pd.option_context("display.max_colwidth", None):
+    display(claims[["hardware", "workload", "ours", "verdict"]].head(ROWS) if len(claims) else claims)
 
 # %% [markdown]
 # ## Takeaways (computed from the tables above)
@@ -114,9 +118,9 @@ for src, g in shown.groupby("source"):
 if len(claims):
     lines.append("- Measured claim rows: " + "; ".join(f"{r.hardware.split(': ')[-1]} {r.ours} ({r.verdict})"
                                                        for r in claims.itertuples()))
-if len(board):
-    b = board[(board.scope == "7b_token")].set_index("datapath").j_per_token
+for gpu, g in (board[board.scope == "7b_token"].groupby("gpu") if len(board) else []):
+    b = g.groupby("datapath").j_per_token.first()
     if {"fp16", "a4.8"} <= set(b.index):
-        lines.append(f"- Board energy of a 7B decode token: fp16 {b['fp16']:.2f} J, a4.8 {b['a4.8']:.2f} J "
-                     f"({b['fp16'] / b['a4.8']:.2f}x less).")
+        lines.append(f"- Board energy of a 7B decode token on {gpu}: fp16 {b['fp16']:.2f} J, a4.8 {b['a4.8']:.2f} J "
+                     f"({b['fp16'] / b['a4.8']:.2f}x less; the whole board, idle power included).")
 print("\n".join(lines) or "no measurements")

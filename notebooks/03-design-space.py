@@ -18,19 +18,21 @@
 # (`reports/specs/design-space.yaml`), with the **model** and the decode **batch** as knobs too, run with
 # `bitsim.experiments.sweep` (the same engine as `bitsim sweep`).  Each Pareto front is computed on exactly
 # the objectives its panel draws, and each front point is labelled with its knobs.  Finished points are
-# saved as they complete: rerunning this notebook reuses them.
+# saved as they complete: rerunning this notebook reuses them.  The results set is named after the
+# workload knobs (models, batches, context), so changing one and re-running starts a new set beside the old
+# one instead of being refused as a different sweep.
 
 # %% tags=["parameters"]
 import os
 
 SMALL = os.environ.get("BITSIM_NB_SMALL") == "1"
 SPEC = "../reports/specs/design-space.yaml"
-RESULTS = os.environ.get("BITSIM_NB_OUT", "../reports/runs") + ("/design-space-small.parquet" if SMALL
-                                                                 else "/design-space.parquet")
 WORKERS = 1 if SMALL else 2
-MODELS = ["tiny"] if SMALL else ["2b4t"]          # model presets (a knob)
+MODELS = ["tiny"] if SMALL else ["7b"]            # model presets (a knob): 7B is the study's main model
+PROFILE = "paper-table2"                          # the 7B profile the study uses (tiny: random weights)
 BATCHES = [1, 4] if SMALL else [1, 16]            # decode batch (a knob): zero skipping pays at small batches
 CONTEXT = 64 if SMALL else 2048
+ROWS = 15                                         # long tables show their first rows
 
 # %%
 import matplotlib.pyplot as plt
@@ -45,15 +47,20 @@ raw = yaml.safe_load(open(SPEC))
 if SMALL:  # a corner of the same space
     raw["accelerator"]["grid"] = {"arrays.ternary.rows": [64, 128], "offchip.bandwidth_gbps": [409.6, 1638.4]}
 raw["workloads"] = {"preset": MODELS, "datapath": "a4.8", "phase": "decode", "context": [CONTEXT], "batch": BATCHES}
+if not SMALL:   # tiny has no Table 2 row: its traces keep their random-weight statistics
+    raw["workloads"]["profile"] = PROFILE
 spec = parse_spec(raw)
-print(f"{len(spec.points())} points")
-df = run_sweep(spec, RESULTS, workers=WORKERS, backend="serial" if WORKERS == 1 else "process", progress=False)
+TAG = f"{'-'.join(MODELS)}-b{'_'.join(str(b) for b in BATCHES)}-c{CONTEXT}" + ("-small" if SMALL else "")
+RESULTS = os.environ.get("BITSIM_NB_OUT", "../reports/runs") + f"/design-space-{TAG}.parquet"
+print(f"{len(spec.points())} points -> {RESULTS}")
+df = run_sweep(spec, RESULTS, workers=WORKERS, backend="serial" if WORKERS == 1 else "process", progress=True)
 AREA = "area_mm2" if "area_mm2" in df.columns else "compute_area_mm2_45nm"
-AREA_LABEL = "chip area (mm², sim)" if AREA == "area_mm2" else "PE-array area (mm², 45 nm)"
+AREA_LABEL = "chip area (mm², sim: PE, vector, SRAM, PHY)" if AREA == "area_mm2" else "PE-array area (mm², 45 nm)"
 hw = [c for c in df.columns if c.startswith("hw.")]
 KNOBS = hw + ["preset", "batch"]
-feasible = df[df.fits_offchip.astype(bool)] if "fits_offchip" in df else df
-print(f"{len(feasible)} of {len(df)} points fit the chip's memory (the others are not drawn)")
+fits = df.fits_offchip.astype(bool) if "fits_offchip" in df else pd.Series(True, index=df.index)
+feasible, infeasible = df[fits], df[~fits]
+print(f"{len(feasible)} of {len(df)} points fit the chip's memory (the others are marked x and kept off the fronts)")
 
 
 def knob_label(row) -> str:
@@ -82,32 +89,44 @@ def knob_label(row) -> str:
 # %%
 panels = [({"tokens_per_s": "max", "energy_j_per_token": "min"}, "energy per token (J)"),
           ({"tokens_per_s": "max", AREA: "min"}, AREA_LABEL)]
-fig, axes = plt.subplots(1, 2, figsize=(14, 5.5))
+fig, axes = plt.subplots(1, 2, figsize=(10, 4.4))
 fronts = []
 for ax, (objectives, ylabel) in zip(axes, panels):
     y = [k for k in objectives if k != "tokens_per_s"][0]
     for b, g in feasible.groupby("batch"):
         ax.scatter(g.tokens_per_s, g[y], s=14, alpha=0.5, label=f"batch {b}")
+    if len(infeasible):
+        ax.scatter(infeasible.tokens_per_s, infeasible[y], marker="x", s=14, color="0.5", lw=0.8,
+                   label=f"does not fit the chip's memory ({len(infeasible)}; not on the front)")
     mask = pareto_mask(feasible, objectives)
     front = feasible[mask].sort_values("tokens_per_s")
     fronts.append(front.assign(objectives=" & ".join(objectives)))
     ax.plot(front.tokens_per_s, front[y], "-o", color="crimson", ms=5, mfc="none",
-            label=f"Pareto front on {' and '.join(objectives)} ({len(front)} points)")
-    for _, r in front.iterrows():
-        ax.annotate(knob_label(r), (r.tokens_per_s, r[y]), fontsize=6, xytext=(3, 3), textcoords="offset points")
+            label=f"Pareto front ({len(front)} points, labelled with their knobs)")
+    for i, (_, r) in enumerate(front.iterrows()):   # alternate sides so neighbouring labels do not collide
+        ax.annotate(knob_label(r), (r.tokens_per_s, r[y]), fontsize=5.5, textcoords="offset points",
+                    xytext=(4, 4) if i % 2 == 0 else (4, -9))
     ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("decode tokens/s (all sequences of the batch)")
-    ax.set_ylabel(ylabel)
+    ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(plt.NullFormatter())
+    if y == AREA:   # a narrow range of areas: a linear axis
+        ax.set_yscale("linear")
+    else:
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.yaxis.set_minor_formatter(plt.NullFormatter())
+    ax.set_xlabel("decode tokens/s (all sequences of the batch)", fontsize=8)
+    ax.set_ylabel(ylabel, fontsize=8)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
+    ax.legend(fontsize=6, loc="best")
+profile = PROFILE if not SMALL else "random-weight statistics"
 fig.suptitle(f"{spec.name}: {len(feasible)} feasible design points, models {', '.join(MODELS)}, context {CONTEXT}\n"
-             "profile: random-weight statistics (the sweep's traces) · energy: chip model, dynamic + static",
-             fontsize=10)
+             f"profile: {profile} · energy: chip model, dynamic + static", fontsize=9)
 fig.tight_layout()
 plt.show()
-with pd.option_context("display.max_rows", None, "display.width", 200):
-    display(pd.concat(fronts)[["objectives"] + KNOBS + ["tokens_per_s", "energy_j_per_token", AREA]].round(4))
+table = pd.concat(fronts)[["objectives"] + KNOBS + ["tokens_per_s", "energy_j_per_token", AREA]].round(4)
+print(f"{len(table)} front points; the first {min(ROWS, len(table))}:")
+display(table.head(ROWS))
 
 # %% [markdown]
 # ## What each knob does (median over the other knobs)
@@ -115,18 +134,23 @@ with pd.option_context("display.max_rows", None, "display.width", 200):
 # %%
 for col in KNOBS:
     if feasible[col].nunique() > 1:
-        display(feasible.groupby(col)[["tokens_per_s", "energy_j_per_token", AREA]].median().round(4))
+        display(feasible.groupby(col)[["tokens_per_s", "energy_j_per_token", AREA]].median().round(4).head(ROWS))
 
 # %% [markdown]
 # ## Takeaways (computed from the sweep)
 
 # %%
-lines = []
+lines, flat = [], []
 for col in KNOBS:
     if feasible[col].nunique() > 1:
         med = feasible.groupby(col).tokens_per_s.median()
+        if med.max() / med.min() < 1.01:   # a knob that moves nothing is named once, not as "x -> x (1.00x)"
+            flat.append(col)
+            continue
         lines.append(f"- {col}: median decode tokens/s {med.min():.0f} -> {med.max():.0f} "
                      f"({med.max() / med.min():.2f}x) from {med.idxmin()} to {med.idxmax()}.")
+if flat:
+    lines.append(f"- no effect on median decode tokens/s (< 1 %) in the swept range: {', '.join(flat)}.")
 skip = [c for c in hw if c.endswith("skip_weight_fetch")]
 if skip:
     for b, g in feasible.groupby("batch"):

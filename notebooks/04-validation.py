@@ -56,7 +56,7 @@ print(f"max |error| vs SCALE-Sim: {100 * cmp_sys.rel_error.abs().max():.2f}% ove
 
 # %%
 res = run_study(StudyConfig(name="04-validation", presets=(PRESET,), contexts=(CONTEXT,), prefill_tokens=CONTEXT,
-                            workers=1, experiments=()), progress=False)
+                            workers=1, experiments=()), progress=not SMALL)
 checks = []
 for (acc_name, dp, phase), ops in res.ops.groupby(["accelerator", "datapath", "phase"], sort=False):
     key = res.summary[res.summary.accelerator == acc_name].accelerator_key.iloc[0]
@@ -79,8 +79,8 @@ measured = load_measured(MEASURED_DIR)
 # our Triton kernels on the fitted one (+ launch latency and decode rates fitted on a calibration subset,
 # sim/validation/calibrate.py).  Calibration rows are listed apart: they are not validation.
 cmp, per_class = validate_simulator(measured)
-with pd.option_context("display.max_rows", None, "display.width", 200):
-    display(per_class.round(3))
+print(f"{len(per_class)} kernel classes (per GPU preset and split); the first 20:")
+display(per_class.round(3).head(20))
 missing = unreplayed_gpus(measured)
 if missing:
     print("not replayed (no sim preset for this GPU yet):", ", ".join(missing))

@@ -10,13 +10,15 @@ Folders mirror the hardware: ``config/`` (YAML -> validated dataclasses),
 ``memory/`` (bytes moved, the DMA channel, the double-buffered SRAM),
 ``energy/`` (the one energy table), ``engine/`` (per-op plans, the trace gate and
 the simpy processes), ``validation/`` (measured rows -> calibration -> held-out
-tables, the SCALE-Sim reference), ``sizing`` (iso-area designs), ``presets/*.yaml``.  See docs/simulator.md.
+tables, the SCALE-Sim reference), ``serving/`` (many requests on one or many chips: ``sim.serve``),
+``sizing`` (iso-area designs), ``presets/*.yaml``.  See docs/simulator.md.
 """
 from .config import PRESETS, AcceleratorConfig, load_accelerator
 from .engine import check_trace
+from .serving import serve
 from .simulate import SimResult, SimSummary, simulate, summary_table
 from .sizing import size_to_area
 from .trace_io import load_trace
 
 __all__ = ["AcceleratorConfig", "PRESETS", "SimResult", "SimSummary", "check_trace", "load_accelerator",
-           "load_trace", "simulate", "size_to_area", "summary_table"]
+           "load_trace", "serve", "simulate", "size_to_area", "summary_table"]

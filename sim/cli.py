@@ -13,9 +13,9 @@ import sys
 from pathlib import Path
 
 from contract import write_table
+from contract.io import write_json_atomic
 
 from .config import PRESETS
-from .files import write_json_atomic
 from .simulate import fallback_warning, simulate, summary_table
 from .trace_io import load_trace
 
@@ -47,7 +47,10 @@ def _same_file(a: Path, b: Path) -> bool:
             return os.path.samefile(a, b)
     except OSError:
         pass
-    return a.resolve() == b.resolve()
+    try:
+        return a.resolve() == b.resolve()
+    except (RuntimeError, OSError):      # a symlink loop: Python 3.11 raises RuntimeError
+        raise ValueError(f"{a} or {b}: a symlink loop") from None
 
 
 def check_outputs(inputs: dict[str, Path], outputs: dict[str, Path], force: bool) -> None:
@@ -100,9 +103,9 @@ def _run(args: argparse.Namespace) -> int:
     warning = fallback_warning(s)
     if warning:
         print(warning, file=sys.stderr)
-    if not s.feasible:
+    if not s.fits_offchip:
         print(f"warning: INFEASIBLE: {s.infeasible_reason}", file=sys.stderr)
     print(f"{s.accelerator}: {s.phase} {s.tokens} token(s), {s.latency_s * 1e3:.3f} ms, "
           f"{s.tokens_per_s:.1f} tok/s, {s.energy_j_per_token * 1e3:.3f} mJ/token, {s.area_mm2:.1f} mm2, "
-          f"{s.power_w:.1f} W{'' if s.feasible else ' (INFEASIBLE)'} -> {args.out}")
+          f"{s.power_w:.1f} W{'' if s.fits_offchip else ' (INFEASIBLE)'} -> {args.out}")
     return 0

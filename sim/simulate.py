@@ -8,10 +8,9 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -19,7 +18,7 @@ import pandas as pd
 from contract import validate
 from contract.sim import AREA_PARTS, BOUNDS, ENERGY_COMPONENTS, SIM_SUMMARY
 
-from .config import AcceleratorConfig, load_accelerator
+from .config import AcceleratorConfig, check_resident_weights, load_accelerator
 from .engine import check_timeline_path, check_trace, dma_tiles, plan_ops, schedule_ops, write_chrome_trace
 
 COMPONENTS = ENERGY_COMPONENTS
@@ -32,11 +31,10 @@ MAX_CYCLES = 1 << 62
 
 
 @dataclass(frozen=True, kw_only=True)
-class SimSummary(Mapping):
+class SimSummary:
     """Per-step totals of one simulation, with units (the ``sim_summary`` table, one row).
 
-    It also reads like the dict it replaces (``summary["cycles"]``, ``"kv_bytes" in summary``,
-    ``summary.get(...)``); :meth:`to_dict` is its JSON form, :meth:`row` its flat table row.
+    Fields are read as attributes; :meth:`to_dict` is its JSON form, :meth:`row` its flat table row.
     """
     accelerator: str
     comparison: str
@@ -55,13 +53,12 @@ class SimSummary(Mapping):
     weight_bytes: float                       # byte
     kv_bytes: float                           # byte
     footprint_bytes: float                    # byte
-    fits_offchip: bool
+    fits_offchip: bool                        # weights + KV fit the off-chip capacity
     compute_area_mm2_45nm: float              # mm2 (legacy: PE arithmetic under the papers' rule, 45 nm)
     cycles_by_bound: dict                     # bound -> cycle (BOUNDS)
     fallback_ops: tuple = ()                  # {op, needs, pair, array, count} per group
-    # ---- design costs and efficiency (issue 12; defaults keep old constructions valid) ----
-    feasible: bool = True                     # weights + KV fit the off-chip capacity
-    infeasible_reason: str = ""               # why not, with the numbers; "" when feasible
+    # ---- design costs and efficiency ----
+    infeasible_reason: str = ""               # why the footprint does not fit, with the numbers; "" when it fits
     capacity_bytes: float = 0.0               # byte, off-chip capacity
     area_mm2: float = 0.0                     # mm2, whole design at process_nm (sim.energy.chip)
     area_mm2_by_part: dict = field(default_factory=dict)   # part -> mm2 (AREA_PARTS)
@@ -76,18 +73,6 @@ class SimSummary(Mapping):
     tokens_per_s_per_mm2: float = 0.0         # token/s/mm2
     offchip_sustained_gbps: float = 0.0       # GB/s, peak x sustained fraction (what the DMA moves)
     causal_ops: int = 0                       # attention ops whose fully masked folds were skipped
-
-    def __getitem__(self, key: str) -> Any:
-        if key not in _SUMMARY_FIELDS:
-            raise KeyError(key)
-        value = getattr(self, key)
-        return list(value) if key == "fallback_ops" else value
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(_SUMMARY_FIELDS)
-
-    def __len__(self) -> int:
-        return len(_SUMMARY_FIELDS)
 
     def to_dict(self) -> dict:
         """Plain, JSON-ready dict (nested dicts copied, ``fallback_ops`` a list)."""
@@ -150,8 +135,27 @@ def simulate(trace: pd.DataFrame, accel: "str | Path | AcceleratorConfig",
     if timeline is not None:
         check_timeline_path(timeline)
     trace = trace.reset_index(drop=True)
+    check_resident_weights(cfg, _footprint(trace, str(trace["phase"].iloc[0]))[0], "op trace")
     plans = plan_ops(trace, cfg)
-    n = len(plans)
+    tiles = _check_tiles(trace, plans, cfg)
+    on_op_done = _progress_hook(progress, len(plans), tiles, cfg.name) \
+        if progress is not None and tiles > SLOW_DMA_TILES else None
+    names = [f"L{int(l)}.{o}" for l, o in zip(trace["layer"], trace["op"])]
+    log = schedule_ops(plans, cfg, names, on_op_done)
+    if log.end > MAX_CYCLES:
+        raise ValueError(f"the step runs {log.end:.3g} cycles on {cfg.name}, beyond {MAX_CYCLES:.3g}: "
+                         f"the trace's sizes are not those of one forward step")
+    ops = _ops_table(trace, plans, log, cfg)
+    summary = _summary(trace, ops, cfg, log.end, len(plans))
+    if timeline is not None:
+        info = [{"layer": int(l), "op": o, "op_class": c} for l, o, c in
+                zip(ops["layer"], ops["op"], ops["op_class"])]
+        write_chrome_trace(log, timeline, cfg.clock_ghz, cfg.name, info)
+    return SimResult(ops=ops, summary=summary, accel=cfg)
+
+
+def _check_tiles(trace: pd.DataFrame, plans: list, cfg: AcceleratorConfig) -> int:
+    """DMA tile loads of the step; a step above :data:`MAX_DMA_TILES` is refused before it runs."""
     tiles = sum(dma_tiles(plans, cfg))
     if tiles > MAX_DMA_TILES:
         ctx = trace.attrs.get("context")
@@ -160,14 +164,11 @@ def simulate(trace: pd.DataFrame, accel: "str | Path | AcceleratorConfig",
             f"{cfg.sram.weight_buffer_kib / 2:g} KiB), above the limit of {MAX_DMA_TILES:,} (~30 s); "
             f"shorten the step (context={ctx}, batch={trace.attrs.get('batch')}) or enlarge "
             f"sram.weight_buffer_kib")
-    on_op_done = _progress_hook(progress, n, tiles, cfg.name) if progress is not None and tiles > SLOW_DMA_TILES \
-        else None
-    names = [f"L{int(l)}.{o}" for l, o in zip(trace["layer"], trace["op"])]
-    log = schedule_ops(plans, cfg, names, on_op_done)
-    if log.end > MAX_CYCLES:
-        raise ValueError(f"the step runs {log.end:.3g} cycles on {cfg.name}, beyond {MAX_CYCLES:.3g}: "
-                         f"the trace's sizes are not those of one forward step")
+    return tiles
 
+
+def _ops_table(trace: pd.DataFrame, plans: list, log, cfg: AcceleratorConfig) -> pd.DataFrame:
+    """The per-op ``sim_result`` table of a scheduled run (timings, bounds, bytes, energy by component)."""
     start = np.array([t.start for t in log.timings], dtype=np.int64)
     end = np.array([t.end for t in log.timings], dtype=np.int64)
     comp = np.array([t.compute for t in log.timings], dtype=np.int64)
@@ -176,21 +177,18 @@ def simulate(trace: pd.DataFrame, accel: "str | Path | AcceleratorConfig",
     # Static energy: the run's leakage split over ops by the time each adds to the run.
     prev_end = np.maximum.accumulate(np.concatenate([[0], end[:-1]]))
     exclusive = np.maximum(end - np.maximum(prev_end, 0), 0)
-    sec_per_cycle = 1e-9 / cfg.clock_ghz
-    static_pj = exclusive * sec_per_cycle * cfg.static_w * 1e12
+    static_pj = exclusive * (1e-9 / cfg.clock_ghz) * cfg.static_w * 1e12
     peak = np.array([p.peak_rate for p in plans])
     work = np.array([p.work for p in plans])
-    unit = [p.unit for p in plans]
     # The bound of every op, named: memory (DMA time exceeds the unit's), else what bounds the
     # unit: compute, weight_load (folds wait on their stationary-operand load), sram, vector.
     bound = np.where(comp >= mem, np.array([p.limit for p in plans], dtype=object), "memory").astype(str)
-
     ops = pd.DataFrame({
         "layer": trace["layer"].astype(np.int64).to_numpy(),
         "op": trace["op"].astype(str).to_numpy(),
         "op_class": trace["op_class"].astype(str).to_numpy(),
         "phase": trace["phase"].astype(str).to_numpy(),
-        "unit": unit,
+        "unit": [p.unit for p in plans],
         "start_cycle": start, "end_cycle": end, "cycles": cycles,
         "compute_cycles": comp, "memory_cycles": mem,
         "bound": bound,
@@ -210,13 +208,7 @@ def simulate(trace: pd.DataFrame, accel: "str | Path | AcceleratorConfig",
     })
     ops.attrs = {"accelerator": cfg.name, "clock_ghz": cfg.clock_ghz,
                  **{k: v for k, v in trace.attrs.items() if isinstance(v, (str, int, float, bool))}}
-
-    summary = _summary(trace, ops, cfg, log.end, n)
-    if timeline is not None:
-        info = [{"layer": int(l), "op": o, "op_class": c} for l, o, c in
-                zip(ops["layer"], ops["op"], ops["op_class"])]
-        write_chrome_trace(log, timeline, cfg.clock_ghz, cfg.name, info)
-    return SimResult(ops=ops, summary=summary, accel=cfg)
+    return ops
 
 
 def _progress_hook(progress: Callable[[str], None], n: int, tiles: int, accel: str) -> Callable[[int], None]:
@@ -245,23 +237,19 @@ def fallback_ops(ops: pd.DataFrame) -> list[dict]:
             for (op, needs, pair, unit), k in groups.items()]
 
 
-def fallback_warning(summary: Mapping) -> str | None:
+def fallback_warning(summary: SimSummary) -> str | None:
     """One line naming the fallback ops of a summary (``None`` if there are none)."""
-    fb = summary.get("fallback_ops") or []
+    fb = summary.fallback_ops
     if not fb:
         return None
     parts = ", ".join(f"{f['op']} {f['needs']}->{f['pair']} on {f['array']} (x{f['count']})" for f in fb)
-    return (f"warning: {summary['accelerator']} has no native PE pair for {sum(f['count'] for f in fb)} "
+    return (f"warning: {summary.accelerator} has no native PE pair for {sum(f['count'] for f in fb)} "
             f"op(s); they ran on a wider pair: {parts}")
 
 
-def _summary(trace: pd.DataFrame, ops: pd.DataFrame, cfg: AcceleratorConfig, end: int, n: int) -> SimSummary:
+def _footprint(trace: pd.DataFrame, phase: str) -> tuple[float, float]:
+    """(weight bytes, KV-cache bytes held after the step) of a trace."""
     gemm = trace["op_class"] == "gemm"
-    tokens = int(trace.loc[gemm, "M"].max()) if gemm.any() else int(trace.attrs.get("batch", 1))
-    phase = str(trace["phase"].iloc[0])
-    latency = end / (cfg.clock_ghz * 1e9)
-    by = {c: float(ops[f"energy_{c}_pj"].sum()) * 1e-12 for c in COMPONENTS}
-    total = sum(by.values())
     weight_bytes = float(trace.loc[gemm, "weight_bytes"].sum())
     ops_names = set(trace["op"])
     if "embedding" in ops_names and "lm_head" in ops_names and not trace.attrs.get("tie_word_embeddings"):
@@ -274,14 +262,26 @@ def _summary(trace: pd.DataFrame, ops: pd.DataFrame, cfg: AcceleratorConfig, end
         kv = float(trace.loc[attn, "kv_bytes_read"].sum() + trace["kv_bytes_write"].sum())
     else:
         kv = float(trace["kv_bytes_write"].sum())
+    return weight_bytes, kv
+
+
+def _summary(trace: pd.DataFrame, ops: pd.DataFrame, cfg: AcceleratorConfig, end: int, n: int) -> SimSummary:
+    gemm = trace["op_class"] == "gemm"
+    tokens = int(trace.loc[gemm, "M"].max()) if gemm.any() else int(trace.attrs.get("batch", 1))
+    phase = str(trace["phase"].iloc[0])
+    latency = end / (cfg.clock_ghz * 1e9)
+    by = {c: float(ops[f"energy_{c}_pj"].sum()) * 1e-12 for c in COMPONENTS}
+    total = sum(by.values())
+    weight_bytes, kv = _footprint(trace, phase)
     footprint = weight_bytes + kv
     capacity = cfg.offchip.capacity_gb * 1e9
-    fits = footprint <= capacity
+    off_weights = 0.0 if cfg.weight_residency == "sram" else weight_bytes   # resident weights: checked on entry
+    fits = off_weights + kv <= capacity
     reason = "" if fits else (
-        f"weights {weight_bytes / 1e9:.2f} GB + KV cache {kv / 1e9:.2f} GB = {footprint / 1e9:.2f} GB exceed the "
-        f"{cfg.offchip.capacity_gb:g} GB off-chip capacity of {cfg.name} (batch {trace.attrs.get('batch', '?')}, "
-        f"context {trace.attrs.get('context', '?')}): the point is infeasible; its timing is what the chip would "
-        f"do with unlimited capacity")
+        f"weights {off_weights / 1e9:.2f} GB + KV cache {kv / 1e9:.2f} GB = {(off_weights + kv) / 1e9:.2f} GB "
+        f"exceed the {cfg.offchip.capacity_gb:g} GB off-chip capacity of {cfg.name} (batch "
+        f"{trace.attrs.get('batch', '?')}, context {trace.attrs.get('context', '?')}): the point is infeasible; "
+        f"its timing is what the chip would do with unlimited capacity")
     costs = cfg.chip_costs()
     area = costs.area_mm2
     power = total / latency if latency > 0 else 0.0
@@ -311,7 +311,6 @@ def _summary(trace: pd.DataFrame, ops: pd.DataFrame, cfg: AcceleratorConfig, end
         compute_area_mm2_45nm=cfg.compute_area_mm2_45nm(),
         cycles_by_bound={b: int(ops.loc[ops["bound"] == b, "cycles"].sum()) for b in BOUNDS},
         fallback_ops=tuple(fallback_ops(ops)),
-        feasible=fits,
         infeasible_reason=reason,
         capacity_bytes=capacity,
         area_mm2=area,

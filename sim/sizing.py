@@ -14,8 +14,8 @@ import dataclasses
 import math
 from pathlib import Path
 
+from . import energy
 from .config import AcceleratorConfig, load_accelerator
-from .energy import pe_area_um2
 
 
 def size_to_area(accel: "str | Path | AcceleratorConfig", target_mm2: float, arrays: "tuple[str, ...] | None" = None,
@@ -34,8 +34,7 @@ def size_to_area(accel: "str | Path | AcceleratorConfig", target_mm2: float, arr
     unknown = [n for n in names if n not in {a.name for a in cfg.arrays}]
     if unknown or not names:
         raise ValueError(f"arrays: unknown array(s) {unknown}; {cfg.name} has {[a.name for a in cfg.arrays]}")
-    node = cfg.process_nm
-    per_copy = {a.name: a.rows * a.cols * pe_area_um2(a, node) / 1e6 for a in cfg.arrays if a.name in names}
+    per_copy = {a.name: _copy_mm2(cfg, a.name) for a in cfg.arrays if a.name in names}
     scaled = sum(a.count * per_copy[a.name] for a in cfg.arrays if a.name in names)
     fixed = cfg.area_mm2 - scaled
     if target_mm2 <= fixed:
@@ -54,3 +53,46 @@ def size_to_area(accel: "str | Path | AcceleratorConfig", target_mm2: float, arr
                          f"{err:.1%} from the target {target_mm2:g} mm^2 (tolerance {tolerance:.1%}); "
                          f"use smaller arrays (rows, cols) or a looser tolerance")
     return new
+
+
+def _copy_mm2(cfg: AcceleratorConfig, name: str) -> float:
+    """Area one more copy of array ``name`` adds (its PEs and whatever it brings along, e.g. skip logic)."""
+    more = tuple(dataclasses.replace(a, count=a.count + 1) if a.name == name else a for a in cfg.arrays)
+    return energy.chip_costs(dataclasses.replace(cfg, arrays=more)).area_mm2 - cfg.area_mm2
+
+
+#: The iso-peak rule every ``equal-peak-throughput`` preset follows (docs/simulator.md "Presets").
+ISO_PEAK_RULE = """\
+Iso-peak: equal peak operations per second of each chip's MAIN operation.  The main array is a preset's
+first array and its main operation that array's fastest PE pair (fp16: FP16 x FP16; b1.58: ternary x INT8;
+a4.8: ternary x INT4 on the split adder, 2 MACs/PE/cycle; w4a16: INT4 x FP16; w8a8: INT8 or FP8; mxfp4:
+FP4 x FP4).  Every iso-peak chip runs it at 65,536 MACs/cycle at 1 GHz (131 TOP/s), and its side units
+are sized from that rate M by one rule:
+* attention: an array of M / 8 MACs/cycle at FP16 (2 x 64x64 at 1 MAC/cycle) on every chip whose main
+  array has no FP16 x FP16 pair; a chip whose main array computes FP16 (fp16) runs attention on it;
+* vector unit: M / 128 lanes (512);
+* SRAM: M / 4 bytes/cycle of bandwidth (16,384), the same 8 MiB weight and 16 MiB activation buffers;
+* memory, clock, node and fixed costs: identical.
+So a4.8 has half the PEs of b1.58 (its main PE runs 2 MACs/cycle) and its INT8 layers run at half rate."""
+#: The side units per main-array MAC/cycle (see :data:`ISO_PEAK_RULE`).
+ATTENTION_SHARE, LANES_PER_MAIN_MAC, SRAM_BYTES_PER_MAIN_MAC = 1 / 8, 1 / 128, 1 / 4
+
+
+def main_macs_per_cycle(cfg: AcceleratorConfig) -> float:
+    """MACs per cycle of a chip's main operation: its first array at that array's fastest pair."""
+    a = cfg.arrays[0]
+    return a.pes * max(energy.effective_rate(a, p) for p in a.pe_ops)
+
+
+def peak_main_tops(cfg: AcceleratorConfig) -> float:
+    """Peak TOP/s (2 ops per MAC) of a chip's main operation (:func:`main_macs_per_cycle`)."""
+    return 2.0 * main_macs_per_cycle(cfg) * cfg.clock_ghz * 1e9 / 1e12
+
+
+def iso_peak_sides(cfg: AcceleratorConfig) -> dict[str, float]:
+    """The side units :data:`ISO_PEAK_RULE` gives a chip of ``cfg``'s main rate: FP16 attention MACs/cycle
+    (0 when the main array computes FP16 itself), vector lanes, SRAM bytes/cycle."""
+    m = main_macs_per_cycle(cfg)
+    main_fp16 = any((p.weights, p.acts) == ("fp16", "fp16") for p in cfg.arrays[0].pe_ops)
+    return {"attention_fp16_macs_per_cycle": 0.0 if main_fp16 else m * ATTENTION_SHARE,
+            "vector_lanes": m * LANES_PER_MAIN_MAC, "sram_bytes_per_cycle": m * SRAM_BYTES_PER_MAIN_MAC}

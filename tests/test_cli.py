@@ -1,8 +1,12 @@
 """The ``bitsim`` command line as a careless user meets it: clear one-line errors, no lost files."""
+import os
+import stat
 from pathlib import Path
 
 import pytest
 
+import bitsim.cli.report as report_cli
+from bitsim import __version__
 from bitsim.cli import error_line, main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,9 +61,9 @@ def test_measured_dir_pointing_nowhere_is_refused(tmp_path, capsys, monkeypatch)
 def test_out_of_range_study_values_are_named(capsys, monkeypatch):
     monkeypatch.chdir(ROOT)
     code, err = _run(capsys, "report", "--contexts", str(10 ** 9), "-q")
-    assert code == 2 and "contexts: 1000000000 is above the limit" in err
+    assert code == 2 and "contexts[0] = 1000000000 is outside" in err
     code, err = _run(capsys, "report", "--batch", "100000", "-q")
-    assert code == 2 and "batch: 100000 is above the limit" in err
+    assert code == 2 and "batch = 100000 is outside" in err
 
 
 def test_a_folder_given_as_a_sweep_spec_is_one_line(tmp_path, capsys):
@@ -76,20 +80,20 @@ def test_error_line_is_one_short_line():
 
 
 def test_an_earlier_report_is_replaced_only_with_force(tmp_path):
-    from bitsim.cli.report import is_report_folder
+    from bitsim.cli.report import is_report_folder, mark_report_folder
     from contract import check_output_folder, publish_folder, temporary_sibling
 
     out = tmp_path / "r"
     out.mkdir()
     (out / "report.md").write_text("old")
-    (out / "config.yaml").write_text("versions:\n  bitsim: 0.1.0\n")
+    mark_report_folder(out)
     with pytest.raises(ValueError, match="pass --force"):
         check_output_folder(out, is_report_folder, force=False)
     check_output_folder(out, is_report_folder, force=True)
     new = temporary_sibling(out)
     (new / "report.md").write_text("new")
     publish_folder(new, out, is_report_folder)
-    assert (out / "report.md").read_text() == "new" and not (out / "config.yaml").exists()
+    assert (out / "report.md").read_text() == "new" and not (out / ".bitsim-report").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]   # no temporary or old folder left
 
 
@@ -109,3 +113,154 @@ def test_check_output_refuses_inputs_and_existing_files(tmp_path):
     with pytest.raises(ValueError, match="does not exist"):
         check_output(tmp_path / "no" / "x.parquet")
     assert check_output(tmp_path / "new.parquet") == tmp_path / "new.parquet"
+
+
+def test_version_names_the_package_version(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.strip() == f"bitsim {__version__}"
+
+
+def test_report_force_keeps_a_folder_that_only_looks_like_a_report(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    mine = tmp_path / "mine"
+    (mine / "data").mkdir(parents=True)
+    (mine / "thesis.tex").write_text("months of work")
+    (mine / "data" / "results.csv").write_text("a,b\n1,2\n")
+    (mine / "report.md").write_text("# my report")
+    (mine / "config.yaml").write_text("tool: bitsim\nversions:\n  bitsim: 0.1.0\n")
+    before = _snapshot(mine)
+    code, err = _run(capsys, "report", "-o", str(mine), "--force", "--presets", "tiny", "-q")
+    assert code == 2 and "was not written by bitsim" in err
+    assert _snapshot(mine) == before
+
+
+def _fake_report(tables: dict[str, str], fail: bool = False):
+    """A stand-in for make_report: writes ``tables`` under tables/, then fails if asked."""
+    def make_report(cfg, out, progress=True, command=""):
+        (out / "tables").mkdir()
+        for name, text in tables.items():
+            (out / "tables" / name).write_text(text)
+        (out / "report.md").write_text(f"# {cfg.name}")
+        if fail:
+            raise OSError(28, "No space left on device", str(out / "figures"))
+    return make_report
+
+
+def _earlier_report(folder: Path) -> dict:
+    folder.mkdir()
+    (folder / "tables").mkdir()
+    (folder / "tables" / "summary.csv").write_text("old")
+    report_cli.mark_report_folder(folder)
+    return _snapshot(folder)
+
+
+def test_a_failing_report_force_leaves_the_earlier_report_whole(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(report_cli, "make_report", _fake_report({"summary.csv": "new", "ops.csv": "new"}, fail=True))
+    out = tmp_path / "r"
+    before = _earlier_report(out)
+    code, err = _run(capsys, "report", "-o", str(out), "--force", "--presets", "tiny", "-q")
+    assert code == 2 and "No space left on device" in err
+    assert _snapshot(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]      # no temporary or partial folder
+
+
+def test_a_report_folder_behind_a_symbolic_link_is_refused(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(report_cli, "make_report", _fake_report({"summary.csv": "new"}))
+    target = tmp_path / "real"
+    before = _earlier_report(target)
+    link = tmp_path / "link"
+    link.symlink_to(target, target_is_directory=True)
+    code, err = _run(capsys, "report", "-o", str(link), "--force", "--presets", "tiny", "-q")
+    assert code == 2 and "is a symbolic link" in err
+    assert _snapshot(target) == before and link.is_symlink()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "real"]
+
+
+def test_a_published_report_folder_is_readable_by_others(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(report_cli, "make_report", _fake_report({"summary.csv": "new"}))
+    old = os.umask(0o022)
+    try:
+        code, _ = _run(capsys, "report", "-o", str(tmp_path / "r"), "--presets", "tiny", "-q")
+    finally:
+        os.umask(old)
+    assert code == 0
+    assert stat.S_IMODE((tmp_path / "r").stat().st_mode) == 0o755
+    assert report_cli.is_report_folder(tmp_path / "r")
+
+
+def test_a_study_name_that_leaves_the_runs_folder_is_refused(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for name in ("../../../escaped", "a/b", ".hidden", ""):
+        code, err = _run(capsys, "report", "--name", name, "--presets", "tiny", "-q")
+        assert code == 2 and "is not a plain folder name" in err, (name, err)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_report_outside_the_project_reads_the_committed_data(tmp_path, capsys, monkeypatch):
+    seen = {}
+
+    def make_report(cfg, out, progress=True, command=""):
+        seen["data"] = cfg.measured_path
+        (out / "report.md").write_text("x")
+
+    monkeypatch.setattr(report_cli, "make_report", make_report)
+    monkeypatch.chdir(tmp_path)
+    code, err = _run(capsys, "report", "-o", "here", "--presets", "tiny", "-q")
+    assert code == 0, err
+    assert seen["data"] == ROOT / "reports" / "data" and (tmp_path / "here" / "report.md").is_file()
+    (tmp_path / "mydata").mkdir()
+    code, err = _run(capsys, "report", "-o", "there", "--measured-dir", "mydata", "--presets", "tiny", "-q")
+    assert code == 0 and seen["data"] == tmp_path / "mydata"      # a typed path is the working folder's
+
+
+TINY_SPEC = ("name: t\naccelerator:\n  base: a4.8\n  grid: {clock_ghz: [1.0]}\n"
+             "workloads: {preset: tiny, datapath: a4.8, context: [32]}\n")
+
+
+def test_sweep_never_overwrites_a_figure_without_force(tmp_path, capsys):
+    spec = tmp_path / "s.yaml"
+    spec.write_text(TINY_SPEC)
+    precious = tmp_path / "precious.png"
+    precious.write_bytes(b"my figure")
+    link = tmp_path / "link.png"
+    link.symlink_to(precious)
+    for target in (precious, link):
+        code, err = _run(capsys, "sweep", str(spec), "-o", str(tmp_path / "p.parquet"), "--pareto", str(target), "-q")
+        assert code == 2 and "exists; pass --force" in err
+    assert precious.read_bytes() == b"my figure" and not (tmp_path / "p.parquet").exists()
+    code, err = _run(capsys, "sweep", str(spec), "-o", str(tmp_path / "p.parquet"), "--pareto", str(link), "-q",
+                     "--force")
+    assert code == 0, err
+    assert precious.read_bytes() == b"my figure"             # the link is replaced, not the file it points to
+    assert not link.is_symlink() and link.read_bytes().startswith(b"\x89PNG")
+
+
+def test_docs_graph_check_tells_a_stale_document_from_a_fresh_one(tmp_path, capsys):
+    from bitsim.cli.layering import BEGIN, END
+
+    doc = tmp_path / "architecture.md"
+    doc.write_text(f"# A\n\n{BEGIN}\n| stale |\n{END}\n\nafter\n")
+    code, _ = _run(capsys, "docs", "graph", "-o", str(doc), "--check")
+    assert code == 1 and "| stale |" in doc.read_text()
+    assert _run(capsys, "docs", "graph", "-o", str(doc))[0] == 0
+    text = doc.read_text()
+    assert text.startswith(f"# A\n\n{BEGIN}\n| layer |") and text.endswith(f"{END}\n\nafter\n")
+    assert _run(capsys, "docs", "graph", "-o", str(doc), "--check")[0] == 0
+
+
+def test_docs_tables_writes_the_registry_reference(tmp_path, capsys):
+    from contract import reference_markdown
+
+    out = tmp_path / "tables.md"
+    assert _run(capsys, "docs", "tables", "-o", str(out))[0] == 0
+    assert out.read_text() == reference_markdown().rstrip() + "\n"
+    assert "## `study_summary`" in out.read_text()          # the application's tables are registered too
+
+
+def test_only_the_chosen_subcommand_is_loaded():
+    from bitsim.cli import chosen_command
+
+    assert chosen_command(["report", "-o", "x"]) == "report"
+    assert chosen_command(["-h", "report"]) is None and chosen_command(["--version"]) is None
+    assert chosen_command([]) is None

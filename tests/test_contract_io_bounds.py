@@ -60,3 +60,17 @@ def test_a_published_folder_is_readable_by_others(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert mode == 0o777 & ~umask   # not mkdtemp's private 0700
+
+
+def test_an_output_that_is_a_symlink_loop_or_dangling_link_is_refused_without_force(tmp_path):
+    from contract.io import check_output
+    loop = tmp_path / "out.parquet"
+    loop.symlink_to(loop)
+    with pytest.raises(ValueError, match="exists; pass --force"):
+        check_output(loop)
+    with pytest.raises(ValueError, match="symlink loop"):
+        check_output(tmp_path / "other.parquet", inputs=[loop])
+    dangling = tmp_path / "d.parquet"
+    dangling.symlink_to(tmp_path / "nowhere")
+    with pytest.raises(ValueError, match="exists; pass --force"):
+        check_output(dangling)

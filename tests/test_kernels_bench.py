@@ -9,8 +9,19 @@ import pytest
 
 import contract.kernels  # noqa: F401 - registers board_energy
 from contract import read_table, validate
-from kernels.bench.goals import all_goals, attention_goals, decode_block_goals, gemv_floor_goals
+from kernels.bench.block import choices_from_rows
+from kernels.bench.goals import (
+    GOAL_COLUMNS,
+    all_goals,
+    attention_goals,
+    decode_block_goals,
+    gemv_floor_goals,
+    goals_rows,
+    serving_goals,
+    token_goals,
+)
 from kernels.bench.harness import MeasurementLog, Timing, write_outputs
+from kernels.block import DecodePlan
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = dict(gpu="TestGPU", torch="0", triton="0", cuda="0", date="2026-01-01T00:00:00+00:00", command="test")
@@ -78,3 +89,42 @@ def test_no_kernel_module_imports_the_benchmark():
             names = ([a.name for a in node.names] if isinstance(node, ast.Import)
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             assert not any(n.startswith("kernels.bench") for n in names if path.name != "cli.py"), path
+
+
+def test_serving_goal_compares_our_fastest_with_the_best_baseline_per_shape():
+    log = MeasurementLog(ENV)
+    for kernel, us in (("ours_w158a8", 10.0), ("ours_w158a4_fp8", 8.0), ("cublas_fp16", 30.0),
+                       ("cublas_fp8_w8a8", 16.0), ("torch_int4_w4a16", 12.0)):
+        _row(log, op="gemm", kernel=kernel, M=8, N=64, K=32, us=us, regime="serving", floor_us=4.0)
+        _row(log, op="gemm", kernel=kernel, M=128, N=64, K=32, us=us * (2 if kernel.startswith("ours") else 1),
+             regime="serving", floor_us=4.0)
+    goals = {g.goal.split(" 64x32")[0]: g for g in serving_goals(log.rows)}
+    assert goals["serving GEMM M=8"].value == 12.0 / 8.0 and goals["serving GEMM M=8"].verdict == "met"
+    assert goals["serving GEMM M=128"].value == 12.0 / 16.0 and goals["serving GEMM M=128"].verdict == "missed"
+    assert "3.00x" in goals["serving GEMM M=8"].floor                   # best possible: 12 us / 4 us
+
+
+def test_token_goals_take_the_strongest_b158_and_rows_become_a_table():
+    log = MeasurementLog(ENV)
+    _row(log, op="token_decode", kernel="7b_a4.8", M=1, K=2048, us=625.0, floor_us=500.0, bytes=2e9)
+    _row(log, op="token_decode", kernel="7b_b1.58", M=1, K=2048, us=1000.0, floor_us=600.0)
+    _row(log, op="token_decode", kernel="7b_b1.58-kv4", M=1, K=2048, us=800.0, floor_us=550.0)
+    goals = {g.goal: g for g in token_goals(log.rows)}
+    a = goals["7B token B=1 ctx=2048 a4.8 >= 1500 tok/s"]
+    assert a.value == 1600.0 and a.verdict == "met" and "2000 tok/s" in a.floor
+    assert goals["7B token B=1 ctx=2048 b1.58 >= 1400 tok/s"].value == 1250.0          # kv4 is the strongest
+    assert goals["7B token B=1 ctx=2048 a4.8 >= 70% of its bytes floor"].value == 0.8
+    assert goals["7B token B=1 ctx=2048 a4.8 >= 1.15x strongest b1.58"].value == 800.0 / 625.0
+    assert goals["7B token B=1 ctx=32768 a4.8 >= 1.3x strongest b1.58"].verdict == "not measured"
+    rows = goals_rows(list(goals.values()))
+    assert set(rows[0]) == set(GOAL_COLUMNS) and len(rows) == len(goals)
+
+
+def test_resumed_runs_recover_the_fastest_decode_plan_per_datapath():
+    rows = [dict(op="block_decode", kernel="block_a4.8", K=2048, us=70.0, variant="per_operator", plan=""),
+            dict(op="block_decode", kernel="block_a4.8", K=2048, us=60.0, variant="separate_pdl",
+                 plan=str(dict(prologue="separate", wo="dense", wdown="dense", gate_first=True, pdl=True))),
+            dict(op="block_decode", kernel="floor_chain", K=2048, us=20.0, variant="floor_chain", plan="")]
+    best = choices_from_rows(rows, 2048)
+    assert set(best) == {"a4.8"} and best["a4.8"].us == 60.0
+    assert best["a4.8"].plan == DecodePlan(prologue="separate", wo="dense", wdown="dense", pdl=True)

@@ -1,15 +1,11 @@
 """The decoder block assembled from the kernels: prefill then decode for every datapath, and the
 fused decode step computes what the per-operator step computes."""
-import os
 
 import pytest
 import torch
 
-if not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")
-
-from kernels.block import BlockDims, DecodePlan, KernelBlock  # noqa: E402
-from kernels.configs import ConfigTable, shape_key  # noqa: E402
+from kernels.block import BlockDims, DecodePlan, KernelBlock
+from kernels.configs import ConfigTable, shape_key
 
 DEV = "cuda" if torch.cuda.is_available() else "cpu"
 TINY = BlockDims(d_model=64, n_heads=2, head_dim=32, d_ffn=96)
@@ -48,7 +44,24 @@ def test_fused_decode_step_equals_the_per_operator_step(datapath, plan, launches
     assert b.launches_fused(plan) == launches
 
 
+def test_b158_with_a_4bit_kv_cache_fused_step_equals_its_per_operator_step():
+    a, b = (KernelBlock("b1.58", 1, 12, dims=TINY, device=DEV, tuned=TINY_TUNED, kv_bits=4) for _ in range(2))
+    for blk in (a, b):
+        blk.fill_cache(7)
+    assert a.cache.bits == 4 and a.cache.written() == 7
+    x = torch.randn(1, 1, 64, generator=torch.Generator().manual_seed(5)).half().to(DEV)
+    ref = a.forward(x, 7)
+    y = b.decode_fused(x, 7, DecodePlan())
+    assert float((y.double() - ref.double()).norm() / (ref.double() - x.double()).norm()) < 1e-2
+    if DEV == "cpu":
+        assert torch.equal(y, ref)
+
+
 def test_block_rejects_unknown_datapath_and_bad_dims():
+    with pytest.raises(ValueError, match="kv_bits"):
+        KernelBlock("fp16", 1, 8, dims=TINY, device=DEV, kv_bits=4)
+    with pytest.raises(ValueError, match="kv_bits"):
+        KernelBlock("b1.58", 1, 8, dims=TINY, device=DEV, kv_bits=9)
     with pytest.raises(ValueError, match="datapath"):
         KernelBlock("int2", 1, 8, dims=TINY, device=DEV)
     with pytest.raises(ValueError, match="n_heads\\*head_dim"):

@@ -1,21 +1,17 @@
 """The tile-config table: launchers use the measured entry of their shape from the table they are
 given, every config value is checked before a launch, and sweep files are validated on load."""
 import json
-import os
 
 import pytest
 import torch
 
-if not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")
-
-from kernels import configs  # noqa: E402
-from kernels.configs import CONFIG_RULES, ConfigTable, check_config, load_config_table  # noqa: E402
-from kernels.kv_attention import QuantKVCache, decode_attention  # noqa: E402
-from kernels.packing import pack_ternary  # noqa: E402
-from kernels.sparse_gemv import sparse_gemv  # noqa: E402
-from kernels.ternary_gemm import w158_matmul  # noqa: E402
-from model import quant as Q  # noqa: E402
+from kernels import configs
+from kernels.configs import CONFIG_RULES, ConfigTable, check_config, load_config_table
+from kernels.kv_attention import QuantKVCache, decode_attention, kv_write
+from kernels.packing import pack_ternary
+from kernels.sparse_gemv import sparse_gemv
+from kernels.ternary_gemm import w158_matmul
+from model import quant as Q
 
 DEV = "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -25,6 +21,8 @@ def test_candidates_use_only_known_keys_and_valid_values():
         assert cands, kernel
         for cfg in cands:
             check_config(kernel, {k: v for k, v in cfg.items() if k not in configs.SWEEP_KEYS})
+    for cfg in configs.SMALL_M_GEMM_CANDIDATES:
+        check_config("gemm", cfg)
 
 
 def test_buckets_and_keys_are_stable():
@@ -86,6 +84,7 @@ def test_every_launcher_refuses_bad_config_values_before_launching():
         sparse_gemv(codes, nzi, nnz, xs, pack_ternary(wq.codes.t().contiguous()).to(DEV), ws, 16,
                     config=dict(num_warps=-4))
     cache = QuantKVCache.allocate(1, 1, 8, 32, DEV)
+    kv_write(cache, torch.randn(1, 1, 4, 32, device=DEV), torch.randn(1, 1, 4, 32, device=DEV), 0)
     with pytest.raises(ValueError, match="attention config BT must be a power of two"):
         decode_attention(torch.randn(1, 1, 32, device=DEV), cache, 4, config=dict(BT=3))
 

@@ -1,17 +1,21 @@
 """W1.58A8 / W1.58A4 GEMM and GEMV kernels are bit-exact against model.quant.qlinear."""
-import os
 
 import pytest
 import torch
 
-if not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")
-
-from kernels.checks import content_checks  # noqa: E402
-from kernels.packing import pack_ternary  # noqa: E402
-from kernels.rmsnorm_quant import rmsnorm_quant  # noqa: E402
-from kernels.ternary_gemm import GEMV_MAX_M, w158_gemv_fused, w158_matmul, w158_matmul_reference, w158_matmul_unpacked  # noqa: E402
-from model import quant as Q  # noqa: E402
+from kernels.checks import content_checks
+from kernels.packing import pack_ternary
+from kernels.rmsnorm_quant import rmsnorm_quant
+from kernels.ternary_gemm import (
+    GEMV_MAX_M,
+    w158_decode_weights,
+    w158_gemv_fused,
+    w158_matmul,
+    w158_matmul_reference,
+    w158_matmul_two_pass,
+    w158_matmul_unpacked,
+)
+from model import quant as Q
 
 DEV = "cuda" if torch.cuda.is_available() else "cpu"
 SMALL = dict(BM=16, BN=32, BK=64, num_warps=4, num_stages=1)   # small tiles: fast under the interpreter
@@ -170,6 +174,28 @@ def test_one_scale_per_sub_matrix_of_a_fused_matrix():
         w158_matmul(q.codes.to(DEV), q.scale.to(DEV), wp, torch.ones(5, device=DEV), 48)
 
 
+def test_a_per_row_weight_scale_is_refused():
+    # 48 rows with 48 scales divides evenly, but the ternary arithmetic has one scale per (sub-)matrix
+    wq, wp = _weights(48, 96, seed=3)
+    q = _acts(1, 96, seed=3)
+    for ws in (torch.ones(48, device=DEV), torch.ones(16, device=DEV), torch.ones(1, 1, device=DEV)):
+        with pytest.raises(ValueError, match="w_scale must be a scalar or 1-D"):
+            w158_matmul(q.codes.to(DEV), q.scale.to(DEV), wp, ws, 48)
+
+
+def test_fp8_activations_must_hold_int4_codes():
+    wq, wp = _weights(16, 64, seed=4)
+    q = _acts(5, 64, seed=4, fmt="int4")
+    x8 = q.codes.to(torch.float8_e4m3fn)
+    ok = w158_matmul(x8.to(DEV), q.scale.to(DEV), wp, wq.scale.to(DEV), 16, config=SMALL).cpu()
+    assert torch.equal(ok, Q.qlinear(q, wq))
+    for bad in (0.5, 9.0, -10.0):                       # not an integer / outside [-8, 7]
+        xb = x8.clone()
+        xb[2, 7] = bad
+        with pytest.raises(ValueError, match="must hold INT4 codes"):
+            w158_matmul(xb.to(DEV), q.scale.to(DEV), wp, wq.scale.to(DEV), 16, config=SMALL)
+
+
 def test_gemm_with_the_weight_decode_left_out_equals_the_packed_kernel():
     wq, wp = _weights(40, 300, seed=13)
     q4 = _acts(9, 300, seed=13, fmt="int4")
@@ -260,3 +286,20 @@ def test_gpu_default_configs_equal_qlinear_on_7b_width(M):
         assert torch.equal(_run(q8, wp, wq, N, config=cfg), Q.qlinear(q8, wq))
         y = w158_matmul(x8, q4.scale.to(DEV), wp, wq.scale.to(DEV), N, config=cfg).cpu()
         assert torch.equal(y, Q.qlinear(q4, wq))
+
+
+def test_decoded_weights_are_the_codes_one_per_byte():
+    wq, wp = _weights(40, 200, seed=9)
+    d = w158_decode_weights(wp).cpu()
+    assert d.shape == (40, 256) and torch.equal(d[:, :200], wq.codes) and not bool(d[:, 200:].any())
+    d8 = w158_decode_weights(wp, fp8=True).cpu()
+    assert d8.dtype == torch.float8_e4m3fn and torch.equal(d8[:, :200].float(), wq.codes.float())
+
+
+def test_two_pass_prefill_equals_qlinear():
+    wq, wp = _weights(48, 256, seed=10)
+    q = _acts(40, 256, seed=10)
+    y = w158_matmul_two_pass(q.codes.to(DEV), q.scale.to(DEV), wp, wq.scale.to(DEV), 48).cpu()
+    assert torch.equal(y, Q.qlinear(q, wq))
+    with pytest.raises(ValueError, match="two-pass route needs M > 16"):
+        w158_matmul_two_pass(q.codes[:8].to(DEV), q.scale[:8].to(DEV), wp, wq.scale.to(DEV), 48)

@@ -1,16 +1,12 @@
 """Quantized KV cache: the write kernel equals model.quant.quantize_kv bit for bit (BOS rule
 included) and decode attention over it equals a float64 softmax over the dequantized cache."""
-import os
 
 import pytest
 import torch
 
-if not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")
-
-from kernels.attention_step import Fp16KVCache, attention_step, rope_reference, rope_tables  # noqa: E402
-from kernels.kv_attention import QuantKVCache, decode_attention, kv_read_codes, kv_write, reference_attention  # noqa: E402
-from model import quant as Q  # noqa: E402
+from kernels.attention_step import Fp16KVCache, attention_step, rope_reference, rope_tables
+from kernels.kv_attention import QuantKVCache, decode_attention, kv_read_codes, kv_write, reference_attention
+from model import quant as Q
 
 DEV = "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -77,10 +73,44 @@ def test_bad_inputs_raise_clear_errors():
         QuantKVCache.allocate(1, 1, 4, 12, DEV)
     with pytest.raises(ValueError, match="bits"):
         QuantKVCache.allocate(1, 1, 4, 32, DEV, bits=5)
+    kv_write(cache, k, k, 0)
     with pytest.raises(ValueError, match="unknown config keys"):
-        decode_attention(torch.randn(1, 2, 32, device=DEV), cache, 4, config=dict(BLOCK=8))
+        decode_attention(torch.randn(1, 2, 32, device=DEV), cache, 3, config=dict(BLOCK=8))
     with pytest.raises(ValueError, match="BT must be a power of two"):
-        decode_attention(torch.randn(1, 2, 32, device=DEV), cache, 4, config=dict(BT=12))
+        decode_attention(torch.randn(1, 2, 32, device=DEV), cache, 3, config=dict(BT=12))
+
+
+def test_attention_refuses_rows_that_were_never_written():
+    cache = QuantKVCache.allocate(1, 2, 8, 32, DEV)
+    k = torch.randn(1, 2, 3, 32, device=DEV)
+    q = torch.randn(1, 2, 32, device=DEV)
+    with pytest.raises(ValueError, match="exceeds the 0 rows written"):
+        decode_attention(q, cache, 1)
+    kv_write(cache, k, k, 0)
+    assert cache.written() == 3
+    with pytest.raises(ValueError, match="T=4 exceeds the 3 rows written"):
+        decode_attention(q, cache, 4)
+    with pytest.raises(ValueError, match="T must be an int"):
+        decode_attention(q, cache, True)
+    with pytest.raises(ValueError, match="unwritten"):
+        kv_write(cache, k, k, 4)                       # would leave row 3 holding nothing
+    assert decode_attention(q, cache, 3).shape == (1, 2, 32)
+
+
+def test_user_built_caches_with_wrong_codes_or_bits_are_refused():
+    c = QuantKVCache.allocate(1, 2, 8, 32, DEV)
+    parts = dict(k_codes=c.k_codes, k_scale=c.k_scale, v_codes=c.v_codes, v_scale=c.v_scale)
+    assert QuantKVCache(**parts).written() == 8              # built from given tensors: every row counts
+    with pytest.raises(ValueError, match="bits must be an int in"):
+        QuantKVCache(**parts, bits=9)
+    with pytest.raises(ValueError, match="bos_bits must be an int in"):
+        QuantKVCache(**parts, bos_bits=True)
+    with pytest.raises(TypeError, match="k_codes must have dtype"):
+        QuantKVCache(**dict(parts, k_codes=c.k_codes.float()))
+    with pytest.raises(TypeError, match="v_codes must have dtype"):
+        QuantKVCache(**dict(parts, v_codes=c.v_codes.long()))
+    with pytest.raises(ValueError, match="k_scale must have shape"):
+        QuantKVCache(**dict(parts, k_scale=c.k_scale[:, :, :4].contiguous()))
 
 
 @pytest.mark.parametrize("fma", [False, True])

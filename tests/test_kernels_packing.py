@@ -1,20 +1,12 @@
 """Bit layouts of kernels/packing.py: exact round trips and hand-checked bit positions."""
-import os
 
 import pytest
 import torch
 
-if not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")
-
-from kernels.packing import (  # noqa: E402
+from kernels.packing import (
     PACK_GROUP,
-    pack_int4,
-    pack_planes,
     pack_ternary,
     padded_len,
-    unpack_int4,
-    unpack_planes,
     unpack_ternary,
 )
 
@@ -47,24 +39,6 @@ def test_ternary_padding_is_code_zero():
     assert torch.equal(full[0, 3:], torch.zeros(PACK_GROUP - 3, dtype=torch.int8))
 
 
-def test_int4_round_trip_and_nibble_order():
-    codes = torch.tensor([[-8, 7, 0, -1, 3, -5]], dtype=torch.int8)
-    packed = pack_int4(codes)
-    assert packed.tolist() == [[0x78, 0xF0, 0xB3]]                 # element 2t low nibble, 2t+1 high
-    g = torch.Generator().manual_seed(1)
-    big = torch.randint(-8, 8, (4, 6, 10), generator=g, dtype=torch.int8)
-    assert torch.equal(unpack_int4(pack_int4(big)), big)
-
-
-@pytest.mark.parametrize("bits", [3, 4])
-def test_bit_planes_round_trip(bits):
-    g = torch.Generator().manual_seed(bits)
-    codes = torch.randint(0, 2 ** bits, (2, 3, 64), generator=g, dtype=torch.int8)
-    planes = pack_planes(codes, bits)
-    assert planes.shape == (2, 3, bits, 2)
-    assert torch.equal(unpack_planes(planes), codes)
-
-
 def test_pack_rejects_out_of_range_and_bad_types():
     with pytest.raises(ValueError, match=r"\[-1, 1\]"):
         pack_ternary(torch.tensor([[2, 0]], dtype=torch.int8))
@@ -72,11 +46,5 @@ def test_pack_rejects_out_of_range_and_bad_types():
         pack_ternary(torch.zeros(2, 2))
     with pytest.raises(ValueError, match="2-D"):
         pack_ternary(torch.zeros(4, dtype=torch.int8))
-    with pytest.raises(ValueError, match="even"):
-        pack_int4(torch.zeros(1, 3, dtype=torch.int8))
-    with pytest.raises(ValueError, match=r"\[-8, 7\]"):
-        pack_int4(torch.tensor([[8, 0]], dtype=torch.int8))
-    with pytest.raises(ValueError, match="multiple of 32"):
-        pack_planes(torch.zeros(1, 48, dtype=torch.int8), 3)
     with pytest.raises(ValueError, match="does not match"):
         unpack_ternary(pack_ternary(torch.zeros(1, 200, dtype=torch.int8)), 100)

@@ -1,15 +1,11 @@
 """Fused RMSNorm + activation quantizers give model.quant's codes and scales bit for bit."""
 import math
-import os
 
 import pytest
 import torch
 
-if not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")
-
-from kernels.rmsnorm_quant import reference_quant, rmsnorm_quant, rmsnorm_reference  # noqa: E402
-from model import quant as Q  # noqa: E402
+from kernels.rmsnorm_quant import reference_quant, rmsnorm_quant, rmsnorm_reference
+from model import quant as Q
 
 DEV = "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -125,3 +121,9 @@ def test_silu_glu_product_matches_the_fp16_glue():
     assert torch.equal(codes.cpu(), ref.codes) and torch.equal(scale.cpu(), ref.scale)
     with pytest.raises(ValueError, match="glu must be"):
         rmsnorm_quant(x.to(DEV), "int8", gate=gate.to(DEV), glu="gelu")
+
+
+def test_a_gate_of_another_dtype_is_refused():
+    x = _x(2, 64, seed=3)
+    with pytest.raises(TypeError, match="gate must have dtype"):
+        rmsnorm_quant(x.to(DEV), "int8", gate=x.float().to(DEV))

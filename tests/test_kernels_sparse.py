@@ -1,16 +1,13 @@
 """Sparse-activation ternary GEMV reads only listed rows and equals model.quant.qlinear exactly."""
-import os
 
 import pytest
 import torch
 
-if not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")
-
-from kernels.packing import pack_ternary  # noqa: E402
-from kernels.rmsnorm_quant import rmsnorm_quant  # noqa: E402
-from kernels.sparse_gemv import sparse_gemv  # noqa: E402
-from model import quant as Q  # noqa: E402
+from kernels.checks import content_checks
+from kernels.packing import pack_ternary
+from kernels.rmsnorm_quant import rmsnorm_quant
+from kernels.sparse_gemv import sparse_gemv
+from model import quant as Q
 
 DEV = "cuda" if torch.cuda.is_available() else "cpu"
 SMALL = dict(WBN=4, BI=8, num_warps=4)
@@ -97,6 +94,29 @@ def test_index_list_is_checked_before_the_launch():
     for index, count, msg in cases:
         with pytest.raises(ValueError, match=msg):
             sparse_gemv(codes, index, count, xs, wtp, ws, 16, config=SMALL)
+
+
+def test_out_of_range_indices_and_counts_read_nothing_outside_with_checks_off():
+    # content checks off (as the benchmark times): the kernel itself ignores an index outside
+    # [0, K) and clamps the count to [0, K], so nothing is read outside x or the weights
+    wq, q, (codes, nzi, nnz, xs, wtp, ws) = _case(16, 64, 0.5, seed=8)
+    n = int(nnz[0])
+    bad = nzi.clone()
+    dropped = int(bad[0])
+    bad[0] = 10 ** 6
+    bad[1 % n] = -(10 ** 6) if n > 1 else bad[1 % n]
+    kept = q.codes.clone()
+    kept[0, dropped] = 0
+    if n > 1:
+        kept[0, int(nzi[1])] = 0
+    with content_checks(False):
+        y = sparse_gemv(codes, bad, nnz, xs, wtp, ws, 16, config=SMALL).cpu()
+        every = torch.arange(64, dtype=torch.int32, device=DEV)
+        y_all = sparse_gemv(codes, every, torch.tensor([10 ** 6], dtype=torch.int32, device=DEV), xs, wtp, ws, 16,
+                            config=SMALL).cpu()
+    assert torch.equal(y, Q.qlinear(Q.QTensor(kept, q.scale, "int8", 8), wq))
+    # a count past K acts as K: a list of every index then gives the dense product
+    assert torch.equal(y_all, Q.qlinear(q, wq))
 
 
 def test_residual_epilogue_adds_like_torch():

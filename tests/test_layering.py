@@ -1,133 +1,51 @@
 """The architecture of docs/architecture.md, enforced: one direction of imports, no cycles, no hidden imports.
 
-An AST walk over the project's packages builds the import graph (no module is executed) and checks:
+The rules and the checker live in ``bitsim.cli.layering`` (an AST walk, nothing imported); this file
+asserts on them:
 
 1. no import cycle among the project's modules;
 2. each module imports only the layers below it (``LAYERS``): the stages ``model/``, ``kernels/`` and
-   ``sim/`` never import the application (``bitsim.experiments``, ``bitsim.report``, ``bitsim.cli``), and
-   ``contract`` imports nothing else of the project;
-3. every import of a project module sits at module top (not inside a function or class), except the
-   short ``ALLOWED_LATE`` list, each entry with its reason.
+   ``sim/`` never import the application, and ``contract`` imports nothing else of the project;
+3. every import of a project module sits at module top, except the ``ALLOWED_LATE`` list;
+4. a run-time import by name only where ``DYNAMIC_IMPORTERS`` says: ``bitsim.cli`` imports the chosen
+   subcommand's module, and every module of its table ``SUBCOMMANDS`` obeys rule 2.
 
-The checker is tested on a planted cycle and a planted upward import, so it can fail.
+Importing the stages in a fresh interpreter loads no ``bitsim`` module, and ``bitsim --help`` loads no
+heavy package. Both checks, and the checker, are shown to fail on a planted upward import.
 """
 from __future__ import annotations
 
-import ast
+import argparse
+import importlib
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from bitsim.cli import SUBCOMMANDS, build_parser
+from bitsim.cli.layering import (
+    ALLOWED_LATE,
+    BEGIN,
+    DYNAMIC_IMPORTERS,
+    PACKAGES,
+    dynamic_imports,
+    find_cycle,
+    graph_block,
+    import_graph,
+    late_imports,
+    layer_graph_markdown,
+    layer_violations,
+    may_import,
+    with_graph,
+)
+
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("contract", "bitsim", "model", "kernels", "sim")
-
-# Layer -> the layers it may import (itself included). The longest matching prefix names the layer.
-LAYERS: dict[str, tuple[str, ...]] = {
-    "contract": ("contract",),
-    "model": ("model", "contract"),
-    "kernels": ("kernels", "model", "contract"),
-    "sim": ("sim", "contract"),
-    "bitsim.experiments": ("bitsim.experiments", "model", "sim", "contract"),
-    "bitsim.report": ("bitsim.report", "bitsim.experiments", "model", "sim", "contract", "bitsim"),
-    "bitsim.cli": ("bitsim", "model", "kernels", "sim", "contract"),
-    "bitsim": ("bitsim",),  # the package root holds only __version__
-}
-
-# (importing module, imported module) -> why it may be imported inside a function.
-ALLOWED_LATE: dict[tuple[str, str], str] = {}
-
-
-def module_name(path: Path, root: Path) -> str:
-    parts = list(path.relative_to(root).with_suffix("").parts)
-    if parts[-1] == "__init__":
-        parts = parts[:-1]
-    return ".".join(parts)
-
-
-def _resolve(name: str, modules: set[str]) -> str | None:
-    """The project module an import of ``name`` loads (``a.b.func`` -> ``a.b``), or None if external."""
-    while name and name not in modules:
-        name = name.rpartition(".")[0]
-    return name or None
-
-
-def import_graph(root: Path, packages: tuple[str, ...]) -> tuple[set[str], list[tuple[str, str, int, bool]]]:
-    """Modules under ``root``'s ``packages`` and their imports: (importer, imported, line, at_module_top)."""
-    files = {module_name(p, root): p for pkg in packages for p in sorted((root / pkg).rglob("*.py"))}
-    modules = set(files)
-    edges: list[tuple[str, str, int, bool]] = []
-    for mod, path in files.items():
-        tree = ast.parse(path.read_text(), filename=str(path))
-        is_pkg = path.name == "__init__.py"
-        top_level = {id(n) for n in tree.body}
-        for stmt in tree.body:  # imports under a module-level `if`/`try` count as top too
-            if isinstance(stmt, (ast.If, ast.Try)):
-                top_level |= {id(n) for n in ast.walk(stmt)}
-        for node in ast.walk(tree):
-            targets: list[str] = []
-            if isinstance(node, ast.Import):
-                targets = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                if node.level:
-                    base = mod.split(".") if is_pkg else mod.split(".")[:-1]
-                    base = base[: len(base) - node.level + 1]
-                    prefix = ".".join(base + ([node.module] if node.module else []))
-                else:
-                    prefix = node.module or ""
-                targets = [f"{prefix}.{a.name}" for a in node.names]
-            for t in targets:
-                hit = _resolve(t, modules)
-                if hit and hit != mod:
-                    edges.append((mod, hit, node.lineno, id(node) in top_level))
-    return modules, edges
-
-
-def find_cycle(modules: set[str], edges: list[tuple[str, str, int, bool]]) -> list[str] | None:
-    """One import cycle as a list of modules, or None."""
-    graph: dict[str, set[str]] = {m: set() for m in modules}
-    for a, b, _, _ in edges:
-        graph[a].add(b)
-    state: dict[str, int] = {}
-    stack: list[str] = []
-
-    def visit(m: str) -> list[str] | None:
-        state[m] = 1
-        stack.append(m)
-        for n in sorted(graph[m]):
-            if state.get(n) == 1:
-                return stack[stack.index(n):] + [n]
-            if n not in state:
-                found = visit(n)
-                if found:
-                    return found
-        stack.pop()
-        state[m] = 2
-        return None
-
-    for m in sorted(modules):
-        if m not in state:
-            found = visit(m)
-            if found:
-                return found
-    return None
-
-
-def layer_of(mod: str) -> str:
-    return max((k for k in LAYERS if mod == k or mod.startswith(k + ".")), key=len)
-
-
-def layer_violations(edges: list[tuple[str, str, int, bool]]) -> list[str]:
-    bad = []
-    for a, b, line, _ in edges:
-        allowed = LAYERS[layer_of(a)]
-        if not any(b == x or b.startswith(x + ".") for x in allowed):
-            bad.append(f"{a}:{line} imports {b} (layer {layer_of(a)} may import {allowed})")
-    return bad
-
-
-def late_imports(edges: list[tuple[str, str, int, bool]]) -> list[str]:
-    return [f"{a}:{line} imports {b} inside a function" for a, b, line, top in edges
-            if not top and (a, b) not in ALLOWED_LATE]
+STAGES = ("contract", "model", "kernels", "sim")
 
 
 @pytest.fixture(scope="module")
@@ -158,6 +76,67 @@ def test_every_allow_listed_late_import_exists_and_says_why(graph):
     for key, why in ALLOWED_LATE.items():
         assert key in present, f"stale allow-list entry {key}"
         assert len(why) > 20, f"allow-list entry {key} needs a reason"
+
+
+def test_only_the_named_modules_import_by_name():
+    where = {site.rpartition(":")[0] for site in dynamic_imports(ROOT, PACKAGES)}
+    assert where <= set(DYNAMIC_IMPORTERS), where - set(DYNAMIC_IMPORTERS)
+    assert all(len(why) > 20 for why in DYNAMIC_IMPORTERS.values())
+
+
+def test_every_subcommand_module_is_one_the_cli_may_import():
+    assert [e.module for e in SUBCOMMANDS.values() if not may_import("bitsim.cli", e.module)] == []
+
+
+def _registered_names(module: str) -> set[str]:
+    sub = argparse.ArgumentParser().add_subparsers()
+    importlib.import_module(module).register(sub)
+    return set(sub.choices)
+
+
+def test_the_subcommand_table_matches_what_each_module_registers():
+    modules = {e.module for e in SUBCOMMANDS.values()}
+    assert [m for m in sorted(modules) if importlib.util.find_spec(m) is None] == []
+    for module in sorted(modules):
+        named = {n for n, e in SUBCOMMANDS.items() if e.module == module}
+        assert _registered_names(module) == named, module
+
+
+def _python(code: str, path: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(TRITON_INTERPRET="1", PYTHONDONTWRITEBYTECODE="1")
+    if path is not None:
+        env["PYTHONPATH"] = str(path)
+    return subprocess.run([sys.executable, "-c", code], cwd=path or ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def loaded_bitsim_modules(packages: tuple[str, ...], path: Path | None = None) -> list[str]:
+    """The ``bitsim`` modules a fresh interpreter holds after importing ``packages`` (from ``path``)."""
+    code = (f"import sys\nfor p in {list(packages)!r}:\n    __import__(p)\n"
+            "print(sorted(m for m in sys.modules if m == 'bitsim' or m.startswith('bitsim.')))")
+    done = _python(code, path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return eval(done.stdout.strip().splitlines()[-1])
+
+
+def test_importing_the_stages_loads_no_application_module():
+    assert loaded_bitsim_modules(STAGES) == []
+
+
+def test_a_planted_upward_import_fails_both_checks(tmp_path):
+    for pkg in ("contract", "sim"):
+        shutil.copytree(ROOT / pkg, tmp_path / pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "bitsim").mkdir()
+    (tmp_path / "bitsim" / "__init__.py").write_text("")
+    (tmp_path / "bitsim" / "report.py").write_text("x = 1\n")
+    engine = tmp_path / "sim" / "simulate.py"
+    text = engine.read_text()
+    engine.write_text(text + "\nfrom bitsim.report import x  # noqa: E402  planted\n")
+    line = text.count("\n") + 2
+    assert loaded_bitsim_modules(("contract", "sim"), tmp_path) == ["bitsim", "bitsim.report"]
+    _, edges = import_graph(tmp_path, ("contract", "sim", "bitsim"))
+    assert [v.split(" (")[0] for v in layer_violations(edges)] == [f"sim.simulate:{line} imports bitsim.report"]
 
 
 def _plant(tmp_path: Path, files: dict[str, str]) -> tuple[set[str], list]:
@@ -191,42 +170,50 @@ def test_checker_finds_an_upward_and_a_late_import(tmp_path):
     assert late_imports(edges) == ["sim.engine:2 imports bitsim.report.build inside a function"]
 
 
-def layer_graph(edges: list[tuple[str, str, int, bool]]) -> dict[str, set[str]]:
-    """Which layer imports which (self-imports left out), as the code has it today."""
-    out: dict[str, set[str]] = {k: set() for k in LAYERS}
-    for a, b, _, _ in edges:
-        la, lb = layer_of(a), layer_of(b)
-        if la != lb:
-            out[la].add(lb)
-    return out
+def test_checker_finds_a_planted_import_by_name(tmp_path):
+    _plant(tmp_path, {"sim/__init__.py": "", "bitsim/__init__.py": "",
+                      "sim/hidden.py": "import importlib\n\nm = importlib.import_module('bitsim')\n"})
+    assert dynamic_imports(tmp_path, ("sim", "bitsim")) == ["sim.hidden:3"]
 
 
-def layer_graph_markdown(edges: list[tuple[str, str, int, bool]]) -> str:
-    """The block of docs/architecture.md between the GRAPH markers, generated from the code."""
-    g = layer_graph(edges)
-    rows = ["| layer | imports (measured from the code) | may import (tests/test_layering.py) |", "|---|---|---|"]
-    for layer in LAYERS:
-        may = [x for x in LAYERS[layer] if x != layer]
-        rows.append(f"| `{layer}` | {', '.join(f'`{x}`' for x in sorted(g[layer])) or '(nothing)'} | "
-                    f"{', '.join(f'`{x}`' for x in may) or '(nothing)'} |")
-    return "\n".join(rows)
+def test_help_and_version_load_no_heavy_package_and_are_quick():
+    code = ("import sys, time\nt = time.perf_counter()\nfrom bitsim.cli import build_parser\n"
+            "build_parser().format_help()\n"
+            "print(sorted({'torch', 'triton', 'pandas', 'numpy', 'pyarrow', 'matplotlib', 'model', 'sim'}"
+            " & set(sys.modules)))")
+    done = _python(code)
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr
+    t0 = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "bitsim.cli", "--version"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert done.stdout.strip().startswith("bitsim ") and time.perf_counter() - t0 < 1.5
 
 
-BEGIN, END = "<!-- import graph: begin (generated by `python tests/test_layering.py`) -->", "<!-- import graph: end -->"
+def test_help_lists_every_subcommand_in_table_order():
+    parser = build_parser()
+    [sub] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    assert list(sub.choices) == list(SUBCOMMANDS)
+    text = parser.format_help()
+    assert all(f"\n    {name}" in text for name in SUBCOMMANDS)
 
 
 def test_architecture_doc_shows_the_real_import_graph(graph):
     text = (ROOT / "docs" / "architecture.md").read_text()
-    assert BEGIN in text and END in text, "docs/architecture.md lacks the generated import-graph block"
-    block = text.split(BEGIN, 1)[1].split(END, 1)[0].strip()
-    assert block == layer_graph_markdown(graph[1]).strip(), \
-        "docs/architecture.md's import graph is stale: run `python tests/test_layering.py`"
+    assert BEGIN in text, "docs/architecture.md lacks the generated import-graph block"
+    assert graph_block(text) == layer_graph_markdown(graph[1]).strip(), \
+        "docs/architecture.md's import graph is stale: run `bitsim docs graph`"
 
 
-if __name__ == "__main__":  # rewrite the generated block of docs/architecture.md
-    doc = ROOT / "docs" / "architecture.md"
-    text = doc.read_text()
-    head, rest = text.split(BEGIN, 1)
-    tail = rest.split(END, 1)[1]
-    doc.write_text(f"{head}{BEGIN}\n{layer_graph_markdown(import_graph(ROOT, PACKAGES)[1])}\n{END}{tail}")
-    print(f"wrote {doc}")
+def test_the_graph_generator_rewrites_only_its_block(graph):
+    text = f"intro\n{BEGIN}\nold\n<!-- import graph: end -->\noutro\n"
+    new = with_graph(text, graph[1])
+    assert new.startswith(f"intro\n{BEGIN}\n| layer |") and new.endswith("<!-- import graph: end -->\noutro\n")
+    with pytest.raises(ValueError, match="markers"):
+        with_graph("no markers", graph[1])
+
+
+def test_the_interpreter_set_up_lives_only_in_conftest():
+    here = Path(__file__).resolve().parent
+    needle = "setdefault(" + '"TRITON_INTERPRET"'
+    setters = [p.name for p in sorted(here.glob("*.py")) if p.name != "conftest.py" and needle in p.read_text()]
+    assert setters == []

@@ -9,7 +9,8 @@ import torch
 
 from model import fakequant as fq
 from model import quant as q
-from model.config import PRESETS, ModelConfig, get_config
+from model.config import DATAPATHS as DATAPATHS_ALL
+from model.config import PRESETS, ModelConfig, get_config, memory_table, weight_bytes
 from model.model import ActivationCapture, BitLinear, Transformer, quantize_act
 
 DATAPATHS = ("fp16", "b1.58", "a4.8", "a4.8-fp4")
@@ -36,6 +37,62 @@ def test_2b4t_preset_shape():
     assert (c.dim, c.ffn_dim, c.n_layers, c.n_heads, c.kv_heads, c.hd, c.vocab_size) == \
         (2560, 6912, 30, 20, 5, 128, 128256)
     assert c.ffn_kind == "relu2glu" and c.rope_theta == 500000.0
+
+
+@pytest.mark.parametrize("name, shape", [
+    # (dim, ffn_dim, n_layers, n_heads, kv_heads, vocab): the released Llama configs
+    ("13b", (5120, 13824, 40, 40, 40, 32000)),
+    ("llama3-8b", (4096, 14336, 32, 32, 8, 128256)),
+    ("llama2-70b", (8192, 28672, 80, 64, 8, 32000)),
+    ("llama3-70b", (8192, 28672, 80, 64, 8, 128256)),
+])
+def test_llama_presets_have_the_released_shapes_on_every_datapath(name, shape):
+    for d in DATAPATHS:
+        c = get_config(name, d)
+        assert (c.dim, c.ffn_dim, c.n_layers, c.n_heads, c.kv_heads, c.vocab_size) == shape
+        assert c.name == name and c.hd == 128 and c.datapath == d
+
+
+def test_weight_bytes_match_the_closed_form():
+    # llama3-70b: 80 layers of q,o 8192x8192, k,v 1024x8192, gate/up/down 28672x8192
+    proj = 80 * (2 * 8192 * 8192 + 2 * 1024 * 8192 + 3 * 28672 * 8192)
+    assert proj + 2 * 128256 * 8192 == pytest.approx(70.55e9, rel=1e-3)     # the "70B"
+    norms = (80 * (8192 * 3 + 28672) + 8192) * 2
+    emb = head = 128256 * 8192 * 2
+    fp16 = weight_bytes(get_config("llama3-70b"))
+    assert fp16.projections == proj * 2 and fp16.total == proj * 2 + norms + emb + head
+    ternary = weight_bytes(get_config("llama3-70b"), "b1.58")
+    assert ternary.projections == proj / 4 and ternary.total == proj / 4 + norms + emb + head
+    int4_head = weight_bytes(get_config("llama3-70b", "b1.58", lm_head_bits=4))
+    assert int4_head.lm_head == 128256 * 8192 / 2 + 128256 * 4
+    assert weight_bytes(get_config("7b", "a4.8")).projections == get_config("7b").linear_params / 4
+
+
+def test_a_model_yaml_without_name_is_labelled_by_its_file_stem(tmp_path):
+    p = tmp_path / "deep" / "my-model.yaml"
+    p.parent.mkdir()
+    p.write_text("dim: 64\nffn_dim: 128\nn_heads: 4\nn_layers: 2\nvocab_size: 50\n")
+    assert get_config(str(p)).name == "my-model"
+    p.write_text("name: mine\ndim: 64\nffn_dim: 128\nn_heads: 4\nn_layers: 2\nvocab_size: 50\n")
+    assert get_config(str(p), "b1.58").name == "mine"
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(norm_eps=float("inf")), "norm_eps"),
+    (dict(norm_eps=float("nan")), "norm_eps"),
+    (dict(rope_theta=float("inf")), "rope_theta"),
+    (dict(dim=1 << 20), "dim"),
+    (dict(vocab_size=2.5), "vocab_size"),
+    (dict(dim=65536, n_heads=512, ffn_dim=262144, n_layers=1000), "TB of FP16"),
+])
+def test_non_finite_or_terabyte_model_configs_are_refused(tmp_path, change, message):
+    with pytest.raises(ValueError, match=message):
+        ModelConfig.from_dict({**get_config("tiny").to_dict(), **change})
+    p = tmp_path / "m.yaml"
+    p.write_text("".join(f"{k}: {v}\n" for k, v in {**PRESETS["tiny"], **change}.items())
+                 .replace("inf", ".inf").replace("nan", ".nan"))
+    with pytest.raises(ValueError, match=message):
+        get_config(str(p))
 
 
 def test_datapath_defaults():
@@ -79,7 +136,7 @@ def test_bad_config_fields_raise_value_error_naming_them(change, field):
 
 def test_unknown_preset_and_bad_yaml_are_value_errors(tmp_path):
     with pytest.raises(ValueError, match="preset"):
-        get_config("13b")
+        get_config("13c")
     p = tmp_path / "bad.yaml"
     p.write_text("dim: [1, 2\n")
     with pytest.raises(ValueError, match="YAML"):
@@ -290,7 +347,7 @@ def test_bad_tokens_and_cache_misuse_raise_clear_errors():
     with pytest.raises(ValueError, match="shape"):
         m(torch.tensor([1, 2, 3]))
     with pytest.raises(ValueError, match="fp16"):
-        BitLinear(4, 4, "fp8")
+        BitLinear(4, 4, "int3")
     cache = m.new_cache()
     with torch.no_grad():
         m(torch.tensor([[1, 2]]), cache=cache)
@@ -309,3 +366,13 @@ def test_frozen_layers_compute_exactly_what_unfrozen_ones_do():
     with torch.no_grad():
         for exact in (False, True):
             assert torch.equal(frozen(tok, exact=exact), m(tok, exact=exact))
+
+
+def test_memory_table_counts_the_published_parameter_totals():
+    rows = {(r["preset"], r["datapath"]): r for r in memory_table()}
+    assert len(rows) == (len(PRESETS) - 1) * len(DATAPATHS_ALL)
+    # released totals (embedding and head included): Llama 2 7B/13B/70B, Llama 3 8B/70B
+    for preset, billions in (("7b", 6.74), ("13b", 13.02), ("llama2-70b", 68.98), ("llama3-8b", 8.03),
+                             ("llama3-70b", 70.55)):
+        assert rows[(preset, "fp16")]["params"] / 1e9 == pytest.approx(billions, rel=2e-3)
+    assert rows[("7b", "w4a16")]["total_bytes"] == weight_bytes(get_config("7b", "w4a16")).total

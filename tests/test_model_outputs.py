@@ -1,4 +1,4 @@
-"""Issue 9, model side: ``bitsim train`` never overwrites an input and resumes only what it wrote;
+"""``bitsim train`` never overwrites an input and resumes only what it wrote;
 a corrupt or wrong checkpoint is one clear error.  No training happens here (every check comes first)."""
 from __future__ import annotations
 

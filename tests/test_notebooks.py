@@ -11,8 +11,10 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]-*.py"))
 
 
-def test_the_four_notebooks_exist():
-    assert [p.stem for p in NOTEBOOKS] == ["01-datapaths", "02-gpu-kernels", "03-design-space", "04-validation"]
+def test_the_numbered_notebooks_exist_in_order():
+    stems = [p.stem for p in NOTEBOOKS]
+    assert stems[:4] == ["01-datapaths", "02-gpu-kernels", "03-design-space", "04-validation"]
+    assert [s[:2] for s in stems] == [f"{i:02d}" for i in range(1, len(stems) + 1)]   # no gap, no duplicate
 
 
 @pytest.mark.slow

@@ -53,8 +53,6 @@ def test_bad_input_is_named():
 
 
 def test_plot_marks_the_front(tmp_path):
-    import matplotlib
-    matplotlib.use("Agg")
     df = pd.DataFrame({"tps": [10, 20, 15], "jpt": [1.0, 2.0, 3.0], "area": [1, 2, 3]})
     ax = plot_pareto(df, "tps", "jpt", color="area", xlabel="tokens/s", ylabel="J/token")
     front_collection = ax.collections[1]

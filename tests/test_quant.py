@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from model import quant as q
+from model.fakequant import _l1_float64, _mean_abs_float32
 
 CL = 1e-5
 
@@ -312,3 +313,12 @@ def test_empty_and_rank_errors_name_the_problem():
 def test_half_precision_inputs_give_the_same_codes_as_their_float32_upcast():
     x = _rand((4, 64), 15).half()
     assert torch.equal(q.quantize_int4(x).codes, q.quantize_int4(x.float()).codes)
+
+
+def test_the_fast_ternary_scale_equals_the_float64_reference_sum_even_at_a_rounding_tie():
+    g = torch.Generator().manual_seed(7)
+    cases = [torch.randn(37 + i, 129 + 3 * i, generator=g) * 10 ** (i % 5 - 2) for i in range(40)]
+    tie = torch.full((64, 64), 1.0)
+    tie[::2] = 1.0 + 2.0 ** -23        # mean|w| = 1 + 2**-24: exactly between two float32 values
+    for w in cases + [tie]:
+        assert _mean_abs_float32(w).item() == (_l1_float64(w) / w.numel()).to(torch.float32).item()

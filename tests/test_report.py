@@ -33,9 +33,9 @@ from bitsim.report.measured import ANCHORS_SOURCE, VALIDATION_BOUND, load_measur
 from contract import MEASURED_TRACE, SCHEMAS, read_table, write_table
 from model.trace import build_trace
 
-FIGURES = ("energy_by_component", "throughput", "footprint", "gain_ladder", "batch_sweep", "bandwidth_sweep",
-           "comparison_bases", "sensitivity_bands", "roofline", "sparsity_bits", "measured_speedups", "sim_vs_measured",
-           "measured_roofline")
+FIGURES = ("energy_by_component", "throughput", "footprint", "step_bytes", "gain_ladder", "batch_sweep",
+           "bandwidth_sweep", "comparison_bases", "sensitivity_bands", "roofline", "sparsity_bits", "measured_speedups",
+           "sim_vs_measured", "measured_roofline")
 
 
 def _measured_rows() -> pd.DataFrame:
@@ -46,8 +46,10 @@ def _measured_rows() -> pd.DataFrame:
                                    ("ours_w158a4_fp8", "ours", "w1.58a4-fp8", 8.0)]:
         rows.append(dict(base, op="gemv", kernel=kernel, impl=impl, precision=prec, M=1, N=11008, K=4096, us=us,
                          gpu="NVIDIA H100 80GB HBM3", cuda_graph=True, exact=impl == "ours"))
-    for kernel, impl, prec, us in [("cublas_fp16", "baseline", "fp16", 254.9), ("cublas_int8", "baseline", "int8", 234.9),
-                                   ("ours_w158a8", "ours", "w1.58a8", 240.0), ("ours_w158a4_fp8", "ours", "w1.58a4-fp8", 170.0)]:
+    for kernel, impl, prec, us in [("cublas_fp16", "baseline", "fp16", 254.9),
+                                   ("cublas_int8", "baseline", "int8", 234.9),
+                                   ("ours_w158a8", "ours", "w1.58a8", 240.0),
+                                   ("ours_w158a4_fp8", "ours", "w1.58a4-fp8", 170.0)]:
         rows.append(dict(base, op="gemm", kernel=kernel, impl=impl, precision=prec, M=2048, N=11008, K=4096, us=us,
                          gpu="NVIDIA H100 80GB HBM3"))
     df = pd.DataFrame(rows)
@@ -71,7 +73,7 @@ def tiny_report(tmp_path_factory):
 
 def test_report_folder_has_every_artifact(tiny_report):
     for name in FIGURES:
-        for ext in ("png", "svg"):
+        for ext in ("png", "svg", "pdf"):
             assert (tiny_report / "figures" / f"{name}.{ext}").stat().st_size > 1000, name
     for t in ("claims", "claims_summary", "ratios", "summary", "accelerators", "variants", "measured_speedups",
               "sim_vs_measured", "batch", "bandwidth", "technology", "bases", "sensitivity", "crossovers"):
@@ -82,14 +84,23 @@ def test_report_folder_has_every_artifact(tiny_report):
     assert len(cfg["traces"]) == 4 * 3  # 4 datapaths x (2 decode contexts + 1 prefill)
 
 
-def test_html_is_self_contained(tiny_report):
+def test_html_travels_alone_with_its_figures_and_tables(tiny_report):
     html = (tiny_report / "report.html").read_text()
     srcs = re.findall(r"src='([^']*)'", html)
     assert len(srcs) == len(FIGURES)
     for s in srcs:
         assert s.startswith("data:image/png;base64,")
         assert base64.b64decode(s.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "href='figures" not in html and "http" not in html.split("<body>")[1].split("Generated")[0]
+    # every CSV link carries its table: the download decodes to the file beside the page
+    csvs = re.findall(r"<a download='([a-z_0-9.]+)' href='data:text/csv;base64,([^']*)'>", html)
+    assert {"claims.csv", "batch.csv"} <= {n for n, _ in csvs}
+    for name, data in csvs:
+        assert base64.b64decode(data) == (tiny_report / "tables" / name).read_bytes(), name
+    # the only links to files beside the page are a figure's SVG / PDF, and they say so
+    files = re.findall(r"href='(figures/[^']*)'", html)
+    assert files and all(f.endswith((".svg", ".pdf")) for f in files)
+    assert html.count("in figures/ beside report.html") == len(FIGURES)
+    assert "max-width:1100px" not in html and "this.classList.toggle('full')" in html
 
 
 def test_summary_covers_every_workload_on_matched_and_reference(tiny_report):
@@ -107,7 +118,8 @@ def test_measured_claim_rows_use_the_kernel_ratio(tiny_report):
     c = read_table(tiny_report / "tables" / "claims.csv")
     row = c[c.hardware.str.contains("ours_w158a4_fp8 vs ours_w158a8") & c.workload.str.startswith("GEMM")]
     assert row.ours.iloc[0] == f"{240.0 / 170.0:.2f}x"
-    assert row.verdict.iloc[0] == "partly"
+    assert row.verdict.iloc[0] == "partly (our kernels)"   # a measured verdict judges our kernels, not the format
+    assert row.reason.iloc[0].startswith("our kernels, not the format")
 
 
 def test_matmul_energy_claim_is_judged_on_the_linear_layers_alone(tiny_report):
@@ -190,7 +202,7 @@ def test_unknown_datapath_is_named(tmp_path, capsys):
     rc = main(["report", "--presets", "tiny", "--datapaths", "fp17", "-o", str(tmp_path / "x"), "-q"])
     assert rc == 2
     err = capsys.readouterr().err
-    assert "unknown datapath(s) ['fp17']" in err and "Traceback" not in err
+    assert "unknown ['fp17']" in err and "datapath" in err and "Traceback" not in err
 
 
 def test_bad_study_config_is_named(tmp_path, capsys):
@@ -200,7 +212,7 @@ def test_bad_study_config_is_named(tmp_path, capsys):
     assert "contxts" in capsys.readouterr().err
     with pytest.raises(ValueError, match="contexts"):
         StudyConfig(contexts=(0,))
-    with pytest.raises(ValueError, match=r"unknown datapath\(s\) \['w9'\]"):
+    with pytest.raises(ValueError, match=r"datapath.*unknown.*\['w9'\]"):
         StudyConfig(datapaths=("fp16", "w9"))
     with pytest.raises(ValueError, match="matched"):
         StudyConfig(datapaths=("fp16", "b1.58"), matched={"fp16": "fp16"})
@@ -256,6 +268,16 @@ def test_measured_csv_is_read_only_without_its_parquet_twin(tmp_path):
     assert (with_anchors.source == ANCHORS_SOURCE).sum() > 0
 
 
+def test_a_runs_other_tables_beside_its_measurements_are_left_out_with_a_warning(tmp_path):
+    m = _measured_rows()
+    write_table(m, tmp_path / "measured_a.parquet", "measured_trace")
+    pd.DataFrame({"goal": ["a4.8 >= 1500 tok/s"], "value": [437.4], "verdict": ["missed"]}).to_csv(
+        tmp_path / "measured_a_goals.csv", index=False)   # a plain CSV: no schema line
+    with pytest.warns(UserWarning, match="measured_a_goals.csv: not a measured_trace table"):
+        got = load_measured(tmp_path, include_anchors=False)
+    assert len(got) == len(m) and set(got.source) == {"measured_a.parquet"}
+
+
 def test_block_measurements_give_datapath_speedups_and_claim_rows():
     base = _measured_rows().iloc[0].to_dict()
     rows = [dict(base, op="block_decode", kernel=f"block_{dp}", impl="ours" if dp != "fp16" else "baseline",
@@ -265,7 +287,7 @@ def test_block_measurements_give_datapath_speedups_and_claim_rows():
     assert spd.set_index("kernel").speedup["block_a4.8"] == pytest.approx(236.6 / 50.0)
     assert set(spd["shape"]) == {"block decode B1 ctx2048"}
     r = measured_speed_rows(spd, "block_a4.8", "block_b1.58", CLAIMS["speedup_vs_b158"])
-    assert len(r) == 1 and r[0]["ours"] == "1.60x" and r[0]["verdict"] == "partly"
+    assert len(r) == 1 and r[0]["ours"] == "1.60x" and r[0]["verdict"] == "partly (our kernels)"
 
 
 def test_speedups_never_mix_measuring_runs():
@@ -295,13 +317,35 @@ def test_speedup_figure_draws_one_bar_per_non_baseline_kernel_and_shape():
     spd = speedups(_measured_rows())
     fig = figures.measured_speedups(spd)
     panels = [ax for ax in fig.axes if ax.patches]
-    assert [ax.get_title(loc="left") for ax in panels] == ["decode GEMV, M = 1 (weights N x K) -- CUDA graph",
-                                                          "prefill GEMM, M = 2048 -- one launch at a time"]
+    assert [ax.get_title(loc="left") for ax in panels] == ["decode GEMV, M = 1 (weights N x K) (CUDA graph)",
+                                                          "prefill GEMM, M = 2048 (one launch at a time)"]
     bars = [b for ax in panels for b in ax.patches]
     assert len(bars) == int((~spd.kernel.isin(["cublas_fp16"])).sum()) == 5
     heights = sorted(round(b.get_height(), 6) for b in bars)
     assert heights == sorted(round(v, 6) for v in spd[spd.kernel != "cublas_fp16"].speedup)
     assert [[t.get_text() for t in ax.get_xticklabels()] for ax in panels] == [["11008x4096"], ["11008x4096"]]
+    # each kernel keeps one colour in every panel, and no two kernels share one
+    colour = {}
+    for ax in panels:
+        for c in ax.containers:
+            if c.get_label() and not c.get_label().startswith("_"):
+                colour.setdefault(c.get_label(), set()).update(p.get_facecolor() for p in c.patches)
+    assert all(len(c) == 1 for c in colour.values())
+    assert len({next(iter(c)) for c in colour.values()}) == len(colour)
+
+
+def test_speedup_figure_never_mixes_two_measuring_runs():
+    a = _measured_rows().assign(gpu="NVIDIA H100 80GB HBM3")
+    b = _measured_rows().assign(gpu="NVIDIA H200")
+    b.loc[b.impl == "ours", "us"] = b.us / 2   # another run: other kernel times, so other speedups
+    spd = speedups(pd.concat([a.assign(source="measured_h100_kernels.parquet"),
+                              b.assign(source="measured_h200_kernels.parquet")], ignore_index=True))
+    for run in ("measured_h100_kernels.parquet", "measured_h200_kernels.parquet"):
+        fig = figures.measured_speedups(spd, run=run)
+        heights = sorted(round(p.get_height(), 6) for ax in fig.axes for p in ax.patches)
+        mine = spd[(spd.source == run) & (spd.kernel != "cublas_fp16")]
+        assert heights == sorted(round(v, 6) for v in mine.speedup)
+        assert run.split("_")[1] in fig._suptitle.get_text()
 
 
 def test_measured_roofline_places_each_kernel_call_under_the_run_roofs():
@@ -337,18 +381,20 @@ def test_document_renders_tables_in_markdown_and_escaped_html(tmp_path):
 
 # ---------------------------------------------------------------- the report's structure
 SECTION_TITLES = ["Executive summary", "What a 1-bit / a4.8 chip should look like", "Claims",
-                  "How the comparison is set up", "Energy and speed", "Where a4.8's decode gain comes from", "Batch",
+                  "How the comparison is set up", "a4.8 against each baseline", "Energy and speed",
+                  "Where a4.8's decode gain comes from", "Batch",
                   "Context and memory footprint", "Memory bandwidth and technology", "Iso-peak, iso-area and iso-power",
                   "Sensitivity", "Roofline", "Per-op sparsity and bits", "Measured GPU kernels",
-                  "Simulator vs measured", "Files"]
+                  "Simulator vs measured", "Published chips", "Files"]
 
 
 def test_every_table_file_is_written_against_its_registered_schema(tiny_report):
     files = sorted((tiny_report / "tables").iterdir())
     assert {f.name for f in files} == {
-        "accelerators.csv", "bandwidth.csv", "bases.csv", "batch.csv", "ceilings.csv", "claims.csv",
+        "accelerators.csv", "bandwidth.csv", "baselines.csv", "bases.csv", "batch.csv", "ceilings.csv", "claims.csv",
         "claims_summary.csv", "crossovers.csv", "gain_ladder.csv", "measured_speedups.csv", "ops.parquet",
-        "ratios.csv", "sensitivity.csv", "sim_validation.csv", "sim_vs_measured.csv", "summary.csv",
+        "published_chips.csv", "ratios.csv", "sensitivity.csv", "sim_validation.csv", "sim_vs_measured.csv",
+        "summary.csv",
         "summary_all.csv", "summary_full.csv", "technology.csv", "traces.parquet", "variants.csv"}
     for f in files:
         meta = read_table(f).attrs
@@ -362,7 +408,8 @@ def test_report_sections_come_in_order_and_each_table_links_to_its_file(tiny_rep
     assert re.findall(r"^## (.+)$", md, flags=re.M) == SECTION_TITLES
     links = re.findall(r"\(\[CSV\]\(tables/([^)]+)\)\)", md)
     assert sorted(links) == sorted({"claims_summary.csv", "variants.csv", "accelerators.csv", "summary.csv",
-                                    "gain_ladder.csv", "bases.csv", "sim_validation.csv"})
+                                    "gain_ladder.csv", "bases.csv", "sim_validation.csv", "baselines.csv",
+                                    "published_chips.csv"})
     attached = re.findall(r"\]\(tables/([^)]+\.csv)\)", md)   # raw tables: attached, not in the body
     assert {"claims.csv", "ratios.csv", "batch.csv", "sensitivity.csv", "measured_speedups.csv"} <= set(attached)
     for name in links:
@@ -424,7 +471,7 @@ def test_write_report_never_replaces_a_folder_that_holds_files(tmp_path):
 
 def test_each_figure_title_or_caption_names_its_profile_and_energy_basis(tiny_report):
     md = (tiny_report / "report.md").read_text()
-    captions = re.findall(r"^\*(.+)\* \(\[SVG\]\(figures/([a-z_]+)\.svg\)\)$", md, flags=re.M)
+    captions = re.findall(r"^\*(.+)\* \(\[SVG\]\(figures/([a-z_]+)\.svg\), \[PDF\]", md, flags=re.M)
     assert {name for _c, name in captions} == set(FIGURES)
     for caption, name in captions:
         assert "profile:" in caption and "energy:" in caption, name
@@ -463,3 +510,14 @@ def test_validation_lists_every_class_with_calibration_apart(tiny_report):
     for cls in v["class"]:
         assert cls in sec
     assert "calibration calls are listed apart and never counted as validation" in sec
+
+
+def test_claimed_ticks_sit_on_speed_rows_only(tiny_report):
+    sens = read_table(tiny_report / "tables" / "sensitivity.csv")
+    fig = figures.sensitivity_bands(sens, {"speed a4.8/b1.58": 2.0, "energy a4.8/b1.58": 9.0})
+    ax = fig.axes[0]
+    rows = [t.get_text() for t in ax.get_yticklabels()]
+    ticks = [line for line in ax.lines if line.get_marker() == "|"]
+    assert ticks and all(rows[int(line.get_ydata()[0])].startswith("speed a4.8/b1.58") for line in ticks)
+    assert len(ticks) == sum(r.startswith("speed a4.8/b1.58") for r in rows)
+    assert all(line.get_xdata()[0] == 2.0 for line in ticks)

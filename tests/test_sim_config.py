@@ -25,12 +25,14 @@ def test_every_preset_loads_and_states_its_comparison_basis(name):
     assert c.area_assumption.strip()
 
 
-def test_fp16_b158_a48_have_equal_peak_throughput_at_8bit_and_16bit():
+def test_fp16_b158_a48_have_equal_peak_throughput_of_their_main_operation():
     f, b, a = (sim.load_accelerator(n) for n in ("fp16", "b1.58", "a4.8"))
     assert f.peak_macs_per_cycle("fp16", "fp16") == b.peak_macs_per_cycle("ternary", "int8") \
-        == a.peak_macs_per_cycle("ternary", "int8")
+        == a.peak_macs_per_cycle("ternary", "int4") == 65536
+    assert a.peak_macs_per_cycle("ternary", "int8") == 32768          # a4.8's INT8 layers: the unsplit adder
     assert f.offchip == b.offchip == a.offchip and f.sram == b.sram == a.sram
-    assert f.compute_area_mm2_45nm() > 5 * b.compute_area_mm2_45nm()
+    pe = {c.name: c.chip_costs().area_mm2_by_part["pe"] for c in (f, b)}
+    assert pe["fp16"] > 5 * pe["b1.58"] and f.area_mm2 > b.area_mm2
 
 
 def test_yaml_path_loads_same_config_as_preset_name(tmp_path):
@@ -146,10 +148,10 @@ def test_energy_basis_marks_the_gpu_presets_as_dynamic_only(name):
 def test_h100_like_summary_labels_its_energy_as_dynamic_only_with_no_static_part():
     res = sim.simulate(decoder_trace("b1.58", layers=1), "h100-like")
     s = res.summary
-    assert s["energy_basis"] == "dynamic-only"
-    assert s["energy_j_by_component"]["static"] == 0.0
-    assert s["energy_j"] == pytest.approx(sum(v for k, v in s["energy_j_by_component"].items() if k != "static"))
-    assert sim.simulate(decoder_trace("b1.58", layers=1), "b1.58").summary["energy_basis"] == "model"
+    assert s.energy_basis == "dynamic-only"
+    assert s.energy_j_by_component["static"] == 0.0
+    assert s.energy_j == pytest.approx(sum(v for k, v in s.energy_j_by_component.items() if k != "static"))
+    assert sim.simulate(decoder_trace("b1.58", layers=1), "b1.58").summary.energy_basis == "model"
 
 
 @pytest.mark.parametrize("value, msg", [

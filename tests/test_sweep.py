@@ -10,12 +10,12 @@ import pandas as pd
 import pytest
 import yaml
 
+from bitsim.experiments.hardware import make_accelerator
 from bitsim.experiments.sweep import (
     MAX_POINTS,
     done_ids,
     evaluate_point,
     load_spec,
-    make_accelerator,
     parse_spec,
     read_results,
     run_sweep,
@@ -187,7 +187,7 @@ def test_dask_local_cluster_gives_the_same_results(tmp_path, monkeypatch):
     assert len(dask) == len(spec.points())
 
 
-# ---------------------------------------------------------------- hardening (issue 9)
+# ---------------------------------------------------------------- bad inputs and damaged results
 def _fake_evaluate(point):
     return {"point_id": point["point_id"], **point["workload"], "accelerator": point["accelerator"],
             "prefill_tokens": -1, "tokens": 1.0, "cycles": 1.0, "latency_s": 1.0,
@@ -291,3 +291,56 @@ def test_a_worker_ends_when_its_parent_is_killed(tmp_path):
     while _state(child) not in ("gone", "Z") and time.time() < deadline:
         time.sleep(0.05)
     assert _state(child) in ("gone", "Z")
+
+
+def _rewrite_part(path: Path, **changes) -> None:
+    """Rewrite a part as valid Parquet of the same point with ``changes`` (as a hand edit would)."""
+    df = pd.read_parquet(path).assign(**changes)
+    df.to_parquet(path, index=False)
+
+
+def test_a_part_edited_after_it_was_written_is_caught_and_recomputed(tmp_path):
+    spec = parse_spec(_spec())
+    out = tmp_path / "r.parquet"
+    first = run_sweep(spec, out, backend="serial", progress=False, evaluate=_fake_evaluate)
+    victim = sorted(out.glob("point-*.parquet"))[0]
+    _rewrite_part(victim, tokens_per_s=-1.0)
+    assert pd.read_parquet(victim)["point_id"].iloc[0] == victim.stem[len("point-"):]   # its own id, valid Parquet
+    with pytest.raises(ValueError, match=f"{victim.name} is not a finished point: its content does not match"):
+        read_results(out, spec)
+    calls = []
+    again = run_sweep(spec, out, backend="serial", progress=False,
+                      evaluate=lambda p: calls.append(p["point_id"]) or _fake_evaluate(p))
+    assert calls == [victim.stem[len("point-"):]]
+    pd.testing.assert_frame_equal(again, first)
+    assert (again.tokens_per_s > 0).all()
+
+
+def test_an_empty_list_in_the_workloads_is_an_error_not_zero_points():
+    with pytest.raises(ValueError, match=r"workloads.context is an empty list"):
+        parse_spec(_spec(workloads={"preset": "tiny", "datapath": "a4.8", "context": []}))
+    with pytest.raises(ValueError, match=r"workloads\[1\].datapath is an empty list"):
+        parse_spec(_spec(workloads=[{"preset": "tiny", "datapath": "a4.8"}, {"preset": "tiny", "datapath": []}]))
+
+
+def test_a_deeply_nested_manifest_is_a_clear_error(tmp_path):
+    out = tmp_path / "r.parquet"
+    out.mkdir()
+    (out / "_spec.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ValueError, match="holds the results of another sweep spec .*no readable digest"):
+        run_sweep(parse_spec(_spec()), out, backend="serial", progress=False, evaluate=_fake_evaluate)
+
+
+def test_a_part_with_deeply_nested_metadata_is_a_clear_error(tmp_path):
+    import pyarrow.parquet as pq
+
+    spec = parse_spec(_spec())
+    out = tmp_path / "r.parquet"
+    run_sweep(spec, out, backend="serial", progress=False, evaluate=_fake_evaluate)
+    victim = sorted(out.glob("point-*.parquet"))[0]
+    table = pq.read_table(victim)
+    deep = ("[" * 100_000 + "]" * 100_000).encode()
+    pq.write_table(table.replace_schema_metadata({**table.schema.metadata, b"pandas": deep}), victim)
+    with pytest.raises(ValueError, match=f"{victim.name} is not a finished point"):
+        read_results(out, spec)
+    assert len(done_ids(out)) == len(spec.points()) - 1

@@ -1,4 +1,4 @@
-"""Paper-fidelity knobs (issue 12 item 6): 4-bit Q with 3-bit KV, an INT8 / INT4 LM head, and how the
+"""Paper-fidelity knobs: 4-bit Q with 3-bit KV, an INT8 / INT4 LM head, and how the
 simulator maps the new formats (fallback pairs are reported, never errors)."""
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import sim
 from model import quant as q
 from model.config import ModelConfig, get_config
 from model.model import ActivationCapture, Transformer
-from model.trace import build_trace, head_input
+from model.trace import build_trace
+from model.trace_stats import head_input
 
 # tiny preset: D=64, F=160, 4 query heads, 2 KV heads, head_dim 16, 2 layers, vocab 97
 
@@ -162,7 +163,7 @@ def test_sim_runs_4bit_query_on_a_wider_attention_pair_and_lists_it_as_a_fallbac
         res = sim.simulate(tr, accel)
         qk = res.ops[res.ops.op == "attn_qk"]
         assert set(qk["needs"]) == {"int3xint4"} and set(qk["pair"]) == {pair} and qk["fallback"].all()
-        fb = {(f["op"], f["needs"], f["pair"]): f["count"] for f in res.summary["fallback_ops"]}
+        fb = {(f["op"], f["needs"], f["pair"]): f["count"] for f in res.summary.fallback_ops}
         assert fb[("attn_qk", "int3xint4", pair)] == 2              # one per layer
 
 
@@ -171,7 +172,7 @@ def test_sim_maps_the_int8_and_int4_heads_exactly_where_a_pair_exists_else_as_fa
         tr = build_trace(get_config("tiny", "b1.58", lm_head_bits=bits), "b1.58", context=16)
         res = sim.simulate(tr, accel)
         h = res.ops[res.ops.op == "lm_head"].iloc[0]
-        return h["needs"], h["pair"], bool(h["fallback"]), [f["op"] for f in res.summary["fallback_ops"]]
+        return h["needs"], h["pair"], bool(h["fallback"]), [f["op"] for f in res.summary.fallback_ops]
 
     assert head(8, "a4.8") == ("int8xint8", "int8xint8", False, [])            # the attention array's INT8 pair
     assert head(4, "a4.8") == ("int4xint8", "int8xint8", True, ["lm_head"])

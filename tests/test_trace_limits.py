@@ -1,4 +1,4 @@
-"""Issue 9, model side: bounded trace workloads, outputs that never replace a file or an input, and one
+"""Bounded trace workloads, outputs that never replace a file or an input, and one
 vocabulary for where a trace's statistics come from (``stats_source``)."""
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def _checkpoint(path, datapath="a4.8"):
 
 # ------------------------------------------------------------------ bounds
 @pytest.mark.parametrize("kwargs, word", [
-    (dict(phase="prefill", context=10 ** 9), "context"),            # the issue's case: was an OverflowError after 46 s
+    (dict(phase="prefill", context=10 ** 9), "context"),            # would overflow the attention pair count
     (dict(phase="decode", context=MAX_CONTEXT + 1), "context"),
     (dict(phase="prefill", context=MAX_CONTEXT), "prefill_tokens"),  # the default chunk is the whole context
     (dict(phase="prefill", context=MAX_CONTEXT, prefill_tokens=MAX_PREFILL_TOKENS + 1), "prefill_tokens"),

@@ -10,6 +10,7 @@ import torch
 from bitsim import cli as bitsim_cli
 from contract import read_table
 from model import corpus as mc
+from model import training_report
 from model.checkpoint import load_checkpoint, pack_ternary, save_inference_checkpoint, unpack_ternary
 from model.config import get_config
 from model.model import Transformer
@@ -229,7 +230,7 @@ def test_trained_trace_row_skip_never_exceeds_sparsity_for_a_batch(corpus, tmp_p
     assert (up.sparsity.to_numpy() > gate.sparsity.to_numpy()).all()  # gate-first: ReLU² zeros skip up
 
 
-def test_training_tables_from_finished_runs(corpus, tmp_path):
+def test_training_tables_from_finished_runs(corpus, tmp_path, monkeypatch):
     for dp in ("b1.58", "a4.8"):
         train_run(_cfg(datapath=dp, steps=8), tmp_path / "runs", corpus, log=lambda m: None)
     ck = tmp_path / "ck"
@@ -254,6 +255,19 @@ def test_training_tables_from_finished_runs(corpus, tmp_path):
     w = one.loc[["qkv", "out", "up", "gate", "down"], "params"]
     s_ = one.loc[["qkv", "out", "up", "gate", "down"], "sparsity"]
     assert one.loc["overall", "sparsity"] == pytest.approx(float((w * s_).sum() / w.sum()))
+
+    # a failure while writing (here: the last figure) leaves no partial table set behind
+    def fail(*args, **kw):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(training_report, "plot_sparsity", fail)
+    before = {f.name: f.read_bytes() for f in (tmp_path / "out").iterdir()}
+    for out, force in ((tmp_path / "out2", False), (tmp_path / "out", True)):
+        with pytest.raises(RuntimeError, match="disk full"):
+            write_training_tables([tmp_path / "runs"], ck, out, command="again", force=force)
+    assert not (tmp_path / "out2").exists()
+    assert {f.name: f.read_bytes() for f in (tmp_path / "out").iterdir()} == before
+    assert not [f for f in tmp_path.iterdir() if f.name.startswith(".")]     # no staging folder left
 
 
 def test_read_stream_joins_every_file_with_the_end_of_file_byte(tmp_path):

@@ -208,70 +208,82 @@ def _row(name: str, datapath: str, value: float | None, unit: str, lo: float, hi
             "range_lo": float(lo), "range_hi": float(hi), "definition": how, "figure": figure}
 
 
+def _context_crossovers(plan, summary: pd.DataFrame) -> list[dict]:
+    """Where the KV cache outweighs the weights, and where a4.8 reaches 2x the strongest b1.58."""
+    rows = []
+    dec = summary[(summary.preset == plan.claims_preset) & (summary.phase == "decode") & (summary.role == "matched")]
+    if not len(dec):
+        return rows
+    for d, g in dec.groupby("datapath", sort=False):
+        last = g.sort_values("context").iloc[-1]
+        if last.attention_bytes_offchip > 0:
+            c_star = float(last.context * last.gemm_bytes_offchip / last.attention_bytes_offchip)
+            rows.append(_row("context at which the KV cache outweighs the weights", d, c_star, "tokens",
+                             g.context.min(), g.context.max(),
+                             "attention (KV) off-chip bytes per decode step = GEMM (weight) bytes; KV bytes "
+                             "grow linearly with context", "context"))
+    a = dec[dec.datapath == "a4.8"].set_index("context").tokens_per_s
+    b = dec[dec.datapath == "b1.58"].set_index("context").tokens_per_s
+    common = sorted(set(a.index) & set(b.index))
+    if len(common) >= 2:
+        r = np.array([a[c] / b[c] for c in common])
+        rows.append(_row("context at which a4.8 reaches 2x the strongest b1.58", "a4.8",
+                         _cross_log(np.array(common, float), r, 2.0, falling=False) if r[0] < 2 else
+                         float(common[0]), "tokens", common[0], common[-1],
+                         "decode tokens/s ratio a4.8 / strongest b1.58 crosses 2 (the press claim)", "context"))
+    return rows
+
+
+def _batch_crossovers(bt: pd.DataFrame) -> list[dict]:
+    """Where zero skipping stops paying, decode stops being memory-bound, and the largest batch that fits."""
+    rows = []
+    for d, g in bt[bt.skip == "on"].groupby("datapath", sort=False):
+        g = g.sort_values("batch")
+        xs = g.batch.to_numpy(float)
+        if g.skip_gain.notna().any():
+            gains = g.skip_gain.to_numpy(float)
+            v = _cross_log(xs, gains, SKIP_PAYS) if gains[0] >= SKIP_PAYS else float(xs[0])
+            rows.append(_row("batch at which zero skipping stops paying", d, v, "sequences", xs[0], xs[-1],
+                             f"decode speedup of skipping zero-activation weight rows falls below {SKIP_PAYS}x "
+                             "(a row is skipped only when it is zero for every sequence of the batch)", "batch"))
+        mb = g.memory_bound_frac.to_numpy(float)
+        rows.append(_row("batch at which decode stops being memory-bound", d,
+                         _cross_log(xs, mb, 0.5) if mb[0] >= 0.5 else float(xs[0]), "sequences", xs[0], xs[-1],
+                         "share of decode cycles in memory-bound ops falls below 50 %", "batch"))
+        feas = g[g.feasible.astype(bool)]
+        kv_per_seq = float(g.kv_bytes.iloc[0] / g.batch.iloc[0])
+        w = float(g.weight_bytes.iloc[0])
+        cap = float(g.capacity_gb.iloc[0]) * 1e9
+        rows.append(_row("largest batch that fits the chip's memory", d, (cap - w) / kv_per_seq if cap > w else 0.0,
+                         "sequences", 1, max(xs[-1], 1),
+                         f"(capacity {cap / 1e9:g} GB - weights {w / 1e9:.2f} GB) / KV cache per sequence "
+                         f"{kv_per_seq / 1e9:.3f} GB at this context; largest feasible swept batch: "
+                         f"{int(feas.batch.max()) if len(feas) else 'none'}", "batch"))
+    return rows
+
+
+def _bandwidth_crossovers(bw: pd.DataFrame) -> list[dict]:
+    """The bandwidth above which doubling it buys less than :data:`BANDWIDTH_SCALES` x decode tokens/s."""
+    rows = []
+    for d, g in bw.groupby("datapath", sort=False):
+        g = g.sort_values("bandwidth_gbps")
+        xs, ts = g.bandwidth_gbps.to_numpy(float), g.tokens_per_s.to_numpy(float)
+        slope = np.array([math.inf] + [(ts[i] / ts[i - 1]) ** (math.log(2) / math.log(xs[i] / xs[i - 1]))
+                                        for i in range(1, len(xs))])
+        v = next((float(xs[i - 1]) for i in range(1, len(xs)) if slope[i] < BANDWIDTH_SCALES), None)
+        rows.append(_row("bandwidth above which decode stops scaling", d, v, "GB/s", xs[0], xs[-1],
+                         f"doubling the peak off-chip bandwidth buys less than {BANDWIDTH_SCALES}x decode "
+                         "tokens/s (the step is then bound by compute, weight loading or the vector unit)",
+                         "bandwidth"))
+    return rows
+
+
 def crossovers(plan, summary: pd.DataFrame, results: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     """``study_crossovers``: the named crossovers of the axes, each with its definition and figure."""
-    rows = []
-    preset = plan.claims_preset
-    dec = summary[(summary.preset == preset) & (summary.phase == "decode") & (summary.role == "matched")]
-    if len(dec):
-        for d, g in dec.groupby("datapath", sort=False):
-            g = g.sort_values("context")
-            last = g.iloc[-1]
-            if last.attention_bytes_offchip > 0:
-                c_star = float(last.context * last.gemm_bytes_offchip / last.attention_bytes_offchip)
-                rows.append(_row("context at which the KV cache outweighs the weights", d, c_star, "tokens",
-                                 g.context.min(), g.context.max(),
-                                 "attention (KV) off-chip bytes per decode step = GEMM (weight) bytes; KV bytes "
-                                 "grow linearly with context", "context"))
-        a = dec[dec.datapath == "a4.8"].set_index("context").tokens_per_s
-        for other in ("b1.58", "fp16"):
-            b = dec[dec.datapath == other].set_index("context").tokens_per_s
-            common = sorted(set(a.index) & set(b.index))
-            if len(common) >= 2 and other == "b1.58":
-                r = np.array([a[c] / b[c] for c in common])
-                rows.append(_row("context at which a4.8 reaches 2x the strongest b1.58", "a4.8",
-                                 _cross_log(np.array(common, float), r, 2.0, falling=False) if r[0] < 2 else
-                                 float(common[0]), "tokens", common[0], common[-1],
-                                 "decode tokens/s ratio a4.8 / strongest b1.58 crosses 2 (the press claim)",
-                                 "context"))
-    bt = results.get("batch")
+    rows = _context_crossovers(plan, summary)
+    bt, bw = results.get("batch"), results.get("bandwidth")
     if bt is not None and len(bt):
-        for d, g in bt[bt.skip == "on"].groupby("datapath", sort=False):
-            g = g.sort_values("batch")
-            xs = g.batch.to_numpy(float)
-            if g.skip_gain.notna().any():
-                gains = g.skip_gain.to_numpy(float)
-                v = _cross_log(xs, gains, SKIP_PAYS) if gains[0] >= SKIP_PAYS else float(xs[0])
-                rows.append(_row("batch at which zero skipping stops paying", d, v, "sequences", xs[0], xs[-1],
-                                 f"decode speedup of skipping zero-activation weight rows falls below {SKIP_PAYS}x "
-                                 "(a row is skipped only when it is zero for every sequence of the batch)", "batch"))
-            mb = g.memory_bound_frac.to_numpy(float)
-            rows.append(_row("batch at which decode stops being memory-bound", d,
-                             _cross_log(xs, mb, 0.5) if mb[0] >= 0.5 else float(xs[0]), "sequences", xs[0], xs[-1],
-                             "share of decode cycles in memory-bound ops falls below 50 %", "batch"))
-            feas = g[g.feasible.astype(bool)]
-            kv_per_seq = float(g.kv_bytes.iloc[0] / g.batch.iloc[0])
-            w = float(g.weight_bytes.iloc[0])
-            cap = float(g.capacity_gb.iloc[0]) * 1e9
-            rows.append(_row("largest batch that fits the chip's memory", d, (cap - w) / kv_per_seq if cap > w else 0.0,
-                             "sequences", 1, max(xs[-1], 1),
-                             f"(capacity {cap / 1e9:g} GB - weights {w / 1e9:.2f} GB) / KV cache per sequence "
-                             f"{kv_per_seq / 1e9:.3f} GB at this context; largest feasible swept batch: "
-                             f"{int(feas.batch.max()) if len(feas) else 'none'}", "batch"))
-    bw = results.get("bandwidth")
+        rows += _batch_crossovers(bt)
     if bw is not None and len(bw):
-        for d, g in bw.groupby("datapath", sort=False):
-            g = g.sort_values("bandwidth_gbps")
-            xs, ts = g.bandwidth_gbps.to_numpy(float), g.tokens_per_s.to_numpy(float)
-            slope = np.array([math.inf] + [(ts[i] / ts[i - 1]) ** (math.log(2) / math.log(xs[i] / xs[i - 1]))
-                                            for i in range(1, len(xs))])
-            v = None
-            for i in range(1, len(xs)):
-                if slope[i] < BANDWIDTH_SCALES:
-                    v = float(xs[i - 1])
-                    break
-            rows.append(_row("bandwidth above which decode stops scaling", d, v, "GB/s", xs[0], xs[-1],
-                             f"doubling the peak off-chip bandwidth buys less than {BANDWIDTH_SCALES}x decode "
-                             "tokens/s (the step is then bound by compute, weight loading or the vector unit)",
-                             "bandwidth"))
+        rows += _bandwidth_crossovers(bw)
     return pd.DataFrame(rows)

@@ -16,8 +16,6 @@ from typing import Any, Mapping
 
 #: AcceleratorConfig method (mm², whole chip).
 AREA_METHODS = ("area_mm2",)
-#: Summary field (whole-chip area, mm²).
-AREA_FIELDS = ("area_mm2",)
 #: Summary field (W at the workload).
 POWER_FIELDS = ("power_w",)
 #: Summary fields that say whether weights + KV fit the chip, in order: (name, True if the value means feasible).
@@ -43,15 +41,6 @@ def chip_area(acc) -> tuple[float, str]:
         if value is not None and value > 0:
             return value, f"whole-chip area (sim {name})"
     return float(acc.compute_area_mm2_45nm()), AREA_FALLBACK
-
-
-def row_area(row: Mapping[str, Any]) -> tuple[float, str]:
-    """(mm², what it is) of one summary row."""
-    for name in AREA_FIELDS:
-        v = _number(row.get(name))
-        if v is not None and v > 0:
-            return v, f"whole-chip area (sim {name})"
-    return float(row.get("compute_area_mm2_45nm", float("nan"))), AREA_FALLBACK
 
 
 def row_power(row: Mapping[str, Any]) -> tuple[float, str]:

@@ -1,6 +1,6 @@
 """Fair comparisons: the strongest baseline of every datapath, and one activation profile per comparison.
 
-A comparison is one model preset with its datapaths, each on its chip.  The rules (issue 13):
+A comparison is one model preset with its datapaths, each on its chip.  The rules:
 
 * **KV cache.** Every datapath stores its KV cache in the fewest bits it is documented to keep its
   accuracy at (:data:`KV_TOLERANCE`, with the source of each), among the KV formats any chip of the
@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from bitsim.experiments.paths import DATA_DIR_NAME, project_path
 from bitsim.experiments.runs import Chip
 from contract import read_table
-from model.config import get_config
+from model.config import BASELINE_DATAPATHS, get_config
 from model.paper_sparsity import PAPER_TABLE2
 from model.trace import PROFILES as MODEL_PROFILES
 
@@ -35,6 +36,8 @@ KV_TOLERANCE: dict[str, tuple[int, str]] = {
     "b1.58": (4, "[FAQ] §2, Table 3: 4-bit KV post-training quantization is lossless (docs/paper-facts.md §1.7)"),
     "a4.8": (3, "[A48] §3.1, Table 3: 4-bit Q with a 3-bit KV cache (docs/paper-facts.md §1.7, §3.3)"),
     "a4.8-fp4": (3, "as a4.8 ([A48] §3.1)"),
+    **{d: (4, "ASSUMPTION: as for fp16, 4-bit KV granted to the post-training-quantized baseline so it is the "
+              "strongest the simulator can describe (it can only shrink a4.8's lead)") for d in BASELINE_DATAPATHS},
 }
 #: Bits of a KV-cache storage format (sim's ``kv_formats``); the model stores 2..7-bit codes or FP16.
 KV_FORMAT_BITS = {"kv-fp16": 16, "kv-int8": 8, "kv-int4": 4, "kv-int3": 3}
@@ -106,7 +109,7 @@ def trained_profiles(data_dir: str | Path) -> set[str]:
 
 
 def choose_profile(preset: str, datapaths: Sequence[str], requested: str = "auto",
-                   data_dir: str | Path = "reports/data") -> tuple[str, dict[str, str], str]:
+                   data_dir: str | Path = project_path(DATA_DIR_NAME)) -> tuple[str, dict[str, str], str]:
     """The one profile of a preset's comparison: (profile, {dropped datapath: why}, reason).
 
     ``auto``: trained where every datapath of the comparison has a trained profile, else the paper's Table 2 if it
@@ -184,7 +187,7 @@ def strongest(datapaths: Sequence[str], matched: Mapping[str, str], preset: str,
 
 def plan_comparison(preset: str, datapaths: Sequence[str], matched: Mapping[str, str], *,
                     profile: str = "auto", policy: str = "strongest",
-                    data_dir: str | Path = "reports/data") -> Comparison:
+                    data_dir: str | Path = project_path(DATA_DIR_NAME)) -> Comparison:
     """The comparison of one preset: its profile (one for all its datapaths) and each datapath's variant."""
     prof, dropped, reason = choose_profile(preset, datapaths, profile, data_dir)
     kept = [d for d in datapaths if d not in dropped]

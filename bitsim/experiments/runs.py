@@ -21,7 +21,8 @@ import numpy as np
 import pandas as pd
 
 import sim
-from bitsim.experiments.sweep import exit_with_parent, make_accelerator, summary_row
+from bitsim.experiments.hardware import make_accelerator, summary_row
+from bitsim.experiments.sweep import exit_with_parent, pool_context
 from contract.sim import BOUNDS
 from model.config import get_config
 from model.trace import build_trace
@@ -75,7 +76,7 @@ def _plain(v: Any) -> Any:
 
 @dataclass(frozen=True, kw_only=True)
 class Chip:
-    """An accelerator: a sim preset or YAML (``base``) with dotted-path overrides (``sweep.make_accelerator``)."""
+    """An accelerator: a sim preset or YAML (``base``) with dotted-path overrides (``hardware.make_accelerator``)."""
 
     base: str
     overrides: tuple[tuple[str, Any], ...] = ()
@@ -114,7 +115,7 @@ class Outcome:
 
 
 def labelled_row(summary: Mapping[str, Any]) -> dict:
-    """:func:`bitsim.experiments.sweep.summary_row` plus the summary's labels (accelerator, comparison,
+    """:func:`bitsim.experiments.hardware.summary_row` plus the summary's labels (accelerator, comparison,
     energy basis)."""
     row = summary_row(summary)
     for k in ("accelerator", "comparison", "energy_basis"):
@@ -164,7 +165,7 @@ def simulate_job(trace: pd.DataFrame, chip: Chip, keep_ops: bool = False) -> Out
     acc = chip.config()
     res = sim.simulate(trace, acc)
     ops = op_table(trace, res.ops, acc.clock_ghz * 1e9)
-    row = labelled_row(res.summary)
+    row = labelled_row(res.summary.to_dict())
     row.update(bound_shares(ops))
     return Outcome(row=row, ops=ops if keep_ops else None)
 
@@ -224,9 +225,8 @@ class Runner:
 
     def _executor(self):
         if self._pool is None:
-            import multiprocessing as mp  # stdlib, only when a pool is needed
-            from concurrent.futures import ProcessPoolExecutor
-            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=mp.get_context("spawn"),
+            from concurrent.futures import ProcessPoolExecutor  # stdlib, only when a pool is needed
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=pool_context(),
                                              initializer=_worker_init, initargs=(os.getpid(),))
         return self._pool
 

@@ -8,7 +8,10 @@ Knobs, one at a time with the others at their nominal values, on the claims pres
 * **static power**: 0.5x to 2x of each chip's -- energy only;
 * **sustained bandwidth**: 70 % of peak to the peak -- re-simulated;
 * **sparsity profile**: the comparison's other available profiles (random weights, Table 2,
-  trained) for the 1-bit datapaths -- re-simulated (FP16 has no zero activations under any).
+  trained) for the 1-bit datapaths -- re-simulated (FP16 has no zero activations under any);
+* **chip fixed and skip costs** (:data:`CHIP_KNOBS`): the per-row cost of gathering the surviving
+  weight rows, the latency of building the skip index, the per-op dispatch cost and the memory latency,
+  each over its band -- re-simulated on every datapath's chip.
 
 The energy knobs are applied to the nominal run's energy components: sim's off-chip energy is
 linear in pJ/bit and its static energy linear in static power, so E' = E + (f_pJ - 1) E_offchip +
@@ -67,8 +70,30 @@ def pj_range(nominal: float) -> tuple[tuple[float, float], str]:
     return (0.5 * nominal, 1.5 * nominal), "stated range 0.5x-1.5x of the chip's pJ/bit (no per-generation table)"
 
 
+#: The fixed and skip costs of a chip, each swept over the band of its assumption (the rows ``asic.*`` of
+#: ``sim/data/hardware_costs.csv`` name the nominal value and the band): applied to every datapath's chip,
+#: so a ratio moves only by how differently the datapaths depend on them.
+CHIP_KNOBS: dict[str, tuple[str, tuple[float, ...]]] = {
+    "skip gather cost": ("offchip.row_miss_ns", (0.0, 1.5)),
+    "skip index build": ("sparsity.index_latency_ns", (10.0, 300.0)),
+    "per-op dispatch": ("op_overhead_ns", (20.0, 1333.0)),
+    "memory latency": ("offchip.latency_ns", (50.0, 600.0)),
+}
+
+
+def _chip_knob_jobs(var, key) -> dict[Job, dict[str, Any]]:
+    jobs: dict[Job, dict] = {}
+    for knob, (field, settings) in CHIP_KNOBS.items():
+        for v in settings:
+            jobs[Job(trace=key, chip=var.chip.with_overrides({field: v}))] = {
+                "knob": knob, "setting": f"{field} {v:g}", "role": "matched",
+                "accelerator_key": var.accelerator, "basis": "iso-peak"}
+    return jobs
+
+
 def sensitivity_jobs(plan) -> dict[Job, dict[str, Any]]:
-    """The re-simulated knobs: sustained bandwidth (every datapath) and the other profiles (1-bit datapaths)."""
+    """The re-simulated knobs: sustained bandwidth and the chip's fixed and skip costs (every datapath), and
+    the other profiles (1-bit datapaths)."""
     jobs: dict[Job, dict] = {}
     comp = plan.main
     for d in (x for x in DATAPATHS if x in comp.variants):
@@ -76,6 +101,7 @@ def sensitivity_jobs(plan) -> dict[Job, dict[str, Any]]:
         acc = var.chip.config()
         for phase, ctx in workloads(plan):
             key = plan.key(plan.claims_preset, d, phase, ctx)
+            jobs.update(_chip_knob_jobs(var, key))
             nominal = getattr(acc.offchip, "sustained_fraction", 1.0)
             for frac in SUSTAINED:
                 if abs(frac - nominal) < 1e-9:
@@ -136,7 +162,7 @@ def band_table(plan, summary: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
                     for f in STATIC:
                         cases.append(("static power", f"{f:g}x each chip's",
                                       _value(metric, _energy(n0, f_static=f), _energy(d0, f_static=f))))
-                for knob in ("sustained bandwidth", "sparsity profile"):
+                for knob in ("sustained bandwidth", "sparsity profile", *CHIP_KNOBS):
                     sel = alt[alt.knob == knob] if len(alt) else alt
                     for setting, g in (sel.groupby("setting", sort=False) if len(sel) else []):
                         by = {r.datapath: r for _, r in g.iterrows()}

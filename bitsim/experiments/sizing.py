@@ -9,7 +9,7 @@ and by how much.
 * iso-area: area from :func:`bitsim.experiments.chipmetrics.chip_area` (sim's whole-chip area when it
   has one, else the PE-array area at 45 nm, named), matched within 1 % with no simulation.
 * iso-power: power at a workload (:func:`bitsim.experiments.chipmetrics.row_power`) by simulating a
-  trace on each candidate (bisection on the factor, a handful of runs).  The report sizes on the
+  trace on each candidate (a safeguarded secant on the factor, a handful of runs).  The report sizes on the
   2048-token prefill: the compute-bound phase is the one that sets a chip's power budget (its
   TDP); the same chip then runs decode.
 """
@@ -78,33 +78,51 @@ def scaled(chip: Chip, factor: float, main_factor: float | None = None) -> Chip:
 
 
 def _solve(chip: Chip, value: Callable[[Chip], float], target: float, max_evals: int,
-           first: float) -> tuple[Chip, float]:
-    """Bisect log(factor) in [1/16, 64] from ``first`` until ``value`` is within tolerance of ``target``,
-    then, with the other arrays' counts fixed, the largest array alone (its rows absorb the rounding of
-    the others' copy counts); the closest chip found and its value (``value`` grows with the factor)."""
+           first: float, v1: float | None = None) -> tuple[Chip, float]:
+    """The scaled chip whose ``value`` is closest to ``target``, and that value (``value`` grows with the factor).
+
+    First the copy-count factor alone, then, with the other arrays' counts fixed, the largest array alone
+    (its rows absorb the rounding of the others' copy counts). Each search is a safeguarded secant on the
+    factor: area and power are close to affine in the PE count (a fixed part -- memory PHYs, DRAM
+    background, leakage of the SRAM -- plus a part per PE), so a secant step lands near the target in two
+    or three evaluations where a bisection on the ratio ``target / value`` would not; a step that leaves the
+    bracket found so far falls back to bisection. ``v1`` is ``value`` of the unscaled chip, if known.
+    """
     best: list = [math.inf, chip, float("nan"), first]
     evals = 0
 
-    def bisect(make: Callable[[float], Chip], x: float, budget: int) -> None:
+    def search(make: Callable[[float], Chip], x: float, budget: int, known: tuple[float, float] | None) -> None:
         nonlocal evals
-        lo, hi = math.log(1 / 16), math.log(64)
+        lo, hi = 1 / 16, 64.0
+        pts = [known] if known is not None else []
         x = min(max(x, lo), hi)
         for _ in range(budget):
             evals += 1
-            v = value(make(math.exp(x)))
+            v = value(make(x))
             err = abs(v / target - 1)
             if err < best[0]:
-                best[:] = [err, make(math.exp(x)), v, math.exp(x)]
+                best[:] = [err, make(x), v, x]
             if err <= TOLERANCE / 2:
                 return
             lo, hi = (x, hi) if v < target else (lo, x)
-            x = 0.5 * (lo + hi)
+            pts = (pts + [(x, v)])[-2:]
+            x = _next_factor(pts, target, lo, hi)
 
-    bisect(lambda f: scaled(chip, f), math.log(first), max(1, max_evals // 2))
+    search(lambda f: scaled(chip, f), first, max(1, max_evals // 2), None if v1 is None else (1.0, v1))
     if best[0] > TOLERANCE / 2:
         f = best[3]
-        bisect(lambda m: scaled(chip, f, m), math.log(f), max(1, max_evals - evals))
+        search(lambda m: scaled(chip, f, m), f, max(1, max_evals - evals), (f, best[2]))
     return best[1], best[2]
+
+
+def _next_factor(pts: list[tuple[float, float]], target: float, lo: float, hi: float) -> float:
+    """The secant step through the last two points, kept strictly inside the bracket ``(lo, hi)``."""
+    if len(pts) == 2 and pts[0][1] != pts[1][1]:
+        (x0, v0), (x1, v1) = pts
+        x = x1 + (target - v1) * (x1 - x0) / (v1 - v0)
+        if lo < x < hi:
+            return x
+    return math.sqrt(lo * hi)
 
 
 def size_to_area(chip: Chip, target_mm2: float) -> Sized:
@@ -114,7 +132,7 @@ def size_to_area(chip: Chip, target_mm2: float) -> Sized:
     area0, metric = chip_area(chip.config())
     if abs(area0 / target_mm2 - 1) <= TOLERANCE:
         return Sized(chip=chip, basis="iso-area", factor=1.0, target=target_mm2, reached=area0, metric=metric)
-    sized, reached = _solve(chip, lambda c: chip_area(c.config())[0], target_mm2, 40, target_mm2 / area0)
+    sized, reached = _solve(chip, lambda c: chip_area(c.config())[0], target_mm2, 40, target_mm2 / area0, v1=area0)
     return Sized(chip=sized, basis="iso-area", factor=_pes(sized) / _pes(chip), target=target_mm2,
                  reached=reached, metric=metric)
 
@@ -133,6 +151,6 @@ def size_to_power(chip: Chip, trace: pd.DataFrame, target_w: float, max_runs: in
     if abs(p0 / target_w - 1) <= TOLERANCE:
         return Sized(chip=chip, basis="iso-power", factor=1.0, target=target_w, reached=p0, metric=metric)
     sized, reached = _solve(chip, lambda c: row_power(simulate_job(trace, c).row)[0], target_w, max_runs,
-                            target_w / p0 if p0 > 0 else 1.0)
+                            target_w / p0 if p0 > 0 else 1.0, v1=p0)
     return Sized(chip=sized, basis="iso-power", factor=_pes(sized) / _pes(chip), target=target_w,
                  reached=reached, metric=metric)

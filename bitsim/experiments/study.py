@@ -12,7 +12,10 @@ every trace it already has (:class:`bitsim.experiments.runs.Runner`):
 * the gain ladder from the strongest b1.58 to a4.8 (:mod:`bitsim.experiments.ladder`);
 * decode batch, off-chip bandwidth and memory-technology sweeps, and the iso-peak / iso-area /
   iso-power comparison bases (:mod:`bitsim.experiments.axes`), with their crossovers;
-* sensitivity bands of the headline ratios (:mod:`bitsim.experiments.sensitivity`).
+* sensitivity bands of the headline ratios (:mod:`bitsim.experiments.sensitivity`);
+* a4.8 against every baseline an architect would deploy -- FP16, W4A16, W8A8 INT8 / FP8, W4A4 MXFP4
+  and the strongest b1.58 -- at batch 1, 16, 64 and context 2k, 32k on the bases of
+  ``baseline_bases`` (:mod:`bitsim.experiments.baselines`).
 
 Tables (pandas DataFrames, each of a schema registered in ``bitsim.experiments.tables``):
 
@@ -22,32 +25,36 @@ Tables (pandas DataFrames, each of a schema registered in ``bitsim.experiments.t
 ``ops``      sim ops of every study row joined with their trace op, placed on the roofline.
 ``traces``   the op traces of the study.
 ``axes``     the experiments above by name (``ladder``, ``batch``, ``bandwidth``, ``technology``,
-             ``bases``, ``sensitivity``, ``crossovers``).
+             ``bases``, ``sensitivity``, ``baselines``, ``crossovers``).
 """
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Mapping
 
-import numpy as np
 import pandas as pd
 
 import sim
 from bitsim.experiments import axes, ladder, sensitivity
+from bitsim.experiments import baselines as against
 from bitsim.experiments.chipmetrics import chip_area, row_feasible, row_power
 from bitsim.experiments.fair import (
     BASELINE_POLICIES,
     PROFILE_CHOICES,
     Comparison,
-    Variant,
     plan_comparison,
     profile_label,
 )
+from bitsim.experiments.paths import DATA_DIR_NAME, project_path
 from bitsim.experiments.runs import Chip, Job, Runner, TraceKey, progress_to_stderr
+from bitsim.experiments.sizing import BASES
 from contract import MAX_BATCH, MAX_CONTEXT, MAX_PREFILL_TOKENS, validate
-from contract.config import dataclass_fields, quote
+from contract.config import check_number, dataclass_fields, quote
+from contract.limits import limit
 from model.config import DATAPATHS, get_config
 
 DEFAULT_DATAPATHS = ("fp16", "b1.58", "a4.8", "a4.8-fp4")
@@ -57,11 +64,11 @@ PROFILES = PROFILE_CHOICES
 #: The decode context the headline numbers, the ladder and the sweeps are read at: the study's nearest.
 HEADLINE_CONTEXT = 2048
 #: The experiments of :data:`StudyConfig.experiments` (all by default).
-EXPERIMENTS = ("ladder", "batch", "bandwidth", "technology", "bases", "sensitivity")
+EXPERIMENTS = ("ladder", "batch", "bandwidth", "technology", "bases", "sensitivity", "baselines")
 #: The registered schema of each table of ``StudyResult.axes``.
 AXIS_SCHEMAS = {"ladder": "gain_ladder", "batch": "study_batch", "bandwidth": "study_bandwidth",
                 "technology": "study_technology", "bases": "study_bases", "sensitivity": "study_sensitivity",
-                "crossovers": "study_crossovers"}
+                "baselines": "study_baselines", "crossovers": "study_crossovers"}
 
 
 def nearest_context(contexts, target: int = HEADLINE_CONTEXT) -> int:
@@ -69,13 +76,26 @@ def nearest_context(contexts, target: int = HEADLINE_CONTEXT) -> int:
     return min(contexts, key=lambda c: abs(c - target))
 
 
-def _ints(v: Any, name: str, lo: int, hi: int) -> tuple[int, ...]:
+def _numbers(v: Any, name: str, **bounds: Any) -> tuple:
+    """A list of numbers, each checked by ``check_number`` (an error names the field and the entry)."""
     if isinstance(v, str) or not isinstance(v, (tuple, list)):
-        raise ValueError(f"{name}: expected a list, got {v!r}")
-    for x in v:
-        if isinstance(x, bool) or not isinstance(x, (int, np.integer)) or not lo <= x <= hi:
-            raise ValueError(f"{name}: each value must be an integer in {lo}..{hi}, got {x!r}")
-    return tuple(int(x) for x in v)
+        raise ValueError(f"{name}: expected a list, got {quote(v)}")
+    return tuple(check_number(x, f"{name}[{i}]", **bounds) for i, x in enumerate(v))
+
+
+MAX_WORKERS = limit("study workers", 256, unit="processes", area="sweeps and reports",
+                    applies_to="bitsim report --workers and a study config's workers",
+                    why="each worker holds a copy of the traces it builds; more than cores only adds memory")
+
+#: A study name becomes a folder name under reports/runs/: letters, digits, '.', '_' and '-' only.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
+
+
+def check_name(name: Any) -> str:
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+        raise ValueError(f"name: {quote(name)} is not a plain folder name (letters, digits, '.', '_', '-'; "
+                         f"at most 80 characters, not starting with '.' or '-')")
+    return name
 
 
 @dataclass(frozen=True)
@@ -92,58 +112,59 @@ class StudyConfig:
     baselines: str = "strongest"          # strongest baselines (fair) or each datapath as its preset has it
     matched: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_MATCHED))
     reference: tuple[str, ...] = ("h100-like",)
-    measured_dir: str = "reports/data"
+    measured_dir: str = DATA_DIR_NAME     # relative: a folder of the project (bitsim.experiments.paths)
     workers: int = 2
     experiments: tuple[str, ...] = EXPERIMENTS
     batches: tuple[int, ...] = (1, 4, 16, 64, 256)             # decode batch sweep (claims preset)
     bandwidth_factors: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0)   # x each chip's off-chip bandwidth
+    # bases of the table of a4.8 against every baseline; iso-power sizes every chip by prefill simulations
+    # (about 17 CPU-s more on a 7B study with warm statistics, a minute more with cold ones), so it is opt-in
+    baseline_bases: tuple[str, ...] = against.DEFAULT_BASES
 
     def __post_init__(self) -> None:
-        for f in ("presets", "datapaths", "contexts", "reference", "experiments", "bandwidth_factors"):
+        for f in ("presets", "datapaths", "contexts", "reference", "experiments", "bandwidth_factors", "batches",
+                  "baseline_bases"):
             v = getattr(self, f)
             if isinstance(v, str) or not isinstance(v, (tuple, list)):
-                raise ValueError(f"{f}: expected a list, got {v!r}")
+                raise ValueError(f"{f}: expected a list, got {quote(v)}")
             object.__setattr__(self, f, tuple(v))
+        check_name(self.name)
+        self._check_numbers()
+        self._check_choices()
+        self._check_matched()
+
+    def _check_numbers(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "contexts", _numbers(self.contexts, "contexts", integer=True, lo=1, hi=MAX_CONTEXT))
+        set_(self, "prefill_tokens", check_number(self.prefill_tokens, "prefill_tokens", integer=True, lo=0,
+                                                  hi=MAX_PREFILL_TOKENS))
+        set_(self, "batch", check_number(self.batch, "batch", integer=True, lo=1, hi=MAX_BATCH))
+        set_(self, "seed", check_number(self.seed, "seed", integer=True, lo=0, hi=2**31 - 1))
+        set_(self, "workers", check_number(self.workers, "workers", integer=True, lo=1, hi=MAX_WORKERS))
+        set_(self, "batches", _numbers(self.batches, "batches", integer=True, lo=1, hi=MAX_BATCH))
+        set_(self, "bandwidth_factors", _numbers(self.bandwidth_factors, "bandwidth_factors", lo=0.01, hi=100))
+        if not self.contexts and not self.prefill_tokens:
+            raise ValueError("contexts: give decode contexts or a prefill (prefill_tokens > 0)")
+
+    def _check_choices(self) -> None:
         if not self.presets:
             raise ValueError("presets: at least one model preset is required")
         if not self.datapaths:
             raise ValueError("datapaths: at least one datapath is required")
-        for c in self.contexts:
-            if isinstance(c, bool) or not isinstance(c, (int, np.integer)) or c <= 0:
-                raise ValueError(f"contexts: each context must be a positive integer, got {c!r}")
-            if c > MAX_CONTEXT:
-                raise ValueError(f"contexts: {c} is above the limit of {MAX_CONTEXT} tokens")
-        if isinstance(self.prefill_tokens, int) and self.prefill_tokens > MAX_PREFILL_TOKENS:
-            raise ValueError(f"prefill_tokens: {self.prefill_tokens} is above the limit of {MAX_PREFILL_TOKENS}")
-        if isinstance(self.batch, int) and self.batch > MAX_BATCH:
-            raise ValueError(f"batch: {self.batch} is above the limit of {MAX_BATCH}")
-        for f in ("prefill_tokens", "seed"):
-            v = getattr(self, f)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise ValueError(f"{f}: must be a non-negative integer, got {v!r}")
-        for f in ("batch", "workers"):
-            v = getattr(self, f)
-            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-                raise ValueError(f"{f}: must be a positive integer, got {v!r}")
-        if not self.contexts and not self.prefill_tokens:
-            raise ValueError("contexts: give decode contexts or a prefill (prefill_tokens > 0)")
-        if self.profile not in PROFILES:
-            raise ValueError(f"profile: must be one of {PROFILES}, got {self.profile!r}")
-        if self.baselines not in BASELINE_POLICIES:
-            raise ValueError(f"baselines: must be one of {BASELINE_POLICIES}, got {self.baselines!r}")
-        unknown = [d for d in self.datapaths if d not in DATAPATHS]
-        if unknown:
-            raise ValueError(f"datapaths: unknown datapath(s) {unknown}; known: {list(DATAPATHS)}")
-        bad = [e for e in self.experiments if e not in EXPERIMENTS]
-        if bad:
-            raise ValueError(f"experiments: unknown experiment(s) {bad}; known: {list(EXPERIMENTS)}")
-        object.__setattr__(self, "batches", _ints(self.batches, "batches", 1, MAX_BATCH))
-        for x in self.bandwidth_factors:
-            if isinstance(x, bool) or not isinstance(x, (int, float)) or not 0.01 <= x <= 100:
-                raise ValueError(f"bandwidth_factors: each factor must be a number in 0.01..100, got {x!r}")
-        object.__setattr__(self, "bandwidth_factors", tuple(float(x) for x in self.bandwidth_factors))
+        for f, value, choices in (("profile", self.profile, PROFILES),
+                                  ("baselines", self.baselines, BASELINE_POLICIES)):
+            if value not in choices:
+                raise ValueError(f"{f}: must be one of {list(choices)}, got {quote(value)}")
+        for f, values, known in (("datapaths", self.datapaths, DATAPATHS),
+                                 ("experiments", self.experiments, EXPERIMENTS),
+                                 ("baseline_bases", self.baseline_bases, BASES)):
+            unknown = [x for x in values if x not in known]
+            if unknown:
+                raise ValueError(f"{f}: unknown {quote(unknown)}; known: {list(known)}")
+
+    def _check_matched(self) -> None:
         if not isinstance(self.matched, Mapping):
-            raise ValueError(f"matched: expected a mapping datapath -> accelerator, got {self.matched!r}")
+            raise ValueError(f"matched: expected a mapping datapath -> accelerator, got {quote(self.matched)}")
         stray = [d for d in self.matched if d not in DATAPATHS]
         if stray:
             raise ValueError(f"matched: {quote(stray)} name no datapath; known: {list(DATAPATHS)}")
@@ -151,6 +172,11 @@ class StudyConfig:
         if missing:
             raise ValueError(f"matched: no accelerator given for datapath(s) {missing}")
         object.__setattr__(self, "matched", {d: self.matched[d] for d in self.datapaths})
+
+    @property
+    def measured_path(self) -> Path:
+        """The folder of measured tables, a relative ``measured_dir`` taken under the project root."""
+        return project_path(self.measured_dir)
 
     def workloads(self) -> list[tuple[str, str, str, int]]:
         """Every (preset, datapath, phase, context) the comparison could need (before the profile rule)."""
@@ -204,7 +230,7 @@ class StudyPlan:
 def plan_study(cfg: StudyConfig) -> StudyPlan:
     """The comparisons of ``cfg`` (profile and strongest baselines per preset)."""
     comps = {p: plan_comparison(p, cfg.datapaths, cfg.matched, profile=cfg.profile, policy=cfg.baselines,
-                                data_dir=cfg.measured_dir) for p in cfg.presets}
+                                data_dir=cfg.measured_path) for p in cfg.presets}
     return StudyPlan(config=cfg, comparisons=comps, claims_preset=claims_preset(cfg),
                      headline_context=nearest_context(cfg.contexts) if cfg.contexts else None)
 
@@ -291,56 +317,70 @@ def _study_jobs(plan: StudyPlan) -> dict[Job, dict]:
     return jobs
 
 
+#: Each experiment run as extra jobs: name -> (its jobs, its table from the tidy rows of those jobs).
+JOB_EXPERIMENTS = {
+    "ladder": (ladder.ladder_jobs, lambda plan, summary, rows: ladder.ladder_table(rows)),
+    "batch": (axes.batch_jobs, lambda plan, summary, rows: axes.batch_table(rows)),
+    "bandwidth": (axes.bandwidth_jobs, lambda plan, summary, rows: axes.bandwidth_table(rows)),
+    "technology": (axes.technology_jobs, lambda plan, summary, rows: axes.technology_table(rows)),
+    "sensitivity": (sensitivity.sensitivity_jobs, sensitivity.band_table),
+}
+
+
+def _run_baselines(plan: StudyPlan, runner: Runner) -> pd.DataFrame:
+    """a4.8 against every baseline on the claims preset (``bitsim.experiments.baselines``); the iso-power
+    basis only when the study has a prefill to size the chips on."""
+    cfg = plan.config
+    bases = [b for b in cfg.baseline_bases if b != "iso-power" or cfg.prefill_tokens]
+    comp = against.plan_baselines(plan.claims_preset, profile=cfg.profile, policy=cfg.baselines,
+                                    data_dir=cfg.measured_path)
+    return against.run_baselines(comp, runner, bases=bases, prefill_tokens=cfg.prefill_tokens, seed=cfg.seed)
+
+
+def _tidy(jobs: Mapping[Job, dict], out: Mapping[Job, Any]) -> pd.DataFrame:
+    return pd.DataFrame([tidy_row(j, out[j].row, **tags) for j, tags in jobs.items()])
+
+
+def _study_ops(study_jobs: Mapping[Job, dict], out: Mapping[Job, Any]) -> pd.DataFrame:
+    return pd.concat([out[j].ops.assign(preset=j.trace.preset, datapath=j.trace.datapath, context=j.trace.context,
+                                        accelerator=out[j].row["accelerator"], role=tags["role"])
+                      for j, tags in study_jobs.items()], ignore_index=True)
+
+
+def _study_traces(runner: Runner, study_jobs: Mapping[Job, dict]) -> tuple[pd.DataFrame, list[dict]]:
+    """The comparison's op traces, tagged with their workload, and each trace's metadata."""
+    keys = list(dict.fromkeys(j.trace for j in study_jobs))
+    traces = pd.concat([_tagged_trace(runner.traces[k], k) for k in keys], ignore_index=True)
+    meta = [dict(_meta(runner.traces[k]), preset=k.preset, datapath=k.datapath, phase=k.phase,
+                 context=k.context, kv_bits=k.kv_bits, profile=k.profile,
+                 trace_seconds=round(runner.trace_seconds.get(k, 0.0), 2)) for k in keys]
+    return traces, meta
+
+
 def run_study(cfg: StudyConfig, progress: bool = True) -> StudyResult:
     """Run the comparison of every preset, then the claims preset's experiments, each trace built once."""
     t0 = time.perf_counter()
     plan = plan_study(cfg)
-    for name in dict.fromkeys(list(cfg.matched.values()) + list(cfg.reference)):
+    accelerators = list(dict.fromkeys(list(cfg.matched.values()) + list(cfg.reference)))
+    for name in accelerators:
         sim.load_accelerator(name)  # a bad name or YAML fails before any work
     study_jobs = _study_jobs(plan)
     wanted = set(cfg.experiments) if cfg.contexts else set()
     with Runner(workers=cfg.workers, progress=progress_to_stderr if progress else None) as runner:
-        extra: dict[str, dict[Job, dict]] = {}
-        if "ladder" in wanted:
-            extra["ladder"] = ladder.ladder_jobs(plan)
-        if "batch" in wanted:
-            extra["batch"] = axes.batch_jobs(plan)
-        if "bandwidth" in wanted:
-            extra["bandwidth"] = axes.bandwidth_jobs(plan)
-        if "technology" in wanted:
-            extra["technology"] = axes.technology_jobs(plan)
-        if "sensitivity" in wanted:
-            extra["sensitivity"] = sensitivity.sensitivity_jobs(plan)
-        all_jobs = list(study_jobs) + [j for jobs in extra.values() for j in jobs]
-        out = runner.run(all_jobs)
+        extra = {name: make(plan) for name, (make, _) in JOB_EXPERIMENTS.items() if name in wanted}
+        out = runner.run(list(study_jobs) + [j for jobs in extra.values() for j in jobs])
         results: dict[str, pd.DataFrame] = {}
         if "bases" in wanted and cfg.prefill_tokens:
             results["bases"] = axes.run_bases(plan, runner)
-        summary = pd.DataFrame([tidy_row(j, out[j].row, **tags) for j, tags in study_jobs.items()])
-        ops = pd.concat([out[j].ops.assign(preset=j.trace.preset, datapath=j.trace.datapath,
-                                           context=j.trace.context, accelerator=out[j].row["accelerator"],
-                                           role=tags["role"])
-                         for j, tags in study_jobs.items()], ignore_index=True)
-        tables = {name: pd.DataFrame([tidy_row(j, out[j].row, **tags) for j, tags in jobs.items()])
-                  for name, jobs in extra.items()}
-        if "ladder" in tables:
-            results["ladder"] = ladder.ladder_table(tables["ladder"])
-        if "batch" in tables:
-            results["batch"] = axes.batch_table(tables["batch"])
-        if "bandwidth" in tables:
-            results["bandwidth"] = axes.bandwidth_table(tables["bandwidth"])
-        if "technology" in tables:
-            results["technology"] = axes.technology_table(tables["technology"])
-        if "sensitivity" in tables:
-            results["sensitivity"] = sensitivity.band_table(plan, summary, tables["sensitivity"])
+        if "baselines" in wanted:
+            results["baselines"] = _run_baselines(plan, runner)
+        summary = _tidy(study_jobs, out)
+        ops = _study_ops(study_jobs, out)
+        for name, jobs in extra.items():
+            results[name] = JOB_EXPERIMENTS[name][1](plan, summary, _tidy(jobs, out))
         results["crossovers"] = axes.crossovers(plan, summary, results)
-        keys = list(dict.fromkeys(j.trace for j in study_jobs))
-        traces = pd.concat([_tagged_trace(runner.traces[k], k) for k in keys], ignore_index=True)
-        meta = [dict(_meta(runner.traces[k]), preset=k.preset, datapath=k.datapath, phase=k.phase,
-                     context=k.context, kv_bits=k.kv_bits, profile=k.profile,
-                     trace_seconds=round(runner.trace_seconds.get(k, 0.0), 2)) for k in keys]
-    ceilings = [row for name in dict.fromkeys(list(cfg.matched.values()) + list(cfg.reference))
-                for row in accelerator_ceilings(sim.load_accelerator(name))]
+        traces, meta = _study_traces(runner, study_jobs)
+    ceilings = [row for name in accelerators for row in accelerator_ceilings(sim.load_accelerator(name))]
     axes_tables = {n: validate(df, AXIS_SCHEMAS[n]) for n, df in results.items() if df is not None and len(df)}
     return StudyResult(config=cfg, plan=plan, summary=validate(summary, "study_summary"),
                        ops=validate(ops, "study_ops"), traces=validate(traces, "study_traces"),
@@ -357,10 +397,6 @@ def _tagged_trace(trace: pd.DataFrame, key: TraceKey) -> pd.DataFrame:
     tr = trace.copy()
     tr.attrs = {}
     return tr.assign(preset=key.preset, datapath=key.datapath, context=key.context)
-
-
-def variant_of(plan: StudyPlan, preset: str, datapath: str) -> Variant:
-    return plan.comparisons[preset].variants[datapath]
 
 
 def profile_note(plan: StudyPlan, presets=None) -> str:

@@ -22,11 +22,15 @@ Results: ``-o RESULTS.parquet`` is a directory of one Parquet file per point,
 accelerator parameters.  A part is written to a hidden temporary file and
 renamed into place (atomic on POSIX), so a killed sweep leaves only whole
 points; rerunning skips every point whose part exists: none lost, none
-duplicated.  ``pandas.read_parquet(RESULTS.parquet)`` reads the whole set
+duplicated.  Each part carries the SHA-256 of its content in its Parquet
+metadata; a part that fails it (truncated, or edited by hand) is recomputed
+on resume and refused by :func:`read_results`.  ``pandas.read_parquet(RESULTS.parquet)`` reads the whole set
 (files starting with ``_`` or ``.`` are ignored by Arrow).
 
-Parallelism: local processes (``concurrent.futures``) by default; past one
-machine, Dask distributed (``backend="dask"`` with a scheduler address, or a
+Parallelism: local processes (``concurrent.futures``) by default, each op
+trace built once in the calling process and shipped to the workers, which
+only simulate (:mod:`bitsim.experiments.hardware`); past one machine, Dask
+distributed (``backend="dask"`` with a scheduler address, or a
 ``LocalCluster``).  Only the calling process writes results, so every backend
 produces the same files.
 """
@@ -39,18 +43,22 @@ import json
 import os
 import sys
 import time
-from functools import lru_cache
+import warnings
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm import tqdm
 
-import sim
+from bitsim.experiments.hardware import file_digest, make_accelerator, simulate_point
 from contract import MAX_BATCH, MAX_CONTEXT, MAX_PREFILL_TOKENS, PHASES, validate
-from contract.config import check_fields, load_yaml, quote
+from contract.config import check_fields, check_number, load_yaml, quote
+from contract.io import check_input_file, write_text_atomic
+from contract.limits import limit
 from model.trace import build_trace
-from sim.config import from_dict
 
 SPEC_FIELDS = ("name", "description", "accelerator", "workloads")
 ACCEL_FIELDS = ("base", "grid", "points")
@@ -58,6 +66,8 @@ WORKLOAD_FIELDS = ("preset", "datapath", "phase", "context", "batch", "prefill_t
 WORKLOAD_DEFAULTS: dict[str, Any] = {"phase": "decode", "context": 2048, "batch": 1,
                                      "prefill_tokens": None, "profile": "measured", "seed": 0}
 PART_PREFIX = "point-"
+#: Parquet metadata key of a part's content checksum (checked on every read, so an edited part is caught).
+CHECKSUM_KEY = b"bitsim.content_sha256"
 BACKENDS = ("process", "dask", "serial")
 
 # ---------------------------------------------------------------------------
@@ -71,17 +81,23 @@ class SweepSpec:
     overrides: tuple[dict, ...]          # one dict (dotted path -> value) per hardware point
     workloads: tuple[dict, ...]          # full workload dicts (every WORKLOAD_FIELDS key)
 
-    def points(self) -> list[dict]:
-        """Every (workload x hardware) point, each with a ``point_id`` that hashes its contents."""
-        out = []
+    @cached_property
+    def _points(self) -> tuple[dict, ...]:
         hw = [(dict(ov), accelerator_digest(self.accelerator_base, ov)) for ov in self.overrides]
+        out = []
         for w in self.workloads:
             wd = workload_digest(w)
             for ov, ad in hw:
-                p = {"workload": dict(w), "accelerator": self.accelerator_base, "overrides": ov}
-                p["point_id"] = _digest({"workload": wd, "accelerator": ad})
-                out.append(p)
-        return out
+                out.append({"workload": dict(w), "accelerator": self.accelerator_base, "overrides": ov,
+                            "point_id": _digest({"workload": wd, "accelerator": ad})})
+        return tuple(out)
+
+    def points(self) -> list[dict]:
+        """Every (workload x hardware) point, each with a ``point_id`` that hashes its contents.
+
+        Resolved once per spec object (each id hashes a validated accelerator), then copied.
+        """
+        return [{**p, "workload": dict(p["workload"]), "overrides": dict(p["overrides"])} for p in self._points]
 
     def digest(self) -> str:
         """Hash of the whole resolved spec: one results folder holds one spec."""
@@ -93,13 +109,6 @@ def _digest(obj: Any) -> str:
     return hashlib.sha1(blob).hexdigest()[:16]
 
 
-def _file_digest(path: str) -> str | None:
-    p = Path(path)
-    if p.suffix in (".yaml", ".yml") and p.is_file():
-        return hashlib.sha1(p.read_bytes()).hexdigest()
-    return None
-
-
 def accelerator_digest(base: str, overrides: Mapping[str, Any]) -> str:
     """Hash of the resolved accelerator (base YAML contents + overrides, as validated), not of a path:
     editing the base file changes every point's id, so a resumed sweep never keeps stale results."""
@@ -108,7 +117,7 @@ def accelerator_digest(base: str, overrides: Mapping[str, Any]) -> str:
 
 def workload_digest(workload: Mapping[str, Any]) -> str:
     """Hash of a workload; a model given as a YAML path is hashed by its contents."""
-    return _digest({**dict(workload), "preset_file": _file_digest(str(workload["preset"]))})
+    return _digest({**dict(workload), "preset_file": file_digest(str(workload["preset"]))})
 
 
 def point_id(point: Mapping[str, Any]) -> str:
@@ -126,7 +135,9 @@ def _as_list(value: Any) -> list:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
-MAX_POINTS = 100_000  # a sweep spec expands to at most this many points (each takes ~0.05-1 s)
+MAX_POINTS = limit("sweep points", 100_000, unit="points", area="sweeps and reports",
+                   applies_to="the (workload x hardware) points one sweep spec expands to",
+                   why="each point takes 0.05-1 s to simulate: more is days of work; split the sweep")
 
 
 def _grid(mapping: Mapping[str, Any]) -> list[dict]:
@@ -147,19 +158,36 @@ def _check_workload(w: dict, where: str) -> dict:
     full = {**WORKLOAD_DEFAULTS, **w}
     for key in ("preset", "datapath", "phase", "profile"):
         if not isinstance(full[key], str):
-            raise ValueError(f"sweep spec: {where}.{key} must be a string, got {full[key]!r}")
+            raise ValueError(f"sweep spec: {where}.{key} must be a string, got {quote(full[key])}")
     if full["phase"] not in PHASES:
-        raise ValueError(f"sweep spec: {where}.phase must be one of {PHASES}, got {full['phase']!r}")
-    for key, limit in (("context", MAX_CONTEXT), ("batch", MAX_BATCH)):
-        if not isinstance(full[key], int) or isinstance(full[key], bool) or full[key] <= 0:
-            raise ValueError(f"sweep spec: {where}.{key} must be a positive integer, got {quote(full[key])}")
-        if full[key] > limit:
-            raise ValueError(f"sweep spec: {where}.{key} = {full[key]} is above the limit of {limit}")
-    pt = full["prefill_tokens"]
-    if pt is not None and (not isinstance(pt, int) or isinstance(pt, bool) or not 0 < pt <= MAX_PREFILL_TOKENS):
-        raise ValueError(f"sweep spec: {where}.prefill_tokens must be an integer in 1..{MAX_PREFILL_TOKENS}, "
-                         f"got {quote(pt)}")
+        raise ValueError(f"sweep spec: {where}.phase must be one of {PHASES}, got {quote(full['phase'])}")
+    for key, hi in (("context", MAX_CONTEXT), ("batch", MAX_BATCH)):
+        check_number(full[key], f"sweep spec: {where}.{key}", integer=True, lo=1, hi=hi)
+    check_number(full["seed"], f"sweep spec: {where}.seed", integer=True, lo=0, hi=2**31 - 1)
+    if full["prefill_tokens"] is not None:
+        check_number(full["prefill_tokens"], f"sweep spec: {where}.prefill_tokens", integer=True, lo=1,
+                     hi=MAX_PREFILL_TOKENS)
     return full
+
+
+def _workload_grids(wl: Any) -> list[dict]:
+    """The workloads of a spec: one grid mapping or a non-empty list of them, no list in them empty."""
+    if isinstance(wl, Mapping):
+        grids = [("workloads", wl)]
+    elif isinstance(wl, list) and wl:
+        grids = [(f"workloads[{i}]", w) for i, w in enumerate(wl)]
+    else:
+        raise ValueError("sweep spec: 'workloads' must be a mapping or a non-empty list of mappings")
+    out = []
+    for where, w in grids:
+        if not isinstance(w, Mapping):
+            raise ValueError(f"sweep spec: {where} must be a mapping")
+        _unknown(w, WORKLOAD_FIELDS, where)
+        for k, v in w.items():
+            if isinstance(v, (list, tuple)) and len(v) == 0:
+                raise ValueError(f"sweep spec: {where}.{k} is an empty list (a sweep needs at least one value)")
+        out += _grid(w)
+    return out
 
 
 def parse_spec(raw: Mapping[str, Any], check_accelerator: bool = True) -> SweepSpec:
@@ -198,19 +226,7 @@ def parse_spec(raw: Mapping[str, Any], check_accelerator: bool = True) -> SweepS
                          f"{MAX_POINTS} hardware points; split the sweep")
     overrides = tuple({**g, **dict(p)} for p in extra for g in grid_points)
 
-    wl = raw["workloads"]
-    if isinstance(wl, Mapping):
-        _unknown(wl, WORKLOAD_FIELDS, "workloads")
-        wl_list = _grid(wl)
-    elif isinstance(wl, list) and wl:
-        wl_list = []
-        for i, w in enumerate(wl):
-            if not isinstance(w, Mapping):
-                raise ValueError(f"sweep spec: workloads[{i}] must be a mapping")
-            _unknown(w, WORKLOAD_FIELDS, f"workloads[{i}]")
-            wl_list += _grid(w)
-    else:
-        raise ValueError("sweep spec: 'workloads' must be a mapping or a non-empty list of mappings")
+    wl_list = _workload_grids(raw["workloads"])
     if len(wl_list) * len(overrides) > MAX_POINTS:
         raise ValueError(f"sweep spec: {len(wl_list)} workloads x {len(overrides)} hardware points is more "
                          f"than {MAX_POINTS} points; split the sweep")
@@ -234,60 +250,6 @@ def load_spec(path: str | Path, check_accelerator: bool = True) -> SweepSpec:
 # ---------------------------------------------------------------------------
 # One point: build (cached) trace, apply overrides, simulate
 # ---------------------------------------------------------------------------
-def _set_path(obj: Any, path: list[str], value: Any, full: str) -> Any:
-    """Copy of ``obj`` (nested dicts / lists, as parsed from YAML) with ``path`` set to ``value``."""
-    head, rest = path[0], path[1:]
-    if isinstance(obj, (tuple, list)):
-        # element by index ("arrays.0.rows") or by its name ("arrays.main.rows")
-        names = [e.get("name") if isinstance(e, Mapping) else None for e in obj]
-        if head.isdigit() and int(head) < len(obj):
-            idx = int(head)
-        elif head in names:
-            idx = names.index(head)
-        else:
-            raise ValueError(f"unknown accelerator parameter {full!r}: {head!r} is neither an index "
-                             f"below {len(obj)} nor one of the names {names}")
-        new = value if not rest else _set_path(obj[idx], rest, value, full)
-        return [new if k == idx else e for k, e in enumerate(obj)]
-    if isinstance(obj, Mapping):
-        if head not in obj:
-            raise ValueError(f"unknown accelerator parameter {full!r}: {head!r} is not one of {sorted(obj)}")
-        new = value if not rest else _set_path(obj[head], rest, value, full)
-        return {**obj, head: new}
-    raise ValueError(f"unknown accelerator parameter {full!r}: {head!r} is below a plain value")
-
-
-@lru_cache(maxsize=32)
-def _cached_accelerator(base: str, contents: str | None):
-    return sim.load_accelerator(base)
-
-
-def _base_accelerator(base: str):
-    """The base accelerator, cached by name and file contents (an edited YAML is loaded again)."""
-    return _cached_accelerator(base, _file_digest(base))
-
-
-def make_accelerator(base: str, overrides: Mapping[str, Any]):
-    """Load accelerator ``base`` and apply dotted-path ``overrides``.
-
-    Paths name fields of the accelerator YAML (``clock_ghz``,
-    ``offchip.bandwidth_gbps``, ``arrays.0.rows`` or ``arrays.<name>.rows``,
-    ``arrays.0.pe_ops`` for the supported precisions, ``sparsity.skip_compute``
-    ...).  The changed description is re-validated by sim's own loader, so a
-    wrong type or a negative size fails with sim's message naming the field.
-    """
-
-    acc = _base_accelerator(base)
-    if not overrides:
-        return acc
-    raw: Any = dataclasses.asdict(acc)
-    for key, value in overrides.items():
-        if not isinstance(key, str) or not key:
-            raise ValueError(f"accelerator parameter names must be dotted strings, got {key!r}")
-        raw = _set_path(raw, key.split("."), value, key)
-    return from_dict(raw, where=f"{acc.name} + sweep overrides")
-
-
 @lru_cache(maxsize=16)
 def cached_trace(preset: str, datapath: str, phase: str, context: int, batch: int,
                  seed: int, profile: str, prefill_tokens: int | None) -> pd.DataFrame:
@@ -296,54 +258,17 @@ def cached_trace(preset: str, datapath: str, phase: str, context: int, batch: in
                        profile=profile, prefill_tokens=prefill_tokens)
 
 
-#: Summary fields that are labels or nested records, not numbers of the run (left out of summary_row).
-SUMMARY_LABELS = ("accelerator", "comparison", "energy_basis", "phase", "fallback_ops", "ops", "clock_ghz")
-
-
-def summary_row(summary: Mapping[str, Any]) -> dict:
-    """Every number of sim's summary as flat scalar columns, read by name: tokens, cycles, latency,
-    throughput, energy, bytes, footprint, component energies as J per token, cycles per bound, and any
-    other number sim reports (area, power, feasibility ...), so a new summary field reaches every results
-    table unrenamed."""
-    tokens = float(summary.get("tokens") or 1)
-    row: dict[str, Any] = {}
-    for k in summary:
-        v = summary[k]
-        if k in SUMMARY_LABELS or v is None:
-            continue
-        if isinstance(v, (bool, np.bool_)):
-            row[k] = bool(v)
-        elif isinstance(v, (int, float, np.integer, np.floating)):
-            row[k] = float(v)
-        elif isinstance(v, Mapping) and all(isinstance(x, (int, float, np.integer, np.floating)) for x in v.values()):
-            if k == "energy_j_by_component":
-                row.update({f"energy_{c}_j": float(j) / tokens for c, j in v.items()})
-            elif k == "cycles_by_bound":
-                row.update({f"cycles_{b}_bound": float(c) for b, c in v.items()})
-            else:
-                row.update({f"{k}_{n}": float(x) for n, x in v.items()})
-    return row
+def workload_trace(w: Mapping[str, Any]) -> pd.DataFrame:
+    """The op trace of a workload (built once per process, see :func:`cached_trace`)."""
+    return cached_trace(w["preset"], w["datapath"], w["phase"], w["context"], w["batch"], w["seed"], w["profile"],
+                        w["prefill_tokens"])
 
 
 def evaluate_point(point: Mapping[str, Any]) -> dict:
-    """Simulate one sweep point; returns one flat results row."""
-
-    w = point["workload"]
-    trace = cached_trace(w["preset"], w["datapath"], w["phase"], w["context"], w["batch"],
-                         w["seed"], w["profile"], w["prefill_tokens"])
-    acc = make_accelerator(point["accelerator"], point["overrides"])
-    result = sim.simulate(trace, acc)
-    row = {"point_id": point["point_id"], **{k: w[k] for k in WORKLOAD_FIELDS},
-           "accelerator": point["accelerator"]}
-    row["prefill_tokens"] = -1 if w["prefill_tokens"] is None else int(w["prefill_tokens"])
-    for k, v in point["overrides"].items():
-        # one column type per parameter across all part files: numbers as float, structures as JSON
-        if isinstance(v, (list, tuple, dict)):
-            v = json.dumps(v, sort_keys=True)
-        elif isinstance(v, (int, float)) and not isinstance(v, bool):
-            v = float(v)
-        row[f"hw.{k}"] = v
-    row.update(summary_row(result.summary))
+    """Simulate one sweep point (its trace built here, or reused); returns one flat results row."""
+    row, found = simulate_point(point, workload_trace(point["workload"]), WORKLOAD_FIELDS)
+    for message in found:
+        warnings.warn(message, stacklevel=2)
     return row
 
 
@@ -354,18 +279,42 @@ def part_path(out_dir: Path, pid: str) -> Path:
     return out_dir / f"{PART_PREFIX}{pid}.parquet"
 
 
-def _part_ok(path: Path) -> bool:
-    """A part is finished when it reads as one sweep_results row holding its own point id."""
+def content_checksum(table: pa.Table) -> str:
+    """SHA-256 of a part's rows (column names and values), as Arrow holds them."""
+    rows = table.to_pylist()
+    return hashlib.sha256(json.dumps(rows, sort_keys=True, default=repr).encode()).hexdigest()
+
+
+def read_part(path: Path) -> pd.DataFrame:
+    """One finished point: a ``sweep_results`` row holding its own point id and the checksum of its content.
+
+    Anything else (unreadable, truncated, edited after it was written, another point's row) is a
+    ``ValueError`` naming the file.
+    """
     try:
-        df = pd.read_parquet(path)
-        validate(df, "sweep_results")
-    except Exception:  # any unreadable, truncated or foreign file is not a finished point
+        table = pq.read_table(path)
+        stored = (table.schema.metadata or {}).get(CHECKSUM_KEY, b"").decode("ascii", "replace")
+        if stored != content_checksum(table):
+            raise ValueError("its content does not match the checksum written with it")
+        df = validate(table.to_pandas(), "sweep_results")
+    except (OSError, ValueError, TypeError, KeyError, RecursionError, pa.ArrowException) as e:
+        why = "nested too deeply to read" if isinstance(e, RecursionError) else " ".join(str(e).split())[:200]
+        raise ValueError(f"sweep part {path.name} is not a finished point: {why}") from None
+    if len(df) != 1 or str(df["point_id"].iloc[0]) != path.stem[len(PART_PREFIX):]:
+        raise ValueError(f"sweep part {path.name} is not a finished point: it holds another point's row")
+    return df
+
+
+def _part_ok(path: Path) -> bool:
+    try:
+        read_part(path)
+    except ValueError:
         return False
-    return len(df) == 1 and str(df["point_id"].iloc[0]) == path.stem[len(PART_PREFIX):]
+    return True
 
 
 def done_ids(out_dir: Path, repair: bool = False) -> set[str]:
-    """Ids of the points whose part file is whole; with ``repair``, corrupt parts are removed (and rerun)."""
+    """Ids of the points whose part file is whole; with ``repair``, bad parts are removed (and rerun)."""
     out_dir = Path(out_dir)
     if not out_dir.exists():
         return set()
@@ -374,7 +323,7 @@ def done_ids(out_dir: Path, repair: bool = False) -> set[str]:
         if _part_ok(p):
             done.add(p.stem[len(PART_PREFIX):])
         elif repair:
-            print(f"sweep: {p.name} is corrupt or truncated; recomputing it", file=sys.stderr, flush=True)
+            print(f"sweep: {p.name} is corrupt, truncated or edited; recomputing it", file=sys.stderr, flush=True)
             p.unlink(missing_ok=True)
     return done
 
@@ -401,18 +350,25 @@ def remove_dead_temporaries(out_dir: Path) -> None:
 
 
 def write_part(out_dir: Path, row: Mapping[str, Any]) -> Path:
-    """Write one point's row atomically: temp file in the same folder, then rename."""
+    """Write one point's row with the checksum of its content, atomically: a temporary file, then rename."""
     final = part_path(out_dir, row["point_id"])
     tmp = out_dir / f".tmp-{row['point_id']}-{os.getpid()}-{os.urandom(4).hex()}.parquet"
-    pd.DataFrame([dict(row)]).to_parquet(tmp, index=False)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, final)
+    table = pa.Table.from_pylist([dict(row)])
+    table = table.replace_schema_metadata({CHECKSUM_KEY: content_checksum(table).encode("ascii")})
+    try:
+        # no fsync: a part torn by a crash fails its checksum and is recomputed on resume
+        pq.write_table(table, tmp)
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
     return final
 
 
 def read_results(out_dir: str | Path, spec: SweepSpec | None = None) -> pd.DataFrame:
-    """All finished points in ``out_dir`` (only ``spec``'s points when given), sorted by id."""
+    """All finished points in ``out_dir`` (only ``spec``'s points when given), sorted by id.
+
+    A part that fails its checksum is a ``ValueError`` (rerunning the sweep recomputes it).
+    """
     out_dir = Path(out_dir)
     parts = sorted(out_dir.glob(f"{PART_PREFIX}*.parquet"))
     if spec is not None:
@@ -420,40 +376,17 @@ def read_results(out_dir: str | Path, spec: SweepSpec | None = None) -> pd.DataF
         parts = [p for p in parts if p.stem[len(PART_PREFIX):] in want]
     if not parts:
         return pd.DataFrame()
-    df = pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
+    df = pd.concat([read_part(p) for p in parts], ignore_index=True)
     return validate(df.sort_values("point_id", ignore_index=True), "sweep_results")
 
 
 # ---------------------------------------------------------------------------
 # Runner
 # ---------------------------------------------------------------------------
-class Progress:
-    """One line per finished point on stderr: count, rate, ETA."""
-
-    def __init__(self, total: int, already: int, stream=None, enabled: bool = True):
-        self.total, self.done, self.t0 = total, already, time.perf_counter()
-        self.new = 0
-        self.stream = stream or sys.stderr
-        self.enabled = enabled
-
-    def step(self, label: str) -> None:
-        self.done += 1
-        self.new += 1
-        if not self.enabled:
-            return
-        el = time.perf_counter() - self.t0
-        eta = el / self.new * (self.total - self.done)
-        print(f"[{self.done}/{self.total}] {label}  ({el:.1f}s elapsed, ~{eta:.0f}s left)",
-              file=self.stream, flush=True)
-
-
-def _label(point: Mapping[str, Any]) -> str:
-    w = point["workload"]
-    hw = " ".join(f"{k}={v}" for k, v in point["overrides"].items())
-    return f"{w['preset']}/{w['datapath']}/{w['phase']}@{w['context']} {hw}".strip()
-
-
 MANIFEST = "_spec.json"  # Arrow skips files starting with "_" when it reads the folder as one table
+MAX_MANIFEST_BYTES = limit("sweep manifest", 256 << 20, unit="bytes", area="sweeps and reports",
+                           applies_to="the _spec.json of a sweep results folder, read on resume",
+                           why="the manifest of the largest spec (MAX_POINTS points) stays far below it")
 
 
 def _is_sweep_file(name: str) -> bool:
@@ -461,78 +394,120 @@ def _is_sweep_file(name: str) -> bool:
             or (name.startswith(".tmp-") and name.endswith(".parquet")) or name.startswith(f".{MANIFEST}."))
 
 
+def _manifest_digest(path: Path) -> str | None:
+    """The spec digest a results folder's manifest records (None when it records none or is unreadable)."""
+    check_input_file(path, what="sweep manifest", expected="a JSON file written by bitsim sweep",
+                     max_bytes=MAX_MANIFEST_BYTES, why="it holds one spec of at most MAX_POINTS points")
+    try:
+        body = json.loads(path.read_text(encoding="utf-8", errors="replace"))
+    except (ValueError, RecursionError):
+        return None
+    return body.get("spec_digest") if isinstance(body, dict) else None
+
+
 def _claim_folder(out_dir: Path, spec: SweepSpec) -> None:
     """Write (or check) the folder's manifest: one results folder holds the points of one spec."""
     path = out_dir / MANIFEST
     digest = spec.digest()
-    if path.exists():
-        try:
-            have = json.loads(path.read_text()).get("spec_digest")
-        except (OSError, ValueError):
-            have = None
+    if path.exists() or path.is_symlink():
+        have = _manifest_digest(path)
         if have != digest:
-            raise ValueError(f"{out_dir}: holds the results of another sweep spec (digest {have}, this spec "
+            raise ValueError(f"{out_dir}: holds the results of another sweep spec ({MANIFEST} records "
+                             f"{'no readable digest' if have is None else f'digest {quote(have)}'}, this spec "
                              f"{digest}); write to another folder or remove that one")
         return
-    body = {"spec_digest": digest, **dataclasses.asdict(spec)}
-    tmp = out_dir / f".{MANIFEST}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(body, indent=1, default=str))
-    os.replace(tmp, path)
+    write_text_atomic(json.dumps({"spec_digest": digest, **dataclasses.asdict(spec)}, indent=1, default=str), path)
 
 
-def run_sweep(spec: SweepSpec, out_dir: str | Path, workers: int | None = None,
-              backend: str = "process", scheduler: str | None = None, progress: bool = True,
-              evaluate: Callable[[Mapping[str, Any]], dict] = evaluate_point) -> pd.DataFrame:
-    """Run every point of ``spec`` not yet in ``out_dir``; return all of its results.
-
-    ``backend``: ``"process"`` (local process pool of ``workers``),
-    ``"dask"`` (``scheduler`` address, or a LocalCluster of ``workers``
-    when None), or ``"serial"``.  Each finished point is written at once.
-    """
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    if workers is not None and workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
-    out_dir = Path(out_dir)
+def _check_results_folder(out_dir: Path) -> None:
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"{out_dir}: exists and is not a sweep results folder")
     foreign = [f.name for f in out_dir.iterdir() if not _is_sweep_file(f.name)] if out_dir.is_dir() else []
     if foreign:
         raise ValueError(f"{out_dir}: is a folder that holds no sweep results ({quote(foreign[:3])}); "
                          f"choose another output")
+
+
+def _label(point: Mapping[str, Any]) -> str:
+    w = point["workload"]
+    return f"{w['preset']}/{w['datapath']}/{w['phase']}@{w['context']}"
+
+
+def pool_context():
+    """Fork where the platform has it: workers start at once, holding the parent's imports; else spawn.
+
+    Forking is safe here because the parent forks before it computes anything with torch (a worker that
+    builds traces pins torch to one thread) and workers return plain tables.
+    """
+    import multiprocessing as mp  # stdlib, only when a pool is needed
+    return mp.get_context("fork" if sys.platform == "linux" else "spawn")
+
+
+def _run_local(todo: list[dict], workers: int | None, finish: Callable[[dict, dict, list[str]], None]) -> None:
+    """Simulate ``todo`` in a local process pool, each distinct op trace built once here and shipped."""
+    from concurrent.futures import ProcessPoolExecutor, as_completed  # stdlib
+
+    traces = {json.dumps(w, sort_keys=True, default=str): workload_trace(w)
+              for w in (p["workload"] for p in todo)}
+    n = workers or min(len(todo), os.cpu_count() or 1)
+    with ProcessPoolExecutor(max_workers=n, mp_context=pool_context(), initializer=exit_with_parent,
+                             initargs=(os.getpid(),)) as ex:
+        futs = {ex.submit(simulate_point, p, traces[json.dumps(p["workload"], sort_keys=True, default=str)],
+                          WORKLOAD_FIELDS): p for p in todo}
+        for fut in as_completed(futs):
+            row, found = fut.result()
+            finish(futs[fut], row, found)
+
+
+def run_sweep(spec: SweepSpec, out_dir: str | Path, workers: int | None = None,
+              backend: str = "process", scheduler: str | None = None, progress: bool = True,
+              evaluate: Callable[[Mapping[str, Any]], dict] | None = None) -> pd.DataFrame:
+    """Run every point of ``spec`` not yet in ``out_dir``; return all of its results.
+
+    ``backend``: ``"process"`` (local process pool of ``workers``), ``"dask"`` (``scheduler`` address,
+    or a LocalCluster of ``workers`` when None), or ``"serial"``.  Each finished point is written at
+    once; ``progress`` shows one progress bar on stderr; each distinct simulator warning is raised once,
+    after it.  ``evaluate`` replaces the simulation of a point (e.g. a stand-in in a test); it runs in
+    this process, one point after another.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if workers is not None:
+        check_number(workers, "workers", integer=True, lo=1, hi=1024)
+    out_dir = Path(out_dir)
+    _check_results_folder(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     _claim_folder(out_dir, spec)
     remove_dead_temporaries(out_dir)
     points = spec.points()
     have = done_ids(out_dir, repair=True)
     todo = [p for p in points if p["point_id"] not in have]
-    # group by workload so a worker's trace cache is reused across hardware points
-    todo.sort(key=lambda p: json.dumps(p["workload"], sort_keys=True, default=str))
-    prog = Progress(len(points), len(points) - len(todo), enabled=progress)
-    if progress:
-        print(f"sweep {spec.name!r}: {len(points)} points, {len(points) - len(todo)} already done, "
-              f"{len(todo)} to run ({backend})", file=sys.stderr, flush=True)
+    todo.sort(key=lambda p: json.dumps(p["workload"], sort_keys=True, default=str))  # one trace after another
+    found: dict[str, None] = {}
+    bar = tqdm(total=len(points), initial=len(points) - len(todo), desc=f"sweep {spec.name}", unit="point",
+               disable=not progress, file=sys.stderr, dynamic_ncols=True)
 
-    def finish(point, row):
+    def finish(point: dict, row: dict, messages: list[str] = ()) -> None:
         write_part(out_dir, row)
-        prog.step(_label(point))
+        found.update(dict.fromkeys(messages))
+        bar.set_postfix_str(_label(point), refresh=False)
+        bar.update()
 
-    if not todo:
-        pass
-    elif backend == "serial" or (backend == "process" and workers == 1):
-        for p in todo:
-            finish(p, evaluate(p))
-    elif backend == "process":
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-        n = workers or min(len(todo), os.cpu_count() or 1)
-        with ProcessPoolExecutor(max_workers=n, mp_context=mp.get_context("spawn"),
-                                 initializer=exit_with_parent, initargs=(os.getpid(),)) as ex:
-            futs = {ex.submit(evaluate, p): p for p in todo}
-            for fut in as_completed(futs):
-                finish(futs[fut], fut.result())
-    else:
-        _run_dask(todo, evaluate, finish, workers, scheduler)
+    with bar:
+        if not todo:
+            pass
+        elif evaluate is not None or backend == "serial" or (backend == "process" and workers == 1):
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                for p in todo:
+                    finish(p, (evaluate or evaluate_point)(p))
+            found.update(dict.fromkeys(str(c.message) for c in caught))
+        elif backend == "process":
+            _run_local(todo, workers, finish)
+        else:
+            _run_dask(todo, evaluate_point, finish, workers, scheduler)
+    for message in found:  # each distinct simulator warning once, after the bar
+        warnings.warn(message, UserWarning, stacklevel=2)
     return read_results(out_dir, spec)
 
 

@@ -31,7 +31,7 @@ RUN_TOTALS = _cols(
 
 STUDY_KEYS = _cols(
     ("preset", "str", "", "model preset (model/config.py) or model YAML"),
-    ("datapath", "str", "", "fp16, b1.58, a4.8 or a4.8-fp4"),
+    ("datapath", "str", "", "fp16, b1.58, a4.8, a4.8-fp4, w4a16, w8a8-int8, w8a8-fp8 or w4a4-mxfp4"),
     ("phase", "str", "", "prefill or decode"),
     ("context", "int", "token", "decode: tokens already in the KV cache; prefill: prompt length"),
 )
@@ -187,6 +187,25 @@ STUDY_CROSSOVERS = register("study_crossovers", _cols(
     ("figure", "str", "", "the figure that shows it"),
 ), "the named crossovers of the study's axes (bitsim.experiments.axes.crossovers)")
 
+STUDY_BASELINES = register("study_baselines", _s("preset", "datapath", "basis", "batch", "context", "profile",
+                                                  "kv_bits", "variant", "accelerator") + _cols(
+    ("array_factor", "float", "x", "PEs of the sized chip / the preset's"),
+    ("basis_within", "bool", "", "the sized chip reaches the a4.8 chip's area or prefill power within 1 % "
+                                 "(always true at iso-peak)"),
+) + _s("area_mm2", "capacity_gb", "footprint_bytes") + _cols(
+    ("fits", "bool", "", "weights + KV cache fit the chip's off-chip capacity (closed form; a point that does not "
+                         "fit is not simulated)"),
+) + _s("tokens_per_s", "energy_j_per_token") + _cols(
+    ("a48_speedup", "float", "x", "a4.8's tokens/s / this row's at the same (basis, batch, context); NaN when "
+                                  "either does not fit"),
+    ("a48_energy_gain", "float", "x", "this row's J/token / a4.8's at the same point"),
+    ("strongest_baseline", "str", "", "the fitting baseline (every datapath but a4.8) with the highest tokens/s at "
+                                      "this (basis, batch, context); '' when none fits"),
+    ("strongest_conventional", "str", "", "the same among FP16 and the quantized datapaths (b1.58 left out)"),
+    ("is_strongest", "bool", "", "this row is its point's strongest baseline"),
+), "a4.8 against FP16, W4A16, W8A8 INT8/FP8, W4A4 MXFP4 and the strongest b1.58 across batch, context and basis "
+   "(bitsim.experiments.baselines)")
+
 SWEEP_RESULTS = register("sweep_results", _cols(
     ("point_id", "str", "", "content hash of the point (workload, accelerator, overrides)"),
     ("preset", "str", "", "model preset"),
@@ -201,5 +220,5 @@ SWEEP_RESULTS = register("sweep_results", _cols(
 ) + RUN_TOTALS[1:11], "one row per sweep point; plus one hw.<parameter> column per swept knob")
 
 __all__ = ["ACCELERATOR_CEILINGS", "CHIP_METRICS", "GAIN_LADDER", "RUN_SETUP", "RUN_TOTALS", "STUDY_BANDWIDTH",
-           "STUDY_BASES", "STUDY_BATCH", "STUDY_CROSSOVERS", "STUDY_KEYS", "STUDY_OPS", "STUDY_SENSITIVITY",
-           "STUDY_SUMMARY", "STUDY_TECHNOLOGY", "STUDY_TRACES", "SWEEP_RESULTS", "Column"]
+           "STUDY_BASELINES", "STUDY_BASES", "STUDY_BATCH", "STUDY_CROSSOVERS", "STUDY_KEYS", "STUDY_OPS",
+           "STUDY_SENSITIVITY", "STUDY_SUMMARY", "STUDY_TECHNOLOGY", "STUDY_TRACES", "SWEEP_RESULTS", "Column"]

@@ -2,9 +2,9 @@
 
 One run writes, under its output folder::
 
-    report.md, report.html     the report (HTML is self-contained: figures embedded)
+    report.md, report.html     the report (HTML is self-contained: figures and tables up to 1 MB embedded)
     config.yaml                the study it ran, the command line and every version
-    figures/<name>.png|svg     every figure (:data:`FIGURES`)
+    figures/<name>.png|svg|pdf every figure (:data:`FIGURES`)
     tables/<name>.csv          every table of the report (+ ops.parquet, traces.parquet), each written
                                through contract.write_table against its registered schema
 
@@ -32,7 +32,14 @@ from bitsim import __version__
 from bitsim.experiments.study import StudyConfig
 from bitsim.report import figures
 from bitsim.report.claims import CLAIMS
-from bitsim.report.collect import ReportData, ReportLog, collect_report, own_measurements, roofline_ops
+from bitsim.report.collect import (
+    ReportData,
+    ReportLog,
+    collect_report,
+    latest_run,
+    own_measurements,
+    roofline_ops,
+)
 from bitsim.report.display import shown_measurements
 from bitsim.report.document import Figure, render_html, render_markdown
 from bitsim.report.measured import gpu_presets
@@ -72,9 +79,11 @@ def _axis(data: ReportData, name: str):
 #: figure name (figures/<name>.png|svg) -> how it is drawn from the report's data; a report draws the figures
 #: its document shows (a section the study has nothing for is left out, and so is its figure).
 FIGURES: dict[str, Callable[[ReportData], Any]] = {
-    "energy_by_component": lambda d: figures.energy_by_component(d.study.summary, board=_board_rows(d), note=d.note()),
+    "energy_by_component": lambda d: figures.energy_by_component(d.study.summary, note=d.note()),
     "throughput": lambda d: figures.throughput(d.study.summary, note=d.note(energy=False)),
     "footprint": lambda d: figures.footprint(d.study.summary, note=d.note(energy=False)),
+    "step_bytes": lambda d: figures.step_bytes(_claims_rows(d), _axis(d, "crossovers"),
+                                               note=d.note([d.claims_preset], energy=False)),
     "gain_ladder": lambda d: figures.gain_ladder(_axis(d, "ladder"), note=d.note([d.claims_preset], energy=False)),
     "batch_sweep": lambda d: figures.batch_sweep(_axis(d, "batch"), note=d.note([d.claims_preset], energy=False)),
     "bandwidth_sweep": lambda d: figures.bandwidth_sweep(_axis(d, "bandwidth"), _axis(d, "technology"),
@@ -87,23 +96,15 @@ FIGURES: dict[str, Callable[[ReportData], Any]] = {
                                            note=d.note([d.claims_preset], energy=False)),
     "sparsity_bits": lambda d: figures.sparsity_and_bits(d.study.traces, d.claims_preset,
                                                          note=d.note([d.claims_preset], energy=False)),
-    "measured_speedups": lambda d: figures.measured_speedups(d.shown_speedups),
+    "measured_speedups": lambda d: figures.measured_speedups(d.shown_speedups, run=latest_run(d.measured)),
     "measured_roofline": lambda d: figures.measured_roofline(own_measurements(d.measured), _preset_roofs(d)),
-    "sim_vs_measured": lambda d: figures.sim_vs_measured(
-        d.sim_calls.assign(kernel=d.sim_calls["kernel_class"] + " on " + d.sim_calls["preset"])),
+    "sim_vs_measured": lambda d: figures.sim_vs_measured(d.sim_calls),
 }
 
 
-def _board_rows(data: ReportData):
-    """Board energy comparable with a simulated token: whole 7B decode tokens (scope ``7b_token``), at the
-    context their note states (ctx NNNN), tagged with preset 7b; None when there are none."""
-    b = data.board
-    if not len(b):
-        return None
-    b = b[(b.scope == "7b_token") & (b.phase == "decode")]
-    ctx = b.note.astype(str).str.extract(r"ctx (\d+)")[0]
-    b = b.assign(preset="7b", context=pd.to_numeric(ctx, errors="coerce"))
-    return b[b.context.notna()] if len(b) else None
+def _claims_rows(data: ReportData) -> pd.DataFrame:
+    s = data.study.summary
+    return s[s.preset == data.claims_preset]
 
 
 def versions() -> dict[str, str]:
@@ -114,16 +115,24 @@ def versions() -> dict[str, str]:
             out[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
             out[pkg] = "not installed"
-    try:
-        root = Path(__file__).resolve().parent.parent
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
-                             timeout=5).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True,
-                               timeout=5).stdout.strip()
-        out["git_commit"] = (sha or "unknown") + (" (with uncommitted changes)" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        out["git_commit"] = "unknown"
+    out["git_commit"] = git_description(Path(__file__).resolve().parent.parent)
     return out
+
+
+def git_description(root: Path) -> str:
+    """'commit 1a2b3c4d5e6f' for a clean tree, 'commit 1a2b3c4d5e6f plus uncommitted changes to 3 tracked
+    files' otherwise (untracked files, such as report outputs, do not count); 'unknown' outside git."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True, text=True,
+                             timeout=5).stdout.strip()
+        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                                 capture_output=True, text=True, timeout=5).stdout.strip().splitlines()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    if not sha:
+        return "unknown"
+    n = len(changed)
+    return f"commit {sha}" + (f" plus uncommitted changes to {n} tracked file{'s' if n > 1 else ''}" if n else "")
 
 
 def write_report(data: ReportData, out_dir: str | Path, command: str | None = None,
@@ -162,11 +171,11 @@ def write_report(data: ReportData, out_dir: str | Path, command: str | None = No
                             "traces": res.trace_meta}
     (out / "config.yaml").write_text(yaml.safe_dump(meta, sort_keys=False, width=120))
     v = meta["versions"]
-    header = (f"Generated {meta['created_utc']} by `{meta['command']}` - bitsim {v['bitsim']}, git "
-              f"{v['git_commit']}, torch {v['torch']}, numpy {v['numpy']}, pandas {v['pandas']}. "
+    header = (f"Generated {meta['created_utc']} from {v['git_commit']} by `{meta['command']}` - bitsim "
+              f"{v['bitsim']}, torch {v['torch']}, numpy {v['numpy']}, pandas {v['pandas']}. "
               f"Full configuration: `config.yaml`.")
     (out / "report.md").write_text(render_markdown(doc, header))
-    (out / "report.html").write_text(render_html(doc, fdir, header))
+    (out / "report.html").write_text(render_html(doc, fdir, header, tables_dir=tdir))
     progress(f"wrote {out}")
     return out
 

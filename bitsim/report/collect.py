@@ -7,16 +7,19 @@ registered schema it is written with; the document (:mod:`bitsim.report.sections
 """
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 import pandas as pd
 
+import sim
 from bitsim.experiments.fair import profile_label
-from bitsim.experiments.study import AXIS_SCHEMAS, StudyConfig, StudyResult, run_study
+from bitsim.experiments.study import AXIS_SCHEMAS, StudyConfig, StudyResult, accelerator_ceilings, run_study
 from bitsim.report.claims import active_param_fraction, claims_table, ratio_table, short_claims
 from bitsim.report.display import (
     accelerator_table,
@@ -29,6 +32,7 @@ from bitsim.report.display import (
     variants_table,
 )
 from bitsim.report.measured import ANCHORS_SOURCE, load_measured, speedups, validate_simulator
+from bitsim.report.validation import published_rows, whole_token_rows
 from contract import read_table
 from model.trace import build_trace
 
@@ -72,6 +76,11 @@ class ReportData:
     gpus: list[str]                    # GPU names of the measured rows
     board: pd.DataFrame                # measured board energy (board_energy rows; empty when none is committed)
     tables: Mapping[str, ReportTable]  # file stem -> file under tables/
+    serving: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)   # serving runs (load_serving)
+
+    def table_df(self, stem: str) -> pd.DataFrame:
+        """The frame of ``tables/<stem>``, or an empty frame when the report has no such table."""
+        return self.tables[stem].df if stem in self.tables else pd.DataFrame()
 
     @property
     def config(self) -> StudyConfig:
@@ -95,13 +104,9 @@ class ReportData:
     @property
     def energy_note(self) -> str:
         """The energy basis of the simulated comparisons and of the GPU reference."""
-        if len(self.board) and self.claims_preset == "7b":
-            gpu = ("GPU reference: measured board energy of a 7B decode token "
-                   f"({', '.join(sorted(set(self.board.gpu.astype(str))))}); its simulated preset, dynamic energy "
-                   "only, is dropped from energy comparisons")
-        else:
-            gpu = ("GPU reference dropped from energy comparisons (its preset counts dynamic energy only"
-                   + ("" if len(self.board) else "; no measured board energy committed") + ")")
+        gpu = ("GPU reference dropped from energy comparisons: its preset counts dynamic energy only"
+               + ("; the measured board energy is another basis, listed apart" if len(self.board) else
+                  "; no measured board energy committed"))
         return f"energy: chip model, dynamic + static; {gpu}"
 
     def note(self, presets: list[str] | None = None, energy: bool = True) -> str:
@@ -115,6 +120,30 @@ def accelerator_names(cfg: StudyConfig) -> list[str]:
     return list(dict.fromkeys(list(cfg.matched.values()) + list(cfg.reference)))
 
 
+def accelerator_labels(cfg: StudyConfig, progress: ReportLog | None = None) -> dict[str, str]:
+    """Accelerator key -> the name the report shows, for every YAML whose ``name`` is a preset's or another
+    chip's: 'a4.8 (my.yaml)', so a custom design is never mistaken for the preset it copied (warned once)."""
+    names = {key: sim.load_accelerator(key).name for key in accelerator_names(cfg)}
+    out = {}
+    for key, name in names.items():
+        taken = name in sim.PRESETS and key != name or sum(n == name for n in names.values()) > 1
+        if taken and key not in sim.PRESETS:
+            out[key] = f"{name} ({Path(key).name})"
+            msg = f"accelerator {key} is named {name!r}, a name already taken; the report calls it {out[key]!r}"
+            warnings.warn(msg, stacklevel=2)
+            if progress is not None:
+                progress(msg)
+    return out
+
+
+def relabel_accelerators(df: pd.DataFrame, labels: Mapping[str, str]) -> pd.DataFrame:
+    """``df`` with the ``accelerator`` of every row whose ``accelerator_key`` is relabelled replaced (in place)."""
+    if labels and {"accelerator", "accelerator_key"} <= set(df.columns):
+        for key, label in labels.items():
+            df.loc[df.accelerator_key.astype(str) == key, "accelerator"] = label
+    return df
+
+
 def roofline_ops(res: StudyResult) -> pd.DataFrame:
     """Ops drawn on the roofline: every op of the claims preset (all contexts, both phases)."""
     return res.ops[res.ops.preset == res.plan.claims_preset]
@@ -123,6 +152,15 @@ def roofline_ops(res: StudyResult) -> pd.DataFrame:
 def own_measurements(measured: pd.DataFrame) -> pd.DataFrame:
     """The measured rows of the kernels' own runs (the anchor timings left out)."""
     return measured[measured.source != ANCHORS_SOURCE] if len(measured) else measured
+
+
+def latest_run(measured: pd.DataFrame) -> str | None:
+    """The measuring run (``source``) of the kernels' own runs with the newest ``date``; None when there is none."""
+    own = own_measurements(measured)
+    if not len(own):
+        return None
+    dates = own.groupby("source")["date"].max().astype(str) if "date" in own.columns else None
+    return str(dates.sort_values().index[-1]) if dates is not None and len(dates) else str(own.source.iloc[-1])
 
 
 def load_board_energy(data_dir: str | Path) -> pd.DataFrame:
@@ -140,6 +178,24 @@ def load_board_energy(data_dir: str | Path) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+#: Where ``bitsim serve`` runs are looked for: ``reports/serving/<run>/summary.csv``, beside ``reports/data``.
+SERVING_DIR = "serving"
+
+
+def load_serving(folder: str | Path) -> pd.DataFrame:
+    """Every serving run's summary (``<folder>/**/summary.csv`` of schema ``serving_summary``), tagged with its
+    ``run`` (the folder, relative to ``folder``); empty when there is none."""
+    folder = Path(folder)
+    frames = []
+    for f in sorted(folder.glob("**/summary.csv")) if folder.is_dir() else []:
+        df = read_table(f)
+        if df.attrs.get("schema") == "serving_summary":
+            frames.append(df.assign(run=str(f.parent.relative_to(folder))))
+    out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    out.attrs = {}
+    return out
+
+
 TRAINED_TABLE2 = "trained_table2.csv"
 
 
@@ -154,8 +210,8 @@ def trained_active(t2: pd.DataFrame) -> dict[str, float]:
     if t2.empty:
         return {}
     t = t2[(t2.source == "trained") & (t2.datapath == "a4.8")]
-    return {f"a4.8 trained ({r.preset}, seed {int(r.seed)}), held-out text": float(r.activated_params / r.total_params)
-            for r in t.itertuples()}
+    return {f"a4.8 trained ({r.preset}: {r.total_params / 1e6:.1f} M parameters, not 7B; seed {int(r.seed)}), "
+            f"held-out text": float(r.activated_params / r.total_params) for r in t.itertuples()}
 
 
 def extra_active(res: StudyResult, preset: str, progress: ReportLog) -> dict[str, float]:
@@ -179,7 +235,8 @@ def _tables(data: dict[str, Any]) -> dict[str, ReportTable]:
     measurements) is left out, and so is its place in the document."""
     res: StudyResult = data["res"]
     files = [
-        ReportTable(name="accelerators.csv", df=accelerator_table(data["accelerators"]), schema="report_accelerators"),
+        ReportTable(name="accelerators.csv", df=accelerator_table(data["accelerators"], data["labels"]),
+                    schema="report_accelerators"),
         ReportTable(name="variants.csv", df=variants_table(res.plan), schema="report_variants"),
         ReportTable(name="claims.csv", df=data["claims"], schema="report_claims"),
         ReportTable(name="claims_summary.csv", df=short_claims(data["claims"]), schema="report_claims_short"),
@@ -209,6 +266,12 @@ def _tables(data: dict[str, Any]) -> dict[str, ReportTable]:
                                  schema="report_sim_validation"))
     if len(data["trained_table2"]):
         files.append(ReportTable(name=TRAINED_TABLE2, df=data["trained_table2"], schema="trained_table2"))
+    if len(data["serving"]):
+        files.append(ReportTable(name="serving.csv", df=data["serving"], schema="serving_summary"))
+    if len(data["whole_token"]):
+        files.append(ReportTable(name="whole_token_validation.csv", df=data["whole_token"], schema="sim_whole_token"))
+    if len(data["published"]):
+        files.append(ReportTable(name="published_chips.csv", df=data["published"], schema="report_published_chips"))
     if len(data["board"]):
         files.append(ReportTable(name="board_energy.csv", df=data["board"].drop(columns=["file"]),
                                  schema="board_energy"))
@@ -220,22 +283,31 @@ def collect_report(cfg: StudyConfig, progress: ReportLog | None = None) -> Repor
     progress = progress or ReportLog(enabled=False)
     res = run_study(cfg, progress=progress.enabled)
     progress("study done")
-    measured = load_measured(cfg.measured_dir)
+    labels = accelerator_labels(cfg, progress)
+    for df in (res.summary, res.ops, *res.axes.values()):
+        relabel_accelerators(df, labels)
+    if labels:   # the roofs are keyed by name alone: rebuilt so a renamed chip keeps its own
+        res = dataclasses.replace(res, ceilings=pd.DataFrame(
+            [dict(row, accelerator=labels.get(key, row["accelerator"])) for key in accelerator_names(cfg)
+             for row in accelerator_ceilings(sim.load_accelerator(key))]))
+    measured = load_measured(cfg.measured_path)
     spd = speedups(measured)
     sim_calls, sim_classes = validate_simulator(measured)
-    board = load_board_energy(cfg.measured_dir)
+    board = load_board_energy(cfg.measured_path)
+    serving = load_serving(cfg.measured_path.parent / SERVING_DIR)
     progress(f"{len(measured)} measured kernel rows, {len(sim_calls)} replayed on h100-like / h100-triton; "
              f"board energy: {len(board)} rows")
     preset = res.plan.claims_preset
-    t2 = load_trained_table2(cfg.measured_dir)
+    t2 = load_trained_table2(cfg.measured_path)
     claims = claims_table(res.summary, res.traces, spd, preset, extra_active=extra_active(res, preset, progress),
                           profile=res.plan.comparisons[preset].profile, ops=res.ops,
                           sensitivity=res.axes.get("sensitivity"), trained_active=trained_active(t2))
     shown = shown_measurements(spd)
     tables = _tables({"res": res, "claims": claims, "shown": shown, "sim_calls": sim_calls,
                       "sim_classes": sim_classes, "board": board, "accelerators": accelerator_names(cfg),
-                      "trained_table2": t2})
+                      "labels": labels, "trained_table2": t2, "serving": serving,
+                      "whole_token": whole_token_rows(cfg.measured_path), "published": published_rows()})
     return ReportData(study=res, claims_preset=preset, measured=measured, shown_speedups=shown,
                       sim_calls=sim_calls, sim_classes=sim_classes,
                       gpus=sorted({str(g) for g in measured["gpu"].dropna()}) if len(measured) else [],
-                      board=board, tables=tables)
+                      board=board, tables=tables, serving=serving)

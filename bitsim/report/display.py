@@ -6,8 +6,7 @@ tables they are given, untouched.
 """
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Mapping
 
 import pandas as pd
 
@@ -15,6 +14,7 @@ import sim
 from bitsim.experiments.chipmetrics import chip_area
 from bitsim.experiments.fair import profile_label
 from bitsim.experiments.study import HEADLINE_CONTEXT, StudyPlan, nearest_context
+from bitsim.report.labels import run_name
 from bitsim.report.measured import ANCHORS_SOURCE
 from bitsim.report.tables import REPORT_GAIN_LADDER, REPORT_MEASURED_SPEEDUPS
 from model.config import get_config
@@ -45,13 +45,14 @@ def headline_rows(summary: pd.DataFrame) -> pd.DataFrame:
     return summary[(summary.phase == "prefill") | (summary.context == ref_ctx)]
 
 
-def accelerator_table(names: Iterable[str]) -> pd.DataFrame:
-    """One row per accelerator (sim preset or YAML): clock, node, PEs, pairs, bandwidth, KV formats, area."""
+def accelerator_table(names: Iterable[str], labels: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """One row per accelerator (sim preset or YAML): clock, node, PEs, pairs, bandwidth, KV formats, area;
+    ``labels`` renames a chip whose YAML reuses a taken name (bitsim.report.collect.accelerator_labels)."""
     rows = []
     for n in names:
         a = sim.load_accelerator(n)
         pairs = sorted({f"{p.weights}x{p.acts}" for arr in a.arrays for p in arr.pe_ops})
-        rows.append({"accelerator": a.name, "clock GHz": a.clock_ghz, "node nm": a.process_nm,
+        rows.append({"accelerator": (labels or {}).get(n, a.name), "clock GHz": a.clock_ghz, "node nm": a.process_nm,
                      "PEs": sum(arr.pes for arr in a.arrays), "operand pairs": ", ".join(pairs),
                      "off-chip GB/s": a.offchip.bandwidth_gbps, "KV formats": ", ".join(a.kv_formats),
                      "sparsity": ("skip fetch " if a.sparsity.skip_weight_fetch else "")
@@ -90,7 +91,7 @@ def shown_measurements(spd: pd.DataFrame) -> pd.DataFrame:
     spd = own if len(own) else spd
     if spd.source.nunique() < 2:
         return spd
-    short = spd.source.map(lambda x: Path(x).stem.removeprefix("measured_"))
+    short = spd.source.map(run_name)
     return spd.assign(shape=spd["shape"] + " [" + short + "]")
 
 

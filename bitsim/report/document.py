@@ -4,6 +4,10 @@ Markdown and to one self-contained HTML file (figures embedded as base64).
 Kept separate from what the report *says* (:mod:`bitsim.report.build`) so any
 study can reuse it.  Text blocks understand only ``**bold**``, ``*italic*``
 and ```code``` inline marks, and lines starting with ``- `` as a list.
+
+The HTML travels alone: figures are embedded (click one for its full size), and every CSV link
+carries the table itself (a ``data:`` download) up to :data:`EMBED_CSV_BYTES`; a larger table, and
+the SVG / PDF of each figure, are links to the files beside ``report.html``, labelled as such.
 """
 from __future__ import annotations
 
@@ -93,38 +97,53 @@ def _refs_markdown(s: str) -> str:
     return CSV_REF.sub(lambda m: f"[{m.group(1)}.csv](tables/{m.group(1)}.csv)", s)
 
 
-def _inline_html(s: str) -> str:
+#: Largest CSV embedded in the HTML as a download; a larger one is a link to ``tables/`` beside the page.
+EMBED_CSV_BYTES = 1_000_000
+
+
+def _csv_link(name: str, tables_dir: Path | None) -> str:
+    """A link to ``tables/<name>.csv`` that works when the HTML travels alone (the file embedded), or says
+    where the file lives."""
+    f = Path(tables_dir) / f"{name}.csv" if tables_dir is not None else None
+    if f is not None and f.is_file() and f.stat().st_size <= EMBED_CSV_BYTES:
+        data = base64.b64encode(f.read_bytes()).decode("ascii")
+        return f"<a download='{name}.csv' href='data:text/csv;base64,{data}'>{name}.csv</a>"
+    return f"<a href='tables/{name}.csv' title='a file beside report.html'>{name}.csv</a> (in tables/)"
+
+
+def _inline_html(s: str, tables_dir: Path | None = None) -> str:
     s = html.escape(s)
     s = FIG_REF.sub(lambda m: f"<a href='#fig-{m.group(1)}'>figure: {m.group(1)}</a>", s)
-    s = CSV_REF.sub(lambda m: f"<a href='tables/{m.group(1)}.csv'>{m.group(1)}.csv</a>", s)
+    s = CSV_REF.sub(lambda m: _csv_link(m.group(1), tables_dir), s)
     s = re.sub(r"`([^`]+)`", r"<code>\1</code>", s)
     s = re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", s)
     s = re.sub(r"(?<![*\w])\*([^*]+)\*(?![*\w])", r"<i>\1</i>", s)
     return s
 
 
-def _text_html(s: str) -> str:
+def _text_html(s: str, tables_dir: Path | None = None) -> str:
     out, items = [], []
     for line in s.strip().splitlines():
         if line.startswith("- "):
-            items.append(f"<li>{_inline_html(line[2:])}</li>")
+            items.append(f"<li>{_inline_html(line[2:], tables_dir)}</li>")
             continue
         if items:
             out.append("<ul>" + "".join(items) + "</ul>")
             items = []
         if line.strip():
-            out.append(f"<p>{_inline_html(line)}</p>")
+            out.append(f"<p>{_inline_html(line, tables_dir)}</p>")
     if items:
         out.append("<ul>" + "".join(items) + "</ul>")
     return "\n".join(out)
 
 
-def _table_html(t: Table) -> str:
+def _table_html(t: Table, tables_dir: Path | None = None) -> str:
     df = t.df
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(v, t.floatfmt))}</td>" for v in r) + "</tr>"
                    for r in df.itertuples(index=False))
-    cap = f"<caption>{_inline_html(t.caption)}</caption>" if t.caption else ""
+    link = f" ({_csv_link(t.name, tables_dir)})" if tables_dir is not None else ""
+    cap = f"<caption>{_inline_html(t.caption)}{link}</caption>" if t.caption else ""
     return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -149,42 +168,58 @@ def render_markdown(doc: Document, header: str = "") -> str:
                 lines += [table_markdown(b), ""]
             elif isinstance(b, Figure):
                 lines += [f"![{b.name}](figures/{b.name}.png)", "",
-                          f"*{_refs_markdown(b.caption)}* ([SVG](figures/{b.name}.svg))", ""]
+                          f"*{_refs_markdown(b.caption)}* ([SVG](figures/{b.name}.svg), "
+                          f"[PDF](figures/{b.name}.pdf))", ""]
     return "\n".join(lines)
 
 
 _CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1200px;margin:2em auto;
 padding:0 1em;color:#222;line-height:1.45}
 h1{border-bottom:2px solid #ddd}h2{border-bottom:1px solid #eee;margin-top:2em}
 table{border-collapse:collapse;margin:1em 0;font-size:0.85em}caption{text-align:left;font-style:italic;
 padding:0.3em 0}th,td{border:1px solid #ccc;padding:0.25em 0.5em;text-align:left;vertical-align:top}
 th{background:#f4f4f4}tr:nth-child(even) td{background:#fafafa}
-figure{margin:1.2em 0}figure img{max-width:100%;border:1px solid #eee}figcaption{font-style:italic;font-size:0.9em}
+figure{margin:1.2em 0}figure img{max-width:100%;border:1px solid #eee;cursor:zoom-in}
+figure img.full{max-width:none;cursor:zoom-out}figcaption{font-style:italic;font-size:0.9em}
+figcaption .files{font-style:normal;font-size:0.85em;color:#555}
 code{background:#f4f4f4;padding:0 0.2em}nav{font-size:0.9em}
 """
 
+#: Clicking a figure toggles it between the page width and its full size.
+_ZOOM = "this.classList.toggle('full')"
 
-def render_html(doc: Document, figures_dir: Path, header: str = "") -> str:
-    """One self-contained HTML page; PNG figures from ``figures_dir`` embedded as base64."""
+
+def _figure_html(f: Figure, figures_dir: Path) -> str:
+    """The figure's PNG embedded (click: full size), its caption, and links to its SVG and PDF beside the page."""
+    png = Path(figures_dir) / f"{f.name}.png"
+    data = base64.b64encode(png.read_bytes()).decode("ascii")
+    others = [ext for ext in ("svg", "pdf") if (Path(figures_dir) / f"{f.name}.{ext}").is_file()]
+    files = (" <span class='files'>[" + " · ".join(f"<a href='figures/{f.name}.{ext}'>{ext.upper()}</a>"
+                                                    for ext in others)
+             + " in figures/ beside report.html]</span>") if others else ""
+    return (f"<figure id='fig-{f.name}'><img alt='{html.escape(f.name)}' title='click for full size' "
+            f"onclick=\"{_ZOOM}\" src='data:image/png;base64,{data}'>"
+            f"<figcaption>{_inline_html(f.caption)}{files}</figcaption></figure>")
+
+
+def render_html(doc: Document, figures_dir: Path, header: str = "", tables_dir: Path | None = None) -> str:
+    """One self-contained HTML page: PNG figures from ``figures_dir`` embedded as base64, CSV links carrying
+    the tables of ``tables_dir`` (see the module docstring)."""
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(doc.title)}</title>",
              f"<style>{_CSS}</style></head><body>", f"<h1>{html.escape(doc.title)}</h1>"]
     if header:
-        parts.append(_text_html(header))
+        parts.append(_text_html(header, tables_dir))
     parts.append("<nav>" + " · ".join(f"<a href='#{_anchor(s.title)}'>{html.escape(s.title)}</a>"
                                       for s in doc.sections) + "</nav>")
     for s in doc.sections:
         parts.append(f"<h2 id='{_anchor(s.title)}'>{html.escape(s.title)}</h2>")
         for b in s.blocks:
             if isinstance(b, str):
-                parts.append(_text_html(b))
+                parts.append(_text_html(b, tables_dir))
             elif isinstance(b, Table):
-                parts.append(_table_html(b))
+                parts.append(_table_html(b, tables_dir))
             elif isinstance(b, Figure):
-                png = Path(figures_dir) / f"{b.name}.png"
-                data = base64.b64encode(png.read_bytes()).decode("ascii")
-                parts.append(f"<figure id='fig-{b.name}'><img alt='{html.escape(b.name)}' "
-                             f"src='data:image/png;base64,{data}'>"
-                             f"<figcaption>{_inline_html(b.caption)}</figcaption></figure>")
+                parts.append(_figure_html(b, figures_dir))
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -11,16 +11,20 @@ from typing import Callable
 
 import pandas as pd
 
+from bitsim.experiments.baselines import TABLE_DATAPATHS as BASELINE_TABLE
 from bitsim.experiments.fair import KV_TOLERANCE, profile_label
+from bitsim.experiments.sizing import BASES
 from bitsim.report.claims import CLAIMS
-from bitsim.report.collect import ReportData
+from bitsim.report.collect import SERVING_DIR, ReportData, latest_run
 from bitsim.report.conclusions import chip_advice, findings
 from bitsim.report.document import Document, Figure, Section, Table
 from bitsim.report.labels import context_label
 from bitsim.report.measured import VALIDATION_BOUND, unreplayed_gpus
+from bitsim.report.validation import published_section, whole_token_section
 
 
-def _table(data: ReportData, stem: str, caption: str, floatfmt: str = "{:.3g}", df: pd.DataFrame | None = None) -> Table:
+def _table(data: ReportData, stem: str, caption: str, floatfmt: str = "{:.3g}",
+           df: pd.DataFrame | None = None) -> Table:
     """The document block of the file ``tables/<stem>.csv`` (``df``: a shorter view of it for the body)."""
     return Table(name=stem, df=data.tables[stem].df if df is None else df, caption=caption, floatfmt=floatfmt)
 
@@ -46,6 +50,33 @@ def executive_summary(data: ReportData) -> Section:
     return s
 
 
+#: The serving summary's columns the report shows, and their names there.
+SERVING_SHOWN = {"run": "run", "chip": "chip", "chips": "chips", "tp": "TP", "pp": "PP", "instances": "instances",
+                 "throughput_rps": "req/s", "goodput_rps": "goodput req/s", "attainment": "within targets",
+                 "ttft_target_s": "TTFT target s", "tpot_target_s": "TPOT target s", "tokens_per_j": "tokens/J",
+                 "output_tokens_per_s_per_chip": "tok/s per chip", "output_tokens_per_s_per_mm2": "tok/s per mm2",
+                 "ttft_p90_s": "TTFT p90 s", "tpot_p90_s": "TPOT p90 s"}
+
+
+def serving_section(data: ReportData) -> Section | None:
+    """The system view: every serving run found (bitsim serve), requests per second within the latency targets,
+    chips, tokens per joule and per mm2; None when no run is committed."""
+    srv = data.serving
+    if srv is None or not len(srv):
+        return None
+    s = Section("Serving: the system view")
+    best = srv.loc[srv.goodput_rps.idxmax()]
+    s.text(f"{len(srv)} serving run(s) of `bitsim serve` (reports/{SERVING_DIR}/<run>/summary.csv): "
+           f"requests per second that meet both latency targets (goodput), the chips they take, tokens per joule "
+           f"(iterations' energy, idle time not counted) and per mm2 of silicon. The highest goodput: "
+           f"**{best.goodput_rps:.3g} req/s** on {int(best.chips)} x {best.chip} (run `{best.run}`, "
+           f"{100 * best.attainment:.0f}% of requests within TTFT {best.ttft_target_s:g} s and TPOT "
+           f"{best.tpot_target_s:g} s). Every column: {_attached(data, 'serving')}.")
+    shown = srv[[c for c in SERVING_SHOWN if c in srv.columns]].rename(columns=SERVING_SHOWN)
+    s.table(_table(data, "serving", "Serving runs (one row per run)", df=shown))
+    return s
+
+
 def chip_section(data: ReportData) -> Section | None:
     advice = chip_advice(data)
     if not advice:
@@ -62,7 +93,9 @@ def claims_section(data: ReportData) -> Section:
     s.text("Verdict rule: **holds** if ours >= 0.9 x claimed, **partly** if a real gain (>= 1.1x) below that, "
            "**does not hold** otherwise. Speed verdicts are against the strongest baselines; *survives* says "
            "whether the verdict is the same at both ends of the ratio's sensitivity band (pJ/bit, static power, "
-           f"sustained bandwidth, sparsity profile). Preset: {data.claims_preset} ({profile_label(data.profile)}). "
+           f"sustained bandwidth, sparsity profile). Preset: {data.claims_preset} ({profile_label(data.profile)}), "
+           f"decode at batch {data.config.batch} on the iso-peak chips (other batches: the Batch section). "
+           "A measured-GPU verdict judges our kernels on that GPU, not the number format. "
            f"Every row, with the full reason: {_attached(data, 'claims')}.")
     s.table(_table(data, "claims_summary", "The claims in short (one headline row per claim and evidence)"))
     s.text("Sources: " + "; ".join(f"{c.text}: {c.source}" for c in CLAIMS.values()) + ".")
@@ -97,13 +130,65 @@ def setup_section(data: ReportData) -> Section:
     return s
 
 
+def _baselines_view(t: pd.DataFrame) -> pd.DataFrame:
+    """One row per (basis, context, batch): a4.8's speedup over each baseline, its tokens/s and the strongest."""
+    keys = ["basis", "context", "batch"]
+    wide = t[t.datapath != "a4.8"].pivot_table(index=keys, columns="datapath", values="a48_speedup",
+                                               dropna=False, sort=False)
+    wide = wide[[d for d in BASELINE_TABLE if d in wide.columns and d != "a4.8"]]
+    wide.columns = [f"a4.8 / {d}" for d in wide.columns]
+    first = t.groupby(keys, sort=False).first()
+    a48 = t[t.datapath == "a4.8"].set_index(keys)
+    out = wide.join(a48.tokens_per_s.rename("a4.8 tok/s")).join(
+        first[["strongest_baseline", "strongest_conventional"]].rename(
+            columns={"strongest_baseline": "strongest", "strongest_conventional": "strongest conventional"}))
+    out = out.reset_index()
+    out["context"] = [context_label(int(c)) for c in out.context]
+    return out
+
+
+#: What sizes each basis's chips in the table of a4.8 against each baseline.
+BASIS_MEANING = {"iso-peak": " (the presets as shipped)", "iso-area": " (every chip's arrays scaled to the a4.8 chip's "
+                 "area)", "iso-power": " (every chip's arrays scaled to the a4.8 chip's power on the prefill)"}
+
+
+def baselines_section(data: ReportData) -> Section | None:
+    """a4.8 against FP16, every quantized baseline and the strongest b1.58, across batch, context and basis."""
+    t = data.axes.get("baselines")
+    if t is None or not len(t):
+        return None
+    s = Section("a4.8 against each baseline")
+    bases = list(dict.fromkeys(t.basis))
+    left = [b for b in BASES if b not in bases]
+    considered = "; ".join(f"{d} ({v or 'as its preset'})" for d, v in
+                           t[t.datapath != "a4.8"].groupby("datapath", sort=False).variant.first().items())
+    s.text(f"The strongest-baseline rule extends to weight precision: every baseline an architect would deploy, "
+           f"each on its own chip preset with the fewest KV bits it tolerates and the same zero skipping, decoding "
+           f"{t.preset.iloc[0]} ({profile_label(t.profile.iloc[0])}). Considered: {considered}. The quantized "
+           f"datapaths' KV cache: {KV_TOLERANCE['w4a16'][1]}. Bases: "
+           + "; ".join(b + BASIS_MEANING.get(b, "") for b in bases)
+           + (f"; {', '.join(left)} left out of this run (it sizes every chip by prefill simulations; "
+              "`baseline_bases` in the study config adds it)" if left else "")
+           + ". A cell is a4.8's decode tokens/s over the baseline's; empty where either does not fit the chip's "
+             f"memory (weights + KV cache, closed form). The strongest baseline of a row is the fitting one with "
+             f"the highest tokens/s (b1.58 included); the strongest conventional one leaves b1.58 out. Every "
+             f"column, energy too: {_attached(data, 'baselines')}.")
+    missed = t[~t.basis_within.astype(bool)].drop_duplicates(["datapath", "basis"])
+    if len(missed):
+        s.text("Sized chips that miss their target by more than 1 % (the arrays alone cannot reach it): "
+               + ", ".join(f"{r.datapath} {r.basis}" for r in missed.itertuples()) + ".")
+    s.table(Table(name="baselines", df=_baselines_view(t), caption="a4.8's decode speedup over each baseline",
+                  floatfmt="{:.3g}"))
+    return s
+
+
 def energy_and_speed(data: ReportData) -> Section:
     s = Section("Energy and speed")
-    board = ("Hatched bars: the H200's measured board energy of a whole 7B decode token (B = 1, ctx 2048; "
-             f"{_attached(data, 'board_energy')}), beside the chips' model energy."
-             if len(data.board) else "")
-    s.figure(Figure("energy_by_component", f"Energy per token by component on each datapath's matched chip. "
-                    f"{data.note()}. The GPU reference preset (dynamic energy only) is not drawn. {board}"))
+    s.figure(Figure("energy_by_component", f"Energy per token by component on every chip of the chip-model energy "
+                    f"basis, each bar named by its datapath and chip. {data.note()}. The GPU reference preset "
+                    "(dynamic energy only) is not drawn."))
+    if len(data.board):
+        s.text(_board_text(data))
     s.figure(Figure("throughput", f"Decode tokens/s against context (solid: matched chip; dashed: reference). "
                     f"{data.note(energy=False)}."))
     t = data.tables["summary"].df
@@ -112,6 +197,23 @@ def energy_and_speed(data: ReportData) -> Section:
                    df=t[~t.accelerator.isin(data.config.reference)] if len(t) else t))
     s.text(f"Ratios a4.8 / the strongest baselines at every context and chip: {_attached(data, 'ratios')}.")
     return s
+
+
+def _board_text(data: ReportData) -> str:
+    """The measured board energy in words: another energy basis, so it is never drawn beside the chip model."""
+    b = data.board[(data.board.scope == "7b_token") & (data.board.phase == "decode")]
+    if b.empty:
+        return f"Measured GPU board energy (blocks only, no whole token): {_attached(data, 'board_energy')}."
+    per_gpu = []
+    for gpu, g in b.groupby(b.gpu.astype(str), sort=True):
+        per = ", ".join(f"{r.datapath} {1e3 * r.j_per_token:,.0f} mJ"
+                        + (f" ({1e3 * r.j_per_token_above_idle:,.0f} above idle)" if "j_per_token_above_idle" in g
+                           else "") for r in g.itertuples())
+        per_gpu.append(f"{gpu}: {per} ({g.note.iloc[0]})")
+    return ("For scale, not comparison: the measured board energy of a whole 7B decode token -- "
+            + "; ".join(per_gpu) + " -- is on another basis (the whole board, idle power included, our GPU kernels "
+            f"with the KV cache each run used), so it is listed here, not drawn beside the chip model "
+            f"({_attached(data, 'board_energy')}).")
 
 
 def gain_origin(data: ReportData) -> Section | None:
@@ -127,6 +229,13 @@ def gain_origin(data: ReportData) -> Section | None:
     return s
 
 
+def quantity(value: float, unit: str) -> str:
+    """'9 sequences', '1 sequence', '11,335 tokens', '6,554 GB/s': a count's unit is singular for one."""
+    text = f"{value:,.0f}"
+    plural = unit.isalpha() and unit.endswith("s") and not unit.endswith("ss")   # 'sequences', not 'GB/s'
+    return f"{text} {unit[:-1] if text == '1' and plural else unit}"
+
+
 def _crossover_lines(data: ReportData, figure: str) -> str:
     c = data.axes.get("crossovers")
     if c is None or c.empty:
@@ -135,7 +244,7 @@ def _crossover_lines(data: ReportData, figure: str) -> str:
     out = []
     for r in c.itertuples():
         v = ("not reached in the swept range" if r.value != r.value else
-             f"{r.value:,.0f} {r.unit}" + ("" if r.where == "within the range" else f" ({r.where})"))
+             f"{quantity(r.value, r.unit)}" + ("" if r.where == "within the range" else f" ({r.where})"))
         out.append(f"- {r.crossover} ({r.datapath}): {v} -- {r.definition}")
     return "\n".join(out)
 
@@ -145,7 +254,8 @@ def batch_section(data: ReportData) -> Section | None:
         return None
     s = Section("Batch")
     s.figure(Figure("batch_sweep", f"Decode against the batch at {context_label(data.study.plan.headline_context)} "
-                    f"context, capacity-aware (a point whose weights + KV cache exceed the chip's memory is not drawn). "
+                    f"context, capacity-aware (a point whose weights + KV cache exceed the chip's memory is not "
+                    f"drawn; each datapath's capacity batch is marked). "
                     f"{data.note([data.claims_preset], energy=False)}."))
     s.text(_crossover_lines(data, "batch") + f"\n\nEvery point: {_attached(data, 'batch')}.")
     return s
@@ -153,8 +263,11 @@ def batch_section(data: ReportData) -> Section | None:
 
 def memory_footprint(data: ReportData) -> Section:
     s = Section("Context and memory footprint")
-    s.figure(Figure("footprint", f"Weights + KV cache against context, with each chip's off-chip capacity "
+    s.figure(Figure("footprint", f"Storage: weights + KV cache against context, with each chip's off-chip capacity "
                     f"(dash-dot). {data.note(energy=False)}."))
+    s.figure(Figure("step_bytes", f"Traffic: off-chip bytes one decode step moves for the weights and for the KV "
+                    f"cache (batch {data.config.batch}), and the context where they cross (the crossovers below). "
+                    f"{data.note([data.claims_preset], energy=False)}."))
     lines = _crossover_lines(data, "context")
     if lines:
         s.text(lines)
@@ -204,7 +317,8 @@ def sensitivity_section(data: ReportData) -> Section | None:
            "generations, static power 0.5x-2x, sustained bandwidth 70-100 % of peak, and the other activation "
            "profiles the model can apply. The claims table says whether each verdict survives its band.")
     s.figure(Figure("sensitivity_bands", f"Headline ratios: nominal (dot), band (grey) and each knob (markers); "
-                    f"red ticks: the claimed 2x and 4x. {data.note([data.claims_preset])}."))
+                    f"orange ticks: the claimed 2x and 4x (speed rows only; no energy ratio is claimed). "
+                    f"{data.note([data.claims_preset])}."))
     s.text(f"Every knob setting: {_attached(data, 'sensitivity')}." if len(sens) else "")
     return s
 
@@ -221,7 +335,8 @@ def roofline_section(data: ReportData) -> Section:
 
 def sparsity_section(data: ReportData) -> Section:
     s = Section("Per-op sparsity and bits")
-    s.figure(Figure("sparsity_bits", f"Per-op input sparsity and operand bits of {data.claims_preset} (decode, layer "
+    s.figure(Figure("sparsity_bits", f"Per-op input sparsity (up_proj: its input's, and apart the MACs the "
+                    f"gate-first rule skips) and operand bits of {data.claims_preset} (decode, layer "
                     f"0). {data.note([data.claims_preset], energy=False)}."))
     t2 = data.tables.get("trained_table2")
     if t2 is not None:
@@ -246,7 +361,8 @@ def measured_kernels(data: ReportData) -> Section:
                + ("Error bars span the repeats' quartiles (or min/max) where the run stored them. " if spread else
                   "These runs stored no spread: no error bars. ")
                + "Sources: " + ", ".join(f"`{x}`" for x in sorted(set(data.shown_speedups.source)))
-               + f". Every timing: {_attached(data, 'measured_speedups')}.")
+               + f"; the figure draws the newest run (`{latest_run(data.measured)}`), never two runs' kernels "
+               + f"together. Every timing of every run: {_attached(data, 'measured_speedups')}.")
     note = "profile: none (measured kernels on synthetic inputs) · energy: none shown"
     s.figure(Figure("measured_speedups", f"Measured kernel speedups over the FP16 baseline. {note}."))
     s.figure(Figure("measured_roofline", "Measured kernels on each GPU's roofline (roofs measured in the same run; "
@@ -288,19 +404,28 @@ def simulator_vs_measured(data: ReportData) -> Section:
     return s
 
 
+def whole_token(data: ReportData) -> Section | None:
+    return whole_token_section(data.table_df("whole_token_validation"))
+
+
+def published_chips(data: ReportData) -> Section | None:
+    return published_section(data.table_df("published_chips"))
+
+
 def files(data: ReportData) -> Section:
     names = sorted(t.name for t in data.tables.values())
     return Section("Files").text(
         "- `config.yaml`: the study configuration, the command line and versions\n"
         "- `tables/`: " + ", ".join(f"`{n}`" for n in names) + "\n"
-        "- `figures/*.png|svg`: every figure")
+        "- `figures/*.png|svg|pdf`: every figure (PNG for the page, SVG and PDF for papers and slides)")
 
 
 #: The report's sections, in order.
 SECTIONS: tuple[Callable[[ReportData], Section | None], ...] = (
-    executive_summary, chip_section, claims_section, setup_section, energy_and_speed, gain_origin, batch_section,
-    memory_footprint, bandwidth_section, bases_section, sensitivity_section, roofline_section, sparsity_section,
-    measured_kernels, simulator_vs_measured, files)
+    executive_summary, serving_section, chip_section, claims_section, setup_section, baselines_section,
+    energy_and_speed, gain_origin,
+    batch_section, memory_footprint, bandwidth_section, bases_section, sensitivity_section, roofline_section,
+    sparsity_section, measured_kernels, whole_token, simulator_vs_measured, published_chips, files)
 
 
 def build_document(data: ReportData) -> Document:

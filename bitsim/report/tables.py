@@ -119,8 +119,10 @@ MEASURED_SPEEDUPS = register("measured_speedups", (
            "store them)"),
     Column(name="spread", kind="str", unit="", doc="what speedup_lo / speedup_hi span: 'iqr' (quartiles), "
            "'min-max', or 'none' (one run, no spread stored)"),
-    Column(name="speedup_lo", kind="float", unit="x", doc="baseline's low time / kernel's high time (NaN without spread)"),
-    Column(name="speedup_hi", kind="float", unit="x", doc="baseline's high time / kernel's low time (NaN without spread)"),
+    Column(name="speedup_lo", kind="float", unit="x", doc="baseline's low time / kernel's high time "
+           "(NaN without spread)"),
+    Column(name="speedup_hi", kind="float", unit="x", doc="baseline's high time / kernel's low time "
+           "(NaN without spread)"),
 ), "every measured kernel against the FP16 baseline of its shape, run and timing mode "
    "(bitsim.report.measured.speedups)")
 
@@ -157,3 +159,21 @@ __all__ = ["MEASURED_SPEEDUPS", "REPORT_ACCELERATORS", "REPORT_CLAIMS", "REPORT_
            "REPORT_VARIANTS",
            "REPORT_MEASURED_SPEEDUPS", "REPORT_RATIOS", "REPORT_SIM_VALIDATION", "REPORT_SIM_VS_MEASURED",
            "REPORT_SUMMARY"]
+
+#: The bar a published figure is held to (|error| at most this fraction).
+PUBLISHED_BAR = 0.25
+
+REPORT_PUBLISHED = register("report_published_chips", tuple(Column(name=n, kind=k, unit=u, doc=d) for n, k, u, d in (
+    ("design", "str", "", "published design (chip or GPU with its kernel table)"),
+    ("figure", "str", "", "the published figure: workload and quantity"),
+    ("metric", "str", "", "latency, throughput, power, area, ..."),
+    ("unit", "str", "", "unit of theirs and ours"),
+    ("theirs", "float", "", "the published value"),
+    ("ours", "float", "", "the simulator's value on the design's preset (NaN: not a target)"),
+    ("error_pct", "float", "%", "(ours - theirs) / theirs"),
+    ("within_bar", "bool", "", f"|error| <= {100 * PUBLISHED_BAR:.0f} %"),
+    ("variant", "str", "", "stated (datasheet only), measured launch, calibrated, or not a target"),
+    ("split", "str", "", "calibration or held-out (calibrated rows); all otherwise"),
+    ("source", "str", "", "paper or datasheet, table or section"),
+    ("explanation", "str", "", "what the model leaves out, or why the figure is not a target"),
+)), "published accelerators against the simulator (sim.validation.published), every figure listed")

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from kernels.attention_step import Fp16KVCache, attention_step, attention_step_config, rope_reference, rope_tables
+from kernels.bench.floors import floor_row
 from kernels.bench.harness import MeasurementLog, time_rotating
 from kernels.configs import CANDIDATES, ctx_bucket, shape_key
 from kernels.kv_attention import (
@@ -25,6 +26,7 @@ from kernels.kv_attention import (
     kv_write,
     reference_attention,
 )
+from kernels.kv_dense3 import Dense3KVCache, dense3_attention, dense3_read_codes, dense3_write
 from model import quant as Q
 
 CASES = ((1, 2048), (1, 8192), (8, 8192), (8, 32768))
@@ -83,10 +85,42 @@ def _case(log: MeasurementLog, B: int, T: int, H: int, D: int, check: bool, conf
     log.add(op="attention_decode", kernel="ours_kv3", impl="ours", precision="kv3", M=B, N=H, K=T, timing=t,
             bytes=kv3_bytes, ops=ops, exact=rel < TOL, cuda_graph=True, copies=c, rel_err=rel)
     _step_rows(log, B, T, H, D, kf, vf, cache, check, configs, kv3_bytes, fp16_bytes, ops)
+    _dense3_rows(log, B, T, H, D, kf, vf, q, ref, check, ops)
     q4 = q[:, :, None, :]
     t, c = time_rotating(lambda k, v: F.scaled_dot_product_attention(q4, k, v), [kf, vf])
     log.add(op="attention_decode", kernel="torch_sdpa", impl="baseline", precision="fp16", M=B, N=H, K=T, timing=t,
             bytes=fp16_bytes, ops=ops, exact=False, cuda_graph=True, copies=c)
+    # the read floors of the nibble layout and of a dense 3-bit layout (48-byte rows): what the denser
+    # layout could gain at most, measured, not assumed
+    for label, nbytes in ((f"kv3 nibble B={B} ctx={T}", kv3_bytes),
+                          (f"kv3 dense B={B} ctx={T}", 2.0 * B * H * T * (3 * D // 8 + 4))):
+        floor_row(log, label, int(nbytes), seed=T)
+
+
+def _dense3_rows(log, B, T, H, D, kf, vf, q, ref, check, ops) -> None:
+    """The dense 3-bit layout (48-byte rows): its codes checked against model.quant on the first 4 heads
+    of sequence 0, its attention against the float64 reference, timed like the nibble kernel."""
+    c = Dense3KVCache.allocate(B, H, T, D, "cuda")
+    dense3_write(c, kf, vf, 0)
+    same = True
+    if check:
+        for side, x in (("k", kf), ("v", vf)):
+            rx = Q.quantize_kv(x[:1, :4].float().cpu(), bits=3, bos_bits=4)
+            got = dense3_read_codes(*(getattr(c, f"{side}_{p}")[:1, :4].cpu() for p in ("lo", "hi", "bos")))
+            same &= bool(torch.equal(got, rx.codes) and torch.equal(getattr(c, f"{side}_scale")[:1, :4].cpu(),
+                                                                     rx.scale[..., 0]))
+    parts = ("k_lo", "k_hi", "k_bos", "k_scale", "v_lo", "v_hi", "v_bos", "v_scale")
+
+    def run(*r):
+        return dense3_attention(q, Dense3KVCache(**dict(zip(parts, r)), length=T), T)
+
+    rot = [getattr(c, p) for p in parts]
+    rel = _rel(run(*rot)[:1, :4], ref) if check else float("nan")
+    t, n = time_rotating(run, rot)
+    log.add(op="attention_decode", kernel="ours_kv3_dense", impl="ours", precision="kv3", M=B, N=H, K=T, timing=t,
+            bytes=c.nbytes(T), ops=ops, exact=same and rel < TOL, cuda_graph=True, copies=n, rel_err=rel,
+            codes_exact=same,
+            note="dense 3-bit layout: 2-bit + 1-bit planes, BOS bit 3 aside")
 
 
 def _step_rows(log, B, T, H, D, kf, vf, cache, check, configs, kv3_bytes, fp16_bytes, ops) -> None:
@@ -144,7 +178,9 @@ def _step_check(qkv, cache, pos, cos, sin, y, B, H, D, kv) -> float:
     qr = rope_reference(q[:1, :4], cos[pos], sin[pos]).float().cpu()
     kr = rope_reference(k[:1, :4], cos[pos], sin[pos])
     if kv == "kv3":
-        ref_c = QuantKVCache.allocate(1, 4, pos + 1, D, "cuda")
+        blank = QuantKVCache.allocate(1, 4, pos + 1, D, "cuda")       # only row pos is written and compared
+        ref_c = QuantKVCache(k_codes=blank.k_codes, k_scale=blank.k_scale, v_codes=blank.v_codes,
+                             v_scale=blank.v_scale)
         kv_write(ref_c, kr[:, :, None].contiguous(), v[:1, :4, None].contiguous(), pos)
         same = bool(torch.equal(cache.k_codes[:1, :4, pos], ref_c.k_codes[:, :, pos])
                     and torch.equal(cache.v_scale[:1, :4, pos], ref_c.v_scale[:, :, pos]))

@@ -11,6 +11,7 @@ step's launch structure (one read kernel per launch, same bytes): the floor of t
 """
 from __future__ import annotations
 
+import ast
 import time
 import traceback
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from kernels.bench import energy
 from kernels.bench.harness import MeasurementLog, capture_graph, time_graph, time_us
 from kernels.block import LLAMA7B, DecodePlan, KernelBlock, _rmsnorm16, fp16_decode_step
 from kernels.floor import floor_read
@@ -47,15 +49,19 @@ class DecodeChoice:
     prefill: Callable | None = None     # one eager prefill of the block (for the energy runs)
 
 
-def block_bytes(datapath: str, ctx: int, dims=LLAMA7B) -> dict[str, float]:
-    """Fewest bytes one decode step moves: weights once, the KV cache read once (ctx rows, our layout)."""
+#: weight bits per parameter of each datapath (W4A16: 4-bit codes + a bf16 scale and zero per 128)
+WEIGHT_BITS = {"fp16": 16.0, "w8a8-fp8": 8.0, "w4a16": 4.0 + 32.0 / 128, "b1.58": 2.0, "a4.8": 2.0}
+
+
+def block_bytes(datapath: str, ctx: int, dims=LLAMA7B, B: int = 1, kv_bits: int | None = None) -> dict[str, float]:
+    """Fewest bytes one decode step of ``B`` sequences moves: weights once, every sequence's KV cache
+    read once (ctx rows in our layout: fp16, or 4-bit nibbles + an fp32 scale per row)."""
     d, F_, H, hd = dims.d_model, dims.d_ffn, dims.n_heads, dims.head_dim
     n_w = (3 * d + d + 2 * F_) * d + d * F_
-    kv16 = 2.0 * H * ctx * hd * 2
-    kv3 = 2.0 * H * ctx * (hd // 2 + 4)       # nibble codes + fp32 scale per row
-    if datapath == "fp16":
-        return dict(weights=2.0 * n_w, kv=kv16)
-    return dict(weights=n_w / 4.0, kv=kv3 if datapath == "a4.8" else kv16)
+    if kv_bits is None and datapath == "a4.8":
+        kv_bits = 3
+    row = hd * 2 if kv_bits is None else hd // 2 + 4
+    return dict(weights=n_w * WEIGHT_BITS[datapath] / 8.0, kv=2.0 * B * H * ctx * row)
 
 
 def _plan_name(plan: DecodePlan, datapath: str) -> str:
@@ -79,27 +85,28 @@ def block_section(log: MeasurementLog, ctx: int = 2048, prefill: int = 2048, com
     g = torch.Generator(device="cuda").manual_seed(11)
     xp = torch.randn(1, prefill, d, device="cuda", dtype=torch.float16, generator=g)
     xd = torch.randn(1, 1, d, device="cuda", dtype=torch.float16, generator=g)
-    for dp in ("fp16", "b1.58", "a4.8"):
+    for label in ("fp16", "b1.58", "b1.58-kv4", "a4.8"):
         try:
-            best[dp] = _datapath(log, dp, ctx, prefill, T_max, xp, xd, compile_fp16, read_gbps,
-                                 2 if dp == "fp16" else replicas)
+            best[label] = _datapath(log, label, ctx, prefill, T_max, xp, xd, compile_fp16, read_gbps,
+                                    2 if label == "fp16" else replicas)
         except Exception as e:  # noqa: BLE001 - one datapath failing must not lose the others
-            log.note(what=f"block {dp} failed", error=repr(e)[-800:], tb=traceback.format_exc()[-1500:])
+            log.note(what=f"block {label} failed", error=repr(e)[-800:], tb=traceback.format_exc()[-1500:])
         torch.cuda.empty_cache()
     _chains(log, ctx)
     return best
 
 
-def _datapath(log, dp, ctx, prefill, T_max, xp, xd, compile_fp16, read_gbps, R) -> DecodeChoice:
+def _datapath(log, label, ctx, prefill, T_max, xp, xd, compile_fp16, read_gbps, R) -> DecodeChoice:
+    dp, kv_bits = _label_parts(label)
     impl = "baseline" if dp == "fp16" else "ours"
-    blk = KernelBlock(dp, 1, T_max, tuned=log.tuned)
+    blk = KernelBlock(dp, 1, T_max, tuned=log.tuned, kv_bits=kv_bits)
     blk.forward(xp, 0)                                      # prefill; records the activation sparsity
     sp_pre = dict(blk.sparsity)
     blk.record = False
     t = time_us(lambda: blk.forward(xp, 0), rep_ms=150)
-    log.add(op="block_prefill", kernel=f"block_{dp}", impl=impl, precision=dp, M=prefill, N=d_model(), K=prefill,
-            timing=t, bytes=0.0, ops=0.0, exact=False, sparsity=sp_pre.get("down_in", 0.0),
-            sparsity_o=sp_pre.get("o_in", 0.0))
+    log.add(op="block_prefill", kernel=f"block_{label}", impl=impl, precision=dp, M=prefill, N=d_model(),
+            K=prefill, timing=t, bytes=0.0, ops=0.0, exact=False, sparsity=sp_pre.get("down_in", 0.0),
+            sparsity_o=sp_pre.get("o_in", 0.0), kv_bits=blk.kv_bits or 16)
     pos = ctx - 1                                           # the new token makes the context ctx long
     reps = [blk] + [blk.replica() for _ in range(1, R)]
     for b in reps:
@@ -109,14 +116,14 @@ def _datapath(log, dp, ctx, prefill, T_max, xp, xd, compile_fp16, read_gbps, R) 
     y_ref = blk.forward(xd, pos)
     sp = dict(blk.sparsity)
     blk.record = False
-    by = block_bytes(dp, ctx)
+    by = block_bytes(dp, ctx, kv_bits=kv_bits)
     floor_us = (by["weights"] + by["kv"]) / read_gbps / 1e3
     common = dict(op="block_decode", impl=impl, precision=dp, M=1, N=d_model(), K=ctx, bytes=by["weights"] + by["kv"],
                   ops=0.0, cuda_graph=True, copies=R, sparsity=sp.get("down_in", 0.0), sparsity_o=sp.get("o_in", 0.0),
-                  floor_us=floor_us)
+                  floor_us=floor_us, kv_bits=blk.kv_bits or 16)
     t = time_graph([lambda b=b: b.forward(xd, pos) for b in reps])
     variant = "torch_eager" if dp == "fp16" else "per_operator"
-    log.add(kernel=f"block_{dp}", timing=t, exact=False, variant=variant, launches=0, **common)
+    log.add(kernel=f"block_{label}", timing=t, exact=False, variant=variant, launches=0, **common)
     choice = DecodeChoice(datapath=dp, variant=variant, us=t.median)
     if dp == "fp16":
         if compile_fp16:
@@ -129,14 +136,14 @@ def _datapath(log, dp, ctx, prefill, T_max, xp, xd, compile_fp16, read_gbps, R) 
             y = blk.decode_fused(xd, pos, plan)
             rel = _rel(y, y_ref, xd)
             t = time_graph([lambda b=b: b.decode_fused(xd, pos, plan) for b in reps])
-            log.add(kernel=f"block_{dp}", timing=t, exact=False, variant=name, launches=blk.launches_fused(plan),
+            log.add(kernel=f"block_{label}", timing=t, exact=False, variant=name, launches=blk.launches_fused(plan),
                     rel_err=rel, plan=str(asdict(plan)), **common)
             if rel < 5e-2 and t.median < choice.us:
                 choice = DecodeChoice(datapath=dp, variant=name, us=t.median, plan=plan)
         except Exception as e:  # noqa: BLE001
             log.note(what="fused block failed", datapath=dp, plan=str(plan), error=repr(e)[-800:],
                      tb=traceback.format_exc()[-1500:])
-    log.note(what="decode choice", datapath=dp, variant=choice.variant, us=choice.us, floor_us=floor_us)
+    log.note(what="decode choice", datapath=label, variant=choice.variant, us=choice.us, floor_us=floor_us)
     choice.prefill = lambda: blk.forward(xp, 0)
     return choice
 
@@ -197,11 +204,12 @@ def _chains(log: MeasurementLog, ctx: int, R: int = 4) -> None:
 def _token_step(layers: list[KernelBlock], choice: DecodeChoice, head: torch.Tensor, nw: torch.Tensor,
                 x: torch.Tensor, pos: int) -> Callable[[], torch.Tensor]:
     dims = LLAMA7B
+    fused = choice.plan is not None and x.shape[0] == 1
 
     def one_layer(b: KernelBlock, h: torch.Tensor) -> torch.Tensor:
-        if choice.plan is not None:
+        if fused:
             return b.decode_fused(h, pos, choice.plan)
-        if choice.compiled is not None:
+        if choice.compiled is not None and x.shape[0] == 1:
             return choice.compiled(h, pos, b.w16, b.norm, b.cache.k, b.cache.v, b.cos, b.sin, dims.n_heads,
                                    dims.head_dim, dims.d_ffn)
         return b.forward(h, pos)
@@ -210,40 +218,109 @@ def _token_step(layers: list[KernelBlock], choice: DecodeChoice, head: torch.Ten
         h = x
         for b in layers:
             h = one_layer(b, h)
-        return _rmsnorm16(h.reshape(1, -1), nw) @ head.t()
+        return _rmsnorm16(h.reshape(h.shape[0], -1), nw) @ head.t()
 
     return token
 
 
-def token_section(log: MeasurementLog, best: dict[str, DecodeChoice], ctx: int = 2048
-                  ) -> dict[str, tuple[Callable, object]]:
-    """Whole 7B decode tokens (32 blocks + norm + FP16 LM head) per datapath, one CUDA graph each.
-
-    Returns each datapath's graph replay, with the objects that keep its buffers alive (for the
-    energy runs)."""
-    replays: dict[str, tuple[Callable, object]] = {}
+def _token_case(log: MeasurementLog, label: str, choice: DecodeChoice, B: int, ctx: int,
+                head: torch.Tensor, nw: torch.Tensor, read_gbps: float) -> tuple[Callable, object]:
+    """One whole 7B decode token of ``B`` sequences at context ``ctx``, one CUDA graph; logs the row."""
+    dp, kv_bits = _label_parts(label)
     d = LLAMA7B.d_model
+    g = torch.Generator(device="cuda").manual_seed(5 + B)
+    x = torch.randn(B, 1, d, device="cuda", dtype=torch.float16, generator=g)
+    first = KernelBlock(dp, B, ctx, tuned=log.tuned, kv_bits=kv_bits)
+    layers = [first] + [first.replica() for _ in range(1, LAYERS)]
+    for b in layers:
+        b.record = False
+        b.fill_cache(ctx - 1)
+    token = _token_step(layers, choice, head, nw, x, ctx - 1)
+    graph = capture_graph([token])
+    t = time_us(graph.replay, rep_ms=200)
+    by = block_bytes(dp, ctx, B=B, kv_bits=kv_bits)
+    nbytes = LAYERS * (by["weights"] + by["kv"]) + 2.0 * VOCAB * d
+    fused = choice.plan is not None and B == 1
+    variant = choice.variant if (fused or (B == 1 and choice.compiled is not None)) else (
+        "torch_eager" if dp in ("fp16", "w8a8-fp8", "w4a16") else "per_operator")
+    log.add(op="token_decode", kernel=f"7b_{label}", impl="ours" if dp in ("b1.58", "a4.8") else "baseline",
+            precision=dp, M=B, N=d, K=ctx, timing=t, bytes=nbytes, ops=0.0, exact=False, cuda_graph=True,
+            variant=variant, tokens_per_s=B * 1e6 / t.median, layers=LAYERS, kv_bits=kv_bits or 16,
+            floor_us=nbytes / read_gbps / 1e3, plan=str(asdict(choice.plan)) if fused else "")
+    return graph.replay, (graph, layers)
+
+
+def choices_from_rows(rows: list[dict], ctx: int) -> dict[str, DecodeChoice]:
+    """The fastest decode step per datapath label as an earlier run measured it (``block_<label>`` rows at
+    context ``ctx``), for a resumed run; fp16 falls back to eager (a compiled step is not kept)."""
+    best: dict[str, DecodeChoice] = {}
+    for r in rows:
+        if r.get("op") != "block_decode" or r.get("K") != ctx or not str(r.get("kernel", "")).startswith("block_"):
+            continue
+        label = r["kernel"][len("block_"):]
+        plan_text = str(r.get("plan") or "")
+        if label == "fp16" and r.get("variant") == "torch_compile":
+            continue
+        if label in best and best[label].us <= r["us"]:
+            continue
+        plan = DecodePlan(**ast.literal_eval(plan_text)) if plan_text else None
+        best[label] = DecodeChoice(datapath=label, variant=str(r.get("variant", "")), us=float(r["us"]), plan=plan)
+    return best
+
+
+def _label_parts(label: str) -> tuple[str, int | None]:
+    """'b1.58-kv4' -> ('b1.58', 4); 'a4.8' -> ('a4.8', None)."""
+    if label.endswith("-kv4"):
+        return label[: -len("-kv4")], 4
+    return label, None
+
+
+def _head(d: int) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator(device="cuda").manual_seed(5)
     head = (torch.randn(VOCAB, d, device="cuda", generator=g) * d ** -0.5).to(torch.float16)
-    nw = torch.ones(d, device="cuda", dtype=torch.float16)
-    x = torch.randn(1, 1, d, device="cuda", dtype=torch.float16, generator=g)
-    for dp, choice in best.items():
+    return head, torch.ones(d, device="cuda", dtype=torch.float16)
+
+
+def token_section(log: MeasurementLog, best: dict[str, DecodeChoice], ctx: int = 2048, read_gbps: float = 4490.0
+                  ) -> dict[str, tuple[Callable, object]]:
+    """Whole 7B decode tokens (32 blocks + norm + FP16 LM head) per datapath at B = 1, one CUDA graph
+    each, with each datapath's fastest decode step.  Returns each one's graph replay, with the objects
+    that keep its buffers alive (for the energy runs)."""
+    replays: dict[str, tuple[Callable, object]] = {}
+    head, nw = _head(LLAMA7B.d_model)
+    for label, choice in best.items():
         try:
-            first = KernelBlock(dp, 1, ctx, tuned=log.tuned)
-            layers = [first] + [first.replica() for _ in range(1, LAYERS)]
-            for b in layers:
-                b.record = False
-                b.fill_cache(ctx - 1)
-            token = _token_step(layers, choice, head, nw, x, ctx - 1)
-            graph = capture_graph([token])
-            t = time_us(graph.replay, rep_ms=200)
-            by = block_bytes(dp, ctx)
-            nbytes = LAYERS * (by["weights"] + by["kv"]) + 2.0 * VOCAB * d
-            log.add(op="token_decode", kernel=f"7b_{dp}", impl="baseline" if dp == "fp16" else "ours", precision=dp,
-                    M=1, N=d, K=ctx, timing=t, bytes=nbytes, ops=0.0, exact=False, cuda_graph=True,
-                    variant=choice.variant, tokens_per_s=1e6 / t.median, layers=LAYERS)
-            replays[dp] = (graph.replay, (graph, layers))
+            replays[label] = _token_case(log, label, choice, 1, ctx, head, nw, read_gbps)
         except Exception as e:  # noqa: BLE001
-            log.note(what=f"7b token {dp} failed", error=repr(e)[-800:], tb=traceback.format_exc()[-1500:])
+            log.note(what=f"7b token {label} failed", error=repr(e)[-800:], tb=traceback.format_exc()[-1500:])
         torch.cuda.empty_cache()
     return replays
+
+
+#: whole-token datapaths of the serving regime (torch baselines eager in a graph; ours per operator)
+BATCH_LABELS = ("fp16", "w8a8-fp8", "w4a16", "b1.58", "b1.58-kv4", "a4.8")
+
+
+def batch_token_section(log: MeasurementLog, best: dict[str, DecodeChoice], ctx: int = 2048,
+                        batches: tuple[int, ...] = (8, 32, 64), long_ctx: int = 32768,
+                        energy_at: tuple[int, ...] = (32,), meter=None, idle_w: float = 0.0,
+                        read_gbps: float = 4490.0) -> None:
+    """Whole 7B decode tokens at batch ``B`` (the serving regime) for every datapath, and at B = 1 with
+    a ``long_ctx`` context for the ternary ones; board energy at the ``energy_at`` batches."""
+    head, nw = _head(LLAMA7B.d_model)
+    cases = [(label, B, ctx) for B in batches for label in BATCH_LABELS]
+    cases += [(label, 1, long_ctx) for label in ("b1.58", "b1.58-kv4", "a4.8")]
+    for label, B, c in cases:
+        dp, _ = _label_parts(label)
+        choice = best.get(label) or best.get(dp) or DecodeChoice(datapath=dp, variant="", us=0.0)
+        try:
+            replay, keep = _token_case(log, label, choice, B, c, head, nw, read_gbps)
+            if meter is not None and B in energy_at and c == ctx:
+                energy.sustained(log, meter, datapath=label, phase="decode", scope=f"7b_token_b{B}", step=replay,
+                                 tokens_per_step=B, idle_w=idle_w, layers_per_step=LAYERS,
+                                 note=f"32 blocks + norm + FP16 LM head, B={B}, ctx {c}, CUDA graph")
+            del replay, keep
+        except Exception as e:  # noqa: BLE001
+            log.note(what=f"7b token {label} B={B} ctx={c} failed", error=repr(e)[-800:],
+                     tb=traceback.format_exc()[-1500:])
+        torch.cuda.empty_cache()

@@ -1,14 +1,16 @@
 """Compile the decode and prefill kernels ahead of time for sm_90 (no GPU needed) and report their resources.
 
-``python -m kernels.bench.compile_report`` compiles each kernel variant the benchmark runs with the
-installed Triton for ``GPUTarget("cuda", 90, 32)``, then reads registers, spill stores and the
-stack frame from the cubin (``cuobjdump -res-usage``, the copy inside Triton's package) and counts
-a few instructions in the PTX (``dp4a``, ``wgmma``, ``griddepcontrol``): a compile error, a spill or
-a missing tensor-core instruction shows here before any device time is spent.  Pointer arguments
-are declared 16-byte aligned, as the launcher's specialisation declares them for torch tensors.
+``bitsim kernels compile-report`` (or ``python -m kernels.bench.compile_report``) compiles each
+kernel variant the benchmark runs with the installed Triton for ``GPUTarget("cuda", 90, 32)``, then
+reads registers, spill stores and the stack frame from the cubin (``cuobjdump -res-usage``, the copy
+inside Triton's package) and counts a few instructions in the PTX (``dp4a``, ``wgmma``,
+``griddepcontrol``): a compile error, a spill or a missing tensor-core instruction shows here before
+any device time is spent. Pointer arguments are declared 16-byte aligned, as the launcher's
+specialisation declares them for torch tensors.
 """
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import subprocess
@@ -20,11 +22,12 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
+from kernels.arith import GLU_MODES
 from kernels.attention_step import _attention_step_kernel
 from kernels.floor import _floor_read_kernel
 from kernels.rmsnorm_quant import _norm_quant_kernel
 from kernels.sparse_gemv import _sparse_gemv_kernel
-from kernels.ternary_gemm import _w158_gemm_kernel, _w158_gemv_kernel
+from kernels.ternary_gemm import _w158_gemm_kernel, _w158_gemv_fused_kernel, _w158_gemv_kernel
 
 TARGET = GPUTarget("cuda", 90, 32)
 #: int arguments that are multiples of 16 on the 7B shapes (the JIT specialises them the same way)
@@ -66,24 +69,25 @@ def _counts(ptx: str) -> dict:
 
 def variants() -> list[tuple[str, object, dict, dict, dict]]:
     """(label, kernel, argument types, constexprs, compile options) of every variant the benchmark runs."""
-    gemv_t = dict(x_ptr="*i32", xs_ptr="*fp32", src_ptr="*fp16", nw_ptr="*fp16", res_ptr="*fp16", w_ptr="*i32",
-                  ws_ptr="*fp32", y_ptr="*fp16", xq_ptr="*i8", xqs_ptr="*fp32", M="i32", N="i32", K="i32",
-                  K4="i32", KW="i32", ws_rows="i32", up_off="i32", stride_xm="i32", stride_wn="i32",
-                  stride_ym="i32", eps="fp32")
-    base = dict(BM=1, BN=16, KB=256, PRO=False, NORM=False, HAS_NW=False, GLU=0, QMODE=0, RES=False,
-                GATE_FIRST=False, WRITE_Q=False, USE_ASM=True, PDL=False, PREFETCH=False, NUM_STAGES=1)
+    gemv_t = dict(x_ptr="*i32", xs_ptr="*fp32", w_ptr="*i32", ws_ptr="*fp32", res_ptr="*fp16", y_ptr="*fp16",
+                  M="i32", N="i32", K4="i32", KW="i32", ws_rows="i32", stride_xm="i32", stride_wn="i32",
+                  stride_ym="i32")
+    fused_t = dict(src_ptr="*fp16", nw_ptr="*fp16", w_ptr="*i32", ws_ptr="*fp32", res_ptr="*fp16", y_ptr="*fp16",
+                   xq_ptr="*i8", xqs_ptr="*fp32", N="i32", K="i32", KW="i32", ws_rows="i32", up_off="i32",
+                   stride_wn="i32", eps="fp32")
+    base = dict(BM=1, BN=16, KB=256, RES=False, GATE_FIRST=False, USE_ASM=True, PDL=False, NUM_STAGES=1)
+    fused = dict(BN=16, KB=256, NORM=True, HAS_NW=True, GLU=0, QMODE=0, RES=False, GATE_FIRST=False,
+                 WRITE_Q=False, USE_ASM=True, PDL=True, NUM_STAGES=1)
     out = [
         ("gemv codes", _w158_gemv_kernel, gemv_t, dict(base, M=1), dict(num_warps=8)),
-        ("gemv codes pdl", _w158_gemv_kernel, gemv_t, dict(base, M=1, PDL=True, PREFETCH=True), dict(num_warps=8)),
+        ("gemv codes pdl", _w158_gemv_kernel, gemv_t, dict(base, M=1, PDL=True), dict(num_warps=8)),
         ("gemv codes gate-first KB128", _w158_gemv_kernel, gemv_t,
-         dict(base, M=1, KB=128, GATE_FIRST=True, PDL=True, PREFETCH=True, NUM_STAGES=3), dict(num_warps=4)),
-        ("gemv fused int8 pdl", _w158_gemv_kernel, gemv_t,
-         dict(base, M=1, PRO=True, NORM=True, HAS_NW=True, PDL=True, PREFETCH=True), dict(num_warps=8)),
-        ("gemv fused int4 gate-first", _w158_gemv_kernel, gemv_t,
-         dict(base, M=1, PRO=True, NORM=True, HAS_NW=True, QMODE=1, GATE_FIRST=True, PDL=True, PREFETCH=True),
+         dict(base, M=1, KB=128, GATE_FIRST=True, PDL=True, NUM_STAGES=3), dict(num_warps=4)),
+        ("gemv fused int8 pdl", _w158_gemv_fused_kernel, fused_t, fused, dict(num_warps=8)),
+        ("gemv fused int4 gate-first", _w158_gemv_fused_kernel, fused_t, dict(fused, QMODE=1, GATE_FIRST=True),
          dict(num_warps=8)),
-        ("gemv fused relu2 res K=11008", _w158_gemv_kernel, gemv_t,
-         dict(base, M=1, PRO=True, NORM=True, HAS_NW=True, GLU=2, RES=True, PDL=True), dict(num_warps=8)),
+        ("gemv fused relu2 res K=11008", _w158_gemv_fused_kernel, fused_t,
+         dict(fused, GLU=GLU_MODES["relu2"], RES=True), dict(num_warps=8)),
     ]
     step_t = dict(qkv_ptr="*fp16", cos_ptr="*fp16", sin_ptr="*fp16", kc_ptr="*i32", ks_ptr="*fp32", vc_ptr="*i32",
                   vs_ptr="*fp32", m_ptr="*fp32", l_ptr="*fp32", o_ptr="*fp32", ticket_ptr="*i32", y_ptr="*fp16",
@@ -110,15 +114,16 @@ def variants() -> list[tuple[str, object, dict, dict, dict]]:
                 dict(BLOCK=4096, NORM=True, HAS_W=True, GLU=0, MODE=2, OUT_FP8=False, WRITE_NZ=True, PDL=True,
                      RADIX=True), dict(num_warps=8)))
     out.append(("norm silu int8 11008", _norm_quant_kernel, nq_t,
-                dict(BLOCK=16384, NORM=True, HAS_W=True, GLU=2, MODE=0, OUT_FP8=False, WRITE_NZ=False, PDL=True,
-                     RADIX=True), dict(num_warps=16)))
+                dict(BLOCK=16384, NORM=True, HAS_W=True, GLU=GLU_MODES["silu"], MODE=0, OUT_FP8=False, WRITE_NZ=False,
+                     PDL=True, RADIX=True), dict(num_warps=16)))
     out.append(("floor_read", _floor_read_kernel, dict(src_ptr="*i32", out_ptr="*i32", n="i32"),
                 dict(BLOCK=8192, PDL=False), dict(num_warps=8)))
     gemm_t = dict(x_ptr="*fp8e4nv", xs_ptr="*fp32", w_ptr="*i32", ws_ptr="*fp32", y_ptr="*fp16", M="i32", N="i32",
                   K="i32", KW="i32", ws_rows="i32", stride_xm="i32", stride_wn="i32", stride_ym="i32")
     for label, cfg, stages in (("gemm fp8 256x128x128", dict(BM=256, BN=128, BK=128, SWAP=False, PACKED=True), 3),
                                ("gemm fp8 swap 128x128x128", dict(BM=128, BN=128, BK=128, SWAP=True, PACKED=True), 3),
-                               ("gemm fp8 no-decode 256x128x128", dict(BM=256, BN=128, BK=128, SWAP=False, PACKED=False), 3)):
+                               ("gemm fp8 no-decode 256x128x128",
+                                dict(BM=256, BN=128, BK=128, SWAP=False, PACKED=False), 3)):
         t = dict(gemm_t, w_ptr="*fp8e4nv") if not cfg["PACKED"] else gemm_t
         out.append((label, _w158_gemm_kernel, t, dict(cfg, GROUP_M=8, FP8=True, IMPRECISE=0, PROMOTE=512 // cfg["BK"]),
                     dict(num_warps=8, num_stages=stages)))
@@ -129,11 +134,17 @@ def variants() -> list[tuple[str, object, dict, dict, dict]]:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    only = argv[0] if argv else ""
+def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    p = p or argparse.ArgumentParser(prog="bitsim kernels compile-report", description=__doc__.splitlines()[0])
+    p.add_argument("only", nargs="?", default="", help="compile only the variants whose label contains this text")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """Compile every variant (or those matching ``args.only``) and print one line of resources each."""
     print(f"triton {triton.__version__}, target sm_90")
     for label, fn, types, consts, opts in variants():
-        if only and only not in label:
+        if args.only and args.only not in label:
             continue
         try:
             k = _compile(fn, types, consts, **opts)
@@ -142,6 +153,11 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as e:  # noqa: BLE001 - report every variant
             print(f"{label:34s} FAILED: {repr(e)[-600:]}", flush=True)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``bitsim kernels compile-report [ONLY]`` (also ``python -m kernels.bench.compile_report``)."""
+    return run(build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -9,9 +9,12 @@ again (a run cut short keeps what it measured):
 ``block``    7B decoder block decode (graphs) and prefill per datapath, fused variants, torch.compile
 ``token``    whole 7B decode token (32 blocks + head) per datapath: tokens/s
 ``energy``   board energy (NVML) of sustained decode tokens and block prefills: J/token
+``serving``  decode-step GEMMs at batch 8, 32, 128 vs cuBLAS FP16, cuBLAS FP8 (W8A8), torch INT4 (W4A16)
+``batch``    whole 7B decode tokens at batch 8, 32, 64 (every datapath, energy at 32) and at ctx 32k
 ``sparse``   sparse GEMV vs dense GEMV and the floor of its bytes
 ``quant``    fused RMSNorm + quantizers
-``prefill``  M = 2048 / 8192 GEMMs (A8, A4-int8, A4-FP8, FP8 without the decode) vs cuBLAS
+``prefill``  M = 2048 / 8192 GEMMs (A8, A4-int8, A4-FP8, FP8 without the decode, the two-pass route) vs
+             cuBLAS
 ``fp8exact`` where the FP8 accumulator stops being exact without promotion
 
 Outputs under ``--out``: ``measured_trace.{parquet,csv}``, ``board_energy.{parquet,csv}``,
@@ -31,14 +34,16 @@ import pandas as pd
 import torch
 
 import contract.kernels  # noqa: F401 - registers the board_energy table
+from contract.io import atomic_path, read_json, write_text_atomic
 from kernels.bench import attention, block, energy, floors, gemm, quant, sparse
-from kernels.bench.goals import all_goals, goals_table, token_table
+from kernels.bench.goals import GOAL_COLUMNS, all_goals, goals_rows, goals_table, token_table
 from kernels.bench.harness import MeasurementLog, env_info, summary_table, write_outputs
 from kernels.checks import content_checks
 from kernels.configs import NO_TUNING, load_config_table
 
 #: run order: the decode step first (its inputs: floors, GEMV and attention sweeps), then the rest
-SECTIONS = ("floors", "gemv", "attention", "block", "token", "energy", "sparse", "quant", "prefill", "fp8exact")
+SECTIONS = ("floors", "gemv", "attention", "block", "token", "energy", "serving", "batch", "sparse", "quant",
+            "prefill", "fp8exact")
 SWEEPABLE = ("gemv", "attention", "sparse", "prefill")
 
 
@@ -56,6 +61,9 @@ def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentP
     p.add_argument("--budget-s", type=float, default=450.0,
                    help="start no new section after this many seconds (the outputs so far are kept)")
     p.add_argument("--out", default=os.environ.get("OUT", "bench_out"), help="output folder")
+    p.add_argument("--resume", default=None,
+                   help="bench_log.json of an earlier (cut-short) run: its rows are kept and its finished sections "
+                        "are not run again")
     return p
 
 
@@ -78,6 +86,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
     print("env:", log.env, flush=True)
     check = not args.no_check
     state: dict = {"read_gbps": 4570.0, "ctx": args.ctx}
+    done = _resume(log, state, args.resume) if args.resume else set()
     t0 = time.time()
 
     def ceilings_and_floors():
@@ -89,10 +98,17 @@ def run_benchmark(args: argparse.Namespace) -> int:
                                             read_gbps=state["read_gbps"])
 
     def tokens():
-        state["tokens"] = block.token_section(log, state.get("best", {}), ctx=args.ctx)
+        state["tokens"] = block.token_section(log, state.get("best", {}), ctx=args.ctx, read_gbps=state["read_gbps"])
 
     def energies():
         _energy(log, state)
+
+    def batch_tokens():
+        state.pop("tokens", None)              # the B = 1 graphs: their memory goes to the batched ones
+        torch.cuda.empty_cache()
+        meter, idle = _meter(log)
+        block.batch_token_section(log, state.get("best", {}), ctx=args.ctx, meter=meter, idle_w=idle,
+                                  read_gbps=state["read_gbps"])
 
     steps = {
         "floors": ceilings_and_floors,
@@ -105,9 +121,11 @@ def run_benchmark(args: argparse.Namespace) -> int:
         "block": blocks,
         "token": tokens,
         "energy": energies,
+        "serving": lambda: gemm.serving_section(log, check=check, read_gbps=state["read_gbps"]),
+        "batch": batch_tokens,
     }
     for name in SECTIONS:
-        if name not in secs:
+        if name not in secs or name in done:
             continue
         if time.time() - t0 > args.budget_s:
             log.note(what="section skipped (time budget)", section=name, elapsed_s=round(time.time() - t0))
@@ -118,15 +136,39 @@ def run_benchmark(args: argparse.Namespace) -> int:
                 steps[name]()
         except Exception as e:  # noqa: BLE001 - one broken section must not lose the others
             log.note(what=f"section {name} failed", error=repr(e)[-1500:], tb=traceback.format_exc()[-2500:])
+        else:
+            log.note(what="section done", section=name, elapsed_s=round(time.time() - t0))
         _write(log, out)
     log.note(what="done", elapsed_s=round(time.time() - t0, 1))
     _write(log, out)
+    goals = all_goals(log.rows)
     short = "\n".join([summary_table(log, keep=lambda r: r["op"] in ("block_decode", "block_prefill", "ceiling")),
-                       "", token_table(log.rows), "", goals_table(all_goals(log.rows))])
-    (out / "summary.txt").write_text("\n".join([summary_table(log), "", short]) + "\n")
+                       "", token_table(log.rows), "", goals_table(goals)])
+    write_text_atomic("\n".join([summary_table(log), "", short]) + "\n", out / "summary.txt")
+    gdf = pd.DataFrame(goals_rows(goals), columns=list(GOAL_COLUMNS))
+    for k in ("gpu", "torch", "triton", "cuda", "date", "command"):
+        gdf[k] = log.env.get(k, "")
+    with atomic_path(out / "goals.csv") as tmp:
+        gdf.to_csv(tmp, index=False)
     print(f"== done in {time.time() - t0:.0f}s", flush=True)
     print(short)
     return 0
+
+
+def _resume(log: MeasurementLog, state: dict, path: str) -> set[str]:
+    """Rows, notes and energy rows of an earlier run into ``log``; the read rate and the fastest decode
+    plans into ``state``; returns the sections that run finished."""
+    doc = read_json(path, what="earlier benchmark log", max_bytes=256 * 2 ** 20)
+    log.rows.extend(doc.get("rows", []))
+    log.notes.extend(doc.get("notes", []))
+    log.energy.extend(doc.get("energy", []))
+    for n in log.notes:
+        if n.get("what") == "ceilings" and "read_gbps" in n:
+            state["read_gbps"] = float(n["read_gbps"])
+    state["best"] = block.choices_from_rows(log.rows, state["ctx"])
+    done = {n["section"] for n in log.notes if n.get("what") == "section done"}
+    log.note(what="resumed", source=str(path), rows=len(log.rows), done=sorted(done))
+    return done
 
 
 def _write(log: MeasurementLog, out: Path) -> None:
@@ -135,6 +177,16 @@ def _write(log: MeasurementLog, out: Path) -> None:
         write_outputs(log, out, extra)
     except Exception as e:  # noqa: BLE001 - keep measuring; the JSON log still has everything
         print("write_outputs failed:", repr(e)[-500:], flush=True)
+
+
+def _meter(log: MeasurementLog):
+    """The board meter and the idle power, or ``(None, 0.0)`` where NVML is missing."""
+    try:
+        meter = energy.BoardMeter()
+        return meter, energy.measure_idle(meter)
+    except Exception as e:  # noqa: BLE001 - energy is optional; the timings stand
+        log.note(what="no board meter", error=repr(e)[-300:])
+        return None, 0.0
 
 
 def _energy(log: MeasurementLog, state: dict) -> None:

@@ -24,46 +24,53 @@ FLOOR_SIZES = {
 
 
 def measure_ceilings(log: MeasurementLog) -> dict:
-    """Copy bandwidth (bytes read + written) and cuBLAS FP16 / INT8 / FP8 at 8192³."""
+    """Copy bandwidth (bytes read + written), cuBLAS FP16 / INT8 / FP8 at 8192³ and the read rate of
+    ``floor_read`` over 2 GiB.  Each measurement owns its buffers (freed when it returns)."""
+    out = {"copy_gbps": _copy_ceiling(log)}
+    out.update(_gemm_ceilings(log))
+    torch.cuda.empty_cache()
+    out["read_gbps"] = _read_ceiling(log)
+    torch.cuda.empty_cache()
+    log.note(what="ceilings", **{k: round(v, 1) for k, v in out.items()})
+    return out
+
+
+def _copy_ceiling(log: MeasurementLog) -> float:
     n = 1 << 28                                              # 256 Mi fp32 = 1 GiB
     a = torch.empty(n, device="cuda", dtype=torch.float32).uniform_()
     b = torch.empty_like(a)
     t = time_us(lambda: b.copy_(a), rep_ms=100)
-    out = {"copy_gbps": 2 * n * 4 / t.median / 1e3}
     log.add(op="ceiling", kernel="copy", impl="baseline", precision="fp32", M=1, N=n, K=1, timing=t,
             bytes=2 * n * 4, ops=0.0, exact=True)
-    del a, b
-    S = 8192
+    return 2 * n * 4 / t.median / 1e3
+
+
+def _gemm_ceilings(log: MeasurementLog, S: int = 8192) -> dict:
     x = torch.randn(S, S, device="cuda", dtype=torch.float16)
     w = torch.randn(S, S, device="cuda", dtype=torch.float16)
-    t = time_us(lambda: x @ w.t(), rep_ms=150)
-    out["fp16_tflops"] = 2 * S ** 3 / t.median / 1e6
-    log.add(op="ceiling", kernel="cublas_fp16", impl="baseline", precision="fp16", M=S, N=S, K=S, timing=t,
-            bytes=3 * S * S * 2, ops=2 * S ** 3, exact=True)
     xi = torch.randint(-127, 128, (S, S), device="cuda", dtype=torch.int8)
     wi = torch.randint(-127, 128, (S, S), device="cuda", dtype=torch.int8)
-    t = time_us(lambda: torch._int_mm(xi, wi.t()), rep_ms=150)
-    out["int8_tops"] = 2 * S ** 3 / t.median / 1e6
-    log.add(op="ceiling", kernel="cublas_int8", impl="baseline", precision="int8", M=S, N=S, K=S, timing=t,
-            bytes=2 * S * S + 4 * S * S, ops=2 * S ** 3, exact=True)
     xf, wf = x.to(torch.float8_e4m3fn), w.to(torch.float8_e4m3fn)
     one = torch.ones((), device="cuda")
-    t = time_us(lambda: torch._scaled_mm(xf, wf.t(), scale_a=one, scale_b=one, out_dtype=torch.float16),
-                rep_ms=150)
-    out["fp8_tflops"] = 2 * S ** 3 / t.median / 1e6
-    log.add(op="ceiling", kernel="cublas_fp8", impl="baseline", precision="fp8", M=S, N=S, K=S, timing=t,
-            bytes=2 * S * S + 2 * S * S, ops=2 * S ** 3, exact=True)
-    del x, w, xi, wi, xf, wf
-    torch.cuda.empty_cache()
+    cases = (("cublas_fp16", "fp16", lambda: x @ w.t(), 3 * S * S * 2, "fp16_tflops"),
+             ("cublas_int8", "int8", lambda: torch._int_mm(xi, wi.t()), 2 * S * S + 4 * S * S, "int8_tops"),
+             ("cublas_fp8", "fp8", lambda: torch._scaled_mm(xf, wf.t(), scale_a=one, scale_b=one,
+                                                            out_dtype=torch.float16), 4 * S * S, "fp8_tflops"))
+    out = {}
+    for kernel, prec, fn, nbytes, key in cases:
+        t = time_us(fn, rep_ms=150)
+        out[key] = 2 * S ** 3 / t.median / 1e6
+        log.add(op="ceiling", kernel=kernel, impl="baseline", precision=prec, M=S, N=S, K=S, timing=t,
+                bytes=nbytes, ops=2 * S ** 3, exact=True)
+    return out
+
+
+def _read_ceiling(log: MeasurementLog) -> float:
     big = torch.randint(-2 ** 31, 2 ** 31 - 1, (1 << 29,), device="cuda", dtype=torch.int32)   # 2 GiB
     t = time_us(lambda: floor_read(big), rep_ms=100)
-    out["read_gbps"] = big.numel() * 4 / t.median / 1e3
     log.add(op="ceiling", kernel="floor_read", impl="ours", precision="int32", M=1, N=big.numel(), K=1, timing=t,
             bytes=big.numel() * 4, ops=0.0, exact=True)
-    del big
-    torch.cuda.empty_cache()
-    log.note(what="ceilings", **{k: round(v, 1) for k, v in out.items()})
-    return out
+    return big.numel() * 4 / t.median / 1e3
 
 
 def floor_row(log: MeasurementLog, label: str, nbytes: int, seed: int = 0, pdl: bool = False) -> float:

@@ -16,17 +16,26 @@ import traceback
 
 import torch
 
+from kernels.baselines import Fp8Linear, Int4Linear, rel_error
 from kernels.bench.floors import floor_row
 from kernels.bench.harness import MeasurementLog, time_rotating, time_us
-from kernels.configs import CANDIDATES, gemm_m_bucket, shape_key
+from kernels.configs import CANDIDATES, SMALL_M_GEMM_CANDIDATES, gemm_m_bucket, shape_key
 from kernels.packing import pack_ternary
 from kernels.rmsnorm_quant import rmsnorm_quant
-from kernels.ternary_gemm import w158_gemv_fused, w158_matmul, w158_matmul_unpacked
+from kernels.ternary_gemm import (
+    w158_decode_weights,
+    w158_gemv_fused,
+    w158_matmul,
+    w158_matmul_two_pass,
+    w158_matmul_unpacked,
+)
 from model import quant as Q
 
 SHAPES_7B = ((4096, 4096), (11008, 4096), (4096, 11008), (12288, 4096))     # N x K of LLaMA-7B linears
 GEMV_SHAPES = SHAPES_7B + ((22016, 4096),)                                  # + fused gate/up
 PREFILL_MS = (2048, 8192)
+SERVING_MS = (8, 32, 128)                                                  # the batch of a decode step
+BASELINE_TOL = 2e-2        # relative error of the INT4 baseline against x·W_effᵀ in fp32 (a layout check)
 
 
 def ternary_weight(N: int, K: int, seed: int) -> Q.QTensor:
@@ -106,13 +115,17 @@ def _gemv_shape(log: MeasurementLog, N: int, K: int, check: bool, configs: bool)
 def prefill_section(log: MeasurementLog, shapes=SHAPES_7B, Ms=PREFILL_MS, check: bool = True,
                     configs: bool = False) -> None:
     for (N, K) in shapes:
-        wq = ternary_weight(N, K, seed=N + K)
-        wp = pack_ternary(wq.codes)
-        for M in Ms:
-            _try(log, "gemm shape", lambda: _gemm_shape(log, wq, wp, M, N, K, check, configs and M == Ms[0]),
-                 M=M, N=N, K=K)
-        del wq, wp
+        _prefill_weight(log, N, K, Ms, check, configs)
         torch.cuda.empty_cache()
+
+
+def _prefill_weight(log: MeasurementLog, N: int, K: int, Ms, check: bool, configs: bool) -> None:
+    """Every prefill size on one weight matrix (its buffers are freed when this returns)."""
+    wq = ternary_weight(N, K, seed=N + K)
+    wp = pack_ternary(wq.codes)
+    for M in Ms:
+        _try(log, "gemm shape", lambda: _gemm_shape(log, wq, wp, M, N, K, check, configs and M == Ms[0]),
+             M=M, N=N, K=K)
 
 
 def _sweep_gemm(log, xx, xs, wp, ws, ref, M, N, K, fp8, bytes_, ops, other_Ms) -> None:
@@ -172,13 +185,9 @@ def _gemm_shape(log, wq, wp, M, N, K, check, configs) -> None:
     t = time_us(lambda: w158_matmul_unpacked(q8.codes, q8.scale, wi8, ws, config=cfg8))
     log.add(op="gemm", kernel="ours_int8_nodecode", impl="ours", precision="w1.58a8", M=M, N=N, K=K, timing=t,
             bytes=N * K + M * K + 2 * M * N, ops=ops, exact=ok, note="weight decode left out (1 byte per code)")
+    _two_pass_rows(log, wp, ws, N, K, M, cases, check)
     del ref8, ref4
-    x16 = x.to(torch.float16)
-    w16 = (wq.codes.to(torch.float16) * wq.scale.to(torch.float16)).contiguous()
-    t = time_us(lambda: x16 @ w16.t())
-    log.add(op="gemm", kernel="cublas_fp16", impl="baseline", precision="fp16", M=M, N=N, K=K, timing=t,
-            bytes=2.0 * N * K + 2 * M * K + 2 * M * N, ops=ops, exact=False)
-    del w16
+    cublas_fp16_row(log, x.to(torch.float16), wq, M, N, K)
     t = time_us(lambda: torch._int_mm(q8.codes, wi8.t()))
     log.add(op="gemm", kernel="cublas_int8", impl="baseline", precision="int8", M=M, N=N, K=K, timing=t,
             bytes=1.0 * N * K + M * K + 4 * M * N, ops=ops, exact=False)
@@ -186,6 +195,115 @@ def _gemm_shape(log, wq, wp, M, N, K, check, configs) -> None:
     t = time_us(lambda: torch._scaled_mm(x4f8, wf8.t(), scale_a=one, scale_b=one, out_dtype=torch.float16))
     log.add(op="gemm", kernel="cublas_fp8", impl="baseline", precision="fp8", M=M, N=N, K=K, timing=t,
             bytes=1.0 * N * K + M * K + 2 * M * N, ops=ops, exact=False)
+
+
+def _two_pass_rows(log, wp, ws, N, K, M, cases, check) -> None:
+    """The two-pass route (decode the weights into a one-byte scratch, then cuBLAS INT8 / FP8) for
+    A8 and A4-FP8, its decode pass alone, each checked against the fused kernel's reference."""
+    scratch = {fp8: w158_decode_weights(wp, fp8) for fp8 in (False, True)}
+    for kernel, prec, xx, xs, ref in cases:
+        if kernel == "ours_w158a4_int8":
+            continue
+        fp8 = xx.dtype == torch.float8_e4m3fn
+        sc = scratch[fp8]
+        ok = bool(torch.equal(w158_matmul_two_pass(xx, xs, wp, ws, N, scratch=sc), ref)) if check else False
+        t = time_us(lambda: w158_matmul_two_pass(xx, xs, wp, ws, N, scratch=sc))
+        log.add(op="gemm", kernel=kernel.replace("ours_", "ours_twopass_"), impl="ours", precision=prec, M=M, N=N,
+                K=K, timing=t, bytes=wp.numel() * 4 + M * K + 2 * M * N, ops=2.0 * M * N * K, exact=ok,
+                note="decode 2-bit weights to a 1-byte scratch, then cuBLAS; epilogue in torch")
+    t = time_us(lambda: w158_decode_weights(wp, True, scratch[True]))
+    log.add(op="gemm", kernel="ours_twopass_decode_only", impl="ours", precision="w1.58", M=M, N=N, K=K, timing=t,
+            bytes=wp.numel() * 4 + N * K, ops=0.0, exact=True, note="first pass alone (packed -> fp8 codes)")
+
+
+# ----------------------------------------------------------------------------- serving regime
+def serving_section(log: MeasurementLog, shapes=GEMV_SHAPES, Ms=SERVING_MS, check: bool = True,
+                    read_gbps: float = 4490.0) -> None:
+    """Decode-step GEMMs at batch ``M``: ours (A8, A4-FP8) beside cuBLAS FP16, cuBLAS FP8 (W8A8,
+    per-token and per-row scales) and torch's INT4 weight-only GEMM (W4A16, group 128); every row
+    carries ``floor_us``, its own weight bytes at the measured read rate."""
+    for (N, K) in shapes:
+        _try(log, "serving shape", lambda: _serving_weight(log, N, K, Ms, check, read_gbps), N=N, K=K)
+        torch.cuda.empty_cache()
+
+
+def _sweep_small_m(log: MeasurementLog, kernel: str, prec: str, xx, xs, wp, ws, ref, M: int, N: int, K: int) -> None:
+    """Check and time every ``SMALL_M_GEMM_CANDIDATES`` tile on this shape; the fastest exact one goes
+    into the run's config table (the decode steps of the batched tokens run with it)."""
+    results = []
+    for cfg in SMALL_M_GEMM_CANDIDATES:
+        try:
+            ok = bool(torch.equal(w158_matmul(xx, xs, wp, ws, N, config=cfg), ref))
+            t, c = time_rotating(lambda w: w158_matmul(xx, xs, w, ws, N, config=cfg), [wp], rep_ms=30)
+            log.add(op="gemm", kernel=kernel + "_cfg", impl="ours", precision=prec, M=M, N=N, K=K, timing=t,
+                    bytes=wp.numel() * 4 + M * K + 2 * M * N, ops=2.0 * M * N * K, exact=ok, config=json.dumps(cfg),
+                    regime="serving", cuda_graph=True, copies=c)
+            results.append((t.median, ok, cfg))
+        except Exception as e:  # noqa: BLE001 - a tile that does not compile loses, the sweep goes on
+            log.note(what="serving gemm config failed", cfg=cfg, error=repr(e)[-300:])
+    log.pick("gemm", shape_key(M=gemm_m_bucket(M), N=N, K=K, prec="fp8" if "fp8" in prec else "int8"), results)
+
+
+def _serving_weight(log: MeasurementLog, N: int, K: int, Ms, check: bool, read_gbps: float) -> None:
+    """Every batch size on one weight matrix.  Each figure is a CUDA graph over rotating weight copies
+    (no host launch time in it, weights read from HBM), ours and the baselines alike."""
+    wq = ternary_weight(N, K, seed=N + K + 1)
+    wp = pack_ternary(wq.codes)
+    ws = wq.scale.reshape(1)
+    w16 = (wq.codes.to(torch.float16) * wq.scale.to(torch.float16)).contiguous()
+    f8 = Fp8Linear(w16)
+    i4 = Int4Linear(w16)
+    for M in Ms:
+        x = activations(M, K, seed=M + 3)
+        q8, q4 = Q.quantize_int8(x), Q.quantize_int4(x)
+        act = M * K + 2 * M * N
+        for kernel, prec, xx, xs, q in (("ours_w158a8", "w1.58a8", q8.codes, q8.scale, q8),
+                                        ("ours_w158a4_fp8", "w1.58a4-fp8", q4.codes.to(torch.float8_e4m3fn),
+                                         q4.scale, q4)):
+            ref = Q.qlinear(q, wq)
+            _sweep_small_m(log, kernel, prec, xx, xs, wp, ws, ref, M, N, K)
+            ok = bool(torch.equal(w158_matmul(xx, xs, wp, ws, N, tuned=log.tuned), ref)) if check else False
+            t, c = time_rotating(lambda w: w158_matmul(xx, xs, w, ws, N, tuned=log.tuned), [wp])
+            nbytes = wp.numel() * 4 + act
+            log.add(op="gemm", kernel=kernel, impl="ours", precision=prec, M=M, N=N, K=K, timing=t, bytes=nbytes,
+                    ops=2.0 * M * N * K, exact=ok, floor_us=nbytes / read_gbps / 1e3, regime="serving",
+                    cuda_graph=True, copies=c)
+        _serving_baselines(log, x.to(torch.float16), w16, f8, i4, M, N, K, check, read_gbps)
+
+
+def _serving_baselines(log: MeasurementLog, x16, w16, f8: Fp8Linear, i4: Int4Linear, M: int, N: int, K: int,
+                       check: bool, read_gbps: float) -> None:
+    """cuBLAS FP16, cuBLAS FP8 (W8A8, activations already quantized) and torch INT4 (W4A16) at batch M."""
+    act = M * K + 2 * M * N
+    xq, xs8 = f8.quantize(x16)
+    xb = x16.to(torch.bfloat16)
+    cases = (
+        ("cublas_fp16", "fp16", lambda w: x16 @ w.t(), w16, 2.0 * N * K + 2 * act, float("nan"), ""),
+        ("cublas_fp8_w8a8", "w8a8-fp8",
+         lambda w: torch._scaled_mm(xq, w.t(), scale_a=xs8, scale_b=f8.w_scale, out_dtype=torch.bfloat16), f8.wq,
+         1.0 * N * K + act, rel_error(f8.matmul(xq, xs8), x16, f8.dequantized()) if check else float("nan"),
+         "activations already quantized (per token); per-row weight scales"),
+        ("torch_int4_w4a16", "w4a16", lambda w: torch._weight_int4pack_mm(xb, w, i4.group, i4.sz), i4.wp,
+         0.5 * N * K + 4.0 * N * K / 128 + 2 * act,
+         rel_error(i4(x16), x16, i4.dequantized()) if check else float("nan"),
+         "torch._weight_int4pack_mm, group 128, bf16 activations"),
+    )
+    for kernel, prec, call, weight, nbytes, err, note in cases:
+        t, c = time_rotating(call, [weight])
+        log.add(op="gemm", kernel=kernel, impl="baseline", precision=prec, M=M, N=N, K=K, timing=t, bytes=nbytes,
+                ops=2.0 * M * N * K, exact=False, rel_err=err, floor_us=nbytes / read_gbps / 1e3, regime="serving",
+                cuda_graph=True, copies=c, note=note)
+        if check and kernel == "torch_int4_w4a16" and not err < BASELINE_TOL:      # a packing-layout check
+            log.note(what=f"{kernel} off its dequantized weights", N=N, K=K, M=M, rel_err=err)
+
+
+def cublas_fp16_row(log: MeasurementLog, x16: torch.Tensor, wq: Q.QTensor, M: int, N: int, K: int) -> float:
+    """cuBLAS FP16 ``x16 @ W16ᵀ`` on the dequantized ternary weights (one launch, L2 flushed); µs."""
+    w16 = (wq.codes.to(torch.float16) * wq.scale.to(torch.float16)).contiguous()
+    t = time_us(lambda: x16 @ w16.t())
+    log.add(op="gemm", kernel="cublas_fp16", impl="baseline", precision="fp16", M=M, N=N, K=K, timing=t,
+            bytes=2.0 * N * K + 2 * M * K + 2 * M * N, ops=2.0 * M * N * K, exact=False)
+    return t.median
 
 
 # ----------------------------------------------------------------------------- FP8 exactness study

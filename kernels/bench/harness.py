@@ -188,16 +188,25 @@ def table_from_rows(rows: list[dict]):
     return df
 
 
+def scrub_paths(text: str, out_dir: Path | None = None) -> str:
+    """``text`` with the machine's folders left out: the repository root becomes relative, the output
+    folder ``$OUT`` (the data say what ran, not where)."""
+    root = str(Path(__file__).resolve().parents[2])
+    if out_dir is not None:
+        text = text.replace(str(Path(out_dir).resolve()), "$OUT").replace(str(out_dir), "$OUT")
+    return text.replace(root + "/", "").replace(root, ".")
+
+
 def write_outputs(log: MeasurementLog, out_dir: Path, extra_tables: dict | None = None) -> None:
     """JSON log first (rows included, needs nothing but json), then Parquet + CSV tables.
 
     ``extra_tables``: ``{stem: (DataFrame, schema)}`` written beside the measured trace.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    meta = dict(log.env, source="kernels/bench")
+    meta = dict(log.env, source="kernels/bench", command=scrub_paths(log.env.get("command", ""), out_dir))
     tmp = out_dir / ".bench_log.json.tmp"
-    tmp.write_text(json.dumps(dict(meta=meta, notes=log.notes, rows=log.rows, tuned=log.tuned.to_json()),
-                              indent=1, default=str))
+    tmp.write_text(scrub_paths(json.dumps(dict(meta=meta, notes=log.notes, rows=log.rows, energy=log.energy,
+                                               tuned=log.tuned.to_json()), indent=1, default=str), out_dir))
     tmp.replace(out_dir / "bench_log.json")
     if log.tuned.entries:       # winners of --configs, the form load_config_table reads
         tmp = out_dir / ".tuned_configs.json.tmp"

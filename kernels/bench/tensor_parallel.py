@@ -1,6 +1,6 @@
 """Tensor-parallel decode on the GPUs of one host: collectives at decode sizes and a 70B-shaped layer.
 
-``bitsim bench-tp --out DIR`` (or ``python -m kernels.bench.tensor_parallel``) starts one process per GPU
+``bitsim bench-tp --out DIR`` starts one process per GPU
 for each world size (2, 4, 8: whatever the host has) and, through ``torch.distributed`` with NCCL:
 
 * times all-reduce, all-gather and reduce-scatter from 1 KB to 256 MB, captured in a CUDA graph where
@@ -28,7 +28,6 @@ import os
 import socket
 import statistics
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -406,13 +405,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="bench-tp", description=__doc__.split("\n\n")[0])
-    add_arguments(p)
-    a = p.parse_args(argv)
-    return run_from_args(a, ["bitsim", "bench-tp"] + list(argv if argv is not None else sys.argv[1:]))
-
-
 def run_from_args(a: argparse.Namespace, command: list[str]) -> int:
     dps = tuple(d.strip() for d in a.datapaths.split(",") if d.strip())
     bad = sorted(set(dps) - set(DATAPATHS))
@@ -431,6 +423,3 @@ def run_from_args(a: argparse.Namespace, command: list[str]) -> int:
     print(summary(coll, layer))
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

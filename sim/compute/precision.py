@@ -60,7 +60,8 @@ _NOT_IN_VOCABULARY = sorted((set(WEIGHT_OPERAND) - set(WEIGHT_FORMATS)) | (set(A
                             | (set(ACT_FORMAT_BITS) - set(ACT_FORMATS)))
 if _NOT_IN_VOCABULARY or set(KV_FORMATS) - set(WEIGHT_OPERAND):
     raise RuntimeError(f"sim.compute.precision maps formats that contract.vocabulary does not name "
-                      f"({_NOT_IN_VOCABULARY}) or misses KV formats it names ({sorted(set(KV_FORMATS) - set(WEIGHT_OPERAND))})")
+                       f"({_NOT_IN_VOCABULARY}) or misses KV formats it names "
+                       f"({sorted(set(KV_FORMATS) - set(WEIGHT_OPERAND))})")
 
 
 def _operand(fmt: str, table: dict[str, str], vocabulary: tuple[str, ...], column: str, where: str) -> str:

@@ -12,6 +12,7 @@ from .accelerator import (
                           PRESET_DIR,
                           PRESETS,
                           STATIC_MODELS,
+                          WEIGHT_RESIDENCIES,
                           AcceleratorConfig,
                           ArrayConfig,
                           OffchipConfig,
@@ -19,11 +20,14 @@ from .accelerator import (
                           SparsityConfig,
                           SramConfig,
                           VectorConfig,
+                          check_resident_weights,
+                          field_help,
                           from_dict,
                           load_accelerator,
                           load_yaml,
 )
 
 __all__ = ["COMPARISONS", "DATAFLOWS", "ENERGY_BASES", "LIMITS", "POLICIES", "PRESET_DIR", "PRESETS", "STATIC_MODELS",
-           "AcceleratorConfig", "ArrayConfig", "OffchipConfig", "PEOp", "SparsityConfig", "SramConfig",
-           "VectorConfig", "from_dict", "load_accelerator", "load_yaml"]
+           "WEIGHT_RESIDENCIES", "AcceleratorConfig", "ArrayConfig", "OffchipConfig", "PEOp", "SparsityConfig",
+           "SramConfig", "VectorConfig", "check_resident_weights", "field_help", "from_dict", "load_accelerator",
+           "load_yaml"]

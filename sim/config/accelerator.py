@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from contract.config import dataclass_fields, load_yaml, quote
+from contract.config import check_number, dataclass_fields, load_yaml, quote
 
 from .. import energy
 from ..compute.precision import KV_FORMATS, check_operand
@@ -23,7 +24,9 @@ from ..compute.precision import KV_FORMATS, check_operand
 PRESET_DIR = Path(__file__).resolve().parents[1] / "presets"
 PRESETS = {"fp16": "fp16.yaml", "b1.58": "b1.58.yaml", "a4.8": "a4.8.yaml",
            "edge": "edge.yaml", "h100-like": "h100-like.yaml", "h100-triton": "h100-triton.yaml",
-           "h200-like": "h200-like.yaml", "h200-triton": "h200-triton.yaml"}
+           "h200-like": "h200-like.yaml", "h200-triton": "h200-triton.yaml",
+           "w4a16": "w4a16.yaml", "w8a8-int8": "w8a8-int8.yaml", "w8a8-fp8": "w8a8-fp8.yaml",
+           "w4a4-mxfp4": "w4a4-mxfp4.yaml", "b1.58-sram": "b1.58-sram.yaml"}
 # Packed sub-byte weight / KV operands an array may have to unpack in software
 # (shift, mask, convert) before its PEs can use them (``ArrayConfig.unpack``).
 PACKED_OPERANDS = ("ternary", "int3", "int4", "fp4")
@@ -39,6 +42,7 @@ ENERGY_BASES = ("model", "dynamic-only")
 # dynamic-only GPU preset); "leakage" = the leakage of the design's logic, SRAM and memory PHYs
 # from the cost table (sim.energy.chip) + static_power_w (any other fixed draw, default 0).
 STATIC_MODELS = ("fixed", "leakage")
+WEIGHT_RESIDENCIES = ("dram", "sram")
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,14 @@ class ArrayConfig:
     # rows x cols x weight bits per cycle from SRAM (charged by the SRAM bandwidth bound).
     # False: every fold pays weight_load_cycles (the weight-load cap of a stationary array).
     stream_weights: bool = False
+    pe_kind: str = field(default="mac", metadata={"help": (
+        "How the PEs compute (sim.energy.PE_KINDS): 'mac' (a multiplier / adder per pair), 'lut' (a "
+        "lookup-table PE: each lookup sums lut_group weights of one plane from a table of the "
+        "activations' partial sums, T-MAC / LUT Tensor Core style), 'bit-serial' (one activation bit per "
+        "cycle, no multiplier).  A PE's pairs must be ones its datapath computes (integer activations).")})
+    lut_group: int = field(default=4, metadata={"help": (
+        "Weights per table lookup of a 'lut' PE (g): a ternary table has 3^g entries, a binary plane's "
+        "2^g (half stored, by mirror symmetry); ignored by the other kinds.")})
 
     def takes_m(self, M: int) -> bool:
         """True if the dispatch rule lets this array run an op with ``M`` rows."""
@@ -124,19 +136,39 @@ _DEFAULT_PASSES = {"rmsnorm": 2, "softmax": 3, "quant": 2, "topk": 4, "glu": 1,
 
 @dataclass(frozen=True)
 class OffchipConfig:
-    kind: str                        # memory generation: a key of the cost table (hbm3, lpddr5, ...) or a label
+    # Memory generation: a kind of sim/data/memories.csv (hbm3, lpddr5, gddr7, ...) or "custom".  The kind
+    # alone selects bandwidth per interface, pJ/bit, sustained fraction, PHY and DRAM background power; a
+    # number given here is a stated override of its kind's row (a bandwidth sweep, a measured rate); an
+    # energy key of another kind (pj_per_bit: hbm3 under kind: lpddr5) is a warning.  "custom": a memory
+    # the table lacks; give bandwidth_gbps and pj_per_bit.
+    kind: str
     capacity_gb: float
-    bandwidth_gbps: float            # GB/s (1e9 bytes/s), PEAK; read + write share it
-    pj_per_bit: float
-    # Fraction of the peak a streaming DMA sustains (refresh, bank conflicts, turnarounds);
-    # the simulator moves bytes at bandwidth_gbps x sustained_fraction.  1.0 = the peak as
-    # given (a preset whose bandwidth_gbps is already a measured sustained rate).  The cost
-    # table has a default per generation (memory.<kind>.sustained_fraction, e.g. 0.9 for HBM,
-    # from our H100 copy: 3020 of 3350 GB/s).
-    sustained_fraction: float = 1.0
-    # Memory interfaces (HBM stacks, LPDDR x64 channels, ...): each adds the PHY + controller
-    # area and static power of ``kind`` from the cost table; 0 = not costed.
+    bandwidth_gbps: float | None = field(default=None, metadata={"help": (
+        "GB/s (1e9 bytes/s), PEAK; read + write share it.  None: interfaces x the kind's per-interface "
+        "bandwidth.")})
+    pj_per_bit: float | None = field(default=None, metadata={"help": (
+        "Access energy (pJ/bit): a number or an energy key (hbm3, sram_7nm, ...).  None: the kind's row.")})
+    sustained_fraction: float | None = field(default=None, metadata={"help": (
+        "Fraction of the peak a streaming DMA sustains (refresh, bank conflicts, turnarounds); the "
+        "simulator moves bytes at bandwidth_gbps x sustained_fraction.  1.0 = the peak as given (a preset "
+        "whose bandwidth_gbps is already a measured sustained rate).  None: the kind's row (e.g. 0.9 for "
+        "HBM3, from our H100 copy: 3020 of 3350 GB/s); 1.0 for 'custom'.")})
+    # Memory interfaces (HBM stacks, x32 GDDR devices, LPDDR x64 interfaces): each adds the PHY + controller
+    # area and static power of ``kind`` from the memory table; 0 = not costed.
     interfaces: int = 0
+    # Load-to-use latency of an off-chip read (ns): a tile arrives this long after its transfer; hidden
+    # when loads run ahead of compute, exposed when an op must wait for its first tile.
+    latency_ns: float = 0.0
+    # Access rules of a gather (zero-skipping ops fetch only the surviving weight rows, one access per
+    # listed row): a row is rounded up to whole bursts and exposes ``row_miss_ns`` of bus time (page
+    # activate/precharge, request issue not hidden by bank parallelism) per page it spans.
+    burst_bytes: float = 64.0
+    page_bytes: float = 1024.0
+    row_miss_ns: float = 0.0
+
+    # Set by the loader: the fields it took from the kind's row (field -> value), so that a copy whose kind
+    # changed (a sweep override) takes the new kind's values for them instead of keeping the old ones.
+    from_kind: dict = field(default_factory=dict)
 
     @property
     def sustained_gbps(self) -> float:
@@ -149,6 +181,10 @@ class SramConfig:
     activation_buffer_kib: float     # activations that fit stay on chip between ops
     bandwidth_bytes_per_cycle: float
     pj_per_bit: float
+    weight_store_mib: float = field(default=0.0, metadata={"help": (
+        "On-chip SRAM that holds the model's weights (MiB) when ``weight_residency`` is 'sram': its area "
+        "and leakage are charged (sim.energy.chip) and the model's weights must fit it.  0 with residency "
+        "'dram'.")})
 
 
 @dataclass(frozen=True)
@@ -158,6 +194,13 @@ class SparsityConfig:
     # Causal prefill attention: skip the folds whose keys every query of the fold must not see
     # (sim.compute.systolic.causal_systolic_cycles).  False: the full square is computed.
     skip_masked_attention: bool = True
+    # Building the surviving-row list of a skipping op: fixed latency (ns) after its producer has finished,
+    # plus one compaction pass over the K activations on the vector unit.
+    index_latency_ns: float = 0.0
+    stream_when_cheaper: bool = field(default=True, metadata={"help": (
+        "A skipping op whose gather of surviving rows would hold the memory bus longer than streaming every "
+        "row streams them all instead (the loader's choice per op, sim.engine.plan.fetches_survivors).  "
+        "False: always gather, as a replayed GPU kernel that was measured gathering does.")})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -185,6 +228,18 @@ class AcceleratorConfig:
     static_model: str = "fixed"       # one of STATIC_MODELS
     energy_basis: str = "model"       # one of ENERGY_BASES; copied to the summary
     notes: str = ""
+    weight_residency: str = field(default="dram", metadata={"help": (
+        "Where the weights live: 'dram' (streamed from off-chip memory every step) or 'sram' (resident in "
+        "sram.weight_store_mib of on-chip SRAM, e.g. a wafer-scale or multi-die SRAM design: off-chip "
+        "traffic is then only KV cache and activations).  One of WEIGHT_RESIDENCIES.")})
+    host_interface: str = field(default="none", metadata={"help": (
+        "Host link whose PHY + controller draw always-on power with static_model leakage; one of "
+        "sim.energy.HOST_INTERFACES ('none' = not costed).")})
+    costs: str = field(default="", metadata={"help": (
+        "A user cost table: a CSV with the columns of sim/data/hardware_costs.csv whose rows replace the "
+        "built-in rows of the same quantity and node (checked as the built-in table is: a source per row, "
+        "known quantities, the built-in unit).  '' = the built-in table.  In a YAML file a relative path "
+        "is relative to that file; load_accelerator(..., costs=FILE) sets it from the caller's side.")})
     # Provenance of fitted numbers: parameter path -> where it came from
     # (file, date, rows, method); written by sim.calibrate.
     calibration: dict = field(default_factory=dict)
@@ -195,19 +250,25 @@ class AcceleratorConfig:
         """Sustained off-chip bytes per cycle (peak x ``offchip.sustained_fraction``)."""
         return self.offchip.sustained_gbps / self.clock_ghz
 
+    @property
+    def cost_table(self) -> dict | None:
+        """The merged cost table of ``costs`` (None: the built-in one), for :func:`sim.energy.using_costs`."""
+        return energy.cost_overlay(self.costs) if self.costs else None
+
     def chip_costs(self) -> "energy.ChipCosts":
         """Area (mm^2) and leakage (W) by part, peak TOP/s (:func:`sim.energy.chip_costs`)."""
         return energy.chip_costs(self)
 
     @property
     def area_mm2(self) -> float:
-        """Die area of the design (PE arrays, vector unit, SRAM, memory PHYs), mm^2 at ``process_nm``."""
+        """The chip's area: the whole design (PE arrays, vector unit, SRAM, memory PHYs), mm^2 at ``process_nm``."""
         return self.chip_costs().area_mm2
 
     @property
     def static_w(self) -> float:
-        """Static power (W): ``static_power_w`` + the design's leakage when ``static_model`` is leakage."""
-        leak = self.chip_costs().leakage_w if self.static_model == "leakage" else 0.0
+        """Static power (W): ``static_power_w`` + the design's always-on power when ``static_model`` is leakage
+        (leakage, clock tree, DRAM background, host interface: :func:`sim.energy.chip_costs`)."""
+        leak = self.chip_costs().static_w if self.static_model == "leakage" else 0.0
         return self.static_power_w + leak
 
     @property
@@ -216,11 +277,13 @@ class AcceleratorConfig:
 
     def peak_macs_per_cycle(self, weights: str, acts: str) -> float:
         """Best MAC rate over arrays with an exact ``weights x acts`` pair (0 if none)."""
-        return max((a.pes * p.rate for a in self.arrays for p in a.pe_ops
+        return max((a.pes * energy.effective_rate(a, p) for a in self.arrays for p in a.pe_ops
                     if (p.weights, p.acts) == (weights, acts)), default=0.0)
 
     def compute_area_mm2_45nm(self) -> float:
-        """Arithmetic area of all PEs at 45 nm ([H14] areas).
+        """The papers' counting rule for PE arithmetic at 45 nm ([H14] areas): no accumulator width,
+        registers, SRAM or PHY, so never a chip's area (that is :attr:`area_mm2`).  Kept to reproduce
+        the papers' own comparison.
 
         One unit per distinct arithmetic primitive of an array's pairs: pairs
         that use the same primitive share it (a4.8's ternary x INT8 and
@@ -240,12 +303,32 @@ class AcceleratorConfig:
         return _check_config(dataclasses.replace(self, **changes))
 
 
+def field_help(cls: type) -> dict[str, str]:
+    """Field -> help text of an accelerator record (the fields that carry one in their metadata)."""
+    return {f.name: f.metadata["help"] for f in dataclasses.fields(cls) if "help" in f.metadata}
+
+
+def check_resident_weights(cfg: AcceleratorConfig, weight_bytes: float, where: str = "model") -> None:
+    """With ``weight_residency`` sram, the model's ``weight_bytes`` must fit ``sram.weight_store_mib``; else a
+    ``ValueError`` with both numbers.  Nothing to check when the weights stream from DRAM."""
+    check_number(weight_bytes, f"{where}: weight bytes", lo=0.0)
+    if cfg.weight_residency != "sram":
+        return
+    store = cfg.sram.weight_store_mib * 2**20
+    if weight_bytes > store:
+        raise ValueError(f"{where}: {weight_bytes / 2**20:,.1f} MiB of weights do not fit {cfg.name}'s resident weight "
+                         f"store (sram.weight_store_mib = {cfg.sram.weight_store_mib:g} MiB)")
+
+
 # --------------------------------------------------------------------------
 # Loading and validation
 # --------------------------------------------------------------------------
 #: Sane range of every number of an accelerator description: field -> (lowest, highest, unit).
 #: A value outside is a typo or a unit slip (``rows: 1000000000000``, ``clock_ghz: 1e-12``) and
 #: is refused naming the field; the ranges are wide enough for any chip from an MCU to a GPU.
+#: LIMITS keys whose values are integers
+_INTEGER_LIMITS = ("arrays.rows", "arrays.cols", "arrays.count", "arrays.weight_load_cycles", "arrays.max_m",
+                   "arrays.max_k", "arrays.lut_group", "offchip.interfaces", "vector.lanes")
 LIMITS: dict[str, tuple[float, float, str]] = {
     "clock_ghz": (1e-3, 100.0, "GHz"),
     "arrays.rows": (1, 1 << 16, "PEs"),
@@ -254,6 +337,7 @@ LIMITS: dict[str, tuple[float, float, str]] = {
     "arrays.weight_load_cycles": (1, 1 << 20, "cycles"),
     "arrays.max_m": (1, 1 << 40, "rows"),
     "arrays.max_k": (1, 1 << 40, "reduction length"),
+    "arrays.lut_group": (1, 6, "weights per lookup (a ternary table of 3^6 = 729 entries at most)"),
     "arrays.pe_ops.rate": (1e-6, 1024.0, "MACs per PE per cycle"),
     "arrays.unpack": (1e-6, 1e9, "elements per cycle per copy"),
     "vector.lanes": (1, 1 << 24, "element-passes per cycle"),
@@ -267,17 +351,23 @@ LIMITS: dict[str, tuple[float, float, str]] = {
     "sram.activation_buffer_kib": (0.0, float(1 << 24), "KiB"),
     "sram.bandwidth_bytes_per_cycle": (1e-3, float(1 << 24), "bytes per cycle"),
     "sram.pj_per_bit": (0.0, 1e4, "pJ/bit"),
+    "sram.weight_store_mib": (0.0, float(1 << 24), "MiB"),
     "op_overhead_ns": (0.0, 1e9, "ns"),
     "host_launch_ns": (0.0, 1e9, "ns"),
     "static_power_w": (0.0, 1e6, "W"),
 }
 
 
-def load_accelerator(name_or_path: "str | Path | AcceleratorConfig") -> AcceleratorConfig:
-    """Load a preset by name (``fp16``, ``b1.58``, ``a4.8``, ``edge``, ``h100-like``, ``h100-triton``)
-    or a YAML path (strict, bounded loader); an :class:`AcceleratorConfig` is re-validated."""
+def load_accelerator(name_or_path: "str | Path | AcceleratorConfig",
+                     costs: "str | Path | None" = None) -> AcceleratorConfig:
+    """Load a preset by name (:data:`PRESETS`) or a YAML path (strict, bounded loader); an
+    :class:`AcceleratorConfig` is re-validated.  ``costs``: a user cost table overlaid on the built-in
+    one (the ``costs`` field; a relative path is relative to the working directory)."""
+    if costs is not None and not isinstance(costs, (str, Path)):
+        raise TypeError(f"costs must be a path to a cost table, got {type(costs).__name__}")
     if isinstance(name_or_path, AcceleratorConfig):
-        return _check_config(name_or_path)
+        cfg = name_or_path if costs is None else dataclasses.replace(name_or_path, costs=str(Path(costs).resolve()))
+        return _check_config(cfg)
     if not isinstance(name_or_path, (str, Path)):
         raise TypeError(f"accelerator must be a preset name, a YAML path or an AcceleratorConfig, "
                         f"got {type(name_or_path).__name__}")
@@ -289,7 +379,12 @@ def load_accelerator(name_or_path: "str | Path | AcceleratorConfig") -> Accelera
         if not path.exists():
             raise ValueError(f"unknown accelerator {quote(key)}: not a preset ({sorted(PRESETS)}) "
                              f"and no such file")
-    return from_dict(load_yaml(path), where=path.name)
+    raw = load_yaml(path)
+    if costs is not None:
+        raw = {**raw, "costs": str(Path(costs).resolve())} if isinstance(raw, dict) else raw
+    elif isinstance(raw, dict) and isinstance(raw.get("costs"), str) and raw["costs"]:
+        raw = {**raw, "costs": str((Path(path).parent / raw["costs"]).resolve())}
+    return from_dict(raw, where=path.name)
 
 
 def from_dict(raw: Any, where: str = "accelerator") -> AcceleratorConfig:
@@ -298,8 +393,9 @@ def from_dict(raw: Any, where: str = "accelerator") -> AcceleratorConfig:
     d["arrays"] = tuple(_array(a, f"{where}: arrays[{i}]") for i, a in enumerate(
         _list(d.get("arrays"), f"{where}: arrays")))
     d["vector"] = _vector(d.get("vector"), f"{where}: vector")
-    d["offchip"] = _build(d.get("offchip"), OffchipConfig, f"{where}: offchip")
-    d["sram"] = _build(d.get("sram"), SramConfig, f"{where}: sram")
+    with energy.using_costs(_cost_table(d.get("costs", ""), f"{where}: costs")):   # SRAM keys read it
+        d["offchip"] = _build(d.get("offchip"), OffchipConfig, f"{where}: offchip")
+        d["sram"] = _build(d.get("sram"), SramConfig, f"{where}: sram")
     d["sparsity"] = _build(d.get("sparsity", {}), SparsityConfig, f"{where}: sparsity")
     if "kv_formats" in d:
         d["kv_formats"] = tuple(_list(d["kv_formats"], f"{where}: kv_formats"))
@@ -314,18 +410,49 @@ def from_dict(raw: Any, where: str = "accelerator") -> AcceleratorConfig:
     return _check_config(AcceleratorConfig(**d), where)
 
 
+def _cost_table(costs: Any, field_: str) -> dict | None:
+    """The merged table of a ``costs`` value ("" = None: the built-in table); a bad file names ``field_``."""
+    if not isinstance(costs, str):
+        raise ValueError(f"{field_}: expected a path to a cost table (CSV), got {quote(costs)}")
+    if not costs:
+        return None
+    try:
+        return energy.cost_overlay(costs)
+    except (OSError, ValueError, KeyError) as e:
+        raise ValueError(f"{field_}: {e}") from None
+
+
 def _check_config(c: AcceleratorConfig, where: str | None = None) -> AcceleratorConfig:
+    """``c`` checked field by field (``ValueError`` naming the field), with its memory fields resolved."""
     w = where or c.name
     if not isinstance(c.name, str) or not c.name.strip():
         raise ValueError(f"{w}: name must be a non-empty string, got {quote(c.name)}")
+    with energy.using_costs(_cost_table(c.costs, f"{w}: costs")):   # node rows (clock.max_ghz) may be overlaid
+        _check_top(c, w)
+    c = dataclasses.replace(c, offchip=_resolve_offchip(c.offchip, f"{w}: offchip"))
+    _check_offchip(c, w)
+    _check_sram(c, w)
+    _limit(c.vector.lanes, f"{w}: vector.lanes", "vector.lanes")
+    for k, v in c.vector.passes.items():
+        _limit(v, f"{w}: vector.passes.{k}", "vector.passes")
+    for i, a in enumerate(c.arrays):
+        _check_array(a, f"{w}: arrays[{i}]")
+    return c
+
+
+def _choice(value: Any, choices: tuple, field_: str) -> None:
+    if value not in choices:
+        raise ValueError(f"{field_} must be one of {choices}, got {quote(value)}")
+
+
+def _check_top(c: AcceleratorConfig, w: str) -> None:
     _limit(c.clock_ghz, f"{w}: clock_ghz", "clock_ghz")
-    if c.process_nm not in energy.NODES:
-        raise ValueError(f"{w}: process_nm must be one of {energy.NODES} "
-                         f"(nodes of the [B1] energy table), got {quote(c.process_nm)}")
-    if c.comparison not in COMPARISONS:
-        raise ValueError(f"{w}: comparison must be one of {COMPARISONS}, got {quote(c.comparison)}")
-    if c.precision_policy not in POLICIES:
-        raise ValueError(f"{w}: precision_policy must be one of {POLICIES}, got {quote(c.precision_policy)}")
+    energy.check_node(c.process_nm, f"{w}: process_nm")
+    top = energy.cost("clock.max_ghz", c.process_nm)
+    check_number(c.clock_ghz, f"{w}: clock_ghz", lo=LIMITS["clock_ghz"][0], hi=top.value,
+                 unit=f"GHz at {c.process_nm} nm (clock.max_ghz of the cost table: {top.source})")
+    _choice(c.comparison, COMPARISONS, f"{w}: comparison")
+    _choice(c.precision_policy, POLICIES, f"{w}: precision_policy")
     if not c.arrays:
         raise ValueError(f"{w}: arrays: at least one compute array is required")
     names = [a.name for a in c.arrays]
@@ -336,58 +463,93 @@ def _check_config(c: AcceleratorConfig, where: str | None = None) -> Accelerator
             raise ValueError(f"{w}: kv_formats: unknown KV format {quote(k)}; known: {list(KV_FORMATS)}")
     for f_ in ("op_overhead_ns", "host_launch_ns", "static_power_w"):
         _limit(getattr(c, f_), f"{w}: {f_}", f_)
-    if c.energy_basis not in ENERGY_BASES:
-        raise ValueError(f"{w}: energy_basis must be one of {ENERGY_BASES}, got {quote(c.energy_basis)}")
+    _choice(c.energy_basis, ENERGY_BASES, f"{w}: energy_basis")
     if c.energy_basis == "dynamic-only" and c.static_power_w != 0:
         raise ValueError(f"{w}: energy_basis 'dynamic-only' contradicts static_power_w = {c.static_power_w} "
                          f"(set static_power_w to 0 or energy_basis to 'model')")
-    if c.static_model not in STATIC_MODELS:
-        raise ValueError(f"{w}: static_model must be one of {STATIC_MODELS}, got {quote(c.static_model)}")
+    _choice(c.static_model, STATIC_MODELS, f"{w}: static_model")
     if c.energy_basis == "dynamic-only" and c.static_model != "fixed":
         raise ValueError(f"{w}: energy_basis 'dynamic-only' contradicts static_model 'leakage' "
                          f"(set static_model to 'fixed' or energy_basis to 'model')")
-    for f_ in ("capacity_gb", "bandwidth_gbps", "pj_per_bit", "sustained_fraction"):
+    _choice(c.weight_residency, WEIGHT_RESIDENCIES, f"{w}: weight_residency")
+    _choice(c.host_interface, energy.HOST_INTERFACES, f"{w}: host_interface")
+
+
+def _check_offchip(c: AcceleratorConfig, w: str) -> None:
+    for f_ in ("capacity_gb", "bandwidth_gbps", "pj_per_bit", "sustained_fraction", "interfaces"):
         _limit(getattr(c.offchip, f_), f"{w}: offchip.{f_}", f"offchip.{f_}")
-    if isinstance(c.offchip.interfaces, bool) or not isinstance(c.offchip.interfaces, int):
-        raise ValueError(f"{w}: offchip.interfaces: expected an integer, got {quote(c.offchip.interfaces)}")
-    _limit(c.offchip.interfaces, f"{w}: offchip.interfaces", "offchip.interfaces")
     if c.offchip.interfaces:
         try:
             energy.phy_costs(c.offchip.kind, c.offchip.interfaces)
         except ValueError as e:
             raise ValueError(f"{w}: {e}") from None
-    for f_ in ("weight_buffer_kib", "activation_buffer_kib", "bandwidth_bytes_per_cycle", "pj_per_bit"):
+    for f_, lo, hi, unit in (("latency_ns", 0.0, 1e6, "ns"), ("burst_bytes", 1.0, 1 << 20, "bytes"),
+                             ("page_bytes", 1.0, 1 << 30, "bytes"), ("row_miss_ns", 0.0, 1e6, "ns")):
+        check_number(getattr(c.offchip, f_), f"{w}: offchip.{f_}", lo=lo, hi=hi, unit=unit)
+    check_number(c.sparsity.index_latency_ns, f"{w}: sparsity.index_latency_ns", lo=0.0, hi=1e9, unit="ns")
+
+
+def _check_sram(c: AcceleratorConfig, w: str) -> None:
+    for f_ in ("weight_buffer_kib", "activation_buffer_kib", "bandwidth_bytes_per_cycle", "pj_per_bit",
+               "weight_store_mib"):
         _limit(getattr(c.sram, f_), f"{w}: sram.{f_}", f"sram.{f_}")
-    _limit(c.vector.lanes, f"{w}: vector.lanes", "vector.lanes")
-    for k, v in c.vector.passes.items():
-        _limit(v, f"{w}: vector.passes.{k}", "vector.passes")
-    for i, a in enumerate(c.arrays):
-        aw = f"{w}: arrays[{i}]"
-        for f_ in ("rows", "cols", "count"):
-            _limit(getattr(a, f_), f"{aw}.{f_}", f"arrays.{f_}")
-        if a.weight_load_cycles is not None:
-            _limit(a.weight_load_cycles, f"{aw}.weight_load_cycles", "arrays.weight_load_cycles")
-        if a.max_m is not None:
-            if isinstance(a.max_m, bool) or not isinstance(a.max_m, int):
-                raise ValueError(f"{aw}.max_m: expected an integer or null, got {quote(a.max_m)}")
-            _limit(a.max_m, f"{aw}.max_m", "arrays.max_m")
-        _limit(a.max_k, f"{aw}.max_k", "arrays.max_k")
-        if a.float_accumulator not in energy.FLOAT_ACCUMULATORS:
-            raise ValueError(f"{aw}.float_accumulator must be one of {energy.FLOAT_ACCUMULATORS}, "
-                             f"got {quote(a.float_accumulator)}")
-        if a.dataflow not in DATAFLOWS:
-            raise ValueError(f"{aw}.dataflow must be one of {DATAFLOWS}, got {quote(a.dataflow)}")
-        if not a.pe_ops:
-            raise ValueError(f"{aw}.pe_ops: at least one operand pair is required")
-        for j, p in enumerate(a.pe_ops):
-            check_operand(p.weights, f"{aw}.pe_ops[{j}].weights")
-            check_operand(p.acts, f"{aw}.pe_ops[{j}].acts")
-            _limit(p.rate, f"{aw}.pe_ops[{j}].rate", "arrays.pe_ops.rate")
-        for op_, r in a.unpack.items():
-            if op_ not in PACKED_OPERANDS:
-                raise ValueError(f"{aw}.unpack: unknown packed operand {quote(op_)}; known: {list(PACKED_OPERANDS)}")
-            _limit(r, f"{aw}.unpack.{op_}", "arrays.unpack")
-    return c
+    if (c.weight_residency == "sram") != (c.sram.weight_store_mib > 0):
+        raise ValueError(f"{w}: weight_residency {c.weight_residency!r} contradicts sram.weight_store_mib = "
+                         f"{c.sram.weight_store_mib:g} (resident weights need a store > 0 MiB; streamed ones none)")
+
+
+def _check_array(a: ArrayConfig, aw: str) -> None:
+    for f_ in ("rows", "cols", "count", "max_k", "lut_group"):
+        _limit(getattr(a, f_), f"{aw}.{f_}", f"arrays.{f_}")
+    if a.weight_load_cycles is not None:
+        _limit(a.weight_load_cycles, f"{aw}.weight_load_cycles", "arrays.weight_load_cycles")
+    if a.max_m is not None:
+        _limit(a.max_m, f"{aw}.max_m", "arrays.max_m")
+    _choice(a.float_accumulator, energy.FLOAT_ACCUMULATORS, f"{aw}.float_accumulator")
+    _choice(a.dataflow, DATAFLOWS, f"{aw}.dataflow")
+    if not a.pe_ops:
+        raise ValueError(f"{aw}.pe_ops: at least one operand pair is required")
+    for j, p in enumerate(a.pe_ops):
+        check_operand(p.weights, f"{aw}.pe_ops[{j}].weights")
+        check_operand(p.acts, f"{aw}.pe_ops[{j}].acts")
+        _limit(p.rate, f"{aw}.pe_ops[{j}].rate", "arrays.pe_ops.rate")
+    energy.check_pe_kind(a, aw)
+    for op_, r in a.unpack.items():
+        if op_ not in PACKED_OPERANDS:
+            raise ValueError(f"{aw}.unpack: unknown packed operand {quote(op_)}; known: {list(PACKED_OPERANDS)}")
+        _limit(r, f"{aw}.unpack.{op_}", "arrays.unpack")
+
+
+_FROM_KIND = ("bandwidth_gbps", "pj_per_bit", "sustained_fraction")
+
+
+def _resolve_offchip(o: OffchipConfig, where: str) -> OffchipConfig:
+    """``o`` with the fields it leaves out taken from its kind's row of the memory table (see OffchipConfig)."""
+    kind = energy.check_memory_kind(o.kind, f"{where}.kind")
+    if not isinstance(o.from_kind, dict):
+        raise ValueError(f"{where}.from_kind: expected a mapping field -> value, got {quote(o.from_kind)}")
+    given = {f: getattr(o, f) for f in _FROM_KIND}
+    for f, v in o.from_kind.items():     # a value the loader took from a kind counts as not given
+        if f in given and given[f] == v:
+            given[f] = None
+    _limit(o.interfaces, f"{where}.interfaces", "offchip.interfaces")
+    for f in ("bandwidth_gbps", "sustained_fraction"):
+        if given[f] is not None:
+            _limit(given[f], f"{where}.{f}", f"offchip.{f}")
+    if kind == energy.CUSTOM:
+        for f in ("bandwidth_gbps", "pj_per_bit"):
+            if given[f] is None:
+                raise ValueError(f"{where}.{f}: required for kind 'custom' (a memory the table does not describe)")
+        return dataclasses.replace(o, sustained_fraction=1.0 if given["sustained_fraction"] is None
+                                   else given["sustained_fraction"], from_kind={})
+    row = {f: energy.memory_row(kind, f).value for f in _FROM_KIND}
+    if given["bandwidth_gbps"] is None:
+        if not o.interfaces:
+            raise ValueError(f"{where}.bandwidth_gbps: give it, or offchip.interfaces (each a {kind} interface "
+                             f"of {row['bandwidth_gbps']:g} GB/s)")
+        row["bandwidth_gbps"] *= o.interfaces
+    taken = {f: row[f] for f in _FROM_KIND if given[f] is None}
+    return dataclasses.replace(o, **{**given, **taken}, from_kind=taken)
 
 
 # ---- small helpers -----------------------------------------------------------
@@ -414,10 +576,15 @@ def _typed(d: dict, cls: type, where: str, skip: tuple[str, ...] = ()) -> None:
 
 def _build(raw: Any, cls: type, where: str) -> Any:
     d = dataclass_fields(raw, cls, where)
-    if "pj_per_bit" in d:
+    if d.get("pj_per_bit") is not None:
         v = d["pj_per_bit"]
         if isinstance(v, bool) or not isinstance(v, (int, float, str)):
             raise ValueError(f"{where}.pj_per_bit: expected a number or an energy-table key, got {quote(v)}")
+        kind = d.get("kind")
+        if cls is OffchipConfig and isinstance(v, str) and v in energy.MEMORIES and kind in energy.MEMORIES \
+                and v != kind:
+            warnings.warn(f"{where}.pj_per_bit names {v}'s energy but kind is {kind!r}: drop pj_per_bit to take "
+                          f"{kind}'s own from the memory table", stacklevel=4)
         d["pj_per_bit"] = energy.memory_pj_per_bit(v, f"{where}.pj_per_bit")
     _typed(d, cls, where)
     return cls(**d)
@@ -466,14 +633,6 @@ def _vector(raw: Any, where: str) -> VectorConfig:
 
 
 def _limit(v: Any, where: str, key: str) -> None:
-    """``v`` is a finite number inside ``LIMITS[key]``; else a ``ValueError`` naming ``where``."""
+    """``v`` is a finite number inside ``LIMITS[key]`` (:func:`contract.config.check_number`), naming ``where``."""
     lo, hi, unit = LIMITS[key]
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        raise ValueError(f"{where} must be a finite number, got {quote(v)}")
-    if lo > 0 and v <= 0:
-        raise ValueError(f"{where} must be a positive number, got {quote(v)}")
-    if lo == 0 and v < 0:
-        raise ValueError(f"{where} must be a non-negative number, got {quote(v)}")
-    if v < lo or v > hi:
-        raise ValueError(f"{where} = {v:g} is outside the sane range [{lo:g}, {hi:g}] {unit}; "
-                         f"check the value and its unit")
+    check_number(v, where, integer=key in _INTEGER_LIMITS, lo=lo, hi=hi, unit=f"{unit} (the sane range)")

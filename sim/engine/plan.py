@@ -15,8 +15,18 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from contract import ACT_FORMATS, OP_CLASSES, PHASES, WEIGHT_FORMATS, validate
+from contract import (
+    ACT_FORMATS,
+    MAX_BATCH,
+    MAX_CONTEXT,
+    MAX_PREFILL_TOKENS,
+    OP_CLASSES,
+    PHASES,
+    WEIGHT_FORMATS,
+    validate,
+)
 from contract.config import quote
+from contract.limits import limit
 
 from .. import energy
 from ..compute import map_op, systolic_cycles, unpack_cycles
@@ -36,10 +46,19 @@ _VECTOR_KINDS = (  # (name prefix, vector.passes key)
 SUPPORTED_BITS = (1, 2, 3, 4, 8, 16, 32)
 #: Largest storage bits per weight element (``weight_bits``; averages with scales included).
 MAX_WEIGHT_BITS = 32.0
-#: Trace bounds: rows, and the ``batch`` / ``context`` metadata (tokens), so a run stays bounded.
-MAX_TRACE_ROWS = 100_000
-MAX_BATCH = 1 << 16
-MAX_CONTEXT = 1 << 22
+#: Trace bounds: rows, and the ``batch`` / ``context`` metadata (the contract's workload bounds).
+MAX_TRACE_ROWS = limit("op-trace rows", 100_000, unit="rows", area="simulator", applies_to="sim.simulate, "
+                       "bitsim simulate", why="a 70B prefill trace has ~1,000 rows")
+#: Per-row shape bounds: a step's tokens (M: batch x prompt), an op's dimensions (N, K) and repeats.
+MAX_ROW_TOKENS = limit("op-trace row M", MAX_BATCH * MAX_PREFILL_TOKENS, unit="tokens", area="simulator",
+                       applies_to="sim.simulate, bitsim simulate",
+                       why="the largest batch times the longest prompt")
+MAX_ROW_DIM = limit("op-trace row N or K", 1 << 24, unit="elements", area="simulator",
+                    applies_to="sim.simulate, bitsim simulate",
+                    why="the largest dimension of a model is its vocabulary (~256 k) or its context (1 M)")
+MAX_ROW_COUNT = limit("op-trace row count", 1 << 16, unit="repeats", area="simulator",
+                      applies_to="sim.simulate, bitsim simulate",
+                      why="an op repeats once per layer and head group: a few thousand at most")
 #: Largest value of any M, N, K, count, MAC or byte column: beyond it cycle counts overflow int64.
 MAX_TRACE_VALUE = float(1 << 53)
 
@@ -66,6 +85,13 @@ class OpPlan:
     # time exceeds this (sim.simulate, ``bound`` column).
     limit: str = "compute"
     causal: bool = False      # attention op whose fully masked folds were skipped
+    # Zero skipping: the op whose output decides which weight rows survive (-1: the op skips nothing).
+    # Its surviving-row list exists only after that op has finished, and building it takes
+    # ``index_cycles``; its scattered rows stream at ``read_efficiency`` of the sustained rate.
+    producer: int = -1
+    index_cycles: int = 0
+    read_efficiency: float = 1.0
+    fused: bool = False       # runs inside the previous op's launch: no dispatch cost of its own
 
     @property
     def fallback(self) -> bool:
@@ -83,6 +109,7 @@ def vector_kind(op: str, where: str) -> str:
 
 
 EXTRA_WRITE = "extra_offchip_write"  # optional trace column: other write traffic an op causes (bytes)
+FUSED = "fused"  # optional trace column: the op runs inside the previous op's launch (a replayed GPU kernel)
 
 
 def plan_ops(trace: pd.DataFrame, accel: AcceleratorConfig) -> list[OpPlan]:
@@ -91,36 +118,126 @@ def plan_ops(trace: pd.DataFrame, accel: AcceleratorConfig) -> list[OpPlan]:
     An optional column ``extra_offchip_write`` adds write traffic that is not
     the op's own output (e.g. dirty cache lines a GPU timing harness leaves
     behind, see sim.validation); it is written back like the op's outputs.
+    An optional boolean column ``fused`` marks ops that run inside the previous
+    op's launch (replays of fused GPU kernels): they pay no ``op_overhead_ns``.
     """
-    cols = {c: trace[c].to_numpy() for c in trace.columns}
-    plans = []
-    mapping_cache: dict = {}
-    for i in range(len(trace)):
-        row = {c: v[i] for c, v in cols.items()}
-        p = _plan_row(i, row, accel, mapping_cache)
-        extra = float(row.get(EXTRA_WRITE, 0.0))
-        if extra > 0:
-            t = p.traffic
-            p = dataclasses.replace(
-                p, traffic=Traffic(offchip_read=t.offchip_read, offchip_write=t.offchip_write + extra, sram=t.sram),
-                energy_offchip_pj=p.energy_offchip_pj + extra * 8 * accel.offchip.pj_per_bit)
-        plans.append(p)
+    with energy.using_costs(accel.cost_table):    # a design's own cost table reaches every energy term
+        pj = _ByteEnergy.of(accel)
+        cols = {c: trace[c].to_numpy() for c in trace.columns}
+        plans = []
+        mapping_cache: dict = {}
+        for i in range(len(trace)):
+            row = {c: v[i] for c, v in cols.items()}
+            p = _plan_row(i, row, accel, mapping_cache, pj)
+            extra = float(row.get(EXTRA_WRITE, 0.0))
+            if extra > 0:
+                t = p.traffic
+                p = dataclasses.replace(
+                    p, traffic=Traffic(offchip_read=t.offchip_read, offchip_write=t.offchip_write + extra,
+                                       sram=t.sram),
+                    energy_offchip_pj=p.energy_offchip_pj + extra * pj.offchip)
+            if bool(row.get(FUSED, False)):
+                p = dataclasses.replace(p, fused=True)
+            plans.append(_with_skip(p, i, trace, row, accel, pj))
     return plans
 
 
-def _plan_row(i: int, r: dict, accel: AcceleratorConfig, cache: dict) -> OpPlan:
+@dataclass(frozen=True)
+class _ByteEnergy:
+    """Energy (pJ) per byte of a design: SRAM (bank access + the on-chip network to the array) and off chip."""
+    sram: float
+    offchip: float
+
+    @classmethod
+    def of(cls, accel: AcceleratorConfig) -> "_ByteEnergy":
+        # Every SRAM byte also crosses the on-chip network (sim.energy.chip: 2/3 of the die side at the
+        # wire rate), so a larger die -- a resident weight store above all -- pays more per byte.
+        noc = energy.chip_costs(accel).noc_pj_per_bit
+        return cls(sram=(accel.sram.pj_per_bit + noc) * 8, offchip=accel.offchip.pj_per_bit * 8)
+
+
+def producer_of(trace: pd.DataFrame, i: int) -> int:
+    """Index of the op that produces the activations of GEMM row ``i`` (-1: none in the trace).
+
+    Walking back in trace order, GEMMs reading the same input (same ``K``, ``act_format`` and layer,
+    e.g. ``q/k/v_proj`` or ``gate/up_proj``) are siblings, not producers; the first other op is it.
+    """
+    K, fmt, layer = trace["K"].iat[i], trace["act_format"].iat[i], trace["layer"].iat[i]
+    for j in range(i - 1, -1, -1):
+        sibling = (trace["op_class"].iat[j] == "gemm" and trace["K"].iat[j] == K
+                   and trace["act_format"].iat[j] == fmt and trace["layer"].iat[j] == layer)
+        if not sibling:
+            return j
+    return -1
+
+
+def scatter_efficiency(row_bytes: float, accel: AcceleratorConfig) -> float:
+    """Fraction of the sustained off-chip rate a gather of surviving weight rows reaches.
+
+    The index list names rows, and each listed row is one access (a gather does not merge
+    neighbours): its ``row_bytes`` are rounded up to whole bursts, and it exposes ``row_miss_ns``
+    of bus time per page it spans (at least one), so
+    efficiency = row_bytes / (bursts x burst_bytes + pages x row_miss_ns x sustained bytes per ns).
+    """
+    o = accel.offchip
+    bursts = math.ceil(row_bytes / o.burst_bytes - 1e-9) * o.burst_bytes
+    pages = max(1, math.ceil(row_bytes / o.page_bytes - 1e-9))
+    return row_bytes / (bursts + pages * o.row_miss_ns * o.sustained_gbps)
+
+
+def _row_bytes(r: dict) -> float:
+    """Bytes of one weight row (one of the K reduction rows) of a GEMM row of the trace."""
+    row = float(r["weight_bytes"]) / (int(r["K"]) * int(r["count"]))
+    return row if row > 0 else int(r["N"]) / 8
+
+
+def fetches_survivors(r: dict, accel: AcceleratorConfig) -> bool:
+    """True when a GEMM reads only its surviving weight rows: the chip skips fetches, the op has zero rows to
+    skip, and the gather costs less bus time than streaming every row (``(1 - row_skip) / efficiency < 1``);
+    otherwise the DMA streams the whole matrix, as a chip's loader would choose per op
+    (``sparsity.stream_when_cheaper``; off: always gather).  Resident weights are read from the on-chip store,
+    where a skipped row costs nothing."""
+    skip = float(r["row_skip"]) if r["op_class"] == "gemm" else 0.0
+    if skip <= 0 or not accel.sparsity.skip_weight_fetch:
+        return False
+    if accel.weight_residency == "sram" or not accel.sparsity.stream_when_cheaper:
+        return True
+    return (1.0 - skip) < scatter_efficiency(_row_bytes(r), accel)
+
+
+def _with_skip(p: OpPlan, i: int, trace: pd.DataFrame, r: dict, accel: AcceleratorConfig,
+               pj: _ByteEnergy) -> OpPlan:
+    """Attach the zero-skipping dependence of a GEMM that fetches only its surviving weight rows."""
+    if not fetches_survivors(r, accel):
+        return p
+    skip = float(r["row_skip"])
+    K = int(r["K"])
+    # The compaction pass is one vector-unit pass over the K activations; the surviving rows' indices are
+    # written to the index buffer and read back once (SRAM).  Their energy is the op's.
+    index_pj = K * energy.vector_pj_per_element_pass(accel.process_nm)
+    list_pj = 2 * K * (1.0 - skip) * energy.index_bits(K) / 8 * pj.sram * int(r["count"])
+    p = dataclasses.replace(p, energy_vector_pj=p.energy_vector_pj + index_pj,
+                            energy_sram_pj=p.energy_sram_pj + list_pj)
+    if accel.weight_residency == "sram":  # rows come from the on-chip store as the array reaches them: no gather
+        return p
+    index = math.ceil(accel.sparsity.index_latency_ns * accel.clock_ghz) + math.ceil(K / accel.vector.lanes)
+    eff = scatter_efficiency(_row_bytes(r), accel)
+    return dataclasses.replace(p, producer=producer_of(trace, i), index_cycles=index, read_efficiency=eff)
+
+
+def _plan_row(i: int, r: dict, accel: AcceleratorConfig, cache: dict, pj: _ByteEnergy) -> OpPlan:
     where = f"trace row {i} (layer {int(r['layer'])}, op {quote(r['op'])})"
     cls = r["op_class"]
     node = accel.process_nm
-    sram_pj_b = accel.sram.pj_per_bit * 8
-    off_pj_b = accel.offchip.pj_per_bit * 8
+    sram_pj_b, off_pj_b = pj.sram, pj.offchip
+    resident = accel.weight_residency == "sram"   # weights (not the KV cache) read from the on-chip store
     if cls == "vector":
         kind = vector_kind(str(r["op"]), where)
         passes = accel.vector.passes[kind]
         elements = float(r["macs_dense"])
         table = float(r["weight_bytes"])  # embedding rows gathered, norm gains: off chip
         t = vector_traffic(accel, act_in=float(r["act_bytes_in"]), act_out=float(r["act_bytes_out"]),
-                           table_read=table, kv_write=float(r["kv_bytes_write"]))
+                           table_read=table, kv_write=float(r["kv_bytes_write"]), resident=resident)
         work = elements * passes
         ideal = work / accel.vector.lanes
         sram_c = t.sram / accel.sram.bandwidth_bytes_per_cycle
@@ -146,11 +263,11 @@ def _plan_row(i: int, r: dict, accel: AcceleratorConfig, cache: dict) -> OpPlan:
     if cls == "attention":
         wread = float(r["kv_bytes_read"]) or float(r["weight_bytes"])
     else:
-        wread = float(r["weight_bytes"]) * (1.0 - skip if accel.sparsity.skip_weight_fetch else 1.0)
+        wread = float(r["weight_bytes"]) * (1.0 - skip if fetches_survivors(r, accel) else 1.0)
     macs = float(r["macs_effective"] if accel.sparsity.skip_compute else r["macs_dense"])
     t = matmul_traffic(accel, m.array, M=M, N=N, K=K, count=count, weight_read=wread,
                        act_in=float(r["act_bytes_in"]), act_out=float(r["act_bytes_out"]),
-                       kv_write=float(r["kv_bytes_write"]))
+                       kv_write=float(r["kv_bytes_write"]), resident=resident and cls == "gemm")
     rate = m.pe_op.rate
     keys_on = _causal_keys(r, cls, accel, M, N, K, count)
     if keys_on:
@@ -243,7 +360,8 @@ def check_trace_metadata(attrs: dict, phase: str) -> None:
     _int_meta(attrs, "context", 0, MAX_CONTEXT)
     if "kv_cache_bytes" in attrs:
         v = attrs["kv_cache_bytes"]
-        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not (math.isfinite(v) and 0 <= v <= MAX_TRACE_VALUE):
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) \
+                or not (math.isfinite(v) and 0 <= v <= MAX_TRACE_VALUE):
             raise ValueError(f"op trace metadata 'kv_cache_bytes' must be a finite number of bytes >= 0, "
                              f"got {quote(v)}")
     if "tie_word_embeddings" in attrs and not isinstance(attrs["tie_word_embeddings"], (bool, np.bool_)):
@@ -294,19 +412,26 @@ def check_trace(trace: pd.DataFrame) -> pd.DataFrame:
             raise _row_error(trace, f[c] > 1, f"column {c!r} is a fraction (0..1)", (c,))
     if (f["row_skip"] > f["sparsity"] + 1e-9).any():
         raise _row_error(trace, f["row_skip"] > f["sparsity"] + 1e-9,
-                         "row_skip (reduction rows zero in every token) cannot exceed sparsity", ("row_skip", "sparsity"))
+                         "row_skip (reduction rows zero in every token) cannot exceed sparsity",
+                         ("row_skip", "sparsity"))
     if (f["macs_effective"] > f["macs_dense"]).any():
         raise _row_error(trace, f["macs_effective"] > f["macs_dense"],
-                         "macs_effective (after skipping zeros) cannot exceed macs_dense", ("macs_effective", "macs_dense"))
+                         "macs_effective (after skipping zeros) cannot exceed macs_dense",
+                         ("macs_effective", "macs_dense"))
     for c in ("act_bits", "out_bits"):
         bad = ~np.isin(f[c], SUPPORTED_BITS)
         if bad.any():
             raise _row_error(trace, bad, f"{c} must be one of {list(SUPPORTED_BITS)}", (c,))
     none_w = (trace["weight_format"] == "none").to_numpy()
-    bad = (none_w & (f["weight_bits"] != 0)) | (~none_w & ((f["weight_bits"] <= 0) | (f["weight_bits"] > MAX_WEIGHT_BITS)))
+    wb = f["weight_bits"]
+    bad = (none_w & (wb != 0)) | (~none_w & ((wb <= 0) | (wb > MAX_WEIGHT_BITS)))
     if bad.any():
         raise _row_error(trace, bad, f"weight_bits must be 0 for weight_format none and in (0, {MAX_WEIGHT_BITS:g}] "
                                      f"otherwise", ("weight_format", "weight_bits"))
+    for c, hi in (("M", MAX_ROW_TOKENS), ("N", MAX_ROW_DIM), ("K", MAX_ROW_DIM), ("count", MAX_ROW_COUNT)):
+        bad = f[c] > hi
+        if bad.any():
+            raise _row_error(trace, bad, f"{c} must be <= {hi:,} (docs/limits.md)", (c,))
     mm = (trace["op_class"] != "vector").to_numpy()
     shape = np.stack([f["M"], f["N"], f["K"], f["count"]])
     bad = mm & (shape <= 0).any(axis=0)

@@ -10,6 +10,16 @@ Hardware model (all times in integer clock cycles):
   side frees it after the tile's last MAC -- double buffering.  With
   ``prefetch_across_ops`` the DMA runs ahead into the next op's tiles while the
   current op computes; otherwise (GPU kernels) an op's loads start at its launch.
+* Zero skipping is causal: a skipping op's surviving-row list exists only after
+  its producer (the op computing its activations) has finished, and building it
+  takes ``index_cycles``; its loads cannot start earlier, whatever the
+  fetch-ahead.  Its scattered rows hold the channel ``1 / read_efficiency`` times
+  as long as a stream of the same bytes.
+* Memory latency (``offchip.latency_ns``) is hidden while the DMA streams: requests
+  for the next tiles are issued while earlier ones are in flight.  Whenever the
+  stream breaks -- the run starts, an op's loads wait for its launch or for its
+  producer -- the first transfer after the break waits the latency once.
+* Every op pays ``op_overhead_ns`` (dispatch and synchronisation) before it starts.
 * Each compute array and the vector unit is a ``simpy.Resource``.  Ops execute
   in trace order (each consumes the previous op's output), tile by tile: wait
   for the tile's DMA, then hold the unit for the tile's share of the op's cycles.
@@ -65,73 +75,102 @@ def schedule_ops(plans: list[OpPlan], accel: AcceleratorConfig, names: list[str]
 
     ``on_op_done(i)`` (optional) is called when op ``i`` has issued its last tile (progress).
     """
-    env = simpy.Environment()
-    channel = OffchipChannel(env, accel.offchip_bytes_per_cycle)
-    weights = DoubleBuffer(env, tile_bytes(accel))
-    units = {a.name: simpy.Resource(env, capacity=1) for a in accel.arrays}
-    units["vector"] = simpy.Resource(env, capacity=1)
-    overhead = accel.op_overhead_cycles
-    log = RunLog([OpTiming() for _ in plans])
-    n_tiles = dma_tiles(plans, accel)
-    arrived = [simpy.Store(env) for _ in plans]
-    launched = [env.event() for _ in plans]
+    run = _Run(plans, accel, names, on_op_done)
+    run.env.process(run.loader())
+    run.env.process(run.executor())
+    run.env.run()
+    run.log.end = int(run.env.now)
+    return run.log
 
-    def mark(i: int, t0: int, t1: int) -> None:
-        tm = log.timings[i]
+
+class _Run:
+    """One simulation's resources and its two processes: the DMA loader and the in-order executor."""
+
+    def __init__(self, plans: list[OpPlan], accel: AcceleratorConfig, names: list[str],
+                 on_op_done: Callable[[int], None] | None):
+        self.plans, self.accel, self.names, self.on_op_done = plans, accel, names, on_op_done
+        self.env = env = simpy.Environment()
+        self.channel = OffchipChannel(env, accel.offchip_bytes_per_cycle)
+        self.weights = DoubleBuffer(env, tile_bytes(accel))
+        self.units = {a.name: simpy.Resource(env, capacity=1) for a in accel.arrays}
+        self.units["vector"] = simpy.Resource(env, capacity=1)
+        self.log = RunLog([OpTiming() for _ in plans])
+        self.n_tiles = dma_tiles(plans, accel)
+        self.arrived = [simpy.Store(env) for _ in plans]
+        self.launched = [env.event() for _ in plans]
+        self.finished = [env.event() for _ in plans]
+        self.latency = int(math.ceil(accel.offchip.latency_ns * accel.clock_ghz))
+
+    def mark(self, i: int, t0: int, t1: int) -> None:
+        tm = self.log.timings[i]
         tm.start = t0 if tm.start < 0 else min(tm.start, t0)
         tm.end = max(tm.end, t1)
 
-    def dma_done(i: int, label: str):
+    def dma_done(self, i: int, label: str) -> Callable[[int, int], None]:
         def done(t0: int, dur: int) -> None:
-            log.timings[i].memory += dur
-            mark(i, t0, t0 + dur)
-            log.events.append((f"{names[i]} {label}", "dma", i, t0, dur))
+            self.log.timings[i].memory += dur
+            self.mark(i, t0, t0 + dur)
+            self.log.events.append((f"{self.names[i]} {label}", "dma", i, t0, dur))
         return done
 
-    def loader():
-        for i, p in enumerate(plans):
-            if n_tiles[i] == 0:
-                continue
-            if not accel.prefetch_across_ops:
-                yield launched[i]
-            nbytes = p.traffic.offchip_read / n_tiles[i]
-            for k in range(n_tiles[i]):
-                yield weights.acquire()
-                yield from channel.transfer(nbytes, dma_done(i, f"load {k}"))
-                yield arrived[i].put(k)
+    def _wait_for_rows(self, i: int, p: OpPlan):
+        """A skipping op's loads wait for its producer, then for the surviving-row list to be built."""
+        yield self.finished[p.producer]
+        t0 = int(self.env.now)
+        if p.index_cycles:
+            yield self.env.timeout(p.index_cycles)
+            self.log.events.append((f"{self.names[i]} index", "index", i, t0, p.index_cycles))
 
-    def executor():
-        for i, p in enumerate(plans):
-            t_launch = int(env.now)
-            mark(i, t_launch, t_launch)
-            if overhead:
-                yield env.timeout(overhead)
-                mark(i, t_launch, t_launch + overhead)
-                log.events.append((f"{names[i]} launch", "launch", i, t_launch, overhead))
-            launched[i].succeed()
-            unit = units[p.unit]
-            parts = max(n_tiles[i], 1)
-            write_per_tile = p.traffic.offchip_write / parts
-            for cyc in _split(p.unit_cycles, parts):
-                if n_tiles[i]:
-                    yield arrived[i].get()
-                with unit.request() as req:
+    def loader(self):
+        env, last_end = self.env, -1           # last_end: when the DMA stream last moved bytes
+        for i, p in enumerate(self.plans):
+            if self.n_tiles[i] == 0:
+                continue
+            if not self.accel.prefetch_across_ops:
+                yield self.launched[i]
+            if p.producer >= 0:
+                yield from self._wait_for_rows(i, p)
+            if self.latency and env.now > last_end:     # the stream broke: the first request waits the latency
+                self.log.events.append((f"{self.names[i]} latency", "dma", i, int(env.now), self.latency))
+                yield env.timeout(self.latency)
+            bus_bytes = p.traffic.offchip_read / self.n_tiles[i] / p.read_efficiency
+            for k in range(self.n_tiles[i]):
+                yield self.weights.acquire()
+                yield from self.channel.transfer(bus_bytes, self.dma_done(i, f"load {k}"))
+                last_end = int(env.now)
+                yield self.arrived[i].put(k)
+
+    def _launch(self, i: int, p: OpPlan):
+        t_launch = int(self.env.now)
+        self.mark(i, t_launch, t_launch)
+        overhead = self.accel.op_overhead_cycles
+        if overhead and not p.fused:
+            yield self.env.timeout(overhead)
+            self.mark(i, t_launch, t_launch + overhead)
+            self.log.events.append((f"{self.names[i]} launch", "launch", i, t_launch, overhead))
+        self.launched[i].succeed()
+
+    def executor(self):
+        env = self.env
+        for i, p in enumerate(self.plans):
+            yield from self._launch(i, p)
+            tiles = self.n_tiles[i]
+            write_per_tile = p.traffic.offchip_write / max(tiles, 1)
+            for cyc in _split(p.unit_cycles, max(tiles, 1)):
+                if tiles:
+                    yield self.arrived[i].get()
+                with self.units[p.unit].request() as req:
                     yield req
                     t0 = int(env.now)
                     yield env.timeout(cyc)
-                log.timings[i].compute += cyc
-                mark(i, t0, t0 + cyc)
+                self.log.timings[i].compute += cyc
+                self.mark(i, t0, t0 + cyc)
                 if cyc:
-                    log.events.append((names[i], p.unit, i, t0, cyc))
-                if n_tiles[i]:
-                    yield weights.release()
+                    self.log.events.append((self.names[i], p.unit, i, t0, cyc))
+                if tiles:
+                    yield self.weights.release()
                 if write_per_tile > 0:  # this tile's outputs drain while the next tile computes
-                    env.process(channel.transfer(write_per_tile, dma_done(i, "write")))
-            if on_op_done is not None:
-                on_op_done(i)
-
-    env.process(loader())
-    env.process(executor())
-    env.run()
-    log.end = int(env.now)
-    return log
+                    env.process(self.channel.transfer(write_per_tile, self.dma_done(i, "write")))
+            self.finished[i].succeed()
+            if self.on_op_done is not None:
+                self.on_op_done(i)

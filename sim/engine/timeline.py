@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..files import write_json_atomic
+from contract.io import write_json_atomic
+
 from .scheduler import RunLog
 
 

@@ -7,6 +7,9 @@ Memory model (one page, so it can be argued with):
   while the other half feeds the array.  A sparsity-aware accelerator
   (``skip_weight_fetch``) does not fetch the weight rows whose activations are
   zero in every row (``row_skip`` of the trace).
+* With ``weight_residency: sram`` the weights live in an on-chip store: a GEMM reads them
+  from that store (SRAM bytes, in place of the DMA's buffer write) and nothing from off chip;
+  embedding rows and norm gains of vector ops likewise.  The KV cache stays off chip.
 * Activations stay in the SRAM activation buffer between ops when they fit.
   A GEMM whose input does not fit is blocked: either the activations are
   re-streamed once per weight tile, or the weights once per activation block,
@@ -45,14 +48,17 @@ def tile_bytes(accel: "AcceleratorConfig") -> float:
 
 def matmul_traffic(accel: "AcceleratorConfig", array: "ArrayConfig", *, M: int, N: int, K: int,
                    count: int, weight_read: float, act_in: float, act_out: float,
-                   kv_write: float) -> Traffic:
+                   kv_write: float, resident: bool = False) -> Traffic:
     """Traffic of a (batched) GEMM whose weight-side operand streams from off chip.
 
     ``weight_read`` is what must be fetched (after any row skipping);
-    ``act_in`` / ``act_out`` the activation bytes of the whole op.
+    ``act_in`` / ``act_out`` the activation bytes of the whole op.  ``resident``: the weight-side
+    operand is read from the on-chip weight store instead (no off-chip bytes for it).
     """
     off_r = weight_read
-    if not _fits(act_in, accel) and act_in > 0:
+    if resident:
+        off_r = 0.0 if _fits(act_in, accel) else act_in   # weights re-read from the store per activation block
+    elif not _fits(act_in, accel) and act_in > 0:
         tiles_w = max(1, math.ceil(weight_read / tile_bytes(accel)))
         act_buf = max(accel.sram.activation_buffer_kib * 1024, 1.0)
         blocks_a = math.ceil(act_in / act_buf)
@@ -68,14 +74,14 @@ def matmul_traffic(accel: "AcceleratorConfig", array: "ArrayConfig", *, M: int, 
         sram = weight_read * fr + act_in * fc + act_out
     else:                                          # input-stationary: x once, W per column fold
         sram = act_in + weight_read * fc + act_out * max(2 * fr - 1, 1)
-    sram += weight_read  # DMA writes the fetched tiles into the buffer
+    sram += weight_read  # DMA writes the fetched tiles into the buffer (resident: the store's read)
     return Traffic(offchip_read=off_r, offchip_write=off_w, sram=sram)
 
 
 def vector_traffic(accel: "AcceleratorConfig", *, act_in: float, act_out: float,
-                   table_read: float, kv_write: float) -> Traffic:
+                   table_read: float, kv_write: float, resident: bool = False) -> Traffic:
     """Traffic of a vector op: in/out through SRAM; its own parameters (embedding rows
-    gathered, norm gains) from off chip."""
-    off_r = table_read + (0.0 if _fits(act_in, accel) else act_in)
+    gathered, norm gains) from off chip, or from the on-chip weight store when ``resident``."""
+    off_r = (0.0 if resident else table_read) + (0.0 if _fits(act_in, accel) else act_in)
     off_w = kv_write + (0.0 if _fits(act_out, accel) else act_out)
     return Traffic(offchip_read=off_r, offchip_write=off_w, sram=act_in + act_out + table_read)

@@ -24,6 +24,9 @@ from ..simulate import simulate
 from .mape import mape_by_class
 
 ANCHORS = Path(__file__).resolve().parents[1] / "data" / "h100_anchors.csv"
+#: The committed measured tables (reports/data of this checkout, found from the package, not the working folder).
+MEASURED_DIR = Path(__file__).resolve().parents[2] / "reports" / "data"
+H100_MEASURED = MEASURED_DIR / "measured_h100_kernels.parquet"
 
 # measured_trace precision -> (weight_format, weight_bits, act_format, act_bits, out_bits)
 _PRECISIONS = {
@@ -107,6 +110,25 @@ def measured_row_to_trace(m: pd.Series, head_dim: int = 128) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _copies(m: pd.Series) -> int:
+    """Calls one timed replay rotates over (``copies`` of a CUDA-graph row; 1 when not recorded)."""
+    c = m.get("copies", 0)
+    return int(c) if bool(m["cuda_graph"]) and pd.notna(c) and c >= 1 else 1
+
+
+def _dirty_writes(tr: pd.DataFrame, flush_dirty_bytes: float, copies: int) -> list[float]:
+    """Write-back bytes each op of one call causes: the flush's dirty lines, evicted by the reads of the
+    ``copies`` calls of one timed replay in order, shared evenly by those calls."""
+    left = float(flush_dirty_bytes) / copies
+    extra = []
+    for _, r in tr.iterrows():  # reads evict dirty lines in op order
+        reads = float(r["weight_bytes"] if r["op_class"] == "gemm" else r["kv_bytes_read"])
+        reads += float(r["act_bytes_in"])
+        extra.append(min(left, reads))
+        left -= extra[-1]
+    return extra
+
+
 def compare_measured(measured: pd.DataFrame, accel: "str | Path | AcceleratorConfig" = "h100-like",
                      head_dim: int = 128, flush_dirty_bytes: float = H100_L2_BYTES
                      ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -114,7 +136,9 @@ def compare_measured(measured: pd.DataFrame, accel: "str | Path | AcceleratorCon
 
     ``flush_dirty_bytes``: dirty bytes the timing harness's L2 flush leaves
     behind (see :data:`H100_L2_BYTES`); the simulated kernel writes back
-    min(that, bytes it reads).  Pass 0 for a harness without a write flush.
+    min(that, bytes it reads), shared by the ``copies`` calls a CUDA-graph row
+    rotates over in one timed replay (kernels/bench/harness.py ``time_rotating``:
+    one flush per replay).  Pass 0 for a harness without a write flush.
 
     Per row (table ``sim_vs_measured``): ``measured_us``, simulated ``sim_us``,
     ``ratio`` = sim / measured, signed ``rel_error`` = (sim - measured) / measured.
@@ -143,14 +167,7 @@ def compare_measured(measured: pd.DataFrame, accel: "str | Path | AcceleratorCon
             rec["skipped"] = str(e)
             out.append(rec)
             continue
-        left = float(flush_dirty_bytes)
-        extra = []
-        for _, r in tr.iterrows():  # reads evict dirty lines in op order
-            reads = float(r["weight_bytes"] if r["op_class"] == "gemm" else r["kv_bytes_read"])
-            reads += float(r["act_bytes_in"])
-            extra.append(min(left, reads))
-            left -= extra[-1]
-        tr["extra_offchip_write"] = extra
+        tr["extra_offchip_write"] = _dirty_writes(tr, flush_dirty_bytes, _copies(m))
         res = simulate(tr, cfg)
         rec["sim_us"] = res.summary.latency_s * 1e6 + (0.0 if graph else cfg.host_launch_ns / 1e3)
         rec["ratio"] = rec["sim_us"] / rec["measured_us"]

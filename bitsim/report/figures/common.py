@@ -45,8 +45,9 @@ def plot_series(ax, xs, ys, datapath: str, label: str, dashed: bool = False, dod
     axis so coinciding series do not hide each other."""
     xs = [x * 1.035 ** dodge for x in xs]
     c = color(datapath)
-    return ax.plot(xs, ys, linestyle="--" if dashed else line(datapath), marker=marker(datapath), color=c,
-                   markerfacecolor="white" if hollow(datapath) or dashed else c, markersize=6, label=label, **kw)
+    kw.setdefault("linestyle", "--" if dashed else line(datapath))
+    return ax.plot(xs, ys, marker=marker(datapath), color=c,
+                   markerfacecolor="white" if hollow(datapath) or dashed else c, markersize=5, label=label, **kw)
 
 
 def number(v: float) -> str:
@@ -65,11 +66,13 @@ def bar_values(ax, bars, fmt: str = "auto", fontsize: int = 7, rotation: int = 0
 
 
 def titled(fig, title: str, note: str = "", y: float = 0.99) -> float:
-    """The figure's title and, under it, the note that names its profile and energy basis (wrapped); returns
-    the height it takes in inches, so a legend can go right under it."""
-    lines = textwrap.wrap(note, 150) if note else []
-    fig.suptitle("\n".join([title, *lines]), fontsize=10, y=y, va="top")
-    return 0.19 * (1 + len(lines)) + 0.05   # inches the title takes at the top
+    """The figure's title and, under it, the note that names its profile and energy basis, both wrapped to the
+    figure's width (so the title never widens a figure sized for a page); returns the height it takes in
+    inches, so a legend can go right under it."""
+    width = max(int(fig.get_size_inches()[0] * 15), 40)   # characters of 8.5 pt text per line
+    lines = textwrap.wrap(title, width) + (textwrap.wrap(note, width) if note else [])
+    fig.suptitle("\n".join(lines), fontsize=8.5, y=y, va="top")
+    return 0.16 * len(lines) + 0.05   # inches the title takes at the top
 
 
 def ordered(values: Iterable[str], order: Sequence[str] = DATAPATHS) -> list[str]:
@@ -137,16 +140,26 @@ def empty(title: str, message: str):
     return fig
 
 
+#: The formats :func:`save` writes: PNG for the HTML page, SVG and PDF for papers and slides.
+FORMATS = ("png", "svg", "pdf")
+
+
 def save(fig, out_dir: str | Path, name: str) -> list[Path]:
-    """Write ``fig`` as ``name.png`` (150 dpi) and ``name.svg``; close it."""
+    """Write ``fig`` as ``name.png`` (200 dpi), ``name.svg`` and ``name.pdf``; close it.
+
+    Cropped to what is drawn (``bbox_inches='tight'``) with the figure's legends and texts named as
+    extra artists, so a legend placed below the axes is kept in every format.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    extra = [*fig.legends, *fig.texts]
     paths = []
-    for ext in ("png", "svg"):
+    for ext in FORMATS:
         p = out_dir / f"{name}.{ext}"
+        meta = {"Date": None} if ext == "svg" else {"CreationDate": None} if ext == "pdf" else None
         with plt.rc_context({"svg.hashsalt": name}):  # stable SVG element ids: re-runs diff only where data moved
-            fig.savefig(p, dpi=150 if ext == "png" else None, bbox_inches="tight",
-                        metadata={"Date": None} if ext == "svg" else None)
+            fig.savefig(p, dpi=200 if ext == "png" else None, bbox_inches="tight", bbox_extra_artists=extra,
+                        metadata=meta)
         paths.append(p)
     plt.close(fig)
     return paths

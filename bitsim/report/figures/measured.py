@@ -4,8 +4,10 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.lines import Line2D
 
 from bitsim.report.figures.common import PALETTE8, bar_values, empty, legend_below, need, plain_log_ticks, titled
+from bitsim.report.labels import run_name
 from bitsim.report.measured import BASELINES
 from contract import measured_final_rows
 
@@ -31,132 +33,183 @@ def _speedup_tick(row, several_m: bool) -> str:
     return shape.replace(" ctx", "\nctx").replace("prefill ", "prefill\n")
 
 
-def measured_speedups(speedups: pd.DataFrame, note: str = ""):
-    """Measured kernel speedups over the FP16 baseline of the same shape, run and timing mode.
+def measured_speedups(speedups: pd.DataFrame, run: str | None = None, note: str = ""):
+    """Measured kernel speedups over the FP16 baseline of the same shape, run and timing mode: one run.
 
-    ``speedups``: a ``measured_speedups`` table.  One panel per (regime, timing mode) -- decode GEMV
-    (M = 1), small-batch GEMM, prefill GEMM, attention and whole block, each either as CUDA-graph
-    replays or launched one at a time -- so no panel mixes timing modes.  One bar per (kernel,
-    shape) with its value written on it and, where the run stored a spread (quartiles or min/max),
-    an error bar; at most 8 colours per panel, each panel with its own legend.  Log y; the line at 1
-    is the FP16 baseline (whose own bars, speedup 1 by definition, are not drawn).
+    ``speedups``: a ``measured_speedups`` table; ``run``: the ``source`` (measuring run) to draw, by
+    default the only one or, with several, the last by name -- kernels of different runs (GPUs, kernel
+    versions) are never drawn together.  One panel per regime (decode GEMV M = 1, small-batch GEMM,
+    prefill GEMM, attention and whole block), each in one timing mode (CUDA-graph replays where the
+    run has them, else launched one at a time; the panel says which).  One bar per (kernel, shape),
+    its value written on it, an error bar where the run stored a spread; each kernel keeps its colour
+    in every panel (one legend under the panels).  Log y; the line at 1 is the FP16 baseline.
     """
     need(speedups, "measured_speedups", "measured_speedups")
     d = speedups[~speedups.kernel.isin(tuple(BASELINES.values()))].copy()
     if d.empty:
         return empty("Measured kernel speedups", "no measured kernel data in reports/data/")
-    d["panel"] = d.apply(_speedup_panel, axis=1)
-    d["mode"] = np.where(d.cuda_graph.astype(bool), "CUDA graph", "one launch at a time")
     if "source" not in d.columns:
         d["source"] = ""
-    d["run"] = d.source.map(lambda x: str(x).removeprefix("measured_").rsplit(".", 1)[0].replace("_kernels", ""))
-    groups = [(p, m, r) for r in sorted(d.run.unique()) for p in _PANEL_TITLES
-              for m in ("CUDA graph", "one launch at a time")
-              if ((d.panel == p) & (d["mode"] == m) & (d.run == r)).any()]
+    run = run if run is not None else sorted(d.source.unique())[-1]
+    d = d[d.source == run]
+    if d.empty:
+        return empty("Measured kernel speedups", f"no measured kernel rows from the run {run}")
+    d["panel"] = d.apply(_speedup_panel, axis=1)
+    d["mode"] = np.where(d.cuda_graph.astype(bool), "CUDA graph", "one launch at a time")
+    panels = []
+    for p in _PANEL_TITLES:
+        modes = set(d[d.panel == p]["mode"])
+        if modes:
+            panels.append((p, "CUDA graph" if "CUDA graph" in modes else "one launch at a time"))
     kernels = list(dict.fromkeys(d.sort_values(["impl", "kernel"], ascending=[False, True]).kernel))
-    fig, axes = plt.subplots(len(groups), 1, figsize=(12.5, 2.8 * len(groups)), squeeze=False)
-    for ax, (panel, mode, run) in zip(axes[:, 0], groups):
-        p = d[(d.panel == panel) & (d["mode"] == mode) & (d.run == run)].sort_values(["M", "N", "K"])
-        several_m = p.M.nunique() > 1 and p.family.eq("linear").all()
-        shapes = list(dict.fromkeys(p["shape"]))
-        ticks = [_speedup_tick(p[p["shape"] == s].iloc[0], several_m) for s in shapes]
-        ks = [k for k in kernels if k in set(p.kernel)][:len(PALETTE8)]
-        width = 0.84 / max(len(ks), 1)
-        for j, kern in enumerate(ks):
-            s = p[p.kernel == kern].sort_values("speedup").groupby("shape").last()
-            idx = [i for i, sh in enumerate(shapes) if sh in s.index]
-            rows = s.loc[[shapes[i] for i in idx]]
-            xs = np.array(idx, dtype=float) + (j - (len(ks) - 1) / 2) * width
-            impl = rows.impl.iloc[0]
-            err = None
-            if rows.speedup_lo.notna().any():
-                err = np.vstack([(rows.speedup - rows.speedup_lo).clip(lower=0).fillna(0),
-                                 (rows.speedup_hi - rows.speedup).clip(lower=0).fillna(0)])
-            bars = ax.bar(xs, rows.speedup, width * 0.92, color=PALETTE8[j], yerr=err, capsize=2,
-                          error_kw={"lw": 0.8}, hatch=None if impl == "ours" else "...", edgecolor="white",
-                          linewidth=0.4, label=f"{kern} ({impl})")
-            bar_values(ax, bars, "{:.2f}", fontsize=6, rotation=90 if len(ks) * len(shapes) > 14 else 0)
-        ax.axhline(1.0, color="k", lw=0.9)
-        ax.set_yscale("log")
-        ax.set_xticks(range(len(shapes)))
-        ax.set_xticklabels(ticks, fontsize=8)
-        ax.set_xlim(-0.6, len(shapes) - 0.4)
-        ax.set_ylabel("speedup (x, log)")
-        ms = ", ".join(str(m) for m in sorted(set(p.M.astype(int))))
-        ax.set_title(_PANEL_TITLES[panel].format(ms=ms) + f" -- {mode}"
-                     + (f" -- {run} run" if d.run.nunique() > 1 else ""), fontsize=10, loc="left")
-        ax.grid(True, axis="y", which="both", alpha=0.3)
-        lo, hi = ax.get_ylim()
-        ax.set_ylim(lo, hi * 1.6)
-        plain_log_ticks(ax)
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
-    spread = "; error bars: " + ("quartiles or min/max of the repeats" if d.spread.ne("none").any() else
-                                 "none (one run, no spread stored)")
-    titled(fig, "Measured kernels: speedup over the FP16 baseline at the same shape, run and timing mode "
-                "(line at 1; higher is better)" + spread, note)
+    colours = class_colours(kernels)   # one colour per kernel, the same in every panel
+    ncol = min(len(panels), 2)
+    nrow = -(-len(panels) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(10.0 if ncol > 1 else 5.5, 2.7 * nrow + 1.0), squeeze=False)
+    for ax, (panel, mode) in zip(axes.flat, panels):
+        _speedup_bars(ax, d[(d.panel == panel) & (d["mode"] == mode)], colours)
+        ms = ", ".join(str(m) for m in sorted(set(d[(d.panel == panel)].M.astype(int))))
+        ax.set_title(_PANEL_TITLES[panel].format(ms=ms) + f" ({mode})", fontsize=8, loc="left")
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    spread = "error bars: " + ("quartiles or min/max of the repeats" if d.spread.ne("none").any() else
+                               "none (one run, no spread stored)")
+    gpu = f"{run_name(run)} run"
+    titled(fig, f"Measured kernels ({gpu}): speedup over the FP16 baseline at the same shape and timing mode "
+                f"(line at 1; higher is better; {spread})", note)
     fig.tight_layout()
+    legend_below(fig, list(axes.flat), ncol=4)
     return fig
+
+
+def _speedup_bars(ax, p: pd.DataFrame, colours: dict) -> None:
+    """One regime of one run: a bar per (kernel, shape) in the kernel's colour, log y, the baseline at 1."""
+    p = p.sort_values(["M", "N", "K"])
+    several_m = p.M.nunique() > 1 and p.family.eq("linear").all()
+    shapes = list(dict.fromkeys(p["shape"]))
+    ks = [k for k in colours if k in set(p.kernel)]
+    width = 0.84 / max(len(ks), 1)
+    for j, kern in enumerate(ks):
+        s = p[p.kernel == kern].sort_values("speedup").groupby("shape").last()
+        idx = [i for i, sh in enumerate(shapes) if sh in s.index]
+        rows = s.loc[[shapes[i] for i in idx]]
+        xs = np.array(idx, dtype=float) + (j - (len(ks) - 1) / 2) * width
+        err = None
+        if rows.speedup_lo.notna().any():
+            err = np.vstack([(rows.speedup - rows.speedup_lo).clip(lower=0).fillna(0),
+                             (rows.speedup_hi - rows.speedup).clip(lower=0).fillna(0)])
+        bars = ax.bar(xs, rows.speedup, width * 0.92, color=colours[kern], yerr=err, capsize=2,
+                      error_kw={"lw": 0.8}, hatch=None if rows.impl.iloc[0] == "ours" else "...", edgecolor="white",
+                      linewidth=0.4, label=f"{kern} ({rows.impl.iloc[0]})")
+        if len(ks) * len(shapes) <= 30:   # more bars than that: the values are in the CSV, the axis reads them
+            bar_values(ax, bars, "{:.2f}", fontsize=5.5, rotation=90 if len(ks) * len(shapes) > 10 else 0)
+    ax.axhline(1.0, color="k", lw=0.9)
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(shapes)))
+    many = len(shapes) > 8   # many shapes: one-line ticks, slanted
+    ticks = [_speedup_tick(p[p["shape"] == s].iloc[0], several_m) for s in shapes]
+    ax.set_xticklabels([t.replace("\n", " ") for t in ticks] if many else ticks,
+                       fontsize=5.5 if len(shapes) > 5 else 7, rotation=30 if many else 0,
+                       ha="right" if many else "center")
+    ax.set_xlim(-0.6, len(shapes) - 0.4)
+    ax.set_ylabel("speedup (x, log)", fontsize=8)
+    ax.grid(True, axis="y", which="both", alpha=0.3)
+    lo, hi = ax.get_ylim()
+    ax.set_ylim(lo, hi * 1.8)
+    plain_log_ticks(ax)
+    ax.tick_params(axis="y", labelsize=7)
+
+
+#: Colours after the 8 of PALETTE8, each far from those and from each other (hue or lightness).
+MORE_COLOURS = ("#8C564B", "#9467BD", "#7F7F7F", "#BCBD22", "#17BECF", "#1B2A6B", "#E7298A", "#66A61E",
+                "#A6761D", "#FF9DA7", "#6B0F1A", "#B3DE69")
+#: Marker of each GPU preset family in :func:`sim_vs_measured` (colours are the kernel classes').
+GPU_MARKERS = ("o", "s", "^", "D", "v", "P")
 
 
 def sim_vs_measured(cmp: pd.DataFrame, note: str = ""):
     """Simulated vs measured time per kernel call (log-log, y = x and 2x bands) and the error of each.
 
-    ``cmp``: a ``report_sim_vs_measured`` table (measured_us, sim_us, split
-    and kernel, the label of a point's group, are drawn; ``calibration``
-    points are hollow).  Left: the scatter; right: signed relative error
-    (sim - measured) / measured per call.  The title gives the median absolute
-    error of the held-out calls and, apart, of the calibration calls the fitted preset was fitted on.
-    Groups are told apart by colour (at most 8) and marker.
+    ``cmp``: a ``report_sim_vs_measured`` table (measured_us, sim_us, split, kernel_class and preset
+    are drawn; ``calibration`` points are hollow).  Each kernel class has its own colour (one legend
+    entry each, no colour reused) and each GPU its own marker (the ideal and fitted presets of one GPU
+    share it).  Left: the scatter; right: signed relative error (sim - measured) / measured per call.
+    The title gives the median absolute error of the held-out calls and, apart, of the calibration
+    calls the fitted preset was fitted on.
     """
     need(cmp, "report_sim_vs_measured", "sim_vs_measured")
     d = cmp[(cmp.measured_us > 0) & (cmp.sim_us > 0)]
     if d.empty:
         return empty("Simulator vs measured GPU", "no measured kernel data to compare")
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 5.0), gridspec_kw={"width_ratios": [1.1, 1]})
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10.0, 4.2), gridspec_kw={"width_ratios": [1.1, 1]})
     err = 100 * (d.sim_us - d.measured_us) / d.measured_us
     cal = d["split"].eq("calibration")
-    shapes = ("o", "s", "^", "D", "v", "P")
-    for k, kern in enumerate(dict.fromkeys(d.kernel)):
-        colour, mk = PALETTE8[k % len(PALETTE8)], shapes[(k // len(PALETTE8)) % len(shapes)]
-        for hollow in (False, True):
-            sel = (d.kernel == kern) & (cal == hollow)
-            if not sel.any():
-                continue
-            face = "none" if hollow else colour
-            ax.scatter(d.measured_us[sel], d.sim_us[sel], s=26, marker=mk, facecolors=face, edgecolors=colour,
-                       label=kern if hollow != ((d.kernel == kern) & ~cal).any() else None, alpha=0.85)
-            ax2.scatter(d.measured_us[sel], err[sel], s=26, marker=mk, facecolors=face, edgecolors=colour,
-                        alpha=0.85)
+    classes = list(dict.fromkeys(d.kernel_class))
+    colours = class_colours(classes)
+    gpus = list(dict.fromkeys(d.preset.astype(str).str.split("-").str[0]))
+    gpu = d.preset.astype(str).str.split("-").str[0]
+    for kern in classes:
+        for g in gpus:
+            for hollow in (False, True):
+                sel = (d.kernel_class == kern) & (gpu == g) & (cal == hollow)
+                if not sel.any():
+                    continue
+                style = dict(s=22, marker=GPU_MARKERS[gpus.index(g) % len(GPU_MARKERS)], edgecolors=colours[kern],
+                             facecolors="none" if hollow else colours[kern], alpha=0.85)
+                ax.scatter(d.measured_us[sel], d.sim_us[sel], **style)
+                ax2.scatter(d.measured_us[sel], err[sel], **style)
     lo = min(d.measured_us.min(), d.sim_us.min()) / 1.5
     hi = max(d.measured_us.max(), d.sim_us.max()) * 1.5
     xs = np.array([lo, hi])
-    ax.plot(xs, xs, "k-", lw=1, label="sim = measured")
-    ax.plot(xs, 2 * xs, "k:", lw=0.8, label="2x off")
+    ax.plot(xs, xs, "k-", lw=1)
+    ax.plot(xs, 2 * xs, "k:", lw=0.8)
     ax.plot(xs, xs / 2, "k:", lw=0.8)
-    if cal.any():
-        ax.scatter([], [], s=26, facecolors="none", edgecolors="k", label="hollow: calibration call (fitted on)")
     for a in (ax, ax2):
         a.set_xscale("log")
         a.set_xlim(lo, hi)
-        a.set_xlabel("measured time per call (us)")
+        a.set_xlabel("measured time per call (us)", fontsize=8)
         a.grid(True, which="both", alpha=0.3)
     ax.set_yscale("log")
     ax.set_ylim(lo, hi)
-    ax.set_ylabel("simulated time per call (us)")
+    ax.set_ylabel("simulated time per call (us)", fontsize=8)
     ax2.axhline(0, color="k", lw=1)
-    ax2.set_ylabel("error (sim - measured) / measured (%)")
-    ax2.set_title("error per call", fontsize=10)
-    held = ~cal
+    ax2.set_ylabel("error (sim - measured) / measured (%)", fontsize=8)
+    ax2.set_title("error per call", fontsize=8)
+    ax.set_title(_error_summary(err, cal), fontsize=8)
+    titled(fig, "Simulator vs measured GPU kernels (solid line: sim = measured; dotted: 2x off)", note)
+    fig.tight_layout()
+    fig.legend(handles=_sim_legend(classes, colours, gpus, cal.any()), loc="upper center",
+               bbox_to_anchor=(0.5, 0.0), ncol=4, fontsize=7, frameon=False)
+    return fig
+
+
+def class_colours(classes: list[str]) -> dict[str, tuple]:
+    """One distinct colour per kernel class: the 8 Okabe-Ito colours, then :data:`MORE_COLOURS`, never one twice."""
+    pool = list(PALETTE8) + list(MORE_COLOURS)
+    if len(classes) > len(pool):
+        raise ValueError(f"sim_vs_measured: {len(classes)} kernel classes, at most {len(pool)} distinct colours")
+    return dict(zip(classes, pool))
+
+
+def _error_summary(err: pd.Series, cal: pd.Series) -> str:
     parts = []
-    if held.any():
-        parts.append(f"held-out: median |error| {np.median(np.abs(err[held])):.0f}% ({int(held.sum())} calls)")
+    if (~cal).any():
+        parts.append(f"held-out: median |error| {np.median(np.abs(err[~cal])):.0f}% ({int((~cal).sum())} calls)")
     if cal.any():
         parts.append(f"calibration (fitted on): {np.median(np.abs(err[cal])):.0f}% ({int(cal.sum())} calls)")
-    ax.set_title("; ".join(parts), fontsize=9)
-    titled(fig, "Simulator vs measured GPU kernels", note)
-    fig.tight_layout()
-    legend_below(fig, [ax], ncol=3)
-    return fig
+    return "; ".join(parts)
+
+
+def _sim_legend(classes: list[str], colours: dict, gpus: list[str], has_calibration: bool) -> list:
+    """Legend handles: one per kernel class (its colour), one per GPU (its marker), and the hollow = calibration key."""
+    dot = dict(linestyle="none", markersize=5)
+    out = [Line2D([], [], marker="o", color=colours[c], label=c, **dot) for c in classes]
+    out += [Line2D([], [], marker=GPU_MARKERS[i % len(GPU_MARKERS)], color="0.3", label=f"{g} (ideal and fitted "
+                   "presets)", **dot) for i, g in enumerate(gpus)]
+    if has_calibration:
+        out.append(Line2D([], [], marker="o", markerfacecolor="none", color="0.3", label="hollow: calibration call "
+                          "(fitted on)", **dot))
+    return out
 
 
 def measured_roofline(measured: pd.DataFrame, preset_roofs: dict | None = None, note: str = ""):
@@ -179,7 +232,7 @@ def measured_roofline(measured: pd.DataFrame, preset_roofs: dict | None = None, 
     runs = [(src, m) for src, m in runs if (m.op == "ceiling").any() and (m.op != "ceiling").any()]
     if not runs:
         return empty("Measured kernels on the GPU roofline", "no measured kernel rows with ceilings")
-    fig, axes = plt.subplots(len(runs), 2, figsize=(13, 5.0 * len(runs)), squeeze=False,
+    fig, axes = plt.subplots(len(runs), 2, figsize=(10.0, 4.4 * len(runs)), squeeze=False,
                              gridspec_kw={"width_ratios": [1.25, 1]})
     for (src, m), (ax, ax2) in zip(runs, axes):
         _roofline_row(ax, ax2, m, (preset_roofs or {}).get(src), src)
@@ -232,7 +285,7 @@ def _roofline_row(ax, ax2, measured: pd.DataFrame, preset_roofs: dict | None, so
     ax.set_xlabel("arithmetic intensity (ops / minimum byte)")
     ax.set_ylabel("achieved TOP/s")
     gpu = ", ".join(sorted({str(g) for g in measured.gpu.dropna()})) if "gpu" in measured.columns else ""
-    ax.set_title(f"{gpu} ({source}): every timed call under the roofs of its run", fontsize=10)
+    ax.set_title(f"{gpu} ({run_name(source)} run):\nevery timed call under the roofs of its run", fontsize=8)
     ax.grid(True, which="both", alpha=0.25)
     ax.legend(fontsize=8, loc="lower right")
     dec = d[((d.op.isin(["gemv", "sparse_gemv"])) & (d.M == 1)) | (d.op == "attention_decode")].copy()
@@ -251,5 +304,5 @@ def _roofline_row(ax, ax2, measured: pd.DataFrame, preset_roofs: dict | None, so
     ax2.set_xlim(0, max(100.0, 1.05 * float(frac.max())))
     ax2.set_xlabel(f"achieved bandwidth, % of copy ({bw:.0f} GB/s; dotted: 80 %)")
     ax2.set_title("Decode (M = 1) GEMV and attention: bytes moved per second\n(fastest timing of each; "
-                  "[graph]: CUDA-graph replays)", fontsize=10)
+                  "[graph]: CUDA-graph replays)", fontsize=8)
     ax2.grid(True, axis="x", alpha=0.3)

@@ -27,7 +27,7 @@ def roofline(ops: pd.DataFrame, ceilings: pd.DataFrame, title: str = "Roofline",
         return empty(title, "no ops")
     ncol = 2 if len(accs) in (2, 4) else min(len(accs), 3)
     nrow = -(-len(accs) // ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(5.6 * ncol, 4.2 * nrow), squeeze=False)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(min(5.0 * ncol, 10.0), 3.8 * nrow), squeeze=False)
     for k, acc in enumerate(accs):
         ax = axes[k // ncol][k % ncol]
         d = ops[(ops.accelerator == acc) & (ops.intensity > 0) & (ops.achieved_ops_s > 0)]

@@ -1,0 +1,107 @@
+"""``bitsim serve SPEC.yaml -o DIR``: simulate serving a request stream on a deployment of chips.
+
+The spec names the model, datapath, accelerator (preset or YAML), parallelism, interconnect,
+scheduler, workload and latency targets (``bitsim.experiments.serving.ServeSpec``).  DIR receives
+``requests.csv``, ``iterations.csv``, ``summary.csv`` / ``summary.json``, ``fit.csv`` (cost-model fit
+against direct simulation), ``occupancy.csv``, ``timeline.json`` (Perfetto) and figures; with
+``search.enabled`` also ``search.csv`` and the throughput-latency figure.  The direct simulations
+are cached in ``DIR/cost_cache.csv`` (or ``--cache``) so a second run starts at once.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from bitsim.experiments.serving import load_spec, run_spec, validation_table, write_outputs
+from contract import check_output_folder, publish_folder, temporary_sibling, write_table
+
+OUTPUT_NAMES = ("validation.csv", "requests.csv", "iterations.csv", "summary.csv", "summary.json", "fit.csv",
+                "occupancy.csv", "search.csv", "timeline.json", "latency_cdf.png", "kv_occupancy.png",
+                "throughput_latency.png", "cost_cache.csv", "cost_cache.facts.json")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "serve", help="simulate serving a request stream (batching, SLOs)",
+        description="Simulate a deployment serving a workload under latency targets: continuous batching "
+                    "over paged KV, tensor / pipeline parallelism over an interconnect, per-iteration cost "
+                    "from op traces simulated on the accelerator.  Writes per-request, per-iteration and "
+                    "summary tables, a Perfetto timeline and figures into DIR.")
+    p.add_argument("spec", nargs="?", help="serve spec YAML (see reports/specs/serve-7b.yaml)")
+    p.add_argument("-o", "--out", required=True, help="output folder")
+    p.add_argument("--cache", default=None, help="cost-model cache CSV (default DIR/cost_cache.csv)")
+    p.add_argument("--force", action="store_true", help="replace an existing output folder of this command")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.add_argument("--validate", action="store_true",
+                   help="instead of a spec: write DIR/validation.csv (hand-computed schedules, all-reduce "
+                        "latencies, published 70B GPU serving numbers, cost-model fits; ~40 direct simulations "
+                        "on a first run, cached)")
+    p.set_defaults(func=_run)
+
+
+def _validate(args: argparse.Namespace, out: Path) -> int:
+    check_output_folder(out, _owned, force=args.force)
+    log = None if args.quiet else (lambda m: print(f"bitsim serve: {m}", file=sys.stderr))
+    tmp = temporary_sibling(out)
+    cache = Path(args.cache) if args.cache else tmp / "cost_cache.csv"
+    for old in (out / "cost_cache.csv", out / "cost_cache.facts.json"):
+        if not args.cache and old.exists():
+            (tmp / old.name).write_bytes(old.read_bytes())
+    try:
+        table = validation_table(cache, progress=log)
+        write_table(table, tmp / "validation.csv", "serving_validation")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    publish_folder(tmp, out, _owned)
+    for r in table.itertuples(index=False):
+        print(f"{'pass' if r.passed else 'MISS'} {r.error * 100:+7.1f} %  {r.check}: {r.simulated:.4g} vs "
+              f"{r.reference:.4g} {r.unit}")
+    return 0
+
+
+def _owned(folder: Path) -> bool:
+    return all(p.name in OUTPUT_NAMES for p in folder.iterdir())
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.validate == bool(args.spec):
+        raise ValueError("give a serve spec or --validate (one of them)")
+    out = Path(args.out)
+    if args.validate:
+        return _validate(args, out)
+    spec = load_spec(args.spec)
+    cache = Path(args.cache) if args.cache else None
+    reuse = out / "cost_cache.csv"
+    check_output_folder(out, _owned, force=args.force)
+    t0 = time.perf_counter()
+    log = None if args.quiet else (lambda m: print(f"bitsim serve: {m}", file=sys.stderr))
+    tmp = temporary_sibling(out)
+    if cache is None:
+        cache = tmp / "cost_cache.csv"
+        for old in (reuse, reuse.with_suffix(".facts.json")):
+            if old.exists():
+                (tmp / old.name).write_bytes(old.read_bytes())
+    try:
+        result = run_spec(spec, cache_csv=cache, progress=log)
+        write_outputs(spec, result, tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    publish_folder(tmp, out, _owned)
+    s = result["result"].summary.iloc[0]
+    line = (f"{spec.name}: {s['finished']}/{s['requests']} requests on {s['chips']} chip(s), "
+            f"{s['throughput_rps']:.3g} req/s, {s['output_tokens_per_s']:.4g} tok/s, "
+            f"TTFT p50/p90/p99 {s['ttft_p50_s'] * 1e3:.4g}/{s['ttft_p90_s'] * 1e3:.4g}/{s['ttft_p99_s'] * 1e3:.4g} ms, "
+            f"TPOT p50/p90/p99 {s['tpot_p50_s'] * 1e3:.4g}/{s['tpot_p90_s'] * 1e3:.4g}/{s['tpot_p99_s'] * 1e3:.4g} ms, "
+            f"goodput {s['goodput_rps']:.3g} req/s (attainment {s['attainment']:.3f}), "
+            f"{s['tokens_per_j']:.3g} tok/J")
+    if "best_rate" in result:
+        line += f", highest rate meeting targets {result['best_rate']:.4g} req/s"
+        if result["chips_needed"] == result["chips_needed"]:
+            line += f", {result['chips_needed']:.0f} chips for {spec.search.target_rate:g} req/s"
+    print(line + f" [{time.perf_counter() - t0:.1f} s] -> {out}")
+    return 0

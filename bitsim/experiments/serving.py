@@ -1,0 +1,524 @@
+"""Serving a model on simulated chips: the iteration cost model from op traces and ``sim.simulate``,
+the serve spec (``bitsim serve SPEC.yaml``), its outputs and figures, and the validation rows.
+
+``sim.serving`` is pure (workloads, scheduler, interconnect, metrics) and takes any iteration cost
+model; here one is built for a model, a datapath and an accelerator at a tensor-parallel degree:
+each direct evaluation is an op trace of one tensor-parallel shard (``model.trace.build_trace`` on a
+config with ``n_heads / tp`` query heads, ``max(1, n_kv_heads / tp)`` KV heads (replicated when fewer
+than ``tp``), ``ffn_dim / tp`` and ``vocab_size / tp``: the column-split Q/K/V/gate/up and row-split
+O/down projections) simulated by ``sim.simulate``; a grid of them is interpolated
+(:class:`sim.serving.GridCostModel`) and its error against direct evaluation off the grid reported.
+Direct evaluations are cached in a CSV beside the outputs (building a trace takes seconds).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+import sim
+from contract import validate, write_table
+from contract.config import check_fields, check_number, load_yaml, quote
+from contract.io import atomic_path, check_input_file, write_json_atomic
+from contract.limits import limit
+from model.config import ModelConfig, get_config
+from model.trace import build_trace, kv_bytes
+from sim.serving import (
+    ChipFacts,
+    GridCostModel,
+    InterconnectConfig,
+    ParallelConfig,
+    SchedulerConfig,
+    ServeResult,
+    Targets,
+    WorkloadConfig,
+    load_interconnect,
+    occupancy_over_time,
+    search_rate,
+    serve,
+    write_timeline,
+)
+from sim.serving.validation import allreduce_checks, hand_checks, row
+from sim.serving.workload import anchor, anchors
+
+PROFILES = ("measured", "paper-table2", "trained")
+
+
+# ---------------------------------------------------------------------------- the spec
+@dataclass(frozen=True, kw_only=True)
+class GridConfig:
+    """Grid of direct simulations the cost model interpolates (see sim.serving.GridCostModel)."""
+    tokens: tuple = (1, 16, 128, 1024)     # at most contract.MAX_BATCH (a decode step of that batch)
+    batches: tuple = (1, 16, 128)          # best a subset of tokens: the context-free steps are shared
+    contexts: tuple = (512, 4096)
+    chunks: tuple = (128, 1024)
+
+    def __post_init__(self) -> None:
+        for f in ("tokens", "batches", "contexts", "chunks"):
+            v = getattr(self, f)
+            if not isinstance(v, (list, tuple)) or not v:
+                raise ValueError(f"grid.{f}: expected a non-empty list of integers, got {quote(v)}")
+            vals = [check_number(x, f"grid.{f}[{i}]", integer=True, lo=1, hi=1 << 20) for i, x in enumerate(v)]
+            if sorted(set(vals)) != vals:
+                raise ValueError(f"grid.{f}: values must be increasing, got {quote(v)}")
+            object.__setattr__(self, f, tuple(vals))
+
+
+@dataclass(frozen=True, kw_only=True)
+class SearchConfig:
+    enabled: bool = False
+    lo: float = 0.05
+    hi: float = 200.0
+    rel_tol: float = 0.05
+    requests: int = 0                     # > 0: requests per trial rate (default: the workload's)
+    target_rate: float = 0.0              # > 0: req/s the service must carry; sizes chips_needed
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.enabled, bool):
+            raise ValueError(f"search.enabled: expected true or false, got {quote(self.enabled)}")
+        check_number(self.lo, "search.lo", lo=0, lo_open=True, unit="req/s")
+        check_number(self.hi, "search.hi", lo=self.lo, lo_open=True, unit="req/s")
+        check_number(self.rel_tol, "search.rel_tol", lo=1e-3, hi=1)
+        check_number(self.requests, "search.requests", integer=True, lo=0, hi=10_000_000)
+        check_number(self.target_rate, "search.target_rate", lo=0, hi=1e6, unit="req/s")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServeSpec:
+    name: str
+    model: str
+    datapath: str
+    accelerator: str
+    profile: str = "measured"
+    seed: int = 0
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
+    interconnect: InterconnectConfig | None = None
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    workload: WorkloadConfig = field(default_factory=WorkloadConfig)
+    targets: Targets = field(default_factory=Targets)
+    grid: GridConfig = field(default_factory=GridConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+
+
+SECTIONS = {"parallel": ParallelConfig, "scheduler": SchedulerConfig, "workload": WorkloadConfig,
+            "targets": Targets}
+
+
+def _section(cls, raw, where: str):
+    d = check_fields(raw if raw is not None else {}, [f.name for f in dataclasses.fields(cls)], where)
+    return cls(**d)
+
+
+def spec_from_dict(raw: object, where: str = "serve spec", base: Path | None = None) -> ServeSpec:
+    """A validated :class:`ServeSpec`; errors name the field and its choices."""
+    known = [f.name for f in dataclasses.fields(ServeSpec)]
+    d = check_fields(raw, known, where, required=("name", "model", "datapath", "accelerator"))
+    for k in ("name", "model", "datapath", "accelerator", "profile"):
+        if k in d and (not isinstance(d[k], str) or not d[k]):
+            raise ValueError(f"{where}: {k}: expected a non-empty string, got {quote(d[k])}")
+    if d.get("profile", "measured") not in PROFILES:
+        raise ValueError(f"{where}: profile: unknown profile {quote(d['profile'])}; known: {PROFILES}")
+    check_number(d.get("seed", 0), f"{where}: seed", integer=True, lo=0, hi=2**31 - 1)
+    for k, cls in SECTIONS.items():
+        if k in d:
+            d[k] = _section(cls, d[k], f"{where}: {k}")
+    if "grid" in d:
+        d["grid"] = _section(GridConfig, d["grid"], f"{where}: grid")
+    if "search" in d:
+        d["search"] = _section(SearchConfig, d["search"], f"{where}: search")
+    if d.get("interconnect") is not None:
+        d["interconnect"] = load_interconnect(d["interconnect"])
+    if base is not None:
+        for k in ("model", "accelerator"):
+            p = base / d[k]
+            if d[k].endswith((".yaml", ".yml")) and not Path(d[k]).is_absolute() and p.exists():
+                d[k] = str(p)
+        w = d.get("workload")
+        if w is not None and w.csv and not Path(w.csv).is_absolute() and (base / w.csv).exists():
+            d["workload"] = dataclasses.replace(w, csv=str(base / w.csv))
+    spec = ServeSpec(**d)
+    get_config(spec.model, spec.datapath)           # the model and datapath exist
+    sim.config.load_accelerator(spec.accelerator)   # the accelerator exists and is valid
+    return spec
+
+
+def load_spec(path: str | Path) -> ServeSpec:
+    p = Path(path)
+    return spec_from_dict(load_yaml(p), where=p.name, base=p.parent)
+
+
+# ---------------------------------------------------------------------------- the cost model
+def shard_config(model: "str | ModelConfig", datapath: str, tp: int) -> ModelConfig:
+    """The per-chip shard of ``model`` at tensor-parallel degree ``tp`` (see module doc)."""
+    cfg = get_config(model, datapath)
+    if tp == 1:
+        return cfg
+    for name, v in (("n_heads", cfg.n_heads), ("ffn_dim", cfg.ffn_dim)):
+        if v % tp:
+            raise ValueError(f"parallel.tp = {tp} does not divide the model's {name} ({v})")
+    kv = cfg.kv_heads
+    if kv % tp and tp % kv:
+        raise ValueError(f"parallel.tp = {tp} and the model's n_kv_heads ({kv}): one must divide the other")
+    return cfg.replace(name=f"{cfg.name}-tp{tp}", n_heads=cfg.n_heads // tp, n_kv_heads=max(1, kv // tp),
+                       head_dim=cfg.hd, ffn_dim=cfg.ffn_dim // tp, vocab_size=-(-cfg.vocab_size // tp))
+
+
+def _cache_key(shard: ModelConfig, datapath: str, accel: sim.AcceleratorConfig, profile: str, seed: int) -> str:
+    doc = json.dumps([dataclasses.asdict(shard), datapath, dataclasses.asdict(accel), profile, seed],
+                     sort_keys=True, default=str)
+    return hashlib.sha256(doc.encode()).hexdigest()[:16]
+
+
+class TraceEvaluator:
+    """Direct evaluation of one iteration shape: build the shard's op trace, simulate it.
+
+    Returns (seconds of one chip, joules of the ``tp`` chips); results are kept in ``cache_csv``
+    (one row per shape, keyed by a hash of model shard, datapath, accelerator, profile and seed)."""
+
+    def __init__(self, shard: ModelConfig, datapath: str, accel: sim.AcceleratorConfig, tp: int,
+                 profile: str = "measured", seed: int = 0, cache_csv: "str | Path | None" = None,
+                 progress: Callable[[str], None] | None = None) -> None:
+        self.shard, self.datapath, self.accel, self.tp = shard, datapath, accel, tp
+        self.profile, self.seed, self.progress = profile, seed, progress
+        self.key = _cache_key(shard, datapath, accel, profile, seed)
+        self.cache_csv = Path(cache_csv) if cache_csv else None
+        self.cache: dict = {}
+        self.last_summary = None
+        self.calls = 0
+        if self.cache_csv and self.cache_csv.exists():
+            t = read_cost_cache(self.cache_csv)
+            for r in t[t["key"] == self.key].itertuples(index=False):
+                self.cache[(r.phase, int(r.batch), int(r.new_tokens), int(r.context))] = (r.seconds, r.joules)
+
+    def __call__(self, phase: str, batch: int, new_tokens: int, context: int) -> tuple[float, float]:
+        k = (phase, batch, new_tokens, context)
+        if k in self.cache:
+            return self.cache[k]
+        t0 = time.perf_counter()
+        res = self.simulate(phase, batch, new_tokens, context)
+        s = res.summary
+        self.cache[k] = (float(s.latency_s), float(s.energy_j) * self.tp)
+        self.calls += 1
+        if self.progress:
+            self.progress(f"simulated {phase} batch {batch} new {new_tokens} context {context}: "
+                          f"{s.latency_s * 1e3:.3f} ms ({time.perf_counter() - t0:.1f} s)")
+        self._save()
+        return self.cache[k]
+
+    def simulate(self, phase: str, batch: int, new_tokens: int, context: int) -> sim.SimResult:
+        trace = build_trace(self.shard, self.datapath, phase=phase, context=context, batch=batch, seed=self.seed,
+                            profile=self.profile, prefill_tokens=new_tokens if phase == "prefill" else None)
+        res = sim.simulate(trace, self.accel)
+        self.last_summary = res.summary
+        return res
+
+    def _save(self) -> None:
+        if not self.cache_csv:
+            return
+        rows = [dict(key=self.key, phase=p, batch=b, new_tokens=n, context=c, seconds=s, joules=j)
+                for (p, b, n, c), (s, j) in self.cache.items()]
+        old = read_cost_cache(self.cache_csv) if self.cache_csv.exists() else pd.DataFrame()
+        if len(old):
+            old = old[old["key"] != self.key]
+        out = pd.concat([old, pd.DataFrame(rows)], ignore_index=True)
+        with atomic_path(self.cache_csv) as tmp:
+            out.to_csv(tmp, index=False)
+
+
+COST_CACHE_COLUMNS = ("key", "phase", "batch", "new_tokens", "context", "seconds", "joules")
+MAX_COST_CACHE_BYTES = limit("serving cost-cache file size", 64 << 20, unit="bytes", area="serving",
+                             applies_to="bitsim serve --cache", why="a grid of a few hundred simulated points "
+                             "per deployment is tens of KB")
+
+
+def read_cost_cache(path: Path) -> pd.DataFrame:
+    """The cached direct simulations (``--cache``): a regular file of bounded size whose times and energies are
+    finite and >= 0; anything else is a ``ValueError`` naming the file (a hand-edited cache never reaches a
+    result)."""
+    check_input_file(path, what="cost cache", expected="a CSV written by bitsim serve --cache",
+                     max_bytes=MAX_COST_CACHE_BYTES, why="a cost cache is tens of KB")
+    try:
+        t = pd.read_csv(path)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"cost cache {path}: not a CSV written by bitsim serve ({str(e)[:200]})") from None
+    missing = [c for c in COST_CACHE_COLUMNS if c not in t.columns]
+    if missing:
+        raise ValueError(f"cost cache {path}: missing column(s) {missing}; not written by bitsim serve")
+    for c in ("batch", "new_tokens", "context", "seconds", "joules"):
+        v = pd.to_numeric(t[c], errors="coerce").to_numpy(dtype=float)
+        if not (np.isfinite(v) & (v >= 0)).all():
+            raise ValueError(f"cost cache {path}: column {c!r} must hold finite numbers >= 0; "
+                             f"move the file away to rebuild it")
+    if (t["seconds"] <= 0).any():
+        raise ValueError(f"cost cache {path}: an iteration of 0 s or less; move the file away to rebuild it")
+    return t
+
+
+def chip_facts(shard: ModelConfig, datapath: str, accel: sim.AcceleratorConfig, tp: int,
+               summary: "sim.SimSummary", full: ModelConfig) -> ChipFacts:
+    """Weights, KV bytes per token, memory and area of one chip holding ``shard``."""
+    kv_token = 2 * shard.n_layers * kv_bytes(shard, 1, 1, 2)
+    return ChipFacts(name=accel.name, tp=tp, weight_bytes=float(summary.weight_bytes), kv_bytes_per_token=kv_token,
+                     capacity_bytes=float(summary.capacity_bytes), area_mm2=float(summary.area_mm2),
+                     hidden=full.dim, n_layers=full.n_layers)
+
+
+def _facts_path(cache_csv: "str | Path | None") -> Path | None:
+    return Path(cache_csv).with_suffix(".facts.json") if cache_csv else None
+
+
+def _cached_facts(ev: TraceEvaluator, cache_csv: "str | Path | None") -> ChipFacts | None:
+    p = _facts_path(cache_csv)
+    if p is None or not p.exists():
+        return None
+    doc = json.loads(p.read_text())
+    return ChipFacts(**doc[ev.key]) if ev.key in doc else None
+
+
+def _save_facts(ev: TraceEvaluator, cache_csv: "str | Path | None", facts: ChipFacts) -> None:
+    p = _facts_path(cache_csv)
+    if p is None:
+        return
+    doc = json.loads(p.read_text()) if p.exists() else {}
+    doc[ev.key] = dataclasses.asdict(facts)
+    write_json_atomic(doc, p, indent=1)
+
+
+def build_cost_model(model: "str | ModelConfig", datapath: str, accelerator: "str | sim.AcceleratorConfig",
+                     tp: int = 1, grid: GridConfig | None = None, profile: str = "measured", seed: int = 0,
+                     cache_csv: "str | Path | None" = None,
+                     progress: Callable[[str], None] | None = None) -> GridCostModel:
+    """A fitted iteration cost model of ``model`` on ``accelerator`` chips at tensor-parallel degree ``tp``."""
+    grid = grid or GridConfig()
+    full = get_config(model, datapath)
+    shard = shard_config(full, datapath, tp)
+    accel = sim.config.load_accelerator(accelerator)
+    ev = TraceEvaluator(shard, datapath, accel, tp, profile, seed, cache_csv, progress)
+    facts = _cached_facts(ev, cache_csv)
+    if facts is None:
+        ev.simulate("decode", 1, 1, grid.contexts[0])       # the chip facts (weights, memory, area)
+        facts = chip_facts(shard, datapath, accel, tp, ev.last_summary, full)
+        _save_facts(ev, cache_csv, facts)
+    return GridCostModel(facts=facts, evaluate=ev, tokens=grid.tokens, batches=grid.batches,
+                         contexts=grid.contexts, chunks=grid.chunks)
+
+
+def fit_points(grid: GridConfig) -> list[tuple[str, int, int, int]]:
+    """Shapes off the grid (geometric midpoints of its batches, contexts and chunks) where the fit is
+    checked against direct simulation."""
+    def mids(v: tuple) -> list[int]:
+        return [int(round(math.sqrt(x * y))) for x, y in zip(v, v[1:])] or [v[0]]
+    c = mids(grid.contexts)[0]
+    return ([("decode", b, 1, c) for b in mids(grid.batches)]
+            + [("prefill", 1, p, p + c) for p in mids(grid.chunks)])
+
+
+# ---------------------------------------------------------------------------- running a spec
+def run_spec(spec: ServeSpec, cache_csv: "str | Path | None" = None,
+             progress: Callable[[str], None] | None = None) -> dict:
+    """Build the cost model, serve the workload (and search the highest rate); every table of the run."""
+    cost = build_cost_model(spec.model, spec.datapath, spec.accelerator, spec.parallel.tp, spec.grid,
+                            spec.profile, spec.seed, cache_csv, progress)
+    res = serve(spec.workload, cost, spec.scheduler, spec.parallel, spec.interconnect, spec.targets)
+    out = {"result": res, "cost": cost, "fit": cost.fit_error(fit_points(spec.grid))}
+    if spec.search.enabled:
+        w = spec.workload
+        if spec.search.requests:
+            w = dataclasses.replace(w, requests=spec.search.requests)
+        best, tried = search_rate(w, cost, spec.scheduler, spec.parallel, spec.interconnect, spec.targets,
+                                  spec.search.lo, spec.search.hi, spec.search.rel_tol, progress)
+        out["best_rate"], out["search"] = best, tried
+        out["chips_needed"] = chips_needed(spec.search.target_rate, best, spec.parallel)
+    return out
+
+
+def chips_needed(target_rate: float, best_rate: float, parallel: ParallelConfig) -> float:
+    """Chips to carry ``target_rate`` req/s within the targets: whole deployments of this shape, each
+    carrying ``best_rate`` (NaN without a target or when no rate met the targets)."""
+    if target_rate <= 0 or not best_rate > 0:
+        return math.nan
+    return float(math.ceil(target_rate / best_rate - 1e-9) * parallel.chips)
+
+
+def write_outputs(spec: ServeSpec, out: dict, folder: Path) -> list[Path]:
+    """Per-request, per-iteration and summary tables, the fit table, the timeline and the figures."""
+    res: ServeResult = out["result"]
+    summary = res.summary.assign(name=spec.name, model=spec.model, datapath=spec.datapath,
+                                 accelerator=spec.accelerator, best_rate=out.get("best_rate", math.nan),
+                                 target_rate=spec.search.target_rate, chips_needed=out.get("chips_needed", math.nan))
+    paths = [write_table(res.requests, folder / "requests.csv", "serving_requests"),
+             write_table(res.iterations, folder / "iterations.csv", "serving_iterations"),
+             write_table(summary, folder / "summary.csv", "serving_summary"),
+             write_timeline(res.iterations, folder / "timeline.json")]
+    fit = out["fit"]
+    with atomic_path(folder / "fit.csv") as tmp:
+        fit.to_csv(tmp, index=False)
+    paths.append(folder / "fit.csv")
+    with atomic_path(folder / "occupancy.csv") as tmp:
+        occupancy_over_time(res.iterations).to_csv(tmp, index=False)
+    paths.append(folder / "occupancy.csv")
+    if "search" in out:
+        with atomic_path(folder / "search.csv") as tmp:
+            out["search"].to_csv(tmp, index=False)
+        paths.append(folder / "search.csv")
+    paths += plot_run(res, folder, out.get("search"))
+    doc = dict(spec=spec.name, summary=validate(summary, "serving_summary").iloc[0].to_dict(),
+               fit_max_abs_error_s=float(np.nanmax(np.abs(fit["error_s"]))) if len(fit) else None,
+               chip_facts=dataclasses.asdict(out["cost"].facts))
+    paths.append(write_json_atomic(json.loads(json.dumps(doc, default=_json_default)), folder / "summary.json",
+                                   indent=2))
+    return paths
+
+
+def _json_default(x):
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, (np.floating,)):
+        return None if not np.isfinite(x) else float(x)
+    if isinstance(x, np.bool_):
+        return bool(x)
+    return str(x)
+
+
+# ---------------------------------------------------------------------------- figures
+def plot_run(res: ServeResult, folder: Path, search: pd.DataFrame | None = None) -> list[Path]:
+    """Latency CDFs (TTFT, TPOT, end-to-end), KV occupancy over time and, with a search, throughput vs latency."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+    r = res.requests[np.isfinite(res.requests["finish_s"])]
+    for ax, m in zip(axes, ("ttft_s", "tpot_s", "e2e_s")):
+        x = np.sort(r[m].to_numpy() * 1e3)
+        ax.plot(x, np.arange(1, len(x) + 1) / max(len(x), 1))
+        ax.set_xlabel(f"{m[:-2].upper()} (ms)")
+        ax.set_ylabel("share of requests")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    paths.append(_save(fig, folder / "latency_cdf.png"))
+    occ = occupancy_over_time(res.iterations)
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    ax.plot(occ["time_s"], occ["kv_occupancy"], label="KV occupancy")
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("share of KV blocks held")
+    ax2 = ax.twinx()
+    ax2.bar(occ["time_s"], occ["preemptions"], width=(occ["time_s"].diff().median() or 1.0), alpha=0.3,
+            color="C3", label="preemptions")
+    ax2.set_ylabel("preemptions per window")
+    ax2.set_ylim(0, max(1.0, float(occ["preemptions"].max()) * 1.1))
+    fig.tight_layout()
+    paths.append(_save(fig, folder / "kv_occupancy.png"))
+    if search is not None and len(search):
+        s = search.sort_values("rate")
+        fig, ax = plt.subplots(figsize=(6, 3.2))
+        for m, lab in (("ttft_p90_s", "TTFT p90"), ("tpot_p90_s", "TPOT p90")):
+            ax.plot(s["throughput_rps"], s[m] * 1e3, "o-", label=lab)
+        ax.set_xlabel("throughput (req/s)")
+        ax.set_ylabel("latency (ms)")
+        ax.set_yscale("log")
+        ax.legend()
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        paths.append(_save(fig, folder / "throughput_latency.png"))
+    return paths
+
+
+def _save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return path
+
+
+# ---------------------------------------------------------------------------- validation
+GPU_MODEL = "llama3-70b"
+GPU_DATAPATH = "w8a8-fp8"         # the published runs serve FP8 weights and activations
+GPU_TOLERANCE = 0.20
+GPU_NOTE = "w8a8-fp8 on h100-like over nvlink4-h100"
+
+
+def gpu_checks(cache_csv: "str | Path | None" = None, grid: GridConfig | None = None,
+               progress: Callable[[str], None] | None = None, requests: int = 200) -> tuple[pd.DataFrame, dict]:
+    """The GPU preset against published 70B serving numbers: inter-token latency at TP 2 and concurrency 1,
+    and the throughput gain from TP 2 to TP 8 under a saturating load.  Rows and the runs behind them."""
+    src = anchors().set_index("name")["source"]
+    grid = grid or GridConfig()
+    runs = {}
+    costs = {tp: build_cost_model(GPU_MODEL, GPU_DATAPATH, "h100-like", tp, grid, "measured", 0, cache_csv, progress)
+             for tp in (2, 8)}
+    one = pd.DataFrame([(0.0, 1000, 1000)], columns=["arrival_s", "prompt_tokens", "output_tokens"])
+    itl = serve(one, costs[2], SchedulerConfig(), ParallelConfig(tp=2), "nvlink4-h100")
+    runs["itl_tp2"] = itl
+    ref = anchor("h100.70b.tp2_itl_concurrency1")
+    rows = [row(f"70B inter-token latency, TP 2, concurrency 1 (1000 in / 1000 out; {GPU_NOTE})", "serving",
+                itl.requests["tpot_s"].iloc[0] * 1e3, ref, "ms", GPU_TOLERANCE,
+                src["h100.70b.tp2_itl_concurrency1"])]
+    w = WorkloadConfig(requests=requests, rate=1000.0, lengths="conversation", seed=0)
+    tput = {}
+    for tp in (2, 8):
+        res = serve(w, costs[tp], SchedulerConfig(), ParallelConfig(tp=tp), "nvlink4-h100")
+        runs[f"saturated_tp{tp}"] = res
+        tput[tp] = float(res.summary["output_tokens_per_s"].iloc[0])
+    rows.append(row(f"70B output throughput TP 8 / TP 2 under a saturating load ({requests} conversation requests "
+                    f"at once; {GPU_NOTE})", "serving", tput[8] / tput[2],
+                    anchor("h100.70b.tp8_over_tp2_throughput"), "ratio", GPU_TOLERANCE,
+                    src["h100.70b.tp8_over_tp2_throughput"]))
+    for tp, cost in costs.items():
+        fit = cost.fit_error(fit_points(grid))
+        for r in fit.itertuples(index=False):
+            rows.append(row(f"cost-model fit, {GPU_MODEL} {GPU_DATAPATH} h100-like TP {tp}: {r.phase} batch {r.batch} "
+                            f"new {r.new_tokens} context {r.context}", "fit", r.fitted_s, r.direct_s, "s", 0.10,
+                            "direct sim.simulate of the same shape"))
+    return pd.DataFrame(rows), runs
+
+
+def validation_table(cache_csv: "str | Path | None" = None, progress: Callable[[str], None] | None = None,
+                     gpu: bool = True) -> pd.DataFrame:
+    """Every serving validation row: hand cases, all-reduce latencies, GPU serving numbers, cost-model fits."""
+    parts = [hand_checks(), allreduce_checks()]
+    if gpu:
+        parts.append(gpu_checks(cache_csv, progress=progress)[0])
+    return validate(pd.concat(parts, ignore_index=True), "serving_validation")
+
+
+# ---------------------------------------------------------------------------- the study's serving comparison
+@dataclass(frozen=True, kw_only=True)
+class Deployment:
+    label: str
+    model: str
+    datapath: str
+    accelerator: str
+    tp: int = 1
+
+
+def compare_deployments(deployments: list[Deployment], workload: WorkloadConfig, scheduler: SchedulerConfig,
+                        targets: Targets, interconnect: "InterconnectConfig | str | None" = None,
+                        target_rate: float = 0.0, grid: GridConfig | None = None,
+                        cache_csv: "str | Path | None" = None, lo: float = 0.05, hi: float = 200.0,
+                        progress: Callable[[str], None] | None = None) -> pd.DataFrame:
+    """Each deployment at the highest rate meeting the same targets: chips, tokens per joule, tokens/s per mm2."""
+    rows = []
+    for d in deployments:
+        cost = build_cost_model(d.model, d.datapath, d.accelerator, d.tp, grid, cache_csv=cache_csv, progress=progress)
+        par = ParallelConfig(tp=d.tp)
+        best, tried = search_rate(workload, cost, scheduler, par, interconnect, targets, lo=lo, hi=hi)
+        at = tried[tried["rate"] == best].iloc[0] if best == best else tried.iloc[0]
+        rows.append(dict(label=d.label, model=d.model, datapath=d.datapath, accelerator=d.accelerator, tp=d.tp,
+                         best_rate=best, chips=par.chips, chips_needed=chips_needed(target_rate, best, par),
+                         tokens_per_j=at["tokens_per_j"], output_tokens_per_s=at["output_tokens_per_s"],
+                         output_tokens_per_s_per_chip=at["output_tokens_per_s_per_chip"],
+                         output_tokens_per_s_per_mm2=at["output_tokens_per_s_per_mm2"],
+                         ttft_p90_s=at["ttft_p90_s"], tpot_p90_s=at["tpot_p90_s"],
+                         weight_gb_per_chip=cost.facts.weight_bytes / 1e9, area_mm2_per_chip=cost.facts.area_mm2))
+    return pd.DataFrame(rows)

@@ -1,0 +1,82 @@
+"""Validation rows of the serving simulator that need no model: hand-computed schedules and the
+all-reduce model against the published H100 latencies (``serving_validation`` table rows).
+
+Each row carries the simulated value, the reference, the error and whether it passed; a row that
+misses stays in the table.
+"""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from .config import SchedulerConfig
+from .costmodel import ChipFacts, LinearCostModel
+from .interconnect import InterconnectConfig, allreduce_seconds, load_interconnect
+from .serve import serve
+from .workload import anchors
+
+HAND_TOLERANCE = 1e-9
+ALLREDUCE_TOLERANCE = 0.20
+HAND_SOURCE = "hand-computed schedule (fixed 10 ms + 1 ms per token iterations)"
+
+
+def row(check: str, group: str, simulated: float, reference: float, unit: str, tolerance: float,
+        source: str) -> dict:
+    err = (simulated - reference) / reference if reference else (0.0 if simulated == reference else math.inf)
+    return dict(check=check, group=group, simulated=float(simulated), reference=float(reference), unit=unit,
+                error=float(err), tolerance=float(tolerance), passed=bool(abs(err) <= tolerance), source=source)
+
+
+def _hand_model() -> LinearCostModel:
+    f = ChipFacts(name="hand", weight_bytes=1e9, kv_bytes_per_token=1e5, capacity_bytes=10e9, hidden=1024,
+                  n_layers=4)
+    return LinearCostModel(facts=f, fixed_s=0.010, per_token_s=0.001)
+
+
+def _requests(rows: list[tuple[float, int, int]]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["arrival_s", "prompt_tokens", "output_tokens"])
+
+
+def hand_checks() -> pd.DataFrame:
+    """The scheduler on cases whose schedule is computed by hand (a = 10 ms, b = 1 ms per token)."""
+    a, b = 0.010, 0.001
+    cm = _hand_model()
+    out = []
+    one = serve(_requests([(0.0, 100, 5)]), cm).requests.iloc[0]
+    out.append(row("single request: TTFT = a + 100 b", "hand", one["ttft_s"], a + 100 * b, "s",
+                   HAND_TOLERANCE, HAND_SOURCE))
+    out.append(row("single request: end-to-end = a + 100 b + 4 (a + b)", "hand", one["e2e_s"],
+                   a + 100 * b + 4 * (a + b), "s", HAND_TOLERANCE, HAND_SOURCE))
+    spaced = serve(_requests([(k * 1.0, 50, 3) for k in range(5)]), cm).requests
+    out.append(row("deterministic arrivals 1 s apart: slowest end-to-end = a + 50 b + 2 (a + b)", "hand",
+                   spaced["e2e_s"].max(), a + 50 * b + 2 * (a + b), "s", HAND_TOLERANCE, HAND_SOURCE))
+    full = serve(_requests([(0.0, 4, 5)] * 2), cm, SchedulerConfig(block_tokens=4, kv_blocks=4))
+    out.append(row("capacity exactly reached (4 blocks): finish = a + 8 b + 4 (a + 2 b)", "hand",
+                   full.requests["finish_s"].max(), a + 8 * b + 4 * (a + 2 * b), "s", HAND_TOLERANCE, HAND_SOURCE))
+    out.append(row("capacity exactly reached (4 blocks): preemptions = 0", "hand",
+                   full.requests["preemptions"].sum(), 0, "", HAND_TOLERANCE, HAND_SOURCE))
+    short = serve(_requests([(0.0, 4, 5)] * 2), cm, SchedulerConfig(block_tokens=4, kv_blocks=3)).requests
+    t0 = a + 8 * b + 4 * (a + b)
+    out.append(row("one block short (3 blocks): the evicted request recomputes 5 tokens, finish = "
+                   "t0 + a + 5 b + 3 (a + b)", "hand", short["finish_s"].max(), t0 + a + 5 * b + 3 * (a + b), "s",
+                   HAND_TOLERANCE, HAND_SOURCE))
+    chunk = serve(_requests([(0.0, 10, 2)]), cm, SchedulerConfig(policy="chunked", token_budget=4)).requests.iloc[0]
+    out.append(row("chunked prefill (budget 4, prompt 10): TTFT = 3 a + 10 b", "hand", chunk["ttft_s"],
+                   3 * a + 10 * b, "s", HAND_TOLERANCE, HAND_SOURCE))
+    return pd.DataFrame(out)
+
+
+def allreduce_checks(ic: "InterconnectConfig | str" = "nvlink4-h100") -> pd.DataFrame:
+    """The all-reduce model (fastest algorithm) against the published H100 latencies at 32 KB and 1 MB."""
+    ic = load_interconnect(ic)
+    t = anchors()
+    out = []
+    for r in t[t["kind"] == "allreduce"].itertuples(index=False):
+        _, tp, size = r.name.split(".")
+        n = int(tp[2:])
+        nbytes = 32 * 1024 if size == "32kb" else 1 << 20
+        sim_us = allreduce_seconds(nbytes, n, ic) * 1e6
+        out.append(row(f"all-reduce {size.upper()} at TP {n} on {ic.name} ({ic.algorithm})", "allreduce",
+                       sim_us, r.value, "us", ALLREDUCE_TOLERANCE, r.source))
+    return pd.DataFrame(out)

@@ -1,0 +1,48 @@
+"""The report's whole-token and published-chip sections: every row listed, the misses counted as misses."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from bitsim.report.validation import (
+    WHOLE_TOKEN_BOUND,
+    published_rows,
+    published_section,
+    whole_token_rows,
+    whole_token_section,
+)
+
+DATA = Path(__file__).resolve().parents[1] / "reports" / "data"
+
+
+def _text(section) -> str:
+    return "\n".join(b for b in section.blocks if isinstance(b, str))
+
+
+def test_whole_token_section_quotes_each_token_and_ratio_and_counts_rows_within_the_goal():
+    rows = whole_token_rows(DATA)
+    assert {"token_decode", "block_decode", "block_prefill", "ratio"} <= set(rows.op)
+    text = _text(whole_token_section(rows))
+    for r in rows[rows.op == "token_decode"].itertuples():
+        assert f"{r.datapath} {100 * r.rel_error:+.1f} %" in text
+    n_ok = int((rows.rel_error.abs() <= WHOLE_TOKEN_BOUND).sum())
+    assert f"{n_ok} of {len(rows)} rows are within the goal" in text
+
+
+def test_a_synthetic_miss_is_reported_as_outside_the_goal():
+    rows = pd.DataFrame([dict(row="token_decode x", op="token_decode", datapath="x", measured=100.0,
+                              simulated=50.0, rel_error=-0.5, launches=1, preset="p", mechanism="m")])
+    assert "0 of 1 rows are within the goal" in _text(whole_token_section(rows))
+    assert whole_token_section(pd.DataFrame()) is None
+
+
+def test_published_section_lists_every_figure_and_counts_each_design_within_its_bar():
+    rows = published_rows()
+    assert rows.within_bar.dtype == bool and len(rows) >= 20
+    err = 100 * (rows.ours - rows.theirs) / rows.theirs
+    targets = rows.ours.notna()
+    assert (abs(err[targets] - rows.error_pct[targets]) < 1e-6).all()
+    text = _text(published_section(rows))
+    slim = rows[targets & rows.design.str.startswith("Slim-Llama")]
+    assert f"{int(slim.within_bar.sum())} of {len(slim)} within" in text

@@ -1,0 +1,355 @@
+"""The serving simulator (sim.serving) against hand-computed schedules, closed forms and bad inputs."""
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sim.serving import (
+    ChipFacts,
+    GridCostModel,
+    LinearCostModel,
+    ParallelConfig,
+    SchedulerConfig,
+    Targets,
+    WorkloadConfig,
+    allreduce_seconds,
+    attention_pairs,
+    chrome_trace,
+    generate,
+    load_interconnect,
+    search_rate,
+    serve,
+)
+from sim.serving.interconnect import InterconnectConfig, allreduce_bytes_moved, transfer_seconds
+from sim.serving.validation import allreduce_checks, hand_checks
+from sim.serving.workload import check_requests, load_requests, trace_statistics
+
+A, B = 0.010, 0.001          # fixed and per-token seconds of the hand cost model
+
+
+def facts(tp=1, **kw):
+    base = dict(name="toy", tp=tp, weight_bytes=1e9, kv_bytes_per_token=1e5, capacity_bytes=10e9,
+                area_mm2=100.0, hidden=1024, n_layers=4)
+    return ChipFacts(**{**base, **kw})
+
+
+def linear(tp=1, **kw):
+    return LinearCostModel(facts=facts(tp, **kw), fixed_s=A, per_token_s=B, watts=100.0)
+
+
+def reqs(rows):
+    return pd.DataFrame(rows, columns=["arrival_s", "prompt_tokens", "output_tokens"])
+
+
+# ----------------------------------------------------------------------------- hand-computed schedules
+def test_single_request_prefill_then_one_decode_per_token():
+    P, O = 100, 5
+    res = serve(reqs([(0.0, P, O)]), linear())
+    r = res.requests.iloc[0]
+    assert r["ttft_s"] == pytest.approx(A + B * P)
+    assert r["tpot_s"] == pytest.approx(A + B)
+    assert r["e2e_s"] == pytest.approx(A + B * P + (O - 1) * (A + B))
+    assert len(res.iterations) == O
+    # energy: 100 W x busy time (the hand model's joules)
+    assert res.summary["energy_j"].iloc[0] == pytest.approx(100.0 * r["e2e_s"])
+
+
+def test_deterministic_arrivals_spaced_past_service_do_not_interact():
+    P, O, gap = 50, 3, 1.0
+    service = A + B * P + (O - 1) * (A + B)
+    assert service < gap
+    res = serve(reqs([(k * gap, P, O) for k in range(5)]), linear())
+    assert np.allclose(res.requests["e2e_s"], service)
+    assert np.allclose(res.requests["ttft_s"], A + B * P)
+
+
+def test_two_requests_fit_exactly_at_capacity_without_preemption():
+    # prompt 4 + 5 outputs: KV peaks at 8 tokens = 2 blocks of 4 each; 4 blocks hold both exactly
+    sch = SchedulerConfig(block_tokens=4, kv_blocks=4)
+    res = serve(reqs([(0.0, 4, 5), (0.0, 4, 5)]), linear(), scheduler=sch)
+    assert res.requests["preemptions"].sum() == 0
+    assert res.iterations["kv_blocks_used"].max() == 4
+    expected = A + 8 * B + 4 * (A + 2 * B)          # one prefill of both, four decodes of two
+    assert np.allclose(res.requests["finish_s"], expected)
+
+
+def test_one_block_short_preempts_the_latest_and_recomputes_it():
+    sch = SchedulerConfig(block_tokens=4, kv_blocks=3, preemption="recompute")
+    res = serve(reqs([(0.0, 4, 5), (0.0, 4, 5)]), linear(), scheduler=sch)
+    r0, r1 = res.requests.iloc[0], res.requests.iloc[1]
+    assert (r0["preemptions"], r1["preemptions"]) == (0, 1)
+    t_r0 = A + 8 * B + 4 * (A + B)                 # r0 decodes alone after r1 is evicted
+    assert r0["finish_s"] == pytest.approx(t_r0)
+    # r1 recomputes prompt + its 1 token (5 tokens: 2 blocks) once r0 frees its blocks, then 3 decodes
+    assert r1["finish_s"] == pytest.approx(t_r0 + A + 5 * B + 3 * (A + B))
+    assert r1["ttft_s"] == pytest.approx(A + 8 * B)   # its first token came from the first prefill
+
+
+def test_swap_preemption_keeps_the_kv_and_pays_the_host_link():
+    sch = SchedulerConfig(block_tokens=4, kv_blocks=3, preemption="swap", swap_gbps=1.0)
+    res = serve(reqs([(0.0, 4, 5), (0.0, 4, 5)]), linear(), scheduler=sch)
+    assert res.requests["preemptions"].tolist() == [0, 1]
+    assert res.iterations["swap_s"].sum() == pytest.approx(2 * 4 * 1e5 / 1e9)   # 1 block out, 1 block in
+    assert res.requests["finish_s"].notna().all()
+
+
+def test_chunked_prefill_splits_a_prompt_by_the_token_budget():
+    sch = SchedulerConfig(policy="chunked", token_budget=4)
+    res = serve(reqs([(0.0, 10, 2)]), linear(), scheduler=sch)
+    assert res.iterations["prefill_tokens"].tolist() == [4, 4, 2, 0]
+    r = res.requests.iloc[0]
+    assert r["ttft_s"] == pytest.approx(3 * A + 10 * B)
+    assert r["e2e_s"] == pytest.approx(3 * A + 10 * B + A + B)
+
+
+def test_chunked_runs_decodes_first_then_fills_the_budget():
+    sch = SchedulerConfig(policy="chunked", token_budget=8)
+    res = serve(reqs([(0.0, 4, 4), (0.001, 20, 2)]), linear(), scheduler=sch)
+    it = res.iterations
+    mixed = it[(it["decode_requests"] > 0) & (it["prefill_tokens"] > 0)]
+    assert len(mixed) > 0
+    assert (it["decode_requests"] + it["prefill_tokens"] <= 8).all()
+
+
+def test_prefill_first_runs_a_waiting_prompt_before_decodes():
+    res = serve(reqs([(0.0, 4, 10), (0.015, 4, 2)]), linear())
+    it = res.iterations
+    assert ((it["decode_requests"] > 0) & (it["prefill_tokens"] > 0)).sum() == 0
+    # r0's prefill ends at 0.014 and its first decode at 0.025; r1 arrived at 0.015, so it is prefilled next
+    assert it["prefill_tokens"].tolist()[:3] == [4, 0, 4]
+
+
+def test_max_batch_caps_the_running_requests():
+    res = serve(reqs([(0.0, 8, 20)] * 10), linear(), scheduler=SchedulerConfig(max_batch=3))
+    assert res.iterations["running"].max() <= 3
+    assert res.iterations["decode_requests"].max() == 3
+
+
+def test_a_prompt_larger_than_the_kv_is_rejected_not_hung():
+    res = serve(reqs([(0.0, 100, 2), (0.0, 4, 2)]), linear(), scheduler=SchedulerConfig(block_tokens=4, kv_blocks=10))
+    assert res.requests["rejected"].tolist() == [True, False]
+    assert res.summary["finished"].iloc[0] == 1
+
+
+def test_tensor_parallel_adds_two_allreduces_per_layer():
+    ic = load_interconnect("nvlink4-h100")
+    res = serve(reqs([(0.0, 10, 2)]), linear(tp=2), parallel=ParallelConfig(tp=2), interconnect=ic)
+    f = facts(2)
+    ar = lambda tokens: 2 * f.n_layers * allreduce_seconds(tokens * f.hidden * 2, 2, ic)  # noqa: E731
+    assert res.iterations["comm_s"].tolist() == pytest.approx([ar(10), ar(1)])
+    assert res.requests["e2e_s"].iloc[0] == pytest.approx(A + 10 * B + ar(10) + A + B + ar(1))
+
+
+def test_pipeline_of_two_stages_one_microbatch_adds_the_handoff():
+    ic = load_interconnect("nvlink4-h100")
+    res = serve(reqs([(0.0, 10, 2)]), linear(), parallel=ParallelConfig(pp=2), interconnect=ic)
+    hand = transfer_seconds(1 * 1024 * 2, ic)
+    assert res.iterations["end_s"].diff().iloc[1] == pytest.approx(A + B + hand)
+
+
+def test_disaggregated_moves_the_kv_then_decodes_elsewhere():
+    ic = load_interconnect("nvlink4-h100")
+    P, O = 40, 4
+    res = serve(reqs([(0.0, P, O)]), linear(), parallel=ParallelConfig(prefill_instances=1, decode_instances=1),
+                interconnect=ic)
+    xfer = transfer_seconds(P * 1e5, ic)
+    r = res.requests.iloc[0]
+    assert r["instance"] == 1
+    assert r["ttft_s"] == pytest.approx(A + B * P)
+    assert r["e2e_s"] == pytest.approx(A + B * P + xfer + (O - 1) * (A + B))
+    assert sorted(res.iterations["instance"].unique()) == [0, 1]
+
+
+def test_replicas_split_the_load():
+    res = serve(reqs([(0.0, 8, 4)] * 4), linear(), parallel=ParallelConfig(replicas=2))
+    assert sorted(res.requests["instance"].value_counts().tolist()) == [2, 2]
+    assert res.summary["chips"].iloc[0] == 2
+
+
+def test_kv_capacity_comes_from_memory_minus_weights():
+    # (10 GB x 0.9 - 1 GB) / (16 tokens x 1e5 B) = 5000 blocks
+    res = serve(reqs([(0.0, 8, 2)]), linear())
+    assert res.iterations["kv_blocks_total"].iloc[0] == 5000
+    with pytest.raises(ValueError, match="does not fit"):
+        serve(reqs([(0.0, 8, 2)]), linear(weight_bytes=20e9))
+
+
+# ----------------------------------------------------------------------------- metrics and the rate search
+def test_goodput_counts_requests_meeting_both_targets():
+    res = serve(reqs([(0.0, 100, 5)]), linear(), targets=Targets(ttft_s=A + B * 100 + 1e-9, tpot_s=A + B + 1e-9))
+    assert res.summary["attainment"].iloc[0] == 1.0
+    res = serve(reqs([(0.0, 100, 5)]), linear(), targets=Targets(ttft_s=A + B * 100 - 1e-6, tpot_s=1.0))
+    assert res.summary["attainment"].iloc[0] == 0.0
+
+
+def test_rate_search_brackets_the_knee():
+    w = WorkloadConfig(requests=300, lengths="fixed", prompt_tokens=64, output_tokens=16, seed=3)
+    best, tried = search_rate(w, linear(), targets=Targets(ttft_s=0.5, tpot_s=0.05), lo=0.1, hi=500, rel_tol=0.1)
+    assert 0.1 < best < 500
+    ok = tried[tried["rate"] <= best]["attainment"]
+    assert (ok >= 0.9).all()
+    assert (tried[tried["rate"] > best * 1.1]["attainment"] < 0.9).all()
+
+
+def test_timeline_has_one_event_per_iteration():
+    res = serve(reqs([(0.0, 10, 3)]), linear())
+    ev = chrome_trace(res.iterations)["traceEvents"]
+    assert sum(e["ph"] == "X" for e in ev) == len(res.iterations)
+
+
+# ----------------------------------------------------------------------------- workloads
+def test_workloads_are_seeded_and_reproducible():
+    a = generate(WorkloadConfig(requests=100, seed=5))
+    b = generate(WorkloadConfig(requests=100, seed=5))
+    c = generate(WorkloadConfig(requests=100, seed=6))
+    pd.testing.assert_frame_equal(a, b)
+    assert not a.equals(c)
+
+
+def test_gamma_arrivals_have_the_chosen_cv_and_rate():
+    w = generate(WorkloadConfig(requests=40000, rate=4.0, arrival="gamma", cv=3.0, seed=1))
+    gaps = np.diff(w["arrival_s"].to_numpy())
+    assert gaps.mean() == pytest.approx(0.25, rel=0.05)
+    assert gaps.std() / gaps.mean() == pytest.approx(3.0, rel=0.1)
+
+
+def test_conversation_lengths_reproduce_the_published_median_and_p99():
+    s = trace_statistics("conversation")
+    w = generate(WorkloadConfig(requests=40000, lengths="conversation", max_prompt=1 << 20, max_output=1 << 20))
+    assert np.median(w["prompt_tokens"]) == pytest.approx(s["prompt_median"], rel=0.03)
+    assert np.percentile(w["prompt_tokens"], 99) == pytest.approx(s["prompt_p99"], rel=0.06)
+    assert np.median(w["output_tokens"]) == pytest.approx(s["output_median"], rel=0.03)
+    assert np.percentile(w["output_tokens"], 99) == pytest.approx(s["output_p99"], rel=0.06)
+
+
+@pytest.mark.parametrize("rows, match", [
+    ([(1.0, 10, 5), (0.5, 10, 5)], "sorted by arrival"),
+    ([(0.0, -3, 5)], "prompt_tokens"),
+    ([(0.0, 10, 0)], "output_tokens"),
+    ([(0.0, 10**9, 5)], "prompt_tokens"),
+    ([(-1.0, 10, 5)], "arrival_s"),
+    ([(float("nan"), 10, 5)], "arrival_s"),
+    ([(0.0, 2.5, 5)], "prompt_tokens"),
+])
+def test_bad_request_tables_get_a_clear_error(rows, match):
+    with pytest.raises(ValueError, match=match):
+        check_requests(reqs(rows))
+
+
+def test_bad_request_csv_files(tmp_path):
+    p = tmp_path / "r.csv"
+    p.write_text("arrival_s,prompt_tokens\n0,10\n")
+    with pytest.raises(ValueError, match="missing column"):
+        load_requests(p)
+    p.write_text("arrival_s,prompt_tokens,output_tokens\n0,10,x\n")
+    with pytest.raises(ValueError, match="output_tokens"):
+        load_requests(p)
+    with pytest.raises(FileNotFoundError):
+        load_requests(tmp_path / "absent.csv")
+
+
+@pytest.mark.parametrize("field, value", [("rate", 0), ("rate", 1e9), ("requests", 0), ("cv", -1),
+                                          ("arrival", "bursty"), ("lengths", "chat")])
+def test_bad_workload_fields_name_the_field(field, value):
+    with pytest.raises(ValueError, match=f"workload.{field}"):
+        WorkloadConfig(**{field: value})
+
+
+@pytest.mark.parametrize("cls, kw, match", [
+    (Targets, dict(ttft_s=0), "targets.ttft_s"), (Targets, dict(tpot_s=-1), "targets.tpot_s"),
+    (SchedulerConfig, dict(policy="fcfs"), "prefill-first"), (SchedulerConfig, dict(max_batch=0), "max_batch"),
+    (ParallelConfig, dict(prefill_instances=1), "decode_instances"), (ParallelConfig, dict(tp=0), "parallel.tp"),
+])
+def test_bad_configs_name_the_field_and_choices(cls, kw, match):
+    with pytest.raises(ValueError, match=match):
+        cls(**kw)
+
+
+def test_fuzzed_request_tables_are_served_or_refused_cleanly():
+    rng = np.random.default_rng(0)
+    deadline = time.monotonic() + 10.0          # a bounded fuzz: at most 40 cases or 10 s
+    for _ in range(40):
+        if time.monotonic() > deadline:
+            break
+        n = int(rng.integers(1, 12))
+        t = np.sort(rng.uniform(0, 1, n))
+        p = rng.integers(1, 300, n).astype(float)
+        o = rng.integers(1, 40, n).astype(float)
+        k = int(rng.integers(0, 5))
+        if k == 1:
+            t[rng.integers(0, n)] = rng.choice([-1.0, np.nan, np.inf])
+        elif k == 2:
+            p[rng.integers(0, n)] = rng.choice([0, -5, 1e12, 0.5])
+        elif k == 3 and n > 1:
+            t = t[::-1].copy()
+        try:
+            res = serve(reqs(list(zip(t, p, o))), linear(), scheduler=SchedulerConfig(block_tokens=4, kv_blocks=64))
+        except ValueError as e:
+            assert str(e)
+            continue
+        fin = res.requests["finish_s"].notna() | res.requests["rejected"]
+        assert fin.all()
+
+
+# ----------------------------------------------------------------------------- interconnect and cost model
+def test_allreduce_closed_forms():
+    ic = InterconnectConfig(name="x", links_per_chip=2, link_gbps=50, latency_us=1.0, sync_us_per_peer=0.5,
+                            launch_us=2.0, topology="switch")
+    S, n, Bw = 1 << 20, 4, 100e9
+    assert allreduce_seconds(S, n, ic, "ring") == pytest.approx(2e-6 + 6 * (1e-6 + S / (4 * Bw)))
+    assert allreduce_seconds(S, n, ic, "tree") == pytest.approx(2e-6 + 4 * (1e-6 + S / Bw))
+    assert allreduce_seconds(S, n, ic, "one-shot") == pytest.approx(2e-6 + 1e-6 + 1.5e-6 + 3 * S / Bw)
+    assert allreduce_seconds(S, n, ic, "two-shot") == pytest.approx(2e-6 + 2e-6 + 3e-6 + 1.5 * S / Bw)
+    assert allreduce_seconds(S, n, ic) == min(allreduce_seconds(S, n, ic, a)
+                                              for a in ("ring", "tree", "one-shot", "two-shot"))
+    assert allreduce_seconds(S, 1, ic) == 0.0
+    assert allreduce_bytes_moved(S, n, ic, "ring") == pytest.approx(4 * 1.5 * S)
+
+
+def test_ring_topology_pays_hops_for_direct_algorithms():
+    sw = InterconnectConfig(name="s", topology="switch")
+    ring = InterconnectConfig(name="r", topology="ring")
+    assert allreduce_seconds(1 << 20, 8, ring, "one-shot") > allreduce_seconds(1 << 20, 8, sw, "one-shot")
+    assert allreduce_seconds(1 << 20, 8, ring, "ring") == allreduce_seconds(1 << 20, 8, sw, "ring")
+
+
+def test_interconnect_yaml_errors_name_the_field(tmp_path):
+    p = tmp_path / "ic.yaml"
+    p.write_text("name: x\ntopology: torus\n")
+    with pytest.raises(ValueError, match="topology.*switch"):
+        load_interconnect(p)
+    p.write_text("name: x\nbandwidth: 3\n")
+    with pytest.raises(ValueError, match="unknown field"):
+        load_interconnect(p)
+    with pytest.raises(ValueError, match="not a preset"):
+        load_interconnect("no-such-link")
+
+
+def test_grid_cost_model_is_exact_on_a_piecewise_linear_chip():
+    # a roofline-like chip: max(memory time, compute time) + attention linear in KV and pairs
+    def evaluate(phase, batch, new, context):
+        tokens = batch * new
+        s = max(1e-3, 2e-5 * tokens) + 1e-9 * batch * context + (
+            1e-10 * attention_pairs(new, context) if phase == "prefill" else 0.0)
+        return s, 50.0 * s
+    g = GridCostModel(facts=facts(), evaluate=evaluate, tokens=(1, 50, 1024), batches=(1, 50, 1024),
+                      contexts=(512, 4096), chunks=(128, 1024), base_context=16)
+    err = g.fit_error([("decode", 20, 1, 1000), ("decode", 300, 1, 2000), ("prefill", 1, 300, 1300)])
+    assert np.abs(err["error_s"]).max() < 0.02
+    assert np.allclose(err["error_j"], err["error_s"])
+
+
+def test_validation_rows_hand_cases_pass_and_allreduce_rows_carry_their_error():
+    hand = hand_checks()
+    assert len(hand) == 7 and hand["passed"].all()
+    ar = allreduce_checks("nvlink4-h100")
+    assert len(ar) == 6                          # 32 KB and 1 MB at TP 2 / 4 / 8, passing or not
+    ic = load_interconnect("nvlink4-h100")
+    for r in ar.itertuples(index=False):
+        n = int(r.check.split("TP ")[1].split()[0])
+        size = 32 * 1024 if "32KB" in r.check else 1 << 20
+        sim_us = allreduce_seconds(size, n, ic) * 1e6
+        assert r.simulated == pytest.approx(sim_us)
+        assert r.error == pytest.approx((sim_us - r.reference) / r.reference)
+        assert r.passed == (abs(r.error) <= r.tolerance)

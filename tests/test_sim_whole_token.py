@@ -1,0 +1,85 @@
+"""Whole-token replay, fixed costs from measured floors, and the validation subcommands (sim.validation)."""
+from __future__ import annotations
+
+import argparse
+
+import pandas as pd
+import pytest
+
+from contract import validate
+from sim.validation import block_ops, fixed_costs
+from sim.validation.cli import register
+from sim.validation.whole_token import ratio_rows
+
+
+def _launches(rows: list[dict]) -> int:
+    return sum(not r["fused"] for r in rows)
+
+
+@pytest.mark.parametrize("dp, plan, launches", [
+    # the kernels' own count (kernels/block.py launches_fused): b1.58 5 + 4 x separate;
+    # a4.8 6 + 2 x separate + (Wdown sparse or separate)
+    ("b1.58", {"prologue": "separate"}, 9), ("b1.58", {"prologue": "fused"}, 5),
+    ("a4.8", {"prologue": "separate", "wdown": "dense"}, 9), ("a4.8", {"prologue": "fused", "wdown": "dense"}, 6),
+    ("a4.8", {"prologue": "fused", "wdown": "sparse", "down_skip": 0.6}, 7),
+])
+def test_block_replay_launches_as_the_measured_kernels_do(dp, plan, launches):
+    assert _launches(block_ops(dp, plan, 1, 2048)) == launches
+
+
+def test_block_replay_moves_the_blocks_weights_and_kv_by_hand():
+    d, F, ctx = 4096, 11008, 2048
+    weights = (3 * d + d + 2 * F) * d + d * F                       # elements of one LLaMA-7B block
+    rows = pd.DataFrame(block_ops("b1.58", {"prologue": "separate"}, 1, ctx))
+    gemm = rows[rows.op_class == "gemm"]
+    assert gemm.weight_bytes.sum() == weights * 2 / 8                 # 2-bit ternary codes
+    attn = rows[rows.op_class == "attention"]
+    assert attn.kv_bytes_read.sum() == 2 * 32 * ctx * 128 * 2        # K and V, fp16
+    a48 = pd.DataFrame(block_ops("a4.8", {"prologue": "separate", "wdown": "sparse", "down_skip": 0.75}, 1, ctx))
+    down = a48[a48.op == "down_proj"].iloc[0]
+    assert down.row_skip == 0.75 and a48[a48.op_class == "attention"].kv_bytes_read.sum() == 2 * 32 * ctx * 128 * 3 / 8
+
+
+def test_token_ratios_are_throughput_ratios_of_the_token_rows():
+    rows = pd.DataFrame([dict(row="t", op="token_decode", kernel="k", datapath=dp, variant="", M=1, K=2048,
+                              launches=9, unit="us", measured=m, simulated=s, rel_error=0.0, preset="p",
+                              mechanism="") for dp, m, s in (("fp16", 400.0, 300.0), ("b1.58", 200.0, 100.0),
+                                                              ("a4.8", 100.0, 150.0))])
+    r = ratio_rows(rows).set_index("datapath")
+    assert r.loc["a4.8/fp16", "measured"] == 4.0 and r.loc["a4.8/fp16", "simulated"] == 2.0
+    assert r.loc["a4.8/b1.58", "measured"] == 2.0 and r.loc["a4.8/b1.58", "rel_error"] == pytest.approx(-2 / 3)
+    validate(pd.concat([rows, ratio_rows(rows)], ignore_index=True), "sim_whole_token")
+
+
+def _floor_table(intercept_us=2.0, gbps=4000.0, launch_us=1.5, pdl_us=1.0) -> pd.DataFrame:
+    base = dict(impl="ours", precision="int32", M=1, K=1, sparsity=0.0, ops=0.0, gbps=0.0, tops=0.0, exact=True,
+                gpu="synthetic", torch="-", triton="-", cuda="-", date="2000-01-01", variant="", launches=0.0)
+    rows = [dict(base, op="floor", kernel="floor_read", N=b // 4, cuda_graph=True, bytes=float(b),
+                 us=intercept_us + b / gbps / 1e3) for b in (1e6, 4e6, 2e7)]
+    for variant, per in (("floor_chain", launch_us), ("floor_chain_pdl", pdl_us)):
+        rows.append(dict(base, op="block_decode", kernel="floor_chain", N=4096, cuda_graph=True, bytes=8e7,
+                         us=8e7 / gbps / 1e3 + 9 * per, variant=variant, launches=9.0))
+    return pd.DataFrame(rows)
+
+
+def test_fixed_costs_recover_the_floor_line_and_the_chained_launch_cost():
+    c = fixed_costs(_floor_table())
+    assert c.read_intercept_ns == pytest.approx(2000.0) and c.read_gbps == pytest.approx(4000.0)
+    assert c.launch_ns == pytest.approx(1500.0) and c.pdl_launch_ns == pytest.approx(1000.0)
+    assert c.pdl_saving_ns == pytest.approx(500.0)
+    assert c.op_overhead_ns + c.latency_ns == pytest.approx(1500.0)
+    with pytest.raises(ValueError, match="floor_chain"):
+        fixed_costs(_floor_table().iloc[:3])
+
+
+def test_validation_subcommands_register_and_refuse_a_bad_output_suffix(tmp_path):
+    ap = argparse.ArgumentParser(prog="bitsim")
+    register(ap.add_subparsers(dest="command"))
+    for cmd in ("validate", "calibrate", "published"):
+        assert callable(ap.parse_args([cmd] if cmd != "calibrate" else [cmd, "x.parquet"]).func)
+    args = ap.parse_args(["published", "-o", str(tmp_path / "t.txt")])
+    with pytest.raises(ValueError, match=r"\.csv"):
+        args.func(args)
+    args = ap.parse_args(["calibrate", "m.parquet", "-o", str(tmp_path / "p.txt")])
+    with pytest.raises(ValueError, match=r"\.yaml"):
+        args.func(args)
