@@ -150,11 +150,13 @@ def _kv_write_kernel(x_ptr, codes_ptr, scale_ptr, T_new, Hkv, T_max, pos0, strid
     kv_quantize_row(x, codes_ptr, scale_ptr, bh.to(tl.int64) * T_max + pos, pos, D, LN, LB)
 
 
-def kv_write(cache: QuantKVCache, k: torch.Tensor, v: torch.Tensor, pos0: int) -> None:
-    """Quantize post-RoPE ``k, v [B, Hkv, T_new, D]`` into positions ``pos0 .. pos0+T_new-1``."""
-    B, H, T_max, D = cache.shape
+def check_kv_write(shape: tuple[int, int, int, int], device: torch.device, written: int, k: torch.Tensor,
+                   v: torch.Tensor, pos0: int) -> int:
+    """Check a write of ``k, v [B, Hkv, T_new, D]`` at ``pos0`` into a cache of ``shape`` holding ``written``
+    rows (every cache layout fills in order); the number of new rows."""
+    B, H, T_max, D = shape
     for name, x in (("k", k), ("v", v)):
-        check_tensor(x, name, FLOAT_DTYPES, dim=4, device=cache.k_codes.device)
+        check_tensor(x, name, FLOAT_DTYPES, dim=4, device=device)
         check_device_usable(x, name)
         if x.shape[0] != B or x.shape[1] != H or x.shape[3] != D:
             raise ValueError(f"{name} must be [B={B}, Hkv={H}, T_new, D={D}], got {tuple(x.shape)}")
@@ -164,9 +166,15 @@ def kv_write(cache: QuantKVCache, k: torch.Tensor, v: torch.Tensor, pos0: int) -
     T_new = k.shape[2]
     if isinstance(pos0, bool) or not isinstance(pos0, int) or pos0 < 0 or pos0 + T_new > T_max:
         raise ValueError(f"positions {pos0}..{pos0 + T_new - 1} do not fit the cache (T_max={T_max})")
-    if pos0 > cache.written():
-        raise ValueError(f"pos0={pos0} would leave rows {cache.written()}..{pos0 - 1} unwritten "
-                         "(a cache fills in order)")
+    if pos0 > written:
+        raise ValueError(f"pos0={pos0} would leave rows {written}..{pos0 - 1} unwritten (a cache fills in order)")
+    return T_new
+
+
+def kv_write(cache: QuantKVCache, k: torch.Tensor, v: torch.Tensor, pos0: int) -> None:
+    """Quantize post-RoPE ``k, v [B, Hkv, T_new, D]`` into positions ``pos0 .. pos0+T_new-1``."""
+    B, H, T_max, D = cache.shape
+    T_new = check_kv_write(cache.shape, cache.k_codes.device, cache.written(), k, v, pos0)
     if D & (D - 1):
         raise ValueError(f"head_dim must be a power of two for the write kernel, got {D}")
     LN, LB = 2 ** cache.bits - 1, 2 ** cache.bos_bits - 1

@@ -31,7 +31,7 @@ import triton
 import triton.language as tl
 
 from kernels.checks import FLOAT_DTYPES, check_device_usable, check_finite, check_tensor, next_pow2
-from kernels.kv_attention import _attn_combine_kernel, kv_quantize_codes
+from kernels.kv_attention import _attn_combine_kernel, check_kv_write, kv_quantize_codes
 
 LN3, LB4 = 7, 15          # levels of the 3-bit rows and of the 4-bit BOS row
 
@@ -114,19 +114,7 @@ def _dense3_write_kernel(x_ptr, lo_ptr, hi_ptr, bos_ptr, scale_ptr, T_new, T_max
 def dense3_write(cache: Dense3KVCache, k: torch.Tensor, v: torch.Tensor, pos0: int) -> None:
     """Quantize post-RoPE ``k, v [B, Hkv, T_new, D]`` into positions ``pos0 .. pos0+T_new-1``."""
     B, H, T_max, D = cache.shape
-    for name, x in (("k", k), ("v", v)):
-        check_tensor(x, name, FLOAT_DTYPES, dim=4, device=cache.k_lo.device)
-        check_device_usable(x, name)
-        if tuple(x.shape[:2]) != (B, H) or x.shape[3] != D:
-            raise ValueError(f"{name} must be [B={B}, Hkv={H}, T_new, D={D}], got {tuple(x.shape)}")
-        check_finite(x, name)
-    if k.shape != v.shape:
-        raise ValueError(f"k and v shapes differ: {tuple(k.shape)} vs {tuple(v.shape)}")
-    T_new = k.shape[2]
-    if isinstance(pos0, bool) or not isinstance(pos0, int) or pos0 < 0 or pos0 + T_new > T_max:
-        raise ValueError(f"positions {pos0}..{pos0 + T_new - 1} do not fit the cache (T_max={T_max})")
-    if pos0 > cache.length:
-        raise ValueError(f"pos0={pos0} would leave rows {cache.length}..{pos0 - 1} unwritten (a cache fills in order)")
+    T_new = check_kv_write(cache.shape, cache.k_lo.device, cache.length, k, v, pos0)
     for x, side in ((k, "k"), (v, "v")):
         _dense3_write_kernel[(B * H * T_new,)](
             x_ptr=x, lo_ptr=getattr(cache, f"{side}_lo"), hi_ptr=getattr(cache, f"{side}_hi"),

@@ -284,7 +284,11 @@ def sensitivity_bands(sens: pd.DataFrame, claims: dict[str, float] | None = None
     keys = list(dict.fromkeys(zip(sens.ratio, sens.phase, sens.context)))
     fig, ax = plt.subplots(figsize=(7.0, 0.3 * len(keys) + 1.4))
     knobs = list(dict.fromkeys(sens.knob))
-    marks = dict(zip(knobs, ("<", ">", "D", "P", "X", "*")))
+    shapes = ("<", ">", "D", "P", "X", "*", "s", "v")
+    if len(knobs) > min(len(shapes), len(PALETTE8)):
+        raise ValueError(f"sensitivity_bands draws at most {len(shapes)} knobs with their own marker and colour, "
+                         f"got {len(knobs)}: {knobs}")
+    marks = dict(zip(knobs, shapes))
     for i, (ratio, phase, ctx) in enumerate(keys):
         g = sens[(sens.ratio == ratio) & (sens.phase == phase) & (sens.context == ctx)]
         lo, hi, nom = g.band_low.iloc[0], g.band_high.iloc[0], g.nominal.iloc[0]
