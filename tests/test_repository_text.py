@@ -10,7 +10,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 TEXT = re.compile(r"\.(py|md|ya?ml|toml|cfg|txt)$|(^|/)Makefile$")
 GENERATED = ("reports/latest/", "reports/runs/", "reports/data/")
-ISSUE_REF = re.compile(r"\bissues? ?#?\d+\b", re.I)           # "issue 12", "issue #4"
+ISSUE_REF = re.compile(r"\bissues? ?#?\d+\b", re.I)   # the word issue followed by a number
 MACHINE_PATH = re.compile(r"(?<![\w.])/(work|root|home)/")
 
 
