@@ -28,6 +28,9 @@ next load and the previous drain hide under the current stream:
 ``L + folds * max(ceil(T/rate), L) + R + C - 2``.  ``count`` copies of the
 array take folds in waves: ``folds`` above becomes ``ceil(total_folds / count)``.
 
+Split reduction (``split_reduction``, :func:`split_reduction`): an op with fewer folds than array
+copies (decode attention: one fold per head) has its K cut into parts that run on the idle copies.
+
 GEMV-native mode (``stream_weights``): when a fold streams fewer cycles than its load
 (decode: T = M = 1), the weights flow through the PEs instead of being held: L = 1.
 
@@ -64,11 +67,25 @@ def folds(M: int, N: int, K: int, rows: int, cols: int, dataflow: str, count: in
     return math.ceil(sr / rows) * math.ceil(sc / cols) * count
 
 
+def split_reduction(M: int, N: int, K: int, array: "ArrayConfig", count: int = 1) -> tuple[int, int]:
+    """(K per part, instances) of ``count`` GEMMs after the array's split-reduction rule: with
+    ``split_reduction`` and fewer folds than array copies, K is cut into p = min(copies // folds, K) parts,
+    each an instance of its own (a flash-decoding kernel's context splits); otherwise (K, count)."""
+    if not array.split_reduction or min(M, N, K) <= 0 or count <= 0:
+        return K, count
+    f = folds(M, N, K, array.rows, array.cols, array.dataflow, count)
+    parts = min(array.count // max(f, 1), K)
+    if parts <= 1:
+        return K, count
+    return math.ceil(K / parts), count * parts
+
+
 def systolic_cycles(M: int, N: int, K: int, array: "ArrayConfig", rate: float = 1.0,
                     count: int = 1) -> int:
     """Compute cycles of ``count`` GEMMs (M, N, K) on ``array`` with no memory stalls."""
     if min(M, N, K) <= 0 or count <= 0:
         return 0
+    K, count = split_reduction(M, N, K, array, count)
     R, C = array.rows, array.cols
     _, _, T = spatial_temporal(M, N, K, array.dataflow)
     waves = math.ceil(folds(M, N, K, R, C, array.dataflow, count) / array.count)
@@ -169,10 +186,12 @@ def unpack_cycles(M: int, N: int, K: int, array: "ArrayConfig", rate: float, cou
     unpacked again for every fold along M: a GPU decodes its weight tile once
     per CTA output tile), at ``rate`` elements per cycle on each array copy;
     the copies take folds in waves as in :func:`systolic_cycles`.  So a GEMM
-    that fills only a few copies (small M, N) pays the full per-fold time.
+    that fills only a few copies (small M, N) pays the full per-fold time, unless
+    the array splits its reduction (:func:`split_reduction`).
     """
     if min(M, N, K) <= 0 or count <= 0:
         return 0
+    K, count = split_reduction(M, N, K, array, count)
     R, C = array.rows, array.cols
     total = folds(M, N, K, R, C, array.dataflow, count)
     if array.dataflow == "output-stationary":      # M on rows

@@ -98,6 +98,11 @@ class ArrayConfig:
         "lookup-table PE: each lookup sums lut_group weights of one plane from a table of the "
         "activations' partial sums, T-MAC / LUT Tensor Core style), 'bit-serial' (one activation bit per "
         "cycle, no multiplier).  A PE's pairs must be ones its datapath computes (integer activations).")})
+    split_reduction: bool = field(default=False, metadata={"help": (
+        "Split-reduction kernels (flash-decoding attention, split-K): when an op has fewer output folds than "
+        "array copies, its reduction dimension (K) is cut into copies // folds parts run on idle copies and "
+        "summed after, so the op fills the array instead of leaving copies idle (each part streams K / parts "
+        "and unpacks its share).  False: one fold per output tile, the other copies idle.")})
     lut_group: int = field(default=4, metadata={"help": (
         "Weights per table lookup of a 'lut' PE (g): a ternary table has 3^g entries, a binary plane's "
         "2^g (half stored, by mirror symmetry); ignored by the other kinds.")})
@@ -128,10 +133,32 @@ class VectorConfig:
     lanes: int                       # element-passes per cycle
     # passes over each element per op kind (a two-pass norm reads to reduce, then scales)
     passes: dict = field(default_factory=lambda: dict(_DEFAULT_PASSES))
+    units: int = field(default=0, metadata={"help": (
+        "Independent units the lanes are split into (a GPU's SMs: one program per unit).  A row reduction "
+        "(the kinds of ``reductions``) runs one program per row, so an op with fewer rows than units is "
+        "latency-bound: each row takes its element-passes at ``row_lanes`` plus ``reductions`` dependent "
+        "reduction steps of ``reduction_ns``, however many lanes idle.  0: the lanes are one pool "
+        "(an ASIC's SIMD vector unit; the mechanism off).")})
+    pow2_rows: bool = field(default=False, metadata={"help": (
+        "A row program covers its row with one power-of-two tile (Triton's ``tl.arange(0, BLOCK)``, "
+        "BLOCK = next power of two of the row), its masked lanes computing too: a row of 11008 costs "
+        "16384 elements' passes.  Only with units > 0.")})
+    row_lanes: float = field(default=0.0, metadata={"help": (
+        "Element-passes per cycle one unit sustains on a row it reduces alone (with units > 0).  0: "
+        "lanes / units.")})
+    reduction_ns: float = field(default=0.0, metadata={"help": (
+        "Latency of one dependent reduction step of a row program (a cross-warp reduction: shuffles, a "
+        "shared-memory round trip, a barrier), with units > 0; 0: reductions cost only their passes.")})
+    reductions: dict = field(default_factory=lambda: dict(_DEFAULT_REDUCTIONS), metadata={"help": (
+        "Dependent reduction steps per row, by op kind (a kind missing or 0 is elementwise, never a row "
+        "reduction).  RMSNorm: the mean square; a quantizer: its absmax; TopK: the exact threshold by a "
+        "bitwise search (31 steps, kernels/rmsnorm_quant.py) + the count above it + the rank of ties. "
+        "Softmax is 0: inside a split-context attention kernel its max and sum are spread over the splits.")})
 
 
 _DEFAULT_PASSES = {"rmsnorm": 2, "softmax": 3, "quant": 2, "topk": 4, "glu": 1,
                    "rope": 1, "kv_quant": 2, "embedding": 1, "residual": 1}
+_DEFAULT_REDUCTIONS = {"rmsnorm": 1, "quant": 1, "topk": 33, "kv_quant": 1}
 
 
 @dataclass(frozen=True)
@@ -198,8 +225,9 @@ class SparsityConfig:
     # plus one compaction pass over the K activations on the vector unit.
     index_latency_ns: float = 0.0
     stream_when_cheaper: bool = field(default=True, metadata={"help": (
-        "A skipping op whose gather of surviving rows would hold the memory bus longer than streaming every "
-        "row streams them all instead (the loader's choice per op, sim.engine.plan.fetches_survivors).  "
+        "A skipping op whose gather of surviving rows, with its fixed costs (the row list's build, the latency "
+        "of the broken stream), would take longer than streaming every row streams them all instead (the "
+        "loader's choice per op, sim.engine.plan.fetches_survivors).  "
         "False: always gather, as a replayed GPU kernel that was measured gathering does.")})
 
 
@@ -220,6 +248,11 @@ class AcceleratorConfig:
     precision_policy: str = "promote"
     prefetch_across_ops: bool = True  # DMA may fetch the next op's weights during this op
     op_overhead_ns: float = 0.0       # fixed per-op latency (kernel launch + pipeline fill on a GPU)
+    occupancy_limited_reads: bool = field(default=False, metadata={"help": (
+        "Each array copy (a GPU's SM) pulls its own share of the off-chip bandwidth: an op split into fewer "
+        "work units than copies (its folds after split_reduction; a row reduction's rows, over vector.units) "
+        "reads at units / copies of the sustained rate, the other copies' share unused.  False: any op "
+        "reaches the whole sustained rate (an ASIC's DMA engine feeds any array).")})
     # Extra latency of a kernel launched from the host without a CUDA graph.
     # Only replays of measured kernels (sim.validation, rows with cuda_graph
     # false) add it, once per measured kernel call; op traces never do.
@@ -435,9 +468,18 @@ def _check_config(c: AcceleratorConfig, where: str | None = None) -> Accelerator
     _limit(c.vector.lanes, f"{w}: vector.lanes", "vector.lanes")
     for k, v in c.vector.passes.items():
         _limit(v, f"{w}: vector.passes.{k}", "vector.passes")
+    _check_row_reductions(c.vector, f"{w}: vector")
     for i, a in enumerate(c.arrays):
         _check_array(a, f"{w}: arrays[{i}]")
     return c
+
+
+def _check_row_reductions(v: VectorConfig, where: str) -> None:
+    check_number(v.units, f"{where}.units", integer=True, lo=0, hi=1 << 20, unit="units")
+    check_number(v.row_lanes, f"{where}.row_lanes", lo=0.0, hi=float(1 << 24), unit="element-passes per cycle")
+    check_number(v.reduction_ns, f"{where}.reduction_ns", lo=0.0, hi=1e6, unit="ns")
+    for k, n in v.reductions.items():
+        check_number(n, f"{where}.reductions.{k}", lo=0.0, hi=1e4, unit="reduction steps per row")
 
 
 def _choice(value: Any, choices: tuple, field_: str) -> None:
@@ -628,7 +670,12 @@ def _vector(raw: Any, where: str) -> VectorConfig:
         raise ValueError(f"{where}.passes: unknown op kind(s) {quote(unknown)}; known: {sorted(_DEFAULT_PASSES)}")
     passes.update(extra)
     d["passes"] = passes
-    _typed(d, VectorConfig, where, skip=("passes",))
+    red = _numbers(d.get("reductions", _DEFAULT_REDUCTIONS), f"{where}.reductions", "op-kind -> reduction steps")
+    unknown = sorted(set(red) - set(_DEFAULT_PASSES))
+    if unknown:
+        raise ValueError(f"{where}.reductions: unknown op kind(s) {quote(unknown)}; known: {sorted(_DEFAULT_PASSES)}")
+    d["reductions"] = dict(red)
+    _typed(d, VectorConfig, where, skip=("passes", "reductions"))
     return VectorConfig(**d)
 
 

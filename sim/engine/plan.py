@@ -31,7 +31,7 @@ from contract.limits import limit
 from .. import energy
 from ..compute import map_op, systolic_cycles, unpack_cycles
 from ..compute.precision import ACT_FORMAT_BITS, act_operand, weight_operand
-from ..compute.systolic import causal_pairs, causal_systolic_cycles, weight_load_bound
+from ..compute.systolic import causal_pairs, causal_systolic_cycles, folds, split_reduction, weight_load_bound
 from ..config import AcceleratorConfig
 from ..memory import Traffic, matmul_traffic, vector_traffic
 
@@ -87,7 +87,8 @@ class OpPlan:
     causal: bool = False      # attention op whose fully masked folds were skipped
     # Zero skipping: the op whose output decides which weight rows survive (-1: the op skips nothing).
     # Its surviving-row list exists only after that op has finished, and building it takes
-    # ``index_cycles``; its scattered rows stream at ``read_efficiency`` of the sustained rate.
+    # ``index_cycles``; its scattered rows stream at ``read_efficiency`` of the sustained rate, which
+    # also carries the op's occupancy share (:func:`read_share`).
     producer: int = -1
     index_cycles: int = 0
     read_efficiency: float = 1.0
@@ -106,6 +107,25 @@ def vector_kind(op: str, where: str) -> str:
             return kind
     raise ValueError(f"{where}: no vector-unit operation for op {quote(op)}; "
                      f"known kinds: {sorted({k for _, k in _VECTOR_KINDS})} (by name prefix)")
+
+
+def row_reduction_cycles(kind: str, M: int, elements: float, accel: AcceleratorConfig) -> float:
+    """Cycles of a row reduction (a kind with ``vector.reductions`` steps) on a chip whose lanes are split into
+    ``vector.units``: one program per row, each alone on a unit, rows in waves of ``units``:
+    ceil(M / units) x (width x passes / row_lanes + reductions x reduction_ns), width = elements / M (rounded
+    up to a power of two with ``pow2_rows``).  A row at M = 1 is
+    latency-bound (one unit busy, its dependent reductions in series), not bound by the pooled lanes.
+    0 when the rule is off (units 0) or the kind is elementwise."""
+    v = accel.vector
+    steps = float(v.reductions.get(kind, 0))
+    if v.units <= 0 or steps <= 0 or M <= 0:
+        return 0.0
+    per_unit = v.row_lanes or v.lanes / v.units
+    width = elements / M
+    if v.pow2_rows:
+        width = 2 ** math.ceil(math.log2(max(width, 1.0)))
+    row = width * v.passes[kind] / per_unit + steps * v.reduction_ns * accel.clock_ghz
+    return math.ceil(M / v.units) * row
 
 
 EXTRA_WRITE = "extra_offchip_write"  # optional trace column: other write traffic an op causes (bytes)
@@ -138,7 +158,8 @@ def plan_ops(trace: pd.DataFrame, accel: AcceleratorConfig) -> list[OpPlan]:
                     energy_offchip_pj=p.energy_offchip_pj + extra * pj.offchip)
             if bool(row.get(FUSED, False)):
                 p = dataclasses.replace(p, fused=True)
-            plans.append(_with_skip(p, i, trace, row, accel, pj))
+            p = _with_skip(p, i, trace, row, accel, pj)
+            plans.append(dataclasses.replace(p, read_efficiency=p.read_efficiency * read_share(row, p, accel)))
     return plans
 
 
@@ -191,18 +212,51 @@ def _row_bytes(r: dict) -> float:
     return row if row > 0 else int(r["N"]) / 8
 
 
+def index_cycles(K: int, accel: AcceleratorConfig) -> int:
+    """Cycles from a skipping op's producer finishing to its surviving-row list being ready: the fixed
+    ``sparsity.index_latency_ns`` plus one compaction pass over the ``K`` activations on the vector unit."""
+    return math.ceil(accel.sparsity.index_latency_ns * accel.clock_ghz) + math.ceil(K / accel.vector.lanes)
+
+
 def fetches_survivors(r: dict, accel: AcceleratorConfig) -> bool:
     """True when a GEMM reads only its surviving weight rows: the chip skips fetches, the op has zero rows to
-    skip, and the gather costs less bus time than streaming every row (``(1 - row_skip) / efficiency < 1``);
-    otherwise the DMA streams the whole matrix, as a chip's loader would choose per op
-    (``sparsity.stream_when_cheaper``; off: always gather).  Resident weights are read from the on-chip store,
-    where a skipped row costs nothing."""
+    skip, and the gather finishes before a stream of every row would (``sparsity.stream_when_cheaper``; off:
+    always gather).  Resident weights are read from the on-chip store, where a skipped row costs nothing.
+
+    The loader's comparison counts what a gather costs beyond its bus time: it cannot start before its
+    row list exists (``index_cycles``) and it breaks the stream, so its first request waits the memory
+    latency, while a stream needs neither.  Bus time alone would let a costlier gather (a higher
+    ``row_miss_ns``) switch an op to streaming and so speed the step up, which no real cost can do.
+    gather = (1 - row_skip) x S / efficiency + index + latency  <  S = stream cycles of every row."""
     skip = float(r["row_skip"]) if r["op_class"] == "gemm" else 0.0
     if skip <= 0 or not accel.sparsity.skip_weight_fetch:
         return False
     if accel.weight_residency == "sram" or not accel.sparsity.stream_when_cheaper:
         return True
-    return (1.0 - skip) < scatter_efficiency(_row_bytes(r), accel)
+    stream = float(r["weight_bytes"]) / accel.offchip_bytes_per_cycle
+    fixed = index_cycles(int(r["K"]), accel) + math.ceil(accel.offchip.latency_ns * accel.clock_ghz)
+    return (1.0 - skip) * stream / scatter_efficiency(_row_bytes(r), accel) + fixed < stream
+
+
+def read_share(r: dict, p: OpPlan, accel: AcceleratorConfig) -> float:
+    """Fraction of the sustained off-chip rate an op's reads reach with ``occupancy_limited_reads``: its work
+    units over the copies that run it (units / copies when fewer, else 1).  An attention op's units are its
+    folds after the split rule (sim.compute.systolic.split_reduction): one per head and context span, as a
+    decode-attention grid; a row reduction's are its rows over ``vector.units``.  A GEMM is never limited:
+    a fold of a one-row array is 128 output columns, not a kernel's program (a GEMV launches N / 8 to N / 16
+    programs, hundreds), and at M >= 2048 its tensor-core tiles outnumber the copies."""
+    if not accel.occupancy_limited_reads or r["op_class"] == "gemm":
+        return 1.0
+    M, N, K, count = int(r["M"]), int(r["N"]), int(r["K"]), int(r["count"])
+    if p.unit == "vector":
+        kind = vector_kind(str(r["op"]), "occupancy")
+        if accel.vector.units <= 0 or accel.vector.reductions.get(kind, 0) <= 0:
+            return 1.0
+        return min(1.0, max(M, 1) / accel.vector.units)
+    array = next(a for a in accel.arrays if a.name == p.unit)
+    k_part, instances = split_reduction(M, N, K, array, count)
+    units = folds(M, N, k_part, array.rows, array.cols, array.dataflow, instances)
+    return min(1.0, units / array.count)
 
 
 def _with_skip(p: OpPlan, i: int, trace: pd.DataFrame, r: dict, accel: AcceleratorConfig,
@@ -220,7 +274,7 @@ def _with_skip(p: OpPlan, i: int, trace: pd.DataFrame, r: dict, accel: Accelerat
                             energy_sram_pj=p.energy_sram_pj + list_pj)
     if accel.weight_residency == "sram":  # rows come from the on-chip store as the array reaches them: no gather
         return p
-    index = math.ceil(accel.sparsity.index_latency_ns * accel.clock_ghz) + math.ceil(K / accel.vector.lanes)
+    index = index_cycles(K, accel)
     eff = scatter_efficiency(_row_bytes(r), accel)
     return dataclasses.replace(p, producer=producer_of(trace, i), index_cycles=index, read_efficiency=eff)
 
@@ -241,12 +295,14 @@ def _plan_row(i: int, r: dict, accel: AcceleratorConfig, cache: dict, pj: _ByteE
         work = elements * passes
         ideal = work / accel.vector.lanes
         sram_c = t.sram / accel.sram.bandwidth_bytes_per_cycle
-        return OpPlan(index=i, unit="vector", unit_cycles=int(math.ceil(max(ideal, sram_c))),
+        rows = row_reduction_cycles(kind, int(r["M"]), elements, accel)
+        busy = max(ideal, sram_c, rows)
+        return OpPlan(index=i, unit="vector", unit_cycles=int(math.ceil(busy)),
                       ideal_compute_cycles=ideal, traffic=t, peak_rate=accel.vector.lanes, work=work,
                       energy_compute_pj=0.0, energy_sram_pj=t.sram * sram_pj_b,
                       energy_offchip_pj=(t.offchip_read + t.offchip_write) * off_pj_b,
                       energy_vector_pj=work * energy.vector_pj_per_element_pass(node), pair="",
-                      limit="sram" if sram_c > ideal else "vector")
+                      limit="sram" if sram_c > max(ideal, rows) else "vector")
 
     wfmt, afmt = str(r["weight_format"]), str(r["act_format"])
     if cls == "attention" and wfmt not in accel.kv_formats:

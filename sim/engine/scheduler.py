@@ -14,7 +14,9 @@ Hardware model (all times in integer clock cycles):
   its producer (the op computing its activations) has finished, and building it
   takes ``index_cycles``; its loads cannot start earlier, whatever the
   fetch-ahead.  Its scattered rows hold the channel ``1 / read_efficiency`` times
-  as long as a stream of the same bytes.
+  as long as a stream of the same bytes.  ``read_efficiency`` also carries an op's
+  occupancy share (``occupancy_limited_reads``: an op on few of a GPU's SMs reads at
+  their share of the bandwidth, the rest of the bus idle meanwhile).
 * Memory latency (``offchip.latency_ns``) is hidden while the DMA streams: requests
   for the next tiles are issued while earlier ones are in flight.  Whenever the
   stream breaks -- the run starts, an op's loads wait for its launch or for its

@@ -2,7 +2,8 @@
 
 replay (:mod:`.replay`: measured rows -> op-trace rows -> ``sim_vs_measured``) ->
 calibrate (:mod:`.calibrate`: the fitted ``h100-triton`` parameters; :mod:`.floors`: fixed per-launch
-costs from the measured floors) -> held-out tables (:mod:`.heldout`: ``validation_table``;
+costs from the measured floors; :mod:`.reductions`: the row-reduction costs from two quantizer rows) ->
+held-out tables (:mod:`.heldout`: ``validation_table``;
 :mod:`.crossgpu`: fitted on the H100, predicting the H200; :mod:`.whole_token`: whole decoder blocks
 and 7B tokens), with the one MAPE aggregation (:mod:`.mape`), the roofline bound (:mod:`.roofline`),
 the SCALE-Sim reference (:mod:`.scalesim`) and the published chips (:mod:`.published`).

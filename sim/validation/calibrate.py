@@ -51,6 +51,7 @@ import yaml
 from contract import TUNING_SUFFIX, measured_final_rows, validate
 
 from ..config import PRESET_DIR, PRESETS, from_dict, load_yaml
+from .reductions import add_row_reductions, has_reduction_rows, reduction_calibration_mask
 from .replay import H100_L2_BYTES, compare_measured
 
 BASE = "h100-like"
@@ -100,8 +101,9 @@ FITS = (
 
 
 def calibration_mask(measured: pd.DataFrame) -> pd.Series:
-    """True for the rows any parameter of :data:`FITS` is fitted on (index of ``measured``)."""
-    mask = pd.Series(False, index=measured.index)
+    """True for the rows any parameter of :data:`FITS` is fitted on, and the two quantizer rows the row-reduction
+    costs are derived from (:mod:`sim.validation.reductions`) (index of ``measured``)."""
+    mask = reduction_calibration_mask(measured)
     for f in FITS:
         mask |= f.select(measured).fillna(False).astype(bool)
     return mask & ~measured["kernel"].astype(str).str.endswith(TUNING_SUFFIX)
@@ -202,6 +204,10 @@ def fit(measured: pd.DataFrame, source: str = "measured table",
         _set(raw, f.param, value)
         prov[f.param] = (f"{value:g} fitted by sim.validation.calibrate on {len(rows)} rows of {source} "
                          f"(measured {', '.join(dates)}): {f.rows}; method: {f.method}")
+    if has_reduction_rows(m):    # the quantizers' row costs, on the fitted launch cost
+        raw["calibration"] = {}
+        add_row_reductions(raw, m, source, flush_dirty_bytes)
+        prov.update(raw.pop("calibration"))
     prov[f"arrays[{GEMV_ARRAY}].max_m"] = f"{GEMV_MAX_M}: dispatch rule of {DISPATCH_NOTE}; not fitted"
     prov["sparsity.skip_weight_fetch"] = ("true: ours_sparse_w158a8 reads only weight rows of non-zero "
                                          "activations (kernels/sparse_gemv.py); not fitted")

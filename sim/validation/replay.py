@@ -40,7 +40,16 @@ _PRECISIONS = {
     "w1.58a4-int8": ("ternary", 2.0, "int8", 8, 16),  # INT4 codes held in int8 (kernels/ternary_gemm.py)
 }
 _KV = {"fp16": ("kv-fp16", 16), "kv3": ("kv-int3", 3), "kv4": ("kv-int4", 4), "int8": ("kv-int8", 8)}
-SUPPORTED_OPS = ("gemm", "gemv", "sparse_gemv", "attention_decode")
+SUPPORTED_OPS = ("gemm", "gemv", "sparse_gemv", "attention_decode", "attention_step", "quant")
+#: The quantizer kernels (kernels/rmsnorm_quant.py, op ``quant``) as vector ops, in the order one program runs
+#: them on a row: the GLU product (``_glu``, ``_silu``: of the gate and up halves), the RMSNorm, TopK, the
+#: quantizer.  Variants that also write the nonzero index (``_nz``) or search TopK by radix histograms
+#: (``_radix``: another count of dependent reductions) have no equivalent here.
+QUANT_KERNELS = {
+    "ours_norm_int8": ("rmsnorm", "quant"), "ours_norm_int4": ("rmsnorm", "quant"),
+    "ours_norm_int4_fp8": ("rmsnorm", "quant"), "ours_norm_topk8": ("rmsnorm", "topk", "quant"),
+    "ours_norm_int8_glu": ("glu", "rmsnorm", "quant"), "ours_norm_int8_silu": ("glu", "rmsnorm", "quant"),
+}
 SIM_VS_MEASURED_COLUMNS = [c.name for c in SIM_VS_MEASURED]
 
 # Measurement protocol of docs/gpu-facts.md §1: triton.testing.do_bench flushes the L2
@@ -82,7 +91,10 @@ def measured_row_to_trace(m: pd.Series, head_dim: int = 128) -> pd.DataFrame:
     """The op-trace rows one measured kernel stands for (``ValueError`` if it has none).
 
     gemm / gemv / sparse_gemv -> one gemm op.  attention_decode (M = batch,
-    N = heads, K = context) -> attn_qk, softmax, attn_pv with ``head_dim``.
+    N = heads, K = context) -> attn_qk, softmax, attn_pv with ``head_dim`` (two launches: the
+    context spans, then the combine of their partials); attention_step: RoPE + the same in one launch.
+    quant (M rows of N) ->
+    the vector ops of :data:`QUANT_KERNELS`, one launch.
     """
     op, prec = str(m["op"]), str(m["precision"])
     M, N, K = int(m["M"]), int(m["N"]), int(m["K"])
@@ -92,7 +104,7 @@ def measured_row_to_trace(m: pd.Series, head_dim: int = 128) -> pd.DataFrame:
         w, wb, a, ab, ob = _PRECISIONS[prec]
         rows = [_op_row(op="gemm", op_class="gemm", M=M, N=N, K=K, count=1, weight_format=w, weight_bits=wb,
                         act_format=a, act_bits=ab, out_bits=ob, sparsity=float(m["sparsity"]))]
-    elif op == "attention_decode":
+    elif op in ("attention_decode", "attention_step"):
         if prec not in _KV:
             raise ValueError(f"measured row {m.name}: unknown KV precision {prec!r}; known {sorted(_KV)}")
         kvf, kvb = _KV[prec]
@@ -104,10 +116,30 @@ def measured_row_to_trace(m: pd.Series, head_dim: int = 128) -> pd.DataFrame:
                         weight_bits=0.0, act_format="fp16", act_bits=16, out_bits=16, sparsity=0.0),
                 _op_row(op="attn_pv", M=1, N=head_dim, K=K, **att)]
         rows[1].update(macs_dense=M * N * K, macs_effective=M * N * K, weight_bytes=0.0)
+        # two launches, as a split-context decode kernel runs: the spans (q.K^T, softmax, P.V of each span)
+        # and the combine of the spans' partial outputs
+        for r, fused in zip(rows, (False, True, False)):
+            r["fused"] = fused
+        if op == "attention_step":   # one launch: RoPE of q and k, the spans, the combine (kernels/attention_step.py)
+            rope = _vector_row("rope", M, 2 * N * head_dim)
+            rows = [dict(rope, fused=False)] + [dict(r, fused=True) for r in rows]
+    elif op == "quant" and str(m["kernel"]) in QUANT_KERNELS:
+        rows = [dict(_vector_row(kind, M, N, gains=kind == "rmsnorm", glu=kind == "glu"), fused=j > 0)
+                for j, kind in enumerate(QUANT_KERNELS[str(m["kernel"])])]   # one launch
     else:
-        raise ValueError(f"measured row {m.name}: op {op!r} has no op-trace equivalent here "
-                         f"(supported: {SUPPORTED_OPS})")
+        raise ValueError(f"measured row {m.name}: op {op!r} (kernel {m['kernel']!r}) has no op-trace equivalent "
+                         f"here (supported: {SUPPORTED_OPS}; quantizers: {sorted(QUANT_KERNELS)})")
     return pd.DataFrame(rows)
+
+
+def _vector_row(op: str, M: int, width: int, gains: bool = False, glu: bool = False) -> dict:
+    """One vector-unit op over ``M`` rows of ``width`` fp16 elements (a GLU reads the gate and up halves;
+    an RMSNorm reads its gains from off chip)."""
+    r = _op_row(op=op, op_class="vector", M=M, N=width, K=0, count=1, weight_format="none", weight_bits=0.0,
+                act_format="fp16", act_bits=16, out_bits=16, sparsity=0.0)
+    r.update(macs_dense=M * width, macs_effective=M * width, weight_bytes=2.0 * width if gains else 0.0,
+             act_bytes_in=float(M * width * 2 * (2 if glu else 1)))
+    return r
 
 
 def _copies(m: pd.Series) -> int:

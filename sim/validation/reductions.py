@@ -1,0 +1,118 @@
+"""The row-reduction costs of a GPU preset (``vector.row_lanes``, ``vector.reduction_ns``), derived from two
+measured quantizer rows; every other quantizer row, block and token is held out.
+
+A quantizer at M = 1 (kernels/rmsnorm_quant.py) is one program on one SM: its time beyond the launch is
+its element-passes at one SM's rate plus its dependent reductions in series
+(:func:`sim.engine.plan.row_reduction_cycles`).  Two rows of one width and different reduction counts
+fix both unknowns:
+
+* ``ours_norm_int8`` M = 1: RMSNorm + absmax quantizer (2 reductions, 4 passes per element);
+* ``ours_norm_topk8`` M = 1: the same + the exact TopK threshold (33 more reductions, 4 more passes).
+
+Each row's measured time less its replay with the mechanism at no cost (the launch, the latency and the
+bytes) is ``element_passes / row_lanes + reductions x reduction_ns``: a 2 x 2 linear system.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..config import AcceleratorConfig, from_dict
+from ..engine.plan import vector_kind
+from .replay import compare_measured, measured_row_to_trace
+
+#: The calibration rows (kernel names, M = 1, CUDA graph); see the module doc.
+CALIBRATION_KERNELS = ("ours_norm_int8", "ours_norm_topk8")
+#: row_lanes of the zero-cost replay: so fast that the element-passes cost nothing.
+_FREE_LANES = 1e6
+
+
+@dataclass(frozen=True, kw_only=True)
+class RowReductionCosts:
+    row_lanes: float          # element-passes per cycle of one SM on one row
+    reduction_ns: float       # one dependent reduction step
+    rows: str                 # the measured rows used
+
+    def provenance(self, source: str) -> dict[str, str]:
+        how = (f"derived from 2 rows of {source} ({self.rows}): measured less the replay at no row cost = "
+               f"element-passes / row_lanes + reductions x reduction_ns, solved exactly; not fitted to blocks "
+               f"or tokens")
+        return {"vector.row_lanes": f"{self.row_lanes:.4g}: {how}",
+                "vector.reduction_ns": f"{self.reduction_ns:.4g}: {how}",
+                "vector.units": "the SMs (the arrays' count); one quantizer program per row, a power-of-two "
+                                "tile (vector.pow2_rows, Triton's tl.arange); not fitted"}
+
+
+def reduction_calibration_mask(measured: pd.DataFrame) -> pd.Series:
+    """True on the rows :func:`row_reduction_costs` derives from (quantizer rows of
+    :data:`CALIBRATION_KERNELS`, M = 1, timed in a CUDA graph)."""
+    return ((measured["op"] == "quant") & (measured["M"] == 1) & measured["cuda_graph"].astype(bool)
+            & measured["kernel"].isin(CALIBRATION_KERNELS))
+
+
+def _rows(measured: pd.DataFrame) -> pd.DataFrame:
+    m = measured[reduction_calibration_mask(measured)]
+    out = [m[m["kernel"] == k].head(1) for k in CALIBRATION_KERNELS]
+    return pd.concat(out, ignore_index=True)
+
+
+def has_reduction_rows(measured: pd.DataFrame) -> bool:
+    """True when the table has both calibration rows of :data:`CALIBRATION_KERNELS`."""
+    return len(_rows(measured)) == len(CALIBRATION_KERNELS)
+
+
+def _loads(row: pd.Series, cfg: AcceleratorConfig) -> tuple[float, float]:
+    """(element-passes, reduction steps) of the row-reduction ops of one measured quantizer row."""
+    tr = measured_row_to_trace(row)
+    v = cfg.vector
+    passes = steps = 0.0
+    for _, r in tr.iterrows():
+        kind = vector_kind(str(r["op"]), "quantizer row")
+        if v.reductions.get(kind, 0) <= 0:
+            continue
+        width = float(r["N"])
+        if v.pow2_rows:
+            width = 2.0 ** math.ceil(math.log2(width))
+        passes += width * v.passes[kind]
+        steps += v.reductions[kind]
+    return passes, steps
+
+
+def row_reduction_costs(measured: pd.DataFrame, cfg: AcceleratorConfig,
+                        flush_dirty_bytes: float = 0.0) -> RowReductionCosts:
+    """``row_lanes`` and ``reduction_ns`` for ``cfg`` (its ``vector.units`` > 0) from the calibration rows
+    (``ValueError`` if the table lacks them or they give no positive solution)."""
+    if cfg.vector.units <= 0:
+        raise ValueError(f"{cfg.name}: vector.units must be > 0 to derive row-reduction costs")
+    rows = _rows(measured)
+    if len(rows) != len(CALIBRATION_KERNELS):
+        raise ValueError(f"row-reduction costs need the M = 1 CUDA-graph rows {list(CALIBRATION_KERNELS)}; "
+                         f"the table has {len(rows)} of them")
+    free = cfg.replace(vector=dataclasses.replace(cfg.vector, row_lanes=_FREE_LANES, reduction_ns=0.0))
+    base, _ = compare_measured(rows, free, flush_dirty_bytes=flush_dirty_bytes)
+    extra_us = rows["us"].to_numpy(float) - base["sim_us"].to_numpy(float)
+    A = np.array([_loads(r, cfg) for _, r in rows.iterrows()])    # [passes, steps] per row
+    us_per_pass, us_per_step = np.linalg.solve(A, extra_us)
+    if us_per_pass <= 0 or us_per_step < 0:
+        raise ValueError(f"row-reduction rows give no positive costs ({us_per_pass:.3g} us per pass, "
+                         f"{us_per_step:.3g} us per step): the mechanism does not describe them")
+    return RowReductionCosts(row_lanes=round(float(1.0 / (us_per_pass * 1e3 * cfg.clock_ghz)), 4),
+                             reduction_ns=round(float(us_per_step * 1e3), 2),
+                             rows=", ".join(f"{k} M=1" for k in CALIBRATION_KERNELS))
+
+
+def add_row_reductions(raw: dict, measured: pd.DataFrame, source: str, flush_dirty_bytes: float) -> None:
+    """Latency-bound row reductions on a GPU preset's YAML dict ``raw`` (in place): one quantizer / norm
+    program per row on one of the SMs (the arrays' count), a power-of-two tile per row (Triton), and the
+    two costs derived from ``measured``'s quantizer rows; provenance into ``raw["calibration"]``."""
+    sms = max(int(a["count"]) for a in raw["arrays"])
+    raw["vector"] = dict(raw["vector"], units=sms, pow2_rows=True)
+    cfg = from_dict(copy.deepcopy(raw), where=str(raw.get("name", "preset")))
+    costs = row_reduction_costs(measured, cfg, flush_dirty_bytes=flush_dirty_bytes)
+    raw["vector"].update(row_lanes=costs.row_lanes, reduction_ns=costs.reduction_ns)
+    raw.setdefault("calibration", {}).update(costs.provenance(source))

@@ -1,0 +1,190 @@
+"""The GPU mechanisms behind the whole-token replay: latency-bound row reductions, split-reduction kernels,
+occupancy-limited reads, and a loader whose stream-or-gather choice never makes a costlier gather faster
+(sim.engine.plan, sim.compute.systolic, sim.validation.reductions)."""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pandas as pd
+import pytest
+from test_sim_synthetic import decoder_trace, gemm_row, vector_row
+
+import sim
+from contract import validate
+from sim.compute.systolic import split_reduction, systolic_cycles, unpack_cycles
+from sim.engine import plan_ops
+from sim.engine.plan import read_share
+from sim.validation.reductions import row_reduction_costs
+
+
+def _gpu(**vector):
+    """h200-triton at a 1 GHz clock, no fixed costs, the vector unit's row rule as given."""
+    a = sim.load_accelerator("h200-triton")
+    oc = dataclasses.replace(a.offchip, latency_ns=0.0)
+    return a.replace(clock_ghz=1.0, offchip=oc, op_overhead_ns=0.0,
+                     vector=dataclasses.replace(a.vector, **vector))
+
+
+def _trace(rows: list[dict]) -> pd.DataFrame:
+    t = pd.DataFrame(rows)
+    t.attrs = {"phase": "decode", "batch": 1}
+    return t
+
+
+# ---------------------------------------------------------------- latency-bound row reductions
+def test_a_one_row_quantizer_costs_its_passes_on_one_unit_plus_its_reductions_in_series():
+    cfg = _gpu(units=4, row_lanes=8.0, reduction_ns=100.0, pow2_rows=False)
+    tr = _trace([vector_row("rmsnorm_attn", 1, 4096), vector_row("quant_qkv", 1, 4096),
+                 vector_row("topk_o", 1, 4096), vector_row("residual", 1, 4096)])
+    got = [p.unit_cycles for p in plan_ops(tr, cfg)]
+    # 4096 elements x 2 passes / 8 per cycle + 1 reduction x 100 ns x 1 GHz; TopK: 4 passes, 33 reductions
+    assert got[:3] == [4096 * 2 // 8 + 100, 4096 * 2 // 8 + 100, 4096 * 4 // 8 + 33 * 100]
+    assert got[3] == 1                     # elementwise: the pooled lanes (4096 / 16896 of a cycle)
+
+
+def test_rows_past_the_unit_count_run_in_waves_and_a_row_pads_to_a_power_of_two():
+    cfg = _gpu(units=4, row_lanes=8.0, reduction_ns=100.0, pow2_rows=True)
+    tr = _trace([vector_row("quant_down", 6, 3000)])
+    (p,) = plan_ops(tr, cfg)
+    assert p.unit_cycles == 2 * (4096 * 2 // 8 + 100)        # ceil(6 / 4) waves of a 4096-wide row
+
+
+def test_row_reductions_switched_off_take_the_pooled_lanes():
+    cfg = _gpu(units=0, row_lanes=8.0, reduction_ns=100.0)
+    (p,) = plan_ops(_trace([vector_row("rmsnorm_attn", 1, 4096)]), cfg)
+    assert p.unit_cycles == -(-4096 * 2 // cfg.vector.lanes)
+
+
+def test_the_row_costs_are_recovered_from_two_quantizer_rows_made_with_known_costs():
+    truth = _gpu(units=132, row_lanes=6.0, reduction_ns=250.0, pow2_rows=True)
+    free = _gpu(units=132, row_lanes=1e6, reduction_ns=0.0, pow2_rows=True)
+    rows = []
+    for kernel, passes, steps in (("ours_norm_int8", 4, 2), ("ours_norm_topk8", 8, 35)):
+        base = sim.validation.compare_measured(_quant_rows([(kernel, 1.0)]), free, flush_dirty_bytes=0.0)[0]
+        us = float(base["sim_us"].iloc[0]) + 4096 * passes / 6.0 / 1e3 + steps * 0.25   # at 1 GHz
+        rows.append((kernel, us))
+    got = row_reduction_costs(_quant_rows(rows), truth)
+    assert got.row_lanes == pytest.approx(6.0, rel=1e-3) and got.reduction_ns == pytest.approx(250.0, rel=1e-3)
+
+
+def _quant_rows(rows: list[tuple[str, float]]) -> pd.DataFrame:
+    recs = [dict(op="quant", kernel=k, impl="ours", precision="int8", M=1, N=4096, K=0, sparsity=0.0,
+                 cuda_graph=True, us=us, bytes=0.0, ops=0.0, gbps=0.0, tops=0.0, exact=True, gpu="synthetic",
+                 torch="-", triton="-", cuda="-", date="2000-01-01") for k, us in rows]
+    return validate(pd.DataFrame(recs), "measured_trace")
+
+
+# ---------------------------------------------------------------- split reduction (flash-decoding)
+def test_an_attention_op_with_fewer_folds_than_copies_splits_its_context_over_the_idle_copies():
+    cfg = sim.load_accelerator("h200-triton")
+    cores = next(a for a in cfg.arrays if a.name == "cuda_cores")          # 1 x 128, 132 copies, split on
+    assert split_reduction(1, 128, 2048, cores, 32) == (512, 128)          # 32 folds -> 132 // 32 = 4 parts
+    rate = 2.0
+    # one wave of 128 folds, each streaming 512 keys at 2 per cycle, + the 1 + 128 - 2 cycles of skew
+    assert systolic_cycles(1, 128, 2048, cores, rate, 32) == 512 // 2 + 127
+    off = dataclasses.replace(cores, split_reduction=False)
+    assert systolic_cycles(1, 128, 2048, off, rate, 32) == 2048 // 2 + 127
+    # unpack: 128 x 512 elements per fold at 8 per cycle, one wave (off: 128 x 2048 per fold)
+    assert unpack_cycles(1, 128, 2048, cores, 8.0, 32) == 128 * 512 // 8
+    assert unpack_cycles(1, 128, 2048, off, 8.0, 32) == 128 * 2048 // 8
+    assert split_reduction(1, 128, 2048, cores, 200) == (2048, 200)       # enough folds: no split
+
+
+# ---------------------------------------------------------------- occupancy-limited reads
+def _attention_pv(count: int, ctx: int = 2048) -> dict:
+    kv = count * ctx * 128 * 2.0
+    return gemm_row("attn_pv", 1, 128, ctx, count=count, op_class="attention", wfmt="kv-fp16", wbits=16.0,
+                    kv_read=kv)
+
+
+def test_an_op_with_32_units_on_132_copies_reads_at_32_of_132_of_the_bandwidth():
+    a = _gpu()
+    cores = tuple(dataclasses.replace(x, split_reduction=False) for x in a.arrays)
+    cfg = a.replace(arrays=cores, occupancy_limited_reads=True)
+    tr = _trace([_attention_pv(32)])
+    (p,) = plan_ops(tr, cfg)
+    assert read_share(tr.iloc[0].to_dict(), p, cfg) == pytest.approx(32 / 132)
+    res = sim.simulate(tr, cfg)
+    stream = tr.kv_bytes_read[0] / cfg.offchip_bytes_per_cycle
+    assert res.ops.memory_cycles[0] == pytest.approx(stream * 132 / 32, abs=16)   # whole cycles per tile
+    full = sim.simulate(tr, cfg.replace(occupancy_limited_reads=False))      # the switch off: every copy's share
+    assert full.ops.memory_cycles[0] == pytest.approx(stream, abs=16)
+    split = sim.simulate(tr, a.replace(occupancy_limited_reads=True))        # split into 128 units
+    assert split.ops.memory_cycles[0] == pytest.approx(stream * 132 / 128, abs=16)
+
+
+def test_gemms_and_asic_presets_keep_the_whole_bandwidth():
+    cfg = _gpu().replace(occupancy_limited_reads=True)
+    tr = _trace([gemm_row("o_proj", 1, 4096, 4096, wfmt="ternary", wbits=2.0, afmt="int8", abits=8)])
+    (p,) = plan_ops(tr, cfg)
+    assert read_share(tr.iloc[0].to_dict(), p, cfg) == 1.0
+    for name in ("fp16", "b1.58", "a4.8"):
+        asic = sim.load_accelerator(name)
+        assert not asic.occupancy_limited_reads and asic.vector.units == 0
+
+
+# ---------------------------------------------------------------- the loader's stream-or-gather choice
+@pytest.mark.parametrize("knob, values", [("offchip.row_miss_ns", (0.0, 0.1, 0.25, 0.5, 1.0, 3.0)),
+                                          ("sparsity.index_latency_ns", (0.0, 20.0, 100.0, 400.0, 2000.0))])
+def test_a_costlier_gather_never_speeds_a_step_up(knob, values):
+    tr = decoder_trace("a4.8", layers=2, head=False)
+    base = sim.load_accelerator("a4.8")
+    part, key = knob.split(".")
+    times = []
+    for v in values:
+        cfg = base.replace(**{part: dataclasses.replace(getattr(base, part), **{key: v})})
+        times.append(sim.simulate(tr, cfg).summary.cycles)
+    assert all(b >= a for a, b in zip(times, times[1:])), dict(zip(values, times))
+
+
+def test_the_loader_gathers_only_when_the_gather_with_its_fixed_costs_beats_a_stream():
+    cfg = sim.load_accelerator("a4.8")
+    tr = decoder_trace("a4.8", layers=1, head=False)
+    row = tr[tr.op == "o_proj"].iloc[0].to_dict()
+    stream = row["weight_bytes"] / cfg.offchip_bytes_per_cycle
+    eff = sim.engine.plan.scatter_efficiency(sim.engine.plan._row_bytes(row), cfg)
+    fixed = sim.engine.plan.index_cycles(int(row["K"]), cfg) + math.ceil(cfg.offchip.latency_ns * cfg.clock_ghz)
+    want = (1 - row["row_skip"]) * stream / eff + fixed < stream
+    assert sim.engine.plan.fetches_survivors(row, cfg) == want
+    # with the fixed costs as large as the stream saving, the loader streams
+    slow = cfg.replace(sparsity=dataclasses.replace(cfg.sparsity, index_latency_ns=stream / cfg.clock_ghz))
+    assert not sim.engine.plan.fetches_survivors(row, slow)
+
+
+# ---------------------------------------------------------------- the replayed kernels
+def test_a_quantizer_row_replays_as_its_vector_ops_in_one_launch():
+    row = _quant_rows([("ours_norm_int8_glu", 10.0)]).iloc[0].copy()
+    row["N"] = 11008
+    tr = sim.validation.measured_row_to_trace(row)
+    assert list(tr.op) == ["glu", "rmsnorm", "quant"] and list(tr.fused) == [False, True, True]
+    assert tr.act_bytes_in[0] == 2 * 11008 * 2           # the gate and up halves, fp16
+    assert tr.weight_bytes[1] == 2 * 11008 and tr.weight_bytes[2] == 0   # the RMSNorm's gains
+    radix = row.copy()
+    radix["kernel"] = "ours_norm_topk8_radix"              # another reduction count: not replayed
+    with pytest.raises(ValueError, match="no op-trace equivalent"):
+        sim.validation.measured_row_to_trace(radix)
+
+
+def test_an_attention_step_is_one_launch_and_a_decode_attention_two():
+    base = _quant_rows([("x", 1.0)]).iloc[0].copy()
+    for k, v in dict(precision="fp16", M=1, N=32, K=2048).items():
+        base[k] = v
+    step, dec = base.copy(), base.copy()
+    step["op"], dec["op"] = "attention_step", "attention_decode"
+    tr = sim.validation.measured_row_to_trace(step)
+    assert list(tr.op) == ["rope", "attn_qk", "softmax", "attn_pv"] and list(tr.fused) == [False, True, True, True]
+    assert tr.macs_dense[0] == 2 * 32 * 128               # RoPE of q and k of every head
+    assert list(sim.validation.measured_row_to_trace(dec).fused) == [False, True, False]
+
+
+@pytest.mark.parametrize("vector, field", [({"units": -1}, "vector.units"), ({"units": 1.5}, "vector.units"),
+                                           ({"reduction_ns": -2.0}, "vector.reduction_ns"),
+                                           ({"row_lanes": float("nan")}, "vector.row_lanes"),
+                                           ({"reductions": {"rmsnorm": -1}}, "vector.reductions.rmsnorm"),
+                                           ({"reductions": {"norm": 1}}, "unknown op kind")])
+def test_a_bad_row_reduction_field_is_refused_naming_it(vector, field):
+    raw = sim.config.load_yaml(sim.config.PRESET_DIR / "h200-triton.yaml")
+    raw["vector"] = {**raw["vector"], **vector}
+    with pytest.raises(ValueError, match=field.replace(".", r"\.")):
+        sim.config.from_dict(raw, where="h200-triton")
