@@ -97,30 +97,42 @@ plt.show()
 
 # %%
 ratios = ratio_table(res.summary)
+print(f"{len(ratios)} rows" + (f"; the first {ROWS} (every row: `ratios`)" if len(ratios) > ROWS else ""))
 display(ratios.round(2).head(ROWS))
 
 # %% [markdown]
 # ## Takeaways (computed from the tables above)
 
 # %%
+def span(values) -> str:
+    """'1.25x' when the ratios agree to 1 %, else '1.25x to 1.28x', with what a ratio of a4.8's speed means
+    when it is not a gain: 'no change' within 1 % of 1, 'a4.8 slower' below."""
+    lo, hi = float(min(values)), float(max(values))
+    text = f"{lo:.2f}x" if hi <= lo * 1.01 else f"{lo:.2f}x to {hi:.2f}x"
+    if 0.99 <= lo and hi <= 1.01:
+        return text + ", no change"
+    return text + (", a4.8 slower" if hi < 0.99 else "")
+
+
+def contexts(values) -> str:
+    values = sorted(set(int(v) for v in values))
+    return f"context {values[0]}" if len(values) == 1 else f"contexts {', '.join(str(v) for v in values)}"
+
+
 m = ratios[(ratios.role == "matched")]
 dec, pre = m[m.phase == "decode"], m[m.phase == "prefill"]
 lad = res.axes["ladder"]
 s3 = lad[lad.step == 3]
 lines = [
-    f"- Decode, a4.8 over the strongest b1.58: {dec['speed a4.8/b1.58'].min():.2f}x to "
-    f"{dec['speed a4.8/b1.58'].max():.2f}x across contexts {', '.join(str(c) for c in dec.context)} (batch "
-    f"{cfg.batch}); over FP16 "
-    f"({comp.variants['fp16'].changes or 'as its preset'}): {dec['speed a4.8/fp16'].min():.2f}x to "
-    f"{dec['speed a4.8/fp16'].max():.2f}x.",
-    f"- Of the a4.8 datapath step, its activations alone buy {s3.speedup_step_no_skip.min():.2f}x-"
-    f"{s3.speedup_step_no_skip.max():.2f}x (zero skipping off); with skipping {s3.speedup_step.min():.2f}x-"
-    f"{s3.speedup_step.max():.2f}x: "
+    f"- Decode, a4.8 over the strongest b1.58: {span(dec['speed a4.8/b1.58'])} across {contexts(dec.context)} "
+    f"(batch {cfg.batch}); over FP16 ({comp.variants['fp16'].changes or 'as its preset'}): "
+    f"{span(dec['speed a4.8/fp16'])}.",
+    f"- Of the a4.8 datapath step, with zero skipping off its activations alone buy {span(s3.speedup_step_no_skip)}; "
+    f"with skipping {span(s3.speedup_step)}: "
     + ("the gain is the zeros, not the 4-bit format." if abs(s3.speedup_step_no_skip - 1).max() < 0.03 else
        "the 4-bit format itself moves decode here."),
-    f"- Prefill, a4.8 over b1.58: {pre['speed a4.8/b1.58'].iloc[0]:.2f}x; over FP16: "
-    f"{pre['speed a4.8/fp16'].iloc[0]:.2f}x (compute-bound: the arrays decide)." if len(pre)
-    else "- (no prefill in this run)",
+    f"- Prefill (compute-bound: the arrays decide), a4.8 over b1.58: {span(pre['speed a4.8/b1.58'])}; over FP16: "
+    f"{span(pre['speed a4.8/fp16'])}." if len(pre) else "- (no prefill in this run)",
     f"- Active parameters of a4.8 under {profile_label(comp.profile)}: "
     f"{100 * active_param_fraction(decode[decode.datapath == 'a4.8']):.1f}% (the paper: 55%).",
     f"- All of this is {PRESET} decode at batch {cfg.batch} on the iso-peak chips, {profile_label(comp.profile)}"

@@ -99,6 +99,7 @@ rows = (measured_speed_rows(spd, "ours_w158a4_fp8", "ours_w158a8", CLAIMS["speed
         + measured_speed_rows(spd, "block_a4.8", "block_fp16", CLAIMS["speedup_vs_fp16"]))
 claims = pd.DataFrame(rows)
 with pd.option_context("display.max_colwidth", None):
+    print(f"{len(claims)} claim rows" + (f"; the first {ROWS} (every row: `claims`)" if len(claims) > ROWS else ""))
     display(claims[["hardware", "workload", "ours", "verdict"]].head(ROWS) if len(claims) else claims)
 
 # %% [markdown]

@@ -21,6 +21,9 @@
 #    accelerator (`sim.validation.roofline_bounds`); the roofline figure places every op.
 # 3. **The measured H100**: every measured kernel shape replayed on the `h100-like` preset
 #    (`bitsim.report.measured.validate_simulator`, built on `sim.validation.validation_table`).
+#
+# The roofline check runs the study's main model, 7B with the paper's Table 2 sparsity (what `bitsim report`
+# uses); `BITSIM_NB_SMALL=1` runs the tiny model instead.
 
 # %% tags=["parameters"]
 import os
@@ -29,8 +32,9 @@ SMALL = os.environ.get("BITSIM_NB_SMALL") == "1"
 MEASURED_DIR = os.environ.get("BITSIM_MEASURED_DIR", "../reports/data")
 SHAPES = [(64, 8, 16), (37, 29, 53), (1, 64, 48)] if SMALL else \
     [(64, 8, 16), (4, 96, 40), (32, 32, 32), (37, 29, 53), (1, 64, 48), (128, 64, 96), (256, 32, 64)]
-PRESET = "tiny" if SMALL else "7b"
+PRESET = "tiny" if SMALL else "7b"     # the study's main model, with the profile the study uses for it
 CONTEXT = 64 if SMALL else 2048
+ROWS = 12                              # long tables show their first rows (every row: the DataFrame itself)
 
 # %%
 import matplotlib.pyplot as plt
@@ -48,7 +52,9 @@ from sim.validation import compare_systolic, roofline_bounds
 
 # %%
 cmp_sys = compare_systolic(SHAPES, rows=8, cols=8)
-display(cmp_sys)
+print(f"{len(cmp_sys)} GEMM runs (shape x dataflow); the {min(ROWS, len(cmp_sys))} with the largest error "
+      "(every run: `cmp_sys`):")
+display(cmp_sys.reindex(cmp_sys.rel_error.abs().sort_values(ascending=False).index).head(ROWS))
 print(f"max |error| vs SCALE-Sim: {100 * cmp_sys.rel_error.abs().max():.2f}% over {len(cmp_sys)} runs")
 
 # %% [markdown]
@@ -64,7 +70,9 @@ for (acc_name, dp, phase), ops in res.ops.groupby(["accelerator", "datapath", "p
     checks.append({"accelerator": acc_name, "datapath": dp, "phase": phase, "ops": len(ops),
                    "ops below roofline": int((ops.cycles < np.floor(bound)).sum()),
                    "sim / roofline (sum)": ops.cycles.sum() / bound.sum()})
-display(pd.DataFrame(checks).round(3))
+checks = pd.DataFrame(checks)
+print(f"{len(checks)} (chip, datapath, phase) runs; the first {min(ROWS, len(checks))} (every run: `checks`):")
+display(checks.round(3).head(ROWS))
 
 # %%
 figures.roofline(res.ops, res.ceilings, title=f"Roofline: {PRESET}, decode @ {CONTEXT} and prefill")
@@ -79,8 +87,9 @@ measured = load_measured(MEASURED_DIR)
 # our Triton kernels on the fitted one (+ launch latency and decode rates fitted on a calibration subset,
 # sim/validation/calibrate.py).  Calibration rows are listed apart: they are not validation.
 cmp, per_class = validate_simulator(measured)
-print(f"{len(per_class)} kernel classes (per GPU preset and split); the first 20:")
-display(per_class.round(3).head(20))
+print(f"{len(per_class)} kernel classes (per GPU preset and split); the first {min(ROWS, len(per_class))} "
+      "(every class: `per_class`):")
+display(per_class.round(3).head(ROWS))
 missing = unreplayed_gpus(measured)
 if missing:
     print("not replayed (no sim preset for this GPU yet):", ", ".join(missing))
@@ -94,8 +103,8 @@ plt.show()
 held = per_class[per_class.split == "held-out"]
 lines = [f"- SCALE-Sim: largest systolic-cycle error {100 * cmp_sys.rel_error.abs().max():.2f}% over {len(cmp_sys)} "
          "GEMMs.",
-         f"- Roofline: {int(pd.DataFrame(checks)['ops below roofline'].sum())} simulated ops beat their roofline "
-         f"(of {int(pd.DataFrame(checks)['ops'].sum())})."]
+         f"- Roofline: {int(checks['ops below roofline'].sum())} simulated ops beat their roofline "
+         f"(of {int(checks['ops'].sum())})."]
 if len(held):
     ok = held[held.within_bound]
     lines.append(f"- Measured GPU, held-out: {len(ok)} of {len(held)} kernel classes within 15% MAPE; worst: "

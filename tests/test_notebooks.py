@@ -37,3 +37,15 @@ def test_notebook_runs_headless_on_small_parameters(path, tmp_path, monkeypatch)
     # at least one figure was drawn
     assert any(o.get("data", {}).get("image/png") for c in nb.cells if c.cell_type == "code"
                for o in c.get("outputs", []))
+
+
+@pytest.mark.parametrize("stem", ["01-datapaths", "03-design-space", "04-validation"])
+def test_a_new_user_meets_the_studys_main_model_by_default(stem, monkeypatch):
+    jupytext = pytest.importorskip("jupytext")
+    monkeypatch.delenv("BITSIM_NB_SMALL", raising=False)
+    nb = jupytext.read(ROOT / "notebooks" / f"{stem}.py")
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    params: dict = {}
+    exec(cell.source, params)          # the parameters cell only sets knobs
+    assert not params["SMALL"]
+    assert params.get("PRESET", (params.get("MODELS") or [None])[0]) == "7b"

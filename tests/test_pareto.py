@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bitsim.experiments.pareto import pareto_front, pareto_mask, plot_pareto
+from bitsim.experiments.pareto import pareto_front, pareto_mask, plot_pareto, scale_axis
 
 
 def _brute_force(cost: np.ndarray) -> np.ndarray:
@@ -58,3 +58,26 @@ def test_plot_marks_the_front(tmp_path):
     front_collection = ax.collections[1]
     assert len(front_collection.get_offsets()) == 2
     assert ax.get_xlabel() == "tokens/s"
+
+
+def test_infeasible_points_are_crosses_off_the_front():
+    # the infeasible row (3) would dominate every other point; it must be drawn apart and never be on the front
+    df = pd.DataFrame({"tps": [10.0, 20.0, 15.0, 99.0], "jpt": [1.0, 2.0, 3.0, 0.1], "area": [1, 2, 3, 4],
+                       "ok": [True, True, True, False]})
+    ax = plot_pareto(df, "tps", "jpt", color="area", feasible="ok", infeasible_label="too big")
+    points, front, crosses = (c.get_offsets() for c in ax.collections[:3])
+    assert len(points) == 3 and sorted(map(tuple, front.tolist())) == [(10.0, 1.0), (20.0, 2.0)]
+    assert crosses.tolist() == [[99.0, 0.1]]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "too big (1; off the front)" in labels and any(t.startswith("Pareto front (2 of 3") for t in labels)
+
+
+def test_a_log_axis_only_when_the_data_span_a_decade():
+    import matplotlib.pyplot as plt
+
+    _, ax = plt.subplots()
+    assert scale_axis(ax, "x", [28.0, 40.0], log=True) == "linear"       # 28-40 mm²: a narrow range
+    assert scale_axis(ax, "y", [0.5, 80.0], log=True) == "log"
+    assert scale_axis(ax, "y", [0.5, 80.0], log=False) == "linear"
+    assert scale_axis(ax, "x", [0.0, 80.0], log=True) == "linear"        # a zero cannot sit on a log axis
+    plt.close(ax.figure)

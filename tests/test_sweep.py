@@ -10,16 +10,22 @@ import pandas as pd
 import pytest
 import yaml
 
+from bitsim.cli import main
 from bitsim.experiments.hardware import make_accelerator
 from bitsim.experiments.sweep import (
     MAX_POINTS,
     done_ids,
     evaluate_point,
+    infeasible_reason,
     load_spec,
     parse_spec,
     read_results,
+    resident_weight_mib,
+    results_folder,
     run_sweep,
+    workload_digest,
 )
+from model.config import get_config, weight_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -344,3 +350,89 @@ def test_a_part_with_deeply_nested_metadata_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match=f"{victim.name} is not a finished point"):
         read_results(out, spec)
     assert len(done_ids(out)) == len(spec.points()) - 1
+
+
+# ---------------------------------------------------------------- feasibility and the Pareto output
+def test_infeasible_reason_names_what_overflows_with_its_numbers():
+    row = {"fits_offchip": False, "weight_bytes": 14e9, "kv_bytes": 107e9, "capacity_bytes": 32e9,
+           "batch": 32, "context": 32768}
+    assert infeasible_reason(row) == ("KV cache 107 GB alone exceeds the 32 GB off-chip memory "
+                                      "(batch 32, context 32768)")
+    row.update(kv_bytes=20e9)        # neither alone, both together: 14 + 20 = 34 > 32
+    assert infeasible_reason(row) == ("weights 14 GB + KV cache 20 GB = 34 GB exceed the 32 GB off-chip memory "
+                                      "(batch 32, context 32768)")
+    assert infeasible_reason({**row, "fits_offchip": True}) == ""
+
+
+def test_results_carry_feasibility_from_the_chips_capacity(tmp_path):
+    spec = parse_spec(_spec(accelerator={"base": "a4.8", "grid": {"offchip.capacity_gb": [1e-6, 32.0]}},
+                            workloads={"preset": "tiny", "datapath": "a4.8", "context": [64]}))
+    df = run_sweep(spec, tmp_path / "r.parquet", backend="serial", progress=False).set_index("hw.offchip.capacity_gb")
+    small, big = df.loc[1e-6], df.loc[32.0]
+    # independent restatement: feasible iff weights + KV cache <= capacity
+    assert small.weight_bytes + small.kv_bytes > 1e3 and not small.feasible
+    assert big.feasible and big.infeasible_reason == ""
+    assert f"{small.kv_bytes / 1e9:.3g} GB" in small.infeasible_reason and "1e-06 GB" in small.infeasible_reason
+
+
+def test_pareto_output_uses_chip_area_and_keeps_infeasible_points_off_the_front(tmp_path, capsys):
+    spec = tmp_path / "s.yaml"
+    spec.write_text(yaml.safe_dump(_spec(
+        accelerator={"base": "a4.8", "grid": {"offchip.capacity_gb": [1e-6, 32.0], "arrays.ternary.rows": [64, 128]}},
+        workloads={"preset": "tiny", "datapath": "a4.8", "context": [64]})))
+    fig = tmp_path / "front.pdf"
+    assert main(["sweep", str(spec), "-o", str(tmp_path / "r.parquet"), "--pareto", str(fig), "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "2 of 4 points do not fit the chip's memory" in out
+    assert fig.read_bytes().startswith(b"%PDF")
+    table = pd.read_csv(tmp_path / "front.csv")
+    assert table.feasible.sum() == 2 and (table.infeasible_reason.fillna("") != "").sum() == 2
+    assert not table[~table.feasible].pareto.any() and table.pareto.any()
+    # the front is the feasible points no other feasible point beats on tokens/s, J/token and whole-chip area
+    fit = table[table.feasible]
+    assert fit.area_mm2.nunique() == 2 and "compute_area_mm2_45nm" not in table.columns
+    for _, r in fit.iterrows():
+        beaten = ((fit.tokens_per_s >= r.tokens_per_s) & (fit.energy_j_per_token <= r.energy_j_per_token)
+                  & (fit.area_mm2 <= r.area_mm2) & ((fit.tokens_per_s > r.tokens_per_s)
+                  | (fit.energy_j_per_token < r.energy_j_per_token) | (fit.area_mm2 < r.area_mm2))).any()
+        assert r.pareto == (not beaten)
+
+
+def test_results_folder_is_found_again_and_a_changed_knob_gets_its_own(tmp_path):
+    spec = parse_spec(_spec(workloads={"preset": "tiny", "datapath": "a4.8", "context": [64], "batch": [1]}))
+    again = parse_spec(_spec(workloads={"preset": "tiny", "datapath": "a4.8", "context": [64], "batch": [1]}))
+    other = parse_spec(_spec(workloads={"preset": "tiny", "datapath": "a4.8", "context": [64], "batch": [1, 2]}))
+    assert results_folder(spec, tmp_path) == results_folder(again, tmp_path) != results_folder(other, tmp_path)
+    assert results_folder(spec, tmp_path).parent == tmp_path and results_folder(spec, tmp_path).name.startswith("t-")
+    run_sweep(spec, results_folder(spec, tmp_path), backend="serial", progress=False)
+    df = run_sweep(other, results_folder(other, tmp_path), backend="serial", progress=False)   # not refused
+    assert sorted(df.batch.unique()) == [1, 2]
+
+
+def test_weights_resident_in_sram_leave_only_kv_and_activations_off_chip(tmp_path):
+    raw = _spec(accelerator={"base": "a4.8"}, workloads={"preset": "tiny", "datapath": "a4.8", "context": [64]})
+    store = resident_weight_mib(parse_spec(raw))
+    w = weight_bytes(get_config("tiny", "a4.8"), "a4.8")    # the model's own count: projections, embedding, head
+    assert store == -(-(w.projections + w.embedding + w.lm_head) // 2**20)
+    raw["accelerator"]["points"] = [{"weight_residency": "dram", "sram.weight_store_mib": 0.0},
+                                    {"weight_residency": "sram", "sram.weight_store_mib": store}]
+    df = run_sweep(parse_spec(raw), tmp_path / "r.parquet", backend="serial", progress=False)
+    dram, sram = (df[df["hw.weight_residency"] == k].iloc[0] for k in ("dram", "sram"))
+    # a decode step of tiny keeps its activations on chip: resident weights leave the KV cache alone off chip
+    assert sram.bytes_offchip == pytest.approx(sram.kv_bytes) and dram.bytes_offchip > 5 * sram.bytes_offchip
+    assert sram.area_mm2 > dram.area_mm2 and sram.feasible
+
+
+def test_a_kv_bits_workload_shrinks_the_kv_cache_and_keeps_earlier_point_ids(tmp_path):
+    w = {"preset": "tiny", "datapath": "b1.58", "phase": "decode", "context": 64, "batch": 1,
+         "prefill_tokens": None, "profile": "measured", "seed": 0}
+    assert workload_digest(w) == workload_digest({**w, "kv_bits": None})     # results written before the field
+    assert workload_digest(w) != workload_digest({**w, "kv_bits": 4})
+    spec = parse_spec(_spec(accelerator={"base": "b1.58", "grid": {"kv_formats": [["kv-fp16", "kv-int4"]]}},
+                            workloads=[{"preset": "tiny", "datapath": "b1.58", "context": [64]},
+                                       {"preset": "tiny", "datapath": "b1.58", "context": [64], "kv_bits": 4}]))
+    df = run_sweep(spec, tmp_path / "r.parquet", backend="serial", progress=False).set_index("kv_bits")
+    own, four = df.loc[-1], df.loc[4]
+    assert 2.5 < own.kv_bytes / four.kv_bytes < 4.0     # FP16 -> 4-bit codes, plus scales and 4-bit BOS heads
+    with pytest.raises(ValueError, match="kv_bits must be one of"):
+        parse_spec(_spec(workloads={"preset": "tiny", "datapath": "b1.58", "kv_bits": 8}))

@@ -70,46 +70,81 @@ def pareto_front(df: pd.DataFrame, objectives: Mapping[str, str]) -> pd.DataFram
     return front.sort_values(first, ascending=(sense == "min"))
 
 
+#: A log axis only when the data span at least this ratio: below, log ticks collide or vanish.
+LOG_SPAN = 10.0
+
+
+def scale_axis(ax, which: str, values, log: bool) -> str:
+    """Set ``ax``'s ``which`` ("x" or "y") axis to log, labelled 1, 2, 5, 10, ... in plain numbers, when ``log``
+    is asked for and the positive ``values`` span at least :data:`LOG_SPAN`; else linear with a few plain
+    ticks.  Returns the scale used."""
+    from matplotlib import ticker
+
+    axis = ax.xaxis if which == "x" else ax.yaxis
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    scale = "log" if log and len(v) and v.min() > 0 and v.max() / v.min() >= LOG_SPAN else "linear"
+    (ax.set_xscale if which == "x" else ax.set_yscale)(scale)
+    if scale == "log":
+        axis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        axis.set_minor_formatter(ticker.NullFormatter())
+    else:
+        axis.set_major_locator(ticker.MaxNLocator(nbins=5))
+    axis.set_major_formatter(ticker.FuncFormatter(lambda t, _: f"{t:g}"))
+    return scale
+
+
 def plot_pareto(df: pd.DataFrame, x: str, y: str, objectives: Mapping[str, str] | None = None,
                 color: str | None = None, ax=None, xlabel: str | None = None,
                 ylabel: str | None = None, color_label: str | None = None,
-                logx: bool = False, logy: bool = False):
+                logx: bool = False, logy: bool = False, feasible: str | None = None,
+                infeasible_label: str = "does not fit the chip's memory"):
     """Scatter every point of ``df`` (x vs y) and draw its Pareto front.
 
     ``objectives`` defaults to ``{x: "max", y: "min"}`` (e.g. tokens/s up,
     J/token down); with more objectives (e.g. area) the highlighted front
     is the k-dimensional one, so some front points may look dominated in 2-D.
     ``color`` names a column used to colour the points (e.g. area).
+    ``feasible`` names a boolean column: the rows where it is False are drawn
+    as grey crosses with their own legend entry and kept off the front.
+    ``logx`` / ``logy`` ask for a log axis, used when the data span a decade
+    or more (:func:`scale_axis`).
     Returns the matplotlib Axes.
     """
     import matplotlib.pyplot as plt
+    from matplotlib.colors import Normalize
 
     objectives = dict(objectives or {x: "max", y: "min"})
-    for col in (x, y) + ((color,) if color else ()):
+    for col in (x, y) + ((color,) if color else ()) + ((feasible,) if feasible else ()):
         if col not in df.columns:
             raise ValueError(f"column {col!r} not in the table")
     if ax is None:
         _, ax = plt.subplots(figsize=(6.4, 4.6))
-    mask = pareto_mask(df, objectives)
+    ok = df[feasible].astype(bool).to_numpy() if feasible else np.ones(len(df), dtype=bool)
+    fit, out = df[ok], df[~ok]
+    mask = pareto_mask(fit, objectives)
     kw = {}
     if color:
-        kw = dict(c=df[color].to_numpy(dtype=float), cmap="viridis")
-    sc = ax.scatter(df[x], df[y], s=18, alpha=0.55, label="design points", **kw)
+        values = df[color].to_numpy(dtype=float)
+        kw = dict(c=fit[color].to_numpy(dtype=float), cmap="viridis",
+                  norm=Normalize(vmin=values.min(), vmax=values.max()) if len(values) else None)
+    sc = ax.scatter(fit[x], fit[y], s=18, alpha=0.55, label=f"design points ({len(fit)})", **kw)
     if color:
         cb = ax.figure.colorbar(sc, ax=ax)
         cb.set_label(color_label or color)
-    front = df[mask].sort_values(x)
+    front = fit[mask].sort_values(x)
     ax.scatter(front[x], front[y], s=60, facecolors="none", edgecolors="crimson", linewidths=1.5,
-               label=f"Pareto front ({len(front)} of {len(df)}; {len(objectives)} objectives)")
+               label=f"Pareto front ({len(front)} of {len(fit)}; {len(objectives)} objectives)")
     if set(objectives) == {x, y}:
         ax.plot(front[x], front[y], color="crimson", lw=1)
-    if logx:
-        ax.set_xscale("log")
-    if logy:
-        ax.set_yscale("log")
+    if len(out):
+        ax.scatter(out[x], out[y], marker="x", s=24, linewidths=1.0, color="0.45",
+                   label=f"{infeasible_label} ({len(out)}; off the front)")
+    scale_axis(ax, "x", df[x], logx)
+    scale_axis(ax, "y", df[y], logy)
     ax.set_xlabel(xlabel or x)
     ax.set_ylabel(ylabel or y)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, frameon=False)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
     ax.figure.tight_layout()
     return ax

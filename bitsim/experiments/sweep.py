@@ -16,6 +16,8 @@ Spec (every field is checked; an unknown one is an error naming it)::
       datapath: [b1.58, a4.8]
       phase: [decode]
       context: [2048]
+      # batch, prefill_tokens, profile, seed; kv_bits: the KV cache's bits (2-7 or 16), left out = the
+      # datapath's own (results: -1)
 
 Results: ``-o RESULTS.parquet`` is a directory of one Parquet file per point,
 ``point-<id>.parquet``, where ``<id>`` hashes the point's workload and
@@ -25,7 +27,10 @@ points; rerunning skips every point whose part exists: none lost, none
 duplicated.  Each part carries the SHA-256 of its content in its Parquet
 metadata; a part that fails it (truncated, or edited by hand) is recomputed
 on resume and refused by :func:`read_results`.  ``pandas.read_parquet(RESULTS.parquet)`` reads the whole set
-(files starting with ``_`` or ``.`` are ignored by Arrow).
+(files starting with ``_`` or ``.`` are ignored by Arrow).  :func:`read_results` adds ``feasible`` and
+``infeasible_reason``: a point whose weights and KV cache exceed its chip's off-chip memory is simulated
+(as if the memory were unlimited) but marked, so a Pareto front never ranks it.  :func:`results_folder`
+names a folder after a spec's digest, so a notebook that changes a knob gets a new folder, not a refusal.
 
 Parallelism: local processes (``concurrent.futures``) by default, each op
 trace built once in the calling process and shipped to the workers, which
@@ -40,6 +45,7 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import math
 import os
 import sys
 import time
@@ -58,13 +64,19 @@ from contract import MAX_BATCH, MAX_CONTEXT, MAX_PREFILL_TOKENS, PHASES, validat
 from contract.config import check_fields, check_number, load_yaml, quote
 from contract.io import check_input_file, write_text_atomic
 from contract.limits import limit
+from model.config import get_config
 from model.trace import build_trace
 
 SPEC_FIELDS = ("name", "description", "accelerator", "workloads")
 ACCEL_FIELDS = ("base", "grid", "points")
-WORKLOAD_FIELDS = ("preset", "datapath", "phase", "context", "batch", "prefill_tokens", "profile", "seed")
+WORKLOAD_FIELDS = ("preset", "datapath", "phase", "context", "batch", "prefill_tokens", "profile", "seed", "kv_bits")
 WORKLOAD_DEFAULTS: dict[str, Any] = {"phase": "decode", "context": 2048, "batch": 1,
-                                     "prefill_tokens": None, "profile": "measured", "seed": 0}
+                                     "prefill_tokens": None, "profile": "measured", "seed": 0, "kv_bits": None}
+#: Workload fields added after results sets existed: left out of a point's id while at their default, so the
+#: points of an earlier spec keep their ids (and their finished parts).
+LATER_FIELDS = ("kv_bits",)
+#: KV-cache bits a workload may ask for: the model's 2- to 7-bit codes or 16 (FP16); None = the datapath's own.
+KV_BITS = (2, 3, 4, 5, 6, 7, 16)
 PART_PREFIX = "point-"
 #: Parquet metadata key of a part's content checksum (checked on every read, so an edited part is caught).
 CHECKSUM_KEY = b"bitsim.content_sha256"
@@ -117,7 +129,8 @@ def accelerator_digest(base: str, overrides: Mapping[str, Any]) -> str:
 
 def workload_digest(workload: Mapping[str, Any]) -> str:
     """Hash of a workload; a model given as a YAML path is hashed by its contents."""
-    return _digest({**dict(workload), "preset_file": file_digest(str(workload["preset"]))})
+    w = {k: v for k, v in dict(workload).items() if not (k in LATER_FIELDS and v == WORKLOAD_DEFAULTS[k])}
+    return _digest({**w, "preset_file": file_digest(str(workload["preset"]))})
 
 
 def point_id(point: Mapping[str, Any]) -> str:
@@ -164,6 +177,9 @@ def _check_workload(w: dict, where: str) -> dict:
     for key, hi in (("context", MAX_CONTEXT), ("batch", MAX_BATCH)):
         check_number(full[key], f"sweep spec: {where}.{key}", integer=True, lo=1, hi=hi)
     check_number(full["seed"], f"sweep spec: {where}.seed", integer=True, lo=0, hi=2**31 - 1)
+    if full["kv_bits"] is not None and (isinstance(full["kv_bits"], bool) or full["kv_bits"] not in KV_BITS):
+        raise ValueError(f"sweep spec: {where}.kv_bits must be one of {KV_BITS} (or left out: the datapath's own "
+                         f"KV cache), got {quote(full['kv_bits'])}")
     if full["prefill_tokens"] is not None:
         check_number(full["prefill_tokens"], f"sweep spec: {where}.prefill_tokens", integer=True, lo=1,
                      hi=MAX_PREFILL_TOKENS)
@@ -252,16 +268,22 @@ def load_spec(path: str | Path, check_accelerator: bool = True) -> SweepSpec:
 # ---------------------------------------------------------------------------
 @lru_cache(maxsize=16)
 def cached_trace(preset: str, datapath: str, phase: str, context: int, batch: int,
-                 seed: int, profile: str, prefill_tokens: int | None) -> pd.DataFrame:
+                 seed: int, profile: str, prefill_tokens: int | None, kv_bits: int | None = None) -> pd.DataFrame:
     """Build an op trace once per process and reuse it for every hardware point."""
-    return build_trace(preset, datapath, phase=phase, context=context, batch=batch, seed=seed,
+    model = preset if kv_bits is None else get_config(preset, datapath, kv_bits=int(kv_bits))
+    return build_trace(model, datapath, phase=phase, context=context, batch=batch, seed=seed,
                        profile=profile, prefill_tokens=prefill_tokens)
 
 
 def workload_trace(w: Mapping[str, Any]) -> pd.DataFrame:
     """The op trace of a workload (built once per process, see :func:`cached_trace`)."""
     return cached_trace(w["preset"], w["datapath"], w["phase"], w["context"], w["batch"], w["seed"], w["profile"],
-                        w["prefill_tokens"])
+                        w["prefill_tokens"], w.get("kv_bits"))
+
+
+def stored_row(row: Mapping[str, Any]) -> dict:
+    """A results row as a part stores it: ``kv_bits`` -1 for the datapath's own KV cache (one type per column)."""
+    return {**row, "kv_bits": -1 if row.get("kv_bits") is None else int(row["kv_bits"])}
 
 
 def evaluate_point(point: Mapping[str, Any]) -> dict:
@@ -269,7 +291,7 @@ def evaluate_point(point: Mapping[str, Any]) -> dict:
     row, found = simulate_point(point, workload_trace(point["workload"]), WORKLOAD_FIELDS)
     for message in found:
         warnings.warn(message, stacklevel=2)
-    return row
+    return stored_row(row)
 
 
 # ---------------------------------------------------------------------------
@@ -364,8 +386,44 @@ def write_part(out_dir: Path, row: Mapping[str, Any]) -> Path:
     return final
 
 
+def _gb(nbytes: float) -> str:
+    return f"{nbytes / 1e9:.3g} GB"
+
+
+def infeasible_reason(row: Mapping[str, Any]) -> str:
+    """Why a point's weights and KV cache do not fit its chip's off-chip memory ('' when they fit).
+
+    Read from the row's own byte counts: the KV cache alone when it exceeds the capacity (the case of a
+    chip whose weights live in on-chip SRAM, too), else weights + KV cache.
+    """
+    if bool(row.get("fits_offchip", True)):
+        return ""
+    kv, weights, cap = (float(row.get(k, float("nan"))) for k in ("kv_bytes", "weight_bytes", "capacity_bytes"))
+    where = f"batch {int(row['batch'])}, context {int(row['context'])}" if "batch" in row else "this workload"
+    if math.isnan(cap):   # a part written before sim reported its capacity
+        return f"weights + KV cache exceed the chip's off-chip memory ({where})"
+    if kv > cap:
+        return f"KV cache {_gb(kv)} alone exceeds the {_gb(cap)} off-chip memory ({where})"
+    return (f"weights {_gb(weights)} + KV cache {_gb(kv)} = {_gb(weights + kv)} exceed the {_gb(cap)} "
+            f"off-chip memory ({where})")
+
+
+def with_feasibility(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with ``feasible`` (weights + KV cache fit the chip's off-chip memory) and ``infeasible_reason``
+    (the numbers, '' when feasible) columns; an infeasible point's timing is what the chip would do with
+    unlimited memory, so it is marked, never ranked."""
+    out = df.copy()
+    if "fits_offchip" not in out.columns:
+        out["feasible"], out["infeasible_reason"] = True, ""
+        return out
+    out["feasible"] = out["fits_offchip"].astype(bool)
+    out["infeasible_reason"] = [infeasible_reason(r) for r in out.to_dict("records")]
+    return out
+
+
 def read_results(out_dir: str | Path, spec: SweepSpec | None = None) -> pd.DataFrame:
-    """All finished points in ``out_dir`` (only ``spec``'s points when given), sorted by id.
+    """All finished points in ``out_dir`` (only ``spec``'s points when given), sorted by id, with their
+    feasibility (:func:`with_feasibility`).
 
     A part that fails its checksum is a ``ValueError`` (rerunning the sweep recomputes it).
     """
@@ -377,7 +435,28 @@ def read_results(out_dir: str | Path, spec: SweepSpec | None = None) -> pd.DataF
     if not parts:
         return pd.DataFrame()
     df = pd.concat([read_part(p) for p in parts], ignore_index=True)
-    return validate(df.sort_values("point_id", ignore_index=True), "sweep_results")
+    return with_feasibility(validate(df.sort_values("point_id", ignore_index=True), "sweep_results"))
+
+
+def results_folder(spec: SweepSpec, root: str | Path) -> Path:
+    """The results folder of ``spec`` under ``root``, named after the spec and its digest: rerunning the same
+    spec finds its finished points again, and a spec with one knob changed gets a folder of its own instead
+    of being refused as another spec's results."""
+    name = "".join(c if c.isalnum() or c in "._-" else "-" for c in spec.name).strip("-.") or "sweep"
+    return Path(root) / f"{name}-{spec.digest()}.parquet"
+
+
+def resident_weight_mib(spec: SweepSpec) -> float:
+    """MiB of on-chip SRAM that holds the weights of the largest (model, datapath) among ``spec``'s workloads,
+    as sim counts them (one simulation of each on the base chip): the ``sram.weight_store_mib`` of a
+    weights-resident variant of the sweep (``weight_residency: sram``)."""
+    need: dict[tuple, float] = {}
+    for p in spec.points():
+        w = p["workload"]
+        key = (w["preset"], w["datapath"], w["profile"], w["seed"])
+        if key not in need:
+            need[key] = float(evaluate_point({**p, "overrides": {}})["weight_bytes"])
+    return float(math.ceil(max(need.values()) / 2**20))
 
 
 # ---------------------------------------------------------------------------
@@ -488,7 +567,7 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path, workers: int | None = None,
                disable=not progress, file=sys.stderr, dynamic_ncols=True)
 
     def finish(point: dict, row: dict, messages: list[str] = ()) -> None:
-        write_part(out_dir, row)
+        write_part(out_dir, stored_row(row))
         found.update(dict.fromkeys(messages))
         bar.set_postfix_str(_label(point), refresh=False)
         bar.update()
