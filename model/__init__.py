@@ -5,8 +5,8 @@ Modules: ``quant`` (bit-exact quantizers, the golden arithmetic), ``baselines`` 
 baselines' formats and products), ``fakequant`` (the same codes as trainable float ops with STE),
 ``config`` (ModelConfig, presets, weight memory), ``model`` (the decoder), ``paper_sparsity`` (a4.8
 Table 2), ``trace`` (op traces, ``build_trace``), ``trace_stats`` (their measured statistics),
-``stats_cache`` (statistics computed once), ``corpus`` (training text that needs no download, byte
-tokenizer), ``train`` (``TrainConfig``, the training loop, plans), ``checkpoint`` (small inference
-checkpoints), ``training_report`` (training tables and figures), ``cli`` (``bitsim trace``,
-``bitsim train``).
+``stats_cache`` (statistics computed once), ``zero_batch`` (the batch rule of zero skipping),
+``corpus`` (training text that needs no download, byte tokenizer), ``train`` (``TrainConfig``, the
+training loop, plans), ``checkpoint`` (small inference checkpoints), ``training_report`` (training
+tables and figures), ``cli`` (``bitsim trace``, ``bitsim train``).
 """

@@ -21,6 +21,7 @@ from model.corpus import STDLIB, build_corpus, eval_starts, read_stream, windows
 from model.trace import PROFILES, activated_params, build_trace, check_workload
 from model.train import Exporter, TrainConfig, check_train_paths, load_plan, plan_configs, run_plan
 from model.training_report import write_training_tables
+from model.zero_batch import BATCH_RULES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -49,6 +50,10 @@ def _register_trace(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--profile", default="measured", choices=PROFILES,
                    help="measured statistics, or the a4.8 paper's Table 2 projection sparsity")
+    p.add_argument("--batch-rule", default=None, choices=BATCH_RULES,
+                   help="with --profile paper-table2 / trained: how the sparsity becomes row_skip at M rows: "
+                        "beta (default; fitted cross-row correlation of zeros, reports/data/zero_correlation_fit.csv)"
+                        " or independent (sparsity**M, a lower bound)")
     p.add_argument("--layers-measured", type=int, default=1,
                    help="full-width random blocks run to measure statistics")
     p.add_argument("--checkpoint", default=None,
@@ -108,7 +113,7 @@ def run_trace(args: argparse.Namespace) -> int:
     df = build_trace(model, args.datapath, phase=args.phase, context=args.context,
                      batch=args.batch, seed=args.seed, profile=args.profile,
                      prefill_tokens=args.prefill_tokens, layers_measured=args.layers_measured,
-                     checkpoint=ck, heldout=heldout, heldout_label=label)
+                     checkpoint=ck, heldout=heldout, heldout_label=label, batch_rule=args.batch_rule)
     path = write_table(df, args.output, "op_trace")
     a = activated_params(df)
     print(f"{path}: {len(df)} ops, {df.attrs['preset']} {df.attrs['datapath']} {args.phase}, "

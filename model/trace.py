@@ -74,8 +74,11 @@ Trained statistics
 ``checkpoint=`` (``model.checkpoint``, written by ``bitsim train``): the trained
 model runs on held-out token sequences (by default the validation sequences
 stored in the checkpoint) as prefills from BOS (``measure_trained_stats``); each
-layer gets its own measured statistics and ``row_skip`` is taken over groups of
-M consecutive held-out tokens.  Without a preset the trace has the checkpoint's
+layer gets its own measured statistics.  ``row_skip`` of a prefill is taken over groups of M
+consecutive held-out tokens; of a decode step (M different sequences) as mean_j f_j**M from the
+per-column zero frequencies, which predicts the fraction zero in all M sequences on the trained
+models (``benchmarks/zero_correlation.py``; consecutive tokens are zero together more often).
+Without a preset the trace has the checkpoint's
 shape; with one (e.g. ``7b``) the projection statistics (mean over the trained
 layers) are transferred to that shape and the rest measured as above.
 ``stats_source`` is then ``trained`` and the attrs ``train_checkpoint``,
@@ -91,13 +94,23 @@ Metadata
 ``paper-table2``: the paper's Table 2 projection sparsity, the rest random; ``trained``: a
 checkpoint, or ``profile="trained"``) with the full description in ``stats_detail``.
 
-``profile="trained"``: like ``paper-table2`` (same cost, same ``row_skip = sparsity**M``
-rule), but the q/k/v/o/gate/up/down sparsity is the seed mean of the committed trained
+``profile="trained"``: like ``paper-table2`` (same cost, same batch rule), but the
+q/k/v/o/gate/up/down sparsity is the seed mean of the committed trained
 profile ``reports/data/trained_profile.csv`` (``model.trained_profile``: runs
 ``<datapath>-s<seed>``, ``layer -1`` rows); ``ValueError`` for a datapath without one (fp16).
 Traces of version 1 carried the description in ``stats_source`` ("measured: ...", "paper-table2: ...", "trained: ...");
 :func:`stats_source_of` reads both.  The fidelity knobs ``q_bits`` and ``lm_head_bits``
 (``model.config.ModelConfig``) are in the attrs when set (absent at their defaults).
+
+Batch rule (``paper-table2`` and ``trained``)
+---------------------------------------------
+These profiles give a projection's mean zero fraction s only; its ``row_skip`` at M rows follows
+``batch_rule`` (``model.zero_batch``).  ``beta`` (default): the per-column zero frequency f is
+Beta(mean s, concentration kappa) with kappa fitted on trained activations (committed in
+``reports/data/zero_correlation_fit.csv``; decode rows = M sequences, prefill rows = M consecutive
+tokens) and ``row_skip = E[f**M]``; ``independent``: ``row_skip = s**M``, the rule's lower bound.
+``stats_detail`` names the rule and its constants.  The ``measured`` profile and checkpoint traces
+measure ``row_skip`` directly and take no ``batch_rule``.
 
 Limits
 ------
@@ -135,8 +148,10 @@ from model.trace_stats import (
     random_stats,
 )
 from model.trained_profile import trained_sparsity
+from model.zero_batch import BATCH_RULES, make_rule
 
-TRACE_VERSION = "2"                     # 2: stats_source is a STATS_SOURCES word, stats_detail the text
+DEFAULT_BATCH_RULE = "beta"             # model.zero_batch.BATCH_RULES; "independent" is the lower bound
+TRACE_VERSION = "3"                     # changes whenever the same inputs give other numbers or attrs
 PROFILES = ("measured", "paper-table2", "trained")
 PROJ_OPS = tuple(PROJ_GROUP)            # q k v o gate up down projections
 ACT_BITS = {"fp16": 16, "int8": 8, "int8-topk": 8, "int4": 4, "fp4": 4, "fp8": 8, "mxfp4": 4}
@@ -176,7 +191,7 @@ def _act_bytes(rows: int, width: int, fmt: str) -> float:
     return float(b + (rows * SCALE_BYTES if fmt != "fp16" else 0))
 
 
-def _trained_description(ck: LoadedCheckpoint, n_seq: int, T: int, m_rows: int, heldout: str) -> str:
+def _trained_description(ck: LoadedCheckpoint, n_seq: int, T: int, m_rows: int, heldout: str, rows: str) -> str:
     m = ck.meta
     corpus = m.get("corpus", {})
     return (f"checkpoint {ck.path.name} (run {m.get('run')}, {ck.config.datapath}, seed "
@@ -184,8 +199,9 @@ def _trained_description(ck: LoadedCheckpoint, n_seq: int, T: int, m_rows: int, 
             f"{corpus.get('source')} (Python {corpus.get('python')}, train sha256 "
             f"{str(corpus.get('sha256_train'))[:16]})); statistics measured on {n_seq} {heldout} "
             f"sequences x {T} tokens with the fake-quant path (codes identical to the integer path), "
-            f"each a prefill from BOS at position 0; row_skip over groups of {m_rows} consecutive "
-            f"held-out tokens")
+            f"each a prefill from BOS at position 0; row_skip "
+            + (f"over groups of {m_rows} consecutive held-out tokens" if rows == "tokens" else
+               f"of {m_rows} sequences as mean_j f_j**M from the per-column zero frequencies"))
 
 
 # ------------------------------------------------------------------ rows
@@ -426,26 +442,24 @@ class TraceStats:
     attrs: dict = dataclasses.field(default_factory=dict)   # train_* metadata of a checkpoint
 
 
-def _independent_rows(group_sparsity: dict[str, float], m_rows: int) -> dict[str, OpStats]:
-    """Projection statistics from a sparsity per group, row_skip = sparsity**M (independent rows)."""
-    return {op: OpStats(group_sparsity[grp], group_sparsity[grp] ** m_rows) for op, grp in PROJ_GROUP.items()}
-
-
 def _profile_stats(cfg: ModelConfig, profile: str, batch: int, P: int, context: int, seed: int,
-                   layers_measured: int) -> TraceStats:
+                   layers_measured: int, rule_name: str) -> TraceStats:
     """Statistics of a trace without a checkpoint: seeded random weights, with the projection sparsity
-    of the paper's Table 2 or of the committed trained profile when ``profile`` says so."""
+    of the paper's Table 2 or of the committed trained profile when ``profile`` says so, its
+    ``row_skip`` at M = batch * P rows from the batch rule ``rule_name`` (``model.zero_batch``)."""
     table = paper_sparsity(cfg.datapath, cfg.name) if profile == "paper-table2" else None
     tprof = trained_sparsity(cfg.datapath) if profile == "trained" else None   # both before any measuring
+    br = make_rule(cfg.datapath, "tokens" if P > 1 else "sequences", rule_name) \
+        if table is not None or tprof is not None else None
     stats, source = random_stats(cfg, batch, P, context, seed, layers_measured)
-    rule = "row_skip = sparsity**M (independent rows, an assumption)"
+    rule = br.detail if br is not None else ""
     if table is not None:
-        stats.update(_independent_rows(table, batch * P))
+        stats.update({op: OpStats(*v) for op, v in br.rows(table, batch * P).items()})
         return TraceStats(stats, "paper-table2",
                           f"q/k/v/o/gate/up/down sparsity from {PAPER_TABLE2_SOURCE} ({cfg.name}, {cfg.datapath}); "
                           f"{rule}; all other statistics {source}")
     if tprof is not None:
-        stats.update(_independent_rows(tprof.sparsity, batch * P))
+        stats.update({op: OpStats(*v) for op, v in br.rows(tprof.sparsity, batch * P).items()})
         return TraceStats(stats, "trained",
                           f"q/k/v/o/gate/up/down sparsity from the {tprof.describe()}, transferred to {cfg.name} "
                           f"({cfg.datapath}); {rule}; all other statistics {source}")
@@ -465,8 +479,9 @@ def _checkpoint_stats(cfg: ModelConfig, ck: LoadedCheckpoint, heldout: torch.Ten
     tok = ck.heldout if heldout is None else heldout
     _check_heldout(tok, ck.config.vocab_size)
     inputs = tok[:, :-1]
-    layer_stats, lm = measure_trained_stats(ck.model, inputs, batch * P, batch)
-    trained = _trained_description(ck, inputs.shape[0], inputs.shape[1], batch * P, label)
+    rows = "tokens" if P > 1 else "sequences"        # a decode step's rows are different sequences
+    layer_stats, lm = measure_trained_stats(ck.model, inputs, batch * P, batch, rows=rows)
+    trained = _trained_description(ck, inputs.shape[0], inputs.shape[1], batch * P, label, rows)
     m = ck.meta
     attrs = dict(train_checkpoint=ck.path.name, train_run=m.get("run"), train_step=m.get("step"),
                  train_tokens=m.get("tokens"), train_seed=m.get("seed"), train_corpus=m.get("corpus", {}),
@@ -536,11 +551,25 @@ def _frame(rows: list[OpRow]) -> pd.DataFrame:
     return df
 
 
+def _check_batch_rule(rule: str | None, profile: str, checkpoint: object) -> str:
+    """The batch rule's name (default ``beta``); a ``ValueError`` for an unknown one or one given to a
+    trace that measures ``row_skip`` itself (``measured`` profile, checkpoint)."""
+    if rule is None:
+        return DEFAULT_BATCH_RULE
+    if rule not in BATCH_RULES:
+        raise ValueError(f"batch_rule: unknown rule {rule!r}; known: {list(BATCH_RULES)}")
+    if profile == "measured" or checkpoint is not None:
+        raise ValueError("batch_rule: only the profiles 'paper-table2' and 'trained' take a batch rule; a "
+                         "measured or checkpoint trace measures row_skip over its own rows")
+    return rule
+
+
 def build_trace(preset: "str | ModelConfig | None", datapath: str | None, phase: str = "decode",
                 context: int = 2048, batch: int = 1, seed: int = 0, profile: str = "measured",
                 prefill_tokens: int | None = None, layers_measured: int = 1,
                 checkpoint: "str | Path | LoadedCheckpoint | None" = None,
-                heldout: torch.Tensor | None = None, heldout_label: str = "held-out validation") -> pd.DataFrame:
+                heldout: torch.Tensor | None = None, heldout_label: str = "held-out validation",
+                batch_rule: str | None = None) -> pd.DataFrame:
     """Op trace of one decode step or one prefill chunk of a whole model (see module doc).
 
     ``preset``: a preset name (``model.config.PRESETS``), a YAML path or a ModelConfig
@@ -559,9 +588,14 @@ def build_trace(preset: "str | ModelConfig | None", datapath: str | None, phase:
     With ``preset=None`` the trace has the checkpoint's own shape and per-layer
     statistics; with a preset (e.g. ``7b``) the trained projection sparsity (mean
     over layers) is transferred to that shape, like ``paper-table2``.
+
+    ``batch_rule`` (``paper-table2`` / ``trained`` only; ``model.zero_batch.BATCH_RULES``): how the
+    profile's sparsity becomes ``row_skip`` at M rows: ``beta`` (default, measured correlation of
+    zeros) or ``independent`` (``sparsity**M``, the lower bound); named in ``stats_detail``.
     """
     if profile not in PROFILES:
         raise ValueError(f"profile: unknown profile {profile!r}; known: {PROFILES}")
+    rule_name = _check_batch_rule(batch_rule, profile, checkpoint)
     P = check_workload(phase, context, batch, prefill_tokens)     # before any work (docs/limits.md)
     check_number(layers_measured, "layers_measured", integer=True, lo=1)
     check_number(seed, "seed", integer=True, lo=0)
@@ -571,7 +605,7 @@ def build_trace(preset: "str | ModelConfig | None", datapath: str | None, phase:
     if ck is not None:
         ts = _checkpoint_stats(cfg, ck, heldout, heldout_label, batch, P, context, seed, layers_measured)
     else:
-        ts = _profile_stats(cfg, profile, batch, P, context, seed, layers_measured)
+        ts = _profile_stats(cfg, profile, batch, P, context, seed, layers_measured, rule_name)
     df = _frame(trace_rows(cfg, phase, batch, P, context, ts.stats, ts.per_layer))
     # the fidelity knobs, named only when set (a default trace keeps the attrs it always had)
     knobs = {k: getattr(cfg, k) for k in ("q_bits", "lm_head_bits") if getattr(cfg, k) not in (None, 16)}

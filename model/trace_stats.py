@@ -22,6 +22,7 @@ from model import fakequant as fq
 from model import model as model_module
 from model import quant as quant_module
 from model import stats_cache
+from model import zero_batch as zero_batch_module
 from model.config import ModelConfig
 from model.model import ActivationCapture, BitLinear, Block, LayerKV, Transformer, init_weights, quantize_act
 
@@ -39,11 +40,17 @@ class OpStats:
 
 
 # ----------------------------------------------------------------- helpers
-def _zero_stats(x: torch.Tensor, m_rows: int) -> OpStats:
-    """Zero fraction of x [..., K] and the fraction of K columns zero in all of m_rows rows."""
+def _zero_stats(x: torch.Tensor, m_rows: int, per_column: bool = False) -> OpStats:
+    """Zero fraction of x [..., K] and the fraction of K columns zero in all of m_rows rows.
+
+    ``per_column``: from the per-column zero frequencies f_j as mean_j f_j**m_rows (rows of different
+    sequences, whose zeros are independent given their column), not from groups of consecutive rows.
+    """
     z = (x.reshape(-1, x.shape[-1]) == 0)
     col_freq = z.double().mean(dim=0)
-    if z.shape[0] == m_rows:
+    if per_column:
+        skip = float(col_freq.pow(m_rows).mean())
+    elif z.shape[0] == m_rows:
         skip = float(z.all(dim=0).double().mean())
     elif z.shape[0] > m_rows:  # more rows measured than the op has: groups of m_rows consecutive rows
         g = z.shape[0] // m_rows
@@ -124,18 +131,23 @@ def random_block(cfg: ModelConfig, seed: int, layer: int) -> Block:
 
 
 def measure_trained_stats(model: Transformer, tokens: torch.Tensor, m_rows: int, lm_rows: int,
-                          chunk: int = 8) -> tuple[dict[int, dict[str, OpStats]], OpStats]:
+                          chunk: int = 8, rows: str = "tokens") -> tuple[dict[int, dict[str, OpStats]], OpStats]:
     """Per-layer op statistics of a (trained) model on held-out token sequences ``tokens`` [n, T].
 
     Each chunk of ``chunk`` sequences runs as a prefill from position 0 (BOS) on the
     fake-quant path (codes identical to the integer path) with an
     :class:`ActivationCapture`; statistics are averaged over equal-sized chunks (a
     remainder of fewer than ``chunk`` sequences is left out).  ``row_skip`` is taken
-    over groups of ``m_rows`` consecutive held-out tokens.  Returns ``{layer: {op:
+    over groups of ``m_rows`` consecutive held-out tokens (``rows="tokens"``: a prefill's rows), or
+    for ``m_rows`` different sequences (``rows="sequences"``: a decode step's rows) as mean_j f_j**M
+    from the per-column zero frequencies, which the trained models show to predict the fraction zero
+    in all M sequences (``benchmarks/zero_correlation.py``).  Returns ``{layer: {op:
     stats}}`` (ops as in the trace, plus ``gate_out``: the zero fraction of the gate
     branch's activation) and the LM head's input statistics (final-norm output, or its
     INT8 codes with a quantized head; ``lm_rows`` rows).
     """
+    if rows not in ("tokens", "sequences"):
+        raise ValueError(f"rows: unknown row grouping {rows!r}; known: ['tokens', 'sequences']")
     if tokens.dim() != 2 or tokens.shape[0] < 1:
         raise ValueError(f"held-out tokens: need sequences [n, T], got shape {tuple(tokens.shape)}")
     cfg = model.cfg
@@ -149,7 +161,7 @@ def measure_trained_stats(model: Transformer, tokens: torch.Tensor, m_rows: int,
             cap = ActivationCapture()
             model(tokens[i:i + chunk].long(), rec=cap)
             for layer in range(cfg.n_layers):
-                st = _block_stats(cfg, cap, layer, m_rows, positions)
+                st = _block_stats(cfg, cap, layer, m_rows, positions, per_column=rows == "sequences")
                 st["gate_out"] = OpStats(float((cap[(layer, "gate_act")] == 0).double().mean()), 0.0)
                 for op, v in st.items():
                     acc.setdefault(layer, {}).setdefault(op, []).append(v)
@@ -157,7 +169,8 @@ def measure_trained_stats(model: Transformer, tokens: torch.Tensor, m_rows: int,
             del cap
     mean = lambda v: OpStats(sum(x.sparsity for x in v) / len(v), sum(x.row_skip for x in v) / len(v))  # noqa: E731
     per_layer = {layer: {op: mean(v) for op, v in ops.items()} for layer, ops in acc.items()}
-    return per_layer, _zero_stats(torch.cat(finals).reshape(-1, cfg.dim), lm_rows)
+    # the LM head's rows are the last tokens of lm_rows different sequences, in either phase
+    return per_layer, _zero_stats(torch.cat(finals).reshape(-1, cfg.dim), lm_rows, per_column=True)
 
 
 def head_input(cfg: ModelConfig, xn: torch.Tensor) -> torch.Tensor:
@@ -171,14 +184,15 @@ def _unit_rmsnorm(x: torch.Tensor, eps: float) -> torch.Tensor:
 
 
 def _block_stats(cfg: ModelConfig, rec: ActivationCapture, layer: int, m_rows: int,
-                 positions: torch.Tensor) -> dict[str, OpStats]:
+                 positions: torch.Tensor, per_column: bool = False) -> dict[str, OpStats]:
     r = lambda name: rec[(layer, name)]  # noqa: E731
+    zs = lambda x: _zero_stats(x, m_rows, per_column)  # noqa: E731
     out: dict[str, OpStats] = {}
-    qkv = _zero_stats(r("in_qkv"), m_rows)
+    qkv = zs(r("in_qkv"))
     for op in ("q_proj", "k_proj", "v_proj"):
         out[op] = qkv
-    out["o_proj"] = _zero_stats(r("in_o"), m_rows)
-    ffn = _zero_stats(r("in_ffn"), m_rows)
+    out["o_proj"] = zs(r("in_o"))
+    ffn = zs(r("in_ffn"))
     out["gate_proj"] = ffn
     if cfg.ffn_kind == "relu2glu":  # gate-first rule (docs/decisions.md 7)
         x_in = r("in_ffn").reshape(-1, cfg.dim)
@@ -186,17 +200,17 @@ def _block_stats(cfg: ModelConfig, rec: ActivationCapture, layer: int, m_rows: i
         nnz_x = (x_in != 0).double().sum(-1)
         nnz_g = (gate != 0).double().sum(-1)
         eff = float((nnz_x * nnz_g).sum() / (x_in.shape[0] * cfg.dim * cfg.ffn_dim))
-        if x_in.shape[0] > m_rows:   # several groups of m_rows tokens: the W_up fetch of each group
+        if x_in.shape[0] > m_rows and not per_column:   # several groups of m_rows tokens: the W_up fetch of each group
             g = x_in.shape[0] // m_rows
             zx = (x_in[: g * m_rows] == 0).reshape(g, m_rows, -1).all(dim=1).double().mean(-1)
             zg = (gate[: g * m_rows] == 0).reshape(g, m_rows, -1).all(dim=1).double().mean(-1)
             out["up_proj"] = OpStats(1.0 - eff, float((1.0 - (1.0 - zx) * (1.0 - zg)).mean()))
         else:
-            gskip = _zero_stats(gate, m_rows).row_skip
+            gskip = zs(gate).row_skip
             out["up_proj"] = OpStats(1.0 - eff, 1.0 - (1.0 - ffn.row_skip) * (1.0 - gskip))
     else:
         out["up_proj"] = ffn
-    out["down_proj"] = _zero_stats(r("in_down"), m_rows)
+    out["down_proj"] = zs(r("in_down"))
     out["attn_qk"] = OpStats(float((r("q_attn") == 0).double().mean()), 0.0)
     probs = r("probs")
     S = probs.shape[-1]
@@ -212,12 +226,14 @@ def random_stats(cfg: ModelConfig, batch: int, new_tokens: int, context: int, se
     """:func:`measure_stats`, computed once per input and kept in ``model.stats_cache``.
 
     The key holds every input of the measurement: the whole config, the workload, the seed, the
-    measuring bounds, the source of the code that measures (so an edit never reads an old entry)
-    and the torch version (whose kernels give the numbers).
+    measuring bounds, the source of the code that measures (so an edit never reads an old entry),
+    the torch version (whose kernels give the numbers) and the batch rule's committed constants
+    (``model.zero_batch``: a trace's ``row_skip`` depends on them).
     """
     parts = dict(cfg=cfg.to_dict(), batch=batch, new_tokens=new_tokens, context=context, seed=seed,
                  layers_measured=layers_measured, stats_rows=STATS_ROWS, kv_stats_elems=KV_STATS_ELEMS,
-                 code=_measuring_code_digest(), torch=torch.__version__)
+                 code=_measuring_code_digest(), torch=torch.__version__,
+                 batch_rule_fit=zero_batch_module.fit_digest())   # a changed batch rule never meets an old entry
 
     def compute() -> dict:
         stats, what = measure_stats(cfg, batch, new_tokens, context, seed, layers_measured)
@@ -229,8 +245,9 @@ def random_stats(cfg: ModelConfig, batch: int, new_tokens: int, context: int, se
 
 @functools.lru_cache(maxsize=1)
 def _measuring_code_digest() -> str:
-    """SHA-256 of the source of every module a random-weight measurement runs."""
+    """SHA-256 of the source of every module a random-weight measurement runs, and of the batch rule's."""
     h = hashlib.sha256()
-    for mod in (sys.modules[__name__], model_module, fq, quant_module, baselines_module, config_module):
+    for mod in (sys.modules[__name__], model_module, fq, quant_module, baselines_module, config_module,
+                zero_batch_module):
         h.update(Path(mod.__file__).read_bytes())
     return h.hexdigest()

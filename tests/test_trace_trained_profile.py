@@ -51,9 +51,9 @@ def test_a48_values_are_the_two_seed_mean_by_hand():
 
 @pytest.mark.parametrize("kw, m_rows", [(dict(batch=4), 4),
                                         (dict(batch=2, phase="prefill", prefill_tokens=3), 6)])
-def test_row_skip_is_sparsity_to_the_power_m_like_paper_table2(kw, m_rows):
-    trained = build_trace("700m", "a4.8", context=8, profile="trained", **kw)
-    paper = build_trace("700m", "a4.8", context=8, profile="paper-table2", **kw)
+def test_independent_rule_is_sparsity_to_the_power_m_like_paper_table2(kw, m_rows):
+    trained = build_trace("700m", "a4.8", context=8, profile="trained", batch_rule="independent", **kw)
+    paper = build_trace("700m", "a4.8", context=8, profile="paper-table2", batch_rule="independent", **kw)
     exp = _expected("a4.8")
     for df, s_of in ((trained, lambda op: exp[OPS[op]]),
                      (paper, lambda op: {"out": 0.5, "up": 0.662, "down": 0.809}.get(OPS[op]))):
