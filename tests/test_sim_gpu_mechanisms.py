@@ -15,7 +15,7 @@ from contract import validate
 from sim.compute.systolic import split_reduction, systolic_cycles, unpack_cycles
 from sim.engine import plan_ops
 from sim.engine.plan import read_share
-from sim.validation.reductions import row_reduction_costs
+from sim.validation.reductions import row_reduction_costs, wide_row_lanes
 
 
 def _gpu(**vector):
@@ -188,3 +188,30 @@ def test_a_bad_row_reduction_field_is_refused_naming_it(vector, field):
     raw["vector"] = {**raw["vector"], **vector}
     with pytest.raises(ValueError, match=field.replace(".", r"\.")):
         sim.config.from_dict(raw, where="h200-triton")
+
+
+# ---------------------------------------------------------------- rows wider than the register tile
+def test_the_part_of_a_row_beyond_the_register_tile_runs_at_the_spilled_rate():
+    cfg = _gpu(units=4, row_lanes=8.0, reduction_ns=100.0, pow2_rows=True, row_tile=4096, wide_row_lanes=2.0)
+    (wide, narrow) = plan_ops(_trace([vector_row("rmsnorm_ffn_sub", 1, 11008), vector_row("quant_o", 1, 4096)]), cfg)
+    # by hand: 11008 pads to 16384; 4096 elements x 2 passes / 8 + 12288 x 2 / 2 + 1 reduction x 100 cycles
+    assert wide.unit_cycles == 4096 * 2 // 8 + 12288 * 2 // 2 + 100
+    assert narrow.unit_cycles == 4096 * 2 // 8 + 100                  # a row inside the tile: unchanged
+
+
+def test_the_register_tile_switched_off_runs_every_element_at_row_lanes():
+    for off in (dict(row_tile=0, wide_row_lanes=2.0), dict(row_tile=4096, wide_row_lanes=0.0)):
+        cfg = _gpu(units=4, row_lanes=8.0, reduction_ns=100.0, pow2_rows=True, **off)
+        (p,) = plan_ops(_trace([vector_row("rmsnorm_ffn_sub", 1, 11008)]), cfg)
+        assert p.unit_cycles == 16384 * 2 // 8 + 100
+
+
+def test_the_spilled_rate_is_recovered_from_the_glu_quantizer_row_made_with_a_known_rate():
+    cfg = _gpu(units=132, row_lanes=6.0, reduction_ns=250.0, pow2_rows=True)
+    free = cfg.replace(vector=dataclasses.replace(cfg.vector, row_tile=4096, wide_row_lanes=1e6))
+    glu = _quant_rows([("ours_norm_int8_glu", 1.0)]).assign(N=11008)
+    base = float(sim.validation.compare_measured(glu, free, flush_dirty_bytes=0.0)[0]["sim_us"].iloc[0])
+    # the RMSNorm (2 passes) and the quantizer (2 passes) of the 12288 elements past the tile, at 3 per cycle, 1 GHz
+    glu["us"] = base + 12288 * 4 / 3.0 / 1e3
+    rows = pd.concat([_quant_rows([("ours_norm_int8", 3.0), ("ours_norm_topk8", 9.0)]), glu], ignore_index=True)
+    assert wide_row_lanes(validate(rows, "measured_trace"), cfg) == (4096, pytest.approx(3.0, rel=1e-3))

@@ -232,9 +232,9 @@ def _set_limit(raw: dict, key: str, value) -> str:
         if rest == "pe_ops.rate":
             arr["pe_ops"][0]["rate"] = value
             return "arrays[0].pe_ops[0].rate"
-        if rest == "unpack":
-            arr["unpack"] = {"ternary": value}
-            return "arrays[0].unpack.ternary"
+        if rest in ("unpack", "stream_ramp_ns", "stream_efficiency"):     # per-operand maps
+            arr[rest] = {"ternary": value}
+            return f"arrays[0].{rest}.ternary"
         arr[rest] = value
         return f"arrays[0].{rest}"
     if rest == "passes":

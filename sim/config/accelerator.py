@@ -106,6 +106,20 @@ class ArrayConfig:
     lut_group: int = field(default=4, metadata={"help": (
         "Weights per table lookup of a 'lut' PE (g): a ternary table has 3^g entries, a binary plane's "
         "2^g (half stored, by mirror symmetry); ignored by the other kinds.")})
+    split_combine_ns: float = field(default=0.0, metadata={"help": (
+        "With split_reduction: serial ns an attention op split over idle copies pays when it runs inside the "
+        "launch before it (a one-launch decode-attention kernel whose last program per head, elected by an "
+        "atomic ticket, combines the spans' partials).  An op in a launch of its own (a separate combine "
+        "kernel) pays the launch cost instead.  0: no tail (every ASIC preset).")})
+    stream_ramp_ns: dict = field(default_factory=dict, metadata={"help": (
+        "Weight operand -> fixed ns a GEMM-class op on this array whose weights are of that operand spends "
+        "before its weight stream flows, beyond the launch and the memory latency (a GPU kernel's own ramp: "
+        "program setup, the first tile's decode).  Dense streams only: a gathering op pays its gather costs "
+        "instead.  Absent operand = no ramp (every ASIC preset).")})
+    stream_efficiency: dict = field(default_factory=dict, metadata={"help": (
+        "Weight operand -> fraction (0, 1] of the sustained off-chip rate the dense weight stream of a "
+        "GEMM-class op on this array reaches (a GPU kernel that streams below a plain read of the same "
+        "bytes).  Absent operand = 1 (every ASIC preset).")})
 
     def takes_m(self, M: int) -> bool:
         """True if the dispatch rule lets this array run an op with ``M`` rows."""
@@ -149,6 +163,13 @@ class VectorConfig:
     reduction_ns: float = field(default=0.0, metadata={"help": (
         "Latency of one dependent reduction step of a row program (a cross-warp reduction: shuffles, a "
         "shared-memory round trip, a barrier), with units > 0; 0: reductions cost only their passes.")})
+    row_tile: int = field(default=0, metadata={"help": (
+        "Elements of a row one unit's program keeps in registers (with units > 0 and wide_row_lanes > 0): "
+        "the part of a (power-of-two) row beyond it is spilled and its element-passes run at wide_row_lanes "
+        "instead of row_lanes.  0: no limit.")})
+    wide_row_lanes: float = field(default=0.0, metadata={"help": (
+        "Element-passes per cycle one unit sustains on the part of a row beyond row_tile (spilled out of the "
+        "registers).  0: the mechanism off, every element at row_lanes.")})
     reductions: dict = field(default_factory=lambda: dict(_DEFAULT_REDUCTIONS), metadata={"help": (
         "Dependent reduction steps per row, by op kind (a kind missing or 0 is elementwise, never a row "
         "reduction).  RMSNorm: the mean square; a quantizer: its absmax; TopK: the exact threshold by a "
@@ -373,6 +394,9 @@ LIMITS: dict[str, tuple[float, float, str]] = {
     "arrays.lut_group": (1, 6, "weights per lookup (a ternary table of 3^6 = 729 entries at most)"),
     "arrays.pe_ops.rate": (1e-6, 1024.0, "MACs per PE per cycle"),
     "arrays.unpack": (1e-6, 1e9, "elements per cycle per copy"),
+    "arrays.split_combine_ns": (0.0, 1e7, "ns per op"),
+    "arrays.stream_ramp_ns": (0.0, 1e7, "ns per op"),
+    "arrays.stream_efficiency": (1e-3, 1.0, "fraction of the sustained off-chip rate"),
     "vector.lanes": (1, 1 << 24, "element-passes per cycle"),
     "vector.passes": (1e-3, 1000.0, "passes per element"),
     "offchip.capacity_gb": (1e-6, 1e6, "GB"),
@@ -478,6 +502,9 @@ def _check_row_reductions(v: VectorConfig, where: str) -> None:
     check_number(v.units, f"{where}.units", integer=True, lo=0, hi=1 << 20, unit="units")
     check_number(v.row_lanes, f"{where}.row_lanes", lo=0.0, hi=float(1 << 24), unit="element-passes per cycle")
     check_number(v.reduction_ns, f"{where}.reduction_ns", lo=0.0, hi=1e6, unit="ns")
+    check_number(v.row_tile, f"{where}.row_tile", integer=True, lo=0, hi=1 << 24, unit="elements")
+    check_number(v.wide_row_lanes, f"{where}.wide_row_lanes", lo=0.0, hi=float(1 << 24),
+                 unit="element-passes per cycle")
     for k, n in v.reductions.items():
         check_number(n, f"{where}.reductions.{k}", lo=0.0, hi=1e4, unit="reduction steps per row")
 
@@ -560,6 +587,11 @@ def _check_array(a: ArrayConfig, aw: str) -> None:
         if op_ not in PACKED_OPERANDS:
             raise ValueError(f"{aw}.unpack: unknown packed operand {quote(op_)}; known: {list(PACKED_OPERANDS)}")
         _limit(r, f"{aw}.unpack.{op_}", "arrays.unpack")
+    _limit(a.split_combine_ns, f"{aw}.split_combine_ns", "arrays.split_combine_ns")
+    for key in ("stream_ramp_ns", "stream_efficiency"):
+        for op_, v in getattr(a, key).items():
+            check_operand(op_, f"{aw}.{key} key")
+            _limit(v, f"{aw}.{key}.{op_}", f"arrays.{key}")
 
 
 _FROM_KIND = ("bandwidth_gbps", "pj_per_bit", "sustained_fraction")
@@ -657,7 +689,10 @@ def _array(raw: Any, where: str) -> ArrayConfig:
     if "unpack" in d:
         d["unpack"] = {k: float(v) for k, v in
                        _numbers(d["unpack"], f"{where}.unpack", "operand -> elements per cycle").items()}
-    _typed(d, ArrayConfig, where, skip=("pe_ops", "unpack"))
+    for key, what in (("stream_ramp_ns", "weight operand -> ns"), ("stream_efficiency", "weight operand -> fraction")):
+        if key in d:
+            d[key] = {k: float(v) for k, v in _numbers(d[key], f"{where}.{key}", what).items()}
+    _typed(d, ArrayConfig, where, skip=("pe_ops", "unpack", "stream_ramp_ns", "stream_efficiency"))
     return ArrayConfig(**d)
 
 

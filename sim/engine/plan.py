@@ -93,6 +93,10 @@ class OpPlan:
     index_cycles: int = 0
     read_efficiency: float = 1.0
     fused: bool = False       # runs inside the previous op's launch: no dispatch cost of its own
+    # Serial cycles after the launch and the memory latency, before the op's bytes flow: a dense weight
+    # stream's own ramp (arrays[].stream_ramp_ns) or a fused split attention op's combine tail
+    # (arrays[].split_combine_ns).
+    ramp_cycles: int = 0
 
     @property
     def fallback(self) -> bool:
@@ -113,7 +117,8 @@ def row_reduction_cycles(kind: str, M: int, elements: float, accel: AcceleratorC
     """Cycles of a row reduction (a kind with ``vector.reductions`` steps) on a chip whose lanes are split into
     ``vector.units``: one program per row, each alone on a unit, rows in waves of ``units``:
     ceil(M / units) x (width x passes / row_lanes + reductions x reduction_ns), width = elements / M (rounded
-    up to a power of two with ``pow2_rows``).  A row at M = 1 is
+    up to a power of two with ``pow2_rows``); the part of a row beyond ``row_tile`` runs at ``wide_row_lanes``
+    (spilled out of the registers) when both are set.  A row at M = 1 is
     latency-bound (one unit busy, its dependent reductions in series), not bound by the pooled lanes.
     0 when the rule is off (units 0) or the kind is elementwise."""
     v = accel.vector
@@ -124,7 +129,9 @@ def row_reduction_cycles(kind: str, M: int, elements: float, accel: AcceleratorC
     width = elements / M
     if v.pow2_rows:
         width = 2 ** math.ceil(math.log2(max(width, 1.0)))
-    row = width * v.passes[kind] / per_unit + steps * v.reduction_ns * accel.clock_ghz
+    held = min(width, v.row_tile) if v.row_tile > 0 and v.wide_row_lanes > 0 else width
+    row = (held / per_unit + (width - held) / (v.wide_row_lanes or per_unit)) * v.passes[kind]
+    row += steps * v.reduction_ns * accel.clock_ghz
     return math.ceil(M / v.units) * row
 
 
@@ -159,6 +166,8 @@ def plan_ops(trace: pd.DataFrame, accel: AcceleratorConfig) -> list[OpPlan]:
             if bool(row.get(FUSED, False)):
                 p = dataclasses.replace(p, fused=True)
             p = _with_skip(p, i, trace, row, accel, pj)
+            p = _with_stream(p, row, accel)
+            p = _with_combine_tail(p, row, accel)
             plans.append(dataclasses.replace(p, read_efficiency=p.read_efficiency * read_share(row, p, accel)))
     return plans
 
@@ -277,6 +286,36 @@ def _with_skip(p: OpPlan, i: int, trace: pd.DataFrame, r: dict, accel: Accelerat
     index = index_cycles(K, accel)
     eff = scatter_efficiency(_row_bytes(r), accel)
     return dataclasses.replace(p, producer=producer_of(trace, i), index_cycles=index, read_efficiency=eff)
+
+
+def _with_stream(p: OpPlan, r: dict, accel: AcceleratorConfig) -> OpPlan:
+    """A dense weight stream of a GEMM-class op on an array with a kernel ramp or a stream efficiency for its
+    weight operand (``arrays[].stream_ramp_ns`` / ``stream_efficiency``): the ramp runs before the stream,
+    which flows at that fraction of the sustained rate.  An op that gathers its surviving rows
+    (:func:`fetches_survivors`) pays its gather costs instead."""
+    if r["op_class"] != "gemm" or p.unit == "vector" or fetches_survivors(r, accel):
+        return p
+    array = next(a for a in accel.arrays if a.name == p.unit)
+    if not (array.stream_ramp_ns or array.stream_efficiency):
+        return p
+    wop = weight_operand(str(r["weight_format"]), "stream")
+    ramp = math.ceil(array.stream_ramp_ns.get(wop, 0.0) * accel.clock_ghz)
+    return dataclasses.replace(p, ramp_cycles=ramp,
+                               read_efficiency=p.read_efficiency * array.stream_efficiency.get(wop, 1.0))
+
+
+def _with_combine_tail(p: OpPlan, r: dict, accel: AcceleratorConfig) -> OpPlan:
+    """A split attention op (its context cut into parts over idle copies) running inside the previous op's
+    launch pays its array's ``split_combine_ns`` serially: the in-kernel combine of the parts' partials."""
+    if r["op_class"] != "attention" or not p.fused or p.unit == "vector":
+        return p
+    array = next(a for a in accel.arrays if a.name == p.unit)
+    if array.split_combine_ns <= 0:
+        return p
+    _, instances = split_reduction(int(r["M"]), int(r["N"]), int(r["K"]), array, int(r["count"]))
+    if instances <= int(r["count"]):
+        return p
+    return dataclasses.replace(p, ramp_cycles=p.ramp_cycles + math.ceil(array.split_combine_ns * accel.clock_ghz))
 
 
 def _plan_row(i: int, r: dict, accel: AcceleratorConfig, cache: dict, pj: _ByteEnergy) -> OpPlan:

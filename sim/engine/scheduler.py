@@ -21,6 +21,8 @@ Hardware model (all times in integer clock cycles):
   for the next tiles are issued while earlier ones are in flight.  Whenever the
   stream breaks -- the run starts, an op's loads wait for its launch or for its
   producer -- the first transfer after the break waits the latency once.
+* A dense weight stream on an array with a kernel ramp for its operand (``arrays[].stream_ramp_ns``)
+  waits that ramp after the latency, before its first byte moves.
 * Every op pays ``op_overhead_ns`` (dispatch and synchronisation) before it starts.
 * Each compute array and the vector unit is a ``simpy.Resource``.  Ops execute
   in trace order (each consumes the previous op's output), tile by tile: wait
@@ -135,6 +137,9 @@ class _Run:
             if self.latency and env.now > last_end:     # the stream broke: the first request waits the latency
                 self.log.events.append((f"{self.names[i]} latency", "dma", i, int(env.now), self.latency))
                 yield env.timeout(self.latency)
+            if p.ramp_cycles:                           # the kernel's own ramp before its stream flows
+                self.log.events.append((f"{self.names[i]} ramp", "dma", i, int(env.now), p.ramp_cycles))
+                yield env.timeout(p.ramp_cycles)
             bus_bytes = p.traffic.offchip_read / self.n_tiles[i] / p.read_efficiency
             for k in range(self.n_tiles[i]):
                 yield self.weights.acquire()

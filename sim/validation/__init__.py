@@ -2,7 +2,9 @@
 
 replay (:mod:`.replay`: measured rows -> op-trace rows -> ``sim_vs_measured``) ->
 calibrate (:mod:`.calibrate`: the fitted ``h100-triton`` parameters; :mod:`.floors`: fixed per-launch
-costs from the measured floors; :mod:`.reductions`: the row-reduction costs from two quantizer rows) ->
+costs from the measured floors; :mod:`.reductions`: the row-reduction costs from two quantizer rows and the
+spilled-row rate from a third; :mod:`.streams`: our GEMV's stream ramp and efficiency from two GEMV rows
+against the read floors) ->
 held-out tables (:mod:`.heldout`: ``validation_table``;
 :mod:`.crossgpu`: fitted on the H100, predicting the H200; :mod:`.whole_token`: whole decoder blocks
 and 7B tokens), with the one MAPE aggregation (:mod:`.mape`), the roofline bound (:mod:`.roofline`),

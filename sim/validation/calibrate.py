@@ -120,7 +120,7 @@ def _array(raw: dict, name: str) -> dict:
     raise ValueError(f"{BASE}: no array named {name!r} to calibrate")
 
 
-def _set(raw: dict, param: str, value: float) -> None:
+def set_param(raw: dict, param: str, value: float) -> None:
     if param.startswith("arrays["):
         name, rest = param[len("arrays["):].split("].", 1)
         _, operand = rest.split(".")
@@ -143,11 +143,11 @@ def _replay(raw: dict, rows: pd.DataFrame, flush: float) -> pd.DataFrame:
     return out
 
 
-def _fit_rate(raw: dict, param: str, rows: pd.DataFrame, flush: float) -> float:
+def fit_rate(raw: dict, param: str, rows: pd.DataFrame, flush: float) -> float:
     """Rate (elements / cycle / copy) minimising sum((sim - measured) / measured)^2."""
     def loss(log_r: float) -> float:
         trial = copy.deepcopy(raw)
-        _set(trial, param, float(math.exp(log_r)))
+        set_param(trial, param, float(math.exp(log_r)))
         out = _replay(trial, rows, flush)
         return float((out["rel_error"] ** 2).sum())
 
@@ -200,8 +200,8 @@ def fit(measured: pd.DataFrame, source: str = "measured table",
             resid_us = rows["us"].to_numpy() - _replay(raw, rows, flush_dirty_bytes)["sim_us"].to_numpy()
             value = float(round(max(0.0, float(np.median(resid_us))) * 1e3, 1))
         else:
-            value = _fit_rate(raw, f.param, rows, flush_dirty_bytes)
-        _set(raw, f.param, value)
+            value = fit_rate(raw, f.param, rows, flush_dirty_bytes)
+        set_param(raw, f.param, value)
         prov[f.param] = (f"{value:g} fitted by sim.validation.calibrate on {len(rows)} rows of {source} "
                          f"(measured {', '.join(dates)}): {f.rows}; method: {f.method}")
     if has_reduction_rows(m):    # the quantizers' row costs, on the fitted launch cost

@@ -82,7 +82,8 @@ def cross_gpu(measured_h200: "str | Path", h100: "str | Path" = H100_MEASURED, o
     if out is not None:
         write_text_atomic(crossgpu.to_yaml(raw, _shown(measured_h200)), out)
     if triton_out is not None:
-        write_text_atomic(crossgpu.triton_yaml(crossgpu.h200_triton(h100_rows, raw), _shown(h100)), triton_out)
+        triton = crossgpu.h200_triton(h100_rows, raw, h200_rows)
+        write_text_atomic(crossgpu.triton_yaml(triton, _shown(h100)), triton_out)
     _, per_class = crossgpu.cross_gpu_table(h100_rows, h200_rows)
     if table is not None:
         per_class.attrs = {"command": f"bitsim calibrate --h200 {_shown(measured_h200)}", "fitted_on": _shown(h100),

@@ -8,8 +8,11 @@ the measured H200 (its ``copy`` ceiling row: GB/s / 4800); compute as the H100 (
 :func:`cross_gpu_table` fits ``h100-triton``'s kernel parameters on the H100 table
 (:func:`sim.validation.fit`, the same calibration subset), puts them on ``h200-like``
 (``h200-triton``) and replays every H200 row: baseline rows (cuBLAS, SDPA) on ``h200-like``,
-our kernels' rows on ``h200-triton`` -- all held out, no H200 row was used.  Per class:
-``sim_validation`` (split ``held-out``).
+our kernels' rows on ``h200-triton``.  From H200 kernel rows come only the row-reduction costs (two quantizer
+rows), the spilled-row rate (the GLU quantizer row), our GEMV's stream costs (two GEMV shapes against the
+read floors), the KV-code decode rate of the H200's own KV3 kernel (one row) and the in-kernel combine tail
+(the KV3 step against the KV3 decode kernel, two rows); those rows are split
+``calibration``, every other row ``held-out`` (table ``sim_validation``).
 
 ``bitsim calibrate --h200 reports/data/measured_h200_kernels.parquet -o sim/presets/h200-like.yaml``
 writes the preset and prints the per-class table.
@@ -25,11 +28,19 @@ from contract import measured_final_rows, validate
 from contract.sim import SPLITS
 
 from ..config import PRESET_DIR, PRESETS, AcceleratorConfig, from_dict, load_yaml
-from .calibrate import fit
+from .calibrate import FITS, fit, fit_rate, set_param
 from .floors import fixed_costs, has_floors
 from .mape import SIM_VALIDATION_COLUMNS, mape_by_class
-from .reductions import add_row_reductions, has_reduction_rows, reduction_calibration_mask
+from .reductions import (
+    add_row_reductions,
+    add_wide_rows,
+    has_reduction_rows,
+    has_wide_row,
+    reduction_calibration_mask,
+    wide_row_calibration_mask,
+)
 from .replay import H100_L2_BYTES, MEASURED_DIR, SIM_VS_MEASURED_COLUMNS, compare_measured
+from .streams import add_stream_costs, has_stream_rows, stream_calibration_mask
 
 H200_MEASURED = MEASURED_DIR / "measured_h200_kernels.parquet"
 H200_PEAK_GBPS = 4800.0        # NVIDIA H200 datasheet: 4.8 TB/s HBM3e
@@ -40,6 +51,7 @@ NAME = "h200-like"
 # parameters of the H100 fit carried to the H200 (the kernels are the same code); the fixed per-op
 # costs come from the H200's own measured floors instead (sim.validation.floors)
 _CARRIED = ("host_launch_ns", "sparsity")
+KV_FIT = next(f for f in FITS if f.param == "arrays[cuda_cores].unpack.int3")
 
 
 def measured_copy_gbps(measured: pd.DataFrame) -> float | None:
@@ -98,8 +110,12 @@ def to_yaml(raw: dict, source: str) -> str:
     return "\n".join(head) + "\n" + yaml.safe_dump(raw, sort_keys=False, default_flow_style=None, width=200)
 
 
-def h200_triton(h100_measured: pd.DataFrame, h200: "dict | AcceleratorConfig") -> AcceleratorConfig:
-    """``h200-like`` + the kernel parameters fitted on the H100 table (launch, host gap, unpack, dispatch)."""
+def h200_triton(h100_measured: pd.DataFrame, h200: "dict | AcceleratorConfig",
+                h200_measured: pd.DataFrame | None = None) -> AcceleratorConfig:
+    """``h200-like`` + the kernel parameters fitted on the H100 table (launch, host gap, unpack, dispatch), and,
+    when ``h200_measured`` has its rows, our ternary GEMV's stream ramp and efficiency derived from two of its
+    GEMV rows against the read floors (:mod:`sim.validation.streams`) and our quantizers' spilled-row rate
+    derived from the GLU quantizer row (:func:`sim.validation.reductions.wide_row_lanes`)."""
     fitted = fit(h100_measured, source="the H100 table", flush_dirty_bytes=H100_L2_BYTES)
     raw = copy.deepcopy(h200) if isinstance(h200, dict) else None
     if raw is None:
@@ -119,7 +135,72 @@ def h200_triton(h100_measured: pd.DataFrame, h200: "dict | AcceleratorConfig") -
         for k in ("unpack", "max_m"):
             if k in by_name[a["name"]]:
                 a[k] = copy.deepcopy(by_name[a["name"]][k])
+    if h200_measured is not None and has_stream_rows(h200_measured):
+        add_stream_costs(raw, h200_measured, from_dict(copy.deepcopy(raw), where="h200-triton"),
+                         "the measured H200 table")
+    if h200_measured is not None and has_wide_row(h200_measured) and raw["vector"].get("units", 0) > 0:
+        add_wide_rows(raw, h200_measured, "the measured H200 table", H200_L2_BYTES)
+    if h200_measured is not None:
+        kv_rate_of_h200(raw, h200_measured)
+        combine_tail_of_h200(raw, h200_measured)
     return from_dict(raw, where="h200-triton")
+
+
+def kv_rate_of_h200(raw: dict, h200_measured: pd.DataFrame) -> None:
+    """The KV-code decode rate fitted on the H200's own KV3 kernel row (the same calibration row as on the H100:
+    ``ours_kv3`` B = 8, ctx 8192), in place, when the table has it.  Not carried from the H100: the H100 table's
+    KV3 kernel was another design (one program per head, ``USE_DOT``, BT 128), the H200's splits the context
+    (BT 32, S 10, FMA) and ran the same work in 193.2 us against 325.5 us."""
+    m = measured_final_rows(h200_measured).reset_index(drop=True)
+    rows = m[KV_FIT.select(m).fillna(False).astype(bool)].reset_index(drop=True)
+    if rows.empty:
+        return
+    value = fit_rate(raw, KV_FIT.param, rows, H200_L2_BYTES)
+    set_param(raw, KV_FIT.param, value)
+    raw.setdefault("calibration", {})[KV_FIT.param] = (
+        f"{value:g} fitted by sim.validation.crossgpu on {len(rows)} row of the measured H200 table: {KV_FIT.rows}; "
+        f"method: {KV_FIT.method}; not carried from the H100 (its KV3 kernel is another design)")
+
+
+#: The pair the in-kernel combine tail is derived from: our one-launch KV3 attention step and our KV3 decode
+#: kernel (spans, then a separate combine launch) on the same work, B = 1, ctx 2048.
+TAIL_PAIR = ("ours_step_kv3", "ours_kv3")
+
+
+def _tail_rows(measured: pd.DataFrame) -> pd.Series:
+    return (measured["kernel"].isin(TAIL_PAIR) & measured["op"].isin(("attention_step", "attention_decode"))
+            & (measured["M"] == 1) & (measured["K"] == 2048) & measured["cuda_graph"].astype(bool))
+
+
+def combine_tail_of_h200(raw: dict, h200_measured: pd.DataFrame) -> None:
+    """``arrays[cuda_cores].split_combine_ns`` from the measured pair :data:`TAIL_PAIR` (in place, when the table
+    has both): the step's measured time less the decode kernel's, less the same difference replayed without the
+    tail (the replay charges the decode kernel's separate combine launch, not the step's in-kernel combine)."""
+    m = measured_final_rows(h200_measured).reset_index(drop=True)
+    rows = m[_tail_rows(m)].drop_duplicates("kernel").set_index("kernel").reindex(list(TAIL_PAIR)).dropna(subset=["us"])
+    if len(rows) != len(TAIL_PAIR):
+        return
+    rows = rows.reset_index()
+    base, _ = compare_measured(rows, from_dict(copy.deepcopy(raw), where="h200-triton"),
+                               flush_dirty_bytes=H200_L2_BYTES)
+    step_us, dec_us = rows["us"].to_numpy(float)
+    step_sim, dec_sim = base["sim_us"].to_numpy(float)
+    tail_ns = round(((step_us - dec_us) - (step_sim - dec_sim)) * 1e3, 1)
+    if tail_ns <= 0:
+        return
+    for a in raw["arrays"]:
+        if a["name"] == "cuda_cores":
+            a["split_combine_ns"] = tail_ns
+    raw.setdefault("calibration", {})["arrays[cuda_cores].split_combine_ns"] = (
+        f"{tail_ns:g}: derived from 2 rows of the measured H200 table ({' and '.join(TAIL_PAIR)}, B=1 ctx 2048, the "
+        f"same work in one launch and in two): (step - decode) measured less (step - decode) replayed without the "
+        f"tail; not fitted to blocks or tokens")
+
+
+def kv_calibration_mask(measured: pd.DataFrame) -> pd.Series:
+    """True on the H200 rows the KV-code decode rate is fitted on (:func:`kv_rate_of_h200`) and the combine tail
+    derived from (:func:`combine_tail_of_h200`)."""
+    return KV_FIT.select(measured).fillna(False).astype(bool) | _tail_rows(measured)
 
 
 def triton_yaml(cfg: AcceleratorConfig, h100_source: str) -> str:
@@ -139,20 +220,21 @@ def cross_gpu_table(h100_measured: pd.DataFrame, h200_measured: pd.DataFrame
                     ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per row (``sim_vs_measured``) and per class (``sim_validation``) error on the H200 rows,
     with every kernel parameter fitted on the H100 (see module doc).  Every row is ``held-out`` except the
-    two quantizer rows the row-reduction costs are derived from (:mod:`sim.validation.reductions`),
-    split ``calibration``."""
+    two quantizer rows the row-reduction costs are derived from (:mod:`sim.validation.reductions`) and the two
+    GEMV rows the stream costs are derived from (:mod:`sim.validation.streams`), split ``calibration``."""
     validate(h100_measured, "measured_trace")
     validate(h200_measured, "measured_trace")
     raw = h200_like_raw(h200_measured)
     ideal = from_dict(copy.deepcopy(raw), where=NAME)
-    kernels = h200_triton(h100_measured, raw)
+    kernels = h200_triton(h100_measured, raw, h200_measured)
     m = measured_final_rows(h200_measured).reset_index(drop=True)
     parts = []
     for cfg, sel in ((ideal, m["impl"] != "ours"), (kernels, m["impl"] == "ours")):
         if sel.any():
             part = m[sel].reset_index(drop=True)
             rows, _ = compare_measured(part, cfg, flush_dirty_bytes=H200_L2_BYTES)
-            cal = reduction_calibration_mask(part).to_numpy()
+            cal = (reduction_calibration_mask(part) | stream_calibration_mask(part) | kv_calibration_mask(part)
+                   | (wide_row_calibration_mask(part) & (part["impl"] == "ours"))).to_numpy()
             parts.append(rows.assign(split=[SPLITS[0] if c else SPLITS[1] for c in cal]))
     if not parts:
         return pd.DataFrame(columns=SIM_VS_MEASURED_COLUMNS), pd.DataFrame(columns=SIM_VALIDATION_COLUMNS)

@@ -116,3 +116,60 @@ def add_row_reductions(raw: dict, measured: pd.DataFrame, source: str, flush_dir
     costs = row_reduction_costs(measured, cfg, flush_dirty_bytes=flush_dirty_bytes)
     raw["vector"].update(row_lanes=costs.row_lanes, reduction_ns=costs.reduction_ns)
     raw.setdefault("calibration", {}).update(costs.provenance(source))
+
+
+#: The wide-row calibration row: the GLU quantizer (GLU product + RMSNorm + quantizer) of an 11008-wide row, M = 1.
+WIDE_KERNEL, WIDE_N = "ours_norm_int8_glu", 11008
+
+
+def _wide_row(measured: pd.DataFrame) -> pd.DataFrame:
+    sel = ((measured["op"] == "quant") & (measured["M"] == 1) & measured["cuda_graph"].astype(bool)
+           & (measured["kernel"] == WIDE_KERNEL) & (measured["N"] == WIDE_N))
+    return measured[sel].head(1).reset_index(drop=True)
+
+
+def wide_row_calibration_mask(measured: pd.DataFrame) -> pd.Series:
+    """True on the row :func:`wide_row_lanes` derives from (``ours_norm_int8_glu`` M = 1, CUDA graph)."""
+    return ((measured["op"] == "quant") & (measured["M"] == 1) & measured["cuda_graph"].astype(bool)
+            & (measured["kernel"] == WIDE_KERNEL) & (measured["N"] == WIDE_N))
+
+
+def has_wide_row(measured: pd.DataFrame) -> bool:
+    """True when the table has the wide-row calibration row and the two row-reduction rows."""
+    return not _wide_row(measured).empty and has_reduction_rows(measured)
+
+
+def wide_row_lanes(measured: pd.DataFrame, cfg: AcceleratorConfig, flush_dirty_bytes: float = 0.0) -> tuple[int, float]:
+    """(``row_tile``, ``wide_row_lanes``) for ``cfg`` (its row-reduction costs set): the register tile is the width
+    of the row-reduction calibration rows (the widest row measured to run at ``row_lanes``); the rate beyond it
+    solves the GLU quantizer row exactly (its time less its replay with the spilled part free).  ``ValueError``
+    if the row is missing or the tile already explains it."""
+    row = _wide_row(measured)
+    if row.empty or cfg.vector.units <= 0:
+        raise ValueError(f"wide-row costs need the M = 1 CUDA-graph row {WIDE_KERNEL} N={WIDE_N} and vector.units > 0")
+    tile = int(_rows(measured)["N"].max())
+    free = cfg.replace(vector=dataclasses.replace(cfg.vector, row_tile=tile, wide_row_lanes=_FREE_LANES))
+    base, _ = compare_measured(row, free, flush_dirty_bytes=flush_dirty_bytes)
+    extra_us = float(row["us"].iloc[0]) - float(base["sim_us"].iloc[0])
+    passes, _ = _loads(row.iloc[0], cfg)          # element-passes of the whole (power-of-two) row
+    width = 2.0 ** math.ceil(math.log2(WIDE_N)) if cfg.vector.pow2_rows else float(WIDE_N)
+    spilled = passes * (width - tile) / width
+    if extra_us <= 0 or spilled <= 0:
+        raise ValueError(f"{WIDE_KERNEL} gives no wide-row cost ({extra_us:.3g} us beyond the replay with a "
+                         f"{tile}-element tile): the mechanism does not describe it")
+    return tile, round(float(spilled / (extra_us * 1e3 * cfg.clock_ghz)), 4)
+
+
+def add_wide_rows(raw: dict, measured: pd.DataFrame, source: str, flush_dirty_bytes: float) -> None:
+    """The register tile and the spilled rate on a GPU preset's YAML dict ``raw`` (in place, its row-reduction
+    costs already set), provenance into ``raw["calibration"]``."""
+    cfg = from_dict(copy.deepcopy(raw), where=str(raw.get("name", "preset")))
+    tile, lanes = wide_row_lanes(measured, cfg, flush_dirty_bytes)
+    raw["vector"] = dict(raw["vector"], row_tile=tile, wide_row_lanes=lanes)
+    how = (f"derived from 1 row of {source} ({WIDE_KERNEL} M=1 N={WIDE_N}): measured less the replay with the "
+           f"part beyond the tile free = spilled element-passes / wide_row_lanes, solved exactly; not fitted to "
+           f"blocks or tokens")
+    raw.setdefault("calibration", {}).update({
+        "vector.row_tile": f"{tile}: the width of the row-reduction calibration rows (the widest row measured at "
+                           f"row_lanes); not fitted",
+        "vector.wide_row_lanes": f"{lanes:.4g}: {how}"})

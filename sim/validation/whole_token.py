@@ -37,12 +37,11 @@ COLUMNS = ["row", "op", "kernel", "datapath", "variant", "M", "K", "launches", "
 MISSING = {
     "fp16": "cuBLAS fp16 GEMVs stream below the copy rate at these sizes (gemv fp16 cublas 4096x4096: 15.3 us "
             "measured, 12.2 us simulated); torch.compile's fusion is replayed as one launch per op group",
-    "b1.58": "our ternary GEMVs stream ~25 % below a plain read of the same bytes (ours_w158a8 gemv 4.8 / 6.9 / "
-             "7.2 / 11.1 us against floor_read 3.3-3.9 / 4.6-5.2 / 4.9-5.5 / 8.3-8.8 us at 4.2 / 11.3 / 12.6 / "
-             "22.5 MB); the GLU quantizer (ours_norm_int8_glu 10.1 us) is 34 % above the row-reduction model",
-    "a4.8": "as b1.58; the KV3 attention step is over-predicted (+37 % held-out): its int3 decode rate is fitted "
-            "on the H100's KV3 kernel, a different design (one program per head, BT 128, dot products) from the "
-            "H200's split-context one (33 spans per head)",
+    "b1.58": "the GLU quantizer's spilled-row rate is derived at M = 1 from the GLU kernel, and the measured SiLU "
+             "variant is 12 % cheaper; the FP16-KV attention step replays 5.7 % short at ctx 2048 with the "
+             "combine tail (ours_step_fp16 14.9 us measured, 14.0 us simulated)",
+    "a4.8": "as b1.58; the KV3 attention step replays 3.9 % short at ctx 2048 (ours_step_kv3 11.2 us measured) "
+            "with the decode rate fitted on the H200's ours_kv3 row and the combine tail",
     "per_operator": "launch count of the per-operator path not recorded; replayed as one launch per op group",
     "fused": "fused-prologue GEMVs re-quantize the activations inside every program (ours_fused_norm_* gemv rows "
              "2-4x the plain GEMV); the replay runs the quantizer once",
