@@ -26,14 +26,13 @@ fitted rule on the held-out seed-1 checkpoints (their own sparsity s, the seed-0
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import pandas as pd
 import torch
 
-from contract.io import write_text_atomic
+from contract.io import write_table
 from model.checkpoint import load_checkpoint
 from model.model import ActivationCapture
 from model.zero_batch import GROUPS, beta_row_skip, fit_kappa
@@ -128,9 +127,8 @@ def check_rows(check: pd.DataFrame, fit: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-def _write_csv(df: pd.DataFrame, path: Path, meta: dict[str, str]) -> None:
-    head = "".join(f"# {k}: {json.dumps(v)}\n" for k, v in meta.items())
-    write_text_atomic(head + df.to_csv(index=False, float_format="%.10g"), path)
+def _write_csv(df: pd.DataFrame, path: Path, meta: dict[str, str], schema: str) -> None:
+    write_table(df, path, schema, meta=meta)
 
 
 def write(paths: list[Path], out: Path = DATA) -> None:
@@ -143,8 +141,8 @@ def write(paths: list[Path], out: Path = DATA) -> None:
     check = check_rows(all_rows[all_rows.seed == CHECK_SEED].drop(columns="seed").reset_index(drop=True), fit)
     note = (f"fit on the seed-{FIT_SEED} checkpoints, checked on the held-out seed-{CHECK_SEED} checkpoints; "
             "each runs its 32 stored held-out sequences x 512 tokens (positions >= 1), CPU, fake-quant path")
-    _write_csv(fit, out / "zero_correlation_fit.csv", dict(command=COMMAND, note=note))
-    _write_csv(check, out / "zero_correlation_check.csv", dict(command=COMMAND, note=note))
+    _write_csv(fit, out / "zero_correlation_fit.csv", dict(command=COMMAND, note=note), "zero_correlation_fit")
+    _write_csv(check, out / "zero_correlation_check.csv", dict(command=COMMAND, note=note), "zero_correlation_check")
     print(check.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
 
 

@@ -42,6 +42,10 @@ SERVING_ITERATIONS = register("serving_iterations", _cols(
 ), "One row per scheduler iteration of a serving run (sim.serving.serve).")
 
 SERVING_SUMMARY = register("serving_summary", _cols(
+    ("name", "str", "", "the run's name (the serve spec's name; empty for a run from Python)"),
+    ("model", "str", "", "model served (preset name or model YAML)"),
+    ("datapath", "str", "", "datapath of the model (fp16, b1.58, a4.8, w4a16, ...)"),
+    ("accelerator", "str", "", "accelerator preset or YAML the chips are"),
     ("chip", "str", "", "chip (accelerator) name of the cost model"),
     ("tp", "int", "", "tensor-parallel degree"),
     ("pp", "int", "", "pipeline stages"),
@@ -72,7 +76,22 @@ SERVING_SUMMARY = register("serving_summary", _cols(
     ("mean_batch", "float", "", "mean decode requests per iteration"),
     *((f"{m}_p{q}_s", "float", "s", f"{q}th percentile of {m.upper()} over finished requests")
       for m in ("ttft", "tpot", "e2e") for q in (50, 90, 99)),
-), "One row per serving run: latency percentiles, throughput, goodput, energy and silicon per token.")
+    ("max_rate_rps", "float", "req/s", "highest request rate meeting the targets (rate search; NaN: no search, "
+                                        "or even the lowest rate tried missed)"),
+    *((f"{m}_at_max", "float", u, f"{d} at max_rate_rps (the search's run at that rate; NaN without one)")
+      for m, u, d in (("goodput_rps", "req/s", "goodput"), ("tokens_per_j", "token/J", "output tokens per joule"),
+                      ("output_tokens_per_s_per_mm2", "token/s/mm2", "output tokens per second per mm2"),
+                      ("output_tokens_per_s_per_chip", "token/s", "output tokens per second per chip"),
+                      ("ttft_p90_s", "s", "90th percentile of TTFT"), ("tpot_p90_s", "s", "90th percentile of TPOT"))),
+    ("target_rate", "float", "req/s", "request rate the service must carry (0: none given)"),
+    ("chips_needed", "float", "", "chips to carry target_rate within the targets: whole deployments of this shape "
+                                  "at max_rate_rps each (NaN without a target or a rate)"),
+), "One row per serving run: latency percentiles, throughput, goodput, energy and silicon per token, and the "
+   "highest rate meeting the targets with the same metrics at it.")
+
+#: The summary columns measured at the highest rate meeting the targets (``<metric>_at_max``).
+AT_MAX_METRICS = ("goodput_rps", "tokens_per_j", "output_tokens_per_s_per_mm2", "output_tokens_per_s_per_chip",
+                  "ttft_p90_s", "tpot_p90_s")
 
 SERVING_VALIDATION = register("serving_validation", _cols(
     ("check", "str", "", "what is compared"),

@@ -92,3 +92,29 @@ TRAINED_TABLE2 = register("trained_table2", _cols(
     ("down_pct", "float", "%", "Wdown input"),
     ("overall_pct", "float", "%", "parameter-weighted mean of the five"),
 ), "per-projection input sparsity in the layout of the a4.8 paper's Table 2")
+
+_ZERO_KEYS = _cols(
+    ("datapath", "str", "", "a4.8 or b1.58 (the trained checkpoints' datapath)"),
+    ("group", "str", "", "projection group whose quantized input is measured: qkv, o, gate, up, down"),
+    ("grouping", "str", "", "what the M rows of a batch are: sequences (decode) or consecutive tokens (prefill)"),
+)
+
+ZERO_CORRELATION_FIT = register("zero_correlation_fit", _ZERO_KEYS + _cols(
+    ("kappa", "float", "", "Beta concentration of the per-column zero frequencies (small: zeros concentrate)"),
+    ("fit_sparsity", "float", "fraction", "mean zero fraction on the fitting checkpoint"),
+    ("fit_rmse", "float", "fraction", "RMS error of the fitted rule over the fitted batch sizes"),
+    ("fit_checkpoint", "str", "", "checkpoint the constant was fitted on"),
+), "batch rule of zero skipping: the fitted Beta concentration per datapath, group and grouping")
+
+ZERO_CORRELATION_CHECK = register("zero_correlation_check", _ZERO_KEYS + _cols(
+    ("checkpoint", "str", "", "held-out checkpoint measured"),
+    ("M", "int", "row", "rows of the batch"),
+    ("sparsity", "float", "fraction", "mean zero fraction of the input"),
+    ("measured", "float", "fraction", "fraction of columns zero in all M rows (the skip a chip sees)"),
+    ("per_column", "float", "fraction", "mean_j f_j**M from the per-column zero frequencies"),
+    ("independent", "float", "fraction", "sparsity**M (zeros independent: the lower bound)"),
+    ("kappa", "float", "", "the fitted concentration used"),
+    ("beta", "float", "fraction", "the Beta rule's row_skip at M"),
+    ("beta_error", "float", "fraction", "beta - measured"),
+    ("independent_error", "float", "fraction", "independent - measured"),
+), "the batch rule of zero skipping against held-out measurement (one row per checkpoint, group, grouping, M)")

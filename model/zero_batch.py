@@ -126,7 +126,7 @@ def load_fit(path: str | Path | None = None) -> dict[tuple[str, str], dict[str, 
     if not p.exists():
         raise FileNotFoundError(f"batch_rule 'beta': the zero-correlation fit {p} is missing; it is written by "
                                 "`python benchmarks/zero_correlation.py --write` from the trained checkpoints")
-    df = read_table(p)
+    df = read_table(p, schema="zero_correlation_fit")
     _check_fit_table(df, p)
     out: dict[tuple[str, str], dict[str, float]] = {}
     for r in df.itertuples(index=False):

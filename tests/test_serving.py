@@ -22,7 +22,7 @@ from sim.serving import (
     serve,
 )
 from sim.serving.interconnect import InterconnectConfig, allreduce_bytes_moved, transfer_seconds
-from sim.serving.validation import allreduce_checks, hand_checks
+from sim.serving.validation import allreduce_checks, allreduce_rows, fit_oneshot, hand_checks
 from sim.serving.workload import check_requests, load_requests, trace_statistics
 
 A, B = 0.010, 0.001          # fixed and per-token seconds of the hand cost model
@@ -348,8 +348,65 @@ def test_validation_rows_hand_cases_pass_and_allreduce_rows_carry_their_error():
     ic = load_interconnect("nvlink4-h100")
     for r in ar.itertuples(index=False):
         n = int(r.check.split("TP ")[1].split()[0])
-        size = 32 * 1024 if "32KB" in r.check else 1 << 20
+        size = 32 * 1024 if "32 KB" in r.check else 1 << 20
         sim_us = allreduce_seconds(size, n, ic) * 1e6
         assert r.simulated == pytest.approx(sim_us)
         assert r.error == pytest.approx((sim_us - r.reference) / r.reference)
         assert r.passed == (abs(r.error) <= r.tolerance)
+
+
+def test_by_size_runs_one_shot_below_the_threshold_and_two_shot_above():
+    ic = InterconnectConfig(name="x", algorithm="by-size", oneshot_below_kb=[[2, 1e9], [4, 512], [8, 256]],
+                            direct_gbps=50.0, latency_us=1.0, launch_us=5.0, direct_below_kb=8192)
+    for n, nbytes, algo in ((2, 7 << 20, "one-shot"), (4, 511 * 1024, "one-shot"), (4, 512 * 1024, "two-shot"),
+                            (8, 255 * 1024, "one-shot"), (8, 1 << 20, "two-shot"), (16, 1024, "two-shot"),
+                            (2, 8 << 20, "ring"), (8, 32 << 20, "ring")):
+        assert ic.by_size(nbytes, n) == algo
+        assert allreduce_seconds(nbytes, n, ic) == allreduce_seconds(nbytes, n, ic, algo)
+    # the direct kernels stream at direct_gbps: 1 MB two-shot over 8 = 5 + 2 + 1.75 MB / 50 GB/s
+    assert allreduce_seconds(1 << 20, 8, ic) == pytest.approx(7e-6 + 1.75 * (1 << 20) / 50e9)
+    # ring and tree keep the links' bandwidth (1 link x 25 GB/s)
+    assert allreduce_seconds(1 << 20, 8, ic, "ring") == pytest.approx(5e-6 + 14 * (1e-6 + (1 << 20) / 8 / 25e9))
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(algorithm="by-size"), "oneshot_below_kb"),
+    (dict(oneshot_below_kb=[[4, 512], [2, 100]]), "chip counts must increase"),
+    (dict(oneshot_below_kb=[[4]]), r"oneshot_below_kb\[0\]"),
+    (dict(direct_gbps=-1), "direct_gbps"),
+])
+def test_bad_direct_allreduce_fields_name_the_field(kw, match):
+    with pytest.raises(ValueError, match=match):
+        InterconnectConfig(name="x", **kw)
+
+
+def test_oneshot_fit_recovers_launch_and_bandwidth_from_exact_rows():
+    launch, lat, gbps = 4.0, 1.5, 80.0
+    rows = [(n, 32768.0, launch + lat + (n - 1) * 32768 / (gbps * 1e3)) for n in (2, 4, 8)]
+    assert fit_oneshot(rows, lat) == pytest.approx((launch, gbps))
+
+
+def test_nvlink_preset_is_fitted_on_the_32kb_rows_alone_and_holds_out_1mb():
+    ic = load_interconnect("nvlink4-h100")
+    fitted = fit_oneshot([(n, b, t) for n, b, t, _ in allreduce_rows("32kb")], ic.latency_us)
+    assert (ic.launch_us, ic.direct_gbps) == pytest.approx(fitted, rel=2e-3)
+    held_out = allreduce_checks(ic)
+    held_out = held_out[held_out["check"].str.contains("held out")]
+    assert len(held_out) == 3 and held_out["check"].str.contains("two-shot").sum() == 2     # TP 4 and 8
+
+
+def test_decode_attention_is_interpolated_per_cached_token_and_overflowing_points_are_not_simulated():
+    asked = []
+
+    def evaluate(phase, batch, new, context):      # weights bend at batch 64; KV read costs 3 ns a token
+        asked.append((phase, batch, context))
+        s = 1e-3 * max(1.0, batch / 64) + 3e-9 * batch * context + (
+            1e-10 * attention_pairs(new, context) if phase == "prefill" else 0.0)
+        return s, 10.0 * s
+    f = facts(capacity_bytes=11e9)                 # 10 GB of KV: 100,000 tokens
+    g = GridCostModel(facts=f, evaluate=evaluate, tokens=(1, 16, 64, 128, 256), batches=(1, 16, 128),
+                      contexts=(512, 4096), chunks=(128,), base_context=16)
+    assert ("decode", 128, 4096) not in asked                    # 524,288 tokens of KV: never simulated
+    for b, c in ((45, 1448), (100, 700), (7, 3000)):
+        direct = evaluate("decode", b, 1, c)[0]
+        assert g.cost(b, b * c, ())[0] == pytest.approx(direct, rel=1e-9)

@@ -1,5 +1,6 @@
 """The serve spec, the trace-built cost model and ``bitsim serve`` end to end (on the tiny model)."""
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -11,14 +12,23 @@ from bitsim.experiments.serving import (
     TraceEvaluator,
     build_cost_model,
     chips_needed,
+    footprint_per_chip,
     load_spec,
     shard_config,
+    smallest_tp,
     spec_from_dict,
 )
 from contract import read_table
 from sim.serving import ParallelConfig
 
+SPEC_DIR = Path(__file__).resolve().parents[1] / "reports" / "specs" / "serving"
 TINY_GRID = dict(tokens=[1, 4, 16], batches=[1, 4], contexts=[32, 128], chunks=[8, 32])
+
+
+@pytest.fixture(scope="module")
+def tiny_cache(tmp_path_factory):
+    """One cost cache for the tiny model shared by the tests below (each direct simulation is made once)."""
+    return str(tmp_path_factory.mktemp("serving-cache") / "cost_cache.csv")
 
 
 def tiny_spec(**over):
@@ -109,3 +119,78 @@ def test_chips_needed_rounds_up_whole_deployments():
     assert chips_needed(6.0, 3.0, par) == 2 * 8
     assert chips_needed(0.0, 3.0, par) != chips_needed(0.0, 3.0, par)      # no target: NaN
     assert chips_needed(5.0, float("nan"), par) != chips_needed(5.0, float("nan"), par)
+
+
+def test_summary_names_the_run_and_carries_the_highest_rate_and_its_metrics(tmp_path, tiny_cache):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(tiny_spec(search=dict(enabled=True, lo=1.0, hi=400.0, rel_tol=0.3,
+                                                         serve_at_best=True))))
+    out = tmp_path / "out"
+    assert main(["serve", str(spec), "-o", str(out), "--quiet", "--small", "--cache", tiny_cache]) == 0
+    s = read_table(out / "summary.csv", "serving_summary").iloc[0]
+    assert (s["name"], s["model"], s["datapath"], s["accelerator"]) == ("tiny-serve", "tiny", "b1.58", "b1.58")
+    tried = pd.read_csv(out / "search.csv")
+    best = tried[tried["attainment"] >= 0.9]["rate"].max()
+    assert s["max_rate_rps"] == pytest.approx(best)
+    at = tried[tried["rate"] == best].iloc[0]
+    for m in ("goodput_rps", "tokens_per_j", "output_tokens_per_s_per_mm2", "ttft_p90_s", "tpot_p90_s"):
+        assert s[f"{m}_at_max"] == pytest.approx(at[m])
+    # serve_at_best: the run's own tables are at the rate found (same seed and count: the same run)
+    assert s["offered_rate"] == pytest.approx(at["offered_rate"])
+    assert not (out / "requests.csv").exists() and not (out / "timeline.json").exists()      # --small
+
+
+def test_several_specs_go_to_their_folders_and_a_finished_run_is_skipped(tmp_path, capsys, tiny_cache):
+    specs = []
+    for name, rate in (("run-a", 20.0), ("run-b", 40.0)):
+        p = tmp_path / f"{name}.yaml"
+        p.write_text(yaml.safe_dump(tiny_spec(name=name, workload=dict(requests=10, rate=rate))))
+        specs.append(str(p))
+    out = tmp_path / "runs"
+    assert main(["serve", *specs, "-o", str(out), "--quiet", "--small", "--cache", tiny_cache]) == 0
+    first = {n: (out / n / "summary.csv").stat().st_mtime_ns for n in ("run-a", "run-b")}
+    capsys.readouterr()
+    assert main(["serve", *specs, "-o", str(out), "--quiet", "--small", "--cache", tiny_cache]) == 0
+    assert capsys.readouterr().out.count("up to date") == 2
+    assert {n: (out / n / "summary.csv").stat().st_mtime_ns for n in first} == first
+    # a changed spec is run again, the other still skipped
+    (tmp_path / "run-b.yaml").write_text(yaml.safe_dump(tiny_spec(name="run-b", workload=dict(requests=12))))
+    assert main(["serve", *specs, "-o", str(out), "--quiet", "--small", "--cache", tiny_cache]) == 0
+    assert read_table(out / "run-b" / "summary.csv")["requests"].iloc[0] == 12
+    assert (out / "run-a" / "summary.csv").stat().st_mtime_ns == first["run-a"]
+
+
+def test_kv_bits_and_accelerator_overrides_reach_the_cost_model(tiny_cache):
+    fp16 = spec_from_dict(tiny_spec())
+    kv4 = spec_from_dict(tiny_spec(kv_bits=4, accelerator_overrides={"kv_formats": ["kv-fp16", "kv-int4"]}))
+    a = build_cost_model(fp16.model, fp16.datapath, fp16.accelerator, 1, fp16.grid, cache_csv=tiny_cache)
+    b = build_cost_model(kv4.model, kv4.datapath, kv4.accelerator, 1, kv4.grid, cache_csv=tiny_cache, kv_bits=4,
+                         accelerator_overrides=kv4.accelerator_overrides)
+    # 4-bit codes and their scales against FP16: a little over a quarter of the bytes per token
+    assert 0.25 < b.facts.kv_bytes_per_token / a.facts.kv_bytes_per_token < 0.4
+    with pytest.raises(ValueError, match="kv_bits"):
+        spec_from_dict(tiny_spec(kv_bits=1))
+
+
+def test_the_committed_specs_use_the_smallest_tp_that_fits_and_share_workload_scheduler_targets():
+    specs = [load_spec(p) for p in sorted(SPEC_DIR.glob("*.yaml"))]
+    assert len(specs) >= 10
+    for s in specs:
+        if s.model != "7b":                     # 7B runs on one chip by construction
+            assert s.parallel.tp == smallest_tp(s), s.name
+            f = footprint_per_chip(s, s.parallel.tp)
+            assert f["weight_bytes"] + f["kv_bytes"] <= f["usable_bytes"]
+            if s.parallel.tp > 1:
+                g = footprint_per_chip(s, s.parallel.tp // 2)
+                assert g["weight_bytes"] + g["kv_bytes"] > g["usable_bytes"]
+    for s in specs[1:]:
+        assert (s.workload, s.scheduler, s.targets, s.search) == (specs[0].workload, specs[0].scheduler,
+                                                                  specs[0].targets, specs[0].search)
+
+
+def test_footprint_counts_the_max_batch_of_mean_length_requests():
+    s = spec_from_dict(tiny_spec())
+    f = footprint_per_chip(s, 1)
+    shard = shard_config("tiny", "b1.58", 1)
+    kv_token = 2 * shard.n_layers * shard.kv_heads * shard.hd * 2           # FP16 K and V of every layer
+    assert f["kv_bytes"] == pytest.approx(s.scheduler.max_batch * f["mean_request_tokens"] * kv_token, rel=0.01)

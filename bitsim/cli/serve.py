@@ -6,6 +6,10 @@ scheduler, workload and latency targets (``bitsim.experiments.serving.ServeSpec`
 against direct simulation), ``occupancy.csv``, ``timeline.json`` (Perfetto) and figures; with
 ``search.enabled`` also ``search.csv`` and the throughput-latency figure.  The direct simulations
 are cached in ``DIR/cost_cache.csv`` (or ``--cache``) so a second run starts at once.
+
+Several specs (or ``--each``): each run goes to ``DIR/<spec name>/``, and a run whose folder already
+holds a finished run of the same spec (the digest in its ``summary.json``) is skipped, so the command
+resumes where it stopped: ``bitsim serve reports/specs/serving/*.yaml -o reports/serving --small``.
 """
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from bitsim.experiments.serving import load_spec, run_spec, validation_table, write_outputs
+from bitsim.experiments.serving import load_spec, run_is_current, run_spec, validation_table, write_outputs
 from contract import check_output_folder, publish_folder, temporary_sibling, write_table
 
 OUTPUT_NAMES = ("validation.csv", "requests.csv", "iterations.csv", "summary.csv", "summary.json", "fit.csv",
@@ -30,8 +34,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "over paged KV, tensor / pipeline parallelism over an interconnect, per-iteration cost "
                     "from op traces simulated on the accelerator.  Writes per-request, per-iteration and "
                     "summary tables, a Perfetto timeline and figures into DIR.")
-    p.add_argument("spec", nargs="?", help="serve spec YAML (see reports/specs/serve-7b.yaml)")
+    p.add_argument("spec", nargs="*", help="serve spec YAML(s) (see reports/specs/serve-7b.yaml); with several, "
+                                          "each run goes to DIR/<spec name>/ and finished runs are skipped")
     p.add_argument("-o", "--out", required=True, help="output folder")
+    p.add_argument("--each", action="store_true", help="DIR/<spec name>/ per spec (and skip finished runs) even "
+                                                       "for one spec")
+    p.add_argument("--small", action="store_true", help="leave out the per-request and per-iteration tables, the "
+                                                        "timeline and the occupancy figure (for committed runs)")
     p.add_argument("--cache", default=None, help="cost-model cache CSV (default DIR/cost_cache.csv)")
     p.add_argument("--force", action="store_true", help="replace an existing output folder of this command")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
@@ -69,16 +78,37 @@ def _owned(folder: Path) -> bool:
 
 def _run(args: argparse.Namespace) -> int:
     if args.validate == bool(args.spec):
-        raise ValueError("give a serve spec or --validate (one of them)")
+        raise ValueError("give serve spec(s) or --validate (one of them)")
     out = Path(args.out)
     if args.validate:
         return _validate(args, out)
-    spec = load_spec(args.spec)
+    specs = [load_spec(p) for p in args.spec]       # every spec checked before any run starts
+    if len(specs) == 1 and not args.each:
+        check_output_folder(out, _owned, force=args.force)
+        _run_one(args, specs[0], out)
+        return 0
+    names = [s.name for s in specs]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ValueError(f"spec names must differ (each names its folder under {out}): {dup} repeated")
+    for spec in specs:
+        folder = out / spec.name
+        if not args.force and run_is_current(spec, folder):
+            print(f"{spec.name}: up to date in {folder}, skipped")
+            continue
+        if folder.is_dir() and any(folder.iterdir()) and not _owned(folder):
+            raise ValueError(f"output folder {folder} is not empty and was not written by bitsim serve; "
+                             "choose another folder (nothing was changed)")
+        _run_one(args, spec, folder)
+    return 0
+
+
+def _run_one(args: argparse.Namespace, spec, out: Path) -> None:
+    """One spec into ``out`` (written beside it, then moved into place); the cost cache carried forward."""
     cache = Path(args.cache) if args.cache else None
     reuse = out / "cost_cache.csv"
-    check_output_folder(out, _owned, force=args.force)
     t0 = time.perf_counter()
-    log = None if args.quiet else (lambda m: print(f"bitsim serve: {m}", file=sys.stderr))
+    log = None if args.quiet else (lambda m: print(f"bitsim serve: {spec.name}: {m}", file=sys.stderr))
     tmp = temporary_sibling(out)
     if cache is None:
         cache = tmp / "cost_cache.csv"
@@ -87,11 +117,15 @@ def _run(args: argparse.Namespace) -> int:
                 (tmp / old.name).write_bytes(old.read_bytes())
     try:
         result = run_spec(spec, cache_csv=cache, progress=log)
-        write_outputs(spec, result, tmp)
+        write_outputs(spec, result, tmp, small=args.small)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     publish_folder(tmp, out, _owned)
+    print(_result_line(spec, result) + f" [{time.perf_counter() - t0:.1f} s] -> {out}")
+
+
+def _result_line(spec, result: dict) -> str:
     s = result["result"].summary.iloc[0]
     line = (f"{spec.name}: {s['finished']}/{s['requests']} requests on {s['chips']} chip(s), "
             f"{s['throughput_rps']:.3g} req/s, {s['output_tokens_per_s']:.4g} tok/s, "
@@ -103,5 +137,4 @@ def _run(args: argparse.Namespace) -> int:
         line += f", highest rate meeting targets {result['best_rate']:.4g} req/s"
         if result["chips_needed"] == result["chips_needed"]:
             line += f", {result['chips_needed']:.0f} chips for {spec.search.target_rate:g} req/s"
-    print(line + f" [{time.perf_counter() - t0:.1f} s] -> {out}")
-    return 0
+    return line

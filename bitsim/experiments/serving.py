@@ -13,6 +13,7 @@ Direct evaluations are cached in a CSV beside the outputs (building a trace take
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -25,12 +26,14 @@ import numpy as np
 import pandas as pd
 
 import sim
+from bitsim.experiments.hardware import make_accelerator
 from contract import validate, write_table
 from contract.config import check_fields, check_number, load_yaml, quote
 from contract.io import atomic_path, check_input_file, write_json_atomic
 from contract.limits import limit
-from model.config import ModelConfig, get_config
-from model.trace import build_trace, kv_bytes
+from model.config import ModelConfig, get_config, weight_bytes
+from model.trace import TRACE_VERSION, build_trace, kv_bytes
+from model.zero_batch import fit_digest
 from sim.serving import (
     ChipFacts,
     GridCostModel,
@@ -46,10 +49,14 @@ from sim.serving import (
     serve,
     write_timeline,
 )
+from sim.serving.metrics import at_max
 from sim.serving.validation import allreduce_checks, hand_checks, row
-from sim.serving.workload import anchor, anchors
+from sim.serving.workload import anchor, anchors, generate
 
 PROFILES = ("measured", "paper-table2", "trained")
+#: Raised whenever the serving model (engine, interconnect, cost model) changes what a spec produces, so that
+#: runs written before are redone (``bitsim serve --each`` skips a run whose digest matches).
+RESULTS_VERSION = 2
 
 
 # ---------------------------------------------------------------------------- the spec
@@ -80,10 +87,12 @@ class SearchConfig:
     rel_tol: float = 0.05
     requests: int = 0                     # > 0: requests per trial rate (default: the workload's)
     target_rate: float = 0.0              # > 0: req/s the service must carry; sizes chips_needed
+    serve_at_best: bool = False           # the run's own tables (requests, iterations) at the rate found
 
     def __post_init__(self) -> None:
-        if not isinstance(self.enabled, bool):
-            raise ValueError(f"search.enabled: expected true or false, got {quote(self.enabled)}")
+        for f in ("enabled", "serve_at_best"):
+            if not isinstance(getattr(self, f), bool):
+                raise ValueError(f"search.{f}: expected true or false, got {quote(getattr(self, f))}")
         check_number(self.lo, "search.lo", lo=0, lo_open=True, unit="req/s")
         check_number(self.hi, "search.hi", lo=self.lo, lo_open=True, unit="req/s")
         check_number(self.rel_tol, "search.rel_tol", lo=1e-3, hi=1)
@@ -99,6 +108,8 @@ class ServeSpec:
     accelerator: str
     profile: str = "measured"
     seed: int = 0
+    kv_bits: int | None = None            # KV-cache bits (None: the datapath's own; 4: a 4-bit cache)
+    accelerator_overrides: dict = field(default_factory=dict)   # dotted paths, e.g. {kv_formats: [kv-fp16, kv-int4]}
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
     interconnect: InterconnectConfig | None = None
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
@@ -127,6 +138,11 @@ def spec_from_dict(raw: object, where: str = "serve spec", base: Path | None = N
     if d.get("profile", "measured") not in PROFILES:
         raise ValueError(f"{where}: profile: unknown profile {quote(d['profile'])}; known: {PROFILES}")
     check_number(d.get("seed", 0), f"{where}: seed", integer=True, lo=0, hi=2**31 - 1)
+    if d.get("kv_bits") is not None:
+        check_number(d["kv_bits"], f"{where}: kv_bits", integer=True, lo=2, hi=16, unit="bit")
+    if not isinstance(d.get("accelerator_overrides", {}), dict):
+        raise ValueError(f"{where}: accelerator_overrides: expected a mapping of dotted paths to values, "
+                         f"got {quote(d['accelerator_overrides'])}")
     for k, cls in SECTIONS.items():
         if k in d:
             d[k] = _section(cls, d[k], f"{where}: {k}")
@@ -145,9 +161,27 @@ def spec_from_dict(raw: object, where: str = "serve spec", base: Path | None = N
         if w is not None and w.csv and not Path(w.csv).is_absolute() and (base / w.csv).exists():
             d["workload"] = dataclasses.replace(w, csv=str(base / w.csv))
     spec = ServeSpec(**d)
-    get_config(spec.model, spec.datapath)           # the model and datapath exist
-    sim.config.load_accelerator(spec.accelerator)   # the accelerator exists and is valid
+    model_config(spec.model, spec.datapath, spec.kv_bits)             # the model, datapath and KV bits exist
+    make_accelerator(spec.accelerator, spec.accelerator_overrides)    # the accelerator exists and is valid
     return spec
+
+
+def model_config(model: "str | ModelConfig", datapath: str, kv_bits: int | None = None) -> ModelConfig:
+    """The served model on ``datapath`` with ``kv_bits`` KV bits (None: the datapath's own)."""
+    return get_config(model, datapath, **({"kv_bits": kv_bits} if kv_bits is not None else {}))
+
+
+def spec_digest(spec: ServeSpec) -> str:
+    """A digest of everything a run's results depend on: the spec (with the contents of any YAML it names)
+    :data:`RESULTS_VERSION` and the code that turns a shape into a cost (chip simulator, trace version, batch
+    rule); a run folder holding the same digest is up to date."""
+    files = {k: Path(v).read_text() for k, v in (("model", spec.model), ("accelerator", spec.accelerator))
+             if v.endswith((".yaml", ".yml")) and Path(v).is_file()}
+    if spec.workload.csv:
+        files["workload.csv"] = hashlib.sha256(Path(spec.workload.csv).read_bytes()).hexdigest()
+    doc = json.dumps([RESULTS_VERSION, dataclasses.asdict(spec), files, _results_code_digest()], sort_keys=True,
+                     default=str)
+    return hashlib.sha256(doc.encode()).hexdigest()[:16]
 
 
 def load_spec(path: str | Path) -> ServeSpec:
@@ -171,9 +205,56 @@ def shard_config(model: "str | ModelConfig", datapath: str, tp: int) -> ModelCon
                        head_dim=cfg.hd, ffn_dim=cfg.ffn_dim // tp, vocab_size=-(-cfg.vocab_size // tp))
 
 
+#: Tensor-parallel degrees the chip-count rule tries, smallest first.
+TP_CANDIDATES = (1, 2, 4, 8, 16, 32, 64)
+
+
+def footprint_per_chip(spec: ServeSpec, tp: int) -> dict:
+    """Bytes one chip of a ``tp``-way deployment of ``spec`` holds: its weight shard and the KV cache of
+    ``scheduler.max_batch`` requests of the workload's mean length (prompt + output), against its usable memory
+    (capacity x ``scheduler.memory_fraction``)."""
+    full = model_config(spec.model, spec.datapath, spec.kv_bits)
+    shard = shard_config(full, spec.datapath, tp)
+    accel = make_accelerator(spec.accelerator, spec.accelerator_overrides)
+    reqs = generate(dataclasses.replace(spec.workload, requests=min(spec.workload.requests, 10_000)))
+    mean_tokens = float((reqs["prompt_tokens"] + reqs["output_tokens"]).mean())
+    kv_token = 2 * shard.n_layers * kv_bytes(shard, 1, 1, 2)
+    weights = weight_bytes(shard).total
+    kv = spec.scheduler.max_batch * mean_tokens * kv_token / spec.parallel.pp
+    usable = accel.offchip.capacity_gb * 1e9 * spec.scheduler.memory_fraction
+    return dict(tp=tp, weight_bytes=weights / spec.parallel.pp, kv_bytes=kv, usable_bytes=usable,
+                fits=weights / spec.parallel.pp + kv <= usable, mean_request_tokens=mean_tokens)
+
+
+def smallest_tp(spec: ServeSpec) -> int:
+    """The chip-count rule of the serving comparison: the smallest tensor-parallel degree (of
+    :data:`TP_CANDIDATES` that split the model) whose per-chip weights plus the KV cache of the scheduler's
+    maximum batch of mean-length requests fit the usable memory (:func:`footprint_per_chip`)."""
+    for tp in TP_CANDIDATES:
+        try:
+            f = footprint_per_chip(spec, tp)
+        except ValueError:              # this degree does not split the model's heads or FFN
+            continue
+        if f["fits"]:
+            return tp
+    raise ValueError(f"{spec.name}: no tensor-parallel degree of {TP_CANDIDATES} fits the weights and the KV "
+                     f"cache of {spec.scheduler.max_batch} requests")
+
+
+@functools.lru_cache(maxsize=1)
+def _results_code_digest() -> str:
+    """SHA-256 of what turns a shape into a cost besides the key's inputs: the chip simulator's source, the
+    trace version and the batch rule's fitted constants (a cost cached under other code is never reused)."""
+    h = hashlib.sha256(f"{TRACE_VERSION}|{fit_digest()}".encode())
+    for path in sorted(Path(sim.__file__).resolve().parent.rglob("*.py")):
+        if "serving" not in path.parts:          # the scheduler does not enter a per-iteration cost
+            h.update(path.read_bytes())
+    return h.hexdigest()
+
+
 def _cache_key(shard: ModelConfig, datapath: str, accel: sim.AcceleratorConfig, profile: str, seed: int) -> str:
-    doc = json.dumps([dataclasses.asdict(shard), datapath, dataclasses.asdict(accel), profile, seed],
-                     sort_keys=True, default=str)
+    doc = json.dumps([dataclasses.asdict(shard), datapath, dataclasses.asdict(accel), profile, seed,
+                      _results_code_digest()], sort_keys=True, default=str)
     return hashlib.sha256(doc.encode()).hexdigest()[:16]
 
 
@@ -266,7 +347,8 @@ def chip_facts(shard: ModelConfig, datapath: str, accel: sim.AcceleratorConfig, 
                summary: "sim.SimSummary", full: ModelConfig) -> ChipFacts:
     """Weights, KV bytes per token, memory and area of one chip holding ``shard``."""
     kv_token = 2 * shard.n_layers * kv_bytes(shard, 1, 1, 2)
-    return ChipFacts(name=accel.name, tp=tp, weight_bytes=float(summary.weight_bytes), kv_bytes_per_token=kv_token,
+    return ChipFacts(name=accel.name, tp=tp, model=full.name, datapath=datapath,
+                     weight_bytes=float(summary.weight_bytes), kv_bytes_per_token=kv_token,
                      capacity_bytes=float(summary.capacity_bytes), area_mm2=float(summary.area_mm2),
                      hidden=full.dim, n_layers=full.n_layers)
 
@@ -294,49 +376,63 @@ def _save_facts(ev: TraceEvaluator, cache_csv: "str | Path | None", facts: ChipF
 
 def build_cost_model(model: "str | ModelConfig", datapath: str, accelerator: "str | sim.AcceleratorConfig",
                      tp: int = 1, grid: GridConfig | None = None, profile: str = "measured", seed: int = 0,
-                     cache_csv: "str | Path | None" = None,
-                     progress: Callable[[str], None] | None = None) -> GridCostModel:
-    """A fitted iteration cost model of ``model`` on ``accelerator`` chips at tensor-parallel degree ``tp``."""
+                     cache_csv: "str | Path | None" = None, progress: Callable[[str], None] | None = None, *,
+                     kv_bits: int | None = None, accelerator_overrides: dict | None = None) -> GridCostModel:
+    """A fitted iteration cost model of ``model`` on ``accelerator`` chips at tensor-parallel degree ``tp``
+    (``kv_bits``: the KV cache's bits, None for the datapath's own; ``accelerator_overrides``: dotted paths)."""
     grid = grid or GridConfig()
-    full = get_config(model, datapath)
+    full = model_config(model, datapath, kv_bits)
     shard = shard_config(full, datapath, tp)
-    accel = sim.config.load_accelerator(accelerator)
+    accel = (accelerator if isinstance(accelerator, sim.AcceleratorConfig)
+             else make_accelerator(accelerator, accelerator_overrides or {}))
     ev = TraceEvaluator(shard, datapath, accel, tp, profile, seed, cache_csv, progress)
     facts = _cached_facts(ev, cache_csv)
     if facts is None:
         ev.simulate("decode", 1, 1, grid.contexts[0])       # the chip facts (weights, memory, area)
         facts = chip_facts(shard, datapath, accel, tp, ev.last_summary, full)
         _save_facts(ev, cache_csv, facts)
+    facts = dataclasses.replace(facts, model=str(model if isinstance(model, str) else model.name), datapath=datapath)
     return GridCostModel(facts=facts, evaluate=ev, tokens=grid.tokens, batches=grid.batches,
                          contexts=grid.contexts, chunks=grid.chunks)
 
 
-def fit_points(grid: GridConfig) -> list[tuple[str, int, int, int]]:
-    """Shapes off the grid (geometric midpoints of its batches, contexts and chunks) where the fit is
-    checked against direct simulation."""
+def fit_points(grid: GridConfig, cost: GridCostModel | None = None) -> list[tuple[str, int, int, int]]:
+    """Shapes off the grid where the fit is checked against direct simulation: decode at every geometric
+    midpoint of the grid's batches and of its contexts, prefill at every midpoint of its chunks and of its
+    contexts (``cost``: only decode shapes whose KV cache fits the chip)."""
     def mids(v: tuple) -> list[int]:
         return [int(round(math.sqrt(x * y))) for x, y in zip(v, v[1:])] or [v[0]]
-    c = mids(grid.contexts)[0]
-    return ([("decode", b, 1, c) for b in mids(grid.batches)]
-            + [("prefill", 1, p, p + c) for p in mids(grid.chunks)])
+    pts = ([("decode", b, 1, c) for c in mids(grid.contexts) for b in mids(grid.batches)]
+           + [("prefill", 1, p, p + c) for c in mids(grid.contexts) for p in mids(grid.chunks)])
+    return [p for p in pts if cost is None or p[0] == "prefill" or cost.fits(p[1], p[3])]
 
 
 # ---------------------------------------------------------------------------- running a spec
 def run_spec(spec: ServeSpec, cache_csv: "str | Path | None" = None,
              progress: Callable[[str], None] | None = None) -> dict:
-    """Build the cost model, serve the workload (and search the highest rate); every table of the run."""
+    """Build the cost model, search the highest rate meeting the targets (``search.enabled``) and serve the
+    workload (at that rate with ``search.serve_at_best``); every table of the run, the summary complete."""
     cost = build_cost_model(spec.model, spec.datapath, spec.accelerator, spec.parallel.tp, spec.grid,
-                            spec.profile, spec.seed, cache_csv, progress)
-    res = serve(spec.workload, cost, spec.scheduler, spec.parallel, spec.interconnect, spec.targets)
-    out = {"result": res, "cost": cost, "fit": cost.fit_error(fit_points(spec.grid))}
+                            spec.profile, spec.seed, cache_csv, progress, kv_bits=spec.kv_bits,
+                            accelerator_overrides=spec.accelerator_overrides)
+    out: dict = {"cost": cost, "fit": cost.fit_error(fit_points(spec.grid, cost))}
+    workload = spec.workload
     if spec.search.enabled:
-        w = spec.workload
-        if spec.search.requests:
-            w = dataclasses.replace(w, requests=spec.search.requests)
+        w = dataclasses.replace(workload, requests=spec.search.requests) if spec.search.requests else workload
         best, tried = search_rate(w, cost, spec.scheduler, spec.parallel, spec.interconnect, spec.targets,
                                   spec.search.lo, spec.search.hi, spec.search.rel_tol, progress)
         out["best_rate"], out["search"] = best, tried
         out["chips_needed"] = chips_needed(spec.search.target_rate, best, spec.parallel)
+        if spec.search.serve_at_best and best == best:
+            workload = dataclasses.replace(workload, rate=best)
+    res = serve(workload, cost, spec.scheduler, spec.parallel, spec.interconnect, spec.targets)
+    row = dict(res.summary.iloc[0].to_dict(), name=spec.name, model=spec.model, datapath=spec.datapath,
+               accelerator=spec.accelerator, target_rate=float(spec.search.target_rate),
+               chips_needed=out.get("chips_needed", math.nan))
+    if "search" in out:
+        row = at_max(row, out["best_rate"], out["search"])
+    res.summary = pd.DataFrame([row]).astype({c: res.summary[c].dtype for c in res.summary.columns})
+    out["result"] = res
     return out
 
 
@@ -348,16 +444,21 @@ def chips_needed(target_rate: float, best_rate: float, parallel: ParallelConfig)
     return float(math.ceil(target_rate / best_rate - 1e-9) * parallel.chips)
 
 
-def write_outputs(spec: ServeSpec, out: dict, folder: Path) -> list[Path]:
-    """Per-request, per-iteration and summary tables, the fit table, the timeline and the figures."""
+#: The outputs left out by ``small`` (a run of many iterations makes them tens of MB).
+LARGE_OUTPUTS = ("requests.csv", "iterations.csv", "timeline.json", "kv_occupancy.png")
+
+
+def write_outputs(spec: ServeSpec, out: dict, folder: Path, small: bool = False) -> list[Path]:
+    """Per-request, per-iteration and summary tables, the fit table, the timeline and the figures
+    (``small``: without :data:`LARGE_OUTPUTS`)."""
     res: ServeResult = out["result"]
-    summary = res.summary.assign(name=spec.name, model=spec.model, datapath=spec.datapath,
-                                 accelerator=spec.accelerator, best_rate=out.get("best_rate", math.nan),
-                                 target_rate=spec.search.target_rate, chips_needed=out.get("chips_needed", math.nan))
-    paths = [write_table(res.requests, folder / "requests.csv", "serving_requests"),
-             write_table(res.iterations, folder / "iterations.csv", "serving_iterations"),
-             write_table(summary, folder / "summary.csv", "serving_summary"),
-             write_timeline(res.iterations, folder / "timeline.json")]
+    summary = res.summary
+    summary.attrs = {"spec_digest": spec_digest(spec)}
+    paths = [write_table(summary, folder / "summary.csv", "serving_summary")]
+    if not small:
+        paths += [write_table(res.requests, folder / "requests.csv", "serving_requests"),
+                  write_table(res.iterations, folder / "iterations.csv", "serving_iterations"),
+                  write_timeline(res.iterations, folder / "timeline.json")]
     fit = out["fit"]
     with atomic_path(folder / "fit.csv") as tmp:
         fit.to_csv(tmp, index=False)
@@ -369,13 +470,25 @@ def write_outputs(spec: ServeSpec, out: dict, folder: Path) -> list[Path]:
         with atomic_path(folder / "search.csv") as tmp:
             out["search"].to_csv(tmp, index=False)
         paths.append(folder / "search.csv")
-    paths += plot_run(res, folder, out.get("search"))
-    doc = dict(spec=spec.name, summary=validate(summary, "serving_summary").iloc[0].to_dict(),
+    paths += plot_run(res, folder, out.get("search"), occupancy=not small)
+    doc = dict(spec=spec.name, spec_digest=spec_digest(spec),
+               summary=validate(summary, "serving_summary").iloc[0].to_dict(),
                fit_max_abs_error_s=float(np.nanmax(np.abs(fit["error_s"]))) if len(fit) else None,
                chip_facts=dataclasses.asdict(out["cost"].facts))
     paths.append(write_json_atomic(json.loads(json.dumps(doc, default=_json_default)), folder / "summary.json",
                                    indent=2))
     return paths
+
+
+def run_is_current(spec: ServeSpec, folder: Path) -> bool:
+    """Whether ``folder`` holds a finished run of ``spec`` (its summary carries the spec's digest)."""
+    f = folder / "summary.json"
+    if not f.is_file() or not (folder / "summary.csv").is_file():
+        return False
+    try:
+        return json.loads(f.read_text()).get("spec_digest") == spec_digest(spec)
+    except (ValueError, OSError):
+        return False
 
 
 def _json_default(x):
@@ -389,7 +502,8 @@ def _json_default(x):
 
 
 # ---------------------------------------------------------------------------- figures
-def plot_run(res: ServeResult, folder: Path, search: pd.DataFrame | None = None) -> list[Path]:
+def plot_run(res: ServeResult, folder: Path, search: pd.DataFrame | None = None,
+             occupancy: bool = True) -> list[Path]:
     """Latency CDFs (TTFT, TPOT, end-to-end), KV occupancy over time and, with a search, throughput vs latency."""
     import matplotlib
     matplotlib.use("Agg")
@@ -406,18 +520,8 @@ def plot_run(res: ServeResult, folder: Path, search: pd.DataFrame | None = None)
         ax.grid(alpha=0.3)
     fig.tight_layout()
     paths.append(_save(fig, folder / "latency_cdf.png"))
-    occ = occupancy_over_time(res.iterations)
-    fig, ax = plt.subplots(figsize=(6, 3.2))
-    ax.plot(occ["time_s"], occ["kv_occupancy"], label="KV occupancy")
-    ax.set_xlabel("time (s)")
-    ax.set_ylabel("share of KV blocks held")
-    ax2 = ax.twinx()
-    ax2.bar(occ["time_s"], occ["preemptions"], width=(occ["time_s"].diff().median() or 1.0), alpha=0.3,
-            color="C3", label="preemptions")
-    ax2.set_ylabel("preemptions per window")
-    ax2.set_ylim(0, max(1.0, float(occ["preemptions"].max()) * 1.1))
-    fig.tight_layout()
-    paths.append(_save(fig, folder / "kv_occupancy.png"))
+    if occupancy:
+        paths.append(_occupancy_figure(res, folder))
     if search is not None and len(search):
         s = search.sort_values("rate")
         fig, ax = plt.subplots(figsize=(6, 3.2))
@@ -431,6 +535,22 @@ def plot_run(res: ServeResult, folder: Path, search: pd.DataFrame | None = None)
         fig.tight_layout()
         paths.append(_save(fig, folder / "throughput_latency.png"))
     return paths
+
+
+def _occupancy_figure(res: ServeResult, folder: Path) -> Path:
+    import matplotlib.pyplot as plt
+    occ = occupancy_over_time(res.iterations)
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    ax.plot(occ["time_s"], occ["kv_occupancy"], label="KV occupancy")
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("share of KV blocks held")
+    ax2 = ax.twinx()
+    ax2.bar(occ["time_s"], occ["preemptions"], width=(occ["time_s"].diff().median() or 1.0), alpha=0.3,
+            color="C3", label="preemptions")
+    ax2.set_ylabel("preemptions per window")
+    ax2.set_ylim(0, max(1.0, float(occ["preemptions"].max()) * 1.1))
+    fig.tight_layout()
+    return _save(fig, folder / "kv_occupancy.png")
 
 
 def _save(fig, path: Path) -> Path:
@@ -475,7 +595,7 @@ def gpu_checks(cache_csv: "str | Path | None" = None, grid: GridConfig | None = 
                     anchor("h100.70b.tp8_over_tp2_throughput"), "ratio", GPU_TOLERANCE,
                     src["h100.70b.tp8_over_tp2_throughput"]))
     for tp, cost in costs.items():
-        fit = cost.fit_error(fit_points(grid))
+        fit = cost.fit_error(fit_points(grid, cost))
         for r in fit.itertuples(index=False):
             rows.append(row(f"cost-model fit, {GPU_MODEL} {GPU_DATAPATH} h100-like TP {tp}: {r.phase} batch {r.batch} "
                             f"new {r.new_tokens} context {r.context}", "fit", r.fitted_s, r.direct_s, "s", 0.10,

@@ -34,6 +34,8 @@ class ChipFacts:
     """What the engine needs to know about one chip running one tensor-parallel shard (all layers)."""
     name: str
     tp: int = 1
+    model: str = ""                  # model served (for the summary's columns)
+    datapath: str = ""
     weight_bytes: float              # byte, weights held by one chip (its shard)
     kv_bytes_per_token: float        # byte, one token's K and V over all layers on one chip
     capacity_bytes: float            # byte, off-chip memory of one chip
@@ -98,6 +100,15 @@ def _interp1(xs: Sequence[float], ys: Sequence[float], x: float) -> float:
     return ys[i] + (x - x0) / (x1 - x0) * (ys[i + 1] - ys[i])
 
 
+def _interp_flat(xs: Sequence[float], ys: Sequence[float], x: float) -> float:
+    """Piecewise-linear through the grid, held flat past its ends (for rates, which must not run away)."""
+    if x <= xs[0]:
+        return ys[0]
+    if x >= xs[-1]:
+        return ys[-1]
+    return _interp1(xs, ys, x)
+
+
 def _columns(z: np.ndarray) -> list[list[float]]:
     """``z[len(xs), len(cs)]`` as one plain list per context."""
     return [[float(v) for v in z[:, j]] for j in range(z.shape[1])]
@@ -110,8 +121,13 @@ class GridCostModel:
     ``linear(T)``: a decode step of batch ``T`` at ``base_context`` (weights, projections, norms);
     ``decode_attn(B, C)``: a decode step of batch B at context C minus the same at ``base_context``;
     ``prefill_attn(P, past)``: a P-token prefill chunk after ``past`` cached tokens minus ``linear(P)``.
-    A mixed iteration costs ``linear(B + sum P) + decode_attn(B, mean context) + sum prefill_attn``;
-    each part is piecewise-linear between grid points (and extrapolated linearly past them).
+    A mixed iteration costs ``linear(B + sum P) + decode_attn(B, mean context) + sum prefill_attn``.
+    ``linear`` and ``prefill_attn`` are piecewise-linear between grid points (extrapolated linearly past
+    them).  ``decode_attn`` is interpolated as a rate per cached token read, ``decode_attn / (B (C - base))``
+    (streaming the KV cache makes it nearly constant, where the cost itself bends with the batch), held flat
+    past the grid's ends; a grid point whose KV cache exceeds the chip's memory is not simulated (no
+    iteration reaches it, and a simulator charges it as an overflow): it takes the rate of the largest
+    context that fits at its batch.
     """
     facts: ChipFacts
     evaluate: Evaluator
@@ -123,6 +139,9 @@ class GridCostModel:
     memo: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if min(self.contexts) <= self.base_context:
+            raise ValueError(f"grid.contexts: every context must exceed the base context {self.base_context} "
+                             f"(the decode attention is measured against it), got {list(self.contexts)}")
         self._fit()
 
     def direct(self, phase: str, batch: int, new_tokens: int, context: int) -> tuple[float, float]:
@@ -138,15 +157,31 @@ class GridCostModel:
         self._pre_memo: dict = {}
         lin = np.array([self.direct("decode", t, 1, self.base_context) for t in self.tokens])
         self._lin = ([float(t) for t in self.tokens], lin[:, 0].tolist(), lin[:, 1].tolist())
-        dec = np.array([[np.subtract(self.direct("decode", b, 1, c), self.direct("decode", b, 1, self.base_context))
-                         for c in (self.base_context, *self.contexts)] for b in self.batches])
-        cs = [0.0, *(float(c - self.base_context) for c in self.contexts)]
+        dec = np.array([self._decode_rates(b) for b in self.batches])
+        cs = [float(c - self.base_context) for c in self.contexts]
         self._dec = ([float(b) for b in self.batches], cs, _columns(dec[..., 0]), _columns(dec[..., 1]))
         pasts = (0, *self.contexts)
         pre = np.array([[np.subtract(self.direct("prefill", 1, p, p + c), self._linear(p)) for c in pasts]
                         for p in self.chunks])
         self._pre = ([float(p) for p in self.chunks], [float(c) for c in pasts],
                      _columns(pre[..., 0]), _columns(pre[..., 1]))
+
+    def fits(self, batch: int, context: int) -> bool:
+        """Whether ``batch`` requests of ``context`` tokens of KV fit the chip's memory beside its weights."""
+        f = self.facts
+        return batch * context * f.kv_bytes_per_token + f.weight_bytes <= f.capacity_bytes
+
+    def _decode_rates(self, batch: int) -> list[tuple[float, float]]:
+        """(s, J) per cached token read of a decode step of ``batch`` at each grid context that fits."""
+        base = self.direct("decode", batch, 1, self.base_context)
+        rates: list[tuple[float, float]] = []
+        for c in self.contexts:
+            if rates and not self.fits(batch, c):
+                rates.append(rates[-1])
+                continue
+            s, j = np.subtract(self.direct("decode", batch, 1, c), base) / (batch * (c - self.base_context))
+            rates.append((float(s), float(j)))
+        return rates
 
     def _linear(self, tokens: int) -> tuple[float, float]:
         hit = self._lin_memo.get(tokens)
@@ -156,18 +191,19 @@ class GridCostModel:
         return hit
 
     @staticmethod
-    def _at(memo: dict, grid: tuple, x: int) -> tuple[list, list, list]:
+    def _at(memo: dict, grid: tuple, x: int, interp=_interp1) -> tuple[list, list, list]:
         """The values at every grid context for this batch (or chunk), interpolated once and kept."""
         hit = memo.get(x)
         if hit is None:
             xs, cs, s, j = grid
-            hit = memo[x] = (cs, [_interp1(xs, c, x) for c in s], [_interp1(xs, c, x) for c in j])
+            hit = memo[x] = (cs, [interp(xs, c, x) for c in s], [interp(xs, c, x) for c in j])
         return hit
 
     def _decode_attn(self, batch: int, mean_context: float) -> tuple[float, float]:
-        cs, s, j = self._at(self._dec_memo, self._dec, batch)
+        cs, s, j = self._at(self._dec_memo, self._dec, batch, _interp_flat)
         c = mean_context - self.base_context
-        return _interp1(cs, s, c), _interp1(cs, j, c)
+        pairs = batch * c
+        return pairs * _interp_flat(cs, s, c), pairs * _interp_flat(cs, j, c)
 
     def _prefill_attn(self, new_tokens: int, context_after: int) -> tuple[float, float]:
         cs, s, j = self._at(self._pre_memo, self._pre, new_tokens)

@@ -12,7 +12,16 @@ sync ``y``, launch ``o`` and mean hop count ``d`` (1 on a switch; ~n/4 on a bidi
 * ``tree``:     o + 2 ceil(log2 n) (a + S / B)             (reduce up a binary tree, broadcast down)
 * ``one-shot``: o + a + (n-1) y + (n-1) S d / B            (every chip reads every peer's whole buffer)
 * ``two-shot``: o + 2a + 2(n-1) y + 2 (n-1)/n S d / B      (reduce-scatter + all-gather in two direct steps)
-* ``auto``: the fastest of the four (a runtime picks its algorithm by size).
+* ``auto``: the fastest of the four;
+* ``by-size``: what a runtime's custom all-reduce does: one-shot while ``S`` is below the threshold
+  ``oneshot_below_kb`` gives for ``n`` chips, two-shot above it (vLLM's rule on NVLink: always one-shot
+  at 2 GPUs, below 512 KB up to 4, below 256 KB up to 8; vllm-project/vllm csrc/custom_all_reduce.cuh),
+  and from ``direct_below_kb`` on (vLLM's custom all-reduce buffer, 8 MB) the ring of a collective
+  library (NCCL) instead.
+
+The direct algorithms (one-shot, two-shot) are kernels whose threads load their peers' buffers: their
+bandwidth is what those loads reach (``direct_gbps``), not the links' peak; a copy-engine collective
+(ring, tree) streams at the links' sustained bandwidth.
 """
 from __future__ import annotations
 
@@ -25,7 +34,7 @@ from contract.config import check_fields, check_number, load_yaml, quote
 PRESET_DIR = Path(__file__).resolve().parents[1] / "presets" / "interconnect"
 TOPOLOGIES = ("switch", "ring", "mesh")
 ALGORITHMS = ("ring", "tree", "one-shot", "two-shot")
-CHOICES = ALGORITHMS + ("auto",)
+CHOICES = ALGORITHMS + ("auto", "by-size")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,6 +50,9 @@ class InterconnectConfig:
     launch_us: float = 0.0            # fixed cost of one collective (kernel launch, barrier)
     pj_per_bit: float = 10.0          # energy per bit moved over a link
     algorithm: str = "auto"           # CHOICES
+    direct_gbps: float = 0.0          # GB/s per chip that one-shot / two-shot loads reach (0: links x sustained)
+    oneshot_below_kb: tuple = ()      # by-size: ((most chips, KB below which one-shot runs), ...), fewest first
+    direct_below_kb: float = 0.0      # by-size: ring from this size on (0: one-shot / two-shot at every size)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -55,11 +67,47 @@ class InterconnectConfig:
         for f in ("latency_us", "sync_us_per_peer", "launch_us"):
             check_number(getattr(self, f), f"interconnect.{f}", lo=0, hi=1e6, unit="us")
         check_number(self.pj_per_bit, "interconnect.pj_per_bit", lo=0, hi=1e6, unit="pJ/bit")
+        check_number(self.direct_gbps, "interconnect.direct_gbps", lo=0, hi=1e6, unit="GB/s")
+        check_number(self.direct_below_kb, "interconnect.direct_below_kb", lo=0, hi=1e12, unit="KB")
+        object.__setattr__(self, "oneshot_below_kb", _thresholds(self.oneshot_below_kb))
+        if self.algorithm == "by-size" and not self.oneshot_below_kb:
+            raise ValueError("interconnect.oneshot_below_kb: the by-size algorithm needs its thresholds, e.g. "
+                             "[[2, 1.0e9], [4, 512], [8, 256]] (chips, KB below which one-shot runs)")
 
     @property
     def bytes_per_s(self) -> float:
         """Per-chip injection bandwidth a collective reaches (B/s)."""
         return self.links_per_chip * self.link_gbps * 1e9 * self.sustained_fraction
+
+    @property
+    def direct_bytes_per_s(self) -> float:
+        """Per-chip bandwidth of the direct (one-shot, two-shot) kernels (B/s)."""
+        return self.direct_gbps * 1e9 if self.direct_gbps > 0 else self.bytes_per_s
+
+    def by_size(self, nbytes: float, n: int) -> str:
+        """The algorithm the ``by-size`` rule runs for ``nbytes`` over ``n`` chips."""
+        if self.direct_below_kb and nbytes >= self.direct_below_kb * 1024:
+            return "ring"
+        for most, kb in self.oneshot_below_kb:
+            if n <= most:
+                return "one-shot" if nbytes < kb * 1024 else "two-shot"
+        return "two-shot"
+
+
+def _thresholds(raw: object) -> tuple:
+    """``oneshot_below_kb`` as a tuple of (chips, KB) pairs with increasing chips."""
+    where = "interconnect.oneshot_below_kb"
+    if not isinstance(raw, (list, tuple)):
+        raise ValueError(f"{where}: expected a list of [chips, KB] pairs, got {quote(raw)}")
+    out = []
+    for i, pair in enumerate(raw):
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+            raise ValueError(f"{where}[{i}]: expected a [chips, KB] pair, got {quote(pair)}")
+        out.append((check_number(pair[0], f"{where}[{i}][0]", integer=True, lo=2, hi=1 << 20),
+                    check_number(pair[1], f"{where}[{i}][1]", lo=0, hi=1e12, unit="KB")))
+    if [c for c, _ in out] != sorted({c for c, _ in out}):
+        raise ValueError(f"{where}: chip counts must increase, got {quote(raw)}")
+    return tuple(out)
 
 
 def load_interconnect(name_or_path: "str | Path | dict | InterconnectConfig") -> InterconnectConfig:
@@ -102,6 +150,8 @@ def allreduce_seconds(nbytes: float, n: int, ic: InterconnectConfig, algorithm: 
     algo = algorithm or ic.algorithm
     if algo == "auto":
         return min(allreduce_seconds(nbytes, n, ic, a) for a in ALGORITHMS)
+    if algo == "by-size":
+        algo = ic.by_size(nbytes, n)
     if algo not in ALGORITHMS:
         raise ValueError(f"algorithm: unknown algorithm {quote(algo)}; known: {CHOICES}")
     B, a, y, o = ic.bytes_per_s, ic.latency_us * 1e-6, ic.sync_us_per_peer * 1e-6, ic.launch_us * 1e-6
@@ -110,6 +160,7 @@ def allreduce_seconds(nbytes: float, n: int, ic: InterconnectConfig, algorithm: 
         return o + 2 * (n - 1) * (a + nbytes / (n * B))
     if algo == "tree":
         return o + 2 * math.ceil(math.log2(n)) * (a + nbytes / B)
+    B = ic.direct_bytes_per_s
     if algo == "one-shot":
         return o + a + (n - 1) * y + (n - 1) * nbytes * d / B
     return o + 2 * a + 2 * (n - 1) * y + 2 * (n - 1) / n * nbytes * d / B
@@ -122,6 +173,8 @@ def allreduce_bytes_moved(nbytes: float, n: int, ic: InterconnectConfig, algorit
     algo = algorithm or ic.algorithm
     if algo == "auto":
         algo = min(ALGORITHMS, key=lambda a: allreduce_seconds(nbytes, n, ic, a))
+    elif algo == "by-size":
+        algo = ic.by_size(nbytes, n)
     d = mean_hops(ic.topology, n)
     per_chip = {"ring": 2 * (n - 1) / n * nbytes, "tree": 2 * nbytes,
                 "one-shot": (n - 1) * nbytes * d, "two-shot": 2 * (n - 1) / n * nbytes * d}[algo]

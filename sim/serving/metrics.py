@@ -6,6 +6,8 @@ import math
 import numpy as np
 import pandas as pd
 
+from contract.serving import AT_MAX_METRICS
+
 from .config import ParallelConfig, Targets
 from .costmodel import ChipFacts
 
@@ -36,7 +38,8 @@ def summarize(requests: pd.DataFrame, iterations: pd.DataFrame, facts: ChipFacts
     met = met_targets(requests, targets)
     chips = parallel.chips
     row = dict(
-        chip=facts.name, tp=parallel.tp, pp=parallel.pp, instances=parallel.instances,
+        name="", model=facts.model, datapath=facts.datapath, accelerator=facts.name, chip=facts.name,
+        tp=parallel.tp, pp=parallel.pp, instances=parallel.instances,
         disaggregated=parallel.disaggregated, chips=chips, requests=len(requests), finished=int(done.sum()),
         rejected=int(requests["rejected"].sum()), duration_s=span,
         offered_rate=(len(requests) - 1) / max(float(requests["arrival_s"].max()) - t0, 1e-12)
@@ -60,7 +63,19 @@ def summarize(requests: pd.DataFrame, iterations: pd.DataFrame, facts: ChipFacts
         x = requests[f"{m}_s"].to_numpy(dtype=float)[done]
         for q in PERCENTILES:
             row[f"{m}_p{q}_s"] = _pct(x, q)
+    row["max_rate_rps"] = math.nan
+    row.update({f"{m}_at_max": math.nan for m in AT_MAX_METRICS})
+    row.update(target_rate=0.0, chips_needed=math.nan)
     return row
+
+
+def at_max(summary: dict, best_rate: float, tried: pd.DataFrame) -> dict:
+    """``summary`` with the rate search's result: ``max_rate_rps`` and the ``<metric>_at_max`` of the run at it."""
+    out = dict(summary, max_rate_rps=best_rate)
+    hit = tried[tried["rate"] == best_rate] if best_rate == best_rate else tried.iloc[:0]
+    for m in AT_MAX_METRICS:
+        out[f"{m}_at_max"] = float(hit[m].iloc[0]) if len(hit) else math.nan
+    return out
 
 
 def occupancy_over_time(iterations: pd.DataFrame, bins: int = 200) -> pd.DataFrame:

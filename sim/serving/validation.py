@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 
 from .config import SchedulerConfig
@@ -67,16 +68,37 @@ def hand_checks() -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def allreduce_checks(ic: "InterconnectConfig | str" = "nvlink4-h100") -> pd.DataFrame:
-    """The all-reduce model (fastest algorithm) against the published H100 latencies at 32 KB and 1 MB."""
-    ic = load_interconnect(ic)
+def fit_oneshot(rows: "list[tuple[int, float, float]]", latency_us: float) -> tuple[float, float]:
+    """Launch cost (us) and direct bandwidth (GB/s) of the one-shot all-reduce from measured ``(chips, bytes,
+    us)`` rows, by least squares on ``us = launch + latency + (chips - 1) bytes / bandwidth`` (per-peer sync set
+    to 0: at one message size it cannot be told apart from the bandwidth term, both grow with chips - 1)."""
+    x = np.array([(n - 1) * b for n, b, _ in rows], dtype=float)
+    y = np.array([t for _, _, t in rows], dtype=float)
+    slope, intercept = np.polyfit(x, y, 1)
+    if slope <= 0:
+        raise ValueError("fit_oneshot: the rows do not grow with the bytes read; no bandwidth to fit")
+    return float(intercept - latency_us), float(1e-3 / slope)
+
+
+def allreduce_rows(size: str | None = None) -> list[tuple[int, float, float, str]]:
+    """The published all-reduce anchors as ``(chips, bytes, us, source)``; ``size`` '32kb' or '1mb' selects."""
     t = anchors()
     out = []
     for r in t[t["kind"] == "allreduce"].itertuples(index=False):
-        _, tp, size = r.name.split(".")
-        n = int(tp[2:])
-        nbytes = 32 * 1024 if size == "32kb" else 1 << 20
-        sim_us = allreduce_seconds(nbytes, n, ic) * 1e6
-        out.append(row(f"all-reduce {size.upper()} at TP {n} on {ic.name} ({ic.algorithm})", "allreduce",
-                       sim_us, r.value, "us", ALLREDUCE_TOLERANCE, r.source))
+        _, tp, sz = r.name.split(".")
+        if size is None or sz == size:
+            out.append((int(tp[2:]), float(32 * 1024 if sz == "32kb" else 1 << 20), float(r.value), r.source))
+    return out
+
+
+def allreduce_checks(ic: "InterconnectConfig | str" = "nvlink4-h100") -> pd.DataFrame:
+    """The all-reduce model (the preset's algorithm) against the published H100 latencies at 32 KB (the rows its
+    launch cost and direct bandwidth were fitted on) and 1 MB (held out)."""
+    ic = load_interconnect(ic)
+    out = []
+    for n, nbytes, us, source in allreduce_rows():
+        size = "32 KB, fitted on" if nbytes < 1 << 20 else "1 MB, held out"
+        algo = ic.by_size(nbytes, n) if ic.algorithm == "by-size" else ic.algorithm
+        out.append(row(f"all-reduce {size}, TP {n} on {ic.name} ({algo})", "allreduce",
+                       allreduce_seconds(nbytes, n, ic) * 1e6, us, "us", ALLREDUCE_TOLERANCE, source))
     return pd.DataFrame(out)
