@@ -9,12 +9,14 @@ we are within 25 % -- the table reports whatever we measure -- except where a bo
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pandas as pd
 import pytest
 
 import sim
+from model.config import get_config
 from model.trace import build_trace
 from sim.validation import published as pub
 
@@ -89,7 +91,7 @@ def test_measured_launch_variant_adds_our_gpus_launch_costs_to_the_datasheet_by_
 def test_error_against_a_hand_calculation_slim_llama(result):
     """Slim-Llama latency = bytes of the step (weights, KV read and written, norm gains) / 1.6 GB/s."""
     table, _ = result
-    tr = pub.load_published_trace("3b-b1.58-decode-c128")
+    tr = pub.load_published_trace("3b-b1.58-int8head-decode-c128")
     hand_s = (tr["weight_bytes"].sum() + tr["kv_bytes_write"].sum()) / SLIM_BW
     r = _one(table, "3B-parameter model latency at 200 MHz", "stated")
     assert r["ours"] == pytest.approx(hand_s, rel=0.01)
@@ -173,13 +175,29 @@ def test_figure_value_reads_a_die_area_when_the_summary_has_one():
     assert pub.figure_value({**base, "die_area_mm2": 20.0}, "area_mm2")[0] == 20.0
 
 
-def test_committed_trace_is_what_model_builds():
-    """The committed Slim-Llama trace = model.trace.build_trace with the arguments in its metadata."""
-    tr = pub.load_published_trace("3b-b1.58-decode-c128")
+@pytest.mark.parametrize("name", sorted(pub.TRACE_FILES))
+def test_committed_trace_is_what_model_builds(name):
+    """Each committed published trace = model.trace.build_trace with the arguments in its metadata."""
+    tr = pub.load_published_trace(name)
     a = tr.attrs
-    fresh = build_trace(a["preset"], a["datapath"], phase=a["phase"], context=int(a["context"]),
+    model = dataclasses.replace(get_config(a["preset"], a["datapath"]), lm_head_bits=int(a.get("lm_head_bits", 16)))
+    fresh = build_trace(model, a["datapath"], phase=a["phase"], context=int(a["context"]),
                         batch=int(a["batch"]), seed=int(a["seed"]))
     cols = ["layer", "op", "M", "N", "K", "count", "weight_format", "weight_bits", "macs_dense", "weight_bytes",
             "act_bytes_in", "act_bytes_out", "kv_bytes_read", "kv_bytes_write"]
     pd.testing.assert_frame_equal(tr[cols].reset_index(drop=True), fresh[cols].reset_index(drop=True),
                                   check_dtype=False)
+
+
+def test_slim_llama_array_is_its_architecture_and_its_peak_a_check_not_an_input(result):
+    """64 SBCs x 8 columns x 8 S-LUTs; one INT8 lookup of 3 weights per S-LUT per cycle at 200 MHz gives
+    4096 x 3 x 2 x 0.2e9 = 4.915 TOP/s by hand, the stated 4.92 TOPS to 0.1 %; the compared figure adds the
+    assumed FP16 side unit (16 x 16 MACs: 0.1024 TOP/s)."""
+    cfg = pub.load_published("slim-llama")
+    sbc = next(a for a in cfg.arrays if a.name == "sbc")
+    assert (sbc.count, sbc.cols, sbc.rows, sbc.pe_kind, sbc.lut_group) == (64, 8, 8, "lut", 3)
+    hand_sbc_tops = 4096 * 3 * 2 * 0.2e9 / 1e12
+    assert hand_sbc_tops == pytest.approx(4.92, rel=1e-3)
+    table, _ = result
+    r = _one(table, "peak throughput", "stated")
+    assert r["ours"] == pytest.approx(hand_sbc_tops + 16 * 16 * 2 * 0.2e9 / 1e12, rel=1e-9)

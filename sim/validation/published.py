@@ -46,6 +46,7 @@ PUBLISHED_PRESET_DIR = PRESET_DIR / "published"
 #: trace name (``workload`` = ``trace:<name>``) -> committed op-trace table
 TRACE_FILES: dict[str, Path] = {
     "3b-b1.58-decode-c128": DATA_DIR / "published_trace_3b-b1.58-decode-c128.csv",
+    "3b-b1.58-int8head-decode-c128": DATA_DIR / "published_trace_3b-b1.58-int8head-decode-c128.csv",
 }
 #: The bar a reproduced figure must meet: |ours - theirs| / theirs <= 25 %.
 BAR = 0.25
@@ -325,6 +326,8 @@ def figure_value(summary: Mapping[str, Any], metric: str) -> tuple[float, str]:
     if metric == "chip_power_w":
         comp = dict(summary["energy_j_by_component"])
         return sum(float(v) for k, v in comp.items() if k not in OFFCHIP_COMPONENTS) / lat, ""
+    if metric == "peak_tops":
+        return float(summary["peak_tops"]), ""
     if metric == "tokens_per_s_per_w":
         return float(summary["tokens_per_s"]) / (energy / lat), ""
     if metric == "area_mm2":
