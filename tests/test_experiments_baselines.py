@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from bitsim.experiments import baselines as B
+from bitsim.experiments.chipmetrics import row_power
 from bitsim.experiments.fair import choose_profile
 from bitsim.experiments.runs import Chip, Runner, TraceKey, simulate_job
 from bitsim.experiments.study import StudyConfig
@@ -93,16 +94,22 @@ def test_a_point_that_does_not_fit_is_not_simulated(table):
 
 
 def test_report_section_and_headline_render_the_table(table):
-    data = SimpleNamespace(axes={"baselines": table}, tables={"baselines": None})
+    data = SimpleNamespace(axes={"baselines": table}, tables={"baselines": None}, claims_preset="tiny",
+                           profile="paper-table2", config=SimpleNamespace(batch=1, prefill_tokens=2048))
     sec = baselines_section(data)
     md = render_markdown(Document("t", sections=[sec]))
     assert "a4.8 against each baseline" in md and "iso-power left out" in md
+    area = float(table[(table.basis == "iso-area") & (table.datapath == "a4.8")].area_mm2.iloc[0])
+    assert f"**iso-area**: every chip's arrays scaled so its whole chip has the a4.8 chip's area ({area:.1f} mm2), " \
+           "within 1 %" in md
+    assert "**iso-peak**: the presets as shipped: the same clock, off-chip memory and SRAM" in md
     for d in B.BASELINES:
         assert f"a4.8 / {d}" in md
     near = B.headline(table)
     assert near["datapath"] in BASELINE_DATAPATHS
     text = _quantized_finding(data)
     assert f"strongest conventional baseline, {near['datapath']}" in text and f"batch {near['batch']}" in text
+    assert "paper Table 2 sparsity; chip-model energy (dynamic + static)" in text   # profile and energy basis
 
 
 def test_study_config_rejects_an_unknown_baseline_basis():
@@ -110,3 +117,17 @@ def test_study_config_rejects_an_unknown_baseline_basis():
         StudyConfig(baseline_bases=("iso-volume",))
     with pytest.raises(ValueError, match="bases: unknown"):
         B.size_chips(B.plan_baselines("tiny"), ("iso-volume",))
+
+
+def test_iso_power_chips_draw_the_a48_chips_prefill_power():
+    comp = B.plan_baselines("tiny")
+    with Runner(workers=1) as r:
+        sized = B.size_chips(comp, ("iso-power",), r, prefill_tokens=64)
+        for d, var in comp.variants.items():
+            s = sized[(d, "iso-power")]
+            key = TraceKey(preset="tiny", datapath=d, phase="prefill", context=64, batch=1, kv_bits=var.kv_bits,
+                           profile=comp.profile)
+            power = row_power(simulate_job(r.trace(key), s.chip).row)[0]   # measured again, independently
+            assert power == pytest.approx(s.reached, rel=1e-9)
+            assert s.within and abs(power / s.target - 1) <= 0.01, (d, power, s.target)
+    assert sized[("a4.8", "iso-power")].factor == 1.0 and len({s.target for s in sized.values()}) == 1

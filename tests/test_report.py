@@ -13,7 +13,7 @@ import bitsim.experiments.runs as runs
 import sim
 from bitsim.cli import main
 from bitsim.cli.report import register, study_config_from_args
-from bitsim.experiments.study import StudyConfig, run_study
+from bitsim.experiments.study import StageBars, StudyConfig, run_study
 from bitsim.report import claims as claims_module
 from bitsim.report import figures
 from bitsim.report.build import FIGURES as REPORT_FIGURES
@@ -190,12 +190,22 @@ def test_flags_select_accelerator_yaml_and_no_reference(tmp_path):
     assert s.accelerator.tolist() == ["my-b158"] and s.role.tolist() == ["matched"]
 
 
-def test_one_accelerator_override_keeps_the_default_pairing_of_the_other_datapaths():
+def _matched_from_flags(*flags: str) -> dict:
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["report", "--accelerator", "a4.8=my.yaml", "--presets", "2b4t"])
-    cfg = study_config_from_args(args)
-    assert cfg.matched == {"fp16": "fp16", "b1.58": "b1.58", "a4.8": "my.yaml", "a4.8-fp4": "a4.8"}
+    return dict(study_config_from_args(parser.parse_args(["report", *flags, "--presets", "2b4t"])).matched)
+
+
+def test_one_accelerator_override_keeps_the_default_pairing_of_the_other_datapaths():
+    assert _matched_from_flags("--accelerator", "b1.58=my.yaml") == {"fp16": "fp16", "b1.58": "my.yaml",
+                                                                     "a4.8": "a4.8", "a4.8-fp4": "a4.8"}
+
+
+def test_a_variant_riding_on_a_replaced_chip_follows_it_unless_given_its_own():
+    follows = _matched_from_flags("--accelerator", "a4.8=my.yaml")
+    assert follows == {"fp16": "fp16", "b1.58": "b1.58", "a4.8": "my.yaml", "a4.8-fp4": "my.yaml"}
+    own = _matched_from_flags("--accelerator", "a4.8=my.yaml", "--accelerator", "a4.8-fp4=a4.8")
+    assert own["a4.8"] == "my.yaml" and own["a4.8-fp4"] == "a4.8"
 
 
 def test_unknown_datapath_is_named(tmp_path, capsys):
@@ -521,3 +531,20 @@ def test_claimed_ticks_sit_on_speed_rows_only(tiny_report):
     assert ticks and all(rows[int(line.get_ydata()[0])].startswith("speed a4.8/b1.58") for line in ticks)
     assert len(ticks) == sum(r.startswith("speed a4.8/b1.58") for r in rows)
     assert all(line.get_xdata()[0] == 2.0 for line in ticks)
+
+
+def test_study_progress_is_one_tqdm_bar_per_stage_and_silent_when_off(capsys):
+    with StageBars(True) as bars:
+        bars.stage("first", total=2)
+        bars("[1/2] tiny a4.8 decode@64 b1: trace 0.1s")
+        bars("[2/2] tiny fp16 decode@64 b1: trace 0.1s")
+        bars.stage("second")
+        bars("[1/1] tiny b1.58 decode@64 b1: trace 0.1s")
+    err = capsys.readouterr().err
+    assert re.search(r"first: 100%.*2/2", err) and "second: 1trace" in err
+    cfg = StudyConfig(presets=("tiny",), datapaths=("fp16", "a4.8"), contexts=(64,), prefill_tokens=0,
+                      reference=(), workers=1, experiments=())
+    run_study(cfg, progress=False)
+    assert capsys.readouterr().err == ""
+    run_study(cfg, progress=True)
+    assert re.search(r"study: comparison and sweeps: 100%.*2/2", capsys.readouterr().err)

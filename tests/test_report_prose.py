@@ -3,7 +3,6 @@ one sequence; a custom chip keeps its own name; what a finding quotes is what it
 import re
 import warnings
 from pathlib import Path
-from types import SimpleNamespace
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -17,7 +16,7 @@ import sim
 from bitsim.experiments.study import StudyConfig
 from bitsim.report import figures
 from bitsim.report.build import FIGURES, git_description
-from bitsim.report.collect import collect_report, load_serving
+from bitsim.report.collect import collect_report
 from bitsim.report.conclusions import (
     KV_OUTWEIGHS,
     batch_ratios,
@@ -29,10 +28,9 @@ from bitsim.report.conclusions import (
     over_contexts,
 )
 from bitsim.report.figures.axes import capacity_batches
-from bitsim.report.figures.common import legend_below
+from bitsim.report.figures.common import legend_below, outside_texts
 from bitsim.report.figures.measured import class_colours
-from bitsim.report.sections import quantity, serving_section
-from contract import SCHEMAS, write_table
+from bitsim.report.sections import quantity
 from model.trace import build_trace
 
 
@@ -226,17 +224,41 @@ def test_step_bytes_marks_the_kv_crossover_the_summary_quotes(losing):
     assert f"{x:,.0f}" in [t.get_text() for t in fig.axes[0].texts]
 
 
-def test_a_committed_serving_run_leads_the_report_with_its_goodput(tmp_path):
-    row = {c.name: {"int": 1, "float": 1.0, "str": "x", "bool": False}[c.kind] for c in SCHEMAS["serving_summary"]}
-    runs = [dict(row, chip="a4.8", chips=4, goodput_rps=12.5, attainment=0.93, ttft_target_s=2.0, tpot_target_s=0.1),
-            dict(row, chip="fp16", chips=8, goodput_rps=3.0, attainment=0.5)]
-    for i, r in enumerate(runs):
-        write_table(pd.DataFrame([r]), tmp_path / "serving" / f"run{i}" / "summary.csv", "serving_summary")
-    (tmp_path / "serving" / "other").mkdir()
-    (tmp_path / "serving" / "other" / "summary.csv").write_text("a,b\n1,2\n")   # not a serving summary
-    srv = load_serving(tmp_path / "serving")
-    assert srv.run.tolist() == ["run0", "run1"] and srv.goodput_rps.tolist() == [12.5, 3.0]
-    sec = serving_section(SimpleNamespace(serving=srv, tables={}))
-    text = sec.blocks[0]
-    assert "**12.5 req/s** on 4 x a4.8 (run `run0`, 93% of requests within TTFT 2 s and TPOT 0.1 s)" in text
-    assert serving_section(SimpleNamespace(serving=pd.DataFrame(), tables={})) is None
+def test_the_ladder_headline_is_shown_across_the_swept_batches(losing):
+    data, _, _ = losing
+    r = batch_ratios(data, "a4.8", "b1.58")
+    assert sorted(r) == [1, 4]
+    head = next(f for f in findings(data) if f.startswith("**Against the strongest b1.58"))
+    assert f"a4.8 over the strongest b1.58 is {r[1]:.2f}x at batch 1, {r[4]:.2f}x at batch 4" in head
+
+
+def _sensitivity_rows() -> pd.DataFrame:
+    """Two headline ratios with bands as wide as the study's (a speed row far right of its claimed tick)."""
+    rows = []
+    for ratio, nom, lo, hi in (("speed a4.8/fp16", 9.70, 8.98, 10.37), ("energy a4.8/b1.58", 0.82, 0.8, 0.84)):
+        metric, pair = ratio.split(" ")
+        num, den = pair.split("/")
+        for knob, value in (("static power", lo), ("off-chip pJ/bit", hi)):
+            rows.append(dict(ratio=ratio, metric=metric, numerator=num, denominator=den, phase="decode",
+                             context=2048, nominal=nom, profile="paper-table2", knob=knob, setting="x",
+                             value=value, band_low=lo, band_high=hi))
+    return pd.DataFrame(rows)
+
+
+def test_value_labels_stay_inside_their_axes(losing):
+    data, _, _ = losing
+    fig = figures.batch_sweep(data.axes["batch"])
+    assert fig.axes[1].texts and outside_texts(fig.axes[1]) == []
+    fig = figures.sensitivity_bands(_sensitivity_rows(), {"speed a4.8/fp16": 4.0})
+    assert len(fig.axes[0].texts) == 2 and outside_texts(fig.axes[0]) == []
+    plt.close("all")
+
+
+def test_the_batch_ratio_panel_has_a_legend_of_its_own_apart_from_the_datapaths(losing):
+    data, _, _ = losing
+    fig = figures.batch_sweep(data.axes["batch"])
+    below = [t.get_text() for leg in fig.legends for t in leg.get_texts()]
+    inside = [t.get_text() for t in fig.axes[1].get_legend().get_texts()]
+    assert len(below) == len(set(below)) and not any("/" in t for t in below)
+    assert sorted(inside) == ["a4.8 / b1.58", "a4.8 / fp16"]
+    plt.close("all")

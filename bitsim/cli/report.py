@@ -11,7 +11,7 @@ from pathlib import Path
 
 import sim
 from bitsim.experiments.paths import REPORTS_DIR
-from bitsim.experiments.study import DEFAULT_DATAPATHS, DEFAULT_MATCHED, PROFILES, StudyConfig
+from bitsim.experiments.study import DEFAULT_DATAPATHS, DEFAULT_MATCHED, PROFILES, RIDES_ON, StudyConfig
 from bitsim.report.build import make_report
 from contract import check_output_folder, publish_folder, temporary_sibling
 from contract.config import load_yaml, quote
@@ -90,15 +90,26 @@ def study_config_from_args(args: argparse.Namespace):
     if "matched" not in raw:  # the default pairing; --accelerator overrides single entries of it
         raw["matched"] = {d: DEFAULT_MATCHED[d] for d in raw.get("datapaths", DEFAULT_DATAPATHS)
                           if d in DEFAULT_MATCHED}
-    datapaths = raw.get("datapaths", DEFAULT_DATAPATHS)
-    for item in args.accelerator or []:
+    raw["matched"] = _overridden(raw["matched"], args.accelerator or [], raw.get("datapaths", DEFAULT_DATAPATHS))
+    return StudyConfig.from_dict(raw, where=args.config or "report flags")
+
+
+def _overridden(matched: dict, items: list[str], datapaths) -> dict:
+    """``matched`` with each ``DATAPATH=ACCELERATOR`` applied; a variant riding on a replaced chip (a4.8-fp4 on
+    a4.8's) follows it unless it is given a chip of its own."""
+    given: dict[str, str] = {}
+    for item in items:
         dp, sep, acc = item.partition("=")
         if not sep or not dp or not acc:
             raise ValueError(f"--accelerator expects DATAPATH=ACCELERATOR, got {quote(item)}")
         if dp not in datapaths:
             raise ValueError(f"--accelerator {quote(item)}: {dp!r} is not a datapath of the study {list(datapaths)}")
-        raw["matched"] = {**raw["matched"], dp: acc}
-    return StudyConfig.from_dict(raw, where=args.config or "report flags")
+        given[dp] = acc
+    out = {**matched, **given}
+    for rider, host in RIDES_ON.items():
+        if host in given and rider not in given and out.get(rider) == matched.get(host):
+            out[rider] = given[host]
+    return out
 
 
 def is_report_folder(path: Path) -> bool:

@@ -31,12 +31,14 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 import pandas as pd
+from tqdm import tqdm
 
 import sim
 from bitsim.experiments import axes, ladder, sensitivity
@@ -50,7 +52,7 @@ from bitsim.experiments.fair import (
     profile_label,
 )
 from bitsim.experiments.paths import DATA_DIR_NAME, project_path
-from bitsim.experiments.runs import Chip, Job, Runner, TraceKey, progress_to_stderr
+from bitsim.experiments.runs import Chip, Job, Runner, TraceKey
 from bitsim.experiments.sizing import BASES
 from contract import MAX_BATCH, MAX_CONTEXT, MAX_PREFILL_TOKENS, validate
 from contract.config import check_number, dataclass_fields, quote
@@ -60,6 +62,9 @@ from model.config import DATAPATHS, get_config
 DEFAULT_DATAPATHS = ("fp16", "b1.58", "a4.8", "a4.8-fp4")
 # Each datapath's own accelerator preset (sim/presets); a4.8-fp4 shares a4.8's.
 DEFAULT_MATCHED = {"fp16": "fp16", "b1.58": "b1.58", "a4.8": "a4.8", "a4.8-fp4": "a4.8"}
+#: Variants that ride on another datapath's chip: replacing that chip (``--accelerator a4.8=my.yaml``) moves
+#: them with it unless they are given a chip of their own.
+RIDES_ON = {"a4.8-fp4": "a4.8"}
 PROFILES = PROFILE_CHOICES
 #: The decode context the headline numbers, the ladder and the sweeps are read at: the study's nearest.
 HEADLINE_CONTEXT = 2048
@@ -117,8 +122,8 @@ class StudyConfig:
     experiments: tuple[str, ...] = EXPERIMENTS
     batches: tuple[int, ...] = (1, 4, 16, 64, 256)             # decode batch sweep (claims preset)
     bandwidth_factors: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0)   # x each chip's off-chip bandwidth
-    # bases of the table of a4.8 against every baseline; iso-power sizes every chip by prefill simulations
-    # (about 17 CPU-s more on a 7B study with warm statistics, a minute more with cold ones), so it is opt-in
+    # bases of the table of a4.8 against every baseline (iso-power sizes every chip by prefill simulations,
+    # the costliest basis: a study that must be quick can leave it out here)
     baseline_bases: tuple[str, ...] = against.DEFAULT_BASES
 
     def __post_init__(self) -> None:
@@ -357,8 +362,44 @@ def _study_traces(runner: Runner, study_jobs: Mapping[Job, dict]) -> tuple[pd.Da
     return traces, meta
 
 
+class StageBars:
+    """A tqdm bar per stage of a study on stderr, advanced by each trace the runner finishes; off: silent."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.bar: tqdm | None = None
+
+    def __enter__(self) -> "StageBars":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def stage(self, name: str, total: int | None = None) -> None:
+        """Close the running stage's bar and open the next one (``total``: its traces, when known)."""
+        self.close()
+        if self.enabled:
+            self.bar = tqdm(total=total, desc=name, unit="trace", file=sys.stderr, leave=True, dynamic_ncols=True)
+
+    def __call__(self, message: str) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix_str(message.split("] ", 1)[-1].split(":", 1)[0], refresh=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _new_traces(runner: Runner, jobs) -> int:
+    """How many traces ``runner.run(jobs)`` has left to build or simulate (the length of its stage)."""
+    return len({j.trace for j in jobs if j not in runner.results})
+
+
 def run_study(cfg: StudyConfig, progress: bool = True) -> StudyResult:
-    """Run the comparison of every preset, then the claims preset's experiments, each trace built once."""
+    """Run the comparison of every preset, then the claims preset's experiments, each trace built once; with
+    ``progress``, a bar per stage on stderr."""
     t0 = time.perf_counter()
     plan = plan_study(cfg)
     accelerators = list(dict.fromkeys(list(cfg.matched.values()) + list(cfg.reference)))
@@ -366,14 +407,19 @@ def run_study(cfg: StudyConfig, progress: bool = True) -> StudyResult:
         sim.load_accelerator(name)  # a bad name or YAML fails before any work
     study_jobs = _study_jobs(plan)
     wanted = set(cfg.experiments) if cfg.contexts else set()
-    with Runner(workers=cfg.workers, progress=progress_to_stderr if progress else None) as runner:
+    with StageBars(progress) as bars, Runner(workers=cfg.workers, progress=bars if progress else None) as runner:
         extra = {name: make(plan) for name, (make, _) in JOB_EXPERIMENTS.items() if name in wanted}
-        out = runner.run(list(study_jobs) + [j for jobs in extra.values() for j in jobs])
+        first = list(study_jobs) + [j for jobs in extra.values() for j in jobs]
+        bars.stage("study: comparison and sweeps", _new_traces(runner, first))
+        out = runner.run(first)
         results: dict[str, pd.DataFrame] = {}
         if "bases" in wanted and cfg.prefill_tokens:
+            bars.stage("study: iso-area / iso-power chips")
             results["bases"] = axes.run_bases(plan, runner)
         if "baselines" in wanted:
+            bars.stage("study: a4.8 against each baseline")
             results["baselines"] = _run_baselines(plan, runner)
+        bars.close()   # the tables below print nothing
         summary = _tidy(study_jobs, out)
         ops = _study_ops(study_jobs, out)
         for name, jobs in extra.items():

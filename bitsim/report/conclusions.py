@@ -154,6 +154,13 @@ def kv_step_gains(data) -> dict[int, float]:
     return {c: _rung(lad, c, KV3, "speedup_step") for c in ladder_contexts(data)}
 
 
+def quoted_batches(have) -> list[int]:
+    """The batches a sentence quotes: those of :data:`QUOTED_BATCHES` swept, or else the first three swept."""
+    have = sorted(int(b) for b in have)
+    shown = [b for b in QUOTED_BATCHES if b in have]
+    return shown if len(shown) > 1 else have[:3]
+
+
 def batch_ratios(data, num: str = "a4.8", den: str = "fp16") -> dict[int, float]:
     """``num`` over ``den`` decode tokens/s at each swept batch both fit (zero skipping on): the numbers the
     batch figure's ratio panel draws."""
@@ -185,7 +192,20 @@ def _ladder_finding(data) -> str | None:
             f"zeros ReLU²GLU and TopK create, skipped by the same logic b1.58 has, the a4.8 step "
             f"{buys(_rung(lad, lo, A48, 'speedup_step'), singular=True)}; the 3-bit KV cache adds "
             f"{over_contexts(kv_step_gains(data))}. Measured against b1.58 as its preset has it (FP16 KV cache, "
-            f"no skipping) the same chip would read {over_contexts(weak, faster)}. {{fig:gain_ladder}}")
+            f"no skipping) the same chip would read {over_contexts(weak, faster)}."
+            + _across_batch(data, "b1.58", "the strongest b1.58") + " {fig:gain_ladder}")
+
+
+def _across_batch(data, den: str, name: str) -> str:
+    """' Across batch (2k context, zero skipping on both): a4.8 over the strongest b1.58 is 1.25x at batch 1,
+    1.05x at batch 16, 1.04x at batch 64 ({csv:batch}).' -- or '' when the batch sweep has fewer than two."""
+    by_batch = batch_ratios(data, "a4.8", den)
+    shown = quoted_batches(by_batch)
+    if len(shown) < 2:
+        return ""
+    ctx = context_label(int(data.axes["batch"].context.iloc[0]))
+    return (f" Across batch ({ctx} context, zero skipping on both): a4.8 over {name} is "
+            + ", ".join(f"{_x(by_batch[b])} at batch {b}" for b in shown) + " ({csv:batch}).")
 
 
 def _prefill_clause(data, r_pre: float) -> str:
@@ -221,7 +241,7 @@ def _fp16_finding(data) -> str | None:
             f"{_band(data, 'speed a4.8/fp16', 'decode', int(head))})"
             + _prefill_clause(data, _ratio(pre, "a4.8", "fp16")))
     by_batch = batch_ratios(data)
-    shown = [b for b in QUOTED_BATCHES if b in by_batch] or sorted(by_batch)[:3]
+    shown = quoted_batches(by_batch)
     if len(shown) > 1:
         bt = data.axes["batch"]
         text += (". The decode ratio moves with the batch, as more sequences share each weight byte: "
@@ -242,8 +262,9 @@ def _quantized_finding(data) -> str | None:
     at = t[(t.datapath == t.strongest_conventional) & (t.basis == basis) & (t.context == ctx)].sort_values("batch")
     across = ", ".join(f"{_x(float(r.a48_speedup))} the speed and {_x(float(r.a48_energy_gain))} less energy per "
                        f"token than {r.datapath} at batch {int(r.batch)}" for r in at.itertuples())
+    where = scope(data, batch=int(near["batch"]), context=ctx, basis=f"{basis} chips", energy=True)
     return (f"**Against the strongest conventional baseline, {d}, a4.8 decodes {faster(float(near['a48_speedup']))} "
-            f"where it comes closest** (batch {int(near['batch'])}, {context_label(ctx)} context, {basis}). "
+            f"where it comes closest** ({where}). "
             f"Across batch at {context_label(ctx)} {basis}, a4.8 has {across or 'no point that fits'}. Every "
             f"baseline (FP16, W4A16, W8A8 INT8 / FP8, W4A4 MXFP4, b1.58), batch, context and basis: {{csv:baselines}}")
 
@@ -287,6 +308,18 @@ def _kv_finding(data) -> str | None:
             + f"{scaled}. {{fig:step_bytes}}")
 
 
+def offchip_shares(data, datapath: str = "a4.8") -> dict[int, float]:
+    """Off-chip share of ``datapath``'s decode energy per token at the quoted batches of the batch sweep (zero
+    skipping on, points that fit); empty without a sweep of two or more such batches."""
+    bt = data.axes.get("batch")
+    if bt is None or bt.empty:
+        return {}
+    g = bt[(bt.datapath == datapath) & (bt.skip == "on") & bt.feasible.astype(bool)].set_index("batch")
+    shown = quoted_batches(g.index)
+    out = {int(b): float(g.energy_offchip_j[b] / g.energy_j_per_token[b]) for b in shown}   # both per token
+    return out if len(out) > 1 else {}
+
+
 def _memory_finding(data) -> str | None:
     bw, tech, dec = data.axes.get("bandwidth"), data.axes.get("technology"), _decode(data)
     if bw is None or "a4.8" not in set(bw.datapath):
@@ -298,7 +331,12 @@ def _memory_finding(data) -> str | None:
     text = (f"**Memory decides the decode chip** ({scope(data, context=int(a.context.iloc[0]), energy=True)}): "
             f"{span:.0f}x the peak bandwidth gives a4.8 {gain:.1f}x the decode tokens/s (stops scaling: "
             f"{_cross_text(_crossover(data, BW_STOPS, 'a4.8'))} GB/s)")
-    if len(mine):
+    shares = offchip_shares(data)
+    if shares:
+        text += (", and off-chip traffic takes " + ", ".join(f"{100 * v:.0f}% of its decode energy at batch {b}"
+                                                            if i == 0 else f"{100 * v:.0f}% at batch {b}"
+                                                            for i, (b, v) in enumerate(shares.items())))
+    elif len(mine):
         share = float(mine.energy_offchip_j.iloc[0] / mine.energy_j_per_token.iloc[0])
         text += f", and off-chip traffic is {100 * share:.0f}% of its decode energy"
     if tech is not None and "a4.8" in set(tech.datapath):

@@ -15,11 +15,12 @@ from bitsim.experiments.baselines import TABLE_DATAPATHS as BASELINE_TABLE
 from bitsim.experiments.fair import KV_TOLERANCE, profile_label
 from bitsim.experiments.sizing import BASES
 from bitsim.report.claims import CLAIMS
-from bitsim.report.collect import SERVING_DIR, ReportData, latest_run
-from bitsim.report.conclusions import chip_advice, findings
+from bitsim.report.collect import ReportData, latest_run
+from bitsim.report.conclusions import batch_ratios, chip_advice, findings, quoted_batches
 from bitsim.report.document import Document, Figure, Section, Table
 from bitsim.report.labels import context_label
 from bitsim.report.measured import VALIDATION_BOUND, unreplayed_gpus
+from bitsim.report.serving import serving_headline, serving_section
 from bitsim.report.validation import published_section, whole_token_section
 
 
@@ -42,38 +43,11 @@ def executive_summary(data: ReportData) -> Section:
            f"energy basis ({data.energy_note[len('energy: '):]}). a4.8 is compared with the **strongest** "
            "b1.58 -- its best KV cache, the same zero-skipping logic, the same arrays -- and with FP16 at its "
            f"best KV option ({comp.variants['fp16'].changes if 'fp16' in comp.variants else 'not in the study'}).")
-    found = findings(data)
+    found = [f for f in [serving_headline(data)] if f] + findings(data)
     if found:
         s.text("\n".join(f"- {f}" for f in found))
     else:
         s.text("- The study is too small for the summary's findings (it needs the ladder and the sweeps).")
-    return s
-
-
-#: The serving summary's columns the report shows, and their names there.
-SERVING_SHOWN = {"run": "run", "chip": "chip", "chips": "chips", "tp": "TP", "pp": "PP", "instances": "instances",
-                 "throughput_rps": "req/s", "goodput_rps": "goodput req/s", "attainment": "within targets",
-                 "ttft_target_s": "TTFT target s", "tpot_target_s": "TPOT target s", "tokens_per_j": "tokens/J",
-                 "output_tokens_per_s_per_chip": "tok/s per chip", "output_tokens_per_s_per_mm2": "tok/s per mm2",
-                 "ttft_p90_s": "TTFT p90 s", "tpot_p90_s": "TPOT p90 s"}
-
-
-def serving_section(data: ReportData) -> Section | None:
-    """The system view: every serving run found (bitsim serve), requests per second within the latency targets,
-    chips, tokens per joule and per mm2; None when no run is committed."""
-    srv = data.serving
-    if srv is None or not len(srv):
-        return None
-    s = Section("Serving: the system view")
-    best = srv.loc[srv.goodput_rps.idxmax()]
-    s.text(f"{len(srv)} serving run(s) of `bitsim serve` (reports/{SERVING_DIR}/<run>/summary.csv): "
-           f"requests per second that meet both latency targets (goodput), the chips they take, tokens per joule "
-           f"(iterations' energy, idle time not counted) and per mm2 of silicon. The highest goodput: "
-           f"**{best.goodput_rps:.3g} req/s** on {int(best.chips)} x {best.chip} (run `{best.run}`, "
-           f"{100 * best.attainment:.0f}% of requests within TTFT {best.ttft_target_s:g} s and TPOT "
-           f"{best.tpot_target_s:g} s). Every column: {_attached(data, 'serving')}.")
-    shown = srv[[c for c in SERVING_SHOWN if c in srv.columns]].rename(columns=SERVING_SHOWN)
-    s.table(_table(data, "serving", "Serving runs (one row per run)", df=shown))
     return s
 
 
@@ -96,10 +70,26 @@ def claims_section(data: ReportData) -> Section:
            f"sustained bandwidth, sparsity profile). Preset: {data.claims_preset} ({profile_label(data.profile)}), "
            f"decode at batch {data.config.batch} on the iso-peak chips (other batches: the Batch section). "
            "A measured-GPU verdict judges our kernels on that GPU, not the number format. "
-           f"Every row, with the full reason: {_attached(data, 'claims')}.")
+           f"Every row, with the full reason: {_attached(data, 'claims')}." + _claims_across_batch(data))
     s.table(_table(data, "claims_summary", "The claims in short (one headline row per claim and evidence)"))
     s.text("Sources: " + "; ".join(f"{c.text}: {c.source}" for c in CLAIMS.values()) + ".")
     return s
+
+
+def _claims_across_batch(data: ReportData) -> str:
+    """' The speed claims across batch (2k context, iso-peak): a4.8 / b1.58 1.25x at batch 1, ...' or ''."""
+    parts = []
+    for den, claimed in (("b1.58", 2.0), ("fp16", 4.0)):
+        r = batch_ratios(data, "a4.8", den)
+        shown = quoted_batches(r)
+        if len(shown) > 1:
+            parts.append(f"a4.8 / {den} (claimed {claimed:g}x) " + ", ".join(f"{r[b]:.2f}x at batch {b}"
+                                                                            for b in shown))
+    if not parts:
+        return ""
+    ctx = context_label(int(data.axes["batch"].context.iloc[0]))
+    return (f" The speed claims across batch ({ctx} context, iso-peak chips, zero skipping on; "
+            f"{_attached(data, 'batch')}): " + "; ".join(parts) + ".")
 
 
 def setup_section(data: ReportData) -> Section:
@@ -147,9 +137,20 @@ def _baselines_view(t: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-#: What sizes each basis's chips in the table of a4.8 against each baseline.
-BASIS_MEANING = {"iso-peak": " (the presets as shipped)", "iso-area": " (every chip's arrays scaled to the a4.8 chip's "
-                 "area)", "iso-power": " (every chip's arrays scaled to the a4.8 chip's power on the prefill)"}
+#: What each basis holds equal in the table of a4.8 against each baseline.
+BASIS_MEANING = {
+    "iso-peak": "the presets as shipped: the same clock, off-chip memory and SRAM, arrays sized for the same peak "
+                "MAC throughput",
+    "iso-area": "every chip's arrays scaled so its whole chip has the a4.8 chip's area{area}, within 1 %; clock, "
+                "memory and SRAM unchanged",
+    "iso-power": "every chip's arrays scaled so it draws the a4.8 chip's power on the {prefill}-token prefill "
+                 "(the compute-bound phase sets a power budget; within 1 %); clock, memory and SRAM unchanged"}
+
+
+def _basis_words(t: pd.DataFrame, basis: str, prefill: int) -> str:
+    a = t[(t.basis == basis) & (t.datapath == "a4.8")].area_mm2
+    area = f" ({a.iloc[0]:.1f} mm2)" if len(a) else ""
+    return f"**{basis}**: " + BASIS_MEANING.get(basis, "").format(area=area, prefill=prefill)
 
 
 def baselines_section(data: ReportData) -> Section | None:
@@ -165,10 +166,10 @@ def baselines_section(data: ReportData) -> Section | None:
     s.text(f"The strongest-baseline rule extends to weight precision: every baseline an architect would deploy, "
            f"each on its own chip preset with the fewest KV bits it tolerates and the same zero skipping, decoding "
            f"{t.preset.iloc[0]} ({profile_label(t.profile.iloc[0])}). Considered: {considered}. The quantized "
-           f"datapaths' KV cache: {KV_TOLERANCE['w4a16'][1]}. Bases: "
-           + "; ".join(b + BASIS_MEANING.get(b, "") for b in bases)
-           + (f"; {', '.join(left)} left out of this run (it sizes every chip by prefill simulations; "
-              "`baseline_bases` in the study config adds it)" if left else "")
+           f"datapaths' KV cache: {KV_TOLERANCE['w4a16'][1]}. Bases (what each holds equal): "
+           + "; ".join(_basis_words(t, b, data.config.prefill_tokens) for b in bases)
+           + (f"; {', '.join(left)} left out of this run (`baseline_bases` in the study config; iso-power needs a "
+              "prefill to size the chips on)" if left else "")
            + ". A cell is a4.8's decode tokens/s over the baseline's; empty where either does not fit the chip's "
              f"memory (weights + KV cache, closed form). The strongest baseline of a row is the fitting one with "
              f"the highest tokens/s (b1.58 included); the strongest conventional one leaves b1.58 out. Every "

@@ -15,6 +15,7 @@ from bitsim.report.figures.common import (
     bar_values,
     color,
     empty,
+    keep_texts_inside,
     legend_below,
     need,
     ordered,
@@ -127,9 +128,9 @@ def batch_sweep(batch: pd.DataFrame, note: str = ""):
     for k, (dp, r) in enumerate(ratios.items()):
         plot_series(ax_r, r.index, r.to_numpy(), dp, f"a4.8 / {dp}")
         above = all(v >= ratios[o].get(b, 0) for o in ratios for b, v in r.items() if o != dp)
-        for b, v in r.items():
-            ax_r.annotate(f"{v:.2f}x", (b, v), xytext=(0, 5 if above else -9), textcoords="offset points",
-                          fontsize=6, ha="center", color=color(dp))
+        for b, v in r.items():   # right of the point, above the top line and below the others
+            ax_r.annotate(f"{v:.2f}x", (b, v), xytext=(4, 3 if above else -9), textcoords="offset points",
+                          fontsize=6, ha="left", color=color(dp))
     hi = max(sorted(batch.batch.unique())[-1], 1)
     caps = capacity_batches(batch)
     for dp, cap in caps.items():
@@ -158,8 +159,11 @@ def batch_sweep(batch: pd.DataFrame, note: str = ""):
     ax2.set_ylabel("zero skipping on / off", fontsize=8)
     ax2.set_title("what skipping zero weight rows buys", fontsize=8)
     titled(fig, "Decode against batch (capacity-aware: infeasible points not drawn)", note)
+    if ratios:   # its own legend: a ratio line shares its baseline's colour and marker
+        ax_r.legend(fontsize=6, loc="upper right", frameon=False)
     fig.tight_layout()
-    legend_below(fig, [ax, ax_r], ncol=4)
+    keep_texts_inside(ax_r, "xy")
+    legend_below(fig, [ax], ncol=3)
     return fig
 
 
@@ -301,8 +305,8 @@ def sensitivity_bands(sens: pd.DataFrame, claims: dict[str, float] | None = None
         if c:
             ax.plot([c], [i], "|", color=CLAIM_COLOR, ms=14, mew=2, zorder=2, label="claimed value")
         right = c * 1.01 if c and hi < c < 1.8 * hi else hi   # the value's label never runs over the tick
-        ax.annotate(f"{nom:.2f}x [{lo:.2f}-{hi:.2f}]", (right, i), xytext=(6, -3), textcoords="offset points",
-                    fontsize=6.5)
+        ax.annotate(f"{nom:.2f}x [{lo:.2f}-{hi:.2f}]", (right, i), xytext=(6, 0), textcoords="offset points",
+                    fontsize=6.5, va="center")
     ax.set_yticks(range(len(keys)))
     ax.set_yticklabels([f"{r} {ph}{' @ ' + context_label(int(c)) if ph == 'decode' else ''}" for r, ph, c in keys],
                        fontsize=7)
@@ -318,6 +322,7 @@ def sensitivity_bands(sens: pd.DataFrame, claims: dict[str, float] | None = None
     plain_log_ticks(ax, "x")
     titled(fig, "Headline ratios and their sensitivity bands (one uncertain input moved at a time)", note)
     fig.tight_layout()
+    keep_texts_inside(ax, "xy")
     fig.legend(seen.values(), seen.keys(), fontsize=7, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=3,
                frameon=False)
     return fig

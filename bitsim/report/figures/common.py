@@ -131,6 +131,54 @@ def legend_below(fig, axes_row, ncol: int = 4) -> None:
                frameon=False)
 
 
+def outside_texts(ax) -> list[str]:
+    """The annotations of ``ax`` whose drawn box leaves the axes (empty: every label is inside)."""
+    renderer = ax.figure.canvas.get_renderer()
+    box = ax.get_window_extent(renderer)
+    out = []
+    for t in ax.texts:
+        if not t.get_visible() or not t.get_text():
+            continue
+        e = t.get_window_extent(renderer)
+        if e.x0 < box.x0 - 0.5 or e.x1 > box.x1 + 0.5 or e.y0 < box.y0 - 0.5 or e.y1 > box.y1 + 0.5:
+            out.append(t.get_text())
+    return out
+
+
+def keep_texts_inside(ax, axis: str = "x", rounds: int = 4) -> None:
+    """Widen ``ax``'s limits on ``axis`` ("x", "y" or "xy") until every annotation's box lies inside the axes.
+
+    A label placed in points beside a data point keeps its size while the limits move, so each limit is
+    pushed out by the overhang a few times (each round measures the texts again).
+    """
+    if len(axis) > 1:   # "xy": each axis in turn
+        for a in axis:
+            keep_texts_inside(ax, a, rounds)
+        return
+    x = axis == "x"
+    for _ in range(rounds):
+        ax.figure.canvas.draw()
+        renderer = ax.figure.canvas.get_renderer()
+        box = ax.get_window_extent(renderer)
+        ext = [t.get_window_extent(renderer) for t in ax.texts if t.get_visible() and t.get_text()]
+        if not ext:
+            return
+        lo_px, hi_px = (box.x0, box.x1) if x else (box.y0, box.y1)
+        near = min(e.x0 if x else e.y0 for e in ext)
+        far = max(e.x1 if x else e.y1 for e in ext)
+        if near >= lo_px and far <= hi_px:
+            return
+        inv = ax.transData.inverted()
+
+        def data_at(px: float) -> float:   # the data value at a pixel along the axis under the current limits
+            return inv.transform((px, box.y0) if x else (box.x0, px))[0 if x else 1]
+
+        lo, hi = ax.get_xlim() if x else ax.get_ylim()
+        lo = data_at(near - 4) if near < lo_px else lo
+        hi = data_at(far + 4) if far > hi_px else hi
+        (ax.set_xlim if x else ax.set_ylim)(lo, hi)
+
+
 def empty(title: str, message: str):
     """A small figure that says why there is nothing to draw."""
     fig, ax = plt.subplots(figsize=(6.4, 2.2))

@@ -1,0 +1,109 @@
+"""The report's system view reads committed serving summaries: per model, a4.8 against the strongest b1.58, the
+strongest conventional baseline and the measured-GPU preset, with the newer columns used when present."""
+import math
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+
+from bitsim.report.collect import load_serving
+from bitsim.report.serving import (
+    comparison_table,
+    model_comparison,
+    model_name,
+    rival_words,
+    serving_headline,
+    serving_section,
+    serving_view,
+)
+from contract import SCHEMAS, write_table
+
+BASE = {c.name: {"int": 1, "float": 1.0, "str": "x", "bool": False}[c.kind] for c in SCHEMAS["serving_summary"]}
+NO_SEARCH = {c: float("nan") for c in BASE if c == "max_rate_rps" or c.endswith("_at_max")}
+BASE.update(NO_SEARCH, name="", model="", datapath="", accelerator="", target_rate=0.0, chips_needed=float("nan"))
+
+
+def run(model, datapath, accelerator, chips, rate, **extra):
+    return dict(BASE, model=model, datapath=datapath, accelerator=accelerator, chip=accelerator, chips=chips,
+                max_rate_rps=rate, goodput_rps=rate / 2, tokens_per_j=10.0 * rate, ttft_target_s=2.0,
+                tpot_target_s=0.1, **extra)
+
+
+@pytest.fixture()
+def runs(tmp_path):
+    rows = [run("7b", "a4.8", "a4.8", 1, 12.0, tokens_per_j_at_max=99.0),
+            run("7b", "b1.58", "b1.58", 1, 8.0), run("7b", "b1.58", "b1.58-sram", 1, 9.0),
+            run("7b", "w4a16", "w4a16", 1, 10.0), run("7b", "fp16", "fp16", 1, 3.0),
+            run("7b", "fp16", "h200-like", 1, 6.0),
+            run("70b", "a4.8", "a4.8", 8, 4.0, target_rate=10.0, chips_needed=24.0),
+            run("70b", "w4a16", "w4a16", 16, 5.0, target_rate=10.0, chips_needed=32.0)]
+    for i, r in enumerate(rows):
+        write_table(pd.DataFrame([r]), tmp_path / "serving" / f"run{i}" / "summary.csv", "serving_summary")
+    return load_serving(tmp_path / "serving")
+
+
+def test_each_model_compares_a48_with_the_strongest_run_of_each_kind(runs):
+    best = model_comparison(serving_view(runs)).set_index(["model", "role"])
+    assert best.loc[("7b", "strongest b1.58")].accelerator == "b1.58-sram"          # 9 req/s beats 8
+    assert best.loc[("7b", "strongest conventional")].datapath == "w4a16"           # 10 beats fp16's 3
+    assert best.loc[("7b", "measured-GPU preset")].accelerator == "h200-like"
+    assert best.loc[("7b", "a4.8")].tokens_per_j == 99.0        # the metric stored at the highest rate
+    assert best.loc[("7b", "strongest b1.58")].tokens_per_j == 90.0   # none stored: the offered rate's
+    assert best.loc[("70b", "a4.8")].chips == 8
+    table = comparison_table(model_comparison(serving_view(runs))).set_index(["model", "role"])
+    assert table.loc[("70b", "a4.8"), "chips for the target"] == 24.0
+    assert math.isnan(table.loc[("7b", "a4.8"), "chips for the target"])    # 7b runs set no target rate
+
+
+def test_the_section_states_rates_chips_and_ratios_and_a_loss_reads_below(runs):
+    text = "\n".join(b for b in serving_section(SimpleNamespace(serving=runs)).blocks if isinstance(b, str))
+    assert "**7b: a4.8 serves 12 req/s on 1 x a4.8**" in text
+    assert f"{12 / 9:.2f}x the rate of the strongest b1.58 (b1.58 on 1 x b1.58-sram, 9 req/s)" in text
+    assert f"{12 / 10:.2f}x the rate of the strongest conventional (w4a16" in text
+    # 8 chips at 4 req/s against 16 at 5: the rate per chip decides
+    assert f"{(4 / 8) / (5 / 16):.2f}x the rate per chip of the strongest conventional (w4a16 on 16 x w4a16" in text
+    assert "TTFT <= 2 s and TPOT <= 0.1 s" in text
+    assert "dynamic energy only" in text
+
+
+@pytest.mark.parametrize("drop", [False, True])
+def test_a_run_without_a_rate_search_falls_back_to_goodput_and_the_chip_name(tmp_path, drop):
+    old = dict(BASE, chip="a4.8", chips=4, goodput_rps=12.5, attainment=0.93)
+    path = tmp_path / "serving" / "old" / "summary.csv"
+    write_table(pd.DataFrame([old]), path, "serving_summary")
+    if drop:   # a summary written before the run's names and the rate search were recorded
+        lines = path.read_text().splitlines(keepends=True)
+        head = [x for x in lines if x.startswith("#")]
+        body = pd.read_csv(path, comment="#").drop(columns=["name", "model", "datapath", "accelerator",
+                                                            *NO_SEARCH])
+        path.write_text("".join(head) + body.to_csv(index=False))
+    (tmp_path / "serving" / "other").mkdir()
+    (tmp_path / "serving" / "other" / "summary.csv").write_text("a,b\n1,2\n")   # not a serving summary
+    srv = load_serving(tmp_path / "serving")
+    assert srv.run.tolist() == ["old"]
+    v = serving_view(srv).iloc[0]
+    assert (v.datapath, v.rate_rps, v.rate_basis) == ("a4.8", 12.5, "goodput at the offered rate")
+    text = "\n".join(b for b in serving_section(SimpleNamespace(serving=srv)).blocks if isinstance(b, str))
+    assert "**model not recorded: a4.8 serves 12.5 req/s on 4 x a4.8** (goodput at the offered rate" in text
+    assert "no baseline run committed" in text
+
+
+def test_no_serving_run_no_section():
+    assert serving_section(SimpleNamespace(serving=pd.DataFrame())) is None
+
+
+def test_a_model_yaml_is_named_by_its_file_not_its_path():
+    assert model_name("models/llama-70b.yaml") == "llama-70b" and model_name("7b") == "7b"
+
+
+def test_the_executive_summary_leads_with_the_system_view_and_its_targets(runs):
+    head = serving_headline(SimpleNamespace(serving=runs))
+    assert head.startswith("**The system view** (serving simulation; targets TTFT <= 2 s and TPOT <= 0.1 s")
+    assert "**7b: a4.8 serves 12 req/s on 1 x a4.8**" in head and "**70b: a4.8 serves 4 req/s on 8 x a4.8**" in head
+    assert serving_headline(SimpleNamespace(serving=pd.DataFrame())) is None
+
+
+def test_a_slower_a48_reads_below_and_equal_chips_compare_whole_rates():
+    rival = SimpleNamespace(datapath="w4a16", chips=2, accelerator="w4a16", rate_rps=5.0)
+    assert rival_words(4.0, 2, "strongest conventional", rival).startswith("1.25x below the rate of the strongest")
+    assert rival_words(4.0, 1, "strongest conventional", rival).startswith("1.60x the rate per chip of")
