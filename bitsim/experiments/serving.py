@@ -247,7 +247,7 @@ def _results_code_digest() -> str:
     trace version and the batch rule's fitted constants (a cost cached under other code is never reused)."""
     h = hashlib.sha256(f"{TRACE_VERSION}|{fit_digest()}".encode())
     for path in sorted(Path(sim.__file__).resolve().parent.rglob("*.py")):
-        if "serving" not in path.parts:          # the scheduler does not enter a per-iteration cost
+        if not {"serving", "validation"} & set(path.parts):   # neither enters a per-iteration cost
             h.update(path.read_bytes())
     return h.hexdigest()
 
