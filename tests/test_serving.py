@@ -1,4 +1,5 @@
 """The serving simulator (sim.serving) against hand-computed schedules, closed forms and bad inputs."""
+import dataclasses
 import time
 
 import numpy as np
@@ -22,6 +23,7 @@ from sim.serving import (
     serve,
 )
 from sim.serving.interconnect import InterconnectConfig, allreduce_bytes_moved, transfer_seconds
+from sim.serving.metrics import late_attainment, met_targets
 from sim.serving.validation import allreduce_checks, allreduce_rows, fit_oneshot, hand_checks
 from sim.serving.workload import check_requests, load_requests, trace_statistics
 
@@ -190,6 +192,31 @@ def test_rate_search_brackets_the_knee():
     ok = tried[tried["rate"] <= best]["attainment"]
     assert (ok >= 0.9).all()
     assert (tried[tried["rate"] > best * 1.1]["attainment"] < 0.9).all()
+
+
+def test_late_attainment_counts_the_latest_quarter_of_arrivals():
+    t = Targets(ttft_s=1.0, tpot_s=1.0)
+    # eight requests arriving in order; the last two (the latest quarter) miss TTFT, as a growing queue makes them
+    df = pd.DataFrame({"arrival_s": [7, 0, 1, 2, 3, 4, 5, 6], "finish_s": [9.0] * 8,
+                       "ttft_s": [5.0, .1, .1, .1, .1, .1, .1, 5.0], "tpot_s": [.1] * 8})
+    assert late_attainment(df, t) == 0.0
+    assert met_targets(df, t).mean() == 0.75
+    assert late_attainment(df, t, share=0.5) == 0.5
+    with pytest.raises(ValueError, match="share"):
+        late_attainment(df, t, share=0)
+
+
+def test_rate_search_refuses_a_rate_whose_queue_grows_on_a_short_run():
+    # 100 evenly spaced requests, at most 4 running: service saturates near 8.4 req/s.  At 8.75 req/s the queue
+    # grows for the whole run: 94 % of requests meet a loose TTFT target, but only 76 % of the latest quarter
+    w = WorkloadConfig(requests=100, arrival="uniform", lengths="fixed", prompt_tokens=64, output_tokens=16, seed=3)
+    t, sched = Targets(ttft_s=1.2, tpot_s=1.0), SchedulerConfig(max_batch=4)
+    over = serve(dataclasses.replace(w, rate=8.75), linear(), sched, targets=t)
+    assert over.summary["attainment"].iloc[0] >= 0.9 > late_attainment(over.requests, t)
+    best, tried = search_rate(w, linear(), sched, targets=t, lo=1.0, hi=100, rel_tol=0.01)
+    assert best < 8.75
+    ok = tried[tried["rate"] <= best]
+    assert (ok["attainment"] >= 0.9).all() and (ok["late_attainment"] >= 0.9).all()
 
 
 def test_timeline_has_one_event_per_iteration():

@@ -56,7 +56,7 @@ from sim.serving.workload import anchor, anchors, generate
 PROFILES = ("measured", "paper-table2", "trained")
 #: Raised whenever the serving model (engine, interconnect, cost model) changes what a spec produces, so that
 #: runs written before are redone (``bitsim serve --each`` skips a run whose digest matches).
-RESULTS_VERSION = 2
+RESULTS_VERSION = 3
 
 
 # ---------------------------------------------------------------------------- the spec
