@@ -30,7 +30,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.checks import check_device_usable, check_finite, check_tensor, next_pow2
+from kernels.checks import check_device_usable, check_finite, check_shape, check_tensor, next_pow2
 from kernels.configs import NO_TUNING, ConfigTable, ctx_bucket, resolve_config
 from kernels.kv_attention import QuantKVCache, kv3_attend_span, kv_quantize_row
 
@@ -110,11 +110,23 @@ def _attention_step_kernel(qkv_ptr, cos_ptr, sin_ptr, kc_ptr, ks_ptr, vc_ptr, vs
                            D: tl.constexpr, BT: tl.constexpr, S: tl.constexpr, SP: tl.constexpr,
                            KV3: tl.constexpr, LN: tl.constexpr, LB: tl.constexpr, PDL: tl.constexpr,
                            NUM_STAGES: tl.constexpr):
-    r = tl.program_id(0)                       # b * H + h
-    sp = tl.program_id(1)
     if PDL:                                    # programmatic dependent launch: qkv is ready from here
         tl.extra.cuda.gdc_wait()
         tl.extra.cuda.gdc_launch_dependents()
+    attention_item(tl.program_id(0), tl.program_id(1), qkv_ptr, cos_ptr, sin_ptr, kc_ptr, ks_ptr, vc_ptr, vs_ptr,
+                   m_ptr, l_ptr, o_ptr, ticket_ptr, y_ptr, pos, T_max, H, chunk, sm_scale, stride_b,
+                   D, BT, S, SP, KV3, LN, LB, NUM_STAGES)
+
+
+@triton.jit
+def attention_item(r, sp, qkv_ptr, cos_ptr, sin_ptr, kc_ptr, ks_ptr, vc_ptr, vs_ptr,
+                   m_ptr, l_ptr, o_ptr, ticket_ptr, y_ptr, pos, T_max, H, chunk, sm_scale, stride_b,
+                   D: tl.constexpr, BT: tl.constexpr, S: tl.constexpr, SP: tl.constexpr,
+                   KV3: tl.constexpr, LN: tl.constexpr, LB: tl.constexpr, NUM_STAGES: tl.constexpr):
+    """Row ``r = b·H + h``, context span ``sp`` of the attention step (the span holding ``pos``
+    ropes k and writes the cache row first; the last span of a row to finish combines)."""
+    r = tl.cast(r, tl.int32)                   # a loop counter (persistent block) or a program id
+    sp = tl.cast(sp, tl.int32)
     b = r // H
     h = r % H
     W: tl.constexpr = D // 8
@@ -212,6 +224,26 @@ def attention_step(qkv: torch.Tensor, cache: QuantKVCache | Fp16KVCache, pos: in
     output); ``cache`` a :class:`QuantKVCache` (3/4-bit, a4.8) or :class:`Fp16KVCache` whose rows
     ``0..pos-1`` hold the past; row ``pos`` is written here.  ``cos, sin`` from :func:`rope_tables`.
     """
+    args, meta, grid = attention_step_args(qkv, cache, pos, cos, sin, None, sm_scale=sm_scale, config=config,
+                                           tuned=tuned)
+    y = args["y_ptr"]
+    pdl = bool(pdl) and qkv.device.type == "cuda"
+    opts = dict(launch_pdl=True) if pdl else {}
+    _attention_step_kernel[grid](**args, **meta, PDL=pdl, enable_fp_fusion=False, **opts)
+    if isinstance(cache, QuantKVCache):
+        cache.mark_written(pos + 1)
+    return y
+
+
+def attention_step_args(qkv: torch.Tensor, cache: QuantKVCache | Fp16KVCache, pos: int, cos: torch.Tensor,
+                        sin: torch.Tensor, y: torch.Tensor | None, *, sm_scale: float | None = None,
+                        config: dict | None = None, tuned: ConfigTable = NO_TUNING,
+                        splits: int | None = None, qkv_ready: bool = True) -> tuple[dict, dict, tuple[int, int]]:
+    """Checked kernel arguments of one attention step into ``y [B, H·D]`` fp16 (allocated when
+    None): ``(tensors and
+    scalars, constexprs and launch options, grid (B·H, S))``.  ``splits`` overrides the number of
+    context spans per row (the persistent decode block spreads rows x spans over its programs);
+    ``qkv_ready=False``: ``qkv`` is written by the same launch (its content is not scanned)."""
     kv3 = isinstance(cache, QuantKVCache)
     if not kv3 and not isinstance(cache, Fp16KVCache):
         raise TypeError(f"cache must be a QuantKVCache or Fp16KVCache, got {type(cache).__name__}")
@@ -221,6 +253,10 @@ def attention_step(qkv: torch.Tensor, cache: QuantKVCache | Fp16KVCache, pos: in
     check_device_usable(qkv, "qkv")
     if tuple(qkv.shape) != (B, 3 * H * D):
         raise ValueError(f"qkv must be [B={B}, 3*H*D={3 * H * D}] (q, k, v of one token), got {tuple(qkv.shape)}")
+    if y is None:
+        y = torch.empty(B, H * D, device=dev, dtype=torch.float16)
+    check_tensor(y, "y", (torch.float16,), dim=2, device=dev)
+    check_shape(y, "y", (B, H * D))
     for name, t in (("cos", cos), ("sin", sin)):
         check_tensor(t, name, (torch.float16,), dim=2, device=dev)
         if t.shape[1] != D or t.shape[0] < T_max:
@@ -235,32 +271,27 @@ def attention_step(qkv: torch.Tensor, cache: QuantKVCache | Fp16KVCache, pos: in
     sm = 1.0 / math.sqrt(D) if sm_scale is None else float(sm_scale)
     if not math.isfinite(sm) or sm <= 0:
         raise ValueError(f"sm_scale must be a positive finite float, got {sm_scale!r}")
-    check_finite(qkv, "qkv")
+    if qkv_ready:
+        check_finite(qkv, "qkv")
     T = pos + 1
     dims = dict(B=B, H=H, D=D, T=ctx_bucket(T), kv="kv3" if kv3 else "fp16") if dev.type == "cuda" else None
     cfg = resolve_config("attention_step", attention_step_config(B, H, T, kv3), tuned, dims, config)
-    S = min(cfg["S"], triton.cdiv(T, cfg["BT"]))
+    S = min(cfg["S"] if splits is None else splits, triton.cdiv(T, cfg["BT"]))
     chunk = triton.cdiv(triton.cdiv(T, S), cfg["BT"]) * cfg["BT"]
     S = triton.cdiv(T, chunk)                 # no empty spans
     m, l, o, ticket = _workspace(dev, B, H, S, D)
-    y = torch.empty(B, H * D, device=dev, dtype=torch.float16)
-    pdl = bool(pdl) and dev.type == "cuda"
-    opts = dict(launch_pdl=True) if pdl else {}
     if kv3:
         kc, ks, vc, vs = cache.k_codes, cache.k_scale, cache.v_codes, cache.v_scale
         LN, LB = 2 ** cache.bits - 1, 2 ** cache.bos_bits - 1
     else:
         kc, ks, vc, vs = cache.k, cache.k, cache.v, cache.v
         LN = LB = 1
-    _attention_step_kernel[(B * H, S)](
-        qkv_ptr=qkv, cos_ptr=cos, sin_ptr=sin, kc_ptr=kc, ks_ptr=ks, vc_ptr=vc, vs_ptr=vs,
-        m_ptr=m, l_ptr=l, o_ptr=o, ticket_ptr=ticket, y_ptr=y,
-        pos=pos, T_max=T_max, H=H, chunk=chunk, sm_scale=sm, stride_b=qkv.stride(0),
-        D=D, BT=cfg["BT"], S=S, SP=next_pow2(S), KV3=kv3, LN=LN, LB=LB, PDL=pdl,
-        NUM_STAGES=cfg.get("num_stages", 1), num_warps=cfg["num_warps"], enable_fp_fusion=False, **opts)
-    if kv3:
-        cache.mark_written(pos + 1)
-    return y
+    args = dict(qkv_ptr=qkv, cos_ptr=cos, sin_ptr=sin, kc_ptr=kc, ks_ptr=ks, vc_ptr=vc, vs_ptr=vs,
+                m_ptr=m, l_ptr=l, o_ptr=o, ticket_ptr=ticket, y_ptr=y,
+                pos=pos, T_max=T_max, H=H, chunk=chunk, sm_scale=sm, stride_b=qkv.stride(0))
+    meta = dict(D=D, BT=cfg["BT"], S=S, SP=next_pow2(S), KV3=kv3, LN=LN, LB=LB,
+                NUM_STAGES=cfg.get("num_stages", 1), num_warps=cfg["num_warps"])
+    return args, meta, (B * H, S)
 
 
 # ----------------------------------------------------------------------------- reference

@@ -46,6 +46,7 @@ from kernels.baselines import Fp8Linear, Int4Linear
 from kernels.configs import NO_TUNING, ConfigTable
 from kernels.kv_attention import QuantKVCache, decode_attention, kv_write
 from kernels.packing import pack_ternary
+from kernels.persistent import decode_block_persistent
 from kernels.rmsnorm_quant import rmsnorm_quant
 from kernels.sparse_gemv import sparse_gemv
 from kernels.ternary_gemm import w158_gemv_fused, w158_matmul
@@ -87,7 +88,9 @@ class DecodePlan:
     quantizer + dense GEMV; TopK is never fused into a GEMV prologue); ``wdown`` "sparse"
     (GLU+norm+INT8 quantizer with index list + sparse GEMV) or "dense" (``prologue`` decides);
     ``gate_first`` skips the up rows whose gate output is <= 0.  ``pdl``: programmatic dependent
-    launch between the step's kernels (CUDA).
+    launch between the step's kernels (CUDA).  ``persistent``: the whole step in one launch with
+    grid barriers between its stages (``kernels.persistent``; needs ``prologue="fused"``, no ``pdl``),
+    ``programs_per_sm`` programs on each SM (all must be resident at once).
     """
 
     prologue: str = "fused"
@@ -95,6 +98,8 @@ class DecodePlan:
     wdown: str = "sparse"
     gate_first: bool = True
     pdl: bool = False
+    persistent: bool = False
+    programs_per_sm: int = 1
 
     def __post_init__(self) -> None:
         if self.prologue not in ("fused", "separate"):
@@ -103,6 +108,12 @@ class DecodePlan:
             raise ValueError(f"DecodePlan.wo must be 'sparse' or 'dense', got {self.wo!r}")
         if self.wdown not in ("sparse", "dense"):
             raise ValueError(f"DecodePlan.wdown must be 'sparse' or 'dense', got {self.wdown!r}")
+        if self.persistent and (self.prologue != "fused" or self.pdl):
+            raise ValueError("DecodePlan.persistent needs prologue='fused' (the GEMVs quantize their input) and "
+                             "pdl=False (one launch: no kernel boundary to overlap)")
+        p = self.programs_per_sm
+        if isinstance(p, bool) or not isinstance(p, int) or not 1 <= p <= 8:
+            raise ValueError(f"DecodePlan.programs_per_sm must be an int in [1, 8], got {p!r}")
 
 
 def _rmsnorm16(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -312,6 +323,8 @@ class KernelBlock:
             raise ValueError(f"decode_fused is for the ternary datapaths; the {self.dp} block is torch (forward)")
         if tuple(x.shape[:2]) != (1, 1) or self.B != 1:
             raise ValueError(f"decode_fused runs one token of one sequence (B=1), got x of shape {tuple(x.shape)}")
+        if plan.persistent:
+            return decode_block_persistent(self, x, pos, plan)
         d, F_ = self.dims.d_model, self.dims.d_ffn
         xf = x.reshape(1, d)
         a4 = self.dp == "a4.8"
@@ -358,6 +371,8 @@ class KernelBlock:
 
     def launches_fused(self, plan: DecodePlan = DecodePlan()) -> int:
         """Kernel launches of one fused decode step."""
+        if plan.persistent:
+            return 1
         sep = plan.prologue == "separate"
         if self.dp == "b1.58":
             return 5 + 4 * sep                  # 4 GEMVs + attention (+ 4 quantizers)

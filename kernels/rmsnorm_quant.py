@@ -85,10 +85,21 @@ def _norm_quant_kernel(x_ptr, gate_ptr, w_ptr, codes_ptr, scale_ptr, nzi_ptr, nn
                        BLOCK: tl.constexpr, NORM: tl.constexpr, HAS_W: tl.constexpr,
                        GLU: tl.constexpr, MODE: tl.constexpr, OUT_FP8: tl.constexpr,
                        WRITE_NZ: tl.constexpr, PDL: tl.constexpr, RADIX: tl.constexpr):
-    row = tl.program_id(0).to(tl.int64)
     if PDL:                     # programmatic dependent launch: the previous kernel's outputs from here
         tl.extra.cuda.gdc_wait()
         tl.extra.cuda.gdc_launch_dependents()
+    norm_quant_row(tl.program_id(0).to(tl.int64), x_ptr, gate_ptr, w_ptr, codes_ptr, scale_ptr, nzi_ptr, nnz_ptr,
+                   D, stride_x, stride_g, stride_c, stride_n, eps, k_top,
+                   BLOCK, NORM, HAS_W, GLU, MODE, OUT_FP8, WRITE_NZ, RADIX)
+
+
+@triton.jit
+def norm_quant_row(row, x_ptr, gate_ptr, w_ptr, codes_ptr, scale_ptr, nzi_ptr, nnz_ptr,
+                   D, stride_x, stride_g, stride_c, stride_n, eps, k_top,
+                   BLOCK: tl.constexpr, NORM: tl.constexpr, HAS_W: tl.constexpr, GLU: tl.constexpr,
+                   MODE: tl.constexpr, OUT_FP8: tl.constexpr, WRITE_NZ: tl.constexpr, RADIX: tl.constexpr):
+    """Row ``row`` of :func:`rmsnorm_quant`: (GLU product,) RMSNorm, quantizer, codes + scale (+ the
+    non-zero index list and its count)."""
     offs = tl.arange(0, BLOCK)
     inb = offs < D
     x = tl.load(x_ptr + row * stride_x + offs, mask=inb, other=0.0).to(tl.float32)

@@ -38,11 +38,19 @@ from kernels.ternary_gemm import check_packed_layer, check_packed_ternary
 def _sparse_gemv_kernel(x_ptr, nzi_ptr, nnz_ptr, xs_ptr, wt_ptr, ws_ptr, res_ptr, y_ptr, acc_ptr, ticket_ptr,
                         N, K, NW, stride_wk,
                         WBN: tl.constexpr, BI: tl.constexpr, RES: tl.constexpr, PDL: tl.constexpr):
-    pn = tl.program_id(0)
-    ps = tl.program_id(1)
     if PDL:                     # programmatic dependent launch: the previous kernel's outputs from here
         tl.extra.cuda.gdc_wait()
         tl.extra.cuda.gdc_launch_dependents()
+    sparse_item(tl.program_id(0), tl.program_id(1), x_ptr, nzi_ptr, nnz_ptr, xs_ptr, wt_ptr, ws_ptr, res_ptr, y_ptr,
+                acc_ptr, ticket_ptr, N, K, NW, stride_wk, WBN, BI, RES)
+
+
+@triton.jit
+def sparse_item(pn, ps, x_ptr, nzi_ptr, nnz_ptr, xs_ptr, wt_ptr, ws_ptr, res_ptr, y_ptr, acc_ptr, ticket_ptr,
+                N, K, NW, stride_wk, WBN: tl.constexpr, BI: tl.constexpr, RES: tl.constexpr):
+    """Column block ``pn`` x slice ``ps`` of listed rows (the last live slice of a block writes it)."""
+    pn = tl.cast(pn, tl.int32)                 # a loop counter (persistent block) or a program id
+    ps = tl.cast(ps, tl.int32)
     c = ps * BI + tl.arange(0, BI)
     # the count and the indices are clamped / masked here, so that no input (content checks off)
     # can make the kernel read outside x or the weights: a count outside [0, K] acts as its clamp,

@@ -356,30 +356,63 @@ def _gemv_program(x_ptr, xs_ptr, src_ptr, nw_ptr, res_ptr, w_ptr, ws_ptr, y_ptr,
     (programmatic dependent launch) before reading the activation.
     """
     pn = tl.program_id(0)
-    rn = pn * BN + tl.arange(0, BN)
-    rm = tl.arange(0, BM)
     wq0 = tl.zeros((1, BN, KB), tl.int32)
     if PREFETCH:        # the first chunk: fetch it first (before the PDL wait and the prologue's arithmetic)
-        w3 = tl.arange(0, KB)[None, None, :]
-        wq0 = tl.load(_weight_ptrs(w_ptr, rn, stride_wn, BN, KB), mask=(rn < N)[None, :, None] & (w3 < KW),
-                      other=0)
+        wq0 = gemv_prefetch(w_ptr, pn, N, KW, stride_wn, BN, KB)
     if PDL:
         tl.extra.cuda.gdc_wait()                    # the previous kernel's outputs are visible from here
         tl.extra.cuda.gdc_launch_dependents()       # the next kernel may start its own prefetch
+    r, inv, xs = gemv_prologue(src_ptr, nw_ptr, xs_ptr, M, K, up_off, eps, BM, KB, PRO, NORM, HAS_NW, GLU, QMODE)
+    if PRO and WRITE_Q:
+        if pn == 0:
+            tl.store(xqs_ptr, tl.max(xs, axis=0))
+    gemv_tile(pn, wq0, r, inv, xs, x_ptr, src_ptr, nw_ptr, res_ptr, w_ptr, ws_ptr, y_ptr, xq_ptr,
+              M, N, K, K4, KW, ws_rows, up_off, stride_xm, stride_wn, stride_ym,
+              BM, BN, KB, PRO, NORM, HAS_NW, GLU, QMODE, RES, GATE_FIRST, WRITE_Q, USE_ASM, NUM_STAGES, PREFETCH)
+
+
+@triton.jit
+def gemv_prefetch(w_ptr, pn, N, KW, stride_wn, BN: tl.constexpr, KB: tl.constexpr):
+    """The first chunk of packed words ``[1, BN, KB]`` of output tile ``pn`` (weights do not depend
+    on the activation, so this load may be issued before waiting for it)."""
+    rn = pn * BN + tl.arange(0, BN)
+    w3 = tl.arange(0, KB)[None, None, :]
+    return tl.load(_weight_ptrs(w_ptr, rn, stride_wn, BN, KB), mask=(rn < N)[None, :, None] & (w3 < KW), other=0)
+
+
+@triton.jit
+def gemv_prologue(src_ptr, nw_ptr, xs_ptr, M, K, up_off, eps, BM: tl.constexpr, KB: tl.constexpr,
+                  PRO: tl.constexpr, NORM: tl.constexpr, HAS_NW: tl.constexpr, GLU: tl.constexpr,
+                  QMODE: tl.constexpr):
+    """``(r, inv, x_scale [BM])`` of the GEMV's activation: from the float row's statistics (``PRO``,
+    M = 1) or the given scales (``r``, ``inv`` then unused)."""
+    rm = tl.arange(0, BM)
     r = 1.0
     inv = 1.0
     if PRO:
         r, inv, xscale = _row_norm_quant_params(src_ptr, nw_ptr, K, up_off, eps, 16 * KB, NORM, HAS_NW, GLU,
                                                 QMODE)
         xs = tl.full((BM,), 1.0, tl.float32) * xscale
-        if WRITE_Q:
-            if pn == 0:
-                tl.store(xqs_ptr, xscale)
     else:
         xs = tl.load(xs_ptr + rm, mask=rm < M, other=0.0)
+    return r, inv, xs
+
+
+@triton.jit
+def gemv_tile(pn, wq0, r, inv, xs, x_ptr, src_ptr, nw_ptr, res_ptr, w_ptr, ws_ptr, y_ptr, xq_ptr,
+              M, N, K, K4, KW, ws_rows, up_off, stride_xm, stride_wn, stride_ym,
+              BM: tl.constexpr, BN: tl.constexpr, KB: tl.constexpr, PRO: tl.constexpr,
+              NORM: tl.constexpr, HAS_NW: tl.constexpr, GLU: tl.constexpr, QMODE: tl.constexpr,
+              RES: tl.constexpr, GATE_FIRST: tl.constexpr, WRITE_Q: tl.constexpr,
+              USE_ASM: tl.constexpr, NUM_STAGES: tl.constexpr, PRELOADED: tl.constexpr):
+    """Output rows ``[pn·BN, +BN)`` of the decode GEMV over the whole K, with its epilogues
+    (``r, inv, xs`` from :func:`gemv_prologue`; ``wq0`` from :func:`gemv_prefetch` when ``PRELOADED``)."""
+    pn = tl.cast(pn, tl.int32)                 # a loop counter (persistent block) or a program id
+    rn = pn * BN + tl.arange(0, BN)
+    rm = tl.arange(0, BM)
     part = _gemv_rows(wq0, x_ptr, src_ptr, nw_ptr, xq_ptr, (pn == 0).to(tl.int32), w_ptr, rn, rn < N, M, K, K4, KW,
                       up_off, r, inv, stride_xm, stride_wn, BM, BN, KB, PRO, NORM, HAS_NW, GLU, QMODE, WRITE_Q,
-                      USE_ASM, NUM_STAGES, PREFETCH)
+                      USE_ASM, NUM_STAGES, PRELOADED)
     out_ty = y_ptr.dtype.element_ty
     ws = tl.load(ws_ptr + rn // ws_rows, mask=rn < N, other=0.0)
     y = cast_out((part.to(tl.float32) * xs[:, None]) * ws[None, :], out_ty)       # [BM, BN]

@@ -17,6 +17,8 @@ from kernels.bench.goals import (
     decode_block_goals,
     gemv_floor_goals,
     goals_rows,
+    launch_floor_goals,
+    persistent_goals,
     serving_goals,
     token_goals,
 )
@@ -128,3 +130,23 @@ def test_resumed_runs_recover_the_fastest_decode_plan_per_datapath():
     best = choices_from_rows(rows, 2048)
     assert set(best) == {"a4.8"} and best["a4.8"].us == 60.0
     assert best["a4.8"].plan == DecodePlan(prologue="separate", wo="dense", wdown="dense", pdl=True)
+
+
+def test_launch_floor_goal_takes_the_chain_of_the_same_launches_and_bytes():
+    log = MeasurementLog(ENV)
+    _row(log, op="block_decode", kernel="block_a4.8", K=2048, us=30.0, bytes=2.0e7, launches=1, variant="persistent")
+    _row(log, op="block_decode", kernel="block_a4.8", K=2048, us=60.0, bytes=2.0e7, launches=9, variant="separate")
+    _row(log, op="block_decode", kernel="floor_chain", precision="a4.8", K=2048, us=15.0, bytes=2.0e7, launches=1)
+    _row(log, op="block_decode", kernel="floor_chain", precision="a4.8", K=2048, us=12.0, bytes=2.0e7, launches=9)
+    _row(log, op="block_decode", kernel="floor_chain", precision="a4.8", K=2048, us=5.0, bytes=4.0e7, launches=1)
+    _row(log, op="block_decode", kernel="block_b1.58-kv4", K=2048, us=50.0, bytes=2.5e7, launches=1,
+         variant="persistent")
+    _row(log, op="block_decode", kernel="block_b1.58-kv4", K=2048, us=40.0, bytes=2.5e7, launches=9,
+         variant="separate_pdl")
+    goals = {g.goal: g for g in launch_floor_goals(log.rows)}
+    g = goals["7B block decode a4.8 <= 1.5x same-bytes-same-launches floor"]
+    assert g.value == 2.0 and g.verdict == "missed"            # 30 us over the 1-launch chain of its bytes
+    assert goals["7B block decode b1.58-kv4 <= 1.5x same-bytes-same-launches floor"].verdict == "not measured"
+    pers = {g.goal: g for g in persistent_goals(log.rows)}
+    assert pers["7B block decode a4.8 persistent >= 1.0x per-kernel step"].value == 2.0
+    assert pers["7B block decode b1.58-kv4 persistent >= 1.0x per-kernel step"].verdict == "missed"

@@ -8,6 +8,8 @@ again (a run cut short keeps what it measured):
 ``attention`` KV3 decode attention and the fused attention step vs SDPA
 ``block``    7B decoder block decode (graphs) and prefill per datapath, fused variants, torch.compile
 ``token``    whole 7B decode token (32 blocks + head) per datapath: tokens/s
+``persistent`` the persistent decode block (one launch per block) beside the per-kernel steps, checked in a
+             child process first; block and whole-token rows for b1.58 (4-bit KV) and a4.8
 ``energy``   board energy (NVML) of sustained decode tokens and block prefills: J/token
 ``serving``  decode-step GEMMs at batch 8, 32, 128 vs cuBLAS FP16, cuBLAS FP8 (W8A8), torch INT4 (W4A16)
 ``batch``    whole 7B decode tokens at batch 8, 32, 64 (every datapath, energy at 32) and at ctx 32k
@@ -35,15 +37,15 @@ import torch
 
 import contract.kernels  # noqa: F401 - registers the board_energy table
 from contract.io import atomic_path, read_json, write_text_atomic
-from kernels.bench import attention, block, energy, floors, gemm, quant, sparse
+from kernels.bench import attention, block, energy, floors, gemm, persistent, quant, sparse
 from kernels.bench.goals import GOAL_COLUMNS, all_goals, goals_rows, goals_table, token_table
 from kernels.bench.harness import MeasurementLog, env_info, summary_table, write_outputs
 from kernels.checks import content_checks
 from kernels.configs import NO_TUNING, load_config_table
 
 #: run order: the decode step first (its inputs: floors, GEMV and attention sweeps), then the rest
-SECTIONS = ("floors", "gemv", "attention", "block", "token", "energy", "serving", "batch", "sparse", "quant",
-            "prefill", "fp8exact")
+SECTIONS = ("floors", "gemv", "attention", "block", "token", "persistent", "energy", "serving", "batch", "sparse",
+            "quant", "prefill", "fp8exact")
 SWEEPABLE = ("gemv", "attention", "sparse", "prefill")
 
 
@@ -120,6 +122,8 @@ def run_benchmark(args: argparse.Namespace) -> int:
         "attention": lambda: attention.attention_section(log, check=check, configs="attention" in sweep),
         "block": blocks,
         "token": tokens,
+        "persistent": lambda: persistent.persistent_section(log, ctx=args.ctx, tuned_path=args.tuned,
+                                                            checkpoint=lambda: _write(log, out)),
         "energy": energies,
         "serving": lambda: gemm.serving_section(log, check=check, read_gbps=state["read_gbps"]),
         "batch": batch_tokens,

@@ -1,0 +1,391 @@
+"""The decode step of one decoder block (B = 1) in one persistent launch, for b1.58 and a4.8.
+
+Why: at B = 1 a block reads ~19-27 MB, 5-19 us of bytes on an H100/H200, but every launch of
+the per-kernel step pays its ramp-up, its tail and the gap to the next launch (docs/kernels.md:
+nine read-only launches of the same bytes take 34-42 us).  Here one launch of ``grid = number of
+SMs`` programs runs the whole step; its stages are separated by a grid barrier instead of a
+kernel boundary, and each program issues the load of its first weight tile of a stage *before*
+waiting at that stage's barrier (weights do not depend on activations).
+
+Stages (index, what; a stage absent from a datapath is skipped, and has no barrier):
+
+0. fused QKV GEMV; every program computes the RMSNorm + quantizer statistics of the fp16 input
+   row itself (8 KB, from L2) and quantizes it per tile (the fused-prologue GEMV body,
+   ``kernels.ternary_gemm.gemv_tile``)
+1. RoPE + KV-cache write + split-context attention + combine (``attention_step.attention_item``;
+   rows x context spans spread over the programs, the last span of a row combines)
+2. a4.8: the TopK-50 % INT8 quantizer of the attention output (program 0; ``norm_quant_row``),
+   with the non-zero index list when Wo is sparse
+3. Wo GEMV + residual (b1.58: fused prologue; a4.8: on the TopK codes, dense or sparse)
+4. fused gate/up GEMV (a4.8: gate first, the up rows of non-positive gates skipped)
+5. a4.8 with a sparse Wdown: the ReLU²GLU + norm + INT8 quantizer with its index list (program 0)
+6. Wdown GEMV + residual (dense with the GLU product in the prologue, or sparse)
+
+Every stage body is the jit function of the per-kernel step, so the arithmetic (and the output,
+bit for bit) is that of ``KernelBlock.decode_fused`` with the same :class:`DecodePlan` variants.
+
+Two launch modes of the same kernel:
+
+* ``"persistent"`` (CUDA): all stages in one launch, barriers on.  The grid must be co-resident
+  (every program running at once), or a barrier waits forever: the launcher computes the
+  occupancy of the compiled kernel and refuses a larger grid.
+* ``"staged"``: one launch per stage, barriers off (the kernel boundary orders the stages).  The
+  interpreter (``TRITON_INTERPRET=1``) runs programs one after another, where a spin barrier
+  would never be released: this is the CPU path and the exactness-test path.
+
+Grid barrier: a global int32 arrival counter.  Each program arrives with an ``acq_rel`` atomic
+add (after a CTA barrier, so the whole CTA's stores precede it), spins on volatile loads until
+the counter reaches ``k · grid`` at its k-th barrier of the launch, then reads it once more with
+an ``acquire`` atomic (which orders its later loads after the other programs' stores).  The
+counter is reset by the last program to leave (a second counter of departures): every program
+has then passed every barrier, and the next launch in the stream starts from zero.  Because the
+reset lives in the kernel, the same launch can be replayed from a CUDA graph any number of
+times (a generation passed in from the host would be frozen into the graph).
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+from kernels.arith import GLU_MODES, QUANT_MODES
+from kernels.attention_step import attention_item, attention_step_args
+from kernels.checks import check_finite, check_tensor, next_pow2
+from kernels.configs import resolve_config
+from kernels.packing import padded_len
+from kernels.rmsnorm_quant import norm_quant_row
+from kernels.sparse_gemv import _workspace as sparse_workspace
+from kernels.sparse_gemv import sparse_config, sparse_item
+from kernels.ternary_gemm import gemv_config, gemv_prefetch, gemv_prologue, gemv_tile
+
+STAGES = ("qkv", "attention", "wo_quant", "wo", "gate_up", "down_quant", "down")
+MODES = ("auto", "persistent", "staged")
+#: per-SM limits used when the device does not report them (NVIDIA Hopper, CUDA occupancy tables)
+_SM_REGS, _SM_THREADS, _SM_BLOCKS, _SM_SMEM = 65536, 2048, 32, 228 * 1024
+
+
+# ----------------------------------------------------------------------------- grid barrier
+@triton.jit
+def _grid_sync(bar_ptr, target):
+    """Wait until ``target`` arrivals are counted at ``bar_ptr`` (this program's included)."""
+    tl.debug_barrier()                                  # the whole CTA's stores precede the arrival
+    tl.atomic_add(bar_ptr, 1, sem="acq_rel")
+    # spin on plain (volatile) loads, which do not queue behind the other programs' atomics at the
+    # counter's L2 line; one acquire read once the count is reached orders what follows
+    seen = tl.load(bar_ptr, volatile=True)
+    while seen < target:
+        seen = tl.load(bar_ptr, volatile=True)
+    tl.atomic_add(bar_ptr, 0, sem="acquire")
+    tl.debug_barrier()                                  # no thread reads before the arrival is seen
+
+
+@triton.jit
+def _grid_leave(bar_ptr, nprog):
+    """Departure: the last program out resets both counters for the next launch."""
+    tl.debug_barrier()
+    left = tl.atomic_add(bar_ptr + 1, 1, sem="acq_rel")
+    if left == nprog - 1:
+        tl.atomic_xchg(bar_ptr, 0, sem="relaxed")
+        tl.atomic_xchg(bar_ptr + 1, 0, sem="release")
+
+
+# ----------------------------------------------------------------------------- stage bodies
+@triton.jit
+def _gemv_stage(pid, nprog, wq0, x_ptr, xs_ptr, src_ptr, nw_ptr, res_ptr, w_ptr, ws_ptr, y_ptr,
+                N, K, ws_rows, up_off, eps,
+                BN: tl.constexpr, KB: tl.constexpr, PRO: tl.constexpr, GLU: tl.constexpr, QMODE: tl.constexpr,
+                RES: tl.constexpr, GATE_FIRST: tl.constexpr, USE_ASM: tl.constexpr, NUM_STAGES: tl.constexpr):
+    """Output tiles ``pid, pid + nprog, ...`` of a decode GEMV (M = 1); the first one's words are ``wq0``."""
+    KW = (K + 127) // 128 * 8
+    K4 = K // 4
+    n_tiles = tl.cdiv(N, BN)
+    r, inv, xs = gemv_prologue(src_ptr, nw_ptr, xs_ptr, 1, K, up_off, eps, 1, KB, PRO, PRO, PRO, GLU, QMODE)
+    if pid < n_tiles:
+        gemv_tile(pid, wq0, r, inv, xs, x_ptr, src_ptr, nw_ptr, res_ptr, w_ptr, ws_ptr, y_ptr, x_ptr,
+                  1, N, K, K4, KW, ws_rows, up_off, 0, KW, 0,
+                  1, BN, KB, PRO, PRO, PRO, GLU, QMODE, RES, GATE_FIRST, False, USE_ASM, NUM_STAGES, True)
+    for pn in range(pid + nprog, n_tiles, nprog):
+        gemv_tile(pn, wq0, r, inv, xs, x_ptr, src_ptr, nw_ptr, res_ptr, w_ptr, ws_ptr, y_ptr, x_ptr,
+                  1, N, K, K4, KW, ws_rows, up_off, 0, KW, 0,
+                  1, BN, KB, PRO, PRO, PRO, GLU, QMODE, RES, GATE_FIRST, False, USE_ASM, NUM_STAGES, False)
+
+
+@triton.jit
+def _prefetch(w_ptr, pid, N, K, BN: tl.constexpr, KB: tl.constexpr):
+    KW = (K + 127) // 128 * 8
+    return gemv_prefetch(w_ptr, pid, N, KW, KW, BN, KB)
+
+
+@triton.jit
+def _sparse_stage(pid, nprog, x_ptr, nzi_ptr, nnz_ptr, xs_ptr, wt_ptr, ws_ptr, res_ptr, y_ptr, acc_ptr, ticket_ptr,
+                  N, K, WBN: tl.constexpr, BI: tl.constexpr):
+    """Items (slice-major, so the live slices spread over the programs) of a sparse GEMV + residual."""
+    NW = (N + 127) // 128 * 8
+    n_blocks = tl.cdiv(NW, WBN)
+    n_items = n_blocks * tl.cdiv(K, BI)
+    for it in range(pid, n_items, nprog):
+        sparse_item(it % n_blocks, it // n_blocks, x_ptr, nzi_ptr, nnz_ptr, xs_ptr, wt_ptr, ws_ptr, res_ptr, y_ptr,
+                    acc_ptr, ticket_ptr, N, K, NW, NW, WBN, BI, True)
+
+
+@triton.jit(do_not_specialize=["pos", "stage_lo", "stage_hi"])
+def _decode_block_kernel(
+        # activations (fp16 rows) and norm weights
+        x_ptr, qkv_ptr, a_ptr, h_ptr, gu_ptr, out_ptr, nw_attn, nw_o, nw_ffn, nw_down,
+        # packed ternary weights, their scales, transposed packings (sparse GEMVs)
+        w_qkv, s_qkv, w_o, s_o, wt_o, w_gu, s_gu, w_down, s_down, wt_down,
+        # quantizer outputs of the a4.8 quantizer stages (codes as int8 and as int32 words), sparse workspace
+        codes_ptr, codes_w_ptr, cscale_ptr, nzi_ptr, nnz_ptr, sp_acc_ptr, sp_ticket_ptr,
+        # attention: RoPE tables, cache, split partials and tickets
+        cos_ptr, sin_ptr, kc_ptr, ks_ptr, vc_ptr, vs_ptr, m_ptr, l_ptr, o_ptr, at_ticket_ptr,
+        bar_ptr,
+        pos, T_max, chunk, sm_scale, eps, k_top, stage_lo, stage_hi, DM, FF, H,
+        A48: tl.constexpr, WO_SPARSE: tl.constexpr, DOWN_SPARSE: tl.constexpr, GATE_FIRST: tl.constexpr,
+        BN_QKV: tl.constexpr, KB_QKV: tl.constexpr, BN_O: tl.constexpr, KB_O: tl.constexpr,
+        BN_GU: tl.constexpr, KB_GU: tl.constexpr, BN_DN: tl.constexpr, KB_DN: tl.constexpr,
+        GEMV_STAGES: tl.constexpr, QBLOCK_D: tl.constexpr, QBLOCK_F: tl.constexpr, WBN: tl.constexpr,
+        BI: tl.constexpr, D: tl.constexpr, BT: tl.constexpr, S: tl.constexpr, SP: tl.constexpr,
+        KV3: tl.constexpr, LN: tl.constexpr, LB: tl.constexpr, ATT_STAGES: tl.constexpr,
+        QM: tl.constexpr, QM_TOPK: tl.constexpr, QM_INT8: tl.constexpr, GLU: tl.constexpr,
+        BARRIER: tl.constexpr, USE_ASM: tl.constexpr):
+    pid = tl.program_id(0)
+    nprog = tl.num_programs(0)
+    NGU: tl.constexpr = 2 if GATE_FIRST else 1          # gate-first: tiles over the gate rows only
+    PRO_O: tl.constexpr = 0 if A48 else 1                # Wo: fused prologue (b1.58) or the TopK codes (a4.8)
+    # barrier k of the launch (persistent mode runs every active stage, in order)
+    B_WO: tl.constexpr = 3 if A48 else 2
+    B_DN: tl.constexpr = B_WO + (3 if (A48 and DOWN_SPARSE) else 2)
+    # 0: fused QKV
+    if (stage_lo <= 0) & (0 < stage_hi):
+        wq = _prefetch(w_qkv, pid, 3 * DM, DM, BN_QKV, KB_QKV)
+        _gemv_stage(pid, nprog, wq, x_ptr, cscale_ptr, x_ptr, nw_attn, x_ptr, w_qkv, s_qkv, qkv_ptr,
+                    3 * DM, DM, DM, 0, eps, BN_QKV, KB_QKV, True, 0, QM, False, False, USE_ASM, GEMV_STAGES)
+    # 1: RoPE + cache write + attention + combine
+    if (stage_lo <= 1) & (1 < stage_hi):
+        if BARRIER:
+            _grid_sync(bar_ptr, nprog)
+        for it in range(pid, H * S, nprog):
+            attention_item(it // S, it % S, qkv_ptr, cos_ptr, sin_ptr, kc_ptr, ks_ptr, vc_ptr, vs_ptr,
+                           m_ptr, l_ptr, o_ptr, at_ticket_ptr, a_ptr, pos, T_max, H, chunk, sm_scale, 3 * DM,
+                           D, BT, S, SP, KV3, LN, LB, ATT_STAGES)
+    # 2: a4.8 TopK quantizer of the attention output
+    if A48:
+        if (stage_lo <= 2) & (2 < stage_hi):
+            if BARRIER:
+                _grid_sync(bar_ptr, 2 * nprog)
+            if pid == 0:
+                norm_quant_row(0, a_ptr, a_ptr, nw_o, codes_ptr, cscale_ptr, nzi_ptr, nnz_ptr, DM, 0, 0, 0, 0, eps,
+                               k_top, QBLOCK_D, True, True, 0, QM_TOPK, False, WO_SPARSE, False)
+    # 3: Wo + residual
+    if (stage_lo <= 3) & (3 < stage_hi):
+        if A48 and WO_SPARSE:
+            if BARRIER:
+                _grid_sync(bar_ptr, B_WO * nprog)
+            _sparse_stage(pid, nprog, codes_ptr, nzi_ptr, nnz_ptr, cscale_ptr, wt_o, s_o, x_ptr, h_ptr,
+                          sp_acc_ptr, sp_ticket_ptr, DM, DM, WBN, BI)
+        else:
+            wq = _prefetch(w_o, pid, DM, DM, BN_O, KB_O)
+            if BARRIER:
+                _grid_sync(bar_ptr, B_WO * nprog)
+            _gemv_stage(pid, nprog, wq, codes_w_ptr, cscale_ptr, a_ptr, nw_o, x_ptr, w_o, s_o, h_ptr,
+                        DM, DM, DM, 0, eps, BN_O, KB_O, PRO_O, 0, QM_INT8, True, False, USE_ASM, GEMV_STAGES)
+    # 4: fused gate/up
+    if (stage_lo <= 4) & (4 < stage_hi):
+        wq = _prefetch(w_gu, pid, 2 * FF // NGU, DM, BN_GU, KB_GU)
+        if BARRIER:
+            _grid_sync(bar_ptr, (B_WO + 1) * nprog)
+        _gemv_stage(pid, nprog, wq, x_ptr, cscale_ptr, h_ptr, nw_ffn, x_ptr, w_gu, s_gu, gu_ptr,
+                    2 * FF // NGU, DM, FF, 0, eps, BN_GU, KB_GU, True, 0, QM, False, GATE_FIRST, USE_ASM,
+                    GEMV_STAGES)
+    # 5: a4.8 sparse Wdown: GLU + norm + INT8 quantizer with its index list
+    if A48 and DOWN_SPARSE:
+        if (stage_lo <= 5) & (5 < stage_hi):
+            if BARRIER:
+                _grid_sync(bar_ptr, (B_WO + 2) * nprog)
+            if pid == 0:
+                norm_quant_row(0, gu_ptr + FF, gu_ptr, nw_down, codes_ptr, cscale_ptr, nzi_ptr, nnz_ptr, FF, 0, 0, 0,
+                               0, eps, k_top, QBLOCK_F, True, True, GLU, QM_INT8, False, True, False)
+    # 6: Wdown + residual
+    if (stage_lo <= 6) & (6 < stage_hi):
+        if A48 and DOWN_SPARSE:
+            if BARRIER:
+                _grid_sync(bar_ptr, B_DN * nprog)
+            _sparse_stage(pid, nprog, codes_ptr, nzi_ptr, nnz_ptr, cscale_ptr, wt_down, s_down, h_ptr, out_ptr,
+                          sp_acc_ptr, sp_ticket_ptr, DM, FF, WBN, BI)
+        else:
+            wq = _prefetch(w_down, pid, DM, FF, BN_DN, KB_DN)
+            if BARRIER:
+                _grid_sync(bar_ptr, B_DN * nprog)
+            _gemv_stage(pid, nprog, wq, x_ptr, cscale_ptr, gu_ptr, nw_down, h_ptr, w_down, s_down, out_ptr,
+                        DM, FF, DM, FF, eps, BN_DN, KB_DN, True, GLU, QM_INT8, True, False, USE_ASM, GEMV_STAGES)
+    if BARRIER:
+        _grid_leave(bar_ptr, nprog)
+
+
+# ----------------------------------------------------------------------------- launcher
+_BARRIERS: dict[str, torch.Tensor] = {}
+_OCCUPANCY: dict[tuple, int] = {}
+
+
+def active_stages(a48: bool, wdown_sparse: bool) -> tuple[int, ...]:
+    """Indices into :data:`STAGES` that a datapath runs (a4.8's quantizer stages only where needed)."""
+    return tuple(s for s in range(len(STAGES))
+                 if not (s == 2 and not a48) and not (s == 5 and not (a48 and wdown_sparse)))
+
+
+def coresident_programs(n_sms: int, n_regs: int, num_warps: int, shared: int, *, sm_regs: int = _SM_REGS,
+                        sm_threads: int = _SM_THREADS, sm_blocks: int = _SM_BLOCKS, sm_smem: int = _SM_SMEM) -> int:
+    """Programs of one kernel that can all run at once: ``n_sms`` x the blocks per SM that its
+    registers (allocated per warp in units of 256), threads and shared memory allow."""
+    for name, v in (("n_sms", n_sms), ("num_warps", num_warps)):
+        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+            raise ValueError(f"{name} must be a positive int, got {v!r}")
+    if n_regs < 0 or shared < 0:
+        raise ValueError(f"n_regs and shared must be >= 0, got {n_regs}, {shared}")
+    regs_per_warp = -(-max(n_regs, 1) * 32 // 256) * 256
+    per_sm = min(sm_blocks, sm_threads // (32 * num_warps), sm_regs // (regs_per_warp * num_warps))
+    if shared:
+        per_sm = min(per_sm, sm_smem // shared)
+    return n_sms * per_sm
+
+
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def _barrier(device: torch.device) -> torch.Tensor:
+    """The arrival and departure counters of one device (zero between launches: the kernel resets them)."""
+    key = str(device)
+    if key not in _BARRIERS:
+        _BARRIERS[key] = torch.zeros(2, device=device, dtype=torch.int32)
+    return _BARRIERS[key]
+
+
+def _gemv_meta(blk, name: str, K: int) -> tuple[int, int]:
+    N = blk.wp[name].shape[0]
+    cfg = resolve_config("gemv", gemv_config(1, K), blk.tuned, dict(N=N, K=K), None)
+    return cfg["BN"], cfg["KB"]
+
+
+def _check_call(blk, x: torch.Tensor, plan, mode: str, grid: int | None) -> None:
+    if blk.dp not in ("b1.58", "a4.8"):
+        raise ValueError(f"the persistent decode block is for the b1.58 and a4.8 datapaths, got {blk.dp!r}")
+    if blk.B != 1:
+        raise ValueError(f"the persistent decode block runs one sequence (B=1), got B={blk.B}")
+    check_tensor(x, "x", (torch.float16,), dim=3, device=blk.norm["attn"].device)
+    if tuple(x.shape) != (1, 1, blk.dims.d_model):
+        raise ValueError(f"x must be [1, 1, d_model={blk.dims.d_model}], got {tuple(x.shape)}")
+    check_finite(x, "x")
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if mode == "persistent" and (x.device.type != "cuda" or _interpreting()):
+        raise ValueError("mode='persistent' needs a CUDA device without TRITON_INTERPRET=1: the interpreter runs "
+                         "programs one after another, so a grid barrier would never be released (use 'staged')")
+    if plan.prologue != "fused" or plan.pdl:
+        raise ValueError("the persistent decode block quantizes inside its GEMVs (prologue='fused') and has no "
+                         f"kernel boundaries to overlap (pdl=False), got prologue={plan.prologue!r}, pdl={plan.pdl}")
+    if grid is not None and (isinstance(grid, bool) or not isinstance(grid, int) or grid <= 0):
+        raise ValueError(f"grid must be a positive int, got {grid!r}")
+
+
+def _buffers(blk, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    d, F_ = blk.dims.d_model, blk.dims.d_ffn
+    dev = x.device
+    n = padded_len(max(d, F_))
+
+    def f16(w: int) -> torch.Tensor:
+        return torch.empty(1, w, device=dev, dtype=torch.float16)
+
+    codes = torch.zeros(1, n, device=dev, dtype=torch.int8)
+    return dict(qkv=f16(3 * d), a=f16(d), h=f16(d), gu=f16(2 * F_), out=f16(d), codes=codes,
+                codes_w=codes.view(torch.int32), cscale=torch.empty(1, device=dev, dtype=torch.float32),
+                nzi=torch.empty(n, device=dev, dtype=torch.int32), nnz=torch.empty(1, device=dev, dtype=torch.int32))
+
+
+def decode_block_persistent(blk, x: torch.Tensor, pos: int, plan, *, mode: str = "auto", grid: int | None = None,
+                            num_warps: int = 4, splits: int | None = None) -> torch.Tensor:
+    """Decode step of ``blk`` (a ``kernels.block.KernelBlock``, b1.58 or a4.8, B = 1) for ``x [1, 1, d]``
+    fp16 at position ``pos``: the output of ``blk.decode_fused(x, pos, plan)`` bit for bit.
+
+    ``mode``: "persistent" (one launch, grid barriers; CUDA), "staged" (one launch per stage) or
+    "auto" (persistent on CUDA, staged under the interpreter).  ``grid``: programs (default: one
+    per SM on CUDA (``plan.programs_per_sm``), 3 on the CPU); a persistent grid larger than the
+    co-resident limit is refused.  ``splits``: context spans per attention row (default: those of
+    ``attention_step``; another count sums the softmax in another order, so the output is then no
+    longer bit-identical to ``decode_fused``).
+    """
+    _check_call(blk, x, plan, mode, grid)
+    if mode == "auto":
+        mode = "persistent" if x.device.type == "cuda" and not _interpreting() else "staged"
+    d, F_, H = blk.dims.d_model, blk.dims.d_ffn, blk.dims.n_heads
+    cuda = x.device.type == "cuda"
+    n_sms = torch.cuda.get_device_properties(x.device).multi_processor_count if cuda else 3
+    nprog = grid or n_sms * plan.programs_per_sm
+    a48 = blk.dp == "a4.8"
+    wo_sparse, down_sparse = a48 and plan.wo == "sparse", a48 and plan.wdown == "sparse"
+    buf = _buffers(blk, x)
+    att, att_meta, _ = attention_step_args(buf["qkv"], blk.cache, pos, blk.cos, blk.sin, buf["a"], tuned=blk.tuned,
+                                           splits=splits, qkv_ready=False)
+    att_meta = dict(att_meta)
+    att_stages = att_meta.pop("NUM_STAGES")
+    att_meta.pop("num_warps")
+    cfg = sparse_config(d, F_)
+    sp_acc, sp_ticket = sparse_workspace(x.device, padded_len(d), triton.cdiv(padded_len(d) // 16, cfg["WBN"]))
+    bqkv, kqkv = _gemv_meta(blk, "qkv", d)
+    bo, ko = _gemv_meta(blk, "o", d)
+    bgu, kgu = _gemv_meta(blk, "gu", d)
+    bdn, kdn = _gemv_meta(blk, "down", F_)
+    wt = blk.wtp if a48 else {}
+    args = dict(
+        x_ptr=x.reshape(1, d), qkv_ptr=buf["qkv"], a_ptr=buf["a"], h_ptr=buf["h"], gu_ptr=buf["gu"], out_ptr=buf["out"],
+        nw_attn=blk.norm["attn"], nw_o=blk.norm["o"], nw_ffn=blk.norm["ffn"], nw_down=blk.norm["down"],
+        w_qkv=blk.wp["qkv"], s_qkv=blk.ws["qkv"], w_o=blk.wp["o"], s_o=blk.ws["o"], wt_o=wt.get("o", blk.wp["o"]),
+        w_gu=blk.wp["gu"], s_gu=blk.ws["gu"], w_down=blk.wp["down"], s_down=blk.ws["down"],
+        wt_down=wt.get("down", blk.wp["down"]),
+        codes_ptr=buf["codes"], codes_w_ptr=buf["codes_w"], cscale_ptr=buf["cscale"], nzi_ptr=buf["nzi"],
+        nnz_ptr=buf["nnz"], sp_acc_ptr=sp_acc, sp_ticket_ptr=sp_ticket,
+        cos_ptr=att["cos_ptr"], sin_ptr=att["sin_ptr"], kc_ptr=att["kc_ptr"], ks_ptr=att["ks_ptr"],
+        vc_ptr=att["vc_ptr"], vs_ptr=att["vs_ptr"], m_ptr=att["m_ptr"], l_ptr=att["l_ptr"], o_ptr=att["o_ptr"],
+        at_ticket_ptr=att["ticket_ptr"], bar_ptr=_barrier(x.device),
+        pos=pos, T_max=att["T_max"], chunk=att["chunk"], sm_scale=att["sm_scale"], eps=1e-5,
+        k_top=-(-d // 2), DM=d, FF=F_, H=H)
+    meta = dict(A48=a48, WO_SPARSE=wo_sparse, DOWN_SPARSE=down_sparse, GATE_FIRST=a48 and plan.gate_first,
+                BN_QKV=bqkv, KB_QKV=kqkv, BN_O=bo, KB_O=ko, BN_GU=bgu, KB_GU=kgu, BN_DN=bdn, KB_DN=kdn,
+                GEMV_STAGES=3 if cuda else 1, QBLOCK_D=next_pow2(d), QBLOCK_F=next_pow2(F_),
+                WBN=cfg["WBN"], BI=cfg["BI"], D=att_meta["D"], BT=att_meta["BT"], S=att_meta["S"],
+                SP=att_meta["SP"], KV3=att_meta["KV3"], LN=att_meta["LN"], LB=att_meta["LB"], ATT_STAGES=att_stages,
+                QM=QUANT_MODES["int4" if a48 else "int8"], QM_TOPK=QUANT_MODES["topk8"], QM_INT8=QUANT_MODES["int8"],
+                GLU=GLU_MODES["relu2" if a48 else "silu"], USE_ASM=cuda, num_warps=num_warps, enable_fp_fusion=False)
+    if mode == "persistent":
+        _check_coresident(args, meta, nprog, x.device)
+        _decode_block_kernel[(nprog,)](**args, stage_lo=0, stage_hi=len(STAGES), BARRIER=True, **meta)
+    else:
+        for s in active_stages(a48, down_sparse):
+            _decode_block_kernel[(nprog,)](**args, stage_lo=s, stage_hi=s + 1, BARRIER=False, **meta)
+    if hasattr(blk.cache, "mark_written"):
+        blk.cache.mark_written(pos + 1)
+    return buf["out"].view(1, 1, d)
+
+
+def _check_coresident(args: dict, meta: dict, nprog: int, device: torch.device) -> None:
+    """Refuse a persistent grid that cannot be resident at once (its barriers would never release)."""
+    key = (str(device), tuple(sorted((k, v) for k, v in meta.items())))
+    props = torch.cuda.get_device_properties(device)
+    if key not in _OCCUPANCY:
+        try:
+            k = _decode_block_kernel.warmup(**args, stage_lo=0, stage_hi=len(STAGES), BARRIER=True, grid=(nprog,),
+                                            **meta)
+            k._init_handles()
+            n_regs, shared = int(k.n_regs), int(k.metadata.shared)
+        except (AttributeError, TypeError):     # this Triton does not expose them: one program per SM,
+            n_regs, shared = 255, 0             # the most registers a thread can hold
+        _OCCUPANCY[key] = coresident_programs(
+            props.multi_processor_count, n_regs, meta["num_warps"], shared,
+            sm_regs=getattr(props, "regs_per_multiprocessor", _SM_REGS),
+            sm_threads=getattr(props, "max_threads_per_multi_processor", _SM_THREADS),
+            sm_smem=getattr(props, "shared_memory_per_multiprocessor", _SM_SMEM))
+    if nprog > _OCCUPANCY[key]:
+        raise ValueError(f"grid={nprog} programs exceed the {_OCCUPANCY[key]} that can be resident at once on "
+                         f"{device} (a persistent kernel's grid barrier needs every program running)")
