@@ -2,13 +2,14 @@
 #   make report   -> creates .venv, installs, runs the default FP16/b1.58/a4.8 study into reports/
 #   make test     -> creates .venv, installs, runs the linter and the test suite (Triton kernels interpreted on CPU)
 # Also: make lint (ruff only), make docs (regenerate the generated documents), make bench-sim (simulator speed),
+#       make serving (the study's serving runs into reports/serving/, resumable: up-to-date runs are skipped),
 #       make notebook (installs JupyterLab and opens notebooks/).
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: report test lint docs bench-sim notebook install clean
+.PHONY: report test lint docs bench-sim serving notebook install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +37,9 @@ docs: $(STAMP)
 
 bench-sim: $(STAMP)
 	$(PY) benchmarks/bench_sim.py
+
+serving: $(STAMP)
+	$(VENV)/bin/bitsim serve reports/specs/serving/*.yaml -o reports/serving --small
 
 notebook: $(STAMP)
 	$(PY) -m pip install -q -e '.[dev,notebook]'
