@@ -11,6 +11,7 @@ from bitsim.experiments import baselines as B
 from bitsim.experiments.chipmetrics import row_power
 from bitsim.experiments.fair import choose_profile
 from bitsim.experiments.runs import Chip, Runner, TraceKey, simulate_job
+from bitsim.experiments.sizing import TOLERANCE, _solve
 from bitsim.experiments.study import StudyConfig
 from bitsim.report.conclusions import _quantized_finding
 from bitsim.report.document import Document, render_markdown
@@ -122,12 +123,26 @@ def test_study_config_rejects_an_unknown_baseline_basis():
 def test_iso_power_chips_draw_the_a48_chips_prefill_power():
     comp = B.plan_baselines("tiny")
     with Runner(workers=1) as r:
-        sized = B.size_chips(comp, ("iso-power",), r, prefill_tokens=64)
+        sized = B.size_chips(comp, ("iso-power",), r, prefill_tokens=256)   # w8a8-fp8 lands between two copy counts
         for d, var in comp.variants.items():
             s = sized[(d, "iso-power")]
-            key = TraceKey(preset="tiny", datapath=d, phase="prefill", context=64, batch=1, kv_bits=var.kv_bits,
+            key = TraceKey(preset="tiny", datapath=d, phase="prefill", context=256, batch=1, kv_bits=var.kv_bits,
                            profile=comp.profile)
             power = row_power(simulate_job(r.trace(key), s.chip).row)[0]   # measured again, independently
             assert power == pytest.approx(s.reached, rel=1e-9)
             assert s.within and abs(power / s.target - 1) <= 0.01, (d, power, s.target)
     assert sized[("a4.8", "iso-power")].factor == 1.0 and len({s.target for s in sized.values()}) == 1
+
+
+def test_sizing_reaches_a_target_between_two_copy_counts():
+    """Power jumps where a copy of the main array is added (copies run in parallel, extra rows add little);
+    a target inside such a jump is reached by the rows at a fixed copy count."""
+
+    def value(c: Chip) -> float:   # 10 W per copy of the main array, 1 W per 128 rows of a copy
+        a = max(c.config().arrays, key=lambda x: x.pes)
+        return 10.0 * a.count + a.count * a.rows / 128
+    chip = Chip.of("b1.58")
+    a0 = max(chip.config().arrays, key=lambda x: x.pes)
+    target = 10.0 * (a0.count - 1) + 5.0            # between count - 1 and count copies of 128 rows
+    sized, reached = _solve(chip, value, target, 10, 1.0, v1=value(chip))
+    assert value(sized) == reached and abs(reached / target - 1) <= TOLERANCE, (reached, target)

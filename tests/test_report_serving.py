@@ -107,3 +107,45 @@ def test_a_slower_a48_reads_below_and_equal_chips_compare_whole_rates():
     rival = SimpleNamespace(datapath="w4a16", chips=2, accelerator="w4a16", rate_rps=5.0)
     assert rival_words(4.0, 2, "strongest conventional", rival).startswith("1.25x below the rate of the strongest")
     assert rival_words(4.0, 1, "strongest conventional", rival).startswith("1.60x the rate per chip of")
+
+
+def _verdict_runs(tmp_path, a48_p90, b158_p90):
+    """Two 7b runs (a4.8 slower than b1.58; targets TTFT 2 s, TPOT 100 ms) with their cost caches and specs; p90s as
+    (TTFT s, TPOT s)."""
+    costs = {"a4.8": (0.080, 0.007), "b1.58": (0.060, 0.009)}     # 512-token chunk; 16-sequence decode step
+    for d, rate, (ttft, tpot) in (("a4.8", 4.0, a48_p90), ("b1.58", 5.0, b158_p90)):
+        folder = tmp_path / "serving" / f"7b-{d}"
+        r = run("7b", d, d, 1, rate, ttft_p90_s=ttft, ttft_p90_s_at_max=ttft, tpot_p90_s=tpot, tpot_p90_s_at_max=tpot,
+                mean_batch=14.0, ttft_p99_s=6.0, tpot_p99_s=0.2)
+        write_table(pd.DataFrame([r]), folder / "summary.csv", "serving_summary")
+        pre, dec = costs[d]
+        pd.DataFrame([("k", "prefill", 1, 512, 512, pre, 1.0), ("k", "prefill", 1, 128, 128, pre / 4, 1.0),
+                      ("k", "decode", 1, 1, 4096, dec / 4, 1.0), ("k", "decode", 16, 1, 4096, dec, 1.0),
+                      ("k", "decode", 16, 1, 512, dec / 2, 1.0)],
+                     columns=["key", "phase", "batch", "new_tokens", "context", "seconds", "joules"]).to_csv(
+            folder / "cost_cache.csv", index=False)
+        spec = tmp_path / "specs" / "serving" / f"7b-{d}.yaml"
+        spec.parent.mkdir(parents=True, exist_ok=True)
+        spec.write_text(f"name: 7b-{d}\nmodel: 7b\ndatapath: {d}\naccelerator: {d}\nprofile: measured\n"
+                        "scheduler: {policy: chunked, token_budget: 512}\n")
+    data = SimpleNamespace(serving=load_serving(tmp_path / "serving"),
+                           config=SimpleNamespace(measured_path=tmp_path / "data"))
+    return "\n".join(b for b in serving_section(data).blocks if isinstance(b, str))
+
+
+def test_the_verdict_names_each_runs_binding_target_and_the_iteration_costs(tmp_path):
+    text = _verdict_runs(tmp_path, a48_p90=(1.2, 0.095), b158_p90=(1.92, 0.050))
+    assert "a4.8 on a4.8: TPOT binds (TPOT p90 95 ms of 100 ms (95 %), TTFT p90 1.2 s of 2 s (60 %))" in text
+    assert "b1.58 on b1.58: TTFT binds (TTFT p90 1.92 s of 2 s (96 %)" in text
+    # the chunk and the decode step at the grid batch nearest a4.8's mean batch (14 -> 16), largest context
+    assert ("prefill (512-token chunk at context 512) 80 ms, decode (16 sequences at context 4,096) 7 ms, "
+            "together 87 ms = 87 % of the TPOT target") in text
+    assert ("Against b1.58, a4.8 decodes faster (7 against 9 ms) but prefills slower (80 against 60 ms a chunk): "
+            "with chunked prefill (a 512-token budget)") in text and "TPOT is missed first" in text
+    assert "Statistic profile of the runs' specs: random-weight statistics" in text
+
+
+def test_a_run_with_both_p90s_well_inside_the_targets_is_set_by_the_tail(tmp_path):
+    text = _verdict_runs(tmp_path, a48_p90=(1.2, 0.060), b158_p90=(0.8, 0.050))
+    assert "a4.8 on a4.8: neither p90 is near its target" in text and "(p99 TTFT 6 s, TPOT 200 ms)" in text
+    assert "TPOT binds" not in text and "TTFT binds" not in text

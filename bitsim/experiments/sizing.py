@@ -54,22 +54,25 @@ def _pes(chip: Chip) -> int:
     return sum(r * c * n for _name, r, c, n in _arrays(chip))
 
 
-def scaled(chip: Chip, factor: float, main_factor: float | None = None) -> Chip:
+def scaled(chip: Chip, factor: float, main_factor: float | None = None, main_count: int | None = None) -> Chip:
     """``chip`` with ``factor`` x the PEs of every array, near continuously in ``factor``.
 
     Each array keeps its shape and gets round(count x factor) copies (at least one); the largest
-    array gets floor(count x main_factor) copies (``main_factor`` defaults to ``factor``) and its
-    rows are stretched so its PE count is count x rows x main_factor (4 x 128 rows at 2.6: 10 x 133).
+    array gets floor(count x main_factor) copies (``main_factor`` defaults to ``factor``), or exactly
+    ``main_count`` when given, and its rows are set so its PE count is count x rows x main_factor
+    (4 x 128 rows at 2.6: 10 x 133; with ``main_count`` 3 at 0.6: 3 x 102).
     """
     main_factor = factor if main_factor is None else main_factor
     if not factor > 0 or not main_factor > 0:
         raise ValueError(f"array factor must be positive, got {factor!r}, {main_factor!r}")
+    if main_count is not None and (isinstance(main_count, bool) or not isinstance(main_count, int) or main_count < 1):
+        raise ValueError(f"main_count must be a positive integer, got {main_count!r}")
     arrs = _arrays(chip)
     main = max(arrs, key=lambda a: a[1] * a[2] * a[3])
     over: dict[str, int] = {}
     for name, rows, _cols, count in arrs:
         if name == main[0]:
-            n = max(1, int(math.floor(count * main_factor)))
+            n = main_count if main_count is not None else max(1, int(math.floor(count * main_factor)))
             over[f"arrays.{name}.count"] = n
             over[f"arrays.{name}.rows"] = int(min(MAX_ROWS, max(1, round(rows * count * main_factor / n))))
         else:
@@ -81,9 +84,12 @@ def _solve(chip: Chip, value: Callable[[Chip], float], target: float, max_evals:
            first: float, v1: float | None = None) -> tuple[Chip, float]:
     """The scaled chip whose ``value`` is closest to ``target``, and that value (``value`` grows with the factor).
 
-    First the copy-count factor alone, then, with the other arrays' counts fixed, the largest array alone
-    (its rows absorb the rounding of the others' copy counts). Each search is a safeguarded secant on the
-    factor: area and power are close to affine in the PE count (a fixed part -- memory PHYs, DRAM
+    First the copy-count factor alone, then, with every copy count fixed, the largest array's rows alone
+    (they absorb the rounding of the copy counts). The rows move at a fixed copy count because power jumps
+    where a copy is added or removed (the copies work in parallel, while the extra rows of a stretched
+    copy add little in prefill: 7B b1.58 draws 20.4 W with 2 x 186 rows and 23.8 W with 3 x 128), so a
+    search that let the count change never reaches a target inside such a jump. Each search is a safeguarded
+    secant on the factor: area and power are close to affine in the PE count (a fixed part -- memory PHYs, DRAM
     background, leakage of the SRAM -- plus a part per PE), so a secant step lands near the target in two
     or three evaluations where a bisection on the ratio ``target / value`` would not; a step that leaves the
     bracket found so far falls back to bisection. ``v1`` is ``value`` of the unscaled chip, if known.
@@ -110,9 +116,16 @@ def _solve(chip: Chip, value: Callable[[Chip], float], target: float, max_evals:
 
     search(lambda f: scaled(chip, f), first, max(1, max_evals // 2), None if v1 is None else (1.0, v1))
     if best[0] > TOLERANCE / 2:
-        f = best[3]
-        search(lambda m: scaled(chip, f, m), f, max(1, max_evals - evals), (f, best[2]))
+        f, n = best[3], _main_count(best[1], chip)
+        # the known point is the best chip itself; the first step assumes value proportional to the rows
+        search(lambda m: scaled(chip, f, m, n), f * target / best[2], max(1, max_evals - evals), (f, best[2]))
     return best[1], best[2]
+
+
+def _main_count(sized: Chip, chip: Chip) -> int:
+    """Copies in ``sized`` of the array :func:`scaled` treats as ``chip``'s main one (its largest)."""
+    main = max(_arrays(chip), key=lambda a: a[1] * a[2] * a[3])[0]
+    return next(n for name, _r, _c, n in _arrays(sized) if name == main)
 
 
 def _next_factor(pts: list[tuple[float, float]], target: float, lo: float, hi: float) -> float:

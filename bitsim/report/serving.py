@@ -6,17 +6,26 @@ the highest arrival rate meeting both latency targets (``max_rate_rps``, or ``be
 search) and the metrics measured at that rate when the run stored them; otherwise the goodput and
 metrics at the rate the run offered, and the table says which.  Model, datapath and accelerator come
 from their own columns when present, else from the chip's name.
+
+Why the rates come out as they do is read from the same runs: which latency target binds each run at its
+highest rate (its p90 against the target), and what an iteration costs split into its prefill chunk and its
+decode step (the run's ``cost_cache.csv``, the same points for every run of a model); the statistic profile
+comes from the runs' committed specs.
 """
 from __future__ import annotations
 
 import math
 from functools import lru_cache
-from pathlib import PurePath
+from pathlib import Path, PurePath
 
+import numpy as np
 import pandas as pd
 
 import sim
 from bitsim.experiments.baselines import CONVENTIONAL
+from bitsim.experiments.fair import profile_label
+from bitsim.experiments.serving import ServeSpec, load_spec, read_cost_cache
+from bitsim.report.collect import SERVING_DIR
 from bitsim.report.document import Section, Table
 
 #: The highest rate meeting the targets, by the column name a run may carry it under (first found wins).
@@ -29,6 +38,11 @@ METRICS = {"tokens_per_j": "tokens/J", "output_tokens_per_s_per_mm2": "tok/s per
            "output_tokens_per_s_per_chip": "tok/s per chip", "ttft_p90_s": "TTFT p90 s", "tpot_p90_s": "TPOT p90 s"}
 #: The rows each model's comparison shows, in order.
 ROLES = ("a4.8", "strongest b1.58", "strongest conventional", "measured-GPU preset")
+#: A p90 latency at or above this share of its target is said to bind the run's highest rate: the rate search
+#: stops within a few per cent of the rate where a target is first missed.
+BINDS_AT = 0.9
+#: Where the committed specs of the serving runs sit, relative to the runs' folder's parent (``<name>.yaml``).
+SPECS_DIR = ("specs", "serving")
 
 
 @lru_cache(maxsize=None)
@@ -69,7 +83,8 @@ def serving_view(srv: pd.DataFrame) -> pd.DataFrame:
         use_at = srv[at].notna() & searched if at else pd.Series(False, index=srv.index)
         out[m] = srv[at].where(use_at, base) if at else base
         out[f"{m}_basis"] = ["at the highest rate" if u else "at the offered rate" for u in use_at]
-    for c in ("ttft_target_s", "tpot_target_s", "target_rate", "chips_needed"):
+    for c in ("ttft_target_s", "tpot_target_s", "target_rate", "chips_needed", "mean_batch", "ttft_p99_s",
+              "tpot_p99_s"):
         out[c] = srv[c] if c in srv else math.nan
     out["gpu_preset"] = [is_measured_gpu(a) for a in out.accelerator]
     out["role"] = [_role(d, g) for d, g in zip(out.datapath, out.gpu_preset)]
@@ -147,6 +162,163 @@ def model_lines(best: pd.DataFrame) -> list[str]:
     return lines
 
 
+def binding_target(x) -> tuple[str, str]:
+    """Which latency target binds a run at its highest rate ('TTFT', 'TPOT' or 'the tail'), and the words: each
+    p90 against its target, the closer first; when neither p90 reaches :data:`BINDS_AT` of its target the requests
+    beyond p90 set the rate and their p99 is named."""
+    shares = {"TTFT": (x.ttft_p90_s, x.ttft_target_s, "s", 1.0), "TPOT": (x.tpot_p90_s, x.tpot_target_s, "ms", 1e3)}
+    ratio = {k: v[0] / v[1] if v[1] and v[1] > 0 else math.nan for k, v in shares.items()}
+    if not all(r == r for r in ratio.values()):
+        return "", "latency percentiles or targets not recorded"
+    order = sorted(ratio, key=ratio.get, reverse=True)
+    said = ", ".join(f"{k} p90 {shares[k][0] * shares[k][3]:.3g} {shares[k][2]} of {shares[k][1] * shares[k][3]:.3g} "
+                     f"{shares[k][2]} ({100 * ratio[k]:.0f} %)" for k in order)
+    if ratio[order[0]] >= BINDS_AT:
+        return order[0], f"{order[0]} binds ({said})"
+    p99 = (f"p99 TTFT {x.ttft_p99_s:.3g} s, TPOT {1e3 * x.tpot_p99_s:.3g} ms" if "ttft_p99_s" in x
+           else "p99 not recorded")
+    return "the tail", (f"neither p90 is near its target ({said}): the requests that miss either target set the "
+                        f"rate ({p99})")
+
+
+def serving_folder(data) -> Path | None:
+    """The folder the report read its serving runs from (None when ``data`` does not say)."""
+    measured = getattr(getattr(data, "config", None), "measured_path", None)
+    return Path(measured).parent / SERVING_DIR if measured is not None else None
+
+
+def run_spec(folder: Path | None, run: str) -> ServeSpec | None:
+    """The committed spec of serving run ``run`` (None when it is not beside the runs or does not load)."""
+    if folder is None or not run:
+        return None
+    try:
+        return load_spec(folder.parent.joinpath(*SPECS_DIR, f"{PurePath(run).name}.yaml"))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def cost_cache(folder: Path | None, run: str) -> pd.DataFrame | None:
+    """The direct iteration simulations a run stored (``cost_cache.csv``), or None."""
+    if folder is None or not run or not (folder / run / "cost_cache.csv").is_file():
+        return None
+    try:
+        return read_cost_cache(folder / run / "cost_cache.csv")
+    except (OSError, ValueError):
+        return None
+
+
+def cost_points(cache: pd.DataFrame, mean_batch: float) -> dict[str, tuple[int, int, int]]:
+    """The iteration parts compared across a model's runs, as (batch, new tokens, context): the largest prefill
+    chunk at its smallest context, and a decode step at the grid batch nearest ``mean_batch`` and the largest
+    context."""
+    pre, dec = cache[cache.phase == "prefill"], cache[cache.phase == "decode"]
+    out = {}
+    if len(pre):
+        n = int(pre.new_tokens.max())
+        out["prefill"] = (1, n, int(pre[pre.new_tokens == n].context.min()))
+    if len(dec):
+        batches = np.sort(dec.batch.unique())
+        b = int(batches[np.argmin(np.abs(np.log(batches / max(1.0, float(mean_batch)))))])
+        out["decode"] = (b, 1, int(dec[dec.batch == b].context.max()))
+    return out
+
+
+def cost_of(cache: pd.DataFrame | None, phase: str, point: tuple[int, int, int]) -> float:
+    """Seconds of the cached iteration ``point`` (batch, new tokens, context) of ``phase``; NaN when not cached."""
+    if cache is None:
+        return math.nan
+    b, n, c = point
+    hit = cache[(cache.phase == phase) & (cache.batch == b) & (cache.new_tokens == n) & (cache.context == c)]
+    return float(hit.seconds.iloc[0]) if len(hit) else math.nan
+
+
+def _mechanism(a, rival, costs: dict, bind: str, spec: ServeSpec | None) -> str:
+    """Why a4.8 serves a lower rate than ``rival``, from the two runs' iteration costs, a4.8's binding target and
+    its spec's scheduler."""
+    (ap, rp), (ad, rd) = costs.get("prefill", (math.nan,) * 2), costs.get("decode", (math.nan,) * 2)
+    if not (ap > rp and ad == ad and rd == rd):
+        return ""
+    decode = (f"decodes faster ({1e3 * ad:.3g} against {1e3 * rd:.3g} ms)" if ad < rd
+              else f"decodes no faster ({1e3 * ad:.3g} against {1e3 * rd:.3g} ms)")
+    chunked = spec is not None and spec.scheduler.policy == "chunked"
+    carry = (f"with chunked prefill (a {spec.scheduler.token_budget}-token budget) an iteration that decodes also "
+             "carries a prompt chunk" if chunked else "an iteration that admits a prompt also runs its prefill")
+    why = {"TPOT": f"{carry}, so the slower prefill lengthens the decoding requests' time per output token and TPOT "
+                   "is missed first",
+           "TTFT": "prompts wait longer for their prefill, so TTFT is missed first"}.get(
+        bind, "the slower prefill lengthens the iterations that set the tail latencies")
+    over = (f"; a chunk alone takes {ap / a.tpot_target_s:.2g}x the TPOT target, so a decode sharing its "
+            "iteration misses it" if a.tpot_target_s == a.tpot_target_s and ap > a.tpot_target_s > 0 else "")
+    return (f"against {rival.datapath}, a4.8 {decode} but prefills slower ({1e3 * ap:.3g} against "
+            f"{1e3 * rp:.3g} ms a chunk{over}): {why}")
+
+
+def verdict_lines(best: pd.DataFrame, folder: Path | None) -> list[str]:
+    """Per model, why the rates come out as they do: each run's binding target and its iteration's prefill and
+    decode cost (from the runs' cost caches), and for every rival serving more than a4.8 the mechanism."""
+    lines = []
+    for model, g in best.groupby("model", sort=False):
+        rows = g.set_index("role")
+        if "a4.8" not in rows.index:
+            continue
+        a = rows.loc["a4.8"]
+        caches = {r: cost_cache(folder, x.run) for r, x in rows.iterrows()}
+        points = cost_points(caches["a4.8"], a.mean_batch) if caches["a4.8"] is not None else {}
+        parts, binds = [], {}
+        for role, x in rows.iterrows():
+            binds[role], words = binding_target(x)
+            parts.append(f"{x.datapath} on {x.accelerator}: {words}" + _cost_words(caches[role], points,
+                                                                                  x.tpot_target_s))
+        spec = run_spec(folder, a.run)
+        why = [_mechanism(a, x, {ph: (cost_of(caches["a4.8"], ph, pt), cost_of(caches[r], ph, pt))
+                                 for ph, pt in points.items()}, binds["a4.8"], spec)
+               for r, x in rows.drop(index="a4.8").iterrows() if x.rate_rps / x.chips > a.rate_rps / a.chips]
+        why = [w for w in why if w]
+        lines.append(f"- **{model}**, at each run's highest rate: " + "; ".join(parts) + "."
+                     + (" " + _sentence("; ".join(why)) + "." if why else ""))
+    return lines
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _cost_words(cache: pd.DataFrame | None, points: dict, tpot_target_s: float) -> str:
+    """'; iteration parts: prefill (...) 76.6 ms, decode (...) 7.55 ms, together 84.2 ms = 84 % of the TPOT target'
+    ('' when the cache holds neither)."""
+    cost = {ph: cost_of(cache, ph, pt) for ph, pt in points.items()}
+    said = ", ".join(f"{ph} {_point_words(ph, points[ph])} {1e3 * v:.3g} ms" for ph, v in cost.items() if v == v)
+    total = sum(cost.values())
+    if len(cost) == 2 and total == total and tpot_target_s == tpot_target_s and tpot_target_s > 0:
+        said += f", together {1e3 * total:.3g} ms = {100 * total / tpot_target_s:.0f} % of the TPOT target"
+    return f"; iteration parts: {said}" if said else ""
+
+
+def _point_words(phase: str, point: tuple[int, int, int]) -> str:
+    b, n, c = point
+    seqs = "1 sequence" if b == 1 else f"{b} sequences"
+    return f"({n}-token chunk at context {c:,})" if phase == "prefill" else f"({seqs} at context {c:,})"
+
+
+def _study_profile(data) -> str | None:
+    """The study's comparison profile, when ``data`` carries a study."""
+    try:
+        return data.profile
+    except (AttributeError, KeyError):
+        return None
+
+
+def profile_words(view: pd.DataFrame, folder: Path | None, study_profile: str | None) -> str:
+    """The statistic profile the runs' specs set (random-weight statistics unless a spec says otherwise), and the
+    study's, so the reader knows the basis of each."""
+    specs = [run_spec(folder, r) for r in view.run]
+    found = sorted({profile_label(s.profile) for s in specs if s is not None})
+    study = f"; the study's tables use {profile_label(study_profile)}" if study_profile else ""
+    if not found:
+        return "Statistic profile: not recorded with the runs (a spec's default is random-weight statistics)" + study
+    return f"Statistic profile of the runs' specs: {', '.join(found)}{study}"
+
+
 def workload_words(srv: pd.DataFrame) -> str:
     """The workload as the runs report it: requests, offered rate, mean prompt and output tokens per request."""
     parts = []
@@ -191,8 +363,10 @@ def serving_headline(data) -> str | None:
     lines = [line[2:] for line in model_lines(best)]
     if not lines:
         return None
+    basis = profile_words(view, serving_folder(data), None)
     return (f"**The system view** (serving simulation; targets {_targets(view)}; workload: {workload_words(srv)}; "
-            "chip-model energy, dynamic + static; the Serving section below): " + " ".join(lines))
+            f"chip-model energy, dynamic + static; {basis[0].lower() + basis[1:]}; the Serving section below): "
+            + " ".join(lines))
 
 
 def serving_section(data, csv_link: str = "{csv:serving}") -> Section | None:
@@ -204,6 +378,7 @@ def serving_section(data, csv_link: str = "{csv:serving}") -> Section | None:
         return None
     view = serving_view(srv)
     best = model_comparison(view)
+    folder = serving_folder(data)
     s = Section("Serving: the system view")
     s.text(f"{len(srv)} committed serving run(s) of `bitsim serve` (a request-level simulation of a deployment: "
            "continuous batching, KV blocks, tensor and pipeline parallelism). Targets: " + _targets(view)
@@ -211,9 +386,16 @@ def serving_section(data, csv_link: str = "{csv:serving}") -> Section | None:
            "static; idle time between iterations not counted); a measured-GPU preset counts dynamic energy only, so "
            "its tokens/J is not comparable. Per model, the strongest run of each kind (highest rate within the "
            "targets); its metrics at that rate where the run stored them, else at the rate it offered. Every column "
-           f"of every run: {csv_link}.")
+           f"of every run: {csv_link}. {profile_words(view, folder, _study_profile(data))}.")
     if len(best):
         s.text("\n".join(model_lines(best)))
+        why = verdict_lines(best, folder)
+        if why:
+            s.text("Why the rates come out so: the rate search keeps the highest rate at which the spec's share of "
+                   "requests meets both targets, so a target whose p90 sits near its limit (at least "
+                   f"{100 * BINDS_AT:.0f} % of it) is the one that binds; an iteration's cost "
+                   "is split into its prefill chunk and its decode step (the runs' cost caches, the same points for "
+                   "every run of a model).\n" + "\n".join(why))
         s.table(Table(name="serving", df=comparison_table(best), caption="Per model: a4.8 against the strongest "
                       "b1.58, the strongest conventional baseline and the measured-GPU preset"))
     shown = view[["run", "model", "datapath", "accelerator", "chips", "rate_rps", "rate_basis"] + list(METRICS)]
