@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from PIL import Image
 
 import bitsim.experiments.runs as runs
 import sim
@@ -58,6 +59,10 @@ def _measured_rows() -> pd.DataFrame:
     return df
 
 
+#: Each figure the tiny report saved, as its builder returned it: name -> (width, height in inches, smallest font pt).
+DRAWN: dict[str, tuple[float, float, float]] = {}
+
+
 @pytest.fixture(scope="module")
 def tiny_report(tmp_path_factory):
     root = tmp_path_factory.mktemp("rep")
@@ -65,8 +70,17 @@ def tiny_report(tmp_path_factory):
     out = root / "out"
     study = root / "study.yaml"   # small sweeps: the tiny study stays a few seconds
     study.write_text("batches: [1, 4]\nbandwidth_factors: [0.5, 1.0, 2.0]\n")
-    rc = main(["report", "--config", str(study), "--presets", "tiny", "--contexts", "64,256", "--prefill-tokens", "64",
-               "--workers", "1", "--measured-dir", str(root / "data"), "-o", str(out), "-q"])
+    real_save = figures.save
+
+    def recording_save(fig, out_dir, name):   # the figure as drawn, before save's font guard touches it
+        DRAWN[name] = (*fig.get_size_inches(), figures.smallest_font(fig))
+        return real_save(fig, out_dir, name)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(figures, "save", recording_save)
+        rc = main(["report", "--config", str(study), "--presets", "tiny", "--contexts", "64,256",
+                   "--prefill-tokens", "64", "--workers", "1", "--measured-dir", str(root / "data"), "-o", str(out),
+                   "-q"])
     assert rc == 0
     return out
 
@@ -82,6 +96,17 @@ def test_report_folder_has_every_artifact(tiny_report):
     assert cfg["study"]["presets"] == ["tiny"] and cfg["study"]["contexts"] == [64, 256]
     assert {"bitsim", "torch", "numpy", "git_commit"} <= set(cfg["versions"])
     assert len(cfg["traces"]) == 4 * 3  # 4 datapaths x (2 decode contexts + 1 prefill)
+
+
+def test_every_report_figure_fits_a_printed_page_with_text_of_at_least_7_pt(tiny_report):
+    assert set(FIGURES) <= set(DRAWN)
+    page = figures.SIZES["page"][0]
+    for name, (width, _, smallest) in DRAWN.items():
+        assert width <= page + 1e-9, f"{name} is {width} in wide"
+        assert smallest >= figures.MIN_FONT_PT, f"{name} has {smallest} pt text"
+        with Image.open(tiny_report / "figures" / f"{name}.png") as im:
+            dpi = im.info["dpi"][0]
+            assert im.size[0] / dpi <= page + 1e-6, f"{name}.png is {im.size[0] / dpi:.2f} in wide at {dpi:.0f} dpi"
 
 
 def test_html_travels_alone_with_its_figures_and_tables(tiny_report):

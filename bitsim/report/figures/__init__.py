@@ -6,7 +6,8 @@ simulated op on its accelerator's roofs (``study_ops``, ``accelerator_ceilings``
 sparsity and bits (``study_traces``); ``measured``: measured kernel speedups (``measured_speedups``),
 simulator vs measured (``report_sim_vs_measured``) and the measured roofline (``measured_trace``);
 ``compare``: designs side by side from the simulator's own ``summary_table()`` (or study rows);
-``common``: colours, axes helpers, the input check against the registered schemas, and ``save``.
+``common``: the named sizes (``column``, ``page``, ``slide``) and the smallest font, colours, axes helpers,
+the input check against the registered schemas, and ``save``.
 Each function checks its table against the schema named in its docstring (contract).
 
 Nothing here runs a model or a simulator, so notebooks can redraw any figure from saved tables
@@ -14,7 +15,15 @@ Nothing here runs a model or a simulator, so notebooks can redraw any figure fro
 choice (``bitsim report`` uses Agg; a notebook shows the figures inline).
 """
 from bitsim.report.figures.axes import bandwidth_sweep, batch_sweep, comparison_bases, gain_ladder, sensitivity_bands
-from bitsim.report.figures.common import DATAPATH_COLORS, OP_CLASS_MARKERS, save
+from bitsim.report.figures.common import (
+    DATAPATH_COLORS,
+    MIN_FONT_PT,
+    OP_CLASS_MARKERS,
+    SIZES,
+    figsize,
+    save,
+    smallest_font,
+)
 from bitsim.report.figures.compare import compare
 from bitsim.report.figures.measured import measured_roofline, measured_speedups, sim_vs_measured
 from bitsim.report.figures.roofline import roofline
@@ -29,7 +38,7 @@ from bitsim.report.figures.simulated import (
 )
 from bitsim.report.figures.traces import sparsity_and_bits
 
-__all__ = ["COMPONENT_COLORS", "DATAPATH_COLORS", "OP_CLASS_MARKERS", "bandwidth_sweep", "batch_sweep", "compare",
-           "comparison_bases", "energy_by_component", "energy_rows", "feasible_rows", "footprint", "gain_ladder",
-           "measured_roofline", "measured_speedups", "roofline", "save", "sensitivity_bands", "sim_vs_measured",
-           "sparsity_and_bits", "step_bytes", "throughput"]
+__all__ = ["COMPONENT_COLORS", "DATAPATH_COLORS", "MIN_FONT_PT", "OP_CLASS_MARKERS", "SIZES", "bandwidth_sweep",
+           "batch_sweep", "compare", "comparison_bases", "energy_by_component", "energy_rows", "feasible_rows",
+           "figsize", "footprint", "gain_ladder", "measured_roofline", "measured_speedups", "roofline", "save",
+           "sensitivity_bands", "sim_vs_measured", "smallest_font", "sparsity_and_bits", "step_bytes", "throughput"]

@@ -6,7 +6,6 @@ Infeasible points (weights + KV cache beyond the chip's capacity) are never draw
 """
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
@@ -17,10 +16,12 @@ from bitsim.report.figures.common import (
     empty,
     keep_texts_inside,
     legend_below,
+    mosaic,
     need,
     ordered,
     plain_log_ticks,
     plot_series,
+    sized_panels,
     titled,
 )
 from bitsim.report.labels import context_label
@@ -44,7 +45,7 @@ def gain_ladder(ladder: pd.DataFrame, note: str = ""):
     ctxs = sorted(ladder.context.unique())
     ncol = min(len(ctxs), 2)
     nrow = -(-len(ctxs) // ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(7.0 if ncol > 1 else 4.2, 3.0 * nrow + 0.8), squeeze=False)
+    fig, axes = sized_panels(nrow, ncol, "page" if ncol > 1 else "column", height=3.0 * nrow + 0.8)
     for ax, ctx in zip(axes.flat, ctxs):
         _ladder_panel(ax, ladder[ladder.context == ctx].sort_values("step"), int(ctx))
     for ax in list(axes.flat)[len(ctxs):]:
@@ -61,8 +62,8 @@ def _ladder_panel(ax, d: pd.DataFrame, ctx: int) -> None:
     on = ax.bar(xs - 0.2, d.tokens_per_s, 0.38, color=[color(dp) for dp in d.datapath], label="zero skipping on")
     off = ax.bar(xs + 0.2, d.tokens_per_s_no_skip, 0.38, color="white", edgecolor=[color(dp) for dp in d.datapath],
                  hatch="//", label="zero skipping off")
-    bar_values(ax, on, "{:.0f}", fontsize=6)
-    bar_values(ax, off, "{:.0f}", fontsize=6)
+    bar_values(ax, on, "{:.0f}", fontsize=7)
+    bar_values(ax, off, "{:.0f}", fontsize=7)
     ticks = []
     for r in d.itertuples():
         t = LADDER_RUNGS.get(int(r.step), str(r.step))
@@ -70,7 +71,7 @@ def _ladder_panel(ax, d: pd.DataFrame, ctx: int) -> None:
             t += f"\nstep x{r.speedup_step:.2f}\n(off: x{r.speedup_step_no_skip:.2f})"
         ticks.append(t)
     ax.set_xticks(xs)
-    ax.set_xticklabels(ticks, fontsize=6.5)
+    ax.set_xticklabels(ticks, fontsize=7)
     ax.set_ylabel("decode tokens/s", fontsize=8)
     ax.set_title(f"{d.preset.iloc[0]}, decode @ {context_label(ctx)}: total x{d.speedup_total.iloc[-1]:.2f} "
                  "over the strongest b1.58", fontsize=8)
@@ -112,7 +113,9 @@ def batch_sweep(batch: pd.DataFrame, note: str = ""):
     need(batch, "study_batch", "batch_sweep")
     if batch.empty:
         return empty("Batch sweep", "no batch sweep")
-    fig, (ax, ax_r, ax2) = plt.subplots(1, 3, figsize=(10.0, 3.6))
+    # three panels do not fit a page's width at legible sizes: throughput on top, the two ratios under it
+    fig, axd = mosaic([["tps", "tps"], ["lead", "skip"]], "page", height=6.0)
+    ax, ax_r, ax2 = axd["tps"], axd["lead"], axd["skip"]
     feas = batch[batch.feasible.astype(bool)]
     for k, dp in enumerate(ordered(batch.datapath)):
         both = batch[batch.datapath == dp].skip.nunique() > 1
@@ -130,14 +133,14 @@ def batch_sweep(batch: pd.DataFrame, note: str = ""):
         above = all(v >= ratios[o].get(b, 0) for o in ratios for b, v in r.items() if o != dp)
         for b, v in r.items():   # right of the point, above the top line and below the others
             ax_r.annotate(f"{v:.2f}x", (b, v), xytext=(4, 3 if above else -9), textcoords="offset points",
-                          fontsize=6, ha="left", color=color(dp))
+                          fontsize=7, ha="left", color=color(dp))
     hi = max(sorted(batch.batch.unique())[-1], 1)
     caps = capacity_batches(batch)
     for dp, cap in caps.items():
         if 1 <= cap <= 4 * hi:
             ax.axvline(cap, color=color(dp), ls=(0, (1, 2)), lw=1.2)
             ax.annotate(f"{dp} fits {cap:.0f}", (cap, 0), xycoords=("data", "axes fraction"), xytext=(-1, 3),
-                        textcoords="offset points", rotation=90, fontsize=6, va="bottom", ha="right",
+                        textcoords="offset points", rotation=90, fontsize=7, va="bottom", ha="right",
                         color=color(dp))
     ctx = context_label(int(batch.context.iloc[0]))
     for a in (ax, ax_r, ax2):
@@ -154,13 +157,13 @@ def batch_sweep(batch: pd.DataFrame, note: str = ""):
     ax_r.set_ylabel("a4.8 tokens/s over the other (line: 1x)", fontsize=8)
     ax_r.set_title("a4.8's lead against the batch", fontsize=8)
     ax2.axhline(1.05, color="k", lw=0.8, ls=":")
-    ax2.annotate("1.05x", (ax2.get_xlim()[1], 1.05), xytext=(-3, 3), textcoords="offset points", fontsize=6,
+    ax2.annotate("1.05x", (ax2.get_xlim()[1], 1.05), xytext=(-3, 3), textcoords="offset points", fontsize=7,
                  ha="right")
     ax2.set_ylabel("zero skipping on / off", fontsize=8)
     ax2.set_title("what skipping zero weight rows buys", fontsize=8)
     titled(fig, "Decode against batch (capacity-aware: infeasible points not drawn)", note)
     if ratios:   # its own legend: a ratio line shares its baseline's colour and marker
-        ax_r.legend(fontsize=6, loc="upper right", frameon=False)
+        ax_r.legend(fontsize=7, loc="upper right", frameon=False)
     fig.tight_layout()
     keep_texts_inside(ax_r, "xy")
     legend_below(fig, [ax], ncol=3)
@@ -188,7 +191,7 @@ def bandwidth_sweep(bandwidth: pd.DataFrame, technology: pd.DataFrame | None = N
     if bandwidth.empty:
         return empty("Bandwidth sweep", "no bandwidth sweep")
     has_tech = technology is not None and len(technology)
-    fig, axes = plt.subplots(1, 2 if has_tech else 1, figsize=(10.0 if has_tech else 5.0, 3.8), squeeze=False)
+    fig, axes = sized_panels(1, 2 if has_tech else 1, "page" if has_tech else "column", height=3.4)
     ax = axes[0][0]
     for k, dp in enumerate(ordered(bandwidth.datapath)):
         s = bandwidth[bandwidth.datapath == dp].sort_values("bandwidth_gbps")
@@ -203,8 +206,8 @@ def bandwidth_sweep(bandwidth: pd.DataFrame, technology: pd.DataFrame | None = N
     plain_log_ticks(ax)
     ax.set_xlabel("peak off-chip bandwidth (GB/s)")
     ax.set_ylabel("decode tokens/s")
-    ax.set_title(f"{bandwidth.preset.iloc[0]}, decode @ {context_label(int(bandwidth.context.iloc[0]))}: "
-                 "dotted = bandwidth-bound", fontsize=10)
+    ax.set_title(f"{bandwidth.preset.iloc[0]}, decode @ {context_label(int(bandwidth.context.iloc[0]))}:\n"
+                 "dotted = bandwidth-bound", fontsize=8.5)
     ax.grid(True, which="both", alpha=0.3)
     if has_tech:
         ax2 = axes[0][1]
@@ -215,12 +218,13 @@ def bandwidth_sweep(bandwidth: pd.DataFrame, technology: pd.DataFrame | None = N
             s = technology[technology.datapath == dp].set_index("memory").reindex(kinds)
             bars = ax2.bar(np.arange(len(kinds)) + (j - (len(dps) - 1) / 2) * w, 1e3 * s.energy_j_per_token, w * 0.92,
                            color=color(dp), label=dp)
-            bar_values(ax2, bars, "{:.0f}", fontsize=6)
+            bar_values(ax2, bars, "{:.0f}", fontsize=7, rotation=90)   # upright, neighbours' values overlap
+        ax2.set_ylim(0, ax2.get_ylim()[1] * 1.2)   # room for the tallest bar's value
         pj = technology.groupby("memory").memory_pj_per_bit.first()
         ax2.set_xticks(range(len(kinds)))
-        ax2.set_xticklabels([f"{k}\n{pj[k]:g} pJ/bit" for k in kinds], fontsize=8)
+        ax2.set_xticklabels([f"{k}\n{pj[k]:g}\npJ/bit" for k in kinds], fontsize=7)
         ax2.set_ylabel("decode energy per token (mJ)")
-        ax2.set_title("the same chips with another memory generation (same peak bandwidth)", fontsize=10)
+        ax2.set_title("the same chips, another memory\n(same peak bandwidth)", fontsize=8.5)
         ax2.grid(True, axis="y", alpha=0.3)
     titled(fig, "Decode against memory bandwidth and technology", note)
     fig.tight_layout()
@@ -235,27 +239,28 @@ def comparison_bases(bases: pd.DataFrame, note: str = ""):
     if bases.empty:
         return empty("Comparison bases", "no comparison bases")
     bases_order = [b for b in ("iso-peak", "iso-area", "iso-power") if b in set(bases.basis)]
-    panels = [("decode", "tokens_per_s", "decode tokens/s"), ("prefill", "tokens_per_s", "prefill tokens/s"),
-              ("decode", "energy_j_per_token", "decode mJ/token")]
-    fig, axes = plt.subplots(1, 3, figsize=(10.0, 3.6))
+    drawn = [("decode", "tokens_per_s", "decode tokens/s"), ("prefill", "tokens_per_s", "prefill tokens/s"),
+             ("decode", "energy_j_per_token", "decode mJ/token")]
+    fig, grid = sized_panels(1, 3, "page", height=3.2)
+    axes = grid[0]
     dps = ordered(bases.datapath)
     w = 0.8 / len(dps)
-    for ax, (phase, col, ylab) in zip(axes, panels):
+    for ax, (phase, col, ylab) in zip(axes, drawn):
         d = bases[bases.phase == phase]
         for j, dp in enumerate(dps):
             s = d[d.datapath == dp].set_index("basis").reindex(bases_order)
             vals = s[col] * (1e3 if col == "energy_j_per_token" else 1)
             bars = ax.bar(np.arange(len(bases_order)) + (j - (len(dps) - 1) / 2) * w, vals, w * 0.92,
                           color=color(dp), label=dp)
-            bar_values(ax, bars, fontsize=6)
+            bar_values(ax, bars, fontsize=7, rotation=90)   # upright values of neighbouring bars overlap
         ax.set_xticks(range(len(bases_order)))
-        ax.set_xticklabels([_basis_tick(bases, b) for b in bases_order], fontsize=8)
+        ax.set_xticklabels([_basis_tick(bases, b) for b in bases_order], fontsize=7)
         ax.set_ylabel(ylab)
         ax.grid(True, axis="y", alpha=0.3)
-        ax.set_ylim(0, ax.get_ylim()[1] * 1.12)
+        ax.set_ylim(0, ax.get_ylim()[1] * 1.25)
         ctx = d.context.iloc[0] if len(d) else 0
         ax.set_title(f"{phase} {'@ ' + context_label(int(ctx)) if phase == 'decode' else str(int(ctx)) + ' tokens'}",
-                     fontsize=10)
+                     fontsize=8.5)
     titled(fig, "The same datapaths at iso-peak, iso-area (the fp16 chip's area) and iso-power (its prefill power)",
            note)
     fig.tight_layout()
@@ -269,7 +274,7 @@ def _basis_tick(bases: pd.DataFrame, basis: str) -> str:
     if basis == "iso-peak" or s.empty:
         return f"{basis}\nsame PEs"
     t = s.basis_target.iloc[0]
-    return f"{basis}\n{t:.0f} mm²" if basis == "iso-area" else f"{basis}\n{t:.0f} W at prefill"
+    return f"{basis}\n{t:.0f} mm²" if basis == "iso-area" else f"{basis}\n{t:.0f} W"   # the title says prefill
 
 
 #: Colour of a claimed value wherever a figure draws one (Okabe-Ito vermillion: "orange" in captions).
@@ -286,7 +291,8 @@ def sensitivity_bands(sens: pd.DataFrame, claims: dict[str, float] | None = None
     if sens.empty:
         return empty("Sensitivity", "no sensitivity bands")
     keys = list(dict.fromkeys(zip(sens.ratio, sens.phase, sens.context)))
-    fig, ax = plt.subplots(figsize=(7.0, 0.3 * len(keys) + 1.4))
+    fig, grid = sized_panels(1, 1, "page", height=0.3 * len(keys) + 1.4)
+    ax = grid[0][0]
     knobs = list(dict.fromkeys(sens.knob))
     shapes = ("<", ">", "D", "P", "X", "*", "s", "v")
     if len(knobs) > min(len(shapes), len(PALETTE8)):
@@ -306,7 +312,7 @@ def sensitivity_bands(sens: pd.DataFrame, claims: dict[str, float] | None = None
             ax.plot([c], [i], "|", color=CLAIM_COLOR, ms=14, mew=2, zorder=2, label="claimed value")
         right = c * 1.01 if c and hi < c < 1.8 * hi else hi   # the value's label never runs over the tick
         ax.annotate(f"{nom:.2f}x [{lo:.2f}-{hi:.2f}]", (right, i), xytext=(6, 0), textcoords="offset points",
-                    fontsize=6.5, va="center")
+                    fontsize=7, va="center")
     ax.set_yticks(range(len(keys)))
     ax.set_yticklabels([f"{r} {ph}{' @ ' + context_label(int(c)) if ph == 'decode' else ''}" for r, ph, c in keys],
                        fontsize=7)

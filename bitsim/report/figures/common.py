@@ -7,6 +7,7 @@ from typing import Iterable, Sequence
 
 import matplotlib.pyplot as plt
 import pandas as pd
+from matplotlib.text import Text
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from bitsim.report.labels import context_label
@@ -20,6 +21,17 @@ DATAPATH_LINES = {"fp16": "-", "b1.58": "-", "a4.8": "-", "a4.8-fp4": (0, (4, 2)
 OP_CLASS_MARKERS = {"gemm": "o", "attention": "s", "vector": "^"}
 #: At most 8 distinguishable colours in one panel (colour-blind-safe Okabe-Ito order).
 PALETTE8 = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442")
+
+#: Named figure sizes (width, default height) in inches: a two-column paper's column and full page width
+#: (3.5 in and 7.2 in, the usual IEEE/ACM layout) and a 16:9 slide. Every report figure is drawn at one of
+#: them at print size, so its fonts below are the sizes a reader sees.
+SIZES = {"column": (3.5, 2.6), "page": (7.2, 3.2), "slide": (13.33, 7.5)}
+#: The smallest font (points) any figure text may use: below ~7 pt a printed figure stops being readable.
+MIN_FONT_PT = 7.0
+#: Tick labels: a little above the minimum so log-axis tick labels stay readable.
+TICK_PT = 7.5
+#: Axis labels and panel titles: one step above the ticks, one below the figure title (8.5 pt).
+LABEL_PT = 8.0
 
 
 def color(datapath: str) -> str:
@@ -63,6 +75,64 @@ def bar_values(ax, bars, fmt: str = "auto", fontsize: int = 7, rotation: int = 0
             text = number(h) if fmt == "auto" else fmt.format(h)
             ax.annotate(text, (b.get_x() + b.get_width() / 2, h), xytext=(0, 2),
                         textcoords="offset points", ha="center", va="bottom", fontsize=fontsize, rotation=rotation)
+
+
+def figsize(size: str = "page", height: float | None = None) -> tuple[float, float]:
+    """The (width, height) in inches of the named ``size`` (``column``, ``page`` or ``slide``); ``height``
+    overrides the size's default height."""
+    if size not in SIZES:
+        raise ValueError(f"figure size {size!r}: expected one of {sorted(SIZES)}")
+    width, default = SIZES[size]
+    if height is not None and not height > 0:
+        raise ValueError(f"figure height: expected a positive number of inches, got {height!r}")
+    return width, float(height) if height is not None else default
+
+
+def sized_panels(nrow: int, ncol: int, size: str = "page", height: float | None = None, **kw):
+    """A figure of ``nrow`` x ``ncol`` panels at the named ``size`` (axes always a 2-D array), with tick labels
+    at :data:`TICK_PT`."""
+    fig, axes = plt.subplots(nrow, ncol, figsize=figsize(size, height), squeeze=False, **kw)
+    for ax in axes.flat:
+        _print_sizes(ax)
+    return fig, axes
+
+
+def _print_sizes(ax) -> None:
+    # the axis label texts persist across set_xlabel/set_ylabel, so their size set here stays
+    ax.tick_params(which="both", labelsize=TICK_PT)   # minor too: log axes label 2, 3, 5 x 10^k
+    ax.xaxis.label.set_fontsize(LABEL_PT)
+    ax.yaxis.label.set_fontsize(LABEL_PT)
+
+
+def mosaic(layout, size: str = "page", height: float | None = None, **kw):
+    """A figure of named panels laid out as ``layout`` (see ``Figure.subplot_mosaic``) at the named ``size``,
+    for re-flowing a row of panels too many for the width into rows; returns (fig, {name: axes})."""
+    fig = plt.figure(figsize=figsize(size, height))
+    axd = fig.subplot_mosaic(layout, **kw)
+    for ax in axd.values():
+        _print_sizes(ax)
+    return fig, axd
+
+
+def texts(fig) -> list:
+    """Every visible, non-empty text of ``fig``: titles, labels, tick labels, annotations, legend entries."""
+    found = fig.findobj(lambda a: isinstance(a, Text))
+    return [t for t in found if t.get_visible() and t.get_text().strip()]
+
+
+def smallest_font(fig) -> float:
+    """The smallest font size (points) among the figure's visible texts (inf for a figure without text)."""
+    fig.canvas.draw()   # tick labels exist only once drawn
+    return min((t.get_fontsize() for t in texts(fig)), default=float("inf"))
+
+
+def legible(fig, least: float = MIN_FONT_PT) -> None:
+    """Raise every visible text of ``fig`` smaller than ``least`` points to ``least`` (a last guard: the figure
+    builders already pick sizes at or above it)."""
+    fig.canvas.draw()
+    for t in texts(fig):
+        if t.get_fontsize() < least:
+            t.set_fontsize(least)
 
 
 def titled(fig, title: str, note: str = "", y: float = 0.99) -> float:
@@ -114,7 +184,7 @@ def context_axes(ax, contexts: Iterable[int], xlabel: str, ylabel: str, title: s
     ax.set_xticklabels([context_label(c) for c in ctxs])
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=10)
+    ax.set_title(title, fontsize=LABEL_PT)
     ax.grid(True, which="both", alpha=0.3)
     plain_log_ticks(ax)
 
@@ -127,7 +197,8 @@ def legend_below(fig, axes_row, ncol: int = 4) -> None:
             if l not in labels:
                 handles.append(h)
                 labels.append(l)
-    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=ncol, fontsize=8,
+    ncol = max(1, min(ncol, int(fig.get_size_inches()[0] / 1.7)))   # ~1.7 in an entry: never wider than the figure
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=ncol, fontsize=TICK_PT,
                frameon=False)
 
 
@@ -181,7 +252,7 @@ def keep_texts_inside(ax, axis: str = "x", rounds: int = 4) -> None:
 
 def empty(title: str, message: str):
     """A small figure that says why there is nothing to draw."""
-    fig, ax = plt.subplots(figsize=(6.4, 2.2))
+    fig, ax = plt.subplots(figsize=figsize("page", 2.2))
     ax.axis("off")
     ax.set_title(title)
     ax.text(0.5, 0.5, message, ha="center", va="center", wrap=True, fontsize=10)
@@ -195,9 +266,12 @@ FORMATS = ("png", "svg", "pdf")
 def save(fig, out_dir: str | Path, name: str) -> list[Path]:
     """Write ``fig`` as ``name.png`` (200 dpi), ``name.svg`` and ``name.pdf``; close it.
 
+    Texts under :data:`MIN_FONT_PT` are raised to it first, so no saved figure prints smaller than that.
+
     Cropped to what is drawn (``bbox_inches='tight'``) with the figure's legends and texts named as
     extra artists, so a legend placed below the axes is kept in every format.
     """
+    legible(fig)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     extra = [*fig.legends, *fig.texts]

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from bitsim.report.figures.common import PALETTE8, bar_values, empty, titled
+from bitsim.report.figures.common import PALETTE8, bar_values, empty, sized_panels, titled
 from bitsim.report.figures.simulated import COMPONENT_COLORS
 from contract import validate
 from contract.sim import ENERGY_COMPONENTS
@@ -70,10 +69,11 @@ def compare(rows: pd.DataFrame, labels: Sequence[str] | None = None, note: str =
     dyn = rows.energy_basis.astype(str).eq("dynamic-only") if "energy_basis" in rows.columns else \
         pd.Series(False, index=rows.index)
     names = [n + ("\n(dynamic only)" if d else "") for n, d in zip(names, dyn)]
-    fig, axes = plt.subplots(1, 3, figsize=(10.0, 3.6))
+    fig, axes = sized_panels(1, 3, "page", height=3.4)
+    axes = axes[0]
     xs = np.arange(len(rows))
     colours = [PALETTE8[i % len(PALETTE8)] for i in range(len(rows))]
-    bar_values(axes[0], axes[0].bar(xs, rows.tokens_per_s, 0.7, color=colours), fontsize=6)
+    bar_values(axes[0], axes[0].bar(xs, rows.tokens_per_s, 0.7, color=colours), fontsize=7)
     axes[0].set_ylabel("tokens/s", fontsize=8)
     bottom = np.zeros(len(rows))
     for comp in ENERGY_COMPONENTS:
@@ -82,16 +82,16 @@ def compare(rows: pd.DataFrame, labels: Sequence[str] | None = None, note: str =
                     label=comp, hatch=["//" if d else None for d in dyn])
         bottom += v
     for x, top in zip(xs, bottom):
-        axes[1].annotate(f"{top:.3g}", (x, top), xytext=(0, 2), textcoords="offset points", ha="center", fontsize=6)
+        axes[1].annotate(f"{top:.3g}", (x, top), xytext=(0, 2), textcoords="offset points", ha="center", fontsize=7)
     axes[1].set_ylabel("energy per token (mJ)", fontsize=8)
-    axes[1].legend(fontsize=6, loc="upper right")
+    axes[1].legend(fontsize=7, loc="upper right")
     area = rows.area_mm2.to_numpy(float)
     per_mm2 = np.where(area > 0, rows.tokens_per_s.to_numpy(float) / np.where(area > 0, area, 1), np.nan)
-    bar_values(axes[2], axes[2].bar(xs, per_mm2, 0.7, color=colours), fontsize=6)
+    bar_values(axes[2], axes[2].bar(xs, per_mm2, 0.7, color=colours), fontsize=7)
     axes[2].set_ylabel("tokens/s per mm² of chip", fontsize=8)
     for ax, title in zip(axes, ("speed", "energy by component", "speed per area")):
         ax.set_xticks(xs)
-        ax.set_xticklabels(names, fontsize=6.5)
+        ax.set_xticklabels(names, fontsize=7)
         ax.set_title(title, fontsize=8)
         ax.grid(True, axis="y", alpha=0.3)
         ax.set_ylim(0, ax.get_ylim()[1] * 1.12)

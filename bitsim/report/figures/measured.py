@@ -1,12 +1,20 @@
 """Figures of the measured GPU kernels: speedups, simulator vs measured, and the measured roofline."""
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
 
-from bitsim.report.figures.common import PALETTE8, bar_values, empty, legend_below, need, plain_log_ticks, titled
+from bitsim.report.figures.common import (
+    PALETTE8,
+    bar_values,
+    empty,
+    legend_below,
+    need,
+    plain_log_ticks,
+    sized_panels,
+    titled,
+)
 from bitsim.report.labels import run_name
 from bitsim.report.measured import BASELINES
 from contract import measured_final_rows
@@ -65,7 +73,7 @@ def measured_speedups(speedups: pd.DataFrame, run: str | None = None, note: str 
     colours = class_colours(kernels)   # one colour per kernel, the same in every panel
     ncol = min(len(panels), 2)
     nrow = -(-len(panels) // ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(10.0 if ncol > 1 else 5.5, 2.7 * nrow + 1.0), squeeze=False)
+    fig, axes = sized_panels(nrow, ncol, "page" if ncol > 1 else "column", height=2.9 * nrow + 1.2)
     for ax, (panel, mode) in zip(axes.flat, panels):
         _speedup_bars(ax, d[(d.panel == panel) & (d["mode"] == mode)], colours)
         ms = ", ".join(str(m) for m in sorted(set(d[(d.panel == panel)].M.astype(int))))
@@ -102,14 +110,14 @@ def _speedup_bars(ax, p: pd.DataFrame, colours: dict) -> None:
                       error_kw={"lw": 0.8}, hatch=None if rows.impl.iloc[0] == "ours" else "...", edgecolor="white",
                       linewidth=0.4, label=f"{kern} ({rows.impl.iloc[0]})")
         if len(ks) * len(shapes) <= 30:   # more bars than that: the values are in the CSV, the axis reads them
-            bar_values(ax, bars, "{:.2f}", fontsize=5.5, rotation=90 if len(ks) * len(shapes) > 10 else 0)
+            bar_values(ax, bars, "{:.2f}", fontsize=7, rotation=90 if len(ks) * len(shapes) > 10 else 0)
     ax.axhline(1.0, color="k", lw=0.9)
     ax.set_yscale("log")
     ax.set_xticks(range(len(shapes)))
     many = len(shapes) > 8   # many shapes: one-line ticks, slanted
     ticks = [_speedup_tick(p[p["shape"] == s].iloc[0], several_m) for s in shapes]
     ax.set_xticklabels([t.replace("\n", " ") for t in ticks] if many else ticks,
-                       fontsize=5.5 if len(shapes) > 5 else 7, rotation=30 if many else 0,
+                       fontsize=7 if len(shapes) > 5 else 7, rotation=30 if many else 0,
                        ha="right" if many else "center")
     ax.set_xlim(-0.6, len(shapes) - 0.4)
     ax.set_ylabel("speedup (x, log)", fontsize=8)
@@ -141,7 +149,8 @@ def sim_vs_measured(cmp: pd.DataFrame, note: str = ""):
     d = cmp[(cmp.measured_us > 0) & (cmp.sim_us > 0)]
     if d.empty:
         return empty("Simulator vs measured GPU", "no measured kernel data to compare")
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10.0, 4.2), gridspec_kw={"width_ratios": [1.1, 1]})
+    fig, grid = sized_panels(1, 2, "page", height=4.0, gridspec_kw={"width_ratios": [1.1, 1]})
+    ax, ax2 = grid[0]
     err = 100 * (d.sim_us - d.measured_us) / d.measured_us
     cal = d["split"].eq("calibration")
     classes = list(dict.fromkeys(d.kernel_class))
@@ -179,7 +188,7 @@ def sim_vs_measured(cmp: pd.DataFrame, note: str = ""):
     titled(fig, "Simulator vs measured GPU kernels (solid line: sim = measured; dotted: 2x off)", note)
     fig.tight_layout()
     fig.legend(handles=_sim_legend(classes, colours, gpus, cal.any()), loc="upper center",
-               bbox_to_anchor=(0.5, 0.0), ncol=4, fontsize=7, frameon=False)
+               bbox_to_anchor=(0.5, 0.0), ncol=3, fontsize=7, frameon=False)
     return fig
 
 
@@ -197,7 +206,7 @@ def _error_summary(err: pd.Series, cal: pd.Series) -> str:
         parts.append(f"held-out: median |error| {np.median(np.abs(err[~cal])):.0f}% ({int((~cal).sum())} calls)")
     if cal.any():
         parts.append(f"calibration (fitted on): {np.median(np.abs(err[cal])):.0f}% ({int(cal.sum())} calls)")
-    return "; ".join(parts)
+    return ";\n".join(parts)   # one line each: a page-wide panel is too narrow for both
 
 
 def _sim_legend(classes: list[str], colours: dict, gpus: list[str], has_calibration: bool) -> list:
@@ -232,8 +241,8 @@ def measured_roofline(measured: pd.DataFrame, preset_roofs: dict | None = None, 
     runs = [(src, m) for src, m in runs if (m.op == "ceiling").any() and (m.op != "ceiling").any()]
     if not runs:
         return empty("Measured kernels on the GPU roofline", "no measured kernel rows with ceilings")
-    fig, axes = plt.subplots(len(runs), 2, figsize=(10.0, 4.4 * len(runs)), squeeze=False,
-                             gridspec_kw={"width_ratios": [1.25, 1]})
+    fig, axes = sized_panels(len(runs), 2, "page", height=5.0 * len(runs),
+                             gridspec_kw={"width_ratios": [1.0, 1.0]})
     for (src, m), (ax, ax2) in zip(runs, axes):
         _roofline_row(ax, ax2, m, (preset_roofs or {}).get(src), src)
     titled(fig, "Measured kernels on each GPU's roofline (one run per row)", note)
@@ -250,7 +259,7 @@ def _roofline_row(ax, ax2, measured: pd.DataFrame, preset_roofs: dict | None, so
     if d.empty or copy.empty:
         ax.axis("off")
         ax2.axis("off")
-        ax.set_title(f"{source}: no kernel rows with ceilings", fontsize=10)
+        ax.set_title(f"{source}: no kernel rows with ceilings", fontsize=8.5)
         return
     bw = float(copy.max())  # GB/s
     # roofs: the run's 8192^3 ceilings, raised where a baseline (cuBLAS) call of that precision went faster
@@ -272,9 +281,9 @@ def _roofline_row(ax, ax2, measured: pd.DataFrame, preset_roofs: dict | None, so
             off = prec in peaks and abs(peak / peaks[prec] - 1) > 0.05
             roofs.append(f"  {prec}: {peak:.0f} TOP/s" + (f" (measured {peaks[prec]:.0f}: differs > 5 %)"
                                                           if off else ""))
-    ax.text(0.02, 0.98, "roofs: best cuBLAS rate of each precision\nmeasured in this run\n" + "\n".join(roofs),
-            transform=ax.transAxes, fontsize=7,
-            va="top", ha="left", bbox=dict(boxstyle="round", fc="white", ec="0.7"))
+    # the roof list goes under the panel: inside it would hide the calls at low intensity
+    ax.text(0.0, -0.2, "roofs: best cuBLAS rate of each precision measured in this run\n" + "\n".join(roofs),
+            transform=ax.transAxes, fontsize=7, va="top", ha="left")
     kinds = {"ours": ("o", "#d62728"), "baseline": ("s", "#7f7f7f")}
     for impl, (marker, colour) in kinds.items():
         s = d[d.impl == impl]
@@ -285,9 +294,10 @@ def _roofline_row(ax, ax2, measured: pd.DataFrame, preset_roofs: dict | None, so
     ax.set_xlabel("arithmetic intensity (ops / minimum byte)")
     ax.set_ylabel("achieved TOP/s")
     gpu = ", ".join(sorted({str(g) for g in measured.gpu.dropna()})) if "gpu" in measured.columns else ""
-    ax.set_title(f"{gpu} ({run_name(source)} run):\nevery timed call under the roofs of its run", fontsize=8)
+    ax.set_title(f"{gpu} ({run_name(source)} run):\nevery timed call under the roofs of its run", fontsize=8,
+                 loc="left")
     ax.grid(True, which="both", alpha=0.25)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=7, loc="lower right")
     dec = d[((d.op.isin(["gemv", "sparse_gemv"])) & (d.M == 1)) | (d.op == "attention_decode")].copy()
     dec["label"] = [f"{k}  {'attn B%d ctx%d' % (m, k_) if op == 'attention_decode' else '%dx%d' % (n, k_)}"
                     + (f" s={100 * sp:.0f}%" if sp > 0 else "") + (" [graph]" if g else "")
@@ -298,11 +308,11 @@ def _roofline_row(ax, ax2, measured: pd.DataFrame, preset_roofs: dict | None, so
     ax2.barh(range(len(dec)), frac, color=[kinds[i][1] if i in kinds else "#1f77b4" for i in dec.impl],
              alpha=0.8)
     ax2.set_yticks(range(len(dec)))
-    ax2.set_yticklabels(dec.label, fontsize=6.5)
+    ax2.set_yticklabels(dec.label, fontsize=7)
     ax2.invert_yaxis()
     ax2.axvline(80, color="k", ls=":", lw=0.8)
     ax2.set_xlim(0, max(100.0, 1.05 * float(frac.max())))
-    ax2.set_xlabel(f"achieved bandwidth, % of copy ({bw:.0f} GB/s; dotted: 80 %)")
-    ax2.set_title("Decode (M = 1) GEMV and attention: bytes moved per second\n(fastest timing of each; "
-                  "[graph]: CUDA-graph replays)", fontsize=8)
+    ax2.set_xlabel(f"bandwidth, % of copy ({bw:.0f} GB/s;\ndotted: 80 %)")
+    ax2.set_title("Decode (M = 1) GEMV and attention:\nbytes moved per second (fastest of each;\n"
+                  "[graph]: CUDA-graph replays)", fontsize=8, loc="right")
     ax2.grid(True, axis="x", alpha=0.3)

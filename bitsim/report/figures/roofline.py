@@ -1,12 +1,11 @@
 """The simulated roofline: every op of a study on its accelerator's roofs (``study_ops``, ``accelerator_ceilings``)."""
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
 
-from bitsim.report.figures.common import OP_CLASS_MARKERS, color, empty, need, ordered
+from bitsim.report.figures.common import OP_CLASS_MARKERS, TICK_PT, color, empty, need, ordered, sized_panels, titled
 
 
 def roofline(ops: pd.DataFrame, ceilings: pd.DataFrame, title: str = "Roofline", note: str = ""):
@@ -27,7 +26,7 @@ def roofline(ops: pd.DataFrame, ceilings: pd.DataFrame, title: str = "Roofline",
         return empty(title, "no ops")
     ncol = 2 if len(accs) in (2, 4) else min(len(accs), 3)
     nrow = -(-len(accs) // ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(min(5.0 * ncol, 10.0), 3.8 * nrow), squeeze=False)
+    fig, axes = sized_panels(nrow, ncol, "page" if ncol > 1 else "column", height=3.2 * nrow)
     for k, acc in enumerate(accs):
         ax = axes[k // ncol][k % ncol]
         d = ops[(ops.accelerator == acc) & (ops.intensity > 0) & (ops.achieved_ops_s > 0)]
@@ -64,7 +63,7 @@ def roofline(ops: pd.DataFrame, ceilings: pd.DataFrame, title: str = "Roofline",
         ax.set_yscale("log")
         ax.set_xlabel("arithmetic intensity (ops / off-chip byte)")
         ax.set_ylabel("achieved throughput (op/s)")
-        ax.set_title(acc, fontsize=10)
+        ax.set_title(acc, fontsize=8.5)
         ax.grid(True, which="major", alpha=0.3)
     for k in range(len(accs), nrow * ncol):
         axes[k // ncol][k % ncol].axis("off")
@@ -75,8 +74,8 @@ def roofline(ops: pd.DataFrame, ceilings: pd.DataFrame, title: str = "Roofline",
                 for cls, m in OP_CLASS_MARKERS.items()]
     handles += [Line2D([], [], ls="", marker="$\\bullet$", markersize=9, color="k", label="filled: decode"),
                 Line2D([], [], ls="", marker="$\\circ$", markersize=9, color="k", label="hollow: prefill")]
-    fig.legend(handles=handles, loc="upper center", ncol=len(handles), fontsize=8,
-               bbox_to_anchor=(0.5, 1.0 + 0.03 / nrow))
-    fig.suptitle(title + (f"\n{note}" if note else ""), y=1.0 + 0.12 / nrow, fontsize=10)
-    fig.tight_layout()
+    top = titled(fig, title, note)
+    fig.tight_layout(rect=(0, 0, 1, 1 - top / fig.get_size_inches()[1]))
+    fig.legend(handles=handles, loc="upper center", ncol=5, fontsize=TICK_PT, frameon=False,
+               bbox_to_anchor=(0.5, 0.0))
     return fig

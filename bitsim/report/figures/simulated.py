@@ -5,7 +5,6 @@ energy basis (the report passes it; a notebook may leave it empty).
 """
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
@@ -18,6 +17,7 @@ from bitsim.report.figures.common import (
     number,
     ordered,
     plot_series,
+    sized_panels,
     titled,
 )
 from bitsim.report.labels import context_label
@@ -60,11 +60,11 @@ def energy_by_component(summary: pd.DataFrame, decode_context: int | None = None
               if ((sel.preset == p) & (sel.phase == ph)).any()]
     ncol = min(len(panels), 2)
     nrow = -(-len(panels) // ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(7.0 if ncol > 1 else 4.2, 2.6 * nrow + 0.9), squeeze=False)
+    fig, axes = sized_panels(nrow, ncol, "page" if ncol > 1 else "column", height=2.6 * nrow + 0.9)
     for ax, (preset, phase) in zip(axes.flat, panels):
         _component_bars(ax, sel[(sel.preset == preset) & (sel.phase == phase)])
         where = f"decode @ {context_label(decode_context)} ctx" if phase == "decode" else "prefill"
-        ax.set_title(f"{preset}: {where}", fontsize=9)
+        ax.set_title(f"{preset}: {where}", fontsize=8.5)
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
     titled(fig, "Energy per token on each chip (chip model: dynamic + static)", note)
@@ -138,7 +138,7 @@ def step_bytes(summary: pd.DataFrame, crossovers: pd.DataFrame | None = None, no
     if dec.empty:
         return empty("Bytes per decode step", "no decode results")
     presets = list(dict.fromkeys(dec.preset))
-    fig, axes = plt.subplots(1, len(presets), figsize=(min(3.6 * len(presets), 10.0), 3.4), squeeze=False)
+    fig, axes = sized_panels(1, len(presets), "page" if len(presets) > 1 else "column", height=3.2)
     for ax, preset in zip(axes[0], presets):
         d = dec[dec.preset == preset]
         for k, dp in enumerate(ordered(d.datapath)):
@@ -149,7 +149,7 @@ def step_bytes(summary: pd.DataFrame, crossovers: pd.DataFrame | None = None, no
             if x is not None:
                 y = float(np.interp(np.log(x), np.log(s.context), s.gemm_bytes_offchip / 1e6))
                 ax.plot([x], [y], "X", color=color(dp), ms=8, mec="k", mew=0.6, zorder=4)
-                ax.annotate(f"{x:,.0f}", (x, y), xytext=(5, -9), textcoords="offset points", fontsize=6.5,
+                ax.annotate(f"{x:,.0f}", (x, y), xytext=(5, -9), textcoords="offset points", fontsize=7,
                             color=color(dp))
         batch = int(d.batch.iloc[0]) if "batch" in d.columns else 1
         context_axes(ax, d.context, f"context length (tokens, batch {batch})", "off-chip MB per decode step",
@@ -190,7 +190,7 @@ def throughput(summary: pd.DataFrame, note: str = ""):
     if dec.empty:
         return empty("Decode throughput", "no feasible decode results")
     presets = list(dict.fromkeys(dec.preset))
-    fig, axes = plt.subplots(1, len(presets), figsize=(min(5.0 * len(presets), 10.0), 3.8), squeeze=False)
+    fig, axes = sized_panels(1, len(presets), "page" if len(presets) > 1 else "column", height=3.4)
     for j, preset in enumerate(presets):
         ax = axes[0][j]
         d = dec[dec.preset == preset]
@@ -227,7 +227,7 @@ def footprint(summary: pd.DataFrame, capacities: dict[str, float] | None = None,
     if capacities is None and "capacity_gb" in summary.columns:
         capacities = summary.groupby("accelerator").capacity_gb.first().to_dict()
     presets = list(dict.fromkeys(dec.preset))
-    fig, axes = plt.subplots(1, len(presets), figsize=(min(5.0 * len(presets), 10.0), 3.8), squeeze=False)
+    fig, axes = sized_panels(1, len(presets), "page" if len(presets) > 1 else "column", height=3.4)
     for j, preset in enumerate(presets):
         ax = axes[0][j]
         d = dec[dec.preset == preset]

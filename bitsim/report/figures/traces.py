@@ -1,11 +1,10 @@
 """Figures of the op traces themselves (``study_traces``): per-op sparsity and operand bits."""
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from bitsim.report.figures.common import empty, need, ordered, titled
+from bitsim.report.figures.common import empty, need, ordered, sized_panels, titled
 
 
 def sparsity_and_bits(traces: pd.DataFrame, preset: str | None = None, layer: int = 0, note: str = ""):
@@ -40,7 +39,8 @@ def sparsity_and_bits(traces: pd.DataFrame, preset: str | None = None, layer: in
             ii = ops.index("up_proj")   # gate-first: the input is gate_proj's; the trace's number is the MACs'
             grid["macs"][ii, jj] = 100 * d.loc["up_proj", "sparsity"]
             grid["sparsity"][ii, jj] = d.loc["gate_proj", "sparsity"]
-    fig, axes = plt.subplots(1, 2, figsize=(7.0, 0.3 * len(ops) + 1.6))
+    fig, axes = sized_panels(1, 2, "page", height=0.3 * len(ops) + 1.6)
+    axes = axes[0]
     gate_first = bool(np.isfinite(grid["macs"]).any())
     _heat(fig, axes[0], 100 * grid["sparsity"], ops, dps, "zero fraction of the op's input (%)", "Reds", 100,
           lambda ii, jj, v: f"{v:.0f}%" + (f"\nMACs {grid['macs'][ii, jj]:.0f}%*"
@@ -73,5 +73,5 @@ def _heat(fig, ax, data: np.ndarray, ops: list[str], dps: list[str], title: str,
             if np.isnan(v):
                 continue
             dark = (v / vmax < 0.45) if dark_low else (v / vmax > 0.55)
-            ax.text(jj, ii, text(ii, jj, v), ha="center", va="center", fontsize=6,
+            ax.text(jj, ii, text(ii, jj, v), ha="center", va="center", fontsize=7,
                     color="white" if dark else "black")
