@@ -272,7 +272,7 @@ def _basis_tick(bases: pd.DataFrame, basis: str) -> str:
     """'iso-area\n57 mm²' -- the basis and what it holds equal."""
     s = bases[(bases.basis == basis) & (bases.phase == "prefill")]
     if basis == "iso-peak" or s.empty:
-        return f"{basis}\nsame PEs"
+        return f"{basis}\nsame peak op/s"      # equal peak operations per second, not equal PE counts
     t = s.basis_target.iloc[0]
     return f"{basis}\n{t:.0f} mm²" if basis == "iso-area" else f"{basis}\n{t:.0f} W"   # the title says prefill
 
