@@ -96,7 +96,8 @@ AT_MAX_METRICS = ("goodput_rps", "tokens_per_j", "output_tokens_per_s_per_mm2", 
 SERVING_VALIDATION = register("serving_validation", _cols(
     ("check", "str", "", "what is compared"),
     ("group", "str", "", "hand (scheduler against hand-computed cases), allreduce (published H100 latencies), "
-                         "serving (published GPU serving numbers), fit (cost-model grid against direct simulation)"),
+                         "serving (published GPU serving numbers), fit (cost-model grid against direct simulation), "
+                         "iteration (one decode iteration against a measured batched decode token on the GPU)"),
     ("simulated", "float", "", "our value"),
     ("reference", "float", "", "the reference value"),
     ("unit", "str", "", "unit of both values"),

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import bitsim.experiments.serving as serving_experiment
 from sim.serving import (
     ChipFacts,
     GridCostModel,
@@ -24,7 +25,13 @@ from sim.serving import (
 )
 from sim.serving.interconnect import InterconnectConfig, allreduce_bytes_moved, transfer_seconds
 from sim.serving.metrics import late_attainment, met_targets
-from sim.serving.validation import allreduce_checks, allreduce_rows, fit_oneshot, hand_checks
+from sim.serving.validation import (
+    allreduce_checks,
+    allreduce_rows,
+    fit_oneshot,
+    hand_checks,
+    iteration_checks,
+)
 from sim.serving.workload import check_requests, load_requests, trace_statistics
 
 A, B = 0.010, 0.001          # fixed and per-token seconds of the hand cost model
@@ -437,3 +444,47 @@ def test_decode_attention_is_interpolated_per_cached_token_and_overflowing_point
     for b, c in ((45, 1448), (100, 700), (7, 3000)):
         direct = evaluate("decode", b, 1, c)[0]
         assert g.cost(b, b * c, ())[0] == pytest.approx(direct, rel=1e-9)
+
+
+def _measured_tokens() -> pd.DataFrame:
+    """A tiny measured_trace-like table: two batched graph tokens, one single-sequence token and one batched
+    token timed without a graph (neither of the last two is a serving iteration)."""
+    base = dict(op="token_decode", K=2048, cuda_graph=True, kv_bits=16.0, gpu="NVIDIA H100 80GB HBM3")
+    rows = [dict(base, kernel="7b_fp16", impl="baseline", precision="fp16", variant="torch_eager", M=8, us=1000.0),
+            dict(base, kernel="7b_b1.58-kv4", impl="ours", precision="b1.58", variant="per_operator", M=32,
+                 us=400.0, kv_bits=4.0),
+            dict(base, kernel="7b_a4.8", impl="ours", precision="a4.8", variant="separate_pdl", M=1, us=50.0),
+            dict(base, kernel="7b_a4.8", impl="ours", precision="a4.8", variant="per_operator", M=8, us=70.0,
+                 cuda_graph=False),
+            dict(base, op="block_decode", kernel="block_fp16", impl="baseline", precision="fp16", variant="", M=8,
+                 us=30.0)]
+    return pd.DataFrame(rows)
+
+
+def test_iteration_rows_compare_each_batched_graph_token_and_show_a_wrong_simulation_as_a_miss():
+    simulated = {("7b_fp16", 8): 1100.0, ("7b_b1.58-kv4", 32): 600.0}      # +10 % (passes), +50 % (misses)
+    t = iteration_checks(_measured_tokens(), lambda r: (simulated[(r["kernel"], r["M"])], "preset-x"), "tiny")
+    assert list(t["reference"]) == [1000.0, 400.0]
+    assert list(t["simulated"]) == [1100.0, 600.0]
+    assert t["error"].tolist() == pytest.approx([0.10, 0.50])
+    assert t["passed"].tolist() == [True, False]
+    assert set(t["group"]) == {"iteration"} and set(t["unit"]) == {"us"} and set(t["tolerance"]) == {0.20}
+    assert "batch 32 context 2048 on preset-x" in t["check"].iloc[1] and "tiny" in t["source"].iloc[1]
+
+
+def test_iteration_simulator_runs_torch_baselines_on_the_ceilings_preset_and_ours_on_the_fitted_one(monkeypatch):
+    calls = []
+
+    class Recorder:
+        def __init__(self, shard, datapath, accel, tp, **kw):
+            self.args = (datapath, shard.kv_bits, accel.name, tp)
+
+        def __call__(self, phase, batch, new_tokens, context):
+            calls.append(self.args + (phase, batch, new_tokens, context))
+            return 1e-3 * batch, 0.0
+
+    monkeypatch.setattr(serving_experiment, "TraceEvaluator", Recorder)
+    t = iteration_checks(_measured_tokens(), serving_experiment.iteration_simulator(), "tiny")
+    assert calls == [("fp16", 16, "h100-like", 1, "decode", 8, 1, 2048),
+                     ("b1.58", 4, "h100-triton", 1, "decode", 32, 1, 2048)]
+    assert t["simulated"].tolist() == pytest.approx([8000.0, 32000.0])

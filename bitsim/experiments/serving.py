@@ -27,7 +27,7 @@ import pandas as pd
 
 import sim
 from bitsim.experiments.hardware import make_accelerator
-from contract import validate, write_table
+from contract import read_table, validate, write_table
 from contract.config import check_fields, check_number, load_yaml, quote
 from contract.io import atomic_path, check_input_file, write_json_atomic
 from contract.limits import limit
@@ -50,8 +50,9 @@ from sim.serving import (
     write_timeline,
 )
 from sim.serving.metrics import at_max
-from sim.serving.validation import allreduce_checks, hand_checks, row
+from sim.serving.validation import allreduce_checks, hand_checks, iteration_checks, row
 from sim.serving.workload import anchor, anchors, generate
+from sim.validation import GPU_PRESETS, gpu_presets
 
 PROFILES = ("measured", "paper-table2", "trained")
 #: Raised whenever the serving model (engine, interconnect, cost model) changes what a spec produces, so that
@@ -603,12 +604,55 @@ def gpu_checks(cache_csv: "str | Path | None" = None, grid: GridConfig | None = 
     return pd.DataFrame(rows), runs
 
 
+#: The measured batched decode tokens the per-iteration latency is checked against (a measured_trace table).
+MEASURED_ITERATIONS = Path(__file__).resolve().parents[2] / "reports" / "data" / "measured_h100_kernels2.parquet"
+ITERATION_MODEL = "7b"            # the measured tokens run LLaMA-7B (32 blocks, FP16 LM head over 32000 words)
+
+
+def iteration_simulator(cache_csv: "str | Path | None" = None, progress: Callable[[str], None] | None = None
+                        ) -> Callable[[pd.Series], tuple[float, str]]:
+    """``row -> (simulated us, preset)`` for a measured decode token (a ``measured_trace`` row): one decode
+    iteration of :data:`ITERATION_MODEL` on the row's datapath and KV bits at batch ``M`` and context ``K``,
+    by the serving cost model's direct evaluation (:class:`TraceEvaluator`), on the preset that matches how it
+    was measured (the GPU's measured-ceilings preset for the torch baselines, its fitted preset for ours)."""
+    evaluators: dict[tuple, TraceEvaluator] = {}
+
+    def simulate_us(r: pd.Series) -> tuple[float, str]:
+        pair = gpu_presets(str(r["gpu"]))
+        if pair is None:
+            raise ValueError(f"measured decode token {r['kernel']}: no simulator preset for GPU {r['gpu']!r}; "
+                             f"known: {sorted(GPU_PRESETS)}")
+        preset = pair[0] if str(r["impl"]) == "baseline" else pair[1]
+        kv = None if pd.isna(r["kv_bits"]) else int(r["kv_bits"])     # None: the datapath's own KV bits
+        key = (str(r["precision"]), kv, preset)
+        if key not in evaluators:
+            shard = model_config(ITERATION_MODEL, key[0], key[1])
+            evaluators[key] = TraceEvaluator(shard, key[0], make_accelerator(preset, {}), 1, cache_csv=cache_csv,
+                                             progress=progress)
+        seconds, _ = evaluators[key]("decode", int(r["M"]), 1, int(r["K"]))
+        return seconds * 1e6, preset
+    return simulate_us
+
+
+def iteration_table(measured: "pd.DataFrame | str | Path" = MEASURED_ITERATIONS,
+                    cache_csv: "str | Path | None" = None,
+                    progress: Callable[[str], None] | None = None) -> pd.DataFrame:
+    """The per-iteration latency rows (group ``iteration``) against the measured batched decode tokens."""
+    source = "measured batched decode"
+    if not isinstance(measured, pd.DataFrame):
+        source = Path(measured).name
+        measured = read_table(measured, "measured_trace")
+    return iteration_checks(measured, iteration_simulator(cache_csv, progress), source)
+
+
 def validation_table(cache_csv: "str | Path | None" = None, progress: Callable[[str], None] | None = None,
                      gpu: bool = True) -> pd.DataFrame:
-    """Every serving validation row: hand cases, all-reduce latencies, GPU serving numbers, cost-model fits."""
+    """Every serving validation row: hand cases, all-reduce latencies, GPU serving numbers, cost-model fits and
+    the per-iteration latency against measured batched decode."""
     parts = [hand_checks(), allreduce_checks()]
     if gpu:
         parts.append(gpu_checks(cache_csv, progress=progress)[0])
+        parts.append(iteration_table(cache_csv=cache_csv, progress=progress))
     return validate(pd.concat(parts, ignore_index=True), "serving_validation")
 
 

@@ -42,9 +42,9 @@ from bitsim.report.collect import (
 )
 from bitsim.report.display import shown_measurements
 from bitsim.report.document import Figure, render_html, render_markdown
-from bitsim.report.measured import gpu_presets
 from bitsim.report.sections import build_document
 from contract import SCHEMAS, write_table
+from sim.validation import gpu_presets
 
 __all__ = ["FIGURES", "make_report", "roofline_ops", "shown_measurements", "versions", "write_report"]
 

@@ -16,7 +16,7 @@ import pandas as pd
 from bitsim.report.tables import MEASURED_SPEEDUPS, REPORT_SIM_VS_MEASURED
 from contract import MEASURED_TRACE, measured_final_rows, read_table, validate
 from sim import PRESETS
-from sim.validation import H100_L2_BYTES, load_anchors, mape_by_class, validation_table
+from sim.validation import H100_L2_BYTES, gpu_presets, load_anchors, mape_by_class, validation_table
 from sim.validation.crossgpu import H200_L2_BYTES
 
 LINEAR_OPS = ("gemm", "gemv", "sparse_gemv")
@@ -70,19 +70,10 @@ VALIDATION_BOUND = 0.15  # the simulator's accuracy goal: MAPE per kernel class 
 
 
 #: GPU name fragment -> (preset of its measured ceilings, preset fitted to our kernels on it).
-GPU_PRESETS = {"H100": ("h100-like", "h100-triton"), "H200": ("h200-like", "h200-triton")}
 #: GPU name fragment -> dirty bytes the timing harness's L2 flush leaves behind (its L2 size).
 GPU_L2_BYTES = {"H100": H100_L2_BYTES, "H200": H200_L2_BYTES}
 #: The GPU whose rows the fitted presets were calibrated on: every other GPU's row is held out.
 FIT_GPU = "H100"
-
-
-def gpu_presets(gpu: str) -> tuple[str, str] | None:
-    """The (ideal, fitted) sim presets that describe ``gpu``, or None when sim has none for it."""
-    for frag, pair in GPU_PRESETS.items():
-        if frag in str(gpu):
-            return pair if all(p in sim_presets() for p in pair) else None
-    return None
 
 
 def sim_presets() -> tuple[str, ...]:
@@ -99,7 +90,7 @@ def unreplayed_gpus(measured: pd.DataFrame) -> list[str]:
 def validate_simulator(measured: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every measured kernel call replayed on the presets of its own GPU (sim.validation.validation_table).
 
-    Per GPU (:data:`GPU_PRESETS`): baselines (cuBLAS, SDPA, gemlite) run on the ideal preset (peaks
+    Per GPU (:data:`sim.validation.GPU_PRESETS`): baselines (cuBLAS, SDPA, gemlite) run on the ideal preset (peaks
     from that GPU's measured ceilings, nothing fitted to them); our Triton kernels on the fitted one
     (ideal plus launch latency and weight/KV decode rates fitted on a named calibration subset, see
     sim/validation/calibrate.py).  Rows of a GPU no preset describes are not replayed

@@ -1,5 +1,6 @@
-"""Validation rows of the serving simulator that need no model: hand-computed schedules and the
-all-reduce model against the published H100 latencies (``serving_validation`` table rows).
+"""Validation rows of the serving simulator that need no model: hand-computed schedules, the
+all-reduce model against the published H100 latencies, and the rows that compare a decode iteration
+against measured batched-decode GPU tokens given the simulated times (``serving_validation`` table rows).
 
 Each row carries the simulated value, the reference, the error and whether it passed; a row that
 misses stays in the table.
@@ -7,6 +8,7 @@ misses stays in the table.
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -19,6 +21,7 @@ from .workload import anchors
 
 HAND_TOLERANCE = 1e-9
 ALLREDUCE_TOLERANCE = 0.20
+ITERATION_TOLERANCE = 0.20
 HAND_SOURCE = "hand-computed schedule (fixed 10 ms + 1 ms per token iterations)"
 
 
@@ -102,3 +105,31 @@ def allreduce_checks(ic: "InterconnectConfig | str" = "nvlink4-h100") -> pd.Data
         out.append(row(f"all-reduce {size}, TP {n} on {ic.name} ({algo})", "allreduce",
                        allreduce_seconds(nbytes, n, ic) * 1e6, us, "us", ALLREDUCE_TOLERANCE, source))
     return pd.DataFrame(out)
+
+
+def measured_iterations(measured: pd.DataFrame) -> pd.DataFrame:
+    """The measured batched decode tokens of a ``measured_trace`` table: ``op == "token_decode"`` rows of more
+    than one sequence (``M``: batch, ``K``: context) timed as one CUDA graph (a serving iteration pays no host
+    launch gaps), in the table's order."""
+    missing = [c for c in ("op", "kernel", "impl", "precision", "M", "K", "us", "cuda_graph", "kv_bits", "gpu")
+               if c not in measured.columns]
+    if missing:
+        raise ValueError(f"measured decode tokens: missing column(s) {missing}; expected a measured_trace table")
+    sel = (measured["op"] == "token_decode") & (measured["M"] > 1) & measured["cuda_graph"].astype(bool)
+    return measured[sel]
+
+
+def iteration_checks(measured: pd.DataFrame, simulate_us: Callable[[pd.Series], tuple[float, str]],
+                     source: str) -> pd.DataFrame:
+    """One row (group ``iteration``) per measured batched decode token (:func:`measured_iterations`): the
+    simulated time of that decode iteration against the measured one, within :data:`ITERATION_TOLERANCE`.
+
+    ``simulate_us(row)`` returns the simulated microseconds of the row's iteration and the preset that ran it;
+    nothing is fitted to these rows.  ``source`` names the measured table."""
+    out = []
+    for _, r in measured_iterations(measured).iterrows():
+        us, preset = simulate_us(r)
+        out.append(row(f"decode iteration {r['kernel']} ({r['impl']}, {r['variant'] or 'default'}), "
+                       f"batch {int(r['M'])} context {int(r['K'])} on {preset}", "iteration", us, float(r["us"]), "us",
+                       ITERATION_TOLERANCE, f"{source}: token_decode {r['kernel']} M={int(r['M'])} ({r['gpu']})"))
+    return pd.DataFrame(out, columns=list(row("", "", 0.0, 1.0, "", 0.0, "")))

@@ -14,6 +14,7 @@ The command line (``bitsim validate``, ``calibrate``, ``published``) is :mod:`.c
 from .calibrate import FITS, calibration_mask, fit, to_yaml
 from .crossgpu import H200_MEASURED, cross_gpu_table, h200_like_raw, h200_triton
 from .floors import FixedCosts, fixed_costs
+from .gpus import GPU_PRESETS, gpu_presets
 from .heldout import validation_table
 from .mape import mape_by_class
 from .replay import (
@@ -30,8 +31,8 @@ from .roofline import roofline_bounds
 from .scalesim import compare_systolic, scalesim_cycles
 from .whole_token import block_ops, whole_token_table
 
-__all__ = ["ANCHORS", "FITS", "FixedCosts", "H100_L2_BYTES", "H100_MEASURED", "H200_MEASURED", "SUPPORTED_OPS",
-           "block_ops", "calibration_mask", "compare_measured", "compare_systolic", "cross_gpu_table",
-           "fit", "fixed_costs", "h200_like_raw", "h200_triton", "kernel_family", "load_anchors", "mape_by_class",
-           "measured_row_to_trace", "roofline_bounds", "scalesim_cycles", "to_yaml", "validation_table",
-           "whole_token_table"]
+__all__ = ["ANCHORS", "FITS", "FixedCosts", "GPU_PRESETS", "H100_L2_BYTES", "H100_MEASURED", "H200_MEASURED",
+           "SUPPORTED_OPS", "block_ops", "calibration_mask", "compare_measured", "compare_systolic", "cross_gpu_table",
+           "fit", "fixed_costs", "gpu_presets", "h200_like_raw", "h200_triton", "kernel_family", "load_anchors",
+           "mape_by_class", "measured_row_to_trace", "roofline_bounds", "scalesim_cycles", "to_yaml",
+           "validation_table", "whole_token_table"]
