@@ -56,10 +56,7 @@ def _validate(args: argparse.Namespace, out: Path) -> int:
     check_output_folder(out, _owned, force=args.force)
     log = None if args.quiet else (lambda m: print(f"bitsim serve: {m}", file=sys.stderr))
     tmp = temporary_sibling(out)
-    cache = Path(args.cache) if args.cache else tmp / "cost_cache.csv"
-    for old in (out / "cost_cache.csv", out / "cost_cache.facts.json"):
-        if not args.cache and old.exists():
-            (tmp / old.name).write_bytes(old.read_bytes())
+    cache = Path(args.cache) if args.cache else _carry_cost_cache(out, tmp)
     try:
         table = validation_table(cache, progress=log)
         write_table(table, tmp / "validation.csv", "serving_validation")
@@ -71,6 +68,15 @@ def _validate(args: argparse.Namespace, out: Path) -> int:
         print(f"{'pass' if r.passed else 'MISS'} {r.error * 100:+7.1f} %  {r.check}: {r.simulated:.4g} vs "
               f"{r.reference:.4g} {r.unit}")
     return 0
+
+
+def _carry_cost_cache(out: Path, tmp: Path) -> Path:
+    """The cost cache of the run being written into ``tmp``: an earlier run's in ``out`` copied forward (the
+    folder is replaced whole when the run is published), so its direct simulations are not redone."""
+    for name in ("cost_cache.csv", "cost_cache.facts.json"):
+        if (out / name).exists():
+            (tmp / name).write_bytes((out / name).read_bytes())
+    return tmp / "cost_cache.csv"
 
 
 def _owned(folder: Path) -> bool:
@@ -106,16 +112,10 @@ def _run(args: argparse.Namespace) -> int:
 
 def _run_one(args: argparse.Namespace, spec, out: Path) -> None:
     """One spec into ``out`` (written beside it, then moved into place); the cost cache carried forward."""
-    cache = Path(args.cache) if args.cache else None
-    reuse = out / "cost_cache.csv"
     t0 = time.perf_counter()
     log = None if args.quiet else (lambda m: print(f"bitsim serve: {spec.name}: {m}", file=sys.stderr))
     tmp = temporary_sibling(out)
-    if cache is None:
-        cache = tmp / "cost_cache.csv"
-        for old in (reuse, reuse.with_suffix(".facts.json")):
-            if old.exists():
-                (tmp / old.name).write_bytes(old.read_bytes())
+    cache = Path(args.cache) if args.cache else _carry_cost_cache(out, tmp)
     try:
         result = run_spec(spec, cache_csv=cache, progress=log)
         write_outputs(spec, result, tmp, small=args.small)

@@ -111,8 +111,8 @@ def measured_iterations(measured: pd.DataFrame) -> pd.DataFrame:
     """The measured batched decode tokens of a ``measured_trace`` table: ``op == "token_decode"`` rows of more
     than one sequence (``M``: batch, ``K``: context) timed as one CUDA graph (a serving iteration pays no host
     launch gaps), in the table's order."""
-    missing = [c for c in ("op", "kernel", "impl", "precision", "M", "K", "us", "cuda_graph", "kv_bits", "gpu")
-               if c not in measured.columns]
+    missing = [c for c in ("op", "kernel", "impl", "variant", "precision", "M", "K", "us", "cuda_graph", "kv_bits",
+                           "gpu") if c not in measured.columns]
     if missing:
         raise ValueError(f"measured decode tokens: missing column(s) {missing}; expected a measured_trace table")
     sel = (measured["op"] == "token_decode") & (measured["M"] > 1) & measured["cuda_graph"].astype(bool)
