@@ -8,6 +8,7 @@ This module imports nothing of the project but the contract.
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import shutil
@@ -63,6 +64,15 @@ _KIND_CHECK = {
     "bool": pd.api.types.is_bool_dtype,
     "str": lambda s: pd.api.types.is_object_dtype(s) or pd.api.types.is_string_dtype(s),
 }
+
+
+def files_digest(paths: Iterable[str | Path], prefix: str = "") -> str:
+    """SHA-256 of ``prefix`` followed by the bytes of each file in the given order: the one way a cache key
+    covers the code or data its entries were computed with."""
+    h = hashlib.sha256(prefix.encode())
+    for p in paths:
+        h.update(Path(p).read_bytes())
+    return h.hexdigest()
 
 
 def validate(df: pd.DataFrame, schema: str) -> pd.DataFrame:

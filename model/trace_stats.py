@@ -8,13 +8,12 @@ fake-quant path; ``random_stats`` is the same, computed once per input and kept 
 from __future__ import annotations
 
 import functools
-import hashlib
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
+from contract.io import files_digest
 from contract.limits import limit
 from model import baselines as baselines_module
 from model import config as config_module
@@ -246,8 +245,5 @@ def random_stats(cfg: ModelConfig, batch: int, new_tokens: int, context: int, se
 @functools.lru_cache(maxsize=1)
 def _measuring_code_digest() -> str:
     """SHA-256 of the source of every module a random-weight measurement runs, and of the batch rule's."""
-    h = hashlib.sha256()
-    for mod in (sys.modules[__name__], model_module, fq, quant_module, baselines_module, config_module,
-                zero_batch_module):
-        h.update(Path(mod.__file__).read_bytes())
-    return h.hexdigest()
+    return files_digest(mod.__file__ for mod in (sys.modules[__name__], model_module, fq, quant_module,
+                                                 baselines_module, config_module, zero_batch_module))

@@ -28,7 +28,6 @@ falls back to ``independent``, and the description says so.
 from __future__ import annotations
 
 import functools
-import hashlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +35,7 @@ from pathlib import Path
 import pandas as pd
 
 from contract.config import check_number
-from contract.io import read_table
+from contract.io import files_digest, read_table
 from model.paper_sparsity import PROJ_GROUP
 
 BATCH_RULES = ("beta", "independent")
@@ -137,7 +136,7 @@ def load_fit(path: str | Path | None = None) -> dict[tuple[str, str], dict[str, 
 def fit_digest(path: str | Path | None = None) -> str:
     """SHA-256 of the committed fit's bytes ("missing" when absent): part of every cache key the rule feeds."""
     p = FIT_PATH if path is None else Path(path)
-    return hashlib.sha256(p.read_bytes()).hexdigest() if p.exists() else "missing"
+    return files_digest([p]) if p.exists() else "missing"
 
 
 # ------------------------------------------------------------------ the rule of a trace

@@ -74,3 +74,16 @@ def test_an_output_that_is_a_symlink_loop_or_dangling_link_is_refused_without_fo
     dangling.symlink_to(tmp_path / "nowhere")
     with pytest.raises(ValueError, match="exists; pass --force"):
         check_output(dangling)
+
+
+def test_files_digest_is_the_sha256_of_the_prefix_then_each_file_in_order(tmp_path):
+    import hashlib
+
+    from contract.io import files_digest
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.write_bytes(b"first")
+    b.write_bytes(b"second")
+    assert files_digest([a, b], prefix="v3|") == hashlib.sha256(b"v3|firstsecond").hexdigest()
+    assert files_digest([b, a]) != files_digest([a, b])
+    with pytest.raises(FileNotFoundError):
+        files_digest([tmp_path / "absent"])

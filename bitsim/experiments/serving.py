@@ -29,7 +29,7 @@ import sim
 from bitsim.experiments.hardware import make_accelerator
 from contract import read_table, validate, write_table
 from contract.config import check_fields, check_number, load_yaml, quote
-from contract.io import atomic_path, check_input_file, write_json_atomic
+from contract.io import atomic_path, check_input_file, files_digest, write_json_atomic
 from contract.limits import limit
 from model.config import ModelConfig, get_config, weight_bytes
 from model.trace import TRACE_VERSION, build_trace, kv_bytes
@@ -246,11 +246,9 @@ def smallest_tp(spec: ServeSpec) -> int:
 def _results_code_digest() -> str:
     """SHA-256 of what turns a shape into a cost besides the key's inputs: the chip simulator's source, the
     trace version and the batch rule's fitted constants (a cost cached under other code is never reused)."""
-    h = hashlib.sha256(f"{TRACE_VERSION}|{fit_digest()}".encode())
-    for path in sorted(Path(sim.__file__).resolve().parent.rglob("*.py")):
-        if not {"serving", "validation"} & set(path.parts):   # neither enters a per-iteration cost
-            h.update(path.read_bytes())
-    return h.hexdigest()
+    sources = [p for p in sorted(Path(sim.__file__).resolve().parent.rglob("*.py"))
+               if not {"serving", "validation"} & set(p.parts)]     # neither enters a per-iteration cost
+    return files_digest(sources, prefix=f"{TRACE_VERSION}|{fit_digest()}")
 
 
 def _cache_key(shard: ModelConfig, datapath: str, accel: sim.AcceleratorConfig, profile: str, seed: int) -> str:
