@@ -1,11 +1,13 @@
 """The report figures' sizing rule: named print sizes, the smallest font, and what ``save`` writes."""
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
 from bitsim.report import figures
 from bitsim.report.figures.common import legend_below, legible, mosaic, sized_panels, texts, titled
+from bitsim.report.figures.measured import fullest_run_per_gpu
 
 
 def test_named_sizes_are_a_paper_column_a_page_and_a_16_by_9_slide():
@@ -70,3 +72,14 @@ def test_saved_page_figure_with_a_legend_below_stays_within_the_page_width(tmp_p
     assert dpi == pytest.approx(200, abs=0.5)
     assert width_in <= 7.2 + 1e-6
     assert height_in > 3.2   # the legend below the axes is kept, not cropped away
+
+
+def test_roofline_keeps_the_run_of_each_gpu_with_most_decode_rows_then_most_rows_then_newest():
+    def run(gpu, decode, batched, date):
+        return pd.DataFrame({"op": ["ceiling"] + ["gemv"] * (decode + batched), "gpu": gpu, "date": date,
+                             "M": [0] + [1] * decode + [8] * batched})
+
+    runs = [("a", run("H100", 3, 0, "2026-01-01")), ("b", run("H100", 1, 9, "2026-03-01")),
+            ("c", run("H200", 2, 1, "2026-01-01")), ("d", run("H200", 2, 1, "2026-02-01")),
+            ("e", run("H200", 2, 0, "2026-04-01"))]
+    assert [src for src, _ in fullest_run_per_gpu(runs)] == ["a", "d"]

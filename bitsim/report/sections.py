@@ -366,7 +366,8 @@ def measured_kernels(data: ReportData) -> Section:
                + f"together. Every timing of every run: {_attached(data, 'measured_speedups')}.")
     note = "profile: none (measured kernels on synthetic inputs) · energy: none shown"
     s.figure(Figure("measured_speedups", f"Measured kernel speedups over the FP16 baseline. {note}."))
-    s.figure(Figure("measured_roofline", "Measured kernels on each GPU's roofline (roofs measured in the same run; "
+    s.figure(Figure("measured_roofline", "Measured kernels on each GPU's roofline: the run of each GPU with the most "
+                    "decode calls (roofs measured in the same run; every run's rows are in the attached table; "
                     f"dashed: the simulator preset of that GPU where it has one). {note}."))
     return s
 

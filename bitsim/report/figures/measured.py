@@ -241,13 +241,33 @@ def measured_roofline(measured: pd.DataFrame, preset_roofs: dict | None = None, 
     runs = [(src, m) for src, m in runs if (m.op == "ceiling").any() and (m.op != "ceiling").any()]
     if not runs:
         return empty("Measured kernels on the GPU roofline", "no measured kernel rows with ceilings")
-    fig, axes = sized_panels(len(runs), 2, "page", height=5.0 * len(runs),
+    shown = fullest_run_per_gpu(runs)
+    left = sorted(run_name(src) for src, _ in runs if src not in {s for s, _ in shown})
+    fig, axes = sized_panels(len(shown), 2, "page", height=4.4 * len(shown),
                              gridspec_kw={"width_ratios": [1.0, 1.0]})
-    for (src, m), (ax, ax2) in zip(runs, axes):
+    for (src, m), (ax, ax2) in zip(shown, axes):
         _roofline_row(ax, ax2, m, (preset_roofs or {}).get(src), src)
-    titled(fig, "Measured kernels on each GPU's roofline (one run per row)", note)
+    if left:
+        note = (note + " " if note else "") + f"Runs not drawn (fewer decode rows on the same GPU): {', '.join(left)}."
+    titled(fig, "Measured kernels on each GPU's roofline (the fullest run of each GPU, one per row)", note)
     fig.tight_layout()
     return fig
+
+
+def fullest_run_per_gpu(runs: list[tuple[str, pd.DataFrame]]) -> list[tuple[str, pd.DataFrame]]:
+    """Of several measuring runs ``(source, rows)``, the one per GPU with the most timed decode (M = 1) rows, then
+    the most timed rows, then the newest ``date``, in GPU order: a page holds one roofline row per GPU, not one per
+    run, and the right-hand panel draws decode calls."""
+    best: dict[str, tuple[tuple[int, int, str], str, pd.DataFrame]] = {}
+    for src, m in runs:
+        gpu = ", ".join(sorted({str(g) for g in m.gpu.dropna()})) if "gpu" in m.columns else str(src)
+        date = str(m["date"].astype(str).max()) if "date" in m.columns else ""
+        timed = m[m.op != "ceiling"]
+        decode = int((timed.M == 1).sum()) if "M" in timed.columns else 0
+        key = (decode, len(timed), date)
+        if gpu not in best or key > best[gpu][0]:
+            best[gpu] = (key, src, m)
+    return [(src, m) for _, (_, src, m) in sorted(best.items())]
 
 
 def _roofline_row(ax, ax2, measured: pd.DataFrame, preset_roofs: dict | None, source: str) -> None:
