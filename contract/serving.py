@@ -38,6 +38,8 @@ SERVING_ITERATIONS = register("serving_iterations", _cols(
     ("compute_s", "float", "s", "chip time from the iteration cost model (incl. pipeline bubbles)"),
     ("comm_s", "float", "s", "tensor-parallel all-reduce time"),
     ("swap_s", "float", "s", "time moving swapped KV blocks to or from the host"),
+    ("host_s", "float", "s", "host time the chips wait for (scheduler.host_overhead_s + host_overhead_s_per_seq x "
+                               "sequences in the iteration)"),
     ("energy_j", "float", "J", "energy of all the instance's chips and links in the iteration"),
 ), "One row per scheduler iteration of a serving run (sim.serving.serve).")
 
@@ -46,6 +48,8 @@ SERVING_SUMMARY = register("serving_summary", _cols(
     ("model", "str", "", "model served (preset name or model YAML)"),
     ("datapath", "str", "", "datapath of the model (fp16, b1.58, a4.8, w4a16, ...)"),
     ("accelerator", "str", "", "accelerator preset or YAML the chips are"),
+    ("profile", "str", "", "statistic profile of the op traces behind the iteration costs (measured: random-weight "
+                           "statistics, paper-table2, trained; empty for a run from Python)"),
     ("chip", "str", "", "chip (accelerator) name of the cost model"),
     ("tp", "int", "", "tensor-parallel degree"),
     ("pp", "int", "", "pipeline stages"),
@@ -76,6 +80,8 @@ SERVING_SUMMARY = register("serving_summary", _cols(
     ("mean_batch", "float", "", "mean decode requests per iteration"),
     *((f"{m}_p{q}_s", "float", "s", f"{q}th percentile of {m.upper()} over finished requests")
       for m in ("ttft", "tpot", "e2e") for q in (50, 90, 99)),
+    *((f"itl_p{q}_s", "float", "s", f"{q}th percentile of the inter-token latency: every gap between two "
+       "consecutive output tokens of a request (as a serving benchmark's ITL)") for q in (50, 90, 99)),
     ("max_rate_rps", "float", "req/s", "highest request rate meeting the targets (rate search; NaN: no search, "
                                         "or even the lowest rate tried missed)"),
     *((f"{m}_at_max", "float", u, f"{d} at max_rate_rps (the search's run at that rate; NaN without one)")

@@ -150,6 +150,30 @@ def test_tensor_parallel_adds_two_allreduces_per_layer():
     assert res.requests["e2e_s"].iloc[0] == pytest.approx(A + 10 * B + ar(10) + A + B + ar(1))
 
 
+def test_host_overhead_is_paid_once_per_iteration_whatever_the_tensor_parallel_degree():
+    H, S = 0.004, 0.0005
+    ic = load_interconnect("nvlink4-h100")
+    for tp in (1, 2):
+        plain = serve(reqs([(0.0, 10, 3)] * 2), linear(tp=tp), parallel=ParallelConfig(tp=tp), interconnect=ic)
+        host = serve(reqs([(0.0, 10, 3)] * 2), linear(tp=tp), SchedulerConfig(host_overhead_s=H,
+                     host_overhead_s_per_seq=S), parallel=ParallelConfig(tp=tp), interconnect=ic)
+        # one prefill and two decode iterations of both requests, each H + 2 S longer; the chips' own time and
+        # energy unchanged
+        assert host.requests["e2e_s"].iloc[0] == pytest.approx(plain.requests["e2e_s"].iloc[0] + 3 * (H + 2 * S))
+        assert host.iterations["host_s"].tolist() == pytest.approx([H + 2 * S] * 3)
+        assert host.iterations["compute_s"].tolist() == pytest.approx(plain.iterations["compute_s"].tolist())
+        assert host.summary["energy_j"].iloc[0] == pytest.approx(plain.summary["energy_j"].iloc[0])
+
+
+def test_inter_token_latency_counts_every_gap_between_a_requests_tokens():
+    # prefill r1 [0, 20 ms], decode r1 [20, 31], prefill r2 (arrived at 25 ms) [31, 61], decode both [61, 73],
+    # decode r1 [73, 84]: r1's gaps 11, 42, 11 ms (the prefill of r2 stalls it), r2's gap 12 ms
+    res = serve(reqs([(0.0, 10, 4), (0.025, 20, 2)]), linear())
+    gaps = np.array([A + B, (A + 20 * B) + (A + 2 * B), A + B, A + 2 * B])
+    for q in (50, 90, 99):
+        assert res.summary[f"itl_p{q}_s"].iloc[0] == pytest.approx(np.percentile(gaps, q))
+
+
 def test_pipeline_of_two_stages_one_microbatch_adds_the_handoff():
     ic = load_interconnect("nvlink4-h100")
     res = serve(reqs([(0.0, 10, 2)]), linear(), parallel=ParallelConfig(pp=2), interconnect=ic)
@@ -294,6 +318,8 @@ def test_bad_workload_fields_name_the_field(field, value):
     (Targets, dict(ttft_s=0), "targets.ttft_s"), (Targets, dict(tpot_s=-1), "targets.tpot_s"),
     (SchedulerConfig, dict(policy="fcfs"), "prefill-first"), (SchedulerConfig, dict(max_batch=0), "max_batch"),
     (ParallelConfig, dict(prefill_instances=1), "decode_instances"), (ParallelConfig, dict(tp=0), "parallel.tp"),
+    (SchedulerConfig, dict(host_overhead_s=-0.001), "scheduler.host_overhead_s"),
+    (SchedulerConfig, dict(host_overhead_s_per_seq=2.0), "scheduler.host_overhead_s_per_seq"),
 ])
 def test_bad_configs_name_the_field_and_choices(cls, kw, match):
     with pytest.raises(ValueError, match=match):
@@ -372,6 +398,47 @@ def test_grid_cost_model_is_exact_on_a_piecewise_linear_chip():
     err = g.fit_error([("decode", 20, 1, 1000), ("decode", 300, 1, 2000), ("prefill", 1, 300, 1300)])
     assert np.abs(err["error_s"]).max() < 0.02
     assert np.allclose(err["error_j"], err["error_s"])
+
+
+def test_a_roofline_knee_between_two_token_points_is_interpolated_exactly():
+    # weight-bound until 20 tokens, compute-bound past them: the knee lies between the grid points 16 and 32,
+    # where the chord is 8 % high at 24 tokens
+    def evaluate(phase, batch, new, context):
+        s = max(2e-3, 1e-4 * batch * new)
+        return s, 30.0 * s
+    g = GridCostModel(facts=facts(), evaluate=evaluate, tokens=(1, 8, 16, 32, 64), batches=(1, 16),
+                      contexts=(512,), chunks=(128,), base_context=16)
+    for t in (4, 12, 20, 24, 30, 48):
+        assert g.cost(t, t * 16, ())[0] == pytest.approx(evaluate("decode", t, 1, 16)[0], rel=1e-12)
+    assert g.cost(24, 24 * 16, ())[1] == pytest.approx(30.0 * 2.4e-3, rel=1e-12)
+
+
+def test_decode_attention_with_a_fixed_part_per_step_is_interpolated_exactly_between_batches():
+    # reading the KV cache costs 200 ns per context token per step plus 3 ns per token per request: the rate
+    # per request (200 / B + 3 ns) is far from linear in B between the grid batches 1 and 16, its sum is not
+    def evaluate(phase, batch, new, context):
+        s = 1e-3 + 1e-6 * batch + (context - 16) * (2e-7 + 3e-9 * batch)
+        return s, 10.0 * s
+    g = GridCostModel(facts=facts(capacity_bytes=1e12), evaluate=evaluate, tokens=(1, 16, 128, 256),
+                      batches=(1, 16, 128), contexts=(512, 4096), chunks=(128,), base_context=16)
+    for b, c in ((6, 1448), (45, 700), (200, 2000)):
+        assert g.cost(b, b * c, ())[0] == pytest.approx(evaluate("decode", b, 1, c)[0], rel=1e-9)
+
+
+def test_grid_points_beyond_the_schedulers_share_of_memory_are_not_simulated():
+    asked = []
+
+    def evaluate(phase, batch, new, context):
+        asked.append((phase, batch, context))
+        return 1e-3 + 1e-9 * batch * context, 1.0
+    # 10 GB of memory, 1 GB of weights, 100 KB of KV a token: 128 x 512 tokens (6.6 GB) fit 90 %, not 50 %
+    for share, simulated in ((0.9, True), (0.5, False)):
+        asked.clear()
+        GridCostModel(facts=facts(), evaluate=evaluate, tokens=(1, 128), batches=(1, 128), contexts=(64, 512),
+                      chunks=(16,), memory_fraction=share)
+        assert (("decode", 128, 512) in asked) is simulated
+    with pytest.raises(ValueError, match="memory_fraction"):
+        GridCostModel(facts=facts(), evaluate=evaluate, memory_fraction=0.0)
 
 
 def test_validation_rows_hand_cases_pass_and_allreduce_rows_carry_their_error():
@@ -472,19 +539,27 @@ def test_iteration_rows_compare_each_batched_graph_token_and_show_a_wrong_simula
     assert "batch 32 context 2048 on preset-x" in t["check"].iloc[1] and "tiny" in t["source"].iloc[1]
 
 
-def test_iteration_simulator_runs_torch_baselines_on_the_ceilings_preset_and_ours_on_the_fitted_one(monkeypatch):
+def test_iteration_simulator_runs_each_measured_program_on_its_preset_with_its_launches_and_kv_cache(monkeypatch):
     calls = []
 
-    class Recorder:
-        def __init__(self, shard, datapath, accel, tp, **kw):
-            self.args = (datapath, shard.kv_bits, accel.name, tp)
+    def record(trace, accel):
+        layer0 = trace[trace["layer"] == 0]
+        kv = sorted(set(layer0.loc[layer0["op_class"] == "attention", "weight_format"]))
+        calls.append((accel.name, int(layer0["M"].max()), kv, int(layer0["launches"].sum())))
+        return type("Result", (), {"summary": type("Summary", (), {"latency_s": 1e-3 * len(calls)})()})()
 
-        def __call__(self, phase, batch, new_tokens, context):
-            calls.append(self.args + (phase, batch, new_tokens, context))
-            return 1e-3 * batch, 0.0
-
-    monkeypatch.setattr(serving_experiment, "TraceEvaluator", Recorder)
-    t = iteration_checks(_measured_tokens(), serving_experiment.iteration_simulator(), "tiny")
-    assert calls == [("fp16", 16, "h100-like", 1, "decode", 8, 1, 2048),
-                     ("b1.58", 4, "h100-triton", 1, "decode", 32, 1, 2048)]
-    assert t["simulated"].tolist() == pytest.approx([8000.0, 32000.0])
+    monkeypatch.setattr(serving_experiment.sim, "simulate", record)
+    base = dict(op="token_decode", K=2048, cuda_graph=True, gpu="NVIDIA H100 80GB HBM3")
+    rows = pd.DataFrame([
+        dict(base, kernel="7b_fp16", impl="baseline", precision="fp16", variant="torch_eager", M=8, us=1.0,
+             kv_bits=16.0),
+        dict(base, kernel="7b_b1.58-kv4", impl="ours", precision="b1.58", variant="per_operator", M=32, us=1.0,
+             kv_bits=4.0),
+        dict(base, kernel="7b_a4.8", impl="ours", precision="a4.8", variant="per_operator", M=8, us=1.0,
+             kv_bits=16.0)])
+    t = iteration_checks(rows, serving_experiment.iteration_simulator(), "tiny")
+    # torch eager: 40 launches a block (sim.validation.eager); ours: 28 with a 4-bit cache, a4.8 26 on its
+    # 3-bit cache (the row's kv_bits 16 is the label's, not what ran)
+    assert calls == [("h100-like", 8, ["kv-fp16"], 40), ("h100-triton", 32, ["kv-int4"], 28),
+                     ("h100-triton", 8, ["kv-int3"], 26)]
+    assert t["simulated"].tolist() == pytest.approx([1000.0, 2000.0, 3000.0])

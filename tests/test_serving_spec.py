@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 import yaml
 
+import bitsim.experiments.serving as srv
 from bitsim.cli import main
 from bitsim.experiments.serving import (
     GridConfig,
@@ -19,7 +20,7 @@ from bitsim.experiments.serving import (
     spec_from_dict,
 )
 from contract import read_table
-from sim.serving import ParallelConfig
+from sim.serving import ChipFacts, LinearCostModel, ParallelConfig, SchedulerConfig, serve
 
 SPEC_DIR = Path(__file__).resolve().parents[1] / "reports" / "specs" / "serving"
 TINY_GRID = dict(tokens=[1, 4, 16], batches=[1, 4], contexts=[32, 128], chunks=[8, 32])
@@ -129,6 +130,7 @@ def test_summary_names_the_run_and_carries_the_highest_rate_and_its_metrics(tmp_
     assert main(["serve", str(spec), "-o", str(out), "--quiet", "--small", "--cache", tiny_cache]) == 0
     s = read_table(out / "summary.csv", "serving_summary").iloc[0]
     assert (s["name"], s["model"], s["datapath"], s["accelerator"]) == ("tiny-serve", "tiny", "b1.58", "b1.58")
+    assert s["profile"] == "measured"          # the spec's default statistic profile, carried into the summary
     tried = pd.read_csv(out / "search.csv")
     best = tried[tried["attainment"] >= 0.9]["rate"].max()
     assert s["max_rate_rps"] == pytest.approx(best)
@@ -194,3 +196,49 @@ def test_footprint_counts_the_max_batch_of_mean_length_requests():
     shard = shard_config("tiny", "b1.58", 1)
     kv_token = 2 * shard.n_layers * shard.kv_heads * shard.hd * 2           # FP16 K and V of every layer
     assert f["kv_bytes"] == pytest.approx(s.scheduler.max_batch * f["mean_request_tokens"] * kv_token, rel=0.01)
+
+
+def test_a_carried_cost_cache_keeps_only_the_keys_the_run_used(tmp_path, tiny_cache):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(tiny_spec(workload=dict(requests=10))))
+    s = load_spec(spec)
+    used = build_cost_model(s.model, s.datapath, s.accelerator, 1, s.grid, cache_csv=tiny_cache).evaluate.key
+    run = tmp_path / "runs" / s.name                  # an earlier run's folder: its cache plus a stale key
+    run.mkdir(parents=True)
+    old = pd.read_csv(tiny_cache, dtype={"key": str})
+    stale = old[old["key"] == used].head(1).assign(key="0123456789abcdef")
+    pd.concat([old, stale]).to_csv(run / "cost_cache.csv", index=False)
+    facts = json.loads(Path(tiny_cache).with_suffix(".facts.json").read_text())
+    (run / "cost_cache.facts.json").write_text(json.dumps(dict(facts, **{"0123456789abcdef": facts[used]})))
+    assert main(["serve", str(spec), "-o", str(tmp_path / "runs"), "--each", "--quiet", "--small"]) == 0
+    kept = pd.read_csv(run / "cost_cache.csv", dtype={"key": str})
+    assert set(kept["key"]) == {used}
+    assert len(kept) == (old["key"] == used).sum()                 # every row of the used key carried forward
+    assert set(json.loads((run / "cost_cache.facts.json").read_text())) == {used}
+
+
+def test_host_overhead_is_solved_back_from_the_floor_it_produced(monkeypatch):
+    """The floor solver inverts the simulation: latencies made with a known host time give that host time back."""
+    facts = ChipFacts(name="toy", tp=8, weight_bytes=1e9, kv_bytes_per_token=1e4, capacity_bytes=80e9, hidden=1024,
+                      n_layers=4)
+    cost = LinearCostModel(facts=facts, fixed_s=0.002, per_token_s=2e-6)
+    monkeypatch.setattr(srv, "build_cost_model", lambda *a, **k: cost)
+    true = (0.0015, 8e-5)
+    sch = SchedulerConfig(policy="prefill-first", max_batch=256, token_budget=2048, host_overhead_s=true[0],
+                          host_overhead_s_per_seq=true[1])
+    made = {name: serve(srv.published_requests(f"sharegpt-8b-tp8-{n}"), cost, sch, ParallelConfig(tp=8),
+                        "nvlink4-h100").summary["itl_p50_s"].iloc[0] * 1e3
+            for name, n in (("h100.8b.tp8_median_itl_10prompts", 10), ("h100.8b.tp8_median_itl_320prompts", 320))}
+    monkeypatch.setattr(srv, "anchor", lambda name: made[name])
+    assert srv.host_overhead() == pytest.approx(true, rel=1e-3)
+
+
+def test_published_request_files_hold_the_published_token_totals():
+    # totals printed by each published run (total_input_tokens, total_output_tokens; an empty answer counts 1 here)
+    for name, n, prompt, output, empty in (("sharegpt-70b-tp2", 320, 65814, 61007, 79),
+                                           ("sharegpt-8b-tp8-320", 320, 65578, 44684, 102),
+                                           ("sharegpt-8b-tp8-10", 10, 1369, 1143, 3)):
+        r = srv.published_requests(name)
+        assert len(r) == n and (r["arrival_s"] == 0).all()
+        assert r["prompt_tokens"].sum() == prompt
+        assert r["output_tokens"].sum() == output + empty

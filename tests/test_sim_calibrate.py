@@ -50,7 +50,7 @@ def _truth() -> dict:
     raw = fit.__globals__["_base_raw"]()
     raw.update(name="truth", op_overhead_ns=3300.0, host_launch_ns=4700.0)
     raw["sparsity"] = {"skip_weight_fetch": True, "skip_compute": False, "stream_when_cheaper": False}
-    raw["arrays"][0]["unpack"] = {"ternary": 9.0}
+    raw["arrays"][0]["unpack"] = {**raw["arrays"][0].get("unpack", {}), "ternary": 9.0}
     raw["arrays"][1]["unpack"] = {"int3": 5.0, "int4": 5.0}
     raw["arrays"][1]["max_m"] = 4
     raw["offchip"] = dict(raw["offchip"], row_miss_ns=1.5)
@@ -94,8 +94,10 @@ def test_unpack_cycles_of_a_large_gemm_match_the_hand_count():
     # 8192 x 4096 x 4096 on 132 output-stationary 128x128 tiles: 64 x 32 = 2048 folds in
     # ceil(2048 / 132) = 16 waves; each fold unpacks its 128-column x 4096 weight tile.
     assert unpack_cycles(8192, 4096, 4096, tc, 8.0) == 16 * math.ceil(128 * 4096 / 8.0)
-    # few folds (M = 128: 32 folds, one wave): a fold's full time, not the total spread over 132 copies
-    assert unpack_cycles(128, 4096, 4096, tc, 8.0) == math.ceil(128 * 4096 / 8.0)
+    # few folds (M = 128: 32 folds, one wave) and no split reduction: a fold's full time, not the total spread
+    # over 132 copies
+    whole = dataclasses.replace(tc, split_reduction=False, split_balanced=False)
+    assert unpack_cycles(128, 4096, 4096, whole, 8.0) == math.ceil(128 * 4096 / 8.0)
 
 
 def test_unpack_stage_binds_only_packed_operands_and_faster_unpack_is_never_slower():
@@ -104,16 +106,17 @@ def test_unpack_stage_binds_only_packed_operands_and_faster_unpack_is_never_slow
     int8 = pd.DataFrame([gemm_row("g", 2048, 4096, 4096, wfmt="int8", wbits=8, afmt="int8", abits=8)])
     lat = []
     for r in (2.0, 8.0, 32.0, 1e4):
-        arrays = (dataclasses.replace(base.arrays[0], unpack={"ternary": r}),
+        arrays = (dataclasses.replace(base.arrays[0], unpack={**base.arrays[0].unpack, "ternary": r}),
                   base.arrays[1])
         cfg = base.replace(arrays=arrays)
         lat.append(sim.simulate(tern, cfg).summary.cycles)
         # an int8 op needs no unpack: unchanged by the rate
         assert sim.simulate(int8, cfg).summary.cycles == sim.simulate(int8, base).summary.cycles
     assert lat == sorted(lat, reverse=True) and lat[0] > lat[-1]
-    # with unpack effectively free, h100-triton's ternary GEMM is h100-like's (+ its launch latency)
-    ideal = sim.simulate(tern, "h100-like").summary.cycles
-    assert lat[-1] == ideal + base.op_overhead_cycles
+    # with unpack effectively free, h100-triton's ternary GEMM is h100-like's (with its own launch latency)
+    like = sim.load_accelerator("h100-like")
+    ideal = sim.simulate(tern, like).summary.cycles
+    assert lat[-1] == ideal - like.op_overhead_cycles + base.op_overhead_cycles
 
 
 # ---------------------------------------------------------------- (ii) held-out MAPE on the committed table
@@ -164,7 +167,9 @@ def test_h100_like_baseline_classes_meet_the_issue_bound_held_out(committed):
 # table; the rest miss, for the reasons in docs/simulator.md (asserted below to be improved only).
 # The GEMV class (16.8 %) is no longer among them: once the harness's L2 flush is shared by the calls a
 # CUDA-graph row rotates over, our GEMVs show their cost beyond their bytes (the whole-token rows agree).
-MEETS_BOUND = ("attention_decode kv3 ours", "gemm w1.58a4-fp8 ours")
+# Nor the A4-FP8 GEMM class: its M = 16 / 128 rows time the earlier untuned small-M tiles, 2x the tuned
+# kernel the split reduction of the GPU presets describes (docs/simulator.md).
+MEETS_BOUND = ("attention_decode kv3 ours",)
 
 
 def test_h100_triton_meets_the_bound_on_the_classes_docs_say_it_meets(committed):

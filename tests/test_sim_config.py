@@ -183,8 +183,8 @@ def test_dynamic_only_energy_basis_with_a_leakage_model_is_a_contradiction():
 
 def _h100_like_raw(max_m=None):
     raw = _raw("h100-like")
-    if max_m is not None:
-        raw["arrays"][1]["max_m"] = max_m      # arrays[1] = cuda_cores
+    raw["arrays"][1]["max_m"] = max_m          # arrays[1] = cuda_cores
+    raw["arrays"][0].update(split_reduction=False, split_balanced=False)   # whole folds, as the hand count
     return from_dict(raw)
 
 

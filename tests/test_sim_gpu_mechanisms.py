@@ -100,7 +100,7 @@ def _attention_pv(count: int, ctx: int = 2048) -> dict:
 
 def test_an_op_with_32_units_on_132_copies_reads_at_32_of_132_of_the_bandwidth():
     a = _gpu()
-    cores = tuple(dataclasses.replace(x, split_reduction=False) for x in a.arrays)
+    cores = tuple(dataclasses.replace(x, split_reduction=False, split_balanced=False) for x in a.arrays)
     cfg = a.replace(arrays=cores, occupancy_limited_reads=True)
     tr = _trace([_attention_pv(32)])
     (p,) = plan_ops(tr, cfg)

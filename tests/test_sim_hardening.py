@@ -232,7 +232,9 @@ def _set_limit(raw: dict, key: str, value) -> str:
         if rest == "pe_ops.rate":
             arr["pe_ops"][0]["rate"] = value
             return "arrays[0].pe_ops[0].rate"
-        if rest in ("unpack", "stream_ramp_ns", "stream_efficiency"):     # per-operand maps
+        if rest == "unpack_m_tile":                     # only an operand the array unpacks may have a tile
+            arr.setdefault("unpack", {}).setdefault("ternary", 1.0)
+        if rest in ("unpack", "unpack_m_tile", "stream_ramp_ns", "stream_efficiency"):     # per-operand maps
             arr[rest] = {"ternary": value}
             return f"arrays[0].{rest}.ternary"
         arr[rest] = value
@@ -249,7 +251,7 @@ def test_every_limit_refuses_a_value_above_it_naming_the_field(key):
     lo, hi, unit = LIMITS[key]
     raw = _raw()
     integral = key in ("arrays.rows", "arrays.cols", "arrays.count", "arrays.weight_load_cycles", "arrays.max_m",
-                       "arrays.max_k", "arrays.lut_group", "offchip.interfaces", "vector.lanes")
+                       "arrays.max_k", "arrays.lut_group", "arrays.unpack_m_tile", "offchip.interfaces", "vector.lanes")
     field = _set_limit(raw, key, int(hi) * 2 if integral else float(hi) * 2)
     name = field.replace('[', '.').replace(']', '.')
     with pytest.raises(ValueError, match=rf"{name} = .* is outside .*the sane range"):

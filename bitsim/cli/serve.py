@@ -19,7 +19,14 @@ import sys
 import time
 from pathlib import Path
 
-from bitsim.experiments.serving import load_spec, run_is_current, run_spec, validation_table, write_outputs
+from bitsim.experiments.serving import (
+    load_spec,
+    prune_cost_cache,
+    run_is_current,
+    run_spec,
+    validation_table,
+    write_outputs,
+)
 from contract import check_output_folder, publish_folder, temporary_sibling, write_table
 
 OUTPUT_NAMES = ("validation.csv", "requests.csv", "iterations.csv", "summary.csv", "summary.json", "fit.csv",
@@ -47,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--validate", action="store_true",
                    help="instead of a spec: write DIR/validation.csv (hand-computed schedules, all-reduce "
                         "latencies, published 70B GPU serving numbers, cost-model fits, decode iterations "
-                        "against the measured H100 batched decode tokens; ~55 direct simulations on a first "
+                        "against the measured H100 batched decode tokens; ~70 direct simulations on a first "
                         "run, cached)")
     p.set_defaults(func=_run)
 
@@ -60,6 +67,8 @@ def _validate(args: argparse.Namespace, out: Path) -> int:
     try:
         table = validation_table(cache, progress=log)
         write_table(table, tmp / "validation.csv", "serving_validation")
+        if not args.cache:
+            prune_cost_cache(cache)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -72,7 +81,9 @@ def _validate(args: argparse.Namespace, out: Path) -> int:
 
 def _carry_cost_cache(out: Path, tmp: Path) -> Path:
     """The cost cache of the run being written into ``tmp``: an earlier run's in ``out`` copied forward (the
-    folder is replaced whole when the run is published), so its direct simulations are not redone."""
+    folder is replaced whole when the run is published), so its direct simulations are not redone.  Once the run
+    is done its cache is pruned to the keys it used (``prune_cost_cache``); a ``--cache`` file the user names may
+    serve several runs and is left whole."""
     for name in ("cost_cache.csv", "cost_cache.facts.json"):
         if (out / name).exists():
             (tmp / name).write_bytes((out / name).read_bytes())
@@ -119,6 +130,8 @@ def _run_one(args: argparse.Namespace, spec, out: Path) -> None:
     try:
         result = run_spec(spec, cache_csv=cache, progress=log)
         write_outputs(spec, result, tmp, small=args.small)
+        if not args.cache:
+            prune_cost_cache(cache)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -51,13 +51,13 @@ from sim.serving import (
 )
 from sim.serving.metrics import at_max
 from sim.serving.validation import allreduce_checks, hand_checks, iteration_checks, row
-from sim.serving.workload import anchor, anchors, generate
-from sim.validation import GPU_PRESETS, gpu_presets
+from sim.serving.workload import anchor, anchors, generate, load_requests
+from sim.validation import GPU_PRESETS, gpu_presets, measured_kv_bits, with_launches
 
 PROFILES = ("measured", "paper-table2", "trained")
 #: Raised whenever the serving model (engine, interconnect, cost model) changes what a spec produces, so that
 #: runs written before are redone (``bitsim serve --each`` skips a run whose digest matches).
-RESULTS_VERSION = 3
+RESULTS_VERSION = 4
 
 
 # ---------------------------------------------------------------------------- the spec
@@ -273,6 +273,8 @@ class TraceEvaluator:
         self.cache: dict = {}
         self.last_summary = None
         self.calls = 0
+        if self.cache_csv:
+            _KEYS_USED.setdefault(self.cache_csv.resolve(), set()).add(self.key)
         if self.cache_csv and self.cache_csv.exists():
             t = read_cost_cache(self.cache_csv)
             for r in t[t["key"] == self.key].itertuples(index=False):
@@ -313,6 +315,38 @@ class TraceEvaluator:
             out.to_csv(tmp, index=False)
 
 
+#: The cost-cache keys each cache file was opened with in this process (every :class:`TraceEvaluator` on a file
+#: adds its key), so that a run can rewrite its own cache with only the keys it used (:func:`prune_cost_cache`).
+_KEYS_USED: dict[Path, set[str]] = {}
+
+
+def cache_keys_used(cache_csv: "str | Path") -> set[str]:
+    """The keys of the evaluators opened on ``cache_csv`` in this process."""
+    return set(_KEYS_USED.get(Path(cache_csv).resolve(), ()))
+
+
+def prune_cost_cache(cache_csv: "str | Path", keys: "set[str] | None" = None) -> int:
+    """Rewrite ``cache_csv`` (and its ``.facts.json``) with only the rows of ``keys`` (default: the keys used on it
+    in this process, :func:`cache_keys_used`), atomically: a cache carried forward from an earlier run keeps no
+    rows that no current evaluation reads.  Returns the number of rows dropped (0 when there is no file)."""
+    path = Path(cache_csv)
+    keys = cache_keys_used(path) if keys is None else set(keys)
+    dropped = 0
+    if path.is_file():
+        t = read_cost_cache(path)
+        keep = t["key"].isin(keys)
+        dropped = int((~keep).sum())
+        if dropped:
+            with atomic_path(path) as tmp:
+                t[keep].to_csv(tmp, index=False)
+    facts = _facts_path(path)
+    if facts is not None and facts.is_file():
+        doc = json.loads(facts.read_text())
+        if set(doc) - keys:
+            write_json_atomic({k: v for k, v in doc.items() if k in keys}, facts, indent=1)
+    return dropped
+
+
 COST_CACHE_COLUMNS = ("key", "phase", "batch", "new_tokens", "context", "seconds", "joules")
 MAX_COST_CACHE_BYTES = limit("serving cost-cache file size", 64 << 20, unit="bytes", area="serving",
                              applies_to="bitsim serve --cache", why="a grid of a few hundred simulated points "
@@ -326,7 +360,7 @@ def read_cost_cache(path: Path) -> pd.DataFrame:
     check_input_file(path, what="cost cache", expected="a CSV written by bitsim serve --cache",
                      max_bytes=MAX_COST_CACHE_BYTES, why="a cost cache is tens of KB")
     try:
-        t = pd.read_csv(path)
+        t = pd.read_csv(path, dtype={"key": str})      # a key of hex digits only must not become a number
     except (ValueError, UnicodeDecodeError) as e:
         raise ValueError(f"cost cache {path}: not a CSV written by bitsim serve ({str(e)[:200]})") from None
     missing = [c for c in COST_CACHE_COLUMNS if c not in t.columns]
@@ -376,9 +410,11 @@ def _save_facts(ev: TraceEvaluator, cache_csv: "str | Path | None", facts: ChipF
 def build_cost_model(model: "str | ModelConfig", datapath: str, accelerator: "str | sim.AcceleratorConfig",
                      tp: int = 1, grid: GridConfig | None = None, profile: str = "measured", seed: int = 0,
                      cache_csv: "str | Path | None" = None, progress: Callable[[str], None] | None = None, *,
-                     kv_bits: int | None = None, accelerator_overrides: dict | None = None) -> GridCostModel:
+                     kv_bits: int | None = None, accelerator_overrides: dict | None = None,
+                     memory_fraction: float = 1.0) -> GridCostModel:
     """A fitted iteration cost model of ``model`` on ``accelerator`` chips at tensor-parallel degree ``tp``
-    (``kv_bits``: the KV cache's bits, None for the datapath's own; ``accelerator_overrides``: dotted paths)."""
+    (``kv_bits``: the KV cache's bits, None for the datapath's own; ``accelerator_overrides``: dotted paths;
+    ``memory_fraction``: the scheduler's share of a chip's memory, beyond which no grid point is simulated)."""
     grid = grid or GridConfig()
     full = model_config(model, datapath, kv_bits)
     shard = shard_config(full, datapath, tp)
@@ -392,16 +428,18 @@ def build_cost_model(model: "str | ModelConfig", datapath: str, accelerator: "st
         _save_facts(ev, cache_csv, facts)
     facts = dataclasses.replace(facts, model=str(model if isinstance(model, str) else model.name), datapath=datapath)
     return GridCostModel(facts=facts, evaluate=ev, tokens=grid.tokens, batches=grid.batches,
-                         contexts=grid.contexts, chunks=grid.chunks)
+                         contexts=grid.contexts, chunks=grid.chunks, memory_fraction=memory_fraction)
 
 
 def fit_points(grid: GridConfig, cost: GridCostModel | None = None) -> list[tuple[str, int, int, int]]:
     """Shapes off the grid where the fit is checked against direct simulation: decode at every geometric
-    midpoint of the grid's batches and of its contexts, prefill at every midpoint of its chunks and of its
-    contexts (``cost``: only decode shapes whose KV cache fits the chip)."""
-    def mids(v: tuple) -> list[int]:
-        return [int(round(math.sqrt(x * y))) for x, y in zip(v, v[1:])] or [v[0]]
-    pts = ([("decode", b, 1, c) for c in mids(grid.contexts) for b in mids(grid.batches)]
+    midpoint of its batch grid (the batches, and the tokens up to the largest batch: a decode step's weight-bound
+    part is interpolated over the tokens, its attention over the batches) and of its contexts, prefill at every
+    midpoint of its chunks and of its contexts (``cost``: only decode shapes whose KV cache fits the chip)."""
+    def mids(v: tuple) -> list[int]:            # rounded midpoints that fall on a grid value are left out
+        return [m for m in (int(round(math.sqrt(x * y))) for x, y in zip(v, v[1:])) if m not in v] or [v[0]]
+    batch_grid = tuple(sorted({*grid.batches, *(t for t in grid.tokens if t <= max(grid.batches))}))
+    pts = ([("decode", b, 1, c) for c in mids(grid.contexts) for b in mids(batch_grid)]
            + [("prefill", 1, p, p + c) for c in mids(grid.contexts) for p in mids(grid.chunks)])
     return [p for p in pts if cost is None or p[0] == "prefill" or cost.fits(p[1], p[3])]
 
@@ -413,7 +451,8 @@ def run_spec(spec: ServeSpec, cache_csv: "str | Path | None" = None,
     workload (at that rate with ``search.serve_at_best``); every table of the run, the summary complete."""
     cost = build_cost_model(spec.model, spec.datapath, spec.accelerator, spec.parallel.tp, spec.grid,
                             spec.profile, spec.seed, cache_csv, progress, kv_bits=spec.kv_bits,
-                            accelerator_overrides=spec.accelerator_overrides)
+                            accelerator_overrides=spec.accelerator_overrides,
+                            memory_fraction=spec.scheduler.memory_fraction)
     out: dict = {"cost": cost, "fit": cost.fit_error(fit_points(spec.grid, cost))}
     workload = spec.workload
     if spec.search.enabled:
@@ -426,7 +465,7 @@ def run_spec(spec: ServeSpec, cache_csv: "str | Path | None" = None,
             workload = dataclasses.replace(workload, rate=best)
     res = serve(workload, cost, spec.scheduler, spec.parallel, spec.interconnect, spec.targets)
     row = dict(res.summary.iloc[0].to_dict(), name=spec.name, model=spec.model, datapath=spec.datapath,
-               accelerator=spec.accelerator, target_rate=float(spec.search.target_rate),
+               accelerator=spec.accelerator, profile=spec.profile, target_rate=float(spec.search.target_rate),
                chips_needed=out.get("chips_needed", math.nan))
     if "search" in out:
         row = at_max(row, out["best_rate"], out["search"])
@@ -565,32 +604,88 @@ GPU_MODEL = "llama3-70b"
 GPU_DATAPATH = "w8a8-fp8"         # the published runs serve FP8 weights and activations
 GPU_TOLERANCE = 0.20
 GPU_NOTE = "w8a8-fp8 on h100-like over nvlink4-h100"
+#: The request lengths of the published runs the GPU serving checks replay (``arrival_s,prompt_tokens,
+#: output_tokens``, every request at t = 0; each file names its source).
+PUBLISHED_RUNS = Path(__file__).resolve().parents[2] / "reports" / "specs" / "serving-validation"
+#: vLLM v0.5.4 as the published throughput runs started it (LambdaLabsML/vllm-benchmark): its default scheduler
+#: -- prefill-first, at most 256 sequences, 2048 tokens per prefill batch at max_model_len 2000.  Its host overhead
+#: per iteration comes from :func:`host_overhead`.
+VLLM054 = SchedulerConfig(policy="prefill-first", max_batch=256, token_budget=2048)
+HOST_FLOOR_MODEL = "llama3-8b"    # the published runs: Meta-Llama-3.1-8B-FP8 on 8 x H100
+
+
+def published_requests(name: str) -> pd.DataFrame:
+    """The requests of one published run (``PUBLISHED_RUNS/<name>.csv``)."""
+    return load_requests(PUBLISHED_RUNS / f"{name}.csv")
+
+
+def host_overhead(cache_csv: "str | Path | None" = None, grid: GridConfig | None = None,
+                  progress: Callable[[str], None] | None = None) -> tuple[float, float]:
+    """vLLM v0.5.4's host time per iteration, ``(fixed s, s per sequence)``, from a measured floor.
+
+    An 8B FP8 model at TP 8 leaves each GPU ~3-5 ms per step, so the published median inter-token latencies of
+    that deployment (4.52 ms at 10 requests, 18.33 ms at 320: the ``host`` anchors) are mostly host time -- the
+    Python scheduler, input preparation, sampling and detokenization of a runtime that does not overlap them with
+    the GPU, much of it per sequence.  The two unknowns are solved so that the simulated runs of those two
+    request sets (:data:`VLLM054` on ``h100-like``, TP 8) reproduce the two latencies; no 70B number enters."""
+    cost = build_cost_model(HOST_FLOOR_MODEL, GPU_DATAPATH, "h100-like", 8, grid or GridConfig(), "measured", 0,
+                            cache_csv, progress)
+    runs = [(published_requests("sharegpt-8b-tp8-10"), anchor("h100.8b.tp8_median_itl_10prompts") * 1e-3),
+            (published_requests("sharegpt-8b-tp8-320"), anchor("h100.8b.tp8_median_itl_320prompts") * 1e-3)]
+    target = np.array([y for _, y in runs])
+
+    def itl(h: np.ndarray) -> np.ndarray:
+        sch = dataclasses.replace(VLLM054, host_overhead_s=float(h[0]), host_overhead_s_per_seq=float(h[1]))
+        return np.array([serve(w, cost, sch, ParallelConfig(tp=8), "nvlink4-h100").summary["itl_p50_s"].iloc[0]
+                         for w, _ in runs])
+
+    h = np.zeros(2)
+    steps = (np.array([1e-4, 0.0]), np.array([0.0, 1e-6]))
+    for _ in range(4):              # the median gap is linear in both unknowns between batch changes
+        f = itl(h)
+        if np.allclose(f, target, rtol=1e-6, atol=0):
+            break
+        jac = np.column_stack([(itl(h + d) - f) / d.sum() for d in steps])
+        h = h + np.linalg.solve(jac, target - f)
+    if (h < 0).any() or not np.allclose(itl(h), target, rtol=1e-3, atol=0):
+        raise ValueError(f"host_overhead: no non-negative (fixed, per-sequence) host time reproduces the published "
+                         f"floor {target * 1e3} ms (got {h} s)")
+    return float(h[0]), float(h[1])
 
 
 def gpu_checks(cache_csv: "str | Path | None" = None, grid: GridConfig | None = None,
-               progress: Callable[[str], None] | None = None, requests: int = 200) -> tuple[pd.DataFrame, dict]:
-    """The GPU preset against published 70B serving numbers: inter-token latency at TP 2 and concurrency 1,
-    and the throughput gain from TP 2 to TP 8 under a saturating load.  Rows and the runs behind them."""
+               progress: Callable[[str], None] | None = None) -> tuple[pd.DataFrame, dict]:
+    """The GPU preset against published 70B serving numbers: inter-token latency at TP 2 and concurrency 1, and
+    the published vLLM v0.5.4 throughput runs at TP 2 and TP 8 (their request lengths, all sent at once, vLLM's
+    default scheduler and its host overhead, :func:`host_overhead`): the TP 8 over TP 2 throughput, each output
+    throughput and each median inter-token latency.  Rows and the runs behind them."""
     src = anchors().set_index("name")["source"]
     grid = grid or GridConfig()
     runs = {}
     costs = {tp: build_cost_model(GPU_MODEL, GPU_DATAPATH, "h100-like", tp, grid, "measured", 0, cache_csv, progress)
              for tp in (2, 8)}
     one = pd.DataFrame([(0.0, 1000, 1000)], columns=["arrival_s", "prompt_tokens", "output_tokens"])
-    itl = serve(one, costs[2], SchedulerConfig(), ParallelConfig(tp=2), "nvlink4-h100")
-    runs["itl_tp2"] = itl
-    ref = anchor("h100.70b.tp2_itl_concurrency1")
+    itl = serve(one, costs[2], SchedulerConfig(), ParallelConfig(tp=2), "nvlink4-h100")     # no host time: NVIDIA's
+    runs["itl_tp2"] = itl                                                                  # engine hides it
     rows = [row(f"70B inter-token latency, TP 2, concurrency 1 (1000 in / 1000 out; {GPU_NOTE})", "serving",
-                itl.requests["tpot_s"].iloc[0] * 1e3, ref, "ms", GPU_TOLERANCE,
+                itl.requests["tpot_s"].iloc[0] * 1e3, anchor("h100.70b.tp2_itl_concurrency1"), "ms", GPU_TOLERANCE,
                 src["h100.70b.tp2_itl_concurrency1"])]
-    w = WorkloadConfig(requests=requests, rate=1000.0, lengths="conversation", seed=0)
+    h0, h1 = host_overhead(cache_csv, grid, progress)
+    sch = dataclasses.replace(VLLM054, host_overhead_s=h0, host_overhead_s_per_seq=h1)
+    note = (f"320 ShareGPT requests at once, vLLM v0.5.4 scheduler, host {h0 * 1e3:.2f} ms + {h1 * 1e6:.0f} us per "
+            f"sequence per iteration; {GPU_NOTE}")
     tput = {}
     for tp in (2, 8):
-        res = serve(w, costs[tp], SchedulerConfig(), ParallelConfig(tp=tp), "nvlink4-h100")
-        runs[f"saturated_tp{tp}"] = res
-        tput[tp] = float(res.summary["output_tokens_per_s"].iloc[0])
-    rows.append(row(f"70B output throughput TP 8 / TP 2 under a saturating load ({requests} conversation requests "
-                    f"at once; {GPU_NOTE})", "serving", tput[8] / tput[2],
+        res = serve(published_requests("sharegpt-70b-tp2"), costs[tp], sch, ParallelConfig(tp=tp), "nvlink4-h100")
+        runs[f"vllm054_tp{tp}"] = res
+        s = res.summary.iloc[0]
+        tput[tp] = float(s["output_tokens_per_s"])
+        for what, value, name, unit in (("output throughput", tput[tp], f"tp{tp}_output_tps_vllm054", "token/s"),
+                                        ("median inter-token latency", s["itl_p50_s"] * 1e3,
+                                         f"tp{tp}_median_itl_vllm054", "ms")):
+            rows.append(row(f"70B {what}, TP {tp} ({note})", "serving", value, anchor(f"h100.70b.{name}"), unit,
+                            GPU_TOLERANCE, src[f"h100.70b.{name}"]))
+    rows.append(row(f"70B output throughput TP 8 / TP 2 ({note})", "serving", tput[8] / tput[2],
                     anchor("h100.70b.tp8_over_tp2_throughput"), "ratio", GPU_TOLERANCE,
                     src["h100.70b.tp8_over_tp2_throughput"]))
     for tp, cost in costs.items():
@@ -607,13 +702,15 @@ MEASURED_ITERATIONS = Path(__file__).resolve().parents[2] / "reports" / "data" /
 ITERATION_MODEL = "7b"            # the measured tokens run LLaMA-7B (32 blocks, FP16 LM head over 32000 words)
 
 
-def iteration_simulator(cache_csv: "str | Path | None" = None, progress: Callable[[str], None] | None = None
-                        ) -> Callable[[pd.Series], tuple[float, str]]:
+def iteration_simulator(progress: Callable[[str], None] | None = None) -> Callable[[pd.Series], tuple[float, str]]:
     """``row -> (simulated us, preset)`` for a measured decode token (a ``measured_trace`` row): one decode
-    iteration of :data:`ITERATION_MODEL` on the row's datapath and KV bits at batch ``M`` and context ``K``,
-    by the serving cost model's direct evaluation (:class:`TraceEvaluator`), on the preset that matches how it
-    was measured (the GPU's measured-ceilings preset for the torch baselines, its fitted preset for ours)."""
-    evaluators: dict[tuple, TraceEvaluator] = {}
+    iteration of :data:`ITERATION_MODEL` on the KV bits the measured program ran
+    (:func:`sim.validation.measured_kv_bits`) at batch ``M`` and context ``K``, the op trace the serving cost
+    model builds with each op's kernel launches as the measured program (the row's ``variant``) issues them
+    (:func:`sim.validation.with_launches`), on the preset that matches how it was measured (the GPU's
+    measured-ceilings preset for the torch baselines, its fitted preset for ours).  Nothing is fitted to
+    these rows."""
+    accels: dict[str, sim.AcceleratorConfig] = {}
 
     def simulate_us(r: pd.Series) -> tuple[float, str]:
         pair = gpu_presets(str(r["gpu"]))
@@ -621,26 +718,27 @@ def iteration_simulator(cache_csv: "str | Path | None" = None, progress: Callabl
             raise ValueError(f"measured decode token {r['kernel']}: no simulator preset for GPU {r['gpu']!r}; "
                              f"known: {sorted(GPU_PRESETS)}")
         preset = pair[0] if str(r["impl"]) == "baseline" else pair[1]
-        kv = None if pd.isna(r["kv_bits"]) else int(r["kv_bits"])     # None: the datapath's own KV bits
-        key = (str(r["precision"]), kv, preset)
-        if key not in evaluators:
-            shard = model_config(ITERATION_MODEL, key[0], key[1])
-            evaluators[key] = TraceEvaluator(shard, key[0], make_accelerator(preset, {}), 1, cache_csv=cache_csv,
-                                             progress=progress)
-        seconds, _ = evaluators[key]("decode", int(r["M"]), 1, int(r["K"]))
-        return seconds * 1e6, preset
+        datapath = str(r["precision"])
+        shard = model_config(ITERATION_MODEL, datapath, measured_kv_bits(datapath, r["kv_bits"]))
+        trace = build_trace(shard, datapath, phase="decode", context=int(r["K"]), batch=int(r["M"]), seed=0,
+                            profile="measured")
+        accel = accels.setdefault(preset, make_accelerator(preset, {}))
+        res = sim.simulate(with_launches(trace, str(r["variant"]), datapath), accel)
+        if progress:
+            progress(f"decode iteration {r['kernel']} batch {int(r['M'])} on {preset}: "
+                     f"{res.summary.latency_s * 1e3:.3f} ms")
+        return res.summary.latency_s * 1e6, preset
     return simulate_us
 
 
 def iteration_table(measured: "pd.DataFrame | str | Path" = MEASURED_ITERATIONS,
-                    cache_csv: "str | Path | None" = None,
                     progress: Callable[[str], None] | None = None) -> pd.DataFrame:
     """The per-iteration latency rows (group ``iteration``) against the measured batched decode tokens."""
     source = "measured batched decode"
     if not isinstance(measured, pd.DataFrame):
         source = Path(measured).name
         measured = read_table(measured, "measured_trace")
-    return iteration_checks(measured, iteration_simulator(cache_csv, progress), source)
+    return iteration_checks(measured, iteration_simulator(progress), source)
 
 
 def validation_table(cache_csv: "str | Path | None" = None, progress: Callable[[str], None] | None = None,
@@ -650,7 +748,7 @@ def validation_table(cache_csv: "str | Path | None" = None, progress: Callable[[
     parts = [hand_checks(), allreduce_checks()]
     if gpu:
         parts.append(gpu_checks(cache_csv, progress=progress)[0])
-        parts.append(iteration_table(cache_csv=cache_csv, progress=progress))
+        parts.append(iteration_table(progress=progress))
     return validate(pd.concat(parts, ignore_index=True), "serving_validation")
 
 

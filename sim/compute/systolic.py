@@ -69,12 +69,24 @@ def folds(M: int, N: int, K: int, rows: int, cols: int, dataflow: str, count: in
 
 def split_reduction(M: int, N: int, K: int, array: "ArrayConfig", count: int = 1) -> tuple[int, int]:
     """(K per part, instances) of ``count`` GEMMs after the array's split-reduction rule: with
-    ``split_reduction`` and fewer folds than array copies, K is cut into p = min(copies // folds, K) parts,
-    each an instance of its own (a flash-decoding kernel's context splits); otherwise (K, count)."""
+    ``split_reduction`` and fewer folds than array copies, K is cut into p parts, each an instance of its own
+    (a flash-decoding kernel's context splits, a split-K GEMM); otherwise (K, count).
+
+    p = min(copies // folds, K): one wave of parts.  With ``split_balanced`` p is the part count that finishes
+    soonest -- the fewest ceil(folds x p / copies) waves x ceil(K / p), the smallest such p on a tie -- which
+    comes within a rounding of spreading the folds' work evenly over every copy (stream-K): 86 folds of
+    K = 4096 on 132 copies take 72 parts in 47 waves of 57 = 2679 (the even spread: 86 x 4096 / 132 = 2669),
+    where one wave of whole folds takes 4096 with 46 copies idle."""
     if not array.split_reduction or min(M, N, K) <= 0 or count <= 0:
         return K, count
     f = folds(M, N, K, array.rows, array.cols, array.dataflow, count)
-    parts = min(array.count // max(f, 1), K)
+    if f >= array.count:
+        return K, count
+    if array.split_balanced:
+        parts = min(range(1, min(array.count, K) + 1),
+                    key=lambda p: (math.ceil(f * p / array.count) * math.ceil(K / p), p))
+    else:
+        parts = min(array.count // f, K)
     if parts <= 1:
         return K, count
     return math.ceil(K / parts), count * parts
@@ -179,7 +191,8 @@ def ideal_cycles(macs: float, array: "ArrayConfig", rate: float) -> float:
     return macs / (array.pes * rate)
 
 
-def unpack_cycles(M: int, N: int, K: int, array: "ArrayConfig", rate: float, count: int = 1) -> int:
+def unpack_cycles(M: int, N: int, K: int, array: "ArrayConfig", rate: float, count: int = 1,
+                  m_tile: int | None = None) -> int:
     """Cycles to unpack the packed weight-side operand of ``count`` GEMMs (M, N, K) in software.
 
     Every fold unpacks the weight elements it touches (the K x N operand is
@@ -187,7 +200,9 @@ def unpack_cycles(M: int, N: int, K: int, array: "ArrayConfig", rate: float, cou
     per CTA output tile), at ``rate`` elements per cycle on each array copy;
     the copies take folds in waves as in :func:`systolic_cycles`.  So a GEMM
     that fills only a few copies (small M, N) pays the full per-fold time, unless
-    the array splits its reduction (:func:`split_reduction`).
+    the array splits its reduction (:func:`split_reduction`).  ``m_tile``: rows of M
+    that share one unpack (``ArrayConfig.unpack_m_tile``); the weights are then
+    unpacked ceil(M / m_tile) times instead of once per fold along M.
     """
     if min(M, N, K) <= 0 or count <= 0:
         return 0
@@ -200,6 +215,8 @@ def unpack_cycles(M: int, N: int, K: int, array: "ArrayConfig", rate: float, cou
         m_folds = math.ceil(M / C)
     else:                                          # weight-stationary: weights loaded once per fold
         m_folds = 1
+    if m_tile is not None:
+        m_folds = math.ceil(M / m_tile)
     per_fold = N * K * count * m_folds / total
     waves = math.ceil(total / array.count)
     return waves * math.ceil(per_fold / rate)

@@ -103,6 +103,12 @@ class ArrayConfig:
         "array copies, its reduction dimension (K) is cut into copies // folds parts run on idle copies and "
         "summed after, so the op fills the array instead of leaving copies idle (each part streams K / parts "
         "and unpacks its share).  False: one fold per output tile, the other copies idle.")})
+    split_balanced: bool = field(default=False, metadata={"help": (
+        "With split_reduction: cut K into the part count that finishes soonest (fewest waves x part length) "
+        "instead of copies // folds, which spreads the folds' work within a rounding of evenly over every "
+        "copy, as a GPU GEMM's small-M tile configs (many narrow tiles) or a stream-K GEMM do: 86 output "
+        "tiles on 132 SMs take 65 % of one tile's time, not all of it.  False: copies // folds parts in one "
+        "wave.")})
     lut_group: int = field(default=4, metadata={"help": (
         "Weights per table lookup of a 'lut' PE (g): a ternary table has 3^g entries, a binary plane's "
         "2^g (half stored, by mirror symmetry); ignored by the other kinds.")})
@@ -120,6 +126,12 @@ class ArrayConfig:
         "Weight operand -> fraction (0, 1] of the sustained off-chip rate the dense weight stream of a "
         "GEMM-class op on this array reaches (a GPU kernel that streams below a plain read of the same "
         "bytes).  Absent operand = 1 (every ASIC preset).")})
+
+    unpack_m_tile: dict = field(default_factory=dict, metadata={"help": (
+        "Packed operand -> activation rows (M) that share one software unpack of a weight tile: the kernel "
+        "decodes its weights again for every this many rows (a weight-only-quantized GEMM that dequantizes in "
+        "its inner loop per row block).  Absent operand = one unpack per fold of the array's rows (once per "
+        "output tile, as a GPU GEMM decoding its weight tile per CTA).")})
 
     def takes_m(self, M: int) -> bool:
         """True if the dispatch rule lets this array run an op with ``M`` rows."""
@@ -382,6 +394,7 @@ def check_resident_weights(cfg: AcceleratorConfig, weight_bytes: float, where: s
 #: is refused naming the field; the ranges are wide enough for any chip from an MCU to a GPU.
 #: LIMITS keys whose values are integers
 _INTEGER_LIMITS = ("arrays.rows", "arrays.cols", "arrays.count", "arrays.weight_load_cycles", "arrays.max_m",
+                   "arrays.unpack_m_tile",
                    "arrays.max_k", "arrays.lut_group", "offchip.interfaces", "vector.lanes")
 LIMITS: dict[str, tuple[float, float, str]] = {
     "clock_ghz": (1e-3, 100.0, "GHz"),
@@ -390,6 +403,7 @@ LIMITS: dict[str, tuple[float, float, str]] = {
     "arrays.count": (1, 1 << 20, "array copies"),
     "arrays.weight_load_cycles": (1, 1 << 20, "cycles"),
     "arrays.max_m": (1, 1 << 40, "rows"),
+    "arrays.unpack_m_tile": (1, 1 << 20, "rows"),
     "arrays.max_k": (1, 1 << 40, "reduction length"),
     "arrays.lut_group": (1, 6, "weights per lookup (a ternary table of 3^6 = 729 entries at most)"),
     "arrays.pe_ops.rate": (1e-6, 1024.0, "MACs per PE per cycle"),
@@ -587,7 +601,15 @@ def _check_array(a: ArrayConfig, aw: str) -> None:
         if op_ not in PACKED_OPERANDS:
             raise ValueError(f"{aw}.unpack: unknown packed operand {quote(op_)}; known: {list(PACKED_OPERANDS)}")
         _limit(r, f"{aw}.unpack.{op_}", "arrays.unpack")
+    for op_, t in a.unpack_m_tile.items():
+        if op_ not in a.unpack:
+            raise ValueError(f"{aw}.unpack_m_tile: operand {quote(op_)} has no unpack rate on this array; "
+                             f"unpacked here: {sorted(a.unpack)}")
+        _limit(t, f"{aw}.unpack_m_tile.{op_}", "arrays.unpack_m_tile")
     _limit(a.split_combine_ns, f"{aw}.split_combine_ns", "arrays.split_combine_ns")
+    if a.split_balanced and not a.split_reduction:
+        raise ValueError(f"{aw}.split_balanced: true needs split_reduction: true (it chooses how a split "
+                         f"reduction is cut)")
     for key in ("stream_ramp_ns", "stream_efficiency"):
         for op_, v in getattr(a, key).items():
             check_operand(op_, f"{aw}.{key} key")
@@ -689,10 +711,16 @@ def _array(raw: Any, where: str) -> ArrayConfig:
     if "unpack" in d:
         d["unpack"] = {k: float(v) for k, v in
                        _numbers(d["unpack"], f"{where}.unpack", "operand -> elements per cycle").items()}
+    if "unpack_m_tile" in d:
+        tiles = _numbers(d["unpack_m_tile"], f"{where}.unpack_m_tile", "operand -> rows")
+        for k, v in tiles.items():
+            if float(v) != int(v):
+                raise ValueError(f"{where}.unpack_m_tile.{k}: expected a whole number of rows, got {quote(v)}")
+        d["unpack_m_tile"] = {k: int(v) for k, v in tiles.items()}
     for key, what in (("stream_ramp_ns", "weight operand -> ns"), ("stream_efficiency", "weight operand -> fraction")):
         if key in d:
             d[key] = {k: float(v) for k, v in _numbers(d[key], f"{where}.{key}", what).items()}
-    _typed(d, ArrayConfig, where, skip=("pe_ops", "unpack", "stream_ramp_ns", "stream_efficiency"))
+    _typed(d, ArrayConfig, where, skip=("pe_ops", "unpack", "unpack_m_tile", "stream_ramp_ns", "stream_efficiency"))
     return ArrayConfig(**d)
 
 

@@ -93,6 +93,10 @@ class OpPlan:
     index_cycles: int = 0
     read_efficiency: float = 1.0
     fused: bool = False       # runs inside the previous op's launch: no dispatch cost of its own
+    # Further kernels the op's software launches around it (an eager framework's casts, elementwise ops,
+    # copies): each is a dependent launch that pays the dispatch (op_overhead_ns) and its first load's
+    # latency (offchip.latency_ns) in series with the op.
+    glue_launches: int = 0
     # Serial cycles after the launch and the memory latency, before the op's bytes flow: a dense weight
     # stream's own ramp (arrays[].stream_ramp_ns) or a fused split attention op's combine tail
     # (arrays[].split_combine_ns).
@@ -137,6 +141,7 @@ def row_reduction_cycles(kind: str, M: int, elements: float, accel: AcceleratorC
 
 EXTRA_WRITE = "extra_offchip_write"  # optional trace column: other write traffic an op causes (bytes)
 FUSED = "fused"  # optional trace column: the op runs inside the previous op's launch (a replayed GPU kernel)
+LAUNCHES = "launches"  # optional trace column: kernel launches the op stands for as a measured program runs it
 
 
 def plan_ops(trace: pd.DataFrame, accel: AcceleratorConfig) -> list[OpPlan]:
@@ -147,6 +152,8 @@ def plan_ops(trace: pd.DataFrame, accel: AcceleratorConfig) -> list[OpPlan]:
     behind, see sim.validation); it is written back like the op's outputs.
     An optional boolean column ``fused`` marks ops that run inside the previous
     op's launch (replays of fused GPU kernels): they pay no ``op_overhead_ns``.
+    An optional integer column ``launches`` (default 1) says how many kernel launches the op stands for:
+    0 is the same as ``fused``; n > 1 adds n - 1 glue launches (:attr:`OpPlan.glue_launches`).
     """
     with energy.using_costs(accel.cost_table):    # a design's own cost table reaches every energy term
         pj = _ByteEnergy.of(accel)
@@ -165,11 +172,27 @@ def plan_ops(trace: pd.DataFrame, accel: AcceleratorConfig) -> list[OpPlan]:
                     energy_offchip_pj=p.energy_offchip_pj + extra * pj.offchip)
             if bool(row.get(FUSED, False)):
                 p = dataclasses.replace(p, fused=True)
+            p = _with_launches(p, i, row)
             p = _with_skip(p, i, trace, row, accel, pj)
             p = _with_stream(p, row, accel)
             p = _with_combine_tail(p, row, accel)
             plans.append(dataclasses.replace(p, read_efficiency=p.read_efficiency * read_share(row, p, accel)))
     return plans
+
+
+def _with_launches(p: OpPlan, i: int, row: dict) -> OpPlan:
+    """The trace's ``launches`` of an op: 0 runs it inside the previous launch, n > 1 adds n - 1 glue launches."""
+    if LAUNCHES not in row:
+        return p
+    n = row[LAUNCHES]
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer, float, np.floating)) or not (
+            float(n) >= 0 and float(n) == int(n)):
+        raise ValueError(f"trace row {i} (op {quote(row.get('op', '?'))}): launches must be a whole number >= 0, "
+                         f"got {n!r}")
+    n = int(n)
+    if n == 0:
+        return dataclasses.replace(p, fused=True)
+    return dataclasses.replace(p, glue_launches=n - 1)
 
 
 @dataclass(frozen=True)
@@ -372,7 +395,8 @@ def _plan_row(i: int, r: dict, accel: AcceleratorConfig, cache: dict, pj: _ByteE
     sram_c = t.sram / accel.sram.bandwidth_bytes_per_cycle
     # packed weights / KV codes on a PE pair of another format: software unpack, overlapped
     unpack_rate = m.array.unpack.get(wop) if m.pe_op.weights != wop else None
-    unpack = unpack_cycles(M, N, k_eff, m.array, unpack_rate, count) if unpack_rate else 0
+    unpack = (unpack_cycles(M, N, k_eff, m.array, unpack_rate, count, m.array.unpack_m_tile.get(wop))
+              if unpack_rate else 0)
     peak = m.array.pes * rate
     if sram_c > max(cyc, unpack):
         limit = "sram"

@@ -23,7 +23,9 @@ Hardware model (all times in integer clock cycles):
   producer -- the first transfer after the break waits the latency once.
 * A dense weight stream on an array with a kernel ramp for its operand (``arrays[].stream_ramp_ns``)
   waits that ramp after the latency, before its first byte moves.
-* Every op pays ``op_overhead_ns`` (dispatch and synchronisation) before it starts.
+* Every op pays ``op_overhead_ns`` (dispatch and synchronisation) before it starts; each glue launch
+  of an op (``OpPlan.glue_launches``: the casts and elementwise kernels eager software adds) pays
+  ``op_overhead_ns`` + ``offchip.latency_ns`` more, in series.
 * Each compute array and the vector unit is a ``simpy.Resource``.  Ops execute
   in trace order (each consumes the previous op's output), tile by tile: wait
   for the tile's DMA, then hold the unit for the tile's share of the op's cycles.
@@ -150,8 +152,9 @@ class _Run:
     def _launch(self, i: int, p: OpPlan):
         t_launch = int(self.env.now)
         self.mark(i, t_launch, t_launch)
-        overhead = self.accel.op_overhead_cycles
-        if overhead and not p.fused:
+        overhead = (0 if p.fused else self.accel.op_overhead_cycles)
+        overhead += p.glue_launches * (self.accel.op_overhead_cycles + self.latency)
+        if overhead:
             yield self.env.timeout(overhead)
             self.mark(i, t_launch, t_launch + overhead)
             self.log.events.append((f"{self.names[i]} launch", "launch", i, t_launch, overhead))

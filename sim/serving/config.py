@@ -17,7 +17,14 @@ def _from_dict(cls, raw: object, where: str):
 @dataclass(frozen=True, kw_only=True)
 class SchedulerConfig:
     """Continuous batching: ``prefill-first`` (vLLM: a waiting prompt runs alone before decodes resume)
-    or ``chunked`` (Sarathi-Serve: decodes first, then prefill chunks up to ``token_budget`` per iteration)."""
+    or ``chunked`` (Sarathi-Serve: decodes first, then prefill chunks up to ``token_budget`` per iteration).
+
+    ``host_overhead_s + host_overhead_s_per_seq x (sequences in the iteration)``: seconds of host work per
+    iteration that the chips wait for -- a runtime that schedules, prepares inputs, samples and detokenizes
+    between steps without overlapping them with the next step, much of it per sequence.  It does not shrink with
+    the tensor-parallel degree (one host process drives every shard), which is what bounds the gain from more
+    chips.  0 for a runtime that hides it (asynchronous output processing, multi-step scheduling, a compiled
+    serving engine)."""
     policy: str = "prefill-first"
     max_batch: int = 256               # most requests running at once (vLLM max_num_seqs)
     token_budget: int = 2048           # most tokens per iteration (prefill-first: prompt tokens per prefill)
@@ -26,6 +33,8 @@ class SchedulerConfig:
     kv_blocks: int = 0                 # > 0: this many KV blocks per instance instead of from memory
     preemption: str = "recompute"      # PREEMPTIONS
     swap_gbps: float = 25.0            # host link for swapped KV (GB/s per chip)
+    host_overhead_s: float = 0.0       # host time per iteration the chips wait for (see below)
+    host_overhead_s_per_seq: float = 0.0   # and per sequence (request) in the iteration
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
@@ -39,6 +48,8 @@ class SchedulerConfig:
         check_number(self.memory_fraction, "scheduler.memory_fraction", lo=0, lo_open=True, hi=1)
         check_number(self.kv_blocks, "scheduler.kv_blocks", integer=True, lo=0, hi=1 << 40)
         check_number(self.swap_gbps, "scheduler.swap_gbps", lo=0, lo_open=True, hi=1e6, unit="GB/s")
+        check_number(self.host_overhead_s, "scheduler.host_overhead_s", lo=0, hi=10, unit="s")
+        check_number(self.host_overhead_s_per_seq, "scheduler.host_overhead_s_per_seq", lo=0, hi=1, unit="s")
 
     @classmethod
     def from_dict(cls, raw: object, where: str = "scheduler") -> "SchedulerConfig":

@@ -100,6 +100,20 @@ def _interp1(xs: Sequence[float], ys: Sequence[float], x: float) -> float:
     return ys[i] + (x - x0) / (x1 - x0) * (ys[i + 1] - ys[i])
 
 
+def _interp_knee(xs: Sequence[float], ys: Sequence[float], x: float) -> float:
+    """Piecewise-linear through the grid, except on a convex stretch -- the slopes of the segments on either side
+    bracket the interval's own, as where a step turns from weight-bound to compute-bound between two grid points
+    -- where it is the larger of those two neighbouring segments' lines extended into the interval: exact for a
+    roofline ``max(flat, slope x)`` whose knee lies anywhere in the interval, where the chord overshoots."""
+    i = bisect.bisect_left(xs, x) - 1
+    if i < 1 or i + 2 >= len(xs):
+        return _interp1(xs, ys, x)
+    left, mid, right = ((ys[k + 1] - ys[k]) / (xs[k + 1] - xs[k]) for k in (i - 1, i, i + 1))
+    if not left <= mid <= right:
+        return _interp1(xs, ys, x)
+    return max(ys[i] + left * (x - xs[i]), ys[i + 1] + right * (x - xs[i + 1]))
+
+
 def _interp_flat(xs: Sequence[float], ys: Sequence[float], x: float) -> float:
     """Piecewise-linear through the grid, held flat past its ends (for rates, which must not run away)."""
     if x <= xs[0]:
@@ -122,12 +136,15 @@ class GridCostModel:
     ``decode_attn(B, C)``: a decode step of batch B at context C minus the same at ``base_context``;
     ``prefill_attn(P, past)``: a P-token prefill chunk after ``past`` cached tokens minus ``linear(P)``.
     A mixed iteration costs ``linear(B + sum P) + decode_attn(B, mean context) + sum prefill_attn``.
-    ``linear`` and ``prefill_attn`` are piecewise-linear between grid points (extrapolated linearly past
-    them).  ``decode_attn`` is interpolated as a rate per cached token read, ``decode_attn / (B (C - base))``
-    (streaming the KV cache makes it nearly constant, where the cost itself bends with the batch), held flat
-    past the grid's ends; a grid point whose KV cache exceeds the chip's memory is not simulated (no
-    iteration reaches it, and a simulator charges it as an overflow): it takes the rate of the largest
-    context that fits at its batch.
+    ``prefill_attn`` is piecewise-linear between grid points (extrapolated linearly past them); so is ``linear``,
+    but on a convex stretch of it (a roofline knee between two grid points) it takes the larger of the
+    neighbouring segments' lines (:func:`_interp_knee`).  ``decode_attn`` is interpolated per cached context
+    token, ``decode_attn / (C - base)``: linear in the batch, extrapolated past the grid's ends (streaming
+    every request's KV makes it ``a + b B``, a fixed part per step and a constant cost per token read, where
+    the step itself bends with the batch), and held flat over the context past the grid's ends.  A grid point
+    whose KV cache exceeds the memory a scheduler may fill (``memory_fraction`` of the chip's) is not
+    simulated (no iteration reaches it): it takes the per-token rate of the largest context that fits at its
+    batch.
     """
     facts: ChipFacts
     evaluate: Evaluator
@@ -136,9 +153,11 @@ class GridCostModel:
     contexts: Sequence[int] = (512, 4096)
     chunks: Sequence[int] = (128, 1024)
     base_context: int = 16
+    memory_fraction: float = 1.0     # of the chip's memory a scheduler may fill (SchedulerConfig.memory_fraction)
     memo: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        check_number(self.memory_fraction, "memory_fraction", lo=0, lo_open=True, hi=1)
         if min(self.contexts) <= self.base_context:
             raise ValueError(f"grid.contexts: every context must exceed the base context {self.base_context} "
                              f"(the decode attention is measured against it), got {list(self.contexts)}")
@@ -157,7 +176,8 @@ class GridCostModel:
         self._pre_memo: dict = {}
         lin = np.array([self.direct("decode", t, 1, self.base_context) for t in self.tokens])
         self._lin = ([float(t) for t in self.tokens], lin[:, 0].tolist(), lin[:, 1].tolist())
-        dec = np.array([self._decode_rates(b) for b in self.batches])
+        # (s, J) per context token of the whole batch: the per-request rate times the batch
+        dec = np.array([self._decode_rates(b) for b in self.batches]) * np.array(self.batches)[:, None, None]
         cs = [float(c - self.base_context) for c in self.contexts]
         self._dec = ([float(b) for b in self.batches], cs, _columns(dec[..., 0]), _columns(dec[..., 1]))
         pasts = (0, *self.contexts)
@@ -167,9 +187,10 @@ class GridCostModel:
                      _columns(pre[..., 0]), _columns(pre[..., 1]))
 
     def fits(self, batch: int, context: int) -> bool:
-        """Whether ``batch`` requests of ``context`` tokens of KV fit the chip's memory beside its weights."""
+        """Whether ``batch`` requests of ``context`` tokens of KV fit beside the weights in the share of the
+        chip's memory a scheduler may fill (``memory_fraction``): no iteration reaches a point that does not."""
         f = self.facts
-        return batch * context * f.kv_bytes_per_token + f.weight_bytes <= f.capacity_bytes
+        return batch * context * f.kv_bytes_per_token + f.weight_bytes <= f.capacity_bytes * self.memory_fraction
 
     def _decode_rates(self, batch: int) -> list[tuple[float, float]]:
         """(s, J) per cached token read of a decode step of ``batch`` at each grid context that fits."""
@@ -187,7 +208,7 @@ class GridCostModel:
         hit = self._lin_memo.get(tokens)
         if hit is None:
             lx, s, j = self._lin
-            hit = self._lin_memo[tokens] = (_interp1(lx, s, tokens), _interp1(lx, j, tokens))
+            hit = self._lin_memo[tokens] = (_interp_knee(lx, s, tokens), _interp_knee(lx, j, tokens))
         return hit
 
     @staticmethod
@@ -200,10 +221,9 @@ class GridCostModel:
         return hit
 
     def _decode_attn(self, batch: int, mean_context: float) -> tuple[float, float]:
-        cs, s, j = self._at(self._dec_memo, self._dec, batch, _interp_flat)
+        cs, s, j = self._at(self._dec_memo, self._dec, batch)
         c = mean_context - self.base_context
-        pairs = batch * c
-        return pairs * _interp_flat(cs, s, c), pairs * _interp_flat(cs, j, c)
+        return c * _interp_flat(cs, s, c), c * _interp_flat(cs, j, c)
 
     def _prefill_attn(self, new_tokens: int, context_after: int) -> tuple[float, float]:
         cs, s, j = self._at(self._pre_memo, self._pre, new_tokens)

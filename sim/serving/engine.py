@@ -27,7 +27,7 @@ from .interconnect import InterconnectConfig, allreduce_joules, allreduce_second
 ARRIVE, DONE, KV_READY = 0, 1, 2
 ITERATION_COLUMNS = ("instance", "start_s", "end_s", "decode_requests", "decode_context", "prefill_requests",
                      "prefill_tokens", "kv_blocks_used", "kv_blocks_total", "preemptions", "running", "waiting",
-                     "compute_s", "comm_s", "swap_s", "energy_j")
+                     "compute_s", "comm_s", "swap_s", "host_s", "energy_j")
 
 
 @dataclass
@@ -53,7 +53,8 @@ class Instance:
 
 
 class Engine:
-    """Runs a request table through instances; :meth:`run` returns (requests, iterations) tables."""
+    """Runs a request table through instances; :meth:`run` returns (requests, iterations) tables; ``itl`` holds
+    every inter-token gap after the run."""
 
     def __init__(self, requests: pd.DataFrame, cost: IterationCostModel, scheduler: SchedulerConfig,
                  parallel: ParallelConfig, interconnect: InterconnectConfig | None) -> None:
@@ -74,6 +75,8 @@ class Engine:
         self.need, self.done, self.kv, self.gen = list(self.prompt), [0] * n, [0] * n, [0] * n
         self.held = [0] * n
         self.first = [math.nan] * n
+        self.last = [math.nan] * n          # time of each request's latest output token
+        self.itl: list[float] = []          # every gap between two consecutive output tokens of a request
         self.finish = [math.nan] * n
         self.preempt = [0] * n
         self.where = [-1] * n
@@ -282,15 +285,16 @@ class Engine:
         else:
             total = sum(times)
         swap_s = sum(swap) * self.block_bytes / (self.sch.swap_gbps * 1e9)
-        total += swap_s
-        self._record(inst, t, total, dec, ctx, ch, preempted, comm, swap_s, energy)
+        host_s = self.sch.host_overhead_s + self.sch.host_overhead_s_per_seq * (len(dec) + len(ch))
+        total += swap_s + host_s
+        self._record(inst, t, total, dec, ctx, ch, preempted, comm, swap_s, host_s, energy)
         return total
 
     def _record(self, inst: Instance, t: float, total: float, dec: list, ctx: int, ch: list, preempted: int,
-                comm: float, swap_s: float, energy: float) -> None:
+                comm: float, swap_s: float, host_s: float, energy: float) -> None:
         self.it.append((inst.idx, t, t + total, len(dec), ctx, len(ch), sum(n for n, _ in ch),
                         inst.blocks_total - inst.free, inst.blocks_total, preempted, len(inst.running),
-                        len(inst.waiting), total - comm - swap_s, comm, swap_s, energy))
+                        len(inst.waiting), total - comm - swap_s - host_s, comm, swap_s, host_s, energy))
 
     def _comm(self, tokens: int) -> tuple[float, float]:
         """Tensor-parallel all-reduces of one iteration: two per layer of ``tokens`` x hidden activations."""
@@ -323,6 +327,9 @@ class Engine:
                     self.first[r] = t
                 out.append(r)
         for r in out:
+            if not math.isnan(self.last[r]):
+                self.itl.append(t - self.last[r])
+            self.last[r] = t
             if self.gen[r] >= self.output[r]:
                 self.finish[r] = t
                 inst.running.remove(r)

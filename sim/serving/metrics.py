@@ -45,8 +45,8 @@ def _pct(x: np.ndarray, q: float) -> float:
 
 
 def summarize(requests: pd.DataFrame, iterations: pd.DataFrame, facts: ChipFacts, parallel: ParallelConfig,
-              targets: Targets) -> dict:
-    """The one summary row of a run (the ``serving_summary`` table)."""
+              targets: Targets, itl_s: "np.ndarray | None" = None) -> dict:
+    """The one summary row of a run (the ``serving_summary`` table); ``itl_s``: every inter-token gap."""
     done = np.isfinite(requests["finish_s"].to_numpy())
     fin = requests[done]
     t0 = float(requests["arrival_s"].min())
@@ -57,7 +57,7 @@ def summarize(requests: pd.DataFrame, iterations: pd.DataFrame, facts: ChipFacts
     met = met_targets(requests, targets)
     chips = parallel.chips
     row = dict(
-        name="", model=facts.model, datapath=facts.datapath, accelerator=facts.name, chip=facts.name,
+        name="", model=facts.model, datapath=facts.datapath, accelerator=facts.name, profile="", chip=facts.name,
         tp=parallel.tp, pp=parallel.pp, instances=parallel.instances,
         disaggregated=parallel.disaggregated, chips=chips, requests=len(requests), finished=int(done.sum()),
         rejected=int(requests["rejected"].sum()), duration_s=span,
@@ -82,6 +82,9 @@ def summarize(requests: pd.DataFrame, iterations: pd.DataFrame, facts: ChipFacts
         x = requests[f"{m}_s"].to_numpy(dtype=float)[done]
         for q in PERCENTILES:
             row[f"{m}_p{q}_s"] = _pct(x, q)
+    itl = np.asarray(itl_s if itl_s is not None else (), dtype=float)
+    for q in PERCENTILES:
+        row[f"itl_p{q}_s"] = _pct(itl, q)
     row["max_rate_rps"] = math.nan
     row.update({f"{m}_at_max": math.nan for m in AT_MAX_METRICS})
     row.update(target_rate=0.0, chips_needed=math.nan)

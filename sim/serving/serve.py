@@ -47,9 +47,10 @@ def serve(workload: "WorkloadConfig | pd.DataFrame", cost: IterationCostModel,
         requests = check_requests(workload)
     else:
         raise TypeError(f"workload must be a WorkloadConfig or a request DataFrame, got {type(workload).__name__}")
-    reqs, its = Engine(requests, cost, scheduler, parallel, ic).run()
+    engine = Engine(requests, cost, scheduler, parallel, ic)
+    reqs, its = engine.run()
     reqs["met_targets"] = met_targets(reqs, targets)
-    summary = pd.DataFrame([summarize(reqs, its, cost.facts, parallel, targets)])
+    summary = pd.DataFrame([summarize(reqs, its, cost.facts, parallel, targets, engine.itl)])
     return ServeResult(requests=reqs, iterations=its, summary=summary)
 
 

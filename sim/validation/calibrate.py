@@ -8,7 +8,8 @@ properties of the GPU *as our kernels use it* (docs/kernels.md):
 parameter                                   physical meaning                           calibration rows
 ==========================================  =========================================  ==========================
 ``op_overhead_ns``                          launch + pipeline fill of every kernel      ours W1.58A8 GEMV
-                                            (inside a CUDA graph)                        4096x4096, CUDA graph
+                                            (inside a CUDA graph), beyond the memory     4096x4096, CUDA graph
+                                            latency h100-like carries
 ``host_launch_ns``                          extra launch gap of a kernel launched        same shape, no graph
                                             from the host without a graph
 ``arrays[tensor_cores].unpack.ternary``     2-bit weights decoded in registers on        ours W1.58A8 GEMM, M=8192

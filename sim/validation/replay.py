@@ -38,6 +38,8 @@ _PRECISIONS = {
     "w1.58a4": ("ternary", 2.0, "int4", 4, 16),
     "w1.58a4-fp8": ("ternary", 2.0, "int4", 4, 16),
     "w1.58a4-int8": ("ternary", 2.0, "int8", 8, 16),  # INT4 codes held in int8 (kernels/ternary_gemm.py)
+    "w8a8-fp8": ("fp8", 8.0, "fp8", 8, 16),           # torch._scaled_mm on quantized activations
+    "w4a16": ("int4", 4.25, "fp16", 16, 16),          # int4 codes + a bf16 scale and zero per 128 (Int4Linear)
 }
 _KV = {"fp16": ("kv-fp16", 16), "kv3": ("kv-int3", 3), "kv4": ("kv-int4", 4), "int8": ("kv-int8", 8)}
 SUPPORTED_OPS = ("gemm", "gemv", "sparse_gemv", "attention_decode", "attention_step", "quant")

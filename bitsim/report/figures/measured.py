@@ -130,7 +130,8 @@ def _speedup_bars(ax, p: pd.DataFrame, colours: dict) -> None:
 
 #: Colours after the 8 of PALETTE8, each far from those and from each other (hue or lightness).
 MORE_COLOURS = ("#8C564B", "#9467BD", "#7F7F7F", "#BCBD22", "#17BECF", "#1B2A6B", "#E7298A", "#66A61E",
-                "#A6761D", "#FF9DA7", "#6B0F1A", "#B3DE69")
+                "#A6761D", "#FF9DA7", "#6B0F1A", "#B3DE69", "#2F4F4F", "#00A087", "#3C5488", "#7E6148",
+                "#F39B7F", "#8491B4", "#4DBBD5", "#B09C85")
 #: Marker of each GPU preset family in :func:`sim_vs_measured` (colours are the kernel classes').
 GPU_MARKERS = ("o", "s", "^", "D", "v", "P")
 
