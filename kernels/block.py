@@ -43,7 +43,7 @@ import torch.nn.functional as F
 
 from kernels.attention_step import Fp16KVCache, attention_step, rope_tables
 from kernels.baselines import Fp8Linear, Int4Linear
-from kernels.configs import NO_TUNING, ConfigTable
+from kernels.configs import NO_TUNING, ConfigTable, check_config
 from kernels.kv_attention import QuantKVCache, decode_attention, kv_write
 from kernels.packing import pack_ternary
 from kernels.persistent import decode_block_persistent
@@ -90,7 +90,12 @@ class DecodePlan:
     ``gate_first`` skips the up rows whose gate output is <= 0.  ``pdl``: programmatic dependent
     launch between the step's kernels (CUDA).  ``persistent``: the whole step in one launch with
     grid barriers between its stages (``kernels.persistent``; needs ``prologue="fused"``, no ``pdl``),
-    ``programs_per_sm`` programs on each SM (all must be resident at once).
+    ``programs_per_sm`` programs on each SM (all must be resident at once) of ``warps`` warps, its
+    GEMV stages in tiles of ``tile_rows`` output rows.  ``attention``: ``(key, value)`` pairs
+    overriding the attention step's config (``BT``, ``S``, ``num_warps``, ``num_stages``) in either
+    kind of step: the context split and the warps fix the order of the softmax sums, so a per-kernel
+    step equals a persistent one bit for bit only with the same values
+    (``kernels.persistent.reference_plan``).
     """
 
     prologue: str = "fused"
@@ -100,6 +105,9 @@ class DecodePlan:
     pdl: bool = False
     persistent: bool = False
     programs_per_sm: int = 1
+    warps: int = 4
+    tile_rows: int = 32
+    attention: tuple = ()
 
     def __post_init__(self) -> None:
         if self.prologue not in ("fused", "separate"):
@@ -114,6 +122,15 @@ class DecodePlan:
         p = self.programs_per_sm
         if isinstance(p, bool) or not isinstance(p, int) or not 1 <= p <= 8:
             raise ValueError(f"DecodePlan.programs_per_sm must be an int in [1, 8], got {p!r}")
+        if isinstance(self.warps, bool) or self.warps not in (1, 2, 4, 8, 16):
+            raise ValueError(f"DecodePlan.warps must be one of (1, 2, 4, 8, 16), got {self.warps!r}")
+        t = self.tile_rows
+        if isinstance(t, bool) or not isinstance(t, int) or t < 1 or t & (t - 1) or t > 256:
+            raise ValueError(f"DecodePlan.tile_rows must be a power of two in [1, 256], got {t!r}")
+        if not isinstance(self.attention, tuple) or not all(isinstance(kv, tuple) and len(kv) == 2
+                                                            for kv in self.attention):
+            raise ValueError(f"DecodePlan.attention must be a tuple of (key, value) pairs, got {self.attention!r}")
+        check_config("attention_step", dict(self.attention))
 
 
 def _rmsnorm16(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -317,24 +334,30 @@ class KernelBlock:
         return self.linear[name](x) if self.linear is not None else x @ self.w16[name].t()
 
     # -- fused decode step -----------------------------------------------------------------------
-    def decode_fused(self, x: torch.Tensor, pos: int, plan: DecodePlan = DecodePlan()) -> torch.Tensor:
-        """Decode step of one token (``x [1, 1, d]`` fp16 at position ``pos``) with fused kernels."""
+    def decode_fused(self, x: torch.Tensor, pos: int, plan: DecodePlan = DecodePlan(),
+                     buffers: dict | None = None) -> torch.Tensor:
+        """Decode step of one token (``x [1, 1, d]`` fp16 at position ``pos``) with fused kernels.
+        ``buffers``: a dict that receives the step's intermediate rows (qkv, a, h, gu, out), to find
+        the first stage where two plans differ."""
         if self.dp in TORCH_LINEARS:
             raise ValueError(f"decode_fused is for the ternary datapaths; the {self.dp} block is torch (forward)")
         if tuple(x.shape[:2]) != (1, 1) or self.B != 1:
             raise ValueError(f"decode_fused runs one token of one sequence (B=1), got x of shape {tuple(x.shape)}")
         if plan.persistent:
-            return decode_block_persistent(self, x, pos, plan)
+            return decode_block_persistent(self, x, pos, plan, buffers=buffers)
         d, F_ = self.dims.d_model, self.dims.d_ffn
         xf = x.reshape(1, d)
         a4 = self.dp == "a4.8"
         mode = "int4" if a4 else "int8"
         qkv = self._gemv("qkv", xf, mode, "attn", plan)
-        a = attention_step(qkv, self.cache, pos, self.cos, self.sin, tuned=self.tuned, pdl=plan.pdl)
+        a = attention_step(qkv, self.cache, pos, self.cos, self.sin, tuned=self.tuned, pdl=plan.pdl,
+                           config=dict(plan.attention) or None)
         if not a4:
             h = self._gemv("o", a, "int8", "o", plan, residual=xf)
             gu = self._gemv("gu", h, "int8", "ffn", plan)
             out = self._gemv("down", gu, "int8", "down", plan, residual=h, glu="silu")
+            if buffers is not None:
+                buffers.update(qkv=qkv, a=a, h=h, gu=gu, out=out)
             return out.view(1, 1, d)
         t, pdl = self.tuned, plan.pdl
         if plan.wo == "sparse":
@@ -351,6 +374,8 @@ class KernelBlock:
                               pdl=pdl)
         else:
             out = self._gemv("down", gu, "int8", "down", plan, residual=h, glu="relu2")
+        if buffers is not None:
+            buffers.update(qkv=qkv, a=a, h=h, gu=gu, out=out)
         return out.view(1, 1, d)
 
     def _gemv(self, name: str, x: torch.Tensor, mode: str, norm: str, plan: DecodePlan,

@@ -2,27 +2,31 @@
 
 Why: at B = 1 a block reads ~19-27 MB, 5-19 us of bytes on an H100/H200, but every launch of
 the per-kernel step pays its ramp-up, its tail and the gap to the next launch (docs/kernels.md:
-nine read-only launches of the same bytes take 34-42 us).  Here one launch of ``grid = number of
-SMs`` programs runs the whole step; its stages are separated by a grid barrier instead of a
+nine read-only launches of the same bytes take 34-42 us).  Here one launch of ``programs_per_sm``
+programs per SM runs the whole step; its stages are separated by a grid barrier instead of a
 kernel boundary, and each program issues the load of its first weight tile of a stage *before*
 waiting at that stage's barrier (weights do not depend on activations).
 
-Stages (index, what; a stage absent from a datapath is skipped, and has no barrier):
+Stages (index, what), each program owning the tiles ``pid, pid + grid, ...`` of a GEMV stage:
 
-0. fused QKV GEMV; every program computes the RMSNorm + quantizer statistics of the fp16 input
-   row itself (8 KB, from L2) and quantizes it per tile (the fused-prologue GEMV body,
-   ``kernels.ternary_gemm.gemv_tile``)
+0. fused QKV GEMV
 1. RoPE + KV-cache write + split-context attention + combine (``attention_step.attention_item``;
-   rows x context spans spread over the programs, the last span of a row combines)
-2. a4.8: the TopK-50 % INT8 quantizer of the attention output (program 0; ``norm_quant_row``),
-   with the non-zero index list when Wo is sparse
-3. Wo GEMV + residual (b1.58: fused prologue; a4.8: on the TopK codes, dense or sparse)
-4. fused gate/up GEMV (a4.8: gate first, the up rows of non-positive gates skipped)
-5. a4.8 with a sparse Wdown: the ReLU²GLU + norm + INT8 quantizer with its index list (program 0)
-6. Wdown GEMV + residual (dense with the GLU product in the prologue, or sparse)
+   rows x context spans over the programs, one span per program (:func:`attention_config`), the
+   last span of a row combines)
+2. Wo GEMV + residual (b1.58: INT8 codes; a4.8: TopK-50 % INT8 codes, dense or sparse GEMV)
+3. fused gate/up GEMV (a4.8: gate first, the up rows of non-positive gates skipped)
+4. Wdown GEMV + residual on the GLU product's INT8 codes (dense, or a4.8's sparse GEMV)
 
-Every stage body is the jit function of the per-kernel step, so the arithmetic (and the output,
-bit for bit) is that of ``KernelBlock.decode_fused`` with the same :class:`DecodePlan` variants.
+Every GEMV input is normalised and quantized once per program per stage, after the stage's
+barrier: each program computes the row statistics itself (the input row, 8-44 KB, sits in L2) and
+writes the codes of the whole row (and, for a sparse GEMV, its non-zero index list) into its own
+scratch row, then runs its tiles on those codes.  The codes are those of the per-kernel step:
+``row_norm_quant_params`` / ``normed_input`` / ``quant_codes`` of the fused-prologue GEMV (same
+chunking of the fp64 sums), and ``rmsnorm_quant.norm_quant_row`` for the TopK quantizer, so no
+program waits for another one's quantizer and no stage needs a barrier of its own.  The GEMV
+tile bodies are those of the per-kernel step (``gemv_tile``, ``sparse_item``), so the output equals
+``KernelBlock.decode_fused`` of the plan :func:`reference_plan` gives (the same plan per kernel,
+with this step's attention split and warps, which fix the order of the softmax sums) bit for bit.
 
 Two launch modes of the same kernel:
 
@@ -45,12 +49,13 @@ times (a generation passed in from the host would be frozen into the graph).
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 import torch
 import triton
 import triton.language as tl
 
-from kernels.arith import GLU_MODES, QUANT_MODES
+from kernels.arith import GLU_MODES, QUANT_MODES, quant_codes
 from kernels.attention_step import attention_item, attention_step_args
 from kernels.checks import check_finite, check_tensor, next_pow2
 from kernels.configs import resolve_config
@@ -58,12 +63,17 @@ from kernels.packing import padded_len
 from kernels.rmsnorm_quant import norm_quant_row
 from kernels.sparse_gemv import _workspace as sparse_workspace
 from kernels.sparse_gemv import sparse_config, sparse_item
-from kernels.ternary_gemm import gemv_config, gemv_prefetch, gemv_prologue, gemv_tile
+from kernels.ternary_gemm import gemv_config, gemv_prefetch, gemv_tile, normed_input, row_norm_quant_params
 
-STAGES = ("qkv", "attention", "wo_quant", "wo", "gate_up", "down_quant", "down")
+STAGES = ("qkv", "attention", "wo", "gate_up", "down")
 MODES = ("auto", "persistent", "staged")
 #: per-SM limits used when the device does not report them (NVIDIA Hopper, CUDA occupancy tables)
 _SM_REGS, _SM_THREADS, _SM_BLOCKS, _SM_SMEM = 65536, 2048, 32, 228 * 1024
+#: attention rows x spans: positions per tile and the K loop's pipeline depth of the persistent
+#: step (its spans are long, one per program, so bigger tiles than the per-kernel step's 8)
+ATT_BT, ATT_STAGES = 32, 3
+#: values per chunk of a program's quantizer pass (codes and non-zero list written chunk by chunk)
+QUANT_CHUNK = 1024
 
 
 # ----------------------------------------------------------------------------- grid barrier
@@ -93,23 +103,54 @@ def _grid_leave(bar_ptr, nprog):
 
 # ----------------------------------------------------------------------------- stage bodies
 @triton.jit
-def _gemv_stage(pid, nprog, wq0, x_ptr, xs_ptr, src_ptr, nw_ptr, res_ptr, w_ptr, ws_ptr, y_ptr,
-                N, K, ws_rows, up_off, eps,
-                BN: tl.constexpr, KB: tl.constexpr, PRO: tl.constexpr, GLU: tl.constexpr, QMODE: tl.constexpr,
-                RES: tl.constexpr, GATE_FIRST: tl.constexpr, USE_ASM: tl.constexpr, NUM_STAGES: tl.constexpr):
-    """Output tiles ``pid, pid + nprog, ...`` of a decode GEMV (M = 1); the first one's words are ``wq0``."""
+def _quantize_row(src_ptr, nw_ptr, q_ptr, qs_ptr, nzi_ptr, nnz_ptr, K, up_off, eps,
+                  QB: tl.constexpr, CH: tl.constexpr, GLU: tl.constexpr, QMODE: tl.constexpr,
+                  WRITE_NZ: tl.constexpr):
+    """This program's codes of one activation row, once per stage: (GLU product,) RMSNorm and the
+    INT8/INT4 quantizer into ``q_ptr`` (int8, zero-filled up to a whole int32 word) and its scale
+    into ``qs_ptr`` (with ``WRITE_NZ``: the ascending non-zero indices and their count).
+
+    The statistics are those of the fused-prologue GEMV (``row_norm_quant_params`` in chunks of
+    ``QB``, the GEMV's chunking) and each code is ``quant_codes(normed_input(...))`` as there, so
+    the codes are the ones the fused per-kernel step computes inside every tile."""
+    r, inv, scale = row_norm_quant_params(src_ptr, nw_ptr, K, up_off, eps, QB, True, True, GLU, QMODE)
+    K4 = (K + 3) // 4 * 4
+    offs0 = tl.arange(0, CH)
+    cnt = tl.zeros((), tl.int32)
+    for k0 in range(0, K4, CH):
+        offs = k0 + offs0
+        inb = offs < K
+        y = normed_input(src_ptr, nw_ptr, offs, inb, up_off, r, True, True, GLU)
+        c = tl.where(inb, quant_codes(y, inv, QMODE), 0.0)
+        tl.store(q_ptr + offs, c.to(tl.int8), mask=offs < K4)
+        if WRITE_NZ:
+            nz = (c != 0.0) & inb
+            tl.store(nzi_ptr + cnt + tl.cumsum(nz.to(tl.int32), axis=0) - 1, offs, mask=nz)
+            cnt += tl.sum(nz.to(tl.int32), axis=0)
+    tl.store(qs_ptr, scale)
+    if WRITE_NZ:
+        tl.store(nnz_ptr, cnt)
+    tl.debug_barrier()                                  # the codes are visible to the whole CTA
+
+
+@triton.jit
+def _gemv_stage(pid, nprog, wq0, qw_ptr, qs_ptr, res_ptr, w_ptr, ws_ptr, y_ptr, N, K, ws_rows,
+                BN: tl.constexpr, KB: tl.constexpr, RES: tl.constexpr, GATE_FIRST: tl.constexpr,
+                USE_ASM: tl.constexpr, NUM_STAGES: tl.constexpr):
+    """Output tiles ``pid, pid + nprog, ...`` of a decode GEMV (M = 1) on this program's codes
+    (int32 words at ``qw_ptr``, scale at ``qs_ptr``); the first tile's first words are ``wq0``."""
     KW = (K + 127) // 128 * 8
-    K4 = K // 4
+    K4 = (K + 3) // 4
     n_tiles = tl.cdiv(N, BN)
-    r, inv, xs = gemv_prologue(src_ptr, nw_ptr, xs_ptr, 1, K, up_off, eps, 1, KB, PRO, PRO, PRO, GLU, QMODE)
+    xs = tl.load(qs_ptr + tl.arange(0, 1))
     if pid < n_tiles:
-        gemv_tile(pid, wq0, r, inv, xs, x_ptr, src_ptr, nw_ptr, res_ptr, w_ptr, ws_ptr, y_ptr, x_ptr,
-                  1, N, K, K4, KW, ws_rows, up_off, 0, KW, 0,
-                  1, BN, KB, PRO, PRO, PRO, GLU, QMODE, RES, GATE_FIRST, False, USE_ASM, NUM_STAGES, True)
+        gemv_tile(pid, wq0, 1.0, 1.0, xs, qw_ptr, qw_ptr, qw_ptr, res_ptr, w_ptr, ws_ptr, y_ptr, qw_ptr,
+                  1, N, K, K4, KW, ws_rows, 0, 0, KW, 0,
+                  1, BN, KB, False, False, False, 0, 0, RES, GATE_FIRST, False, USE_ASM, NUM_STAGES, True)
     for pn in range(pid + nprog, n_tiles, nprog):
-        gemv_tile(pn, wq0, r, inv, xs, x_ptr, src_ptr, nw_ptr, res_ptr, w_ptr, ws_ptr, y_ptr, x_ptr,
-                  1, N, K, K4, KW, ws_rows, up_off, 0, KW, 0,
-                  1, BN, KB, PRO, PRO, PRO, GLU, QMODE, RES, GATE_FIRST, False, USE_ASM, NUM_STAGES, False)
+        gemv_tile(pn, wq0, 1.0, 1.0, xs, qw_ptr, qw_ptr, qw_ptr, res_ptr, w_ptr, ws_ptr, y_ptr, qw_ptr,
+                  1, N, K, K4, KW, ws_rows, 0, 0, KW, 0,
+                  1, BN, KB, False, False, False, 0, 0, RES, GATE_FIRST, False, USE_ASM, NUM_STAGES, False)
 
 
 @triton.jit
@@ -136,16 +177,16 @@ def _decode_block_kernel(
         x_ptr, qkv_ptr, a_ptr, h_ptr, gu_ptr, out_ptr, nw_attn, nw_o, nw_ffn, nw_down,
         # packed ternary weights, their scales, transposed packings (sparse GEMVs)
         w_qkv, s_qkv, w_o, s_o, wt_o, w_gu, s_gu, w_down, s_down, wt_down,
-        # quantizer outputs of the a4.8 quantizer stages (codes as int8 and as int32 words), sparse workspace
-        codes_ptr, codes_w_ptr, cscale_ptr, nzi_ptr, nnz_ptr, sp_acc_ptr, sp_ticket_ptr,
+        # each program's codes (as int8 and as int32 words), scale, non-zero list; sparse workspace
+        q_ptr, qw_ptr, qs_ptr, nzi_ptr, nnz_ptr, sp_acc_ptr, sp_ticket_ptr,
         # attention: RoPE tables, cache, split partials and tickets
         cos_ptr, sin_ptr, kc_ptr, ks_ptr, vc_ptr, vs_ptr, m_ptr, l_ptr, o_ptr, at_ticket_ptr,
         bar_ptr,
-        pos, T_max, chunk, sm_scale, eps, k_top, stage_lo, stage_hi, DM, FF, H,
+        pos, T_max, chunk, sm_scale, eps, k_top, stage_lo, stage_hi, DM, FF, H, QROW,
         A48: tl.constexpr, WO_SPARSE: tl.constexpr, DOWN_SPARSE: tl.constexpr, GATE_FIRST: tl.constexpr,
-        BN_QKV: tl.constexpr, KB_QKV: tl.constexpr, BN_O: tl.constexpr, KB_O: tl.constexpr,
-        BN_GU: tl.constexpr, KB_GU: tl.constexpr, BN_DN: tl.constexpr, KB_DN: tl.constexpr,
-        GEMV_STAGES: tl.constexpr, QBLOCK_D: tl.constexpr, QBLOCK_F: tl.constexpr, WBN: tl.constexpr,
+        BN: tl.constexpr, KB: tl.constexpr, KB_DN: tl.constexpr, QB_QKV: tl.constexpr, QB_O: tl.constexpr,
+        QB_GU: tl.constexpr, QB_DN: tl.constexpr,
+        CH: tl.constexpr, GEMV_STAGES: tl.constexpr, QBLOCK_D: tl.constexpr, WBN: tl.constexpr,
         BI: tl.constexpr, D: tl.constexpr, BT: tl.constexpr, S: tl.constexpr, SP: tl.constexpr,
         KV3: tl.constexpr, LN: tl.constexpr, LB: tl.constexpr, ATT_STAGES: tl.constexpr,
         QM: tl.constexpr, QM_TOPK: tl.constexpr, QM_INT8: tl.constexpr, GLU: tl.constexpr,
@@ -153,15 +194,18 @@ def _decode_block_kernel(
     pid = tl.program_id(0)
     nprog = tl.num_programs(0)
     NGU: tl.constexpr = 2 if GATE_FIRST else 1          # gate-first: tiles over the gate rows only
-    PRO_O: tl.constexpr = 0 if A48 else 1                # Wo: fused prologue (b1.58) or the TopK codes (a4.8)
-    # barrier k of the launch (persistent mode runs every active stage, in order)
-    B_WO: tl.constexpr = 3 if A48 else 2
-    B_DN: tl.constexpr = B_WO + (3 if (A48 and DOWN_SPARSE) else 2)
+    # this program's quantizer outputs (every program quantizes each GEMV input once, itself)
+    q_row = q_ptr + pid.to(tl.int64) * QROW
+    qw_row = qw_ptr + pid.to(tl.int64) * (QROW // 4)
+    qs_row = qs_ptr + pid
+    nzi_row = nzi_ptr + pid.to(tl.int64) * QROW
+    nnz_row = nnz_ptr + pid
     # 0: fused QKV
     if (stage_lo <= 0) & (0 < stage_hi):
-        wq = _prefetch(w_qkv, pid, 3 * DM, DM, BN_QKV, KB_QKV)
-        _gemv_stage(pid, nprog, wq, x_ptr, cscale_ptr, x_ptr, nw_attn, x_ptr, w_qkv, s_qkv, qkv_ptr,
-                    3 * DM, DM, DM, 0, eps, BN_QKV, KB_QKV, True, 0, QM, False, False, USE_ASM, GEMV_STAGES)
+        wq = _prefetch(w_qkv, pid, 3 * DM, DM, BN, KB)
+        _quantize_row(x_ptr, nw_attn, q_row, qs_row, nzi_row, nnz_row, DM, 0, eps, QB_QKV, CH, 0, QM, False)
+        _gemv_stage(pid, nprog, wq, qw_row, qs_row, x_ptr, w_qkv, s_qkv, qkv_ptr, 3 * DM, DM, DM,
+                    BN, KB, False, False, USE_ASM, GEMV_STAGES)
     # 1: RoPE + cache write + attention + combine
     if (stage_lo <= 1) & (1 < stage_hi):
         if BARRIER:
@@ -170,56 +214,53 @@ def _decode_block_kernel(
             attention_item(it // S, it % S, qkv_ptr, cos_ptr, sin_ptr, kc_ptr, ks_ptr, vc_ptr, vs_ptr,
                            m_ptr, l_ptr, o_ptr, at_ticket_ptr, a_ptr, pos, T_max, H, chunk, sm_scale, 3 * DM,
                            D, BT, S, SP, KV3, LN, LB, ATT_STAGES)
-    # 2: a4.8 TopK quantizer of the attention output
-    if A48:
-        if (stage_lo <= 2) & (2 < stage_hi):
-            if BARRIER:
-                _grid_sync(bar_ptr, 2 * nprog)
-            if pid == 0:
-                norm_quant_row(0, a_ptr, a_ptr, nw_o, codes_ptr, cscale_ptr, nzi_ptr, nnz_ptr, DM, 0, 0, 0, 0, eps,
-                               k_top, QBLOCK_D, True, True, 0, QM_TOPK, False, WO_SPARSE, False)
-    # 3: Wo + residual
-    if (stage_lo <= 3) & (3 < stage_hi):
+    # 2: Wo + residual (a4.8: on the TopK codes, dense or sparse; b1.58: INT8 codes)
+    if (stage_lo <= 2) & (2 < stage_hi):
         if A48 and WO_SPARSE:
             if BARRIER:
-                _grid_sync(bar_ptr, B_WO * nprog)
-            _sparse_stage(pid, nprog, codes_ptr, nzi_ptr, nnz_ptr, cscale_ptr, wt_o, s_o, x_ptr, h_ptr,
+                _grid_sync(bar_ptr, 2 * nprog)
+            norm_quant_row(0, a_ptr, a_ptr, nw_o, q_row, qs_row, nzi_row, nnz_row, DM, 0, 0, 0, 0, eps,
+                           k_top, QBLOCK_D, True, True, 0, QM_TOPK, False, True, False)
+            tl.debug_barrier()
+            _sparse_stage(pid, nprog, q_row, nzi_row, nnz_row, qs_row, wt_o, s_o, x_ptr, h_ptr,
                           sp_acc_ptr, sp_ticket_ptr, DM, DM, WBN, BI)
         else:
-            wq = _prefetch(w_o, pid, DM, DM, BN_O, KB_O)
+            wq = _prefetch(w_o, pid, DM, DM, BN, KB)
             if BARRIER:
-                _grid_sync(bar_ptr, B_WO * nprog)
-            _gemv_stage(pid, nprog, wq, codes_w_ptr, cscale_ptr, a_ptr, nw_o, x_ptr, w_o, s_o, h_ptr,
-                        DM, DM, DM, 0, eps, BN_O, KB_O, PRO_O, 0, QM_INT8, True, False, USE_ASM, GEMV_STAGES)
-    # 4: fused gate/up
-    if (stage_lo <= 4) & (4 < stage_hi):
-        wq = _prefetch(w_gu, pid, 2 * FF // NGU, DM, BN_GU, KB_GU)
+                _grid_sync(bar_ptr, 2 * nprog)
+            if A48:
+                norm_quant_row(0, a_ptr, a_ptr, nw_o, q_row, qs_row, nzi_row, nnz_row, DM, 0, 0, 0, 0, eps,
+                               k_top, QBLOCK_D, True, True, 0, QM_TOPK, False, False, False)
+                tl.debug_barrier()
+            else:
+                _quantize_row(a_ptr, nw_o, q_row, qs_row, nzi_row, nnz_row, DM, 0, eps, QB_O, CH, 0, QM_INT8, False)
+            _gemv_stage(pid, nprog, wq, qw_row, qs_row, x_ptr, w_o, s_o, h_ptr, DM, DM, DM,
+                        BN, KB, True, False, USE_ASM, GEMV_STAGES)
+    # 3: fused gate/up
+    if (stage_lo <= 3) & (3 < stage_hi):
+        wq = _prefetch(w_gu, pid, 2 * FF // NGU, DM, BN, KB)
         if BARRIER:
-            _grid_sync(bar_ptr, (B_WO + 1) * nprog)
-        _gemv_stage(pid, nprog, wq, x_ptr, cscale_ptr, h_ptr, nw_ffn, x_ptr, w_gu, s_gu, gu_ptr,
-                    2 * FF // NGU, DM, FF, 0, eps, BN_GU, KB_GU, True, 0, QM, False, GATE_FIRST, USE_ASM,
-                    GEMV_STAGES)
-    # 5: a4.8 sparse Wdown: GLU + norm + INT8 quantizer with its index list
-    if A48 and DOWN_SPARSE:
-        if (stage_lo <= 5) & (5 < stage_hi):
-            if BARRIER:
-                _grid_sync(bar_ptr, (B_WO + 2) * nprog)
-            if pid == 0:
-                norm_quant_row(0, gu_ptr + FF, gu_ptr, nw_down, codes_ptr, cscale_ptr, nzi_ptr, nnz_ptr, FF, 0, 0, 0,
-                               0, eps, k_top, QBLOCK_F, True, True, GLU, QM_INT8, False, True, False)
-    # 6: Wdown + residual
-    if (stage_lo <= 6) & (6 < stage_hi):
+            _grid_sync(bar_ptr, 3 * nprog)
+        _quantize_row(h_ptr, nw_ffn, q_row, qs_row, nzi_row, nnz_row, DM, 0, eps, QB_GU, CH, 0, QM, False)
+        _gemv_stage(pid, nprog, wq, qw_row, qs_row, x_ptr, w_gu, s_gu, gu_ptr, 2 * FF // NGU, DM, FF,
+                    BN, KB, False, GATE_FIRST, USE_ASM, GEMV_STAGES)
+    # 4: Wdown + residual on the GLU product's INT8 codes (dense, or sparse with the index list)
+    if (stage_lo <= 4) & (4 < stage_hi):
         if A48 and DOWN_SPARSE:
             if BARRIER:
-                _grid_sync(bar_ptr, B_DN * nprog)
-            _sparse_stage(pid, nprog, codes_ptr, nzi_ptr, nnz_ptr, cscale_ptr, wt_down, s_down, h_ptr, out_ptr,
+                _grid_sync(bar_ptr, 4 * nprog)
+            _quantize_row(gu_ptr, nw_down, q_row, qs_row, nzi_row, nnz_row, FF, FF, eps, QB_DN, CH, GLU, QM_INT8,
+                          True)
+            _sparse_stage(pid, nprog, q_row, nzi_row, nnz_row, qs_row, wt_down, s_down, h_ptr, out_ptr,
                           sp_acc_ptr, sp_ticket_ptr, DM, FF, WBN, BI)
         else:
-            wq = _prefetch(w_down, pid, DM, FF, BN_DN, KB_DN)
+            wq = _prefetch(w_down, pid, DM, FF, BN, KB_DN)
             if BARRIER:
-                _grid_sync(bar_ptr, B_DN * nprog)
-            _gemv_stage(pid, nprog, wq, x_ptr, cscale_ptr, gu_ptr, nw_down, h_ptr, w_down, s_down, out_ptr,
-                        DM, FF, DM, FF, eps, BN_DN, KB_DN, True, GLU, QM_INT8, True, False, USE_ASM, GEMV_STAGES)
+                _grid_sync(bar_ptr, 4 * nprog)
+            _quantize_row(gu_ptr, nw_down, q_row, qs_row, nzi_row, nnz_row, FF, FF, eps, QB_DN, CH, GLU, QM_INT8,
+                          False)
+            _gemv_stage(pid, nprog, wq, qw_row, qs_row, h_ptr, w_down, s_down, out_ptr, DM, FF, DM,
+                        BN, KB_DN, True, False, USE_ASM, GEMV_STAGES)
     if BARRIER:
         _grid_leave(bar_ptr, nprog)
 
@@ -230,9 +271,9 @@ _OCCUPANCY: dict[tuple, int] = {}
 
 
 def active_stages(a48: bool, wdown_sparse: bool) -> tuple[int, ...]:
-    """Indices into :data:`STAGES` that a datapath runs (a4.8's quantizer stages only where needed)."""
-    return tuple(s for s in range(len(STAGES))
-                 if not (s == 2 and not a48) and not (s == 5 and not (a48 and wdown_sparse)))
+    """Indices into :data:`STAGES` that a datapath runs: all of them (every quantizer runs inside the
+    stage whose GEMV reads its codes, in every program); the arguments are kept for the callers."""
+    return tuple(range(len(STAGES)))
 
 
 def coresident_programs(n_sms: int, n_regs: int, num_warps: int, shared: int, *, sm_regs: int = _SM_REGS,
@@ -251,6 +292,22 @@ def coresident_programs(n_sms: int, n_regs: int, num_warps: int, shared: int, *,
     return n_sms * per_sm
 
 
+def attention_config(n_programs: int, n_heads: int, plan) -> dict:
+    """The persistent step's attention config: one context span per program (``n_programs //
+    n_heads`` spans per head, so rows x spans fill the grid once), ``ATT_BT`` positions per tile,
+    the kernel's warps; ``plan.attention`` overrides any of them."""
+    cfg = dict(BT=ATT_BT, S=max(1, n_programs // n_heads), num_warps=plan.warps, num_stages=ATT_STAGES)
+    cfg.update(dict(plan.attention))
+    return cfg
+
+
+def reference_plan(plan, n_programs: int, n_heads: int):
+    """The per-kernel plan whose ``decode_fused`` the persistent ``plan`` equals bit for bit when it
+    runs ``n_programs`` programs: the same plan with the persistent step's attention config."""
+    cfg = attention_config(n_programs, n_heads, plan)
+    return replace(plan, persistent=False, attention=tuple(sorted(cfg.items())))
+
+
 def _interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET") == "1"
 
@@ -263,13 +320,14 @@ def _barrier(device: torch.device) -> torch.Tensor:
     return _BARRIERS[key]
 
 
-def _gemv_meta(blk, name: str, K: int) -> tuple[int, int]:
+def _stats_chunk(blk, name: str, K: int) -> int:
+    """Words per chunk of the per-kernel fused GEMV of ``name``: its statistics are summed in chunks of
+    16x that many values, and the persistent step sums them the same way (the same fp64 rounding)."""
     N = blk.wp[name].shape[0]
-    cfg = resolve_config("gemv", gemv_config(1, K), blk.tuned, dict(N=N, K=K), None)
-    return cfg["BN"], cfg["KB"]
+    return resolve_config("gemv", gemv_config(1, K), blk.tuned, dict(N=N, K=K), None)["KB"]
 
 
-def _check_call(blk, x: torch.Tensor, plan, mode: str, grid: int | None) -> None:
+def _check_call(blk, x: torch.Tensor, plan, mode: str, grid: int | None, n_sms: int | None) -> None:
     if blk.dp not in ("b1.58", "a4.8"):
         raise ValueError(f"the persistent decode block is for the b1.58 and a4.8 datapaths, got {blk.dp!r}")
     if blk.B != 1:
@@ -284,13 +342,14 @@ def _check_call(blk, x: torch.Tensor, plan, mode: str, grid: int | None) -> None
         raise ValueError("mode='persistent' needs a CUDA device without TRITON_INTERPRET=1: the interpreter runs "
                          "programs one after another, so a grid barrier would never be released (use 'staged')")
     if plan.prologue != "fused" or plan.pdl:
-        raise ValueError("the persistent decode block quantizes inside its GEMVs (prologue='fused') and has no "
-                         f"kernel boundaries to overlap (pdl=False), got prologue={plan.prologue!r}, pdl={plan.pdl}")
-    if grid is not None and (isinstance(grid, bool) or not isinstance(grid, int) or grid <= 0):
-        raise ValueError(f"grid must be a positive int, got {grid!r}")
+        raise ValueError("the persistent decode block quantizes inside its GEMV stages (prologue='fused') and has "
+                         f"no kernel boundaries to overlap (pdl=False), got prologue={plan.prologue!r}, pdl={plan.pdl}")
+    for name, v in (("grid", grid), ("n_sms", n_sms)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v <= 0):
+            raise ValueError(f"{name} must be a positive int, got {v!r}")
 
 
-def _buffers(blk, x: torch.Tensor) -> dict[str, torch.Tensor]:
+def _buffers(blk, x: torch.Tensor, nprog: int) -> dict[str, torch.Tensor]:
     d, F_ = blk.dims.d_model, blk.dims.d_ffn
     dev = x.device
     n = padded_len(max(d, F_))
@@ -298,45 +357,45 @@ def _buffers(blk, x: torch.Tensor) -> dict[str, torch.Tensor]:
     def f16(w: int) -> torch.Tensor:
         return torch.empty(1, w, device=dev, dtype=torch.float16)
 
-    codes = torch.zeros(1, n, device=dev, dtype=torch.int8)
-    return dict(qkv=f16(3 * d), a=f16(d), h=f16(d), gu=f16(2 * F_), out=f16(d), codes=codes,
-                codes_w=codes.view(torch.int32), cscale=torch.empty(1, device=dev, dtype=torch.float32),
-                nzi=torch.empty(n, device=dev, dtype=torch.int32), nnz=torch.empty(1, device=dev, dtype=torch.int32))
+    q = torch.empty(nprog, n, device=dev, dtype=torch.int8)       # every program writes its codes first
+    return dict(qkv=f16(3 * d), a=f16(d), h=f16(d), gu=f16(2 * F_), out=f16(d), q=q, qw=q.view(torch.int32),
+                qs=torch.empty(nprog, device=dev, dtype=torch.float32),
+                nzi=torch.empty(nprog, n, device=dev, dtype=torch.int32),
+                nnz=torch.empty(nprog, device=dev, dtype=torch.int32))
 
 
 def decode_block_persistent(blk, x: torch.Tensor, pos: int, plan, *, mode: str = "auto", grid: int | None = None,
-                            num_warps: int = 4, splits: int | None = None) -> torch.Tensor:
+                            n_sms: int | None = None, buffers: dict | None = None) -> torch.Tensor:
     """Decode step of ``blk`` (a ``kernels.block.KernelBlock``, b1.58 or a4.8, B = 1) for ``x [1, 1, d]``
-    fp16 at position ``pos``: the output of ``blk.decode_fused(x, pos, plan)`` bit for bit.
+    fp16 at position ``pos``: the output of ``blk.decode_fused(x, pos, reference_plan(plan, ...))``
+    bit for bit (the per-kernel step with this step's attention split and warps).
 
     ``mode``: "persistent" (one launch, grid barriers; CUDA), "staged" (one launch per stage) or
-    "auto" (persistent on CUDA, staged under the interpreter).  ``grid``: programs (default: one
-    per SM on CUDA (``plan.programs_per_sm``), 3 on the CPU); a persistent grid larger than the
-    co-resident limit is refused.  ``splits``: context spans per attention row (default: those of
-    ``attention_step``; another count sums the softmax in another order, so the output is then no
-    longer bit-identical to ``decode_fused``).
+    "auto" (persistent on CUDA, staged under the interpreter).  ``n_sms``: the SM count the step is
+    planned for (default: the device's on CUDA, 3 on the CPU): ``n_sms x plan.programs_per_sm``
+    programs, and the attention split follows from that count (:func:`attention_config`).
+    ``grid``: programs launched (default that count; the staged CPU path may run fewer programs
+    of a step planned for a GPU); a persistent grid larger than the co-resident limit is refused.
+    ``buffers``: a dict that receives the step's intermediate rows (qkv, a, h, gu, out).
     """
-    _check_call(blk, x, plan, mode, grid)
+    _check_call(blk, x, plan, mode, grid, n_sms)
     if mode == "auto":
         mode = "persistent" if x.device.type == "cuda" and not _interpreting() else "staged"
     d, F_, H = blk.dims.d_model, blk.dims.d_ffn, blk.dims.n_heads
     cuda = x.device.type == "cuda"
-    n_sms = torch.cuda.get_device_properties(x.device).multi_processor_count if cuda else 3
-    nprog = grid or n_sms * plan.programs_per_sm
+    if n_sms is None:
+        n_sms = torch.cuda.get_device_properties(x.device).multi_processor_count if cuda else 3
+    planned = n_sms * plan.programs_per_sm
+    nprog = grid or planned
     a48 = blk.dp == "a4.8"
     wo_sparse, down_sparse = a48 and plan.wo == "sparse", a48 and plan.wdown == "sparse"
-    buf = _buffers(blk, x)
+    buf = _buffers(blk, x, nprog)
     att, att_meta, _ = attention_step_args(buf["qkv"], blk.cache, pos, blk.cos, blk.sin, buf["a"], tuned=blk.tuned,
-                                           splits=splits, qkv_ready=False)
-    att_meta = dict(att_meta)
-    att_stages = att_meta.pop("NUM_STAGES")
-    att_meta.pop("num_warps")
+                                           config=attention_config(planned, H, plan), qkv_ready=False)
     cfg = sparse_config(d, F_)
     sp_acc, sp_ticket = sparse_workspace(x.device, padded_len(d), triton.cdiv(padded_len(d) // 16, cfg["WBN"]))
-    bqkv, kqkv = _gemv_meta(blk, "qkv", d)
-    bo, ko = _gemv_meta(blk, "o", d)
-    bgu, kgu = _gemv_meta(blk, "gu", d)
-    bdn, kdn = _gemv_meta(blk, "down", F_)
+    kb = min(128, next_pow2(padded_len(d) // 16))
+    kb_dn = min(128, next_pow2(padded_len(F_) // 16))
     wt = blk.wtp if a48 else {}
     args = dict(
         x_ptr=x.reshape(1, d), qkv_ptr=buf["qkv"], a_ptr=buf["a"], h_ptr=buf["h"], gu_ptr=buf["gu"], out_ptr=buf["out"],
@@ -344,20 +403,23 @@ def decode_block_persistent(blk, x: torch.Tensor, pos: int, plan, *, mode: str =
         w_qkv=blk.wp["qkv"], s_qkv=blk.ws["qkv"], w_o=blk.wp["o"], s_o=blk.ws["o"], wt_o=wt.get("o", blk.wp["o"]),
         w_gu=blk.wp["gu"], s_gu=blk.ws["gu"], w_down=blk.wp["down"], s_down=blk.ws["down"],
         wt_down=wt.get("down", blk.wp["down"]),
-        codes_ptr=buf["codes"], codes_w_ptr=buf["codes_w"], cscale_ptr=buf["cscale"], nzi_ptr=buf["nzi"],
-        nnz_ptr=buf["nnz"], sp_acc_ptr=sp_acc, sp_ticket_ptr=sp_ticket,
+        q_ptr=buf["q"], qw_ptr=buf["qw"], qs_ptr=buf["qs"], nzi_ptr=buf["nzi"], nnz_ptr=buf["nnz"],
+        sp_acc_ptr=sp_acc, sp_ticket_ptr=sp_ticket,
         cos_ptr=att["cos_ptr"], sin_ptr=att["sin_ptr"], kc_ptr=att["kc_ptr"], ks_ptr=att["ks_ptr"],
         vc_ptr=att["vc_ptr"], vs_ptr=att["vs_ptr"], m_ptr=att["m_ptr"], l_ptr=att["l_ptr"], o_ptr=att["o_ptr"],
         at_ticket_ptr=att["ticket_ptr"], bar_ptr=_barrier(x.device),
         pos=pos, T_max=att["T_max"], chunk=att["chunk"], sm_scale=att["sm_scale"], eps=1e-5,
-        k_top=-(-d // 2), DM=d, FF=F_, H=H)
+        k_top=-(-d // 2), DM=d, FF=F_, H=H, QROW=buf["q"].shape[1])
     meta = dict(A48=a48, WO_SPARSE=wo_sparse, DOWN_SPARSE=down_sparse, GATE_FIRST=a48 and plan.gate_first,
-                BN_QKV=bqkv, KB_QKV=kqkv, BN_O=bo, KB_O=ko, BN_GU=bgu, KB_GU=kgu, BN_DN=bdn, KB_DN=kdn,
-                GEMV_STAGES=3 if cuda else 1, QBLOCK_D=next_pow2(d), QBLOCK_F=next_pow2(F_),
-                WBN=cfg["WBN"], BI=cfg["BI"], D=att_meta["D"], BT=att_meta["BT"], S=att_meta["S"],
-                SP=att_meta["SP"], KV3=att_meta["KV3"], LN=att_meta["LN"], LB=att_meta["LB"], ATT_STAGES=att_stages,
+                BN=plan.tile_rows, KB=kb, KB_DN=kb_dn, QB_QKV=16 * _stats_chunk(blk, "qkv", d),
+                QB_O=16 * _stats_chunk(blk, "o", d), QB_GU=16 * _stats_chunk(blk, "gu", d),
+                QB_DN=16 * _stats_chunk(blk, "down", F_), CH=QUANT_CHUNK, GEMV_STAGES=3 if cuda else 1,
+                QBLOCK_D=next_pow2(d), WBN=cfg["WBN"], BI=cfg["BI"], D=att_meta["D"], BT=att_meta["BT"],
+                S=att_meta["S"], SP=att_meta["SP"], KV3=att_meta["KV3"], LN=att_meta["LN"], LB=att_meta["LB"],
+                ATT_STAGES=att_meta["NUM_STAGES"],
                 QM=QUANT_MODES["int4" if a48 else "int8"], QM_TOPK=QUANT_MODES["topk8"], QM_INT8=QUANT_MODES["int8"],
-                GLU=GLU_MODES["relu2" if a48 else "silu"], USE_ASM=cuda, num_warps=num_warps, enable_fp_fusion=False)
+                GLU=GLU_MODES["relu2" if a48 else "silu"], USE_ASM=cuda, num_warps=plan.warps,
+                enable_fp_fusion=False)
     if mode == "persistent":
         _check_coresident(args, meta, nprog, x.device)
         _decode_block_kernel[(nprog,)](**args, stage_lo=0, stage_hi=len(STAGES), BARRIER=True, **meta)
@@ -366,6 +428,8 @@ def decode_block_persistent(blk, x: torch.Tensor, pos: int, plan, *, mode: str =
             _decode_block_kernel[(nprog,)](**args, stage_lo=s, stage_hi=s + 1, BARRIER=False, **meta)
     if hasattr(blk.cache, "mark_written"):
         blk.cache.mark_written(pos + 1)
+    if buffers is not None:
+        buffers.update({k: buf[k] for k in ("qkv", "a", "h", "gu", "out")})
     return buf["out"].view(1, 1, d)
 
 

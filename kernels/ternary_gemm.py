@@ -216,7 +216,7 @@ def _row_input(src_ptr, offs, inb, up_off, GLU: tl.constexpr):
 
 
 @triton.jit
-def _normed_input(src_ptr, nw_ptr, offs, inb, up_off, r, NORM: tl.constexpr, HAS_NW: tl.constexpr,
+def normed_input(src_ptr, nw_ptr, offs, inb, up_off, r, NORM: tl.constexpr, HAS_NW: tl.constexpr,
                   GLU: tl.constexpr):
     """``div_rn(x, r) · w``: the normalised activation at ``offs`` (``x`` from :func:`_row_input`)."""
     y = _row_input(src_ptr, offs, inb, up_off, GLU)
@@ -228,7 +228,7 @@ def _normed_input(src_ptr, nw_ptr, offs, inb, up_off, r, NORM: tl.constexpr, HAS
 
 
 @triton.jit
-def _row_norm_quant_params(src_ptr, nw_ptr, K, up_off, eps, KB16: tl.constexpr, NORM: tl.constexpr,
+def row_norm_quant_params(src_ptr, nw_ptr, K, up_off, eps, KB16: tl.constexpr, NORM: tl.constexpr,
                            HAS_NW: tl.constexpr, GLU: tl.constexpr, QMODE: tl.constexpr):
     """RMSNorm divisor ``r`` and quantizer ``(inv, scale)`` of one row (the contract of
     ``rmsnorm_quant``: fp64 sums rounded once, ``sqrt_rn``, ``div_rn``, clamp at 1e-5)."""
@@ -247,7 +247,7 @@ def _row_norm_quant_params(src_ptr, nw_ptr, K, up_off, eps, KB16: tl.constexpr, 
     for k0 in range(0, K, KB16):
         offs = k0 + offs0
         inb = offs < K
-        y = _normed_input(src_ptr, nw_ptr, offs, inb, up_off, r, NORM, HAS_NW, GLU)
+        y = normed_input(src_ptr, nw_ptr, offs, inb, up_off, r, NORM, HAS_NW, GLU)
         if QMODE == 1:
             asum += tl.abs(y).to(tl.float64)
         else:
@@ -269,7 +269,7 @@ def _field_words(src_ptr, nw_ptr, xq_ptr, K, up_off, r, inv, w0, qw, i: tl.const
     bb = tl.arange(0, 4)
     offs = 16 * (w0 + ww)[:, None] + 4 * i + bb[None, :]              # [KB, 4]
     inb = offs < K
-    y = _normed_input(src_ptr, nw_ptr, offs, inb, up_off, r, NORM, HAS_NW, GLU)
+    y = normed_input(src_ptr, nw_ptr, offs, inb, up_off, r, NORM, HAS_NW, GLU)
     c = tl.where(inb, quant_codes(y, inv, QMODE), 0.0).to(tl.int32)
     if WRITE_Q:
         tl.store(xq_ptr + offs, c.to(tl.int8), mask=inb & ((offs * 0 + qw) > 0))   # qw = 1: this program writes
@@ -346,7 +346,7 @@ def _gemv_program(x_ptr, xs_ptr, src_ptr, nw_ptr, res_ptr, w_ptr, ws_ptr, y_ptr,
     The body of :func:`_w158_gemv_kernel` (``PRO = 0``: int8 codes ``x``, read as int32 words, and
     ``x_scale`` given) and of :func:`_w158_gemv_fused_kernel` (``PRO = 1``, M = 1: the row ``src``
     (fp16/bf16/fp32; with ``GLU``, gate then up at ``up_off``) is normalised and quantized here, by
-    every program (``_row_norm_quant_params``: two passes over the row for the statistics, a third
+    every program (``row_norm_quant_params``: two passes over the row for the statistics, a third
     inside the K loop for the codes); program 0 also writes the codes and scale when ``WRITE_Q``).
     ``RES``: ``y = fp16(fp16(o) + res)`` (the residual add, rounded as torch rounds it).
     ``GATE_FIRST`` (fused gate/up, gate rows ``[0, N)``, up rows ``[N, 2N)``): the up rows whose
@@ -390,7 +390,7 @@ def gemv_prologue(src_ptr, nw_ptr, xs_ptr, M, K, up_off, eps, BM: tl.constexpr, 
     r = 1.0
     inv = 1.0
     if PRO:
-        r, inv, xscale = _row_norm_quant_params(src_ptr, nw_ptr, K, up_off, eps, 16 * KB, NORM, HAS_NW, GLU,
+        r, inv, xscale = row_norm_quant_params(src_ptr, nw_ptr, K, up_off, eps, 16 * KB, NORM, HAS_NW, GLU,
                                                 QMODE)
         xs = tl.full((BM,), 1.0, tl.float32) * xscale
     else:

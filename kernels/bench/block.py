@@ -67,7 +67,8 @@ def block_bytes(datapath: str, ctx: int, dims=LLAMA7B, B: int = 1, kv_bits: int 
 def _plan_name(plan: DecodePlan, datapath: str) -> str:
     name = plan.prologue
     if plan.persistent:
-        name = "persistent" + (f"x{plan.programs_per_sm}" if plan.programs_per_sm > 1 else "")
+        name = ("persistent" + (f"x{plan.programs_per_sm}" if plan.programs_per_sm > 1 else "")
+                + f"_w{plan.warps}_r{plan.tile_rows}")
     if datapath == "a4.8":
         name += f"_wo-{plan.wo}_down-{plan.wdown}" + ("" if plan.gate_first else "_nogatefirst")
     return name + ("_pdl" if plan.pdl else "")

@@ -136,28 +136,32 @@ def variants() -> list[tuple[str, object, dict, dict, dict]]:
 
 
 def _persistent_variants() -> list[tuple[str, object, dict, dict, dict]]:
-    """The persistent decode block of b1.58 (4-bit KV) and a4.8 (3-bit KV; dense, and sparse Wo/Wdown)."""
+    """The persistent decode block of b1.58 (4-bit KV) and a4.8 (3-bit KV; dense, and sparse Wo/Wdown),
+    at the warps and tile rows the benchmark's plans use."""
     t = {n: "i32" for n in _decode_block_kernel.arg_names}
     t.update({n: "*fp16" for n in ("x_ptr", "qkv_ptr", "a_ptr", "h_ptr", "gu_ptr", "out_ptr", "nw_attn", "nw_o",
                                    "nw_ffn", "nw_down", "cos_ptr", "sin_ptr")})
-    t.update({n: "*i32" for n in ("w_qkv", "w_o", "wt_o", "w_gu", "w_down", "wt_down", "codes_w_ptr", "nzi_ptr",
+    t.update({n: "*i32" for n in ("w_qkv", "w_o", "wt_o", "w_gu", "w_down", "wt_down", "qw_ptr", "nzi_ptr",
                                   "nnz_ptr", "sp_acc_ptr", "sp_ticket_ptr", "at_ticket_ptr", "bar_ptr", "kc_ptr",
                                   "vc_ptr")})
-    t.update({n: "*fp32" for n in ("s_qkv", "s_o", "s_gu", "s_down", "cscale_ptr", "m_ptr", "l_ptr", "o_ptr",
+    t.update({n: "*fp32" for n in ("s_qkv", "s_o", "s_gu", "s_down", "qs_ptr", "m_ptr", "l_ptr", "o_ptr",
                                    "ks_ptr", "vs_ptr")})
-    t.update(codes_ptr="*i8", sm_scale="fp32", eps="fp32")
-    gemv = dict(BN_QKV=16, KB_QKV=128, BN_O=16, KB_O=128, BN_GU=16, KB_GU=128, BN_DN=16, KB_DN=128, GEMV_STAGES=3)
-    base = dict(gemv, QBLOCK_D=4096, QBLOCK_F=16384, WBN=16, BI=128, D=128, BT=16, S=4, SP=4, KV3=True, LB=15,
-                ATT_STAGES=1, QM_TOPK=2, QM_INT8=0, BARRIER=True, USE_ASM=True)
+    t.update(q_ptr="*i8", sm_scale="fp32", eps="fp32")
+    base = dict(BN=32, KB=128, KB_DN=128, QB_QKV=2048, QB_O=2048, QB_GU=2048, QB_DN=4096, CH=1024, GEMV_STAGES=3,
+                QBLOCK_D=4096, WBN=16, BI=128, D=128, BT=32, S=4, SP=4, KV3=True, LB=15, ATT_STAGES=3, QM_TOPK=2,
+                QM_INT8=0, BARRIER=True, USE_ASM=True)
     b158 = dict(base, A48=False, WO_SPARSE=False, DOWN_SPARSE=False, GATE_FIRST=False, LN=15, QM=0,
                 GLU=GLU_MODES["silu"])
     a48 = dict(base, A48=True, WO_SPARSE=False, DOWN_SPARSE=False, GATE_FIRST=True, LN=7, QM=1,
                GLU=GLU_MODES["relu2"])
-    opts = dict(num_warps=4, enable_fp_fusion=False)
-    return [("persistent block b1.58 kv4", _decode_block_kernel, t, b158, opts),
-            ("persistent block a4.8 dense", _decode_block_kernel, t, a48, opts),
-            ("persistent block a4.8 sparse", _decode_block_kernel, t, dict(a48, WO_SPARSE=True, DOWN_SPARSE=True),
-             opts)]
+    out = []
+    for warps in (4, 8):
+        opts = dict(num_warps=warps, enable_fp_fusion=False)
+        out += [(f"persistent block b1.58 kv4 w{warps}", _decode_block_kernel, t, b158, opts),
+                (f"persistent block a4.8 dense w{warps}", _decode_block_kernel, t, a48, opts),
+                (f"persistent block a4.8 sparse w{warps}", _decode_block_kernel, t,
+                 dict(a48, WO_SPARSE=True, DOWN_SPARSE=True), opts)]
+    return out
 
 
 def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:

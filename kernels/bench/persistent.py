@@ -4,9 +4,11 @@ whole 7B token with each datapath's fastest step (b1.58 with a 4-bit KV cache, a
 A persistent kernel whose programs are not all resident, or whose barrier is wrong, never
 returns; so the section first runs every persistent variant once in a child process with a time
 limit (``python -m kernels.bench.persistent --check``) and times only the variants that came
-back exact (bit for bit against ``decode_fused`` of the same plan without ``persistent``, twice:
-the second launch checks the barrier's reset; the staged launch is checked on the CPU, where
-each variant does not cost another minute of compiling).  Rows: ``block_decode`` per plan (graphs over
+back exact (bit for bit against ``decode_fused`` of ``kernels.persistent.reference_plan``: the same
+plan per kernel with the persistent step's attention split and warps, twice: the second launch
+checks the barrier's reset; on a mismatch the check names the first intermediate row that differs;
+the staged launch is checked on the CPU, where each variant does not cost another minute of
+compiling).  Rows: ``block_decode`` per plan (graphs over
 replicas, as ``kernels.bench.block``), the floors of the same run (one ``floor_read`` of the
 block's bytes in one launch, and chains of 9 launches), and ``token_decode`` rows.
 """
@@ -39,19 +41,21 @@ from kernels.block import DecodePlan, KernelBlock
 from kernels.checks import content_checks
 from kernels.configs import NO_TUNING, ConfigTable, load_config_table
 from kernels.floor import floor_read
+from kernels.persistent import reference_plan
 
 LABELS = ("b1.58-kv4", "a4.8")
-#: per label: the per-kernel plans to compare with (the committed fastest first), then the persistent ones
+#: per label: the fastest per-kernel plan (the committed measurements), then the persistent ones: 8 warps
+#: per SM as 2 programs of 4 or 1 of 8 (4-warp programs hold up to 255 registers, two fit an SM)
 PLANS = {
-    "b1.58-kv4": (DecodePlan(prologue="separate", pdl=True), DecodePlan(pdl=True), DecodePlan(persistent=True),
-                  DecodePlan(persistent=True, programs_per_sm=2)),
+    "b1.58-kv4": (DecodePlan(prologue="separate", pdl=True),
+                  DecodePlan(persistent=True, programs_per_sm=2),
+                  DecodePlan(persistent=True, warps=8)),
     "a4.8": (DecodePlan(prologue="separate", wo="dense", wdown="dense", pdl=True),
-             DecodePlan(wo="dense", wdown="dense", pdl=True),
-             DecodePlan(wo="dense", wdown="dense", persistent=True),
              DecodePlan(wo="dense", wdown="dense", persistent=True, programs_per_sm=2),
-             DecodePlan(wo="sparse", wdown="sparse", persistent=True)),
+             DecodePlan(wo="dense", wdown="dense", persistent=True, warps=8),
+             DecodePlan(wo="sparse", wdown="sparse", persistent=True, programs_per_sm=2)),
 }
-CHECK_TIMEOUT_S = 290
+CHECK_TIMEOUT_S = 240
 
 
 def _block(label: str, ctx: int, tuned: ConfigTable, seed: int = 0) -> KernelBlock:
@@ -62,11 +66,23 @@ def _block(label: str, ctx: int, tuned: ConfigTable, seed: int = 0) -> KernelBlo
     return blk
 
 
+def _first_difference(got: dict, ref: dict) -> str:
+    """The first intermediate row (in stage order) where two runs of a block step differ, or ""."""
+    for name in ("qkv", "a", "h", "gu", "out"):
+        if name in got and name in ref and not torch.equal(got[name].reshape(-1), ref[name].reshape(-1)):
+            return name
+    return ""
+
+
 def check_plans(ctx: int, tuned: ConfigTable = NO_TUNING) -> dict[str, dict[str, object]]:
-    """Every persistent plan twice on the 7B block: ``{label/plan: {exact_fused, repeat, rel}}``, printed as it goes."""
+    """Every persistent plan twice on the 7B block, against the per-kernel step with the same attention
+    split and warps (``reference_plan``): ``{label/plan: {exact_fused, repeat, rel, first_diff,
+    rel_default}}`` (``first_diff``: the first intermediate row that differs; ``rel_default``: against
+    the per-kernel step with its own attention config), printed as it goes."""
     out: dict[str, dict[str, object]] = {}
     g = torch.Generator(device="cuda").manual_seed(11)
     x = torch.randn(1, 1, LLAMA7B.d_model, device="cuda", dtype=torch.float16, generator=g)
+    n_sms = torch.cuda.get_device_properties(0).multi_processor_count
     for label in LABELS:
         blk = _block(label, ctx, tuned)
         pos = ctx - 1
@@ -74,13 +90,19 @@ def check_plans(ctx: int, tuned: ConfigTable = NO_TUNING) -> dict[str, dict[str,
         for plan in (p for p in PLANS[label] if p.persistent):
             key = f"{label}/{_plan_name(plan, dp)}"
             try:
-                ref = blk.decode_fused(x, pos, replace(plan, persistent=False)).clone()
-                y = blk.decode_fused(x, pos, plan).clone()
+                inter_ref: dict = {}
+                inter: dict = {}
+                ref_plan = reference_plan(plan, n_sms * plan.programs_per_sm, LLAMA7B.n_heads)
+                ref = blk.decode_fused(x, pos, ref_plan, buffers=inter_ref).clone()
+                inter_ref = {k: v.clone() for k, v in inter_ref.items()}
+                default = blk.decode_fused(x, pos, replace(plan, persistent=False)).clone()
+                y = blk.decode_fused(x, pos, plan, buffers=inter).clone()
                 torch.cuda.synchronize()
                 y2 = blk.decode_fused(x, pos, plan).clone()          # a second launch: the barrier reset works
                 torch.cuda.synchronize()
                 out[key] = dict(exact_fused=bool(torch.equal(y, ref)), repeat=bool(torch.equal(y2, ref)),
-                                rel=_rel(y, ref, x))
+                                rel=_rel(y, ref, x), first_diff=_first_difference(inter, inter_ref),
+                                rel_default=_rel(y, default, x), reference=str(dict(ref_plan.attention)))
             except Exception as e:  # noqa: BLE001 - report every plan
                 out[key] = dict(error=repr(e)[-600:])
             print("RESULT " + json.dumps(out), flush=True)     # so far: a later plan may not come back
