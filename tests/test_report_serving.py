@@ -11,6 +11,7 @@ from bitsim.report.serving import (
     comparison_table,
     model_comparison,
     model_name,
+    profile_words,
     rival_words,
     serving_headline,
     serving_section,
@@ -142,10 +143,19 @@ def test_the_verdict_names_each_runs_binding_target_and_the_iteration_costs(tmp_
             "together 87 ms = 87 % of the TPOT target") in text
     assert ("Against b1.58, a4.8 decodes faster (7 against 9 ms) but prefills slower (80 against 60 ms a chunk): "
             "with chunked prefill (a 512-token budget)") in text and "TPOT is missed first" in text
-    assert "Statistic profile of the runs' specs: random-weight statistics" in text
+    assert "Statistic profile of the runs: x" in text      # the summaries' own column, not the specs'
 
 
 def test_a_run_with_both_p90s_well_inside_the_targets_is_set_by_the_tail(tmp_path):
     text = _verdict_runs(tmp_path, a48_p90=(1.2, 0.060), b158_p90=(0.8, 0.050))
     assert "a4.8 on a4.8: neither p90 is near its target" in text and "(p99 TTFT 6 s, TPOT 200 ms)" in text
     assert "TPOT binds" not in text and "TTFT binds" not in text
+
+
+def test_the_profile_is_read_from_the_summaries_and_from_the_specs_only_when_a_summary_lacks_it(tmp_path):
+    view = pd.DataFrame({"run": ["7b-a4.8", "7b-b1.58"], "profile": ["trained", "measured"]})
+    assert profile_words(view, tmp_path, "trained") == ("Statistic profile of the runs: random-weight statistics, "
+                                                        "trained-model profile; the study's tables use trained-model "
+                                                        "profile")
+    old = pd.DataFrame({"run": ["7b-a4.8"], "profile": [None]})
+    assert profile_words(old, tmp_path, None).startswith("Statistic profile: not recorded with the runs")

@@ -71,6 +71,7 @@ def serving_view(srv: pd.DataFrame) -> pd.DataFrame:
     out["model"] = [model_name(m) for m in _text(srv, "model", pd.Series("model not recorded", index=srv.index))]
     out["datapath"] = _text(srv, "datapath", chip)
     out["accelerator"] = _text(srv, "accelerator", chip)
+    out["profile"] = srv["profile"] if "profile" in srv else None
     out["chips"] = srv["chips"] if "chips" in srv else math.nan
     rate = _column(srv, RATE_COLUMNS)
     searched = srv[rate].notna() if rate else pd.Series(False, index=srv.index)
@@ -309,11 +310,13 @@ def _study_profile(data) -> str | None:
 
 
 def profile_words(view: pd.DataFrame, folder: Path | None, study_profile: str | None) -> str:
-    """The statistic profile the runs' specs set (random-weight statistics unless a spec says otherwise), and the
-    study's, so the reader knows the basis of each."""
+    """The statistic profile the runs served with (the summaries' ``profile`` column; for runs written before it
+    existed, their specs'), and the study's, so the reader knows the basis of each."""
+    study = f"; the study's tables use {profile_label(study_profile)}" if study_profile else ""
+    if "profile" in view.columns and view.profile.notna().all():
+        return f"Statistic profile of the runs: {', '.join(sorted({profile_label(p) for p in view.profile}))}{study}"
     specs = [run_spec(folder, r) for r in view.run]
     found = sorted({profile_label(s.profile) for s in specs if s is not None})
-    study = f"; the study's tables use {profile_label(study_profile)}" if study_profile else ""
     if not found:
         return "Statistic profile: not recorded with the runs (a spec's default is random-weight statistics)" + study
     return f"Statistic profile of the runs' specs: {', '.join(found)}{study}"
