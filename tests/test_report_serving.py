@@ -8,11 +8,16 @@ import pytest
 
 from bitsim.report.collect import load_serving
 from bitsim.report.serving import (
+    NO_BASIS,
+    binding_target,
+    chip_name,
     comparison_table,
     model_comparison,
     model_name,
+    next_rate,
     profile_words,
     rival_words,
+    run_basis,
     serving_headline,
     serving_section,
     serving_view,
@@ -33,7 +38,7 @@ def run(model, datapath, accelerator, chips, rate, **extra):
 @pytest.fixture()
 def runs(tmp_path):
     rows = [run("7b", "a4.8", "a4.8", 1, 12.0, tokens_per_j_at_max=99.0),
-            run("7b", "b1.58", "b1.58", 1, 8.0), run("7b", "b1.58", "b1.58-sram", 1, 9.0),
+            run("7b", "b1.58", "b1.58", 1, 8.0), run("7b", "b1.58", "b1.58", 1, 9.0),
             run("7b", "w4a16", "w4a16", 1, 10.0), run("7b", "fp16", "fp16", 1, 3.0),
             run("7b", "fp16", "h200-like", 1, 6.0),
             run("70b", "a4.8", "a4.8", 8, 4.0, target_rate=10.0, chips_needed=24.0),
@@ -45,7 +50,7 @@ def runs(tmp_path):
 
 def test_each_model_compares_a48_with_the_strongest_run_of_each_kind(runs):
     best = model_comparison(serving_view(runs)).set_index(["model", "role"])
-    assert best.loc[("7b", "strongest b1.58")].accelerator == "b1.58-sram"          # 9 req/s beats 8
+    assert best.loc[("7b", "strongest b1.58")].rate_rps == 9.0                      # 9 req/s beats 8
     assert best.loc[("7b", "strongest conventional")].datapath == "w4a16"           # 10 beats fp16's 3
     assert best.loc[("7b", "measured-GPU preset")].accelerator == "h200-like"
     assert best.loc[("7b", "a4.8")].tokens_per_j == 99.0        # the metric stored at the highest rate
@@ -58,8 +63,8 @@ def test_each_model_compares_a48_with_the_strongest_run_of_each_kind(runs):
 
 def test_the_section_states_rates_chips_and_ratios_and_a_loss_reads_below(runs):
     text = "\n".join(b for b in serving_section(SimpleNamespace(serving=runs)).blocks if isinstance(b, str))
-    assert "**7b: a4.8 serves 12 req/s on 1 x a4.8**" in text
-    assert f"{12 / 9:.2f}x the rate of the strongest b1.58 (b1.58 on 1 x b1.58-sram, 9 req/s)" in text
+    assert "**7b, iso-peak: a4.8 serves 12 req/s on 1 x a4.8**" in text
+    assert f"{12 / 9:.2f}x the rate of the strongest b1.58 (b1.58 on 1 x b1.58, 9 req/s)" in text
     assert f"{12 / 10:.2f}x the rate of the strongest conventional (w4a16" in text
     # 8 chips at 4 req/s against 16 at 5: the rate per chip decides
     assert f"{(4 / 8) / (5 / 16):.2f}x the rate per chip of the strongest conventional (w4a16 on 16 x w4a16" in text
@@ -85,7 +90,7 @@ def test_a_run_without_a_rate_search_falls_back_to_goodput_and_the_chip_name(tmp
     v = serving_view(srv).iloc[0]
     assert (v.datapath, v.rate_rps, v.rate_basis) == ("a4.8", 12.5, "goodput at the offered rate")
     text = "\n".join(b for b in serving_section(SimpleNamespace(serving=srv)).blocks if isinstance(b, str))
-    assert "**model not recorded: a4.8 serves 12.5 req/s on 4 x a4.8** (goodput at the offered rate" in text
+    assert "**model not recorded, iso-peak: a4.8 serves 12.5 req/s on 4 x a4.8** (goodput at the offered rate" in text
     assert "no baseline run committed" in text
 
 
@@ -100,7 +105,8 @@ def test_a_model_yaml_is_named_by_its_file_not_its_path():
 def test_the_executive_summary_leads_with_the_system_view_and_its_targets(runs):
     head = serving_headline(SimpleNamespace(serving=runs))
     assert head.startswith("**The system view** (serving simulation; targets TTFT <= 2 s and TPOT <= 0.1 s")
-    assert "**7b: a4.8 serves 12 req/s on 1 x a4.8**" in head and "**70b: a4.8 serves 4 req/s on 8 x a4.8**" in head
+    assert "**7b, iso-peak: a4.8 serves 12 req/s on 1 x a4.8**" in head
+    assert "**70b, iso-peak: a4.8 serves 4 req/s on 8 x a4.8**" in head
     assert serving_headline(SimpleNamespace(serving=pd.DataFrame())) is None
 
 
@@ -159,3 +165,75 @@ def test_the_profile_is_read_from_the_summaries_and_from_the_specs_only_when_a_s
                                                         "profile")
     old = pd.DataFrame({"run": ["7b-a4.8"], "profile": [None]})
     assert profile_words(old, tmp_path, None).startswith("Statistic profile: not recorded with the runs")
+
+
+def _two_bases(tmp_path):
+    """7b runs on iso-peak presets and on iso-area chip YAMLs (named by a path that does not load here, as a summary
+    written in another folder holds it); the iso-area FP16 run is faster than the iso-peak one, so a comparison that
+    mixed bases would pick it."""
+    chip = "reports/specs/chips/7b-{}-iso-area.yaml"
+    rows = [run("7b", "a4.8", "a4.8", 1, 3.0), run("7b", "b1.58", "b1.58", 1, 4.0), run("7b", "fp16", "fp16", 1, 5.0),
+            run("7b", "a4.8", chip.format("a4.8"), 1, 14.0, area_mm2=56.8),
+            run("7b", "b1.58", chip.format("b1.58"), 1, 15.0, area_mm2=56.7),
+            run("7b", "fp16", chip.format("fp16"), 1, 9.0, area_mm2=56.8),
+            run("7b", "w4a16", chip.format("w4a16"), 1, 6.0, area_mm2=56.8)]
+    for r in rows:
+        name = f"7b-{r['datapath']}" + ("-iso-area" if r["accelerator"].endswith(".yaml") else "")
+        write_table(pd.DataFrame([r]), tmp_path / "serving" / name / "summary.csv", "serving_summary")
+    return load_serving(tmp_path / "serving")
+
+
+def test_each_basis_is_compared_only_with_itself_and_every_rate_names_its_basis(tmp_path):
+    srv = _two_bases(tmp_path)
+    best = model_comparison(serving_view(srv)).set_index(["model", "basis", "role"])
+    assert best.loc[("7b", "iso-peak", "strongest conventional")].rate_rps == 5.0       # not the iso-area 9
+    assert best.loc[("7b", "iso-area", "strongest conventional")].rate_rps == 9.0       # fp16 beats w4a16's 6
+    assert best.loc[("7b", "iso-area", "strongest b1.58")].accelerator == "7b-b1.58-iso-area"   # a name, not a path
+    text = "\n".join(b for b in serving_section(SimpleNamespace(serving=srv)).blocks if isinstance(b, str))
+    peak = next(x for x in text.splitlines() if x.startswith("- **7b, iso-peak: a4.8 serves 3 req/s on 1 x a4.8**"))
+    area = next(x for x in text.splitlines() if x.startswith("- **7b, iso-area: a4.8 serves 14 req/s on 1 x "
+                                                              "7b-a4.8-iso-area**"))
+    assert f"{4 / 3:.2f}x below the rate of the strongest b1.58 (b1.58 on 1 x b1.58, 4 req/s)" in peak
+    assert f"{5 / 3:.2f}x below the rate of the strongest conventional (fp16 on 1 x fp16, 5 req/s)" in peak
+    assert "iso-area" not in peak.split("**")[2]                   # no iso-area run in the iso-peak comparison
+    assert f"{15 / 14:.2f}x below the rate of the strongest b1.58 (b1.58 on 1 x 7b-b1.58-iso-area, 15 req/s)" in area
+    assert f"{14 / 9:.2f}x the rate of the strongest conventional (fp16 on 1 x 7b-fp16-iso-area, 9 req/s)" in area
+    assert "**iso-area**:" in text and "(chip area 56.7-56.8 mm2)" in text
+    tables = [b for b in serving_section(SimpleNamespace(serving=srv)).blocks if not isinstance(b, str)]
+    for t in tables:                                               # the comparison and the every-run table
+        assert "basis" in t.df.columns
+    every = tables[-1].df.set_index("run")
+    assert every.loc["7b-a4.8-iso-area", "basis"] == "iso-area" and every.loc["7b-a4.8", "basis"] == "iso-peak"
+
+
+def test_the_basis_is_read_from_the_chip_and_from_its_name_when_the_chip_does_not_load(tmp_path):
+    import dataclasses
+
+    import yaml
+
+    from bitsim.experiments.hardware import make_accelerator
+    raw = dict(dataclasses.asdict(make_accelerator("b1.58", {})), name="mine", comparison="equal-area")
+    (tmp_path / "plain.yaml").write_text(yaml.safe_dump(raw))     # no basis in the name: the field decides
+    assert run_basis(str(tmp_path / "plain.yaml")) == "iso-area"
+    assert run_basis("b1.58") == "iso-peak" and run_basis("h100-like") == "measured GPU"
+    assert run_basis("elsewhere/7b-b1.58-iso-area.yaml") == "iso-area"
+    assert run_basis("elsewhere/chip.yaml", "7b-b1.58-iso-power") == "iso-power"
+    assert run_basis("elsewhere/chip.yaml", "7b-b1.58") == NO_BASIS
+    assert chip_name("reports/specs/chips/7b-b1.58-iso-area.yaml") == "7b-b1.58-iso-area"
+
+
+@pytest.mark.parametrize("late, binds", [(0.30, "capacity"), (0.75, "the tail")])
+def test_a_next_rate_whose_latest_quarter_collapses_says_capacity_binds(tmp_path, late, binds):
+    (tmp_path / "r").mkdir()
+    pd.DataFrame({"rate": [2.0, 4.0, 4.2], "attainment": [1.0, 0.95, 0.80],
+                  "late_attainment": [1.0, 0.93, late]}).to_csv(tmp_path / "r" / "search.csv", index=False)
+    nxt = next_rate(tmp_path, "r", 4.0)
+    assert nxt.rate == 4.2
+    x = pd.Series(dict(ttft_p90_s=3.0, ttft_target_s=5.0, tpot_p90_s=0.03, tpot_target_s=0.1, ttft_p99_s=4.0,
+                       tpot_p99_s=0.04))
+    bind, words = binding_target(x, nxt)
+    assert bind == binds
+    if binds == "capacity":
+        assert "the next rate tried, 4.2 req/s, fails with its latest-arriving quarter at 30 % within the targets " \
+               "against 80 % overall" in words
+    assert next_rate(tmp_path, "r", 4.2) is None and next_rate(tmp_path, "missing", 4.0) is None

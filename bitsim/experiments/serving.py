@@ -17,6 +17,7 @@ import functools
 import hashlib
 import json
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -153,18 +154,42 @@ def spec_from_dict(raw: object, where: str = "serve spec", base: Path | None = N
         d["search"] = _section(SearchConfig, d["search"], f"{where}: search")
     if d.get("interconnect") is not None:
         d["interconnect"] = load_interconnect(d["interconnect"])
+    for k in ("model", "accelerator"):
+        if d[k].endswith((".yaml", ".yml")):
+            d[k] = _spec_file(d[k], k, where, base)
     if base is not None:
-        for k in ("model", "accelerator"):
-            p = base / d[k]
-            if d[k].endswith((".yaml", ".yml")) and not Path(d[k]).is_absolute() and p.exists():
-                d[k] = str(p)
         w = d.get("workload")
         if w is not None and w.csv and not Path(w.csv).is_absolute() and (base / w.csv).exists():
             d["workload"] = dataclasses.replace(w, csv=str(base / w.csv))
     spec = ServeSpec(**d)
     model_config(spec.model, spec.datapath, spec.kv_bits)             # the model, datapath and KV bits exist
-    make_accelerator(spec.accelerator, spec.accelerator_overrides)    # the accelerator exists and is valid
+    _check_accelerator(spec, where)
     return spec
+
+
+def _spec_file(value: str, field_: str, where: str, base: Path | None) -> str:
+    """A YAML file named by field ``field_``: relative to the spec's folder ``base`` when it is there, else to the
+    working directory; normalised (``serving/../chips/x.yaml`` -> ``chips/x.yaml``), so the run's summary and its
+    digest name the file the same way from every spec. A missing file is an error naming the field."""
+    p = Path(value)
+    if base is not None and not p.is_absolute() and (base / p).is_file():
+        p = base / p
+    if not p.is_file():
+        looked = f"the spec's folder {base} or the working directory" if base is not None else "the working directory"
+        raise ValueError(f"{where}: {field_}: no such YAML file {quote(value)} (looked relative to {looked})")
+    return os.path.normpath(p)
+
+
+def _check_accelerator(spec: ServeSpec, where: str) -> None:
+    """The accelerator (a preset or a chip YAML) loads and the overrides apply to it; errors name the field."""
+    try:
+        make_accelerator(spec.accelerator, {})
+    except (ValueError, OSError, TypeError) as e:
+        raise ValueError(f"{where}: accelerator: {e}") from None
+    try:
+        make_accelerator(spec.accelerator, spec.accelerator_overrides)
+    except (ValueError, OSError, TypeError) as e:
+        raise ValueError(f"{where}: accelerator_overrides: {e}") from None
 
 
 def model_config(model: "str | ModelConfig", datapath: str, kv_bits: int | None = None) -> ModelConfig:
