@@ -2,8 +2,8 @@
 import pandas as pd
 import pytest
 
-from bitsim.experiments.published import TRACE_SPECS, published_trace
-from sim.validation.published import load_published_trace
+from bitsim.experiments.published import TRACE_SPECS, published_trace, write_harness_floors
+from sim.validation.published import load_harness_floors, load_published_trace
 
 
 @pytest.mark.parametrize("name", sorted(TRACE_SPECS))
@@ -17,3 +17,15 @@ def test_committed_published_trace_equals_a_fresh_build(name):
 def test_an_unknown_published_trace_is_named():
     with pytest.raises(ValueError, match="unknown published trace 'nope'"):
         published_trace("nope")
+
+
+def test_written_harness_floors_are_read_back_with_their_device(tmp_path):
+    """The table the GPU benchmark writes is the one sim reads: device in its comment lines, floors = the median
+    of each path's smallest shape (hand: w2a8 median of 12, 13, 20 = 13; torch 64x64 median of 9, 11 = 10)."""
+    table = pd.DataFrame({"path": ["w2a8_noop"] * 3 + ["torch_bf16"] * 3, "N": [64] * 5 + [2560],
+                          "K": [64] * 5 + [2560], "repeat": [0, 1, 2, 0, 1, 0],
+                          "us": [12.0, 20.0, 13.0, 9.0, 11.0, 40.0]})
+    table.attrs = {"gpu": "TEST GPU", "torch": "0", "cuda": "0"}
+    path = write_harness_floors(table, tmp_path / "floors.csv")
+    assert "# gpu: TEST GPU" in path.read_text().splitlines()
+    assert load_harness_floors(path) == {"bitnet_w2a8": 13.0, "torch_bf16": 10.0}

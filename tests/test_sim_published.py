@@ -44,17 +44,20 @@ def _one(table: pd.DataFrame, figure: str, variant: str) -> pd.Series:
 def test_every_published_figure_has_its_rows(figures, result):
     table, fit = result
     assert fit is not None
+    floor_variant = ["measured floors"] if pub.load_harness_floors() is not None else []
     for _, f in figures.iterrows():
         rows = table[(table["design"] == f["design"]) & (table["figure"] == f["figure"])]
         if not f["target"]:
             assert list(rows["split"]) == ["not a target"]
             assert math.isnan(rows["ours"].iloc[0]) and rows["explanation"].iloc[0].strip()
         elif f["workload"] == "gemv":
-            assert sorted(rows["variant"]) == ["calibrated", "measured launch", "stated"]
+            assert sorted(rows["variant"]) == sorted(["calibrated", "measured launch", "stated"] + floor_variant)
         else:
             assert list(rows["variant"]) == ["stated"]
         assert (rows["theirs"] == f["value"]).all() and (rows["source"] != "").all()
-    assert len(table) == sum(3 if (t and w == "gemv") else 1 for t, w in zip(figures["target"], figures["workload"]))
+    per_gemv = 3 + len(floor_variant)
+    assert len(table) == sum(per_gemv if (t and w == "gemv") else 1
+                             for t, w in zip(figures["target"], figures["workload"]))
     # at least two published designs are validated (not only recorded)
     assert figures.loc[figures["target"], "design"].nunique() >= 2
 
@@ -201,3 +204,101 @@ def test_slim_llama_array_is_its_architecture_and_its_peak_a_check_not_an_input(
     table, _ = result
     r = _one(table, "peak throughput", "stated")
     assert r["ours"] == pytest.approx(hand_sbc_tops + 16 * 16 * 2 * 0.2e9 / 1e12, rel=1e-9)
+
+
+# ---- operating points, die rule, harness overlap: hand-computed cases -----------------------------------------
+def test_slim_llama_power_is_the_dynamic_energy_at_each_points_supply_by_hand(result):
+    """Per-op energies are stated at 0.9 V; 25 MHz runs at 0.58 V (x 0.58^2 / 0.81 = x 0.41531), 200 MHz at
+    1.0 V (x 1 / 0.81 = x 1.23457); no leakage; chip power = those energies but the external memory's / latency."""
+    table, _ = result
+    trace = pub.load_published_trace("3b-b1.58-int8head-decode-c128")
+    for preset, figure, factor in (("slim-llama-25mhz", "power at 25 MHz", 0.41531),
+                                   ("slim-llama", "power at 200 MHz", 1.23457)):
+        raw = sim.simulate(trace, pub.load_published(preset)).summary.to_dict()
+        chip_j = sum(v for k, v in raw["energy_j_by_component"].items() if k != "offchip")
+        assert _one(table, figure, "stated")["ours"] == pytest.approx(chip_j * factor / raw["latency_s"], rel=1e-4)
+
+
+def test_at_supply_scales_on_chip_energy_keeps_static_and_offchip_and_charges_leakage():
+    point = pub.SupplyPoint(vdd_v=0.6, ref_vdd_v=0.9, leakage_w=0.01, source="hand")
+    summary = {"latency_s": 2.0, "energy_j": 7.0, "power_w": 3.5,
+               "energy_j_by_component": {"sram": 4.5, "offchip": 0.9, "static": 1.6}}
+    out = pub.at_supply(summary, point)
+    comp = out["energy_j_by_component"]
+    assert comp["sram"] == pytest.approx(4.5 * 4 / 9)
+    assert comp["offchip"] == 0.9 and comp["static"] == 1.6 and comp["leakage"] == pytest.approx(0.02)
+    assert out["energy_j"] == pytest.approx(2.0 + 0.9 + 1.6 + 0.02)
+    assert pub.figure_value(out, "chip_power_w")[0] == pytest.approx((2.0 + 1.6 + 0.02) / 2.0)
+    assert summary["energy_j_by_component"]["sram"] == 4.5          # the input is not changed
+
+
+def test_die_area_by_hand_core_limited_and_pad_limited():
+    rule = pub.DieRule(utilization=0.7, utilization_range=(0.6, 0.8), io_cell_depth_mm=0.1,
+                       io_cell_depth_range_mm=(0.1, 0.2), pad_pitch_mm=0.05, signal_pads=40,
+                       signals_per_power_pair=5, source="hand")
+    assert rule.pads == 40 + 2 * 8
+    # core = 4.9 / 0.7 + 3.0 = 10 mm^2; edge = sqrt(10) + 2 x 0.1 mm
+    parts = {"pe": 4.2, "vector": 0.7, "sram": 3.0, "phy": 0.0}
+    assert pub.die_area_mm2(parts, rule) == pytest.approx((math.sqrt(10.0) + 0.2) ** 2)
+    assert pub.die_area_mm2(parts, rule, utilization=0.49) == pytest.approx((math.sqrt(13.0) + 0.2) ** 2)
+    # a tiny core: 56 pads x 0.05 mm over four sides = 0.7 mm of edge, plus the ring
+    assert pub.die_area_mm2({"pe": 0.007}, rule) == pytest.approx((0.7 + 0.2) ** 2)
+    # sensitivity corners: utilisation 0.8 with a 0.1 mm ring, 0.6 with a 0.2 mm ring
+    lo, hi = pub.die_area_range_mm2(parts, rule)
+    assert lo == pytest.approx((math.sqrt(4.9 / 0.8 + 3.0) + 0.2) ** 2)
+    assert hi == pytest.approx((math.sqrt(4.9 / 0.6 + 3.0) + 0.4) ** 2)
+
+
+def test_slim_llama_die_area_adds_utilisation_and_pad_ring_to_the_counted_blocks(result):
+    table, _ = result
+    parts = pub.load_published("slim-llama").chip_costs().area_mm2_by_part
+    rule = pub.DIE_RULES["slim-llama"]
+    core = (parts["pe"] + parts["vector"]) / rule.utilization + parts["sram"] + parts["phy"]
+    hand = (math.sqrt(core) + 2 * rule.io_cell_depth_mm) ** 2
+    r = _one(table, "die area", "stated")
+    assert r["ours"] == pytest.approx(hand, rel=1e-9)
+    assert r["ours"] > sum(parts.values())
+
+
+def test_overlap_rule_a_call_costs_the_larger_of_host_floor_and_device_time_by_hand(figures):
+    """W2A8 2560x2560 (1.6 MB): device = bytes / (1555 GB/s x our sustained fraction) + dispatch + latency, a few
+    us, under a 13 us host floor, so the call costs the floor; BF16 20480x3200 (131 MB) costs its device time."""
+    assert list(pub.overlapped_call_us([13.0, 5.0], [4.0, 97.0])) == [13.0, 97.0]
+    kt = pub.kernel_table(figures)
+    pick = kt[((kt["kernel"] == "bitnet_w2a8") & (kt["N"] == 2560) & (kt["K"] == 2560))
+              | ((kt["kernel"] == "torch_bf16") & (kt["N"] == 20480) & (kt["K"] == 3200))].reset_index(drop=True)
+    dev = sim.load_accelerator(pub.LAUNCH_SOURCES[1])
+    fixed_us = (dev.op_overhead_ns + dev.offchip.latency_ns) / 1e3
+    bw = A100_BW * dev.offchip.sustained_fraction
+    w_dev = (2560 * 2560 / 4 + 2560 + 2560 * 2) / bw * 1e6 + fixed_us
+    b_dev = (20480 * 3200 * 2 + 3200 * 2 + 20480 * 2) / bw * 1e6 + fixed_us
+    assert w_dev < 13.0 < b_dev
+    got = pub.overlap_kernel_us(pick, pub.load_published(pub.A100_PRESET), {"bitnet_w2a8": 13.0, "torch_bf16": 13.0})
+    assert got[0] == 13.0
+    assert got[1] == pytest.approx(b_dev, rel=0.01)
+    with pytest.raises(ValueError, match="no host floor for kernels"):
+        pub.overlap_kernel_us(pick, pub.load_published(pub.A100_PRESET), {"torch_bf16": 1.0})
+
+
+def test_harness_floors_are_the_median_of_each_paths_smallest_shape(tmp_path):
+    path = tmp_path / "floors.csv"
+    path.write_text("# device: test\npath,N,K,repeat,us\n"
+                    "w2a8_noop,64,64,0,12.0\nw2a8_noop,64,64,1,14.0\nw2a8_noop,64,64,2,13.0\n"
+                    "torch_bf16,64,64,0,9.0\ntorch_bf16,64,64,1,11.0\ntorch_bf16,2560,2560,0,30.0\n")
+    assert pub.load_harness_floors(path) == {"bitnet_w2a8": 13.0, "torch_bf16": 10.0}
+    assert pub.load_harness_floors(tmp_path / "absent.csv") is None
+    path.write_text("path,N,K,repeat,us\ntorch_bf16,64,64,0,9.0\n")
+    with pytest.raises(ValueError, match="no rows of harness path 'w2a8_noop'"):
+        pub.load_harness_floors(path)
+
+
+def test_measured_floor_rows_appear_with_floors_and_are_the_overlap_rule(figures):
+    gemv = figures[figures["target"] & (figures["workload"] == "gemv")].reset_index(drop=True)
+    floors = {"bitnet_w2a8": 13.0, "torch_bf16": 9.0}
+    table, _ = pub.validate_published(gemv, floors=floors)
+    assert len(table) == 4 * len(gemv)
+    rows = table[table["variant"] == "measured floors"]
+    hand = pub.overlap_kernel_us(pub.kernel_table(gemv), pub.load_published(pub.A100_PRESET), floors)
+    assert list(rows["figure"]) == list(gemv["figure"])
+    assert rows["ours"].to_numpy() == pytest.approx(hand, rel=1e-12)
+    assert (rows["ours"] >= [floors[k] for k in gemv["kernel"]]).all()

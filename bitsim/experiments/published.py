@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from contract.io import write_table
+from contract.io import write_table, write_text_atomic
 from model.config import get_config
 from model.trace import build_trace
 from sim.validation.published import TRACE_FILES
@@ -127,11 +127,27 @@ def measure_harness_floors(workdir: "str | Path", repeats: int = 5) -> pd.DataFr
     return out
 
 
+def floors_csv_text(table: pd.DataFrame) -> str:
+    """The floors table as ``sim.validation.published.load_harness_floors`` reads it: comment lines naming the
+    device and software it was measured on (``table.attrs``) and what it is, then the rows."""
+    head = [f"# {k}: {v}" for k, v in sorted(table.attrs.items())]
+    head.append("# Host floors of the A100 BitNet table's timing harness (torch.utils.benchmark Timer.timeit(50)), "
+                "measured by python -m bitsim.experiments.published on the device above: w2a8_noop = the W2A8 "
+                "wrapper calling a no-op library of the same C signature through ctypes; torch_bf16 = torch.matmul, "
+                "its smallest shape the host floor. us = mean per call of one timeit(50).")
+    return "\n".join(head) + "\n" + table.to_csv(index=False)
+
+
+def write_harness_floors(table: pd.DataFrame, path: "str | Path") -> Path:
+    """Write the measured floors table (:func:`floors_csv_text`) atomically."""
+    return write_text_atomic(floors_csv_text(table), path)
+
+
 if __name__ == "__main__":
     import os
     import sys
     dest = Path(sys.argv[1] if len(sys.argv) > 1 else os.environ.get("OUT", "."))
     table = measure_harness_floors(dest / "build")
-    table.to_csv(dest / "harness_floors.csv", index=False)
+    write_harness_floors(table, dest / "harness_floors.csv")
     print(table.attrs)
     print(table.groupby(["path", "N", "K"])["us"].describe()[["count", "min", "50%", "max"]].to_string())

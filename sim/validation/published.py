@@ -22,6 +22,15 @@ the other rows reported apart (split ``held-out``).  Whatever the simulator summ
 read by name (:func:`figure_value`): latency, tokens/s, energy per component, and a die area
 when a summary field of that kind exists.  ``bitsim published`` prints the table
 (:mod:`sim.validation.cli`).
+
+Three published-chip mechanisms the accelerator YAML has no field for live here, each with its
+numbers and their sources in one table: the supply voltage of an operating point
+(:data:`SUPPLY_POINTS`: dynamic energy scales as V^2 from the voltage the cost table's energies are
+stated at, plus leakage at that voltage), the parts of a die outside its datapath
+(:data:`DIE_RULES`: standard-cell placement utilisation and the pad ring of a core-limited die),
+and the A100 table's timing harness, which overlaps the host's issue of a call with the device's
+run of the previous one (:func:`overlapped_call_us`, host floors from
+``sim/data/a100_harness_floors.csv`` when that measured table exists).
 """
 from __future__ import annotations
 
@@ -58,9 +67,10 @@ FIGURE_COLUMNS = ("design", "figure", "metric", "value", "unit", "target", "pres
                   "precision", "M", "N", "K", "source", "note")
 RESULT_COLUMNS = ["design", "figure", "metric", "unit", "theirs", "ours", "error_pct", "within_bar", "variant",
                   "split", "preset", "source", "explanation"]
-#: Summary field read as the whole-die area (sim_summary's name);
+#: Summary fields read as the whole-die area, first found wins: ``die_area_mm2`` (:func:`chip_summary`: the
+#: counted blocks with the die rule of :data:`DIE_RULES`), then sim_summary's ``area_mm2`` (the counted blocks);
 #: compute_area_mm2_45nm (PE arithmetic only) is never one of them.
-AREA_FIELDS = ("area_mm2",)
+AREA_FIELDS = ("die_area_mm2", "area_mm2")
 #: Energy components left out of the chip power (the external memory's own energy).
 OFFCHIP_COMPONENTS = ("offchip",)
 
@@ -92,8 +102,168 @@ def with_measured_launch(cfg: AcceleratorConfig) -> AcceleratorConfig:
     oc = replace(cfg.offchip, sustained_fraction=dev.offchip.sustained_fraction, latency_ns=dev.offchip.latency_ns)
     return cfg.replace(offchip=oc, op_overhead_ns=dev.op_overhead_ns, host_launch_ns=host.host_launch_ns)
 
+
+# ---- the A100 harness: host issue overlaps device time ---------------------------------------------------------
+#: Host floors of the A100 table's two harness paths, measured with the harness's own timing on one of our GPUs by
+#: ``python -m bitsim.experiments.published OUT`` (columns path, N, K, repeat, us; comment lines name the device).
+FLOORS_CSV = DATA_DIR / "a100_harness_floors.csv"
+#: kernel of the A100 table -> ``path`` of the floors table whose smallest shape is that kernel's host floor.
+HARNESS_PATHS = {"bitnet_w2a8": "w2a8_noop", "torch_bf16": "torch_bf16"}
+_OVERLAP_PREFIX = ("datasheet + our GPUs' device costs (dispatch, latency, sustained fraction), each call "
+                   "max(measured host floor of its harness path, device time), nothing fitted to this table; ")
+
+
+def overlapped_call_us(host_floor_us: "float | np.ndarray", device_us: "float | np.ndarray") -> np.ndarray:
+    """Per-call time of a harness that synchronises once per batch of calls: the host issues call i+1 while the
+    device runs call i, so a call costs max(host issue, device time), not their sum."""
+    return np.maximum(np.asarray(host_floor_us, dtype=float), np.asarray(device_us, dtype=float))
+
+
+def load_harness_floors(path: "str | Path" = FLOORS_CSV) -> dict[str, float] | None:
+    """kernel -> host floor per call (µs): the median over repeats of its path's smallest shape; None without
+    the table.  A path of :data:`HARNESS_PATHS` missing from the table is a ``ValueError``."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    df = pd.read_csv(path, comment="#")
+    missing = [c for c in ("path", "N", "K", "us") if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path.name}: missing columns {missing}")
+    out = {}
+    for kernel, hp in HARNESS_PATHS.items():
+        rows = df[df["path"] == hp]
+        if rows.empty:
+            raise ValueError(f"{path.name}: no rows of harness path {hp!r} (the host floor of {kernel})")
+        small = rows[rows["N"] * rows["K"] == (rows["N"] * rows["K"]).min()]
+        floor = float(small["us"].median())
+        if not (math.isfinite(floor) and floor > 0):
+            raise ValueError(f"{path.name}: host floor of {hp!r} must be a positive number, got {floor}")
+        out[kernel] = floor
+    return out
+
+
+def overlap_kernel_us(table: pd.DataFrame, cfg: AcceleratorConfig, floors: Mapping[str, float]) -> np.ndarray:
+    """Per-call µs of each row of a ``measured_trace`` table under the overlap rule: max(host floor of the row's
+    kernel, simulated device time on ``cfg`` with our GPUs' measured device costs and no host cost)."""
+    unknown = sorted(set(table["kernel"]) - set(floors))
+    if unknown:
+        raise ValueError(f"no host floor for kernels {unknown}; floors given for {sorted(floors)}")
+    device = _kernel_us(table, with_measured_launch(cfg).replace(host_launch_ns=0.0))
+    return overlapped_call_us([floors[k] for k in table["kernel"]], device)
+
+
 # measured_trace precision -> bits per weight element (for the bytes / ops columns of a replayed call)
 _WEIGHT_BITS = {"w1.58a8": 2.0, "bf16": 16.0, "fp16": 16.0, "int8": 8.0}
+
+
+# ---- operating points: supply voltage and leakage (no AcceleratorConfig field holds them) --------------
+#: Supply (V) the cost table's 45 nm energies are stated at: [H14] (Horowitz, ISSCC 2014, fig. 1.1.9, "45nm 0.9V"),
+#: which [B1] Table 2 reproduces and sim/data/hardware_costs.csv carries.
+TABLE_VDD_V = 0.9
+#: Slim-Llama's supply range and clock range, 0.58-1.0 V at 25-200 MHz: the comparison table of P. Dong et al.,
+#: ISSCC 2026 paper 31.1 (arXiv:2605.09375), Fig. 31.1.6, column "ISSCC'25 [5]" (= Slim-Llama: 28 nm, 500 KB SRAM,
+#: 1.6 GB/s, 20.25 mm^2), as transcribed in a public translation of that paper.  The pairing of the range ends
+#: (lowest supply at the lowest clock) is the DVFS reading of the two ranges, an ASSUMPTION.
+SLIM_LLAMA_VDD_RANGE_V = (0.58, 1.0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SupplyPoint:
+    """The supply of one published operating point and the always-on power at it, with where each came from."""
+    vdd_v: float                 # supply at this operating point
+    ref_vdd_v: float             # supply the preset's per-op energies are stated at
+    leakage_w: float             # always-on power at vdd_v (leakage, clock tree when not in the per-op energies)
+    source: str
+
+    @property
+    def dynamic_scale(self) -> float:
+        """Factor on the per-op energies: C V^2 at this supply over C V^2 at the table's."""
+        return (self.vdd_v / self.ref_vdd_v) ** 2
+
+
+_SLIM_SOURCE = ("supply range 0.58-1.0 V at 25-200 MHz from the comparison table of ISSCC 2026 paper 31.1 "
+                "(arXiv:2605.09375, Fig. 31.1.6), ends paired (ASSUMPTION)")
+_SLIM_LEAKAGE = ("leakage 0 W: ASSUMPTION bounded by the chip's whole 4.69 mW at 25 MHz; the cost table's leakage rows "
+                 "(45 nm logic 0.02 W/mm^2, SRAM 10 uW/KiB at 85 C) would alone charge 0.10 W, 22x that bound")
+#: preset -> its operating point.  A preset absent here is read at the table's supply with no leakage term.
+SUPPLY_POINTS: dict[str, SupplyPoint] = {
+    "slim-llama": SupplyPoint(vdd_v=SLIM_LLAMA_VDD_RANGE_V[1], ref_vdd_v=TABLE_VDD_V, leakage_w=0.0,
+                              source=f"200 MHz at 1.0 V: {_SLIM_SOURCE}; {_SLIM_LEAKAGE}"),
+    "slim-llama-25mhz": SupplyPoint(vdd_v=SLIM_LLAMA_VDD_RANGE_V[0], ref_vdd_v=TABLE_VDD_V, leakage_w=0.0,
+                                    source=f"25 MHz at 0.58 V: {_SLIM_SOURCE}; {_SLIM_LEAKAGE}"),
+}
+
+
+def at_supply(summary: Mapping[str, Any], point: SupplyPoint) -> dict:
+    """``summary`` with its on-chip per-op energies moved to ``point``'s supply (x V^2 / V_table^2), leakage added.
+
+    The ``static`` component (a preset's own always-on power) and :data:`OFFCHIP_COMPONENTS` (the external memory,
+    on its own supply) are kept as they are; the leakage of ``point`` is charged over the step's latency as
+    component ``leakage``; ``energy_j`` and ``power_w`` follow.
+    """
+    lat = float(summary["latency_s"])
+    kept = ("static",) + OFFCHIP_COMPONENTS
+    comp = {k: float(v) * (1.0 if k in kept else point.dynamic_scale)
+            for k, v in dict(summary["energy_j_by_component"]).items()}
+    comp["leakage"] = point.leakage_w * lat
+    energy = sum(comp.values())
+    return {**dict(summary), "energy_j_by_component": comp, "energy_j": energy, "power_w": energy / lat}
+
+
+# ---- die area: what lies outside the datapath (no summary field counts it) --------------------------------------
+@dataclass(frozen=True, kw_only=True)
+class DieRule:
+    """The die around a preset's counted blocks: placement utilisation of its logic and its pad ring."""
+    utilization: float                 # standard-cell placement density of the logic blocks (PEs, vector lanes)
+    utilization_range: tuple
+    io_cell_depth_mm: float            # height of the I/O pad cells: the ring's depth
+    io_cell_depth_range_mm: tuple
+    pad_pitch_mm: float                # pad pitch along the edge
+    signal_pads: int                   # signal pads the interface needs
+    signals_per_power_pair: int        # signal pads per pair of power pads
+    source: str
+
+    @property
+    def pads(self) -> int:
+        return self.signal_pads + 2 * math.ceil(self.signal_pads / self.signals_per_power_pair)
+
+
+#: preset -> its die rule.  Slim-Llama's interface moves 1.6 GB/s at 200 MHz = 8 B per cycle [P]: 64 data pads,
+#: plus 16 address / control / clock pads (ASSUMPTION).
+DIE_RULES: dict[str, DieRule] = {
+    "slim-llama": DieRule(
+        utilization=0.7, utilization_range=(0.6, 0.85), io_cell_depth_mm=0.075, io_cell_depth_range_mm=(0.075, 0.18),
+        pad_pitch_mm=0.055, signal_pads=80, signals_per_power_pair=5,
+        source=("28 nm wire-bond I/O cells 55 um x 75 um at 55 um inline pitch (range: 25 x 130 and 18 x 180 um "
+                "staggered cells; Certus Semiconductor TSMC 28 nm I/O library page, certus-semi.com/tsmc-28nm); one "
+                "pair of power pads per 5 signal pads (ASSUMPTION, an IO-design rule of thumb of 4-6; the pads do not "
+                "bind: the die is core-limited); placement utilisation 0.7 of the logic (ASSUMPTION, range "
+                "0.6-0.85); SRAM macros counted at their own area; square die (ASSUMPTION)")),
+}
+
+
+def die_area_mm2(area_by_part: Mapping[str, float], rule: DieRule, *, utilization: float | None = None,
+                 io_cell_depth_mm: float | None = None) -> float:
+    """Die area (mm^2): the logic parts over ``rule.utilization`` plus the other parts (SRAM macros, PHYs), on a
+    square core, ringed by I/O cells ``io_cell_depth_mm`` deep; the edge is the larger of the core-limited edge
+    and the pad-limited one (``pads`` x pitch over four sides)."""
+    util = rule.utilization if utilization is None else utilization
+    depth = rule.io_cell_depth_mm if io_cell_depth_mm is None else io_cell_depth_mm
+    logic = sum(float(v) for k, v in area_by_part.items() if k in ("pe", "vector"))
+    other = sum(float(v) for k, v in area_by_part.items() if k not in ("pe", "vector"))
+    core = logic / util + other
+    edge = max(math.sqrt(core), rule.pads * rule.pad_pitch_mm / 4.0) + 2.0 * depth
+    return edge * edge
+
+
+def die_area_range_mm2(area_by_part: Mapping[str, float], rule: DieRule) -> tuple[float, float]:
+    """(smallest, largest) die area over the rule's sensitivity ranges: the densest placement with the thinnest
+    ring, the sparsest with the thickest."""
+    lo = die_area_mm2(area_by_part, rule, utilization=max(rule.utilization_range),
+                      io_cell_depth_mm=min(rule.io_cell_depth_range_mm))
+    hi = die_area_mm2(area_by_part, rule, utilization=min(rule.utilization_range),
+                      io_cell_depth_mm=max(rule.io_cell_depth_range_mm))
+    return lo, hi
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -342,6 +512,17 @@ def figure_value(summary: Mapping[str, Any], metric: str) -> tuple[float, str]:
     raise ValueError(f"metric {metric!r} cannot be read from a simulation summary")
 
 
+def chip_summary(summary: Mapping[str, Any], preset: str) -> dict:
+    """A simulation summary read as the published chip: at the supply of :data:`SUPPLY_POINTS` and with the die
+    area of :data:`DIE_RULES` (field ``die_area_mm2``) where the preset has one."""
+    out = dict(summary)
+    if preset in SUPPLY_POINTS:
+        out = at_supply(out, SUPPLY_POINTS[preset])
+    if preset in DIE_RULES and "area_mm2_by_part" in out:
+        out["die_area_mm2"] = die_area_mm2(out["area_mm2_by_part"], DIE_RULES[preset])
+    return out
+
+
 # ---- the comparison table -------------------------------------------------------------------------
 def _row(fig: pd.Series, *, ours: float, variant: str, split: str, preset: str, explanation: str) -> dict:
     theirs = float(fig["value"])
@@ -352,34 +533,69 @@ def _row(fig: pd.Series, *, ours: float, variant: str, split: str, preset: str, 
                 preset=preset, source=fig["source"], explanation="" if within else explanation)
 
 
+def _a100_times(figs: pd.DataFrame, floors: "Mapping[str, float] | None"
+                ) -> tuple[dict[str, dict], A100Fit | None]:
+    """Per variant, (kernel, N, K) -> simulated µs of every A100 kernel figure, and the A100 fit (None: no rows).
+
+    Variants: ``stated``, ``measured launch``, ``measured floors`` (only with ``floors``), ``calibrated``."""
+    kt = kernel_table(figs)
+    if not len(kt):
+        return {}, None
+    presets = sorted(set(figs.loc[figs["target"] & (figs["workload"] == "gemv"), "preset"]))
+    if presets != [A100_PRESET]:
+        raise ValueError(f"gemv figures are replayed on {A100_PRESET} only, got presets {presets}")
+    cfg = load_published(A100_PRESET)
+    keys = list(zip(kt["kernel"], kt["N"], kt["K"]))
+    times = {"stated": dict(zip(keys, _kernel_us(kt, cfg))),
+             "measured launch": dict(zip(keys, _kernel_us(kt, with_measured_launch(cfg))))}
+    if floors:
+        times["measured floors"] = dict(zip(keys, overlap_kernel_us(kt, cfg, floors)))
+    fit = fit_a100(kt, cfg)
+    base = with_bandwidth_fraction(cfg, fit.bandwidth_fraction)
+    times["calibrated"] = {}
+    for kernel, sub in kt.groupby("kernel", sort=False):
+        cal_cfg = base.replace(host_launch_ns=fit.host_launch_ns.get(kernel, 0.0), calibration=dict(fit.provenance))
+        for key, us in zip(zip(sub["kernel"], sub["N"], sub["K"]), _kernel_us(sub, cal_cfg)):
+            times["calibrated"][key] = us
+    return times, fit
+
+
+#: A100 variant -> (preset suffix, explanation prefix of a miss); the order is the rows' order.
+_A100_VARIANTS = {"stated": ("", _STATED_PREFIX),
+                  "measured launch": (" (measured launch)", _LAUNCH_PREFIX),
+                  "measured floors": (" (measured floors, overlap)", _OVERLAP_PREFIX),
+                  "calibrated": (" (calibrated)", "")}
+
+
+def _kernel_rows(fig: pd.Series, times: Mapping[str, dict]) -> list[dict]:
+    """The rows of one A100 kernel figure, one per variant in ``times``."""
+    key = (fig["kernel"], int(fig["N"]), int(fig["K"]))
+    rows = []
+    for variant, (suffix, prefix) in _A100_VARIANTS.items():
+        if variant not in times:
+            continue
+        split = _a100_split(*key) if variant == "calibrated" else "all"
+        rows.append(_row(fig, ours=float(times[variant][key]), variant=variant, split=split,
+                         preset=fig["preset"] + suffix, explanation=prefix + fig["note"]))
+    return rows
+
+
 def validate_published(figures: "pd.DataFrame | None" = None,
-                       traces: "Mapping[str, pd.DataFrame] | None" = None) -> tuple[pd.DataFrame, A100Fit | None]:
+                       traces: "Mapping[str, pd.DataFrame] | None" = None,
+                       floors: "Mapping[str, float] | None" = None) -> tuple[pd.DataFrame, A100Fit | None]:
     """The published-accelerator table (columns :data:`RESULT_COLUMNS`) and the A100 fit.
 
     ``figures``: :func:`load_figures` output (default: the committed table); ``traces``: trace name ->
-    op trace (default: the committed tables of :data:`TRACE_FILES`).  Rows come in the figures' order:
-    per target its ``stated`` row and, for the A100 kernel rows, its ``calibrated`` row; one row per
-    figure that is not a target (``ours`` NaN, the note as explanation).
+    op trace (default: the committed tables of :data:`TRACE_FILES`); ``floors``: kernel -> host floor µs of
+    its harness path (default: :func:`load_harness_floors`, None when no measured table is committed).
+    Rows come in the figures' order: per target its ``stated`` row and, for the A100 kernel rows, its
+    ``measured launch``, ``measured floors`` (with floors) and ``calibrated`` rows; one row per figure that
+    is not a target (``ours`` NaN, the note as explanation).
     """
     figs = load_figures() if figures is None else figures
     traces = dict(traces or {})
-    kt = kernel_table(figs)
-    stated_us, cal_us, launch_us, fit = {}, {}, {}, None
-    if len(kt):
-        presets = sorted(set(figs.loc[figs["target"] & (figs["workload"] == "gemv"), "preset"]))
-        if presets != [A100_PRESET]:
-            raise ValueError(f"gemv figures are replayed on {A100_PRESET} only, got presets {presets}")
-        cfg = load_published(A100_PRESET)
-        keys = list(zip(kt["kernel"], kt["N"], kt["K"]))
-        stated_us = dict(zip(keys, _kernel_us(kt, cfg)))
-        launch_us = dict(zip(keys, _kernel_us(kt, with_measured_launch(cfg))))
-        fit = fit_a100(kt, cfg)
-        base = with_bandwidth_fraction(cfg, fit.bandwidth_fraction)
-        for kernel, sub in kt.groupby("kernel", sort=False):
-            cal_cfg = base.replace(host_launch_ns=fit.host_launch_ns.get(kernel, 0.0),
-                                   calibration=dict(fit.provenance))
-            for key, us in zip(zip(sub["kernel"], sub["N"], sub["K"]), _kernel_us(sub, cal_cfg)):
-                cal_us[key] = us
+    floors = load_harness_floors() if floors is None else dict(floors)
+    times, fit = _a100_times(figs, floors)
     summaries: dict[tuple[str, str], Mapping[str, Any]] = {}
     out = []
     for _, fig in figs.iterrows():
@@ -388,19 +604,14 @@ def validate_published(figures: "pd.DataFrame | None" = None,
                             explanation=fig["note"]))
             continue
         if fig["workload"] == "gemv":
-            key = (fig["kernel"], int(fig["N"]), int(fig["K"]))
-            out.append(_row(fig, ours=stated_us[key], variant="stated", split="all", preset=fig["preset"],
-                            explanation=_STATED_PREFIX + fig["note"]))
-            out.append(_row(fig, ours=launch_us[key], variant="measured launch", split="all",
-                            preset=f"{fig['preset']} (measured launch)", explanation=_LAUNCH_PREFIX + fig["note"]))
-            out.append(_row(fig, ours=cal_us[key], variant="calibrated", split=_a100_split(*key),
-                            preset=f"{fig['preset']} (calibrated)", explanation=fig["note"]))
+            out.extend(_kernel_rows(fig, times))
             continue
         name = fig["workload"][len("trace:"):]
         skey = (fig["preset"], name)
         if skey not in summaries:
             trace = traces[name] if name in traces else load_published_trace(name)
-            summaries[skey] = simulate(trace, load_published(fig["preset"])).summary.to_dict()
+            summaries[skey] = chip_summary(simulate(trace, load_published(fig["preset"])).summary.to_dict(),
+                                           fig["preset"])
         ours, why = figure_value(summaries[skey], fig["metric"])
         expl = fig["note"] if not why else f"{why}; {fig['note']}"
         out.append(_row(fig, ours=ours, variant="stated", split="all", preset=fig["preset"], explanation=expl))
