@@ -121,6 +121,19 @@ def test_the_preset_field_reaches_the_gemm_and_absent_it_unpacks_once_per_tile()
     assert once.unit_cycles < with_rows.unit_cycles / 4 and once.limit == "compute"
 
 
+def test_a_packed_kv_cache_in_prefill_attention_is_decoded_once_per_tile_not_once_per_query_row():
+    cfg = sim.load_accelerator("h100-like").replace(clock_ghz=1.0, op_overhead_ns=0.0)
+    kv = 2048 * 128 * 32 * 0.5
+    tr = _trace([gemm_row("attn_qk", 2048, 2048, 128, phase="prefill", wfmt="kv-int4", wbits=4.0, count=32,
+                          op_class="attention", kv_read=kv)])
+    tc = dataclasses.replace(cfg.arrays[0], unpack_m_tile={})
+    (with_field,) = plan_ops(tr, cfg)
+    (without,) = plan_ops(tr, cfg.replace(arrays=(tc, cfg.arrays[1])))
+    # the weight-only GEMM's per-row decode must not reach attention: 2048 query rows would decode the
+    # cache 2048 times (16x the per-tile decode of 128-row tiles)
+    assert with_field.unit_cycles == without.unit_cycles
+
+
 @pytest.mark.parametrize("tile, match", [({"int8": 1}, "has no unpack rate"), ({"int4": 1.5}, "whole number"),
                                          ({"int4": 0}, "unpack_m_tile")])
 def test_a_bad_unpack_row_tile_is_refused_naming_the_field(tile, match):

@@ -395,8 +395,10 @@ def _plan_row(i: int, r: dict, accel: AcceleratorConfig, cache: dict, pj: _ByteE
     sram_c = t.sram / accel.sram.bandwidth_bytes_per_cycle
     # packed weights / KV codes on a PE pair of another format: software unpack, overlapped
     unpack_rate = m.array.unpack.get(wop) if m.pe_op.weights != wop else None
-    unpack = (unpack_cycles(M, N, k_eff, m.array, unpack_rate, count, m.array.unpack_m_tile.get(wop))
-              if unpack_rate else 0)
+    # unpack_m_tile describes a weight-only GEMM kernel's per-row decode; a packed KV operand (attention) is
+    # decoded once per fold, as a fused attention kernel's tile of queries shares it
+    m_tile = m.array.unpack_m_tile.get(wop) if cls == "gemm" else None
+    unpack = unpack_cycles(M, N, k_eff, m.array, unpack_rate, count, m_tile) if unpack_rate else 0
     peak = m.array.pes * rate
     if sram_c > max(cyc, unpack):
         limit = "sram"
