@@ -46,6 +46,7 @@ from kernels.baselines import Fp8Linear, Int4Linear
 from kernels.configs import NO_TUNING, ConfigTable, check_config
 from kernels.kv_attention import QuantKVCache, decode_attention, kv_write
 from kernels.packing import pack_ternary
+from kernels.persistent import SKIPS as PERSISTENT_SKIPS
 from kernels.persistent import decode_block_persistent
 from kernels.rmsnorm_quant import rmsnorm_quant
 from kernels.sparse_gemv import sparse_gemv
@@ -95,7 +96,9 @@ class DecodePlan:
     overriding the attention step's config (``BT``, ``S``, ``num_warps``, ``num_stages``) in either
     kind of step: the context split and the warps fix the order of the softmax sums, so a per-kernel
     step equals a persistent one bit for bit only with the same values
-    (``kernels.persistent.reference_plan``).
+    (``kernels.persistent.reference_plan``).  ``persistent_skip``: names from
+    ``kernels.persistent.SKIPS`` that a diagnostic floor of the persistent step leaves out (its output
+    is not the block's; the benchmark times it to show what the parts left in cost).
     """
 
     prologue: str = "fused"
@@ -108,6 +111,7 @@ class DecodePlan:
     warps: int = 4
     tile_rows: int = 32
     attention: tuple = ()
+    persistent_skip: tuple = ()
 
     def __post_init__(self) -> None:
         if self.prologue not in ("fused", "separate"):
@@ -131,6 +135,13 @@ class DecodePlan:
                                                             for kv in self.attention):
             raise ValueError(f"DecodePlan.attention must be a tuple of (key, value) pairs, got {self.attention!r}")
         check_config("attention_step", dict(self.attention))
+        skip = self.persistent_skip
+        if not isinstance(skip, tuple) or any(s not in PERSISTENT_SKIPS for s in skip) or len(set(skip)) < len(skip):
+            raise ValueError(f"DecodePlan.persistent_skip must be a tuple of distinct names from {PERSISTENT_SKIPS}, "
+                             f"got {skip!r}")
+        if skip and not self.persistent:
+            raise ValueError("DecodePlan.persistent_skip leaves parts of the persistent step out: it needs "
+                             "persistent=True")
 
 
 def _rmsnorm16(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:

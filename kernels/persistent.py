@@ -67,6 +67,11 @@ from kernels.ternary_gemm import gemv_config, gemv_prefetch, gemv_tile, normed_i
 
 STAGES = ("qkv", "attention", "wo", "gate_up", "down")
 MODES = ("auto", "persistent", "staged")
+#: parts of the step a diagnostic floor variant may leave out (``DecodePlan.persistent_skip``):
+#: "quant" every per-program quantizer pass (the GEMVs read fixed codes), "attention" the attention
+#: stage's work (RoPE, cache write, attention, combine), "gemv" every GEMV (its weight prefetch
+#: included).  The grid barriers stay; all three skipped leaves the launch and its barriers alone.
+SKIPS = ("quant", "attention", "gemv")
 #: per-SM limits used when the device does not report them (NVIDIA Hopper, CUDA occupancy tables)
 _SM_REGS, _SM_THREADS, _SM_BLOCKS, _SM_SMEM = 65536, 2048, 32, 228 * 1024
 #: attention rows x spans: positions per tile and the K loop's pipeline depth of the persistent
@@ -190,7 +195,8 @@ def _decode_block_kernel(
         BI: tl.constexpr, D: tl.constexpr, BT: tl.constexpr, S: tl.constexpr, SP: tl.constexpr,
         KV3: tl.constexpr, LN: tl.constexpr, LB: tl.constexpr, ATT_STAGES: tl.constexpr,
         QM: tl.constexpr, QM_TOPK: tl.constexpr, QM_INT8: tl.constexpr, GLU: tl.constexpr,
-        BARRIER: tl.constexpr, USE_ASM: tl.constexpr):
+        BARRIER: tl.constexpr, USE_ASM: tl.constexpr,
+        SKIP_Q: tl.constexpr, SKIP_ATT: tl.constexpr, SKIP_GEMV: tl.constexpr):
     pid = tl.program_id(0)
     nprog = tl.num_programs(0)
     NGU: tl.constexpr = 2 if GATE_FIRST else 1          # gate-first: tiles over the gate rows only
@@ -202,65 +208,83 @@ def _decode_block_kernel(
     nnz_row = nnz_ptr + pid
     # 0: fused QKV
     if (stage_lo <= 0) & (0 < stage_hi):
-        wq = _prefetch(w_qkv, pid, 3 * DM, DM, BN, KB)
-        _quantize_row(x_ptr, nw_attn, q_row, qs_row, nzi_row, nnz_row, DM, 0, eps, QB_QKV, CH, 0, QM, False)
-        _gemv_stage(pid, nprog, wq, qw_row, qs_row, x_ptr, w_qkv, s_qkv, qkv_ptr, 3 * DM, DM, DM,
-                    BN, KB, False, False, USE_ASM, GEMV_STAGES)
+        if not SKIP_GEMV:
+            wq = _prefetch(w_qkv, pid, 3 * DM, DM, BN, KB)
+        if not SKIP_Q:
+            _quantize_row(x_ptr, nw_attn, q_row, qs_row, nzi_row, nnz_row, DM, 0, eps, QB_QKV, CH, 0, QM, False)
+        if not SKIP_GEMV:
+            _gemv_stage(pid, nprog, wq, qw_row, qs_row, x_ptr, w_qkv, s_qkv, qkv_ptr, 3 * DM, DM, DM,
+                        BN, KB, False, False, USE_ASM, GEMV_STAGES)
     # 1: RoPE + cache write + attention + combine
     if (stage_lo <= 1) & (1 < stage_hi):
         if BARRIER:
             _grid_sync(bar_ptr, nprog)
-        for it in range(pid, H * S, nprog):
-            attention_item(it // S, it % S, qkv_ptr, cos_ptr, sin_ptr, kc_ptr, ks_ptr, vc_ptr, vs_ptr,
-                           m_ptr, l_ptr, o_ptr, at_ticket_ptr, a_ptr, pos, T_max, H, chunk, sm_scale, 3 * DM,
-                           D, BT, S, SP, KV3, LN, LB, ATT_STAGES)
+        if not SKIP_ATT:
+            for it in range(pid, H * S, nprog):
+                attention_item(it // S, it % S, qkv_ptr, cos_ptr, sin_ptr, kc_ptr, ks_ptr, vc_ptr, vs_ptr,
+                               m_ptr, l_ptr, o_ptr, at_ticket_ptr, a_ptr, pos, T_max, H, chunk, sm_scale, 3 * DM,
+                               D, BT, S, SP, KV3, LN, LB, ATT_STAGES)
     # 2: Wo + residual (a4.8: on the TopK codes, dense or sparse; b1.58: INT8 codes)
     if (stage_lo <= 2) & (2 < stage_hi):
         if A48 and WO_SPARSE:
             if BARRIER:
                 _grid_sync(bar_ptr, 2 * nprog)
-            norm_quant_row(0, a_ptr, a_ptr, nw_o, q_row, qs_row, nzi_row, nnz_row, DM, 0, 0, 0, 0, eps,
-                           k_top, QBLOCK_D, True, True, 0, QM_TOPK, False, True, False)
-            tl.debug_barrier()
-            _sparse_stage(pid, nprog, q_row, nzi_row, nnz_row, qs_row, wt_o, s_o, x_ptr, h_ptr,
-                          sp_acc_ptr, sp_ticket_ptr, DM, DM, WBN, BI)
+            if not SKIP_Q:
+                norm_quant_row(0, a_ptr, a_ptr, nw_o, q_row, qs_row, nzi_row, nnz_row, DM, 0, 0, 0, 0, eps,
+                               k_top, QBLOCK_D, True, True, 0, QM_TOPK, False, True, False)
+                tl.debug_barrier()
+            if not SKIP_GEMV:
+                _sparse_stage(pid, nprog, q_row, nzi_row, nnz_row, qs_row, wt_o, s_o, x_ptr, h_ptr,
+                              sp_acc_ptr, sp_ticket_ptr, DM, DM, WBN, BI)
         else:
-            wq = _prefetch(w_o, pid, DM, DM, BN, KB)
+            if not SKIP_GEMV:
+                wq = _prefetch(w_o, pid, DM, DM, BN, KB)
             if BARRIER:
                 _grid_sync(bar_ptr, 2 * nprog)
-            if A48:
+            if SKIP_Q:
+                pass
+            elif A48:
                 norm_quant_row(0, a_ptr, a_ptr, nw_o, q_row, qs_row, nzi_row, nnz_row, DM, 0, 0, 0, 0, eps,
                                k_top, QBLOCK_D, True, True, 0, QM_TOPK, False, False, False)
                 tl.debug_barrier()
             else:
                 _quantize_row(a_ptr, nw_o, q_row, qs_row, nzi_row, nnz_row, DM, 0, eps, QB_O, CH, 0, QM_INT8, False)
-            _gemv_stage(pid, nprog, wq, qw_row, qs_row, x_ptr, w_o, s_o, h_ptr, DM, DM, DM,
-                        BN, KB, True, False, USE_ASM, GEMV_STAGES)
+            if not SKIP_GEMV:
+                _gemv_stage(pid, nprog, wq, qw_row, qs_row, x_ptr, w_o, s_o, h_ptr, DM, DM, DM,
+                            BN, KB, True, False, USE_ASM, GEMV_STAGES)
     # 3: fused gate/up
     if (stage_lo <= 3) & (3 < stage_hi):
-        wq = _prefetch(w_gu, pid, 2 * FF // NGU, DM, BN, KB)
+        if not SKIP_GEMV:
+            wq = _prefetch(w_gu, pid, 2 * FF // NGU, DM, BN, KB)
         if BARRIER:
             _grid_sync(bar_ptr, 3 * nprog)
-        _quantize_row(h_ptr, nw_ffn, q_row, qs_row, nzi_row, nnz_row, DM, 0, eps, QB_GU, CH, 0, QM, False)
-        _gemv_stage(pid, nprog, wq, qw_row, qs_row, x_ptr, w_gu, s_gu, gu_ptr, 2 * FF // NGU, DM, FF,
-                    BN, KB, False, GATE_FIRST, USE_ASM, GEMV_STAGES)
+        if not SKIP_Q:
+            _quantize_row(h_ptr, nw_ffn, q_row, qs_row, nzi_row, nnz_row, DM, 0, eps, QB_GU, CH, 0, QM, False)
+        if not SKIP_GEMV:
+            _gemv_stage(pid, nprog, wq, qw_row, qs_row, x_ptr, w_gu, s_gu, gu_ptr, 2 * FF // NGU, DM, FF,
+                        BN, KB, False, GATE_FIRST, USE_ASM, GEMV_STAGES)
     # 4: Wdown + residual on the GLU product's INT8 codes (dense, or sparse with the index list)
     if (stage_lo <= 4) & (4 < stage_hi):
         if A48 and DOWN_SPARSE:
             if BARRIER:
                 _grid_sync(bar_ptr, 4 * nprog)
-            _quantize_row(gu_ptr, nw_down, q_row, qs_row, nzi_row, nnz_row, FF, FF, eps, QB_DN, CH, GLU, QM_INT8,
-                          True)
-            _sparse_stage(pid, nprog, q_row, nzi_row, nnz_row, qs_row, wt_down, s_down, h_ptr, out_ptr,
-                          sp_acc_ptr, sp_ticket_ptr, DM, FF, WBN, BI)
+            if not SKIP_Q:
+                _quantize_row(gu_ptr, nw_down, q_row, qs_row, nzi_row, nnz_row, FF, FF, eps, QB_DN, CH, GLU,
+                              QM_INT8, True)
+            if not SKIP_GEMV:
+                _sparse_stage(pid, nprog, q_row, nzi_row, nnz_row, qs_row, wt_down, s_down, h_ptr, out_ptr,
+                              sp_acc_ptr, sp_ticket_ptr, DM, FF, WBN, BI)
         else:
-            wq = _prefetch(w_down, pid, DM, FF, BN, KB_DN)
+            if not SKIP_GEMV:
+                wq = _prefetch(w_down, pid, DM, FF, BN, KB_DN)
             if BARRIER:
                 _grid_sync(bar_ptr, 4 * nprog)
-            _quantize_row(gu_ptr, nw_down, q_row, qs_row, nzi_row, nnz_row, FF, FF, eps, QB_DN, CH, GLU, QM_INT8,
-                          False)
-            _gemv_stage(pid, nprog, wq, qw_row, qs_row, h_ptr, w_down, s_down, out_ptr, DM, FF, DM,
-                        BN, KB_DN, True, False, USE_ASM, GEMV_STAGES)
+            if not SKIP_Q:
+                _quantize_row(gu_ptr, nw_down, q_row, qs_row, nzi_row, nnz_row, FF, FF, eps, QB_DN, CH, GLU,
+                              QM_INT8, False)
+            if not SKIP_GEMV:
+                _gemv_stage(pid, nprog, wq, qw_row, qs_row, h_ptr, w_down, s_down, out_ptr, DM, FF, DM,
+                            BN, KB_DN, True, False, USE_ASM, GEMV_STAGES)
     if BARRIER:
         _grid_leave(bar_ptr, nprog)
 
@@ -305,7 +329,7 @@ def reference_plan(plan, n_programs: int, n_heads: int):
     """The per-kernel plan whose ``decode_fused`` the persistent ``plan`` equals bit for bit when it
     runs ``n_programs`` programs: the same plan with the persistent step's attention config."""
     cfg = attention_config(n_programs, n_heads, plan)
-    return replace(plan, persistent=False, attention=tuple(sorted(cfg.items())))
+    return replace(plan, persistent=False, persistent_skip=(), attention=tuple(sorted(cfg.items())))
 
 
 def _interpreting() -> bool:
@@ -349,19 +373,33 @@ def _check_call(blk, x: torch.Tensor, plan, mode: str, grid: int | None, n_sms: 
             raise ValueError(f"{name} must be a positive int, got {v!r}")
 
 
-def _buffers(blk, x: torch.Tensor, nprog: int) -> dict[str, torch.Tensor]:
+def _buffers(blk, x: torch.Tensor, nprog: int, skip: tuple[str, ...] = ()) -> dict[str, torch.Tensor]:
+    """The step's rows and each program's quantizer outputs.  The normal step writes every one before
+    reading it; a floor variant (``skip``) reads rows no stage wrote, so they start finite: activation
+    rows at 0.25, codes at 1 with scale 1/64 and, for a sparse GEMV, the first d_model indices listed
+    (the gate-first GEMV then skips about half its up rows, as on real activations)."""
     d, F_ = blk.dims.d_model, blk.dims.d_ffn
     dev = x.device
     n = padded_len(max(d, F_))
+    fill = bool(skip)
 
     def f16(w: int) -> torch.Tensor:
+        if fill:
+            return torch.full((1, w), 0.25, device=dev, dtype=torch.float16)
         return torch.empty(1, w, device=dev, dtype=torch.float16)
 
-    q = torch.empty(nprog, n, device=dev, dtype=torch.int8)       # every program writes its codes first
+    if fill:
+        q = torch.ones(nprog, n, device=dev, dtype=torch.int8)
+        qs = torch.full((nprog,), 1 / 64, device=dev, dtype=torch.float32)
+        nzi = torch.arange(n, device=dev, dtype=torch.int32).repeat(nprog, 1)
+        nnz = torch.full((nprog,), d, device=dev, dtype=torch.int32)
+    else:                                                           # every program writes its codes first
+        q = torch.empty(nprog, n, device=dev, dtype=torch.int8)
+        qs = torch.empty(nprog, device=dev, dtype=torch.float32)
+        nzi = torch.empty(nprog, n, device=dev, dtype=torch.int32)
+        nnz = torch.empty(nprog, device=dev, dtype=torch.int32)
     return dict(qkv=f16(3 * d), a=f16(d), h=f16(d), gu=f16(2 * F_), out=f16(d), q=q, qw=q.view(torch.int32),
-                qs=torch.empty(nprog, device=dev, dtype=torch.float32),
-                nzi=torch.empty(nprog, n, device=dev, dtype=torch.int32),
-                nnz=torch.empty(nprog, device=dev, dtype=torch.int32))
+                qs=qs, nzi=nzi, nnz=nnz)
 
 
 def decode_block_persistent(blk, x: torch.Tensor, pos: int, plan, *, mode: str = "auto", grid: int | None = None,
@@ -377,6 +415,8 @@ def decode_block_persistent(blk, x: torch.Tensor, pos: int, plan, *, mode: str =
     ``grid``: programs launched (default that count; the staged CPU path may run fewer programs
     of a step planned for a GPU); a persistent grid larger than the co-resident limit is refused.
     ``buffers``: a dict that receives the step's intermediate rows (qkv, a, h, gu, out).
+    ``plan.persistent_skip`` (:data:`SKIPS`) leaves parts of the step out: a diagnostic floor whose
+    output is not the block's (its time only says what the parts left in cost).
     """
     _check_call(blk, x, plan, mode, grid, n_sms)
     if mode == "auto":
@@ -389,7 +429,8 @@ def decode_block_persistent(blk, x: torch.Tensor, pos: int, plan, *, mode: str =
     nprog = grid or planned
     a48 = blk.dp == "a4.8"
     wo_sparse, down_sparse = a48 and plan.wo == "sparse", a48 and plan.wdown == "sparse"
-    buf = _buffers(blk, x, nprog)
+    skip = tuple(plan.persistent_skip)
+    buf = _buffers(blk, x, nprog, skip)
     att, att_meta, _ = attention_step_args(buf["qkv"], blk.cache, pos, blk.cos, blk.sin, buf["a"], tuned=blk.tuned,
                                            config=attention_config(planned, H, plan), qkv_ready=False)
     cfg = sparse_config(d, F_)
@@ -419,7 +460,8 @@ def decode_block_persistent(blk, x: torch.Tensor, pos: int, plan, *, mode: str =
                 ATT_STAGES=att_meta["NUM_STAGES"],
                 QM=QUANT_MODES["int4" if a48 else "int8"], QM_TOPK=QUANT_MODES["topk8"], QM_INT8=QUANT_MODES["int8"],
                 GLU=GLU_MODES["relu2" if a48 else "silu"], USE_ASM=cuda, num_warps=plan.warps,
-                enable_fp_fusion=False)
+                enable_fp_fusion=False,
+                SKIP_Q="quant" in skip, SKIP_ATT="attention" in skip, SKIP_GEMV="gemv" in skip)
     if mode == "persistent":
         _check_coresident(args, meta, nprog, x.device)
         _decode_block_kernel[(nprog,)](**args, stage_lo=0, stage_hi=len(STAGES), BARRIER=True, **meta)

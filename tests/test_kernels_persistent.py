@@ -158,3 +158,54 @@ def test_persistent_launcher_refuses_a_grid_larger_than_can_be_resident():
     n_sms = torch.cuda.get_device_properties(0).multi_processor_count
     with pytest.raises(ValueError, match="resident"):
         decode_block_persistent(b, x, 7, DecodePlan(persistent=True), mode="persistent", grid=64 * n_sms)
+
+
+def _floor(skip: tuple, seed: int) -> dict:
+    _, b = _pair("b1.58", 4)
+    x = torch.randn(1, 1, 64, generator=torch.Generator().manual_seed(seed)).half().to(DEV)
+    inter: dict = {}
+    decode_block_persistent(b, x, 7, DecodePlan(persistent=True, persistent_skip=skip), mode="staged", grid=2,
+                            n_sms=3, buffers=inter)
+    return inter
+
+
+def test_floor_without_any_stage_work_leaves_every_row_as_filled():
+    inter = _floor(("quant", "attention", "gemv"), 3)
+    for name, row in inter.items():
+        assert torch.all(row == 0.25), name
+
+
+def test_floor_without_attention_computes_qkv_exactly_and_leaves_the_attention_row():
+    a, _ = _pair("b1.58", 4)
+    x = torch.randn(1, 1, 64, generator=torch.Generator().manual_seed(3)).half().to(DEV)
+    ref: dict = {}
+    a.decode_fused(x, 7, reference_plan(DecodePlan(persistent=True), 3, TINY.n_heads), buffers=ref)
+    inter = _floor(("attention",), 3)
+    assert torch.equal(inter["qkv"].reshape(-1), ref["qkv"].reshape(-1))
+    assert torch.all(inter["a"] == 0.25) and not torch.all(inter["out"] == 0.25)
+
+
+@pytest.mark.parametrize("skip", [("quant",), ("quant", "attention")])
+def test_floor_without_quantizers_runs_its_gemvs_on_codes_that_ignore_the_input(skip):
+    one, two = _floor(skip, 3), _floor(skip, 4)
+    assert torch.equal(one["qkv"], two["qkv"]) and torch.isfinite(one["qkv"]).all()
+    assert not torch.all(one["qkv"] == 0.25)                               # the QKV GEMV ran
+    assert not torch.equal(_floor(("attention",), 3)["qkv"], _floor(("attention",), 4)["qkv"])
+
+
+def test_plan_refuses_an_unknown_skip_naming_the_choices():
+    with pytest.raises(ValueError, match="'quant', 'attention', 'gemv'"):
+        DecodePlan(persistent=True, persistent_skip=("norm",))
+    with pytest.raises(ValueError, match="persistent=True"):
+        DecodePlan(persistent_skip=("quant",))
+    assert reference_plan(DecodePlan(persistent=True, persistent_skip=("gemv",)), 3, 2).persistent_skip == ()
+
+
+def test_every_floor_of_the_sparse_a48_step_runs_and_stays_finite():
+    x = torch.randn(1, 1, 64, generator=torch.Generator().manual_seed(5)).half().to(DEV)
+    for skip in (("quant", "attention", "gemv"), ("quant", "attention"), ("quant",), ("attention",)):
+        _, b = _pair("a4.8", None)
+        plan = DecodePlan(wo="sparse", wdown="sparse", persistent=True, persistent_skip=skip)
+        y = decode_block_persistent(b, x, 7, plan, mode="staged", grid=2, n_sms=3)
+        assert torch.isfinite(y).all(), skip
+        assert torch.all(y == 0.25) == ("gemv" in skip), skip            # only a GEMV writes the output row

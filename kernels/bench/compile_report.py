@@ -149,7 +149,7 @@ def _persistent_variants() -> list[tuple[str, object, dict, dict, dict]]:
     t.update(q_ptr="*i8", sm_scale="fp32", eps="fp32")
     base = dict(BN=32, KB=128, KB_DN=128, QB_QKV=2048, QB_O=2048, QB_GU=2048, QB_DN=4096, CH=1024, GEMV_STAGES=3,
                 QBLOCK_D=4096, WBN=16, BI=128, D=128, BT=32, S=4, SP=4, KV3=True, LB=15, ATT_STAGES=3, QM_TOPK=2,
-                QM_INT8=0, BARRIER=True, USE_ASM=True)
+                QM_INT8=0, BARRIER=True, USE_ASM=True, SKIP_Q=False, SKIP_ATT=False, SKIP_GEMV=False)
     b158 = dict(base, A48=False, WO_SPARSE=False, DOWN_SPARSE=False, GATE_FIRST=False, LN=15, QM=0,
                 GLU=GLU_MODES["silu"])
     a48 = dict(base, A48=True, WO_SPARSE=False, DOWN_SPARSE=False, GATE_FIRST=True, LN=7, QM=1,

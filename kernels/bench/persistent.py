@@ -9,8 +9,11 @@ plan per kernel with the persistent step's attention split and warps, twice: the
 checks the barrier's reset; on a mismatch the check names the first intermediate row that differs;
 the staged launch is checked on the CPU, where each variant does not cost another minute of
 compiling).  Rows: ``block_decode`` per plan (graphs over
-replicas, as ``kernels.bench.block``), the floors of the same run (one ``floor_read`` of the
-block's bytes in one launch, and chains of 9 launches), and ``token_decode`` rows.
+replicas, as ``kernels.bench.block``); the diagnostic floors of the 1-program x 8-warp persistent plan
+(:data:`FLOORS`: the same kernel with parts of the step left out; rows of ``op`` "floor", kernel
+``persistent_floor``, ``exact=False``, checked only for coming back); the floors of the same run
+(one ``floor_read`` of the block's bytes in one launch, and chains of 9 launches), and
+``token_decode`` rows.
 """
 from __future__ import annotations
 
@@ -55,7 +58,29 @@ PLANS = {
              DecodePlan(wo="dense", wdown="dense", persistent=True, warps=8),
              DecodePlan(wo="sparse", wdown="sparse", persistent=True, programs_per_sm=2)),
 }
-CHECK_TIMEOUT_S = 240
+#: diagnostic floors of the faster persistent plan (1 program x 8 warps per SM): (what is left out,
+#: ``DecodePlan.persistent_skip``, note).  Not the block's output, never a result: each one's time
+#: is what the parts left in cost, so the differences say where the exact step's time goes.
+FLOORS = (
+    ("barriers-only", ("quant", "attention", "gemv"),
+     "floor, not exact: the launch and its 4 grid barriers, every stage's work left out"),
+    ("gemv-only", ("quant", "attention"),
+     "floor, not exact: weight streaming + barriers; quantizer/norm passes and attention left out"),
+    ("no-quant", ("quant",),
+     "floor, not exact: the per-program quantizer/norm passes left out (the GEMVs read fixed codes)"),
+    ("no-attention", ("attention",),
+     "floor, not exact: the attention stage (RoPE, cache write, attention, combine) left out"),
+)
+#: the check child's limit: the exact plans, then the floors (about 10-15 s of compiling each)
+CHECK_TIMEOUT_S = 360
+
+
+def floor_plans(label: str) -> list[tuple[str, DecodePlan, str]]:
+    """``(variant, plan, note)`` of every diagnostic floor of ``label``'s 1-program x 8-warp persistent plan."""
+    base = next(p for p in PLANS[label] if p.persistent and p.programs_per_sm == 1 and p.warps == 8)
+    dp, _ = _label_parts(label)
+    return [(f"{_plan_name(base, dp)}_floor_{name}", replace(base, persistent_skip=skip), note)
+            for name, skip, note in FLOORS]
 
 
 def _block(label: str, ctx: int, tuned: ConfigTable, seed: int = 0) -> KernelBlock:
@@ -106,7 +131,24 @@ def check_plans(ctx: int, tuned: ConfigTable = NO_TUNING) -> dict[str, dict[str,
             except Exception as e:  # noqa: BLE001 - report every plan
                 out[key] = dict(error=repr(e)[-600:])
             print("RESULT " + json.dumps(out), flush=True)     # so far: a later plan may not come back
+    for label in LABELS:        # the floors last: one that does not come back loses no exact plan
+        blk = _block(label, ctx, tuned)
+        for variant, plan, _ in floor_plans(label):
+            out[f"{label}/{variant}"] = _check_floor(blk, x, ctx - 1, plan)
+            print("RESULT " + json.dumps(out), flush=True)
     return out
+
+
+def _check_floor(blk: KernelBlock, x: torch.Tensor, pos: int, plan: DecodePlan) -> dict[str, object]:
+    """A floor plan launched twice (its barriers release and reset): ``{returned, finite}`` or ``{error}``."""
+    try:
+        blk.decode_fused(x, pos, plan)
+        torch.cuda.synchronize()
+        y = blk.decode_fused(x, pos, plan).clone()
+        torch.cuda.synchronize()
+        return dict(returned=True, finite=bool(torch.isfinite(y).all()))
+    except Exception as e:  # noqa: BLE001 - report every plan
+        return dict(error=repr(e)[-600:])
 
 
 def _checked(log: MeasurementLog, ctx: int, tuned_path: str | None) -> dict[str, dict[str, object]]:
@@ -178,9 +220,32 @@ def _time_plans(log: MeasurementLog, label: str, ctx: int, checks: dict, read_gb
         except Exception as e:  # noqa: BLE001 - one plan failing must not lose the others
             log.note(what="plan failed", label=label, plan=name, error=repr(e)[-800:],
                      tb=traceback.format_exc()[-1500:])
+    _time_floors(log, label, ctx, checks, reps, x, by["weights"] + by["kv"], floor_us)
     del reps
     torch.cuda.empty_cache()
     return best
+
+
+def _time_floors(log: MeasurementLog, label: str, ctx: int, checks: dict, reps: list[KernelBlock],
+                 x: torch.Tensor, nbytes: float, floor_us: float) -> None:
+    """Rows of the diagnostic floors of ``label`` that came back from the check (``exact=False``)."""
+    dp, kv_bits = _label_parts(label)
+    pos = ctx - 1
+    for variant, plan, note in floor_plans(label):
+        chk = checks.get(f"{label}/{variant}", {})
+        if not chk.get("returned"):
+            log.note(what="persistent floor not timed (check)", label=label, plan=variant, check=chk)
+            continue
+        try:
+            t = time_graph([lambda b=b: b.decode_fused(x, pos, plan) for b in reps])
+            # op "floor": no goal, report or simulator comparison takes these rows for the block's time
+            log.add(op="floor", kernel="persistent_floor", impl="ours", precision=dp, M=1, N=LLAMA7B.d_model,
+                    K=ctx, timing=t, bytes=nbytes, ops=0.0, exact=False, cuda_graph=True, copies=len(reps),
+                    variant=variant, launches=1, plan=str(asdict(plan)), floor_us=floor_us, kv_bits=kv_bits or 3,
+                    note=note)
+        except Exception as e:  # noqa: BLE001 - one floor failing must not lose the others
+            log.note(what="floor failed", label=label, plan=variant, error=repr(e)[-800:],
+                     tb=traceback.format_exc()[-1500:])
 
 
 def _read_rate(log: MeasurementLog) -> float:
