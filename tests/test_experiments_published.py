@@ -2,7 +2,8 @@
 import pandas as pd
 import pytest
 
-from bitsim.experiments.published import TRACE_SPECS, published_trace, write_harness_floors
+from bitsim.experiments.harness_floors import write_harness_floors
+from bitsim.experiments.published import TRACE_SPECS, published_trace
 from sim.validation.published import load_harness_floors, load_published_trace
 
 
@@ -29,3 +30,12 @@ def test_written_harness_floors_are_read_back_with_their_device(tmp_path):
     path = write_harness_floors(table, tmp_path / "floors.csv")
     assert "# gpu: TEST GPU" in path.read_text().splitlines()
     assert load_harness_floors(path) == {"bitnet_w2a8": 13.0, "torch_bf16": 10.0}
+
+
+def test_the_harness_floor_benchmark_imports_no_simulator_so_it_runs_where_only_torch_is_installed():
+    import subprocess
+    import sys
+    code = ("import sys, bitsim.experiments.harness_floors; "
+            "print(sorted(m for m in ('sim', 'model', 'kernels', 'simpy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

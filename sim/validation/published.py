@@ -105,7 +105,7 @@ def with_measured_launch(cfg: AcceleratorConfig) -> AcceleratorConfig:
 
 # ---- the A100 harness: host issue overlaps device time ---------------------------------------------------------
 #: Host floors of the A100 table's two harness paths, measured with the harness's own timing on one of our GPUs by
-#: ``python -m bitsim.experiments.published OUT`` (columns path, N, K, repeat, us; comment lines name the device).
+#: ``python -m bitsim.experiments.harness_floors OUT`` (columns path, N, K, repeat, us; comment lines name the device).
 FLOORS_CSV = DATA_DIR / "a100_harness_floors.csv"
 #: kernel of the A100 table -> ``path`` of the floors table whose smallest shape is that kernel's host floor.
 HARNESS_PATHS = {"bitnet_w2a8": "w2a8_noop", "torch_bf16": "torch_bf16"}
