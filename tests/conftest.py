@@ -6,7 +6,9 @@ module imports ``kernels``. A value the caller set (``TRITON_INTERPRET=0`` on a 
 Figures are drawn with matplotlib's file-only backend (``MPLBACKEND=Agg``): tests need no display.
 """
 import os
+import sys
 
+import pytest
 import torch
 
 if not torch.cuda.is_available():
@@ -23,3 +25,11 @@ if "BITSIM_CACHE_DIR" not in os.environ:
     _cache = tempfile.mkdtemp(prefix="bitsim-test-cache-")
     os.environ["BITSIM_CACHE_DIR"] = _cache
     atexit.register(shutil.rmtree, _cache, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    """Close every pyplot figure a test left open, so figures do not pile up across a worker's tests."""
+    yield
+    if "matplotlib.pyplot" in sys.modules:
+        sys.modules["matplotlib.pyplot"].close("all")
