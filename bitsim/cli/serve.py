@@ -17,6 +17,8 @@ import argparse
 import shutil
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from bitsim.experiments.serving import (
@@ -62,21 +64,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _validate(args: argparse.Namespace, out: Path) -> int:
     check_output_folder(out, _owned, force=args.force)
     log = None if args.quiet else (lambda m: print(f"bitsim serve: {m}", file=sys.stderr))
+    with _staged_run(args, out) as (tmp, cache):
+        table = validation_table(cache, progress=log)
+        write_table(table, tmp / "validation.csv", "serving_validation")
+    for r in table.itertuples(index=False):
+        print(f"{'pass' if r.passed else 'MISS'} {r.error * 100:+7.1f} %  {r.check}: {r.simulated:.4g} vs "
+              f"{r.reference:.4g} {r.unit}")
+    return 0
+
+
+@contextmanager
+def _staged_run(args: argparse.Namespace, out: Path) -> Iterator[tuple[Path, Path]]:
+    """A run written into a sibling of ``out`` with its cost cache (carried forward from ``out`` unless
+    ``--cache`` names one): yields (folder, cache).  On success a carried cache is pruned to the keys the run
+    used and the folder replaces ``out``; on any error the sibling is removed and ``out`` is left as it was."""
     tmp = temporary_sibling(out)
     cache = Path(args.cache) if args.cache else _carry_cost_cache(out, tmp)
     try:
-        table = validation_table(cache, progress=log)
-        write_table(table, tmp / "validation.csv", "serving_validation")
+        yield tmp, cache
         if not args.cache:
             prune_cost_cache(cache)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     publish_folder(tmp, out, _owned)
-    for r in table.itertuples(index=False):
-        print(f"{'pass' if r.passed else 'MISS'} {r.error * 100:+7.1f} %  {r.check}: {r.simulated:.4g} vs "
-              f"{r.reference:.4g} {r.unit}")
-    return 0
 
 
 def _carry_cost_cache(out: Path, tmp: Path) -> Path:
@@ -125,17 +136,9 @@ def _run_one(args: argparse.Namespace, spec, out: Path) -> None:
     """One spec into ``out`` (written beside it, then moved into place); the cost cache carried forward."""
     t0 = time.perf_counter()
     log = None if args.quiet else (lambda m: print(f"bitsim serve: {spec.name}: {m}", file=sys.stderr))
-    tmp = temporary_sibling(out)
-    cache = Path(args.cache) if args.cache else _carry_cost_cache(out, tmp)
-    try:
+    with _staged_run(args, out) as (tmp, cache):
         result = run_spec(spec, cache_csv=cache, progress=log)
         write_outputs(spec, result, tmp, small=args.small)
-        if not args.cache:
-            prune_cost_cache(cache)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    publish_folder(tmp, out, _owned)
     print(_result_line(spec, result) + f" [{time.perf_counter() - t0:.1f} s] -> {out}")
 
 

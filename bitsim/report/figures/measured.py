@@ -255,13 +255,18 @@ def measured_roofline(measured: pd.DataFrame, preset_roofs: dict | None = None, 
     return fig
 
 
+def run_gpus(measured: pd.DataFrame) -> str:
+    """The GPU names a measuring run's rows record, joined ("" when the rows record none)."""
+    return ", ".join(sorted({str(g) for g in measured.gpu.dropna()})) if "gpu" in measured.columns else ""
+
+
 def fullest_run_per_gpu(runs: list[tuple[str, pd.DataFrame]]) -> list[tuple[str, pd.DataFrame]]:
     """Of several measuring runs ``(source, rows)``, the one per GPU with the most timed decode (M = 1) rows, then
     the most timed rows, then the newest ``date``, in GPU order: a page holds one roofline row per GPU, not one per
     run, and the right-hand panel draws decode calls."""
     best: dict[str, tuple[tuple[int, int, str], str, pd.DataFrame]] = {}
     for src, m in runs:
-        gpu = ", ".join(sorted({str(g) for g in m.gpu.dropna()})) if "gpu" in m.columns else str(src)
+        gpu = run_gpus(m) or str(src)
         date = str(m["date"].astype(str).max()) if "date" in m.columns else ""
         timed = m[m.op != "ceiling"]
         decode = int((timed.M == 1).sum()) if "M" in timed.columns else 0
@@ -314,7 +319,7 @@ def _roofline_row(ax, ax2, measured: pd.DataFrame, preset_roofs: dict | None, so
     ax.set_yscale("log")
     ax.set_xlabel("arithmetic intensity (ops / minimum byte)")
     ax.set_ylabel("achieved TOP/s")
-    gpu = ", ".join(sorted({str(g) for g in measured.gpu.dropna()})) if "gpu" in measured.columns else ""
+    gpu = run_gpus(measured)
     ax.set_title(f"{gpu} ({run_name(source)} run):\nevery timed call under the roofs of its run", fontsize=8,
                  loc="left")
     ax.grid(True, which="both", alpha=0.25)
