@@ -79,7 +79,8 @@ OP_TRACE_META = ("preset", "datapath", "phase", "batch", "context", "seed", "sta
 # --------------------------------------------------------------------------
 MEASURED_TRACE = _cols(
     ("op", "str", "", "what was timed: gemm, gemv, sparse_gemv, quant, attention_decode, kv_write, "
-                      "block_decode, block_prefill, ceiling"),
+                      "block_decode, block_prefill, ceiling, shard_linear (one GPU's share of a "
+                      "tensor-parallel layer's linear part), token_decode, floor"),
     ("kernel", "str", "", "implementation name (e.g. ours_w158a8, cublas_fp16, cublas_int8, cublas_fp8, "
                           "gemlite_a8w158, torch_sdpa)"),
     ("impl", "str", "", "ours or baseline"),

@@ -103,7 +103,9 @@ SERVING_VALIDATION = register("serving_validation", _cols(
     ("check", "str", "", "what is compared"),
     ("group", "str", "", "hand (scheduler against hand-computed cases), allreduce (published H100 latencies), "
                          "serving (published GPU serving numbers), fit (cost-model grid against direct simulation), "
-                         "iteration (one decode iteration against a measured batched decode token on the GPU)"),
+                         "iteration (one decode iteration against a measured batched decode token on the GPU), "
+                         "shard (one GPU's share of a tensor-parallel 70B layer's linear part against its measured "
+                         "time)"),
     ("simulated", "float", "", "our value"),
     ("reference", "float", "", "the reference value"),
     ("unit", "str", "", "unit of both values"),

@@ -201,6 +201,19 @@ def test_the_measured_programs_launch_the_kernels_counted_from_their_code(progra
     assert out["launches"].min() >= 0 and "launches" not in layer
 
 
+def test_the_shard_linear_program_launches_its_quantizers_gemms_adds_and_glu_counted_by_hand():
+    ops = ["quant_qkv", "q_proj", "k_proj", "v_proj", "quant_o", "o_proj", "quant_ffn", "gate_proj", "up_proj",
+           "glu", "quant_down", "down_proj"]
+    out = with_launches(_layer(ops, "fp8"), "shard_linear", "w8a8-fp8")
+    # 4 quantizers x 8 torch kernels, fused QKV 1, Wo + add 2, fused gate/up 1, relu, square, product 3,
+    # Wdown + add 2; no cast after the GEMMs (_scaled_mm writes fp16)
+    assert int(out["launches"].sum()) == 4 * 8 + 1 + 2 + 1 + 3 + 2
+    with pytest.raises(ValueError, match="W8A8-FP8 only"):
+        launch_counts("shard_linear", "b1.58", False)
+    with pytest.raises(ValueError, match="no count for trace op.*'rope'"):
+        with_launches(_layer(ops + ["rope"], "fp8"), "shard_linear", "w8a8-fp8")
+
+
 def test_an_op_or_program_without_a_launch_count_is_refused_naming_it():
     with pytest.raises(ValueError, match="no count for trace op.*'mystery_op'"):
         with_launches(_layer(["mystery_op", "q_proj"], "fp16"), "torch_eager", "fp16")

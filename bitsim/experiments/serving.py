@@ -51,9 +51,9 @@ from sim.serving import (
     write_timeline,
 )
 from sim.serving.metrics import at_max
-from sim.serving.validation import allreduce_checks, hand_checks, iteration_checks, row
+from sim.serving.validation import ITERATION_TOLERANCE, allreduce_checks, hand_checks, iteration_checks, row
 from sim.serving.workload import anchor, anchors, generate, load_requests
-from sim.validation import GPU_PRESETS, gpu_presets, measured_kv_bits, with_launches
+from sim.validation import GPU_PRESETS, gpu_presets, launch_counts, measured_kv_bits, with_launches
 
 PROFILES = ("measured", "paper-table2", "trained")
 #: Raised whenever the serving model (engine, interconnect, cost model) changes what a spec produces, so that
@@ -766,14 +766,58 @@ def iteration_table(measured: "pd.DataFrame | str | Path" = MEASURED_ITERATIONS,
     return iteration_checks(measured, iteration_simulator(progress), source)
 
 
+#: One GPU's share of a tensor-parallel 70B decode step, measured (kernels/bench/shard.py, a measured_trace table).
+MEASURED_SHARDS = Path(__file__).resolve().parents[2] / "reports" / "data" / "measured_h100_shard.parquet"
+SHARD_MODEL = "llama3-70b"        # the measured shards cut kernels.bench.tensor_parallel.LLAMA_70B (Llama-3-70B's)
+
+
+def shard_linear_us(tp: int, batch: int, accel: sim.AcceleratorConfig) -> tuple[float, int]:
+    """Simulated µs of one layer's linear part of the 70B W8A8-FP8 shard at degree ``tp`` and batch ``batch`` (the
+    ops the measured ``shard_linear`` program runs, with its launches), and the kernels that program launches."""
+    trace = build_trace(shard_config(SHARD_MODEL, GPU_DATAPATH, tp), GPU_DATAPATH, phase="decode", context=1,
+                        batch=batch, seed=0, profile="measured")
+    counts = launch_counts("shard_linear", GPU_DATAPATH, False)
+    one = with_launches(trace[(trace["layer"] == 0) & trace["op"].isin(list(counts))], "shard_linear", GPU_DATAPATH)
+    return sim.simulate(one, accel).summary.latency_s * 1e6, int(one["launches"].sum())
+
+
+def shard_table(measured: "pd.DataFrame | str | Path" = MEASURED_SHARDS) -> pd.DataFrame:
+    """Rows (group ``shard``): one GPU's share of a tensor-parallel 70B decode layer's linear part, simulated on the
+    GPU's measured-ceilings preset against the measured ``shard_linear`` rows (W8A8-FP8), within
+    :data:`ITERATION_TOLERANCE`; nothing is fitted to them.  The check names the kernels the measured graph held
+    beside the launch table's count.  No rows when the table is absent."""
+    source = "measured shards"
+    if not isinstance(measured, pd.DataFrame):
+        if not Path(measured).exists():
+            return pd.DataFrame(columns=list(row("", "", 0.0, 1.0, "", 0.0, "")))
+        source = Path(measured).name
+        measured = read_table(measured, "measured_trace")
+    sel = measured[(measured["op"] == "shard_linear") & (measured["precision"] == GPU_DATAPATH)]
+    accels: dict[str, sim.AcceleratorConfig] = {}
+    out = []
+    for _, r in sel.iterrows():
+        pair = gpu_presets(str(r["gpu"]))
+        if pair is None:
+            raise ValueError(f"measured shard {r['kernel']}: no simulator preset for GPU {r['gpu']!r}; "
+                             f"known: {sorted(GPU_PRESETS)}")
+        accel = accels.setdefault(pair[0], make_accelerator(pair[0], {}))
+        us, launches = shard_linear_us(int(r["tp"]), int(r["M"]), accel)
+        out.append(row(f"70B layer linear part, TP {int(r['tp'])} shard, batch {int(r['M'])} ({GPU_DATAPATH}, "
+                       f"{launches} launches; measured graph {int(r['launches'])} kernels) on {pair[0]}", "shard",
+                       us, float(r["us"]), "us", ITERATION_TOLERANCE,
+                       f"{source}: shard_linear {r['kernel']} M={int(r['M'])} ({r['gpu']})"))
+    return pd.DataFrame(out, columns=list(row("", "", 0.0, 1.0, "", 0.0, "")))
+
+
 def validation_table(cache_csv: "str | Path | None" = None, progress: Callable[[str], None] | None = None,
                      gpu: bool = True) -> pd.DataFrame:
-    """Every serving validation row: hand cases, all-reduce latencies, GPU serving numbers, cost-model fits and
-    the per-iteration latency against measured batched decode."""
+    """Every serving validation row: hand cases, all-reduce latencies, GPU serving numbers, cost-model fits,
+    the per-iteration latency against measured batched decode and the measured 70B tensor-parallel shards."""
     parts = [hand_checks(), allreduce_checks()]
     if gpu:
         parts.append(gpu_checks(cache_csv, progress=progress)[0])
         parts.append(iteration_table(progress=progress))
+        parts.append(shard_table())
     return validate(pd.concat(parts, ignore_index=True), "serving_validation")
 
 

@@ -18,6 +18,8 @@ again (a run cut short keeps what it measured):
 ``prefill``  M = 2048 / 8192 GEMMs (A8, A4-int8, A4-FP8, FP8 without the decode, the two-pass route) vs
              cuBLAS
 ``fp8exact`` where the FP8 accumulator stops being exact without promotion
+``shard``    one GPU's share of a tensor-parallel 70B decode step (TP 2 and 8, batch 8-256): the shard GEMMs
+             as cuBLAS FP8, and the layer's linear part for W8A8-FP8 and b1.58, all-reduces left out
 
 Outputs under ``--out``: ``measured_trace.{parquet,csv}``, ``board_energy.{parquet,csv}``,
 ``bench_log.json`` (rows, notes, environment), ``tuned_configs.json`` (with ``--configs``),
@@ -37,7 +39,7 @@ import torch
 
 import contract.kernels  # noqa: F401 - registers the board_energy table
 from contract.io import atomic_path, read_json, write_text_atomic
-from kernels.bench import attention, block, energy, floors, gemm, persistent, quant, sparse
+from kernels.bench import attention, block, energy, floors, gemm, persistent, quant, shard, sparse
 from kernels.bench.goals import GOAL_COLUMNS, all_goals, goals_rows, goals_table, token_table
 from kernels.bench.harness import MeasurementLog, env_info, summary_table, write_outputs
 from kernels.checks import content_checks
@@ -45,7 +47,7 @@ from kernels.configs import NO_TUNING, load_config_table
 
 #: run order: the decode step first (its inputs: floors, GEMV and attention sweeps), then the rest
 SECTIONS = ("floors", "gemv", "attention", "block", "token", "persistent", "energy", "serving", "batch", "sparse",
-            "quant", "prefill", "fp8exact")
+            "quant", "prefill", "fp8exact", "shard")
 SWEEPABLE = ("gemv", "attention", "sparse", "prefill")
 
 
@@ -90,6 +92,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
     state: dict = {"read_gbps": 4570.0, "ctx": args.ctx}
     done = _resume(log, state, args.resume) if args.resume else set()
     t0 = time.time()
+    measured_rate = "floors" in secs or "floors" in done      # else state's read rate is the default
 
     def ceilings_and_floors():
         state.update(floors.measure_ceilings(log))
@@ -127,6 +130,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
         "energy": energies,
         "serving": lambda: gemm.serving_section(log, check=check, read_gbps=state["read_gbps"]),
         "batch": batch_tokens,
+        "shard": lambda: shard.shard_section(log, read_gbps=state["read_gbps"] if measured_rate else None),
     }
     for name in SECTIONS:
         if name not in secs or name in done:

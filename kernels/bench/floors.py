@@ -73,6 +73,17 @@ def _read_ceiling(log: MeasurementLog) -> float:
     return big.numel() * 4 / t.median / 1e3
 
 
+def measure_read_rate(log: MeasurementLog) -> float:
+    """GB/s of ``floor_read`` over 2 GiB, noted as this run's read rate (for the bytes floors of a section
+    that runs without the ``floors`` section)."""
+    src = torch.empty(2 ** 29, device="cuda", dtype=torch.int32).random_()
+    out = floor_read(src)
+    t = time_us(lambda: floor_read(src, out), rep_ms=100)
+    gbps = src.numel() * 4 / t.median / 1e3
+    log.note(what="ceilings", read_gbps=round(gbps, 1), src_bytes=src.numel() * 4)
+    return gbps
+
+
 def floor_row(log: MeasurementLog, label: str, nbytes: int, seed: int = 0, pdl: bool = False) -> float:
     """Time ``floor_read`` of ``nbytes`` in a CUDA graph over rotating copies; checked; returns µs."""
     g = torch.Generator(device="cuda").manual_seed(seed)

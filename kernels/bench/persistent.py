@@ -39,7 +39,8 @@ from kernels.bench.block import (
     _token_case,
     block_bytes,
 )
-from kernels.bench.harness import MeasurementLog, time_graph, time_us
+from kernels.bench.floors import measure_read_rate
+from kernels.bench.harness import MeasurementLog, time_graph
 from kernels.block import DecodePlan, KernelBlock
 from kernels.checks import content_checks
 from kernels.configs import NO_TUNING, ConfigTable, load_config_table
@@ -248,23 +249,13 @@ def _time_floors(log: MeasurementLog, label: str, ctx: int, checks: dict, reps: 
                      tb=traceback.format_exc()[-1500:])
 
 
-def _read_rate(log: MeasurementLog) -> float:
-    """GB/s of ``floor_read`` over 2 GiB (this run's read rate for the bytes floors)."""
-    src = torch.empty(2 ** 29, device="cuda", dtype=torch.int32).random_()
-    out = floor_read(src)
-    t = time_us(lambda: floor_read(src, out), rep_ms=100)
-    gbps = src.numel() * 4 / t.median / 1e3
-    log.note(what="ceilings", read_gbps=round(gbps, 1), src_bytes=src.numel() * 4)
-    return gbps
-
-
 def persistent_section(log: MeasurementLog, ctx: int = 2048, tokens: bool = True,
                        tuned_path: str | None = None,
                        checkpoint: Callable[[], None] = lambda: None) -> dict[str, DecodeChoice]:
     """Check, then time the block plans and (``tokens``) the whole 7B token with each label's fastest plan,
     and with its fastest per-kernel plan.  ``tuned_path``: the config table ``log.tuned`` came from;
     ``checkpoint`` writes the outputs so far (called after each step: a run cut short keeps them)."""
-    read_gbps = _read_rate(log)
+    read_gbps = measure_read_rate(log)
     checks = _checked(log, ctx, tuned_path)
     checkpoint()
     best: dict[str, DecodeChoice] = {}

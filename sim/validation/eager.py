@@ -57,8 +57,28 @@ PER_OPERATOR = {
 QUANT_KV_ATTENTION = {"rope": TORCH_ROPE, "attn_qk": 2, "softmax": 0, "attn_pv": 1}
 
 
+#: ``kernels.bench.tensor_parallel._fp8_linear``: x.float(), abs, amax, clamp_min, / E4M3_MAX, x.float() again,
+#: x / s, cast to FP8 (its ``_scaled_mm`` writes fp16: no cast after the GEMM).
+SHARD_FP8_QUANTIZE = 8
+#: Launches per op of one tensor-parallel shard's linear part (``ShardedLayer.step`` without its all-reduces,
+#: variant ``shard_linear`` of kernels/bench/shard.py): the four GEMMs, each after its activation quantizer,
+#: the two residual adds and the ReLU² GLU (relu, square, times the up half).  Ops it does not run are absent.
+SHARD_LINEAR = {
+    "quant_qkv": SHARD_FP8_QUANTIZE, "quant_o": SHARD_FP8_QUANTIZE, "quant_ffn": SHARD_FP8_QUANTIZE,
+    "quant_down": SHARD_FP8_QUANTIZE,
+    "q_proj": 1, "k_proj": 0, "v_proj": 0,           # one fused QKV matrix
+    "o_proj": 2, "down_proj": 2,                     # the GEMM and the residual add
+    "gate_proj": 1, "up_proj": 0,                    # one fused gate/up matrix
+    "glu": 3,
+}
+
+
 def launch_counts(program: str, datapath: str, quantized_kv: bool) -> dict[str, int]:
-    """Launches per trace op of one measured program (``torch_eager`` or ``per_operator``)."""
+    """Launches per trace op of one measured program (``torch_eager``, ``per_operator`` or ``shard_linear``)."""
+    if program == "shard_linear":
+        if datapath != "w8a8-fp8":
+            raise ValueError(f"shard_linear launch table: W8A8-FP8 only, got {datapath!r}")
+        return dict(SHARD_LINEAR)
     if program == "torch_eager":
         return {**TORCH_EAGER, **{f"quant_{k}": FP8_QUANTIZE for k in ("qkv", "o", "ffn", "down")}}
     if program == "per_operator":
@@ -66,7 +86,8 @@ def launch_counts(program: str, datapath: str, quantized_kv: bool) -> dict[str, 
         if datapath == "a4.8":      # the GLU runs inside the Wdown quantizer (rmsnorm_quant with gate=)
             counts["glu"] = 0
         return counts
-    raise ValueError(f"measured program {program!r} has no launch table; known: ['torch_eager', 'per_operator']")
+    raise ValueError(f"measured program {program!r} has no launch table; known: ['torch_eager', 'per_operator', "
+                     f"'shard_linear']")
 
 
 def with_launches(trace: pd.DataFrame, program: str, datapath: str) -> pd.DataFrame:
