@@ -55,6 +55,14 @@ def test_scaling_keeps_array_shapes_and_multiplies_pes():
     assert by["attn"].count == 5 and by["attn"].rows == 64        # round(2 x 2.6), shape kept
 
 
+def test_scaling_multiplies_the_vector_lanes_and_sram_bandwidth_and_keeps_the_sram_sizes():
+    base, c = Chip.of("a4.8").config(), scaled(Chip.of("a4.8"), 2.6).config()
+    assert (base.vector.lanes, c.vector.lanes) == (512, 1331)                       # round(512 x 2.6)
+    assert (base.sram.bandwidth_bytes_per_cycle, c.sram.bandwidth_bytes_per_cycle) == (16384, 42598)
+    assert (c.sram.weight_buffer_kib, c.sram.activation_buffer_kib, c.offchip) == (
+        base.sram.weight_buffer_kib, base.sram.activation_buffer_kib, base.offchip)
+
+
 def _line_points(fig) -> set[tuple[float, float]]:
     pts = set()
     for ax in fig.axes:

@@ -101,8 +101,8 @@ def test_report_section_and_headline_render_the_table(table):
     md = render_markdown(Document("t", sections=[sec]))
     assert "a4.8 against each baseline" in md and "iso-power left out" in md
     area = float(table[(table.basis == "iso-area") & (table.datapath == "a4.8")].area_mm2.iloc[0])
-    assert f"**iso-area**: every chip's arrays scaled so its whole chip has the a4.8 chip's area ({area:.1f} mm2), " \
-           "within 1 %" in md
+    assert (f"**iso-area**: every chip's arrays, vector lanes and SRAM bandwidth scaled by one factor so its whole "
+            f"chip has the a4.8 chip's area ({area:.1f} mm2), within 1 %") in md
     assert "**iso-peak**: the presets as shipped: the same clock, off-chip memory and SRAM" in md
     for d in B.BASELINES:
         assert f"a4.8 / {d}" in md

@@ -7,9 +7,10 @@ Nobody serves a 7B model in FP16 when speed matters, so the strongest-baseline r
 same zero skipping), at decode batch 1, 16 and 64 and context 2k and 32k, on three bases:
 
 * iso-peak: the presets as shipped;
-* iso-area: every chip's arrays scaled to the a4.8 chip's area (:func:`sizing.size_to_area`, no simulation);
-* iso-power: every chip's arrays scaled so its power on the prefill equals the a4.8 chip's there
-  (:func:`sizing.size_to_power`, a handful of prefill simulations per chip -- the costly basis).
+* iso-area: every chip's arrays, vector lanes and SRAM bandwidth scaled to the a4.8 chip's area
+  (:func:`sizing.size_to_area`, no simulation);
+* iso-power: every chip's arrays, vector lanes and SRAM bandwidth scaled so its power on the prefill equals the
+  a4.8 chip's there (:func:`sizing.size_to_power`, a handful of prefill simulations per chip -- the costly basis).
 
 A point whose weights and KV cache exceed the chip's off-chip capacity is not simulated: capacity does
 not depend on the basis (sizing scales arrays only), so the closed form :func:`footprint_bytes` decides

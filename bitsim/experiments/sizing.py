@@ -2,9 +2,9 @@
 
 The presets compare at iso-peak (same PE count, clock, memory, SRAM).  An architect also asks what
 each datapath does with the same silicon or the same power.  Here a chip is scaled by one knob --
-every compute array's copy count times a factor, then the largest array's rows tuned so the target
-is met within a tolerance -- and the result says which basis sized it, the target, what was met
-and by how much.
+every compute array's copy count, the vector lanes and the SRAM bandwidth times a factor, then the
+largest array's rows tuned so the target is met within a tolerance -- and the result says which basis
+sized it, the target, what was met and by how much.
 
 * iso-area: area from :func:`bitsim.experiments.chipmetrics.chip_area` (sim's whole-chip area when it
   has one, else the PE-array area at 45 nm, named), matched within 1 % with no simulation.
@@ -55,7 +55,8 @@ def _pes(chip: Chip) -> int:
 
 
 def scaled(chip: Chip, factor: float, main_factor: float | None = None, main_count: int | None = None) -> Chip:
-    """``chip`` with ``factor`` x the PEs of every array, near continuously in ``factor``.
+    """``chip`` with ``factor`` x the PEs of every array, near continuously in ``factor``, and ``factor`` x its
+    vector lanes and SRAM bandwidth (rounded).
 
     Each array keeps its shape and gets round(count x factor) copies (at least one); the largest
     array gets floor(count x main_factor) copies (``main_factor`` defaults to ``factor``), or exactly
@@ -69,7 +70,12 @@ def scaled(chip: Chip, factor: float, main_factor: float | None = None, main_cou
         raise ValueError(f"main_count must be a positive integer, got {main_count!r}")
     arrs = _arrays(chip)
     main = max(arrs, key=lambda a: a[1] * a[2] * a[3])
-    over: dict[str, int] = {}
+    cfg = chip.config()
+    # every unit that feeds the arrays scales with them (the iso-peak rule's side units: vector lanes and SRAM
+    # bandwidth per main-array MAC); memory, SRAM capacity, clock and fixed costs stay the preset's
+    over: dict[str, int] = {"vector.lanes": max(1, int(round(cfg.vector.lanes * factor))),
+                            "sram.bandwidth_bytes_per_cycle": max(1, int(round(cfg.sram.bandwidth_bytes_per_cycle
+                                                                                * factor)))}
     for name, rows, _cols, count in arrs:
         if name == main[0]:
             n = main_count if main_count is not None else max(1, int(math.floor(count * main_factor)))

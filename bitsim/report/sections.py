@@ -141,10 +141,11 @@ def _baselines_view(t: pd.DataFrame) -> pd.DataFrame:
 BASIS_MEANING = {
     "iso-peak": "the presets as shipped: the same clock, off-chip memory and SRAM, arrays sized for the same peak "
                 "MAC throughput",
-    "iso-area": "every chip's arrays scaled so its whole chip has the a4.8 chip's area{area}, within 1 %; clock, "
-                "memory and SRAM unchanged",
-    "iso-power": "every chip's arrays scaled so it draws the a4.8 chip's power on the {prefill}-token prefill "
-                 "(the compute-bound phase sets a power budget; within 1 %); clock, memory and SRAM unchanged"}
+    "iso-area": "every chip's arrays, vector lanes and SRAM bandwidth scaled by one factor so its whole chip has "
+                "the a4.8 chip's area{area}, within 1 %; clock, off-chip memory and SRAM sizes unchanged",
+    "iso-power": "every chip's arrays, vector lanes and SRAM bandwidth scaled by one factor so it draws the a4.8 "
+                 "chip's power on the {prefill}-token prefill (the compute-bound phase sets a power budget; within "
+                 "1 %); clock, off-chip memory and SRAM sizes unchanged"}
 
 
 def _basis_words(t: pd.DataFrame, basis: str, prefill: int) -> str:

@@ -60,8 +60,9 @@ NO_BASIS = "basis not recorded"
 BASIS_WORDS = {
     "iso-peak": "each datapath on its chip preset, sized for equal peak operations per second of its main operation "
                 "(attention array, vector lanes and SRAM bandwidth by the presets' one rule)",
-    "iso-area": "each datapath's chip with every compute array scaled (the study's iso-area sizing) to one whole-chip "
-                "area, stated in each chip YAML; vector unit, SRAM, off-chip memory and clock as its preset",
+    "iso-area": "each datapath's chip with every compute array, its vector lanes and its SRAM bandwidth scaled by one "
+                "factor (the study's iso-area sizing) to one whole-chip area, stated in each chip YAML; SRAM sizes, "
+                "off-chip memory and clock as its preset",
     "measured GPU": "a GPU built from its measured ceilings, sized to nothing else",
 }
 
