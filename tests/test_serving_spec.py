@@ -274,6 +274,17 @@ def test_a_chip_yaml_is_read_relative_to_the_spec_and_named_normalised_in_the_di
     assert spec_digest(load_spec(spec)) != before                       # the chip's contents are in the digest
 
 
+def test_a_chip_preset_named_by_name_has_its_yaml_in_the_digest(tmp_path, monkeypatch):
+    import bitsim.experiments.serving as serving_experiment
+    (tmp_path / "b1.58.yaml").write_text((serving_experiment.PRESET_DIR / "b1.58.yaml").read_text())
+    monkeypatch.setattr(serving_experiment, "PRESET_DIR", tmp_path)
+    spec = spec_from_dict(tiny_spec())
+    before = spec_digest(spec)
+    assert spec_digest(spec) == before
+    (tmp_path / "b1.58.yaml").write_text((tmp_path / "b1.58.yaml").read_text() + "\n# an edited preset\n")
+    assert spec_digest(spec) != before          # a run of the old preset is no longer up to date
+
+
 @pytest.mark.parametrize("chip, over, match", [
     (None, {}, r"spec.yaml: accelerator: no such YAML file '../chips/mine.yaml'"),
     (dict(vector=dict(lanes=-4)), {}, r"spec.yaml: accelerator: .*vector.lanes"),

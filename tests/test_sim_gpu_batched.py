@@ -16,7 +16,8 @@ from sim.compute.systolic import split_reduction, unpack_cycles
 from sim.config import PRESET_DIR, PRESETS, from_dict, load_yaml
 from sim.engine import plan_ops
 from sim.validation import fixed_costs, int4_unpack_rate, launch_counts, measured_kv_bits, with_launches
-from sim.validation.replay import MEASURED_DIR
+from sim.validation.replay import MEASURED_DIR, compare_measured
+from sim.validation.streams import baseline_ramp
 
 
 def _gpu(overhead_ns=1000.0, latency_ns=500.0):
@@ -160,6 +161,34 @@ def test_h100_like_carries_the_fixed_costs_and_int4_rate_its_measured_rows_give(
     serving = read_table(MEASURED_DIR / "measured_h100_serving.parquet", "measured_trace")
     rate = int4_unpack_rate(serving, cfg.arrays[0].count, cfg.clock_ghz, costs.launch_ns)
     assert cfg.arrays[0].unpack["int4"] == pytest.approx(rate, abs=0.01)
+    measured = read_table(MEASURED_DIR / "measured_h100_kernels2.parquet", "measured_trace")
+    bare = dataclasses.replace(cfg, arrays=tuple(dataclasses.replace(a, stream_ramp_ns={}) for a in cfg.arrays))
+    assert cfg.arrays[1].stream_ramp_ns == {"fp16": baseline_ramp(measured, bare, 50e6)}
+
+
+def _cublas_gemv_rows(us_small: float, us_large: float) -> pd.DataFrame:
+    base = dict(op="gemv", kernel="cublas_fp16", impl="baseline", precision="fp16", M=1, sparsity=0.0,
+                cuda_graph=True, bytes=0.0, ops=0.0, gbps=0.0, tops=0.0, exact=False, gpu="g", torch="t",
+                triton="t", cuda="c", date="d")
+    return pd.DataFrame([dict(base, N=4096, K=4096, us=us_small), dict(base, N=22016, K=4096, us=us_large)])
+
+
+def test_the_cublas_gemv_ramp_is_the_small_shapes_excess_over_the_replay_and_lands_on_the_gemvs_alone():
+    bare = sim.load_accelerator("h100-like")
+    bare = dataclasses.replace(bare, arrays=tuple(dataclasses.replace(a, stream_ramp_ns={}) for a in bare.arrays))
+    replay = compare_measured(_cublas_gemv_rows(1.0, 1.0), bare, flush_dirty_bytes=0.0)[0]["sim_us"].tolist()
+    rows = _cublas_gemv_rows(replay[0] + 2.5, replay[1] + 1.0)          # 2.5 us over the replay at 4096 x 4096
+    assert baseline_ramp(rows, bare, 0.0) == pytest.approx(2500.0, abs=0.1)
+    ramped = dataclasses.replace(bare, arrays=tuple(
+        dataclasses.replace(a, stream_ramp_ns={"fp16": 2500.0}) if a.name == "cuda_cores" else a for a in bare.arrays))
+    again = compare_measured(rows, ramped, flush_dirty_bytes=0.0)[0]["sim_us"].tolist()
+    assert again == pytest.approx([replay[0] + 2.5, replay[1] + 2.5], abs=0.01)
+    with pytest.raises(ValueError, match="no ramp at stream efficiency 1"):       # a per-byte shortfall
+        baseline_ramp(_cublas_gemv_rows(replay[0] + 1.0, replay[1] + 3.0), bare, 0.0)
+    with pytest.raises(ValueError, match="already carries an fp16 stream ramp"):
+        baseline_ramp(rows, ramped, 0.0)
+    with pytest.raises(ValueError, match="needs cublas_fp16 gemv rows"):
+        baseline_ramp(rows.iloc[:1], bare, 0.0)
 
 
 # ---------------------------------------------------------------- launch tables of the measured programs

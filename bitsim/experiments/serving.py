@@ -35,6 +35,7 @@ from contract.limits import limit
 from model.config import ModelConfig, get_config, weight_bytes
 from model.trace import TRACE_VERSION, build_trace, kv_bytes
 from model.zero_batch import fit_digest
+from sim.config import PRESET_DIR, PRESETS
 from sim.serving import (
     ChipFacts,
     GridCostModel,
@@ -198,11 +199,14 @@ def model_config(model: "str | ModelConfig", datapath: str, kv_bits: int | None 
 
 
 def spec_digest(spec: ServeSpec) -> str:
-    """A digest of everything a run's results depend on: the spec (with the contents of any YAML it names)
+    """A digest of everything a run's results depend on: the spec (with the contents of any YAML it names, a
+    chip preset named by its name included)
     :data:`RESULTS_VERSION` and the code that turns a shape into a cost (chip simulator, trace version, batch
     rule); a run folder holding the same digest is up to date."""
     files = {k: Path(v).read_text() for k, v in (("model", spec.model), ("accelerator", spec.accelerator))
              if v.endswith((".yaml", ".yml")) and Path(v).is_file()}
+    if spec.accelerator in PRESETS:             # a preset by name: its YAML is an input too
+        files["accelerator"] = (PRESET_DIR / PRESETS[spec.accelerator]).read_text()
     if spec.workload.csv:
         files["workload.csv"] = hashlib.sha256(Path(spec.workload.csv).read_bytes()).hexdigest()
     doc = json.dumps([RESULTS_VERSION, dataclasses.asdict(spec), files, _results_code_digest()], sort_keys=True,
@@ -817,7 +821,9 @@ def validation_table(cache_csv: "str | Path | None" = None, progress: Callable[[
     if gpu:
         parts.append(gpu_checks(cache_csv, progress=progress)[0])
         parts.append(iteration_table(progress=progress))
-        parts.append(shard_table())
+        shards = shard_table()
+        if len(shards):                 # no measured shards yet: no rows (an empty frame would untype the table)
+            parts.append(shards)
     return validate(pd.concat(parts, ignore_index=True), "serving_validation")
 
 

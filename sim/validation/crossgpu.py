@@ -40,7 +40,15 @@ from .reductions import (
     wide_row_calibration_mask,
 )
 from .replay import H100_L2_BYTES, MEASURED_DIR, SIM_VS_MEASURED_COLUMNS, compare_measured
-from .streams import add_stream_costs, has_stream_rows, stream_calibration_mask
+from .streams import (
+    BASELINE_OPERAND,
+    add_baseline_ramp,
+    add_stream_costs,
+    baseline_calibration_mask,
+    has_baseline_rows,
+    has_stream_rows,
+    stream_calibration_mask,
+)
 
 H200_MEASURED = MEASURED_DIR / "measured_h200_kernels.parquet"
 H200_PEAK_GBPS = 4800.0        # NVIDIA H200 datasheet: 4.8 TB/s HBM3e
@@ -82,6 +90,12 @@ def h200_like_raw(measured: pd.DataFrame | None = None) -> dict:
     _split_context(raw)
     if measured is not None and has_reduction_rows(measured):
         add_row_reductions(raw, measured, "the measured H200 table", H200_L2_BYTES)
+    if measured is not None and has_baseline_rows(measured):      # the H200's own, not the H100's
+        for a in raw["arrays"]:
+            a.get("stream_ramp_ns", {}).pop(BASELINE_OPERAND, None)
+        raw["calibration"].pop(f"arrays[cuda_cores].stream_ramp_ns.{BASELINE_OPERAND}", None)
+        add_baseline_ramp(raw, measured, from_dict(copy.deepcopy(raw), where=NAME), "the measured H200 table",
+                          H200_L2_BYTES)
     from_dict(copy.deepcopy(raw), where=NAME)
     return raw
 
@@ -216,12 +230,21 @@ def triton_yaml(cfg: AcceleratorConfig, h100_source: str) -> str:
     return "\n".join(head) + "\n" + yaml.safe_dump(raw, sort_keys=False, default_flow_style=None, width=200)
 
 
+def h200_calibration_mask(rows: pd.DataFrame) -> pd.Series:
+    """True on the H200 rows a cost of the H200 presets is derived from: two quantizer rows (row reductions), our
+    two GEMV shapes (stream costs), the KV3 attention rows, the GLU quantizer row (spilled-row rate) and the cuBLAS
+    GEMV row (its ramp); every other row is held out."""
+    return (reduction_calibration_mask(rows) | stream_calibration_mask(rows) | kv_calibration_mask(rows)
+            | baseline_calibration_mask(rows) | (wide_row_calibration_mask(rows) & (rows["impl"] == "ours")))
+
+
 def cross_gpu_table(h100_measured: pd.DataFrame, h200_measured: pd.DataFrame
                     ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per row (``sim_vs_measured``) and per class (``sim_validation``) error on the H200 rows,
     with every kernel parameter fitted on the H100 (see module doc).  Every row is ``held-out`` except the
-    two quantizer rows the row-reduction costs are derived from (:mod:`sim.validation.reductions`) and the two
-    GEMV rows the stream costs are derived from (:mod:`sim.validation.streams`), split ``calibration``."""
+    two quantizer rows the row-reduction costs are derived from (:mod:`sim.validation.reductions`), the two
+    GEMV rows the stream costs are derived from and the cuBLAS GEMV row its ramp is derived from
+    (:mod:`sim.validation.streams`), split ``calibration``."""
     validate(h100_measured, "measured_trace")
     validate(h200_measured, "measured_trace")
     raw = h200_like_raw(h200_measured)
@@ -233,8 +256,7 @@ def cross_gpu_table(h100_measured: pd.DataFrame, h200_measured: pd.DataFrame
         if sel.any():
             part = m[sel].reset_index(drop=True)
             rows, _ = compare_measured(part, cfg, flush_dirty_bytes=H200_L2_BYTES)
-            cal = (reduction_calibration_mask(part) | stream_calibration_mask(part) | kv_calibration_mask(part)
-                   | (wide_row_calibration_mask(part) & (part["impl"] == "ours"))).to_numpy()
+            cal = h200_calibration_mask(part).to_numpy()
             parts.append(rows.assign(split=[SPLITS[0] if c else SPLITS[1] for c in cal]))
     if not parts:
         return pd.DataFrame(columns=SIM_VS_MEASURED_COLUMNS), pd.DataFrame(columns=SIM_VALIDATION_COLUMNS)

@@ -8,6 +8,7 @@ held-out ones.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -19,23 +20,35 @@ from ..config import AcceleratorConfig, load_accelerator
 from .calibrate import calibration_mask
 from .mape import SIM_VALIDATION_COLUMNS, mape_by_class
 from .replay import H100_L2_BYTES, SIM_VS_MEASURED_COLUMNS, compare_measured
+from .streams import baseline_calibration_mask
+
+
+def h100_calibration_mask(m: pd.DataFrame) -> pd.Series:
+    """True on the rows the H100 presets are fitted or derived on: :func:`calibration_mask` for ours, and the
+    cuBLAS GEMV row ``h100-like``'s FP16 ramp is derived from."""
+    return calibration_mask(m) | (baseline_calibration_mask(m) & (m["impl"] != "ours"))
 
 
 def validation_table(measured: pd.DataFrame, ideal: "str | Path | AcceleratorConfig" = "h100-like",
                      fitted: "str | Path | AcceleratorConfig" = "h100-triton",
-                     flush_dirty_bytes: float = H100_L2_BYTES) -> tuple[pd.DataFrame, pd.DataFrame]:
+                     flush_dirty_bytes: float = H100_L2_BYTES,
+                     calibration: "Callable[[pd.DataFrame], pd.Series]" = h100_calibration_mask
+                     ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-class MAPE of the measured kernels, each replayed on the preset that describes it.
 
     Tuning rows (kernel names ending ``_cfg``) are dropped.  Baseline rows
-    (``impl`` baseline: cuBLAS, torch SDPA, gemlite) run on ``ideal``; none of
-    them was used to fit it, so all are ``held-out``.  Our kernels' rows
+    (``impl`` baseline: cuBLAS, torch SDPA, gemlite) run on ``ideal``; all are
+    ``held-out`` but the cuBLAS GEMV row its FP16 ramp is derived from
+    (:func:`sim.validation.streams.baseline_calibration_mask`).  ``calibration``: the mask of the rows the
+    presets were fitted or derived on (default: the H100 presets'; the H200 presets' is
+    :func:`sim.validation.crossgpu.h200_calibration_mask`).  Our kernels' rows
     (``impl`` ours) run on ``fitted``; rows of the calibration subset of
     :mod:`sim.validation.calibrate` are split ``calibration``, the rest ``held-out``.
     Returns (per row: table ``sim_vs_measured``, per class by ``kernel_class``:
     table ``sim_validation``), per preset then split.
     """
     m = measured_final_rows(measured).reset_index(drop=True)
-    cal = calibration_mask(m)
+    cal = calibration(m)
     tables, parts = [], []
     for preset, sel in ((ideal, m["impl"] != "ours"), (fitted, m["impl"] == "ours")):
         if not sel.any():
