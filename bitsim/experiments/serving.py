@@ -806,7 +806,8 @@ def shard_table(measured: "pd.DataFrame | str | Path" = MEASURED_SHARDS) -> pd.D
                              f"known: {sorted(GPU_PRESETS)}")
         accel = accels.setdefault(pair[0], make_accelerator(pair[0], {}))
         us, launches = shard_linear_us(int(r["tp"]), int(r["M"]), accel)
-        out.append(row(f"70B layer linear part, TP {int(r['tp'])} shard, batch {int(r['M'])} ({GPU_DATAPATH}, "
+        what = f"prefill of {int(r['M'])} tokens" if int(r["M"]) > VLLM054.max_batch else f"batch {int(r['M'])}"
+        out.append(row(f"70B layer linear part, TP {int(r['tp'])} shard, {what} ({GPU_DATAPATH}, "
                        f"{launches} launches; measured graph {int(r['launches'])} kernels) on {pair[0]}", "shard",
                        us, float(r["us"]), "us", ITERATION_TOLERANCE,
                        f"{source}: shard_linear {r['kernel']} M={int(r['M'])} ({r['gpu']})"))

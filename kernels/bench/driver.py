@@ -18,7 +18,7 @@ again (a run cut short keeps what it measured):
 ``prefill``  M = 2048 / 8192 GEMMs (A8, A4-int8, A4-FP8, FP8 without the decode, the two-pass route) vs
              cuBLAS
 ``fp8exact`` where the FP8 accumulator stops being exact without promotion
-``shard``    one GPU's share of a tensor-parallel 70B decode step (TP 2 and 8, batch 8-256): the shard GEMMs
+``shard``    one GPU's share of a tensor-parallel 70B step (TP 2 and 8, batch 8-256, prefill 2048 / 6144): the GEMMs
              as cuBLAS FP8, and the layer's linear part for W8A8-FP8 and b1.58, all-reduces left out
 
 Outputs under ``--out``: ``measured_trace.{parquet,csv}``, ``board_energy.{parquet,csv}``,

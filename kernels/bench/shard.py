@@ -4,7 +4,8 @@ A tensor-parallel deployment runs on each GPU the same GEMMs cut by the degree `
 column / row split, :func:`kernels.bench.tensor_parallel.shards`).  Rank 0's share of a Llama-3-70B
 layer therefore runs on one GPU with no collective at all, and its time is the compute part of a
 tensor-parallel decode iteration: what the serving simulator's per-iteration cost is made of at 70B.
-For ``tp`` in :data:`SHARD_TPS` and every batch in :data:`SHARD_MS`:
+For ``tp`` in :data:`SHARD_TPS` and every batch in :data:`SHARD_MS` (decode batches of 8 to 256 sequences, and
+2,048 and 6,144 prompt tokens: a prefill batch runs the same GEMMs with M = its tokens):
 
 * each of the four shard GEMMs (fused QKV, Wo, fused gate/up, Wdown) as cuBLAS FP8 (W8A8, activations
   already quantized per token, per-row weight scales: ``torch._scaled_mm``), in a CUDA graph over
@@ -26,7 +27,7 @@ from kernels.bench.harness import MeasurementLog, capture_graph, time_rotating, 
 from kernels.bench.tensor_parallel import LLAMA_70B, ShardedLayer, shards
 
 SHARD_TPS = (2, 8)
-SHARD_MS = (8, 32, 64, 128, 256)
+SHARD_MS = (8, 32, 64, 128, 256, 2048, 6144)     # decode batches, then prefill batches of prompt tokens
 SHARD_DATAPATHS = ("w8a8-fp8", "b1.58")
 #: weight bytes per element of each datapath's shard GEMMs (b1.58: 2-bit packed codes)
 WEIGHT_BYTES = {"w8a8-fp8": 1.0, "b1.58": 0.25}
