@@ -57,7 +57,7 @@ def _gemm_rows(log: MeasurementLog, tp: int, name: str, N: int, K: int, Ms, read
         x = torch.randn(M, K, device="cuda", generator=g).to(torch.float16)
         xq, xs = f8.quantize(x)
         t, c = time_rotating(lambda w: torch._scaled_mm(xq, w.t(), scale_a=xs, scale_b=f8.w_scale,
-                                                        out_dtype=torch.float16), [f8.wq])
+                                                        out_dtype=torch.bfloat16), [f8.wq])
         nbytes = 1.0 * N * K + M * K + 2 * M * N
         log.add(op="gemm", kernel="cublas_fp8_w8a8", impl="baseline", precision="w8a8-fp8", M=M, N=N, K=K,
                 timing=t, bytes=nbytes, ops=2.0 * M * N * K, exact=False, floor_us=nbytes / read_gbps / 1e3,

@@ -185,8 +185,9 @@ def _fp8_linear(x: torch.Tensor, wf: torch.Tensor, w_scale: torch.Tensor) -> tor
     """W8A8-FP8: per-token activation scale, per-channel weight scale (cuBLAS on a GPU; float32 on a CPU)."""
     xs = x.float().abs().amax(dim=1, keepdim=True).clamp_min(1e-8) / E4M3_MAX
     xf = (x.float() / xs).to(torch.float8_e4m3fn)
-    if x.device.type == "cuda":
-        return torch._scaled_mm(xf, wf.t(), scale_a=xs, scale_b=w_scale.reshape(1, -1), out_dtype=torch.float16)
+    if x.device.type == "cuda":     # cuBLAS's row-wise scaled FP8 GEMM writes bf16 only: cast back to x's type
+        return torch._scaled_mm(xf, wf.t(), scale_a=xs, scale_b=w_scale.reshape(1, -1),
+                                out_dtype=torch.bfloat16).to(x.dtype)
     return (xf.float() @ wf.float().t()) * xs * w_scale.reshape(1, -1)
 
 

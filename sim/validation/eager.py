@@ -58,17 +58,18 @@ QUANT_KV_ATTENTION = {"rope": TORCH_ROPE, "attn_qk": 2, "softmax": 0, "attn_pv":
 
 
 #: ``kernels.bench.tensor_parallel._fp8_linear``: x.float(), abs, amax, clamp_min, / E4M3_MAX, x.float() again,
-#: x / s, cast to FP8 (its ``_scaled_mm`` writes fp16: no cast after the GEMM).
+#: x / s, cast to FP8.
 SHARD_FP8_QUANTIZE = 8
 #: Launches per op of one tensor-parallel shard's linear part (``ShardedLayer.step`` without its all-reduces,
-#: variant ``shard_linear`` of kernels/bench/shard.py): the four GEMMs, each after its activation quantizer,
-#: the two residual adds and the ReLU² GLU (relu, square, times the up half).  Ops it does not run are absent.
+#: variant ``shard_linear`` of kernels/bench/shard.py): the four GEMMs, each after its activation quantizer and
+#: followed by the cast of its bf16 output, the two residual adds and the ReLU² GLU (relu, square, times the up
+#: half).  Ops it does not run are absent.
 SHARD_LINEAR = {
     "quant_qkv": SHARD_FP8_QUANTIZE, "quant_o": SHARD_FP8_QUANTIZE, "quant_ffn": SHARD_FP8_QUANTIZE,
     "quant_down": SHARD_FP8_QUANTIZE,
-    "q_proj": 1, "k_proj": 0, "v_proj": 0,           # one fused QKV matrix
-    "o_proj": 2, "down_proj": 2,                     # the GEMM and the residual add
-    "gate_proj": 1, "up_proj": 0,                    # one fused gate/up matrix
+    "q_proj": 2, "k_proj": 0, "v_proj": 0,           # one fused QKV matrix and its cast
+    "o_proj": 3, "down_proj": 3,                     # the GEMM, its cast and the residual add
+    "gate_proj": 2, "up_proj": 0,                    # one fused gate/up matrix and its cast
     "glu": 3,
 }
 
