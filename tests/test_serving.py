@@ -587,5 +587,5 @@ def test_shard_rows_simulate_one_layers_linear_part_of_each_measured_w8a8_shard_
                      ("h100-like", [0], 8, 8192, ["gemm", "vector"], 45)]
     assert t["reference"].tolist() == [250.0, 100.0] and t["simulated"].tolist() == pytest.approx([200.0, 200.0])
     assert t["passed"].tolist() == [True, False] and set(t["group"]) == {"shard"}
-    assert "TP 8 shard, batch 8" in t["check"].iloc[1] and "measured graph 45 kernels" in t["check"].iloc[1]
+    assert "TP 8 shard, batch 8" in t["check"].iloc[1] and "measured program 45 kernels" in t["check"].iloc[1]
     assert serving_experiment.shard_table(Path("no/such/table.parquet")).empty

@@ -788,7 +788,7 @@ def shard_linear_us(tp: int, batch: int, accel: sim.AcceleratorConfig) -> tuple[
 def shard_table(measured: "pd.DataFrame | str | Path" = MEASURED_SHARDS) -> pd.DataFrame:
     """Rows (group ``shard``): one GPU's share of a tensor-parallel 70B decode layer's linear part, simulated on the
     GPU's measured-ceilings preset against the measured ``shard_linear`` rows (W8A8-FP8), within
-    :data:`ITERATION_TOLERANCE`; nothing is fitted to them.  The check names the kernels the measured graph held
+    :data:`ITERATION_TOLERANCE`; nothing is fitted to them.  The check names the kernels the measured program launches
     beside the launch table's count.  No rows when the table is absent."""
     source = "measured shards"
     if not isinstance(measured, pd.DataFrame):
@@ -808,7 +808,7 @@ def shard_table(measured: "pd.DataFrame | str | Path" = MEASURED_SHARDS) -> pd.D
         us, launches = shard_linear_us(int(r["tp"]), int(r["M"]), accel)
         what = f"prefill of {int(r['M'])} tokens" if int(r["M"]) > VLLM054.max_batch else f"batch {int(r['M'])}"
         out.append(row(f"70B layer linear part, TP {int(r['tp'])} shard, {what} ({GPU_DATAPATH}, "
-                       f"{launches} launches; measured graph {int(r['launches'])} kernels) on {pair[0]}", "shard",
+                       f"{launches} launches; measured program {int(r['launches'])} kernels) on {pair[0]}", "shard",
                        us, float(r["us"]), "us", ITERATION_TOLERANCE,
                        f"{source}: shard_linear {r['kernel']} M={int(r['M'])} ({r['gpu']})"))
     return pd.DataFrame(out, columns=list(row("", "", 0.0, 1.0, "", 0.0, "")))

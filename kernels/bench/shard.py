@@ -13,7 +13,7 @@ For ``tp`` in :data:`SHARD_TPS` and every batch in :data:`SHARD_MS` (decode batc
 * the layer's whole linear part as :class:`~kernels.bench.tensor_parallel.ShardedLayer` runs it with
   the all-reduces left out (the four GEMMs, the per-token FP8 quantization before each, the residual
   adds and the GLU), for W8A8-FP8 and b1.58, one CUDA graph, L2 flushed before each replay (``op``
-  "shard_linear"; ``launches`` the kernels the captured graph holds).
+  "shard_linear"; ``launches`` the kernels one eager call launches, counted by torch.profiler).
 
 Every row carries ``floor_us``, its weight and activation bytes at the run's measured read rate.
 """
@@ -65,12 +65,18 @@ def _gemm_rows(log: MeasurementLog, tp: int, name: str, N: int, K: int, Ms, read
                 note=f"rank 0 shard of {LLAMA_70B.name} at TP {tp}: {name}; activations already quantized")
 
 
-def _graph_kernels(graph: "torch.cuda.CUDAGraph") -> int:
-    """Kernel nodes of a captured graph (0 where this torch cannot tell)."""
-    try:
-        return int(graph.num_nodes())           # nodes of a stream capture are the kernels and memsets
-    except (AttributeError, RuntimeError):
-        return 0
+def count_kernels(fn) -> int:
+    """CUDA kernels one eager call of ``fn`` launches (torch.profiler's kernel events; memcpy / memset left out)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    fn()                                        # warm: first-call allocations and autotuning stay out
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        fn()
+        torch.cuda.synchronize()
+    kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA
+               and not str(e.name).lower().startswith(("memcpy", "memset"))]
+    return len(kernels)
 
 
 def _layer_rows(log: MeasurementLog, tp: int, dp: str, Ms, read_gbps: float) -> None:
@@ -79,13 +85,14 @@ def _layer_rows(log: MeasurementLog, tp: int, dp: str, Ms, read_gbps: float) -> 
     for M in Ms:
         x = torch.randn(M, LLAMA_70B.hidden, device="cuda", generator=torch.Generator(device="cuda").manual_seed(M)
                         ).to(torch.float16)
+        launches = count_kernels(lambda: layer.step(x, reduce=False))
         graph = capture_graph([lambda: layer.step(x, reduce=False)])
         t = time_us(graph.replay, rep_ms=100)
         nbytes = wbytes + 2.0 * M * sum(p.K + p.N for p in layer.parts)
         log.add(op="shard_linear", kernel=f"70b_tp{tp}_{dp}", impl="ours" if dp == "b1.58" else "baseline",
                 precision=dp, M=M, N=LLAMA_70B.hidden, K=LLAMA_70B.ffn // tp, timing=t, bytes=nbytes,
                 ops=2.0 * M * sum(p.N * p.K for p in layer.parts), exact=False, cuda_graph=True,
-                floor_us=nbytes / read_gbps / 1e3, launches=_graph_kernels(graph), model=LLAMA_70B.name, tp=tp,
+                floor_us=nbytes / read_gbps / 1e3, launches=launches, model=LLAMA_70B.name, tp=tp,
                 note=f"rank 0 of {LLAMA_70B.name} at TP {tp}: QKV, Wo, gate/up, Wdown with their activation "
                      f"quantization, residual adds and GLU; all-reduces and attention left out")
         del graph
