@@ -45,6 +45,12 @@ class Fp8Linear:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.matmul(*self.quantize(x)).to(x.dtype)
 
+    def emulated(self, x: torch.Tensor) -> torch.Tensor:
+        """The same arithmetic in float32 on any device (no cuBLAS): the codes' products accumulated in float32,
+        then both scales; a CPU stand-in for :meth:`__call__`."""
+        xq, s = self.quantize(x)
+        return (xq.float() @ self.wq.float().t()) * s * self.w_scale
+
     def dequantized(self) -> torch.Tensor:
         return self.wq.float() * self.w_scale.t()
 

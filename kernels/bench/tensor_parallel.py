@@ -40,6 +40,7 @@ import torch.multiprocessing as mp
 import model.quant as Q
 from contract import write_table
 from contract.io import read_json, write_json_atomic
+from kernels.baselines import Fp8Linear
 from kernels.packing import pack_ternary
 from kernels.ternary_gemm import w158_matmul
 
@@ -109,7 +110,7 @@ class ShardedLayer:
             dtype = torch.float16 if self.device.type == "cuda" else torch.float32
             return w.to(self.device, dtype)
         if self.datapath == "w8a8-fp8":
-            return _fp8_weights(w.to(self.device))
+            return Fp8Linear(w.to(self.device))
         q = Q.quantize_ternary(w)
         return q if self.device.type != "cuda" else _pack_for_gpu(q, self.device)
 
@@ -118,8 +119,8 @@ class ShardedLayer:
         w = self.weights[name]
         if self.datapath == "fp16":
             return x.to(w.dtype) @ w.t()
-        if self.datapath == "w8a8-fp8":
-            return _fp8_linear(x, *w)
+        if self.datapath == "w8a8-fp8":     # cuBLAS FP8 on a GPU, its float32 emulation on a CPU
+            return w(x) if self.device.type == "cuda" else w.emulated(x)
         xq = Q.quantize_int8(x.float())
         if self.device.type == "cuda":
             return _ternary_gpu(xq, w)
@@ -170,25 +171,6 @@ def _pack_for_gpu(q: Q.QTensor, device: torch.device):
 def _ternary_gpu(xq: Q.QTensor, w) -> torch.Tensor:
     packed, scale, n = w
     return w158_matmul(xq.codes, xq.scale.float().reshape(-1, 1), packed, scale, n)
-
-
-E4M3_MAX = 448.0    # largest finite float8 e4m3fn value (OCP FP8 specification)
-
-
-def _fp8_weights(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-output-channel FP8 weights: ``w / s`` on the e4m3 grid with ``s = max|w_row| / 448``."""
-    s = w.abs().amax(dim=1, keepdim=True).clamp_min(1e-8) / E4M3_MAX
-    return (w / s).to(torch.float8_e4m3fn), s.float()
-
-
-def _fp8_linear(x: torch.Tensor, wf: torch.Tensor, w_scale: torch.Tensor) -> torch.Tensor:
-    """W8A8-FP8: per-token activation scale, per-channel weight scale (cuBLAS on a GPU; float32 on a CPU)."""
-    xs = x.float().abs().amax(dim=1, keepdim=True).clamp_min(1e-8) / E4M3_MAX
-    xf = (x.float() / xs).to(torch.float8_e4m3fn)
-    if x.device.type == "cuda":     # cuBLAS's row-wise scaled FP8 GEMM writes bf16 only: cast back to x's type
-        return torch._scaled_mm(xf, wf.t(), scale_a=xs, scale_b=w_scale.reshape(1, -1),
-                                out_dtype=torch.bfloat16).to(x.dtype)
-    return (xf.float() @ wf.float().t()) * xs * w_scale.reshape(1, -1)
 
 
 # ----------------------------------------------------------------------------- timing on one rank

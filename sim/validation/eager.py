@@ -57,16 +57,12 @@ PER_OPERATOR = {
 QUANT_KV_ATTENTION = {"rope": TORCH_ROPE, "attn_qk": 2, "softmax": 0, "attn_pv": 1}
 
 
-#: ``kernels.bench.tensor_parallel._fp8_linear``: x.float(), abs, amax, clamp_min, / E4M3_MAX, x.float() again,
-#: x / s, cast to FP8.
-SHARD_FP8_QUANTIZE = 8
 #: Launches per op of one tensor-parallel shard's linear part (``ShardedLayer.step`` without its all-reduces,
-#: variant ``shard_linear`` of kernels/bench/shard.py): the four GEMMs, each after its activation quantizer and
-#: followed by the cast of its bf16 output, the two residual adds and the ReLU² GLU (relu, square, times the up
-#: half).  Ops it does not run are absent.
+#: variant ``shard_linear`` of kernels/bench/shard.py; its linears are ``kernels.baselines.Fp8Linear``): the four
+#: GEMMs, each after its activation quantizer (:data:`FP8_QUANTIZE`) and followed by the cast of its bf16 output,
+#: the two residual adds and the ReLU² GLU (relu, square, times the up half).  Ops it does not run are absent.
 SHARD_LINEAR = {
-    "quant_qkv": SHARD_FP8_QUANTIZE, "quant_o": SHARD_FP8_QUANTIZE, "quant_ffn": SHARD_FP8_QUANTIZE,
-    "quant_down": SHARD_FP8_QUANTIZE,
+    "quant_qkv": FP8_QUANTIZE, "quant_o": FP8_QUANTIZE, "quant_ffn": FP8_QUANTIZE, "quant_down": FP8_QUANTIZE,
     "q_proj": 2, "k_proj": 0, "v_proj": 0,           # one fused QKV matrix and its cast
     "o_proj": 3, "down_proj": 3,                     # the GEMM, its cast and the residual add
     "gate_proj": 2, "up_proj": 0,                    # one fused gate/up matrix and its cast
