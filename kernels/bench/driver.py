@@ -130,7 +130,8 @@ def run_benchmark(args: argparse.Namespace) -> int:
         "energy": energies,
         "serving": lambda: gemm.serving_section(log, check=check, read_gbps=state["read_gbps"]),
         "batch": batch_tokens,
-        "shard": lambda: shard.shard_section(log, read_gbps=state["read_gbps"] if measured_rate else None),
+        "shard": lambda: shard.shard_section(log, read_gbps=state["read_gbps"] if measured_rate else None,
+                                             checkpoint=lambda: _write(log, out)),
     }
     for name in SECTIONS:
         if name not in secs or name in done:

@@ -19,6 +19,8 @@ Every row carries ``floor_us``, its weight and activation bytes at the run's mea
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from kernels.baselines import Fp8Linear
@@ -34,9 +36,10 @@ WEIGHT_BYTES = {"w8a8-fp8": 1.0, "b1.58": 0.25}
 
 
 def shard_section(log: MeasurementLog, tps=SHARD_TPS, Ms=SHARD_MS, datapaths=SHARD_DATAPATHS,
-                  read_gbps: float | None = None) -> None:
+                  read_gbps: float | None = None, checkpoint: Callable[[], None] = lambda: None) -> None:
     """The shard GEMM rows and the shard layer rows of every degree in ``tps`` at every batch in ``Ms``
-    (``read_gbps``: this run's read rate; measured here when None)."""
+    (``read_gbps``: this run's read rate; measured here when None; ``checkpoint`` writes the outputs so far,
+    called after each degree: a run cut short keeps them)."""
     read_gbps = read_gbps if read_gbps is not None else measure_read_rate(log)
     for tp in tps:
         for part in shards(LLAMA_70B, tp):
@@ -48,6 +51,7 @@ def shard_section(log: MeasurementLog, tps=SHARD_TPS, Ms=SHARD_MS, datapaths=SHA
             except Exception as e:  # noqa: BLE001 - one datapath failing must not lose the others
                 log.note(what="shard layer failed", tp=tp, datapath=dp, error=repr(e)[-600:])
             torch.cuda.empty_cache()
+        checkpoint()
 
 
 def _gemm_rows(log: MeasurementLog, tp: int, name: str, N: int, K: int, Ms, read_gbps: float) -> None:
