@@ -52,7 +52,14 @@ from sim.serving import (
     write_timeline,
 )
 from sim.serving.metrics import at_max
-from sim.serving.validation import ITERATION_TOLERANCE, allreduce_checks, hand_checks, iteration_checks, row
+from sim.serving.validation import (
+    ITERATION_TOLERANCE,
+    ROW_COLUMNS,
+    allreduce_checks,
+    hand_checks,
+    iteration_checks,
+    row,
+)
 from sim.serving.workload import anchor, anchors, generate, load_requests
 from sim.validation import GPU_PRESETS, gpu_presets, launch_counts, measured_kv_bits, with_launches
 
@@ -793,7 +800,7 @@ def shard_table(measured: "pd.DataFrame | str | Path" = MEASURED_SHARDS) -> pd.D
     source = "measured shards"
     if not isinstance(measured, pd.DataFrame):
         if not Path(measured).exists():
-            return pd.DataFrame(columns=list(row("", "", 0.0, 1.0, "", 0.0, "")))
+            return pd.DataFrame(columns=ROW_COLUMNS)
         source = Path(measured).name
         measured = read_table(measured, "measured_trace")
     sel = measured[(measured["op"] == "shard_linear") & (measured["precision"] == GPU_DATAPATH)]
@@ -811,7 +818,7 @@ def shard_table(measured: "pd.DataFrame | str | Path" = MEASURED_SHARDS) -> pd.D
                        f"{launches} launches; measured program {int(r['launches'])} kernels) on {pair[0]}", "shard",
                        us, float(r["us"]), "us", ITERATION_TOLERANCE,
                        f"{source}: shard_linear {r['kernel']} M={int(r['M'])} ({r['gpu']})"))
-    return pd.DataFrame(out, columns=list(row("", "", 0.0, 1.0, "", 0.0, "")))
+    return pd.DataFrame(out, columns=ROW_COLUMNS)
 
 
 def validation_table(cache_csv: "str | Path | None" = None, progress: Callable[[str], None] | None = None,
@@ -822,10 +829,9 @@ def validation_table(cache_csv: "str | Path | None" = None, progress: Callable[[
     if gpu:
         parts.append(gpu_checks(cache_csv, progress=progress)[0])
         parts.append(iteration_table(progress=progress))
-        shards = shard_table()
-        if len(shards):                 # no measured shards yet: no rows (an empty frame would untype the table)
-            parts.append(shards)
-    return validate(pd.concat(parts, ignore_index=True), "serving_validation")
+        parts.append(shard_table())
+    # a group with no rows (no measured shards yet) is left out: an empty frame would untype the table's columns
+    return validate(pd.concat([p for p in parts if len(p)], ignore_index=True), "serving_validation")
 
 
 # ---------------------------------------------------------------------------- the study's serving comparison

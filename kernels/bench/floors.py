@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from kernels.bench.harness import MeasurementLog, time_rotating, time_us
+from kernels.bench.harness import MeasurementLog, Timing, time_rotating, time_us
 from kernels.floor import floor_read, floor_read_reference
 
 #: packed 2-bit bytes of the 7B decode operands (N x K / 4), and the KV3 cache at ctx 2048
@@ -65,22 +65,26 @@ def _gemm_ceilings(log: MeasurementLog, S: int = 8192) -> dict:
     return out
 
 
+def _time_read() -> tuple[Timing, int]:
+    """``floor_read`` over 2 GiB of int32 (its output buffer allocated once): the timing and the bytes read."""
+    src = torch.randint(-2 ** 31, 2 ** 31 - 1, (1 << 29,), device="cuda", dtype=torch.int32)
+    out = floor_read(src)
+    return time_us(lambda: floor_read(src, out), rep_ms=100), src.numel() * 4
+
+
 def _read_ceiling(log: MeasurementLog) -> float:
-    big = torch.randint(-2 ** 31, 2 ** 31 - 1, (1 << 29,), device="cuda", dtype=torch.int32)   # 2 GiB
-    t = time_us(lambda: floor_read(big), rep_ms=100)
-    log.add(op="ceiling", kernel="floor_read", impl="ours", precision="int32", M=1, N=big.numel(), K=1, timing=t,
-            bytes=big.numel() * 4, ops=0.0, exact=True)
-    return big.numel() * 4 / t.median / 1e3
+    t, nbytes = _time_read()
+    log.add(op="ceiling", kernel="floor_read", impl="ours", precision="int32", M=1, N=nbytes // 4, K=1, timing=t,
+            bytes=nbytes, ops=0.0, exact=True)
+    return nbytes / t.median / 1e3
 
 
 def measure_read_rate(log: MeasurementLog) -> float:
     """GB/s of ``floor_read`` over 2 GiB, noted as this run's read rate (for the bytes floors of a section
     that runs without the ``floors`` section)."""
-    src = torch.empty(2 ** 29, device="cuda", dtype=torch.int32).random_()
-    out = floor_read(src)
-    t = time_us(lambda: floor_read(src, out), rep_ms=100)
-    gbps = src.numel() * 4 / t.median / 1e3
-    log.note(what="ceilings", read_gbps=round(gbps, 1), src_bytes=src.numel() * 4)
+    t, nbytes = _time_read()
+    gbps = nbytes / t.median / 1e3
+    log.note(what="ceilings", read_gbps=round(gbps, 1), src_bytes=nbytes)
     return gbps
 
 

@@ -32,6 +32,10 @@ def row(check: str, group: str, simulated: float, reference: float, unit: str, t
                 error=float(err), tolerance=float(tolerance), passed=bool(abs(err) <= tolerance), source=source)
 
 
+#: The columns of a :func:`row` (the ``serving_validation`` table's), for a frame that may have no rows.
+ROW_COLUMNS = list(row("", "", 0.0, 1.0, "", 0.0, ""))
+
+
 def _hand_model() -> LinearCostModel:
     f = ChipFacts(name="hand", weight_bytes=1e9, kv_bytes_per_token=1e5, capacity_bytes=10e9, hidden=1024,
                   n_layers=4)
@@ -132,4 +136,4 @@ def iteration_checks(measured: pd.DataFrame, simulate_us: Callable[[pd.Series], 
         out.append(row(f"decode iteration {r['kernel']} ({r['impl']}, {r['variant'] or 'default'}), "
                        f"batch {int(r['M'])} context {int(r['K'])} on {preset}", "iteration", us, float(r["us"]), "us",
                        ITERATION_TOLERANCE, f"{source}: token_decode {r['kernel']} M={int(r['M'])} ({r['gpu']})"))
-    return pd.DataFrame(out, columns=list(row("", "", 0.0, 1.0, "", 0.0, "")))
+    return pd.DataFrame(out, columns=ROW_COLUMNS)

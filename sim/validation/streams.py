@@ -47,10 +47,16 @@ class StreamCosts:
                 f"arrays[{ARRAY}].stream_efficiency.{OPERAND}": f"{self.efficiency:.4g}: {how}"}
 
 
-def _gemv_rows(measured: pd.DataFrame) -> pd.Series:
+def _calibration_shapes(measured: pd.DataFrame) -> pd.Series:
+    """True on the rows of one of :data:`CALIBRATION_SHAPES` (any kernel)."""
     shape = pd.Series(False, index=measured.index)
     for n, k in CALIBRATION_SHAPES:
         shape |= (measured["N"] == n) & (measured["K"] == k)
+    return shape
+
+
+def _gemv_rows(measured: pd.DataFrame) -> pd.Series:
+    shape = _calibration_shapes(measured)
     return ((measured["op"] == "gemv") & (measured["kernel"] == KERNEL) & (measured["M"] == 1) & shape
             & measured["cuda_graph"].astype(bool) & (measured["sparsity"] == 0)
             & ~measured.get("pdl", pd.Series("", index=measured.index)).astype(str).isin(("True", "true")))
@@ -123,9 +129,7 @@ BASELINE_KERNEL, BASELINE_OPERAND = "cublas_fp16", "fp16"
 
 
 def _baseline_rows(measured: pd.DataFrame) -> pd.DataFrame:
-    shape = pd.Series(False, index=measured.index)
-    for n, k in CALIBRATION_SHAPES:
-        shape |= (measured["N"] == n) & (measured["K"] == k)
+    shape = _calibration_shapes(measured)
     return measured[(measured["op"] == "gemv") & (measured["kernel"] == BASELINE_KERNEL) & (measured["M"] == 1)
                     & shape & measured["cuda_graph"].astype(bool)]
 
