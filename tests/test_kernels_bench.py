@@ -150,3 +150,16 @@ def test_launch_floor_goal_takes_the_chain_of_the_same_launches_and_bytes():
     pers = {g.goal: g for g in persistent_goals(log.rows)}
     assert pers["7B block decode a4.8 persistent >= 1.0x per-kernel step"].value == 2.0
     assert pers["7B block decode b1.58-kv4 persistent >= 1.0x per-kernel step"].verdict == "missed"
+
+
+def test_prefill_profile_sums_each_kernel_per_forward_slowest_first():
+    from kernels.bench.profile import kernel_table
+    events = [("gemm", 100.0), ("rope", 5.0), ("gemm", 120.0), ("sdpa", 40.0), ("gemm", 110.0), ("gemm", 90.0)]
+    rows = kernel_table(events, calls=2)
+    assert [r["kernel"] for r in rows] == ["gemm", "sdpa", "rope"]
+    assert rows[0] == dict(kernel="gemm", launches=2.0, us=210.0)
+    assert sum(r["us"] for r in rows) == pytest.approx(sum(us for _, us in events) / 2)
+    with pytest.raises(ValueError, match="calls"):
+        kernel_table(events, calls=0)
+    with pytest.raises(ValueError, match="negative"):
+        kernel_table([("x", -1.0)], calls=1)

@@ -20,6 +20,7 @@ again (a run cut short keeps what it measured):
 ``fp8exact`` where the FP8 accumulator stops being exact without promotion
 ``shard``    one GPU's share of a tensor-parallel 70B step (TP 2 and 8, batch 8-256, prefill 2048 / 6144): the GEMMs
              as cuBLAS FP8, and the layer's linear part for W8A8-FP8 and b1.58, all-reduces left out
+``profile``  the 7B block prefill (fp16, b1.58, a4.8) kernel by kernel under torch.profiler, beside its wall time
 
 Outputs under ``--out``: ``measured_trace.{parquet,csv}``, ``board_energy.{parquet,csv}``,
 ``bench_log.json`` (rows, notes, environment), ``tuned_configs.json`` (with ``--configs``),
@@ -39,7 +40,7 @@ import torch
 
 import contract.kernels  # noqa: F401 - registers the board_energy table
 from contract.io import atomic_path, read_json, write_text_atomic
-from kernels.bench import attention, block, energy, floors, gemm, persistent, quant, shard, sparse
+from kernels.bench import attention, block, energy, floors, gemm, persistent, profile, quant, shard, sparse
 from kernels.bench.goals import GOAL_COLUMNS, all_goals, goals_rows, goals_table, token_table
 from kernels.bench.harness import MeasurementLog, env_info, summary_table, write_outputs
 from kernels.checks import content_checks
@@ -47,7 +48,7 @@ from kernels.configs import NO_TUNING, load_config_table
 
 #: run order: the decode step first (its inputs: floors, GEMV and attention sweeps), then the rest
 SECTIONS = ("floors", "gemv", "attention", "block", "token", "persistent", "energy", "serving", "batch", "sparse",
-            "quant", "prefill", "fp8exact", "shard")
+            "quant", "prefill", "fp8exact", "shard", "profile")
 SWEEPABLE = ("gemv", "attention", "sparse", "prefill")
 
 
@@ -132,6 +133,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
         "batch": batch_tokens,
         "shard": lambda: shard.shard_section(log, read_gbps=state["read_gbps"] if measured_rate else None,
                                              checkpoint=lambda: _write(log, out)),
+        "profile": lambda: profile.prefill_profile_section(log),
     }
     for name in SECTIONS:
         if name not in secs or name in done:
