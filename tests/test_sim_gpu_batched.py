@@ -17,7 +17,9 @@ from sim.config import PRESET_DIR, PRESETS, from_dict, load_yaml
 from sim.engine import plan_ops
 from sim.validation import fixed_costs, int4_unpack_rate, launch_counts, measured_kv_bits, with_launches
 from sim.validation.replay import MEASURED_DIR, compare_measured
-from sim.validation.streams import baseline_ramp
+from sim.validation.streams import BASELINE_STREAMS, baseline_stream_costs
+
+FP16_GEMV, FP8_GEMM = BASELINE_STREAMS
 
 
 def _gpu(overhead_ns=1000.0, latency_ns=500.0):
@@ -154,7 +156,13 @@ def test_the_int4_rate_is_recovered_from_rows_made_with_a_known_rate():
         int4_unpack_rate(rows.assign(M=32), copies=10, clock_ghz=1.0, launch_ns=1000.0)
 
 
-def test_h100_like_carries_the_fixed_costs_and_int4_rate_its_measured_rows_give():
+def _bare(cfg):
+    """``cfg`` without any stream ramp or efficiency (the preset the stream costs are derived on)."""
+    return dataclasses.replace(cfg, arrays=tuple(dataclasses.replace(a, stream_ramp_ns={}, stream_efficiency={})
+                                                 for a in cfg.arrays))
+
+
+def test_h100_like_carries_the_fixed_costs_int4_rate_and_stream_costs_its_measured_rows_give():
     cfg = sim.load_accelerator("h100-like")
     costs = fixed_costs(read_table(MEASURED_DIR / "measured_h100_kernels2.parquet", "measured_trace"))
     assert cfg.op_overhead_ns + cfg.offchip.latency_ns == pytest.approx(costs.launch_ns, abs=0.1)
@@ -162,33 +170,73 @@ def test_h100_like_carries_the_fixed_costs_and_int4_rate_its_measured_rows_give(
     rate = int4_unpack_rate(serving, cfg.arrays[0].count, cfg.clock_ghz, costs.launch_ns)
     assert cfg.arrays[0].unpack["int4"] == pytest.approx(rate, abs=0.01)
     measured = read_table(MEASURED_DIR / "measured_h100_kernels2.parquet", "measured_trace")
-    bare = dataclasses.replace(cfg, arrays=tuple(dataclasses.replace(a, stream_ramp_ns={}) for a in cfg.arrays))
-    assert cfg.arrays[1].stream_ramp_ns == {"fp16": baseline_ramp(measured, bare, 50e6)}
+    gemv = baseline_stream_costs(measured, _bare(cfg), FP16_GEMV, 50e6)
+    assert (cfg.arrays[1].stream_ramp_ns, cfg.arrays[1].stream_efficiency) == ({"fp16": gemv.ramp_ns}, {})
+    fp8 = baseline_stream_costs(serving, _bare(cfg), FP8_GEMM, 50e6)
+    assert cfg.arrays[0].stream_ramp_ns == {"fp8": fp8.ramp_ns}
+    assert cfg.arrays[0].stream_efficiency == {"fp8": pytest.approx(fp8.efficiency, abs=1e-4)}
+    assert 0.5 < fp8.efficiency < 1.0 and fp8.ramp_ns > 0     # cuBLAS FP8 at batch 8 streams below the copy rate
 
 
-def _cublas_gemv_rows(us_small: float, us_large: float) -> pd.DataFrame:
-    base = dict(op="gemv", kernel="cublas_fp16", impl="baseline", precision="fp16", M=1, sparsity=0.0,
+def _baseline_rows(kernel: str, op: str, M: int, precision: str, us_small: float, us_large: float) -> pd.DataFrame:
+    base = dict(op=op, kernel=kernel, impl="baseline", precision=precision, M=M, sparsity=0.0,
                 cuda_graph=True, bytes=0.0, ops=0.0, gbps=0.0, tops=0.0, exact=False, gpu="g", torch="t",
                 triton="t", cuda="c", date="d")
     return pd.DataFrame([dict(base, N=4096, K=4096, us=us_small), dict(base, N=22016, K=4096, us=us_large)])
 
 
+def _cublas_gemv_rows(us_small: float, us_large: float) -> pd.DataFrame:
+    return _baseline_rows("cublas_fp16", "gemv", 1, "fp16", us_small, us_large)
+
+
+def _fp8_rows(us_small: float, us_large: float) -> pd.DataFrame:
+    return _baseline_rows("cublas_fp8_w8a8", "gemm", 8, "w8a8-fp8", us_small, us_large)
+
+
+def _with(cfg, array: str, operand: str, ramp_ns: float, efficiency: float | None = None):
+    return dataclasses.replace(cfg, arrays=tuple(
+        dataclasses.replace(a, stream_ramp_ns={operand: ramp_ns},
+                            stream_efficiency={} if efficiency is None else {operand: efficiency})
+        if a.name == array else a for a in cfg.arrays))
+
+
 def test_the_cublas_gemv_ramp_is_the_small_shapes_excess_over_the_replay_and_lands_on_the_gemvs_alone():
-    bare = sim.load_accelerator("h100-like")
-    bare = dataclasses.replace(bare, arrays=tuple(dataclasses.replace(a, stream_ramp_ns={}) for a in bare.arrays))
+    bare = _bare(sim.load_accelerator("h100-like"))
     replay = compare_measured(_cublas_gemv_rows(1.0, 1.0), bare, flush_dirty_bytes=0.0)[0]["sim_us"].tolist()
     rows = _cublas_gemv_rows(replay[0] + 2.5, replay[1] + 1.0)          # 2.5 us over the replay at 4096 x 4096
-    assert baseline_ramp(rows, bare, 0.0) == pytest.approx(2500.0, abs=0.1)
-    ramped = dataclasses.replace(bare, arrays=tuple(
-        dataclasses.replace(a, stream_ramp_ns={"fp16": 2500.0}) if a.name == "cuda_cores" else a for a in bare.arrays))
+    costs = baseline_stream_costs(rows, bare, FP16_GEMV, 0.0)
+    assert (costs.ramp_ns, costs.efficiency) == (pytest.approx(2500.0, abs=0.1), 1.0)   # large row: fast enough
+    ramped = _with(bare, "cuda_cores", "fp16", 2500.0)
     again = compare_measured(rows, ramped, flush_dirty_bytes=0.0)[0]["sim_us"].tolist()
     assert again == pytest.approx([replay[0] + 2.5, replay[1] + 2.5], abs=0.01)
-    with pytest.raises(ValueError, match="no ramp at stream efficiency 1"):       # a per-byte shortfall
-        baseline_ramp(_cublas_gemv_rows(replay[0] + 1.0, replay[1] + 3.0), bare, 0.0)
     with pytest.raises(ValueError, match="already carries an fp16 stream ramp"):
-        baseline_ramp(rows, ramped, 0.0)
-    with pytest.raises(ValueError, match="needs cublas_fp16 gemv rows"):
-        baseline_ramp(rows.iloc[:1], bare, 0.0)
+        baseline_stream_costs(rows, ramped, FP16_GEMV, 0.0)
+    with pytest.raises(ValueError, match="need cublas_fp16 gemv M=1 rows"):
+        baseline_stream_costs(rows.iloc[:1], bare, FP16_GEMV, 0.0)
+    with pytest.raises(ValueError, match="no ramp"):                        # faster than the replay itself
+        baseline_stream_costs(_cublas_gemv_rows(replay[0] - 1.0, replay[1]), bare, FP16_GEMV, 0.0)
+
+
+def test_a_stream_made_with_a_known_ramp_and_efficiency_gives_them_back():
+    bare = _bare(sim.load_accelerator("h100-like"))
+    truth = _with(bare, "tensor_cores", "fp8", 3000.0, 0.75)
+    made = compare_measured(_fp8_rows(1.0, 1.0), truth, flush_dirty_bytes=0.0)[0]["sim_us"].tolist()
+    costs = baseline_stream_costs(_fp8_rows(*made), bare, FP8_GEMM, 0.0)
+    assert costs.ramp_ns == pytest.approx(3000.0, rel=0.01)
+    assert costs.efficiency == pytest.approx(0.75, abs=0.002)
+
+
+def test_a_stream_ramp_hides_under_compute_so_a_gemm_never_gets_faster_with_more_rows():
+    cfg = _with(sim.load_accelerator("h100-like"), "tensor_cores", "fp8", 20000.0, 0.8)
+    bare = _bare(sim.load_accelerator("h100-like"))
+    times, plain = [], []
+    for m in (8, 64, 256, 512, 1024, 2048, 4096, 8192):
+        rows = _fp8_rows(1.0, 1.0).assign(M=m).iloc[:1]
+        times.append(compare_measured(rows, cfg, flush_dirty_bytes=0.0)[0]["sim_us"].iloc[0])
+        plain.append(compare_measured(rows, bare, flush_dirty_bytes=0.0)[0]["sim_us"].iloc[0])
+    assert all(b >= a - 1e-6 for a, b in zip(times, times[1:]))          # monotonic in the work
+    assert times[0] > plain[0] + 19.0                                      # a streaming step pays the whole ramp
+    assert times[-1] == pytest.approx(plain[-1], rel=1e-3)                 # compute-bound: hidden
 
 
 # ---------------------------------------------------------------- launch tables of the measured programs

@@ -73,7 +73,7 @@ RESULTS_VERSION = 4
 @dataclass(frozen=True, kw_only=True)
 class GridConfig:
     """Grid of direct simulations the cost model interpolates (see sim.serving.GridCostModel)."""
-    tokens: tuple = (1, 16, 128, 1024)     # at most contract.MAX_BATCH (a decode step of that batch)
+    tokens: tuple = (1, 16, 128, 512, 1024)  # at most contract.MAX_BATCH (a decode step of that batch)
     batches: tuple = (1, 16, 128)          # best a subset of tokens: the context-free steps are shared
     contexts: tuple = (512, 4096)
     chunks: tuple = (128, 1024)

@@ -314,17 +314,20 @@ def _with_skip(p: OpPlan, i: int, trace: pd.DataFrame, r: dict, accel: Accelerat
 def _with_stream(p: OpPlan, r: dict, accel: AcceleratorConfig) -> OpPlan:
     """A dense weight stream of a GEMM-class op on an array with a kernel ramp or a stream efficiency for its
     weight operand (``arrays[].stream_ramp_ns`` / ``stream_efficiency``): the ramp runs before the stream,
-    which flows at that fraction of the sustained rate.  An op that gathers its surviving rows
-    (:func:`fetches_survivors`) pays its gather costs instead."""
+    which flows at that fraction of the sustained rate.  The ramp is part of the stream: where the array's time
+    exceeds the stream's, the ramp hides under that slack, so the op takes max(array time, ramp + stream) and
+    its time never falls as its MACs grow.  An op that gathers its surviving rows (:func:`fetches_survivors`)
+    pays its gather costs instead."""
     if r["op_class"] != "gemm" or p.unit == "vector" or fetches_survivors(r, accel):
         return p
     array = next(a for a in accel.arrays if a.name == p.unit)
     if not (array.stream_ramp_ns or array.stream_efficiency):
         return p
     wop = weight_operand(str(r["weight_format"]), "stream")
-    ramp = math.ceil(array.stream_ramp_ns.get(wop, 0.0) * accel.clock_ghz)
-    return dataclasses.replace(p, ramp_cycles=ramp,
-                               read_efficiency=p.read_efficiency * array.stream_efficiency.get(wop, 1.0))
+    efficiency = p.read_efficiency * array.stream_efficiency.get(wop, 1.0)
+    slack = p.unit_cycles - p.traffic.offchip_read / (accel.offchip_bytes_per_cycle * efficiency)
+    ramp = max(0, math.ceil(array.stream_ramp_ns.get(wop, 0.0) * accel.clock_ghz - max(slack, 0.0)))
+    return dataclasses.replace(p, ramp_cycles=ramp, read_efficiency=efficiency)
 
 
 def _with_combine_tail(p: OpPlan, r: dict, accel: AcceleratorConfig) -> OpPlan:

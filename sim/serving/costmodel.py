@@ -148,7 +148,7 @@ class GridCostModel:
     """
     facts: ChipFacts
     evaluate: Evaluator
-    tokens: Sequence[int] = (1, 16, 128, 1024)
+    tokens: Sequence[int] = (1, 16, 128, 512, 1024)
     batches: Sequence[int] = (1, 16, 128)
     contexts: Sequence[int] = (512, 4096)
     chunks: Sequence[int] = (128, 1024)

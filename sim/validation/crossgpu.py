@@ -41,10 +41,11 @@ from .reductions import (
 )
 from .replay import H100_L2_BYTES, MEASURED_DIR, SIM_VS_MEASURED_COLUMNS, compare_measured
 from .streams import (
-    BASELINE_OPERAND,
-    add_baseline_ramp,
+    BASELINE_STREAMS,
+    add_baseline_stream,
     add_stream_costs,
     baseline_calibration_mask,
+    drop_baseline_stream,
     has_baseline_rows,
     has_stream_rows,
     stream_calibration_mask,
@@ -90,12 +91,16 @@ def h200_like_raw(measured: pd.DataFrame | None = None) -> dict:
     _split_context(raw)
     if measured is not None and has_reduction_rows(measured):
         add_row_reductions(raw, measured, "the measured H200 table", H200_L2_BYTES)
-    if measured is not None and has_baseline_rows(measured):      # the H200's own, not the H100's
-        for a in raw["arrays"]:
-            a.get("stream_ramp_ns", {}).pop(BASELINE_OPERAND, None)
-        raw["calibration"].pop(f"arrays[cuda_cores].stream_ramp_ns.{BASELINE_OPERAND}", None)
-        add_baseline_ramp(raw, measured, from_dict(copy.deepcopy(raw), where=NAME), "the measured H200 table",
-                          H200_L2_BYTES)
+    for spec in BASELINE_STREAMS:       # the H200's own where its table has the rows, else the H100's carried
+        if measured is not None and has_baseline_rows(measured, spec):
+            drop_baseline_stream(raw, spec)
+            add_baseline_stream(raw, measured, from_dict(copy.deepcopy(raw), where=NAME), spec,
+                                "the measured H200 table", H200_L2_BYTES)
+        else:
+            for key in ("stream_ramp_ns", "stream_efficiency"):
+                if any(spec.operand in (a.get(key) or {}) for a in raw["arrays"] if a["name"] == spec.array):
+                    raw["calibration"][f"arrays[{spec.array}].{key}.{spec.operand}"] = (
+                        f"carried from h100-like: the H200 table has no {spec.describe()} rows to derive it from")
     from_dict(copy.deepcopy(raw), where=NAME)
     return raw
 
