@@ -9,7 +9,7 @@ import pytest
 from contract import validate
 from sim.validation import block_ops, fixed_costs
 from sim.validation.cli import register
-from sim.validation.whole_token import ratio_rows
+from sim.validation.whole_token import prefill_ops, ratio_rows
 
 
 def _launches(rows: list[dict]) -> int:
@@ -38,6 +38,30 @@ def test_block_replay_moves_the_blocks_weights_and_kv_by_hand():
     a48 = pd.DataFrame(block_ops("a4.8", {"prologue": "separate", "wdown": "sparse", "down_skip": 0.75}, 1, ctx))
     down = a48[a48.op == "down_proj"].iloc[0]
     assert down.row_skip == 0.75 and a48[a48.op_class == "attention"].kv_bytes_read.sum() == 2 * 32 * ctx * 128 * 3 / 8
+
+
+@pytest.mark.parametrize("dp, launches", [
+    # KernelBlock.forward at T > 1 (kernels/block.py): fp16 = 9 (fp32 RMSNorm) + QKV + 10 (RoPE of q, k) + 2 (cache
+    # slices) + SDPA + transpose + Wo + residual + 9 + gate/up + SiLU, product + Wdown + residual; b1.58 = quantizer
+    # + QKV + 10 + 2 + SDPA + transpose + 3 x (quantizer + GEMM) + 2 residuals + SiLU, product; a4.8 = as b1.58 with
+    # the 3-bit cache write (v copy + kv_write) and the GLU inside the Wdown quantizer
+    ("fp16", 40), ("b1.58", 26), ("a4.8", 24)])
+def test_prefill_replay_launches_every_kernel_of_the_eager_program(dp, launches):
+    assert _launches(prefill_ops(dp, 2048)) == launches
+
+
+def test_prefill_replay_moves_the_eager_glue_bytes_by_hand():
+    M, d, F = 2048, 4096, 11008
+    rows = pd.DataFrame(prefill_ops("fp16", M))
+    glue = rows[rows.op.str.startswith("add_")]
+    big = glue[glue.N > 1]                       # every pass over a [M, d] or [M, F] tensor (the gains: [1, d])
+    # RMSNorm 2 x (2+4 + 4+4 + 4 + 4+4 + 4+4 + 4+2) B, RoPE 2 x (1+1 + 2+2 + 2+2 + 2+2 + 4+2), caches 2 x 4,
+    # transpose 4, residuals 2 x 6 per element of d; SiLU 4 and its product 6 per element of F
+    expect = M * d * (2 * 40 + 2 * 20 + 8 + 4 + 12) + M * F * 10 + 2 * d * 6 + 2 * M * 2 * 8
+    assert (big.act_bytes_in + big.act_bytes_out).sum() + (glue[glue.N == 1].act_bytes_in
+                                                           + glue[glue.N == 1].act_bytes_out).sum() == expect
+    gemm = rows[rows.op_class == "gemm"]
+    assert gemm.weight_bytes.sum() == ((3 * d + d + 2 * F) * d + d * F) * 2      # fp16 weights, once
 
 
 def test_token_ratios_are_throughput_ratios_of_the_token_rows():

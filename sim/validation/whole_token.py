@@ -4,9 +4,10 @@ The measured rows (``op`` = ``block_decode``, ``block_prefill``, ``token_decode`
 table) time a whole LLaMA-7B decoder block (or 32 of them + the final norm and the FP16 LM head) as the
 GPU ran it: a sequence of kernel launches in a CUDA graph.  :func:`block_ops` writes that sequence as
 op-trace rows, one group per launch (``fused`` rows run inside the launch of the row before), from the
-row's datapath, context and decode plan; nothing here is fitted to these rows.  The baseline (fp16,
-torch) rows run on ``h200-like``, ours on ``h200-triton``; launches with programmatic dependent launch
-(``pdl`` in the plan) pay the measured PDL launch cost (:func:`sim.validation.floors.fixed_costs`).
+row's datapath, context and decode plan; :func:`prefill_ops` writes the eager prefill program kernel by
+kernel, torch's own casts, copies and elementwise kernels included; nothing here is fitted to these rows.
+The baseline (fp16, torch) rows run on ``h200-like``, ours on ``h200-triton``; launches with programmatic
+dependent launch (``pdl`` in the plan) pay the measured PDL launch cost (:func:`sim.validation.floors.fixed_costs`).
 
 :func:`whole_token_table` returns one row per measured row (table ``sim_whole_token``) plus the
 measured and simulated a4.8 / fp16 and a4.8 / b1.58 token ratios.
@@ -45,7 +46,8 @@ MISSING = {
     "per_operator": "launch count of the per-operator path not recorded; replayed as one launch per op group",
     "fused": "fused-prologue GEMVs re-quantize the activations inside every program (ours_fused_norm_* gemv rows "
              "2-4x the plain GEMV); the replay runs the quantizer once",
-    "prefill": "eager launches (host gaps) and flash-attention prefill replayed as systolic GEMMs",
+    "prefill": "SDPA's flash prefill replayed as systolic GEMMs; a4.8's FP8 GEMMs as the INT8 path (the A4-FP8 "
+               "class is 31 % short held out); each eager launch pays the preset's host gap in series",
 }
 
 
@@ -73,6 +75,71 @@ def _attention(datapath: str, M: int, ctx: int) -> list[dict]:
         for r in (rows[0], rows[2]):
             r.update(macs_dense=HEADS * HEAD_DIM * pairs, macs_effective=HEADS * HEAD_DIM * pairs)
     return rows
+
+
+def _eager(name: str, M: int, width: int, read: float, write: float) -> dict:
+    """One eager framework kernel (a cast, an elementwise op, a copy) over ``M`` rows of ``width`` elements,
+    reading ``read`` and writing ``write`` bytes per element as its dtypes give them (fp32 4, fp16 2)."""
+    r = _vector_row(f"add_{name}", M, width)
+    r.update(act_bytes_in=float(M * width * read), act_bytes_out=float(M * width * write))
+    return r
+
+
+def _eager_rmsnorm(name: str, M: int, d: int) -> list[dict]:
+    """``kernels.block._rmsnorm16`` in eager torch: fp32 upcast, square, mean, eps and rsqrt of the row
+    statistic, scale, fp32 gains, gain product, fp16 downcast; one launch each."""
+    return [_eager(f"{name}_float", M, d, 2, 4), _eager(f"{name}_pow", M, d, 4, 4), _eager(f"{name}_mean", M, d, 4, 0),
+            _eager(f"{name}_eps", M, 1, 4, 4), _eager(f"{name}_rsqrt", M, 1, 4, 4),
+            _eager(f"{name}_scale", M, d, 4, 4), _eager(f"{name}_gains", 1, d, 2, 4),
+            _eager(f"{name}_mul", M, d, 4, 4), _eager(f"{name}_half", M, d, 4, 2)]
+
+
+def _eager_rope(name: str, M: int, d: int) -> list[dict]:
+    """``kernels.block._apply_rope`` on one fp16 [heads, tokens, head_dim] tensor: negate the upper half,
+    concatenate, the cos and sin products and their sum; one launch each."""
+    return [_eager(f"{name}_neg", M, d // 2, 2, 2), _eager(f"{name}_cat", M, d, 2, 2),
+            _eager(f"{name}_cos", M, d, 2, 2), _eager(f"{name}_sin", M, d, 2, 2), _eager(f"{name}_sum", M, d, 4, 2)]
+
+
+def prefill_ops(datapath: str, M: int, d: int = 4096) -> list[dict]:
+    """Op rows of one decoder block's prefill of ``M`` tokens at position 0 as ``KernelBlock.forward`` runs it
+    eagerly (kernels/block.py), one launch per row unless ``fused``: the datapath's GEMMs and fused quantizers,
+    and torch's own kernels between them, each with the bytes its dtypes move (the fp16 block's fp32 RMSNorm,
+    RoPE by negate / cat / mul / add, the FP16 cache writes, the attention output's transpose copy, the SiLU
+    product, the residual adds).  SDPA's flash prefill runs as the attention ops of one launch."""
+    F = D_FFN
+    ternary = datapath != "fp16"
+    act, fmt = ("int8", "ternary") if ternary else ("fp16", "fp16")
+
+    def linear(name: str, N: int, K: int, norm: str, width: int, a: str, extra: tuple = ()) -> list[dict]:
+        if not ternary:
+            return [_gemv(name, N, K, M, "fp16", "fp16")]
+        quant = [_vector(norm, width, M, gains=True), *[_vector(e, width, M) for e in extra],
+                 _vector(f"quant_{name}", width, M)]
+        return [dict(r, fused=j > 0) for j, r in enumerate(quant)] + [_gemv(name, N, K, M, a, fmt)]
+
+    rows: list[dict] = []
+    rows += _eager_rmsnorm("rmsnorm_attn", M, d) if not ternary else []
+    rows += linear("qkv_proj", 3 * d, d, "rmsnorm_attn", d, act)
+    rows += _eager_rope("rope_q", M, d) + _eager_rope("rope_k", M, d)
+    if datapath == "a4.8":      # kv_write of the 3-bit cache (ours): k is contiguous, v a strided view copied first
+        rows += [_eager("v_contiguous", M, d, 2, 2), _vector("kv_quant", 2 * d, M)]
+    else:                       # the FP16 cache: two slice copies
+        rows += [_eager("k_cache", M, d, 2, 2), _eager("v_cache", M, d, 2, 2)]
+    rows += [dict(r, fused=j > 0) for j, r in enumerate(_attention("fp16", M, M))]
+    rows += [_eager("attn_transpose", M, d, 2, 2)]
+    rows += linear("o_proj", d, d, "rmsnorm_attn_sub", d, act, ("topk_o",) if datapath == "a4.8" else ())
+    rows += [_eager("residual_attn", M, d, 4, 2)]
+    rows += _eager_rmsnorm("rmsnorm_ffn", M, d) if not ternary else []
+    rows += linear("gate_up_proj", 2 * F, d, "rmsnorm_ffn", d, act)
+    if datapath == "a4.8":      # ReLU^2 GLU inside the down quantizer (rmsnorm_quant with gate)
+        down = [_vector("glu", F, M), _vector("rmsnorm_ffn_sub", F, M, gains=True), _vector("quant_down", F, M)]
+        rows += [dict(r, fused=j > 0) for j, r in enumerate(down)] + [_gemv("down_proj", d, F, M, act, fmt)]
+    else:
+        rows += [_eager("silu", M, F, 2, 2), _eager("silu_mul", M, F, 4, 2)]
+        rows += linear("down_proj", d, F, "rmsnorm_ffn_sub", F, act)
+    rows += [_eager("residual_ffn", M, d, 4, 2)]
+    return [dict(r, fused=bool(r.get("fused", False))) for r in rows]
 
 
 def block_ops(datapath: str, plan: dict, M: int, ctx: int, d: int = 4096) -> list[dict]:
@@ -154,7 +221,8 @@ def _row_trace(row: pd.Series) -> tuple[pd.DataFrame, dict]:
                 plan.setdefault("wdown", "sparse" if "down-sparse" in variant else "dense")
         return _trace(token_ops(dp, plan, int(row["K"]), int(row["N"])), "decode"), plan
     M = int(row["M"])
-    rows = [dict(r, layer=0) for r in block_ops(dp, plan, M, int(row["K"]) if M == 1 else M, int(row["N"]))]
+    ops = block_ops(dp, plan, 1, int(row["K"]), int(row["N"])) if M == 1 else prefill_ops(dp, M, int(row["N"]))
+    rows = [dict(r, layer=0) for r in ops]
     return _trace(rows, "decode" if M == 1 else "prefill"), plan
 
 
