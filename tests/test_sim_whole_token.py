@@ -6,10 +6,11 @@ import argparse
 import pandas as pd
 import pytest
 
+import sim
 from contract import validate
 from sim.validation import block_ops, fixed_costs
 from sim.validation.cli import register
-from sim.validation.whole_token import prefill_ops, ratio_rows
+from sim.validation.whole_token import host_gaps_us, prefill_ops, ratio_rows
 
 
 def _launches(rows: list[dict]) -> int:
@@ -62,6 +63,15 @@ def test_prefill_replay_moves_the_eager_glue_bytes_by_hand():
                                                            + glue[glue.N == 1].act_bytes_out).sum() == expect
     gemm = rows[rows.op_class == "gemm"]
     assert gemm.weight_bytes.sum() == ((3 * d + d + 2 * F) * d + d * F) * 2      # fp16 weights, once
+
+
+def test_an_eager_launch_waits_on_the_host_only_where_its_issue_outlasts_the_launch_before():
+    cfg = sim.load_accelerator("h200-triton").replace(clock_ghz=1.0, host_launch_ns=5000.0)
+    cycles = pd.Series([6000, 4000, 2000, 9000, 1000])       # launches: [6000 + 4000], [2000], [9000 + 1000]
+    fused = pd.Series([False, True, False, False, True])
+    assert host_gaps_us(cycles, fused, cfg) == pytest.approx(3.0)          # only the 2 us launch leaves 3 us idle
+    assert host_gaps_us(cycles, fused, cfg.replace(host_launch_ns=0.0)) == 0.0
+    assert host_gaps_us(cycles, pd.Series([False] * 5), cfg.replace(host_launch_ns=20000.0)) == pytest.approx(78.0)
 
 
 def test_token_ratios_are_throughput_ratios_of_the_token_rows():
