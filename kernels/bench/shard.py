@@ -26,6 +26,7 @@ import torch
 from kernels.baselines import Fp8Linear
 from kernels.bench.floors import measure_read_rate
 from kernels.bench.harness import MeasurementLog, capture_graph, time_rotating, time_us
+from kernels.bench.profile import device_events
 from kernels.bench.tensor_parallel import LLAMA_70B, ShardedLayer, shards
 
 SHARD_TPS = (2, 8)
@@ -70,17 +71,9 @@ def _gemm_rows(log: MeasurementLog, tp: int, name: str, N: int, K: int, Ms, read
 
 
 def count_kernels(fn) -> int:
-    """CUDA kernels one eager call of ``fn`` launches (torch.profiler's kernel events; memcpy / memset left out)."""
-    from torch.profiler import ProfilerActivity, profile
-
-    fn()                                        # warm: first-call allocations and autotuning stay out
-    torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        fn()
-        torch.cuda.synchronize()
-    kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA
-               and not str(e.name).lower().startswith(("memcpy", "memset"))]
-    return len(kernels)
+    """CUDA kernels one eager call of ``fn`` launches (torch.profiler's kernel events after a warm call, as
+    :func:`kernels.bench.profile.device_events` records them; memcpy / memset left out)."""
+    return sum(not name.lower().startswith(("memcpy", "memset")) for name, _ in device_events(fn, calls=1))
 
 
 def _layer_rows(log: MeasurementLog, tp: int, dp: str, Ms, read_gbps: float) -> None:

@@ -238,7 +238,8 @@ def triton_yaml(cfg: AcceleratorConfig, h100_source: str) -> str:
 def h200_calibration_mask(rows: pd.DataFrame) -> pd.Series:
     """True on the H200 rows a cost of the H200 presets is derived from: two quantizer rows (row reductions), our
     two GEMV shapes (stream costs), the KV3 attention rows, the GLU quantizer row (spilled-row rate) and the cuBLAS
-    GEMV row (its ramp); every other row is held out."""
+    rows of :data:`sim.validation.streams.BASELINE_STREAMS` it has (their stream costs); every other row is held
+    out."""
     return (reduction_calibration_mask(rows) | stream_calibration_mask(rows) | kv_calibration_mask(rows)
             | baseline_calibration_mask(rows) | (wide_row_calibration_mask(rows) & (rows["impl"] == "ours")))
 
@@ -248,7 +249,7 @@ def cross_gpu_table(h100_measured: pd.DataFrame, h200_measured: pd.DataFrame
     """Per row (``sim_vs_measured``) and per class (``sim_validation``) error on the H200 rows,
     with every kernel parameter fitted on the H100 (see module doc).  Every row is ``held-out`` except the
     two quantizer rows the row-reduction costs are derived from (:mod:`sim.validation.reductions`), the two
-    GEMV rows the stream costs are derived from and the cuBLAS GEMV row its ramp is derived from
+    GEMV rows the stream costs are derived from and the cuBLAS rows the baseline stream costs are derived from
     (:mod:`sim.validation.streams`), split ``calibration``."""
     validate(h100_measured, "measured_trace")
     validate(h200_measured, "measured_trace")

@@ -25,7 +25,8 @@ from .streams import baseline_calibration_mask
 
 def h100_calibration_mask(m: pd.DataFrame) -> pd.Series:
     """True on the rows the H100 presets are fitted or derived on: :func:`calibration_mask` for ours, and the
-    cuBLAS GEMV row ``h100-like``'s FP16 ramp is derived from."""
+    cuBLAS rows ``h100-like``'s baseline stream costs are derived from (both shapes of each
+    :data:`sim.validation.streams.BASELINE_STREAMS` entry)."""
     return calibration_mask(m) | (baseline_calibration_mask(m) & (m["impl"] != "ours"))
 
 
@@ -38,7 +39,7 @@ def validation_table(measured: pd.DataFrame, ideal: "str | Path | AcceleratorCon
 
     Tuning rows (kernel names ending ``_cfg``) are dropped.  Baseline rows
     (``impl`` baseline: cuBLAS, torch SDPA, gemlite) run on ``ideal``; all are
-    ``held-out`` but the cuBLAS GEMV row its FP16 ramp is derived from
+    ``held-out`` but the cuBLAS rows its stream costs are derived from
     (:func:`sim.validation.streams.baseline_calibration_mask`).  ``calibration``: the mask of the rows the
     presets were fitted or derived on (default: the H100 presets'; the H200 presets' is
     :func:`sim.validation.crossgpu.h200_calibration_mask`).  Our kernels' rows

@@ -189,6 +189,10 @@ def _medians(rows: pd.DataFrame, cfg: AcceleratorConfig, flush: float) -> tuple[
     return meas, sim
 
 
+#: The lowest stream efficiency the bisection of :func:`baseline_stream_costs` tries.
+_EFFICIENCY_FLOOR = 0.05
+
+
 def baseline_stream_costs(measured: pd.DataFrame, cfg: AcceleratorConfig, spec: BaselineStream,
                           flush_dirty_bytes: float) -> StreamCosts:
     """The ramp and stream efficiency of ``spec``'s weight stream on ``cfg`` (which must carry neither yet), so
@@ -240,10 +244,6 @@ def baseline_stream_costs(measured: pd.DataFrame, cfg: AcceleratorConfig, spec: 
         raise ValueError(f"{spec.describe()}: at stream efficiency {eff} the small shape needs a negative ramp "
                          f"({ramp:.4g} ns): the mechanism does not describe them")
     return StreamCosts(ramp_ns=round(ramp, 1), efficiency=eff, rows=used)
-
-
-#: The lowest stream efficiency the bisection of :func:`baseline_stream_costs` tries.
-_EFFICIENCY_FLOOR = 0.05
 
 
 def add_baseline_stream(raw: dict, measured: pd.DataFrame, cfg: AcceleratorConfig, spec: BaselineStream,

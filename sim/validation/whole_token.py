@@ -24,6 +24,7 @@ from contract import validate
 from ..config import PRESET_DIR, PRESETS, AcceleratorConfig, from_dict, load_yaml
 from ..simulate import simulate
 from .floors import fixed_costs, has_floors
+from .published import overlapped_call_us
 from .replay import _op_row, _vector_row
 
 #: LLaMA-7B block of the measured kernels (kernels/block.py ``LLAMA7B``): FFN width, heads, head size.
@@ -283,10 +284,11 @@ def whole_token_table(measured: pd.DataFrame, ideal: "dict | None" = None,
 def host_gaps_us(op_cycles: "pd.Series", fused: "pd.Series", cfg: AcceleratorConfig) -> float:
     """µs the device waits on the host in an eager launch sequence (no CUDA graph): the host issues launch i + 1
     while the device runs launch i, so the device idles only where a launch's issue (``host_launch_ns``)
-    outlasts the launch before it: the sum over launches of max(0, host - that launch's device time)."""
+    outlasts the launch before it: the sum over launches of max(0, host - that launch's device time), the
+    overlap rule of :func:`sim.validation.published.overlapped_call_us` less the device time itself."""
     launch = (~fused.astype(bool).to_numpy()).cumsum()
-    device_us = pd.Series(op_cycles.to_numpy(float) / cfg.clock_ghz / 1e3).groupby(launch).sum()
-    return float((cfg.host_launch_ns / 1e3 - device_us).clip(lower=0.0).sum())
+    device_us = pd.Series(op_cycles.to_numpy(float) / cfg.clock_ghz / 1e3).groupby(launch).sum().to_numpy()
+    return float((overlapped_call_us(cfg.host_launch_ns / 1e3, device_us) - device_us).sum())
 
 
 def ratio_rows(rows: pd.DataFrame) -> pd.DataFrame:
