@@ -167,6 +167,34 @@ def test_bad_figure_rows_are_refused_naming_the_field(tmp_path, column, value, m
         pub.load_figures(path)
 
 
+@pytest.mark.parametrize("metric, unit", [("tops_per_w", "TOP/s/W"), ("tops_per_mm2", "TOP/s/mm2")])
+def test_a_record_only_metric_is_refused_as_a_target(tmp_path, metric, unit):
+    """A peak over power or area is recorded, never reproduced: no simulation summary gives it."""
+    text = pub.FIGURES_CSV.read_text().splitlines()
+    raw = pd.read_csv(pub.FIGURES_CSV, dtype=str, keep_default_na=False, skiprows=1)
+    assert raw.loc[0, "target"] == "true"
+    raw.loc[0, ["metric", "unit"]] = [metric, unit]
+    path = tmp_path / "figs.csv"
+    path.write_text(text[0] + "\n" + raw.to_csv(index=False))
+    with pytest.raises(ValueError, match=f"metric '{metric}' is recorded only"):
+        pub.load_figures(path)
+
+
+def test_recorded_designs_are_sourced_and_stay_out_of_the_bar(figures, result):
+    """A design with no target (only its abstract or a transcription could be read) is listed with an address
+    for every figure and a note, and never enters the bar counts."""
+    table, _ = result
+    targets = figures.groupby("design")["target"].any()
+    recorded = set(targets[~targets].index)
+    assert {"TeLLMe (FPGA, AMD KV260)", "LUT Tensor Core (ISCA 2025, unit)", "Revolver (ISSCC 2026)"} <= recorded
+    rows = figures[figures["design"].isin(recorded)]
+    assert rows["source"].str.contains(r"https?://|github\.com/|arXiv:\d{4}\.\d{4,5}").all()
+    assert (rows["note"].str.startswith("not a target: ")).all()
+    assert not set(pub.bar_counts(table)["design"]) & recorded
+    assert set(pub.RECORD_ONLY_METRICS) <= set(pub.METRIC_UNITS)
+    assert not (figures["target"] & figures["metric"].isin(pub.RECORD_ONLY_METRICS)).any()
+
+
 def test_figure_value_reads_a_die_area_when_the_summary_has_one():
     base = {"latency_s": 2.0, "energy_j": 4.0, "tokens_per_s": 0.5,
             "energy_j_by_component": {"compute": 1.0, "offchip": 3.0}, "compute_area_mm2_45nm": 1.0}

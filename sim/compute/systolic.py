@@ -191,6 +191,24 @@ def ideal_cycles(macs: float, array: "ArrayConfig", rate: float) -> float:
     return macs / (array.pes * rate)
 
 
+def promotion_cycles(M: int, N: int, K: int, array: "ArrayConfig", fmt: str, clock_ghz: float,
+                     count: int = 1) -> int:
+    """Serial cycles an exact kernel spends promoting ``fmt`` partial sums into fp32 (``ArrayConfig.promote_ns``).
+
+    Every fold (one output tile on one array copy) adds its partial sums into the fp32 accumulator once per
+    ``promote_every_k[fmt]`` elements of its reduction, ceil(K / every_k) times; the copies take folds in
+    waves as in :func:`systolic_cycles`, so the cost is waves x promotions per fold x ``promote_ns``.  0 when
+    the array does not promote ``fmt``.
+    """
+    every_k, ns = array.promote_every_k.get(fmt), array.promote_ns.get(fmt, 0.0)
+    if not every_k or ns <= 0 or min(M, N, K) <= 0 or count <= 0:
+        return 0
+    K, count = split_reduction(M, N, K, array, count)
+    total = folds(M, N, K, array.rows, array.cols, array.dataflow, count)
+    waves = math.ceil(total / array.count)
+    return int(math.ceil(waves * math.ceil(K / every_k) * ns * clock_ghz))
+
+
 def unpack_cycles(M: int, N: int, K: int, array: "ArrayConfig", rate: float, count: int = 1,
                   m_tile: int | None = None) -> int:
     """Cycles to unpack the packed weight-side operand of ``count`` GEMMs (M, N, K) in software.

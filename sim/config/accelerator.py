@@ -127,6 +127,15 @@ class ArrayConfig:
         "GEMM-class op on this array reaches (a GPU kernel that streams below a plain read of the same "
         "bytes).  Absent operand = 1 (every ASIC preset).")})
 
+    promote_every_k: dict = field(default_factory=dict, metadata={"help": (
+        "MMA input format -> K elements after which a kernel exact on this array adds its partial sums into an "
+        "fp32 accumulator (promotion), because the array accumulates that format narrower than fp32 (a Hopper "
+        "tensor core's FP8 sums keep about 14 mantissa bits: an exact FP8 kernel promotes every few hundred K). "
+        "Absent format = the array's own accumulation is exact (every ASIC preset, every integer pair).")})
+    promote_ns: dict = field(default_factory=dict, metadata={"help": (
+        "MMA input format -> ns one promotion (promote_every_k) of one output fold costs: the MMA pipeline "
+        "drains before the partial sums are read, and the warps that decode the next weight tile wait with "
+        "it, so the cost is serial with both the MACs and the unpack.  A format here needs promote_every_k.")})
     unpack_m_tile: dict = field(default_factory=dict, metadata={"help": (
         "Packed operand -> activation rows (M) that share one software unpack of a weight tile: the kernel "
         "decodes its weights again for every this many rows (a weight-only-quantized GEMM that dequantizes in "
@@ -394,7 +403,7 @@ def check_resident_weights(cfg: AcceleratorConfig, weight_bytes: float, where: s
 #: is refused naming the field; the ranges are wide enough for any chip from an MCU to a GPU.
 #: LIMITS keys whose values are integers
 _INTEGER_LIMITS = ("arrays.rows", "arrays.cols", "arrays.count", "arrays.weight_load_cycles", "arrays.max_m",
-                   "arrays.unpack_m_tile",
+                   "arrays.unpack_m_tile", "arrays.promote_every_k",
                    "arrays.max_k", "arrays.lut_group", "offchip.interfaces", "vector.lanes")
 LIMITS: dict[str, tuple[float, float, str]] = {
     "clock_ghz": (1e-3, 100.0, "GHz"),
@@ -411,6 +420,8 @@ LIMITS: dict[str, tuple[float, float, str]] = {
     "arrays.split_combine_ns": (0.0, 1e7, "ns per op"),
     "arrays.stream_ramp_ns": (0.0, 1e7, "ns per op"),
     "arrays.stream_efficiency": (1e-3, 1.0, "fraction of the sustained off-chip rate"),
+    "arrays.promote_every_k": (1, 1 << 20, "K elements"),
+    "arrays.promote_ns": (0.0, 1e6, "ns per promotion of one fold"),
     "vector.lanes": (1, 1 << 24, "element-passes per cycle"),
     "vector.passes": (1e-3, 1000.0, "passes per element"),
     "offchip.capacity_gb": (1e-6, 1e6, "GB"),
@@ -614,6 +625,14 @@ def _check_array(a: ArrayConfig, aw: str) -> None:
         for op_, v in getattr(a, key).items():
             check_operand(op_, f"{aw}.{key} key")
             _limit(v, f"{aw}.{key}.{op_}", f"arrays.{key}")
+    for key in ("promote_every_k", "promote_ns"):
+        for op_, v in getattr(a, key).items():
+            check_operand(op_, f"{aw}.{key} key")
+            _limit(v, f"{aw}.{key}.{op_}", f"arrays.{key}")
+    for op_ in a.promote_ns:
+        if op_ not in a.promote_every_k:
+            raise ValueError(f"{aw}.promote_ns: format {quote(op_)} has no promote_every_k on this array; "
+                             f"promoted here: {sorted(a.promote_every_k)}")
 
 
 _FROM_KIND = ("bandwidth_gbps", "pj_per_bit", "sustained_fraction")
@@ -717,10 +736,18 @@ def _array(raw: Any, where: str) -> ArrayConfig:
             if float(v) != int(v):
                 raise ValueError(f"{where}.unpack_m_tile.{k}: expected a whole number of rows, got {quote(v)}")
         d["unpack_m_tile"] = {k: int(v) for k, v in tiles.items()}
-    for key, what in (("stream_ramp_ns", "weight operand -> ns"), ("stream_efficiency", "weight operand -> fraction")):
+    for key, what in (("stream_ramp_ns", "weight operand -> ns"), ("stream_efficiency", "weight operand -> fraction"),
+                      ("promote_ns", "MMA input format -> ns")):
         if key in d:
             d[key] = {k: float(v) for k, v in _numbers(d[key], f"{where}.{key}", what).items()}
-    _typed(d, ArrayConfig, where, skip=("pe_ops", "unpack", "unpack_m_tile", "stream_ramp_ns", "stream_efficiency"))
+    if "promote_every_k" in d:
+        ks = _numbers(d["promote_every_k"], f"{where}.promote_every_k", "MMA input format -> K elements")
+        for k, v in ks.items():
+            if float(v) != int(v):
+                raise ValueError(f"{where}.promote_every_k.{k}: expected a whole number of K elements, got {quote(v)}")
+        d["promote_every_k"] = {k: int(v) for k, v in ks.items()}
+    _typed(d, ArrayConfig, where, skip=("pe_ops", "unpack", "unpack_m_tile", "stream_ramp_ns", "stream_efficiency",
+                                        "promote_every_k", "promote_ns"))
     return ArrayConfig(**d)
 
 

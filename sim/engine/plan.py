@@ -29,7 +29,7 @@ from contract.config import quote
 from contract.limits import limit
 
 from .. import energy
-from ..compute import map_op, systolic_cycles, unpack_cycles
+from ..compute import map_op, promotion_cycles, systolic_cycles, unpack_cycles
 from ..compute.precision import ACT_FORMAT_BITS, act_operand, weight_operand
 from ..compute.systolic import causal_pairs, causal_systolic_cycles, folds, split_reduction, weight_load_bound
 from ..config import AcceleratorConfig
@@ -402,14 +402,16 @@ def _plan_row(i: int, r: dict, accel: AcceleratorConfig, cache: dict, pj: _ByteE
     # decoded once per fold, as a fused attention kernel's tile of queries shares it
     m_tile = m.array.unpack_m_tile.get(wop) if cls == "gemm" else None
     unpack = unpack_cycles(M, N, k_eff, m.array, unpack_rate, count, m_tile) if unpack_rate else 0
+    # an exact kernel's fp32 promotions of a narrow accumulator: serial with the MACs and the unpack
+    promote = promotion_cycles(M, N, k_eff, m.array, m.pe_op.acts, accel.clock_ghz, count)
     peak = m.array.pes * rate
-    if sram_c > max(cyc, unpack):
+    if sram_c > max(cyc, unpack) + promote:
         limit = "sram"
     elif cyc >= unpack and weight_load_bound(M, N, k_eff, m.array, rate):
         limit = "weight_load"
     else:
         limit = "compute"
-    return OpPlan(index=i, unit=m.array.name, unit_cycles=int(math.ceil(max(cyc, sram_c, unpack))),
+    return OpPlan(index=i, unit=m.array.name, unit_cycles=int(math.ceil(max(cyc + promote, sram_c, unpack + promote))),
                   ideal_compute_cycles=macs / peak, traffic=t, peak_rate=peak, work=macs,
                   energy_compute_pj=macs * m.mac_pj, energy_sram_pj=t.sram * sram_pj_b,
                   energy_offchip_pj=(t.offchip_read + t.offchip_write) * off_pj_b, energy_vector_pj=0.0,

@@ -101,6 +101,48 @@ FITS = (
 )
 
 
+#: The exact FP8 GEMM's accumulation rule, set from our launcher, not fitted (kernels/ternary_gemm.py
+#: FP8_PROMOTE_K): the tensor core's FP8 sums are promoted into fp32 every 512 K elements.
+PROMOTE_FORMAT, PROMOTE_EVERY_K = "fp8", 512
+PROMOTION_FIT = Fit(f"arrays[tensor_cores].promote_ns.{PROMOTE_FORMAT}",
+                    "ours_w158a4_fp8 gemm M=8192 (every N x K) of a table whose FP8 kernel promotes",
+                    lambda m: _is(m, "ours_w158a4_fp8", "gemm", M=8192),
+                    "least squares on relative error, closed form (the replay is linear in the ns)")
+
+
+def fit_promotion(raw: dict, rows: pd.DataFrame, flush: float) -> float:
+    """ns per promotion of one fold (``arrays[tensor_cores].promote_ns.fp8``) minimising
+    sum(((sim - measured) / measured)^2) over ``rows``, with promotion every :data:`PROMOTE_EVERY_K`.
+
+    The promotions add serially to an op's busy time, so the replay is t0 + a·ns: two replays (0 and 1000 ns)
+    give t0 and a, and the least-squares ns is sum(a (y - t0) / y^2) / sum(a^2 / y^2), floored at 0."""
+    def replay(ns: float) -> np.ndarray:
+        trial = copy.deepcopy(raw)
+        cores = _array(trial, "tensor_cores")
+        cores.setdefault("promote_every_k", {})[PROMOTE_FORMAT] = PROMOTE_EVERY_K
+        cores.setdefault("promote_ns", {})[PROMOTE_FORMAT] = ns
+        return _replay(trial, rows, flush)["sim_us"].to_numpy(float)
+
+    y = rows["us"].to_numpy(float)
+    t0 = replay(0.0)
+    a = (replay(1000.0) - t0) / 1000.0
+    if not (a > 0).any():
+        raise ValueError(f"{PROMOTION_FIT.param}: no calibration row runs an FP8 MMA on the tensor cores")
+    ns = float(np.sum(a * (y - t0) / y ** 2) / np.sum(a ** 2 / y ** 2))
+    return float(round(max(ns, 0.0), 1))
+
+
+def set_promotion(raw: dict, ns: float, source: str, n_rows: int) -> None:
+    """Put the FP8 promotion rule and its fitted cost on ``raw``'s tensor cores, with its provenance."""
+    cores = _array(raw, "tensor_cores")
+    cores["promote_every_k"] = {PROMOTE_FORMAT: PROMOTE_EVERY_K}
+    cores["promote_ns"] = {PROMOTE_FORMAT: ns}
+    raw.setdefault("calibration", {})[PROMOTION_FIT.param] = (
+        f"{ns:g} fitted by sim.validation.calibrate on {n_rows} rows of {source}: {PROMOTION_FIT.rows}; "
+        f"method: {PROMOTION_FIT.method}; promote_every_k {PROMOTE_EVERY_K} from our launcher (FP8_PROMOTE_K), "
+        f"not fitted")
+
+
 def calibration_mask(measured: pd.DataFrame) -> pd.Series:
     """True for the rows any parameter of :data:`FITS` is fitted on, and the two quantizer rows the row-reduction
     costs are derived from (:mod:`sim.validation.reductions`) (index of ``measured``)."""

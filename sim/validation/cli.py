@@ -67,26 +67,31 @@ def calibrate_preset(measured: "str | Path", out: "str | Path | None" = None,
 
 def cross_gpu(measured_h200: "str | Path", h100: "str | Path" = H100_MEASURED, out: "str | Path | None" = None,
               triton_out: "str | Path | None" = None, table: "str | Path | None" = None,
-              force: bool = False) -> pd.DataFrame:
+              force: bool = False, h100_current: "str | Path | None" = crossgpu.H100_CURRENT) -> pd.DataFrame:
     """Write ``h200-like`` (``out``) and ``h200-triton`` (``triton_out``) from the measured H200 table with
-    the kernel parameters fitted on the H100 table; return (and write to ``table``) the cross-GPU
+    the kernel parameters fitted on the H100 table (and the FP8 promotion cost on ``h100_current``, the H100 table
+    of the kernels the H200 ran, when that file exists); return (and write to ``table``) the cross-GPU
     per-class held-out table (``sim_validation``)."""
-    inputs = [measured_h200, h100]
+    current = Path(h100_current) if h100_current is not None and Path(h100_current).is_file() else None
+    inputs = [measured_h200, h100] + ([current] if current else [])
     _check_yaml_out(out, "-o", inputs, force)
     _check_yaml_out(triton_out, "--triton-out", inputs + ([out] if out else []), force)
     if table is not None:
         check_output(table, inputs=inputs, force=force)
     h200_rows = read_table(measured_h200, schema="measured_trace")
     h100_rows = read_table(h100, schema="measured_trace")
+    current_rows = read_table(current, schema="measured_trace") if current else None
     raw = crossgpu.h200_like_raw(h200_rows)
     if out is not None:
         write_text_atomic(crossgpu.to_yaml(raw, _shown(measured_h200)), out)
     if triton_out is not None:
-        triton = crossgpu.h200_triton(h100_rows, raw, h200_rows)
-        write_text_atomic(crossgpu.triton_yaml(triton, _shown(h100)), triton_out)
-    _, per_class = crossgpu.cross_gpu_table(h100_rows, h200_rows)
+        triton = crossgpu.h200_triton(h100_rows, raw, h200_rows, current_rows)
+        fitted_on = _shown(h100) + (f" and {_shown(current)} (FP8 promotion)" if current else "")
+        write_text_atomic(crossgpu.triton_yaml(triton, fitted_on), triton_out)
+    _, per_class = crossgpu.cross_gpu_table(h100_rows, h200_rows, current_rows)
     if table is not None:
-        per_class.attrs = {"command": f"bitsim calibrate --h200 {_shown(measured_h200)}", "fitted_on": _shown(h100),
+        per_class.attrs = {"command": f"bitsim calibrate --h200 {_shown(measured_h200)}",
+                           "fitted_on": _shown(h100) + (f", {_shown(current)}" if current else ""),
                            "predicted": _shown(measured_h200)}
         write_table(per_class, table, "sim_validation")
     return per_class
@@ -119,7 +124,8 @@ def _run_validate(args: argparse.Namespace) -> int:
 def _run_calibrate(args: argparse.Namespace) -> int:
     if args.h200:
         per_class = cross_gpu(args.h200, h100=args.measured or H100_MEASURED, out=args.out,
-                              triton_out=args.triton_out, table=args.table, force=args.force)
+                              triton_out=args.triton_out, table=args.table, force=args.force,
+                              h100_current=args.h100_current)
         for p in (args.out, args.triton_out, args.table):
             if p:
                 print(f"wrote {p}")
@@ -178,6 +184,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("-o", "--out", help="write the preset (h100-triton, or h200-like with --h200) here, .yaml")
     c.add_argument("--triton-out", help="with --h200: also write h200-triton here, .yaml")
     c.add_argument("--table", help="with --h200: also write the per-class held-out table here")
+    c.add_argument("--h100-current", default=crossgpu.H100_CURRENT,
+                   help="with --h200: H100 table of the kernels the H200 ran, for the FP8 promotion cost "
+                        "(default: the committed one; skipped when the file is absent)")
     c.add_argument("--force", action="store_true", help="replace existing outputs")
     c.set_defaults(func=_run_calibrate)
 

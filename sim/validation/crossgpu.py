@@ -28,7 +28,7 @@ from contract import measured_final_rows, validate
 from contract.sim import SPLITS
 
 from ..config import PRESET_DIR, PRESETS, AcceleratorConfig, from_dict, load_yaml
-from .calibrate import FITS, fit, fit_rate, set_param
+from .calibrate import FITS, PROMOTION_FIT, fit, fit_promotion, fit_rate, set_param, set_promotion
 from .floors import fixed_costs, has_floors
 from .mape import SIM_VALIDATION_COLUMNS, mape_by_class
 from .reductions import (
@@ -52,6 +52,8 @@ from .streams import (
 )
 
 H200_MEASURED = MEASURED_DIR / "measured_h200_kernels.parquet"
+# the H100 table of the kernels the H200 ran (the first H100 table's FP8 GEMM did not yet promote its sums)
+H100_CURRENT = MEASURED_DIR / "measured_h100_kernels2.parquet"
 H200_PEAK_GBPS = 4800.0        # NVIDIA H200 datasheet: 4.8 TB/s HBM3e
 H200_CAPACITY_GB = 141.0       # NVIDIA H200 datasheet
 H200_L2_BYTES = 60e6           # docs/gpu-facts.md §2: 60 MB L2
@@ -130,12 +132,17 @@ def to_yaml(raw: dict, source: str) -> str:
 
 
 def h200_triton(h100_measured: pd.DataFrame, h200: "dict | AcceleratorConfig",
-                h200_measured: pd.DataFrame | None = None) -> AcceleratorConfig:
+                h200_measured: pd.DataFrame | None = None,
+                h100_current: pd.DataFrame | None = None) -> AcceleratorConfig:
     """``h200-like`` + the kernel parameters fitted on the H100 table (launch, host gap, unpack, dispatch), and,
     when ``h200_measured`` has its rows, our ternary GEMV's stream ramp and efficiency derived from two of its
     GEMV rows against the read floors (:mod:`sim.validation.streams`) and our quantizers' spilled-row rate
-    derived from the GLU quantizer row (:func:`sim.validation.reductions.wide_row_lanes`)."""
+    derived from the GLU quantizer row (:func:`sim.validation.reductions.wide_row_lanes`).  With
+    ``h100_current`` (an H100 table of the kernels the H200 ran): the exact FP8 GEMM's promotion cost fitted on
+    its rows (:func:`promotion_of_h100`), still nothing from an H200 row."""
     fitted = fit(h100_measured, source="the H100 table", flush_dirty_bytes=H100_L2_BYTES)
+    if h100_current is not None:
+        promotion_of_h100(fitted, h100_current)
     raw = copy.deepcopy(h200) if isinstance(h200, dict) else None
     if raw is None:
         raise TypeError("h200: pass the h200-like YAML dict (h200_like_raw)")
@@ -151,7 +158,7 @@ def h200_triton(h100_measured: pd.DataFrame, h200: "dict | AcceleratorConfig",
         raw["offchip"] = dict(raw["offchip"], row_miss_ns=fitted["offchip"]["row_miss_ns"])
     by_name = {a["name"]: a for a in fitted["arrays"]}
     for a in raw["arrays"]:
-        for k in ("unpack", "max_m"):
+        for k in ("unpack", "max_m", "promote_every_k", "promote_ns"):
             if k in by_name[a["name"]]:
                 a[k] = copy.deepcopy(by_name[a["name"]][k])
     if h200_measured is not None and has_stream_rows(h200_measured):
@@ -163,6 +170,21 @@ def h200_triton(h100_measured: pd.DataFrame, h200: "dict | AcceleratorConfig",
         kv_rate_of_h200(raw, h200_measured)
         combine_tail_of_h200(raw, h200_measured)
     return from_dict(raw, where="h200-triton")
+
+
+def promotion_of_h100(fitted: dict, h100_current: pd.DataFrame) -> None:
+    """The exact FP8 GEMM's promotion cost (:data:`sim.validation.calibrate.PROMOTION_FIT`) fitted on the FP8 GEMM
+    rows of ``h100_current`` replayed on ``fitted`` (the H100 preset), put on ``fitted`` in place, when the table has
+    them.  Those rows are not the ones ``fitted`` came from: that table's FP8 GEMM accumulated in FP8 without
+    promotion (as fast as its INT8 GEMM), the kernel of ``h100_current`` and of the H200 table promotes every 512 K
+    for exact sums and runs 1.3-1.45x its INT8 twin."""
+    validate(h100_current, "measured_trace")
+    m = measured_final_rows(h100_current).reset_index(drop=True)
+    rows = m[PROMOTION_FIT.select(m).fillna(False).astype(bool)].reset_index(drop=True)
+    if rows.empty:
+        return
+    ns = fit_promotion(fitted, rows, H100_L2_BYTES)
+    set_promotion(fitted, ns, "the H100 table of the current kernels", len(rows))
 
 
 def kv_rate_of_h200(raw: dict, h200_measured: pd.DataFrame) -> None:
@@ -244,8 +266,8 @@ def h200_calibration_mask(rows: pd.DataFrame) -> pd.Series:
             | baseline_calibration_mask(rows) | (wide_row_calibration_mask(rows) & (rows["impl"] == "ours")))
 
 
-def cross_gpu_table(h100_measured: pd.DataFrame, h200_measured: pd.DataFrame
-                    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+def cross_gpu_table(h100_measured: pd.DataFrame, h200_measured: pd.DataFrame,
+                    h100_current: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per row (``sim_vs_measured``) and per class (``sim_validation``) error on the H200 rows,
     with every kernel parameter fitted on the H100 (see module doc).  Every row is ``held-out`` except the
     two quantizer rows the row-reduction costs are derived from (:mod:`sim.validation.reductions`), the two
@@ -255,7 +277,7 @@ def cross_gpu_table(h100_measured: pd.DataFrame, h200_measured: pd.DataFrame
     validate(h200_measured, "measured_trace")
     raw = h200_like_raw(h200_measured)
     ideal = from_dict(copy.deepcopy(raw), where=NAME)
-    kernels = h200_triton(h100_measured, raw, h200_measured)
+    kernels = h200_triton(h100_measured, raw, h200_measured, h100_current)
     m = measured_final_rows(h200_measured).reset_index(drop=True)
     parts = []
     for cfg, sel in ((ideal, m["impl"] != "ours"), (kernels, m["impl"] == "ours")):

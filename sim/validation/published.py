@@ -62,7 +62,10 @@ BAR = 0.25
 #: metric -> unit it must be given in (published_chips.csv ``unit``)
 METRIC_UNITS = {"kernel_us": "us", "latency_s": "s", "tokens_per_s": "token/s", "power_w": "W",
                 "chip_power_w": "W", "tokens_per_s_per_w": "token/s/W", "area_mm2": "mm2",
-                "peak_tops": "TOP/s", "tops_per_w": "TOP/s/W"}
+                "peak_tops": "TOP/s", "tops_per_w": "TOP/s/W", "tops_per_mm2": "TOP/s/mm2"}
+#: Metrics a figure may be recorded in but never reproduced: a peak over a power or an area at an operating
+#: point the paper picks, which no simulation summary of a workload step gives (:func:`figure_value`).
+RECORD_ONLY_METRICS = frozenset({"tops_per_w", "tops_per_mm2"})
 FIGURE_COLUMNS = ("design", "figure", "metric", "value", "unit", "target", "preset", "workload", "kernel",
                   "precision", "M", "N", "K", "source", "note")
 RESULT_COLUMNS = ["design", "figure", "metric", "unit", "theirs", "ours", "error_pct", "within_bar", "variant",
@@ -324,6 +327,9 @@ def load_figures(path: "str | Path" = FIGURES_CSV) -> pd.DataFrame:
                 raise ValueError(f"{where}: a figure that is not a target needs a note saying why")
             out.append(rec)
             continue
+        if r["metric"] in RECORD_ONLY_METRICS:
+            raise ValueError(f"{where}: metric {r['metric']!r} is recorded only, never a target "
+                             f"(no simulation summary gives it)")
         if not r["preset"]:
             raise ValueError(f"{where}: a target needs a preset")
         if not (PUBLISHED_PRESET_DIR / f"{r['preset']}.yaml").exists():
