@@ -803,14 +803,57 @@ def w158_decode_weights(w_packed: torch.Tensor, fp8: bool = False, out: torch.Te
     return out
 
 
+@triton.jit
+def _scale_epilogue_kernel(acc_ptr, xs_ptr, ws_ptr, y_ptr, M, N, ws_rows, stride_am, stride_ym,
+                           BM: tl.constexpr, BN: tl.constexpr):
+    """``y = ((fp32(acc) · x_scale[m]) · w_scale[n // ws_rows]).to(y)`` in one pass: two fp32 products, one rounding,
+    the order :func:`model.quant.scale_acc` uses (no FMA: the products are rounded one at a time)."""
+    pm = tl.program_id(0)
+    pn = tl.program_id(1)
+    rm = pm * BM + tl.arange(0, BM)
+    rn = pn * BN + tl.arange(0, BN)
+    mask = (rm[:, None] < M) & (rn[None, :] < N)
+    acc = tl.load(acc_ptr + rm[:, None].to(tl.int64) * stride_am + rn[None, :], mask=mask, other=0)
+    xs = tl.load(xs_ptr + rm, mask=rm < M, other=0.0)
+    ws = tl.load(ws_ptr + rn // ws_rows, mask=rn < N, other=0.0)
+    y = (acc.to(tl.float32) * xs[:, None]) * ws[None, :]
+    tl.store(y_ptr + rm[:, None].to(tl.int64) * stride_ym + rn[None, :], cast_out(y, y_ptr.dtype.element_ty), mask=mask)
+
+
+def scale_epilogue(acc: torch.Tensor, x_scale: torch.Tensor, w_scale: torch.Tensor, ws_rows: int,
+                   out_dtype: torch.dtype = torch.float16) -> torch.Tensor:
+    """The two-pass GEMM's epilogue in one launch: ``acc [M, N]`` (int32 or fp32 sums), per-row ``x_scale [M]``
+    and per-shard ``w_scale`` (one scale per ``ws_rows`` output columns) -> ``out_dtype``; reads the sums once
+    and writes the output once, where the same arithmetic in torch makes three passes over fp32 temporaries."""
+    check_tensor(acc, "acc", (torch.int32, torch.float32), dim=2)
+    check_device_usable(acc, "acc")
+    M, N = acc.shape
+    check_tensor(x_scale, "x_scale", (torch.float32,), device=acc.device)
+    check_tensor(w_scale, "w_scale", (torch.float32,), device=acc.device)
+    if x_scale.numel() != M:
+        raise ValueError(f"x_scale must hold one scale per row ({M}), got {x_scale.numel()}")
+    if ws_rows <= 0 or w_scale.numel() * ws_rows != N:
+        raise ValueError(f"w_scale ({w_scale.numel()} scales) x ws_rows ({ws_rows}) must cover N={N}")
+    if out_dtype not in OUT_DTYPES:
+        raise TypeError(f"out_dtype must be one of {OUT_DTYPES}, got {out_dtype}")
+    if acc.stride(1) != 1:
+        raise ValueError("acc must be contiguous along N")
+    y = torch.empty(M, N, device=acc.device, dtype=out_dtype)
+    BM, BN = 32, 128
+    _scale_epilogue_kernel[(triton.cdiv(M, BM), triton.cdiv(N, BN))](
+        acc_ptr=acc, xs_ptr=x_scale.reshape(-1).contiguous(), ws_ptr=w_scale.reshape(-1).contiguous(), y_ptr=y,
+        M=M, N=N, ws_rows=ws_rows, stride_am=acc.stride(0), stride_ym=y.stride(0), BM=BM, BN=BN, num_warps=4)
+    return y
+
+
 def w158_matmul_two_pass(x: torch.Tensor, x_scale: torch.Tensor, w_packed: torch.Tensor, w_scale: torch.Tensor,
                          N: int, out_dtype: torch.dtype = torch.float16, *,
                          scratch: torch.Tensor | None = None) -> torch.Tensor:
     """Prefill GEMM in two passes: decode the 2-bit weights into a one-byte-per-code scratch
     (:func:`w158_decode_weights`), then a plain library GEMM on it -- cuBLAS INT8 (``torch._int_mm``,
     int32 sums) for int8 ``x``, cuBLAS FP8 (``torch._scaled_mm``, fp32 sums of integers below 2**24)
-    for fp8 ``x`` holding INT4 codes -- and the epilogue ``(fp32(acc) · x_scale) · w_scale`` in torch.
-    Same exact result as :func:`w158_matmul` (checked in the tests and the benchmark)."""
+    for fp8 ``x`` holding INT4 codes -- and the epilogue ``(fp32(acc) · x_scale) · w_scale`` in one launch
+    (:func:`scale_epilogue`).  Same exact result as :func:`w158_matmul` (checked in the tests and the benchmark)."""
     M, K, ws_rows = _check_operands(x, x_scale, w_packed, w_scale, N, out_dtype)
     fp8 = x.dtype == torch.float8_e4m3fn
     if M <= 16 or K % 16 or N % 8:
@@ -824,8 +867,7 @@ def w158_matmul_two_pass(x: torch.Tensor, x_scale: torch.Tensor, w_packed: torch
         acc = torch._scaled_mm(x, codes.t(), scale_a=one, scale_b=one, out_dtype=torch.float32)
     else:
         acc = torch._int_mm(x, codes.t())
-    ws = w_scale.reshape(-1).repeat_interleave(ws_rows).reshape(1, N) if w_scale.numel() > 1 else w_scale.reshape(())
-    return ((acc.to(torch.float32) * x_scale.reshape(M, 1)) * ws).to(out_dtype)
+    return scale_epilogue(acc, x_scale, w_scale.reshape(-1), ws_rows, out_dtype)
 
 
 # ----------------------------------------------------------------------------- reference

@@ -8,6 +8,7 @@ from kernels.packing import pack_ternary
 from kernels.rmsnorm_quant import rmsnorm_quant
 from kernels.ternary_gemm import (
     GEMV_MAX_M,
+    scale_epilogue,
     w158_decode_weights,
     w158_gemv_fused,
     w158_matmul,
@@ -303,3 +304,27 @@ def test_two_pass_prefill_equals_qlinear():
     assert torch.equal(y, Q.qlinear(q, wq))
     with pytest.raises(ValueError, match="two-pass route needs M > 16"):
         w158_matmul_two_pass(q.codes[:8].to(DEV), q.scale[:8].to(DEV), wp, wq.scale.to(DEV), 48)
+
+
+@pytest.mark.parametrize("acc_dtype, shards, out_dtype", [(torch.int32, 1, torch.float16),
+                                                          (torch.float32, 3, torch.float16),
+                                                          (torch.int32, 3, torch.bfloat16)])
+def test_the_one_pass_epilogue_equals_scale_acc_bit_for_bit(acc_dtype, shards, out_dtype):
+    g = torch.Generator().manual_seed(31)
+    M, N = 37, 3 * 48
+    acc = torch.randint(-2 ** 20, 2 ** 20, (M, N), generator=g, dtype=torch.int32).to(acc_dtype)
+    xs = torch.rand(M, 1, generator=g) * 0.07 + 1e-3
+    ws = torch.rand(shards, generator=g) * 0.9 + 0.05
+    ref = Q.scale_acc(acc, xs, ws.repeat_interleave(N // shards).reshape(1, N), out_dtype)
+    y = scale_epilogue(acc.to(DEV), xs.to(DEV), ws.to(DEV), N // shards, out_dtype).cpu()
+    assert y.dtype == out_dtype and torch.equal(y, ref)
+
+
+def test_the_epilogue_refuses_scales_that_do_not_cover_the_sums():
+    acc = torch.zeros(4, 96, dtype=torch.int32, device=DEV)
+    with pytest.raises(ValueError, match="one scale per row"):
+        scale_epilogue(acc, torch.ones(3, device=DEV), torch.ones(1, device=DEV), 96)
+    with pytest.raises(ValueError, match="must cover N=96"):
+        scale_epilogue(acc, torch.ones(4, device=DEV), torch.ones(2, device=DEV), 32)
+    with pytest.raises(TypeError):
+        scale_epilogue(acc.to(torch.int16), torch.ones(4, device=DEV), torch.ones(1, device=DEV), 96)
