@@ -47,7 +47,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.arith import glu_mode, glu_product, quant_codes, quant_mode, quant_params
+from kernels.arith import QUANT_MODES, glu_mode, glu_product, quant_codes, quant_mode, quant_params
 from kernels.checks import FLOAT_DTYPES, check_device_usable, check_finite, check_shape, check_tensor, next_pow2
 from model import quant as Q
 
@@ -156,10 +156,107 @@ def _launch_cfg(D: int) -> tuple[int, int]:
     return block, max(1, min(16, block // 512))
 
 
+#: Rows wider than this (and not TopK, whose threshold search needs the whole row at once) are quantized in
+#: chunks of ``ROW_CHUNK`` by default: the whole-row kernel holds a 16384-element tile for an 11008-wide row
+#: (fp32 values, their fp64 squares) and spills its registers.
+WIDE_ROW = 4096
+ROW_CHUNK = 2048
+
+
+def _row_chunk(row_chunk: int | None, D: int, qmode: int) -> int:
+    """Chunk width of the chunked kernel for a row of ``D`` (0: the whole-row kernel); checks ``row_chunk``."""
+    if row_chunk is None:
+        return ROW_CHUNK if D > WIDE_ROW and qmode != QUANT_MODES["topk8"] else 0
+    if isinstance(row_chunk, bool) or not isinstance(row_chunk, int) or row_chunk < 0:
+        raise ValueError(f"row_chunk must be None, 0 or a power of two >= 16, got {row_chunk!r}")
+    if row_chunk and (row_chunk < 16 or row_chunk & (row_chunk - 1)):
+        raise ValueError(f"row_chunk must be a power of two >= 16, got {row_chunk}")
+    if row_chunk and qmode == QUANT_MODES["topk8"]:
+        raise ValueError("row_chunk: TopK needs the whole row at once (its threshold search); pass 0 or None")
+    return row_chunk
+
+
+@triton.jit
+def _chunk(x_ptr, gate_ptr, w_ptr, row, stride_x, stride_g, offs, inb, r,
+           NORM: tl.constexpr, HAS_W: tl.constexpr, GLU: tl.constexpr, SCALED: tl.constexpr):
+    """One chunk of a row as the quantizer sees it: the GLU product, and with ``SCALED`` divided by ``r`` and
+    multiplied by the norm weight (the same rounded operations as :func:`norm_quant_row`)."""
+    x = tl.load(x_ptr + row * stride_x + offs, mask=inb, other=0.0).to(tl.float32)
+    if GLU != 0:
+        g = tl.load(gate_ptr + row * stride_g + offs, mask=inb, other=0.0).to(tl.float32)
+        x = glu_product(g, x, GLU)
+    if SCALED and NORM:
+        x = tl.math.div_rn(x, r)
+        if HAS_W:
+            x = x * tl.load(w_ptr + offs, mask=inb, other=0.0).to(tl.float32)
+    return x
+
+
+@triton.jit
+def _norm_quant_chunked_kernel(x_ptr, gate_ptr, w_ptr, codes_ptr, scale_ptr, nzi_ptr, nnz_ptr,
+                               D, stride_x, stride_g, stride_c, stride_n, eps,
+                               CHUNK: tl.constexpr, NORM: tl.constexpr, HAS_W: tl.constexpr,
+                               GLU: tl.constexpr, MODE: tl.constexpr, OUT_FP8: tl.constexpr,
+                               WRITE_NZ: tl.constexpr, PDL: tl.constexpr):
+    """:func:`norm_quant_row` on a wide row in three passes over ``CHUNK``-element chunks: the sum of squares,
+    the row statistic (max|y| or the fp64 sum of |y|), the codes.  Each pass accumulates element-wise and
+    reduces once (two cross-warp reductions a row, as the whole-row kernel), re-reading the row from L2
+    instead of holding it in registers."""
+    if PDL:
+        tl.extra.cuda.gdc_wait()
+        tl.extra.cuda.gdc_launch_dependents()
+    row = tl.program_id(0).to(tl.int64)
+    base = tl.arange(0, CHUNK)
+    r = tl.full((), 1.0, tl.float32)
+    if NORM:
+        sq = tl.zeros((CHUNK,), dtype=tl.float64)
+        for k0 in range(0, D, CHUNK):
+            offs = k0 + base
+            x = _chunk(x_ptr, gate_ptr, w_ptr, row, stride_x, stride_g, offs, offs < D, r, NORM, HAS_W, GLU, False)
+            x64 = x.to(tl.float64)
+            sq += x64 * x64
+        ms = (tl.sum(sq, axis=0) / D).to(tl.float32)
+        r = tl.sqrt_rn(ms + eps)
+    if MODE == 1:
+        acc = tl.zeros((CHUNK,), dtype=tl.float64)
+    else:
+        acc = tl.zeros((CHUNK,), dtype=tl.float32)
+    for k0 in range(0, D, CHUNK):
+        offs = k0 + base
+        y = _chunk(x_ptr, gate_ptr, w_ptr, row, stride_x, stride_g, offs, offs < D, r, NORM, HAS_W, GLU, True)
+        if MODE == 1:
+            acc += tl.abs(y).to(tl.float64)
+        else:
+            acc = tl.maximum(acc, tl.abs(y))
+    if MODE == 1:
+        stat = (tl.sum(acc, axis=0) / D).to(tl.float32)
+    else:
+        stat = tl.max(acc, axis=0)
+    inv, scale = quant_params(stat, MODE)
+    count = tl.zeros((), dtype=tl.int32)
+    for k0 in range(0, D, CHUNK):
+        offs = k0 + base
+        inb = offs < D
+        y = _chunk(x_ptr, gate_ptr, w_ptr, row, stride_x, stride_g, offs, inb, r, NORM, HAS_W, GLU, True)
+        c = quant_codes(y, inv, MODE)
+        if OUT_FP8:
+            tl.store(codes_ptr + row * stride_c + offs, c.to(tl.float8e4nv), mask=inb)
+        else:
+            tl.store(codes_ptr + row * stride_c + offs, c.to(tl.int8), mask=inb)
+        if WRITE_NZ:
+            nz = (c != 0.0) & inb
+            pos = count + tl.cumsum(nz.to(tl.int32), axis=0) - 1
+            tl.store(nzi_ptr + row * stride_n + pos, offs, mask=nz)
+            count += tl.sum(nz.to(tl.int32), axis=0)
+    tl.store(scale_ptr + row, scale)
+    if WRITE_NZ:
+        tl.store(nnz_ptr + row, count)
+
+
 def rmsnorm_quant(x: torch.Tensor, mode: str = "int8", norm_weight: torch.Tensor | None = None,
                   *, norm: bool = True, gate: torch.Tensor | None = None, eps: float = 1e-5,
                   topk_ratio: float = 0.5, out_fp8: bool = False, nonzero: bool = False, pdl: bool = False,
-                  glu: str = "relu2", topk_search: str = "bitwise"):
+                  glu: str = "relu2", topk_search: str = "bitwise", row_chunk: int | None = None):
     """Quantize each row of ``x [M, D]`` (optionally after a GLU product and RMSNorm).
 
     With ``gate``, the quantizer sees ``x · relu(gate)²`` (``glu="relu2"``, a4.8, exact as
@@ -170,7 +267,10 @@ def rmsnorm_quant(x: torch.Tensor, mode: str = "int8", norm_weight: torch.Tensor
     Returns ``(codes [M, D] int8 (or float8_e4m3fn), scale [M, 1] fp32)``, plus
     ``(nz_index [M, D] int32, nnz [M] int32)`` when ``nonzero=True``; entries of
     ``nz_index`` past ``nnz`` are left unwritten.  ``pdl``: launch with programmatic dependent
-    launch (CUDA; the kernel waits for the previous one before reading ``x``).
+    launch (CUDA; the kernel waits for the previous one before reading ``x``).  ``row_chunk``: quantize
+    each row in passes over chunks of this many elements (a power of two, >= 16) instead of holding it
+    whole; None = :data:`ROW_CHUNK` for rows wider than :data:`WIDE_ROW` (not TopK), 0 = whole rows.
+    Same codes either way.
     """
     check_tensor(x, "x", FLOAT_DTYPES, dim=2, contiguous=False)
     check_device_usable(x, "x")
@@ -206,10 +306,21 @@ def rmsnorm_quant(x: torch.Tensor, mode: str = "int8", norm_weight: torch.Tensor
     scale = torch.empty(M, 1, device=x.device, dtype=torch.float32)
     nzi = torch.empty(M, D, device=x.device, dtype=torch.int32) if nonzero else codes
     nnz = torch.empty(M, device=x.device, dtype=torch.int32) if nonzero else scale
-    block, warps = _launch_cfg(D)
-    k_top = math.ceil(topk_ratio * D)
+    chunk = _row_chunk(row_chunk, D, qmode)
     pdl = bool(pdl) and x.device.type == "cuda"
     opts = dict(launch_pdl=True) if pdl else {}
+    if chunk:
+        _norm_quant_chunked_kernel[(M,)](
+            x_ptr=x, gate_ptr=gate if gate is not None else x, w_ptr=norm_weight if norm_weight is not None else x,
+            codes_ptr=codes, scale_ptr=scale, nzi_ptr=nzi, nnz_ptr=nnz,
+            D=D, stride_x=x.stride(0), stride_g=gate.stride(0) if gate is not None else 0,
+            stride_c=codes.stride(0), stride_n=nzi.stride(0), eps=eps,
+            CHUNK=chunk, NORM=norm, HAS_W=norm_weight is not None, GLU=glu_code if gate is not None else 0,
+            MODE=qmode, OUT_FP8=out_fp8, WRITE_NZ=nonzero, PDL=pdl,
+            num_warps=max(1, min(8, chunk // 256)), enable_fp_fusion=False, **opts)
+        return (codes, scale, nzi, nnz) if nonzero else (codes, scale)
+    block, warps = _launch_cfg(D)
+    k_top = math.ceil(topk_ratio * D)
     _norm_quant_kernel[(M,)](
         # pointers (placeholders where an input is absent: never read)
         x_ptr=x, gate_ptr=gate if gate is not None else x, w_ptr=norm_weight if norm_weight is not None else x,

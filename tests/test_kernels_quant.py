@@ -127,3 +127,42 @@ def test_a_gate_of_another_dtype_is_refused():
     x = _x(2, 64, seed=3)
     with pytest.raises(TypeError, match="gate must have dtype"):
         rmsnorm_quant(x.to(DEV), "int8", gate=x.float().to(DEV))
+
+
+@pytest.mark.parametrize("mode,glu,fp8,nonzero", [("int8", "relu2", False, True), ("int8", "silu", False, False),
+                                                  ("int4", None, True, False), ("int4", "relu2", False, True)])
+def test_a_row_quantized_in_chunks_gives_the_whole_row_codes(mode, glu, fp8, nonzero):
+    # 1000 wide in chunks of 64: 16 chunks, the last one partly masked
+    M, D = 3, 1000
+    x, gate = _x(M, D, seed=41), _x(M, D, seed=42) if glu else None
+    w = (torch.rand(D, generator=torch.Generator().manual_seed(4)) + 0.5).half()
+    kw = dict(gate=None if gate is None else gate.to(DEV), glu=glu or "relu2", out_fp8=fp8, nonzero=nonzero)
+    chunked = rmsnorm_quant(x.to(DEV), mode, w.to(DEV), row_chunk=64, **kw)
+    whole = rmsnorm_quant(x.to(DEV), mode, w.to(DEV), row_chunk=0, **kw)
+    ref = reference_quant(x, mode, w, gate, glu=glu or "relu2")
+    assert torch.equal(chunked[0].cpu().float(), ref.codes.float()) and torch.equal(chunked[1].cpu(), ref.scale)
+    assert torch.equal(chunked[0].cpu().float(), whole[0].cpu().float())
+    if nonzero:
+        for r in range(M):
+            expect = torch.nonzero(ref.codes[r]).flatten()
+            assert int(chunked[3][r]) == expect.numel()
+            assert torch.equal(chunked[2][r, :expect.numel()].cpu().long(), expect)
+
+
+def test_the_quantizer_alone_in_chunks_equals_model_quant():
+    x = _x(2, 300, seed=43, dtype=torch.float32)
+    codes, scale = rmsnorm_quant(x.to(DEV), "int8", norm=False, row_chunk=128)
+    ref = Q.quantize_int8(x)
+    assert torch.equal(codes.cpu(), ref.codes) and torch.equal(scale.cpu(), ref.scale)
+
+
+def test_wide_rows_default_to_chunks_and_bad_chunks_are_refused():
+    from kernels.rmsnorm_quant import ROW_CHUNK, WIDE_ROW, _row_chunk
+    assert _row_chunk(None, 11008, 0) == ROW_CHUNK and _row_chunk(None, WIDE_ROW, 0) == 0
+    assert _row_chunk(None, 11008, 2) == 0                          # TopK keeps the whole row
+    x = _x(1, 64, seed=44)
+    for bad in (3, 8, -16, 2.0, True):
+        with pytest.raises(ValueError, match="row_chunk"):
+            rmsnorm_quant(x.to(DEV), "int8", row_chunk=bad)
+    with pytest.raises(ValueError, match="TopK needs the whole row"):
+        rmsnorm_quant(x.to(DEV), "topk8", row_chunk=64)
