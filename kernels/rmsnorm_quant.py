@@ -67,6 +67,25 @@ def _radix_pass(bits, prefix, need, SHIFT: tl.constexpr, NB: tl.constexpr):
 
 
 @triton.jit
+def _kth_largest_pairs(bits, k_top):
+    """The k_top-th largest of non-negative int32 ``bits`` (-1 marks padding), exactly: the bitwise search two
+    bits at a time (bit 30, then 29-28 down to 1-0: 16 dependent reductions instead of 31).  The counts of the
+    three candidates of a step travel in one int64 sum, 21 bits each (a row holds at most 65536 values)."""
+    t = tl.where(tl.sum((bits >= (1 << 30)).to(tl.int32), axis=0) >= k_top, 1 << 30, 0)
+    for s in tl.static_range(28, -1, -2):
+        c1 = (bits >= (t | (1 << s))).to(tl.int64)
+        c2 = (bits >= (t | (2 << s))).to(tl.int64)
+        c3 = (bits >= (t | (3 << s))).to(tl.int64)
+        tot = tl.sum(c1 + (c2 << 21) + (c3 << 42), axis=0)
+        n1 = tot & 0x1FFFFF
+        n2 = (tot >> 21) & 0x1FFFFF
+        n3 = tot >> 42
+        d = tl.where(n3 >= k_top, 3, tl.where(n2 >= k_top, 2, tl.where(n1 >= k_top, 1, 0)))
+        t = t | (d << s)
+    return t
+
+
+@triton.jit
 def _kth_largest_radix(bits, k_top):
     """The k_top-th largest of non-negative int32 ``bits`` (-1 marks padding), exactly: a radix
     select over the digits 30-23, 22-15, 14-7, 6-0 (4 histograms instead of 31 full reductions)."""
@@ -84,20 +103,20 @@ def _norm_quant_kernel(x_ptr, gate_ptr, w_ptr, codes_ptr, scale_ptr, nzi_ptr, nn
                        D, stride_x, stride_g, stride_c, stride_n, eps, k_top,
                        BLOCK: tl.constexpr, NORM: tl.constexpr, HAS_W: tl.constexpr,
                        GLU: tl.constexpr, MODE: tl.constexpr, OUT_FP8: tl.constexpr,
-                       WRITE_NZ: tl.constexpr, PDL: tl.constexpr, RADIX: tl.constexpr):
+                       WRITE_NZ: tl.constexpr, PDL: tl.constexpr, SEARCH: tl.constexpr):
     if PDL:                     # programmatic dependent launch: the previous kernel's outputs from here
         tl.extra.cuda.gdc_wait()
         tl.extra.cuda.gdc_launch_dependents()
     norm_quant_row(tl.program_id(0).to(tl.int64), x_ptr, gate_ptr, w_ptr, codes_ptr, scale_ptr, nzi_ptr, nnz_ptr,
                    D, stride_x, stride_g, stride_c, stride_n, eps, k_top,
-                   BLOCK, NORM, HAS_W, GLU, MODE, OUT_FP8, WRITE_NZ, RADIX)
+                   BLOCK, NORM, HAS_W, GLU, MODE, OUT_FP8, WRITE_NZ, SEARCH)
 
 
 @triton.jit
 def norm_quant_row(row, x_ptr, gate_ptr, w_ptr, codes_ptr, scale_ptr, nzi_ptr, nnz_ptr,
                    D, stride_x, stride_g, stride_c, stride_n, eps, k_top,
                    BLOCK: tl.constexpr, NORM: tl.constexpr, HAS_W: tl.constexpr, GLU: tl.constexpr,
-                   MODE: tl.constexpr, OUT_FP8: tl.constexpr, WRITE_NZ: tl.constexpr, RADIX: tl.constexpr):
+                   MODE: tl.constexpr, OUT_FP8: tl.constexpr, WRITE_NZ: tl.constexpr, SEARCH: tl.constexpr):
     """Row ``row`` of :func:`rmsnorm_quant`: (GLU product,) RMSNorm, quantizer, codes + scale (+ the
     non-zero index list and its count)."""
     offs = tl.arange(0, BLOCK)
@@ -125,8 +144,10 @@ def norm_quant_row(row, x_ptr, gate_ptr, w_ptr, codes_ptr, scale_ptr, nzi_ptr, n
         # patterns (order-preserving for non-negative floats); ties at the
         # threshold go to the lowest indices (stable descending sort).
         bits = tl.where(inb, ax.to(tl.int32, bitcast=True), -1)
-        if RADIX:
+        if SEARCH == 1:
             t = _kth_largest_radix(bits, k_top)
+        elif SEARCH == 2:
+            t = _kth_largest_pairs(bits, k_top)
         else:
             t = tl.zeros((), dtype=tl.int32)
             for b in tl.static_range(30, -1, -1):
@@ -155,6 +176,9 @@ def _launch_cfg(D: int) -> tuple[int, int]:
     block = next_pow2(D)
     return block, max(1, min(16, block // 512))
 
+
+#: TopK threshold searches (kernel constant ``SEARCH``): one bit a step, 8-bit radix histograms, two bits a step
+TOPK_SEARCHES = {"bitwise": 0, "radix": 1, "pairs": 2}
 
 #: Rows wider than this (and not TopK, whose threshold search needs the whole row at once) are quantized in
 #: chunks of ``ROW_CHUNK`` by default: the whole-row kernel holds a 16384-element tile for an 11008-wide row
@@ -256,13 +280,14 @@ def _norm_quant_chunked_kernel(x_ptr, gate_ptr, w_ptr, codes_ptr, scale_ptr, nzi
 def rmsnorm_quant(x: torch.Tensor, mode: str = "int8", norm_weight: torch.Tensor | None = None,
                   *, norm: bool = True, gate: torch.Tensor | None = None, eps: float = 1e-5,
                   topk_ratio: float = 0.5, out_fp8: bool = False, nonzero: bool = False, pdl: bool = False,
-                  glu: str = "relu2", topk_search: str = "bitwise", row_chunk: int | None = None):
+                  glu: str = "relu2", topk_search: str = "pairs", row_chunk: int | None = None):
     """Quantize each row of ``x [M, D]`` (optionally after a GLU product and RMSNorm).
 
     With ``gate``, the quantizer sees ``x · relu(gate)²`` (``glu="relu2"``, a4.8, exact as
     ``model.quant.relu2glu``) or ``fp16(fp16(silu(gate)) · x)`` (``glu="silu"``, the SwiGLU of the
-    fp16 torch glue).  ``topk_search``: "bitwise" (31 reductions) or "radix" (4 histogram passes);
-    both find the same exact threshold; radix measured slower on the H200 (docs/kernels.md).
+    fp16 torch glue).  ``topk_search``: "pairs" (two bits a step, 16 reductions), "bitwise" (31 reductions)
+    or "radix" (4 histogram passes); all find the same exact threshold; radix measured slower than bitwise on
+    the H200 (docs/kernels.md).
 
     Returns ``(codes [M, D] int8 (or float8_e4m3fn), scale [M, 1] fp32)``, plus
     ``(nz_index [M, D] int32, nnz [M] int32)`` when ``nonzero=True``; entries of
@@ -280,8 +305,8 @@ def rmsnorm_quant(x: torch.Tensor, mode: str = "int8", norm_weight: torch.Tensor
     if out_fp8 and mode != "int4":
         raise ValueError("out_fp8 is only exact for INT4 codes (mode='int4'); INT8 codes do not fit e4m3")
     glu_code = glu_mode(glu, ("relu2", "silu"))
-    if topk_search not in ("radix", "bitwise"):
-        raise ValueError(f"topk_search must be 'radix' or 'bitwise', got {topk_search!r}")
+    if topk_search not in TOPK_SEARCHES:
+        raise ValueError(f"topk_search must be one of {sorted(TOPK_SEARCHES)}, got {topk_search!r}")
     if not 0.0 < topk_ratio <= 1.0:
         raise ValueError(f"topk_ratio must be in (0, 1], got {topk_ratio}")
     if not (isinstance(eps, float) and eps > 0 and math.isfinite(eps)):
@@ -330,7 +355,7 @@ def rmsnorm_quant(x: torch.Tensor, mode: str = "int8", norm_weight: torch.Tensor
         stride_c=codes.stride(0), stride_n=nzi.stride(0), eps=eps, k_top=k_top,
         # meta
         BLOCK=block, NORM=norm, HAS_W=norm_weight is not None, GLU=glu_code if gate is not None else 0,
-        MODE=qmode, OUT_FP8=out_fp8, WRITE_NZ=nonzero, PDL=pdl, RADIX=topk_search == "radix",
+        MODE=qmode, OUT_FP8=out_fp8, WRITE_NZ=nonzero, PDL=pdl, SEARCH=TOPK_SEARCHES[topk_search],
         num_warps=warps, enable_fp_fusion=False, **opts)
     if nonzero:
         return codes, scale, nzi, nnz

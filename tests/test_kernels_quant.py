@@ -166,3 +166,18 @@ def test_wide_rows_default_to_chunks_and_bad_chunks_are_refused():
             rmsnorm_quant(x.to(DEV), "int8", row_chunk=bad)
     with pytest.raises(ValueError, match="TopK needs the whole row"):
         rmsnorm_quant(x.to(DEV), "topk8", row_chunk=64)
+
+
+@pytest.mark.parametrize("D", [101, 3000])
+def test_the_two_bit_topk_search_finds_the_bitwise_threshold(D):
+    # integer-valued rows (many ties at the threshold) and a row of one repeated value
+    g = torch.Generator().manual_seed(D)
+    x = torch.randint(-6, 7, (3, D), generator=g).float() * 0.25
+    x[2] = 1.5
+    pairs = rmsnorm_quant(x.to(DEV), "topk8", norm=False, topk_search="pairs")
+    bitwise = rmsnorm_quant(x.to(DEV), "topk8", norm=False, topk_search="bitwise")
+    ref = Q.quantize_topk_int8(x)
+    assert torch.equal(pairs[0].cpu(), ref.codes) and torch.equal(pairs[1].cpu(), ref.scale)
+    assert torch.equal(pairs[0].cpu(), bitwise[0].cpu())
+    with pytest.raises(ValueError, match="topk_search must be one of"):
+        rmsnorm_quant(x.to(DEV), "topk8", topk_search="linear")

@@ -113,10 +113,10 @@ def variants() -> list[tuple[str, object, dict, dict, dict]]:
                 k_top="i32")
     out.append(("norm topk8 nz pdl", _norm_quant_kernel, nq_t,
                 dict(BLOCK=4096, NORM=True, HAS_W=True, GLU=0, MODE=2, OUT_FP8=False, WRITE_NZ=True, PDL=True,
-                     RADIX=True), dict(num_warps=8)))
+                     SEARCH=1), dict(num_warps=8)))
     out.append(("norm silu int8 11008", _norm_quant_kernel, nq_t,
                 dict(BLOCK=16384, NORM=True, HAS_W=True, GLU=GLU_MODES["silu"], MODE=0, OUT_FP8=False, WRITE_NZ=False,
-                     PDL=True, RADIX=True), dict(num_warps=16)))
+                     PDL=True, SEARCH=1), dict(num_warps=16)))
     out.append(("floor_read", _floor_read_kernel, dict(src_ptr="*i32", out_ptr="*i32", n="i32"),
                 dict(BLOCK=8192, PDL=False), dict(num_warps=8)))
     gemm_t = dict(x_ptr="*fp8e4nv", xs_ptr="*fp32", w_ptr="*i32", ws_ptr="*fp32", y_ptr="*fp16", M="i32", N="i32",

@@ -8,8 +8,9 @@ from kernels.bench.harness import MeasurementLog, time_graph, time_us
 from kernels.rmsnorm_quant import reference_quant, rmsnorm_quant
 
 CASES = (("int8", 4096, None), ("int4", 4096, None), ("int4", 4096, "fp8"), ("topk8", 4096, None),
-         ("topk8", 4096, "radix"), ("topk8", 4096, "nz"), ("int8", 11008, "glu"), ("int8", 11008, "silu"),
-         ("int8", 11008, "glu_nz"), ("int8", 11008, "glu_whole"), ("int8", 11008, "silu_whole"))
+         ("topk8", 4096, "radix"), ("topk8", 4096, "bitwise"), ("topk8", 4096, "nz"), ("int8", 11008, "glu"),
+         ("int8", 11008, "silu"), ("int8", 11008, "glu_nz"), ("int8", 11008, "glu_whole"),
+         ("int8", 11008, "silu_whole"))
 
 
 def quant_section(log: MeasurementLog, check: bool = True, Ms: tuple[int, ...] = (1, 2048)) -> None:
@@ -22,7 +23,7 @@ def quant_section(log: MeasurementLog, check: bool = True, Ms: tuple[int, ...] =
             gated = extra in ("glu", "silu", "glu_nz", "glu_whole", "silu_whole")
             gate = torch.randn(M, D, device="cuda", generator=g).to(torch.float16) if gated else None
             kw = dict(gate=gate, out_fp8=extra == "fp8", nonzero=extra in ("nz", "glu_nz"), glu=glu,
-                      topk_search="radix" if extra == "radix" else "bitwise",
+                      topk_search=extra if extra in ("radix", "bitwise") else "pairs",
                       row_chunk=0 if extra and extra.endswith("_whole") else None)   # _whole: the row in registers
             out = rmsnorm_quant(x, mode, w, **kw)
             exact = False
