@@ -26,7 +26,7 @@ from kernels.arith import GLU_MODES
 from kernels.attention_step import _attention_step_kernel
 from kernels.floor import _floor_read_kernel
 from kernels.persistent import _decode_block_kernel
-from kernels.rmsnorm_quant import _norm_quant_kernel
+from kernels.rmsnorm_quant import _norm_quant_chunked_kernel, _norm_quant_kernel
 from kernels.sparse_gemv import _sparse_gemv_kernel
 from kernels.ternary_gemm import _w158_gemm_kernel, _w158_gemv_fused_kernel, _w158_gemv_kernel
 
@@ -117,6 +117,20 @@ def variants() -> list[tuple[str, object, dict, dict, dict]]:
     out.append(("norm silu int8 11008", _norm_quant_kernel, nq_t,
                 dict(BLOCK=16384, NORM=True, HAS_W=True, GLU=GLU_MODES["silu"], MODE=0, OUT_FP8=False, WRITE_NZ=False,
                      PDL=True, SEARCH=1), dict(num_warps=16)))
+    whole = dict(BLOCK=16384, NORM=True, HAS_W=True, MODE=0, OUT_FP8=False, WRITE_NZ=False, PDL=True, SEARCH=0)
+    out.append(("norm relu2 int8 11008", _norm_quant_kernel, nq_t, dict(whole, GLU=GLU_MODES["relu2"]),
+                dict(num_warps=16)))
+    out.append(("norm topk8 pairs", _norm_quant_kernel, nq_t,
+                dict(BLOCK=4096, NORM=True, HAS_W=True, GLU=0, MODE=2, OUT_FP8=False, WRITE_NZ=False, PDL=True,
+                     SEARCH=2), dict(num_warps=8)))
+    out.append(("norm topk8 bitwise", _norm_quant_kernel, nq_t,
+                dict(BLOCK=4096, NORM=True, HAS_W=True, GLU=0, MODE=2, OUT_FP8=False, WRITE_NZ=False, PDL=True,
+                     SEARCH=0), dict(num_warps=8)))
+    nqc_t = {k: v for k, v in nq_t.items() if k != "k_top"}
+    for glu in ("relu2", "silu"):
+        out.append((f"norm {glu} int8 11008 chunks", _norm_quant_chunked_kernel, nqc_t,
+                    dict(CHUNK=2048, NORM=True, HAS_W=True, GLU=GLU_MODES[glu], MODE=0, OUT_FP8=False,
+                         WRITE_NZ=False, PDL=True), dict(num_warps=8)))
     out.append(("floor_read", _floor_read_kernel, dict(src_ptr="*i32", out_ptr="*i32", n="i32"),
                 dict(BLOCK=8192, PDL=False), dict(num_warps=8)))
     gemm_t = dict(x_ptr="*fp8e4nv", xs_ptr="*fp32", w_ptr="*i32", ws_ptr="*fp32", y_ptr="*fp16", M="i32", N="i32",
