@@ -237,6 +237,10 @@ def _set_limit(raw: dict, key: str, value) -> str:
         if rest in ("unpack", "unpack_m_tile", "stream_ramp_ns", "stream_efficiency"):     # per-operand maps
             arr[rest] = {"ternary": value}
             return f"arrays[0].{rest}.ternary"
+        if rest in ("promote_every_k", "promote_ns"):   # per-format maps; a cost needs its interval
+            arr.setdefault("promote_every_k", {"fp8": 512})
+            arr[rest] = {"fp8": value}
+            return f"arrays[0].{rest}.fp8"
         arr[rest] = value
         return f"arrays[0].{rest}"
     if rest == "passes":
@@ -251,7 +255,8 @@ def test_every_limit_refuses_a_value_above_it_naming_the_field(key):
     lo, hi, unit = LIMITS[key]
     raw = _raw()
     integral = key in ("arrays.rows", "arrays.cols", "arrays.count", "arrays.weight_load_cycles", "arrays.max_m",
-                       "arrays.max_k", "arrays.lut_group", "arrays.unpack_m_tile", "offchip.interfaces", "vector.lanes")
+                       "arrays.max_k", "arrays.lut_group", "arrays.unpack_m_tile", "arrays.promote_every_k",
+                       "offchip.interfaces", "vector.lanes")
     field = _set_limit(raw, key, int(hi) * 2 if integral else float(hi) * 2)
     name = field.replace('[', '.').replace(']', '.')
     with pytest.raises(ValueError, match=rf"{name} = .* is outside .*the sane range"):
