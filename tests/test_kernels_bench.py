@@ -19,6 +19,7 @@ from kernels.bench.goals import (
     goals_rows,
     launch_floor_goals,
     persistent_goals,
+    prefill_goals,
     serving_goals,
     token_goals,
 )
@@ -163,3 +164,18 @@ def test_prefill_profile_sums_each_kernel_per_forward_slowest_first():
         kernel_table(events, calls=0)
     with pytest.raises(ValueError, match="negative"):
         kernel_table([("x", -1.0)], calls=1)
+
+
+def test_prefill_goals_state_the_two_pass_floor_of_the_same_run():
+    shape = dict(op="gemm", M=2048, N=4096, K=4096)
+    rows = [dict(shape, kernel=k, us=us) for k, us in (
+        ("ours_w158a4_fp8", 160.0), ("ours_twopass_w158a4_fp8", 80.0), ("cublas_fp16", 90.0), ("cublas_fp8", 55.0),
+        ("ours_w158a8", 121.0), ("ours_twopass_w158a8", 110.0), ("cublas_int8", 84.0),
+        ("ours_twopass_decode_only", 11.0), ("ours_twopass_epilogue_only", 14.0))]
+    f8, a8, block = prefill_goals(rows)
+    assert f8.value == pytest.approx(90.0 / 80.0) and f8.verdict == "missed"
+    assert "two-pass floor 11.0 + cublas_fp8 55.0 + 14.0 = 80.0 us (at best 1.12x)" in f8.floor
+    assert "11.0 + cublas_int8 84.0 + 14.0 = 109.0 us (at best 0.77x)" in a8.floor
+    assert block.verdict == "not measured"
+    bare = prefill_goals([r for r in rows if "only" not in r["kernel"]])
+    assert bare[0].floor == ""                    # no floor without its rows in the same run
