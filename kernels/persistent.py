@@ -55,7 +55,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.arith import GLU_MODES, QUANT_MODES, quant_codes
+from kernels.arith import GLU_MODES, QUANT_MODES
 from kernels.attention_step import attention_item, attention_step_args
 from kernels.checks import check_finite, check_tensor, next_pow2
 from kernels.configs import resolve_config
@@ -63,7 +63,7 @@ from kernels.packing import padded_len
 from kernels.rmsnorm_quant import norm_quant_row
 from kernels.sparse_gemv import _workspace as sparse_workspace
 from kernels.sparse_gemv import sparse_config, sparse_item
-from kernels.ternary_gemm import gemv_config, gemv_prefetch, gemv_tile, normed_input, row_norm_quant_params
+from kernels.ternary_gemm import gemv_config, gemv_prefetch, gemv_tile, quantize_row
 
 STAGES = ("qkv", "attention", "wo", "gate_up", "down")
 MODES = ("auto", "persistent", "staged")
@@ -111,30 +111,12 @@ def _grid_leave(bar_ptr, nprog):
 def _quantize_row(src_ptr, nw_ptr, q_ptr, qs_ptr, nzi_ptr, nnz_ptr, K, up_off, eps,
                   QB: tl.constexpr, CH: tl.constexpr, GLU: tl.constexpr, QMODE: tl.constexpr,
                   WRITE_NZ: tl.constexpr):
-    """This program's codes of one activation row, once per stage: (GLU product,) RMSNorm and the
-    INT8/INT4 quantizer into ``q_ptr`` (int8, zero-filled up to a whole int32 word) and its scale
-    into ``qs_ptr`` (with ``WRITE_NZ``: the ascending non-zero indices and their count).
-
-    The statistics are those of the fused-prologue GEMV (``row_norm_quant_params`` in chunks of
-    ``QB``, the GEMV's chunking) and each code is ``quant_codes(normed_input(...))`` as there, so
-    the codes are the ones the fused per-kernel step computes inside every tile."""
-    r, inv, scale = row_norm_quant_params(src_ptr, nw_ptr, K, up_off, eps, QB, True, True, GLU, QMODE)
-    K4 = (K + 3) // 4 * 4
-    offs0 = tl.arange(0, CH)
-    cnt = tl.zeros((), tl.int32)
-    for k0 in range(0, K4, CH):
-        offs = k0 + offs0
-        inb = offs < K
-        y = normed_input(src_ptr, nw_ptr, offs, inb, up_off, r, True, True, GLU)
-        c = tl.where(inb, quant_codes(y, inv, QMODE), 0.0)
-        tl.store(q_ptr + offs, c.to(tl.int8), mask=offs < K4)
-        if WRITE_NZ:
-            nz = (c != 0.0) & inb
-            tl.store(nzi_ptr + cnt + tl.cumsum(nz.to(tl.int32), axis=0) - 1, offs, mask=nz)
-            cnt += tl.sum(nz.to(tl.int32), axis=0)
-    tl.store(qs_ptr, scale)
-    if WRITE_NZ:
-        tl.store(nnz_ptr, cnt)
+    """This program's codes of one activation row, once per stage (:func:`kernels.ternary_gemm.quantize_row`,
+    the up half at ``up_off``, zero-filled up to a whole int32 word): the statistics in chunks of ``QB``, the
+    fused-prologue GEMV's chunking, so the codes are the ones the fused per-kernel step computes inside every
+    tile."""
+    quantize_row(src_ptr, src_ptr + up_off, nw_ptr, q_ptr, qs_ptr, nzi_ptr, nnz_ptr, K, (K + 3) // 4 * 4, eps,
+                 QB, CH, True, True, GLU, QMODE, False, WRITE_NZ)
     tl.debug_barrier()                                  # the codes are visible to the whole CTA
 
 

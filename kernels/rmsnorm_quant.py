@@ -49,6 +49,7 @@ import triton.language as tl
 
 from kernels.arith import QUANT_MODES, glu_mode, glu_product, quant_codes, quant_mode, quant_params
 from kernels.checks import FLOAT_DTYPES, check_device_usable, check_finite, check_shape, check_tensor, next_pow2
+from kernels.ternary_gemm import quantize_row
 from model import quant as Q
 
 
@@ -201,80 +202,25 @@ def _row_chunk(row_chunk: int | None, D: int, qmode: int) -> int:
 
 
 @triton.jit
-def _chunk(x_ptr, gate_ptr, w_ptr, row, stride_x, stride_g, offs, inb, r,
-           NORM: tl.constexpr, HAS_W: tl.constexpr, GLU: tl.constexpr, SCALED: tl.constexpr):
-    """One chunk of a row as the quantizer sees it: the GLU product, and with ``SCALED`` divided by ``r`` and
-    multiplied by the norm weight (the same rounded operations as :func:`norm_quant_row`)."""
-    x = tl.load(x_ptr + row * stride_x + offs, mask=inb, other=0.0).to(tl.float32)
-    if GLU != 0:
-        g = tl.load(gate_ptr + row * stride_g + offs, mask=inb, other=0.0).to(tl.float32)
-        x = glu_product(g, x, GLU)
-    if SCALED and NORM:
-        x = tl.math.div_rn(x, r)
-        if HAS_W:
-            x = x * tl.load(w_ptr + offs, mask=inb, other=0.0).to(tl.float32)
-    return x
-
-
-@triton.jit
 def _norm_quant_chunked_kernel(x_ptr, gate_ptr, w_ptr, codes_ptr, scale_ptr, nzi_ptr, nnz_ptr,
                                D, stride_x, stride_g, stride_c, stride_n, eps,
                                CHUNK: tl.constexpr, NORM: tl.constexpr, HAS_W: tl.constexpr,
                                GLU: tl.constexpr, MODE: tl.constexpr, OUT_FP8: tl.constexpr,
                                WRITE_NZ: tl.constexpr, PDL: tl.constexpr):
-    """:func:`norm_quant_row` on a wide row in three passes over ``CHUNK``-element chunks: the sum of squares,
-    the row statistic (max|y| or the fp64 sum of |y|), the codes.  Each pass accumulates element-wise and
-    reduces once (two cross-warp reductions a row, as the whole-row kernel), re-reading the row from L2
-    instead of holding it in registers."""
+    """:func:`norm_quant_row` on a wide row in three passes over ``CHUNK``-element chunks (the sum of squares,
+    the row statistic, the codes: :func:`kernels.ternary_gemm.quantize_row`, the fused-prologue GEMV's row
+    quantizer), re-reading the row from L2 instead of holding it in registers."""
     if PDL:
         tl.extra.cuda.gdc_wait()
         tl.extra.cuda.gdc_launch_dependents()
     row = tl.program_id(0).to(tl.int64)
-    base = tl.arange(0, CHUNK)
-    r = tl.full((), 1.0, tl.float32)
-    if NORM:
-        sq = tl.zeros((CHUNK,), dtype=tl.float64)
-        for k0 in range(0, D, CHUNK):
-            offs = k0 + base
-            x = _chunk(x_ptr, gate_ptr, w_ptr, row, stride_x, stride_g, offs, offs < D, r, NORM, HAS_W, GLU, False)
-            x64 = x.to(tl.float64)
-            sq += x64 * x64
-        ms = (tl.sum(sq, axis=0) / D).to(tl.float32)
-        r = tl.sqrt_rn(ms + eps)
-    if MODE == 1:
-        acc = tl.zeros((CHUNK,), dtype=tl.float64)
+    x_row = x_ptr + row * stride_x
+    if GLU != 0:                      # the gate first, the up half (x) second, as glu_product takes them
+        src = gate_ptr + row * stride_g
     else:
-        acc = tl.zeros((CHUNK,), dtype=tl.float32)
-    for k0 in range(0, D, CHUNK):
-        offs = k0 + base
-        y = _chunk(x_ptr, gate_ptr, w_ptr, row, stride_x, stride_g, offs, offs < D, r, NORM, HAS_W, GLU, True)
-        if MODE == 1:
-            acc += tl.abs(y).to(tl.float64)
-        else:
-            acc = tl.maximum(acc, tl.abs(y))
-    if MODE == 1:
-        stat = (tl.sum(acc, axis=0) / D).to(tl.float32)
-    else:
-        stat = tl.max(acc, axis=0)
-    inv, scale = quant_params(stat, MODE)
-    count = tl.zeros((), dtype=tl.int32)
-    for k0 in range(0, D, CHUNK):
-        offs = k0 + base
-        inb = offs < D
-        y = _chunk(x_ptr, gate_ptr, w_ptr, row, stride_x, stride_g, offs, inb, r, NORM, HAS_W, GLU, True)
-        c = quant_codes(y, inv, MODE)
-        if OUT_FP8:
-            tl.store(codes_ptr + row * stride_c + offs, c.to(tl.float8e4nv), mask=inb)
-        else:
-            tl.store(codes_ptr + row * stride_c + offs, c.to(tl.int8), mask=inb)
-        if WRITE_NZ:
-            nz = (c != 0.0) & inb
-            pos = count + tl.cumsum(nz.to(tl.int32), axis=0) - 1
-            tl.store(nzi_ptr + row * stride_n + pos, offs, mask=nz)
-            count += tl.sum(nz.to(tl.int32), axis=0)
-    tl.store(scale_ptr + row, scale)
-    if WRITE_NZ:
-        tl.store(nnz_ptr + row, count)
+        src = x_row
+    quantize_row(src, x_row, w_ptr, codes_ptr + row * stride_c, scale_ptr + row, nzi_ptr + row * stride_n,
+                 nnz_ptr + row, D, D, eps, CHUNK, CHUNK, NORM, HAS_W, GLU, MODE, OUT_FP8, WRITE_NZ)
 
 
 def rmsnorm_quant(x: torch.Tensor, mode: str = "int8", norm_weight: torch.Tensor | None = None,

@@ -204,22 +204,22 @@ def _w158_gemm_kernel(x_ptr, xs_ptr, w_ptr, ws_ptr, y_ptr, M, N, K, KW, ws_rows,
 
 # ----------------------------------------------------------------------------- decode GEMV
 @triton.jit
-def _row_input(src_ptr, offs, inb, up_off, GLU: tl.constexpr):
-    """The fp32 activation the quantizer sees: ``x``, or (``GLU`` != 0) the GLU product of the gate
-    at ``offs`` and the up half at ``up_off + offs`` (``kernels.arith.glu_product``)."""
+def _row_input(src_ptr, offs, inb, up_ptr, GLU: tl.constexpr):
+    """The fp32 activation the quantizer sees: ``x`` at ``src_ptr``, or (``GLU`` != 0) the GLU product of the
+    gate at ``src_ptr`` and the up half at ``up_ptr`` (``kernels.arith.glu_product``)."""
     x = tl.load(src_ptr + offs, mask=inb, other=0.0).to(tl.float32)
     if GLU == 0:
         return x
     else:
-        u = tl.load(src_ptr + up_off + offs, mask=inb, other=0.0).to(tl.float32)
+        u = tl.load(up_ptr + offs, mask=inb, other=0.0).to(tl.float32)
         return glu_product(x, u, GLU)
 
 
 @triton.jit
-def normed_input(src_ptr, nw_ptr, offs, inb, up_off, r, NORM: tl.constexpr, HAS_NW: tl.constexpr,
+def normed_input(src_ptr, nw_ptr, offs, inb, up_ptr, r, NORM: tl.constexpr, HAS_NW: tl.constexpr,
                   GLU: tl.constexpr):
     """``div_rn(x, r) · w``: the normalised activation at ``offs`` (``x`` from :func:`_row_input`)."""
-    y = _row_input(src_ptr, offs, inb, up_off, GLU)
+    y = _row_input(src_ptr, offs, inb, up_ptr, GLU)
     if NORM:
         y = tl.math.div_rn(y, r)
     if HAS_NW:
@@ -228,7 +228,7 @@ def normed_input(src_ptr, nw_ptr, offs, inb, up_off, r, NORM: tl.constexpr, HAS_
 
 
 @triton.jit
-def row_norm_quant_params(src_ptr, nw_ptr, K, up_off, eps, KB16: tl.constexpr, NORM: tl.constexpr,
+def row_norm_quant_params(src_ptr, nw_ptr, K, up_ptr, eps, KB16: tl.constexpr, NORM: tl.constexpr,
                            HAS_NW: tl.constexpr, GLU: tl.constexpr, QMODE: tl.constexpr):
     """RMSNorm divisor ``r`` and quantizer ``(inv, scale)`` of one row (the contract of
     ``rmsnorm_quant``: fp64 sums rounded once, ``sqrt_rn``, ``div_rn``, clamp at 1e-5)."""
@@ -238,7 +238,7 @@ def row_norm_quant_params(src_ptr, nw_ptr, K, up_off, eps, KB16: tl.constexpr, N
         ss = tl.zeros((KB16,), tl.float64)
         for k0 in range(0, K, KB16):
             offs = k0 + offs0
-            x64 = _row_input(src_ptr, offs, offs < K, up_off, GLU).to(tl.float64)
+            x64 = _row_input(src_ptr, offs, offs < K, up_ptr, GLU).to(tl.float64)
             ss += x64 * x64
         ms = (tl.sum(ss, axis=0) / K).to(tl.float32)
         r = tl.sqrt_rn(ms + eps)
@@ -247,7 +247,7 @@ def row_norm_quant_params(src_ptr, nw_ptr, K, up_off, eps, KB16: tl.constexpr, N
     for k0 in range(0, K, KB16):
         offs = k0 + offs0
         inb = offs < K
-        y = normed_input(src_ptr, nw_ptr, offs, inb, up_off, r, NORM, HAS_NW, GLU)
+        y = normed_input(src_ptr, nw_ptr, offs, inb, up_ptr, r, NORM, HAS_NW, GLU)
         if QMODE == 1:
             asum += tl.abs(y).to(tl.float64)
         else:
@@ -261,6 +261,36 @@ def row_norm_quant_params(src_ptr, nw_ptr, K, up_off, eps, KB16: tl.constexpr, N
 
 
 @triton.jit
+def quantize_row(src_ptr, up_ptr, nw_ptr, q_ptr, qs_ptr, nzi_ptr, nnz_ptr, K, K_store, eps,
+                 QB: tl.constexpr, CH: tl.constexpr, NORM: tl.constexpr, HAS_NW: tl.constexpr, GLU: tl.constexpr,
+                 QMODE: tl.constexpr, OUT_FP8: tl.constexpr, WRITE_NZ: tl.constexpr):
+    """One activation row quantized in chunks: (GLU product of the gate at ``src_ptr`` and the up half at
+    ``up_ptr``,) RMSNorm and the INT8/INT4 quantizer; codes into ``q_ptr`` (int8, or fp8 e4m3 with ``OUT_FP8``;
+    zero past ``K`` up to ``K_store``), the scale into ``qs_ptr`` and with ``WRITE_NZ`` the ascending non-zero
+    indices and their count.  The statistics are :func:`row_norm_quant_params` in chunks of ``QB`` (element-wise
+    accumulators, two reductions a row); the codes ``quant_codes(normed_input(...))`` in chunks of ``CH``."""
+    r, inv, scale = row_norm_quant_params(src_ptr, nw_ptr, K, up_ptr, eps, QB, NORM, HAS_NW, GLU, QMODE)
+    offs0 = tl.arange(0, CH)
+    cnt = tl.zeros((), tl.int32)
+    for k0 in range(0, K_store, CH):
+        offs = k0 + offs0
+        inb = offs < K
+        y = normed_input(src_ptr, nw_ptr, offs, inb, up_ptr, r, NORM, HAS_NW, GLU)
+        c = tl.where(inb, quant_codes(y, inv, QMODE), 0.0)
+        if OUT_FP8:
+            tl.store(q_ptr + offs, c.to(tl.float8e4nv), mask=offs < K_store)
+        else:
+            tl.store(q_ptr + offs, c.to(tl.int8), mask=offs < K_store)
+        if WRITE_NZ:
+            nz = (c != 0.0) & inb
+            tl.store(nzi_ptr + cnt + tl.cumsum(nz.to(tl.int32), axis=0) - 1, offs, mask=nz)
+            cnt += tl.sum(nz.to(tl.int32), axis=0)
+    tl.store(qs_ptr, scale)
+    if WRITE_NZ:
+        tl.store(nnz_ptr, cnt)
+
+
+@triton.jit
 def _field_words(src_ptr, nw_ptr, xq_ptr, K, up_off, r, inv, w0, qw, i: tl.constexpr, KB: tl.constexpr,
                  NORM: tl.constexpr, HAS_NW: tl.constexpr, GLU: tl.constexpr, QMODE: tl.constexpr,
                  WRITE_Q: tl.constexpr):
@@ -269,7 +299,7 @@ def _field_words(src_ptr, nw_ptr, xq_ptr, K, up_off, r, inv, w0, qw, i: tl.const
     bb = tl.arange(0, 4)
     offs = 16 * (w0 + ww)[:, None] + 4 * i + bb[None, :]              # [KB, 4]
     inb = offs < K
-    y = normed_input(src_ptr, nw_ptr, offs, inb, up_off, r, NORM, HAS_NW, GLU)
+    y = normed_input(src_ptr, nw_ptr, offs, inb, src_ptr + up_off, r, NORM, HAS_NW, GLU)
     c = tl.where(inb, quant_codes(y, inv, QMODE), 0.0).to(tl.int32)
     if WRITE_Q:
         tl.store(xq_ptr + offs, c.to(tl.int8), mask=inb & ((offs * 0 + qw) > 0))   # qw = 1: this program writes
@@ -390,8 +420,8 @@ def gemv_prologue(src_ptr, nw_ptr, xs_ptr, M, K, up_off, eps, BM: tl.constexpr, 
     r = 1.0
     inv = 1.0
     if PRO:
-        r, inv, xscale = row_norm_quant_params(src_ptr, nw_ptr, K, up_off, eps, 16 * KB, NORM, HAS_NW, GLU,
-                                                QMODE)
+        r, inv, xscale = row_norm_quant_params(src_ptr, nw_ptr, K, src_ptr + up_off, eps, 16 * KB, NORM, HAS_NW,
+                                                GLU, QMODE)
         xs = tl.full((BM,), 1.0, tl.float32) * xscale
     else:
         xs = tl.load(xs_ptr + rm, mask=rm < M, other=0.0)
