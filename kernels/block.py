@@ -50,10 +50,13 @@ from kernels.persistent import SKIPS as PERSISTENT_SKIPS
 from kernels.persistent import decode_block_persistent
 from kernels.rmsnorm_quant import rmsnorm_quant
 from kernels.sparse_gemv import sparse_gemv
-from kernels.ternary_gemm import w158_gemv_fused, w158_matmul
+from kernels.ternary_gemm import two_pass_shape_ok, w158_gemv_fused, w158_matmul, w158_matmul_two_pass
 from model import quant as Q
 
 DATAPATHS = ("fp16", "b1.58", "a4.8", "w8a8-fp8", "w4a16")
+#: How a ternary datapath runs its prefill GEMMs: "fused" (decode inside the tensor-core GEMM), "two_pass" (decode to
+#: a one-byte scratch, then cuBLAS INT8 / FP8 and a one-launch epilogue) or "auto" (two-pass on a CUDA device)
+PREFILL_ROUTES = ("auto", "fused", "two_pass")
 #: datapaths whose linear layers are torch baselines (fp16 activations in and out, torch glue around)
 TORCH_LINEARS = {"fp16": None, "w8a8-fp8": Fp8Linear, "w4a16": Int4Linear}
 
@@ -187,9 +190,12 @@ class KernelBlock:
     Named apart from ``model.model.Block`` (the reference model's block, an ``nn.Module``)."""
 
     def __init__(self, datapath: str, B: int, T_max: int, seed: int = 0, dims: BlockDims = LLAMA7B,
-                 device: str = "cuda", tuned: ConfigTable = NO_TUNING, kv_bits: int | None = None):
+                 device: str = "cuda", tuned: ConfigTable = NO_TUNING, kv_bits: int | None = None,
+                 prefill_route: str = "auto"):
         if datapath not in DATAPATHS:
             raise ValueError(f"datapath must be one of {DATAPATHS}, got {datapath!r}")
+        if prefill_route not in PREFILL_ROUTES:
+            raise ValueError(f"prefill_route must be one of {PREFILL_ROUTES}, got {prefill_route!r}")
         if kv_bits is not None and (datapath not in ("b1.58", "a4.8") or kv_bits not in (3, 4)):
             raise ValueError(f"kv_bits (3 or 4, a quantized KV cache) is for the b1.58 and a4.8 datapaths, got "
                              f"{kv_bits!r} for {datapath}")
@@ -197,6 +203,8 @@ class KernelBlock:
             if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
                 raise ValueError(f"{name} must be a positive int, got {v!r}")
         self.dp, self.B, self.T_max, self.dims, self.tuned = datapath, B, T_max, dims, tuned
+        self.prefill_route = prefill_route
+        self._scratch: dict[tuple, torch.Tensor] = {}   # decoded weights of the two-pass route, shared by replicas
         d, H, hd, F_ = dims.d_model, dims.n_heads, dims.head_dim, dims.d_ffn
         g = torch.Generator(device=device).manual_seed(seed)
         s = d ** -0.5
@@ -278,7 +286,27 @@ class KernelBlock:
         fp8 = mode == "int4" and x.shape[0] > 4
         codes, xs = rmsnorm_quant(x, mode, self.norm[norm], gate=gate, out_fp8=fp8)
         self._last_codes = codes
+        if self._two_pass(x.shape[0], N, x.shape[1]):
+            return w158_matmul_two_pass(codes, xs, self.wp[name], self.ws[name], N,
+                                        scratch=self._decoded(name, codes.dtype == torch.float8_e4m3fn))
         return w158_matmul(codes, xs, self.wp[name], self.ws[name], N, tuned=self.tuned)
+
+    def _two_pass(self, M: int, N: int, K: int) -> bool:
+        """Whether a prefill GEMM of this shape takes the two-pass route (decode the weights to one byte per code,
+        then the library GEMM): ``prefill_route`` "two_pass", or "auto" on a CUDA device, where the route was
+        measured faster than the fused kernel (docs/kernels.md); only shapes the library GEMM takes."""
+        if self.prefill_route == "fused" or not two_pass_shape_ok(M, N, K):
+            return False
+        return self.prefill_route == "two_pass" or self.norm["attn"].device.type == "cuda"
+
+    def _decoded(self, name: str, fp8: bool) -> torch.Tensor:
+        """The scratch the two-pass route decodes ``name``'s weights into (one per shape and code type)."""
+        wp = self.wp[name]
+        key = (tuple(wp.shape), fp8)
+        if key not in self._scratch:
+            self._scratch[key] = torch.empty(wp.shape[0], 16 * wp.shape[1], device=wp.device,
+                                             dtype=torch.float8_e4m3fn if fp8 else torch.int8)
+        return self._scratch[key]
 
     def forward(self, x: torch.Tensor, pos0: int) -> torch.Tensor:
         """``x [B, T, d]`` fp16 at positions ``pos0..pos0+T-1``; returns the block output."""

@@ -876,6 +876,12 @@ def scale_epilogue(acc: torch.Tensor, x_scale: torch.Tensor, w_scale: torch.Tens
     return y
 
 
+def two_pass_shape_ok(M: int, N: int, K: int) -> bool:
+    """Whether the two-pass route takes a GEMM of this shape: the library GEMMs need M > 16, K % 16 == 0 and
+    N % 8 == 0, and the FP8 route's fp32 sums of INT4 x ternary products are exact while 8 K < 2**24."""
+    return M > 16 and K % 16 == 0 and N % 8 == 0 and 8 * K < 2 ** 24
+
+
 def w158_matmul_two_pass(x: torch.Tensor, x_scale: torch.Tensor, w_packed: torch.Tensor, w_scale: torch.Tensor,
                          N: int, out_dtype: torch.dtype = torch.float16, *,
                          scratch: torch.Tensor | None = None) -> torch.Tensor:
@@ -886,11 +892,9 @@ def w158_matmul_two_pass(x: torch.Tensor, x_scale: torch.Tensor, w_packed: torch
     (:func:`scale_epilogue`).  Same exact result as :func:`w158_matmul` (checked in the tests and the benchmark)."""
     M, K, ws_rows = _check_operands(x, x_scale, w_packed, w_scale, N, out_dtype)
     fp8 = x.dtype == torch.float8_e4m3fn
-    if M <= 16 or K % 16 or N % 8:
-        raise ValueError(f"the two-pass route needs M > 16, K % 16 == 0 and N % 8 == 0 (library GEMM), "
-                         f"got M={M}, K={K}, N={N}")
-    if fp8 and 8 * K >= 2 ** 24:
-        raise ValueError(f"K={K} too large for exact fp32 sums of INT4 x ternary products")
+    if not two_pass_shape_ok(M, N, K):
+        raise ValueError(f"the two-pass route needs M > 16, K % 16 == 0 and N % 8 == 0 (library GEMM) and "
+                         f"8 K < 2**24 (exact fp32 sums of INT4 x ternary products), got M={M}, K={K}, N={N}")
     codes = w158_decode_weights(w_packed, fp8, scratch)[:, :K]
     if fp8:
         one = torch.ones((), device=x.device, dtype=torch.float32)

@@ -75,3 +75,24 @@ def test_block_rejects_unknown_datapath_and_bad_dims():
     blk = KernelBlock("fp16", 1, 8, dims=TINY, device=DEV)
     with pytest.raises(ValueError, match="ternary datapaths"):
         blk.decode_fused(torch.zeros(1, 1, 64, dtype=torch.float16, device=DEV), 3)
+
+
+def test_b158_prefill_by_the_two_pass_route_equals_the_fused_route_bit_for_bit():
+    # 24 tokens: above the library GEMM's M > 16, so the two-pass route takes every linear layer
+    fused, two = (KernelBlock("b1.58", 1, 32, dims=TINY, device=DEV, tuned=TINY_TUNED, prefill_route=r)
+                  for r in ("fused", "two_pass"))
+    x = torch.randn(1, 24, 64, generator=torch.Generator().manual_seed(7)).half().to(DEV)
+    y = two.forward(x, 0)
+    assert torch.equal(y, fused.forward(x, 0))
+    shapes = {(tuple(w.shape), False) for w in two.wp.values()}
+    assert set(two._scratch) == shapes and not fused._scratch      # one decoded scratch per packed weight shape
+    assert torch.equal(two.forward(x, 0), y)                       # the scratch is reused, same result
+
+
+def test_the_prefill_route_is_chosen_by_shape_and_device():
+    blk = KernelBlock("b1.58", 1, 8, dims=TINY, device=DEV, prefill_route="auto")
+    assert blk._two_pass(24, 64, 64) == (DEV == "cuda")            # auto: the two-pass route on a GPU
+    blk.prefill_route = "two_pass"
+    assert blk._two_pass(24, 64, 64) and not blk._two_pass(16, 64, 64) and not blk._two_pass(24, 64, 40)
+    with pytest.raises(ValueError, match="prefill_route must be one of"):
+        KernelBlock("b1.58", 1, 8, dims=TINY, device=DEV, prefill_route="split")

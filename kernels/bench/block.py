@@ -103,13 +103,7 @@ def _datapath(log, label, ctx, prefill, T_max, xp, xd, compile_fp16, read_gbps, 
     dp, kv_bits = _label_parts(label)
     impl = "baseline" if dp == "fp16" else "ours"
     blk = KernelBlock(dp, 1, T_max, tuned=log.tuned, kv_bits=kv_bits)
-    blk.forward(xp, 0)                                      # prefill; records the activation sparsity
-    sp_pre = dict(blk.sparsity)
-    blk.record = False
-    t = time_us(lambda: blk.forward(xp, 0), rep_ms=150)
-    log.add(op="block_prefill", kernel=f"block_{label}", impl=impl, precision=dp, M=prefill, N=d_model(),
-            K=prefill, timing=t, bytes=0.0, ops=0.0, exact=False, sparsity=sp_pre.get("down_in", 0.0),
-            sparsity_o=sp_pre.get("o_in", 0.0), kv_bits=blk.kv_bits or 16)
+    _prefill_rows(log, blk, label, xp)
     pos = ctx - 1                                           # the new token makes the context ctx long
     reps = [blk] + [blk.replica() for _ in range(1, R)]
     for b in reps:
@@ -149,6 +143,28 @@ def _datapath(log, label, ctx, prefill, T_max, xp, xd, compile_fp16, read_gbps, 
     log.note(what="decode choice", datapath=label, variant=choice.variant, us=choice.us, floor_us=floor_us)
     choice.prefill = lambda: blk.forward(xp, 0)
     return choice
+
+
+def _prefill_rows(log: MeasurementLog, blk: KernelBlock, label: str, xp: torch.Tensor) -> None:
+    """Block prefill rows: fp16 once; a ternary datapath by both GEMM routes (``KernelBlock.prefill_route``), the
+    two outputs compared bit for bit (each route is exact against model.quant, so they must agree)."""
+    dp = blk.dp
+    impl = "baseline" if dp == "fp16" else "ours"
+    routes = ("auto",) if dp == "fp16" else ("two_pass", "fused")
+    outs = {}
+    for route in routes:
+        blk.prefill_route = route
+        blk.record = True
+        outs[route] = blk.forward(xp, 0)                    # records the activation sparsity
+        sp_pre = dict(blk.sparsity)
+        blk.record = False
+        t = time_us(lambda: blk.forward(xp, 0), rep_ms=150)
+        exact = len(outs) > 1 and all(torch.equal(o, outs[routes[0]]) for o in outs.values())
+        log.add(op="block_prefill", kernel=f"block_{label}", impl=impl, precision=dp, M=xp.shape[1], N=d_model(),
+                K=xp.shape[1], timing=t, bytes=0.0, ops=0.0, exact=exact, sparsity=sp_pre.get("down_in", 0.0),
+                sparsity_o=sp_pre.get("o_in", 0.0), kv_bits=blk.kv_bits or 16,
+                variant="" if dp == "fp16" else route)
+    blk.prefill_route = "auto"
 
 
 def d_model() -> int:
