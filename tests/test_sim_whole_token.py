@@ -117,3 +117,37 @@ def test_validation_subcommands_register_and_refuse_a_bad_output_suffix(tmp_path
     args = ap.parse_args(["calibrate", "m.parquet", "-o", str(tmp_path / "p.txt")])
     with pytest.raises(ValueError, match=r"\.yaml"):
         args.func(args)
+
+
+def test_the_two_pass_route_replays_each_ternary_gemm_as_decode_library_gemm_and_epilogue():
+    fused, two = (pd.DataFrame(prefill_ops("a4.8", 2048, route=r)) for r in ("fused", "two_pass"))
+    assert len(two) == len(fused) + 2 * 4                         # four linear layers, two launches more each
+    gemms = two[two.op_class == "gemm"].set_index("op")
+    # INT4 codes take cuBLAS FP8, the 8-bit codes of Wo / Wdown cuBLAS INT8; 8-bit weights, 32-bit sums
+    assert gemms.loc[["qkv_proj", "gate_up_proj"], "weight_format"].tolist() == ["fp8", "fp8"]
+    assert gemms.loc[["o_proj", "down_proj"], "weight_format"].tolist() == ["int8", "int8"]
+    assert (gemms.weight_bits == 8.0).all() and (gemms.out_bits == 32).all()
+    dec = two.set_index("op").loc["add_decode_down_proj"]           # 4096 x 11008 weights: 2 bits in, 1 byte out
+    assert (dec.act_bytes_in, dec.act_bytes_out) == (4096 * 11008 * 0.25, 4096 * 11008 * 1.0)
+    epi = two.set_index("op").loc["add_epilogue_qkv_proj"]         # 2048 x 12288 sums: 4 bytes in, 2 out
+    assert (epi.act_bytes_in, epi.act_bytes_out) == (2048 * 12288 * 4.0, 2048 * 12288 * 2.0)
+    with pytest.raises(ValueError, match="route must be one of"):
+        prefill_ops("a4.8", 2048, route="split")
+
+
+def test_a_library_fp8_gemm_pays_no_promotion_and_our_unpacking_one_does():
+    import dataclasses
+
+    from sim.engine import plan_ops
+    cfg = sim.load_accelerator("h200-triton")
+    off = cfg.replace(arrays=(dataclasses.replace(cfg.arrays[0], promote_ns={}), *cfg.arrays[1:]))
+
+    def fp8_cycles(route: str, c) -> list[int]:
+        t = pd.DataFrame(prefill_ops("a4.8", 2048, route=route))
+        t["phase"] = "prefill"
+        t.attrs = {"phase": "prefill"}
+        return [p.unit_cycles for p in plan_ops(t, c) if p.pair == "fp8xfp8"]
+
+    assert fp8_cycles("two_pass", cfg) == fp8_cycles("two_pass", off)          # cuBLAS FP8 on native bytes
+    ours, bare = fp8_cycles("fused", cfg), fp8_cycles("fused", off)            # ternary codes unpacked: promoted
+    assert len(ours) == 2 and all(a > b for a, b in zip(ours, bare))

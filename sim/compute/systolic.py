@@ -198,7 +198,7 @@ def promotion_cycles(M: int, N: int, K: int, array: "ArrayConfig", fmt: str, clo
     Every fold (one output tile on one array copy) adds its partial sums into the fp32 accumulator once per
     ``promote_every_k[fmt]`` elements of its reduction, ceil(K / every_k) times; the copies take folds in
     waves as in :func:`systolic_cycles`, so the cost is waves x promotions per fold x ``promote_ns``.  0 when
-    the array does not promote ``fmt``.
+    the array does not promote ``fmt``.  The caller charges it to software-unpacking ops only (sim.engine.plan).
     """
     every_k, ns = array.promote_every_k.get(fmt), array.promote_ns.get(fmt, 0.0)
     if not every_k or ns <= 0 or min(M, N, K) <= 0 or count <= 0:

@@ -135,7 +135,9 @@ class ArrayConfig:
     promote_ns: dict = field(default_factory=dict, metadata={"help": (
         "MMA input format -> ns one promotion (promote_every_k) of one output fold costs: the MMA pipeline "
         "drains before the partial sums are read, and the warps that decode the next weight tile wait with "
-        "it, so the cost is serial with both the MACs and the unpack.  A format here needs promote_every_k.")})
+        "it, so the cost is serial with both the MACs and the unpack.  Charged to ops whose weights this array "
+        "unpacks in software (the kernel that promotes); a library GEMM on native operands has its own "
+        "accumulation inside its measured rate.  A format here needs promote_every_k.")})
     unpack_m_tile: dict = field(default_factory=dict, metadata={"help": (
         "Packed operand -> activation rows (M) that share one software unpack of a weight tile: the kernel "
         "decodes its weights again for every this many rows (a weight-only-quantized GEMM that dequantizes in "

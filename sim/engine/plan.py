@@ -402,8 +402,9 @@ def _plan_row(i: int, r: dict, accel: AcceleratorConfig, cache: dict, pj: _ByteE
     # decoded once per fold, as a fused attention kernel's tile of queries shares it
     m_tile = m.array.unpack_m_tile.get(wop) if cls == "gemm" else None
     unpack = unpack_cycles(M, N, k_eff, m.array, unpack_rate, count, m_tile) if unpack_rate else 0
-    # an exact kernel's fp32 promotions of a narrow accumulator: serial with the MACs and the unpack
-    promote = promotion_cycles(M, N, k_eff, m.array, m.pe_op.acts, accel.clock_ghz, count)
+    # an exact kernel's fp32 promotions of a narrow accumulator, serial with the MACs and the unpack: a kernel that
+    # unpacks its weights in software (ours); a library GEMM on native operands has its accumulation in its rate
+    promote = promotion_cycles(M, N, k_eff, m.array, m.pe_op.acts, accel.clock_ghz, count) if unpack_rate else 0
     peak = m.array.pes * rate
     if sram_c > max(cyc, unpack) + promote:
         limit = "sram"

@@ -103,12 +103,30 @@ def _eager_rope(name: str, M: int, d: int) -> list[dict]:
             _eager(f"{name}_cos", M, d, 2, 2), _eager(f"{name}_sin", M, d, 2, 2), _eager(f"{name}_sum", M, d, 4, 2)]
 
 
-def prefill_ops(datapath: str, M: int, d: int = 4096) -> list[dict]:
+#: How the replay runs a ternary prefill GEMM (kernels/block.py ``PREFILL_ROUTES``, without "auto")
+PREFILL_ROUTES = ("fused", "two_pass")
+
+
+def _two_pass_gemm(name: str, N: int, K: int, M: int, act: str) -> list[dict]:
+    """The two-pass route of one ternary GEMM, three launches: the weights decoded to one byte per code (2 bits
+    read, 1 byte written per weight), the library GEMM on those bytes (FP8 for INT4 codes, else INT8) writing
+    32-bit sums, and the one-pass epilogue (4 bytes read, 2 written per output)."""
+    fmt = "fp8" if act == "int4" else "int8"
+    gemm = _op_row(op=name, op_class="gemm", M=M, N=N, K=K, count=1, weight_format=fmt, weight_bits=8.0,
+                   act_format=fmt, act_bits=8, out_bits=32, sparsity=0.0)
+    gemm["row_skip"] = 0.0
+    return [_eager(f"decode_{name}", N, K, 0.25, 1.0), gemm, _eager(f"epilogue_{name}", M, N, 4.0, 2.0)]
+
+
+def prefill_ops(datapath: str, M: int, d: int = 4096, route: str = "fused") -> list[dict]:
     """Op rows of one decoder block's prefill of ``M`` tokens at position 0 as ``KernelBlock.forward`` runs it
     eagerly (kernels/block.py), one launch per row unless ``fused``: the datapath's GEMMs and fused quantizers,
     and torch's own kernels between them, each with the bytes its dtypes move (the fp16 block's fp32 RMSNorm,
     RoPE by negate / cat / mul / add, the FP16 cache writes, the attention output's transpose copy, the SiLU
-    product, the residual adds).  SDPA's flash prefill runs as the attention ops of one launch."""
+    product, the residual adds).  SDPA's flash prefill runs as the attention ops of one launch.  ``route``: a
+    ternary GEMM as our fused kernel or by the two-pass route (:func:`_two_pass_gemm`)."""
+    if route not in PREFILL_ROUTES:
+        raise ValueError(f"route must be one of {PREFILL_ROUTES}, got {route!r}")
     F = D_FFN
     ternary = datapath != "fp16"
     act, fmt = ("int8", "ternary") if ternary else ("fp16", "fp16")
@@ -121,7 +139,10 @@ def prefill_ops(datapath: str, M: int, d: int = 4096) -> list[dict]:
             return [_gemv(name, N, K, M, "fp16", "fp16")]
         quant = [_vector(norm, width, M, gains=True), *[_vector(e, width, M) for e in extra],
                  _vector(f"quant_{name}", width, M)]
-        return [dict(r, fused=j > 0) for j, r in enumerate(quant)] + [_gemv(name, N, K, M, a, fmt)]
+        return [dict(r, fused=j > 0) for j, r in enumerate(quant)] + gemm(name, N, K, a)
+
+    def gemm(name: str, N: int, K: int, a: str) -> list[dict]:
+        return _two_pass_gemm(name, N, K, M, a) if route == "two_pass" else [_gemv(name, N, K, M, a, fmt)]
 
     rows: list[dict] = []
     rows += _eager_rmsnorm("rmsnorm_attn", M, d) if not ternary else []
@@ -139,7 +160,7 @@ def prefill_ops(datapath: str, M: int, d: int = 4096) -> list[dict]:
     rows += linear("gate_up_proj", 2 * F, d, "rmsnorm_ffn", d, act_in)
     if datapath == "a4.8":      # ReLU^2 GLU inside the down quantizer (rmsnorm_quant with gate)
         down = [_vector("glu", F, M), _vector("rmsnorm_ffn_sub", F, M, gains=True), _vector("quant_down", F, M)]
-        rows += [dict(r, fused=j > 0) for j, r in enumerate(down)] + [_gemv("down_proj", d, F, M, act, fmt)]
+        rows += [dict(r, fused=j > 0) for j, r in enumerate(down)] + gemm("down_proj", d, F, act)
     else:
         rows += [_eager("silu", M, F, 2, 2), _eager("silu_mul", M, F, 4, 2)]
         rows += linear("down_proj", d, F, "rmsnorm_ffn_sub", F, act)
@@ -226,7 +247,9 @@ def _row_trace(row: pd.Series) -> tuple[pd.DataFrame, dict]:
                 plan.setdefault("wdown", "sparse" if "down-sparse" in variant else "dense")
         return _trace(token_ops(dp, plan, int(row["K"]), int(row["N"])), "decode"), plan
     M = int(row["M"])
-    ops = block_ops(dp, plan, 1, int(row["K"]), int(row["N"])) if M == 1 else prefill_ops(dp, M, int(row["N"]))
+    route = "two_pass" if str(row.get("variant", "") or "") == "two_pass" else "fused"     # older rows: fused
+    ops = (block_ops(dp, plan, 1, int(row["K"]), int(row["N"])) if M == 1
+           else prefill_ops(dp, M, int(row["N"]), route=route))
     rows = [dict(r, layer=0) for r in ops]
     return _trace(rows, "decode" if M == 1 else "prefill"), plan
 
