@@ -213,7 +213,7 @@ def _decode_block_kernel(
                 _grid_sync(bar_ptr, 2 * nprog)
             if not SKIP_Q:
                 norm_quant_row(0, a_ptr, a_ptr, nw_o, q_row, qs_row, nzi_row, nnz_row, DM, 0, 0, 0, 0, eps,
-                               k_top, QBLOCK_D, True, True, 0, QM_TOPK, False, True, 2)   # 2: the two-bit TopK search
+                               k_top, QBLOCK_D, True, True, 0, QM_TOPK, False, True, 0)   # 0: the bitwise TopK search
                 tl.debug_barrier()
             if not SKIP_GEMV:
                 _sparse_stage(pid, nprog, q_row, nzi_row, nnz_row, qs_row, wt_o, s_o, x_ptr, h_ptr,
@@ -227,7 +227,7 @@ def _decode_block_kernel(
                 pass
             elif A48:
                 norm_quant_row(0, a_ptr, a_ptr, nw_o, q_row, qs_row, nzi_row, nnz_row, DM, 0, 0, 0, 0, eps,
-                               k_top, QBLOCK_D, True, True, 0, QM_TOPK, False, False, 2)
+                               k_top, QBLOCK_D, True, True, 0, QM_TOPK, False, False, 0)
                 tl.debug_barrier()
             else:
                 _quantize_row(a_ptr, nw_o, q_row, qs_row, nzi_row, nnz_row, DM, 0, eps, QB_O, CH, 0, QM_INT8, False)

@@ -181,17 +181,15 @@ def _launch_cfg(D: int) -> tuple[int, int]:
 #: TopK threshold searches (kernel constant ``SEARCH``): one bit a step, 8-bit radix histograms, two bits a step
 TOPK_SEARCHES = {"bitwise": 0, "radix": 1, "pairs": 2}
 
-#: Rows wider than this (and not TopK, whose threshold search needs the whole row at once) are quantized in
-#: chunks of ``ROW_CHUNK`` by default: the whole-row kernel holds a 16384-element tile for an 11008-wide row
-#: (fp32 values, their fp64 squares) and spills its registers.
-WIDE_ROW = 4096
+#: Chunk width of the chunked kernel (``row_chunk``): measured slower than the whole-row kernel at M = 1 on an
+#: H100 (the 11008-wide GLU row: 22.2 against 10.2 us), so whole rows are the default
 ROW_CHUNK = 2048
 
 
 def _row_chunk(row_chunk: int | None, D: int, qmode: int) -> int:
     """Chunk width of the chunked kernel for a row of ``D`` (0: the whole-row kernel); checks ``row_chunk``."""
     if row_chunk is None:
-        return ROW_CHUNK if D > WIDE_ROW and qmode != QUANT_MODES["topk8"] else 0
+        return 0
     if isinstance(row_chunk, bool) or not isinstance(row_chunk, int) or row_chunk < 0:
         raise ValueError(f"row_chunk must be None, 0 or a power of two >= 16, got {row_chunk!r}")
     if row_chunk and (row_chunk < 16 or row_chunk & (row_chunk - 1)):
@@ -226,22 +224,22 @@ def _norm_quant_chunked_kernel(x_ptr, gate_ptr, w_ptr, codes_ptr, scale_ptr, nzi
 def rmsnorm_quant(x: torch.Tensor, mode: str = "int8", norm_weight: torch.Tensor | None = None,
                   *, norm: bool = True, gate: torch.Tensor | None = None, eps: float = 1e-5,
                   topk_ratio: float = 0.5, out_fp8: bool = False, nonzero: bool = False, pdl: bool = False,
-                  glu: str = "relu2", topk_search: str = "pairs", row_chunk: int | None = None):
+                  glu: str = "relu2", topk_search: str = "bitwise", row_chunk: int | None = None):
     """Quantize each row of ``x [M, D]`` (optionally after a GLU product and RMSNorm).
 
     With ``gate``, the quantizer sees ``x · relu(gate)²`` (``glu="relu2"``, a4.8, exact as
     ``model.quant.relu2glu``) or ``fp16(fp16(silu(gate)) · x)`` (``glu="silu"``, the SwiGLU of the
-    fp16 torch glue).  ``topk_search``: "pairs" (two bits a step, 16 reductions), "bitwise" (31 reductions)
-    or "radix" (4 histogram passes); all find the same exact threshold; radix measured slower than bitwise on
-    the H200 (docs/kernels.md).
+    fp16 torch glue).  ``topk_search``: "bitwise" (31 reductions), "pairs" (two bits a step, 16 reductions of
+    int64 packed counts) or "radix" (4 histogram passes); all find the same exact threshold; pairs and radix
+    measured slower than bitwise (docs/kernels.md).
 
     Returns ``(codes [M, D] int8 (or float8_e4m3fn), scale [M, 1] fp32)``, plus
     ``(nz_index [M, D] int32, nnz [M] int32)`` when ``nonzero=True``; entries of
     ``nz_index`` past ``nnz`` are left unwritten.  ``pdl``: launch with programmatic dependent
     launch (CUDA; the kernel waits for the previous one before reading ``x``).  ``row_chunk``: quantize
-    each row in passes over chunks of this many elements (a power of two, >= 16) instead of holding it
-    whole; None = :data:`ROW_CHUNK` for rows wider than :data:`WIDE_ROW` (not TopK), 0 = whole rows.
-    Same codes either way.
+    each row in three passes over chunks of this many elements (a power of two, >= 16; not TopK) instead of
+    holding it whole; None or 0 = whole rows (measured faster at M = 1, :data:`ROW_CHUNK`).  Same codes
+    either way.
     """
     check_tensor(x, "x", FLOAT_DTYPES, dim=2, contiguous=False)
     check_device_usable(x, "x")

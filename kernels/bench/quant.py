@@ -8,9 +8,9 @@ from kernels.bench.harness import MeasurementLog, time_graph, time_us
 from kernels.rmsnorm_quant import reference_quant, rmsnorm_quant
 
 CASES = (("int8", 4096, None), ("int4", 4096, None), ("int4", 4096, "fp8"), ("topk8", 4096, None),
-         ("topk8", 4096, "radix"), ("topk8", 4096, "bitwise"), ("topk8", 4096, "nz"), ("int8", 11008, "glu"),
-         ("int8", 11008, "silu"), ("int8", 11008, "glu_nz"), ("int8", 11008, "glu_whole"),
-         ("int8", 11008, "silu_whole"))
+         ("topk8", 4096, "radix"), ("topk8", 4096, "pairs"), ("topk8", 4096, "nz"), ("int8", 11008, "glu"),
+         ("int8", 11008, "silu"), ("int8", 11008, "glu_nz"), ("int8", 11008, "glu_chunks"),
+         ("int8", 11008, "silu_chunks"))
 
 
 def quant_section(log: MeasurementLog, check: bool = True, Ms: tuple[int, ...] = (1, 2048)) -> None:
@@ -20,11 +20,11 @@ def quant_section(log: MeasurementLog, check: bool = True, Ms: tuple[int, ...] =
             x = torch.randn(M, D, device="cuda", generator=g).to(torch.float16)
             w = (torch.rand(D, device="cuda", generator=g) + 0.5).to(torch.float16)
             glu = "silu" if extra and extra.startswith("silu") else "relu2"
-            gated = extra in ("glu", "silu", "glu_nz", "glu_whole", "silu_whole")
+            gated = extra in ("glu", "silu", "glu_nz", "glu_chunks", "silu_chunks")
             gate = torch.randn(M, D, device="cuda", generator=g).to(torch.float16) if gated else None
             kw = dict(gate=gate, out_fp8=extra == "fp8", nonzero=extra in ("nz", "glu_nz"), glu=glu,
-                      topk_search=extra if extra in ("radix", "bitwise") else "pairs",
-                      row_chunk=0 if extra and extra.endswith("_whole") else None)   # _whole: the row in registers
+                      topk_search=extra if extra in ("radix", "pairs") else "bitwise",
+                      row_chunk=2048 if extra and extra.endswith("_chunks") else 0)   # _chunks: three passes
             out = rmsnorm_quant(x, mode, w, **kw)
             exact = False
             if check:
