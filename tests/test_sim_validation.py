@@ -124,3 +124,20 @@ def test_energy_table_entries_all_name_a_source():
     for e in list(energy.MEMORY_PJ_PER_BIT.values()) + list(energy.AREA_UM2_45NM.values()):
         assert e.source.startswith("[") or e.source.startswith("ASSUMPTION")
     assert "ASSUMPTION" in energy.ARITH_PJ[7]["int4_add"].source
+
+
+def test_a_measured_two_pass_row_replays_as_decode_library_gemm_and_its_own_epilogue():
+    from sim.validation.replay import measured_row_to_trace
+    base = dict(op="gemm", kernel="ours_twopass_w158a4_fp8", impl="ours", precision="w1.58a4-fp8", M=2048, N=4096,
+                K=4096, sparsity=0.0, cuda_graph=False, us=100.0)
+    one = measured_row_to_trace(pd.Series(dict(base, note="one-launch epilogue")))
+    old = measured_row_to_trace(pd.Series(dict(base, note="decode ...; epilogue in torch")))
+    a8 = measured_row_to_trace(pd.Series(dict(base, kernel="ours_twopass_w158a8", precision="w1.58a8",
+                                              note="epilogue in torch")))
+    assert len(one) == 3 and len(old) == 5 and len(a8) == 6           # INT8 sums: one cast more in torch
+    assert not one["fused"].any()                                      # every pass is a launch of its own
+    gemm = one[one.op_class == "gemm"].iloc[0]
+    assert (gemm.weight_format, gemm.weight_bits, gemm.out_bits) == ("fp8", 8.0, 32)
+    assert a8[a8.op_class == "gemm"].iloc[0].weight_format == "int8"
+    assert one.iloc[0].act_bytes_in == 4096 * 4096 * 0.25 and one.iloc[0].act_bytes_out == 4096 * 4096
+    assert one.iloc[-1].act_bytes_in == 2048 * 4096 * 4 and one.iloc[-1].act_bytes_out == 2048 * 4096 * 2

@@ -129,7 +129,7 @@ def test_the_two_pass_route_replays_each_ternary_gemm_as_decode_library_gemm_and
     assert (gemms.weight_bits == 8.0).all() and (gemms.out_bits == 32).all()
     dec = two.set_index("op").loc["add_decode_down_proj"]           # 4096 x 11008 weights: 2 bits in, 1 byte out
     assert (dec.act_bytes_in, dec.act_bytes_out) == (4096 * 11008 * 0.25, 4096 * 11008 * 1.0)
-    epi = two.set_index("op").loc["add_epilogue_qkv_proj"]         # 2048 x 12288 sums: 4 bytes in, 2 out
+    epi = two.set_index("op").loc["add_epilogue0_qkv_proj"]         # 2048 x 12288 sums: 4 bytes in, 2 out
     assert (epi.act_bytes_in, epi.act_bytes_out) == (2048 * 12288 * 4.0, 2048 * 12288 * 2.0)
     with pytest.raises(ValueError, match="route must be one of"):
         prefill_ops("a4.8", 2048, route="split")

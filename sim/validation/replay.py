@@ -53,6 +53,8 @@ QUANT_KERNELS = {
     "ours_norm_int8_glu": ("glu", "rmsnorm", "quant"), "ours_norm_int8_silu": ("glu", "rmsnorm", "quant"),
 }
 SIM_VS_MEASURED_COLUMNS = [c.name for c in SIM_VS_MEASURED]
+#: Kernel-name prefix of the two-pass route's rows (kernels/bench/gemm.py), replayed as that route's launches
+TWO_PASS_PREFIX = "ours_twopass_w158"
 
 # Measurement protocol of docs/gpu-facts.md §1: triton.testing.do_bench flushes the L2
 # before each timed call by writing a large buffer, so the timed kernel starts
@@ -100,7 +102,10 @@ def measured_row_to_trace(m: pd.Series, head_dim: int = 128) -> pd.DataFrame:
     """
     op, prec = str(m["op"]), str(m["precision"])
     M, N, K = int(m["M"]), int(m["N"]), int(m["K"])
-    if op in ("gemm", "gemv", "sparse_gemv"):
+    if op == "gemm" and str(m["kernel"]).startswith(TWO_PASS_PREFIX) and prec in _PRECISIONS:
+        rows = [dict(r, fused=False) for r in two_pass_rows("gemm", M, N, K, _PRECISIONS[prec][2],
+                                                             _two_pass_epilogue(m))]
+    elif op in ("gemm", "gemv", "sparse_gemv"):
         if prec not in _PRECISIONS:
             raise ValueError(f"measured row {m.name}: unknown precision {prec!r}; known {sorted(_PRECISIONS)}")
         w, wb, a, ab, ob = _PRECISIONS[prec]
@@ -142,6 +147,42 @@ def _vector_row(op: str, M: int, width: int, gains: bool = False, glu: bool = Fa
     r.update(macs_dense=M * width, macs_effective=M * width, weight_bytes=2.0 * width if gains else 0.0,
              act_bytes_in=float(M * width * 2 * (2 if glu else 1)))
     return r
+
+
+def elementwise_row(name: str, M: int, width: int, read: float, write: float) -> dict:
+    """One elementwise kernel (a cast, a product, a copy, a decode pass) over ``M`` rows of ``width`` elements,
+    reading ``read`` and writing ``write`` bytes per element as its dtypes give them (fp32 4, fp16 2)."""
+    r = _vector_row(f"add_{name}", M, width)
+    r.update(act_bytes_in=float(M * width * read), act_bytes_out=float(M * width * write))
+    return r
+
+
+#: Bytes (read, written) per output of each launch of the two-pass route's epilogue: the one Triton launch
+#: (``kernels.ternary_gemm.scale_epilogue``), or the torch expression it replaced, one launch per operation
+#: (an int32 cast first for INT8 sums, two fp32 products, the fp16 cast)
+TWO_PASS_EPILOGUES = {"one_launch": ((4.0, 2.0),), "torch": ((4.0, 4.0), (4.0, 4.0), (4.0, 2.0)),
+                      "torch_int": ((4.0, 4.0), (4.0, 4.0), (4.0, 4.0), (4.0, 2.0))}
+
+
+def two_pass_rows(name: str, M: int, N: int, K: int, act: str, epilogue: str = "one_launch") -> list[dict]:
+    """The two-pass route of one ternary GEMM, one launch each: the weights decoded to one byte per code (2 bits
+    read, 1 byte written per weight), the library GEMM on those bytes (FP8 for INT4 codes, else INT8) writing
+    32-bit sums, and the epilogue's launches (:data:`TWO_PASS_EPILOGUES`)."""
+    fmt = "fp8" if act == "int4" else "int8"
+    gemm = _op_row(op=name, op_class="gemm", M=M, N=N, K=K, count=1, weight_format=fmt, weight_bits=8.0,
+                   act_format=fmt, act_bits=8, out_bits=32, sparsity=0.0)
+    gemm["row_skip"] = 0.0
+    passes = [elementwise_row(f"epilogue{i}_{name}", M, N, r, w)
+              for i, (r, w) in enumerate(TWO_PASS_EPILOGUES[epilogue])]
+    return [elementwise_row(f"decode_{name}", N, K, 0.25, 1.0), gemm, *passes]
+
+
+def _two_pass_epilogue(m: pd.Series) -> str:
+    """Which epilogue a measured two-pass row ran: its note names the torch one (the rows before the one-launch
+    kernel); INT8 sums then took an extra cast."""
+    if "epilogue in torch" not in str(m.get("note", "") or ""):
+        return "one_launch"
+    return "torch_int" if str(m["precision"]) == "w1.58a8" else "torch"
 
 
 def _copies(m: pd.Series) -> int:

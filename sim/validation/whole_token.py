@@ -25,7 +25,7 @@ from ..config import PRESET_DIR, PRESETS, AcceleratorConfig, from_dict, load_yam
 from ..simulate import simulate
 from .floors import fixed_costs, has_floors
 from .published import overlapped_call_us
-from .replay import _op_row, _vector_row
+from .replay import _op_row, _vector_row, elementwise_row, two_pass_rows
 
 #: LLaMA-7B block of the measured kernels (kernels/block.py ``LLAMA7B``): FFN width, heads, head size.
 D_FFN, HEADS, HEAD_DIM = 11008, 32, 128
@@ -80,11 +80,8 @@ def _attention(datapath: str, M: int, ctx: int) -> list[dict]:
 
 
 def _eager(name: str, M: int, width: int, read: float, write: float) -> dict:
-    """One eager framework kernel (a cast, an elementwise op, a copy) over ``M`` rows of ``width`` elements,
-    reading ``read`` and writing ``write`` bytes per element as its dtypes give them (fp32 4, fp16 2)."""
-    r = _vector_row(f"add_{name}", M, width)
-    r.update(act_bytes_in=float(M * width * read), act_bytes_out=float(M * width * write))
-    return r
+    """One eager framework kernel over ``M`` rows of ``width`` elements (:func:`.replay.elementwise_row`)."""
+    return elementwise_row(name, M, width, read, write)
 
 
 def _eager_rmsnorm(name: str, M: int, d: int) -> list[dict]:
@@ -107,24 +104,13 @@ def _eager_rope(name: str, M: int, d: int) -> list[dict]:
 PREFILL_ROUTES = ("fused", "two_pass")
 
 
-def _two_pass_gemm(name: str, N: int, K: int, M: int, act: str) -> list[dict]:
-    """The two-pass route of one ternary GEMM, three launches: the weights decoded to one byte per code (2 bits
-    read, 1 byte written per weight), the library GEMM on those bytes (FP8 for INT4 codes, else INT8) writing
-    32-bit sums, and the one-pass epilogue (4 bytes read, 2 written per output)."""
-    fmt = "fp8" if act == "int4" else "int8"
-    gemm = _op_row(op=name, op_class="gemm", M=M, N=N, K=K, count=1, weight_format=fmt, weight_bits=8.0,
-                   act_format=fmt, act_bits=8, out_bits=32, sparsity=0.0)
-    gemm["row_skip"] = 0.0
-    return [_eager(f"decode_{name}", N, K, 0.25, 1.0), gemm, _eager(f"epilogue_{name}", M, N, 4.0, 2.0)]
-
-
 def prefill_ops(datapath: str, M: int, d: int = 4096, route: str = "fused") -> list[dict]:
     """Op rows of one decoder block's prefill of ``M`` tokens at position 0 as ``KernelBlock.forward`` runs it
     eagerly (kernels/block.py), one launch per row unless ``fused``: the datapath's GEMMs and fused quantizers,
     and torch's own kernels between them, each with the bytes its dtypes move (the fp16 block's fp32 RMSNorm,
     RoPE by negate / cat / mul / add, the FP16 cache writes, the attention output's transpose copy, the SiLU
     product, the residual adds).  SDPA's flash prefill runs as the attention ops of one launch.  ``route``: a
-    ternary GEMM as our fused kernel or by the two-pass route (:func:`_two_pass_gemm`)."""
+    ternary GEMM as our fused kernel or by the two-pass route (:func:`.replay.two_pass_rows`)."""
     if route not in PREFILL_ROUTES:
         raise ValueError(f"route must be one of {PREFILL_ROUTES}, got {route!r}")
     F = D_FFN
@@ -142,7 +128,7 @@ def prefill_ops(datapath: str, M: int, d: int = 4096, route: str = "fused") -> l
         return [dict(r, fused=j > 0) for j, r in enumerate(quant)] + gemm(name, N, K, a)
 
     def gemm(name: str, N: int, K: int, a: str) -> list[dict]:
-        return _two_pass_gemm(name, N, K, M, a) if route == "two_pass" else [_gemv(name, N, K, M, a, fmt)]
+        return two_pass_rows(name, M, N, K, a) if route == "two_pass" else [_gemv(name, N, K, M, a, fmt)]
 
     rows: list[dict] = []
     rows += _eager_rmsnorm("rmsnorm_attn", M, d) if not ternary else []
