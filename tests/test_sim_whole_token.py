@@ -74,15 +74,53 @@ def test_an_eager_launch_waits_on_the_host_only_where_its_issue_outlasts_the_lau
     assert host_gaps_us(cycles, pd.Series([False] * 5), cfg.replace(host_launch_ns=20000.0)) == pytest.approx(78.0)
 
 
+def _token_rows(cases, K=2048) -> pd.DataFrame:
+    return pd.DataFrame([dict(row="t", op="token_decode", kernel=f"7b_{label}", datapath=label.split("-")[0],
+                              variant="", M=1, K=K, launches=9, unit="us", measured=m, simulated=s, rel_error=0.0,
+                              preset="p", mechanism="") for label, m, s in cases])
+
+
 def test_token_ratios_are_throughput_ratios_of_the_token_rows():
-    rows = pd.DataFrame([dict(row="t", op="token_decode", kernel="k", datapath=dp, variant="", M=1, K=2048,
-                              launches=9, unit="us", measured=m, simulated=s, rel_error=0.0, preset="p",
-                              mechanism="") for dp, m, s in (("fp16", 400.0, 300.0), ("b1.58", 200.0, 100.0),
-                                                              ("a4.8", 100.0, 150.0))])
+    rows = _token_rows((("fp16", 400.0, 300.0), ("b1.58", 200.0, 100.0), ("a4.8", 100.0, 150.0)))
     r = ratio_rows(rows).set_index("datapath")
     assert r.loc["a4.8/fp16", "measured"] == 4.0 and r.loc["a4.8/fp16", "simulated"] == 2.0
     assert r.loc["a4.8/b1.58", "measured"] == 2.0 and r.loc["a4.8/b1.58", "rel_error"] == pytest.approx(-2 / 3)
     validate(pd.concat([rows, ratio_rows(rows)], ignore_index=True), "sim_whole_token")
+
+
+def test_token_ratios_tell_the_4bit_kv_b158_apart_and_keep_each_context_apart():
+    rows = pd.concat([_token_rows((("fp16", 400.0, 400.0), ("b1.58", 200.0, 200.0), ("b1.58-kv4", 180.0, 90.0),
+                                   ("a4.8", 100.0, 100.0), ("a4.8", 999.0, 999.0))),      # a repeat: the first counts
+                      _token_rows((("b1.58-kv4", 500.0, 500.0), ("a4.8", 250.0, 500.0)), K=32768)], ignore_index=True)
+    r = ratio_rows(rows).set_index("row")
+    assert r.loc["ratio a4.8/b1.58-kv4 tokens/s ctx 2048", "measured"] == 1.8
+    assert r.loc["ratio a4.8/b1.58-kv4 tokens/s ctx 2048", "simulated"] == 0.9
+    assert r.loc["ratio a4.8/b1.58 tokens/s ctx 2048", "measured"] == 2.0
+    assert r.loc["ratio a4.8/b1.58-kv4 tokens/s ctx 32768", "simulated"] == 1.0 and len(r) == 4
+
+
+def test_a_token_row_replays_the_kv_cache_its_block_ran():
+    from sim.validation.whole_token import _row_trace
+    base = dict(op="token_decode", precision="b1.58", variant="separate_pdl", K=2048, N=4096, M=1, sparsity=0.0,
+                plan="")
+    kv4, _ = _row_trace(pd.Series(dict(base, kernel="7b_b1.58-kv4", kv_bits=4.0)))
+    fp16, _ = _row_trace(pd.Series(dict(base, kernel="7b_b1.58", kv_bits=16.0)))
+    a48, plan = _row_trace(pd.Series(dict(base, kernel="7b_a4.8", precision="a4.8", kv_bits=16.0,
+                                          variant="separate_wo-dense_down-dense_pdl")))
+    fmts = {name: set(t.loc[t.op_class == "attention", "weight_format"]) for name, t in
+            (("kv4", kv4), ("fp16", fp16), ("a48", a48))}
+    assert fmts == {"kv4": {"kv-int4"}, "fp16": {"kv-fp16"}, "a48": {"kv-int3"}}   # a4.8 never runs an FP16 cache
+    assert plan["kv_bits"] == 3 and (kv4.op == "kv_quant").any() and not (fp16.op == "kv_quant").any()
+
+
+def test_whole_token_rows_of_an_unknown_or_mixed_gpu_are_refused():
+    from sim.validation.whole_token import _gpu_pair
+    rows = pd.DataFrame(dict(op=["token_decode"] * 2, gpu=["NVIDIA H100 80GB HBM3", "NVIDIA H200"]))
+    with pytest.raises(ValueError, match="one GPU at a time"):
+        _gpu_pair(rows)
+    with pytest.raises(ValueError, match="no simulator presets describe 'Tesla T4'"):
+        _gpu_pair(rows.assign(gpu="Tesla T4"))
+    assert _gpu_pair(rows.iloc[:1]) == ("h100-like", "h100-triton")
 
 
 def _floor_table(intercept_us=2.0, gbps=4000.0, launch_us=1.5, pdl_us=1.0) -> pd.DataFrame:

@@ -267,7 +267,7 @@ def _token_case(log: MeasurementLog, label: str, choice: DecodeChoice, B: int, c
         "torch_eager" if dp in ("fp16", "w8a8-fp8", "w4a16") else "per_operator")
     log.add(op="token_decode", kernel=f"7b_{label}", impl="ours" if dp in ("b1.58", "a4.8") else "baseline",
             precision=dp, M=B, N=d, K=ctx, timing=t, bytes=nbytes, ops=0.0, exact=False, cuda_graph=True,
-            variant=variant, tokens_per_s=B * 1e6 / t.median, layers=LAYERS, kv_bits=kv_bits or 16,
+            variant=variant, tokens_per_s=B * 1e6 / t.median, layers=LAYERS, kv_bits=first.kv_bits or 16,
             floor_us=nbytes / read_gbps / 1e3, plan=str(asdict(choice.plan)) if fused else "")
     return graph.replay, (graph, layers)
 

@@ -24,6 +24,7 @@ from contract import validate
 from ..config import PRESET_DIR, PRESETS, AcceleratorConfig, from_dict, load_yaml
 from ..simulate import simulate
 from .floors import fixed_costs, has_floors
+from .gpus import GPU_PRESETS, gpu_presets
 from .published import overlapped_call_us
 from .replay import _op_row, _vector_row, elementwise_row, two_pass_rows
 
@@ -65,8 +66,18 @@ def _vector(name: str, width: int, M: int, gains: bool = False) -> dict:
     return _vector_row(name, M, width, gains=gains, glu=name == "glu")
 
 
-def _attention(datapath: str, M: int, ctx: int) -> list[dict]:
-    kv_fmt, kv_bits = ("kv-int3", 3) if datapath == "a4.8" and M == 1 else ("kv-fp16", 16)
+#: KV-cache formats by bits (a measured row's ``kv_bits``: the b1.58 block with its 4-bit cache)
+_KV_FORMATS = {3: "kv-int3", 4: "kv-int4", 16: "kv-fp16"}
+
+
+def _attention(datapath: str, M: int, ctx: int, kv_bits: int | None = None) -> list[dict]:
+    """The decode (or prefill) attention ops over the cache: a4.8's 3-bit cache at decode, else FP16, unless
+    ``kv_bits`` names the cache the measured block ran."""
+    if kv_bits is None:
+        kv_bits = 3 if datapath == "a4.8" and M == 1 else 16
+    if kv_bits not in _KV_FORMATS:
+        raise ValueError(f"kv_bits must be one of {sorted(_KV_FORMATS)}, got {kv_bits!r}")
+    kv_fmt = _KV_FORMATS[kv_bits]
     kv_half = HEADS * ctx * HEAD_DIM * kv_bits / 8
     att = dict(op_class="attention", count=HEADS, weight_format=kv_fmt, weight_bits=kv_bits, act_format="fp16",
                act_bits=16, out_bits=16, sparsity=0.0, kv_read=kv_half)
@@ -168,8 +179,8 @@ def block_ops(datapath: str, plan: dict, M: int, ctx: int, d: int = 4096) -> lis
     groups: list[list[dict]] = [
         [_vector("rmsnorm_attn", d, M, gains=True)] + ([_vector("quant_qkv", d, M)] if ternary else []),
         [_gemv("qkv_proj", 3 * d, d, M, act_in, fmt)],
-        ([_vector("rope", 2 * d, M)] + ([_vector("kv_quant", 2 * d, M)] if datapath == "a4.8" else [])
-         + _attention(datapath, M, ctx)),
+        ([_vector("rope", 2 * d, M)] + ([_vector("kv_quant", 2 * d, M)] if _kv_bits(datapath, plan) < 16 else [])
+         + _attention(datapath, M, ctx, plan.get("kv_bits"))),
         ([_vector("rmsnorm_attn_sub", d, M, gains=True)] if ternary else [])     # BitNet's sub-norms (fp16: none)
         + ([_vector("topk_o", d, M)] if datapath == "a4.8" else []) + ([_vector("quant_o", d, M)] if ternary else []),
         [_gemv("o_proj", d, d, M, act_in, fmt, skip=0.5 if sparse_o else 0.0), _vector("residual", d, M)],
@@ -210,12 +221,24 @@ def _trace(rows: list[dict], phase: str) -> pd.DataFrame:
     return t
 
 
+def _kv_bits(datapath: str, plan: dict) -> int:
+    """Bits of the decode block's KV cache: the measured row's, else a4.8's 3 and FP16 otherwise."""
+    return int(plan.get("kv_bits") or (3 if datapath == "a4.8" else 16))
+
+
 def _plan(row: pd.Series) -> dict:
     text = str(row.get("plan", "") or "")
     plan = ast.literal_eval(text) if text.startswith("{") else {}
     if not isinstance(plan, dict):
         raise ValueError(f"measured row {row.name}: plan {text!r} is not a mapping")
     plan["down_skip"] = float(row["sparsity"])
+    kv = row.get("kv_bits")
+    if kv is not None and pd.notna(kv) and int(kv) in _KV_FORMATS:
+        plan["kv_bits"] = int(kv)
+    if str(row["precision"]) == "a4.8" and plan.get("kv_bits") == 16:
+        # a4.8's block never runs an FP16 cache (kernels/block.py: 3 bits unless told 4): a row saying 16 names
+        # its label's bits, not the block's (the committed H100 token rows)
+        plan["kv_bits"] = 3
     return plan
 
 
@@ -262,17 +285,31 @@ def _presets(measured: pd.DataFrame, ideal: dict, kernels: dict) -> dict[tuple[s
     return out
 
 
+def _gpu_pair(measured: pd.DataFrame) -> tuple[str, str]:
+    """The (baselines, our kernels) presets of the one GPU the whole-token rows were measured on."""
+    gpus = sorted({str(g) for g in measured.loc[measured["op"].isin(WHOLE_OPS), "gpu"].dropna()})
+    if len(gpus) != 1:
+        raise ValueError(f"whole-token rows of one GPU at a time (their presets differ), got {gpus or 'none'}")
+    pair = gpu_presets(gpus[0])
+    if pair is None:
+        raise ValueError(f"no simulator presets describe {gpus[0]!r} (known: {sorted(GPU_PRESETS)})")
+    return pair
+
+
 def whole_token_table(measured: pd.DataFrame, ideal: "dict | None" = None,
                       kernels: "dict | None" = None) -> pd.DataFrame:
     """Simulated vs measured time of every whole-token and block row (``sim_whole_token``), then the
     token ratios a4.8 / fp16 and a4.8 / b1.58 (tokens per second, measured and simulated).
 
-    ``ideal`` / ``kernels``: the h200-like / h200-triton YAML dicts (default: the committed presets).
-    Floor chains (kernel ``floor_chain``) are the fixed-cost calibration rows, not replayed here.
+    ``ideal`` / ``kernels``: the YAML dicts of the baselines' and our kernels' presets (default: the committed
+    presets of the rows' GPU, :func:`.gpus.gpu_presets`: h200-like / h200-triton for the H200).  Floor chains
+    (kernel ``floor_chain``) are the fixed-cost calibration rows, not replayed here.
     """
     validate(measured, "measured_trace")
-    ideal = ideal if ideal is not None else load_yaml(PRESET_DIR / PRESETS["h200-like"])
-    kernels = kernels if kernels is not None else load_yaml(PRESET_DIR / PRESETS["h200-triton"])
+    if ideal is None or kernels is None:
+        pair = _gpu_pair(measured)
+        ideal = ideal if ideal is not None else load_yaml(PRESET_DIR / PRESETS[pair[0]])
+        kernels = kernels if kernels is not None else load_yaml(PRESET_DIR / PRESETS[pair[1]])
     presets = _presets(measured, ideal, kernels)
     sel = measured["op"].isin(WHOLE_OPS) & (measured["kernel"] != "floor_chain")
     out = []
@@ -303,16 +340,25 @@ def host_gaps_us(op_cycles: "pd.Series", fused: "pd.Series", cfg: AcceleratorCon
     return float((overlapped_call_us(cfg.host_launch_ns / 1e3, device_us) - device_us).sum())
 
 
+#: Token ratios reported (numerator, denominator), by the token rows' labels (kernel ``7b_<label>``)
+RATIOS = (("a4.8", "fp16"), ("a4.8", "b1.58"), ("a4.8", "b1.58-kv4"))
+
+
 def ratio_rows(rows: pd.DataFrame) -> pd.DataFrame:
-    """Token-throughput ratios a4.8 / fp16 and a4.8 / b1.58 of the token rows, measured and simulated."""
-    tok = rows[rows["op"] == "token_decode"].set_index("datapath")
+    """Token-throughput ratios of :data:`RATIOS` at each context with both token rows, measured and simulated
+    (the first row of a label where a table repeats it)."""
+    tok = rows[rows["op"] == "token_decode"]
     out = []
-    for num, den in (("a4.8", "fp16"), ("a4.8", "b1.58")):
-        if num in tok.index and den in tok.index:
-            meas = float(tok.loc[den, "measured"]) / float(tok.loc[num, "measured"])
-            sim = float(tok.loc[den, "simulated"]) / float(tok.loc[num, "simulated"])
-            out.append(dict(row=f"ratio {num}/{den} tokens/s", op="ratio", kernel="", datapath=f"{num}/{den}",
-                            variant="", M=1, K=int(tok.loc[num, "K"]), launches=0, unit="ratio", measured=meas,
-                            simulated=sim,
-                            rel_error=(sim - meas) / meas, preset="", mechanism=""))
+    for ctx, at in tok.groupby("K", sort=True):
+        first = at.assign(label=at["kernel"].astype(str).str.removeprefix("7b_")).drop_duplicates("label")
+        by = first.set_index("label")
+        for num, den in RATIOS:
+            if num not in by.index or den not in by.index:
+                continue
+            meas = float(by.loc[den, "measured"]) / float(by.loc[num, "measured"])
+            sim = float(by.loc[den, "simulated"]) / float(by.loc[num, "simulated"])
+            out.append(dict(row=f"ratio {num}/{den} tokens/s" + (f" ctx {ctx}" if tok["K"].nunique() > 1 else ""),
+                            op="ratio", kernel="", datapath=f"{num}/{den}", variant="", M=1, K=int(ctx), launches=0,
+                            unit="ratio", measured=meas, simulated=sim, rel_error=(sim - meas) / meas, preset="",
+                            mechanism=""))
     return pd.DataFrame(out, columns=COLUMNS)
