@@ -49,8 +49,9 @@ MISSING = {
     "fused": "fused-prologue GEMVs re-quantize the activations inside every program (ours_fused_norm_* gemv rows "
              "2-4x the plain GEMV); the replay runs the quantizer once",
     "prefill": "SDPA's flash prefill replayed as systolic GEMMs; a4.8's QKV and gate/up as the FP8 tensor-core "
-               "GEMM with its fp32 promotion every 512 K (cost fitted on H100 rows); an eager launch waits on the "
-               "host only where its issue outlasts the launch before it",
+               "GEMM, with its fp32 promotion every 512 K where the preset carries it (h200-triton: cost fitted "
+               "on H100 rows; h100-triton: not, its FP8 kernel did not promote); a two-pass row as that route's "
+               "launches; an eager launch waits on the host only where its issue outlasts the launch before it",
 }
 
 
