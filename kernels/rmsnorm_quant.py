@@ -186,8 +186,8 @@ TOPK_SEARCHES = {"bitwise": 0, "radix": 1, "pairs": 2}
 ROW_CHUNK = 2048
 
 
-def _row_chunk(row_chunk: int | None, D: int, qmode: int) -> int:
-    """Chunk width of the chunked kernel for a row of ``D`` (0: the whole-row kernel); checks ``row_chunk``."""
+def _row_chunk(row_chunk: int | None, qmode: int) -> int:
+    """Chunk width of the chunked kernel (0: the whole-row kernel) for quantizer ``qmode``; checks ``row_chunk``."""
     if row_chunk is None:
         return 0
     if isinstance(row_chunk, bool) or not isinstance(row_chunk, int) or row_chunk < 0:
@@ -275,7 +275,7 @@ def rmsnorm_quant(x: torch.Tensor, mode: str = "int8", norm_weight: torch.Tensor
     scale = torch.empty(M, 1, device=x.device, dtype=torch.float32)
     nzi = torch.empty(M, D, device=x.device, dtype=torch.int32) if nonzero else codes
     nnz = torch.empty(M, device=x.device, dtype=torch.int32) if nonzero else scale
-    chunk = _row_chunk(row_chunk, D, qmode)
+    chunk = _row_chunk(row_chunk, qmode)
     pdl = bool(pdl) and x.device.type == "cuda"
     opts = dict(launch_pdl=True) if pdl else {}
     if chunk:
