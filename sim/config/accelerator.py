@@ -187,12 +187,13 @@ class VectorConfig:
         "Latency of one dependent reduction step of a row program (a cross-warp reduction: shuffles, a "
         "shared-memory round trip, a barrier), with units > 0; 0: reductions cost only their passes.")})
     row_tile: int = field(default=0, metadata={"help": (
-        "Elements of a row one unit's program keeps in registers (with units > 0 and wide_row_lanes > 0): "
-        "the part of a (power-of-two) row beyond it is spilled and its element-passes run at wide_row_lanes "
-        "instead of row_lanes.  0: no limit.")})
+        "Widest row the row_lanes rate describes (with units > 0 and wide_row_lanes > 0): the part of a "
+        "(power-of-two) row beyond it runs its element-passes at wide_row_lanes instead (a wider tile per "
+        "program, measured slower per element; not register spills, which the compiled kernels show none "
+        "of).  0: no limit.")})
     wide_row_lanes: float = field(default=0.0, metadata={"help": (
-        "Element-passes per cycle one unit sustains on the part of a row beyond row_tile (spilled out of the "
-        "registers).  0: the mechanism off, every element at row_lanes.")})
+        "Element-passes per cycle one unit sustains on the part of a row beyond row_tile (measured on a wide "
+        "row).  0: the mechanism off, every element at row_lanes.")})
     reductions: dict = field(default_factory=lambda: dict(_DEFAULT_REDUCTIONS), metadata={"help": (
         "Dependent reduction steps per row, by op kind (a kind missing or 0 is elementwise, never a row "
         "reduction).  RMSNorm: the mean square; a quantizer: its absmax; TopK: the exact threshold by a "

@@ -122,7 +122,7 @@ def row_reduction_cycles(kind: str, M: int, elements: float, accel: AcceleratorC
     ``vector.units``: one program per row, each alone on a unit, rows in waves of ``units``:
     ceil(M / units) x (width x passes / row_lanes + reductions x reduction_ns), width = elements / M (rounded
     up to a power of two with ``pow2_rows``); the part of a row beyond ``row_tile`` runs at ``wide_row_lanes``
-    (spilled out of the registers) when both are set.  A row at M = 1 is
+    (a wider program tile, measured slower per element) when both are set.  A row at M = 1 is
     latency-bound (one unit busy, its dependent reductions in series), not bound by the pooled lanes.
     0 when the rule is off (units 0) or the kind is elementwise."""
     v = accel.vector
