@@ -40,3 +40,19 @@ def test_cross_gpu_table_holds_out_every_h200_row_and_fits_only_on_the_h100():
     assert set(done["preset"]) == {"h200-like"}
     # the H200's faster memory makes the memory-bound GEMV rows faster than on h100-like
     assert (per_class["preset"] == "h200-like").all() and per_class["n"].sum() == len(done)
+
+
+def test_the_h100_presets_of_the_current_kernels_take_no_block_or_token_row():
+    from sim.validation.crossgpu import H100_CURRENT_TABLES, h100_current_presets
+    from sim.validation.replay import H100_MEASURED
+    first = read_table(H100_MEASURED, "measured_trace")
+    current = pd.concat([read_table(p, "measured_trace") for p in H100_CURRENT_TABLES], ignore_index=True)
+    like, kernels = h100_current_presets(first, current)
+    assert (like["name"], kernels["name"]) == ("h100-like-current", "h100-triton-current")
+    cores = {a["name"]: a for a in kernels["arrays"]}
+    assert cores["tensor_cores"]["promote_ns"]["fp8"] > 0                      # the current FP8 GEMM promotes
+    assert cores["cuda_cores"]["split_reduction"] and cores["cuda_cores"]["stream_ramp_ns"]["ternary"] > 0
+    whole = current["op"].isin(("token_decode", "block_decode", "block_prefill"))
+    assert whole.any()
+    _, without = h100_current_presets(first, current[~whole].reset_index(drop=True))
+    assert without == kernels                                                   # blocks and tokens stay held out

@@ -102,11 +102,24 @@ def _show(df: pd.DataFrame) -> None:
         print(df.round(4).to_string(index=False))
 
 
+def _current_presets(measured: pd.DataFrame) -> tuple[dict | None, dict | None]:
+    """The presets of the current kernels for H100 rows (derived from the committed H100 tables,
+    :func:`crossgpu.h100_current_presets`); (None, None) otherwise: the committed presets of the rows' GPU."""
+    gpus = set(measured.loc[measured["op"].isin(("token_decode", "block_decode", "block_prefill")), "gpu"].astype(str))
+    if not gpus or not all("H100" in g for g in gpus):
+        return None, None
+    current = pd.concat([read_table(p, schema="measured_trace") for p in crossgpu.H100_CURRENT_TABLES],
+                        ignore_index=True)
+    print(f"H100 rows: presets of the current kernels, derived from {_shown(H100_MEASURED)} and "
+          f"{', '.join(_shown(p) for p in crossgpu.H100_CURRENT_TABLES)} (no block or token row)")
+    return crossgpu.h100_current_presets(read_table(H100_MEASURED, schema="measured_trace"), current)
+
+
 def _run_validate(args: argparse.Namespace) -> int:
     if args.whole_token:
         paths = args.measured or [crossgpu.H200_MEASURED]
-        rows = whole_token_table(pd.concat([read_table(p, schema="measured_trace") for p in paths],
-                                           ignore_index=True))
+        measured = pd.concat([read_table(p, schema="measured_trace") for p in paths], ignore_index=True)
+        rows = whole_token_table(measured, *_current_presets(measured))
         if args.table:
             check_output(args.table, inputs=paths, force=args.force)
             rows.attrs = {"command": "bitsim validate --whole-token " + " ".join(_shown(p) for p in paths)}

@@ -22,6 +22,8 @@ writes the preset and prints the per-class table.
 from __future__ import annotations
 
 import copy
+import json
+from dataclasses import asdict, dataclass
 
 import pandas as pd
 import yaml
@@ -109,7 +111,36 @@ def h200_like_raw(measured: pd.DataFrame | None = None) -> dict:
     return raw
 
 
-def _split_context(raw: dict) -> None:
+#: The H100 tables of the current kernels (the second and third runs): what the H100's current-kernel presets
+#: derive their costs from (:func:`h100_current_presets`)
+H100_CURRENT_TABLES = (H100_CURRENT, MEASURED_DIR / "measured_h100_kernels3.parquet")
+
+
+def h100_current_presets(first: pd.DataFrame, current: pd.DataFrame) -> tuple[dict, dict]:
+    """(ceilings, our kernels) YAML dicts of the H100 as the current kernels use it, derived as the H200's are:
+    ``h100-like`` with the split context and the row-reduction costs of ``current``'s quantizer rows, and our
+    kernels' preset on it (:func:`kernels_preset`: the first table's fit, the FP8 promotion, the GEMV stream
+    costs, the spilled-row rate, the KV-code rate and the combine tail from ``current``'s kernel rows).  No
+    block or token row enters: those stay held out (:func:`sim.validation.whole_token.whole_token_table`)."""
+    validate(first, "measured_trace")
+    validate(current, "measured_trace")
+    source = "the H100 tables of the current kernels"
+    like = copy.deepcopy(load_yaml(PRESET_DIR / PRESETS["h100-like"]))
+    like.update(name="h100-like-current", description="h100-like with the current kernels' split context and "
+                                                      "row-reduction costs (validation preset)")
+    like.setdefault("calibration", {})
+    _split_context(like, source)
+    if has_reduction_rows(current):
+        add_row_reductions(like, current, source, H100_L2_BYTES)
+    kernels = kernels_preset(first, like, OwnRows(current, source, H100_L2_BYTES), current,
+                             name="h100-triton-current",
+                             description="H100 as our current Triton kernels use it: h100-like-current + the "
+                                         "kernel parameters fitted on the first H100 table and derived from the "
+                                         "current kernels' rows")
+    return like, json.loads(json.dumps(asdict(kernels)))
+
+
+def _split_context(raw: dict, source: str = "the measured H200") -> None:
     """The H200's decode kernels split the context over idle SMs (split_reduction on the CUDA-core array:
     the H200 table's attention configs run S = 33 or 66 context spans per head at B = 1,
     reports/data/measured_h200_tuned_configs.json; torch SDPA decodes flash-decoding style), and an SM pulls
@@ -120,7 +151,7 @@ def _split_context(raw: dict) -> None:
             a["split_reduction"] = True
     raw["occupancy_limited_reads"] = True
     raw["calibration"]["arrays[cuda_cores].split_reduction"] = (
-        "true: the measured H200 decode-attention kernels split the context (S = 33 / 66 spans at B = 1, "
+        f"true: {source} decode-attention kernels split the context (S = 33 / 66 spans at B = 1, "
         "reports/data/measured_h200_tuned_configs.json); not fitted")
 
 
@@ -133,6 +164,15 @@ def to_yaml(raw: dict, source: str) -> str:
     return "\n".join(head) + "\n" + yaml.safe_dump(raw, sort_keys=False, default_flow_style=None, width=200)
 
 
+@dataclass(frozen=True)
+class OwnRows:
+    """A GPU's own measured table the kernel costs are derived from: the rows, how the provenance names them,
+    and the L2 the timing harness flushes on that GPU."""
+    rows: pd.DataFrame
+    source: str
+    l2_bytes: float
+
+
 def h200_triton(h100_measured: pd.DataFrame, h200: "dict | AcceleratorConfig",
                 h200_measured: pd.DataFrame | None = None,
                 h100_current: pd.DataFrame | None = None) -> AcceleratorConfig:
@@ -142,20 +182,30 @@ def h200_triton(h100_measured: pd.DataFrame, h200: "dict | AcceleratorConfig",
     derived from the GLU quantizer row (:func:`sim.validation.reductions.wide_row_lanes`).  With
     ``h100_current`` (an H100 table of the kernels the H200 ran): the exact FP8 GEMM's promotion cost fitted on
     its rows (:func:`promotion_of_h100`), still nothing from an H200 row."""
+    if not isinstance(h200, dict):
+        raise TypeError("h200: pass the h200-like YAML dict (h200_like_raw)")
+    own = OwnRows(h200_measured, "the measured H200 table", H200_L2_BYTES) if h200_measured is not None else None
+    return kernels_preset(h100_measured, h200, own, h100_current, name="h200-triton",
+                          description="H200 as our Triton kernels use it: h200-like + the kernel parameters "
+                                      "fitted on the H100")
+
+
+def kernels_preset(h100_measured: pd.DataFrame, ideal: dict, own: OwnRows | None,
+                   h100_current: pd.DataFrame | None, *, name: str, description: str) -> AcceleratorConfig:
+    """Our kernels' preset on a GPU: ``ideal`` (that GPU's ceilings preset) + the kernel parameters fitted on the
+    first H100 table, the FP8 promotion fitted on ``h100_current``, and the costs ``own`` (the GPU's own table)
+    gives: the GEMV stream costs, the spilled-row rate, the KV-code decode rate, the in-kernel combine tail."""
     fitted = fit(h100_measured, source="the H100 table", flush_dirty_bytes=H100_L2_BYTES)
     if h100_current is not None:
         promotion_of_h100(fitted, h100_current)
-    raw = copy.deepcopy(h200) if isinstance(h200, dict) else None
-    if raw is None:
-        raise TypeError("h200: pass the h200-like YAML dict (h200_like_raw)")
-    raw["name"] = "h200-triton"
-    raw["description"] = "H200 as our Triton kernels use it: h200-like + the kernel parameters fitted on the H100"
+    raw = copy.deepcopy(ideal)
+    raw["name"], raw["description"] = name, description
     for k in _CARRIED:
         if k in fitted:
             raw[k] = copy.deepcopy(fitted[k])
     raw["calibration"] = {**raw.get("calibration", {}),
                           **{k: v for k, v in fitted["calibration"].items()
-                             if k != "op_overhead_ns" and not k.startswith("vector.")}}   # the H200 derives its own
+                             if k != "op_overhead_ns" and not k.startswith("vector.")}}   # the GPU derives its own
     if "row_miss_ns" in fitted.get("offchip", {}):
         raw["offchip"] = dict(raw["offchip"], row_miss_ns=fitted["offchip"]["row_miss_ns"])
     by_name = {a["name"]: a for a in fitted["arrays"]}
@@ -163,15 +213,19 @@ def h200_triton(h100_measured: pd.DataFrame, h200: "dict | AcceleratorConfig",
         for k in ("unpack", "max_m", "promote_every_k", "promote_ns"):
             if k in by_name[a["name"]]:
                 a[k] = copy.deepcopy(by_name[a["name"]][k])
-    if h200_measured is not None and has_stream_rows(h200_measured):
-        add_stream_costs(raw, h200_measured, from_dict(copy.deepcopy(raw), where="h200-triton"),
-                         "the measured H200 table")
-    if h200_measured is not None and has_wide_row(h200_measured) and raw["vector"].get("units", 0) > 0:
-        add_wide_rows(raw, h200_measured, "the measured H200 table", H200_L2_BYTES)
-    if h200_measured is not None:
-        kv_rate_of_h200(raw, h200_measured)
-        combine_tail_of_h200(raw, h200_measured)
-    return from_dict(raw, where="h200-triton")
+    if own is not None:
+        _own_costs(raw, own)
+    return from_dict(raw, where=name)
+
+
+def _own_costs(raw: dict, own: OwnRows) -> None:
+    """The costs derived from a GPU's own kernel rows (each where the table has its rows), in place."""
+    if has_stream_rows(own.rows):
+        add_stream_costs(raw, own.rows, from_dict(copy.deepcopy(raw), where=raw["name"]), own.source)
+    if has_wide_row(own.rows) and raw["vector"].get("units", 0) > 0:
+        add_wide_rows(raw, own.rows, own.source, own.l2_bytes)
+    kv_rate_of_h200(raw, own.rows, own)
+    combine_tail_of_h200(raw, own.rows, own)
 
 
 def promotion_of_h100(fitted: dict, h100_current: pd.DataFrame) -> None:
@@ -189,7 +243,7 @@ def promotion_of_h100(fitted: dict, h100_current: pd.DataFrame) -> None:
     set_promotion(fitted, ns, "the H100 table of the current kernels", len(rows))
 
 
-def kv_rate_of_h200(raw: dict, h200_measured: pd.DataFrame) -> None:
+def kv_rate_of_h200(raw: dict, h200_measured: pd.DataFrame, own: OwnRows | None = None) -> None:
     """The KV-code decode rate fitted on the H200's own KV3 kernel row (the same calibration row as on the H100:
     ``ours_kv3`` B = 8, ctx 8192), in place, when the table has it.  Not carried from the H100: the H100 table's
     KV3 kernel was another design (one program per head, ``USE_DOT``, BT 128), the H200's splits the context
@@ -198,11 +252,12 @@ def kv_rate_of_h200(raw: dict, h200_measured: pd.DataFrame) -> None:
     rows = m[KV_FIT.select(m).fillna(False).astype(bool)].reset_index(drop=True)
     if rows.empty:
         return
-    value = fit_rate(raw, KV_FIT.param, rows, H200_L2_BYTES)
+    own = own or OwnRows(h200_measured, "the measured H200 table", H200_L2_BYTES)
+    value = fit_rate(raw, KV_FIT.param, rows, own.l2_bytes)
     set_param(raw, KV_FIT.param, value)
     raw.setdefault("calibration", {})[KV_FIT.param] = (
-        f"{value:g} fitted by sim.validation.crossgpu on {len(rows)} row of the measured H200 table: {KV_FIT.rows}; "
-        f"method: {KV_FIT.method}; not carried from the H100 (its KV3 kernel is another design)")
+        f"{value:g} fitted by sim.validation.crossgpu on {len(rows)} row of {own.source}: {KV_FIT.rows}; "
+        f"method: {KV_FIT.method}; not carried from the first H100 table (its KV3 kernel is another design)")
 
 
 #: The pair the in-kernel combine tail is derived from: our one-launch KV3 attention step and our KV3 decode
@@ -215,7 +270,7 @@ def _tail_rows(measured: pd.DataFrame) -> pd.Series:
             & (measured["M"] == 1) & (measured["K"] == 2048) & measured["cuda_graph"].astype(bool))
 
 
-def combine_tail_of_h200(raw: dict, h200_measured: pd.DataFrame) -> None:
+def combine_tail_of_h200(raw: dict, h200_measured: pd.DataFrame, own: OwnRows | None = None) -> None:
     """``arrays[cuda_cores].split_combine_ns`` from the measured pair :data:`TAIL_PAIR` (in place, when the table
     has both): the step's measured time less the decode kernel's, less the same difference replayed without the
     tail (the replay charges the decode kernel's separate combine launch, not the step's in-kernel combine)."""
@@ -224,8 +279,8 @@ def combine_tail_of_h200(raw: dict, h200_measured: pd.DataFrame) -> None:
     if len(rows) != len(TAIL_PAIR):
         return
     rows = rows.reset_index()
-    base, _ = compare_measured(rows, from_dict(copy.deepcopy(raw), where="h200-triton"),
-                               flush_dirty_bytes=H200_L2_BYTES)
+    own = own or OwnRows(h200_measured, "the measured H200 table", H200_L2_BYTES)
+    base, _ = compare_measured(rows, from_dict(copy.deepcopy(raw), where=raw["name"]), flush_dirty_bytes=own.l2_bytes)
     step_us, dec_us = rows["us"].to_numpy(float)
     step_sim, dec_sim = base["sim_us"].to_numpy(float)
     tail_ns = round(((step_us - dec_us) - (step_sim - dec_sim)) * 1e3, 1)
@@ -235,7 +290,7 @@ def combine_tail_of_h200(raw: dict, h200_measured: pd.DataFrame) -> None:
         if a["name"] == "cuda_cores":
             a["split_combine_ns"] = tail_ns
     raw.setdefault("calibration", {})["arrays[cuda_cores].split_combine_ns"] = (
-        f"{tail_ns:g}: derived from 2 rows of the measured H200 table ({' and '.join(TAIL_PAIR)}, B=1 ctx 2048, the "
+        f"{tail_ns:g}: derived from 2 rows of {own.source} ({' and '.join(TAIL_PAIR)}, B=1 ctx 2048, the "
         f"same work in one launch and in two): (step - decode) measured less (step - decode) replayed without the "
         f"tail; not fitted to blocks or tokens")
 
