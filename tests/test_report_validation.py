@@ -46,3 +46,20 @@ def test_published_section_lists_every_figure_and_counts_each_design_within_its_
     text = _text(published_section(rows))
     slim = rows[targets & rows.design.str.startswith("Slim-Llama")]
     assert f"{int(slim.within_bar.sum())} of {len(slim)} within" in text
+
+
+def test_h100_tables_of_the_current_kernels_replay_on_presets_derived_for_them():
+    from bitsim.report.measured import _generations, load_measured
+    from sim.validation.crossgpu import H100_CURRENT_SOURCES
+    from sim.validation.replay import MEASURED_DIR
+    rows = load_measured(MEASURED_DIR, include_anchors=False)
+    h100 = rows[rows.gpu.astype(str).str.contains("H100")]
+    parts = _generations(h100, ("h100-like", "h100-triton"), True)
+    assert len(parts) == 2
+    (old, old_presets, _), (cur, cur_presets, _) = parts
+    assert old_presets == ("h100-like", "h100-triton") and not old.source.isin(H100_CURRENT_SOURCES).any()
+    assert [p.name for p in cur_presets] == ["h100-like-current", "h100-triton-current"]
+    assert cur.source.isin(H100_CURRENT_SOURCES).all() and len(old) + len(cur) == len(h100)
+    # without the first table to fit on, every row stays on the committed presets
+    alone = _generations(h100[h100.source != "measured_h100_kernels.parquet"], ("h100-like", "h100-triton"), True)
+    assert len(alone) == 1 and alone[0][1] == ("h100-like", "h100-triton")

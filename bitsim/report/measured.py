@@ -16,9 +16,18 @@ import pandas as pd
 from bitsim.report.tables import MEASURED_SPEEDUPS, REPORT_SIM_VS_MEASURED
 from contract import MEASURED_TRACE, measured_final_rows, read_table, validate
 from sim import PRESETS
+from sim.config import from_dict
 from sim.validation import H100_L2_BYTES, gpu_presets, load_anchors, validation_table
-from sim.validation.crossgpu import H200_L2_BYTES, h200_calibration_mask
+from sim.validation.crossgpu import (
+    H100_CURRENT_SOURCES,
+    H100_CURRENT_TABLES,
+    H200_L2_BYTES,
+    current_calibration_mask,
+    h100_current_presets,
+    h200_calibration_mask,
+)
 from sim.validation.heldout import h100_calibration_mask
+from sim.validation.replay import H100_MEASURED
 
 LINEAR_OPS = ("gemm", "gemv", "sparse_gemv")
 ATTENTION_OPS = ("attention_decode",)
@@ -110,18 +119,38 @@ def validate_simulator(measured: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFra
         if pair is None:
             continue
         l2 = next((b for frag, b in GPU_L2_BYTES.items() if frag in gpu), H100_L2_BYTES)
-        # the H100 presets are fitted on the H100 rows; the H200 presets carry that fit plus costs derived
-        # from a few named H200 rows, split apart as calibration
-        cal = h100_calibration_mask if FIT_GPU in gpu else h200_calibration_mask
-        rows, per_class = validation_table(rows_gpu.drop(columns=["source"], errors="ignore"), *pair,
-                                           flush_dirty_bytes=l2, calibration=cal)
-        calls.append(rows[rows.skipped == ""])
-        classes.append(per_class.assign(within_bound=per_class.mape <= VALIDATION_BOUND))
+        # the H100 presets are fitted on the first H100 table; the H100 tables of the current kernels run on
+        # presets derived for them; the H200 presets carry the H100 fit plus costs derived from a few named H200
+        # rows, split apart as calibration
+        for part, presets, cal in _generations(rows_gpu, pair, FIT_GPU in gpu):
+            rows, per_class = validation_table(part.drop(columns=["source"], errors="ignore"), *presets,
+                                               flush_dirty_bytes=l2, calibration=cal)
+            calls.append(rows[rows.skipped == ""])
+            classes.append(per_class.assign(within_bound=per_class.mape <= VALIDATION_BOUND))
     if not calls:
         return pd.DataFrame(columns=calls_cols), pd.DataFrame(columns=class_cols)
     rows, per_class = pd.concat(calls, ignore_index=True), pd.concat(classes, ignore_index=True)
     return (validate(rows[calls_cols].reset_index(drop=True), "report_sim_vs_measured"),
             per_class[class_cols].reset_index(drop=True))
+
+
+def _generations(rows: pd.DataFrame, pair: tuple[str, str], fit_gpu: bool) -> list[tuple]:
+    """``(rows, (ideal, fitted), calibration mask)`` per kernel generation of one GPU's rows.  On the fit GPU,
+    the tables of the current kernels (:data:`sim.validation.crossgpu.H100_CURRENT_SOURCES`) run on presets
+    derived for them (:func:`sim.validation.crossgpu.h100_current_presets`, from the first table and the current
+    tables' kernel rows) when those tables are among the rows; every other row on the committed presets."""
+    if not fit_gpu:
+        return [(rows, pair, h200_calibration_mask)]
+    current = rows["source"].isin(H100_CURRENT_SOURCES) if "source" in rows else pd.Series(False, index=rows.index)
+    first = rows[rows.get("source", pd.Series("", index=rows.index)) == H100_MEASURED.name]
+    derive = rows[rows.get("source", pd.Series("", index=rows.index)).isin(
+        [p.name for p in H100_CURRENT_TABLES])]
+    if not current.any() or first.empty or derive.empty:
+        return [(rows, pair, h100_calibration_mask)]
+    cols = [c.name for c in MEASURED_TRACE]
+    like, kernels = h100_current_presets(first[cols].reset_index(drop=True), derive[cols].reset_index(drop=True))
+    presets = (from_dict(like, where=like["name"]), from_dict(kernels, where=kernels["name"]))
+    return [(rows[~current], pair, h100_calibration_mask), (rows[current], presets, current_calibration_mask)]
 
 
 def _family(op: str) -> str | None:

@@ -140,6 +140,21 @@ def h100_current_presets(first: pd.DataFrame, current: pd.DataFrame) -> tuple[di
     return like, json.loads(json.dumps(asdict(kernels)))
 
 
+#: Measured H100 tables (file names) of the current kernels: replayed on the current-kernel presets
+#: (:func:`h100_current_presets`), the first table (``measured_h100_kernels.parquet``) on ``h100-triton``
+H100_CURRENT_SOURCES = ("measured_h100_kernels2.parquet", "measured_h100_kernels3.parquet",
+                        "measured_h100_serving.parquet", "measured_h100_persistent.csv",
+                        "measured_h100_persistent2.csv")
+
+
+def current_calibration_mask(rows: pd.DataFrame) -> pd.Series:
+    """True on the rows the current-kernel presets are derived from: the H200-style derivation's rows
+    (:func:`h200_calibration_mask`), the FP8 promotion's rows and the cuBLAS rows of ``h100-like``'s baseline
+    stream costs; every other row of the current tables is held out."""
+    promotion = PROMOTION_FIT.select(rows).fillna(False).astype(bool)
+    return h200_calibration_mask(rows) | promotion | (baseline_calibration_mask(rows) & (rows["impl"] != "ours"))
+
+
 def _split_context(raw: dict, source: str = "the measured H200") -> None:
     """The H200's decode kernels split the context over idle SMs (split_reduction on the CUDA-core array:
     the H200 table's attention configs run S = 33 or 66 context spans per head at B = 1,
