@@ -50,7 +50,13 @@ from kernels.persistent import SKIPS as PERSISTENT_SKIPS
 from kernels.persistent import decode_block_persistent
 from kernels.rmsnorm_quant import rmsnorm_quant
 from kernels.sparse_gemv import sparse_gemv
-from kernels.ternary_gemm import two_pass_shape_ok, w158_gemv_fused, w158_matmul, w158_matmul_two_pass
+from kernels.ternary_gemm import (
+    decode_scratch,
+    two_pass_shape_ok,
+    w158_gemv_fused,
+    w158_matmul,
+    w158_matmul_two_pass,
+)
 from model import quant as Q
 
 DATAPATHS = ("fp16", "b1.58", "a4.8", "w8a8-fp8", "w4a16")
@@ -304,8 +310,7 @@ class KernelBlock:
         wp = self.wp[name]
         key = (tuple(wp.shape), fp8)
         if key not in self._scratch:
-            self._scratch[key] = torch.empty(wp.shape[0], 16 * wp.shape[1], device=wp.device,
-                                             dtype=torch.float8_e4m3fn if fp8 else torch.int8)
+            self._scratch[key] = decode_scratch(wp, fp8)
         return self._scratch[key]
 
     def forward(self, x: torch.Tensor, pos0: int) -> torch.Tensor:

@@ -815,17 +815,26 @@ def _decode_weights_kernel(w_ptr, out_ptr, N, KW, stride_wn, stride_on,
              mask=(rn[:, None] < N) & (rk[None, :] < 16 * KW))
 
 
+def _code_dtype(fp8: bool) -> torch.dtype:
+    return torch.float8_e4m3fn if fp8 else torch.int8
+
+
+def decode_scratch(w_packed: torch.Tensor, fp8: bool = False) -> torch.Tensor:
+    """An empty buffer :func:`w158_decode_weights` decodes ``w_packed [N, Kp/16]`` into: ``[N, Kp]``, one byte per
+    code (``float8_e4m3fn`` with ``fp8``, else int8)."""
+    N, KW = w_packed.shape
+    return torch.empty(N, 16 * KW, device=w_packed.device, dtype=_code_dtype(fp8))
+
+
 def w158_decode_weights(w_packed: torch.Tensor, fp8: bool = False, out: torch.Tensor | None = None) -> torch.Tensor:
     """Expand packed ternary weights ``[N, Kp/16]`` to one code per byte ``[N, Kp]``: int8, or
     ``float8_e4m3fn`` (``fp8``).  The first pass of the two-pass prefill; ``out`` reuses a scratch."""
     check_tensor(w_packed, "w_packed", (torch.int32,), dim=2)
     check_device_usable(w_packed, "w_packed")
     N, KW = w_packed.shape
-    dtype = torch.float8_e4m3fn if fp8 else torch.int8
-    if out is None:
-        out = torch.empty(N, 16 * KW, device=w_packed.device, dtype=dtype)
-    elif out.dtype != dtype or tuple(out.shape) != (N, 16 * KW) or not out.is_contiguous():
-        raise ValueError(f"out must be a contiguous {dtype} tensor of shape ({N}, {16 * KW})")
+    out = decode_scratch(w_packed, fp8) if out is None else out
+    if out.dtype != _code_dtype(fp8) or tuple(out.shape) != (N, 16 * KW) or not out.is_contiguous():
+        raise ValueError(f"out must be a contiguous {_code_dtype(fp8)} tensor of shape ({N}, {16 * KW})")
     BN, WB = 32, min(16, next_pow2(KW))
     _decode_weights_kernel[(triton.cdiv(N, BN), triton.cdiv(KW, WB))](
         w_ptr=w_packed, out_ptr=out, N=N, KW=KW, stride_wn=w_packed.stride(0), stride_on=out.stride(0),
@@ -836,18 +845,13 @@ def w158_decode_weights(w_packed: torch.Tensor, fp8: bool = False, out: torch.Te
 @triton.jit
 def _scale_epilogue_kernel(acc_ptr, xs_ptr, ws_ptr, y_ptr, M, N, ws_rows, stride_am, stride_ym,
                            BM: tl.constexpr, BN: tl.constexpr):
-    """``y = ((fp32(acc) · x_scale[m]) · w_scale[n // ws_rows]).to(y)`` in one pass: two fp32 products, one rounding,
-    the order :func:`model.quant.scale_acc` uses (no FMA: the products are rounded one at a time)."""
-    pm = tl.program_id(0)
-    pn = tl.program_id(1)
-    rm = pm * BM + tl.arange(0, BM)
-    rn = pn * BN + tl.arange(0, BN)
-    mask = (rm[:, None] < M) & (rn[None, :] < N)
-    acc = tl.load(acc_ptr + rm[:, None].to(tl.int64) * stride_am + rn[None, :], mask=mask, other=0)
-    xs = tl.load(xs_ptr + rm, mask=rm < M, other=0.0)
-    ws = tl.load(ws_ptr + rn // ws_rows, mask=rn < N, other=0.0)
-    y = (acc.to(tl.float32) * xs[:, None]) * ws[None, :]
-    tl.store(y_ptr + rm[:, None].to(tl.int64) * stride_ym + rn[None, :], cast_out(y, y_ptr.dtype.element_ty), mask=mask)
+    """The GEMM kernel's epilogue (:func:`_epilogue_store`) on sums a library GEMM wrote: one tile of ``acc`` read,
+    scaled in the order :func:`model.quant.scale_acc` uses, cast and stored."""
+    rm = tl.program_id(0) * BM + tl.arange(0, BM)
+    rn = tl.program_id(1) * BN + tl.arange(0, BN)
+    acc = tl.load(acc_ptr + rm[:, None].to(tl.int64) * stride_am + rn[None, :],
+                  mask=(rm[:, None] < M) & (rn[None, :] < N), other=0)
+    _epilogue_store(acc, xs_ptr, ws_ptr, y_ptr, rm, rn, M, N, ws_rows, stride_ym, False)
 
 
 def scale_epilogue(acc: torch.Tensor, x_scale: torch.Tensor, w_scale: torch.Tensor, ws_rows: int,
