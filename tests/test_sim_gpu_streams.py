@@ -15,7 +15,7 @@ import sim
 from contract import validate
 from sim.config import PRESET_DIR, PRESETS, from_dict, load_yaml
 from sim.engine import plan_ops
-from sim.validation.crossgpu import H200_L2_BYTES, combine_tail_of_h200, kv_rate_of_h200
+from sim.validation.crossgpu import H200_L2_BYTES, OwnRows, combine_tail_of_own, kv_rate_of_own
 from sim.validation.streams import stream_costs
 
 
@@ -125,7 +125,7 @@ def test_the_h200_kv_decode_rate_is_recovered_from_its_own_kv3_row_made_with_a_k
     for a in raw["arrays"]:
         if a["name"] == "cuda_cores":
             a["unpack"] = {"int3": 50.0, "int4": 50.0}           # the H100's rate, to be replaced
-    kv_rate_of_h200(raw, table)
+    kv_rate_of_own(raw, OwnRows(table, "the measured H200 table", H200_L2_BYTES))
     got = next(a for a in raw["arrays"] if a["name"] == "cuda_cores")["unpack"]
     assert got["int3"] == pytest.approx(5.0, rel=1e-3) and got["int4"] == got["int3"]
     assert "H200" in raw["calibration"]["arrays[cuda_cores].unpack.int3"]
@@ -177,6 +177,6 @@ def test_the_combine_tail_is_recovered_from_the_step_and_decode_rows_made_with_a
     for a in raw["arrays"]:
         if a["name"] == "cuda_cores":
             a["split_combine_ns"] = 0.0
-    combine_tail_of_h200(raw, table)
+    combine_tail_of_own(raw, OwnRows(table, "the measured H200 table", H200_L2_BYTES))
     got = next(a for a in raw["arrays"] if a["name"] == "cuda_cores")["split_combine_ns"]
     assert got == pytest.approx(1200.0, abs=2.0)

@@ -141,10 +141,10 @@ def _generations(rows: pd.DataFrame, pair: tuple[str, str], fit_gpu: bool) -> li
     tables' kernel rows) when those tables are among the rows; every other row on the committed presets."""
     if not fit_gpu:
         return [(rows, pair, h200_calibration_mask)]
-    current = rows["source"].isin(H100_CURRENT_SOURCES) if "source" in rows else pd.Series(False, index=rows.index)
-    first = rows[rows.get("source", pd.Series("", index=rows.index)) == H100_MEASURED.name]
-    derive = rows[rows.get("source", pd.Series("", index=rows.index)).isin(
-        [p.name for p in H100_CURRENT_TABLES])]
+    source = rows["source"] if "source" in rows else pd.Series("", index=rows.index)
+    current = source.isin(H100_CURRENT_SOURCES)
+    first = rows[source == H100_MEASURED.name]
+    derive = rows[source.isin([p.name for p in H100_CURRENT_TABLES])]
     if not current.any() or first.empty or derive.empty:
         return [(rows, pair, h100_calibration_mask)]
     cols = [c.name for c in MEASURED_TRACE]

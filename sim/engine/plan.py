@@ -405,14 +405,15 @@ def _plan_row(i: int, r: dict, accel: AcceleratorConfig, cache: dict, pj: _ByteE
     # an exact kernel's fp32 promotions of a narrow accumulator, serial with the MACs and the unpack: a kernel that
     # unpacks its weights in software (ours); a library GEMM on native operands has its accumulation in its rate
     promote = promotion_cycles(M, N, k_eff, m.array, m.pe_op.acts, accel.clock_ghz, count) if unpack_rate else 0
+    array_c = max(cyc, unpack) + promote
     peak = m.array.pes * rate
-    if sram_c > max(cyc, unpack) + promote:
+    if sram_c > array_c:
         limit = "sram"
     elif cyc >= unpack and weight_load_bound(M, N, k_eff, m.array, rate):
         limit = "weight_load"
     else:
         limit = "compute"
-    return OpPlan(index=i, unit=m.array.name, unit_cycles=int(math.ceil(max(cyc + promote, sram_c, unpack + promote))),
+    return OpPlan(index=i, unit=m.array.name, unit_cycles=int(math.ceil(max(array_c, sram_c))),
                   ideal_compute_cycles=macs / peak, traffic=t, peak_rate=peak, work=macs,
                   energy_compute_pj=macs * m.mac_pj, energy_sram_pj=t.sram * sram_pj_b,
                   energy_offchip_pj=(t.offchip_read + t.offchip_write) * off_pj_b, energy_vector_pj=0.0,

@@ -25,7 +25,7 @@ from .calibrate import NAME, fit, to_yaml
 from .heldout import validation_table
 from .published import bar_counts, table_markdown, validate_published
 from .replay import H100_L2_BYTES, H100_MEASURED, MEASURED_DIR, compare_measured, load_anchors
-from .whole_token import whole_token_table
+from .whole_token import WHOLE_OPS, whole_token_table
 
 
 def compare_tables(paths: "list[str | Path]", accel: str = "h100-like",
@@ -105,7 +105,7 @@ def _show(df: pd.DataFrame) -> None:
 def _current_presets(measured: pd.DataFrame) -> tuple[dict | None, dict | None]:
     """The presets of the current kernels for H100 rows (derived from the committed H100 tables,
     :func:`crossgpu.h100_current_presets`); (None, None) otherwise: the committed presets of the rows' GPU."""
-    gpus = set(measured.loc[measured["op"].isin(("token_decode", "block_decode", "block_prefill")), "gpu"].astype(str))
+    gpus = set(measured.loc[measured["op"].isin(WHOLE_OPS), "gpu"].astype(str))
     if not gpus or not all("H100" in g for g in gpus):
         return None, None
     current = pd.concat([read_table(p, schema="measured_trace") for p in crossgpu.H100_CURRENT_TABLES],

@@ -149,10 +149,9 @@ H100_CURRENT_SOURCES = ("measured_h100_kernels2.parquet", "measured_h100_kernels
 
 def current_calibration_mask(rows: pd.DataFrame) -> pd.Series:
     """True on the rows the current-kernel presets are derived from: the H200-style derivation's rows
-    (:func:`h200_calibration_mask`), the FP8 promotion's rows and the cuBLAS rows of ``h100-like``'s baseline
-    stream costs; every other row of the current tables is held out."""
-    promotion = PROMOTION_FIT.select(rows).fillna(False).astype(bool)
-    return h200_calibration_mask(rows) | promotion | (baseline_calibration_mask(rows) & (rows["impl"] != "ours"))
+    (:func:`h200_calibration_mask`, the cuBLAS rows of the baseline stream costs among them) and the FP8
+    promotion's rows; every other row of the current tables is held out."""
+    return h200_calibration_mask(rows) | PROMOTION_FIT.select(rows).fillna(False).astype(bool)
 
 
 def _split_context(raw: dict, source: str = "the measured H200") -> None:
@@ -239,8 +238,8 @@ def _own_costs(raw: dict, own: OwnRows) -> None:
         add_stream_costs(raw, own.rows, from_dict(copy.deepcopy(raw), where=raw["name"]), own.source)
     if has_wide_row(own.rows) and raw["vector"].get("units", 0) > 0:
         add_wide_rows(raw, own.rows, own.source, own.l2_bytes)
-    kv_rate_of_h200(raw, own.rows, own)
-    combine_tail_of_h200(raw, own.rows, own)
+    kv_rate_of_own(raw, own)
+    combine_tail_of_own(raw, own)
 
 
 def promotion_of_h100(fitted: dict, h100_current: pd.DataFrame) -> None:
@@ -258,16 +257,15 @@ def promotion_of_h100(fitted: dict, h100_current: pd.DataFrame) -> None:
     set_promotion(fitted, ns, "the H100 table of the current kernels", len(rows))
 
 
-def kv_rate_of_h200(raw: dict, h200_measured: pd.DataFrame, own: OwnRows | None = None) -> None:
-    """The KV-code decode rate fitted on the H200's own KV3 kernel row (the same calibration row as on the H100:
-    ``ours_kv3`` B = 8, ctx 8192), in place, when the table has it.  Not carried from the H100: the H100 table's
+def kv_rate_of_own(raw: dict, own: OwnRows) -> None:
+    """The KV-code decode rate fitted on the GPU's own KV3 kernel row (the same calibration row as on the first
+    H100 table: ``ours_kv3`` B = 8, ctx 8192), in place, when the table has it.  Not carried from that table: its
     KV3 kernel was another design (one program per head, ``USE_DOT``, BT 128), the H200's splits the context
     (BT 32, S 10, FMA) and ran the same work in 193.2 us against 325.5 us."""
-    m = measured_final_rows(h200_measured).reset_index(drop=True)
+    m = measured_final_rows(own.rows).reset_index(drop=True)
     rows = m[KV_FIT.select(m).fillna(False).astype(bool)].reset_index(drop=True)
     if rows.empty:
         return
-    own = own or OwnRows(h200_measured, "the measured H200 table", H200_L2_BYTES)
     value = fit_rate(raw, KV_FIT.param, rows, own.l2_bytes)
     set_param(raw, KV_FIT.param, value)
     raw.setdefault("calibration", {})[KV_FIT.param] = (
@@ -285,16 +283,15 @@ def _tail_rows(measured: pd.DataFrame) -> pd.Series:
             & (measured["M"] == 1) & (measured["K"] == 2048) & measured["cuda_graph"].astype(bool))
 
 
-def combine_tail_of_h200(raw: dict, h200_measured: pd.DataFrame, own: OwnRows | None = None) -> None:
+def combine_tail_of_own(raw: dict, own: OwnRows) -> None:
     """``arrays[cuda_cores].split_combine_ns`` from the measured pair :data:`TAIL_PAIR` (in place, when the table
     has both): the step's measured time less the decode kernel's, less the same difference replayed without the
     tail (the replay charges the decode kernel's separate combine launch, not the step's in-kernel combine)."""
-    m = measured_final_rows(h200_measured).reset_index(drop=True)
+    m = measured_final_rows(own.rows).reset_index(drop=True)
     rows = m[_tail_rows(m)].drop_duplicates("kernel").set_index("kernel").reindex(list(TAIL_PAIR)).dropna(subset=["us"])
     if len(rows) != len(TAIL_PAIR):
         return
     rows = rows.reset_index()
-    own = own or OwnRows(h200_measured, "the measured H200 table", H200_L2_BYTES)
     base, _ = compare_measured(rows, from_dict(copy.deepcopy(raw), where=raw["name"]), flush_dirty_bytes=own.l2_bytes)
     step_us, dec_us = rows["us"].to_numpy(float)
     step_sim, dec_sim = base["sim_us"].to_numpy(float)
@@ -311,8 +308,8 @@ def combine_tail_of_h200(raw: dict, h200_measured: pd.DataFrame, own: OwnRows | 
 
 
 def kv_calibration_mask(measured: pd.DataFrame) -> pd.Series:
-    """True on the H200 rows the KV-code decode rate is fitted on (:func:`kv_rate_of_h200`) and the combine tail
-    derived from (:func:`combine_tail_of_h200`)."""
+    """True on the rows the KV-code decode rate is fitted on (:func:`kv_rate_of_own`) and the combine tail
+    derived from (:func:`combine_tail_of_own`)."""
     return KV_FIT.select(measured).fillna(False).astype(bool) | _tail_rows(measured)
 
 

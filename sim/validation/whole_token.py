@@ -71,11 +71,8 @@ def _vector(name: str, width: int, M: int, gains: bool = False) -> dict:
 _KV_FORMATS = {3: "kv-int3", 4: "kv-int4", 16: "kv-fp16"}
 
 
-def _attention(datapath: str, M: int, ctx: int, kv_bits: int | None = None) -> list[dict]:
-    """The decode (or prefill) attention ops over the cache: a4.8's 3-bit cache at decode, else FP16, unless
-    ``kv_bits`` names the cache the measured block ran."""
-    if kv_bits is None:
-        kv_bits = 3 if datapath == "a4.8" and M == 1 else 16
+def _attention(M: int, ctx: int, kv_bits: int) -> list[dict]:
+    """The decode (or prefill) attention ops over a cache of ``kv_bits`` (:func:`_kv_bits` at decode)."""
     if kv_bits not in _KV_FORMATS:
         raise ValueError(f"kv_bits must be one of {sorted(_KV_FORMATS)}, got {kv_bits!r}")
     kv_fmt = _KV_FORMATS[kv_bits]
@@ -91,25 +88,20 @@ def _attention(datapath: str, M: int, ctx: int, kv_bits: int | None = None) -> l
     return rows
 
 
-def _eager(name: str, M: int, width: int, read: float, write: float) -> dict:
-    """One eager framework kernel over ``M`` rows of ``width`` elements (:func:`.replay.elementwise_row`)."""
-    return elementwise_row(name, M, width, read, write)
-
-
 def _eager_rmsnorm(name: str, M: int, d: int) -> list[dict]:
     """``kernels.block._rmsnorm16`` in eager torch: fp32 upcast, square, mean, eps and rsqrt of the row
     statistic, scale, fp32 gains, gain product, fp16 downcast; one launch each."""
-    return [_eager(f"{name}_float", M, d, 2, 4), _eager(f"{name}_pow", M, d, 4, 4), _eager(f"{name}_mean", M, d, 4, 0),
-            _eager(f"{name}_eps", M, 1, 4, 4), _eager(f"{name}_rsqrt", M, 1, 4, 4),
-            _eager(f"{name}_scale", M, d, 4, 4), _eager(f"{name}_gains", 1, d, 2, 4),
-            _eager(f"{name}_mul", M, d, 4, 4), _eager(f"{name}_half", M, d, 4, 2)]
+    steps = (("float", M, d, 2, 4), ("pow", M, d, 4, 4), ("mean", M, d, 4, 0), ("eps", M, 1, 4, 4),
+             ("rsqrt", M, 1, 4, 4), ("scale", M, d, 4, 4), ("gains", 1, d, 2, 4), ("mul", M, d, 4, 4),
+             ("half", M, d, 4, 2))        # (kernel, rows, width, bytes read, bytes written per element)
+    return [elementwise_row(f"{name}_{k}", rows, width, r, w) for k, rows, width, r, w in steps]
 
 
 def _eager_rope(name: str, M: int, d: int) -> list[dict]:
     """``kernels.block._apply_rope`` on one fp16 [heads, tokens, head_dim] tensor: negate the upper half,
     concatenate, the cos and sin products and their sum; one launch each."""
-    return [_eager(f"{name}_neg", M, d // 2, 2, 2), _eager(f"{name}_cat", M, d, 2, 2),
-            _eager(f"{name}_cos", M, d, 2, 2), _eager(f"{name}_sin", M, d, 2, 2), _eager(f"{name}_sum", M, d, 4, 2)]
+    steps = (("neg", d // 2, 2, 2), ("cat", d, 2, 2), ("cos", d, 2, 2), ("sin", d, 2, 2), ("sum", d, 4, 2))
+    return [elementwise_row(f"{name}_{k}", M, width, r, w) for k, width, r, w in steps]
 
 
 #: How the replay runs a ternary prefill GEMM (kernels/block.py ``PREFILL_ROUTES``, without "auto")
@@ -147,22 +139,22 @@ def prefill_ops(datapath: str, M: int, d: int = 4096, route: str = "fused") -> l
     rows += linear("qkv_proj", 3 * d, d, "rmsnorm_attn", d, act_in)
     rows += _eager_rope("rope_q", M, d) + _eager_rope("rope_k", M, d)
     if datapath == "a4.8":      # kv_write of the 3-bit cache (ours): k is contiguous, v a strided view copied first
-        rows += [_eager("v_contiguous", M, d, 2, 2), _vector("kv_quant", 2 * d, M)]
+        rows += [elementwise_row("v_contiguous", M, d, 2, 2), _vector("kv_quant", 2 * d, M)]
     else:                       # the FP16 cache: two slice copies
-        rows += [_eager("k_cache", M, d, 2, 2), _eager("v_cache", M, d, 2, 2)]
-    rows += [dict(r, fused=j > 0) for j, r in enumerate(_attention("fp16", M, M))]
-    rows += [_eager("attn_transpose", M, d, 2, 2)]
+        rows += [elementwise_row("k_cache", M, d, 2, 2), elementwise_row("v_cache", M, d, 2, 2)]
+    rows += [dict(r, fused=j > 0) for j, r in enumerate(_attention(M, M, 16))]   # SDPA on the fp16 k, v
+    rows += [elementwise_row("attn_transpose", M, d, 2, 2)]
     rows += linear("o_proj", d, d, "rmsnorm_attn_sub", d, act, ("topk_o",) if datapath == "a4.8" else ())
-    rows += [_eager("residual_attn", M, d, 4, 2)]
+    rows += [elementwise_row("residual_attn", M, d, 4, 2)]
     rows += _eager_rmsnorm("rmsnorm_ffn", M, d) if not ternary else []
     rows += linear("gate_up_proj", 2 * F, d, "rmsnorm_ffn", d, act_in)
     if datapath == "a4.8":      # ReLU^2 GLU inside the down quantizer (rmsnorm_quant with gate)
         down = [_vector("glu", F, M), _vector("rmsnorm_ffn_sub", F, M, gains=True), _vector("quant_down", F, M)]
         rows += [dict(r, fused=j > 0) for j, r in enumerate(down)] + gemm("down_proj", d, F, act)
     else:
-        rows += [_eager("silu", M, F, 2, 2), _eager("silu_mul", M, F, 4, 2)]
+        rows += [elementwise_row("silu", M, F, 2, 2), elementwise_row("silu_mul", M, F, 4, 2)]
         rows += linear("down_proj", d, F, "rmsnorm_ffn_sub", F, act)
-    rows += [_eager("residual_ffn", M, d, 4, 2)]
+    rows += [elementwise_row("residual_ffn", M, d, 4, 2)]
     return [dict(r, fused=bool(r.get("fused", False))) for r in rows]
 
 
@@ -177,11 +169,12 @@ def block_ops(datapath: str, plan: dict, M: int, ctx: int, d: int = 4096) -> lis
     sparse_o = datapath == "a4.8" and plan.get("wo") == "sparse"          # only a4.8's Wo / Wdown inputs are
     sparse_down = datapath == "a4.8" and plan.get("wdown") == "sparse"    # sparse (TopK, ReLU^2 GLU)
     fused_prologue = plan.get("prologue") == "fused"
+    kv_bits = _kv_bits(datapath, plan)
     groups: list[list[dict]] = [
         [_vector("rmsnorm_attn", d, M, gains=True)] + ([_vector("quant_qkv", d, M)] if ternary else []),
         [_gemv("qkv_proj", 3 * d, d, M, act_in, fmt)],
-        ([_vector("rope", 2 * d, M)] + ([_vector("kv_quant", 2 * d, M)] if _kv_bits(datapath, plan) < 16 else [])
-         + _attention(datapath, M, ctx, plan.get("kv_bits"))),
+        ([_vector("rope", 2 * d, M)] + ([_vector("kv_quant", 2 * d, M)] if kv_bits < 16 else [])
+         + _attention(M, ctx, kv_bits)),
         ([_vector("rmsnorm_attn_sub", d, M, gains=True)] if ternary else [])     # BitNet's sub-norms (fp16: none)
         + ([_vector("topk_o", d, M)] if datapath == "a4.8" else []) + ([_vector("quant_o", d, M)] if ternary else []),
         [_gemv("o_proj", d, d, M, act_in, fmt, skip=0.5 if sparse_o else 0.0), _vector("residual", d, M)],
