@@ -9,7 +9,8 @@ and gate/up matrices, docs/decisions.md 4):
   SwiGLU, FP16 KV cache.
 * ``a4.8``  -- INT4 into QKV and gate/up (FP8 tensor-core GEMM for prefill, INT8-unpack GEMV for
   decode), TopK-50 % INT8 into Wo, ReLU²GLU + INT8 into Wdown (fused with the subln norm), sparse
-  GEMV for Wo/Wdown at decode, 3-bit KV cache.
+  GEMV for Wo/Wdown at decode (on the quantizer's index list, or, ``DecodePlan`` "masked", choosing
+  the rows from the codes), 3-bit KV cache.
 * ``w8a8-fp8``, ``w4a16`` -- the fp16 block with its linear layers replaced by torch's quantized
   baselines (``kernels.baselines``: cuBLAS FP8 with per-token activation scales; INT4 weight-only,
   group 128).
@@ -48,8 +49,8 @@ from kernels.kv_attention import QuantKVCache, decode_attention, kv_write
 from kernels.packing import pack_ternary
 from kernels.persistent import SKIPS as PERSISTENT_SKIPS
 from kernels.persistent import decode_block_persistent
-from kernels.rmsnorm_quant import rmsnorm_quant
-from kernels.sparse_gemv import sparse_gemv
+from kernels.rmsnorm_quant import DEFAULT_TOPK_SEARCH, TOPK_SEARCHES, rmsnorm_quant
+from kernels.sparse_gemv import sparse_gemv, sparse_gemv_masked
 from kernels.ternary_gemm import (
     decode_scratch,
     two_pass_shape_ok,
@@ -65,6 +66,9 @@ DATAPATHS = ("fp16", "b1.58", "a4.8", "w8a8-fp8", "w4a16")
 PREFILL_ROUTES = ("auto", "fused", "two_pass")
 #: datapaths whose linear layers are torch baselines (fp16 activations in and out, torch glue around)
 TORCH_LINEARS = {"fp16": None, "w8a8-fp8": Fp8Linear, "w4a16": Int4Linear}
+#: a4.8's Wo / Wdown at decode (``DecodePlan.wo``, ``.wdown``): the sparse GEMV on the quantizer's index list, the
+#: sparse GEMV choosing its rows from the codes (no list), or the dense GEMV
+SPARSE_ROUTES = ("sparse", "masked", "dense")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -94,11 +98,15 @@ class DecodePlan:
 
     ``prologue``: "fused" -- RMSNorm + quantizer inside the GEMV (every program recomputes the
     row's statistics, no extra launch); "separate" -- one quantizer kernel before each GEMV.
-    a4.8 only: ``wo`` "sparse" (TopK quantizer with index list + sparse GEMV) or "dense" (TopK
-    quantizer + dense GEMV; TopK is never fused into a GEMV prologue); ``wdown`` "sparse"
-    (GLU+norm+INT8 quantizer with index list + sparse GEMV) or "dense" (``prologue`` decides);
-    ``gate_first`` skips the up rows whose gate output is <= 0.  ``pdl``: programmatic dependent
-    launch between the step's kernels (CUDA).  ``persistent``: the whole step in one launch with
+    a4.8 only: ``wo`` "sparse" (TopK quantizer with index list + sparse GEMV), "masked" (TopK
+    quantizer without the list + ``sparse_gemv_masked``, which picks the rows from the codes) or
+    "dense" (TopK quantizer + dense GEMV; TopK is never fused into a GEMV prologue); ``wdown``
+    "sparse" / "masked" (GLU+norm+INT8 quantizer with / without index list + the sparse GEMV of
+    that name) or "dense" (``prologue`` decides);
+    ``gate_first`` skips the up rows whose gate output is <= 0.  ``topk_search``: the exact TopK
+    threshold search of a4.8's Wo quantizer (``kernels.rmsnorm_quant.TOPK_SEARCHES``; the same codes
+    whichever).  ``pdl``: programmatic dependent launch between the step's kernels (CUDA).
+    ``persistent``: the whole step in one launch with
     grid barriers between its stages (``kernels.persistent``; needs ``prologue="fused"``, no ``pdl``),
     ``programs_per_sm`` programs on each SM (all must be resident at once) of ``warps`` warps, its
     GEMV stages in tiles of ``tile_rows`` output rows.  ``attention``: ``(key, value)`` pairs
@@ -114,6 +122,7 @@ class DecodePlan:
     wo: str = "sparse"
     wdown: str = "sparse"
     gate_first: bool = True
+    topk_search: str = DEFAULT_TOPK_SEARCH
     pdl: bool = False
     persistent: bool = False
     programs_per_sm: int = 1
@@ -125,13 +134,19 @@ class DecodePlan:
     def __post_init__(self) -> None:
         if self.prologue not in ("fused", "separate"):
             raise ValueError(f"DecodePlan.prologue must be 'fused' or 'separate', got {self.prologue!r}")
-        if self.wo not in ("sparse", "dense"):
-            raise ValueError(f"DecodePlan.wo must be 'sparse' or 'dense', got {self.wo!r}")
-        if self.wdown not in ("sparse", "dense"):
-            raise ValueError(f"DecodePlan.wdown must be 'sparse' or 'dense', got {self.wdown!r}")
+        if self.topk_search not in TOPK_SEARCHES:
+            raise ValueError(f"DecodePlan.topk_search must be one of {sorted(TOPK_SEARCHES)}, "
+                             f"got {self.topk_search!r}")
+        if self.wo not in SPARSE_ROUTES:
+            raise ValueError(f"DecodePlan.wo must be one of {SPARSE_ROUTES}, got {self.wo!r}")
+        if self.wdown not in SPARSE_ROUTES:
+            raise ValueError(f"DecodePlan.wdown must be one of {SPARSE_ROUTES}, got {self.wdown!r}")
         if self.persistent and (self.prologue != "fused" or self.pdl):
             raise ValueError("DecodePlan.persistent needs prologue='fused' (the GEMVs quantize their input) and "
                              "pdl=False (one launch: no kernel boundary to overlap)")
+        if self.persistent and "masked" in (self.wo, self.wdown):
+            raise ValueError("DecodePlan.persistent has no masked sparse stage: wo and wdown must be 'sparse' or "
+                             "'dense'")
         p = self.programs_per_sm
         if isinstance(p, bool) or not isinstance(p, int) or not 1 <= p <= 8:
             raise ValueError(f"DecodePlan.programs_per_sm must be an int in [1, 8], got {p!r}")
@@ -403,24 +418,34 @@ class KernelBlock:
             if buffers is not None:
                 buffers.update(qkv=qkv, a=a, h=h, gu=gu, out=out)
             return out.view(1, 1, d)
-        t, pdl = self.tuned, plan.pdl
-        if plan.wo == "sparse":
-            codes, xs, nzi, nnz = rmsnorm_quant(a, "topk8", self.norm["o"], nonzero=True, pdl=pdl)
-            h = sparse_gemv(codes, nzi[0], nnz, xs, self.wtp["o"], self.ws["o"], d, residual=xf, tuned=t, pdl=pdl)
+        if plan.wo == "dense":
+            codes, xs = rmsnorm_quant(a, "topk8", self.norm["o"], pdl=plan.pdl, topk_search=plan.topk_search)
+            h = w158_matmul(codes, xs, self.wp["o"], self.ws["o"], d, residual=xf, tuned=self.tuned, pdl=plan.pdl)
         else:
-            codes, xs = rmsnorm_quant(a, "topk8", self.norm["o"], pdl=pdl)
-            h = w158_matmul(codes, xs, self.wp["o"], self.ws["o"], d, residual=xf, tuned=t, pdl=pdl)
+            h = self._sparse("o", a, "topk8", plan.wo, xf, plan.pdl, topk_search=plan.topk_search)
         gu = self._gemv("gu", h, "int4", "ffn", plan, gate_first=plan.gate_first)
-        if plan.wdown == "sparse":
-            codes, xs, nzi, nnz = rmsnorm_quant(gu[:, F_:], "int8", self.norm["down"], gate=gu[:, :F_], nonzero=True,
-                                                pdl=pdl)
-            out = sparse_gemv(codes, nzi[0], nnz, xs, self.wtp["down"], self.ws["down"], d, residual=h, tuned=t,
-                              pdl=pdl)
-        else:
+        if plan.wdown == "dense":
             out = self._gemv("down", gu, "int8", "down", plan, residual=h, glu="relu2")
+        else:
+            out = self._sparse("down", gu[:, F_:], "int8", plan.wdown, h, plan.pdl, gate=gu[:, :F_])
         if buffers is not None:
             buffers.update(qkv=qkv, a=a, h=h, gu=gu, out=out)
         return out.view(1, 1, d)
+
+    def _sparse(self, name: str, x: torch.Tensor, mode: str, route: str, residual: torch.Tensor, pdl: bool,
+                gate: torch.Tensor | None = None, topk_search: str = DEFAULT_TOPK_SEARCH) -> torch.Tensor:
+        """Quantizer + sparse GEMV (+ residual) of a4.8's Wo or Wdown (norm of the same name) at decode:
+        ``route`` "sparse" (the quantizer writes the index list the GEMV reads) or "masked" (codes only; the
+        GEMV picks the rows from them)."""
+        N = self.wp[name].shape[0]
+        if route == "sparse":
+            codes, xs, nzi, nnz = rmsnorm_quant(x, mode, self.norm[name], gate=gate, nonzero=True, pdl=pdl,
+                                                topk_search=topk_search)
+            return sparse_gemv(codes, nzi[0], nnz, xs, self.wtp[name], self.ws[name], N, residual=residual,
+                               tuned=self.tuned, pdl=pdl)
+        codes, xs = rmsnorm_quant(x, mode, self.norm[name], gate=gate, pdl=pdl, topk_search=topk_search)
+        return sparse_gemv_masked(codes, xs, self.wtp[name], self.ws[name], N, residual=residual, tuned=self.tuned,
+                                  pdl=pdl)
 
     def _gemv(self, name: str, x: torch.Tensor, mode: str, norm: str, plan: DecodePlan,
               residual: torch.Tensor | None = None, glu: str | None = None, gate_first: bool = False) -> torch.Tensor:
@@ -445,8 +470,9 @@ class KernelBlock:
         sep = plan.prologue == "separate"
         if self.dp == "b1.58":
             return 5 + 4 * sep                  # 4 GEMVs + attention (+ 4 quantizers)
-        # attention, TopK quantizer, Wo, 3 GEMVs (+ QKV and gate/up quantizers) (+ Wdown quantizer)
-        return 6 + 2 * sep + (plan.wdown == "sparse" or sep)
+        # attention, TopK quantizer, Wo, 3 GEMVs (+ QKV and gate/up quantizers) (+ Wdown quantizer: a sparse
+        # Wdown's own kernel, or the separate prologue's)
+        return 6 + 2 * sep + (plan.wdown != "dense" or sep)
 
 
 def _clone_linear(layer: object) -> object:

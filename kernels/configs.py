@@ -32,6 +32,7 @@ CONFIG_RULES: dict[str, dict[str, object]] = {
              "num_warps": (1, 2, 4, 8, 16), "num_stages": "pos"},
     "gemv": {"BN": "pow2", "KB": "pow2", "num_warps": (1, 2, 4, 8, 16), "num_stages": "pos"},
     "sparse": {"WBN": "pow2", "BI": "pow2", "num_warps": (1, 2, 4, 8, 16)},
+    "sparse_masked": {"WBN": "pow2", "BI": "pow2", "KS": "pow2", "COMPACT": "bool", "num_warps": (1, 2, 4, 8, 16)},
     "attention": {"BT": "pow2", "S": "pos", "num_warps": (1, 2, 4, 8, 16), "USE_DOT": "bool", "FMA": "bool",
                   "num_stages": "pos"},
     "attention_step": {"BT": "pow2", "S": "pos", "num_warps": (1, 2, 4, 8, 16), "num_stages": "pos"},
@@ -40,7 +41,7 @@ KERNELS = tuple(CONFIG_RULES)
 
 #: limits that keep a tile inside what one program can hold
 MAX_TILE = {"BM": 512, "BN": 1024, "BK": 1024, "KB": 1024, "WBN": 1024, "BI": 1024, "BT": 1024, "S": 1024,
-            "GROUP_M": 64, "num_stages": 8}
+            "KS": 64, "GROUP_M": 64, "num_stages": 8}
 
 #: GEMM tiles for the batch of a decode step (M <= 128), swept by the benchmark's serving section:
 #: with few rows the tile count over N sets how many SMs work
@@ -85,6 +86,18 @@ CANDIDATES: dict[str, tuple[dict, ...]] = {
         dict(WBN=32, BI=128, num_warps=8),
         dict(WBN=16, BI=128, num_warps=4),
         dict(WBN=8, BI=128, num_warps=4),
+    ),
+    # COMPACT: the program lists its slice's non-zero rows and unpacks only those; without it every
+    # row is unpacked (its load masked off where the code is 0), which an H100 ran compute-bound
+    "sparse_masked": (
+        dict(WBN=16, BI=32, KS=8, COMPACT=True, num_warps=4),
+        dict(WBN=16, BI=64, KS=8, COMPACT=True, num_warps=4),
+        dict(WBN=16, BI=64, KS=4, COMPACT=True, num_warps=4),
+        dict(WBN=16, BI=32, KS=4, COMPACT=True, num_warps=2),
+        dict(WBN=32, BI=32, KS=8, COMPACT=True, num_warps=4),
+        dict(WBN=16, BI=128, KS=4, COMPACT=True, num_warps=8),
+        dict(WBN=16, BI=32, KS=8, COMPACT=False, num_warps=4),
+        dict(WBN=32, BI=64, KS=2, COMPACT=False, num_warps=8),
     ),
     "attention": (
         dict(FMA=True, BT=16, num_warps=2, S_MUL=2),

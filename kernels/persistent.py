@@ -60,7 +60,7 @@ from kernels.attention_step import attention_item, attention_step_args
 from kernels.checks import check_finite, check_tensor, next_pow2
 from kernels.configs import resolve_config
 from kernels.packing import padded_len
-from kernels.rmsnorm_quant import norm_quant_row
+from kernels.rmsnorm_quant import TOPK_SEARCHES, norm_quant_row
 from kernels.sparse_gemv import _workspace as sparse_workspace
 from kernels.sparse_gemv import sparse_config, sparse_item
 from kernels.ternary_gemm import gemv_config, gemv_prefetch, gemv_tile, quantize_row
@@ -176,7 +176,7 @@ def _decode_block_kernel(
         CH: tl.constexpr, GEMV_STAGES: tl.constexpr, QBLOCK_D: tl.constexpr, WBN: tl.constexpr,
         BI: tl.constexpr, D: tl.constexpr, BT: tl.constexpr, S: tl.constexpr, SP: tl.constexpr,
         KV3: tl.constexpr, LN: tl.constexpr, LB: tl.constexpr, ATT_STAGES: tl.constexpr,
-        QM: tl.constexpr, QM_TOPK: tl.constexpr, QM_INT8: tl.constexpr, GLU: tl.constexpr,
+        QM: tl.constexpr, QM_TOPK: tl.constexpr, QM_INT8: tl.constexpr, SEARCH: tl.constexpr, GLU: tl.constexpr,
         BARRIER: tl.constexpr, USE_ASM: tl.constexpr,
         SKIP_Q: tl.constexpr, SKIP_ATT: tl.constexpr, SKIP_GEMV: tl.constexpr):
     pid = tl.program_id(0)
@@ -213,7 +213,7 @@ def _decode_block_kernel(
                 _grid_sync(bar_ptr, 2 * nprog)
             if not SKIP_Q:
                 norm_quant_row(0, a_ptr, a_ptr, nw_o, q_row, qs_row, nzi_row, nnz_row, DM, 0, 0, 0, 0, eps,
-                               k_top, QBLOCK_D, True, True, 0, QM_TOPK, False, True, 0)   # 0: the bitwise TopK search
+                               k_top, QBLOCK_D, True, True, 0, QM_TOPK, False, True, SEARCH)
                 tl.debug_barrier()
             if not SKIP_GEMV:
                 _sparse_stage(pid, nprog, q_row, nzi_row, nnz_row, qs_row, wt_o, s_o, x_ptr, h_ptr,
@@ -227,7 +227,7 @@ def _decode_block_kernel(
                 pass
             elif A48:
                 norm_quant_row(0, a_ptr, a_ptr, nw_o, q_row, qs_row, nzi_row, nnz_row, DM, 0, 0, 0, 0, eps,
-                               k_top, QBLOCK_D, True, True, 0, QM_TOPK, False, False, 0)
+                               k_top, QBLOCK_D, True, True, 0, QM_TOPK, False, False, SEARCH)
                 tl.debug_barrier()
             else:
                 _quantize_row(a_ptr, nw_o, q_row, qs_row, nzi_row, nnz_row, DM, 0, eps, QB_O, CH, 0, QM_INT8, False)
@@ -441,7 +441,8 @@ def decode_block_persistent(blk, x: torch.Tensor, pos: int, plan, *, mode: str =
                 S=att_meta["S"], SP=att_meta["SP"], KV3=att_meta["KV3"], LN=att_meta["LN"], LB=att_meta["LB"],
                 ATT_STAGES=att_meta["NUM_STAGES"],
                 QM=QUANT_MODES["int4" if a48 else "int8"], QM_TOPK=QUANT_MODES["topk8"], QM_INT8=QUANT_MODES["int8"],
-                GLU=GLU_MODES["relu2" if a48 else "silu"], USE_ASM=cuda, num_warps=plan.warps,
+                SEARCH=TOPK_SEARCHES[plan.topk_search], GLU=GLU_MODES["relu2" if a48 else "silu"], USE_ASM=cuda,
+                num_warps=plan.warps,
                 enable_fp_fusion=False,
                 SKIP_Q="quant" in skip, SKIP_ATT="attention" in skip, SKIP_GEMV="gemv" in skip)
     if mode == "persistent":

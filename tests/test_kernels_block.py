@@ -28,7 +28,12 @@ def test_a48_block_prefill_then_decode_is_finite_and_uses_topk_sparsity():
 
 @pytest.mark.parametrize("datapath,plan,launches", [
     ("b1.58", DecodePlan(), 5), ("b1.58", DecodePlan(prologue="separate"), 9),
-    ("a4.8", DecodePlan(wo="dense", wdown="dense"), 6), ("a4.8", DecodePlan(prologue="separate"), 9)])
+    ("a4.8", DecodePlan(wo="dense", wdown="dense"), 6), ("a4.8", DecodePlan(prologue="separate"), 9),
+    ("a4.8", DecodePlan(wo="masked", wdown="masked"), 7),
+    ("a4.8", DecodePlan(prologue="separate", wo="masked", wdown="masked", pdl=True), 9),
+    ("a4.8", DecodePlan(prologue="separate", wo="dense", wdown="masked", pdl=True), 9),
+    ("a4.8", DecodePlan(prologue="separate", wo="dense", wdown="dense", topk_search="bitwise"), 9),
+    ("a4.8", DecodePlan(prologue="separate", wo="sparse", wdown="dense", topk_search="pairs"), 9)])
 def test_fused_decode_step_equals_the_per_operator_step(datapath, plan, launches):
     # same weights, same cache: the fused step (norm+quant in the GEMV prologue, one attention launch,
     # residuals in the epilogues) gives the per-operator step's output; on the CPU bit for bit
@@ -68,10 +73,16 @@ def test_block_rejects_unknown_datapath_and_bad_dims():
         BlockDims(d_model=64, n_heads=3, head_dim=32, d_ffn=96)
     with pytest.raises(ValueError, match="d_ffn"):
         BlockDims(d_ffn=0)
-    with pytest.raises(ValueError, match="wo must be"):
+    with pytest.raises(ValueError, match="wo must be one of"):
         DecodePlan(wo="none")
+    with pytest.raises(ValueError, match="wdown must be one of .*'masked'"):
+        DecodePlan(wdown="listed")
+    with pytest.raises(ValueError, match="persistent has no masked sparse stage"):
+        DecodePlan(wdown="masked", persistent=True)
     with pytest.raises(ValueError, match="prologue must be"):
         DecodePlan(prologue="half")
+    with pytest.raises(ValueError, match="topk_search must be one of .*'interp'"):
+        DecodePlan(topk_search="sorted")
     blk = KernelBlock("fp16", 1, 8, dims=TINY, device=DEV)
     with pytest.raises(ValueError, match="ternary datapaths"):
         blk.decode_fused(torch.zeros(1, 1, 64, dtype=torch.float16, device=DEV), 3)

@@ -65,6 +65,7 @@ def test_table_is_immutable_and_with_entry_returns_a_new_table():
     ("gemm", "BK", 3, "power of two"), ("gemm", "BM", 0, "positive"), ("gemv", "num_warps", -4, "one of"),
     ("sparse", "BI", 3, "power of two"), ("attention", "S", 0, "positive"), ("gemm", "SWAP", 1, "true or false"),
     ("gemv", "BN", 2.0, "must be an int"), ("gemm", "BN", 4096, "at most"),
+    ("sparse_masked", "KS", 3, "power of two"), ("sparse_masked", "COMPACT", 1, "true or false"),
 ])
 def test_bad_config_values_are_refused_naming_the_key(kernel, key, value, msg):
     with pytest.raises(ValueError, match=f"{kernel} config {key} .*{msg}"):

@@ -1,4 +1,5 @@
-"""Sparse-activation ternary GEMV reads only listed rows and equals model.quant.qlinear exactly."""
+"""Sparse-activation ternary GEMVs (on the quantizer's index list, and choosing the rows from the codes)
+equal model.quant.qlinear exactly."""
 
 import pytest
 import torch
@@ -6,11 +7,13 @@ import torch
 from kernels.checks import content_checks
 from kernels.packing import pack_ternary
 from kernels.rmsnorm_quant import rmsnorm_quant
-from kernels.sparse_gemv import sparse_gemv
+from kernels.sparse_gemv import sparse_gemv, sparse_gemv_masked
 from model import quant as Q
 
 DEV = "cuda" if torch.cuda.is_available() else "cpu"
 SMALL = dict(WBN=4, BI=8, num_warps=4)
+# slices of 4 chunks of 8 rows, 64 outputs per column block: the shapes below are multiples of neither
+MASKED = dict(WBN=4, BI=8, KS=4, num_warps=4)
 
 
 def _case(N, K, sparsity, seed):
@@ -124,3 +127,81 @@ def test_residual_epilogue_adds_like_torch():
     res = torch.randn(1, 24, generator=torch.Generator().manual_seed(1)).half().to(DEV)
     y = sparse_gemv(*args, 24, config=SMALL, residual=res).cpu()
     assert torch.equal(y, (Q.qlinear(q, wq).float() + res.cpu().float()).half())
+
+
+def _masked_args(N, K, sparsity, seed):
+    wq, q, (codes, _, _, xs, wtp, ws) = _case(N, K, sparsity, seed)
+    return wq, q, (codes, xs, wtp, ws)
+
+
+@pytest.mark.parametrize("compact", [True, False])
+@pytest.mark.parametrize("N,K,sparsity", [(37, 200, 0.84), (130, 96, 0.5), (70, 50, 0.0), (40, 72, 1.0)])
+def test_masked_sparse_gemv_equals_qlinear_with_and_without_residual_and_cleans_its_workspace(N, K, sparsity,
+                                                                                               compact):
+    # no index list: each program picks its slice's rows from the codes; 100 % zeros gives y = 0 (or the
+    # residual); the workspace is clean after each call, so calls in a row (residual or not) stay exact
+    wq, q, args = _masked_args(N, K, sparsity, seed=N + K)
+    cfg = dict(MASKED, COMPACT=compact)
+    ref = Q.qlinear(q, wq)
+    res = torch.randn(1, N, generator=torch.Generator().manual_seed(K)).half()
+    if sparsity == 1.0:
+        assert torch.equal(ref, torch.zeros(1, N, dtype=torch.float16))
+    for residual in (None, res, None):
+        y = sparse_gemv_masked(*args, N, config=cfg, residual=None if residual is None else residual.to(DEV)).cpu()
+        want = ref if residual is None else (ref.float() + residual.float()).half()
+        assert torch.equal(y, want)
+
+
+def test_masked_and_listed_kernels_share_the_workspace_in_turn():
+    # same column blocks: one workspace and ticket row serve both kernels, each leaves it clean
+    wq, q, args = _case(37, 200, 0.84, seed=11)
+    codes, _, _, xs, wtp, ws = args
+    ref = Q.qlinear(q, wq)
+    for _ in range(2):
+        assert torch.equal(sparse_gemv(*args, 37, config=SMALL).cpu(), ref)
+        assert torch.equal(sparse_gemv_masked(codes, xs, wtp, ws, 37, config=MASKED).cpu(), ref)
+
+
+def test_quantizer_codes_without_a_list_feed_the_masked_gemv():
+    # a4.8's Wdown at decode with DecodePlan(wdown="masked"): the ReLU²GLU + INT8 quantizer writes codes only
+    g = torch.Generator().manual_seed(12)
+    up, gate = torch.randn(1, 96, generator=g), torch.randn(1, 96, generator=g)
+    wq = Q.quantize_ternary(torch.randn(24, 96, generator=g))
+    codes, xs = rmsnorm_quant(up.to(DEV), "int8", gate=gate.to(DEV), norm=False)
+    y = sparse_gemv_masked(codes, xs, pack_ternary(wq.codes.t().contiguous()).to(DEV), wq.scale.to(DEV), 24,
+                           config=MASKED).cpu()
+    assert torch.equal(y, Q.qlinear(Q.quantize_int8(Q.relu2glu(up, gate)), wq))
+
+
+def test_masked_bf16_output_matches_scale_acc():
+    wq, q, args = _masked_args(20, 64, 0.5, seed=13)
+    y = sparse_gemv_masked(*args, 20, out_dtype=torch.bfloat16, config=MASKED).cpu()
+    assert torch.equal(y, Q.qlinear(q, wq, out_dtype=torch.bfloat16))
+
+
+def test_masked_bad_inputs_raise_errors_naming_the_argument():
+    wq, q, (codes, xs, wtp, ws) = _masked_args(16, 64, 0.5, seed=14)
+    res = torch.zeros(1, 16, dtype=torch.float16, device=DEV)
+    bad_field = wtp.clone()
+    bad_field[0, 0] = 3                                  # a packed field holding 3: no ternary code
+    cases = [
+        (dict(x_codes=codes.repeat(2, 1)), ValueError, r"sparse_gemv_masked is a decode kernel: x_codes must be"),
+        (dict(x_codes=codes.float()), TypeError, "x_codes must have dtype"),
+        (dict(x_scale=xs.double()), TypeError, "x_scale must have dtype"),
+        (dict(x_scale=xs.repeat(2, 1)), ValueError, "x_scale and w_scale must each hold one value"),
+        (dict(x_scale=torch.full_like(xs, float("nan"))), ValueError, "x_scale contains NaN"),
+        (dict(w_scale=ws.half()), TypeError, "w_scale must have dtype"),
+        (dict(wt_packed=wtp.t().contiguous()), ValueError, "wt_packed must be"),
+        (dict(wt_packed=bad_field), ValueError, "wt_packed holds the invalid packed field value 3"),
+        (dict(N=200), ValueError, "wt_packed must be"),
+        (dict(residual=res.float()), TypeError, "residual must have dtype"),
+        (dict(residual=res[:, :8]), ValueError, r"residual must have shape \(1, 16\)"),
+        (dict(residual=torch.full_like(res, float("inf"))), ValueError, "residual contains NaN or inf"),
+        (dict(config=dict(KS=3)), ValueError, "sparse_masked config KS must be a power of two"),
+        (dict(config=dict(COMPACT=1)), ValueError, "sparse_masked config COMPACT must be true or false"),
+    ]
+    for change, err, msg in cases:
+        kw = dict(x_codes=codes, x_scale=xs, wt_packed=wtp, w_scale=ws, N=16, config=MASKED)
+        kw.update(change)
+        with pytest.raises(err, match=msg):
+            sparse_gemv_masked(**kw)

@@ -23,15 +23,20 @@ from kernels.bench import energy
 from kernels.bench.harness import MeasurementLog, capture_graph, time_graph, time_us
 from kernels.block import LLAMA7B, DecodePlan, KernelBlock, _rmsnorm16, fp16_decode_step
 from kernels.floor import floor_read
+from kernels.rmsnorm_quant import DEFAULT_TOPK_SEARCH
 
 PLANS = {
     "b1.58": (DecodePlan(pdl=True), DecodePlan(prologue="separate"), DecodePlan(prologue="separate", pdl=True)),
     "a4.8": (DecodePlan(wo="dense", wdown="dense", pdl=True),
              DecodePlan(prologue="separate", wo="dense", wdown="dense", pdl=True),
+             DecodePlan(prologue="separate", wo="dense", wdown="dense", topk_search="bitwise", pdl=True),
              DecodePlan(prologue="separate", wo="dense", wdown="dense", gate_first=False, pdl=True),
              DecodePlan(prologue="separate", wo="dense", wdown="dense"),
              DecodePlan(prologue="separate", wo="sparse", wdown="dense", pdl=True),
-             DecodePlan(prologue="separate", wo="dense", wdown="sparse", pdl=True)),
+             DecodePlan(prologue="separate", wo="dense", wdown="sparse", pdl=True),
+             # the sparse GEMV that picks its rows from the codes: the quantizer writes no index list
+             DecodePlan(prologue="separate", wo="masked", wdown="masked", pdl=True),
+             DecodePlan(prologue="separate", wo="dense", wdown="masked", pdl=True)),
 }
 VOCAB = 32000
 LAYERS = 32
@@ -71,6 +76,8 @@ def _plan_name(plan: DecodePlan, datapath: str) -> str:
                 + f"_w{plan.warps}_r{plan.tile_rows}")
     if datapath == "a4.8":
         name += f"_wo-{plan.wo}_down-{plan.wdown}" + ("" if plan.gate_first else "_nogatefirst")
+        if plan.topk_search != DEFAULT_TOPK_SEARCH:
+            name += f"_topk-{plan.topk_search}"
     return name + ("_pdl" if plan.pdl else "")
 
 
@@ -120,7 +127,9 @@ def _datapath(log, label, ctx, prefill, T_max, xp, xd, compile_fp16, read_gbps, 
                   floor_us=floor_us, kv_bits=blk.kv_bits or 16)
     t = time_graph([lambda b=b: b.forward(xd, pos) for b in reps])
     variant = "torch_eager" if dp == "fp16" else "per_operator"
-    log.add(kernel=f"block_{label}", timing=t, exact=False, variant=variant, launches=0, **common)
+    # the per-operator path runs the quantizer's default TopK search: its row says which
+    log.add(kernel=f"block_{label}", timing=t, exact=False, variant=variant, launches=0, plan=_search_plan(dp),
+            **common)
     choice = DecodeChoice(datapath=dp, variant=variant, us=t.median)
     if dp == "fp16":
         if compile_fp16:
@@ -166,8 +175,13 @@ def _prefill_rows(log: MeasurementLog, blk: KernelBlock, label: str, xp: torch.T
         log.add(op="block_prefill", kernel=f"block_{label}", impl=impl, precision=dp, M=xp.shape[1], N=d_model(),
                 K=xp.shape[1], timing=t, bytes=0.0, ops=0.0, exact=exact, sparsity=sp_pre.get("down_in", 0.0),
                 sparsity_o=sp_pre.get("o_in", 0.0), kv_bits=blk.kv_bits or 16,
-                variant="" if dp == "fp16" else route)
+                variant="" if dp == "fp16" else route, plan=_search_plan(dp))
     blk.prefill_route = "auto"
+
+
+def _search_plan(datapath: str) -> str:
+    """The ``plan`` of a row run by ``KernelBlock.forward``: a4.8's TopK search (the quantizer's default)."""
+    return str(dict(topk_search=DEFAULT_TOPK_SEARCH)) if datapath == "a4.8" else ""
 
 
 def d_model() -> int:

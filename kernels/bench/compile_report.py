@@ -123,6 +123,9 @@ def variants() -> list[tuple[str, object, dict, dict, dict]]:
     out.append(("norm topk8 pairs", _norm_quant_kernel, nq_t,
                 dict(BLOCK=4096, NORM=True, HAS_W=True, GLU=0, MODE=2, OUT_FP8=False, WRITE_NZ=False, PDL=True,
                      SEARCH=2), dict(num_warps=8)))
+    out.append(("norm topk8 interp", _norm_quant_kernel, nq_t,
+                dict(BLOCK=4096, NORM=True, HAS_W=True, GLU=0, MODE=2, OUT_FP8=False, WRITE_NZ=False, PDL=True,
+                     SEARCH=3), dict(num_warps=8)))
     out.append(("norm topk8 bitwise", _norm_quant_kernel, nq_t,
                 dict(BLOCK=4096, NORM=True, HAS_W=True, GLU=0, MODE=2, OUT_FP8=False, WRITE_NZ=False, PDL=True,
                      SEARCH=0), dict(num_warps=8)))
