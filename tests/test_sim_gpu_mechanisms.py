@@ -43,6 +43,17 @@ def test_a_one_row_quantizer_costs_its_passes_on_one_unit_plus_its_reductions_in
     assert got[3] == 1                     # elementwise: the pooled lanes (4096 / 16896 of a cycle)
 
 
+def test_an_op_that_states_its_reduction_steps_pays_those_not_its_kinds():
+    cfg = _gpu(units=4, row_lanes=8.0, reduction_ns=100.0, pow2_rows=False)
+    rows = [dict(vector_row("topk_o", 1, 4096), reduction_steps=12.0), vector_row("topk_o", 1, 4096),
+            dict(vector_row("residual", 1, 4096), reduction_steps=12.0)]
+    got = [p.unit_cycles for p in plan_ops(_trace(rows), cfg)]
+    # an early-stopping search of 12 steps; the other row (NaN) the kind's 33; elementwise stays elementwise
+    assert got == [4096 * 4 // 8 + 12 * 100, 4096 * 4 // 8 + 33 * 100, 1]
+    with pytest.raises(ValueError, match="reduction_steps must be a number"):
+        plan_ops(_trace([dict(vector_row("topk_o", 1, 4096), reduction_steps=-1.0)]), cfg)
+
+
 def test_rows_past_the_unit_count_run_in_waves_and_a_row_pads_to_a_power_of_two():
     cfg = _gpu(units=4, row_lanes=8.0, reduction_ns=100.0, pow2_rows=True)
     tr = _trace([vector_row("quant_down", 6, 3000)])

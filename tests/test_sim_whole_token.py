@@ -189,3 +189,25 @@ def test_a_library_fp8_gemm_pays_no_promotion_and_our_unpacking_one_does():
     assert fp8_cycles("two_pass", cfg) == fp8_cycles("two_pass", off)          # cuBLAS FP8 on native bytes
     ours, bare = fp8_cycles("fused", cfg), fp8_cycles("fused", off)            # ternary codes unpacked: promoted
     assert len(ours) == 2 and all(a > b for a, b in zip(ours, bare))
+
+
+@pytest.mark.parametrize("variant, wo, wdown", [
+    ("separate_wo-dense_down-dense_pdl", "dense", "dense"), ("separate_wo-sparse_down-dense_pdl", "sparse", "dense"),
+    ("separate_wo-masked_down-masked_pdl", "masked", "masked"), ("separate_pdl", "dense", "dense")])
+def test_a_token_rows_variant_name_gives_its_wo_and_wdown_kinds_and_masked_ones_skip(variant, wo, wdown):
+    from sim.validation.whole_token import _row_trace
+    row = dict(op="token_decode", precision="a4.8", variant=variant, K=2048, N=4096, M=1, sparsity=0.84, plan="",
+               kernel="7b_a4.8", kv_bits=3.0)
+    t, plan = _row_trace(pd.Series(row))
+    assert (plan["wo"], plan["wdown"]) == (wo, wdown)
+    skip = t.groupby("op").row_skip.first()
+    assert skip["o_proj"] == (0.5 if wo != "dense" else 0.0)
+    assert skip["down_proj"] == (0.84 if wdown != "dense" else 0.0)
+
+
+def test_an_unknown_gemv_kind_in_a_variant_name_is_refused():
+    from sim.validation.whole_token import _row_trace
+    row = dict(op="token_decode", precision="a4.8", variant="separate_wo-blocked_down-dense_pdl", K=2048, N=4096,
+               M=1, sparsity=0.5, plan="", kernel="7b_a4.8", kv_bits=3.0)
+    with pytest.raises(ValueError, match="wo-'blocked'.*known"):
+        _row_trace(pd.Series(row))

@@ -117,16 +117,19 @@ def vector_kind(op: str, where: str) -> str:
                      f"known kinds: {sorted({k for _, k in _VECTOR_KINDS})} (by name prefix)")
 
 
-def row_reduction_cycles(kind: str, M: int, elements: float, accel: AcceleratorConfig) -> float:
+def row_reduction_cycles(kind: str, M: int, elements: float, accel: AcceleratorConfig,
+                         steps: float | None = None) -> float:
     """Cycles of a row reduction (a kind with ``vector.reductions`` steps) on a chip whose lanes are split into
     ``vector.units``: one program per row, each alone on a unit, rows in waves of ``units``:
     ceil(M / units) x (width x passes / row_lanes + reductions x reduction_ns), width = elements / M (rounded
     up to a power of two with ``pow2_rows``); the part of a row beyond ``row_tile`` runs at ``wide_row_lanes``
     (a wider program tile, measured slower per element) when both are set.  A row at M = 1 is
     latency-bound (one unit busy, its dependent reductions in series), not bound by the pooled lanes.
-    0 when the rule is off (units 0) or the kind is elementwise."""
+    ``steps``: the op's own count of dependent reductions (a search that stops when it finds its answer), else
+    the kind's ``vector.reductions``.  0 when the rule is off (units 0) or the kind is elementwise."""
     v = accel.vector
-    steps = float(v.reductions.get(kind, 0))
+    kind_steps = float(v.reductions.get(kind, 0))
+    steps = kind_steps if steps is None or kind_steps <= 0 else float(steps)
     if v.units <= 0 or steps <= 0 or M <= 0:
         return 0.0
     per_unit = v.row_lanes or v.lanes / v.units
@@ -142,6 +145,9 @@ def row_reduction_cycles(kind: str, M: int, elements: float, accel: AcceleratorC
 EXTRA_WRITE = "extra_offchip_write"  # optional trace column: other write traffic an op causes (bytes)
 FUSED = "fused"  # optional trace column: the op runs inside the previous op's launch (a replayed GPU kernel)
 LAUNCHES = "launches"  # optional trace column: kernel launches the op stands for as a measured program runs it
+#: optional trace column: dependent reduction steps of a row-reduction op whose kernel says how many it takes (an
+#: exact TopK threshold search that stops early); NaN or absent: the kind's ``vector.reductions``
+REDUCTION_STEPS = "reduction_steps"
 
 
 def plan_ops(trace: pd.DataFrame, accel: AcceleratorConfig) -> list[OpPlan]:
@@ -178,6 +184,17 @@ def plan_ops(trace: pd.DataFrame, accel: AcceleratorConfig) -> list[OpPlan]:
             p = _with_combine_tail(p, row, accel)
             plans.append(dataclasses.replace(p, read_efficiency=p.read_efficiency * read_share(row, p, accel)))
     return plans
+
+
+def _reduction_steps(row: dict, where: str) -> float | None:
+    """The trace's ``reduction_steps`` of a vector op (None where absent or NaN); a negative count is refused."""
+    n = row.get(REDUCTION_STEPS)
+    if n is None or (isinstance(n, (float, np.floating)) and math.isnan(n)):
+        return None
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer, float, np.floating)) or not (
+            0.0 <= float(n) < 1e6):
+        raise ValueError(f"{where}: reduction_steps must be a number in [0, 1e6), got {n!r}")
+    return float(n)
 
 
 def _with_launches(p: OpPlan, i: int, row: dict) -> OpPlan:
@@ -360,7 +377,7 @@ def _plan_row(i: int, r: dict, accel: AcceleratorConfig, cache: dict, pj: _ByteE
         work = elements * passes
         ideal = work / accel.vector.lanes
         sram_c = t.sram / accel.sram.bandwidth_bytes_per_cycle
-        rows = row_reduction_cycles(kind, int(r["M"]), elements, accel)
+        rows = row_reduction_cycles(kind, int(r["M"]), elements, accel, _reduction_steps(r, where))
         busy = max(ideal, sram_c, rows)
         return OpPlan(index=i, unit="vector", unit_cycles=int(math.ceil(busy)),
                       ideal_compute_cycles=ideal, traffic=t, peak_rate=accel.vector.lanes, work=work,

@@ -20,6 +20,7 @@ from contract import read_table, validate
 from contract.sim import SIM_VS_MEASURED
 
 from ..config import AcceleratorConfig, load_accelerator
+from ..engine.plan import REDUCTION_STEPS
 from ..simulate import simulate
 from .mape import mape_by_class
 
@@ -50,8 +51,16 @@ SUPPORTED_OPS = ("gemm", "gemv", "sparse_gemv", "attention_decode", "attention_s
 QUANT_KERNELS = {
     "ours_norm_int8": ("rmsnorm", "quant"), "ours_norm_int4": ("rmsnorm", "quant"),
     "ours_norm_int4_fp8": ("rmsnorm", "quant"), "ours_norm_topk8": ("rmsnorm", "topk", "quant"),
+    "ours_norm_topk8_interp": ("rmsnorm", "topk", "quant"),
     "ours_norm_int8_glu": ("glu", "rmsnorm", "quant"), "ours_norm_int8_silu": ("glu", "rmsnorm", "quant"),
 }
+#: Dependent reductions of a row's TopK under an exact threshold search of kernels/rmsnorm_quant.py that stops
+#: early, the count above the threshold and the rank of ties included ("bitwise", 31 + 2, is the topk kind's own
+#: ``vector.reductions``).  interp: 5.4 + 2, the search's mean count of block-wide reductions over 400 Gaussian
+#: 4096-wide rows at k = 2048 (median 5, p90 7), counted on a step-by-step port of the kernel's search; not fitted
+TOPK_SEARCH_STEPS = {"interp": 7.4}
+#: The search of each quantizer kernel row that names one (the others run bitwise)
+QUANT_TOPK_SEARCH = {"ours_norm_topk8_interp": "interp"}
 SIM_VS_MEASURED_COLUMNS = [c.name for c in SIM_VS_MEASURED]
 #: Kernel-name prefix of the two-pass route's rows (kernels/bench/gemm.py), replayed as that route's launches
 TWO_PASS_PREFIX = "ours_twopass_w158"
@@ -131,7 +140,9 @@ def measured_row_to_trace(m: pd.Series, head_dim: int = 128) -> pd.DataFrame:
             rope = _vector_row("rope", M, 2 * N * head_dim)
             rows = [dict(rope, fused=False)] + [dict(r, fused=True) for r in rows]
     elif op == "quant" and str(m["kernel"]) in QUANT_KERNELS:
-        rows = [dict(_vector_row(kind, M, N, gains=kind == "rmsnorm", glu=kind == "glu"), fused=j > 0)
+        search = QUANT_TOPK_SEARCH.get(str(m["kernel"]), "bitwise")
+        rows = [dict(topk_row(M, N, search) if kind == "topk" else
+                     _vector_row(kind, M, N, gains=kind == "rmsnorm", glu=kind == "glu"), fused=j > 0)
                 for j, kind in enumerate(QUANT_KERNELS[str(m["kernel"])])]   # one launch
     else:
         raise ValueError(f"measured row {m.name}: op {op!r} (kernel {m['kernel']!r}) has no op-trace equivalent "
@@ -146,6 +157,18 @@ def _vector_row(op: str, M: int, width: int, gains: bool = False, glu: bool = Fa
                 act_format="fp16", act_bits=16, out_bits=16, sparsity=0.0)
     r.update(macs_dense=M * width, macs_effective=M * width, weight_bytes=2.0 * width if gains else 0.0,
              act_bytes_in=float(M * width * 2 * (2 if glu else 1)))
+    return r
+
+
+def topk_row(M: int, width: int, search: str = "bitwise", op: str = "topk") -> dict:
+    """The TopK vector op of a quantizer over ``M`` rows of ``width``, with the reductions its threshold
+    ``search`` takes (:data:`TOPK_SEARCH_STEPS`; "bitwise": the kind's own count)."""
+    if search != "bitwise" and search not in TOPK_SEARCH_STEPS:
+        raise ValueError(f"topk search {search!r} has no reduction count here; known: "
+                         f"{['bitwise', *TOPK_SEARCH_STEPS]}")
+    r = _vector_row(op, M, width)
+    if search in TOPK_SEARCH_STEPS:
+        r[REDUCTION_STEPS] = TOPK_SEARCH_STEPS[search]
     return r
 
 

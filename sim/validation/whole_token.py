@@ -26,7 +26,7 @@ from ..simulate import simulate
 from .floors import fixed_costs, has_floors
 from .gpus import GPU_PRESETS, gpu_presets
 from .published import overlapped_call_us
-from .replay import _op_row, _vector_row, elementwise_row, two_pass_rows
+from .replay import _op_row, _vector_row, elementwise_row, topk_row, two_pass_rows
 
 #: LLaMA-7B block of the measured kernels (kernels/block.py ``LLAMA7B``): FFN width, heads, head size.
 D_FFN, HEADS, HEAD_DIM = 11008, 32, 128
@@ -37,6 +37,11 @@ WHOLE_OPS = ("block_decode", "block_prefill", "token_decode")
 COLUMNS = ["row", "op", "kernel", "datapath", "variant", "M", "K", "launches", "unit", "measured", "simulated",
            "rel_error", "preset", "mechanism"]
 #: What the replay leaves out, per kind of row (the ``mechanism`` column), with the measured rows that show it.
+#: a4.8's Wo / Wdown GEMVs that read only the weight rows of non-zero codes (kernels/block.py ``DecodePlan``): from
+#: the quantizer's index list ("sparse") or by predicating each row's load on its code ("masked"); both replay as
+#: the skipping GEMV (``row_skip``), the index list's writing not modelled
+SKIPPING_GEMVS = ("sparse", "masked")
+
 MISSING = {
     "fp16": "torch.compile's fusion is replayed as one launch per op group (cuBLAS's GEMV ramp is derived from "
             "the 4096x4096 GEMV row alone)",
@@ -108,13 +113,14 @@ def _eager_rope(name: str, M: int, d: int) -> list[dict]:
 PREFILL_ROUTES = ("fused", "two_pass")
 
 
-def prefill_ops(datapath: str, M: int, d: int = 4096, route: str = "fused") -> list[dict]:
+def prefill_ops(datapath: str, M: int, d: int = 4096, route: str = "fused", topk_search: str = "bitwise") -> list[dict]:
     """Op rows of one decoder block's prefill of ``M`` tokens at position 0 as ``KernelBlock.forward`` runs it
     eagerly (kernels/block.py), one launch per row unless ``fused``: the datapath's GEMMs and fused quantizers,
     and torch's own kernels between them, each with the bytes its dtypes move (the fp16 block's fp32 RMSNorm,
     RoPE by negate / cat / mul / add, the FP16 cache writes, the attention output's transpose copy, the SiLU
     product, the residual adds).  SDPA's flash prefill runs as the attention ops of one launch.  ``route``: a
-    ternary GEMM as our fused kernel or by the two-pass route (:func:`.replay.two_pass_rows`)."""
+    ternary GEMM as our fused kernel or by the two-pass route (:func:`.replay.two_pass_rows`); ``topk_search``:
+    a4.8's TopK threshold search (:func:`.replay.topk_row`)."""
     if route not in PREFILL_ROUTES:
         raise ValueError(f"route must be one of {PREFILL_ROUTES}, got {route!r}")
     F = D_FFN
@@ -124,10 +130,10 @@ def prefill_ops(datapath: str, M: int, d: int = 4096, route: str = "fused") -> l
     # maps int4 activations to the fp8 pair, as it does the measured w1.58a4-fp8 GEMM rows
     act_in = "int4" if datapath == "a4.8" else act
 
-    def linear(name: str, N: int, K: int, norm: str, width: int, a: str, extra: tuple = ()) -> list[dict]:
+    def linear(name: str, N: int, K: int, norm: str, width: int, a: str, topk: tuple = ()) -> list[dict]:
         if not ternary:
             return [_gemv(name, N, K, M, "fp16", "fp16")]
-        quant = [_vector(norm, width, M, gains=True), *[_vector(e, width, M) for e in extra],
+        quant = [_vector(norm, width, M, gains=True), *[topk_row(M, width, topk_search, op=t) for t in topk],
                  _vector(f"quant_{name}", width, M)]
         return [dict(r, fused=j > 0) for j, r in enumerate(quant)] + gemm(name, N, K, a)
 
@@ -166,8 +172,8 @@ def block_ops(datapath: str, plan: dict, M: int, ctx: int, d: int = 4096) -> lis
     ternary = datapath != "fp16"
     act_in = "fp16" if not ternary else "int8"
     fmt = "ternary" if ternary else "fp16"
-    sparse_o = datapath == "a4.8" and plan.get("wo") == "sparse"          # only a4.8's Wo / Wdown inputs are
-    sparse_down = datapath == "a4.8" and plan.get("wdown") == "sparse"    # sparse (TopK, ReLU^2 GLU)
+    sparse_o = datapath == "a4.8" and plan.get("wo") in SKIPPING_GEMVS          # only a4.8's Wo / Wdown inputs
+    sparse_down = datapath == "a4.8" and plan.get("wdown") in SKIPPING_GEMVS    # are sparse (TopK, ReLU^2 GLU)
     fused_prologue = plan.get("prologue") == "fused"
     kv_bits = _kv_bits(datapath, plan)
     groups: list[list[dict]] = [
@@ -176,7 +182,8 @@ def block_ops(datapath: str, plan: dict, M: int, ctx: int, d: int = 4096) -> lis
         ([_vector("rope", 2 * d, M)] + ([_vector("kv_quant", 2 * d, M)] if kv_bits < 16 else [])
          + _attention(M, ctx, kv_bits)),
         ([_vector("rmsnorm_attn_sub", d, M, gains=True)] if ternary else [])     # BitNet's sub-norms (fp16: none)
-        + ([_vector("topk_o", d, M)] if datapath == "a4.8" else []) + ([_vector("quant_o", d, M)] if ternary else []),
+        + ([topk_row(M, d, plan.get("topk_search", "bitwise"), op="topk_o")] if datapath == "a4.8" else [])
+        + ([_vector("quant_o", d, M)] if ternary else []),
         [_gemv("o_proj", d, d, M, act_in, fmt, skip=0.5 if sparse_o else 0.0), _vector("residual", d, M)],
         [_vector("rmsnorm_ffn", d, M, gains=True)] + ([_vector("quant_ffn", d, M)] if ternary else []),
         [_gemv("gate_up_proj", 2 * F, d, M, act_in, fmt)],
@@ -206,6 +213,15 @@ def token_ops(datapath: str, plan: dict, ctx: int, d: int = 4096) -> list[dict]:
     head = [dict(_vector("rmsnorm_final", d, 1, gains=True), fused=False),
             dict(_gemv("lm_head", VOCAB, d, 1, "fp16", "fp16"), fused=False)]
     return rows + [dict(r, layer=-1) for r in head]
+
+
+def _variant_part(parts: list[str], prefix: str) -> str:
+    """The GEMV kind a decode variant's name gives after ``prefix`` (``wo-masked``: "masked"); dense if absent."""
+    kinds = [p[len(prefix):] for p in parts if p.startswith(prefix)]
+    if kinds and kinds[0] not in ("dense",) + SKIPPING_GEMVS:
+        raise ValueError(f"decode variant part {prefix}{kinds[0]!r}: unknown GEMV kind; known: "
+                         f"{['dense', *SKIPPING_GEMVS]}")
+    return kinds[0] if kinds else "dense"
 
 
 def _trace(rows: list[dict], phase: str) -> pd.DataFrame:
@@ -246,13 +262,13 @@ def _row_trace(row: pd.Series) -> tuple[pd.DataFrame, dict]:
             plan.setdefault("prologue", parts[0])
             plan.setdefault("pdl", variant.endswith("_pdl"))
             if dp == "a4.8":
-                plan.setdefault("wo", "sparse" if "wo-sparse" in variant else "dense")
-                plan.setdefault("wdown", "sparse" if "down-sparse" in variant else "dense")
+                plan.setdefault("wo", _variant_part(parts, "wo-"))
+                plan.setdefault("wdown", _variant_part(parts, "down-"))
         return _trace(token_ops(dp, plan, int(row["K"]), int(row["N"])), "decode"), plan
     M = int(row["M"])
     route = "two_pass" if str(row.get("variant", "") or "") == "two_pass" else "fused"     # older rows: fused
     ops = (block_ops(dp, plan, 1, int(row["K"]), int(row["N"])) if M == 1
-           else prefill_ops(dp, M, int(row["N"]), route=route))
+           else prefill_ops(dp, M, int(row["N"]), route=route, topk_search=plan.get("topk_search", "bitwise")))
     rows = [dict(r, layer=0) for r in ops]
     return _trace(rows, "decode" if M == 1 else "prefill"), plan
 
