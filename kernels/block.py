@@ -62,10 +62,16 @@ from model import quant as Q
 
 DATAPATHS = ("fp16", "b1.58", "a4.8", "w8a8-fp8", "w4a16")
 #: How a ternary datapath runs its prefill GEMMs: "fused" (decode inside the tensor-core GEMM), "two_pass" (decode to
-#: a one-byte scratch, then cuBLAS INT8 / FP8 and a one-launch epilogue) or "auto" (two-pass on a CUDA device)
+#: a one-byte scratch, then cuBLAS INT8 / FP8 and a one-launch epilogue) or "auto" (two-pass on a CUDA device from
+#: :data:`AUTO_TWO_PASS_MIN_M` tokens)
 PREFILL_ROUTES = ("auto", "fused", "two_pass")
 #: datapaths whose linear layers are torch baselines (fp16 activations in and out, torch glue around)
 TORCH_LINEARS = {"fp16": None, "w8a8-fp8": Fp8Linear, "w4a16": Int4Linear}
+#: "auto" takes the two-pass route from this many tokens on, the crossover measured on an H100 with the tuned tiles
+#: the block runs (reports/data/measured_h100_kernels6: at M = 128 the fused kernel was faster on 3 of the 4 7B
+#: shapes for A8 and A4-FP8, at M = 256 the two-pass route on 3 of 4); a decode batch below it (8-64) runs the fused
+#: kernel (batch-32 7B token, a4.8: 15.6 ms fused against 17.3 ms two-pass)
+AUTO_TWO_PASS_MIN_M = 256
 #: a4.8's Wo / Wdown at decode (``DecodePlan.wo``, ``.wdown``): the sparse GEMV on the quantizer's index list, the
 #: sparse GEMV choosing its rows from the codes (no list), or the dense GEMV
 SPARSE_ROUTES = ("sparse", "masked", "dense")
@@ -314,11 +320,14 @@ class KernelBlock:
 
     def _two_pass(self, M: int, N: int, K: int) -> bool:
         """Whether a prefill GEMM of this shape takes the two-pass route (decode the weights to one byte per code,
-        then the library GEMM): ``prefill_route`` "two_pass", or "auto" on a CUDA device, where the route was
-        measured faster than the fused kernel (docs/kernels.md); only shapes the library GEMM takes."""
+        then the library GEMM): ``prefill_route`` "two_pass", or "auto" on a CUDA device from
+        :data:`AUTO_TWO_PASS_MIN_M` tokens, where the route was measured faster than the fused kernel
+        (docs/kernels.md); only shapes the library GEMM takes."""
         if self.prefill_route == "fused" or not two_pass_shape_ok(M, N, K):
             return False
-        return self.prefill_route == "two_pass" or self.norm["attn"].device.type == "cuda"
+        if self.prefill_route == "two_pass":
+            return True
+        return self.norm["attn"].device.type == "cuda" and M >= AUTO_TWO_PASS_MIN_M
 
     def _decoded(self, name: str, fp8: bool) -> torch.Tensor:
         """The scratch the two-pass route decodes ``name``'s weights into (one per shape and code type)."""

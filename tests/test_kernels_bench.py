@@ -179,3 +179,12 @@ def test_prefill_goals_state_the_two_pass_floor_of_the_same_run():
     assert block.verdict == "not measured"
     bare = prefill_goals([r for r in rows if "only" not in r["kernel"]])
     assert bare[0].floor == ""                    # no floor without its rows in the same run
+
+
+def test_the_prefill_sizes_option_takes_whole_token_counts_and_refuses_the_rest():
+    from kernels.bench.driver import _prefill_ms, build_parser
+    assert _prefill_ms(build_parser().parse_args([]).prefill_ms) == (2048, 8192)
+    assert _prefill_ms(" 128,256 ,512") == (128, 256, 512)
+    for bad in ("", "128,-1", "0", "1e3", "128;256", "70000"):
+        with pytest.raises(ValueError, match="--prefill-ms"):
+            _prefill_ms(bad)

@@ -4,7 +4,7 @@ fused decode step computes what the per-operator step computes."""
 import pytest
 import torch
 
-from kernels.block import BlockDims, DecodePlan, KernelBlock
+from kernels.block import AUTO_TWO_PASS_MIN_M, BlockDims, DecodePlan, KernelBlock
 from kernels.configs import ConfigTable, shape_key
 
 DEV = "cuda" if torch.cuda.is_available() else "cpu"
@@ -102,7 +102,9 @@ def test_b158_prefill_by_the_two_pass_route_equals_the_fused_route_bit_for_bit()
 
 def test_the_prefill_route_is_chosen_by_shape_and_device():
     blk = KernelBlock("b1.58", 1, 8, dims=TINY, device=DEV, prefill_route="auto")
-    assert blk._two_pass(24, 64, 64) == (DEV == "cuda")            # auto: the two-pass route on a GPU
+    big = AUTO_TWO_PASS_MIN_M
+    assert blk._two_pass(big, 64, 64) == (DEV == "cuda")           # auto: the two-pass route on a GPU, for a prefill
+    assert not blk._two_pass(big - 1, 64, 64) and not blk._two_pass(32, 64, 64)    # a decode batch: fused
     blk.prefill_route = "two_pass"
     assert blk._two_pass(24, 64, 64) and not blk._two_pass(16, 64, 64) and not blk._two_pass(24, 64, 40)
     with pytest.raises(ValueError, match="prefill_route must be one of"):

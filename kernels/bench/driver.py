@@ -63,6 +63,9 @@ def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentP
     p.add_argument("--tuned", default=None, help="tuned_configs.json of an earlier --configs run to start from")
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile fp16 baseline")
     p.add_argument("--ctx", type=int, default=2048, help="decode context of the block and token sections")
+    p.add_argument("--prefill-ms", default=",".join(map(str, gemm.PREFILL_MS)),
+                   help="comma-separated token counts M of the prefill section's GEMMs (e.g. 128,256,512,1024 for "
+                        "the crossover of the fused kernel and the two-pass route)")
     p.add_argument("--budget-s", type=float, default=450.0,
                    help="start no new section after this many seconds (the outputs so far are kept)")
     p.add_argument("--out", default=os.environ.get("OUT", "bench_out"), help="output folder")
@@ -70,6 +73,14 @@ def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentP
                    help="bench_log.json of an earlier (cut-short) run: its rows are kept and its finished sections "
                         "are not run again")
     return p
+
+
+def _prefill_ms(text: str) -> tuple[int, ...]:
+    """``--prefill-ms`` as token counts: whole numbers in [1, 65536], at least one."""
+    parts = [p.strip() for p in str(text).split(",") if p.strip()]
+    if not parts or not all(p.isdigit() and 1 <= int(p) <= 65536 for p in parts):
+        raise ValueError(f"--prefill-ms must be comma-separated whole numbers in [1, 65536], got {text!r}")
+    return tuple(int(p) for p in parts)
 
 
 def run_benchmark(args: argparse.Namespace) -> int:
@@ -80,6 +91,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
         raise ValueError(f"unknown sections {bad}; known: {SECTIONS}")
     if not isinstance(args.ctx, int) or not 1 <= args.ctx <= 32768:
         raise ValueError(f"--ctx must be an int in [1, 32768], got {args.ctx!r}")
+    prefill_ms = _prefill_ms(args.prefill_ms)
     tuned = load_config_table(args.tuned) if args.tuned else NO_TUNING
     sweep = set(SWEEPABLE) if args.configs == "all" else {s.strip() for s in args.configs.split(",") if s.strip()}
     if sweep - set(SWEEPABLE):
@@ -119,7 +131,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
     steps = {
         "floors": ceilings_and_floors,
         "gemv": lambda: gemm.gemv_section(log, check=check, configs="gemv" in sweep),
-        "prefill": lambda: gemm.prefill_section(log, check=check, configs="prefill" in sweep),
+        "prefill": lambda: gemm.prefill_section(log, Ms=prefill_ms, check=check, configs="prefill" in sweep),
         "fp8exact": lambda: gemm.fp8_exactness(log),
         "quant": lambda: quant.quant_section(log, check=check),
         "sparse": lambda: sparse.sparse_section(log, check=check, configs="sparse" in sweep),

@@ -313,7 +313,7 @@ def whole_token_table(measured: pd.DataFrame, ideal: "dict | None" = None,
 
     ``ideal`` / ``kernels``: the YAML dicts of the baselines' and our kernels' presets (default: the committed
     presets of the rows' GPU, :func:`.gpus.gpu_presets`: h200-like / h200-triton for the H200).  Floor chains
-    (kernel ``floor_chain``) are the fixed-cost calibration rows, not replayed here.
+    (kernel ``floor_chain``) are the fixed-cost calibration rows, not replayed here, nor tokens of a batch > 1.
     """
     validate(measured, "measured_trace")
     if ideal is None or kernels is None:
@@ -321,7 +321,9 @@ def whole_token_table(measured: pd.DataFrame, ideal: "dict | None" = None,
         ideal = ideal if ideal is not None else load_yaml(PRESET_DIR / PRESETS[pair[0]])
         kernels = kernels if kernels is not None else load_yaml(PRESET_DIR / PRESETS[pair[1]])
     presets = _presets(measured, ideal, kernels)
-    sel = measured["op"].isin(WHOLE_OPS) & (measured["kernel"] != "floor_chain")
+    # a token row of a batch > 1 is left out: the replay builds batch-1 tokens (token_ops)
+    sel = (measured["op"].isin(WHOLE_OPS) & (measured["kernel"] != "floor_chain")
+           & ~((measured["op"] == "token_decode") & (measured["M"] > 1)))
     out = []
     for idx, row in measured[sel].iterrows():
         trace, plan = _row_trace(row)
