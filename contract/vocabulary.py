@@ -46,8 +46,8 @@ MAX_BATCH = limit("batch", 1024, unit="sequences", area="workloads",
 #: measured_trace convention: kernels that measure a stage of another kernel (a variant with the weight
 #: decode left out, a read-only floor, a rejected fused prologue, programmatic-launch trials) or a variant
 #: measured slower and not shipped (the radix and two-bit TopK searches, the chunked quantizer, the dense
-#: 3-bit KV layout, the sparse GEMV that lists its own rows) are evidence for docs/kernels.md, not kernels as shipped; they are left out of speedups,
-#: fits and the per-class validation.
+#: 3-bit KV layout, the sparse GEMV that lists its own rows) are evidence for docs/kernels.md, not kernels as
+#: shipped; they are left out of speedups, fits and the per-class validation.
 STUDY_KERNEL_PREFIXES = ("floor_", "ours_fused_norm_", "ours_sparse_masked_")
 STUDY_KERNEL_SUFFIXES = ("_nodecode", "_pdl", "_radix", "_pairs", "_chunks", "_dense")
 
