@@ -70,7 +70,8 @@ TORCH_LINEARS = {"fp16": None, "w8a8-fp8": Fp8Linear, "w4a16": Int4Linear}
 #: "auto" takes the two-pass route from this many tokens on, the crossover measured on an H100 with the tuned tiles
 #: the block runs (reports/data/measured_h100_kernels6: at M = 128 the fused kernel was faster on 3 of the 4 7B
 #: shapes for A8 and A4-FP8, at M = 256 the two-pass route on 3 of 4); a decode batch below it (8-64) runs the fused
-#: kernel (batch-32 7B token, a4.8: 15.6 ms fused against 17.3 ms two-pass)
+#: kernel (batch-32 7B token, a4.8: 15.6 ms fused in the sixth run against 17.3 ms two-pass in the fifth); the
+#: small-M two-pass rows are host-bound when timed eagerly, as an eager prefill runs them
 AUTO_TWO_PASS_MIN_M = 256
 #: a4.8's Wo / Wdown at decode (``DecodePlan.wo``, ``.wdown``): the sparse GEMV on the quantizer's index list, the
 #: sparse GEMV choosing its rows from the codes (no list), or the dense GEMV
