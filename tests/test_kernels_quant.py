@@ -293,3 +293,16 @@ def test_topk_ratios_from_one_value_to_the_whole_row(search, ratio, visible):
     x = _x(3, 300, seed=35)
     w = (torch.rand(300, generator=torch.Generator().manual_seed(36)) + 0.5).half()
     _topk_matches_model(x, search, w, ratio=ratio, visible=visible)
+
+
+def test_the_warp_count_of_the_row_program_changes_no_code_and_a_bad_one_is_refused():
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(3, 300, generator=g).half().to(DEV)
+    w = (torch.rand(300, generator=g) + 0.5).half().to(DEV)
+    ref = reference_quant(x, "topk8", w)
+    for warps in (1, 4, 32):
+        codes, scale = rmsnorm_quant(x, "topk8", w, num_warps=warps)
+        assert torch.equal(codes.cpu(), ref.codes) and torch.equal(scale.cpu(), ref.scale)
+    for bad in (0, 3, 64, True, 8.0):
+        with pytest.raises(ValueError, match="num_warps"):
+            rmsnorm_quant(x, "int8", w, num_warps=bad)

@@ -116,10 +116,10 @@ def variants() -> list[tuple[str, object, dict, dict, dict]]:
                      SEARCH=1), dict(num_warps=8)))
     out.append(("norm silu int8 11008", _norm_quant_kernel, nq_t,
                 dict(BLOCK=16384, NORM=True, HAS_W=True, GLU=GLU_MODES["silu"], MODE=0, OUT_FP8=False, WRITE_NZ=False,
-                     PDL=True, SEARCH=1), dict(num_warps=16)))
+                     PDL=True, SEARCH=1), dict(num_warps=32)))
     whole = dict(BLOCK=16384, NORM=True, HAS_W=True, MODE=0, OUT_FP8=False, WRITE_NZ=False, PDL=True, SEARCH=0)
     out.append(("norm relu2 int8 11008", _norm_quant_kernel, nq_t, dict(whole, GLU=GLU_MODES["relu2"]),
-                dict(num_warps=16)))
+                dict(num_warps=32)))
     out.append(("norm topk8 pairs", _norm_quant_kernel, nq_t,
                 dict(BLOCK=4096, NORM=True, HAS_W=True, GLU=0, MODE=2, OUT_FP8=False, WRITE_NZ=False, PDL=True,
                      SEARCH=2), dict(num_warps=8)))
