@@ -144,7 +144,8 @@ def h100_current_presets(first: pd.DataFrame, current: pd.DataFrame) -> tuple[di
 #: (:func:`h100_current_presets`), the first table (``measured_h100_kernels.parquet``) on ``h100-triton``
 H100_CURRENT_SOURCES = ("measured_h100_kernels2.parquet", "measured_h100_kernels3.parquet",
                         "measured_h100_kernels4.parquet", "measured_h100_kernels5.parquet",
-                        "measured_h100_kernels6.parquet", "measured_h100_serving.parquet",
+                        "measured_h100_kernels6.parquet", "measured_h100_kernels7.parquet",
+                        "measured_h100_kernels8.parquet", "measured_h100_serving.parquet",
                         "measured_h100_persistent.csv", "measured_h100_persistent2.csv")
 
 
