@@ -45,20 +45,35 @@ def test_all_zero_activation_gives_zero_output():
     assert torch.equal(y, torch.zeros(1, 40, dtype=torch.float16))
 
 
-def test_quantizer_nonzero_list_feeds_sparse_gemv():
-    # the fused ReLU²GLU + INT8 quantizer's index list drives the sparse GEMV (a4.8 Wdown at decode)
-    g = torch.Generator().manual_seed(2)
+def _quantized_glu_layer(seed: int):
+    g = torch.Generator().manual_seed(seed)
     up, gate = torch.randn(1, 96, generator=g), torch.randn(1, 96, generator=g)
     wq = Q.quantize_ternary(torch.randn(24, 96, generator=g))
-    codes, xs, nzi, nnz = rmsnorm_quant(up.to(DEV), "int8", gate=gate.to(DEV), norm=False, nonzero=True)
-    y = sparse_gemv(codes, nzi[0], nnz, xs, pack_ternary(wq.codes.t().contiguous()).to(DEV),
-                    wq.scale.to(DEV), 24, config=SMALL).cpu()
+    return up, gate, wq, pack_ternary(wq.codes.t().contiguous()).to(DEV)
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_the_quantizers_output_feeds_the_sparse_gemv(masked):
+    # a4.8's Wdown at decode: the ReLU²GLU + INT8 quantizer's index list drives the listed kernel; with
+    # DecodePlan(wdown="masked") the quantizer writes codes only and the masked kernel picks the rows
+    up, gate, wq, wtp = _quantized_glu_layer(2 if not masked else 12)
+    out = rmsnorm_quant(up.to(DEV), "int8", gate=gate.to(DEV), norm=False, nonzero=not masked)
+    if masked:
+        y = sparse_gemv_masked(out[0], out[1], wtp, wq.scale.to(DEV), 24, config=MASKED).cpu()
+    else:
+        codes, xs, nzi, nnz = out
+        y = sparse_gemv(codes, nzi[0], nnz, xs, wtp, wq.scale.to(DEV), 24, config=SMALL).cpu()
     assert torch.equal(y, Q.qlinear(Q.quantize_int8(Q.relu2glu(up, gate)), wq))
 
 
-def test_bf16_output_matches_scale_acc():
+@pytest.mark.parametrize("masked", [False, True])
+def test_bf16_output_matches_scale_acc(masked):
     wq, q, args = _case(20, 64, 0.5, seed=3)
-    y = sparse_gemv(*args, 20, out_dtype=torch.bfloat16, config=SMALL).cpu()
+    if masked:
+        codes, _, _, xs, wtp, ws = args
+        y = sparse_gemv_masked(codes, xs, wtp, ws, 20, out_dtype=torch.bfloat16, config=MASKED).cpu()
+    else:
+        y = sparse_gemv(*args, 20, out_dtype=torch.bfloat16, config=SMALL).cpu()
     assert torch.equal(y, Q.qlinear(q, wq, out_dtype=torch.bfloat16))
 
 
@@ -160,23 +175,6 @@ def test_masked_and_listed_kernels_share_the_workspace_in_turn():
     for _ in range(2):
         assert torch.equal(sparse_gemv(*args, 37, config=SMALL).cpu(), ref)
         assert torch.equal(sparse_gemv_masked(codes, xs, wtp, ws, 37, config=MASKED).cpu(), ref)
-
-
-def test_quantizer_codes_without_a_list_feed_the_masked_gemv():
-    # a4.8's Wdown at decode with DecodePlan(wdown="masked"): the ReLU²GLU + INT8 quantizer writes codes only
-    g = torch.Generator().manual_seed(12)
-    up, gate = torch.randn(1, 96, generator=g), torch.randn(1, 96, generator=g)
-    wq = Q.quantize_ternary(torch.randn(24, 96, generator=g))
-    codes, xs = rmsnorm_quant(up.to(DEV), "int8", gate=gate.to(DEV), norm=False)
-    y = sparse_gemv_masked(codes, xs, pack_ternary(wq.codes.t().contiguous()).to(DEV), wq.scale.to(DEV), 24,
-                           config=MASKED).cpu()
-    assert torch.equal(y, Q.qlinear(Q.quantize_int8(Q.relu2glu(up, gate)), wq))
-
-
-def test_masked_bf16_output_matches_scale_acc():
-    wq, q, args = _masked_args(20, 64, 0.5, seed=13)
-    y = sparse_gemv_masked(*args, 20, out_dtype=torch.bfloat16, config=MASKED).cpu()
-    assert torch.equal(y, Q.qlinear(q, wq, out_dtype=torch.bfloat16))
 
 
 def test_masked_bad_inputs_raise_errors_naming_the_argument():
