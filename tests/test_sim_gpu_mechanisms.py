@@ -15,15 +15,16 @@ from contract import validate
 from sim.compute.systolic import split_reduction, systolic_cycles, unpack_cycles
 from sim.engine import plan_ops
 from sim.engine.plan import read_share
-from sim.validation.reductions import row_reduction_costs, wide_row_lanes
+from sim.validation.reductions import row_reduction_costs, shared_rows, wide_row_lanes
 
 
 def _gpu(**vector):
-    """h200-triton at a 1 GHz clock, no fixed costs, the vector unit's row rule as given."""
+    """h200-triton at a 1 GHz clock, no fixed costs, the vector unit's row rule as given (rows sharing a unit:
+    none unless given)."""
     a = sim.load_accelerator("h200-triton")
     oc = dataclasses.replace(a.offchip, latency_ns=0.0)
     return a.replace(clock_ghz=1.0, offchip=oc, op_overhead_ns=0.0,
-                     vector=dataclasses.replace(a.vector, **vector))
+                     vector=dataclasses.replace(a.vector, **{"shared_rows": 0.0, **vector}))
 
 
 def _trace(rows: list[dict]) -> pd.DataFrame:
@@ -77,6 +78,29 @@ def test_the_row_costs_are_recovered_from_two_quantizer_rows_made_with_known_cos
         rows.append((kernel, us))
     got = row_reduction_costs(_quant_rows(rows), truth)
     assert got.row_lanes == pytest.approx(6.0, rel=1e-3) and got.reduction_ns == pytest.approx(250.0, rel=1e-3)
+
+
+def test_rows_sharing_a_unit_overlap_their_reductions_not_their_passes():
+    cfg = _gpu(units=4, row_lanes=8.0, reduction_ns=100.0, pow2_rows=False, shared_rows=3.0)
+    tr = _trace([vector_row("topk_o", 1, 4096), vector_row("topk_o", 8, 4096), vector_row("topk_o", 40, 4096)])
+    got = [p.unit_cycles for p in plan_ops(tr, cfg)]
+    passes, steps = 4096 * 4 // 8, 33 * 100                 # one row: 4 passes at 8 per cycle, 33 steps of 100 ns
+    # one wave: alone on its unit; 2 waves: two rows share a unit; 10 waves: three at most
+    assert got == [passes + steps, 2 * (passes + steps // 2), 10 * (passes + steps // 3)]
+    off = _gpu(units=4, row_lanes=8.0, reduction_ns=100.0, pow2_rows=False, shared_rows=0.0)
+    (p,) = plan_ops(_trace([vector_row("topk_o", 40, 4096)]), off)
+    assert p.unit_cycles == 10 * (passes + steps)
+
+
+def test_the_shared_rows_are_recovered_from_a_long_topk_row_made_with_a_known_overlap():
+    truth = _gpu(units=132, row_lanes=6.0, reduction_ns=250.0, pow2_rows=True, shared_rows=2.5)
+    rows = _quant_rows([("ours_norm_topk8", 1.0)])
+    rows["M"], rows["cuda_graph"] = 2048, False
+    rows["us"] = float(sim.validation.compare_measured(rows, truth, flush_dirty_bytes=0.0)[0]["sim_us"].iloc[0])
+    assert shared_rows(rows, truth.replace(vector=dataclasses.replace(truth.vector, shared_rows=0.0)),
+                       flush_dirty_bytes=0.0) == pytest.approx(2.5, rel=1e-3)
+    rows["us"] = 1.0                                        # faster than no reductions at all: the cap
+    assert shared_rows(rows, truth, flush_dirty_bytes=0.0) == 64.0
 
 
 def _quant_rows(rows: list[tuple[str, float]]) -> pd.DataFrame:
@@ -193,7 +217,9 @@ def test_an_attention_step_is_one_launch_and_a_decode_attention_two():
                                            ({"reduction_ns": -2.0}, "vector.reduction_ns"),
                                            ({"row_lanes": float("nan")}, "vector.row_lanes"),
                                            ({"reductions": {"rmsnorm": -1}}, "vector.reductions.rmsnorm"),
-                                           ({"reductions": {"norm": 1}}, "unknown op kind")])
+                                           ({"reductions": {"norm": 1}}, "unknown op kind"),
+                                           ({"shared_rows": -1.0}, "vector.shared_rows"),
+                                           ({"shared_rows": 100.0}, "vector.shared_rows")])
 def test_a_bad_row_reduction_field_is_refused_naming_it(vector, field):
     raw = sim.config.load_yaml(sim.config.PRESET_DIR / "h200-triton.yaml")
     raw["vector"] = {**raw["vector"], **vector}

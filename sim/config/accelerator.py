@@ -194,6 +194,11 @@ class VectorConfig:
     wide_row_lanes: float = field(default=0.0, metadata={"help": (
         "Element-passes per cycle one unit sustains on the part of a row beyond row_tile (measured on a wide "
         "row).  0: the mechanism off, every element at row_lanes.")})
+    shared_rows: float = field(default=0.0, metadata={"help": (
+        "Rows one unit holds at once when a row reduction has more rows than units (with units > 0): their "
+        "dependent reduction steps overlap, so each wave's steps cost reductions x reduction_ns / min(shared_rows, "
+        "waves) while their element-passes do not (the unit's issue slots are shared).  0 or 1: rows reduce "
+        "one after another.")})
     reductions: dict = field(default_factory=lambda: dict(_DEFAULT_REDUCTIONS), metadata={"help": (
         "Dependent reduction steps per row, by op kind (a kind missing or 0 is elementwise, never a row "
         "reduction).  RMSNorm: the mean square; a quantizer: its absmax; TopK: the exact threshold by a "
@@ -533,6 +538,7 @@ def _check_row_reductions(v: VectorConfig, where: str) -> None:
     check_number(v.row_tile, f"{where}.row_tile", integer=True, lo=0, hi=1 << 24, unit="elements")
     check_number(v.wide_row_lanes, f"{where}.wide_row_lanes", lo=0.0, hi=float(1 << 24),
                  unit="element-passes per cycle")
+    check_number(v.shared_rows, f"{where}.shared_rows", lo=0.0, hi=64.0, unit="rows per unit")
     for k, n in v.reductions.items():
         check_number(n, f"{where}.reductions.{k}", lo=0.0, hi=1e4, unit="reduction steps per row")
 

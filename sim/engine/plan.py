@@ -124,7 +124,9 @@ def row_reduction_cycles(kind: str, M: int, elements: float, accel: AcceleratorC
     ceil(M / units) x (width x passes / row_lanes + reductions x reduction_ns), width = elements / M (rounded
     up to a power of two with ``pow2_rows``); the part of a row beyond ``row_tile`` runs at ``wide_row_lanes``
     (a wider program tile, measured slower per element) when both are set.  A row at M = 1 is
-    latency-bound (one unit busy, its dependent reductions in series), not bound by the pooled lanes.
+    latency-bound (one unit busy, its dependent reductions in series), not bound by the pooled lanes; with
+    ``vector.shared_rows`` > 1 the waves of a longer op overlap their reductions (divided by
+    min(shared_rows, waves)), not their element-passes.
     ``steps``: the op's own count of dependent reductions (a search that stops when it finds its answer), else
     the kind's ``vector.reductions``.  0 when the rule is off (units 0) or the kind is elementwise."""
     v = accel.vector
@@ -138,8 +140,10 @@ def row_reduction_cycles(kind: str, M: int, elements: float, accel: AcceleratorC
         width = 2 ** math.ceil(math.log2(max(width, 1.0)))
     held = min(width, v.row_tile) if v.row_tile > 0 and v.wide_row_lanes > 0 else width
     row = (held / per_unit + (width - held) / (v.wide_row_lanes or per_unit)) * v.passes[kind]
-    row += steps * v.reduction_ns * accel.clock_ghz
-    return math.ceil(M / v.units) * row
+    waves = math.ceil(M / v.units)
+    overlap = max(1.0, min(v.shared_rows, waves))        # rows sharing a unit hide each other's reductions
+    row += steps * v.reduction_ns * accel.clock_ghz / overlap
+    return waves * row
 
 
 EXTRA_WRITE = "extra_offchip_write"  # optional trace column: other write traffic an op causes (bytes)

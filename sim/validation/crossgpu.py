@@ -36,11 +36,16 @@ from .calibrate import FITS, PROMOTION_FIT, fit, fit_promotion, fit_rate, set_pa
 from .floors import fixed_costs, has_floors
 from .mape import SIM_VALIDATION_COLUMNS, mape_by_class
 from .reductions import (
+    SHARED_KERNEL,
+    SHARED_MIN_M,
     add_row_reductions,
+    add_shared_rows,
     add_wide_rows,
     has_reduction_rows,
+    has_shared_row,
     has_wide_row,
     reduction_calibration_mask,
+    shared_rows_calibration_mask,
     wide_row_calibration_mask,
 )
 from .replay import H100_L2_BYTES, MEASURED_DIR, SIM_VS_MEASURED_COLUMNS, compare_measured
@@ -152,8 +157,9 @@ H100_CURRENT_SOURCES = ("measured_h100_kernels2.parquet", "measured_h100_kernels
 def current_calibration_mask(rows: pd.DataFrame) -> pd.Series:
     """True on the rows the current-kernel presets are derived from: the H200-style derivation's rows
     (:func:`h200_calibration_mask`, the cuBLAS rows of the baseline stream costs among them) and the FP8
-    promotion's rows; every other row of the current tables is held out."""
-    return h200_calibration_mask(rows) | PROMOTION_FIT.select(rows).fillna(False).astype(bool)
+    promotion's and the shared rows' rows; every other row of the current tables is held out."""
+    return (h200_calibration_mask(rows) | PROMOTION_FIT.select(rows).fillna(False).astype(bool)
+            | shared_rows_calibration_mask(rows))
 
 
 def _split_context(raw: dict, source: str = "the measured H200") -> None:
@@ -212,8 +218,10 @@ def kernels_preset(h100_measured: pd.DataFrame, ideal: dict, own: OwnRows | None
     first H100 table, the FP8 promotion fitted on ``h100_current``, and the costs ``own`` (the GPU's own table)
     gives: the GEMV stream costs, the spilled-row rate, the KV-code decode rate, the in-kernel combine tail."""
     fitted = fit(h100_measured, source="the H100 table", flush_dirty_bytes=H100_L2_BYTES)
+    shared = None
     if h100_current is not None:
         promotion_of_h100(fitted, h100_current)
+        shared = shared_rows_of_h100(fitted, h100_current)
     raw = copy.deepcopy(ideal)
     raw["name"], raw["description"] = name, description
     for k in _CARRIED:
@@ -229,9 +237,26 @@ def kernels_preset(h100_measured: pd.DataFrame, ideal: dict, own: OwnRows | None
         for k in ("unpack", "max_m", "promote_every_k", "promote_ns"):
             if k in by_name[a["name"]]:
                 a[k] = copy.deepcopy(by_name[a["name"]][k])
+    if shared is not None:
+        raw["vector"] = dict(raw["vector"], shared_rows=shared)
+        raw["calibration"]["vector.shared_rows"] = (
+            f"{shared:g}: derived from 1 row of the H100 table of the current kernels ({SHARED_KERNEL} M >= "
+            f"{SHARED_MIN_M}, the bitwise TopK's 31 serial reductions per row): measured = replay without the "
+            "reductions + the serial reductions / shared_rows, solved exactly on the H100 fit with that table's "
+            "row-reduction costs; carried (the same kernels on the same SM design); not fitted to blocks or tokens")
     if own is not None:
         _own_costs(raw, own)
     return from_dict(raw, where=name)
+
+
+def shared_rows_of_h100(fitted: dict, h100_current: pd.DataFrame) -> float | None:
+    """:func:`sim.validation.reductions.shared_rows` on the rows of ``h100_current`` (the H100 table of the current
+    kernels) replayed on ``fitted`` (the H100 preset) with that table's row-reduction costs; None where the table
+    lacks the rows."""
+    m = measured_final_rows(h100_current).reset_index(drop=True)
+    if not has_shared_row(m):
+        return None
+    return add_shared_rows(fitted, m, "the H100 table of the current kernels", H100_L2_BYTES)
 
 
 def _own_costs(raw: dict, own: OwnRows) -> None:

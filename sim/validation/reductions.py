@@ -174,3 +174,48 @@ def add_wide_rows(raw: dict, measured: pd.DataFrame, source: str, flush_dirty_by
         "vector.row_tile": f"{tile}: the width of the row-reduction calibration rows (the widest row measured at "
                            f"row_lanes); not fitted",
         "vector.wide_row_lanes": f"{lanes:.4g}: {how}"})
+
+
+#: The shared-rows calibration row: the bitwise TopK quantizer (a 31-step threshold search) over far more rows than
+#: SMs, one launch: its reductions dominate, so it shows how much of them rows sharing an SM hide
+SHARED_KERNEL, SHARED_N, SHARED_MIN_M = "ours_norm_topk8", 4096, 1024
+#: Cap of the derived overlap (a unit holds at most this many row programs at once)
+_MAX_SHARED = 64.0
+
+
+def shared_rows_calibration_mask(measured: pd.DataFrame) -> pd.Series:
+    """True on the rows :func:`shared_rows` derives from (``ours_norm_topk8``, 4096 wide, M >= 1024)."""
+    return ((measured["op"] == "quant") & (measured["kernel"] == SHARED_KERNEL) & (measured["N"] == SHARED_N)
+            & (measured["M"] >= SHARED_MIN_M))
+
+
+def has_shared_row(measured: pd.DataFrame) -> bool:
+    """True when the table has the shared-rows calibration row and the two row-reduction rows."""
+    return bool(shared_rows_calibration_mask(measured).any()) and has_reduction_rows(measured)
+
+
+def shared_rows(measured: pd.DataFrame, cfg: AcceleratorConfig, flush_dirty_bytes: float = 0.0) -> float:
+    """``vector.shared_rows`` for ``cfg`` (its row-reduction costs set) from the calibration row: the replay is
+    A + B / shared_rows (A: the row without its reductions, B: its reductions in series), solved exactly for the
+    measured time; 1 where the row is no faster than its serial replay, at most 64."""
+    row = measured[shared_rows_calibration_mask(measured)].head(1).reset_index(drop=True)
+    if row.empty or cfg.vector.units <= 0 or cfg.vector.reduction_ns <= 0:
+        raise ValueError(f"{cfg.name}: shared rows need the row {SHARED_KERNEL} M >= {SHARED_MIN_M} and row-"
+                         f"reduction costs on the preset")
+    serial = cfg.replace(vector=dataclasses.replace(cfg.vector, shared_rows=1.0))
+    free = cfg.replace(vector=dataclasses.replace(cfg.vector, reduction_ns=0.0))
+    a = float(compare_measured(row, free, flush_dirty_bytes=flush_dirty_bytes)[0]["sim_us"].iloc[0])
+    b = float(compare_measured(row, serial, flush_dirty_bytes=flush_dirty_bytes)[0]["sim_us"].iloc[0]) - a
+    extra = float(row["us"].iloc[0]) - a
+    if extra <= 0:
+        return _MAX_SHARED
+    return round(float(min(_MAX_SHARED, max(1.0, b / extra))), 4)
+
+
+def add_shared_rows(raw: dict, measured: pd.DataFrame, source: str, flush_dirty_bytes: float) -> float:
+    """:func:`shared_rows` of ``measured`` on a copy of ``raw`` with the row-reduction costs of ``measured``'s own
+    quantizer rows; returns it (the caller puts it on the preset that carries it)."""
+    probe = copy.deepcopy(raw)
+    probe["calibration"] = {}
+    add_row_reductions(probe, measured, source, flush_dirty_bytes)
+    return shared_rows(measured, from_dict(probe, where=str(raw.get("name", "preset"))), flush_dirty_bytes)
