@@ -15,7 +15,7 @@ from contract import validate
 from sim.compute.systolic import split_reduction, systolic_cycles, unpack_cycles
 from sim.engine import plan_ops
 from sim.engine.plan import read_share
-from sim.validation.reductions import row_reduction_costs, shared_rows, wide_row_lanes
+from sim.validation.reductions import list_passes, row_reduction_costs, shared_rows, wide_row_lanes
 
 
 def _gpu(**vector):
@@ -101,6 +101,20 @@ def test_the_shared_rows_are_recovered_from_a_long_topk_row_made_with_a_known_ov
                        flush_dirty_bytes=0.0) == pytest.approx(2.5, rel=1e-3)
     rows["us"] = 1.0                                        # faster than no reductions at all: the cap
     assert shared_rows(rows, truth, flush_dirty_bytes=0.0) == 64.0
+
+
+def test_the_index_lists_passes_are_recovered_from_the_list_writing_glu_row():
+    truth = _gpu(units=132, row_lanes=6.0, reduction_ns=250.0, pow2_rows=True, row_tile=4096, wide_row_lanes=3.0)
+    truth = truth.replace(vector=dataclasses.replace(truth.vector, passes={**truth.vector.passes, "nzlist": 3.5}))
+    rows = _quant_rows([("ours_norm_int8_glu_nz", 1.0)])
+    rows["N"] = 11008
+    rows["us"] = float(sim.validation.compare_measured(rows, truth, flush_dirty_bytes=0.0)[0]["sim_us"].iloc[0])
+    start = truth.replace(vector=dataclasses.replace(truth.vector, passes={**truth.vector.passes, "nzlist": 1.0}))
+    assert list_passes(rows, start, flush_dirty_bytes=0.0) == pytest.approx(3.5, rel=1e-3)
+    # the list row adds its passes at the row's own rates and one reduction step: 16384 padded elements
+    free = sim.validation.compare_measured(_quant_rows([("ours_norm_int8_glu", 1.0)]).assign(N=11008), truth,
+                                           flush_dirty_bytes=0.0)[0]["sim_us"].iloc[0]
+    assert rows["us"].iloc[0] - free == pytest.approx((4096 / 6.0 + 12288 / 3.0) * 3.5 / 1e3 + 0.25, rel=1e-3)
 
 
 def _quant_rows(rows: list[tuple[str, float]]) -> pd.DataFrame:

@@ -211,3 +211,14 @@ def test_an_unknown_gemv_kind_in_a_variant_name_is_refused():
                M=1, sparsity=0.5, plan="", kernel="7b_a4.8", kv_bits=3.0)
     with pytest.raises(ValueError, match="wo-'blocked'.*known"):
         _row_trace(pd.Series(row))
+
+
+def test_only_a_listed_sparse_gemv_pays_its_quantizers_index_list():
+    listed = pd.DataFrame(block_ops("a4.8", {"prologue": "separate", "wo": "sparse", "wdown": "sparse",
+                                             "down_skip": 0.8}, 1, 2048))
+    masked = pd.DataFrame(block_ops("a4.8", {"prologue": "separate", "wo": "masked", "wdown": "masked",
+                                             "down_skip": 0.8}, 1, 2048))
+    lists = listed[listed.op.str.startswith("nzlist")]
+    assert list(lists.op) == ["nzlist_o", "nzlist_down"] and lists.fused.all()      # inside the quantizers' launches
+    assert list(lists.N) == [4096, 11008] and not masked.op.str.startswith("nzlist").any()
+    assert _launches(listed.to_dict("records")) == _launches(masked.to_dict("records")) == 9

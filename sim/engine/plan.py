@@ -39,7 +39,7 @@ _VECTOR_KINDS = (  # (name prefix, vector.passes key)
     ("rmsnorm", "rmsnorm"), ("layernorm", "rmsnorm"), ("kv_quant", "kv_quant"), ("quant", "quant"),
     ("topk", "topk"), ("softmax", "softmax"), ("glu", "glu"), ("swiglu", "glu"),
     ("relu2glu", "glu"), ("rope", "rope"), ("embedding", "embedding"), ("residual", "residual"),
-    ("add", "residual"),
+    ("add", "residual"), ("nzlist", "nzlist"),
 )
 
 #: Bits an activation / output element may have (``act_bits``, ``out_bits``; 1 = a TopK mask bit).

@@ -38,12 +38,15 @@ from .mape import SIM_VALIDATION_COLUMNS, mape_by_class
 from .reductions import (
     SHARED_KERNEL,
     SHARED_MIN_M,
+    add_list_passes,
     add_row_reductions,
     add_shared_rows,
     add_wide_rows,
+    has_list_row,
     has_reduction_rows,
     has_shared_row,
     has_wide_row,
+    list_row_calibration_mask,
     reduction_calibration_mask,
     shared_rows_calibration_mask,
     wide_row_calibration_mask,
@@ -265,6 +268,8 @@ def _own_costs(raw: dict, own: OwnRows) -> None:
         add_stream_costs(raw, own.rows, from_dict(copy.deepcopy(raw), where=raw["name"]), own.source)
     if has_wide_row(own.rows) and raw["vector"].get("units", 0) > 0:
         add_wide_rows(raw, own.rows, own.source, own.l2_bytes)
+        if has_list_row(own.rows):
+            add_list_passes(raw, own.rows, own.source, own.l2_bytes)
     kv_rate_of_own(raw, own)
     combine_tail_of_own(raw, own)
 
@@ -355,11 +360,13 @@ def triton_yaml(cfg: AcceleratorConfig, h100_source: str) -> str:
 
 def h200_calibration_mask(rows: pd.DataFrame) -> pd.Series:
     """True on the H200 rows a cost of the H200 presets is derived from: two quantizer rows (row reductions), our
-    two GEMV shapes (stream costs), the KV3 attention rows, the GLU quantizer row (spilled-row rate) and the cuBLAS
+    two GEMV shapes (stream costs), the KV3 attention rows, the GLU quantizer rows (spilled-row rate, the index
+    list's passes) and the cuBLAS
     rows of :data:`sim.validation.streams.BASELINE_STREAMS` it has (their stream costs); every other row is held
     out."""
     return (reduction_calibration_mask(rows) | stream_calibration_mask(rows) | kv_calibration_mask(rows)
-            | baseline_calibration_mask(rows) | (wide_row_calibration_mask(rows) & (rows["impl"] == "ours")))
+            | baseline_calibration_mask(rows)
+            | ((wide_row_calibration_mask(rows) | list_row_calibration_mask(rows)) & (rows["impl"] == "ours")))
 
 
 def cross_gpu_table(h100_measured: pd.DataFrame, h200_measured: pd.DataFrame,

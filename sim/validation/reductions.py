@@ -219,3 +219,50 @@ def add_shared_rows(raw: dict, measured: pd.DataFrame, source: str, flush_dirty_
     probe["calibration"] = {}
     add_row_reductions(probe, measured, source, flush_dirty_bytes)
     return shared_rows(measured, from_dict(probe, where=str(raw.get("name", "preset"))), flush_dirty_bytes)
+
+
+#: The list calibration row: the GLU quantizer that also writes its row's non-zero indices (the list the sparse
+#: GEMV reads), 11008 wide, M = 1
+LIST_KERNEL, LIST_N = "ours_norm_int8_glu_nz", 11008
+
+
+def list_row_calibration_mask(measured: pd.DataFrame) -> pd.Series:
+    """True on the row :func:`list_passes` derives from (``ours_norm_int8_glu_nz`` M = 1, CUDA graph)."""
+    return ((measured["op"] == "quant") & (measured["M"] == 1) & measured["cuda_graph"].astype(bool)
+            & (measured["kernel"] == LIST_KERNEL) & (measured["N"] == LIST_N))
+
+
+def has_list_row(measured: pd.DataFrame) -> bool:
+    """True when the table has the list calibration row and the rows of the costs under it."""
+    return bool(list_row_calibration_mask(measured).any()) and has_wide_row(measured)
+
+
+def list_passes(measured: pd.DataFrame, cfg: AcceleratorConfig, flush_dirty_bytes: float = 0.0) -> float:
+    """``vector.passes["nzlist"]`` for ``cfg`` (its row-reduction and wide-row costs set): the list row's replay is
+    linear in it, solved exactly for the measured time.  ``ValueError`` if the row is missing or already explained
+    without a list."""
+    row = measured[list_row_calibration_mask(measured)].head(1).reset_index(drop=True)
+    if row.empty or cfg.vector.units <= 0:
+        raise ValueError(f"list costs need the M = 1 CUDA-graph row {LIST_KERNEL} N={LIST_N} and vector.units > 0")
+
+    def replay(p: float) -> float:
+        c = cfg.replace(vector=dataclasses.replace(cfg.vector, passes={**cfg.vector.passes, "nzlist": p}))
+        return float(compare_measured(row, c, flush_dirty_bytes=flush_dirty_bytes)[0]["sim_us"].iloc[0])
+
+    one, two = replay(1.0), replay(2.0)
+    p = (float(row["us"].iloc[0]) - (2 * one - two)) / (two - one)
+    if not p > 1e-3:
+        raise ValueError(f"{LIST_KERNEL} gives no list cost (passes {p:.3g}): the mechanism does not describe it")
+    return round(float(p), 4)
+
+
+def add_list_passes(raw: dict, measured: pd.DataFrame, source: str, flush_dirty_bytes: float) -> None:
+    """The index list's element-passes on a GPU preset's YAML dict ``raw`` (in place, its row-reduction and
+    wide-row costs already set), provenance into ``raw["calibration"]``."""
+    cfg = from_dict(copy.deepcopy(raw), where=str(raw.get("name", "preset")))
+    p = list_passes(measured, cfg, flush_dirty_bytes)
+    raw["vector"] = dict(raw["vector"], passes={**raw["vector"].get("passes", {}), "nzlist": p})
+    raw.setdefault("calibration", {})["vector.passes.nzlist"] = (
+        f"{p:.4g}: derived from 1 row of {source} ({LIST_KERNEL} M=1 N={LIST_N}, the GLU quantizer that also "
+        f"writes its non-zero indices): the replay is linear in the passes, solved exactly; not fitted to blocks "
+        f"or tokens")

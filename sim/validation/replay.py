@@ -52,6 +52,8 @@ QUANT_KERNELS = {
     "ours_norm_int8": ("rmsnorm", "quant"), "ours_norm_int4": ("rmsnorm", "quant"),
     "ours_norm_int4_fp8": ("rmsnorm", "quant"), "ours_norm_topk8": ("rmsnorm", "topk", "quant"),
     "ours_norm_topk8_interp": ("rmsnorm", "topk", "quant"),
+    "ours_norm_topk8_nz": ("rmsnorm", "topk", "quant", "nzlist"),
+    "ours_norm_int8_glu_nz": ("glu", "rmsnorm", "quant", "nzlist"),
     "ours_norm_int8_glu": ("glu", "rmsnorm", "quant"), "ours_norm_int8_silu": ("glu", "rmsnorm", "quant"),
 }
 #: Dependent reductions of a row's TopK under an exact threshold search of kernels/rmsnorm_quant.py that stops
@@ -141,7 +143,7 @@ def measured_row_to_trace(m: pd.Series, head_dim: int = 128) -> pd.DataFrame:
             rows = [dict(rope, fused=False)] + [dict(r, fused=True) for r in rows]
     elif op == "quant" and str(m["kernel"]) in QUANT_KERNELS:
         search = QUANT_TOPK_SEARCH.get(str(m["kernel"]), "bitwise")
-        rows = [dict(topk_row(M, N, search) if kind == "topk" else
+        rows = [dict(topk_row(M, N, search) if kind == "topk" else list_row(M, N) if kind == "nzlist" else
                      _vector_row(kind, M, N, gains=kind == "rmsnorm", glu=kind == "glu"), fused=j > 0)
                 for j, kind in enumerate(QUANT_KERNELS[str(m["kernel"])])]   # one launch
     else:
@@ -157,6 +159,14 @@ def _vector_row(op: str, M: int, width: int, gains: bool = False, glu: bool = Fa
                 act_format="fp16", act_bits=16, out_bits=16, sparsity=0.0)
     r.update(macs_dense=M * width, macs_effective=M * width, weight_bytes=2.0 * width if gains else 0.0,
              act_bytes_in=float(M * width * 2 * (2 if glu else 1)))
+    return r
+
+
+def list_row(M: int, width: int, op: str = "nzlist") -> dict:
+    """The writing of each row's non-zero indices inside a quantizer (the sparse GEMV's list): a prefix count over the
+    row and an int32 index per element at most (the list's room; only non-zeros are written), nothing read again."""
+    r = _vector_row(op, M, width)
+    r.update(act_bytes_in=0.0, act_bytes_out=float(M * width * 4))
     return r
 
 

@@ -26,7 +26,7 @@ from ..simulate import simulate
 from .floors import fixed_costs, has_floors
 from .gpus import GPU_PRESETS, gpu_presets
 from .published import overlapped_call_us
-from .replay import _op_row, _vector_row, elementwise_row, topk_row, two_pass_rows
+from .replay import _op_row, _vector_row, elementwise_row, list_row, topk_row, two_pass_rows
 
 #: LLaMA-7B block of the measured kernels (kernels/block.py ``LLAMA7B``): FFN width, heads, head size.
 D_FFN, HEADS, HEAD_DIM = 11008, 32, 128
@@ -38,8 +38,8 @@ COLUMNS = ["row", "op", "kernel", "datapath", "variant", "M", "K", "launches", "
            "rel_error", "preset", "mechanism"]
 #: What the replay leaves out, per kind of row (the ``mechanism`` column), with the measured rows that show it.
 #: a4.8's Wo / Wdown GEMVs that read only the weight rows of non-zero codes (kernels/block.py ``DecodePlan``): from
-#: the quantizer's index list ("sparse") or by predicating each row's load on its code ("masked"); both replay as
-#: the skipping GEMV (``row_skip``), the index list's writing not modelled
+#: the quantizer's index list ("sparse", its writing replayed as the quantizer's ``nzlist`` op) or chosen from the codes
+#: by the GEMV itself ("masked"); both replay as the skipping GEMV (``row_skip``)
 SKIPPING_GEMVS = ("sparse", "masked")
 
 MISSING = {
@@ -174,6 +174,8 @@ def block_ops(datapath: str, plan: dict, M: int, ctx: int, d: int = 4096) -> lis
     fmt = "ternary" if ternary else "fp16"
     sparse_o = datapath == "a4.8" and plan.get("wo") in SKIPPING_GEMVS          # only a4.8's Wo / Wdown inputs
     sparse_down = datapath == "a4.8" and plan.get("wdown") in SKIPPING_GEMVS    # are sparse (TopK, ReLU^2 GLU)
+    listed_o = sparse_o and plan.get("wo") == "sparse"         # the quantizer writes the GEMV's index list
+    listed_down = sparse_down and plan.get("wdown") == "sparse"
     fused_prologue = plan.get("prologue") == "fused"
     kv_bits = _kv_bits(datapath, plan)
     groups: list[list[dict]] = [
@@ -183,12 +185,12 @@ def block_ops(datapath: str, plan: dict, M: int, ctx: int, d: int = 4096) -> lis
          + _attention(M, ctx, kv_bits)),
         ([_vector("rmsnorm_attn_sub", d, M, gains=True)] if ternary else [])     # BitNet's sub-norms (fp16: none)
         + ([topk_row(M, d, plan.get("topk_search", "bitwise"), op="topk_o")] if datapath == "a4.8" else [])
-        + ([_vector("quant_o", d, M)] if ternary else []),
+        + ([_vector("quant_o", d, M)] if ternary else []) + ([list_row(M, d, "nzlist_o")] if listed_o else []),
         [_gemv("o_proj", d, d, M, act_in, fmt, skip=0.5 if sparse_o else 0.0), _vector("residual", d, M)],
         [_vector("rmsnorm_ffn", d, M, gains=True)] + ([_vector("quant_ffn", d, M)] if ternary else []),
         [_gemv("gate_up_proj", 2 * F, d, M, act_in, fmt)],
         [_vector("glu", F, M)] + ([_vector("rmsnorm_ffn_sub", F, M, gains=True)] if ternary else [])
-        + ([_vector("quant_down", F, M)] if ternary else []),
+        + ([_vector("quant_down", F, M)] if ternary else []) + ([list_row(M, F, "nzlist_down")] if listed_down else []),
         [_gemv("down_proj", d, F, M, act_in, fmt, skip=plan.get("down_skip", 0.0) if sparse_down else 0.0),
          _vector("residual", d, M)],
     ]
