@@ -105,7 +105,8 @@ def test_the_shared_rows_are_recovered_from_a_long_topk_row_made_with_a_known_ov
 
 def test_the_index_lists_passes_are_recovered_from_the_list_writing_glu_row():
     truth = _gpu(units=132, row_lanes=6.0, reduction_ns=250.0, pow2_rows=True, row_tile=4096, wide_row_lanes=3.0)
-    truth = truth.replace(vector=dataclasses.replace(truth.vector, passes={**truth.vector.passes, "nzlist": 3.5}))
+    truth = truth.replace(vector=dataclasses.replace(truth.vector, passes={**truth.vector.passes, "nzlist": 3.5},
+                                                     reductions={**truth.vector.reductions, "nzlist": 1}))
     rows = _quant_rows([("ours_norm_int8_glu_nz", 1.0)])
     rows["N"] = 11008
     rows["us"] = float(sim.validation.compare_measured(rows, truth, flush_dirty_bytes=0.0)[0]["sim_us"].iloc[0])

@@ -203,13 +203,14 @@ class VectorConfig:
         "Dependent reduction steps per row, by op kind (a kind missing or 0 is elementwise, never a row "
         "reduction).  RMSNorm: the mean square; a quantizer: its absmax; TopK: the exact threshold by a "
         "bitwise search (31 steps, kernels/rmsnorm_quant.py) + the count above it + the rank of ties; "
-        "nzlist: the prefix count that places a row's non-zero indices (a GPU sparse GEMV's list). "
+        "nzlist (set where a GPU preset derives the list's cost): the prefix count that places a row's non-zero "
+        "indices (a GPU sparse GEMV's list). "
         "Softmax is 0: inside a split-context attention kernel its max and sum are spread over the splits.")})
 
 
 _DEFAULT_PASSES = {"rmsnorm": 2, "softmax": 3, "quant": 2, "topk": 4, "glu": 1,
                    "rope": 1, "kv_quant": 2, "embedding": 1, "residual": 1, "nzlist": 1}
-_DEFAULT_REDUCTIONS = {"rmsnorm": 1, "quant": 1, "topk": 33, "kv_quant": 1, "nzlist": 1}
+_DEFAULT_REDUCTIONS = {"rmsnorm": 1, "quant": 1, "topk": 33, "kv_quant": 1}
 
 
 @dataclass(frozen=True)

@@ -260,8 +260,11 @@ def add_list_passes(raw: dict, measured: pd.DataFrame, source: str, flush_dirty_
     """The index list's element-passes on a GPU preset's YAML dict ``raw`` (in place, its row-reduction and
     wide-row costs already set), provenance into ``raw["calibration"]``."""
     cfg = from_dict(copy.deepcopy(raw), where=str(raw.get("name", "preset")))
+    cfg = cfg.replace(vector=dataclasses.replace(cfg.vector, reductions={**cfg.vector.reductions, "nzlist": 1}))
     p = list_passes(measured, cfg, flush_dirty_bytes)
-    raw["vector"] = dict(raw["vector"], passes={**raw["vector"].get("passes", {}), "nzlist": p})
+    # the list's prefix count is one reduction step (kinds a preset's reductions leave out are elementwise)
+    raw["vector"] = dict(raw["vector"], passes={**raw["vector"].get("passes", {}), "nzlist": p},
+                         reductions=dict(cfg.vector.reductions))
     raw.setdefault("calibration", {})["vector.passes.nzlist"] = (
         f"{p:.4g}: derived from 1 row of {source} ({LIST_KERNEL} M=1 N={LIST_N}, the GLU quantizer that also "
         f"writes its non-zero indices): the replay is linear in the passes, solved exactly; not fitted to blocks "
