@@ -7,7 +7,7 @@ import json
 import torch
 
 from kernels.bench.harness import MeasurementLog, time_graph, time_us
-from kernels.rmsnorm_quant import reference_quant, rmsnorm_quant
+from kernels.rmsnorm_quant import TOPK_SEARCHES, reference_quant, rmsnorm_quant
 
 CASES = (("int8", 4096, None), ("int4", 4096, None), ("int4", 4096, "fp8"), ("topk8", 4096, None),
          ("topk8", 4096, "radix"), ("topk8", 4096, "pairs"), ("topk8", 4096, "interp"), ("topk8", 4096, "nz"),
@@ -39,7 +39,7 @@ def _case(log: MeasurementLog, M: int, mode: str, D: int, extra: str | None, che
     gated = extra in ("glu", "silu", "glu_nz", "glu_chunks", "silu_chunks")
     gate = torch.randn(M, D, device="cuda", generator=g).to(torch.float16) if gated else None
     kw = dict(gate=gate, out_fp8=extra == "fp8", nonzero=extra in ("nz", "glu_nz"), glu=glu,
-              topk_search=extra if extra in ("radix", "pairs", "interp") else "bitwise",   # unnamed: bitwise
+              topk_search=extra if extra in TOPK_SEARCHES else "bitwise",   # unnamed: bitwise
               row_chunk=2048 if extra and extra.endswith("_chunks") else 0,   # _chunks: three passes
               num_warps=num_warps)
     out = rmsnorm_quant(x, mode, w, **kw)

@@ -32,7 +32,7 @@ from .. import energy
 from ..compute import map_op, promotion_cycles, systolic_cycles, unpack_cycles
 from ..compute.precision import ACT_FORMAT_BITS, act_operand, weight_operand
 from ..compute.systolic import causal_pairs, causal_systolic_cycles, folds, split_reduction, weight_load_bound
-from ..config import AcceleratorConfig
+from ..config import AcceleratorConfig, VectorConfig
 from ..memory import Traffic, matmul_traffic, vector_traffic
 
 _VECTOR_KINDS = (  # (name prefix, vector.passes key)
@@ -117,6 +117,13 @@ def vector_kind(op: str, where: str) -> str:
                      f"known kinds: {sorted({k for _, k in _VECTOR_KINDS})} (by name prefix)")
 
 
+def op_reduction_steps(kind: str, vector: VectorConfig, own: float | None = None) -> float:
+    """Dependent reduction steps of one vector op: its own count (a trace's ``reduction_steps``) where it states
+    one, else its kind's ``vector.reductions``; 0 for a kind that is elementwise."""
+    kind_steps = float(vector.reductions.get(kind, 0))
+    return kind_steps if own is None or kind_steps <= 0 else float(own)
+
+
 def row_reduction_cycles(kind: str, M: int, elements: float, accel: AcceleratorConfig,
                          steps: float | None = None) -> float:
     """Cycles of a row reduction (a kind with ``vector.reductions`` steps) on a chip whose lanes are split into
@@ -130,8 +137,7 @@ def row_reduction_cycles(kind: str, M: int, elements: float, accel: AcceleratorC
     ``steps``: the op's own count of dependent reductions (a search that stops when it finds its answer), else
     the kind's ``vector.reductions``.  0 when the rule is off (units 0) or the kind is elementwise."""
     v = accel.vector
-    kind_steps = float(v.reductions.get(kind, 0))
-    steps = kind_steps if steps is None or kind_steps <= 0 else float(steps)
+    steps = op_reduction_steps(kind, v, steps)
     if v.units <= 0 or steps <= 0 or M <= 0:
         return 0.0
     per_unit = v.row_lanes or v.lanes / v.units

@@ -22,6 +22,7 @@ from contract.io import write_text_atomic
 from ..config import from_dict
 from . import crossgpu
 from .calibrate import NAME, fit, to_yaml
+from .gpus import GPU_PRESETS, gpu_presets
 from .heldout import validation_table
 from .published import bar_counts, table_markdown, validate_published
 from .replay import H100_L2_BYTES, H100_MEASURED, MEASURED_DIR, compare_measured, load_anchors
@@ -106,7 +107,7 @@ def _current_presets(measured: pd.DataFrame) -> tuple[dict | None, dict | None]:
     """The presets of the current kernels for H100 rows (derived from the committed H100 tables,
     :func:`crossgpu.h100_current_presets`); (None, None) otherwise: the committed presets of the rows' GPU."""
     gpus = set(measured.loc[measured["op"].isin(WHOLE_OPS), "gpu"].astype(str))
-    if not gpus or not all("H100" in g for g in gpus):
+    if not gpus or any(gpu_presets(g) != GPU_PRESETS["H100"] for g in gpus):
         return None, None
     current = pd.concat([read_table(p, schema="measured_trace") for p in crossgpu.H100_CURRENT_TABLES],
                         ignore_index=True)

@@ -8,10 +8,11 @@ the measured H200 (its ``copy`` ceiling row: GB/s / 4800); compute as the H100 (
 :func:`cross_gpu_table` fits ``h100-triton``'s kernel parameters on the H100 table
 (:func:`sim.validation.fit`, the same calibration subset), puts them on ``h200-like``
 (``h200-triton``) and replays every H200 row: baseline rows (cuBLAS, SDPA) on ``h200-like``,
-our kernels' rows on ``h200-triton``.  The exact FP8 GEMM's promotion cost is fitted on the H100 table of the
-kernels the H200 ran (:data:`H100_CURRENT`, :func:`promotion_of_h100`).  From H200 kernel rows come only the
-row-reduction costs (two quantizer
-rows), the spilled-row rate (the GLU quantizer row), our GEMV's stream costs (two GEMV shapes against the
+our kernels' rows on ``h200-triton``.  The exact FP8 GEMM's promotion cost and the overlap of quantizer rows sharing
+an SM come from the H100 table of the kernels the H200 ran (:data:`H100_CURRENT`, :func:`promotion_of_h100`,
+:func:`shared_rows_of_h100`).  From H200 kernel rows come only the row-reduction costs (two quantizer
+rows), the spilled-row rate (the GLU quantizer row), the index list's passes (the GLU quantizer row that writes
+one), our GEMV's stream costs (two GEMV shapes against the
 read floors), the KV-code decode rate of the H200's own KV3 kernel (one row) and the in-kernel combine tail
 (the KV3 step against the KV3 decode kernel, two rows); those rows are split
 ``calibration``, every other row ``held-out`` (table ``sim_validation``).

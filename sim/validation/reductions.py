@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import AcceleratorConfig, from_dict
-from ..engine.plan import REDUCTION_STEPS, vector_kind
+from ..engine.plan import REDUCTION_STEPS, op_reduction_steps, vector_kind
 from .replay import compare_measured, measured_row_to_trace
 
 #: The calibration rows (kernel names, M = 1, CUDA graph); see the module doc.
@@ -80,7 +80,7 @@ def _loads(row: pd.Series, cfg: AcceleratorConfig) -> tuple[float, float]:
             width = 2.0 ** math.ceil(math.log2(width))
         passes += width * v.passes[kind]
         own = r.get(REDUCTION_STEPS)
-        steps += v.reductions[kind] if own is None or pd.isna(own) else float(own)
+        steps += op_reduction_steps(kind, v, None if own is None or pd.isna(own) else float(own))
     return passes, steps
 
 
