@@ -42,7 +42,7 @@ import contract.kernels  # noqa: F401 - registers the board_energy table
 from contract.io import atomic_path, read_json, write_text_atomic
 from kernels.bench import attention, block, energy, floors, gemm, persistent, profile, quant, shard, sparse
 from kernels.bench.goals import GOAL_COLUMNS, all_goals, goals_rows, goals_table, token_table
-from kernels.bench.harness import MeasurementLog, env_info, summary_table, write_outputs
+from kernels.bench.harness import MeasurementLog, env_info, scrub_paths, summary_table, write_outputs
 from kernels.checks import content_checks
 from kernels.configs import NO_TUNING, load_config_table
 
@@ -169,8 +169,9 @@ def run_benchmark(args: argparse.Namespace) -> int:
                        "", token_table(log.rows), "", goals_table(goals)])
     write_text_atomic("\n".join([summary_table(log), "", short]) + "\n", out / "summary.txt")
     gdf = pd.DataFrame(goals_rows(goals), columns=list(GOAL_COLUMNS))
-    for k in ("gpu", "torch", "triton", "cuda", "date", "command"):
+    for k in ("gpu", "torch", "triton", "cuda", "date"):
         gdf[k] = log.env.get(k, "")
+    gdf["command"] = scrub_paths(log.env.get("command", ""), out)      # as the tables record it
     with atomic_path(out / "goals.csv") as tmp:
         gdf.to_csv(tmp, index=False)
     print(f"== done in {time.time() - t0:.0f}s", flush=True)
