@@ -52,6 +52,7 @@ from kernels.persistent import decode_block_persistent
 from kernels.rmsnorm_quant import DEFAULT_TOPK_SEARCH, TOPK_SEARCHES, rmsnorm_quant
 from kernels.sparse_gemv import sparse_gemv, sparse_gemv_masked
 from kernels.ternary_gemm import (
+    GEMV_MAX_M,
     decode_scratch,
     two_pass_shape_ok,
     w158_gemv_fused,
@@ -311,7 +312,7 @@ class KernelBlock:
             codes, xs, nzi, nnz = rmsnorm_quant(x, mode, self.norm[norm], gate=gate, nonzero=True)
             self._last_codes = codes
             return sparse_gemv(codes, nzi[0], nnz, xs, self.wtp[name], self.ws[name], N, tuned=self.tuned)
-        fp8 = mode == "int4" and x.shape[0] > 4
+        fp8 = mode == "int4" and x.shape[0] > GEMV_MAX_M      # A4 codes as int8 for the GEMV, as fp8 for the GEMM
         codes, xs = rmsnorm_quant(x, mode, self.norm[norm], gate=gate, out_fp8=fp8)
         self._last_codes = codes
         if self._two_pass(x.shape[0], N, x.shape[1]):

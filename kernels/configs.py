@@ -58,6 +58,19 @@ SMALL_M_GEMM_CANDIDATES: tuple[dict, ...] = (
     dict(BM=128, BN=64, BK=128, num_warps=4, num_stages=4),
 )
 
+#: GEMV tiles for a decode batch of 8-32 rows (``path="gemv"``), swept by the serving section: the
+#: ``M x BN x KB`` int32 accumulator is the register budget, so the chunk shrinks as M grows
+SERVING_GEMV_CANDIDATES: tuple[dict, ...] = (
+    dict(BN=16, KB=16, num_warps=4, num_stages=4),
+    dict(BN=8, KB=32, num_warps=4, num_stages=4),
+    dict(BN=16, KB=32, num_warps=4, num_stages=3),
+    dict(BN=32, KB=16, num_warps=4, num_stages=4),
+    dict(BN=8, KB=16, num_warps=2, num_stages=4),
+    dict(BN=16, KB=32, num_warps=8, num_stages=3),
+    dict(BN=32, KB=32, num_warps=8, num_stages=3),
+    dict(BN=8, KB=64, num_warps=4, num_stages=3),
+)
+
 CANDIDATES: dict[str, tuple[dict, ...]] = {
     "gemm": (
         dict(BM=256, BN=128, BK=128, num_warps=8, num_stages=3),
@@ -169,6 +182,14 @@ def gemm_m_bucket(M: int) -> str:
         if M <= top:
             return f"M<={top}"
     return "M>4096"
+
+
+def gemv_m_bucket(M: int) -> str:
+    """Batch ranges for tuned tiles of the GEMV path above ``GEMV_MAX_M`` rows (powers of two to 32)."""
+    for top in (8, 16, 32):
+        if M <= top:
+            return f"M<={top}"
+    raise ValueError(f"the GEMV path takes at most 32 rows, got M={M}")
 
 
 def ctx_bucket(T: int) -> str:

@@ -60,12 +60,19 @@ from kernels.checks import (
     content_checks_enabled,
     next_pow2,
 )
-from kernels.configs import NO_TUNING, ConfigTable, gemm_m_bucket, resolve_config
+from kernels.configs import NO_TUNING, ConfigTable, gemm_m_bucket, gemv_m_bucket, resolve_config
 from kernels.packing import PACK_GROUP, padded_len, unpack_ternary
 from model import quant as Q
 
 OUT_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+#: the largest batch the "auto" path sends to the CUDA-core GEMV (``dp4a``); above it the tensor-core GEMM
 GEMV_MAX_M = 4
+#: the largest batch the GEMV path takes when asked for (``path="gemv"``): its accumulator holds
+#: ``M x BN x KB`` int32 per program, so past 32 rows the tensor-core GEMM is the only sensible route
+GEMV_PATH_MAX_M = 32
+#: int32 accumulators per program that a GEMV tile keeps in registers at 4 warps without spilling
+#: (``M x BN x KB``; the M = 1 tiles of ``gemv_config`` hold 2,048)
+GEMV_ACC_BUDGET = 2048
 
 @triton.jit
 def _epilogue_store(acc, xs_ptr, ws_ptr, y_ptr, rm, rn, M, N, ws_rows, stride_ym, SWAP: tl.constexpr):
@@ -506,8 +513,18 @@ def gemm_config(M: int, fp8: bool) -> dict:
 
 def gemv_config(M: int, K: int) -> dict:
     """16 rows per program, K in chunks of up to 128 words (2048 values), 4 warps, the K loop
-    pipelined 3 deep: the fastest of the H200 sweep (2026-12-01) on every 7B shape."""
-    return dict(BN=16, KB=min(128, next_pow2(padded_len(K) // 16)), num_warps=4, num_stages=3)
+    pipelined 3 deep: the fastest of the H200 sweep (2026-12-01) on every 7B shape.  A batch of
+    ``M`` rows shrinks the chunk so that the ``M x BN x KB`` accumulator stays within
+    :data:`GEMV_ACC_BUDGET` (at least 8 words, 128 values, per chunk)."""
+    kb = min(128, next_pow2(padded_len(K) // 16), max(8, GEMV_ACC_BUDGET // (16 * next_pow2(M))))
+    return dict(BN=16, KB=kb, num_warps=4, num_stages=3)
+
+
+def gemv_key(M: int, N: int, K: int) -> dict:
+    """Shape key of a GEMV's tuned tile: ``(N, K)`` for a decode row (M <= GEMV_MAX_M, the tiles measured
+    at M = 1), with the batch bucket of :func:`kernels.configs.gemv_m_bucket` above it (a larger batch
+    needs a smaller chunk)."""
+    return dict(N=N, K=K) if M <= GEMV_MAX_M else dict(M=gemv_m_bucket(M), N=N, K=K)
 
 
 def check_packed_layer(N: int, packed: torch.Tensor, name: str, shape_of, layout: str,
@@ -608,7 +625,8 @@ def w158_matmul(x: torch.Tensor, x_scale: torch.Tensor, w_packed: torch.Tensor, 
                 residual: torch.Tensor | None = None, gate_first: bool = False) -> torch.Tensor:
     """Ternary-weight linear layer on quantized activations, ``[M, K] -> [M, N]``.
 
-    ``path``: "auto" (GEMV for int8 codes and M <= GEMV_MAX_M, else GEMM), "gemv" or "gemm".
+    ``path``: "auto" (GEMV for int8 codes and M <= GEMV_MAX_M, else GEMM), "gemv" (int8 codes,
+    M <= GEMV_PATH_MAX_M) or "gemm".
     For FP8 activations ``imprecise_acc`` is Triton's ``max_num_imprecise_acc``: K elements per
     promotion of the tensor-core partial sum into the fp32 accumulator.  ``None`` (default)
     promotes once per K tile (``BK``), which keeps every unpromoted partial below 8*BK; a value
@@ -625,8 +643,8 @@ def w158_matmul(x: torch.Tensor, x_scale: torch.Tensor, w_packed: torch.Tensor, 
     fp8 = x.dtype == torch.float8_e4m3fn
     if path == "auto":
         path = "gemv" if (M <= GEMV_MAX_M and not fp8) else "gemm"
-    if path == "gemv" and (fp8 or M > GEMV_MAX_M):
-        raise ValueError(f"the GEMV path takes int8 codes and M <= {GEMV_MAX_M}")
+    if path == "gemv" and (fp8 or M > GEMV_PATH_MAX_M):
+        raise ValueError(f"the GEMV path takes int8 codes and M <= {GEMV_PATH_MAX_M}")
     if gate_first and (path != "gemv" or M != 1 or N % 2 or residual is not None):
         raise ValueError("gate_first needs the GEMV path, M = 1, an even N (gate rows then up rows), no residual")
     if residual is not None:
@@ -643,7 +661,7 @@ def w158_matmul(x: torch.Tensor, x_scale: torch.Tensor, w_packed: torch.Tensor, 
         xw = x if K % 4 == 0 else torch.nn.functional.pad(x, (0, 4 - K % 4))
         K4 = xw.shape[1] // 4
         xw = xw.view(torch.int32)
-        cfg = resolve_config("gemv", gemv_config(M, K), tuned, dict(N=N, K=K), config)
+        cfg = resolve_config("gemv", gemv_config(M, K), tuned, gemv_key(M, N, K), config)
         Nk = N // 2 if gate_first else N
         grid, opts = _gemv_launch(cfg, M, Nk, K, pdl and x.device.type == "cuda")
         _w158_gemv_kernel[grid](

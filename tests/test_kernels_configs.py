@@ -28,6 +28,9 @@ def test_candidates_use_only_known_keys_and_valid_values():
 def test_buckets_and_keys_are_stable():
     assert [configs.gemm_m_bucket(m) for m in (1, 16, 17, 256, 2048, 4097)] == \
         ["M<=16", "M<=16", "M<=64", "M<=256", "M<=4096", "M>4096"]
+    assert [configs.gemv_m_bucket(m) for m in (5, 8, 9, 16, 32)] == ["M<=8", "M<=8", "M<=16", "M<=16", "M<=32"]
+    with pytest.raises(ValueError, match="at most 32 rows"):
+        configs.gemv_m_bucket(33)
     assert configs.ctx_bucket(8192) == "T<=8192" and configs.ctx_bucket(40000) == "T>32768"
     assert configs.shape_key(N=8, K=4, M="M<=16") == "K=4,M=M<=16,N=8"
     with pytest.raises(ValueError, match="unknown kernel"):

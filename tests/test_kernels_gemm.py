@@ -7,7 +7,11 @@ from kernels.checks import content_checks
 from kernels.packing import pack_ternary
 from kernels.rmsnorm_quant import rmsnorm_quant
 from kernels.ternary_gemm import (
+    GEMV_ACC_BUDGET,
     GEMV_MAX_M,
+    GEMV_PATH_MAX_M,
+    gemv_config,
+    gemv_key,
     scale_epilogue,
     w158_decode_weights,
     w158_gemv_fused,
@@ -51,6 +55,27 @@ def test_gemv_over_several_k_chunks_is_exact_on_repeated_calls():
     for seed in (1, 2):
         q = _acts(2, 600, seed=seed)
         assert torch.equal(_run(q, wp, wq, 24, path="gemv", config=dict(BN=8, KB=8, num_warps=4)), Q.qlinear(q, wq))
+
+
+@pytest.mark.parametrize("M,fmt", [(8, "int8"), (13, "int4"), (GEMV_PATH_MAX_M, "int8")])
+def test_batched_gemv_equals_qlinear_for_int8_and_int4_codes(M, fmt):
+    # a decode batch on the CUDA-core GEMV: A8 codes, and A4 codes held in int8 (a4.8's batch route)
+    wq, wp = _weights(40, 300, seed=M)
+    q = _acts(M, 300, seed=M, fmt=fmt)
+    assert torch.equal(_run(q, wp, wq, 40, path="gemv"), Q.qlinear(q, wq))
+    assert torch.equal(_run(q, wp, wq, 40, path="gemv", config=dict(BN=8, KB=8, num_warps=2, num_stages=2)),
+                       Q.qlinear(q, wq))
+
+
+def test_batched_gemv_tiles_keep_the_accumulator_budget_and_their_own_key():
+    for M in (1, 2, 4, 8, 16, 32):
+        cfg = gemv_config(M, 4096)
+        rows = 1 if M == 1 else 1 << (M - 1).bit_length()
+        assert rows * cfg["BN"] * cfg["KB"] <= max(GEMV_ACC_BUDGET, rows * cfg["BN"] * 8)
+    assert gemv_config(1, 4096)["KB"] == 128 and gemv_config(32, 4096)["KB"] == 8
+    assert gemv_key(GEMV_MAX_M, 4096, 11008) == dict(N=4096, K=11008)        # the M = 1 tiles' key
+    assert gemv_key(GEMV_MAX_M + 1, 4096, 11008) == dict(M="M<=8", N=4096, K=11008)
+    assert gemv_key(32, 4096, 11008)["M"] == "M<=32"
 
 
 @pytest.mark.parametrize("M,N,K", [(1, 37, 200), (GEMV_MAX_M + 1, 40, 300), (20, 70, 256)])
@@ -127,8 +152,8 @@ def test_bad_operands_raise_clear_errors():
     with pytest.raises(ValueError, match="NaN"):
         w158_matmul(x, torch.full_like(xs, float("nan")), wp, ws, 8)
     with pytest.raises(ValueError, match="GEMV path"):
-        w158_matmul(torch.zeros(GEMV_MAX_M + 1, 64, dtype=torch.int8, device=DEV),
-                    torch.ones(GEMV_MAX_M + 1, 1, device=DEV), wp, ws, 8, path="gemv")
+        w158_matmul(torch.zeros(GEMV_PATH_MAX_M + 1, 64, dtype=torch.int8, device=DEV),
+                    torch.ones(GEMV_PATH_MAX_M + 1, 1, device=DEV), wp, ws, 8, path="gemv")
     with pytest.raises(ValueError, match="2-D"):
         w158_matmul(x[0], xs, wp, ws, 8)
     with pytest.raises(ValueError, match="unknown config keys"):

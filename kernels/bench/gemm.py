@@ -19,10 +19,12 @@ import torch
 from kernels.baselines import Fp8Linear, Int4Linear, rel_error
 from kernels.bench.floors import floor_row
 from kernels.bench.harness import MeasurementLog, time_rotating, time_us
-from kernels.configs import CANDIDATES, SMALL_M_GEMM_CANDIDATES, gemm_m_bucket, shape_key
+from kernels.configs import CANDIDATES, SERVING_GEMV_CANDIDATES, SMALL_M_GEMM_CANDIDATES, gemm_m_bucket, shape_key
 from kernels.packing import pack_ternary
 from kernels.rmsnorm_quant import rmsnorm_quant
 from kernels.ternary_gemm import (
+    GEMV_PATH_MAX_M,
+    gemv_key,
     scale_epilogue,
     w158_decode_weights,
     w158_gemv_fused,
@@ -35,7 +37,7 @@ from model import quant as Q
 SHAPES_7B = ((4096, 4096), (11008, 4096), (4096, 11008), (12288, 4096))     # N x K of LLaMA-7B linears
 GEMV_SHAPES = SHAPES_7B + ((22016, 4096),)                                  # + fused gate/up
 PREFILL_MS = (2048, 8192)
-SERVING_MS = (8, 32, 128)                                                  # the batch of a decode step
+SERVING_MS = (8, 16, 32, 128)                                              # the batch of a decode step
 BASELINE_TOL = 2e-2        # relative error of the INT4 baseline against x·W_effᵀ in fp32 (a layout check)
 
 
@@ -233,21 +235,27 @@ def serving_section(log: MeasurementLog, shapes=GEMV_SHAPES, Ms=SERVING_MS, chec
         torch.cuda.empty_cache()
 
 
-def _sweep_small_m(log: MeasurementLog, kernel: str, prec: str, xx, xs, wp, ws, ref, M: int, N: int, K: int) -> None:
-    """Check and time every ``SMALL_M_GEMM_CANDIDATES`` tile on this shape; the fastest exact one goes
-    into the run's config table (the decode steps of the batched tokens run with it)."""
+def _sweep_serving(log: MeasurementLog, kernel: str, prec: str, path: str, xx, xs, wp, ws, ref, M: int, N: int,
+                   K: int) -> None:
+    """Check and time every serving tile of ``path`` on this shape (``SMALL_M_GEMM_CANDIDATES`` for the
+    tensor-core GEMM, ``SERVING_GEMV_CANDIDATES`` for the batched GEMV); the fastest exact one goes into
+    the run's config table (the rows timed after it, and the batched tokens' decode steps, run with it)."""
+    gemv = path == "gemv"
     results = []
-    for cfg in SMALL_M_GEMM_CANDIDATES:
+    for cfg in SERVING_GEMV_CANDIDATES if gemv else SMALL_M_GEMM_CANDIDATES:
         try:
-            ok = bool(torch.equal(w158_matmul(xx, xs, wp, ws, N, config=cfg), ref))
-            t, c = time_rotating(lambda w: w158_matmul(xx, xs, w, ws, N, config=cfg), [wp], rep_ms=30)
+            ok = bool(torch.equal(w158_matmul(xx, xs, wp, ws, N, path=path, config=cfg), ref))
+            t, c = time_rotating(lambda w: w158_matmul(xx, xs, w, ws, N, path=path, config=cfg), [wp], rep_ms=30)
             log.add(op="gemm", kernel=kernel + "_cfg", impl="ours", precision=prec, M=M, N=N, K=K, timing=t,
                     bytes=wp.numel() * 4 + M * K + 2 * M * N, ops=2.0 * M * N * K, exact=ok, config=json.dumps(cfg),
                     regime="serving", cuda_graph=True, copies=c)
             results.append((t.median, ok, cfg))
         except Exception as e:  # noqa: BLE001 - a tile that does not compile loses, the sweep goes on
-            log.note(what="serving gemm config failed", cfg=cfg, error=repr(e)[-300:])
-    log.pick("gemm", shape_key(M=gemm_m_bucket(M), N=N, K=K, prec="fp8" if "fp8" in prec else "int8"), results)
+            log.note(what=f"serving {path} config failed", cfg=cfg, error=repr(e)[-300:])
+    if gemv:
+        log.pick("gemv", shape_key(**gemv_key(M, N, K)), results)
+    else:
+        log.pick("gemm", shape_key(M=gemm_m_bucket(M), N=N, K=K, prec="fp8" if "fp8" in prec else "int8"), results)
 
 
 def _serving_weight(log: MeasurementLog, N: int, K: int, Ms, check: bool, read_gbps: float) -> None:
@@ -262,19 +270,30 @@ def _serving_weight(log: MeasurementLog, N: int, K: int, Ms, check: bool, read_g
     for M in Ms:
         x = activations(M, K, seed=M + 3)
         q8, q4 = Q.quantize_int8(x), Q.quantize_int4(x)
-        act = M * K + 2 * M * N
         for kernel, prec, xx, xs, q in (("ours_w158a8", "w1.58a8", q8.codes, q8.scale, q8),
                                         ("ours_w158a4_fp8", "w1.58a4-fp8", q4.codes.to(torch.float8_e4m3fn),
                                          q4.scale, q4)):
             ref = Q.qlinear(q, wq)
-            _sweep_small_m(log, kernel, prec, xx, xs, wp, ws, ref, M, N, K)
-            ok = bool(torch.equal(w158_matmul(xx, xs, wp, ws, N, tuned=log.tuned), ref)) if check else False
-            t, c = time_rotating(lambda w: w158_matmul(xx, xs, w, ws, N, tuned=log.tuned), [wp])
-            nbytes = wp.numel() * 4 + act
-            log.add(op="gemm", kernel=kernel, impl="ours", precision=prec, M=M, N=N, K=K, timing=t, bytes=nbytes,
-                    ops=2.0 * M * N * K, exact=ok, floor_us=nbytes / read_gbps / 1e3, regime="serving",
-                    cuda_graph=True, copies=c)
+            _sweep_serving(log, kernel, prec, "gemm", xx, xs, wp, ws, ref, M, N, K)
+            _serving_row(log, kernel, prec, "auto", xx, xs, wp, ws, ref, M, N, K, check, read_gbps)
+            if M <= GEMV_PATH_MAX_M:        # the CUDA-core GEMV on the same codes (A4's as int8)
+                k_gemv = kernel.removesuffix("_fp8") + "_gemv"
+                xi = xx if xx.dtype == torch.int8 else q.codes
+                _sweep_serving(log, k_gemv, prec.removesuffix("-fp8"), "gemv", xi, xs, wp, ws, ref, M, N, K)
+                _serving_row(log, k_gemv, prec.removesuffix("-fp8"), "gemv", xi, xs, wp, ws, ref, M, N, K, check,
+                             read_gbps)
         _serving_baselines(log, x.to(torch.float16), w16, f8, i4, M, N, K, check, read_gbps)
+
+
+def _serving_row(log: MeasurementLog, kernel: str, prec: str, path: str, xx, xs, wp, ws, ref, M: int, N: int,
+                 K: int, check: bool, read_gbps: float) -> None:
+    """One of ours at batch M with the run's tuned tiles, checked against ``ref`` and timed."""
+    ok = bool(torch.equal(w158_matmul(xx, xs, wp, ws, N, path=path, tuned=log.tuned), ref)) if check else False
+    t, c = time_rotating(lambda w: w158_matmul(xx, xs, w, ws, N, path=path, tuned=log.tuned), [wp])
+    nbytes = wp.numel() * 4 + M * K + 2 * M * N
+    log.add(op="gemm", kernel=kernel, impl="ours", precision=prec, M=M, N=N, K=K, timing=t, bytes=nbytes,
+            ops=2.0 * M * N * K, exact=ok, floor_us=nbytes / read_gbps / 1e3, regime="serving",
+            cuda_graph=True, copies=c)
 
 
 def _serving_baselines(log: MeasurementLog, x16, w16, f8: Fp8Linear, i4: Int4Linear, M: int, N: int, K: int,

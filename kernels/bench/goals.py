@@ -166,7 +166,7 @@ def _with_two_pass_floor(g: GoalResult, rows: list[dict], lib: dict | None, base
                                                 f"{base['us'] / floor:.2f}x)"})
 
 
-SERVING_OURS = ("ours_w158a8", "ours_w158a4_fp8")
+SERVING_OURS = ("ours_w158a8", "ours_w158a4_fp8", "ours_w158a8_gemv", "ours_w158a4_gemv")
 SERVING_BASELINES = ("cublas_fp16", "cublas_fp8_w8a8", "torch_int4_w4a16")
 
 
