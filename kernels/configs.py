@@ -56,6 +56,10 @@ SMALL_M_GEMM_CANDIDATES: tuple[dict, ...] = (
     dict(BM=64, BN=64, BK=128, num_warps=4, num_stages=4),
     dict(BM=64, BN=64, BK=256, num_warps=4, num_stages=3, SWAP=True),
     dict(BM=128, BN=64, BK=128, num_warps=4, num_stages=4),
+    # M = 128 in one M tile: each weight tile is decoded once, and narrow N tiles give every SM one
+    dict(BM=128, BN=32, BK=128, num_warps=4, num_stages=4),
+    dict(BM=128, BN=32, BK=256, num_warps=8, num_stages=3),
+    dict(BM=128, BN=16, BK=256, num_warps=4, num_stages=3),
 )
 
 #: GEMV tiles for a decode batch of 8-32 rows (``path="gemv"``), swept by the serving section: the

@@ -23,6 +23,8 @@ def test_candidates_use_only_known_keys_and_valid_values():
             check_config(kernel, {k: v for k, v in cfg.items() if k not in configs.SWEEP_KEYS})
     for cfg in configs.SMALL_M_GEMM_CANDIDATES:
         check_config("gemm", cfg)
+    for cfg in configs.SERVING_GEMV_CANDIDATES:
+        check_config("gemv", cfg)
 
 
 def test_buckets_and_keys_are_stable():
