@@ -28,7 +28,7 @@ from types import MappingProxyType
 #: rule names: "pow2" (a positive power of two), "pos" (a positive int), "bool", or a tuple of
 #: the allowed values.
 CONFIG_RULES: dict[str, dict[str, object]] = {
-    "gemm": {"BM": "pow2", "BN": "pow2", "BK": "pow2", "GROUP_M": "pos", "SWAP": "bool",
+    "gemm": {"BM": "pow2", "BN": "pow2", "BK": "pow2", "GROUP_M": "pos", "SWAP": "bool", "UCODE": "bool",
              "num_warps": (1, 2, 4, 8, 16), "num_stages": "pos"},
     "gemv": {"BN": "pow2", "KB": "pow2", "num_warps": (1, 2, 4, 8, 16), "num_stages": "pos"},
     "sparse": {"WBN": "pow2", "BI": "pow2", "num_warps": (1, 2, 4, 8, 16)},
@@ -60,6 +60,11 @@ SMALL_M_GEMM_CANDIDATES: tuple[dict, ...] = (
     dict(BM=128, BN=32, BK=128, num_warps=4, num_stages=4),
     dict(BM=128, BN=32, BK=256, num_warps=8, num_stages=3),
     dict(BM=128, BN=16, BK=256, num_warps=4, num_stages=3),
+    # UCODE (int8 only): the MMA takes the stored fields code + 1, sum(x) comes off once per output
+    dict(BM=16, BN=64, BK=256, num_warps=4, num_stages=4, UCODE=True),
+    dict(BM=16, BN=32, BK=256, num_warps=4, num_stages=4, UCODE=True),
+    dict(BM=64, BN=64, BK=128, num_warps=4, num_stages=4, UCODE=True),
+    dict(BM=128, BN=32, BK=128, num_warps=4, num_stages=4, UCODE=True),
 )
 
 #: GEMV tiles for a decode batch of 8-32 rows (``path="gemv"``), swept by the serving section: the

@@ -127,10 +127,12 @@ def _mma(a, b, acc, FP8: tl.constexpr, IMPRECISE: tl.constexpr):
 
 
 @triton.jit
-def _decode_tile(wq, BN: tl.constexpr, WB: tl.constexpr, FP8: tl.constexpr):
+def _decode_tile(wq, BN: tl.constexpr, WB: tl.constexpr, FP8: tl.constexpr, UCODE: tl.constexpr = False):
     """Packed words ``[BN, WB]`` -> ternary tile ``[BN, 16·WB]`` in K order (int8, or fp8 e4m3 bits).
 
     Per code one shift, one AND, one subtract (or, for fp8, a byte lookup of the e4m3 bit pattern).
+    ``UCODE`` (int8 only): the stored field ``code + 1`` in {0, 1, 2} itself, without the subtract; the
+    caller then takes ``sum(x)`` off each output (``sum x·(f-1) = sum x·f - sum x``, exact in int32).
     A four-codes-per-register variant (PTX ``inline_asm_elementwise`` with ``pack=4``) was tried and
     removed: it was exact under the interpreter but wrong on the H200 (docs/kernels.md).
     """
@@ -141,26 +143,31 @@ def _decode_tile(wq, BN: tl.constexpr, WB: tl.constexpr, FP8: tl.constexpr):
     if FP8:
         # e4m3 bit pattern of code f-1 in {-1, 0, 1}: 0xB8, 0x00, 0x38 (byte f of 0x3800B8)
         return ((0x3800B8 >> (f * 8)) & 0xFF).to(tl.uint8).to(tl.float8e4nv, bitcast=True)
+    elif UCODE:
+        return f.to(tl.int8)
     else:
         return (f - 1).to(tl.int8)
 
 
 @triton.jit
-def _gemm_tile_step(x_ptrs, w_ptrs, w_ptr, rn, rk, rw, mask_m, mask_n, k0, K, KW, stride_wn, acc,
+def _gemm_tile_step(x_ptrs, w_ptrs, w_ptr, rn, rk, rw, mask_m, mask_n, k0, K, KW, stride_wn, acc, sx,
                     BN: tl.constexpr, WB: tl.constexpr, FP8: tl.constexpr, IMPRECISE: tl.constexpr,
-                    SWAP: tl.constexpr, PACKED: tl.constexpr):
-    """One K tile: load the activation tile and the packed weight tile, decode it, one MMA."""
+                    SWAP: tl.constexpr, PACKED: tl.constexpr, UCODE: tl.constexpr):
+    """One K tile: load the activation tile and the packed weight tile, decode it, one MMA.  With
+    ``UCODE`` the weight tile holds ``code + 1`` and ``sx [BM]`` gathers each row's ``sum(x)``."""
     a = tl.load(x_ptrs, mask=mask_m & ((k0 + rk)[None, :] < K), other=0.0 if FP8 else 0)
     if not PACKED:          # no decode: w holds the codes as an int8 / fp8 [N, K] matrix (timing study)
         b = tl.load(w_ptr + rn[:, None].to(tl.int64) * stride_wn + (k0 + rk)[None, :],
                     mask=mask_n & ((k0 + rk)[None, :] < K), other=0.0 if FP8 else 0)
     else:
         wq = tl.load(w_ptrs, mask=mask_n & ((k0 // 16 + rw)[None, :] < KW), other=0x55555555)
-        b = _decode_tile(wq, BN, WB, FP8)
+        b = _decode_tile(wq, BN, WB, FP8, UCODE)
+    if UCODE:
+        sx += tl.sum(a.to(tl.int32), axis=1)
     if SWAP:
-        return _mma(b, tl.trans(a), acc, FP8, IMPRECISE)
+        return _mma(b, tl.trans(a), acc, FP8, IMPRECISE), sx
     else:
-        return _mma(a, tl.trans(b), acc, FP8, IMPRECISE)
+        return _mma(a, tl.trans(b), acc, FP8, IMPRECISE), sx
 
 
 @triton.jit
@@ -168,10 +175,12 @@ def _w158_gemm_kernel(x_ptr, xs_ptr, w_ptr, ws_ptr, y_ptr, M, N, K, KW, ws_rows,
                       stride_xm, stride_wn, stride_ym,
                       BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, GROUP_M: tl.constexpr,
                       FP8: tl.constexpr, IMPRECISE: tl.constexpr, SWAP: tl.constexpr, PACKED: tl.constexpr,
-                      PROMOTE: tl.constexpr = 1):
+                      PROMOTE: tl.constexpr = 1, UCODE: tl.constexpr = False):
     """Tensor-core GEMM.  FP8 with ``PROMOTE > 1``: the MMA accumulates ``PROMOTE`` K tiles in a
     tile-local accumulator (the tensor core's own reduced-precision sum, exact while the partial
-    stays below 2^14: measured, docs/kernels.md), which is then added to the fp32 accumulator."""
+    stays below 2^14: measured, docs/kernels.md), which is then added to the fp32 accumulator.
+    ``UCODE`` (int8): the MMA multiplies the stored fields ``code + 1`` and each row's ``sum(x)`` is
+    taken off the int32 accumulator at the end (one subtract per output instead of one per code)."""
     pid = tl.program_id(0)
     num_m = tl.cdiv(M, BM)
     num_n = tl.cdiv(N, BN)
@@ -193,19 +202,25 @@ def _w158_gemm_kernel(x_ptr, xs_ptr, w_ptr, ws_ptr, y_ptr, M, N, K, KW, ws_rows,
         acc = tl.zeros((BN, BM), dtype=tl.float32 if FP8 else tl.int32)
     else:
         acc = tl.zeros((BM, BN), dtype=tl.float32 if FP8 else tl.int32)
+    sx = tl.zeros((BM,), dtype=tl.int32)
     if PROMOTE > 1:
         for k1 in range(0, KW * 16, BK * PROMOTE):
             part = tl.zeros_like(acc)
             for k0 in range(k1, k1 + BK * PROMOTE, BK):
-                part = _gemm_tile_step(x_ptrs + k0, w_ptrs + k0 // 16, w_ptr, rn, rk, rw, mask_m, mask_n, k0, K, KW,
-                                       stride_wn, part, BN, WB, FP8, 0, SWAP, PACKED)
+                part, sx = _gemm_tile_step(x_ptrs + k0, w_ptrs + k0 // 16, w_ptr, rn, rk, rw, mask_m, mask_n, k0, K,
+                                           KW, stride_wn, part, sx, BN, WB, FP8, 0, SWAP, PACKED, False)
             acc += part
     else:
         for k0 in range(0, KW * 16, BK):
-            acc = _gemm_tile_step(x_ptrs, w_ptrs, w_ptr, rn, rk, rw, mask_m, mask_n, k0, K, KW, stride_wn, acc,
-                                  BN, WB, FP8, IMPRECISE, SWAP, PACKED)
+            acc, sx = _gemm_tile_step(x_ptrs, w_ptrs, w_ptr, rn, rk, rw, mask_m, mask_n, k0, K, KW, stride_wn, acc,
+                                      sx, BN, WB, FP8, IMPRECISE, SWAP, PACKED, UCODE)
             x_ptrs += BK
             w_ptrs += WB
+    if UCODE:
+        if SWAP:
+            acc -= sx[None, :]
+        else:
+            acc -= sx[:, None]
     _epilogue_store(acc, xs_ptr, ws_ptr, y_ptr, rm, rn, M, N, ws_rows, stride_ym, SWAP)
 
 
@@ -678,6 +693,8 @@ def w158_matmul(x: torch.Tensor, x_scale: torch.Tensor, w_packed: torch.Tensor, 
                          config)
     if cfg["BK"] < 16:
         raise ValueError(f"gemm config BK must be a multiple of 16, got {cfg['BK']}")
+    if fp8 and cfg.get("UCODE"):
+        raise ValueError("gemm config UCODE (unsigned weight fields) is for int8 codes only; FP8 codes got it")
     imprecise, promote = _promotion(imprecise_acc, cfg["BK"], fp8)
     grid = (triton.cdiv(M, cfg["BM"]) * triton.cdiv(N, cfg["BN"]),)
     _w158_gemm_kernel[grid](
@@ -805,6 +822,8 @@ def w158_matmul_unpacked(x: torch.Tensor, x_scale: torch.Tensor, w_codes: torch.
     ws_rows = _check_w_scale(w_scale, N)
     fp8 = x.dtype == torch.float8_e4m3fn
     cfg = resolve_config("gemm", gemm_config(M, fp8), NO_TUNING, None, config)
+    if cfg.get("UCODE"):
+        raise ValueError("gemm config UCODE needs packed weights (their stored fields); w_codes are signed codes")
     y = torch.empty(M, N, device=x.device, dtype=out_dtype)
     grid = (triton.cdiv(M, cfg["BM"]) * triton.cdiv(N, cfg["BN"]),)
     imprecise, promote = _promotion(None, cfg["BK"], fp8)

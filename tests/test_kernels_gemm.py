@@ -85,6 +85,18 @@ def test_gemm_int8_equals_qlinear_for_ragged_shapes(M, N, K):
     assert torch.equal(_run(q, wp, wq, N, path="gemm", config=SMALL), Q.qlinear(q, wq))
 
 
+@pytest.mark.parametrize("swap", [False, True])
+def test_gemm_on_unsigned_weight_fields_equals_qlinear(swap):
+    # UCODE: the MMA multiplies code + 1 and each row's sum(x) comes off the int32 sums; ragged K and M
+    wq, wp = _weights(40, 300, seed=11)
+    q = _acts(9, 300, seed=11)
+    y = _run(q, wp, wq, 40, path="gemm", config=dict(SMALL, SWAP=swap, UCODE=True))
+    assert torch.equal(y, Q.qlinear(q, wq))
+    x8 = q.codes.to(torch.float32).clamp(-8, 7).to(torch.float8_e4m3fn).to(DEV)
+    with pytest.raises(ValueError, match="UCODE"):
+        w158_matmul(x8, q.scale.to(DEV), wp, wq.scale.to(DEV), 40, config=dict(SMALL, UCODE=True))
+
+
 def test_gemm_swapped_operands_equal_qlinear():
     wq, wp = _weights(40, 300, seed=5)
     q = _acts(9, 300, seed=5)
