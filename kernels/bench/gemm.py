@@ -281,10 +281,9 @@ def _serving_weight(log: MeasurementLog, N: int, K: int, Ms, check: bool, read_g
             _serving_row(log, kernel, prec, "auto", xx, xs, wp, ws, ref, M, N, K, check, read_gbps)
             if M <= GEMV_PATH_MAX_M:        # the CUDA-core GEMV on the same codes (A4's as int8)
                 k_gemv = kernel.removesuffix("_fp8") + "_gemv"
-                xi = xx if xx.dtype == torch.int8 else q.codes
-                _sweep_serving(log, k_gemv, prec.removesuffix("-fp8"), "gemv", xi, xs, wp, ws, ref, M, N, K)
-                _serving_row(log, k_gemv, prec.removesuffix("-fp8"), "gemv", xi, xs, wp, ws, ref, M, N, K, check,
-                             read_gbps)
+                xi, p_gemv = (xx, prec) if xx.dtype == torch.int8 else (q.codes, "w1.58a4-int8")
+                _sweep_serving(log, k_gemv, p_gemv, "gemv", xi, xs, wp, ws, ref, M, N, K)
+                _serving_row(log, k_gemv, p_gemv, "gemv", xi, xs, wp, ws, ref, M, N, K, check, read_gbps)
         _serving_baselines(log, x.to(torch.float16), w16, f8, i4, M, N, K, check, read_gbps)
 
 
