@@ -214,3 +214,22 @@ def test_h100_triton_dispatch_rule_is_the_launchers_gemv_rule():
                        for M in (1, GEMV_MAX_M, GEMV_MAX_M + 1, 16, 128)])
     units = sim.simulate(tr, c).ops["unit"].tolist()
     assert units == ["cuda_cores", "cuda_cores", "tensor_cores", "tensor_cores", "tensor_cores"]
+
+
+def test_a_row_timed_on_the_gemv_path_replays_on_the_cuda_cores_past_the_dispatch_rule():
+    # kernel "..._gemv": the launcher's path="gemv" at a batch the "auto" rule sends to the tensor cores
+    from kernels.ternary_gemm import GEMV_MAX_M
+    M = 2 * GEMV_MAX_M
+    rows = _measured([("gemm", "ours_w158a8", "ours", "w1.58a8", M, 11008, 4096, True, 10.0),
+                      ("gemm", "ours_w158a8_gemv", "ours", "w1.58a8", M, 11008, 4096, True, 10.0),
+                      ("gemv", "ours_w158a8", "ours", "w1.58a8", 1, 11008, 4096, True, 10.0)])
+    got = compare_measured(rows, "h100-triton")[0]
+    c = sim.load_accelerator("h100-triton")
+    gemv_only = c.replace(arrays=tuple(dataclasses.replace(a, max_m=None) for a in c.arrays
+                                       if a.name == "cuda_cores"))
+    tc_only = c.replace(arrays=tuple(a for a in c.arrays if a.name == "tensor_cores"))
+    alone = [compare_measured(rows.iloc[[i]].reset_index(drop=True), cfg)[0]["sim_us"].iloc[0]
+             for i, cfg in ((0, tc_only), (1, gemv_only))]
+    assert got["sim_us"].iloc[0] == pytest.approx(alone[0])          # the "auto" row: the tensor-core GEMM
+    assert got["sim_us"].iloc[1] == pytest.approx(alone[1])          # the GEMV row: the CUDA cores
+    assert got["sim_us"].iloc[1] < got["sim_us"].iloc[0]

@@ -55,7 +55,7 @@ from contract import TUNING_SUFFIX, measured_final_rows, validate
 
 from ..config import PRESET_DIR, PRESETS, from_dict, load_yaml
 from .reductions import add_row_reductions, has_reduction_rows, reduction_calibration_mask
-from .replay import H100_L2_BYTES, compare_measured
+from .replay import GEMV_ARRAY, H100_L2_BYTES, compare_measured
 
 BASE = "h100-like"
 NAME = "h100-triton"
@@ -63,7 +63,7 @@ KV_OPERANDS = ("int3", "int4")  # one nibble per code for both (kernels/kv_atten
 # Kernel-dispatch rule of our launcher, not fitted: kernels/ternary_gemm.py runs the CUDA-core
 # GEMV only for M <= GEMV_MAX_M = 4 (int8 codes) and the tensor-core GEMM, which decodes the packed
 # weight tile per CTA, otherwise.  So h100-triton's cuda_cores array takes ops with M <= 4 only.
-GEMV_ARRAY, GEMV_MAX_M = "cuda_cores", 4
+GEMV_MAX_M = 4
 DISPATCH_NOTE = ("kernels/ternary_gemm.py GEMV_MAX_M: CUDA-core GEMV only for M <= 4, "
                  "tensor-core GEMM otherwise")
 

@@ -11,6 +11,7 @@ This is the first step of the one direction of ``sim.validation``: replay -> cal
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +67,11 @@ QUANT_TOPK_SEARCH = {"ours_norm_topk8_interp": "interp"}
 SIM_VS_MEASURED_COLUMNS = [c.name for c in SIM_VS_MEASURED]
 #: Kernel-name prefix of the two-pass route's rows (kernels/bench/gemm.py), replayed as that route's launches
 TWO_PASS_PREFIX = "ours_twopass_w158"
+#: Kernel-name suffix of the GEMM rows timed on the CUDA-core GEMV whatever their batch (the launcher's
+#: ``path="gemv"``, kernels/bench/gemm.py serving section), and the GPU presets' array that runs that GEMV:
+#: such a row replays on that array alone, past the preset's dispatch rule (``max_m``), which is the rule
+#: of the launcher's "auto" path
+GEMV_KERNEL_SUFFIX, GEMV_ARRAY = "_gemv", "cuda_cores"
 
 # Measurement protocol of docs/gpu-facts.md §1: triton.testing.do_bench flushes the L2
 # before each timed call by writing a large buffer, so the timed kernel starts
@@ -218,6 +224,17 @@ def _two_pass_epilogue(m: pd.Series) -> str:
     return "torch_int" if str(m["precision"]) == "w1.58a8" else "torch"
 
 
+def gemv_path_accelerator(cfg: AcceleratorConfig) -> AcceleratorConfig | None:
+    """``cfg`` with only its :data:`GEMV_ARRAY`, whatever the batch (its ``max_m`` lifted), or None without one."""
+    arrays = tuple(replace(a, max_m=None) for a in cfg.arrays if a.name == GEMV_ARRAY)
+    return replace(cfg, arrays=arrays) if arrays else None
+
+
+def _runs_gemv_path(m: pd.Series) -> bool:
+    """Whether a measured row names the CUDA-core GEMV path (:data:`GEMV_KERNEL_SUFFIX`) for a GEMM op."""
+    return str(m["op"]) == "gemm" and str(m["kernel"]).endswith(GEMV_KERNEL_SUFFIX)
+
+
 def _copies(m: pd.Series) -> int:
     """Calls one timed replay rotates over (``copies`` of a CUDA-graph row; 1 when not recorded)."""
     c = m.get("copies", 0)
@@ -261,6 +278,7 @@ def compare_measured(measured: pd.DataFrame, accel: "str | Path | AcceleratorCon
     """
     validate(measured, "measured_trace")
     cfg = load_accelerator(accel)
+    gemv_cfg = gemv_path_accelerator(cfg)
     out = []
     seen: dict[tuple, tuple[float, str]] = {}     # repeated measurements of one call simulate once
     for _, m in measured.iterrows():
@@ -277,9 +295,10 @@ def compare_measured(measured: pd.DataFrame, accel: "str | Path | AcceleratorCon
             out.append(rec)
             continue
         tr["extra_offchip_write"] = _dirty_writes(tr, flush_dirty_bytes, _copies(m))
-        key = (tuple(tr.columns), tuple(map(tuple, tr.itertuples(index=False))))
+        on_gemv = _runs_gemv_path(m) and gemv_cfg is not None
+        key = (on_gemv, tuple(tr.columns), tuple(map(tuple, tr.itertuples(index=False))))
         if key not in seen:
-            res = simulate(tr, cfg)
+            res = simulate(tr, gemv_cfg if on_gemv else cfg)
             seen[key] = (res.summary.latency_s, ",".join(sorted(set(res.ops["bound"]))))
         latency_s, rec["bound"] = seen[key]
         rec["sim_us"] = latency_s * 1e6 + (0.0 if graph else cfg.host_launch_ns / 1e3)
