@@ -226,13 +226,17 @@ def _two_pass_rows(log, wp, ws, N, K, M, cases, check) -> None:
 
 # ----------------------------------------------------------------------------- serving regime
 def serving_section(log: MeasurementLog, shapes=GEMV_SHAPES, Ms=SERVING_MS, check: bool = True,
-                    read_gbps: float = 4490.0) -> None:
-    """Decode-step GEMMs at batch ``M``: ours (A8, A4-FP8) beside cuBLAS FP16, cuBLAS FP8 (W8A8,
-    per-token and per-row scales) and torch's INT4 weight-only GEMM (W4A16, group 128); every row
-    carries ``floor_us``, its own weight bytes at the measured read rate."""
+                    read_gbps: float = 4490.0, checkpoint=None) -> None:
+    """Decode-step GEMMs at batch ``M``: ours (A8, A4-FP8 on the tensor cores; A8 and A4 on the batched
+    GEMV up to ``GEMV_PATH_MAX_M``) beside cuBLAS FP16, cuBLAS FP8 (W8A8, per-token and per-row scales)
+    and torch's INT4 weight-only GEMM (W4A16, group 128); every row carries ``floor_us``, its own weight
+    bytes at the measured read rate.  ``checkpoint()`` is called after each weight shape (the outputs so
+    far written)."""
     for (N, K) in shapes:
         _try(log, "serving shape", lambda: _serving_weight(log, N, K, Ms, check, read_gbps), N=N, K=K)
         torch.cuda.empty_cache()
+        if checkpoint is not None:
+            checkpoint()
 
 
 def _sweep_serving(log: MeasurementLog, kernel: str, prec: str, path: str, xx, xs, wp, ws, ref, M: int, N: int,
