@@ -222,3 +222,25 @@ def test_only_a_listed_sparse_gemv_pays_its_quantizers_index_list():
     assert list(lists.op) == ["nzlist_o", "nzlist_down"] and lists.fused.all()      # inside the quantizers' launches
     assert list(lists.N) == [4096, 11008] and not masked.op.str.startswith("nzlist").any()
     assert _launches(listed.to_dict("records")) == _launches(masked.to_dict("records")) == 9
+
+
+@pytest.mark.parametrize("dp, kernel, variant, kv_bits, launches", [
+    # fp16_decode_step: 9 (fp32 RMSNorm) + QKV + 10 (RoPE of q, k) + 2 (cache slices) + SDPA + transpose + Wo
+    # + residual + 9 + gate/up + SiLU, product + Wdown + residual
+    ("fp16", "block_fp16", "torch_eager", 16.0, 40),
+    # KernelBlock.forward at B = 1: 4 x (quantizer + GEMV) + 10 + 2 + SDPA + transpose + 2 residuals + SiLU, product
+    ("b1.58", "block_b1.58", "per_operator", 16.0, 26),
+    # the 4-bit cache: k / v copies + kv_write instead of the slices, the query copy + split kernel + combine
+    ("b1.58", "block_b1.58-kv4", "per_operator", 4.0, 28),
+    # a4.8: the 3-bit cache as the 4-bit one, the GLU inside the Wdown quantizer
+    ("a4.8", "block_a4.8", "per_operator", 3.0, 26)])
+def test_an_eager_decode_block_replays_every_launch_of_its_program(dp, kernel, variant, kv_bits, launches):
+    from sim.validation.whole_token import _launch_count, _row_trace
+    row = pd.Series(dict(op="block_decode", precision=dp, kernel=kernel, variant=variant, K=2048, N=4096, M=1,
+                         sparsity=0.66 if dp == "a4.8" else 0.0, kv_bits=kv_bits, plan=""))
+    trace, plan = _row_trace(row)
+    assert _launch_count(trace) == launches
+    assert (trace["fused"] == (trace["launches"] == 0)).all()
+    if dp == "a4.8":      # B = 1: listed sparse Wo and Wdown, the quantizers writing their index lists
+        assert plan["wo"] == plan["wdown"] == "sparse" and {"nzlist_o", "nzlist_down"} <= set(trace.op)
+        assert trace.loc[trace.op == "down_proj", "row_skip"].iloc[0] == pytest.approx(0.66)

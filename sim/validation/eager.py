@@ -87,12 +87,24 @@ def launch_counts(program: str, datapath: str, quantized_kv: bool) -> dict[str, 
                      f"'shard_linear']")
 
 
-def with_launches(trace: pd.DataFrame, program: str, datapath: str) -> pd.DataFrame:
+#: Op names of a replayed decoder block (:func:`sim.validation.whole_token.block_ops`) that the model trace, and so
+#: the tables above, name otherwise
+BLOCK_OP_NAMES = {"qkv_proj": "q_proj", "gate_up_proj": "gate_proj"}
+#: Ops of a replayed block that run inside another row's count: its residual adds (counted with ``o_proj`` and
+#: ``down_proj``) and what a quantizer program writes beside its codes (TopK, the index list)
+BLOCK_OPS_INSIDE = ("residual", "topk_o", "nzlist_o", "nzlist_down")
+
+
+def with_launches(trace: pd.DataFrame, program: str, datapath: str, block: bool = False) -> pd.DataFrame:
     """``trace`` with the ``launches`` column of the measured ``program`` (see the module docstring); a
-    ``ValueError`` names any op the tables do not cover."""
+    ``ValueError`` names any op the tables do not cover.  ``block``: the trace is a replayed decoder block
+    (:data:`BLOCK_OP_NAMES`, :data:`BLOCK_OPS_INSIDE`), and its ``fused`` column follows the counts."""
     quantized_kv = bool((trace["op_class"] == "attention").any()) and not (
         trace.loc[trace["op_class"] == "attention", "weight_format"] == "kv-fp16").all()
     counts = launch_counts(program, datapath, quantized_kv)
+    if block:
+        counts.update({mine: counts[theirs] for mine, theirs in BLOCK_OP_NAMES.items() if theirs in counts})
+        counts.update(dict.fromkeys(BLOCK_OPS_INSIDE, 0))
     missing = sorted(set(trace["op"]) - set(counts))
     if missing:
         raise ValueError(f"{program} launch table: no count for trace op(s) {missing}")
@@ -100,6 +112,8 @@ def with_launches(trace: pd.DataFrame, program: str, datapath: str) -> pd.DataFr
     glue = out["weight_format"].map(TORCH_LINEAR_GLUE).fillna(0).astype(int) if program == "torch_eager" else 0
     out["launches"] = out["op"].map(counts).astype(int) + glue * (out["op_class"] == "gemm") * (
         out["op"].map(counts) > 0)
+    if block:
+        out["fused"] = out["launches"] == 0
     return out
 
 

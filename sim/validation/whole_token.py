@@ -23,6 +23,7 @@ from contract import validate
 
 from ..config import PRESET_DIR, PRESETS, AcceleratorConfig, from_dict, load_yaml
 from ..simulate import simulate
+from .eager import with_launches
 from .floors import fixed_costs, has_floors
 from .gpus import GPU_PRESETS, gpu_presets
 from .published import overlapped_call_us
@@ -50,7 +51,12 @@ MISSING = {
              "combine tail (ours_step_fp16 14.9 us measured, 14.0 us simulated)",
     "a4.8": "as b1.58; the KV3 attention step replays 3.9 % short at ctx 2048 (ours_step_kv3 11.2 us measured) "
             "with the decode rate fitted on the H200's ours_kv3 row and the combine tail",
-    "per_operator": "launch count of the per-operator path not recorded; replayed as one launch per op group",
+    "per_operator": "replayed with the per-operator launch table (sim.validation.eager, read off KernelBlock.forward: "
+                    "26 launches for b1.58, 28 with its 4-bit cache, 26 for a4.8 with its listed sparse Wo and Wdown); "
+                    "the 4-bit-cache block replays 13.5 % long on the H100: measured 8 us faster than the FP16-KV "
+                    "block, replayed 1 us slower: its two extra launches (k / v copies, the cache write and the query "
+                    "copy in place of two slice writes), each priced at the chained-launch cost, cancel its smaller "
+                    "cache read)",
     "fused": "fused-prologue GEMVs re-quantize the activations inside every program (ours_fused_norm_* gemv rows "
              "2-4x the plain GEMV); the replay runs the quantizer once",
     "prefill": "SDPA's flash prefill replayed as systolic GEMMs; a4.8's QKV and gate/up as the FP8 tensor-core "
@@ -58,6 +64,11 @@ MISSING = {
                "on H100 rows; h100-triton: not, its FP8 kernel did not promote); a two-pass row as that route's "
                "launches; an eager launch waits on the host only where its issue outlasts the launch before it",
 }
+
+
+#: Decode-block variants run eagerly, one kernel per torch operation (kernels/block.py ``fp16_decode_step`` and
+#: ``KernelBlock.forward``): replayed with the launch tables of :mod:`.eager`, read off that code
+EAGER_BLOCKS = ("torch_eager", "per_operator")
 
 
 def _gemv(name: str, N: int, K: int, M: int, act: str = "int8", fmt: str = "ternary", skip: float = 0.0) -> dict:
@@ -268,11 +279,16 @@ def _row_trace(row: pd.Series) -> tuple[pd.DataFrame, dict]:
                 plan.setdefault("wdown", _variant_part(parts, "down-"))
         return _trace(token_ops(dp, plan, int(row["K"]), int(row["N"])), "decode"), plan
     M = int(row["M"])
-    route = "two_pass" if str(row.get("variant", "") or "") == "two_pass" else "fused"     # older rows: fused
+    variant = str(row.get("variant", "") or "")
+    route = "two_pass" if variant == "two_pass" else "fused"     # older rows: fused
+    if M == 1 and variant in EAGER_BLOCKS and dp == "a4.8":
+        plan.update(wo="sparse", wdown="sparse")        # KernelBlock.forward at B = 1: listed sparse Wo and Wdown
     ops = (block_ops(dp, plan, 1, int(row["K"]), int(row["N"])) if M == 1
            else prefill_ops(dp, M, int(row["N"]), route=route, topk_search=plan.get("topk_search", "bitwise")))
-    rows = [dict(r, layer=0) for r in ops]
-    return _trace(rows, "decode" if M == 1 else "prefill"), plan
+    trace = _trace([dict(r, layer=0) for r in ops], "decode" if M == 1 else "prefill")
+    if M == 1 and variant in EAGER_BLOCKS:
+        trace = with_launches(trace, variant, dp, block=True)
+    return trace, plan
 
 
 def _mechanism(row: pd.Series) -> str:
@@ -336,12 +352,20 @@ def whole_token_table(measured: pd.DataFrame, ideal: "dict | None" = None,
                                                  host_gaps_us(res.ops["cycles"], trace["fused"], cfg))
         out.append(dict(row=f"{row['op']} {row['precision']} {row['variant'] or ''}".strip(), op=row["op"],
                         kernel=row["kernel"], datapath=row["precision"], variant=str(row["variant"] or ""),
-                        M=int(row["M"]), K=int(row["K"]), launches=int((~trace["fused"]).sum()),
+                        M=int(row["M"]), K=int(row["K"]), launches=_launch_count(trace),
                         unit="us", measured=float(row["us"]), simulated=sim_us,
                         rel_error=(sim_us - float(row["us"])) / float(row["us"]), preset=cfg.name,
                         mechanism=_mechanism(row)))
     rows = pd.DataFrame(out, columns=COLUMNS)
     return pd.concat([rows, ratio_rows(rows)], ignore_index=True)
+
+
+def _launch_count(trace: pd.DataFrame) -> int:
+    """Kernel launches one replayed row stands for: its ``launches`` column where the program's launch table set
+    it, else one per launch group (rows not ``fused``)."""
+    if "launches" in trace.columns:
+        return int(trace["launches"].sum())
+    return int((~trace["fused"]).sum())
 
 
 def host_gaps_us(op_cycles: "pd.Series", fused: "pd.Series", cfg: AcceleratorConfig) -> float:
