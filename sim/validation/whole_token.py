@@ -51,6 +51,8 @@ MISSING = {
              "combine tail (ours_step_fp16 14.9 us measured, 14.0 us simulated)",
     "a4.8": "as b1.58; the KV3 attention step replays 3.9 % short at ctx 2048 (ours_step_kv3 11.2 us measured) "
             "with the decode rate fitted on the H200's ours_kv3 row and the combine tail",
+    "torch_eager": "replayed with the torch-eager launch table (sim.validation.eager, read off fp16_decode_step: 40 "
+                   "launches, 9 per fp32 RMSNorm and 10 for RoPE among them)",
     "per_operator": "replayed with the per-operator launch table (sim.validation.eager, read off KernelBlock.forward: "
                     "26 launches for b1.58, 28 with its 4-bit cache, 26 for a4.8 with its listed sparse Wo and Wdown); "
                     "the 4-bit-cache block replays 13.5 % long on the H100: measured 8 us faster than the FP16-KV "
@@ -295,8 +297,8 @@ def _mechanism(row: pd.Series) -> str:
     variant = str(row["variant"] or "")
     if str(row["op"]) == "block_prefill":
         return MISSING["prefill"]
-    if variant == "per_operator":
-        return MISSING["per_operator"]
+    if variant in EAGER_BLOCKS:
+        return MISSING[variant]
     if variant.startswith("fused"):
         return MISSING["fused"]
     return MISSING.get(str(row["precision"]), "")
