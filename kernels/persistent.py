@@ -63,7 +63,7 @@ from kernels.packing import padded_len
 from kernels.rmsnorm_quant import TOPK_SEARCHES, norm_quant_row
 from kernels.sparse_gemv import _workspace as sparse_workspace
 from kernels.sparse_gemv import sparse_config, sparse_item
-from kernels.ternary_gemm import gemv_config, gemv_prefetch, gemv_tile, quantize_row
+from kernels.ternary_gemm import gemv_config, gemv_key, gemv_prefetch, gemv_tile, quantize_row
 
 STAGES = ("qkv", "attention", "wo", "gate_up", "down")
 MODES = ("auto", "persistent", "staged")
@@ -330,7 +330,7 @@ def _stats_chunk(blk, name: str, K: int) -> int:
     """Words per chunk of the per-kernel fused GEMV of ``name``: its statistics are summed in chunks of
     16x that many values, and the persistent step sums them the same way (the same fp64 rounding)."""
     N = blk.wp[name].shape[0]
-    return resolve_config("gemv", gemv_config(1, K), blk.tuned, dict(N=N, K=K), None)["KB"]
+    return resolve_config("gemv", gemv_config(1, K), blk.tuned, gemv_key(1, N, K), None)["KB"]
 
 
 def _check_call(blk, x: torch.Tensor, plan, mode: str, grid: int | None, n_sms: int | None) -> None:

@@ -783,7 +783,7 @@ def w158_gemv_fused(x: torch.Tensor, w_packed: torch.Tensor, w_scale: torch.Tens
     for name, t in (("x", x), ("norm_weight", norm_weight), ("w_scale", w_scale), ("residual", residual)):
         if t is not None:
             check_finite(t, name)
-    cfg = resolve_config("gemv", gemv_config(1, K), tuned, dict(N=N, K=K), config)   # the GEMV's tile table
+    cfg = resolve_config("gemv", gemv_config(1, K), tuned, gemv_key(1, N, K), config)   # the GEMV's tile table
     Nk = N // 2 if gate_first else N
     y = torch.empty(1, N, device=dev, dtype=out_dtype)
     xq = torch.empty(1, K, device=dev, dtype=torch.int8) if return_codes else y

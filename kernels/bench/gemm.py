@@ -86,7 +86,7 @@ def _gemv_shape(log: MeasurementLog, N: int, K: int, check: bool, configs: bool)
                 results.append((t.median, ok, cfg))
             except Exception as e:  # noqa: BLE001
                 log.note(what="gemv config failed", cfg=cfg, error=repr(e)[-300:])
-        log.pick("gemv", shape_key(N=N, K=K), results)
+        log.pick("gemv", shape_key(**gemv_key(1, N, K)), results)
     tuned = log.tuned
     exact = bool(torch.equal(w158_matmul(q8.codes, q8.scale, wp, ws, N, tuned=tuned), ref)) if check else False
     for pdl in (False, True):
