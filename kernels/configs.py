@@ -29,7 +29,7 @@ from types import MappingProxyType
 #: the allowed values.
 CONFIG_RULES: dict[str, dict[str, object]] = {
     "gemm": {"BM": "pow2", "BN": "pow2", "BK": "pow2", "GROUP_M": "pos", "SWAP": "bool", "UCODE": "bool",
-             "num_warps": (1, 2, 4, 8, 16), "num_stages": "pos"},
+             "SPLIT_K": "pos", "num_warps": (1, 2, 4, 8, 16), "num_stages": "pos"},
     "gemv": {"BN": "pow2", "KB": "pow2", "num_warps": (1, 2, 4, 8, 16), "num_stages": "pos"},
     "sparse": {"WBN": "pow2", "BI": "pow2", "num_warps": (1, 2, 4, 8, 16)},
     "sparse_masked": {"WBN": "pow2", "BI": "pow2", "KS": "pow2", "COMPACT": "bool", "num_warps": (1, 2, 4, 8, 16)},
@@ -41,7 +41,7 @@ KERNELS = tuple(CONFIG_RULES)
 
 #: limits that keep a tile inside what one program can hold
 MAX_TILE = {"BM": 512, "BN": 1024, "BK": 1024, "KB": 1024, "WBN": 1024, "BI": 1024, "BT": 1024, "S": 1024,
-            "KS": 64, "GROUP_M": 64, "num_stages": 8}
+            "KS": 64, "GROUP_M": 64, "SPLIT_K": 64, "num_stages": 8}
 
 #: GEMM tiles for the batch of a decode step (M <= 128), swept by the benchmark's serving section:
 #: with few rows the tile count over N sets how many SMs work
@@ -65,6 +65,18 @@ SMALL_M_GEMM_CANDIDATES: tuple[dict, ...] = (
     dict(BM=16, BN=32, BK=256, num_warps=4, num_stages=4, UCODE=True),
     dict(BM=64, BN=64, BK=128, num_warps=4, num_stages=4, UCODE=True),
     dict(BM=128, BN=32, BK=128, num_warps=4, num_stages=4, UCODE=True),
+    # split-K: a few N tiles leave most SMs idle and each program a long serial K loop; splitting K
+    # multiplies the programs (and the weight bytes in flight) by SPLIT_K for one partial-tile pass
+    dict(BM=16, BN=32, BK=256, num_warps=4, num_stages=4, SPLIT_K=4),
+    dict(BM=16, BN=64, BK=256, num_warps=4, num_stages=4, SPLIT_K=4),
+    dict(BM=16, BN=64, BK=256, num_warps=4, num_stages=4, SPLIT_K=2),
+    dict(BM=16, BN=32, BK=128, num_warps=4, num_stages=4, SPLIT_K=8),
+    dict(BM=32, BN=32, BK=256, num_warps=4, num_stages=4, SPLIT_K=4),
+    dict(BM=32, BN=64, BK=256, num_warps=4, num_stages=4, SWAP=True, SPLIT_K=4),
+    dict(BM=64, BN=64, BK=128, num_warps=4, num_stages=4, SPLIT_K=4),
+    dict(BM=128, BN=32, BK=128, num_warps=4, num_stages=4, SPLIT_K=2),
+    dict(BM=128, BN=64, BK=128, num_warps=4, num_stages=4, SPLIT_K=4),
+    dict(BM=128, BN=32, BK=128, num_warps=4, num_stages=4, UCODE=True, SPLIT_K=4),
 )
 
 #: GEMV tiles for a decode batch of 8-32 rows (``path="gemv"``), swept by the serving section: the

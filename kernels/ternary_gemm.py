@@ -62,6 +62,7 @@ from kernels.checks import (
 )
 from kernels.configs import NO_TUNING, ConfigTable, gemm_m_bucket, gemv_m_bucket, resolve_config
 from kernels.packing import PACK_GROUP, padded_len, unpack_ternary
+from kernels.tickets import ticket_counters
 from model import quant as Q
 
 OUT_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
@@ -171,17 +172,21 @@ def _gemm_tile_step(x_ptrs, w_ptrs, w_ptr, rn, rk, rw, mask_m, mask_n, k0, K, KW
 
 
 @triton.jit
-def _w158_gemm_kernel(x_ptr, xs_ptr, w_ptr, ws_ptr, y_ptr, M, N, K, KW, ws_rows,
+def _w158_gemm_kernel(x_ptr, xs_ptr, w_ptr, ws_ptr, y_ptr, part_ptr, ticket_ptr, M, N, K, KW, ws_rows,
                       stride_xm, stride_wn, stride_ym,
                       BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, GROUP_M: tl.constexpr,
                       FP8: tl.constexpr, IMPRECISE: tl.constexpr, SWAP: tl.constexpr, PACKED: tl.constexpr,
-                      PROMOTE: tl.constexpr = 1, UCODE: tl.constexpr = False):
+                      PROMOTE: tl.constexpr = 1, UCODE: tl.constexpr = False, SPLIT_K: tl.constexpr = 1):
     """Tensor-core GEMM.  FP8 with ``PROMOTE > 1``: the MMA accumulates ``PROMOTE`` K tiles in a
     tile-local accumulator (the tensor core's own reduced-precision sum, exact while the partial
     stays below 2^14: measured, docs/kernels.md), which is then added to the fp32 accumulator.
     ``UCODE`` (int8): the MMA multiplies the stored fields ``code + 1`` and each row's ``sum(x)`` is
-    taken off the int32 accumulator at the end (one subtract per output instead of one per code)."""
+    taken off the int32 accumulator at the end (one subtract per output instead of one per code).
+    ``SPLIT_K > 1``: grid axis 1 splits K into that many runs of whole promotion steps; each program
+    stores its partial sums and the last one of an output tile (an atomic ticket) adds them in split
+    order and writes the tile (see :func:`_split_k_epilogue`)."""
     pid = tl.program_id(0)
+    split = tl.program_id(1)
     num_m = tl.cdiv(M, BM)
     num_n = tl.cdiv(N, BN)
     in_group = GROUP_M * num_n
@@ -203,15 +208,22 @@ def _w158_gemm_kernel(x_ptr, xs_ptr, w_ptr, ws_ptr, y_ptr, M, N, K, KW, ws_rows,
     else:
         acc = tl.zeros((BM, BN), dtype=tl.float32 if FP8 else tl.int32)
     sx = tl.zeros((BM,), dtype=tl.int32)
+    # this program's K run: whole steps of BK * PROMOTE values (all of K when SPLIT_K = 1)
+    STEP: tl.constexpr = BK * PROMOTE
+    per_split = tl.cdiv(tl.cdiv(KW * 16, STEP), SPLIT_K) * STEP
+    k_lo = split * per_split
+    k_hi = tl.minimum(k_lo + per_split, KW * 16)
     if PROMOTE > 1:
-        for k1 in range(0, KW * 16, BK * PROMOTE):
+        for k1 in range(k_lo, k_hi, STEP):
             part = tl.zeros_like(acc)
-            for k0 in range(k1, k1 + BK * PROMOTE, BK):
+            for k0 in range(k1, k1 + STEP, BK):
                 part, sx = _gemm_tile_step(x_ptrs + k0, w_ptrs + k0 // 16, w_ptr, rn, rk, rw, mask_m, mask_n, k0, K,
                                            KW, stride_wn, part, sx, BN, WB, FP8, 0, SWAP, PACKED, False)
             acc += part
     else:
-        for k0 in range(0, KW * 16, BK):
+        x_ptrs += k_lo
+        w_ptrs += k_lo // 16
+        for k0 in range(k_lo, k_hi, BK):
             acc, sx = _gemm_tile_step(x_ptrs, w_ptrs, w_ptr, rn, rk, rw, mask_m, mask_n, k0, K, KW, stride_wn, acc,
                                       sx, BN, WB, FP8, IMPRECISE, SWAP, PACKED, UCODE)
             x_ptrs += BK
@@ -221,7 +233,34 @@ def _w158_gemm_kernel(x_ptr, xs_ptr, w_ptr, ws_ptr, y_ptr, M, N, K, KW, ws_rows,
             acc -= sx[None, :]
         else:
             acc -= sx[:, None]
-    _epilogue_store(acc, xs_ptr, ws_ptr, y_ptr, rm, rn, M, N, ws_rows, stride_ym, SWAP)
+    if SPLIT_K == 1:
+        _epilogue_store(acc, xs_ptr, ws_ptr, y_ptr, rm, rn, M, N, ws_rows, stride_ym, SWAP)
+    else:
+        _split_k_epilogue(acc, pid, split, part_ptr, ticket_ptr, xs_ptr, ws_ptr, y_ptr, rm, rn, M, N, ws_rows,
+                          stride_ym, SWAP, SPLIT_K)
+
+
+@triton.jit
+def _split_k_epilogue(acc, tile, split, part_ptr, ticket_ptr, xs_ptr, ws_ptr, y_ptr, rm, rn, M, N, ws_rows,
+                      stride_ym, SWAP: tl.constexpr, SPLIT_K: tl.constexpr):
+    """Store this split's partial tile; the last split of the tile to arrive (an atomic ticket) adds
+    the ``SPLIT_K`` partials in split order, writes the output tile and resets the ticket.  The
+    partials are integers (int32, or integer-valued fp32 below 2^24 on the FP8 path), so the sum is
+    exact and the output bit-identical to the unsplit kernel's."""
+    D0: tl.constexpr = acc.shape[0]
+    D1: tl.constexpr = acc.shape[1]
+    loc = tl.arange(0, D0)[:, None] * D1 + tl.arange(0, D1)[None, :]
+    base = part_ptr + tile.to(tl.int64) * (SPLIT_K * D0 * D1)
+    tl.store(base + split * (D0 * D1) + loc, acc)
+    tl.debug_barrier()                                          # every thread's stores precede the ticket
+    ticket = tl.atomic_add(ticket_ptr + tile, 1, sem="acq_rel")
+    tl.debug_barrier()
+    if ticket == SPLIT_K - 1:
+        tot = tl.zeros_like(acc)
+        for s in range(SPLIT_K):
+            tot += tl.load(base + s * (D0 * D1) + loc, cache_modifier=".cg")
+        _epilogue_store(tot, xs_ptr, ws_ptr, y_ptr, rm, rn, M, N, ws_rows, stride_ym, SWAP)
+        tl.atomic_xchg(ticket_ptr + tile, 0, sem="relaxed")
 
 
 # ----------------------------------------------------------------------------- decode GEMV
@@ -696,13 +735,25 @@ def w158_matmul(x: torch.Tensor, x_scale: torch.Tensor, w_packed: torch.Tensor, 
     if fp8 and cfg.get("UCODE"):
         raise ValueError("gemm config UCODE (unsigned weight fields) is for int8 codes only; FP8 codes got it")
     imprecise, promote = _promotion(imprecise_acc, cfg["BK"], fp8)
-    grid = (triton.cdiv(M, cfg["BM"]) * triton.cdiv(N, cfg["BN"]),)
+    grid, work = _gemm_launch(cfg, M, N, fp8, x.device)
     _w158_gemm_kernel[grid](
-        x_ptr=x, xs_ptr=x_scale, w_ptr=w_packed, ws_ptr=w_scale, y_ptr=y,
+        x_ptr=x, xs_ptr=x_scale, w_ptr=w_packed, ws_ptr=w_scale, y_ptr=y, **work,
         M=M, N=N, K=K, KW=KW, ws_rows=ws_rows,
         stride_xm=x.stride(0), stride_wn=w_packed.stride(0), stride_ym=y.stride(0),
         FP8=fp8, IMPRECISE=imprecise, PROMOTE=promote, PACKED=True, **cfg)
     return y
+
+
+def _gemm_launch(cfg: dict, M: int, N: int, fp8: bool, device: torch.device) -> tuple[tuple, dict]:
+    """Grid (output tiles x ``SPLIT_K``) and the split-K buffers: one partial tile per program (written
+    before it is read, never cleared) and one self-resetting ticket per output tile."""
+    tiles = triton.cdiv(M, cfg["BM"]) * triton.cdiv(N, cfg["BN"])
+    split = cfg.get("SPLIT_K", 1)
+    if split == 1:
+        return (tiles, 1), dict(part_ptr=None, ticket_ptr=None)
+    parts = torch.empty(tiles * split * cfg["BM"] * cfg["BN"], device=device,
+                        dtype=torch.float32 if fp8 else torch.int32)
+    return (tiles, split), dict(part_ptr=parts, ticket_ptr=ticket_counters(device, tiles))
 
 
 #: K elements per FP8 promotion by default: partial sums stay below 8·512 = 4096, far under the
@@ -825,10 +876,10 @@ def w158_matmul_unpacked(x: torch.Tensor, x_scale: torch.Tensor, w_codes: torch.
     if cfg.get("UCODE"):
         raise ValueError("gemm config UCODE needs packed weights (their stored fields); w_codes are signed codes")
     y = torch.empty(M, N, device=x.device, dtype=out_dtype)
-    grid = (triton.cdiv(M, cfg["BM"]) * triton.cdiv(N, cfg["BN"]),)
+    grid, work = _gemm_launch(cfg, M, N, fp8, x.device)
     imprecise, promote = _promotion(None, cfg["BK"], fp8)
     _w158_gemm_kernel[grid](
-        x_ptr=x, xs_ptr=x_scale, w_ptr=w_codes, ws_ptr=w_scale, y_ptr=y,
+        x_ptr=x, xs_ptr=x_scale, w_ptr=w_codes, ws_ptr=w_scale, y_ptr=y, **work,
         M=M, N=N, K=K, KW=padded_len(K) // 16, ws_rows=ws_rows,
         stride_xm=x.stride(0), stride_wn=w_codes.stride(0), stride_ym=y.stride(0),
         FP8=fp8, IMPRECISE=imprecise, PROMOTE=promote, PACKED=False, **cfg)

@@ -20,6 +20,7 @@ from kernels.ternary_gemm import (
     w158_matmul_two_pass,
     w158_matmul_unpacked,
 )
+from kernels.tickets import ticket_counters
 from model import quant as Q
 
 DEV = "cuda" if torch.cuda.is_available() else "cpu"
@@ -95,6 +96,40 @@ def test_gemm_on_unsigned_weight_fields_equals_qlinear(swap):
     x8 = q.codes.to(torch.float32).clamp(-8, 7).to(torch.float8_e4m3fn).to(DEV)
     with pytest.raises(ValueError, match="UCODE"):
         w158_matmul(x8, q.scale.to(DEV), wp, wq.scale.to(DEV), 40, config=dict(SMALL, UCODE=True))
+
+
+@pytest.mark.parametrize("swap,ucode", [(False, False), (True, False), (False, True)])
+def test_split_k_gemm_equals_qlinear_with_empty_splits_and_repeated_calls(swap, ucode):
+    # K = 300 in BK = 64 tiles is 5 K steps: 2 and 3 splits are uneven, 8 leaves three splits empty;
+    # the second call with new activations shows that the tickets reset themselves
+    wq, wp = _weights(40, 300, seed=13)
+    for split in (2, 3, 8):
+        for seed in (1, 2):
+            q = _acts(9, 300, seed=seed)
+            cfg = dict(SMALL, SWAP=swap, UCODE=ucode, SPLIT_K=split)
+            assert torch.equal(_run(q, wp, wq, 40, path="gemm", config=cfg), Q.qlinear(q, wq))
+    assert not ticket_counters(DEV, 2 * 3).any()       # 1 M tile x 2 N tiles of 32: every ticket back at 0
+
+
+@pytest.mark.parametrize("imprecise", [None, 64])
+def test_split_k_fp8_gemm_is_exact_with_promotion_steps(imprecise):
+    # FP8 codes: each split's fp32 partial holds an exact integer; the default promotes every
+    # 512 values (steps of 8 tiles), so K = 1100 has 3 steps to split
+    N, K, M = 33, 1100, 9
+    wq, wp = _weights(N, K, seed=17)
+    q4 = _acts(M, K, seed=17, fmt="int4")
+    x8 = q4.codes.to(torch.float32).to(torch.float8_e4m3fn).to(DEV)
+    for split in (2, 3):
+        y = w158_matmul(x8, q4.scale.to(DEV), wp, wq.scale.to(DEV), N, imprecise_acc=imprecise,
+                        config=dict(SMALL, SPLIT_K=split)).cpu()
+        assert torch.equal(y, Q.qlinear(q4, wq))
+
+
+def test_ticket_counters_are_zeroed_once_and_refuse_an_empty_count():
+    t = ticket_counters(DEV, 5)
+    assert t.dtype == torch.int32 and not t.any() and ticket_counters(DEV, 5) is t
+    with pytest.raises(ValueError, match="positive count"):
+        ticket_counters(DEV, 0)
 
 
 def test_gemm_swapped_operands_equal_qlinear():

@@ -136,7 +136,8 @@ def variants() -> list[tuple[str, object, dict, dict, dict]]:
                          WRITE_NZ=False, PDL=True), dict(num_warps=8)))
     out.append(("floor_read", _floor_read_kernel, dict(src_ptr="*i32", out_ptr="*i32", n="i32"),
                 dict(BLOCK=8192, PDL=False), dict(num_warps=8)))
-    gemm_t = dict(x_ptr="*fp8e4nv", xs_ptr="*fp32", w_ptr="*i32", ws_ptr="*fp32", y_ptr="*fp16", M="i32", N="i32",
+    gemm_t = dict(x_ptr="*fp8e4nv", xs_ptr="*fp32", w_ptr="*i32", ws_ptr="*fp32", y_ptr="*fp16", part_ptr="*i32",
+                  ticket_ptr="*i32", M="i32", N="i32",
                   K="i32", KW="i32", ws_rows="i32", stride_xm="i32", stride_wn="i32", stride_ym="i32")
     for label, cfg, stages in (("gemm fp8 256x128x128", dict(BM=256, BN=128, BK=128, SWAP=False, PACKED=True), 3),
                                ("gemm fp8 swap 128x128x128", dict(BM=128, BN=128, BK=128, SWAP=True, PACKED=True), 3),
