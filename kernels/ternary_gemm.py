@@ -128,7 +128,21 @@ def _mma(a, b, acc, FP8: tl.constexpr, IMPRECISE: tl.constexpr):
 
 
 @triton.jit
-def _decode_tile(wq, BN: tl.constexpr, WB: tl.constexpr, FP8: tl.constexpr, UCODE: tl.constexpr = False):
+def _join4(a0, a1, a2, a3):
+    """``[..., 2, 2]`` whose flattened trailing pair holds a0, a1, a2, a3 in that order (``tl.join``
+    appends the new axis last, so the last join is the fastest-varying one)."""
+    return tl.join(tl.join(a0, a2), tl.join(a1, a3))
+
+
+@triton.jit
+def _fields_joined(wq, b: tl.constexpr):
+    """Fields of byte lane ``b`` of every word, i = 0..3 (K offsets 4i + b), joined on two trailing axes."""
+    return _join4((wq >> (8 * b)) & 3, (wq >> (8 * b + 2)) & 3, (wq >> (8 * b + 4)) & 3, (wq >> (8 * b + 6)) & 3)
+
+
+@triton.jit
+def _decode_tile(wq, BN: tl.constexpr, WB: tl.constexpr, FP8: tl.constexpr, UCODE: tl.constexpr = False,
+                 JOIN: tl.constexpr = False):
     """Packed words ``[BN, WB]`` -> ternary tile ``[BN, 16·WB]`` in K order (int8, or fp8 e4m3 bits).
 
     Per code one shift, one AND, one subtract (or, for fp8, a byte lookup of the e4m3 bit pattern).
@@ -139,8 +153,14 @@ def _decode_tile(wq, BN: tl.constexpr, WB: tl.constexpr, FP8: tl.constexpr, UCOD
     """
     BK: tl.constexpr = 16 * WB
     # value k % 16 = 4i + b of a word sits at bit 8b + 2i (kernels/packing.py)
-    shifts = tl.reshape(8 * tl.arange(0, 4)[None, :] + 2 * tl.arange(0, 4)[:, None], (1, 1, 4, 4))
-    f = tl.reshape((tl.reshape(wq, (BN, WB, 1, 1)) >> shifts) & 3, (BN, BK))   # code + 1, K order
+    if JOIN:
+        # each field from the [BN, WB] words by one shift and one AND, interleaved into K order by joins
+        # (register-local), instead of a [BN, WB, 4, 4] broadcast of the words against a shift table
+        f = tl.reshape(_join4(_fields_joined(wq, 0), _fields_joined(wq, 1), _fields_joined(wq, 2),
+                              _fields_joined(wq, 3)), (BN, BK))
+    else:
+        shifts = tl.reshape(8 * tl.arange(0, 4)[None, :] + 2 * tl.arange(0, 4)[:, None], (1, 1, 4, 4))
+        f = tl.reshape((tl.reshape(wq, (BN, WB, 1, 1)) >> shifts) & 3, (BN, BK))   # code + 1, K order
     if FP8:
         # e4m3 bit pattern of code f-1 in {-1, 0, 1}: 0xB8, 0x00, 0x38 (byte f of 0x3800B8)
         return ((0x3800B8 >> (f * 8)) & 0xFF).to(tl.uint8).to(tl.float8e4nv, bitcast=True)
@@ -153,7 +173,7 @@ def _decode_tile(wq, BN: tl.constexpr, WB: tl.constexpr, FP8: tl.constexpr, UCOD
 @triton.jit
 def _gemm_tile_step(x_ptrs, w_ptrs, w_ptr, rn, rk, rw, mask_m, mask_n, k0, K, KW, stride_wn, acc, sx,
                     BN: tl.constexpr, WB: tl.constexpr, FP8: tl.constexpr, IMPRECISE: tl.constexpr,
-                    SWAP: tl.constexpr, PACKED: tl.constexpr, UCODE: tl.constexpr):
+                    SWAP: tl.constexpr, PACKED: tl.constexpr, UCODE: tl.constexpr, JOIN: tl.constexpr = False):
     """One K tile: load the activation tile and the packed weight tile, decode it, one MMA.  With
     ``UCODE`` the weight tile holds ``code + 1`` and ``sx [BM]`` gathers each row's ``sum(x)``."""
     a = tl.load(x_ptrs, mask=mask_m & ((k0 + rk)[None, :] < K), other=0.0 if FP8 else 0)
@@ -162,7 +182,7 @@ def _gemm_tile_step(x_ptrs, w_ptrs, w_ptr, rn, rk, rw, mask_m, mask_n, k0, K, KW
                     mask=mask_n & ((k0 + rk)[None, :] < K), other=0.0 if FP8 else 0)
     else:
         wq = tl.load(w_ptrs, mask=mask_n & ((k0 // 16 + rw)[None, :] < KW), other=0x55555555)
-        b = _decode_tile(wq, BN, WB, FP8, UCODE)
+        b = _decode_tile(wq, BN, WB, FP8, UCODE, JOIN)
     if UCODE:
         sx += tl.sum(a.to(tl.int32), axis=1)
     if SWAP:
@@ -176,7 +196,8 @@ def _w158_gemm_kernel(x_ptr, xs_ptr, w_ptr, ws_ptr, y_ptr, part_ptr, ticket_ptr,
                       stride_xm, stride_wn, stride_ym,
                       BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, GROUP_M: tl.constexpr,
                       FP8: tl.constexpr, IMPRECISE: tl.constexpr, SWAP: tl.constexpr, PACKED: tl.constexpr,
-                      PROMOTE: tl.constexpr = 1, UCODE: tl.constexpr = False, SPLIT_K: tl.constexpr = 1):
+                      PROMOTE: tl.constexpr = 1, UCODE: tl.constexpr = False, SPLIT_K: tl.constexpr = 1,
+                      JOIN: tl.constexpr = False):
     """Tensor-core GEMM.  FP8 with ``PROMOTE > 1``: the MMA accumulates ``PROMOTE`` K tiles in a
     tile-local accumulator (the tensor core's own reduced-precision sum, exact while the partial
     stays below 2^14: measured, docs/kernels.md), which is then added to the fp32 accumulator.
@@ -184,7 +205,8 @@ def _w158_gemm_kernel(x_ptr, xs_ptr, w_ptr, ws_ptr, y_ptr, part_ptr, ticket_ptr,
     taken off the int32 accumulator at the end (one subtract per output instead of one per code).
     ``SPLIT_K > 1``: grid axis 1 splits K into that many runs of whole promotion steps; each program
     stores its partial sums and the last one of an output tile (an atomic ticket) adds them in split
-    order and writes the tile (see :func:`_split_k_epilogue`)."""
+    order and writes the tile (see :func:`_split_k_epilogue`).  ``JOIN``: the weight decode's other form
+    (:func:`_decode_tile`), same codes."""
     pid = tl.program_id(0)
     split = tl.program_id(1)
     num_m = tl.cdiv(M, BM)
@@ -218,14 +240,14 @@ def _w158_gemm_kernel(x_ptr, xs_ptr, w_ptr, ws_ptr, y_ptr, part_ptr, ticket_ptr,
             part = tl.zeros_like(acc)
             for k0 in range(k1, k1 + STEP, BK):
                 part, sx = _gemm_tile_step(x_ptrs + k0, w_ptrs + k0 // 16, w_ptr, rn, rk, rw, mask_m, mask_n, k0, K,
-                                           KW, stride_wn, part, sx, BN, WB, FP8, 0, SWAP, PACKED, False)
+                                           KW, stride_wn, part, sx, BN, WB, FP8, 0, SWAP, PACKED, False, JOIN)
             acc += part
     else:
         x_ptrs += k_lo
         w_ptrs += k_lo // 16
         for k0 in range(k_lo, k_hi, BK):
             acc, sx = _gemm_tile_step(x_ptrs, w_ptrs, w_ptr, rn, rk, rw, mask_m, mask_n, k0, K, KW, stride_wn, acc,
-                                      sx, BN, WB, FP8, IMPRECISE, SWAP, PACKED, UCODE)
+                                      sx, BN, WB, FP8, IMPRECISE, SWAP, PACKED, UCODE, JOIN)
             x_ptrs += BK
             w_ptrs += WB
     if UCODE:

@@ -125,6 +125,19 @@ def test_split_k_fp8_gemm_is_exact_with_promotion_steps(imprecise):
         assert torch.equal(y, Q.qlinear(q4, wq))
 
 
+@pytest.mark.parametrize("extra", [{}, {"SWAP": True}, {"UCODE": True}, {"SPLIT_K": 3}])
+def test_joined_weight_decode_equals_qlinear(extra):
+    # JOIN builds the K-ordered code tile by joins of per-field tensors: same codes, ragged K and M
+    wq, wp = _weights(40, 300, seed=19)
+    q = _acts(9, 300, seed=19)
+    assert torch.equal(_run(q, wp, wq, 40, path="gemm", config=dict(SMALL, JOIN=True, **extra)), Q.qlinear(q, wq))
+    if not extra:
+        q4 = _acts(9, 300, seed=19, fmt="int4")
+        x8 = q4.codes.to(torch.float32).to(torch.float8_e4m3fn).to(DEV)
+        y = w158_matmul(x8, q4.scale.to(DEV), wp, wq.scale.to(DEV), 40, config=dict(SMALL, JOIN=True)).cpu()
+        assert torch.equal(y, Q.qlinear(q4, wq))
+
+
 def test_ticket_counters_are_zeroed_once_and_refuse_an_empty_count():
     t = ticket_counters(DEV, 5)
     assert t.dtype == torch.int32 and not t.any() and ticket_counters(DEV, 5) is t

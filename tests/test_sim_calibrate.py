@@ -225,11 +225,28 @@ def test_a_row_timed_on_the_gemv_path_replays_on_the_cuda_cores_past_the_dispatc
                       ("gemv", "ours_w158a8", "ours", "w1.58a8", 1, 11008, 4096, True, 10.0)])
     got = compare_measured(rows, "h100-triton")[0]
     c = sim.load_accelerator("h100-triton")
-    gemv_only = c.replace(arrays=tuple(dataclasses.replace(a, max_m=None) for a in c.arrays
-                                       if a.name == "cuda_cores"))
+    gemv_only = c.replace(arrays=tuple(dataclasses.replace(a, max_m=None, pe_ops=tuple(
+        p for p in a.pe_ops if (p.weights, p.acts) == ("int8", "int8"))) for a in c.arrays if a.name == "cuda_cores"))
     tc_only = c.replace(arrays=tuple(a for a in c.arrays if a.name == "tensor_cores"))
     alone = [compare_measured(rows.iloc[[i]].reset_index(drop=True), cfg)[0]["sim_us"].iloc[0]
              for i, cfg in ((0, tc_only), (1, gemv_only))]
     assert got["sim_us"].iloc[0] == pytest.approx(alone[0])          # the "auto" row: the tensor-core GEMM
     assert got["sim_us"].iloc[1] == pytest.approx(alone[1])          # the GEMV row: the CUDA cores
     assert got["sim_us"].iloc[1] < got["sim_us"].iloc[0]
+    assert got["kernel_class"].tolist() == ["gemm w1.58a8 ours", "gemm w1.58a8 ours-gemv", "gemv w1.58a8 ours"]
+
+
+def test_the_gemv_path_replays_at_the_dp4a_rate_without_promoting_to_a_faster_pair():
+    # at a quarter of the INT8 rate the batched GEMV's MACs, not its bytes, set its time; the array's
+    # FP16 pair stays as fast as before, and the kernel never uses it
+    M, N, K = 32, 4096, 4096
+    rows = _measured([("gemm", "ours_w158a8_gemv", "ours", "w1.58a8", M, N, K, True, 10.0)])
+    c = sim.load_accelerator("h100-triton")
+    slow = c.replace(arrays=tuple(dataclasses.replace(a, pe_ops=tuple(
+        dataclasses.replace(p, rate=p.rate / 4) if (p.weights, p.acts) == ("int8", "int8") else p
+        for p in a.pe_ops)) if a.name == "cuda_cores" else a for a in c.arrays))
+    base, slowed = (compare_measured(rows, cfg)[0]["sim_us"].iloc[0] for cfg in (c, slow))
+    cores = next(a for a in c.arrays if a.name == "cuda_cores")
+    int8_rate = next(p.rate for p in cores.pe_ops if (p.weights, p.acts) == ("int8", "int8"))
+    mac_us = M * N * K / (cores.pes * int8_rate / 4 * c.clock_ghz * 1e3)
+    assert slowed > base and slowed >= mac_us

@@ -156,7 +156,8 @@ H100_CURRENT_SOURCES = ("measured_h100_kernels2.parquet", "measured_h100_kernels
                         "measured_h100_kernels6.parquet", "measured_h100_kernels7.parquet",
                         "measured_h100_kernels8.parquet", "measured_h100_serving.parquet",
                         "measured_h100_persistent.csv", "measured_h100_persistent2.csv",
-                        "measured_h100_serving2.parquet", "measured_h100_persistent3.csv")
+                        "measured_h100_serving2.parquet", "measured_h100_persistent3.csv",
+                        "measured_h100_serving3.parquet")
 
 
 def current_calibration_mask(rows: pd.DataFrame) -> pd.Series:

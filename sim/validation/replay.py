@@ -88,8 +88,11 @@ def load_anchors() -> pd.DataFrame:
 
 
 def kernel_family(kernel: str) -> str:
-    """Implementation family of a measured kernel name: its first word (ours, cublas, torch, gemlite)."""
-    return str(kernel).split("_")[0]
+    """Implementation family of a measured kernel name: its first word (ours, cublas, torch, gemlite), with
+    ``-gemv`` for a GEMM timed on the CUDA-core GEMV (:data:`GEMV_KERNEL_SUFFIX`): another kernel on other
+    units than the tensor-core GEMM of the same op and precision, so a class of its own."""
+    family = str(kernel).split("_")[0]
+    return family + "-gemv" if str(kernel).endswith(GEMV_KERNEL_SUFFIX) else family
 
 
 def _op_row(*, op: str, op_class: str, M: int, N: int, K: int, count: int, weight_format: str,
@@ -225,9 +228,19 @@ def _two_pass_epilogue(m: pd.Series) -> str:
 
 
 def gemv_path_accelerator(cfg: AcceleratorConfig) -> AcceleratorConfig | None:
-    """``cfg`` with only its :data:`GEMV_ARRAY`, whatever the batch (its ``max_m`` lifted), or None without one."""
-    arrays = tuple(replace(a, max_m=None) for a in cfg.arrays if a.name == GEMV_ARRAY)
+    """``cfg`` with only its :data:`GEMV_ARRAY`, whatever the batch (its ``max_m`` lifted), or None without one.
+
+    The array keeps only its INT8 x INT8 operand pair where it has one: the GEMV path multiplies the int8
+    activation codes with ``dp4a`` (kernels/ternary_gemm.py), so its replay must not promote the operands
+    to a faster pair the kernel never uses."""
+    arrays = tuple(replace(a, max_m=None, pe_ops=_int8_pairs(a.pe_ops)) for a in cfg.arrays if a.name == GEMV_ARRAY)
     return replace(cfg, arrays=arrays) if arrays else None
+
+
+def _int8_pairs(pe_ops: tuple) -> tuple:
+    """The INT8 x INT8 pairs of ``pe_ops``, or all of them when there is none."""
+    int8 = tuple(p for p in pe_ops if p.weights == "int8" and p.acts == "int8")
+    return int8 or pe_ops
 
 
 def _runs_gemv_path(m: pd.Series) -> bool:
