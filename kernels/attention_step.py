@@ -33,6 +33,7 @@ import triton.language as tl
 from kernels.checks import check_device_usable, check_finite, check_shape, check_tensor, next_pow2
 from kernels.configs import NO_TUNING, ConfigTable, ctx_bucket, resolve_config
 from kernels.kv_attention import QuantKVCache, kv3_attend_span, kv_quantize_row
+from kernels.tickets import ticket_counters
 
 
 @dataclass(kw_only=True)
@@ -203,7 +204,7 @@ def _workspace(device: torch.device, B: int, H: int, S: int, D: int) -> tuple[to
         _WORKSPACES[key] = (torch.empty(n, device=device, dtype=torch.float32),
                             torch.empty(n, device=device, dtype=torch.float32),
                             torch.empty(n, D, device=device, dtype=torch.float32),
-                            torch.zeros(B * H, device=device, dtype=torch.int32))
+                            ticket_counters(device, B * H, "attention_step"))
     return _WORKSPACES[key]
 
 

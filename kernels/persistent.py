@@ -64,6 +64,7 @@ from kernels.rmsnorm_quant import TOPK_SEARCHES, norm_quant_row
 from kernels.sparse_gemv import _workspace as sparse_workspace
 from kernels.sparse_gemv import sparse_config, sparse_item
 from kernels.ternary_gemm import gemv_config, gemv_key, gemv_prefetch, gemv_tile, quantize_row
+from kernels.tickets import ticket_counters
 
 STAGES = ("qkv", "attention", "wo", "gate_up", "down")
 MODES = ("auto", "persistent", "staged")
@@ -272,7 +273,6 @@ def _decode_block_kernel(
 
 
 # ----------------------------------------------------------------------------- launcher
-_BARRIERS: dict[str, torch.Tensor] = {}
 _OCCUPANCY: dict[tuple, int] = {}
 
 
@@ -320,10 +320,7 @@ def _interpreting() -> bool:
 
 def _barrier(device: torch.device) -> torch.Tensor:
     """The arrival and departure counters of one device (zero between launches: the kernel resets them)."""
-    key = str(device)
-    if key not in _BARRIERS:
-        _BARRIERS[key] = torch.zeros(2, device=device, dtype=torch.int32)
-    return _BARRIERS[key]
+    return ticket_counters(device, 2, "grid_barrier")
 
 
 def _stats_chunk(blk, name: str, K: int) -> int:

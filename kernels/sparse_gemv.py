@@ -43,6 +43,7 @@ from kernels.checks import check_device_usable, check_finite, check_index_list, 
 from kernels.configs import NO_TUNING, ConfigTable, resolve_config
 from kernels.packing import padded_len
 from kernels.ternary_gemm import check_packed_layer, check_packed_ternary
+from kernels.tickets import ticket_counters
 
 
 @triton.jit
@@ -181,7 +182,7 @@ def _workspace(device: torch.device, Np: int, n_blocks: int) -> tuple[torch.Tens
     key = (str(device), Np, n_blocks)
     if key not in _WORKSPACES:
         _WORKSPACES[key] = (torch.zeros(Np, dtype=torch.int32, device=device),
-                            torch.zeros(n_blocks, dtype=torch.int32, device=device))
+                            ticket_counters(device, n_blocks, "sparse_gemv"))
     return _WORKSPACES[key]
 
 

@@ -775,7 +775,7 @@ def _gemm_launch(cfg: dict, M: int, N: int, fp8: bool, device: torch.device) -> 
         return (tiles, 1), dict(part_ptr=None, ticket_ptr=None)
     parts = torch.empty(tiles * split * cfg["BM"] * cfg["BN"], device=device,
                         dtype=torch.float32 if fp8 else torch.int32)
-    return (tiles, split), dict(part_ptr=parts, ticket_ptr=ticket_counters(device, tiles))
+    return (tiles, split), dict(part_ptr=parts, ticket_ptr=ticket_counters(device, tiles, "w158_gemm"))
 
 
 #: K elements per FP8 promotion by default: partial sums stay below 8·512 = 4096, far under the

@@ -108,7 +108,7 @@ def test_split_k_gemm_equals_qlinear_with_empty_splits_and_repeated_calls(swap, 
             q = _acts(9, 300, seed=seed)
             cfg = dict(SMALL, SWAP=swap, UCODE=ucode, SPLIT_K=split)
             assert torch.equal(_run(q, wp, wq, 40, path="gemm", config=cfg), Q.qlinear(q, wq))
-    assert not ticket_counters(DEV, 2 * 3).any()       # 1 M tile x 2 N tiles of 32: every ticket back at 0
+    assert not ticket_counters(DEV, 1 * 2, "w158_gemm").any()   # 1 M tile x 2 N tiles of 32: all back at 0
 
 
 @pytest.mark.parametrize("imprecise", [None, 64])
@@ -139,10 +139,11 @@ def test_joined_weight_decode_equals_qlinear(extra):
 
 
 def test_ticket_counters_are_zeroed_once_and_refuse_an_empty_count():
-    t = ticket_counters(DEV, 5)
-    assert t.dtype == torch.int32 and not t.any() and ticket_counters(DEV, 5) is t
+    t = ticket_counters(DEV, 5, "test")
+    assert t.dtype == torch.int32 and not t.any() and ticket_counters(DEV, 5, "test") is t
+    assert ticket_counters(DEV, 5, "other") is not t          # one launch may use two owners' tickets
     with pytest.raises(ValueError, match="positive count"):
-        ticket_counters(DEV, 0)
+        ticket_counters(DEV, 0, "test")
 
 
 def test_gemm_swapped_operands_equal_qlinear():
