@@ -56,3 +56,29 @@ def test_the_h100_presets_of_the_current_kernels_take_no_block_or_token_row():
     assert whole.any()
     _, without = h100_current_presets(first, current[~whole].reset_index(drop=True))
     assert without == kernels                                                   # blocks and tokens stay held out
+
+
+def test_the_batched_gemv_rate_is_recovered_from_rows_replayed_at_a_known_rate_and_marks_only_its_rows():
+    import copy
+
+    from sim.validation.calibrate import GEMV_RATE_FIT, set_param
+    from sim.validation.crossgpu import current_calibration_mask, gemv_rate_of
+    from sim.validation.replay import compare_measured
+    raw = copy.deepcopy(h200_like_raw(None))
+    raw["name"] = "truth"
+    set_param(raw, GEMV_RATE_FIT.param, 0.7)
+    rows = load_anchors().iloc[[0, 0, 0, 0]].reset_index(drop=True)
+    rows[["op", "kernel", "impl", "precision", "N", "K", "cuda_graph"]] = [
+        "gemm", "ours_w158a8_gemv", "ours", "w1.58a8", 4096, 11008, True]
+    rows["M"] = [8, 16, 32, 32]
+    rows.loc[3, "N"] = 22016                                # another shape: not a calibration row
+    replayed, _ = compare_measured(rows, from_dict(copy.deepcopy(raw), where="truth"))
+    rows["us"] = replayed["sim_us"].to_numpy()
+    fitted = copy.deepcopy(raw)
+    set_param(fitted, GEMV_RATE_FIT.param, 4.0)
+    gemv_rate_of(fitted, rows, "synthetic", 50e6)
+    cores = next(a for a in fitted["arrays"] if a["name"] == "cuda_cores")
+    int8 = next(p for p in cores["pe_ops"] if (p["weights"], p["acts"]) == ("int8", "int8"))
+    assert int8["rate"] == pytest.approx(0.7, rel=0.01)
+    assert "fitted" in fitted["calibration"][GEMV_RATE_FIT.param]
+    assert current_calibration_mask(rows).tolist() == [True, True, True, False]

@@ -37,6 +37,18 @@ def test_promotion_cycles_are_waves_times_promotions_per_fold_times_the_cost():
     assert promotion_cycles(256, 256, 1024, _array(promote_ns={}), "fp8", 1.0) == 0
 
 
+def test_a_split_reduction_spreads_the_promotion_steps_over_the_copies_instead_of_counting_one_per_part():
+    # 8 x 11008 outputs = 86 folds on 132 copies; K 4096 = 8 promotion steps per fold.  The balanced split cuts K
+    # into many parts, but each part promotes per whole step of its own: the 86 x 8 = 688 steps spread over
+    # the 132 copies are ceil(688 / 132) = 6 serial promotions, 600 cycles at 100 ns and 1 GHz
+    split = _array(count=132, split_reduction=True, split_balanced=True)
+    assert promotion_cycles(8, 11008, 4096, split, "fp8", 1.0) == 600
+    # without the split: one wave of whole folds, 8 promotions each
+    assert promotion_cycles(8, 11008, 4096, _array(count=132), "fp8", 1.0) == 800
+    # as many folds as copies or more: no split, waves x steps as before (172 folds: 2 waves x 8)
+    assert promotion_cycles(8, 22016, 4096, split, "fp8", 1.0) == 1600
+
+
 def _h200(ns: float | None):
     a = sim.load_accelerator("h200-triton")
     cores = a.arrays[0]

@@ -21,6 +21,7 @@ from sim.validation import H100_L2_BYTES, gpu_presets, load_anchors, validation_
 from sim.validation.crossgpu import (
     H100_CURRENT_SOURCES,
     H100_CURRENT_TABLES,
+    H100_SERVING_TABLES,
     H200_L2_BYTES,
     current_calibration_mask,
     h100_current_presets,
@@ -148,7 +149,9 @@ def _generations(rows: pd.DataFrame, pair: tuple[str, str], fit_gpu: bool) -> li
     if not current.any() or first.empty or derive.empty:
         return [(rows, pair, h100_calibration_mask)]
     cols = [c.name for c in MEASURED_TRACE]
-    like, kernels = h100_current_presets(first[cols].reset_index(drop=True), derive[cols].reset_index(drop=True))
+    serving = rows[source.isin([p.name for p in H100_SERVING_TABLES])]
+    like, kernels = h100_current_presets(first[cols].reset_index(drop=True), derive[cols].reset_index(drop=True),
+                                         serving[cols].reset_index(drop=True) if len(serving) else None)
     presets = (from_dict(like, where=like["name"]), from_dict(kernels, where=kernels["name"]))
     return [(rows[~current], pair, h100_calibration_mask), (rows[current], presets, current_calibration_mask)]
 

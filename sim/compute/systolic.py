@@ -197,16 +197,22 @@ def promotion_cycles(M: int, N: int, K: int, array: "ArrayConfig", fmt: str, clo
 
     Every fold (one output tile on one array copy) adds its partial sums into the fp32 accumulator once per
     ``promote_every_k[fmt]`` elements of its reduction, ceil(K / every_k) times; the copies take folds in
-    waves as in :func:`systolic_cycles`, so the cost is waves x promotions per fold x ``promote_ns``.  0 when
-    the array does not promote ``fmt``.  The caller charges it to software-unpacking ops only (sim.engine.plan).
+    waves as in :func:`systolic_cycles`, so the cost is waves x promotions per fold x ``promote_ns``.  Where the
+    array splits the reduction (:func:`split_reduction`), a split kernel cuts K at whole promotion steps, so
+    the folds' steps are spread over the copies as their MACs are: ceil(folds x steps / copies) serial
+    promotions, not one per part of every wave.  0 when the array does not promote ``fmt``.  The caller charges
+    it to software-unpacking ops only (sim.engine.plan).
     """
     every_k, ns = array.promote_every_k.get(fmt), array.promote_ns.get(fmt, 0.0)
     if not every_k or ns <= 0 or min(M, N, K) <= 0 or count <= 0:
         return 0
-    K, count = split_reduction(M, N, K, array, count)
+    _, parts = split_reduction(M, N, K, array, count)
     total = folds(M, N, K, array.rows, array.cols, array.dataflow, count)
-    waves = math.ceil(total / array.count)
-    return int(math.ceil(waves * math.ceil(K / every_k) * ns * clock_ghz))
+    if parts == count:                                  # whole folds in waves
+        serial = math.ceil(total / array.count) * math.ceil(K / every_k)
+    else:   # a split fold promotes per whole step of its part: the steps of every fold spread over the copies
+        serial = math.ceil(total * math.ceil(K / every_k) / array.count)
+    return int(math.ceil(serial * ns * clock_ghz))
 
 
 def unpack_cycles(M: int, N: int, K: int, array: "ArrayConfig", rate: float, count: int = 1,

@@ -112,6 +112,19 @@ PROMOTION_FIT = Fit(f"arrays[tensor_cores].promote_ns.{PROMOTE_FORMAT}",
                     "least squares on relative error, closed form (the replay is linear in the ns)")
 
 
+#: The batched CUDA-core GEMV's MAC rate as our kernel issues it (kernels/ternary_gemm.py, the launcher's
+#: ``path="gemv"`` at M > 1): per (row, output, word) one ``dp4a`` plus its share of the operand broadcasts and
+#: the accumulator traffic, so the kernel runs a fraction of the array's ``dp4a`` peak and its time grows with M.
+#: Fitted on the rows of one shape (the FFN down projection's, as the sparse GEMV's row cost); every other shape
+#: and the A4 twin stay held out.
+GEMV_RATE_FIT = Fit(f"arrays[{GEMV_ARRAY}].pe_ops.int8",
+                    "ours_w158a8_gemv gemm N=4096 K=11008 (every M) of the serving tables",
+                    lambda m: _is(m, "ours_w158a8_gemv", "gemm", N=4096, K=11008),
+                    "least squares on relative error, 1-D search in log(rate)")
+#: The search range of :data:`GEMV_RATE_FIT` (MACs / lane / cycle): within the config's sane range of a PE rate
+GEMV_RATE_BOUNDS = (0.01, 64.0)
+
+
 def fit_promotion(raw: dict, rows: pd.DataFrame, flush: float) -> float:
     """ns per promotion of one fold (``arrays[tensor_cores].promote_ns.fp8``) minimising
     sum(((sim - measured) / measured)^2) over ``rows``, with promotion every :data:`PROMOTE_EVERY_K`.
@@ -166,9 +179,14 @@ def _array(raw: dict, name: str) -> dict:
 
 
 def set_param(raw: dict, param: str, value: float) -> None:
+    """Put ``value`` at ``param`` of a preset dict: ``arrays[NAME].unpack.OPERAND`` (both KV operands at once),
+    ``arrays[NAME].pe_ops.OPERAND`` (the rate of that array's OPERAND x OPERAND pair), ``group.key`` or ``key``."""
     if param.startswith("arrays["):
         name, rest = param[len("arrays["):].split("].", 1)
-        _, operand = rest.split(".")
+        kind, operand = rest.split(".")
+        if kind == "pe_ops":
+            _pair(_array(raw, name), operand)["rate"] = value
+            return
         ops = KV_OPERANDS if operand in KV_OPERANDS else (operand,)
         unpack = _array(raw, name).setdefault("unpack", {})
         for o in ops:
@@ -180,6 +198,13 @@ def set_param(raw: dict, param: str, value: float) -> None:
         raw[param] = value
 
 
+def _pair(array: dict, operand: str) -> dict:
+    for p in array["pe_ops"]:
+        if p["weights"] == operand and p["acts"] == operand:
+            return p
+    raise ValueError(f"{BASE}: array {array['name']!r} has no {operand} x {operand} pair to calibrate")
+
+
 def _replay(raw: dict, rows: pd.DataFrame, flush: float) -> pd.DataFrame:
     out, _ = compare_measured(rows, from_dict(copy.deepcopy(raw), where=NAME), flush_dirty_bytes=flush)
     if (out["skipped"] != "").any():
@@ -188,15 +213,16 @@ def _replay(raw: dict, rows: pd.DataFrame, flush: float) -> pd.DataFrame:
     return out
 
 
-def fit_rate(raw: dict, param: str, rows: pd.DataFrame, flush: float) -> float:
-    """Rate (elements / cycle / copy) minimising sum((sim - measured) / measured)^2."""
+def fit_rate(raw: dict, param: str, rows: pd.DataFrame, flush: float, bounds: tuple[float, float] = (0.01, 1e4)
+             ) -> float:
+    """Rate (elements / cycle / copy) in ``bounds`` minimising sum((sim - measured) / measured)^2."""
     def loss(log_r: float) -> float:
         trial = copy.deepcopy(raw)
         set_param(trial, param, float(math.exp(log_r)))
         out = _replay(trial, rows, flush)
         return float((out["rel_error"] ** 2).sum())
 
-    grid = np.linspace(math.log(0.01), math.log(1e4), 49)
+    grid = np.linspace(math.log(bounds[0]), math.log(bounds[1]), 49)
     vals = [loss(g) for g in grid]
     k = int(np.argmin(vals))
     lo, hi = grid[max(k - 1, 0)], grid[min(k + 1, len(grid) - 1)]

@@ -112,8 +112,11 @@ def _current_presets(measured: pd.DataFrame) -> tuple[dict | None, dict | None]:
     current = pd.concat([read_table(p, schema="measured_trace") for p in crossgpu.H100_CURRENT_TABLES],
                         ignore_index=True)
     print(f"H100 rows: presets of the current kernels, derived from {_shown(H100_MEASURED)} and "
-          f"{', '.join(_shown(p) for p in crossgpu.H100_CURRENT_TABLES)} (no block or token row)")
-    return crossgpu.h100_current_presets(read_table(H100_MEASURED, schema="measured_trace"), current)
+          f"{', '.join(_shown(p) for p in crossgpu.H100_CURRENT_TABLES)}, the GEMV rate from "
+          f"{', '.join(_shown(p) for p in crossgpu.H100_SERVING_TABLES)} (no block or token row)")
+    serving = pd.concat([read_table(p, schema="measured_trace") for p in crossgpu.H100_SERVING_TABLES],
+                        ignore_index=True)
+    return crossgpu.h100_current_presets(read_table(H100_MEASURED, schema="measured_trace"), current, serving)
 
 
 def _run_validate(args: argparse.Namespace) -> int:

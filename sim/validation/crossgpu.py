@@ -33,7 +33,17 @@ from contract import measured_final_rows, validate
 from contract.sim import SPLITS
 
 from ..config import PRESET_DIR, PRESETS, AcceleratorConfig, from_dict, load_yaml
-from .calibrate import FITS, PROMOTION_FIT, fit, fit_promotion, fit_rate, set_param, set_promotion
+from .calibrate import (
+    FITS,
+    GEMV_RATE_BOUNDS,
+    GEMV_RATE_FIT,
+    PROMOTION_FIT,
+    fit,
+    fit_promotion,
+    fit_rate,
+    set_param,
+    set_promotion,
+)
 from .floors import fixed_costs, has_floors
 from .mape import SIM_VALIDATION_COLUMNS, mape_by_class
 from .reductions import (
@@ -125,11 +135,18 @@ def h200_like_raw(measured: pd.DataFrame | None = None) -> dict:
 H100_CURRENT_TABLES = (H100_CURRENT, MEASURED_DIR / "measured_h100_kernels3.parquet")
 
 
-def h100_current_presets(first: pd.DataFrame, current: pd.DataFrame) -> tuple[dict, dict]:
+#: The H100 serving tables (batch 8-128 GEMMs): the batched CUDA-core GEMV's MAC rate is fitted on their rows of
+#: one shape (:data:`sim.validation.calibrate.GEMV_RATE_FIT`, :func:`gemv_rate_of`)
+H100_SERVING_TABLES = tuple(MEASURED_DIR / f"measured_h100_serving{n}.parquet" for n in (2, 3, 4))
+
+
+def h100_current_presets(first: pd.DataFrame, current: pd.DataFrame,
+                         serving: pd.DataFrame | None = None) -> tuple[dict, dict]:
     """(ceilings, our kernels) YAML dicts of the H100 as the current kernels use it, derived as the H200's are:
     ``h100-like`` with the split context and the row-reduction costs of ``current``'s quantizer rows, and our
     kernels' preset on it (:func:`kernels_preset`: the first table's fit, the FP8 promotion, the GEMV stream
-    costs, the spilled-row rate, the KV-code rate and the combine tail from ``current``'s kernel rows).  No
+    costs, the spilled-row rate, the KV-code rate and the combine tail from ``current``'s kernel rows; with
+    ``serving``, the rows of :data:`H100_SERVING_TABLES`, the batched GEMV's MAC rate, :func:`gemv_rate_of`).  No
     block or token row enters: those stay held out (:func:`sim.validation.whole_token.whole_token_table`)."""
     validate(first, "measured_trace")
     validate(current, "measured_trace")
@@ -146,7 +163,29 @@ def h100_current_presets(first: pd.DataFrame, current: pd.DataFrame) -> tuple[di
                              description="H100 as our current Triton kernels use it: h100-like-current + the "
                                          "kernel parameters fitted on the first H100 table and derived from the "
                                          "current kernels' rows")
-    return like, json.loads(json.dumps(asdict(kernels)))
+    kernels = json.loads(json.dumps(asdict(kernels)))
+    if serving is not None:
+        gemv_rate_of(kernels, serving, "the H100 serving tables", H100_L2_BYTES)
+        from_dict(copy.deepcopy(kernels), where=kernels["name"])
+    return like, kernels
+
+
+def gemv_rate_of(raw: dict, measured: pd.DataFrame, source: str, l2_bytes: float) -> None:
+    """The batched CUDA-core GEMV's INT8 MAC rate (:data:`sim.validation.calibrate.GEMV_RATE_FIT`) fitted on
+    ``measured``'s rows of that shape replayed on ``raw`` (our kernels' preset), put on ``raw`` in place, when the
+    table has them.  The dispatch rule (``max_m``) is untouched: the fitted pair runs the GEMV rows the launcher
+    sends to the CUDA cores and the rows timed on that path whatever their batch."""
+    validate(measured, "measured_trace")
+    m = measured_final_rows(measured).reset_index(drop=True)
+    rows = m[GEMV_RATE_FIT.select(m).fillna(False).astype(bool)].reset_index(drop=True)
+    if rows.empty:
+        return
+    value = fit_rate(raw, GEMV_RATE_FIT.param, rows, l2_bytes, GEMV_RATE_BOUNDS)
+    set_param(raw, GEMV_RATE_FIT.param, value)
+    raw.setdefault("calibration", {})[GEMV_RATE_FIT.param] = (
+        f"{value:g} MACs / lane / cycle fitted by sim.validation.crossgpu on {len(rows)} rows of {source}: "
+        f"{GEMV_RATE_FIT.rows}; method: {GEMV_RATE_FIT.method}; the datasheet-derived dp4a peak of the ideal "
+        "preset is the ceiling, this is the rate our kernel's instruction stream reaches")
 
 
 #: Measured H100 tables (file names) of the current kernels: replayed on the current-kernel presets
@@ -157,15 +196,16 @@ H100_CURRENT_SOURCES = ("measured_h100_kernels2.parquet", "measured_h100_kernels
                         "measured_h100_kernels8.parquet", "measured_h100_serving.parquet",
                         "measured_h100_persistent.csv", "measured_h100_persistent2.csv",
                         "measured_h100_serving2.parquet", "measured_h100_persistent3.csv",
-                        "measured_h100_serving3.parquet")
+                        "measured_h100_serving3.parquet", "measured_h100_serving4.parquet")
 
 
 def current_calibration_mask(rows: pd.DataFrame) -> pd.Series:
     """True on the rows the current-kernel presets are derived from: the H200-style derivation's rows
     (:func:`h200_calibration_mask`, the cuBLAS rows of the baseline stream costs among them) and the FP8
-    promotion's and the shared rows' rows; every other row of the current tables is held out."""
+    promotion's, the batched GEMV rate's and the shared rows' rows; every other row of the current tables is held
+    out."""
     return (h200_calibration_mask(rows) | PROMOTION_FIT.select(rows).fillna(False).astype(bool)
-            | shared_rows_calibration_mask(rows))
+            | GEMV_RATE_FIT.select(rows).fillna(False).astype(bool) | shared_rows_calibration_mask(rows))
 
 
 def _split_context(raw: dict, source: str = "the measured H200") -> None:
