@@ -29,7 +29,7 @@ from types import MappingProxyType
 #: the allowed values.
 CONFIG_RULES: dict[str, dict[str, object]] = {
     "gemm": {"BM": "pow2", "BN": "pow2", "BK": "pow2", "GROUP_M": "pos", "SWAP": "bool", "UCODE": "bool",
-             "SPLIT_K": "pos", "JOIN": "bool", "num_warps": (1, 2, 4, 8, 16), "num_stages": "pos"},
+             "SPLIT_K": "pos", "JOIN": "bool", "SWAR": "bool", "num_warps": (1, 2, 4, 8, 16), "num_stages": "pos"},
     "gemv": {"BN": "pow2", "KB": "pow2", "num_warps": (1, 2, 4, 8, 16), "num_stages": "pos"},
     "sparse": {"WBN": "pow2", "BI": "pow2", "num_warps": (1, 2, 4, 8, 16)},
     "sparse_masked": {"WBN": "pow2", "BI": "pow2", "KS": "pow2", "COMPACT": "bool", "num_warps": (1, 2, 4, 8, 16)},
@@ -77,14 +77,18 @@ SMALL_M_GEMM_CANDIDATES: tuple[dict, ...] = (
     dict(BM=128, BN=32, BK=128, num_warps=4, num_stages=4, SPLIT_K=2),
     dict(BM=128, BN=64, BK=128, num_warps=4, num_stages=4, SPLIT_K=4),
     dict(BM=128, BN=32, BK=128, num_warps=4, num_stages=4, UCODE=True, SPLIT_K=4),
-    # JOIN: the weight decode that interleaves per-field tensors with joins instead of broadcasting the words
-    dict(BM=16, BN=32, BK=256, num_warps=4, num_stages=4, SPLIT_K=4, JOIN=True),
-    dict(BM=16, BN=32, BK=512, num_warps=4, num_stages=3, JOIN=True),
-    dict(BM=16, BN=64, BK=256, num_warps=4, num_stages=4, SPLIT_K=4, JOIN=True),
-    dict(BM=32, BN=32, BK=256, num_warps=4, num_stages=4, SPLIT_K=4, JOIN=True),
-    dict(BM=32, BN=32, BK=256, num_warps=4, num_stages=4, JOIN=True),
-    dict(BM=128, BN=32, BK=128, num_warps=4, num_stages=4, SPLIT_K=2, JOIN=True),
-    dict(BM=128, BN=32, BK=128, num_warps=4, num_stages=4, JOIN=True),
+    # SWAR: the fields decoded four weight bytes per register, each field against its own activation columns
+    # (the JOIN decode, per-field tensors joined into K order, was measured no faster and left the sweep)
+    dict(BM=16, BN=32, BK=256, num_warps=4, num_stages=4, SPLIT_K=4, SWAR=True),
+    dict(BM=16, BN=64, BK=256, num_warps=4, num_stages=4, SPLIT_K=4, SWAR=True),
+    dict(BM=16, BN=32, BK=512, num_warps=4, num_stages=3, SWAR=True),
+    dict(BM=16, BN=64, BK=256, num_warps=4, num_stages=4, SWAR=True),
+    dict(BM=16, BN=64, BK=256, num_warps=4, num_stages=4, SWAP=True, SWAR=True),
+    dict(BM=32, BN=32, BK=256, num_warps=4, num_stages=4, SWAR=True),
+    dict(BM=32, BN=64, BK=256, num_warps=4, num_stages=4, SWAP=True, SPLIT_K=4, SWAR=True),
+    dict(BM=128, BN=32, BK=128, num_warps=4, num_stages=4, SWAR=True),
+    dict(BM=128, BN=32, BK=128, num_warps=4, num_stages=4, SPLIT_K=2, SWAR=True),
+    dict(BM=128, BN=64, BK=128, num_warps=4, num_stages=4, SPLIT_K=4, SWAR=True),
 )
 
 #: GEMV tiles for a decode batch of 8-32 rows (``path="gemv"``), swept by the serving section: the
@@ -111,6 +115,10 @@ CANDIDATES: dict[str, tuple[dict, ...]] = {
         dict(BM=128, BN=128, BK=128, num_warps=8, num_stages=3, SWAP=True),
         dict(BM=256, BN=128, BK=128, num_warps=8, num_stages=3, SWAP=True),
         dict(BM=128, BN=128, BK=64, num_warps=4, num_stages=4, SWAP=True),
+        # SWAR: the weight fields decoded four bytes per register (kernels/ternary_gemm.py)
+        dict(BM=256, BN=128, BK=128, num_warps=8, num_stages=3, SWAR=True),
+        dict(BM=128, BN=256, BK=128, num_warps=8, num_stages=3, SWAR=True),
+        dict(BM=128, BN=128, BK=128, num_warps=8, num_stages=3, SWAP=True, SWAR=True),
     ),
     "gemv": (
         dict(BN=16, KB=128, num_warps=4, num_stages=3),

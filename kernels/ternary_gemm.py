@@ -170,6 +170,113 @@ def _decode_tile(wq, BN: tl.constexpr, WB: tl.constexpr, FP8: tl.constexpr, UCOD
         return (f - 1).to(tl.int8)
 
 
+#: PTX of one field of four packed weight bytes: byte b of ``t`` is ``(byte b >> SH) & 3`` (``code + 1``)
+_SWAR_FIELD = " shr.b32 {t}, $4, {sh};\n and.b32 {t}, {t}, 0x03030303;\n"
+#: ... and its e4m3 bit pattern: f -> f·0x38 (0, 0x38, 0x70), then 0x70 -> 0x40 by an XOR of 0x30 where f = 2;
+#: every byte stays below 0x100, so the 32-bit multiplies never carry into the next byte
+_SWAR_E4M3 = (" shr.b32 {t}, $4, {sh};\n and.b32 {t}, {t}, 0x03030303;\n shr.b32 h, {t}, 1;\n"
+              " and.b32 h, h, 0x01010101;\n mul.lo.u32 h, h, 0x30;\n mul.lo.u32 {t}, {t}, 0x38;\n"
+              " xor.b32 {t}, {t}, h;\n")
+
+
+def _swar_asm(fp8: bool) -> str:
+    """The four fields into temporaries first, the outputs written last: an output may share its register with
+    the input ``$4``, which every field reads."""
+    form = _SWAR_E4M3 if fp8 else _SWAR_FIELD
+    body = "".join(form.format(t=f"t{i}", sh=2 * i) for i in range(4))
+    return ("{\n .reg .b32 t0, t1, t2, t3, h;\n" + body
+            + "".join(f" mov.b32 ${i}, t{i};\n" for i in range(4)) + "}")
+
+
+_SWAR_ASM_INT8 = tl.constexpr(_swar_asm(False))
+_SWAR_ASM_FP8 = tl.constexpr(_swar_asm(True))
+
+
+@triton.jit
+def _swar_fields(wb, FP8: tl.constexpr, USE_ASM: tl.constexpr):
+    """The four 2-bit fields of packed weight bytes ``wb`` (uint8), each as the stored ``code + 1`` in
+    {0, 1, 2}: int8, or the e4m3 bit pattern of 0, 1, 2 (uint8).  On the GPU one PTX block on registers of
+    four bytes (two instructions per field of four codes, seven for e4m3): every byte is decoded on its own,
+    so which four bytes share a register does not matter.  The interpreter runs the same per byte."""
+    if USE_ASM:
+        if FP8:
+            return tl.inline_asm_elementwise(_SWAR_ASM_FP8, "=r,=r,=r,=r,r", [wb],
+                                             dtype=(tl.uint8, tl.uint8, tl.uint8, tl.uint8), is_pure=True, pack=4)
+        else:
+            return tl.inline_asm_elementwise(_SWAR_ASM_INT8, "=r,=r,=r,=r,r", [wb],
+                                             dtype=(tl.int8, tl.int8, tl.int8, tl.int8), is_pure=True, pack=4)
+    else:
+        w = wb.to(tl.int32)
+        f0, f1, f2, f3 = w & 3, (w >> 2) & 3, (w >> 4) & 3, (w >> 6) & 3
+        if FP8:
+            return (((0x403800 >> (f0 * 8)) & 0xFF).to(tl.uint8), ((0x403800 >> (f1 * 8)) & 0xFF).to(tl.uint8),
+                    ((0x403800 >> (f2 * 8)) & 0xFF).to(tl.uint8), ((0x403800 >> (f3 * 8)) & 0xFF).to(tl.uint8))
+        else:
+            return f0.to(tl.int8), f1.to(tl.int8), f2.to(tl.int8), f3.to(tl.int8)
+
+
+@triton.jit
+def _swar_mma(x_row, mask_m, f, i: tl.constexpr, k0, K, acc, sxv, SWAP: tl.constexpr, FP8: tl.constexpr,
+              IMPRECISE: tl.constexpr, BKB: tl.constexpr, EVEN_K: tl.constexpr):
+    """acc += field ``i`` of a tile's weight bytes times the activations it multiplies: byte j of the tile
+    holds the codes of k = k0 + 16·(j // 4) + 4·i + j % 4 in field i (kernels/packing.py), so the field meets
+    the activation columns at those k, gathered by pointer, without reordering the decoded codes.  ``sxv``
+    [BM, BKB] adds those activations element by element (reduced to each row's ``sum(x)`` once, at the end)."""
+    jj = tl.arange(0, BKB)
+    kk = k0 + 16 * (jj // 4) + 4 * i + jj % 4
+    if EVEN_K:                  # every tile whole: the row mask alone
+        a = tl.load(x_row + kk[None, :], mask=mask_m, other=0.0 if FP8 else 0)
+    else:
+        a = tl.load(x_row + kk[None, :], mask=mask_m & (kk[None, :] < K), other=0.0 if FP8 else 0)
+    sxv += a.to(tl.float32) if FP8 else a.to(tl.int32)
+    b = f.to(tl.float8e4nv, bitcast=True) if FP8 else f
+    if SWAP:
+        return _mma(b, tl.trans(a), acc, FP8, IMPRECISE), sxv
+    else:
+        return _mma(a, tl.trans(b), acc, FP8, IMPRECISE), sxv
+
+
+@triton.jit
+def _swar_tile_step(x_row, w_ptr, rn, mask_m, mask_n, k0, K, KW, stride_wn, acc, sxv, BK: tl.constexpr,
+                    FP8: tl.constexpr, IMPRECISE: tl.constexpr, SWAP: tl.constexpr, USE_ASM: tl.constexpr,
+                    EVEN_K: tl.constexpr):
+    """One K tile of the ``SWAR`` decode: the tile's weight bytes, their four fields, four MMAs of a quarter
+    of the tile's K each (the fields are ``code + 1``: the caller takes ``sum(x)`` off, from ``sxv``)."""
+    BKB: tl.constexpr = BK // 4
+    jb = tl.arange(0, BKB)
+    wb_ptrs = w_ptr.to(tl.pointer_type(tl.uint8)) + rn[:, None].to(tl.int64) * (4 * stride_wn) + (k0 // 4 + jb)[None, :]
+    if EVEN_K:
+        wb = tl.load(wb_ptrs, mask=mask_n, other=0x55)
+    else:
+        wb = tl.load(wb_ptrs, mask=mask_n & ((k0 // 4 + jb)[None, :] < 4 * KW), other=0x55)
+    f0, f1, f2, f3 = _swar_fields(wb, FP8, USE_ASM)
+    acc, sxv = _swar_mma(x_row, mask_m, f0, 0, k0, K, acc, sxv, SWAP, FP8, IMPRECISE, BKB, EVEN_K)
+    acc, sxv = _swar_mma(x_row, mask_m, f1, 1, k0, K, acc, sxv, SWAP, FP8, IMPRECISE, BKB, EVEN_K)
+    acc, sxv = _swar_mma(x_row, mask_m, f2, 2, k0, K, acc, sxv, SWAP, FP8, IMPRECISE, BKB, EVEN_K)
+    acc, sxv = _swar_mma(x_row, mask_m, f3, 3, k0, K, acc, sxv, SWAP, FP8, IMPRECISE, BKB, EVEN_K)
+    return acc, sxv
+
+
+@triton.jit
+def _swar_loop(x_row, w_ptr, rn, mask_m, mask_n, k_lo, k_hi, K, KW, stride_wn, acc, BM: tl.constexpr,
+               BK: tl.constexpr, FP8: tl.constexpr, IMPRECISE: tl.constexpr, SWAP: tl.constexpr,
+               PROMOTE: tl.constexpr, USE_ASM: tl.constexpr, EVEN_K: tl.constexpr):
+    """The K run [k_lo, k_hi) of one output tile with the ``SWAR`` decode; returns (acc, each row's sum(x))."""
+    sxv = tl.zeros((BM, BK // 4), dtype=tl.float32 if FP8 else tl.int32)
+    if PROMOTE > 1:
+        for k1 in range(k_lo, k_hi, BK * PROMOTE):
+            part = tl.zeros_like(acc)
+            for k0 in range(k1, k1 + BK * PROMOTE, BK):
+                part, sxv = _swar_tile_step(x_row, w_ptr, rn, mask_m, mask_n, k0, K, KW, stride_wn, part, sxv, BK,
+                                            FP8, 0, SWAP, USE_ASM, EVEN_K)
+            acc += part
+    else:
+        for k0 in range(k_lo, k_hi, BK):
+            acc, sxv = _swar_tile_step(x_row, w_ptr, rn, mask_m, mask_n, k0, K, KW, stride_wn, acc, sxv, BK,
+                                       FP8, IMPRECISE, SWAP, USE_ASM, EVEN_K)
+    return acc, tl.sum(sxv, axis=1)
+
+
 @triton.jit
 def _gemm_tile_step(x_ptrs, w_ptrs, w_ptr, rn, rk, rw, mask_m, mask_n, k0, K, KW, stride_wn, acc, sx,
                     BN: tl.constexpr, WB: tl.constexpr, FP8: tl.constexpr, IMPRECISE: tl.constexpr,
@@ -197,7 +304,8 @@ def _w158_gemm_kernel(x_ptr, xs_ptr, w_ptr, ws_ptr, y_ptr, part_ptr, ticket_ptr,
                       BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, GROUP_M: tl.constexpr,
                       FP8: tl.constexpr, IMPRECISE: tl.constexpr, SWAP: tl.constexpr, PACKED: tl.constexpr,
                       PROMOTE: tl.constexpr = 1, UCODE: tl.constexpr = False, SPLIT_K: tl.constexpr = 1,
-                      JOIN: tl.constexpr = False):
+                      JOIN: tl.constexpr = False, SWAR: tl.constexpr = False, USE_ASM: tl.constexpr = False,
+                      EVEN_K: tl.constexpr = False):
     """Tensor-core GEMM.  FP8 with ``PROMOTE > 1``: the MMA accumulates ``PROMOTE`` K tiles in a
     tile-local accumulator (the tensor core's own reduced-precision sum, exact while the partial
     stays below 2^14: measured, docs/kernels.md), which is then added to the fp32 accumulator.
@@ -206,7 +314,9 @@ def _w158_gemm_kernel(x_ptr, xs_ptr, w_ptr, ws_ptr, y_ptr, part_ptr, ticket_ptr,
     ``SPLIT_K > 1``: grid axis 1 splits K into that many runs of whole promotion steps; each program
     stores its partial sums and the last one of an output tile (an atomic ticket) adds them in split
     order and writes the tile (see :func:`_split_k_epilogue`).  ``JOIN``: the weight decode's other form
-    (:func:`_decode_tile`), same codes."""
+    (:func:`_decode_tile`), same codes.  ``SWAR``: the fields decoded four bytes per register, each meeting its
+    own activation columns (:func:`_swar_tile_step`), with ``sum(x)`` taken off at the end as for ``UCODE``;
+    ``EVEN_K`` (K a multiple of ``BK * PROMOTE``: every tile of every step whole) drops its K masks."""
     pid = tl.program_id(0)
     split = tl.program_id(1)
     num_m = tl.cdiv(M, BM)
@@ -235,7 +345,10 @@ def _w158_gemm_kernel(x_ptr, xs_ptr, w_ptr, ws_ptr, y_ptr, part_ptr, ticket_ptr,
     per_split = tl.cdiv(tl.cdiv(KW * 16, STEP), SPLIT_K) * STEP
     k_lo = split * per_split
     k_hi = tl.minimum(k_lo + per_split, KW * 16)
-    if PROMOTE > 1:
+    if SWAR:
+        acc, sx = _swar_loop(x_ptr + rm[:, None].to(tl.int64) * stride_xm, w_ptr, rn, mask_m, mask_n, k_lo, k_hi,
+                             K, KW, stride_wn, acc, BM, BK, FP8, IMPRECISE, SWAP, PROMOTE, USE_ASM, EVEN_K)
+    elif PROMOTE > 1:
         for k1 in range(k_lo, k_hi, STEP):
             part = tl.zeros_like(acc)
             for k0 in range(k1, k1 + STEP, BK):
@@ -250,7 +363,7 @@ def _w158_gemm_kernel(x_ptr, xs_ptr, w_ptr, ws_ptr, y_ptr, part_ptr, ticket_ptr,
                                       sx, BN, WB, FP8, IMPRECISE, SWAP, PACKED, UCODE, JOIN)
             x_ptrs += BK
             w_ptrs += WB
-    if UCODE:
+    if UCODE or SWAR:           # FP8: integer sums below 2^24 (the launcher checks 8·K < 2^24), exact in fp32
         if SWAP:
             acc -= sx[None, :]
         else:
@@ -756,14 +869,35 @@ def w158_matmul(x: torch.Tensor, x_scale: torch.Tensor, w_packed: torch.Tensor, 
         raise ValueError(f"gemm config BK must be a multiple of 16, got {cfg['BK']}")
     if fp8 and cfg.get("UCODE"):
         raise ValueError("gemm config UCODE (unsigned weight fields) is for int8 codes only; FP8 codes got it")
+    _check_swar(cfg)
     imprecise, promote = _promotion(imprecise_acc, cfg["BK"], fp8)
     grid, work = _gemm_launch(cfg, M, N, fp8, x.device)
     _w158_gemm_kernel[grid](
         x_ptr=x, xs_ptr=x_scale, w_ptr=w_packed, ws_ptr=w_scale, y_ptr=y, **work,
         M=M, N=N, K=K, KW=KW, ws_rows=ws_rows,
         stride_xm=x.stride(0), stride_wn=w_packed.stride(0), stride_ym=y.stride(0),
-        FP8=fp8, IMPRECISE=imprecise, PROMOTE=promote, PACKED=True, **cfg)
+        FP8=fp8, IMPRECISE=imprecise, PROMOTE=promote, PACKED=True, USE_ASM=x.device.type == "cuda",
+        EVEN_K=K % (cfg["BK"] * promote) == 0, **cfg)
     return y
+
+
+#: the smallest K tile of the ``SWAR`` decode: each of its four MMAs takes a quarter of the tile, at least 32
+SWAR_MIN_BK = 128
+
+
+def _check_swar(cfg: dict) -> None:
+    """A ``SWAR`` config: K tiles of at least :data:`SWAR_MIN_BK`, no ``JOIN`` or ``UCODE`` beside it (it has its
+    own decode and takes ``sum(x)`` off itself), and at least four weight bytes per thread (the PTX decodes
+    registers of four)."""
+    if not cfg.get("SWAR"):
+        return
+    if cfg["BK"] < SWAR_MIN_BK:
+        raise ValueError(f"gemm config SWAR needs BK >= {SWAR_MIN_BK} (four MMAs of BK/4), got BK={cfg['BK']}")
+    if cfg.get("JOIN") or cfg.get("UCODE"):
+        raise ValueError("gemm config SWAR has its own decode and sum(x) correction: drop JOIN and UCODE")
+    if cfg["BN"] * cfg["BK"] // 4 < 4 * 32 * cfg["num_warps"]:
+        raise ValueError(f"gemm config SWAR needs BN*BK/4 >= 4*32*num_warps weight bytes (four per thread), got "
+                         f"BN={cfg['BN']} BK={cfg['BK']} num_warps={cfg['num_warps']}")
 
 
 def _gemm_launch(cfg: dict, M: int, N: int, fp8: bool, device: torch.device) -> tuple[tuple, dict]:
@@ -895,8 +1029,9 @@ def w158_matmul_unpacked(x: torch.Tensor, x_scale: torch.Tensor, w_codes: torch.
     ws_rows = _check_w_scale(w_scale, N)
     fp8 = x.dtype == torch.float8_e4m3fn
     cfg = resolve_config("gemm", gemm_config(M, fp8), NO_TUNING, None, config)
-    if cfg.get("UCODE"):
-        raise ValueError("gemm config UCODE needs packed weights (their stored fields); w_codes are signed codes")
+    if cfg.get("UCODE") or cfg.get("SWAR"):
+        raise ValueError("gemm configs UCODE and SWAR need packed weights (their stored fields); w_codes are "
+                         "signed codes")
     y = torch.empty(M, N, device=x.device, dtype=out_dtype)
     grid, work = _gemm_launch(cfg, M, N, fp8, x.device)
     imprecise, promote = _promotion(None, cfg["BK"], fp8)

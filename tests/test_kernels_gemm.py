@@ -138,6 +138,67 @@ def test_joined_weight_decode_equals_qlinear(extra):
         assert torch.equal(y, Q.qlinear(q4, wq))
 
 
+SWAR = dict(BM=16, BN=32, BK=128, num_warps=1, num_stages=1, SWAR=True)
+
+
+@pytest.mark.parametrize("extra,K", [({}, 1100), ({"SWAP": True}, 1100), ({"SPLIT_K": 3}, 1100), ({}, 1536),
+                                     ({"SPLIT_K": 2}, 640)])
+def test_swar_weight_decode_equals_qlinear_for_int8_and_fp8_codes(extra, K):
+    # SWAR: four fields per byte, each against its own gathered activation columns.  K = 1100 is ragged (not a
+    # multiple of 16 or of BK); 1536 a multiple of the FP8 path's 512-step (no K masks), 640 of the INT8 tile
+    # only (the FP8 steps of 4 tiles run past it, masked)
+    N, M = 40, 9
+    wq, wp = _weights(N, K, seed=23)
+    q = _acts(M, K, seed=23)
+    assert torch.equal(_run(q, wp, wq, N, path="gemm", config=dict(SWAR, **extra)), Q.qlinear(q, wq))
+    q4 = _acts(M, K, seed=23, fmt="int4")
+    x8 = q4.codes.to(torch.float32).to(torch.float8_e4m3fn).to(DEV)
+    y = w158_matmul(x8, q4.scale.to(DEV), wp, wq.scale.to(DEV), N, config=dict(SWAR, **extra)).cpu()
+    assert torch.equal(y, Q.qlinear(q4, wq))
+
+
+def _run_ptx(asm: str, word: int) -> list[int]:
+    """The four outputs of a straight-line PTX block of shr / and / mul.lo / xor / mov on .b32 registers."""
+    regs, mask = {"$4": word}, 0xFFFFFFFF
+    ops = {"shr.b32": lambda a, b: a >> b, "and.b32": lambda a, b: a & b, "mul.lo.u32": lambda a, b: a * b,
+           "xor.b32": lambda a, b: a ^ b}
+    for line in asm.replace("{", "").replace("}", "").split(";"):
+        line = line.strip()
+        if not line or line.startswith(".reg"):
+            continue
+        op, args = line.split(None, 1)
+        dst, *src = [a.strip() for a in args.split(",")]
+        vals = [regs[a] if a in regs else int(a, 0) for a in src]
+        regs[dst] = (vals[0] if op == "mov.b32" else ops[op](*vals)) & mask
+    return [regs[f"${i}"] for i in range(4)]
+
+
+def test_swar_ptx_decodes_each_byte_of_a_register_on_its_own():
+    # the GPU-only PTX, run by a small interpreter: field i of byte b of the input lands in byte b of output i,
+    # as code + 1 (int8) or as the e4m3 bits of 0, 1, 2; no carry between bytes, whatever the other bytes hold
+    from kernels.ternary_gemm import _SWAR_ASM_FP8, _SWAR_ASM_INT8
+    e4m3 = {0: 0x00, 1: 0x38, 2: 0x40}
+    g = torch.Generator().manual_seed(3)
+    fields = torch.randint(0, 3, (200, 4, 4), generator=g)          # words x bytes x fields, values 0..2
+    for w in fields.tolist():
+        word = sum(sum(f << (2 * i) for i, f in enumerate(byte)) << (8 * b) for b, byte in enumerate(w))
+        for asm, enc in ((_SWAR_ASM_INT8.value, lambda f: f), (_SWAR_ASM_FP8.value, e4m3.get)):
+            out = _run_ptx(asm, word)
+            assert out == [sum(enc(w[b][i]) << (8 * b) for b in range(4)) for i in range(4)]
+    assert torch.tensor(0x40, dtype=torch.uint8).view(torch.float8_e4m3fn).float().item() == 2.0
+
+
+def test_swar_config_is_refused_where_it_cannot_run():
+    wq, wp = _weights(40, 300, seed=2)
+    q = _acts(4, 300, seed=2)
+    for cfg, msg in ((dict(SWAR, BK=64), "BK >= 128"), (dict(SWAR, UCODE=True), "drop JOIN and UCODE"),
+                     (dict(SWAR, BN=16, num_warps=8), "four per thread")):
+        with pytest.raises(ValueError, match=msg):
+            _run(q, wp, wq, 40, path="gemm", config=cfg)
+    with pytest.raises(ValueError, match="need packed weights"):
+        w158_matmul_unpacked(q.codes.to(DEV), q.scale.to(DEV), wq.codes.to(DEV), wq.scale.to(DEV), config=SWAR)
+
+
 def test_ticket_counters_are_zeroed_once_and_refuse_an_empty_count():
     t = ticket_counters(DEV, 5, "test")
     assert t.dtype == torch.int32 and not t.any() and ticket_counters(DEV, 5, "test") is t

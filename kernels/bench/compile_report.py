@@ -38,6 +38,9 @@ DIV16 = {"N", "K", "K4", "KW", "NW", "T_max", "ws_rows", "up_off", "stride_b", "
 def _compile(fn, types: dict[str, str], consts: dict[str, object], **opts):
     sig = {}
     attrs = {}
+    # constexprs left out take the kernel's own defaults, as a launch that does not pass them does
+    defaults = {p.name: p.default for p in fn.params if p.is_constexpr and p.has_default}
+    consts = {**{k: v for k, v in defaults.items() if k not in types}, **consts}
     for i, name in enumerate(fn.arg_names):
         if name in consts:
             sig[name] = "constexpr"
@@ -146,10 +149,19 @@ def variants() -> list[tuple[str, object, dict, dict, dict]]:
         t = dict(gemm_t, w_ptr="*fp8e4nv") if not cfg["PACKED"] else gemm_t
         out.append((label, _w158_gemm_kernel, t, dict(cfg, GROUP_M=8, FP8=True, IMPRECISE=0, PROMOTE=512 // cfg["BK"]),
                     dict(num_warps=8, num_stages=stages)))
+    out.append(("gemm fp8 swar 256x128x128", _w158_gemm_kernel, gemm_t,
+                dict(BM=256, BN=128, BK=128, SWAP=False, PACKED=True, GROUP_M=8, FP8=True, IMPRECISE=0, PROMOTE=4,
+                     SWAR=True, USE_ASM=True), dict(num_warps=8, num_stages=3)))
     i8 = dict(gemm_t, x_ptr="*i8")
     out.append(("gemm int8 256x128x128", _w158_gemm_kernel, i8,
                 dict(BM=256, BN=128, BK=128, SWAP=False, PACKED=True, GROUP_M=8, FP8=False, IMPRECISE=0, PROMOTE=1),
                 dict(num_warps=8, num_stages=3)))
+    out.append(("gemm int8 swar 256x128x128", _w158_gemm_kernel, i8,
+                dict(BM=256, BN=128, BK=128, SWAP=False, PACKED=True, GROUP_M=8, FP8=False, IMPRECISE=0, PROMOTE=1,
+                     SWAR=True, USE_ASM=True), dict(num_warps=8, num_stages=3)))
+    out.append(("gemm int8 swar split-K 16x32x256", _w158_gemm_kernel, i8,
+                dict(BM=16, BN=32, BK=256, SWAP=False, PACKED=True, GROUP_M=8, FP8=False, IMPRECISE=0, PROMOTE=1,
+                     SWAR=True, SPLIT_K=4, USE_ASM=True), dict(num_warps=4, num_stages=4)))
     return out + _persistent_variants()
 
 
