@@ -89,6 +89,13 @@ SMALL_M_GEMM_CANDIDATES: tuple[dict, ...] = (
     dict(BM=128, BN=32, BK=128, num_warps=4, num_stages=4, SWAR=True),
     dict(BM=128, BN=32, BK=128, num_warps=4, num_stages=4, SPLIT_K=2, SWAR=True),
     dict(BM=128, BN=64, BK=128, num_warps=4, num_stages=4, SPLIT_K=4, SWAR=True),
+    # M = 128: every N tile reads all M x K activations, so narrow N tiles multiply the activation traffic
+    # (N / BN x 512 KB at K = 4096); wide N tiles with split-K keep the SMs busy with fewer re-reads
+    dict(BM=128, BN=128, BK=128, num_warps=8, num_stages=3, SPLIT_K=4, SWAR=True),
+    dict(BM=128, BN=256, BK=128, num_warps=8, num_stages=3, SPLIT_K=8, SWAR=True),
+    dict(BM=128, BN=256, BK=128, num_warps=8, num_stages=3, SPLIT_K=4, SWAR=True),
+    dict(BM=128, BN=128, BK=128, num_warps=8, num_stages=3, SPLIT_K=4),
+    dict(BM=128, BN=128, BK=128, num_warps=8, num_stages=3, SWAP=True, SPLIT_K=4, SWAR=True),
 )
 
 #: GEMV tiles for a decode batch of 8-32 rows (``path="gemv"``), swept by the serving section: the

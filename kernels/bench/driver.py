@@ -66,6 +66,8 @@ def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentP
     p.add_argument("--prefill-ms", default=",".join(map(str, gemm.PREFILL_MS)),
                    help="comma-separated token counts M of the prefill section's GEMMs (e.g. 128,256,512,1024 for "
                         "the crossover of the fused kernel and the two-pass route)")
+    p.add_argument("--serving-ms", default=",".join(map(str, gemm.SERVING_MS)),
+                   help="comma-separated batch sizes M of the serving section's GEMMs (e.g. 128 to sweep one batch)")
     p.add_argument("--budget-s", type=float, default=450.0,
                    help="start no new section after this many seconds (the outputs so far are kept)")
     p.add_argument("--out", default=os.environ.get("OUT", "bench_out"), help="output folder")
@@ -75,11 +77,11 @@ def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentP
     return p
 
 
-def _prefill_ms(text: str) -> tuple[int, ...]:
-    """``--prefill-ms`` as token counts: whole numbers in [1, 65536], at least one."""
+def _prefill_ms(text: str, flag: str = "--prefill-ms") -> tuple[int, ...]:
+    """``--prefill-ms`` (or ``--serving-ms``) as token counts: whole numbers in [1, 65536], at least one."""
     parts = [p.strip() for p in str(text).split(",") if p.strip()]
     if not parts or not all(p.isdigit() and 1 <= int(p) <= 65536 for p in parts):
-        raise ValueError(f"--prefill-ms must be comma-separated whole numbers in [1, 65536], got {text!r}")
+        raise ValueError(f"{flag} must be comma-separated whole numbers in [1, 65536], got {text!r}")
     return tuple(int(p) for p in parts)
 
 
@@ -92,6 +94,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
     if not isinstance(args.ctx, int) or not 1 <= args.ctx <= 32768:
         raise ValueError(f"--ctx must be an int in [1, 32768], got {args.ctx!r}")
     prefill_ms = _prefill_ms(args.prefill_ms)
+    serving_ms = _prefill_ms(args.serving_ms, "--serving-ms")
     tuned = load_config_table(args.tuned) if args.tuned else NO_TUNING
     sweep = set(SWEEPABLE) if args.configs == "all" else {s.strip() for s in args.configs.split(",") if s.strip()}
     if sweep - set(SWEEPABLE):
@@ -141,7 +144,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
         "persistent": lambda: persistent.persistent_section(log, ctx=args.ctx, tuned_path=args.tuned,
                                                             checkpoint=lambda: _write(log, out)),
         "energy": energies,
-        "serving": lambda: gemm.serving_section(log, check=check, read_gbps=state["read_gbps"],
+        "serving": lambda: gemm.serving_section(log, Ms=serving_ms, check=check, read_gbps=state["read_gbps"],
                                                 checkpoint=lambda: _write(log, out)),
         "batch": batch_tokens,
         "shard": lambda: shard.shard_section(log, read_gbps=state["read_gbps"] if measured_rate else None,

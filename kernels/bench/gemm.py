@@ -176,14 +176,14 @@ def _gemm_shape(log, wq, wp, M, N, K, check, configs) -> None:
     # the FP8 kernel with the weight decode left out (weights one byte per code): what the decode costs
     wf8 = wq.codes.to(torch.float8_e4m3fn).contiguous()
     best = tuned.lookup("gemm", M=gemm_m_bucket(M), N=N, K=K, prec="fp8")
-    cfg = {k: v for k, v in (best or {}).items() if k != "DECODE"} or None
+    cfg = _no_decode_config(best)
     ok = bool(torch.equal(w158_matmul_unpacked(x4f8, q4.scale, wf8, ws, config=cfg), ref4)) if check else False
     t = time_us(lambda: w158_matmul_unpacked(x4f8, q4.scale, wf8, ws, config=cfg))
     log.add(op="gemm", kernel="ours_fp8_nodecode", impl="ours", precision="w1.58a4-fp8", M=M, N=N, K=K, timing=t,
             bytes=N * K + M * K + 2 * M * N, ops=ops, exact=ok, note="weight decode left out (1 byte per code)")
     wi8 = wq.codes.contiguous()
     cfg8 = tuned.lookup("gemm", M=gemm_m_bucket(M), N=N, K=K, prec="int8")
-    cfg8 = {k: v for k, v in (cfg8 or {}).items() if k != "DECODE"} or None
+    cfg8 = _no_decode_config(cfg8)
     ok = bool(torch.equal(w158_matmul_unpacked(q8.codes, q8.scale, wi8, ws, config=cfg8), ref8)) if check else False
     t = time_us(lambda: w158_matmul_unpacked(q8.codes, q8.scale, wi8, ws, config=cfg8))
     log.add(op="gemm", kernel="ours_int8_nodecode", impl="ours", precision="w1.58a8", M=M, N=N, K=K, timing=t,
@@ -198,6 +198,15 @@ def _gemm_shape(log, wq, wp, M, N, K, check, configs) -> None:
     t = time_us(lambda: torch._scaled_mm(x4f8, wf8.t(), scale_a=one, scale_b=one, out_dtype=torch.float16))
     log.add(op="gemm", kernel="cublas_fp8", impl="baseline", precision="fp8", M=M, N=N, K=K, timing=t,
             bytes=1.0 * N * K + M * K + 2 * M * N, ops=ops, exact=False)
+
+
+#: config keys of the packed weights' decode: the kernel with the decode left out runs the same tile without them
+DECODE_KEYS = ("DECODE", "UCODE", "JOIN", "SWAR")
+
+
+def _no_decode_config(cfg: dict | None) -> dict | None:
+    """The tuned tile of a shape without its decode keys (:data:`DECODE_KEYS`), or None."""
+    return {k: v for k, v in (cfg or {}).items() if k not in DECODE_KEYS} or None
 
 
 def _two_pass_rows(log, wp, ws, N, K, M, cases, check) -> None:
