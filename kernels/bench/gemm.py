@@ -23,6 +23,7 @@ from kernels.configs import CANDIDATES, SERVING_GEMV_CANDIDATES, SMALL_M_GEMM_CA
 from kernels.packing import pack_ternary
 from kernels.rmsnorm_quant import rmsnorm_quant
 from kernels.ternary_gemm import (
+    GEMV_MAX_M,
     GEMV_PATH_MAX_M,
     gemv_key,
     scale_epilogue,
@@ -302,13 +303,18 @@ def _serving_weight(log: MeasurementLog, N: int, K: int, Ms, check: bool, read_g
 
 def _serving_row(log: MeasurementLog, kernel: str, prec: str, path: str, xx, xs, wp, ws, ref, M: int, N: int,
                  K: int, check: bool, read_gbps: float) -> None:
-    """One of ours at batch M with the run's tuned tiles, checked against ``ref`` and timed."""
+    """One of ours at batch M with the run's tuned tiles, checked against ``ref`` and timed; the row records the
+    tile it ran (column ``config``), so a replay can tell the decode forms apart."""
     ok = bool(torch.equal(w158_matmul(xx, xs, wp, ws, N, path=path, tuned=log.tuned), ref)) if check else False
     t, c = time_rotating(lambda w: w158_matmul(xx, xs, w, ws, N, path=path, tuned=log.tuned), [wp])
     nbytes = wp.numel() * 4 + M * K + 2 * M * N
+    gemv = path == "gemv" or (path == "auto" and M <= GEMV_MAX_M and xx.dtype == torch.int8)
+    key = gemv_key(M, N, K) if gemv else dict(M=gemm_m_bucket(M), N=N, K=K,
+                                               prec="fp8" if xx.dtype == torch.float8_e4m3fn else "int8")
+    tile = log.tuned.lookup("gemv" if gemv else "gemm", **key)
     log.add(op="gemm", kernel=kernel, impl="ours", precision=prec, M=M, N=N, K=K, timing=t, bytes=nbytes,
             ops=2.0 * M * N * K, exact=ok, floor_us=nbytes / read_gbps / 1e3, regime="serving",
-            cuda_graph=True, copies=c)
+            cuda_graph=True, copies=c, config=json.dumps(tile) if tile else "")
 
 
 def _serving_baselines(log: MeasurementLog, x16, w16, f8: Fp8Linear, i4: Int4Linear, M: int, N: int, K: int,
