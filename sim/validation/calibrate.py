@@ -121,8 +121,9 @@ GEMV_RATE_FIT = Fit(f"arrays[{GEMV_ARRAY}].pe_ops.int8",
                     "ours_w158a8_gemv gemm N=4096 K=11008 (every M) of the serving tables",
                     lambda m: _is(m, "ours_w158a8_gemv", "gemm", N=4096, K=11008),
                     "least squares on relative error, 1-D search in log(rate)")
-#: The search range of :data:`GEMV_RATE_FIT` (MACs / lane / cycle): within the config's sane range of a PE rate
-GEMV_RATE_BOUNDS = (0.01, 64.0)
+#: The search range of :data:`GEMV_RATE_FIT` (MACs / lane / cycle: from a 1/80 of the array's 4-MAC dp4a peak to
+#: twice it) and its grid (steps of a factor 1.5 before the golden-section search)
+GEMV_RATE_BOUNDS, GEMV_RATE_GRID = (0.05, 8.0), 14
 
 
 def fit_promotion(raw: dict, rows: pd.DataFrame, flush: float) -> float:
@@ -213,16 +214,17 @@ def _replay(raw: dict, rows: pd.DataFrame, flush: float) -> pd.DataFrame:
     return out
 
 
-def fit_rate(raw: dict, param: str, rows: pd.DataFrame, flush: float, bounds: tuple[float, float] = (0.01, 1e4)
-             ) -> float:
-    """Rate (elements / cycle / copy) in ``bounds`` minimising sum((sim - measured) / measured)^2."""
+def fit_rate(raw: dict, param: str, rows: pd.DataFrame, flush: float, bounds: tuple[float, float] = (0.01, 1e4),
+             grid_points: int = 49) -> float:
+    """Rate (elements / cycle / copy) in ``bounds`` minimising sum((sim - measured) / measured)^2: the best of
+    ``grid_points`` log-spaced rates, then a golden-section search between its neighbours."""
     def loss(log_r: float) -> float:
         trial = copy.deepcopy(raw)
         set_param(trial, param, float(math.exp(log_r)))
         out = _replay(trial, rows, flush)
         return float((out["rel_error"] ** 2).sum())
 
-    grid = np.linspace(math.log(bounds[0]), math.log(bounds[1]), 49)
+    grid = np.linspace(math.log(bounds[0]), math.log(bounds[1]), grid_points)
     vals = [loss(g) for g in grid]
     k = int(np.argmin(vals))
     lo, hi = grid[max(k - 1, 0)], grid[min(k + 1, len(grid) - 1)]

@@ -37,6 +37,7 @@ from .calibrate import (
     FITS,
     GEMV_RATE_BOUNDS,
     GEMV_RATE_FIT,
+    GEMV_RATE_GRID,
     PROMOTION_FIT,
     fit,
     fit_promotion,
@@ -180,7 +181,7 @@ def gemv_rate_of(raw: dict, measured: pd.DataFrame, source: str, l2_bytes: float
     rows = m[GEMV_RATE_FIT.select(m).fillna(False).astype(bool)].reset_index(drop=True)
     if rows.empty:
         return
-    value = fit_rate(raw, GEMV_RATE_FIT.param, rows, l2_bytes, GEMV_RATE_BOUNDS)
+    value = fit_rate(raw, GEMV_RATE_FIT.param, rows, l2_bytes, GEMV_RATE_BOUNDS, GEMV_RATE_GRID)
     set_param(raw, GEMV_RATE_FIT.param, value)
     raw.setdefault("calibration", {})[GEMV_RATE_FIT.param] = (
         f"{value:g} MACs / lane / cycle fitted by sim.validation.crossgpu on {len(rows)} rows of {source}: "
