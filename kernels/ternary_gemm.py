@@ -148,8 +148,9 @@ def _decode_tile(wq, BN: tl.constexpr, WB: tl.constexpr, FP8: tl.constexpr, UCOD
     Per code one shift, one AND, one subtract (or, for fp8, a byte lookup of the e4m3 bit pattern).
     ``UCODE`` (int8 only): the stored field ``code + 1`` in {0, 1, 2} itself, without the subtract; the
     caller then takes ``sum(x)`` off each output (``sum x·(f-1) = sum x·f - sum x``, exact in int32).
-    A four-codes-per-register variant (PTX ``inline_asm_elementwise`` with ``pack=4``) was tried and
-    removed: it was exact under the interpreter but wrong on the H200 (docs/kernels.md).
+    A variant that built four codes per register from one 32-bit word with PTX (``pack=4``) was wrong on the
+    GPU: Triton packs four register elements, not a word's four bytes (docs/kernels.md).  The four-per-register
+    decode that works, ``SWAR`` (:func:`_swar_fields`), decodes every byte on its own.
     """
     BK: tl.constexpr = 16 * WB
     # value k % 16 = 4i + b of a word sits at bit 8b + 2i (kernels/packing.py)

@@ -188,3 +188,22 @@ def test_the_prefill_sizes_option_takes_whole_token_counts_and_refuses_the_rest(
     for bad in ("", "128,-1", "0", "1e3", "128;256", "70000"):
         with pytest.raises(ValueError, match="--prefill-ms"):
             _prefill_ms(bad)
+
+
+def test_the_decode_free_prefill_row_runs_the_tuned_tile_without_its_decode_keys():
+    # a tuned tile with a decode key (SWAR, UCODE, JOIN) made the decode-free kernel refuse it and the whole
+    # prefill shape was lost; stripped, the same tile runs exact on one-byte codes
+    import torch
+
+    from kernels.bench.gemm import DECODE_KEYS, _no_decode_config
+    from kernels.ternary_gemm import w158_matmul_unpacked
+    from model import quant as Q
+    tuned = dict(BM=16, BN=32, BK=128, num_warps=1, num_stages=1, SWAR=True, JOIN=False, UCODE=True)
+    cfg = _no_decode_config(tuned)
+    assert cfg == dict(BM=16, BN=32, BK=128, num_warps=1, num_stages=1) and not set(cfg) & set(DECODE_KEYS)
+    assert _no_decode_config(None) is None and _no_decode_config({"SWAR": True}) is None
+    g = torch.Generator().manual_seed(4)
+    wq = Q.quantize_ternary(torch.randn(24, 160, generator=g))
+    q = Q.quantize_int8(torch.randn(5, 160, generator=g))
+    y = w158_matmul_unpacked(q.codes, q.scale, wq.codes, wq.scale, config=cfg)
+    assert torch.equal(y, Q.qlinear(q, wq))
