@@ -35,6 +35,10 @@ SHAPES = [(64, 8, 16), (37, 29, 53), (1, 64, 48)] if SMALL else \
 PRESET = "tiny" if SMALL else "7b"     # the study's main model, with the profile the study uses for it
 CONTEXT = 64 if SMALL else 2048
 ROWS = 12                              # long tables show their first rows (every row: the DataFrame itself)
+# measured tables replayed in section 3 (file names; None: every table under MEASURED_DIR).  The small run keeps
+# the first H100 table, the two the current-kernel presets derive from, and the H200's
+SOURCES = ("measured_h100_kernels.parquet", "measured_h100_kernels2.parquet", "measured_h100_kernels3.parquet",
+           "measured_h200_kernels.parquet") if SMALL else None
 
 # %%
 import matplotlib.pyplot as plt
@@ -44,7 +48,7 @@ from IPython.display import display
 
 from bitsim.experiments.study import StudyConfig, run_study
 from bitsim.report import figures
-from bitsim.report.measured import load_measured, unreplayed_gpus, validate_simulator
+from bitsim.report.measured import ANCHORS_SOURCE, load_measured, unreplayed_gpus, validate_simulator
 from sim.validation import compare_systolic, roofline_bounds
 
 # %% [markdown]
@@ -83,6 +87,8 @@ plt.show()
 
 # %%
 measured = load_measured(MEASURED_DIR)
+if SOURCES is not None:                 # the anchor timings stay with any choice of tables
+    measured = measured[measured.source.isin(SOURCES) | (measured.source == ANCHORS_SOURCE)]
 # Each GPU's rows on its own presets: baselines (cuBLAS, SDPA, gemlite) on the ideal one (measured peaks only);
 # our Triton kernels on the fitted one (+ launch latency and decode rates fitted on a calibration subset,
 # sim/validation/calibrate.py).  Calibration rows are listed apart: they are not validation.
