@@ -208,12 +208,17 @@ def _swar_fields(wb, FP8: tl.constexpr, USE_ASM: tl.constexpr):
                                              dtype=(tl.int8, tl.int8, tl.int8, tl.int8), is_pure=True, pack=4)
     else:
         w = wb.to(tl.int32)
-        f0, f1, f2, f3 = w & 3, (w >> 2) & 3, (w >> 4) & 3, (w >> 6) & 3
-        if FP8:
-            return (((0x403800 >> (f0 * 8)) & 0xFF).to(tl.uint8), ((0x403800 >> (f1 * 8)) & 0xFF).to(tl.uint8),
-                    ((0x403800 >> (f2 * 8)) & 0xFF).to(tl.uint8), ((0x403800 >> (f3 * 8)) & 0xFF).to(tl.uint8))
-        else:
-            return f0.to(tl.int8), f1.to(tl.int8), f2.to(tl.int8), f3.to(tl.int8)
+        return (_swar_field(w, 0, FP8), _swar_field(w, 1, FP8), _swar_field(w, 2, FP8), _swar_field(w, 3, FP8))
+
+
+@triton.jit
+def _swar_field(w, i: tl.constexpr, FP8: tl.constexpr):
+    """Field ``i`` of each byte of ``w`` (int32 holding one byte each), as :func:`_swar_fields` gives it."""
+    f = (w >> (2 * i)) & 3
+    if FP8:
+        return ((0x403800 >> (f * 8)) & 0xFF).to(tl.uint8)      # e4m3 bits of 0, 1, 2: byte f of 0x403800
+    else:
+        return f.to(tl.int8)
 
 
 @triton.jit
@@ -717,6 +722,20 @@ def gemv_key(M: int, N: int, K: int) -> dict:
     return dict(N=N, K=K) if M <= GEMV_MAX_M else dict(M=gemv_m_bucket(M), N=N, K=K)
 
 
+def gemm_key(M: int, N: int, K: int, fp8: bool) -> dict:
+    """Shape key of a tensor-core GEMM's tuned tile: the batch bucket of :func:`kernels.configs.gemm_m_bucket`,
+    the weight shape and the activation codes' format."""
+    return dict(M=gemm_m_bucket(M), N=N, K=K, prec="fp8" if fp8 else "int8")
+
+
+def launch_path(path: str, M: int, fp8: bool) -> str:
+    """The kernel :func:`w158_matmul` runs for ``path``: "auto" is the CUDA-core GEMV for int8 codes and
+    M <= GEMV_MAX_M, the tensor-core GEMM otherwise; "gemv" and "gemm" are themselves."""
+    if path == "auto":
+        return "gemv" if (M <= GEMV_MAX_M and not fp8) else "gemm"
+    return path
+
+
 def check_packed_layer(N: int, packed: torch.Tensor, name: str, shape_of, layout: str,
                        out_dtype: torch.dtype) -> None:
     """Checks shared by the dense and the sparse launcher: ``N`` a positive int, ``packed.shape ==
@@ -831,8 +850,7 @@ def w158_matmul(x: torch.Tensor, x_scale: torch.Tensor, w_packed: torch.Tensor, 
     if path not in ("auto", "gemv", "gemm"):
         raise ValueError(f"path must be 'auto', 'gemv' or 'gemm', got {path!r}")
     fp8 = x.dtype == torch.float8_e4m3fn
-    if path == "auto":
-        path = "gemv" if (M <= GEMV_MAX_M and not fp8) else "gemm"
+    path = launch_path(path, M, fp8)
     if path == "gemv" and (fp8 or M > GEMV_PATH_MAX_M):
         raise ValueError(f"the GEMV path takes int8 codes and M <= {GEMV_PATH_MAX_M}")
     if gate_first and (path != "gemv" or M != 1 or N % 2 or residual is not None):
@@ -864,8 +882,7 @@ def w158_matmul(x: torch.Tensor, x_scale: torch.Tensor, w_packed: torch.Tensor, 
             **opts)
         return y
     default = gemm_config(M, fp8)
-    cfg = resolve_config("gemm", default, tuned, dict(M=gemm_m_bucket(M), N=N, K=K, prec="fp8" if fp8 else "int8"),
-                         config)
+    cfg = resolve_config("gemm", default, tuned, gemm_key(M, N, K, fp8), config)
     if cfg["BK"] < 16:
         raise ValueError(f"gemm config BK must be a multiple of 16, got {cfg['BK']}")
     if fp8 and cfg.get("UCODE"):

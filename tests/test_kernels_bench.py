@@ -181,13 +181,16 @@ def test_prefill_goals_state_the_two_pass_floor_of_the_same_run():
     assert bare[0].floor == ""                    # no floor without its rows in the same run
 
 
-def test_the_prefill_sizes_option_takes_whole_token_counts_and_refuses_the_rest():
-    from kernels.bench.driver import _prefill_ms, build_parser
-    assert _prefill_ms(build_parser().parse_args([]).prefill_ms) == (2048, 8192)
-    assert _prefill_ms(" 128,256 ,512") == (128, 256, 512)
+def test_the_prefill_and_serving_sizes_options_take_whole_token_counts_and_refuse_the_rest():
+    from kernels.bench.driver import _token_counts, build_parser
+    assert _token_counts(build_parser().parse_args([]).prefill_ms) == (2048, 8192)
+    assert _token_counts(build_parser().parse_args([]).serving_ms, "--serving-ms") == (8, 16, 32, 128)
+    assert _token_counts(" 128,256 ,512") == (128, 256, 512)
     for bad in ("", "128,-1", "0", "1e3", "128;256", "70000"):
         with pytest.raises(ValueError, match="--prefill-ms"):
-            _prefill_ms(bad)
+            _token_counts(bad)
+        with pytest.raises(ValueError, match="--serving-ms"):
+            _token_counts(bad, "--serving-ms")
 
 
 def test_the_decode_free_prefill_row_runs_the_tuned_tile_without_its_decode_keys():

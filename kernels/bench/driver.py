@@ -77,8 +77,9 @@ def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentP
     return p
 
 
-def _prefill_ms(text: str, flag: str = "--prefill-ms") -> tuple[int, ...]:
-    """``--prefill-ms`` (or ``--serving-ms``) as token counts: whole numbers in [1, 65536], at least one."""
+def _token_counts(text: str, flag: str = "--prefill-ms") -> tuple[int, ...]:
+    """A ``--prefill-ms`` or ``--serving-ms`` value (``flag``) as token counts: whole numbers in [1, 65536],
+    at least one."""
     parts = [p.strip() for p in str(text).split(",") if p.strip()]
     if not parts or not all(p.isdigit() and 1 <= int(p) <= 65536 for p in parts):
         raise ValueError(f"{flag} must be comma-separated whole numbers in [1, 65536], got {text!r}")
@@ -93,8 +94,8 @@ def run_benchmark(args: argparse.Namespace) -> int:
         raise ValueError(f"unknown sections {bad}; known: {SECTIONS}")
     if not isinstance(args.ctx, int) or not 1 <= args.ctx <= 32768:
         raise ValueError(f"--ctx must be an int in [1, 32768], got {args.ctx!r}")
-    prefill_ms = _prefill_ms(args.prefill_ms)
-    serving_ms = _prefill_ms(args.serving_ms, "--serving-ms")
+    prefill_ms = _token_counts(args.prefill_ms)
+    serving_ms = _token_counts(args.serving_ms, "--serving-ms")
     tuned = load_config_table(args.tuned) if args.tuned else NO_TUNING
     sweep = set(SWEEPABLE) if args.configs == "all" else {s.strip() for s in args.configs.split(",") if s.strip()}
     if sweep - set(SWEEPABLE):

@@ -23,9 +23,10 @@ from kernels.configs import CANDIDATES, SERVING_GEMV_CANDIDATES, SMALL_M_GEMM_CA
 from kernels.packing import pack_ternary
 from kernels.rmsnorm_quant import rmsnorm_quant
 from kernels.ternary_gemm import (
-    GEMV_MAX_M,
     GEMV_PATH_MAX_M,
+    gemm_key,
     gemv_key,
+    launch_path,
     scale_epilogue,
     w158_decode_weights,
     w158_gemv_fused,
@@ -308,10 +309,9 @@ def _serving_row(log: MeasurementLog, kernel: str, prec: str, path: str, xx, xs,
     ok = bool(torch.equal(w158_matmul(xx, xs, wp, ws, N, path=path, tuned=log.tuned), ref)) if check else False
     t, c = time_rotating(lambda w: w158_matmul(xx, xs, w, ws, N, path=path, tuned=log.tuned), [wp])
     nbytes = wp.numel() * 4 + M * K + 2 * M * N
-    gemv = path == "gemv" or (path == "auto" and M <= GEMV_MAX_M and xx.dtype == torch.int8)
-    key = gemv_key(M, N, K) if gemv else dict(M=gemm_m_bucket(M), N=N, K=K,
-                                               prec="fp8" if xx.dtype == torch.float8_e4m3fn else "int8")
-    tile = log.tuned.lookup("gemv" if gemv else "gemm", **key)
+    fp8 = xx.dtype == torch.float8_e4m3fn
+    kernel_run = launch_path(path, M, fp8)
+    tile = log.tuned.lookup(kernel_run, **(gemv_key(M, N, K) if kernel_run == "gemv" else gemm_key(M, N, K, fp8)))
     log.add(op="gemm", kernel=kernel, impl="ours", precision=prec, M=M, N=N, K=K, timing=t, bytes=nbytes,
             ops=2.0 * M * N * K, exact=ok, floor_us=nbytes / read_gbps / 1e3, regime="serving",
             cuda_graph=True, copies=c, config=json.dumps(tile) if tile else "")

@@ -206,9 +206,9 @@ def promotion_cycles(M: int, N: int, K: int, array: "ArrayConfig", fmt: str, clo
     every_k, ns = array.promote_every_k.get(fmt), array.promote_ns.get(fmt, 0.0)
     if not every_k or ns <= 0 or min(M, N, K) <= 0 or count <= 0:
         return 0
-    _, parts = split_reduction(M, N, K, array, count)
+    _, instances = split_reduction(M, N, K, array, count)
     total = folds(M, N, K, array.rows, array.cols, array.dataflow, count)
-    if parts == count:                                  # whole folds in waves
+    if instances == count:                              # K not split: whole folds in waves
         serial = math.ceil(total / array.count) * math.ceil(K / every_k)
     else:   # a split fold promotes per whole step of its part: the steps of every fold spread over the copies
         serial = math.ceil(total * math.ceil(K / every_k) / array.count)
