@@ -107,6 +107,29 @@ def test_serving_goal_compares_our_fastest_with_the_best_baseline_per_shape():
     assert "3.00x" in goals["serving GEMM M=8"].floor                   # best possible: 12 us / 4 us
 
 
+def test_serving_goal_shows_the_decode_free_kernel_and_cublas_int8_of_the_same_run():
+    log = MeasurementLog(ENV)
+    for kernel, us, exact in (("ours_w158a8", 20.0, True), ("cublas_fp8_w8a8", 16.0, False),
+                              ("ours_int8_nodecode", 19.0, True), ("ours_int8_nodecode_cfg", 17.5, True),
+                              ("ours_int8_nodecode_cfg", 9.0, False), ("cublas_int8", 15.0, False)):
+        _row(log, op="gemm", kernel=kernel, M=128, N=64, K=32, us=us, regime="serving", floor_us=4.0, exact=exact)
+    g = serving_goals(log.rows)[0]
+    assert g.value == 16.0 / 20.0                       # the stage-out rows are not ours' candidates
+    assert "same tile 19.00 us" in g.floor and "fastest tile 17.50 us" in g.floor      # the inexact 9 us is not
+    assert "cuBLAS INT8 on the codes 15.00 us" in g.floor and g.floor.startswith("ours' weight bytes")
+
+
+def test_decode_free_serving_tiles_are_the_sweep_without_decode_keys_each_once():
+    from kernels.bench.gemm import DECODE_KEYS, decode_free_candidates
+    from kernels.configs import SMALL_M_GEMM_CANDIDATES
+    tiles = decode_free_candidates()
+    assert all(not set(t) & set(DECODE_KEYS) for t in tiles)
+    assert len(tiles) == len({json.dumps(t, sort_keys=True) for t in tiles})
+    plain = {json.dumps({k: v for k, v in c.items() if k not in DECODE_KEYS}, sort_keys=True)
+             for c in SMALL_M_GEMM_CANDIDATES}
+    assert {json.dumps(t, sort_keys=True) for t in tiles} == plain
+
+
 def test_token_goals_take_the_strongest_b158_and_rows_become_a_table():
     log = MeasurementLog(ENV)
     _row(log, op="token_decode", kernel="7b_a4.8", M=1, K=2048, us=625.0, floor_us=500.0, bytes=2e9)
@@ -198,13 +221,13 @@ def test_the_decode_free_prefill_row_runs_the_tuned_tile_without_its_decode_keys
     # prefill shape was lost; stripped, the same tile runs exact on one-byte codes
     import torch
 
-    from kernels.bench.gemm import DECODE_KEYS, _no_decode_config
+    from kernels.bench.gemm import DECODE_KEYS, no_decode_config
     from kernels.ternary_gemm import w158_matmul_unpacked
     from model import quant as Q
     tuned = dict(BM=16, BN=32, BK=128, num_warps=1, num_stages=1, SWAR=True, JOIN=False, UCODE=True)
-    cfg = _no_decode_config(tuned)
+    cfg = no_decode_config(tuned)
     assert cfg == dict(BM=16, BN=32, BK=128, num_warps=1, num_stages=1) and not set(cfg) & set(DECODE_KEYS)
-    assert _no_decode_config(None) is None and _no_decode_config({"SWAR": True}) is None
+    assert no_decode_config(None) is None and no_decode_config({"SWAR": True}) is None
     g = torch.Generator().manual_seed(4)
     wq = Q.quantize_ternary(torch.randn(24, 160, generator=g))
     q = Q.quantize_int8(torch.randn(5, 160, generator=g))

@@ -178,14 +178,14 @@ def _gemm_shape(log, wq, wp, M, N, K, check, configs) -> None:
     # the FP8 kernel with the weight decode left out (weights one byte per code): what the decode costs
     wf8 = wq.codes.to(torch.float8_e4m3fn).contiguous()
     best = tuned.lookup("gemm", M=gemm_m_bucket(M), N=N, K=K, prec="fp8")
-    cfg = _no_decode_config(best)
+    cfg = no_decode_config(best)
     ok = bool(torch.equal(w158_matmul_unpacked(x4f8, q4.scale, wf8, ws, config=cfg), ref4)) if check else False
     t = time_us(lambda: w158_matmul_unpacked(x4f8, q4.scale, wf8, ws, config=cfg))
     log.add(op="gemm", kernel="ours_fp8_nodecode", impl="ours", precision="w1.58a4-fp8", M=M, N=N, K=K, timing=t,
             bytes=N * K + M * K + 2 * M * N, ops=ops, exact=ok, note="weight decode left out (1 byte per code)")
     wi8 = wq.codes.contiguous()
     cfg8 = tuned.lookup("gemm", M=gemm_m_bucket(M), N=N, K=K, prec="int8")
-    cfg8 = _no_decode_config(cfg8)
+    cfg8 = no_decode_config(cfg8)
     ok = bool(torch.equal(w158_matmul_unpacked(q8.codes, q8.scale, wi8, ws, config=cfg8), ref8)) if check else False
     t = time_us(lambda: w158_matmul_unpacked(q8.codes, q8.scale, wi8, ws, config=cfg8))
     log.add(op="gemm", kernel="ours_int8_nodecode", impl="ours", precision="w1.58a8", M=M, N=N, K=K, timing=t,
@@ -206,7 +206,7 @@ def _gemm_shape(log, wq, wp, M, N, K, check, configs) -> None:
 DECODE_KEYS = ("DECODE", "UCODE", "JOIN", "SWAR")
 
 
-def _no_decode_config(cfg: dict | None) -> dict | None:
+def no_decode_config(cfg: dict | None) -> dict | None:
     """The tuned tile of a shape without its decode keys (:data:`DECODE_KEYS`), or None."""
     return {k: v for k, v in (cfg or {}).items() if k not in DECODE_KEYS} or None
 
@@ -299,6 +299,8 @@ def _serving_weight(log: MeasurementLog, N: int, K: int, Ms, check: bool, read_g
                 xi, p_gemv = (xx, prec) if xx.dtype == torch.int8 else (q.codes, "w1.58a4-int8")
                 _sweep_serving(log, k_gemv, p_gemv, "gemv", xi, xs, wp, ws, ref, M, N, K)
                 _serving_row(log, k_gemv, p_gemv, "gemv", xi, xs, wp, ws, ref, M, N, K, check, read_gbps)
+        if M > GEMV_PATH_MAX_M:
+            _decode_free_serving_rows(log, wq, q8, M, N, K, check, read_gbps)
         _serving_baselines(log, x.to(torch.float16), w16, f8, i4, M, N, K, check, read_gbps)
 
 
@@ -315,6 +317,48 @@ def _serving_row(log: MeasurementLog, kernel: str, prec: str, path: str, xx, xs,
     log.add(op="gemm", kernel=kernel, impl="ours", precision=prec, M=M, N=N, K=K, timing=t, bytes=nbytes,
             ops=2.0 * M * N * K, exact=ok, floor_us=nbytes / read_gbps / 1e3, regime="serving",
             cuda_graph=True, copies=c, config=json.dumps(tile) if tile else "")
+
+
+def decode_free_candidates() -> list[dict]:
+    """The serving tiles without their decode keys, each once: the tiles the decode-free kernel can run."""
+    out: list[dict] = []
+    for cfg in SMALL_M_GEMM_CANDIDATES:
+        plain = no_decode_config(cfg)
+        if plain and plain not in out:
+            out.append(plain)
+    return out
+
+
+def _decode_free_serving_rows(log: MeasurementLog, wq: Q.QTensor, q8: Q.QTensor, M: int, N: int, K: int,
+                              check: bool, read_gbps: float) -> None:
+    """The A8 GEMM at batch ``M`` with its weight decode left out (codes one per byte), in the serving harness:
+    with ours' tuned tile (``ours_int8_nodecode``: what the decode costs in that tile), with every decode-free
+    tile (``ours_int8_nodecode_cfg``: what the tensor-core loop alone reaches on this shape), and cuBLAS INT8 on
+    the same bytes.  Where the decode-free kernel is no faster than ours, the decode is not what bounds it."""
+    wi8 = wq.codes.contiguous()
+    ws = wq.scale.reshape(1)
+    ref = Q.qlinear(q8, wq)
+    nbytes = 1.0 * N * K + M * K + 2 * M * N
+    tile = no_decode_config(log.tuned.lookup("gemm", **gemm_key(M, N, K, False)))
+    for kernel, cfgs in (("ours_int8_nodecode", [tile]), ("ours_int8_nodecode_cfg", decode_free_candidates())):
+        for cfg in cfgs:
+            try:
+                ok = bool(torch.equal(w158_matmul_unpacked(q8.codes, q8.scale, wi8, ws, config=cfg), ref)) \
+                    if check else False
+                t, c = time_rotating(lambda w: w158_matmul_unpacked(q8.codes, q8.scale, w, ws, config=cfg), [wi8],
+                                     rep_ms=30 if kernel.endswith("_cfg") else 60)
+            except Exception as e:  # noqa: BLE001 - a tile that does not compile is noted, the rest go on
+                log.note(what="decode-free serving tile failed", cfg=cfg, error=repr(e)[-300:])
+                continue
+            log.add(op="gemm", kernel=kernel, impl="ours", precision="w1.58a8", M=M, N=N, K=K, timing=t,
+                    bytes=nbytes, ops=2.0 * M * N * K, exact=ok, floor_us=nbytes / read_gbps / 1e3,
+                    regime="serving", cuda_graph=True, copies=c, config=json.dumps(cfg) if cfg else "",
+                    note="weight decode left out (1 byte per code)")
+    t, c = time_rotating(lambda w: torch._int_mm(q8.codes, w.t()), [wi8])
+    log.add(op="gemm", kernel="cublas_int8", impl="baseline", precision="int8", M=M, N=N, K=K, timing=t,
+            bytes=1.0 * N * K + M * K + 4 * M * N, ops=2.0 * M * N * K, exact=False,
+            floor_us=(1.0 * N * K + M * K + 4 * M * N) / read_gbps / 1e3, regime="serving", cuda_graph=True,
+            copies=c, note="torch._int_mm on the 1-byte codes (int32 out, no scales)")
 
 
 def _serving_baselines(log: MeasurementLog, x16, w16, f8: Fp8Linear, i4: Int4Linear, M: int, N: int, K: int,

@@ -184,8 +184,22 @@ def serving_goals(rows: list[dict]) -> list[GoalResult]:
             g = GoalResult(**{**g.__dict__, "floor": f"ours' weight bytes at the read rate {ours['floor_us']:.2f} us"
                                                      f" (best possible {base['us'] / ours['floor_us']:.2f}x)"
                               if base else ""})
-        out.append(g)
+        out.append(_with_decode_free(g, served, M, N, K))
     return out
+
+
+def _with_decode_free(g: GoalResult, served: list[dict], M: int, N: int, K: int) -> GoalResult:
+    """``g`` with the stage left out in the same run, where measured: the A8 kernel without its weight decode
+    (ours' tile, and its fastest tile) and cuBLAS INT8 on the same one-byte codes."""
+    same = _best(served, op="gemm", kernel="ours_int8_nodecode", M=M, N=N, K=K, exact=True)
+    tiles = _best(served, op="gemm", kernel="ours_int8_nodecode_cfg", M=M, N=N, K=K, exact=True)
+    ci8 = _best(served, op="gemm", kernel="cublas_int8", M=M, N=N, K=K)
+    parts = [f"{what} {r['us']:.2f} us" for what, r in (("decode left out, same tile", same),
+                                                        ("decode left out, fastest tile", tiles),
+                                                        ("cuBLAS INT8 on the codes", ci8)) if r]
+    if not parts:
+        return g
+    return GoalResult(**{**g.__dict__, "floor": "; ".join(p for p in (g.floor, *parts) if p)})
 
 
 def _tokens(rows, label: str, B: int, ctx: int) -> dict | None:

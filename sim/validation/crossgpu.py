@@ -199,7 +199,8 @@ H100_CURRENT_SOURCES = ("measured_h100_kernels2.parquet", "measured_h100_kernels
                         "measured_h100_serving2.parquet", "measured_h100_persistent3.csv",
                         "measured_h100_serving3.parquet", "measured_h100_serving4.parquet",
                         "measured_h100_serving5.parquet", "measured_h100_prefill.parquet",
-                        "measured_h100_serving6.parquet", "measured_h100_serving7.parquet")
+                        "measured_h100_serving6.parquet", "measured_h100_serving7.parquet",
+                        "measured_h100_serving8.parquet")
 
 
 def current_calibration_mask(rows: pd.DataFrame) -> pd.Series:
