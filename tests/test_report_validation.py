@@ -63,3 +63,23 @@ def test_h100_tables_of_the_current_kernels_replay_on_presets_derived_for_them()
     # without the first table to fit on, every row stays on the committed presets
     alone = _generations(h100[h100.source != "measured_h100_kernels.parquet"], ("h100-like", "h100-triton"), True)
     assert len(alone) == 1 and alone[0][1] == ("h100-like", "h100-triton")
+
+
+def test_published_rows_are_replayed_once_per_process_and_inputs_and_handed_out_as_copies(monkeypatch, tmp_path):
+    import shutil
+
+    import sim
+    from bitsim.report import validation as V
+    first = published_rows()
+    first.loc[0, "ours"] = -1.0                        # a caller's edit never reaches the next caller
+    again = published_rows()
+    assert again.loc[0, "ours"] != -1.0 and V._published_table.cache_info().hits >= 1
+    # the key covers every data table and preset: a changed file is a new key
+    root = Path(sim.__file__).parent
+    for d in ("data", "presets"):
+        shutil.copytree(root / d, tmp_path / "sim" / d)
+    monkeypatch.setattr(sim, "__file__", str(tmp_path / "sim" / "__init__.py"))
+    before = V._published_inputs_digest()
+    table = tmp_path / "sim" / "data" / "published_chips.csv"
+    table.write_text(table.read_text() + "\n")
+    assert V._published_inputs_digest() != before

@@ -8,13 +8,16 @@ block on the H200 presets (``reports/data/sim_whole_token_h200.csv``, written by
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import pandas as pd
 
+import sim
 from bitsim.report.document import Section, Table
 from bitsim.report.tables import PUBLISHED_BAR, REPORT_PUBLISHED
 from contract import read_table
+from contract.io import files_digest
 from sim.validation.published import validate_published
 
 WHOLE_TOKEN_FILE = "sim_whole_token_h200.csv"
@@ -30,6 +33,20 @@ def whole_token_rows(measured_dir: Path) -> pd.DataFrame:
 
 def published_rows() -> pd.DataFrame:
     """Every published figure with the simulator's value and its error (``report_published_chips``)."""
+    return _published_table(_published_inputs_digest()).copy()
+
+
+def _published_inputs_digest() -> str:
+    """SHA-256 of every file the published-chip replay reads (the simulator's data tables and presets)."""
+    root = Path(sim.__file__).parent
+    files = sorted(p for d in ("data", "presets") for p in (root / d).rglob("*") if p.is_file())
+    return files_digest(files, prefix="\n".join(str(p.relative_to(root)) for p in files))
+
+
+@functools.lru_cache(maxsize=2)
+def _published_table(inputs_digest: str) -> pd.DataFrame:
+    """:func:`published_rows` of the inputs ``inputs_digest`` names: computed once per process and input (a report
+    rebuilt in the same process replays the published chips once; a changed table or preset is a new key)."""
     table, _fit = validate_published()
     out = table[[c.name for c in REPORT_PUBLISHED]].reset_index(drop=True)
     out["within_bar"] = out["within_bar"].fillna(False).astype(bool)   # a figure that is not a target is not within
