@@ -96,6 +96,10 @@ SMALL_M_GEMM_CANDIDATES: tuple[dict, ...] = (
     dict(BM=128, BN=256, BK=128, num_warps=8, num_stages=3, SPLIT_K=4, SWAR=True),
     dict(BM=128, BN=128, BK=128, num_warps=8, num_stages=3, SPLIT_K=4),
     dict(BM=128, BN=128, BK=128, num_warps=8, num_stages=3, SWAP=True, SPLIT_K=4, SWAR=True),
+    # M <= 32: a wider swapped N tile (A8 at M = 32 on four shapes) and one FP8 step per BK (A4-FP8); split-K 8,
+    # a 32-wide swapped tile and eight warps were measured no faster and left the sweep
+    dict(BM=32, BN=64, BK=512, num_warps=4, num_stages=3, SWAP=True, SPLIT_K=4, SWAR=True),
+    dict(BM=32, BN=128, BK=256, num_warps=4, num_stages=4, SWAP=True, SPLIT_K=4, SWAR=True),
     # (M = 128 128x64 tiles with eight warps, or with BK = 64, to share the decode among more threads or cut it
     # per step were measured 1.05-2.5x slower than the winners and left the sweep)
 )

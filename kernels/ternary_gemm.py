@@ -889,6 +889,9 @@ def w158_matmul(x: torch.Tensor, x_scale: torch.Tensor, w_packed: torch.Tensor, 
         raise ValueError("gemm config UCODE (unsigned weight fields) is for int8 codes only; FP8 codes got it")
     _check_swar(cfg)
     imprecise, promote = _promotion(imprecise_acc, cfg["BK"], fp8)
+    if cfg.get("SWAR") and imprecise > cfg["BK"] // 4:
+        # a SWAR step is four MMAs of BK/4: each promotes its sum on its own (more often than asked: still exact)
+        imprecise = cfg["BK"] // 4
     grid, work = _gemm_launch(cfg, M, N, fp8, x.device)
     _w158_gemm_kernel[grid](
         x_ptr=x, xs_ptr=x_scale, w_ptr=w_packed, ws_ptr=w_scale, y_ptr=y, **work,

@@ -142,11 +142,12 @@ SWAR = dict(BM=16, BN=32, BK=128, num_warps=1, num_stages=1, SWAR=True)
 
 
 @pytest.mark.parametrize("extra,K", [({}, 1100), ({"SWAP": True}, 1100), ({"SPLIT_K": 3}, 1100), ({}, 1536),
-                                     ({"SPLIT_K": 2}, 640)])
+                                     ({"SPLIT_K": 2}, 640), ({"BK": 512}, 1100)])
 def test_swar_weight_decode_equals_qlinear_for_int8_and_fp8_codes(extra, K):
     # SWAR: four fields per byte, each against its own gathered activation columns.  K = 1100 is ragged (not a
     # multiple of 16 or of BK); 1536 a multiple of the FP8 path's 512-step (no K masks), 640 of the INT8 tile
-    # only (the FP8 steps of 4 tiles run past it, masked)
+    # only (the FP8 steps of 4 tiles run past it, masked); BK = 512: one FP8 step of four MMAs of 128, each
+    # promoting its own sum
     N, M = 40, 9
     wq, wp = _weights(N, K, seed=23)
     q = _acts(M, K, seed=23)

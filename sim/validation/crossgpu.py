@@ -138,7 +138,7 @@ H100_CURRENT_TABLES = (H100_CURRENT, MEASURED_DIR / "measured_h100_kernels3.parq
 
 #: The H100 serving tables (batch 8-128 GEMMs): the batched CUDA-core GEMV's MAC rate is fitted on their rows of
 #: one shape (:data:`sim.validation.calibrate.GEMV_RATE_FIT`, :func:`gemv_rate_of`)
-H100_SERVING_TABLES = tuple(MEASURED_DIR / f"measured_h100_serving{n}.parquet" for n in (2, 3, 4, 5, 9))
+H100_SERVING_TABLES = tuple(MEASURED_DIR / f"measured_h100_serving{n}.parquet" for n in (2, 3, 4, 5, 9, 10))
 
 
 def h100_current_presets(first: pd.DataFrame, current: pd.DataFrame,
@@ -200,7 +200,8 @@ H100_CURRENT_SOURCES = ("measured_h100_kernels2.parquet", "measured_h100_kernels
                         "measured_h100_serving3.parquet", "measured_h100_serving4.parquet",
                         "measured_h100_serving5.parquet", "measured_h100_prefill.parquet",
                         "measured_h100_serving6.parquet", "measured_h100_serving7.parquet",
-                        "measured_h100_serving8.parquet", "measured_h100_serving9.parquet")
+                        "measured_h100_serving8.parquet", "measured_h100_serving9.parquet",
+                        "measured_h100_serving10.parquet")
 
 
 def current_calibration_mask(rows: pd.DataFrame) -> pd.Series:
