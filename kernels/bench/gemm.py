@@ -19,7 +19,7 @@ import torch
 from kernels.baselines import Fp8Linear, Int4Linear, rel_error
 from kernels.bench.floors import floor_row
 from kernels.bench.harness import MeasurementLog, time_rotating, time_us
-from kernels.configs import CANDIDATES, SERVING_GEMV_CANDIDATES, SMALL_M_GEMM_CANDIDATES, gemm_m_bucket, shape_key
+from kernels.configs import CANDIDATES, SERVING_GEMV_CANDIDATES, SMALL_M_GEMM_CANDIDATES, shape_key
 from kernels.packing import pack_ternary
 from kernels.rmsnorm_quant import rmsnorm_quant
 from kernels.ternary_gemm import (
@@ -145,11 +145,10 @@ def _sweep_gemm(log, xx, xs, wp, ws, ref, M, N, K, fp8, bytes_, ops, other_Ms) -
             results.append((t.median, ok, cfg))
         except Exception as e:  # noqa: BLE001
             log.note(what="gemm config failed", fp8=fp8, cfg=cfg, error=repr(e)[-400:])
-    prec = "fp8" if fp8 else "int8"
-    best = log.pick("gemm", shape_key(M=gemm_m_bucket(M), N=N, K=K, prec=prec), results)
+    best = log.pick("gemm", shape_key(**gemm_key(M, N, K, fp8)), results)
     if best is not None:
         for m in other_Ms:          # the larger prefill sizes run the same tile (swept at the first M only)
-            log.tuned = log.tuned.with_entry("gemm", shape_key(M=gemm_m_bucket(m), N=N, K=K, prec=prec), best)
+            log.tuned = log.tuned.with_entry("gemm", shape_key(**gemm_key(m, N, K, fp8)), best)
 
 
 def _gemm_shape(log, wq, wp, M, N, K, check, configs) -> None:
@@ -177,14 +176,14 @@ def _gemm_shape(log, wq, wp, M, N, K, check, configs) -> None:
                 ops=ops, exact=ok)
     # the FP8 kernel with the weight decode left out (weights one byte per code): what the decode costs
     wf8 = wq.codes.to(torch.float8_e4m3fn).contiguous()
-    best = tuned.lookup("gemm", M=gemm_m_bucket(M), N=N, K=K, prec="fp8")
+    best = tuned.lookup("gemm", **gemm_key(M, N, K, True))
     cfg = no_decode_config(best)
     ok = bool(torch.equal(w158_matmul_unpacked(x4f8, q4.scale, wf8, ws, config=cfg), ref4)) if check else False
     t = time_us(lambda: w158_matmul_unpacked(x4f8, q4.scale, wf8, ws, config=cfg))
     log.add(op="gemm", kernel="ours_fp8_nodecode", impl="ours", precision="w1.58a4-fp8", M=M, N=N, K=K, timing=t,
             bytes=N * K + M * K + 2 * M * N, ops=ops, exact=ok, note="weight decode left out (1 byte per code)")
     wi8 = wq.codes.contiguous()
-    cfg8 = tuned.lookup("gemm", M=gemm_m_bucket(M), N=N, K=K, prec="int8")
+    cfg8 = tuned.lookup("gemm", **gemm_key(M, N, K, False))
     cfg8 = no_decode_config(cfg8)
     ok = bool(torch.equal(w158_matmul_unpacked(q8.codes, q8.scale, wi8, ws, config=cfg8), ref8)) if check else False
     t = time_us(lambda: w158_matmul_unpacked(q8.codes, q8.scale, wi8, ws, config=cfg8))
@@ -273,7 +272,7 @@ def _sweep_serving(log: MeasurementLog, kernel: str, prec: str, path: str, xx, x
     if gemv:
         log.pick("gemv", shape_key(**gemv_key(M, N, K)), results)
     else:
-        log.pick("gemm", shape_key(M=gemm_m_bucket(M), N=N, K=K, prec="fp8" if "fp8" in prec else "int8"), results)
+        log.pick("gemm", shape_key(**gemm_key(M, N, K, fp8)), results)
 
 
 def _serving_weight(log: MeasurementLog, N: int, K: int, Ms, check: bool, read_gbps: float) -> None:
