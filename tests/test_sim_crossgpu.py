@@ -82,3 +82,43 @@ def test_the_batched_gemv_rate_is_recovered_from_rows_replayed_at_a_known_rate_a
     assert int8["rate"] == pytest.approx(0.7, rel=0.01)
     assert "fitted" in fitted["calibration"][GEMV_RATE_FIT.param]
     assert current_calibration_mask(rows).tolist() == [True, True, True, False]
+
+
+def test_a_ceiling_time_gives_back_the_rate_h100_like_states_for_it():
+    # h100-like.yaml's rates are the per-PE rates at which its tiling runs an 8192^3 GEMM in the measured time:
+    # 679 TFLOP/s FP16 -> 0.0922511, 968 TOPS INT8 -> 0.1315206, 1403 TFLOP/s FP8 -> 0.1906342
+    from sim.config import load_accelerator
+    from sim.validation.crossgpu import rate_for_ceiling
+    cfg = load_accelerator("h100-like")
+    tc = next(a for a in cfg.arrays if a.name == "tensor_cores")
+    for tops, rate in ((679, 0.0922511), (968, 0.1315206), (1403, 0.1906342)):
+        assert rate_for_ceiling(tc, cfg.clock_ghz, 2 * 8192 ** 3 / tops / 1e6) == pytest.approx(rate, rel=2e-5)
+
+
+def test_current_presets_take_the_median_ceiling_of_their_own_runs_and_keep_the_rest():
+    import copy
+
+    import yaml
+
+    from sim.config import PRESET_DIR
+    from sim.validation.crossgpu import current_ceilings
+    raw = yaml.safe_load((PRESET_DIR / "h100-like.yaml").read_text())
+    raw["calibration"] = {}
+    before = copy.deepcopy(raw)
+    cube = dict(op="ceiling", M=8192, N=8192, K=8192)
+    us = {t: 2 * 8192 ** 3 / t / 1e6 for t in (900.0, 910.0, 980.0)}          # median 910 TOPS
+    rows = pd.DataFrame([dict(cube, kernel="cublas_int8", us=u) for u in us.values()]
+                        + [dict(op="ceiling", kernel="cublas_fp16", M=4096, N=4096, K=4096, us=1.0),   # not 8192^3
+                           dict(op="gemm", kernel="cublas_fp8", M=8192, N=8192, K=8192, us=1.0)])      # not a ceiling
+    current_ceilings(raw, rows, "a test table")
+    pairs = {(o["weights"], o["acts"]): o["rate"] for a in raw["arrays"] if a["name"] == "tensor_cores"
+             for o in a["pe_ops"]}
+    old = {(o["weights"], o["acts"]): o["rate"] for a in before["arrays"] if a["name"] == "tensor_cores"
+           for o in a["pe_ops"]}
+    assert pairs[("int8", "int8")] == pytest.approx(0.1315206 * 910 / 968, rel=2e-3)
+    assert {k: v for k, v in pairs.items() if k != ("int8", "int8")} == {k: v for k, v in old.items()
+                                                                       if k != ("int8", "int8")}
+    assert "910 TOP/s" in raw["calibration"]["arrays[tensor_cores].pe_ops[int8].rate"]
+    current_ceilings(raw, rows.iloc[0:0], "no rows")                          # no ceiling rows: unchanged
+    assert {(o["weights"], o["acts"]): o["rate"] for a in raw["arrays"] if a["name"] == "tensor_cores"
+            for o in a["pe_ops"]} == pairs

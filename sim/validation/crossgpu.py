@@ -32,7 +32,8 @@ import yaml
 from contract import measured_final_rows, validate
 from contract.sim import SPLITS
 
-from ..config import PRESET_DIR, PRESETS, AcceleratorConfig, from_dict, load_yaml
+from ..compute import systolic_cycles
+from ..config import PRESET_DIR, PRESETS, AcceleratorConfig, ArrayConfig, from_dict, load_yaml
 from .calibrate import (
     FITS,
     GEMV_RATE_BOUNDS,
@@ -97,6 +98,47 @@ def measured_copy_gbps(measured: pd.DataFrame) -> float | None:
     return float(rows["gbps"].median())
 
 
+#: The 8192^3 cuBLAS ceiling rows of a measured table (``op`` = ``ceiling``) and the tensor-core operand pair each times
+CEILING_PAIRS = {"cublas_fp16": "fp16", "cublas_int8": "int8", "cublas_fp8": "fp8"}
+CEILING_SIZE = 8192
+
+
+def rate_for_ceiling(array: "ArrayConfig", clock_ghz: float, us: float, size: int = CEILING_SIZE) -> float:
+    """The per-PE MAC rate at which ``array`` runs a size^3 GEMM in ``us`` on this simulator's tiling
+    (:func:`sim.compute.systolic_cycles`), by bisection in log(rate): the rule h100-like.yaml's rates follow."""
+    probe = array
+    target = us * 1e3 * clock_ghz
+    lo, hi = 1e-4, 1e3
+    for _ in range(60):
+        mid = (lo * hi) ** 0.5
+        if systolic_cycles(size, size, size, probe, mid) > target:
+            lo = mid
+        else:
+            hi = mid
+    return round(hi, 7)
+
+
+def current_ceilings(raw: dict, measured: pd.DataFrame, source: str) -> None:
+    """Set ``raw``'s tensor-core rates to the 8192^3 cuBLAS ceilings measured in ``measured``'s runs (median over
+    its ``ceiling`` rows per kernel), in place, where it has them: the ceilings of the same runs as the rows the
+    preset replays, instead of the earlier measurement h100-like.yaml was made from."""
+    cube = (measured["M"] == CEILING_SIZE) & (measured["N"] == CEILING_SIZE) & (measured["K"] == CEILING_SIZE)
+    rows = measured[(measured["op"] == "ceiling") & measured["kernel"].isin(list(CEILING_PAIRS)) & cube]
+    tc = next((a for a in raw["arrays"] if a["name"] == "tensor_cores"), None)
+    if rows.empty or tc is None:
+        return
+    array = next(a for a in from_dict(copy.deepcopy(raw), where=raw["name"]).arrays if a.name == "tensor_cores")
+    for kernel, us in rows.groupby("kernel")["us"].median().items():
+        fmt = CEILING_PAIRS[kernel]
+        for op in tc["pe_ops"]:
+            if op["weights"] == fmt and op["acts"] == fmt:
+                op["rate"] = rate_for_ceiling(array, raw["clock_ghz"], float(us))
+                raw["calibration"][f"arrays[tensor_cores].pe_ops[{fmt}].rate"] = (
+                    f"{op['rate']:g}: the median cuBLAS {fmt} {CEILING_SIZE}^3 time of {source}, {float(us):.1f} us "
+                    f"({2 * CEILING_SIZE ** 3 / float(us) / 1e6:.0f} TOP/s, {int((rows['kernel'] == kernel).sum())} "
+                    "runs), on this tiling model; not fitted to kernel rows")
+
+
 def h200_like_raw(measured: pd.DataFrame | None = None) -> dict:
     """The ``h200-like`` YAML dict: h100-like with the H200's memory and the measured sustained fraction."""
     copy_gbps = measured_copy_gbps(measured) if measured is not None else None
@@ -156,6 +198,7 @@ def h100_current_presets(first: pd.DataFrame, current: pd.DataFrame,
     like.update(name="h100-like-current", description="h100-like with the current kernels' split context and "
                                                       "row-reduction costs (validation preset)")
     like.setdefault("calibration", {})
+    current_ceilings(like, current, source)
     _split_context(like, source)
     if has_reduction_rows(current):
         add_row_reductions(like, current, source, H100_L2_BYTES)
