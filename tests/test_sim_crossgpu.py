@@ -93,6 +93,9 @@ def test_a_ceiling_time_gives_back_the_rate_h100_like_states_for_it():
     tc = next(a for a in cfg.arrays if a.name == "tensor_cores")
     for tops, rate in ((679, 0.0922511), (968, 0.1315206), (1403, 0.1906342)):
         assert rate_for_ceiling(tc, cfg.clock_ghz, 2 * 8192 ** 3 / tops / 1e6) == pytest.approx(rate, rel=2e-5)
+    for bad in (0.0, -5.0, float("nan"), 1e-3):          # 1 ns: below the fold fill at any rate
+        with pytest.raises(ValueError):
+            rate_for_ceiling(tc, cfg.clock_ghz, bad)
 
 
 def test_current_presets_take_the_median_ceiling_of_their_own_runs_and_keep_the_rest():

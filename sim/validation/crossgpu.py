@@ -106,12 +106,17 @@ CEILING_SIZE = 8192
 def rate_for_ceiling(array: "ArrayConfig", clock_ghz: float, us: float, size: int = CEILING_SIZE) -> float:
     """The per-PE MAC rate at which ``array`` runs a size^3 GEMM in ``us`` on this simulator's tiling
     (:func:`sim.compute.systolic_cycles`), by bisection in log(rate): the rule h100-like.yaml's rates follow."""
-    probe = array
+    if not (us > 0 and clock_ghz > 0 and size > 0):
+        raise ValueError(f"a ceiling needs a positive time, clock and size, got us={us}, clock_ghz={clock_ghz}, "
+                         f"size={size}")
     target = us * 1e3 * clock_ghz
     lo, hi = 1e-4, 1e3
+    if systolic_cycles(size, size, size, array, hi) > target:
+        raise ValueError(f"{us} us for a {size}^3 GEMM is faster than {array.name} can run it at any rate "
+                         "(its fold fill alone takes longer)")
     for _ in range(60):
         mid = (lo * hi) ** 0.5
-        if systolic_cycles(size, size, size, probe, mid) > target:
+        if systolic_cycles(size, size, size, array, mid) > target:
             lo = mid
         else:
             hi = mid
