@@ -191,7 +191,8 @@ H100_SERVING_TABLES = tuple(MEASURED_DIR / f"measured_h100_serving{n}.parquet" f
 def h100_current_presets(first: pd.DataFrame, current: pd.DataFrame,
                          serving: pd.DataFrame | None = None) -> tuple[dict, dict]:
     """(ceilings, our kernels) YAML dicts of the H100 as the current kernels use it, derived as the H200's are:
-    ``h100-like`` with the split context and the row-reduction costs of ``current``'s quantizer rows, and our
+    ``h100-like`` with the tensor-core rates of ``current``'s cuBLAS 8192^3 ceilings (:func:`current_ceilings`), the
+    split context and the row-reduction costs of ``current``'s quantizer rows, and our
     kernels' preset on it (:func:`kernels_preset`: the first table's fit, the FP8 promotion, the GEMV stream
     costs, the spilled-row rate, the KV-code rate and the combine tail from ``current``'s kernel rows; with
     ``serving``, the rows of :data:`H100_SERVING_TABLES`, the batched GEMV's MAC rate, :func:`gemv_rate_of`).  No
@@ -200,8 +201,9 @@ def h100_current_presets(first: pd.DataFrame, current: pd.DataFrame,
     validate(current, "measured_trace")
     source = "the H100 tables of the current kernels"
     like = copy.deepcopy(load_yaml(PRESET_DIR / PRESETS["h100-like"]))
-    like.update(name="h100-like-current", description="h100-like with the current kernels' split context and "
-                                                      "row-reduction costs (validation preset)")
+    like.update(name="h100-like-current", description="h100-like with the current runs' cuBLAS ceilings, the current "
+                                                      "kernels' split context and row-reduction costs (validation "
+                                                      "preset)")
     like.setdefault("calibration", {})
     current_ceilings(like, current, source)
     _split_context(like, source)
