@@ -79,6 +79,8 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     if a.parse:
         return _parse_reports(a.parse, a.csv)
+    if a.csv:
+        raise ValueError("--csv writes the table of --parse REPORT ...; give the reports to parse")
     if min(a.M, a.N, a.K) < 1:
         raise ValueError(f"M, N, K must be positive, got {a.M}, {a.N}, {a.K}")
     if not torch.cuda.is_available():
@@ -120,6 +122,8 @@ def _parse_reports(paths: list[str], csv: str | None) -> int:
 
     from contract.io import atomic_path
 
+    if csv is not None and Path(csv).resolve() in {Path(p).resolve() for p in paths}:
+        raise ValueError(f"--csv {csv} is one of the reports to parse: an input is never overwritten")
     rows = []
     for path in paths:
         found = ncu_table(Path(path).read_text(encoding="utf-8", errors="replace"))

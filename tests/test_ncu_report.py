@@ -56,3 +56,8 @@ def test_a_file_that_is_not_an_ncu_report_is_refused_and_nothing_is_written(tmp_
     good.write_text(REPORT)
     assert ncu.main(["--parse", str(good), "--csv", str(out)]) == 0
     assert out.read_text().splitlines()[0].startswith("report,call,kernel,grid,block")
+    with pytest.raises(ValueError, match="never overwritten"):
+        ncu.main(["--parse", str(good), "--csv", str(good)])
+    assert good.read_text() == REPORT
+    with pytest.raises(ValueError, match="give the reports"):
+        ncu.main(["--csv", str(out)])
