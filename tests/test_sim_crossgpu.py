@@ -121,7 +121,7 @@ def test_current_presets_take_the_median_ceiling_of_their_own_runs_and_keep_the_
     assert pairs[("int8", "int8")] == pytest.approx(0.1315206 * 910 / 968, rel=2e-3)
     assert {k: v for k, v in pairs.items() if k != ("int8", "int8")} == {k: v for k, v in old.items()
                                                                        if k != ("int8", "int8")}
-    assert "910 TOP/s" in raw["calibration"]["arrays[tensor_cores].pe_ops[int8].rate"]
+    assert "910 TOP/s" in raw["calibration"]["arrays[tensor_cores].pe_ops.int8"]
     current_ceilings(raw, rows.iloc[0:0], "no rows")                          # no ceiling rows: unchanged
     assert {(o["weights"], o["acts"]): o["rate"] for a in raw["arrays"] if a["name"] == "tensor_cores"
             for o in a["pe_ops"]} == pairs

@@ -133,15 +133,17 @@ def current_ceilings(raw: dict, measured: pd.DataFrame, source: str) -> None:
     if rows.empty or tc is None:
         return
     array = next(a for a in from_dict(copy.deepcopy(raw), where=raw["name"]).arrays if a.name == "tensor_cores")
+    pairs = {p["weights"] for p in tc["pe_ops"] if p["weights"] == p["acts"]}
     for kernel, us in rows.groupby("kernel")["us"].median().items():
         fmt = CEILING_PAIRS[kernel]
-        for op in tc["pe_ops"]:
-            if op["weights"] == fmt and op["acts"] == fmt:
-                op["rate"] = rate_for_ceiling(array, raw["clock_ghz"], float(us))
-                raw["calibration"][f"arrays[tensor_cores].pe_ops[{fmt}].rate"] = (
-                    f"{op['rate']:g}: the median cuBLAS {fmt} {CEILING_SIZE}^3 time of {source}, {float(us):.1f} us "
-                    f"({2 * CEILING_SIZE ** 3 / float(us) / 1e6:.0f} TOP/s, {int((rows['kernel'] == kernel).sum())} "
-                    "runs), on this tiling model; not fitted to kernel rows")
+        if fmt not in pairs:
+            continue
+        param, rate = f"arrays[tensor_cores].pe_ops.{fmt}", rate_for_ceiling(array, raw["clock_ghz"], float(us))
+        set_param(raw, param, rate)
+        raw["calibration"][param] = (
+            f"{rate:g}: the median cuBLAS {fmt} {CEILING_SIZE}^3 time of {source}, {float(us):.1f} us "
+            f"({2 * CEILING_SIZE ** 3 / float(us) / 1e6:.0f} TOP/s, {int((rows['kernel'] == kernel).sum())} "
+            "runs), on this tiling model; not fitted to kernel rows")
 
 
 def h200_like_raw(measured: pd.DataFrame | None = None) -> dict:
