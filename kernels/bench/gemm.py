@@ -354,10 +354,11 @@ def _decode_free_serving_rows(log: MeasurementLog, wq: Q.QTensor, q8: Q.QTensor,
                     regime="serving", cuda_graph=True, copies=c, config=json.dumps(cfg) if cfg else "",
                     note="weight decode left out (1 byte per code)")
     t, c = time_rotating(lambda w: torch._int_mm(q8.codes, w.t()), [wi8])
+    i32_bytes = nbytes + 2 * M * N             # the same codes in, int32 sums out
     log.add(op="gemm", kernel="cublas_int8", impl="baseline", precision="int8", M=M, N=N, K=K, timing=t,
-            bytes=1.0 * N * K + M * K + 4 * M * N, ops=2.0 * M * N * K, exact=False,
-            floor_us=(1.0 * N * K + M * K + 4 * M * N) / read_gbps / 1e3, regime="serving", cuda_graph=True,
-            copies=c, note="torch._int_mm on the 1-byte codes (int32 out, no scales)")
+            bytes=i32_bytes, ops=2.0 * M * N * K, exact=False, floor_us=i32_bytes / read_gbps / 1e3,
+            regime="serving", cuda_graph=True, copies=c,
+            note="torch._int_mm on the 1-byte codes (int32 out, no scales)")
 
 
 def _serving_baselines(log: MeasurementLog, x16, w16, f8: Fp8Linear, i4: Int4Linear, M: int, N: int, K: int,
