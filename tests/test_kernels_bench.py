@@ -128,6 +128,10 @@ def test_decode_free_serving_tiles_are_the_sweep_without_decode_keys_each_once()
     plain = {json.dumps({k: v for k, v in c.items() if k not in DECODE_KEYS}, sort_keys=True)
              for c in SMALL_M_GEMM_CANDIDATES}
     assert {json.dumps(t, sort_keys=True) for t in tiles} == plain
+    # hand-worked: the 16x32x512 tile is in the sweep plain and with SWAR; without its decode key it is one tile
+    one = dict(BM=16, BN=32, BK=512, num_warps=4, num_stages=3)
+    assert one in SMALL_M_GEMM_CANDIDATES and dict(one, SWAR=True) in SMALL_M_GEMM_CANDIDATES
+    assert tiles.count(one) == 1
 
 
 def test_token_goals_take_the_strongest_b158_and_rows_become_a_table():
