@@ -53,3 +53,46 @@ def floor_read_reference(src: torch.Tensor, block: int = 8192) -> torch.Tensor:
     sums = torch.nn.functional.pad(flat, (0, pad)).view(-1, block).sum(dim=1)
     sums = ((sums + 2 ** 31) % 2 ** 32) - 2 ** 31
     return sums.to(torch.int32)
+
+
+@triton.jit
+def _floor_reread_kernel(src_ptr, out_ptr, n, BLOCK: tl.constexpr):
+    # every program reads all of src, starting at a chunk of its own so that the programs' first loads do not
+    # all hit the same L2 lines at once; only the first program to touch a line reads it from DRAM
+    pid = tl.program_id(0)
+    chunks = tl.cdiv(n, BLOCK)
+    acc = tl.zeros((BLOCK,), dtype=tl.int32)
+    for i in range(0, chunks):
+        c = (pid + i) % chunks
+        offs = c.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+        acc += tl.load(src_ptr + offs, mask=offs < n, other=0)
+    tl.store(out_ptr + pid, tl.sum(acc, axis=0))
+
+
+def floor_reread(src: torch.Tensor, programs: int, out: torch.Tensor | None = None, *,
+                 block: int = 2048) -> torch.Tensor:
+    """Read all of ``src`` from each of ``programs`` programs; returns each program's wrapping int32 sum
+    (``[programs]``, all equal).
+
+    This is the operand traffic of a tiled GEMM whose every output tile re-reads the same activation rows: the
+    DRAM bytes are ``src``'s once, the bytes moved from the L2 to the SMs ``programs`` times ``src``'s, so the
+    time over several program counts gives the rate at which the L2 feeds re-reads to the SMs."""
+    check_tensor(src, "src", (torch.int32,))
+    check_device_usable(src, "src")
+    if isinstance(block, bool) or not isinstance(block, int) or block < 16 or block & (block - 1):
+        raise ValueError(f"block must be a power of two >= 16, got {block!r}")
+    if isinstance(programs, bool) or not isinstance(programs, int) or programs < 1:
+        raise ValueError(f"programs must be a positive int, got {programs!r}")
+    if out is None:
+        out = torch.empty(programs, device=src.device, dtype=torch.int32)
+    elif out.dtype != torch.int32 or out.numel() < programs or out.device != src.device:
+        raise ValueError(f"out must be an int32 tensor of at least {programs} elements on {src.device}")
+    _floor_reread_kernel[(programs,)](src, out, src.numel(), BLOCK=block, num_warps=8)
+    return out
+
+
+def floor_reread_reference(src: torch.Tensor, programs: int) -> torch.Tensor:
+    """The sums :func:`floor_reread` returns: the wrapping int32 sum of all of ``src``, once per program."""
+    total = int(src.reshape(-1).cpu().to(torch.int64).sum())
+    wrapped = ((total + 2 ** 31) % 2 ** 32) - 2 ** 31
+    return torch.full((programs,), wrapped, dtype=torch.int32)

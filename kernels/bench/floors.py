@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from kernels.bench.harness import MeasurementLog, Timing, time_rotating, time_us
-from kernels.floor import floor_read, floor_read_reference
+from kernels.floor import floor_read, floor_read_reference, floor_reread, floor_reread_reference
 
 #: packed 2-bit bytes of the 7B decode operands (N x K / 4), and the KV3 cache at ctx 2048
 FLOOR_SIZES = {
@@ -21,6 +21,10 @@ FLOOR_SIZES = {
     "wdown 16% rows": 4096 * 11008 // 4 * 16 // 100,
     "block ternary": (12288 + 4096 + 22016) * 4096 // 4 + 4096 * 11008 // 4,
 }
+#: int8 activations a serving GEMM's output tiles each re-read (M = 128 rows of K), and the program counts that
+#: re-read them: one to eight per SM of an H100, as the 4096- to 22016-wide N of those GEMMs cut in 32-wide tiles
+REREAD_SIZES = {"acts 128x4096": 128 * 4096, "acts 128x11008": 128 * 11008}
+REREAD_PROGRAMS = (132, 264, 528, 1056)
 
 
 def measure_ceilings(log: MeasurementLog) -> dict:
@@ -101,6 +105,27 @@ def floor_row(log: MeasurementLog, label: str, nbytes: int, seed: int = 0, pdl: 
     return t.median
 
 
+def reread_row(log: MeasurementLog, label: str, nbytes: int, programs: int, seed: int = 0) -> float:
+    """Time ``floor_reread`` of ``nbytes`` by ``programs`` programs in a CUDA graph over rotating copies (each call
+    reads its copy from DRAM once, then from the L2); checked; returns µs.  The row's bytes are those moved from
+    the L2 to the SMs (``programs`` x ``nbytes``)."""
+    g = torch.Generator(device="cuda").manual_seed(seed)
+    src = torch.randint(-2 ** 31, 2 ** 31 - 1, (max(16, nbytes // 4),), device="cuda", dtype=torch.int32,
+                        generator=g)
+    out = torch.empty(programs, device="cuda", dtype=torch.int32)
+    exact = bool(torch.equal(floor_reread(src, programs, out).cpu(), floor_reread_reference(src, programs)))
+    t, c = time_rotating(lambda s: floor_reread(s, programs, out), [src])
+    log.add(op="floor", kernel="floor_reread", impl="ours", precision="int32", M=programs, N=src.numel(), K=1,
+            timing=t, bytes=programs * src.numel() * 4, ops=0.0, exact=exact, cuda_graph=True, copies=c,
+            label=f"reread {label} x{programs}")
+    return t.median
+
+
 def floors_section(log: MeasurementLog) -> dict[str, float]:
-    """The floor of every 7B decode operand size (and the whole ternary block's weights)."""
-    return {label: floor_row(log, label, nbytes, seed=i) for i, (label, nbytes) in enumerate(FLOOR_SIZES.items())}
+    """The floor of every 7B decode operand size (and the whole ternary block's weights), then the L2 re-read
+    floors (:data:`REREAD_SIZES` by :data:`REREAD_PROGRAMS`)."""
+    out = {label: floor_row(log, label, nbytes, seed=i) for i, (label, nbytes) in enumerate(FLOOR_SIZES.items())}
+    for i, (label, nbytes) in enumerate(REREAD_SIZES.items()):
+        for p in REREAD_PROGRAMS:
+            out[f"reread {label} x{p}"] = reread_row(log, label, nbytes, p, seed=100 + i)
+    return out
