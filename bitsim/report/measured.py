@@ -150,8 +150,10 @@ def _generations(rows: pd.DataFrame, pair: tuple[str, str], fit_gpu: bool) -> li
         return [(rows, pair, h100_calibration_mask)]
     cols = [c.name for c in MEASURED_TRACE]
     serving = rows[source.isin([p.name for p in H100_SERVING_TABLES])]
+    # the serving rows keep their tiles and copies: the decode forms are fitted on rows replayed on their tiles
+    kept = cols + [c for c in ("config", "copies") if c in serving.columns]
     like, kernels = h100_current_presets(first[cols].reset_index(drop=True), derive[cols].reset_index(drop=True),
-                                         serving[cols].reset_index(drop=True) if len(serving) else None)
+                                         serving[kept].reset_index(drop=True) if len(serving) else None)
     presets = (from_dict(like, where=like["name"]), from_dict(kernels, where=kernels["name"]))
     return [(rows[~current], pair, h100_calibration_mask), (rows[current], presets, current_calibration_mask)]
 

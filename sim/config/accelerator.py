@@ -143,6 +143,11 @@ class ArrayConfig:
         "decodes its weights again for every this many rows (a weight-only-quantized GEMM that dequantizes in "
         "its inner loop per row block).  Absent operand = one unpack per fold of the array's rows (once per "
         "output tile, as a GPU GEMM decoding its weight tile per CTA).")})
+    unpack_forms: dict = field(default_factory=dict, metadata={"help": (
+        "Named software decode forms -> elements unpacked per cycle per copy: the rate of a kernel whose "
+        "recorded tile config names its decode form (sim.validation.replay.decode_form: 'swar-int8', "
+        "'swar-fp8', four packed bytes per register decoded into that MMA format), in place of ``unpack`` when "
+        "such a measured row is replayed on its own tile.  Empty: every kernel decodes at ``unpack``.")})
 
     def takes_m(self, M: int) -> bool:
         """True if the dispatch rule lets this array run an op with ``M`` rows."""
@@ -264,6 +269,11 @@ class SramConfig:
         "On-chip SRAM that holds the model's weights (MiB) when ``weight_residency`` is 'sram': its area "
         "and leakage are charged (sim.energy.chip) and the model's weights must fit it.  0 with residency "
         "'dram'.")})
+    fill_bandwidth_bytes_per_cycle: float = field(default=0.0, metadata={"help": (
+        "Bytes per cycle the level that feeds the arrays' operand buffers delivers (a GPU's L2 to its SMs): every "
+        "fold reads its tile of both operands through it (sim.memory.traffic.fold_reads), so a GEMM whose narrow "
+        "output tiles each re-read the activations is bound by it.  0: not modelled (the buffer is the arrays' "
+        "own SRAM, read at bandwidth_bytes_per_cycle).")})
 
 
 @dataclass(frozen=True)
@@ -444,6 +454,7 @@ LIMITS: dict[str, tuple[float, float, str]] = {
     "sram.bandwidth_bytes_per_cycle": (1e-3, float(1 << 24), "bytes per cycle"),
     "sram.pj_per_bit": (0.0, 1e4, "pJ/bit"),
     "sram.weight_store_mib": (0.0, float(1 << 24), "MiB"),
+    "sram.fill_bandwidth_bytes_per_cycle": (0.0, float(1 << 24), "bytes per cycle"),
     "op_overhead_ns": (0.0, 1e9, "ns"),
     "host_launch_ns": (0.0, 1e9, "ns"),
     "static_power_w": (0.0, 1e6, "W"),
@@ -596,7 +607,7 @@ def _check_offchip(c: AcceleratorConfig, w: str) -> None:
 
 def _check_sram(c: AcceleratorConfig, w: str) -> None:
     for f_ in ("weight_buffer_kib", "activation_buffer_kib", "bandwidth_bytes_per_cycle", "pj_per_bit",
-               "weight_store_mib"):
+               "weight_store_mib", "fill_bandwidth_bytes_per_cycle"):
         _limit(getattr(c.sram, f_), f"{w}: sram.{f_}", f"sram.{f_}")
     if (c.weight_residency == "sram") != (c.sram.weight_store_mib > 0):
         raise ValueError(f"{w}: weight_residency {c.weight_residency!r} contradicts sram.weight_store_mib = "
@@ -623,6 +634,8 @@ def _check_array(a: ArrayConfig, aw: str) -> None:
         if op_ not in PACKED_OPERANDS:
             raise ValueError(f"{aw}.unpack: unknown packed operand {quote(op_)}; known: {list(PACKED_OPERANDS)}")
         _limit(r, f"{aw}.unpack.{op_}", "arrays.unpack")
+    for form, r in a.unpack_forms.items():
+        _limit(r, f"{aw}.unpack_forms.{form}", "arrays.unpack")
     for op_, t in a.unpack_m_tile.items():
         if op_ not in a.unpack:
             raise ValueError(f"{aw}.unpack_m_tile: operand {quote(op_)} has no unpack rate on this array; "
@@ -741,6 +754,9 @@ def _array(raw: Any, where: str) -> ArrayConfig:
     if "unpack" in d:
         d["unpack"] = {k: float(v) for k, v in
                        _numbers(d["unpack"], f"{where}.unpack", "operand -> elements per cycle").items()}
+    if "unpack_forms" in d:
+        d["unpack_forms"] = {k: float(v) for k, v in
+                             _numbers(d["unpack_forms"], f"{where}.unpack_forms", "form -> elements per cycle").items()}
     if "unpack_m_tile" in d:
         tiles = _numbers(d["unpack_m_tile"], f"{where}.unpack_m_tile", "operand -> rows")
         for k, v in tiles.items():

@@ -33,7 +33,7 @@ from ..compute import map_op, promotion_cycles, systolic_cycles, unpack_cycles
 from ..compute.precision import ACT_FORMAT_BITS, act_operand, weight_operand
 from ..compute.systolic import causal_pairs, causal_systolic_cycles, folds, split_reduction, weight_load_bound
 from ..config import AcceleratorConfig, VectorConfig
-from ..memory import Traffic, matmul_traffic, vector_traffic
+from ..memory import Traffic, fold_reads, matmul_traffic, vector_traffic
 
 _VECTOR_KINDS = (  # (name prefix, vector.passes key)
     ("rmsnorm", "rmsnorm"), ("layernorm", "rmsnorm"), ("kv_quant", "kv_quant"), ("quant", "quant"),
@@ -422,7 +422,9 @@ def _plan_row(i: int, r: dict, accel: AcceleratorConfig, cache: dict, pj: _ByteE
         cyc = causal_systolic_cycles(M, N, K, m.array, rate, count, keys_on)
     else:
         cyc = systolic_cycles(M, N, k_eff, m.array, rate, count)
-    sram_c = t.sram / accel.sram.bandwidth_bytes_per_cycle
+    sram_c = max(t.sram / accel.sram.bandwidth_bytes_per_cycle, _fill_cycles(accel, m.array, M=M, N=N, K=K,
+                                                                             weight_read=wread,
+                                                                             act_in=float(r["act_bytes_in"])))
     # packed weights / KV codes on a PE pair of another format: software unpack, overlapped
     unpack_rate = m.array.unpack.get(wop) if m.pe_op.weights != wop else None
     # unpack_m_tile describes a weight-only GEMM kernel's per-row decode; a packed KV operand (attention) is
@@ -446,6 +448,16 @@ def _plan_row(i: int, r: dict, accel: AcceleratorConfig, cache: dict, pj: _ByteE
                   energy_offchip_pj=(t.offchip_read + t.offchip_write) * off_pj_b, energy_vector_pj=0.0,
                   pair=f"{m.pe_op.weights}x{m.pe_op.acts}", needs=f"{wop}x{aop}", limit=limit,
                   causal=bool(keys_on))
+
+
+def _fill_cycles(accel: AcceleratorConfig, array, *, M: int, N: int, K: int, weight_read: float,
+                 act_in: float) -> float:
+    """Cycles the buffer-filling level (``sram.fill_bandwidth_bytes_per_cycle``; 0: not modelled) takes to feed
+    the folds' operand reads (:func:`sim.memory.traffic.fold_reads`) of one op."""
+    bw = accel.sram.fill_bandwidth_bytes_per_cycle
+    if bw <= 0:
+        return 0.0
+    return fold_reads(array, M=M, N=N, K=K, weight_read=weight_read, act_in=act_in) / bw
 
 
 def _causal_keys(r: dict, cls: str, accel: AcceleratorConfig, M: int, N: int, K: int, count: int) -> str:

@@ -2,6 +2,6 @@
 double-buffered SRAM weight buffer (simpy pieces the engine composes)."""
 from .buffers import DoubleBuffer
 from .channel import OffchipChannel
-from .traffic import Traffic, matmul_traffic, tile_bytes, vector_traffic
+from .traffic import Traffic, fold_reads, matmul_traffic, tile_bytes, vector_traffic
 
-__all__ = ["DoubleBuffer", "OffchipChannel", "Traffic", "matmul_traffic", "tile_bytes", "vector_traffic"]
+__all__ = ["DoubleBuffer", "OffchipChannel", "Traffic", "fold_reads", "matmul_traffic", "tile_bytes", "vector_traffic"]

@@ -65,17 +65,33 @@ def matmul_traffic(accel: "AcceleratorConfig", array: "ArrayConfig", *, M: int, 
         off_r = min(weight_read + act_in * tiles_w, act_in + weight_read * blocks_a)
     off_w = kv_write + (0.0 if _fits(act_out, accel) else act_out)
 
-    sr, sc, _ = spatial_temporal(M, N, K, array.dataflow)
-    fr = math.ceil(sr / array.rows) if sr > 0 else 0
-    fc = math.ceil(sc / array.cols) if sc > 0 else 0
-    if array.dataflow == "weight-stationary":      # W once, x per column fold, psums per row fold
-        sram = weight_read + act_in * fc + act_out * max(2 * fr - 1, 1)
-    elif array.dataflow == "output-stationary":    # W per row fold, x per column fold, y once
-        sram = weight_read * fr + act_in * fc + act_out
-    else:                                          # input-stationary: x once, W per column fold
-        sram = act_in + weight_read * fc + act_out * max(2 * fr - 1, 1)
+    fr, fc = _spatial_folds(array, M, N, K)
+    sram = fold_reads(array, M=M, N=N, K=K, weight_read=weight_read, act_in=act_in)
+    if array.dataflow == "output-stationary":      # y once
+        sram += act_out
+    else:                                          # partial sums written and read back per row fold
+        sram += act_out * max(2 * fr - 1, 1)
     sram += weight_read  # DMA writes the fetched tiles into the buffer (resident: the store's read)
     return Traffic(offchip_read=off_r, offchip_write=off_w, sram=sram)
+
+
+def _spatial_folds(array: "ArrayConfig", M: int, N: int, K: int) -> tuple[int, int]:
+    """Folds along the array's rows and columns of one GEMM instance."""
+    sr, sc, _ = spatial_temporal(M, N, K, array.dataflow)
+    return (math.ceil(sr / array.rows) if sr > 0 else 0), (math.ceil(sc / array.cols) if sc > 0 else 0)
+
+
+def fold_reads(array: "ArrayConfig", *, M: int, N: int, K: int, weight_read: float, act_in: float) -> float:
+    """Operand bytes the array's folds read from the on-chip buffer, by its dataflow: the stationary operand once,
+    the moving one once per fold along the other spatial dimension (weight-stationary: W once, x per column fold;
+    output-stationary: W per row fold, x per column fold; input-stationary: x once, W per column fold).  On a GPU
+    these are the bytes the L2 feeds the SMs: every output tile reads its rows of both operands."""
+    fr, fc = _spatial_folds(array, M, N, K)
+    if array.dataflow == "weight-stationary":
+        return weight_read + act_in * fc
+    if array.dataflow == "output-stationary":
+        return weight_read * fr + act_in * fc
+    return act_in + weight_read * fc
 
 
 def vector_traffic(accel: "AcceleratorConfig", *, act_in: float, act_out: float,

@@ -121,6 +121,24 @@ GEMV_RATE_FIT = Fit(f"arrays[{GEMV_ARRAY}].pe_ops.int8",
                     "ours_w158a8_gemv gemm N=4096 K=11008 (every M) of the serving tables",
                     lambda m: _is(m, "ours_w158a8_gemv", "gemm", N=4096, K=11008),
                     "least squares on relative error, 1-D search in log(rate)")
+def _swar_rows(m: pd.DataFrame, kernel: str, M: int) -> pd.Series:
+    """``kernel``'s GEMM rows at batch ``M`` that record a ``SWAR`` tile (the tiled replay's decode form)."""
+    config = m["config"].astype("string").fillna("") if "config" in m else pd.Series("", index=m.index)
+    return _is(m, kernel, "gemm", M=M) & config.str.contains('"SWAR": true', regex=False)
+
+
+#: The tiled replay's decode-form rates (``ArrayConfig.unpack_forms``, :func:`sim.validation.replay.decode_form`):
+#: each fitted on our kernel's M = 16 rows that ran a SWAR tile, the rows of one batch, so that every other batch
+#: of the tiled rows (8, 32, 128) stays held out
+DECODE_FORM_FITS = tuple(
+    Fit(f"arrays[tensor_cores].unpack_forms.{form}", f"{kernel} gemm M=16 (every N x K) that ran a SWAR tile",
+        lambda m, kernel=kernel: _swar_rows(m, kernel, 16),
+        "least squares on relative error, 1-D search in log(rate), replayed on each row's tile")
+    for form, kernel in (("swar-int8", "ours_w158a8"), ("swar-fp8", "ours_w158a4_fp8")))
+#: The search range of the decode-form rates (elements / cycle / SM) and its grid
+DECODE_FORM_BOUNDS, DECODE_FORM_GRID = (1.0, 400.0), 16
+
+
 #: The search range of :data:`GEMV_RATE_FIT` (MACs / lane / cycle: from a 1/80 of the array's 4-MAC dp4a peak to
 #: twice it) and its grid (steps of a factor 1.5 before the golden-section search)
 GEMV_RATE_BOUNDS, GEMV_RATE_GRID = (0.05, 8.0), 14
@@ -181,12 +199,16 @@ def _array(raw: dict, name: str) -> dict:
 
 def set_param(raw: dict, param: str, value: float) -> None:
     """Put ``value`` at ``param`` of a preset dict: ``arrays[NAME].unpack.OPERAND`` (both KV operands at once),
-    ``arrays[NAME].pe_ops.OPERAND`` (the rate of that array's OPERAND x OPERAND pair), ``group.key`` or ``key``."""
+    ``arrays[NAME].pe_ops.OPERAND`` (the rate of that array's OPERAND x OPERAND pair),
+    ``arrays[NAME].unpack_forms.FORM``, ``group.key`` or ``key``."""
     if param.startswith("arrays["):
         name, rest = param[len("arrays["):].split("].", 1)
         kind, operand = rest.split(".")
         if kind == "pe_ops":
             _pair(_array(raw, name), operand)["rate"] = value
+            return
+        if kind == "unpack_forms":
+            _array(raw, name).setdefault("unpack_forms", {})[operand] = value
             return
         ops = KV_OPERANDS if operand in KV_OPERANDS else (operand,)
         unpack = _array(raw, name).setdefault("unpack", {})

@@ -35,6 +35,9 @@ from contract.sim import SPLITS
 from ..compute import systolic_cycles
 from ..config import PRESET_DIR, PRESETS, AcceleratorConfig, ArrayConfig, from_dict, load_yaml
 from .calibrate import (
+    DECODE_FORM_BOUNDS,
+    DECODE_FORM_FITS,
+    DECODE_FORM_GRID,
     FITS,
     GEMV_RATE_BOUNDS,
     GEMV_RATE_FIT,
@@ -46,7 +49,7 @@ from .calibrate import (
     set_param,
     set_promotion,
 )
-from .floors import fixed_costs, has_floors
+from .floors import fixed_costs, has_floors, reread_gbps
 from .mape import SIM_VALIDATION_COLUMNS, mape_by_class
 from .reductions import (
     SHARED_KERNEL,
@@ -64,7 +67,7 @@ from .reductions import (
     shared_rows_calibration_mask,
     wide_row_calibration_mask,
 )
-from .replay import H100_L2_BYTES, MEASURED_DIR, SIM_VS_MEASURED_COLUMNS, compare_measured
+from .replay import H100_L2_BYTES, MEASURED_DIR, SIM_VS_MEASURED_COLUMNS, compare_measured, with_swept_tiles
 from .streams import (
     BASELINE_STREAMS,
     add_baseline_stream,
@@ -219,8 +222,42 @@ def h100_current_presets(first: pd.DataFrame, current: pd.DataFrame,
     kernels = json.loads(json.dumps(asdict(kernels)))
     if serving is not None:
         gemv_rate_of(kernels, serving, "the H100 serving tables", H100_L2_BYTES)
+        fill_bandwidth_of(kernels, serving, "the H100 serving tables")
+        decode_forms_of(kernels, serving, "the H100 serving tables", H100_L2_BYTES)
         from_dict(copy.deepcopy(kernels), where=kernels["name"])
     return like, kernels
+
+
+def fill_bandwidth_of(raw: dict, measured: pd.DataFrame, source: str) -> None:
+    """The rate the L2 feeds re-reads to the SMs (:func:`sim.validation.floors.reread_gbps`, a floor kernel's rows)
+    as ``sram.fill_bandwidth_bytes_per_cycle`` of ``raw`` (our kernels' preset: the tiled replay knows each
+    kernel's tile, so its folds' operand reads are the kernel's), in place, when ``measured`` has those rows."""
+    got = reread_gbps(measured)
+    if got is None:
+        return
+    gbps, n = got
+    raw["sram"]["fill_bandwidth_bytes_per_cycle"] = round(gbps / raw["clock_ghz"], 1)
+    raw.setdefault("calibration", {})["sram.fill_bandwidth_bytes_per_cycle"] = (
+        f"{gbps / raw['clock_ghz']:.1f} B/cycle = {gbps:.0f} GB/s: derived from {n} floor_reread rows of {source} "
+        "(programs each reading one buffer: the slope of time over the bytes moved from the L2, the median over "
+        "buffer sizes); a floor, not fitted to kernels")
+
+
+def decode_forms_of(raw: dict, measured: pd.DataFrame, source: str, l2_bytes: float) -> None:
+    """The tiled replay's decode-form rates (:data:`sim.validation.calibrate.DECODE_FORM_FITS`) fitted on
+    ``measured``'s rows of each form replayed on ``raw`` (our kernels' preset) on their own tiles, put on ``raw``
+    in place, for each form the table has rows of."""
+    validate(measured, "measured_trace")
+    m = measured_final_rows(with_swept_tiles(measured)).reset_index(drop=True)
+    for f in DECODE_FORM_FITS:
+        rows = m[f.select(m).fillna(False).astype(bool)].reset_index(drop=True)
+        if rows.empty:
+            continue
+        value = round(fit_rate(raw, f.param, rows, l2_bytes, DECODE_FORM_BOUNDS, DECODE_FORM_GRID), 4)
+        set_param(raw, f.param, value)
+        raw.setdefault("calibration", {})[f.param] = (
+            f"{value:g} elements / cycle / SM fitted by sim.validation.crossgpu on {len(rows)} rows of {source}: "
+            f"{f.rows}; method: {f.method}")
 
 
 def gemv_rate_of(raw: dict, measured: pd.DataFrame, source: str, l2_bytes: float) -> None:
@@ -259,10 +296,13 @@ H100_CURRENT_SOURCES = ("measured_h100_kernels2.parquet", "measured_h100_kernels
 def current_calibration_mask(rows: pd.DataFrame) -> pd.Series:
     """True on the rows the current-kernel presets are derived from: the H200-style derivation's rows
     (:func:`h200_calibration_mask`, the cuBLAS rows of the baseline stream costs among them) and the FP8
-    promotion's, the batched GEMV rate's and the shared rows' rows; every other row of the current tables is held
-    out."""
+    promotion's, the batched GEMV rate's, the shared rows' and the decode forms' rows; every other row of the
+    current tables is held out."""
+    forms = pd.Series(False, index=rows.index)
+    for f in DECODE_FORM_FITS:
+        forms |= f.select(rows).fillna(False).astype(bool)
     return (h200_calibration_mask(rows) | PROMOTION_FIT.select(rows).fillna(False).astype(bool)
-            | GEMV_RATE_FIT.select(rows).fillna(False).astype(bool) | shared_rows_calibration_mask(rows))
+            | GEMV_RATE_FIT.select(rows).fillna(False).astype(bool) | shared_rows_calibration_mask(rows) | forms)
 
 
 def _split_context(raw: dict, source: str = "the measured H200") -> None:

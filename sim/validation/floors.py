@@ -79,3 +79,25 @@ def fixed_costs(measured: pd.DataFrame) -> FixedCosts:
     return FixedCosts(read_intercept_ns=float(intercept_us) * 1e3, read_gbps=1.0 / float(us_per_kb),
                       launch_ns=float(per[~pdl].mean()) * 1e3, pdl_launch_ns=float(per[pdl].mean()) * 1e3,
                       latency_ns=LATENCY_NS, rows=len(reads) + len(chains))
+
+
+#: kernel name of the L2 re-read floor rows (kernels/floor.py ``floor_reread``: M programs each read the same N words)
+REREAD_KERNEL = "floor_reread"
+
+
+def reread_gbps(measured: pd.DataFrame) -> tuple[float, int] | None:
+    """GB/s at which the L2 feeds re-reads of one buffer to the SMs, and the rows it comes from; None without
+    re-read floor rows.  Per buffer size (``N``), a line ``us = intercept + bytes / rate`` over its program counts
+    (the bytes grow with the programs, the one DRAM read and the launch do not); the median of the sizes' rates."""
+    rows = measured[(measured["op"] == "floor") & (measured["kernel"] == REREAD_KERNEL)
+                    & measured["cuda_graph"].astype(bool)]
+    rates = []
+    for _, g in rows.groupby("N"):
+        if g["M"].nunique() < 2:
+            continue
+        slope, _ = np.polyfit(g["bytes"].to_numpy(float) / 1e3, g["us"].to_numpy(float), 1)
+        if slope > 0:
+            rates.append(1.0 / slope)
+    if not rates:
+        return None
+    return float(np.median(rates)), len(rows)

@@ -19,7 +19,7 @@ from contract.sim import SPLITS
 from ..config import AcceleratorConfig, load_accelerator
 from .calibrate import calibration_mask
 from .mape import SIM_VALIDATION_COLUMNS, mape_by_class
-from .replay import H100_L2_BYTES, SIM_VS_MEASURED_COLUMNS, compare_measured
+from .replay import H100_L2_BYTES, SIM_VS_MEASURED_COLUMNS, compare_measured, with_swept_tiles
 from .streams import baseline_calibration_mask
 
 
@@ -37,7 +37,8 @@ def validation_table(measured: pd.DataFrame, ideal: "str | Path | AcceleratorCon
                      ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-class MAPE of the measured kernels, each replayed on the preset that describes it.
 
-    Tuning rows (kernel names ending ``_cfg``) are dropped.  Baseline rows
+    Tuning rows (kernel names ending ``_cfg``) are dropped, after they name the tile of each final row of their run
+    that records none (:func:`sim.validation.replay.with_swept_tiles`).  Baseline rows
     (``impl`` baseline: cuBLAS, torch SDPA, gemlite) run on ``ideal``; all are
     ``held-out`` but the cuBLAS rows its stream costs are derived from
     (:func:`sim.validation.streams.baseline_calibration_mask`).  ``calibration``: the mask of the rows the
@@ -48,7 +49,7 @@ def validation_table(measured: pd.DataFrame, ideal: "str | Path | AcceleratorCon
     Returns (per row: table ``sim_vs_measured``, per class by ``kernel_class``:
     table ``sim_validation``), per preset then split.
     """
-    m = measured_final_rows(measured).reset_index(drop=True)
+    m = measured_final_rows(with_swept_tiles(measured)).reset_index(drop=True)
     cal = calibration(m)
     tables, parts = [], []
     for preset, sel in ((ideal, m["impl"] != "ours"), (fitted, m["impl"] == "ours")):

@@ -11,13 +11,15 @@ This is the first step of the one direction of ``sim.validation``: replay -> cal
 """
 from __future__ import annotations
 
-from dataclasses import replace
+import json
+import math
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from contract import read_table, validate
+from contract import TUNING_SUFFIX, read_table, validate
 from contract.sim import SIM_VS_MEASURED
 
 from ..config import AcceleratorConfig, load_accelerator
@@ -72,6 +74,116 @@ TWO_PASS_PREFIX = "ours_twopass_w158"
 #: such a row replays on that array alone, past the preset's dispatch rule (``max_m``), which is the rule
 #: of the launcher's "auto" path
 GEMV_KERNEL_SUFFIX, GEMV_ARRAY = "_gemv", "cuda_cores"
+
+#: Weight formats whose GEMM kernels record their tile (``config``) and are replayed on it: our ternary kernels
+TILED_WEIGHTS = ("ternary",)
+
+
+@dataclass(frozen=True)
+class KernelTile:
+    """The tile a measured GEMM row ran (its ``config``, kernels/configs.py): ``BM`` x ``BN`` outputs per program,
+    K cut into ``split_k`` parts, the weights decoded four packed bytes per register (``swar``) or not."""
+    BM: int
+    BN: int
+    split_k: int = 1
+    swar: bool = False
+
+
+def recorded_tile(m: pd.Series) -> KernelTile | None:
+    """The :class:`KernelTile` a measured row records, or None when it records none (no ``config``, or a config
+    without an output tile: the GEMV path's, the library kernels'); ``ValueError`` for a malformed one."""
+    raw = m.get("config", None)
+    if not isinstance(raw, str) or not raw.strip().startswith("{"):
+        return None
+    try:
+        cfg = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"measured row {m.name}: config is not JSON ({e})") from None
+    if not isinstance(cfg, dict) or "BM" not in cfg or "BN" not in cfg:
+        return None
+    vals = {k: cfg.get(k, 1) for k in ("BM", "BN", "SPLIT_K")}
+    for k, v in vals.items():
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 1 << 16:
+            raise ValueError(f"measured row {m.name}: config {k} must be a whole number in [1, 65536], got {v!r}")
+    return KernelTile(BM=vals["BM"], BN=vals["BN"], split_k=vals["SPLIT_K"], swar=bool(cfg.get("SWAR", False)))
+
+
+def decode_form(m: pd.Series, tile: KernelTile | None) -> str | None:
+    """The decode form a tiled row names (``ArrayConfig.unpack_forms``): ``swar-fp8`` for a ``SWAR`` tile of an
+    FP8-MMA precision, ``swar-int8`` for the others; None for the broadcast decode (``unpack``)."""
+    if tile is None or not tile.swar:
+        return None
+    return "swar-fp8" if "fp8" in str(m["precision"]) else "swar-int8"
+
+
+def runs_on_tile(m: pd.Series) -> KernelTile | None:
+    """The tile a row is replayed on: a GEMM of :data:`TILED_WEIGHTS` that records one, not the two-pass route's
+    or the CUDA-core GEMV's (whose configs tile other loops); None otherwise."""
+    if str(m["op"]) != "gemm" or str(m["kernel"]).startswith(TWO_PASS_PREFIX) or _runs_gemv_path(m):
+        return None
+    if _PRECISIONS.get(str(m["precision"]), ("",))[0] not in TILED_WEIGHTS:
+        return None
+    return recorded_tile(m)
+
+
+def with_swept_tiles(measured: pd.DataFrame) -> pd.DataFrame:
+    """``measured`` with the ``config`` of each row that records none filled from its run's sweep: of the tuning
+    rows (kernel name + :data:`contract.TUNING_SUFFIX`) of the same run (``date``), precision and shape, the
+    fastest exact one's.  That is the rule the benchmark picks the config of the rest of its run by (the fastest
+    correct config per shape; every run that records the final row's config agrees with it).  Rows that record a
+    config, and rows whose run swept nothing, are unchanged."""
+    if "config" not in measured.columns:
+        measured = measured.assign(config="")
+    config = measured["config"].astype("string").fillna("")
+    names = measured["kernel"].astype(str)
+    swept = names.str.endswith(TUNING_SUFFIX) & measured["exact"].astype(bool) & config.str.startswith("{")
+    if not swept.any():
+        return measured
+    keys = ["date", "kernel", "precision", "M", "N", "K"]
+    tun = measured[swept].assign(kernel=names[swept].str[:-len(TUNING_SUFFIX)], config=config[swept])
+    best = tun.sort_values("us", kind="stable").drop_duplicates(keys)[keys + ["config"]]
+    lacks = ~names.str.endswith(TUNING_SUFFIX) & ~config.str.startswith("{")
+    filled = measured[lacks][keys].merge(best, on=keys, how="left")["config"].to_numpy()
+    out = measured.copy()
+    out["config"] = config.astype(object)
+    out.loc[lacks, "config"] = [c if isinstance(c, str) else "" for c in filled]
+    return out
+
+
+def tile_accelerator(cfg: AcceleratorConfig, tile: KernelTile, form: str | None, M: int) -> AcceleratorConfig:
+    """``cfg`` with the array that runs an ``M``-row GEMM cut to the kernel's output tile: ``BM`` x ``BN`` PEs at
+    the rate that keeps the copy's peak (a smaller tile is not a slower SM) and a promotion cost in proportion to its
+    accumulators (a promotion adds each of them once), K split only as the kernel splits it
+    (:func:`tiled_trace`), the weights decoded at the ``form``'s rate where the array names it.  The first
+    array other than the GEMV array that takes ``M`` (the dispatch rule's choice) is the one cut."""
+    arrays = list(cfg.arrays)
+    for i, a in enumerate(arrays):
+        if a.name == GEMV_ARRAY or not a.takes_m(M):
+            continue
+        scale = a.rows * a.cols / (tile.BM * tile.BN)
+        unpack = dict(a.unpack)
+        if form is not None and form in a.unpack_forms:
+            unpack.update({op: a.unpack_forms[form] for op in TILED_WEIGHTS})
+        arrays[i] = replace(a, rows=tile.BM, cols=tile.BN, split_reduction=False, split_balanced=False,
+                            pe_ops=tuple(replace(p, rate=p.rate * scale) for p in a.pe_ops), unpack=unpack,
+                            promote_ns={f: ns / scale for f, ns in a.promote_ns.items()})
+        return replace(cfg, arrays=tuple(arrays))
+    return cfg
+
+
+def tiled_trace(tr: pd.DataFrame, tile: KernelTile) -> pd.DataFrame:
+    """The GEMM row of ``tr`` as ``split_k`` instances of a K / ``split_k`` reduction (each part writes its partial
+    tile: the kernel's split-K buffer), so each part is a fold of its own on the tiled array."""
+    if tile.split_k == 1:
+        return tr
+    r = tr.iloc[0]
+    part = math.ceil(int(r["K"]) / tile.split_k)
+    row = _op_row(op=str(r["op"]), op_class="gemm", M=int(r["M"]), N=int(r["N"]), K=part, count=tile.split_k,
+                  weight_format=str(r["weight_format"]), weight_bits=float(r["weight_bits"]),
+                  act_format=str(r["act_format"]), act_bits=int(r["act_bits"]), out_bits=32,
+                  sparsity=float(r["sparsity"]))
+    return pd.DataFrame([row])
+
 
 # Measurement protocol of docs/gpu-facts.md §1: triton.testing.do_bench flushes the L2
 # before each timed call by writing a large buffer, so the timed kernel starts
@@ -303,15 +415,20 @@ def compare_measured(measured: pd.DataFrame, accel: "str | Path | AcceleratorCon
                "bound": "", "preset": cfg.name, "split": "", "skipped": ""}
         try:
             tr = measured_row_to_trace(m, head_dim)
+            tile = runs_on_tile(m)
         except ValueError as e:
             rec["skipped"] = str(e)
             out.append(rec)
             continue
+        if tile is not None:
+            tr = tiled_trace(tr, tile)
         tr["extra_offchip_write"] = _dirty_writes(tr, flush_dirty_bytes, _copies(m))
         on_gemv = _runs_gemv_path(m) and gemv_cfg is not None
-        key = (on_gemv, tuple(tr.columns), tuple(map(tuple, tr.itertuples(index=False))))
+        form = decode_form(m, tile)
+        key = (on_gemv, tile, form, tuple(tr.columns), tuple(map(tuple, tr.itertuples(index=False))))
         if key not in seen:
-            res = simulate(tr, gemv_cfg if on_gemv else cfg)
+            run_cfg = gemv_cfg if on_gemv else cfg if tile is None else tile_accelerator(cfg, tile, form, int(m["M"]))
+            res = simulate(tr, run_cfg)
             seen[key] = (res.summary.latency_s, ",".join(sorted(set(res.ops["bound"]))))
         latency_s, rec["bound"] = seen[key]
         rec["sim_us"] = latency_s * 1e6 + (0.0 if graph else cfg.host_launch_ns / 1e3)
