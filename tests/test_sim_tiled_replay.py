@@ -13,7 +13,7 @@ from test_sim_synthetic import gemm_row
 import sim
 from sim.config import from_dict
 from sim.memory import fold_reads
-from sim.validation.calibrate import DECODE_FORM_FITS, set_param
+from sim.validation.calibrate import DECODE_FORM_FITS, FILL_FIT, set_param
 from sim.validation.floors import reread_gbps
 from sim.validation.replay import (
     KernelTile,
@@ -32,7 +32,8 @@ SWAR_TILE = {"BM": 32, "BN": 64, "BK": 256, "num_warps": 4, "num_stages": 4, "SW
 
 def _row(**kw) -> pd.Series:
     base = dict(op="gemm", kernel="ours_w158a8", impl="ours", precision="w1.58a8", M=8, N=4096, K=4096,
-                sparsity=0.0, cuda_graph=True, us=10.0, exact=True, date="2026-12-01T00:00:00+00:00", config="")
+                sparsity=0.0, cuda_graph=True, us=10.0, exact=True, date="2026-12-01T00:00:00+00:00", config="",
+                bytes=0.0, ops=0.0, gbps=0.0, tops=0.0, gpu="NVIDIA H100 80GB HBM3", torch="2", triton="3", cuda="12")
     base.update(kw)
     return pd.Series(base, name=kw.pop("name", 0))
 
@@ -173,3 +174,25 @@ def test_the_decode_forms_are_fitted_on_the_m16_swar_rows_alone():
     assert int8.param.endswith("swar-int8") and fp8.param.endswith("swar-fp8")
     assert int8.select(rows).tolist() == [True, False, False, False]
     assert fp8.select(rows).tolist() == [False, False, False, True]
+
+
+def test_the_decode_free_variant_replays_as_one_byte_weights_on_its_tile_and_fits_the_fill():
+    row = _row(kernel="ours_int8_nodecode", M=128, config=json.dumps({"BM": 128, "BN": 32, "BK": 128}))
+    tr = measured_row_to_trace(row)
+    assert (tr.iloc[0]["weight_format"], tr.iloc[0]["weight_bits"]) == ("int8", 8.0)
+    assert runs_on_tile(row) == KernelTile(BM=128, BN=32)
+    rows = pd.DataFrame([row, _row(kernel="ours_int8_nodecode", M=2048), _row(M=128)])
+    assert FILL_FIT.select(rows).tolist() == [True, False, False]
+
+
+def test_a_row_without_its_tile_replays_without_the_fill_bandwidth():
+    from sim.validation import compare_measured
+    raw = json.loads(json.dumps(dataclasses.asdict(sim.load_accelerator("h100-triton"))))
+    raw["sram"]["fill_bandwidth_bytes_per_cycle"] = 50.0          # so slow that any fold read would show
+    slow = from_dict(raw, where="t")
+    tiled = _row(M=128, config=json.dumps({"BM": 128, "BN": 32, "BK": 128}))
+    rows = pd.DataFrame([tiled, _row(M=128, config="", name=1)])
+    with_fill, _ = compare_measured(rows, slow)
+    plain, _ = compare_measured(rows, sim.load_accelerator("h100-triton"))
+    assert with_fill.loc[1, "sim_us"] == pytest.approx(plain.loc[1, "sim_us"])     # untiled: no fill charged
+    assert with_fill.loc[0, "sim_us"] > 10 * plain.loc[0, "sim_us"]                  # tiled: bound by it

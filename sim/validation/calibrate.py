@@ -139,6 +139,18 @@ DECODE_FORM_FITS = tuple(
 DECODE_FORM_BOUNDS, DECODE_FORM_GRID = (1.0, 400.0), 16
 
 
+#: The L2's operand-feed rate (``sram.fill_bandwidth_bytes_per_cycle``), fitted on the A8 kernel's rows at M = 128 with
+#: its weight decode left out, in the tile the kernel runs there: with no decode, what remains of such a narrow
+#: tile's time beyond its MMAs is its folds' re-reads of the activations
+FILL_FIT = Fit("sram.fill_bandwidth_bytes_per_cycle",
+               "ours_int8_nodecode gemm M=128 (every N x K) in ours' tile (the A8 kernel with its weight decode "
+               "left out: one byte per code into the INT8 MMA)",
+               lambda m: _is(m, "ours_int8_nodecode", "gemm", M=128),
+               "least squares on relative error, 1-D search in log(bytes per cycle), each row on its own tile")
+#: Its search range (bytes / cycle: from below an HBM's share of the clock to the SMs' shared-memory bandwidth)
+FILL_BOUNDS, FILL_GRID = (500.0, 20000.0), 16
+
+
 #: The search range of :data:`GEMV_RATE_FIT` (MACs / lane / cycle: from a 1/80 of the array's 4-MAC dp4a peak to
 #: twice it) and its grid (steps of a factor 1.5 before the golden-section search)
 GEMV_RATE_BOUNDS, GEMV_RATE_GRID = (0.05, 8.0), 14

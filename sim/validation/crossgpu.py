@@ -38,6 +38,9 @@ from .calibrate import (
     DECODE_FORM_BOUNDS,
     DECODE_FORM_FITS,
     DECODE_FORM_GRID,
+    FILL_BOUNDS,
+    FILL_FIT,
+    FILL_GRID,
     FITS,
     GEMV_RATE_BOUNDS,
     GEMV_RATE_FIT,
@@ -222,25 +225,30 @@ def h100_current_presets(first: pd.DataFrame, current: pd.DataFrame,
     kernels = json.loads(json.dumps(asdict(kernels)))
     if serving is not None:
         gemv_rate_of(kernels, serving, "the H100 serving tables", H100_L2_BYTES)
-        fill_bandwidth_of(kernels, serving, "the H100 serving tables")
+        fill_bandwidth_of(kernels, serving, "the H100 serving tables", H100_L2_BYTES)
         decode_forms_of(kernels, serving, "the H100 serving tables", H100_L2_BYTES)
         from_dict(copy.deepcopy(kernels), where=kernels["name"])
     return like, kernels
 
 
-def fill_bandwidth_of(raw: dict, measured: pd.DataFrame, source: str) -> None:
-    """The rate the L2 feeds re-reads to the SMs (:func:`sim.validation.floors.reread_gbps`, a floor kernel's rows)
-    as ``sram.fill_bandwidth_bytes_per_cycle`` of ``raw`` (our kernels' preset: the tiled replay knows each
-    kernel's tile, so its folds' operand reads are the kernel's), in place, when ``measured`` has those rows."""
-    got = reread_gbps(measured)
-    if got is None:
+def fill_bandwidth_of(raw: dict, measured: pd.DataFrame, source: str, l2_bytes: float) -> None:
+    """The rate the L2 feeds the SMs' operand re-reads (:data:`sim.validation.calibrate.FILL_FIT`) fitted on
+    ``measured``'s decode-free rows replayed on ``raw`` (our kernels' preset) on their own tiles, put on ``raw`` in
+    place as ``sram.fill_bandwidth_bytes_per_cycle``, when the table has the rows.  Only our kernels' preset takes
+    it: the replay knows our kernels' tiles, so their folds' reads are the kernel's; a library kernel's tile and
+    multicast are unknown, and its 128 x 128 fold would overcount them."""
+    validate(measured, "measured_trace")
+    rows = measured[FILL_FIT.select(measured).fillna(False).astype(bool)].reset_index(drop=True)
+    if rows.empty:
         return
-    gbps, n = got
-    raw["sram"]["fill_bandwidth_bytes_per_cycle"] = round(gbps / raw["clock_ghz"], 1)
-    raw.setdefault("calibration", {})["sram.fill_bandwidth_bytes_per_cycle"] = (
-        f"{gbps / raw['clock_ghz']:.1f} B/cycle = {gbps:.0f} GB/s: derived from {n} floor_reread rows of {source} "
-        "(programs each reading one buffer: the slope of time over the bytes moved from the L2, the median over "
-        "buffer sizes); a floor, not fitted to kernels")
+    value = round(fit_rate(raw, FILL_FIT.param, rows, l2_bytes, FILL_BOUNDS, FILL_GRID), 1)
+    set_param(raw, FILL_FIT.param, value)
+    floor = reread_gbps(measured)
+    check = "" if floor is None else (f"; the L2 re-read floor rows of the same tables (floor_reread, {floor[1]} rows) "
+                                      f"measure {floor[0]:.0f} GB/s, not used in the fit")
+    raw.setdefault("calibration", {})[FILL_FIT.param] = (
+        f"{value:g} B/cycle = {value * raw['clock_ghz']:.0f} GB/s fitted by sim.validation.crossgpu on {len(rows)} "
+        f"rows of {source}: {FILL_FIT.rows}; method: {FILL_FIT.method}{check}")
 
 
 def decode_forms_of(raw: dict, measured: pd.DataFrame, source: str, l2_bytes: float) -> None:
