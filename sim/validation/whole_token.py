@@ -27,7 +27,7 @@ from .eager import with_launches
 from .floors import fixed_costs, has_floors
 from .gpus import GPU_PRESETS, gpu_presets
 from .published import overlapped_call_us
-from .replay import _op_row, _vector_row, elementwise_row, list_row, topk_row, two_pass_rows
+from .replay import _op_row, _vector_row, elementwise_row, list_row, topk_row, two_pass_rows, without_fill
 
 #: LLaMA-7B block of the measured kernels (kernels/block.py ``LLAMA7B``): FFN width, heads, head size.
 D_FFN, HEADS, HEAD_DIM = 11008, 32, 128
@@ -309,7 +309,8 @@ def _presets(measured: pd.DataFrame, ideal: dict, kernels: dict) -> dict[tuple[s
     saving = fixed_costs(measured).pdl_saving_ns if has_floors(measured) else 0.0
     out = {}
     for impl, raw in (("baseline", ideal), ("ours", kernels)):
-        cfg = from_dict(copy.deepcopy(raw), where=raw["name"])
+        # a block's replay does not know its kernels' tiles: no fill bandwidth, as for every untiled kernel row
+        cfg = without_fill(from_dict(copy.deepcopy(raw), where=raw["name"]))
         out[(impl, False)] = cfg
         out[(impl, True)] = cfg.replace(op_overhead_ns=max(0.0, cfg.op_overhead_ns - saving))
     return out
