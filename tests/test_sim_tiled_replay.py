@@ -196,3 +196,17 @@ def test_a_row_without_its_tile_replays_without_the_fill_bandwidth():
     plain, _ = compare_measured(rows, sim.load_accelerator("h100-triton"))
     assert with_fill.loc[1, "sim_us"] == pytest.approx(plain.loc[1, "sim_us"])     # untiled: no fill charged
     assert with_fill.loc[0, "sim_us"] > 10 * plain.loc[0, "sim_us"]                  # tiled: bound by it
+
+
+def test_a_split_k_tile_pays_the_presets_in_kernel_combine_once_and_an_unsplit_one_none():
+    from sim.validation import compare_measured
+    cfg = sim.load_accelerator("h100-triton")
+    raw = json.loads(json.dumps(dataclasses.asdict(cfg)))
+    raw["arrays"][1]["split_combine_ns"] = 2000.0        # the CUDA cores' ticketed combine, as a GPU preset measures it
+    combined = from_dict(raw, where="t")
+    rows = pd.DataFrame([_row(config=json.dumps({"BM": 16, "BN": 64, "SPLIT_K": 4})),
+                         _row(config=json.dumps({"BM": 16, "BN": 64}), name=1)])
+    base, _ = compare_measured(rows, cfg)
+    tail, _ = compare_measured(rows, combined)
+    assert tail.loc[0, "sim_us"] - base.loc[0, "sim_us"] == pytest.approx(2.0, abs=1e-3)   # 2000 ns, once
+    assert tail.loc[1, "sim_us"] == pytest.approx(base.loc[1, "sim_us"])

@@ -158,6 +158,9 @@ LAUNCHES = "launches"  # optional trace column: kernel launches the op stands fo
 #: optional trace column: dependent reduction steps of a row-reduction op whose kernel says how many it takes (an
 #: exact TopK threshold search that stops early); NaN or absent: the kind's ``vector.reductions``
 REDUCTION_STEPS = "reduction_steps"
+#: optional trace column: K parts of a split-K GEMM whose last part to finish, elected by a ticket, adds up the
+#: parts' partial tiles inside the same launch (a replayed GPU kernel); absent or 1: no such pass
+SPLIT_K_PARTS = "split_k_parts"
 
 
 def plan_ops(trace: pd.DataFrame, accel: AcceleratorConfig) -> list[OpPlan]:
@@ -168,6 +171,8 @@ def plan_ops(trace: pd.DataFrame, accel: AcceleratorConfig) -> list[OpPlan]:
     behind, see sim.validation); it is written back like the op's outputs.
     An optional boolean column ``fused`` marks ops that run inside the previous
     op's launch (replays of fused GPU kernels): they pay no ``op_overhead_ns``.
+    An optional integer column ``split_k_parts`` (> 1) marks a split-K GEMM whose
+    parts are combined inside its launch: it pays its array's ``split_combine_ns``.
     An optional integer column ``launches`` (default 1) says how many kernel launches the op stands for:
     0 is the same as ``fused``; n > 1 adds n - 1 glue launches (:attr:`OpPlan.glue_launches`).
     """
@@ -359,11 +364,16 @@ def _with_stream(p: OpPlan, r: dict, accel: AcceleratorConfig) -> OpPlan:
 
 def _with_combine_tail(p: OpPlan, r: dict, accel: AcceleratorConfig) -> OpPlan:
     """A split attention op (its context cut into parts over idle copies) running inside the previous op's
-    launch pays its array's ``split_combine_ns`` serially: the in-kernel combine of the parts' partials."""
-    if r["op_class"] != "attention" or not p.fused or p.unit == "vector":
+    launch, or a GEMM whose trace row names its split-K parts (:data:`SPLIT_K_PARTS`), pays its array's
+    ``split_combine_ns`` serially: the in-kernel combine of the parts' partials by the last part to finish."""
+    if p.unit == "vector":
         return p
     array = next(a for a in accel.arrays if a.name == p.unit)
     if array.split_combine_ns <= 0:
+        return p
+    if r["op_class"] == "gemm" and float(r.get(SPLIT_K_PARTS, 1) or 1) > 1:
+        return dataclasses.replace(p, ramp_cycles=p.ramp_cycles + math.ceil(array.split_combine_ns * accel.clock_ghz))
+    if r["op_class"] != "attention" or not p.fused:
         return p
     _, instances = split_reduction(int(r["M"]), int(r["N"]), int(r["K"]), array, int(r["count"]))
     if instances <= int(r["count"]):

@@ -23,7 +23,7 @@ from contract import TUNING_SUFFIX, read_table, validate
 from contract.sim import SIM_VS_MEASURED
 
 from ..config import AcceleratorConfig, load_accelerator
-from ..engine.plan import REDUCTION_STEPS
+from ..engine.plan import REDUCTION_STEPS, SPLIT_K_PARTS
 from ..simulate import simulate
 from .mape import mape_by_class
 
@@ -156,7 +156,9 @@ def with_swept_tiles(measured: pd.DataFrame) -> pd.DataFrame:
 def tile_accelerator(cfg: AcceleratorConfig, tile: KernelTile, form: str | None, M: int) -> AcceleratorConfig:
     """``cfg`` with the array that runs an ``M``-row GEMM cut to the kernel's output tile: ``BM`` x ``BN`` PEs at
     the rate that keeps the copy's peak (a smaller tile is not a slower SM) and a promotion cost in proportion to its
-    accumulators (a promotion adds each of them once), K split only as the kernel splits it
+    accumulators (a promotion adds each of them once), its split-K parts combined by the last part as the preset's
+    measured in-kernel combine runs (the largest ``split_combine_ns`` of its arrays: the decode-attention kernels'
+    ticketed combine, the same mechanism, kernels/tickets.py), K split only as the kernel splits it
     (:func:`tiled_trace`), the weights decoded at the ``form``'s rate where the array names it.  The first
     array other than the GEMV array that takes ``M`` (the dispatch rule's choice) is the one cut."""
     arrays = list(cfg.arrays)
@@ -169,7 +171,8 @@ def tile_accelerator(cfg: AcceleratorConfig, tile: KernelTile, form: str | None,
             unpack.update({op: a.unpack_forms[form] for op in TILED_WEIGHTS})
         arrays[i] = replace(a, rows=tile.BM, cols=tile.BN, split_reduction=False, split_balanced=False,
                             pe_ops=tuple(replace(p, rate=p.rate * scale) for p in a.pe_ops), unpack=unpack,
-                            promote_ns={f: ns / scale for f, ns in a.promote_ns.items()})
+                            promote_ns={f: ns / scale for f, ns in a.promote_ns.items()},
+                            split_combine_ns=max(b.split_combine_ns for b in cfg.arrays))
         return replace(cfg, arrays=tuple(arrays))
     return cfg
 
@@ -186,7 +189,9 @@ def without_fill(cfg: AcceleratorConfig) -> AcceleratorConfig:
 
 def tiled_trace(tr: pd.DataFrame, tile: KernelTile) -> pd.DataFrame:
     """The GEMM row of ``tr`` as ``split_k`` instances of a K / ``split_k`` reduction (each part writes its partial
-    tile: the kernel's split-K buffer), so each part is a fold of its own on the tiled array."""
+    tile: the kernel's split-K buffer), so each part is a fold of its own on the tiled array, and the last part's
+    in-kernel combine of the partials (:data:`sim.engine.plan.SPLIT_K_PARTS`, the tiled array's
+    ``split_combine_ns``, :func:`tile_accelerator`)."""
     if tile.split_k == 1:
         return tr
     r = tr.iloc[0]
@@ -195,6 +200,7 @@ def tiled_trace(tr: pd.DataFrame, tile: KernelTile) -> pd.DataFrame:
                   weight_format=str(r["weight_format"]), weight_bits=float(r["weight_bits"]),
                   act_format=str(r["act_format"]), act_bits=int(r["act_bits"]), out_bits=32,
                   sparsity=float(r["sparsity"]))
+    row[SPLIT_K_PARTS] = tile.split_k
     return pd.DataFrame([row])
 
 
