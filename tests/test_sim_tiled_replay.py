@@ -140,16 +140,17 @@ def test_rows_that_record_no_tile_take_their_runs_fastest_exact_swept_tile():
         _row(kernel="ours_w158a8_cfg", us=12.0, config=json.dumps(a), date=day),
         _row(kernel="ours_w158a8_cfg", us=11.0, config=json.dumps(b), date=day),
         _row(kernel="ours_w158a8_cfg", us=9.0, config=json.dumps(c), date=day, exact=False),   # wrong: not a pick
+        _row(kernel="ours_w158a8_cfg", us=8.0, config=json.dumps(c), date=day, exact=None),    # unchecked: neither
         _row(kernel="ours_w158a8_cfg", us=5.0, config=json.dumps(c), date=other),              # another run's
         _row(kernel="ours_w158a8", us=11.1, config="", date=day),
         _row(kernel="ours_w158a8", us=11.1, config=json.dumps(a), date=day),                    # records its own
         _row(kernel="ours_w158a8", M=16, us=11.1, config="", date=day),                         # no sweep at M = 16
     ]).reset_index(drop=True)
     out = with_swept_tiles(rows)
-    assert json.loads(out.loc[4, "config"]) == b
-    assert json.loads(out.loc[5, "config"]) == a
-    assert out.loc[6, "config"] == ""
-    assert (out.loc[:3, "config"] == rows.loc[:3, "config"]).all() and len(out) == len(rows)
+    assert json.loads(out.loc[5, "config"]) == b
+    assert json.loads(out.loc[6, "config"]) == a
+    assert out.loc[7, "config"] == ""
+    assert (out.loc[:4, "config"] == rows.loc[:4, "config"]).all() and len(out) == len(rows)
 
 
 def test_the_reread_rate_is_the_slope_of_time_over_the_bytes_each_size_moves():

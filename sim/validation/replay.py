@@ -139,7 +139,8 @@ def with_swept_tiles(measured: pd.DataFrame) -> pd.DataFrame:
         measured = measured.assign(config="")
     config = measured["config"].astype("string").fillna("")
     names = measured["kernel"].astype(str)
-    swept = names.str.endswith(TUNING_SUFFIX) & measured["exact"].astype(bool) & config.str.startswith("{")
+    exact = measured["exact"].map(lambda v: isinstance(v, (bool, np.bool_)) and bool(v)).astype(bool)   # unchecked: no
+    swept = names.str.endswith(TUNING_SUFFIX) & exact & config.str.startswith("{")
     if not swept.any():
         return measured
     keys = ["date", "kernel", "precision", "M", "N", "K"]
