@@ -21,6 +21,7 @@ from sim.validation import H100_L2_BYTES, gpu_presets, load_anchors, validation_
 from sim.validation.crossgpu import (
     H100_CURRENT_SOURCES,
     H100_CURRENT_TABLES,
+    H100_FLOOR_TABLES,
     H100_SERVING_TABLES,
     H200_L2_BYTES,
     current_calibration_mask,
@@ -152,8 +153,10 @@ def _generations(rows: pd.DataFrame, pair: tuple[str, str], fit_gpu: bool) -> li
     serving = rows[source.isin([p.name for p in H100_SERVING_TABLES])]
     # the serving rows keep their tiles and copies: the decode forms are fitted on rows replayed on their tiles
     kept = cols + [c for c in ("config", "copies") if c in serving.columns]
+    floors = rows[source.isin([p.name for p in H100_FLOOR_TABLES])]
     like, kernels = h100_current_presets(first[cols].reset_index(drop=True), derive[cols].reset_index(drop=True),
-                                         serving[kept].reset_index(drop=True) if len(serving) else None)
+                                         serving[kept].reset_index(drop=True) if len(serving) else None,
+                                         floors[cols].reset_index(drop=True) if len(floors) else None)
     presets = (from_dict(like, where=like["name"]), from_dict(kernels, where=kernels["name"]))
     return [(rows[~current], pair, h100_calibration_mask), (rows[current], presets, current_calibration_mask)]
 

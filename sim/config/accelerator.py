@@ -270,10 +270,11 @@ class SramConfig:
         "and leakage are charged (sim.energy.chip) and the model's weights must fit it.  0 with residency "
         "'dram'.")})
     fill_bandwidth_bytes_per_cycle: float = field(default=0.0, metadata={"help": (
-        "Bytes per cycle the level that feeds the arrays' operand buffers delivers (a GPU's L2 to its SMs): every "
-        "fold reads its tile of both operands through it (sim.memory.traffic.fold_reads), so a GEMM whose narrow "
-        "output tiles each re-read the activations is bound by it.  0: not modelled (the buffer is the arrays' "
-        "own SRAM, read at bandwidth_bytes_per_cycle).")})
+        "Bytes per cycle at which the arrays' operand buffers are filled (on a GPU, from its L2 into its SMs, as "
+        "a kernel's loads achieve it: a few warps per SM keep few loads in flight): every fold reads its tile of "
+        "both operands through it (sim.memory.traffic.fold_reads), so a GEMM whose narrow output tiles each re-read "
+        "the activations is bound by it.  0: not modelled (the buffer is the arrays' own SRAM, read at "
+        "bandwidth_bytes_per_cycle).")})
 
 
 @dataclass(frozen=True)

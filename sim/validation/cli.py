@@ -116,7 +116,8 @@ def _current_presets(measured: pd.DataFrame) -> tuple[dict | None, dict | None]:
           f"{', '.join(_shown(p) for p in crossgpu.H100_SERVING_TABLES)} (no block or token row)")
     serving = pd.concat([read_table(p, schema="measured_trace") for p in crossgpu.H100_SERVING_TABLES],
                         ignore_index=True)
-    return crossgpu.h100_current_presets(read_table(H100_MEASURED, schema="measured_trace"), current, serving)
+    floors = pd.concat([read_table(p, schema="measured_trace") for p in crossgpu.H100_FLOOR_TABLES], ignore_index=True)
+    return crossgpu.h100_current_presets(read_table(H100_MEASURED, schema="measured_trace"), current, serving, floors)
 
 
 def _run_validate(args: argparse.Namespace) -> int:

@@ -196,14 +196,19 @@ H100_CURRENT_TABLES = (H100_CURRENT, MEASURED_DIR / "measured_h100_kernels3.parq
 H100_SERVING_TABLES = tuple(MEASURED_DIR / f"measured_h100_serving{n}.parquet" for n in (2, 3, 4, 5, 9, 10))
 
 
-def h100_current_presets(first: pd.DataFrame, current: pd.DataFrame,
-                         serving: pd.DataFrame | None = None) -> tuple[dict, dict]:
+#: The H100 floor tables the current-kernel presets name beside their fits: the L2 re-read floor (``floor_reread``)
+H100_FLOOR_TABLES = (MEASURED_DIR / "measured_h100_reread.parquet",)
+
+
+def h100_current_presets(first: pd.DataFrame, current: pd.DataFrame, serving: pd.DataFrame | None = None,
+                         floors: pd.DataFrame | None = None) -> tuple[dict, dict]:
     """(ceilings, our kernels) YAML dicts of the H100 as the current kernels use it, derived as the H200's are:
     ``h100-like`` with the tensor-core rates of ``current``'s cuBLAS 8192^3 ceilings (:func:`current_ceilings`), the
     split context and the row-reduction costs of ``current``'s quantizer rows, and our
     kernels' preset on it (:func:`kernels_preset`: the first table's fit, the FP8 promotion, the GEMV stream
     costs, the spilled-row rate, the KV-code rate and the combine tail from ``current``'s kernel rows; with
-    ``serving``, the rows of :data:`H100_SERVING_TABLES`, the batched GEMV's MAC rate, :func:`gemv_rate_of`).  No
+    ``serving``, the rows of :data:`H100_SERVING_TABLES`, the batched GEMV's MAC rate, :func:`gemv_rate_of`, the fill
+    bandwidth and the decode forms; ``floors``, the rows of :data:`H100_FLOOR_TABLES`, named beside the fill).  No
     block or token row enters: those stay held out (:func:`sim.validation.whole_token.whole_token_table`)."""
     validate(first, "measured_trace")
     validate(current, "measured_trace")
@@ -225,27 +230,30 @@ def h100_current_presets(first: pd.DataFrame, current: pd.DataFrame,
     kernels = json.loads(json.dumps(asdict(kernels)))
     if serving is not None:
         gemv_rate_of(kernels, serving, "the H100 serving tables", H100_L2_BYTES)
-        fill_bandwidth_of(kernels, serving, "the H100 serving tables", H100_L2_BYTES)
+        fill_bandwidth_of(kernels, serving, "the H100 serving tables", H100_L2_BYTES, floors)
         decode_forms_of(kernels, serving, "the H100 serving tables", H100_L2_BYTES)
         from_dict(copy.deepcopy(kernels), where=kernels["name"])
     return like, kernels
 
 
-def fill_bandwidth_of(raw: dict, measured: pd.DataFrame, source: str, l2_bytes: float) -> None:
+def fill_bandwidth_of(raw: dict, measured: pd.DataFrame, source: str, l2_bytes: float,
+                      floors: pd.DataFrame | None = None) -> None:
     """The rate the L2 feeds the SMs' operand re-reads (:data:`sim.validation.calibrate.FILL_FIT`) fitted on
     ``measured``'s decode-free rows replayed on ``raw`` (our kernels' preset) on their own tiles, put on ``raw`` in
     place as ``sram.fill_bandwidth_bytes_per_cycle``, when the table has the rows.  Only our kernels' preset takes
     it: the replay knows our kernels' tiles, so their folds' reads are the kernel's; a library kernel's tile and
-    multicast are unknown, and its 128 x 128 fold would overcount them."""
+    multicast are unknown, and its 128 x 128 fold would overcount them.  ``floors``: a table whose L2 re-read floor
+    rows (:func:`sim.validation.floors.reread_gbps`) the provenance names beside the fit, not used in it."""
     validate(measured, "measured_trace")
     rows = measured[FILL_FIT.select(measured).fillna(False).astype(bool)].reset_index(drop=True)
     if rows.empty:
         return
     value = round(fit_rate(raw, FILL_FIT.param, rows, l2_bytes, FILL_BOUNDS, FILL_GRID), 1)
     set_param(raw, FILL_FIT.param, value)
-    floor = reread_gbps(measured)
-    check = "" if floor is None else (f"; the L2 re-read floor rows of the same tables (floor_reread, {floor[1]} rows) "
-                                      f"measure {floor[0]:.0f} GB/s, not used in the fit")
+    floor = None if floors is None else reread_gbps(floors)
+    check = "" if floor is None else (f"; the L2 re-read floor (floor_reread, {floor[1]} rows: time over bytes moved, "
+                                      f"the median of two buffer sizes) measures {floor[0]:.0f} GB/s, not used in the "
+                                      "fit: the kernel's operand feed at few warps per SM is the slower")
     raw.setdefault("calibration", {})[FILL_FIT.param] = (
         f"{value:g} B/cycle = {value * raw['clock_ghz']:.0f} GB/s fitted by sim.validation.crossgpu on {len(rows)} "
         f"rows of {source}: {FILL_FIT.rows}; method: {FILL_FIT.method}{check}")
@@ -298,7 +306,7 @@ H100_CURRENT_SOURCES = ("measured_h100_kernels2.parquet", "measured_h100_kernels
                         "measured_h100_serving5.parquet", "measured_h100_prefill.parquet",
                         "measured_h100_serving6.parquet", "measured_h100_serving7.parquet",
                         "measured_h100_serving8.parquet", "measured_h100_serving9.parquet",
-                        "measured_h100_serving10.parquet")
+                        "measured_h100_serving10.parquet", "measured_h100_reread.parquet")
 
 
 def current_calibration_mask(rows: pd.DataFrame) -> pd.Series:
