@@ -65,7 +65,7 @@ def matmul_traffic(accel: "AcceleratorConfig", array: "ArrayConfig", *, M: int, 
         off_r = min(weight_read + act_in * tiles_w, act_in + weight_read * blocks_a)
     off_w = kv_write + (0.0 if _fits(act_out, accel) else act_out)
 
-    fr, fc = _spatial_folds(array, M, N, K)
+    fr, _ = _spatial_folds(array, M, N, K)
     sram = fold_reads(array, M=M, N=N, K=K, weight_read=weight_read, act_in=act_in)
     if array.dataflow == "output-stationary":      # y once
         sram += act_out
