@@ -55,7 +55,7 @@ from contract import TUNING_SUFFIX, measured_final_rows, validate
 
 from ..config import PRESET_DIR, PRESETS, from_dict, load_yaml
 from .reductions import add_row_reductions, has_reduction_rows, reduction_calibration_mask
-from .replay import GEMV_ARRAY, H100_L2_BYTES, compare_measured
+from .replay import GEMV_ARRAY, H100_L2_BYTES, compare_measured, recorded_tile
 
 BASE = "h100-like"
 NAME = "h100-triton"
@@ -82,6 +82,14 @@ class Fit:
     rows: str                                     # the calibration subset, in words
     select: Callable[[pd.DataFrame], pd.Series]   # measured table -> bool mask of those rows
     method: str
+
+    def mask(self, m: pd.DataFrame) -> pd.Series:
+        """The rows of ``m`` this parameter is fitted on, as a bool mask on ``m``'s index (NaN: not one of them)."""
+        return self.select(m).fillna(False).astype(bool)
+
+    def rows_in(self, m: pd.DataFrame) -> pd.DataFrame:
+        """Those rows of ``m``, indexed from 0."""
+        return m[self.mask(m)].reset_index(drop=True)
 
 
 FITS = (
@@ -123,8 +131,9 @@ GEMV_RATE_FIT = Fit(f"arrays[{GEMV_ARRAY}].pe_ops.int8",
                     "least squares on relative error, 1-D search in log(rate)")
 def _swar_rows(m: pd.DataFrame, kernel: str, M: int) -> pd.Series:
     """``kernel``'s GEMM rows at batch ``M`` that record a ``SWAR`` tile (the tiled replay's decode form)."""
-    config = m["config"].astype("string").fillna("") if "config" in m else pd.Series("", index=m.index)
-    return _is(m, kernel, "gemm", M=M) & config.str.contains('"SWAR": true', regex=False)
+    sel = _is(m, kernel, "gemm", M=M)
+    swar = [bool(on) and getattr(recorded_tile(r), "swar", False) for on, (_, r) in zip(sel.to_numpy(), m.iterrows())]
+    return pd.Series(swar, index=m.index, dtype=bool)
 
 
 #: The tiled replay's decode-form rates (``ArrayConfig.unpack_forms``, :func:`sim.validation.replay.decode_form`):
@@ -194,7 +203,7 @@ def calibration_mask(measured: pd.DataFrame) -> pd.Series:
     costs are derived from (:mod:`sim.validation.reductions`) (index of ``measured``)."""
     mask = reduction_calibration_mask(measured)
     for f in FITS:
-        mask |= f.select(measured).fillna(False).astype(bool)
+        mask |= f.mask(measured)
     return mask & ~measured["kernel"].astype(str).str.endswith(TUNING_SUFFIX)
 
 
@@ -314,7 +323,7 @@ def _fit(measured: pd.DataFrame, source: str, flush_dirty_bytes: float) -> dict:
     dates = sorted(set(m["date"].astype(str)))
     prov = {}
     for f in FITS:
-        rows = m[f.select(m).fillna(False).astype(bool)].reset_index(drop=True)
+        rows = f.rows_in(m)
         if rows.empty:
             raise ValueError(f"calibration of {f.param}: no rows match '{f.rows}' in {source}")
         if f.method.startswith("median"):

@@ -245,7 +245,7 @@ def fill_bandwidth_of(raw: dict, measured: pd.DataFrame, source: str, l2_bytes: 
     multicast are unknown, and its 128 x 128 fold would overcount them.  ``floors``: a table whose L2 re-read floor
     rows (:func:`sim.validation.floors.reread_gbps`) the provenance names beside the fit, not used in it."""
     validate(measured, "measured_trace")
-    rows = measured[FILL_FIT.select(measured).fillna(False).astype(bool)].reset_index(drop=True)
+    rows = FILL_FIT.rows_in(measured)
     if rows.empty:
         return
     value = round(fit_rate(raw, FILL_FIT.param, rows, l2_bytes, FILL_BOUNDS, FILL_GRID), 1)
@@ -266,7 +266,7 @@ def decode_forms_of(raw: dict, measured: pd.DataFrame, source: str, l2_bytes: fl
     validate(measured, "measured_trace")
     m = measured_final_rows(with_swept_tiles(measured)).reset_index(drop=True)
     for f in DECODE_FORM_FITS:
-        rows = m[f.select(m).fillna(False).astype(bool)].reset_index(drop=True)
+        rows = f.rows_in(m)
         if rows.empty:
             continue
         value = round(fit_rate(raw, f.param, rows, l2_bytes, DECODE_FORM_BOUNDS, DECODE_FORM_GRID), 4)
@@ -283,7 +283,7 @@ def gemv_rate_of(raw: dict, measured: pd.DataFrame, source: str, l2_bytes: float
     sends to the CUDA cores and the rows timed on that path whatever their batch."""
     validate(measured, "measured_trace")
     m = measured_final_rows(measured).reset_index(drop=True)
-    rows = m[GEMV_RATE_FIT.select(m).fillna(False).astype(bool)].reset_index(drop=True)
+    rows = GEMV_RATE_FIT.rows_in(m)
     if rows.empty:
         return
     value = fit_rate(raw, GEMV_RATE_FIT.param, rows, l2_bytes, GEMV_RATE_BOUNDS, GEMV_RATE_GRID)
@@ -314,11 +314,10 @@ def current_calibration_mask(rows: pd.DataFrame) -> pd.Series:
     (:func:`h200_calibration_mask`, the cuBLAS rows of the baseline stream costs among them) and the FP8
     promotion's, the batched GEMV rate's, the shared rows' and the decode forms' rows; every other row of the
     current tables is held out."""
-    forms = pd.Series(False, index=rows.index)
-    for f in DECODE_FORM_FITS:
-        forms |= f.select(rows).fillna(False).astype(bool)
-    return (h200_calibration_mask(rows) | PROMOTION_FIT.select(rows).fillna(False).astype(bool)
-            | GEMV_RATE_FIT.select(rows).fillna(False).astype(bool) | shared_rows_calibration_mask(rows) | forms)
+    mask = h200_calibration_mask(rows) | shared_rows_calibration_mask(rows)
+    for f in (PROMOTION_FIT, GEMV_RATE_FIT, *DECODE_FORM_FITS):
+        mask |= f.mask(rows)
+    return mask
 
 
 def _split_context(raw: dict, source: str = "the measured H200") -> None:
@@ -438,7 +437,7 @@ def promotion_of_h100(fitted: dict, h100_current: pd.DataFrame) -> None:
     for exact sums and runs 1.3-1.45x its INT8 twin."""
     validate(h100_current, "measured_trace")
     m = measured_final_rows(h100_current).reset_index(drop=True)
-    rows = m[PROMOTION_FIT.select(m).fillna(False).astype(bool)].reset_index(drop=True)
+    rows = PROMOTION_FIT.rows_in(m)
     if rows.empty:
         return
     ns = fit_promotion(fitted, rows, H100_L2_BYTES)
@@ -451,7 +450,7 @@ def kv_rate_of_own(raw: dict, own: OwnRows) -> None:
     KV3 kernel was another design (one program per head, ``USE_DOT``, BT 128), the H200's splits the context
     (BT 32, S 10, FMA) and ran the same work in 193.2 us against 325.5 us."""
     m = measured_final_rows(own.rows).reset_index(drop=True)
-    rows = m[KV_FIT.select(m).fillna(False).astype(bool)].reset_index(drop=True)
+    rows = KV_FIT.rows_in(m)
     if rows.empty:
         return
     value = fit_rate(raw, KV_FIT.param, rows, own.l2_bytes)
@@ -498,7 +497,7 @@ def combine_tail_of_own(raw: dict, own: OwnRows) -> None:
 def kv_calibration_mask(measured: pd.DataFrame) -> pd.Series:
     """True on the rows the KV-code decode rate is fitted on (:func:`kv_rate_of_own`) and the combine tail
     derived from (:func:`combine_tail_of_own`)."""
-    return KV_FIT.select(measured).fillna(False).astype(bool) | _tail_rows(measured)
+    return KV_FIT.mask(measured) | _tail_rows(measured)
 
 
 def triton_yaml(cfg: AcceleratorConfig, h100_source: str) -> str:
