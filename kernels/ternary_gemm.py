@@ -888,10 +888,8 @@ def w158_matmul(x: torch.Tensor, x_scale: torch.Tensor, w_packed: torch.Tensor, 
     if fp8 and cfg.get("UCODE"):
         raise ValueError("gemm config UCODE (unsigned weight fields) is for int8 codes only; FP8 codes got it")
     _check_swar(cfg)
-    imprecise, promote = _promotion(imprecise_acc, cfg["BK"], fp8)
-    if cfg.get("SWAR") and imprecise > cfg["BK"] // 4:
-        # a SWAR step is four MMAs of BK/4: each promotes its sum on its own (more often than asked: still exact)
-        imprecise = cfg["BK"] // 4
+    # a SWAR step is four MMAs of BK / 4, each promoting on its own
+    imprecise, promote = _promotion(imprecise_acc, cfg["BK"], fp8, mma_k=cfg["BK"] // 4 if cfg.get("SWAR") else None)
     grid, work = _gemm_launch(cfg, M, N, fp8, x.device)
     _w158_gemm_kernel[grid](
         x_ptr=x, xs_ptr=x_scale, w_ptr=w_packed, ws_ptr=w_scale, y_ptr=y, **work,
@@ -940,11 +938,12 @@ FP8_PROMOTE_K = 512
 FP8_PROMOTE_MAX = 2048
 
 
-def _promotion(imprecise_acc: int | None, BK: int, fp8: bool) -> tuple[int, int]:
+def _promotion(imprecise_acc: int | None, BK: int, fp8: bool, mma_k: int | None = None) -> tuple[int, int]:
     """``(IMPRECISE, PROMOTE)`` kernel constants for ``imprecise_acc`` K elements per promotion.
 
-    ``<= BK``: Triton's ``max_num_imprecise_acc`` inside each tile's MMA.  A multiple of BK up to
-    ``FP8_PROMOTE_MAX``: a tile-local accumulator over ``imprecise_acc / BK`` tiles, then an fp32
+    ``<= BK``: Triton's ``max_num_imprecise_acc`` inside each tile's MMA, at most ``mma_k`` when a tile's step
+    runs several MMAs of that depth (each promotes its own sum: more often than asked, still exact).  A multiple
+    of BK up to ``FP8_PROMOTE_MAX``: a tile-local accumulator over ``imprecise_acc / BK`` tiles, then an fp32
     add.  Larger (only for the exactness study): never promoted.
     """
     if imprecise_acc is None:
@@ -954,7 +953,7 @@ def _promotion(imprecise_acc: int | None, BK: int, fp8: bool) -> tuple[int, int]
     if not fp8:
         return 0, 1
     if imprecise_acc <= BK:
-        return imprecise_acc, 1
+        return min(imprecise_acc, mma_k or BK), 1
     if imprecise_acc <= FP8_PROMOTE_MAX:
         if imprecise_acc % BK:
             raise ValueError(f"imprecise_acc={imprecise_acc} must be <= BK={BK} or a multiple of it")

@@ -92,11 +92,16 @@ def measure_read_rate(log: MeasurementLog) -> float:
     return gbps
 
 
+def _random_words(nbytes: int, seed: int) -> torch.Tensor:
+    """``nbytes`` of seeded random int32 words on the GPU (at least 16 words)."""
+    g = torch.Generator(device="cuda").manual_seed(seed)
+    return torch.randint(-2 ** 31, 2 ** 31 - 1, (max(16, nbytes // 4),), device="cuda", dtype=torch.int32,
+                         generator=g)
+
+
 def floor_row(log: MeasurementLog, label: str, nbytes: int, seed: int = 0, pdl: bool = False) -> float:
     """Time ``floor_read`` of ``nbytes`` in a CUDA graph over rotating copies; checked; returns µs."""
-    g = torch.Generator(device="cuda").manual_seed(seed)
-    src = torch.randint(-2 ** 31, 2 ** 31 - 1, (max(16, nbytes // 4),), device="cuda", dtype=torch.int32,
-                        generator=g)
+    src = _random_words(nbytes, seed)
     out = torch.empty((src.numel() + 8191) // 8192, device="cuda", dtype=torch.int32)
     exact = bool(torch.equal(floor_read(src, out).cpu(), floor_read_reference(src)))
     t, c = time_rotating(lambda s: floor_read(s, out, pdl=pdl), [src])
@@ -109,9 +114,7 @@ def reread_row(log: MeasurementLog, label: str, nbytes: int, programs: int, seed
     """Time ``floor_reread`` of ``nbytes`` by ``programs`` programs in a CUDA graph over rotating copies (each call
     reads its copy from DRAM once, then from the L2); checked; returns µs.  The row's bytes are those moved from
     the L2 to the SMs (``programs`` x ``nbytes``)."""
-    g = torch.Generator(device="cuda").manual_seed(seed)
-    src = torch.randint(-2 ** 31, 2 ** 31 - 1, (max(16, nbytes // 4),), device="cuda", dtype=torch.int32,
-                        generator=g)
+    src = _random_words(nbytes, seed)
     out = torch.empty(programs, device="cuda", dtype=torch.int32)
     exact = bool(torch.equal(floor_reread(src, programs, out).cpu(), floor_reread_reference(src, programs)))
     t, c = time_rotating(lambda s: floor_reread(s, programs, out), [src])

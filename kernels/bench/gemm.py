@@ -287,10 +287,11 @@ def _serving_weight(log: MeasurementLog, N: int, K: int, Ms, check: bool, read_g
     for M in Ms:
         x = activations(M, K, seed=M + 3)
         q8, q4 = Q.quantize_int8(x), Q.quantize_int4(x)
+        refs = {}
         for kernel, prec, xx, xs, q in (("ours_w158a8", "w1.58a8", q8.codes, q8.scale, q8),
                                         ("ours_w158a4_fp8", "w1.58a4-fp8", q4.codes.to(torch.float8_e4m3fn),
                                          q4.scale, q4)):
-            ref = Q.qlinear(q, wq)
+            ref = refs[kernel] = Q.qlinear(q, wq)
             _sweep_serving(log, kernel, prec, "gemm", xx, xs, wp, ws, ref, M, N, K)
             _serving_row(log, kernel, prec, "auto", xx, xs, wp, ws, ref, M, N, K, check, read_gbps)
             if M <= GEMV_PATH_MAX_M:        # the CUDA-core GEMV on the same codes (A4's as int8)
@@ -299,7 +300,7 @@ def _serving_weight(log: MeasurementLog, N: int, K: int, Ms, check: bool, read_g
                 _sweep_serving(log, k_gemv, p_gemv, "gemv", xi, xs, wp, ws, ref, M, N, K)
                 _serving_row(log, k_gemv, p_gemv, "gemv", xi, xs, wp, ws, ref, M, N, K, check, read_gbps)
         if M > GEMV_PATH_MAX_M:
-            _decode_free_serving_rows(log, wq, q8, M, N, K, check, read_gbps)
+            _decode_free_serving_rows(log, wq, q8, refs["ours_w158a8"], M, N, K, check, read_gbps)
         _serving_baselines(log, x.to(torch.float16), w16, f8, i4, M, N, K, check, read_gbps)
 
 
@@ -328,15 +329,15 @@ def decode_free_candidates() -> list[dict]:
     return out
 
 
-def _decode_free_serving_rows(log: MeasurementLog, wq: Q.QTensor, q8: Q.QTensor, M: int, N: int, K: int,
-                              check: bool, read_gbps: float) -> None:
+def _decode_free_serving_rows(log: MeasurementLog, wq: Q.QTensor, q8: Q.QTensor, ref: torch.Tensor, M: int, N: int,
+                              K: int, check: bool, read_gbps: float) -> None:
     """The A8 GEMM at batch ``M`` with its weight decode left out (codes one per byte), in the serving harness:
     with ours' tuned tile (``ours_int8_nodecode``: what the decode costs in that tile), with every decode-free
     tile (``ours_int8_nodecode_cfg``: what the tensor-core loop alone reaches on this shape), and cuBLAS INT8 on
-    the same bytes.  Where the decode-free kernel is no faster than ours, the decode is not what bounds it."""
+    the same bytes (``ref``: the A8 product of ``q8`` and ``wq``, model/'s).  Where the decode-free kernel is no
+    faster than ours, the decode is not what bounds it."""
     wi8 = wq.codes.contiguous()
     ws = wq.scale.reshape(1)
-    ref = Q.qlinear(q8, wq)
     nbytes = 1.0 * N * K + M * K + 2 * M * N
     tile = no_decode_config(log.tuned.lookup("gemm", **gemm_key(M, N, K, False)))
     for kernel, cfgs in (("ours_int8_nodecode", [tile]), ("ours_int8_nodecode_cfg", decode_free_candidates())):
