@@ -65,6 +65,23 @@ def test_h100_tables_of_the_current_kernels_replay_on_presets_derived_for_them()
     assert len(alone) == 1 and alone[0][1] == ("h100-like", "h100-triton")
 
 
+def test_a_later_h200_run_is_held_out_whole_while_the_first_keeps_its_named_calibration_rows():
+    from bitsim.report.measured import _generations, load_measured
+    from sim.validation.crossgpu import H200_MEASURED, h200_calibration_mask
+    from sim.validation.replay import MEASURED_DIR
+    rows = load_measured(MEASURED_DIR, include_anchors=False)
+    first = rows[rows.source == H200_MEASURED.name]
+    later = first.assign(source="measured_h200_later.parquet")     # the same kernels, measured again
+    parts = _generations(pd.concat([first, later]), ("h200-like", "h200-triton"), False)
+    assert [len(p[0]) for p in parts] == [len(first), len(later)]
+    (one, _, mask_one), (two, _, mask_two) = parts
+    assert mask_one is h200_calibration_mask and mask_one(one).any()
+    assert not mask_two(two).any() and (two.source == "measured_h200_later.parquet").all()
+    # rows without a source (a caller's own table) keep the named calibration rows
+    bare = _generations(first.drop(columns=["source"]), ("h200-like", "h200-triton"), False)
+    assert len(bare) == 1 and bare[0][2] is h200_calibration_mask
+
+
 def test_published_rows_are_replayed_once_per_process_and_inputs_and_handed_out_as_copies(monkeypatch, tmp_path):
     import shutil
 

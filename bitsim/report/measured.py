@@ -24,6 +24,7 @@ from sim.validation.crossgpu import (
     H100_FLOOR_TABLES,
     H100_SERVING_TABLES,
     H200_L2_BYTES,
+    H200_MEASURED,
     current_calibration_mask,
     h100_current_presets,
     h200_calibration_mask,
@@ -141,9 +142,15 @@ def _generations(rows: pd.DataFrame, pair: tuple[str, str], fit_gpu: bool) -> li
     the tables of the current kernels (:data:`sim.validation.crossgpu.H100_CURRENT_SOURCES`) run on presets
     derived for them (:func:`sim.validation.crossgpu.h100_current_presets`, from the first table and the current
     tables' kernel rows) when those tables are among the rows; every other row on the committed presets."""
-    if not fit_gpu:
-        return [(rows, pair, h200_calibration_mask)]
     source = rows["source"] if "source" in rows else pd.Series("", index=rows.index)
+    if not fit_gpu and "source" not in rows:
+        return [(rows, pair, h200_calibration_mask)]
+    if not fit_gpu:
+        # the H200 presets derive their costs from named rows of the first H200 table alone: every row of a
+        # later H200 run is held out, whatever its kernel
+        first = (source == H200_MEASURED.name).to_numpy()
+        parts = [(rows[first], pair, h200_calibration_mask), (rows[~first], pair, _no_calibration)]
+        return [p for p in parts if len(p[0])]
     current = source.isin(H100_CURRENT_SOURCES)
     first = rows[source == H100_MEASURED.name]
     derive = rows[source.isin([p.name for p in H100_CURRENT_TABLES])]
@@ -159,6 +166,11 @@ def _generations(rows: pd.DataFrame, pair: tuple[str, str], fit_gpu: bool) -> li
                                          floors[cols].reset_index(drop=True) if len(floors) else None)
     presets = (from_dict(like, where=like["name"]), from_dict(kernels, where=kernels["name"]))
     return [(rows[~current], pair, h100_calibration_mask), (rows[current], presets, current_calibration_mask)]
+
+
+def _no_calibration(rows: pd.DataFrame) -> pd.Series:
+    """Calibration mask of a table no preset cost is derived from: every row held out."""
+    return pd.Series(False, index=rows.index)
 
 
 def _family(op: str) -> str | None:
