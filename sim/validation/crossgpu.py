@@ -306,7 +306,8 @@ H100_CURRENT_SOURCES = ("measured_h100_kernels2.parquet", "measured_h100_kernels
                         "measured_h100_serving5.parquet", "measured_h100_prefill.parquet",
                         "measured_h100_serving6.parquet", "measured_h100_serving7.parquet",
                         "measured_h100_serving8.parquet", "measured_h100_serving9.parquet",
-                        "measured_h100_serving10.parquet", "measured_h100_reread.parquet")
+                        "measured_h100_serving10.parquet", "measured_h100_reread.parquet",
+                        "measured_h100_kernels9.parquet")
 
 
 def current_calibration_mask(rows: pd.DataFrame) -> pd.Series:
