@@ -126,8 +126,11 @@ SIM_WHOLE_TOKEN = register("sim_whole_token", (
     Column(name="simulated", kind="float", unit="", doc="simulated time (us) or simulated ratio, nothing fitted "
            "to these rows"),
     Column(name="rel_error", kind="float", unit="fraction", doc="(simulated - measured) / measured"),
-    Column(name="preset", kind="str", unit="", doc="h200-like (baseline rows) or h200-triton (our kernels)"),
+    Column(name="preset", kind="str", unit="", doc="the baselines' preset (h200-like, h100-like-current) or our "
+           "kernels' (h200-triton, h100-triton-current); empty for ratios"),
     Column(name="mechanism", kind="str", unit="", doc="what the replay leaves out for this kind of row; "
            "empty when nothing known"),
-), "every measured whole-token and decoder-block row replayed on the H200 presets, with the a4.8 / fp16 and "
-   "a4.8 / b1.58 token ratios (sim.validation.whole_token_table)")
+    Column(name="gpu", kind="str", unit="", doc="the GPU the rows were measured on (measured_trace gpu; one per "
+           "table), ratios included"),
+), "every measured whole-token and decoder-block row of one GPU replayed on that GPU's presets, with the a4.8 / "
+   "fp16 and a4.8 / b1.58 token ratios (sim.validation.whole_token_table)")

@@ -77,7 +77,7 @@ def test_an_eager_launch_waits_on_the_host_only_where_its_issue_outlasts_the_lau
 def _token_rows(cases, K=2048) -> pd.DataFrame:
     return pd.DataFrame([dict(row="t", op="token_decode", kernel=f"7b_{label}", datapath=label.split("-")[0],
                               variant="", M=1, K=K, launches=9, unit="us", measured=m, simulated=s, rel_error=0.0,
-                              preset="p", mechanism="") for label, m, s in cases])
+                              preset="p", mechanism="", gpu="G") for label, m, s in cases])
 
 
 def test_token_ratios_are_throughput_ratios_of_the_token_rows():
@@ -86,6 +86,7 @@ def test_token_ratios_are_throughput_ratios_of_the_token_rows():
     assert r.loc["a4.8/fp16", "measured"] == 4.0 and r.loc["a4.8/fp16", "simulated"] == 2.0
     assert r.loc["a4.8/b1.58", "measured"] == 2.0 and r.loc["a4.8/b1.58", "rel_error"] == pytest.approx(-2 / 3)
     validate(pd.concat([rows, ratio_rows(rows)], ignore_index=True), "sim_whole_token")
+    assert (ratio_rows(rows)["gpu"] == "G").all()               # a ratio row names the GPU of its tokens
 
 
 def test_token_ratios_tell_the_4bit_kv_b158_apart_and_keep_each_context_apart():

@@ -36,7 +36,7 @@ LAYERS, VOCAB = 32, 32000
 WHOLE_OPS = ("block_decode", "block_prefill", "token_decode")
 #: Columns of ``sim_whole_token``.
 COLUMNS = ["row", "op", "kernel", "datapath", "variant", "M", "K", "launches", "unit", "measured", "simulated",
-           "rel_error", "preset", "mechanism"]
+           "rel_error", "preset", "mechanism", "gpu"]
 #: What the replay leaves out, per kind of row (the ``mechanism`` column), with the measured rows that show it.
 #: a4.8's Wo / Wdown GEMVs that read only the weight rows of non-zero codes (kernels/block.py ``DecodePlan``): from
 #: the quantizer's index list ("sparse", its writing replayed as the quantizer's ``nzlist`` op) or chosen from the codes
@@ -342,8 +342,8 @@ def whole_token_table(measured: pd.DataFrame, ideal: "dict | None" = None,
     (kernel ``floor_chain``) are the fixed-cost calibration rows, not replayed here, nor tokens of a batch > 1.
     """
     validate(measured, "measured_trace")
+    pair = _gpu_pair(measured)              # one GPU per table, with presets, whoever supplies them
     if ideal is None or kernels is None:
-        pair = _gpu_pair(measured)
         ideal = ideal if ideal is not None else load_yaml(PRESET_DIR / PRESETS[pair[0]])
         kernels = kernels if kernels is not None else load_yaml(PRESET_DIR / PRESETS[pair[1]])
     presets = _presets(measured, ideal, kernels)
@@ -363,7 +363,7 @@ def whole_token_table(measured: pd.DataFrame, ideal: "dict | None" = None,
                         M=int(row["M"]), K=int(row["K"]), launches=_launch_count(trace),
                         unit="us", measured=float(row["us"]), simulated=sim_us,
                         rel_error=(sim_us - float(row["us"])) / float(row["us"]), preset=cfg.name,
-                        mechanism=_mechanism(row)))
+                        mechanism=_mechanism(row), gpu=str(row["gpu"])))
     rows = pd.DataFrame(out, columns=COLUMNS)
     return pd.concat([rows, ratio_rows(rows)], ignore_index=True)
 
@@ -394,6 +394,7 @@ def ratio_rows(rows: pd.DataFrame) -> pd.DataFrame:
     """Token-throughput ratios of :data:`RATIOS` at each context with both token rows, measured and simulated
     (the first row of a label where a table repeats it)."""
     tok = rows[rows["op"] == "token_decode"]
+    gpu = str(tok["gpu"].iloc[0]) if len(tok) else ""    # one GPU per table (:func:`whole_token_table`)
     out = []
     for ctx, at in tok.groupby("K", sort=True):
         first = at.assign(label=at["kernel"].astype(str).str.removeprefix("7b_")).drop_duplicates("label")
@@ -406,5 +407,5 @@ def ratio_rows(rows: pd.DataFrame) -> pd.DataFrame:
             out.append(dict(row=f"ratio {num}/{den} tokens/s" + (f" ctx {ctx}" if tok["K"].nunique() > 1 else ""),
                             op="ratio", kernel="", datapath=f"{num}/{den}", variant="", M=1, K=int(ctx), launches=0,
                             unit="ratio", measured=meas, simulated=sim, rel_error=(sim - meas) / meas, preset="",
-                            mechanism=""))
+                            mechanism="", gpu=gpu))
     return pd.DataFrame(out, columns=COLUMNS)
