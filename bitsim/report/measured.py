@@ -143,12 +143,10 @@ def _generations(rows: pd.DataFrame, pair: tuple[str, str], fit_gpu: bool) -> li
     derived for them (:func:`sim.validation.crossgpu.h100_current_presets`, from the first table and the current
     tables' kernel rows) when those tables are among the rows; every other row on the committed presets."""
     source = rows["source"] if "source" in rows else pd.Series("", index=rows.index)
-    if not fit_gpu and "source" not in rows:
-        return [(rows, pair, h200_calibration_mask)]
     if not fit_gpu:
         # the H200 presets derive their costs from named rows of the first H200 table alone: every row of a
-        # later H200 run is held out, whatever its kernel
-        first = (source == H200_MEASURED.name).to_numpy()
+        # later H200 run is held out, whatever its kernel (rows without a source: the caller's own table)
+        first = (source == H200_MEASURED.name).to_numpy() if "source" in rows else np.ones(len(rows), bool)
         parts = [(rows[first], pair, h200_calibration_mask), (rows[~first], pair, _no_calibration)]
         return [p for p in parts if len(p[0])]
     current = source.isin(H100_CURRENT_SOURCES)

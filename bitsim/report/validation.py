@@ -20,6 +20,7 @@ from bitsim.report.tables import PUBLISHED_BAR, REPORT_PUBLISHED
 from contract import read_table
 from contract.io import files_digest
 from sim.validation.published import validate_published
+from sim.validation.whole_token import token_label
 
 #: The committed whole-token replays the report shows, one GPU each, in this order
 WHOLE_TOKEN_FILES = ("sim_whole_token_h200.csv", "sim_whole_token_h100_kernels9.csv")
@@ -82,8 +83,9 @@ def whole_token_section(rows: pd.DataFrame) -> Section | None:
 
 
 def _token_label(r) -> str:
-    """A token row's datapath as its kernel names it (``7b_b1.58-kv4``: b1.58 with its 4-bit KV cache)."""
-    return str(getattr(r, "kernel", "") or "").removeprefix("7b_") or str(r.datapath)
+    """A token row's datapath as its kernel names it (:func:`sim.validation.whole_token.token_label`), else its
+    ``datapath``."""
+    return token_label(getattr(r, "kernel", "") or "") or str(r.datapath)
 
 
 def _whole_token_summary(gpu: str, rows: pd.DataFrame) -> str:

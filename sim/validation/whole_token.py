@@ -20,6 +20,7 @@ import copy
 import pandas as pd
 
 from contract import validate
+from contract.sim import SIM_WHOLE_TOKEN
 
 from ..config import PRESET_DIR, PRESETS, AcceleratorConfig, from_dict, load_yaml
 from ..simulate import simulate
@@ -35,8 +36,7 @@ D_FFN, HEADS, HEAD_DIM = 11008, 32, 128
 LAYERS, VOCAB = 32, 32000
 WHOLE_OPS = ("block_decode", "block_prefill", "token_decode")
 #: Columns of ``sim_whole_token``.
-COLUMNS = ["row", "op", "kernel", "datapath", "variant", "M", "K", "launches", "unit", "measured", "simulated",
-           "rel_error", "preset", "mechanism", "gpu"]
+COLUMNS = [c.name for c in SIM_WHOLE_TOKEN]
 #: What the replay leaves out, per kind of row (the ``mechanism`` column), with the measured rows that show it.
 #: a4.8's Wo / Wdown GEMVs that read only the weight rows of non-zero codes (kernels/block.py ``DecodePlan``): from
 #: the quantizer's index list ("sparse", its writing replayed as the quantizer's ``nzlist`` op) or chosen from the codes
@@ -386,7 +386,16 @@ def host_gaps_us(op_cycles: "pd.Series", fused: "pd.Series", cfg: AcceleratorCon
     return float((overlapped_call_us(cfg.host_launch_ns / 1e3, device_us) - device_us).sum())
 
 
-#: Token ratios reported (numerator, denominator), by the token rows' labels (kernel ``7b_<label>``)
+#: Kernel-name prefix of a measured whole-token row (kernels/bench/block.py: ``7b_<label>``)
+TOKEN_PREFIX = "7b_"
+
+
+def token_label(kernel: str) -> str:
+    """The datapath label of a token row's kernel (``7b_b1.58-kv4``: b1.58 with its 4-bit KV cache)."""
+    return str(kernel).removeprefix(TOKEN_PREFIX)
+
+
+#: Token ratios reported (numerator, denominator), by the token rows' labels (:func:`token_label`)
 RATIOS = (("a4.8", "fp16"), ("a4.8", "b1.58"), ("a4.8", "b1.58-kv4"))
 
 
@@ -397,7 +406,7 @@ def ratio_rows(rows: pd.DataFrame) -> pd.DataFrame:
     gpu = str(tok["gpu"].iloc[0]) if len(tok) else ""    # one GPU per table (:func:`whole_token_table`)
     out = []
     for ctx, at in tok.groupby("K", sort=True):
-        first = at.assign(label=at["kernel"].astype(str).str.removeprefix("7b_")).drop_duplicates("label")
+        first = at.assign(label=at["kernel"].map(token_label)).drop_duplicates("label")
         by = first.set_index("label")
         for num, den in RATIOS:
             if num not in by.index or den not in by.index:
