@@ -4,22 +4,27 @@
 Codes and scales are those of ``model.quant.quantize_kv(bits=3, bos_bits=4)``, bit for bit (the
 write kernel shares ``kv_quantize_codes`` with the nibble cache).
 
-Layout (per layer, ``D`` = head_dim, a multiple of 32)
-------------------------------------------------------
-A 3-bit code ``c`` is split as ``c = lo + 4·hi``:
+Layout (per layer, ``D`` = head_dim, a multiple of 32): spare-bit words
+-----------------------------------------------------------------------
+A head row is ``D/32`` groups of 32 values, each held in three int32 words ``a, b, c``
+(``codes``: int32 ``[B, Hkv, T_max, 3·D/32]``, words ``3g, 3g+1, 3g+2`` for group ``g``):
 
-* ``lo``: int32 ``[B, Hkv, T_max, D/16]`` -- bits 0-1 of the code of element ``d = 16w + j`` at
-  bits ``[2j, 2j+1]`` of word ``w``;
-* ``hi``: int32 ``[B, Hkv, T_max, D/32]`` -- bit 2 of the code of element ``d = 32w + l`` at bit
-  ``l`` of word ``w``;
-* ``bos``: int32 ``[B, Hkv, D/32]`` -- bit 3 of the BOS row's 4-bit codes (position 0 only), in the
-  ``hi`` word layout;
+* the codes of elements ``32g + 8i + k`` (``i`` = 0, 1, 2 for ``a, b, c``; ``k`` = 0..7) sit at bits
+  ``[4k, 4k+2]`` of word ``i``: the nibble layout with the top bit of every nibble left spare;
+* the 3-bit codes of elements ``32g + 24 + k`` fill the spare bits: bit ``i`` of that code at bit
+  ``4k+3`` of word ``i``.
+
+So ``a & 0x77777777`` (and the same for ``b``, ``c``) is a nibble word of 8 codes, and
+``((a>>3) & 0x11111111) | ((b>>2) & 0x22222222) | ((c>>1) & 0x44444444)`` is the fourth: three
+shifts and three AND/ORs per 32 values rebuild the nibble layout's four words, whose element order
+(``d = 8v + k`` for nibble word ``v = 4g + i``) is the nibble cache's.  From there a code decodes as
+in the nibble cache: one AND/OR and one float subtract (``kernels.kv_attention._nibbles``).  The
+attention therefore pays about 0.3 integer operations per value more than on the nibble cache to
+read a quarter fewer bytes.
+
+* ``bos``: int32 ``[B, Hkv, D/8]``: bit 3 of the BOS row's 4-bit codes (position 0 only), at bit
+  ``4k+3`` of nibble word ``v`` for element ``8v + k``: OR-ed into the rebuilt words of row 0;
 * ``scale``: fp32 ``[B, Hkv, T_max]`` = ``s / L`` as in the nibble cache.
-
-Decoding a field takes one shift, one AND/OR (``(f | 0x4B000000)`` read as fp32 is ``2**23 + f``)
-and one subtract, for the lo and for the hi field, and one FMA to join ``lo + 4·hi`` (the nibble
-layout: one AND/OR and one subtract per code), which the attention kernel pays to read a quarter
-fewer bytes.
 """
 from __future__ import annotations
 
@@ -31,35 +36,37 @@ import triton
 import triton.language as tl
 
 from kernels.checks import FLOAT_DTYPES, check_device_usable, check_finite, check_tensor, next_pow2
-from kernels.kv_attention import _attn_combine_kernel, check_kv_write, kv_quantize_codes
+from kernels.kv_attention import RESCALE_AT, _attn_combine_kernel, _nibbles, check_kv_write, kv_quantize_codes
 
 LN3, LB4 = 7, 15          # levels of the 3-bit rows and of the 4-bit BOS row
+#: config keys of the attention launcher (``S``: context spans per head, as the nibble kernel's)
+CONFIG_KEYS = ("BT", "S", "num_warps", "num_stages")
 
 
 @dataclass(kw_only=True)
 class Dense3KVCache:
     """One layer's dense 3-bit K and V caches (module docstring); ``length`` rows written so far."""
 
-    k_lo: torch.Tensor
-    k_hi: torch.Tensor
+    k_codes: torch.Tensor
     k_bos: torch.Tensor
     k_scale: torch.Tensor
-    v_lo: torch.Tensor
-    v_hi: torch.Tensor
+    v_codes: torch.Tensor
     v_bos: torch.Tensor
     v_scale: torch.Tensor
     length: int = 0
 
     def __post_init__(self) -> None:
-        B, H, T, W16 = self.k_lo.shape if self.k_lo.dim() == 4 else (0, 0, 0, 0)
-        want = {"lo": (B, H, T, W16), "hi": (B, H, T, W16 // 2), "bos": (B, H, W16 // 2), "scale": (B, H, T)}
+        B, H, T, W3 = self.k_codes.shape if self.k_codes.dim() == 4 else (0, 0, 0, 0)
+        want = {"codes": (B, H, T, W3), "bos": (B, H, W3 * 32 // 3 // 8), "scale": (B, H, T)}
         for side in ("k", "v"):
             for part, shape in want.items():
                 t = getattr(self, f"{side}_{part}")
                 check_tensor(t, f"Dense3KVCache.{side}_{part}", (torch.float32,) if part == "scale" else (torch.int32,),
-                             dim=len(shape), device=self.k_lo.device)
+                             dim=len(shape), device=self.k_codes.device)
                 if tuple(t.shape) != shape:
                     raise ValueError(f"Dense3KVCache.{side}_{part} must have shape {shape}, got {tuple(t.shape)}")
+        if W3 % 3:
+            raise ValueError(f"Dense3KVCache.k_codes must hold 3 words per 32 values, got {W3} words a row")
         if isinstance(self.length, bool) or not isinstance(self.length, int) or not 0 <= self.length <= T:
             raise ValueError(f"Dense3KVCache.length must be an int in [0, {T}], got {self.length!r}")
 
@@ -69,20 +76,19 @@ class Dense3KVCache:
             if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
                 raise ValueError(f"{name} must be a positive int, got {v!r}")
         if D % 32 or D & (D - 1):
-            raise ValueError(f"head_dim must be a power of two and a multiple of 32 (32 hi bits per word), got {D}")
+            raise ValueError(f"head_dim must be a power of two and a multiple of 32 (32 values per 3 words), got {D}")
 
         def z(*shape, dtype=torch.int32):
             return torch.zeros(*shape, dtype=dtype, device=device)
 
-        return cls(k_lo=z(B, Hkv, T_max, D // 16), k_hi=z(B, Hkv, T_max, D // 32), k_bos=z(B, Hkv, D // 32),
-                   k_scale=z(B, Hkv, T_max, dtype=torch.float32), v_lo=z(B, Hkv, T_max, D // 16),
-                   v_hi=z(B, Hkv, T_max, D // 32), v_bos=z(B, Hkv, D // 32),
-                   v_scale=z(B, Hkv, T_max, dtype=torch.float32))
+        return cls(k_codes=z(B, Hkv, T_max, 3 * D // 32), k_bos=z(B, Hkv, D // 8),
+                   k_scale=z(B, Hkv, T_max, dtype=torch.float32), v_codes=z(B, Hkv, T_max, 3 * D // 32),
+                   v_bos=z(B, Hkv, D // 8), v_scale=z(B, Hkv, T_max, dtype=torch.float32))
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
-        B, H, T, W = self.k_lo.shape
-        return B, H, T, W * 16
+        B, H, T, W3 = self.k_codes.shape
+        return B, H, T, W3 * 32 // 3
 
     def nbytes(self, T: int) -> float:
         """Bytes the attention over ``T`` rows reads (codes and scales of K and V)."""
@@ -92,122 +98,189 @@ class Dense3KVCache:
 
 # ----------------------------------------------------------------------------- write
 @triton.jit
-def _dense3_write_kernel(x_ptr, lo_ptr, hi_ptr, bos_ptr, scale_ptr, T_new, T_max, pos0, stride_xr,
-                         D: tl.constexpr):
+def _dense3_write_kernel(x_ptr, codes_ptr, bos_ptr, scale_ptr, T_new, T_max, pos0, stride_xr, D: tl.constexpr):
     r = tl.program_id(0)                       # row = (b, h, t) of the new tokens
     t = r % T_new
     bh = (r // T_new).to(tl.int64)
     pos = pos0 + t
     x = tl.load(x_ptr + r.to(tl.int64) * stride_xr + tl.arange(0, D))
-    c, scale = kv_quantize_codes(x, pos, 7, 15)
+    c, scale = kv_quantize_codes(x, pos, LN3, LB4)
+    NG: tl.constexpr = D // 32
+    c3 = tl.reshape(c, (NG, 4, 8))                                     # element 32g + 8i + k
+    i4 = tl.arange(0, 4)[None, :, None]
+    k8 = tl.arange(0, 8)[None, None, :]
+    own = tl.sum((c3 & 7) << (4 * k8), axis=2)                         # [NG, 4]: 3-bit fields of sub-block i
+    last = tl.sum(tl.where(i4 == 3, c3, 0), axis=1)                    # [NG, 8]: the codes of sub-block 3
+    spare = tl.sum(((last[:, None, :] >> i4) & 1) << (4 * k8 + 3), axis=2)   # bit i of them, at bits 4k+3
+    g2 = tl.arange(0, NG)[:, None]
+    i2 = tl.arange(0, 4)[None, :]
     row = bh * T_max + pos
-    lo = tl.sum(tl.reshape(c & 3, (D // 16, 16)) << (2 * tl.arange(0, 16))[None, :], axis=1)
-    hi = tl.sum(tl.reshape((c >> 2) & 1, (D // 32, 32)) << tl.arange(0, 32)[None, :], axis=1)
-    tl.store(lo_ptr + row * (D // 16) + tl.arange(0, D // 16), lo)
-    tl.store(hi_ptr + row * (D // 32) + tl.arange(0, D // 32), hi)
+    tl.store(codes_ptr + row * (3 * NG) + 3 * g2 + i2, own | spare, mask=i2 < 3)   # disjoint bits
     tl.store(scale_ptr + row, scale)
-    if pos == 0:                               # the BOS row's fourth bit
-        b3 = tl.sum(tl.reshape((c >> 3) & 1, (D // 32, 32)) << tl.arange(0, 32)[None, :], axis=1)
-        tl.store(bos_ptr + bh * (D // 32) + tl.arange(0, D // 32), b3)
+    if pos == 0:                               # the BOS row's fourth bit, in the nibble words' spare bit
+        b3 = ((tl.reshape(c, (D // 8, 8)) >> 3) & 1) << (4 * tl.arange(0, 8) + 3)[None, :]
+        tl.store(bos_ptr + bh * (D // 8) + tl.arange(0, D // 8), tl.sum(b3, axis=1))
 
 
 def dense3_write(cache: Dense3KVCache, k: torch.Tensor, v: torch.Tensor, pos0: int) -> None:
     """Quantize post-RoPE ``k, v [B, Hkv, T_new, D]`` into positions ``pos0 .. pos0+T_new-1``."""
     B, H, T_max, D = cache.shape
-    T_new = check_kv_write(cache.shape, cache.k_lo.device, cache.length, k, v, pos0)
+    T_new = check_kv_write(cache.shape, cache.k_codes.device, cache.length, k, v, pos0)
     for x, side in ((k, "k"), (v, "v")):
         _dense3_write_kernel[(B * H * T_new,)](
-            x_ptr=x, lo_ptr=getattr(cache, f"{side}_lo"), hi_ptr=getattr(cache, f"{side}_hi"),
-            bos_ptr=getattr(cache, f"{side}_bos"), scale_ptr=getattr(cache, f"{side}_scale"),
-            T_new=T_new, T_max=T_max, pos0=pos0, stride_xr=D, D=D, num_warps=1, enable_fp_fusion=False)
+            x_ptr=x, codes_ptr=getattr(cache, f"{side}_codes"), bos_ptr=getattr(cache, f"{side}_bos"),
+            scale_ptr=getattr(cache, f"{side}_scale"), T_new=T_new, T_max=T_max, pos0=pos0, stride_xr=D, D=D,
+            num_warps=1, enable_fp_fusion=False)
     cache.length = max(cache.length, pos0 + T_new)
 
 
-def dense3_read_codes(lo: torch.Tensor, hi: torch.Tensor, bos: torch.Tensor) -> torch.Tensor:
-    """Host helper for checks: int8 codes ``[B, H, T, D]`` from one side's ``lo``, ``hi`` and ``bos``."""
-    lw = lo.to(torch.int64) & 0xFFFFFFFF
-    hw = hi.to(torch.int64) & 0xFFFFFFFF
-    c_lo = ((lw.unsqueeze(-1) >> (2 * torch.arange(16, device=lo.device))) & 3).flatten(-2)
-    c_hi = ((hw.unsqueeze(-1) >> torch.arange(32, device=lo.device)) & 1).flatten(-2)
-    c = c_lo + 4 * c_hi
-    b3 = (((bos.to(torch.int64) & 0xFFFFFFFF).unsqueeze(-1) >> torch.arange(32, device=lo.device)) & 1).flatten(-2)
+def dense3_read_codes(codes: torch.Tensor, bos: torch.Tensor) -> torch.Tensor:
+    """Host helper for checks: int8 codes ``[B, H, T, D]`` from one side's ``codes`` and ``bos``."""
+    B, H, T, W3 = codes.shape
+    sh = 4 * torch.arange(8, device=codes.device)
+    nib = ((codes.to(torch.int64) & 0xFFFFFFFF).reshape(B, H, T, W3 // 3, 3, 1) >> sh) & 0xF   # [.., g, i, k]
+    last = sum(((nib[..., i, :] >> 3) & 1) << i for i in range(3))
+    c = torch.cat([nib & 7, last.unsqueeze(-2)], dim=-2).reshape(B, H, T, W3 // 3 * 32)
+    b3 = (((bos.to(torch.int64) & 0xFFFFFFFF).unsqueeze(-1) >> (sh + 3)) & 1).flatten(-2)
     c[:, :, 0] += 8 * b3
     return c.to(torch.int8)
 
 
 # ----------------------------------------------------------------------------- attention
 @triton.jit
-def _fields(words, NF: tl.constexpr, BITS: tl.constexpr):
-    """int32 ``[BT, W, 1]`` words -> fp32 ``[BT, W·NF]`` of their ``BITS``-wide fields, exact, in element order:
-    one shift and one AND/OR per field (``(f | 0x4B000000)`` read as fp32 is ``2**23 + f``), one subtract."""
-    j = tl.arange(0, NF)[None, None, :]
-    f = (((words >> (BITS * j)) & ((1 << BITS) - 1)) | 0x4B000000).to(tl.float32, bitcast=True) - 8388608.0
-    return tl.reshape(f, (f.shape[0], f.shape[1] * NF))
+def _bos_words(bos_ptr, NG: tl.constexpr):
+    """The BOS row's bit-3 words ``[1, NG, 1]`` of nibble words ``4g + i``, i = 0..3."""
+    p = bos_ptr + 4 * tl.arange(0, NG)[None, :, None]
+    return tl.load(p), tl.load(p + 1), tl.load(p + 2), tl.load(p + 3)
 
 
 @triton.jit
-def _codes3(lo_ptr, hi_ptr, rows, live, bos3, t, BT: tl.constexpr, D: tl.constexpr):
-    """fp32 codes ``[BT, D]`` of the cache rows ``rows`` (``bos3``: 8·bit 3 of the BOS row, added at t = 0)."""
-    w16 = tl.arange(0, D // 16)[None, :, None]
-    w32 = tl.arange(0, D // 32)[None, :, None]
-    lw = tl.load(lo_ptr + rows[:, None, None] * (D // 16) + w16, mask=live[:, None, None], other=0)
-    hw = tl.load(hi_ptr + rows[:, None, None] * (D // 32) + w32, mask=live[:, None, None], other=0)
-    c = _fields(lw, 16, 2) + 4.0 * _fields(hw, 32, 1)
-    return c + tl.where(t == 0, 1.0, 0.0)[:, None] * bos3[None, :]
+def _nibble_words(a, b, c, bos0, bos1, bos2, bos3, bos_row):
+    """The four nibble words ``[BT, NG, 1]`` of each group from its three spare-bit words (module
+    docstring); ``bos_row`` ([BT, 1, 1], true at position 0) ORs the BOS row's bit 3 in."""
+    w0 = (a & 0x77777777) | tl.where(bos_row, bos0, 0)
+    w1 = (b & 0x77777777) | tl.where(bos_row, bos1, 0)
+    w2 = (c & 0x77777777) | tl.where(bos_row, bos2, 0)
+    w3 = ((a >> 3) & 0x11111111) | ((b >> 2) & 0x22222222) | ((c >> 1) & 0x44444444) | tl.where(bos_row, bos3, 0)
+    return w0, w1, w2, w3
 
 
 @triton.jit
-def _dense3_split_kernel(q_ptr, klo_ptr, khi_ptr, kbos_ptr, ks_ptr, vlo_ptr, vhi_ptr, vbos_ptr, vs_ptr,
-                         m_ptr, l_ptr, o_ptr, T, T_max, chunk, sm_scale,
+def _load_row_words(codes_ptr, rows3, live3, NG: tl.constexpr):
+    """The three spare-bit words ``[BT, NG, 1]`` of every group of the tile's rows."""
+    p = codes_ptr + rows3 * (3 * NG) + 3 * tl.arange(0, NG)[None, :, None]
+    return (tl.load(p, mask=live3, other=0), tl.load(p + 1, mask=live3, other=0),
+            tl.load(p + 2, mask=live3, other=0))
+
+
+@triton.jit
+def _q_part(q_ptr, i: tl.constexpr, NG: tl.constexpr):
+    """fp32 ``[1, NG, 4]`` of q at ``d = 32g + 8i + j`` and at ``d + 4`` (nibble word ``4g + i``)."""
+    p = q_ptr + 32 * tl.arange(0, NG)[None, :, None] + 8 * i + tl.arange(0, 4)[None, None, :]
+    return tl.load(p).to(tl.float32), tl.load(p + 4).to(tl.float32)
+
+
+@triton.jit
+def _word_dot(w, q_lo, q_hi, j4):
+    """``q · codes`` terms ``[BT, NG, 4]`` of one nibble word per group."""
+    return _nibbles(w, j4, True) * q_lo + _nibbles(w, j4, False) * q_hi
+
+
+@triton.jit
+def _store_part(o_ptr, acc_lo, acc_hi, cs, i: tl.constexpr, NG: tl.constexpr):
+    """Output ``2·Σ_t p s c - Σ_t p s L`` of nibble word ``4g + i`` (``d = 32g + 8i + j`` and ``d + 4``)."""
+    p = o_ptr + 32 * tl.arange(0, NG)[:, None] + 8 * i + tl.arange(0, 4)[None, :]
+    tl.store(p, 2.0 * tl.sum(acc_lo, axis=0) - cs)
+    tl.store(p + 4, 2.0 * tl.sum(acc_hi, axis=0) - cs)
+
+
+@triton.jit
+def _dense3_split_kernel(q_ptr, kc_ptr, kbos_ptr, ks_ptr, vc_ptr, vbos_ptr, vs_ptr, m_ptr, l_ptr, o_ptr,
+                         T, T_max, chunk, sm_scale,
                          D: tl.constexpr, BT: tl.constexpr, S: tl.constexpr, NUM_STAGES: tl.constexpr):
-    """One program per (sequence·head, context split): online softmax over its span, CUDA cores (MHA)."""
+    """One program per (sequence·head, context span), CUDA cores (MHA): the nibble kernel's loop
+    (:func:`kernels.kv_attention.kv3_attend_span`: register decode, lazy rescale, per-element
+    accumulators reduced once) on the four nibble words rebuilt from each group's three words."""
     r = tl.program_id(0)                       # b * H + h
     sp = tl.program_id(1)
-    d = tl.arange(0, D)
-    q = tl.load(q_ptr + r.to(tl.int64) * D + d).to(tl.float32)
-    qsum = tl.sum(q, axis=0)
+    NG: tl.constexpr = D // 32
+    j4 = tl.arange(0, 4)[None, None, :]
+    qr = q_ptr + r.to(tl.int64) * D
+    q0l, q0h = _q_part(qr, 0, NG)
+    q1l, q1h = _q_part(qr, 1, NG)
+    q2l, q2h = _q_part(qr, 2, NG)
+    q3l, q3h = _q_part(qr, 3, NG)
+    qsum = tl.sum(tl.sum(tl.sum(q0l + q0h + q1l + q1h + q2l + q2h + q3l + q3h, axis=2), axis=1), axis=0)
     base = r.to(tl.int64) * T_max
-    kb = tl.load(kbos_ptr + r.to(tl.int64) * (D // 32) + d // 32)              # each element's word
-    vb = tl.load(vbos_ptr + r.to(tl.int64) * (D // 32) + d // 32)
-    kbos3 = 8.0 * ((kb >> (d % 32)) & 1).to(tl.float32)                         # 8 · bit 3 of the BOS code
-    vbos3 = 8.0 * ((vb >> (d % 32)) & 1).to(tl.float32)
+    kb0, kb1, kb2, kb3 = _bos_words(kbos_ptr + r.to(tl.int64) * (D // 8), NG)
+    vb0, vb1, vb2, vb3 = _bos_words(vbos_ptr + r.to(tl.int64) * (D // 8), NG)
     m_i = tl.full((), -float("inf"), tl.float32)
     l_i = tl.zeros((), tl.float32)
     cs = tl.zeros((), tl.float32)              # sum_t p_t s_t L_t (V offset term)
-    acc = tl.zeros((BT, D), tl.float32)        # sum_t p_t s_t c_t, per t (reduced at the end)
+    a0l = tl.zeros((BT, NG, 4), tl.float32)    # sum_t p_t s_t c_t per t and nibble word (reduced at the end)
+    a0h = tl.zeros((BT, NG, 4), tl.float32)
+    a1l = tl.zeros((BT, NG, 4), tl.float32)
+    a1h = tl.zeros((BT, NG, 4), tl.float32)
+    a2l = tl.zeros((BT, NG, 4), tl.float32)
+    a2h = tl.zeros((BT, NG, 4), tl.float32)
+    a3l = tl.zeros((BT, NG, 4), tl.float32)
+    a3h = tl.zeros((BT, NG, 4), tl.float32)
     tt = tl.arange(0, BT)
     t_lo = sp * chunk
     t_hi = tl.minimum(t_lo + chunk, T)
     for t0 in tl.range(t_lo, t_hi, BT, num_stages=NUM_STAGES):
         t = t0 + tt
         live = t < t_hi
-        rows = base + t
-        Lt = tl.where(t == 0, 15.0, 7.0)
-        kc = _codes3(klo_ptr, khi_ptr, rows, live, kbos3, t, BT, D)
-        qc = tl.sum(kc * q[None, :], axis=1)                                      # [BT]
-        ks = tl.load(ks_ptr + rows, mask=live, other=0.0)
+        Lt = tl.where(t == 0, LB4 * 1.0, LN3 * 1.0)
+        rows3 = (base + t)[:, None, None]
+        live3 = live[:, None, None]
+        bos3 = (t == 0)[:, None, None]
+        ka, kbw, kc = _load_row_words(kc_ptr, rows3, live3, NG)
+        k0, k1, k2, k3 = _nibble_words(ka, kbw, kc, kb0, kb1, kb2, kb3, bos3)
+        qc3 = _word_dot(k0, q0l, q0h, j4) + _word_dot(k1, q1l, q1h, j4) + _word_dot(k2, q2l, q2h, j4) \
+            + _word_dot(k3, q3l, q3h, j4)
+        qc = tl.sum(tl.sum(qc3, axis=2), axis=1)                                    # [BT]
+        ks = tl.load(ks_ptr + base + t, mask=live, other=0.0)
         sc = tl.where(live, (sm_scale * ks) * (2.0 * qc - Lt * qsum), -float("inf"))
-        m_new = tl.maximum(m_i, tl.max(sc, axis=0))
-        alpha = tl.exp(m_i - m_new)
-        p = tl.exp(sc - m_new)
-        l_i = l_i * alpha + tl.sum(p, axis=0)
-        vs = tl.load(vs_ptr + rows, mask=live, other=0.0)
+        m_tile = tl.max(sc, axis=0)
+        if m_tile > m_i + RESCALE_AT:   # lazy rescale, as in the nibble kernel (every p <= e^8)
+            alpha = tl.exp(m_i - m_tile)
+            l_i = l_i * alpha
+            cs = cs * alpha
+            a0l, a0h, a1l, a1h = a0l * alpha, a0h * alpha, a1l * alpha, a1h * alpha
+            a2l, a2h, a3l, a3h = a2l * alpha, a2h * alpha, a3l * alpha, a3h * alpha
+            m_i = m_tile
+        p = tl.exp(sc - m_i)
+        l_i = l_i + tl.sum(p, axis=0)
+        vs = tl.load(vs_ptr + base + t, mask=live, other=0.0)
         ps = p * vs
-        cs = cs * alpha + tl.sum(ps * Lt, axis=0)
-        vc = _codes3(vlo_ptr, vhi_ptr, rows, live, vbos3, t, BT, D)
-        acc = acc * alpha + ps[:, None] * vc
-        m_i = m_new
-    o = 2.0 * tl.sum(acc, axis=0) - cs
+        cs = cs + tl.sum(ps * Lt, axis=0)
+        va, vbw, vc = _load_row_words(vc_ptr, rows3, live3, NG)
+        v0, v1, v2, v3 = _nibble_words(va, vbw, vc, vb0, vb1, vb2, vb3, bos3)
+        ps3 = ps[:, None, None]
+        a0l = a0l + ps3 * _nibbles(v0, j4, True)
+        a0h = a0h + ps3 * _nibbles(v0, j4, False)
+        a1l = a1l + ps3 * _nibbles(v1, j4, True)
+        a1h = a1h + ps3 * _nibbles(v1, j4, False)
+        a2l = a2l + ps3 * _nibbles(v2, j4, True)
+        a2h = a2h + ps3 * _nibbles(v2, j4, False)
+        a3l = a3l + ps3 * _nibbles(v3, j4, True)
+        a3h = a3h + ps3 * _nibbles(v3, j4, False)
     out = (r * S + sp).to(tl.int64)
-    tl.store(o_ptr + out * D + d, o)
+    op = o_ptr + out * D
+    _store_part(op, a0l, a0h, cs, 0, NG)
+    _store_part(op, a1l, a1h, cs, 1, NG)
+    _store_part(op, a2l, a2h, cs, 2, NG)
+    _store_part(op, a3l, a3h, cs, 3, NG)
     tl.store(m_ptr + out, m_i)
     tl.store(l_ptr + out, l_i)
 
 
 def dense3_config(B: int, H: int, T: int) -> dict:
-    """16 positions per tile, 4 warps, about 8 programs per SM (132 SMs), as the nibble kernel's default."""
+    """The nibble kernel's default (``kernels.kv_attention.attention_config``): 16 positions per tile,
+    2 warps, about 8 programs per SM (132 SMs), no load pipelining."""
     bt = 16
-    return dict(BT=bt, S=max(1, min(256, triton.cdiv(132 * 8, B * H), triton.cdiv(T, bt))), num_warps=4,
+    return dict(BT=bt, S=max(1, min(256, triton.cdiv(132 * 8, B * H), triton.cdiv(T, bt))), num_warps=2,
                 num_stages=1)
 
 
@@ -216,7 +289,7 @@ def dense3_attention(q: torch.Tensor, cache: Dense3KVCache, T: int, sm_scale: fl
     """Attention of one query token per sequence (``q [B, H, D]``, MHA, post-RoPE) over the first ``T``
     cached tokens; returns ``[B, H, D]`` in ``q``'s dtype."""
     B, H, T_max, D = cache.shape
-    check_tensor(q, "q", FLOAT_DTYPES, dim=3, device=cache.k_lo.device)
+    check_tensor(q, "q", FLOAT_DTYPES, dim=3, device=cache.k_codes.device)
     check_device_usable(q, "q")
     if tuple(q.shape) != (B, H, D):
         raise ValueError(f"q must be [B={B}, H={H}, D={D}] (MHA), got {tuple(q.shape)}")
@@ -226,12 +299,7 @@ def dense3_attention(q: torch.Tensor, cache: Dense3KVCache, T: int, sm_scale: fl
     sm = 1.0 / math.sqrt(D) if sm_scale is None else float(sm_scale)
     if not math.isfinite(sm) or sm <= 0:
         raise ValueError(f"sm_scale must be a positive finite float, got {sm_scale!r}")
-    cfg = dict(dense3_config(B, H, T), **(config or {}))
-    unknown = set(cfg) - {"BT", "S", "num_warps", "num_stages"}
-    if unknown:
-        raise ValueError(f"unknown config keys {sorted(unknown)}")
-    if cfg["BT"] < 1 or cfg["BT"] & (cfg["BT"] - 1):
-        raise ValueError(f"BT must be a power of two, got {cfg['BT']}")
+    cfg = _check_config(dict(dense3_config(B, H, T), **(config or {})))
     S = min(cfg["S"], triton.cdiv(T, cfg["BT"]))
     chunk = triton.cdiv(triton.cdiv(T, S), cfg["BT"]) * cfg["BT"]
     S = triton.cdiv(T, chunk)
@@ -239,10 +307,23 @@ def dense3_attention(q: torch.Tensor, cache: Dense3KVCache, T: int, sm_scale: fl
     l = torch.empty_like(m)
     o = torch.empty(B * H * S, D, device=q.device, dtype=torch.float32)
     _dense3_split_kernel[(B * H, S)](
-        q_ptr=q, klo_ptr=cache.k_lo, khi_ptr=cache.k_hi, kbos_ptr=cache.k_bos, ks_ptr=cache.k_scale,
-        vlo_ptr=cache.v_lo, vhi_ptr=cache.v_hi, vbos_ptr=cache.v_bos, vs_ptr=cache.v_scale,
+        q_ptr=q.contiguous(), kc_ptr=cache.k_codes, kbos_ptr=cache.k_bos, ks_ptr=cache.k_scale,
+        vc_ptr=cache.v_codes, vbos_ptr=cache.v_bos, vs_ptr=cache.v_scale,
         m_ptr=m, l_ptr=l, o_ptr=o, T=T, T_max=T_max, chunk=chunk, sm_scale=sm,
         D=D, BT=cfg["BT"], S=S, NUM_STAGES=cfg["num_stages"], num_warps=cfg["num_warps"])
     y = torch.empty_like(q)
     _attn_combine_kernel[(B * H,)](m_ptr=m, l_ptr=l, o_ptr=o, y_ptr=y, S=S, SP=next_pow2(S), D=D, num_warps=4)
     return y
+
+
+def _check_config(cfg: dict) -> dict:
+    unknown = set(cfg) - set(CONFIG_KEYS)
+    if unknown:
+        raise ValueError(f"unknown config keys {sorted(unknown)}; choices {CONFIG_KEYS}")
+    for key in CONFIG_KEYS:
+        v = cfg[key]
+        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+            raise ValueError(f"config {key} must be a positive int, got {v!r}")
+    if cfg["BT"] & (cfg["BT"] - 1) or cfg["num_warps"] & (cfg["num_warps"] - 1):
+        raise ValueError(f"BT and num_warps must be powers of two, got {cfg['BT']}, {cfg['num_warps']}")
+    return cfg

@@ -24,16 +24,17 @@ def test_dense_write_gives_model_quant_codes_and_scales_with_a_4bit_bos_row():
         dense3_write(cache, k[:, :, t:t + 1].contiguous().to(DEV), v[:, :, t:t + 1].contiguous().to(DEV), t)
     for x, side in ((k, "k"), (v, "v")):
         ref = Q.quantize_kv(x, bits=3, bos_bits=4)
-        codes = dense3_read_codes(*(getattr(cache, f"{side}_{p}").cpu() for p in ("lo", "hi", "bos")))
+        codes = dense3_read_codes(*(getattr(cache, f"{side}_{p}").cpu() for p in ("codes", "bos")))
         assert torch.equal(codes, ref.codes)
         assert torch.equal(getattr(cache, f"{side}_scale").cpu(), ref.scale[..., 0])
     assert int(ref.codes[:, :, 0].max()) > 7                                  # the BOS row uses its 4th bit
-    assert cache.k_lo.numel() * 4 + cache.k_hi.numel() * 4 == B * H * T * 3 * D // 8   # 3 bits a value
+    assert cache.k_codes.numel() * 4 == B * H * T * 3 * D // 8                          # 3 bits a value
 
 
-@pytest.mark.parametrize("T,cfg", [(13, dict(BT=4, S=3)), (32, dict(BT=8, S=1))])
-def test_dense3_attention_equals_float64_softmax(T, cfg):
-    B, H, D = 2, 2, 64
+@pytest.mark.parametrize("T,D,cfg", [(13, 64, dict(BT=4, S=3)), (32, 64, dict(BT=8, S=1)),
+                                     (21, 128, dict(BT=8, S=2, num_stages=2, num_warps=1))])
+def test_dense3_attention_equals_float64_softmax(T, D, cfg):
+    B, H = 2, 2
     k, v = _kv(B, H, T, D, seed=T)
     cache = Dense3KVCache.allocate(B, H, T + 3, D, DEV)
     dense3_write(cache, k.to(DEV), v.to(DEV), 0)
@@ -54,5 +55,9 @@ def test_dense3_refuses_unwritten_rows_and_bad_layouts():
         dense3_write(cache, k.to(DEV), v.to(DEV), 5)
     with pytest.raises(ValueError, match="multiple of 32"):
         Dense3KVCache.allocate(1, 1, 4, 48, DEV)
-    with pytest.raises(TypeError, match="k_lo must have dtype"):
-        Dense3KVCache(**{**vars(cache), "k_lo": cache.k_lo.float()})
+    with pytest.raises(ValueError, match="unknown config keys"):
+        dense3_attention(q, cache, 3, config=dict(FMA=True))
+    with pytest.raises(ValueError, match="BT must be a positive int"):
+        dense3_attention(q, cache, 3, config=dict(BT=0))
+    with pytest.raises(TypeError, match="k_codes must have dtype"):
+        Dense3KVCache(**{**vars(cache), "k_codes": cache.k_codes.float()})
