@@ -10,9 +10,10 @@ context splits.  Done as separate kernels that is 5-8 launches of a few µs each
   ``fp16(fp16(x·cos) + fp16(rot(x)·sin))``, cos/sin from a precomputed fp16 table);
 * the program whose span holds ``pos`` also applies RoPE to ``k``, writes ``k`` and ``v`` into the
   cache row ``pos`` (FP16 as is; KV3 with the arithmetic of ``kv_write``, bit-identical to
-  ``model.quant.quantize_kv``), then a CTA barrier makes the row visible to its own loads;
-* the span's online softmax runs (KV3: ``kv_attention.kv3_attend_span``; FP16: fp32 dot products
-  of fp16 rows);
+  ``model.quant.quantize_kv``, in nibbles or in the dense 3-bit layout), then a CTA barrier makes
+  the row visible to its own loads;
+* the span's online softmax runs (KV3: ``kv_attention.kv3_attend_span``, or
+  ``kv_dense3.dense3_attend_span`` on the dense layout; FP16: fp32 dot products of fp16 rows);
 * each program writes its partial ``(m, l, o)``; an atomic ticket per head elects the last one to
   finish, which combines the ``S`` partials and writes the head's output (fp16).  The ticket
   resets itself, so the step can be replayed in a CUDA graph.
@@ -33,8 +34,11 @@ import triton.language as tl
 from kernels.checks import check_device_usable, check_finite, check_shape, check_tensor, next_pow2
 from kernels.configs import NO_TUNING, ConfigTable, ctx_bucket, resolve_config
 from kernels.kv_attention import QuantKVCache, kv3_attend_span, kv_quantize_row
+from kernels.kv_dense3 import LB4, LN3, Dense3KVCache, dense3_attend_span, dense3_quantize_row, dense3_store_output
 from kernels.tickets import ticket_counters
 
+#: the cache layouts of the step (constexpr ``KV`` of :func:`attention_item`)
+KV_LAYOUTS = {"fp16": 0, "nibble": 1, "dense3": 2}
 
 @dataclass(kw_only=True)
 class Fp16KVCache:
@@ -57,6 +61,10 @@ class Fp16KVCache:
         return B, H, T, D
 
 
+#: the caches an attention step takes
+KVCache = QuantKVCache | Fp16KVCache | Dense3KVCache
+
+
 def rope_tables(T_max: int, D: int, device, base: float = 10000.0) -> tuple[torch.Tensor, torch.Tensor]:
     """fp16 ``cos, sin [T_max, D]`` of rotate-half RoPE (angles in fp32, as the block's torch glue)."""
     inv = 1.0 / (base ** (torch.arange(0, D, 2, device=device, dtype=torch.float32) / D))
@@ -77,6 +85,13 @@ def _rope16(x_ptr, offs, cs_ptr, sn_ptr, D: tl.constexpr):
     a = (x * c).to(tl.float16).to(tl.float32)
     b = (rot * s).to(tl.float16).to(tl.float32)
     return (a + b).to(tl.float16)
+
+
+@triton.jit
+def _rope_part(row_q, i: tl.constexpr, cs, sn, D: tl.constexpr):
+    """Roped q of one head at the dense 3-bit kernel's elements ``32g + 8i + j`` and ``+ 4``, fp32 ``[1, D/32, 4]``."""
+    offs = 32 * tl.arange(0, D // 32)[None, :, None] + 8 * i + tl.arange(0, 4)[None, None, :]
+    return _rope16(row_q, offs, cs, sn, D).to(tl.float32), _rope16(row_q, offs + 4, cs, sn, D).to(tl.float32)
 
 
 @triton.jit
@@ -105,27 +120,28 @@ def _fp16_attend_span(q, k_ptr, v_ptr, base, t_lo, t_hi, sm_scale, D: tl.constex
 
 
 @triton.jit(do_not_specialize=["pos"])
-def _attention_step_kernel(qkv_ptr, cos_ptr, sin_ptr, kc_ptr, ks_ptr, vc_ptr, vs_ptr,
+def _attention_step_kernel(qkv_ptr, cos_ptr, sin_ptr, kc_ptr, ks_ptr, kb_ptr, vc_ptr, vs_ptr, vb_ptr,
                            m_ptr, l_ptr, o_ptr, ticket_ptr, y_ptr,
                            pos, T_max, H, chunk, sm_scale, stride_b,
                            D: tl.constexpr, BT: tl.constexpr, S: tl.constexpr, SP: tl.constexpr,
-                           KV3: tl.constexpr, LN: tl.constexpr, LB: tl.constexpr, PDL: tl.constexpr,
+                           KV: tl.constexpr, LN: tl.constexpr, LB: tl.constexpr, PDL: tl.constexpr,
                            NUM_STAGES: tl.constexpr):
     if PDL:                                    # programmatic dependent launch: qkv is ready from here
         tl.extra.cuda.gdc_wait()
         tl.extra.cuda.gdc_launch_dependents()
-    attention_item(tl.program_id(0), tl.program_id(1), qkv_ptr, cos_ptr, sin_ptr, kc_ptr, ks_ptr, vc_ptr, vs_ptr,
-                   m_ptr, l_ptr, o_ptr, ticket_ptr, y_ptr, pos, T_max, H, chunk, sm_scale, stride_b,
-                   D, BT, S, SP, KV3, LN, LB, NUM_STAGES)
+    attention_item(tl.program_id(0), tl.program_id(1), qkv_ptr, cos_ptr, sin_ptr, kc_ptr, ks_ptr, kb_ptr, vc_ptr,
+                   vs_ptr, vb_ptr, m_ptr, l_ptr, o_ptr, ticket_ptr, y_ptr, pos, T_max, H, chunk, sm_scale, stride_b,
+                   D, BT, S, SP, KV, LN, LB, NUM_STAGES)
 
 
 @triton.jit
-def attention_item(r, sp, qkv_ptr, cos_ptr, sin_ptr, kc_ptr, ks_ptr, vc_ptr, vs_ptr,
+def attention_item(r, sp, qkv_ptr, cos_ptr, sin_ptr, kc_ptr, ks_ptr, kb_ptr, vc_ptr, vs_ptr, vb_ptr,
                    m_ptr, l_ptr, o_ptr, ticket_ptr, y_ptr, pos, T_max, H, chunk, sm_scale, stride_b,
                    D: tl.constexpr, BT: tl.constexpr, S: tl.constexpr, SP: tl.constexpr,
-                   KV3: tl.constexpr, LN: tl.constexpr, LB: tl.constexpr, NUM_STAGES: tl.constexpr):
+                   KV: tl.constexpr, LN: tl.constexpr, LB: tl.constexpr, NUM_STAGES: tl.constexpr):
     """Row ``r = b·H + h``, context span ``sp`` of the attention step (the span holding ``pos``
-    ropes k and writes the cache row first; the last span of a row to finish combines)."""
+    ropes k and writes the cache row first; the last span of a row to finish combines).  ``KV``:
+    the cache layout (:data:`KV_LAYOUTS`); ``kb_ptr``/``vb_ptr`` the dense layout's BOS words."""
     r = tl.cast(r, tl.int32)                   # a loop counter (persistent block) or a program id
     sp = tl.cast(sp, tl.int32)
     b = r // H
@@ -142,7 +158,10 @@ def attention_item(r, sp, qkv_ptr, cos_ptr, sin_ptr, kc_ptr, ks_ptr, vc_ptr, vs_
     if sp == pos // chunk:                     # this span holds the new token: rope k, write the cache row
         kr = _rope16(row_q + H * D, d, cs, sn, D)
         vr = tl.load(row_q + 2 * H * D + d)
-        if KV3:
+        if KV == 2:
+            dense3_quantize_row(kr, kc_ptr, kb_ptr + r.to(tl.int64) * (D // 8), ks_ptr, base + pos, pos, D)
+            dense3_quantize_row(vr, vc_ptr, vb_ptr + r.to(tl.int64) * (D // 8), vs_ptr, base + pos, pos, D)
+        elif KV == 1:
             kv_quantize_row(kr, kc_ptr, ks_ptr, base + pos, pos, D, LN, LB)
             kv_quantize_row(vr, vc_ptr, vs_ptr, base + pos, pos, D, LN, LB)
         else:
@@ -151,7 +170,20 @@ def attention_item(r, sp, qkv_ptr, cos_ptr, sin_ptr, kc_ptr, ks_ptr, vc_ptr, vs_
         tl.debug_barrier()                     # the row is visible to this CTA's loads below
     y_row = y_ptr + b.to(tl.int64) * (H * D) + h * D
     out = (r * S + sp).to(tl.int64)
-    if KV3:
+    if KV == 2:
+        NG: tl.constexpr = D // 32
+        q0l, q0h = _rope_part(row_q, 0, cs, sn, D)
+        q1l, q1h = _rope_part(row_q, 1, cs, sn, D)
+        q2l, q2h = _rope_part(row_q, 2, cs, sn, D)
+        q3l, q3h = _rope_part(row_q, 3, cs, sn, D)
+        m_i, l_i, o0l, o0h, o1l, o1h, o2l, o2h, o3l, o3h = dense3_attend_span(
+            q0l, q0h, q1l, q1h, q2l, q2h, q3l, q3h, kc_ptr, kb_ptr + r.to(tl.int64) * (D // 8), ks_ptr, vc_ptr,
+            vb_ptr + r.to(tl.int64) * (D // 8), vs_ptr, base, t_lo, t_hi, sm_scale, NG, BT, NUM_STAGES)
+        if S == 1:
+            dense3_store_output(y_row, o0l, o0h, o1l, o1h, o2l, o2h, o3l, o3h, 1.0 / l_i, NG)
+        else:
+            dense3_store_output(o_ptr + out * D, o0l, o0h, o1l, o1h, o2l, o2h, o3l, o3h, 1.0, NG)
+    elif KV == 1:
         w3 = tl.arange(0, W)[None, :, None]
         j4 = tl.arange(0, 4)[None, None, :]
         q_lo = _rope16(row_q, 8 * w3 + j4, cs, sn, D).to(tl.float32)              # [1, W, 4]
@@ -216,14 +248,15 @@ def attention_step_config(B: int, H: int, T: int, kv3: bool) -> dict:
     return dict(BT=bt, S=s, num_warps=2, num_stages=1)
 
 
-def attention_step(qkv: torch.Tensor, cache: QuantKVCache | Fp16KVCache, pos: int, cos: torch.Tensor,
+def attention_step(qkv: torch.Tensor, cache: KVCache, pos: int, cos: torch.Tensor,
                    sin: torch.Tensor, *, sm_scale: float | None = None, config: dict | None = None,
                    tuned: ConfigTable = NO_TUNING, pdl: bool = False) -> torch.Tensor:
     """Attention of the new token at position ``pos`` (MHA) in one launch; returns ``[B, H·D]`` fp16.
 
     ``qkv [B, 3·H·D]`` fp16: the un-roped q, k, v of the new token (the fused QKV projection's
-    output); ``cache`` a :class:`QuantKVCache` (3/4-bit, a4.8) or :class:`Fp16KVCache` whose rows
-    ``0..pos-1`` hold the past; row ``pos`` is written here.  ``cos, sin`` from :func:`rope_tables`.
+    output); ``cache`` a :class:`QuantKVCache` (3/4-bit nibbles, a4.8), a :class:`Dense3KVCache` (dense
+    3-bit) or an :class:`Fp16KVCache`, whose rows ``0..pos-1`` hold the past; row ``pos`` is written
+    here.  ``cos, sin`` from :func:`rope_tables`.
     """
     args, meta, grid = attention_step_args(qkv, cache, pos, cos, sin, None, sm_scale=sm_scale, config=config,
                                            tuned=tuned)
@@ -231,12 +264,12 @@ def attention_step(qkv: torch.Tensor, cache: QuantKVCache | Fp16KVCache, pos: in
     pdl = bool(pdl) and qkv.device.type == "cuda"
     opts = dict(launch_pdl=True) if pdl else {}
     _attention_step_kernel[grid](**args, **meta, PDL=pdl, enable_fp_fusion=False, **opts)
-    if isinstance(cache, QuantKVCache):
+    if not isinstance(cache, Fp16KVCache):
         cache.mark_written(pos + 1)
     return y
 
 
-def attention_step_args(qkv: torch.Tensor, cache: QuantKVCache | Fp16KVCache, pos: int, cos: torch.Tensor,
+def attention_step_args(qkv: torch.Tensor, cache: KVCache, pos: int, cos: torch.Tensor,
                         sin: torch.Tensor, y: torch.Tensor | None, *, sm_scale: float | None = None,
                         config: dict | None = None, tuned: ConfigTable = NO_TUNING,
                         splits: int | None = None, qkv_ready: bool = True) -> tuple[dict, dict, tuple[int, int]]:
@@ -245,9 +278,8 @@ def attention_step_args(qkv: torch.Tensor, cache: QuantKVCache | Fp16KVCache, po
     scalars, constexprs and launch options, grid (B·H, S))``.  ``splits`` overrides the number of
     context spans per row (the persistent decode block spreads rows x spans over its programs);
     ``qkv_ready=False``: ``qkv`` is written by the same launch (its content is not scanned)."""
-    kv3 = isinstance(cache, QuantKVCache)
-    if not kv3 and not isinstance(cache, Fp16KVCache):
-        raise TypeError(f"cache must be a QuantKVCache or Fp16KVCache, got {type(cache).__name__}")
+    layout = _layout(cache)
+    kv3 = layout != "fp16"
     dev = cache.k_codes.device if kv3 else cache.k.device
     B, H, T_max, D = cache.shape
     check_tensor(qkv, "qkv", (torch.float16,), dim=2, device=dev)
@@ -281,18 +313,34 @@ def attention_step_args(qkv: torch.Tensor, cache: QuantKVCache | Fp16KVCache, po
     chunk = triton.cdiv(triton.cdiv(T, S), cfg["BT"]) * cfg["BT"]
     S = triton.cdiv(T, chunk)                 # no empty spans
     m, l, o, ticket = _workspace(dev, B, H, S, D)
-    if kv3:
+    if layout == "dense3":
+        kc, ks, kb, vc, vs, vb = cache.k_codes, cache.k_scale, cache.k_bos, cache.v_codes, cache.v_scale, cache.v_bos
+        LN, LB = LN3, LB4
+    elif layout == "nibble":
         kc, ks, vc, vs = cache.k_codes, cache.k_scale, cache.v_codes, cache.v_scale
+        kb, vb = kc, vc                       # no BOS words: the nibbles hold the BOS row's 4 bits
         LN, LB = 2 ** cache.bits - 1, 2 ** cache.bos_bits - 1
     else:
-        kc, ks, vc, vs = cache.k, cache.k, cache.v, cache.v
+        kc, ks, kb, vc, vs, vb = cache.k, cache.k, cache.k, cache.v, cache.v, cache.v
         LN = LB = 1
-    args = dict(qkv_ptr=qkv, cos_ptr=cos, sin_ptr=sin, kc_ptr=kc, ks_ptr=ks, vc_ptr=vc, vs_ptr=vs,
-                m_ptr=m, l_ptr=l, o_ptr=o, ticket_ptr=ticket, y_ptr=y,
+    args = dict(qkv_ptr=qkv, cos_ptr=cos, sin_ptr=sin, kc_ptr=kc, ks_ptr=ks, kb_ptr=kb, vc_ptr=vc, vs_ptr=vs,
+                vb_ptr=vb, m_ptr=m, l_ptr=l, o_ptr=o, ticket_ptr=ticket, y_ptr=y,
                 pos=pos, T_max=T_max, H=H, chunk=chunk, sm_scale=sm, stride_b=qkv.stride(0))
-    meta = dict(D=D, BT=cfg["BT"], S=S, SP=next_pow2(S), KV3=kv3, LN=LN, LB=LB,
+    meta = dict(D=D, BT=cfg["BT"], S=S, SP=next_pow2(S), KV=KV_LAYOUTS[layout], LN=LN, LB=LB,
                 NUM_STAGES=cfg.get("num_stages", 1), num_warps=cfg["num_warps"])
     return args, meta, (B * H, S)
+
+
+def _layout(cache: KVCache) -> str:
+    """The :data:`KV_LAYOUTS` name of a cache; a wrong type or a dense cache of a head_dim the
+    dense kernel cannot take is refused."""
+    if isinstance(cache, QuantKVCache):
+        return "nibble"
+    if isinstance(cache, Fp16KVCache):
+        return "fp16"
+    if isinstance(cache, Dense3KVCache):
+        return "dense3"
+    raise TypeError(f"cache must be a QuantKVCache, Dense3KVCache or Fp16KVCache, got {type(cache).__name__}")
 
 
 # ----------------------------------------------------------------------------- reference

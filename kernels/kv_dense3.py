@@ -90,6 +90,14 @@ class Dense3KVCache:
         B, H, T, W3 = self.k_codes.shape
         return B, H, T, W3 * 32 // 3
 
+    def written(self) -> int:
+        """Rows that hold written codes."""
+        return self.length
+
+    def mark_written(self, end: int) -> None:
+        """Rows ``[0, end)`` now hold codes (a write reached row ``end - 1``)."""
+        self.length = max(self.length, int(end))
+
     def nbytes(self, T: int) -> float:
         """Bytes the attention over ``T`` rows reads (codes and scales of K and V)."""
         B, H, _, D = self.shape
@@ -98,12 +106,9 @@ class Dense3KVCache:
 
 # ----------------------------------------------------------------------------- write
 @triton.jit
-def _dense3_write_kernel(x_ptr, codes_ptr, bos_ptr, scale_ptr, T_new, T_max, pos0, stride_xr, D: tl.constexpr):
-    r = tl.program_id(0)                       # row = (b, h, t) of the new tokens
-    t = r % T_new
-    bh = (r // T_new).to(tl.int64)
-    pos = pos0 + t
-    x = tl.load(x_ptr + r.to(tl.int64) * stride_xr + tl.arange(0, D))
+def dense3_quantize_row(x, codes_ptr, bos_ptr, scale_ptr, row, pos, D: tl.constexpr):
+    """Quantize one row ``x [D]`` (``kv_quantize_codes``, 3 bits, 4 at position 0) into the spare-bit words
+    at cache row ``row``; ``bos_ptr``: this head's BOS words (written at position 0 only)."""
     c, scale = kv_quantize_codes(x, pos, LN3, LB4)
     NG: tl.constexpr = D // 32
     c3 = tl.reshape(c, (NG, 4, 8))                                     # element 32g + 8i + k
@@ -114,24 +119,32 @@ def _dense3_write_kernel(x_ptr, codes_ptr, bos_ptr, scale_ptr, T_new, T_max, pos
     spare = tl.sum(((last[:, None, :] >> i4) & 1) << (4 * k8 + 3), axis=2)   # bit i of them, at bits 4k+3
     g2 = tl.arange(0, NG)[:, None]
     i2 = tl.arange(0, 4)[None, :]
-    row = bh * T_max + pos
     tl.store(codes_ptr + row * (3 * NG) + 3 * g2 + i2, own | spare, mask=i2 < 3)   # disjoint bits
     tl.store(scale_ptr + row, scale)
     if pos == 0:                               # the BOS row's fourth bit, in the nibble words' spare bit
         b3 = ((tl.reshape(c, (D // 8, 8)) >> 3) & 1) << (4 * tl.arange(0, 8) + 3)[None, :]
-        tl.store(bos_ptr + bh * (D // 8) + tl.arange(0, D // 8), tl.sum(b3, axis=1))
+        tl.store(bos_ptr + tl.arange(0, D // 8), tl.sum(b3, axis=1))
+
+
+@triton.jit
+def _dense3_write_kernel(x_ptr, codes_ptr, bos_ptr, scale_ptr, T_new, T_max, pos0, stride_xr, D: tl.constexpr):
+    r = tl.program_id(0)                       # row = (b, h, t) of the new tokens
+    t = r % T_new
+    bh = (r // T_new).to(tl.int64)
+    x = tl.load(x_ptr + r.to(tl.int64) * stride_xr + tl.arange(0, D))
+    dense3_quantize_row(x, codes_ptr, bos_ptr + bh * (D // 8), scale_ptr, bh * T_max + pos0 + t, pos0 + t, D)
 
 
 def dense3_write(cache: Dense3KVCache, k: torch.Tensor, v: torch.Tensor, pos0: int) -> None:
     """Quantize post-RoPE ``k, v [B, Hkv, T_new, D]`` into positions ``pos0 .. pos0+T_new-1``."""
     B, H, T_max, D = cache.shape
-    T_new = check_kv_write(cache.shape, cache.k_codes.device, cache.length, k, v, pos0)
+    T_new = check_kv_write(cache.shape, cache.k_codes.device, cache.written(), k, v, pos0)
     for x, side in ((k, "k"), (v, "v")):
         _dense3_write_kernel[(B * H * T_new,)](
             x_ptr=x, codes_ptr=getattr(cache, f"{side}_codes"), bos_ptr=getattr(cache, f"{side}_bos"),
             scale_ptr=getattr(cache, f"{side}_scale"), T_new=T_new, T_max=T_max, pos0=pos0, stride_xr=D, D=D,
             num_warps=1, enable_fp_fusion=False)
-    cache.length = max(cache.length, pos0 + T_new)
+    cache.mark_written(pos0 + T_new)
 
 
 def dense3_read_codes(codes: torch.Tensor, bos: torch.Tensor) -> torch.Tensor:
@@ -187,33 +200,35 @@ def _word_dot(w, q_lo, q_hi, j4):
 
 
 @triton.jit
-def _store_part(o_ptr, acc_lo, acc_hi, cs, i: tl.constexpr, NG: tl.constexpr):
-    """Output ``2·Σ_t p s c - Σ_t p s L`` of nibble word ``4g + i`` (``d = 32g + 8i + j`` and ``d + 4``)."""
-    p = o_ptr + 32 * tl.arange(0, NG)[:, None] + 8 * i + tl.arange(0, 4)[None, :]
-    tl.store(p, 2.0 * tl.sum(acc_lo, axis=0) - cs)
-    tl.store(p + 4, 2.0 * tl.sum(acc_hi, axis=0) - cs)
+def _store_part(y_ptr, o_lo, o_hi, i: tl.constexpr, NG: tl.constexpr):
+    """Store the ``[NG, 4]`` parts of nibble word ``4g + i`` at ``d = 32g + 8i + j`` and ``d + 4``."""
+    p = y_ptr + 32 * tl.arange(0, NG)[:, None] + 8 * i + tl.arange(0, 4)[None, :]
+    tl.store(p, o_lo.to(y_ptr.dtype.element_ty))
+    tl.store(p + 4, o_hi.to(y_ptr.dtype.element_ty))
 
 
 @triton.jit
-def _dense3_split_kernel(q_ptr, kc_ptr, kbos_ptr, ks_ptr, vc_ptr, vbos_ptr, vs_ptr, m_ptr, l_ptr, o_ptr,
-                         T, T_max, chunk, sm_scale,
-                         D: tl.constexpr, BT: tl.constexpr, S: tl.constexpr, NUM_STAGES: tl.constexpr):
-    """One program per (sequence·head, context span), CUDA cores (MHA): the nibble kernel's loop
-    (:func:`kernels.kv_attention.kv3_attend_span`: register decode, lazy rescale, per-element
-    accumulators reduced once) on the four nibble words rebuilt from each group's three words."""
-    r = tl.program_id(0)                       # b * H + h
-    sp = tl.program_id(1)
-    NG: tl.constexpr = D // 32
+def dense3_row_query(q_ptr, NG: tl.constexpr):
+    """fp32 q of one head in the kernel's order: ``(q0l, q0h, ..., q3l, q3h)``, each ``[1, NG, 4]``."""
+    q0l, q0h = _q_part(q_ptr, 0, NG)
+    q1l, q1h = _q_part(q_ptr, 1, NG)
+    q2l, q2h = _q_part(q_ptr, 2, NG)
+    q3l, q3h = _q_part(q_ptr, 3, NG)
+    return q0l, q0h, q1l, q1h, q2l, q2h, q3l, q3h
+
+
+@triton.jit
+def dense3_attend_span(q0l, q0h, q1l, q1h, q2l, q2h, q3l, q3h, kc_ptr, kbos_ptr, ks_ptr, vc_ptr, vbos_ptr, vs_ptr,
+                       base, t_lo, t_hi, sm_scale, NG: tl.constexpr, BT: tl.constexpr, NUM_STAGES: tl.constexpr):
+    """Online-softmax attention of one query head over cache rows ``base + [t_lo, t_hi)`` (CUDA cores):
+    the nibble kernel's loop (:func:`kernels.kv_attention.kv3_attend_span`: register decode, lazy
+    rescale, per-element accumulators reduced once) on the four nibble words rebuilt from each group's
+    three words.  ``kbos_ptr``/``vbos_ptr``: this head's BOS words.  Returns ``(m, l, o)`` with the
+    un-normalised output as eight ``[NG, 4]`` parts (:func:`dense3_store_output`)."""
     j4 = tl.arange(0, 4)[None, None, :]
-    qr = q_ptr + r.to(tl.int64) * D
-    q0l, q0h = _q_part(qr, 0, NG)
-    q1l, q1h = _q_part(qr, 1, NG)
-    q2l, q2h = _q_part(qr, 2, NG)
-    q3l, q3h = _q_part(qr, 3, NG)
     qsum = tl.sum(tl.sum(tl.sum(q0l + q0h + q1l + q1h + q2l + q2h + q3l + q3h, axis=2), axis=1), axis=0)
-    base = r.to(tl.int64) * T_max
-    kb0, kb1, kb2, kb3 = _bos_words(kbos_ptr + r.to(tl.int64) * (D // 8), NG)
-    vb0, vb1, vb2, vb3 = _bos_words(vbos_ptr + r.to(tl.int64) * (D // 8), NG)
+    kb0, kb1, kb2, kb3 = _bos_words(kbos_ptr, NG)
+    vb0, vb1, vb2, vb3 = _bos_words(vbos_ptr, NG)
     m_i = tl.full((), -float("inf"), tl.float32)
     l_i = tl.zeros((), tl.float32)
     cs = tl.zeros((), tl.float32)              # sum_t p_t s_t L_t (V offset term)
@@ -226,8 +241,6 @@ def _dense3_split_kernel(q_ptr, kc_ptr, kbos_ptr, ks_ptr, vc_ptr, vbos_ptr, vs_p
     a3l = tl.zeros((BT, NG, 4), tl.float32)
     a3h = tl.zeros((BT, NG, 4), tl.float32)
     tt = tl.arange(0, BT)
-    t_lo = sp * chunk
-    t_hi = tl.minimum(t_lo + chunk, T)
     for t0 in tl.range(t_lo, t_hi, BT, num_stages=NUM_STAGES):
         t = t0 + tt
         live = t < t_hi
@@ -266,12 +279,43 @@ def _dense3_split_kernel(q_ptr, kc_ptr, kbos_ptr, ks_ptr, vc_ptr, vbos_ptr, vs_p
         a2h = a2h + ps3 * _nibbles(v2, j4, False)
         a3l = a3l + ps3 * _nibbles(v3, j4, True)
         a3h = a3h + ps3 * _nibbles(v3, j4, False)
+    o0l = 2.0 * tl.sum(a0l, axis=0) - cs
+    o0h = 2.0 * tl.sum(a0h, axis=0) - cs
+    o1l = 2.0 * tl.sum(a1l, axis=0) - cs
+    o1h = 2.0 * tl.sum(a1h, axis=0) - cs
+    o2l = 2.0 * tl.sum(a2l, axis=0) - cs
+    o2h = 2.0 * tl.sum(a2h, axis=0) - cs
+    o3l = 2.0 * tl.sum(a3l, axis=0) - cs
+    o3h = 2.0 * tl.sum(a3h, axis=0) - cs
+    return m_i, l_i, o0l, o0h, o1l, o1h, o2l, o2h, o3l, o3h
+
+
+@triton.jit
+def dense3_store_output(y_ptr, o0l, o0h, o1l, o1h, o2l, o2h, o3l, o3h, scale, NG: tl.constexpr):
+    """Store the eight ``[NG, 4]`` output parts times ``scale`` (1, or 1/l) at their elements
+    ``d = 32g + 8i + j`` (and ``+ 4``), cast to ``y_ptr``'s type."""
+    _store_part(y_ptr, o0l * scale, o0h * scale, 0, NG)
+    _store_part(y_ptr, o1l * scale, o1h * scale, 1, NG)
+    _store_part(y_ptr, o2l * scale, o2h * scale, 2, NG)
+    _store_part(y_ptr, o3l * scale, o3h * scale, 3, NG)
+
+
+@triton.jit
+def _dense3_split_kernel(q_ptr, kc_ptr, kbos_ptr, ks_ptr, vc_ptr, vbos_ptr, vs_ptr, m_ptr, l_ptr, o_ptr,
+                         T, T_max, chunk, sm_scale,
+                         D: tl.constexpr, BT: tl.constexpr, S: tl.constexpr, NUM_STAGES: tl.constexpr):
+    """One program per (sequence·head, context span): :func:`dense3_attend_span`, partials out."""
+    r = tl.program_id(0)                       # b * H + h
+    sp = tl.program_id(1)
+    NG: tl.constexpr = D // 32
+    q0l, q0h, q1l, q1h, q2l, q2h, q3l, q3h = dense3_row_query(q_ptr + r.to(tl.int64) * D, NG)
+    t_lo = sp * chunk
+    m_i, l_i, o0l, o0h, o1l, o1h, o2l, o2h, o3l, o3h = dense3_attend_span(
+        q0l, q0h, q1l, q1h, q2l, q2h, q3l, q3h, kc_ptr, kbos_ptr + r.to(tl.int64) * (D // 8), ks_ptr,
+        vc_ptr, vbos_ptr + r.to(tl.int64) * (D // 8), vs_ptr, r.to(tl.int64) * T_max, t_lo,
+        tl.minimum(t_lo + chunk, T), sm_scale, NG, BT, NUM_STAGES)
     out = (r * S + sp).to(tl.int64)
-    op = o_ptr + out * D
-    _store_part(op, a0l, a0h, cs, 0, NG)
-    _store_part(op, a1l, a1h, cs, 1, NG)
-    _store_part(op, a2l, a2h, cs, 2, NG)
-    _store_part(op, a3l, a3h, cs, 3, NG)
+    dense3_store_output(o_ptr + out * D, o0l, o0h, o1l, o1h, o2l, o2h, o3l, o3h, 1.0, NG)
     tl.store(m_ptr + out, m_i)
     tl.store(l_ptr + out, l_i)
 

@@ -168,7 +168,7 @@ def _decode_block_kernel(
         # each program's codes (as int8 and as int32 words), scale, non-zero list; sparse workspace
         q_ptr, qw_ptr, qs_ptr, nzi_ptr, nnz_ptr, sp_acc_ptr, sp_ticket_ptr,
         # attention: RoPE tables, cache, split partials and tickets
-        cos_ptr, sin_ptr, kc_ptr, ks_ptr, vc_ptr, vs_ptr, m_ptr, l_ptr, o_ptr, at_ticket_ptr,
+        cos_ptr, sin_ptr, kc_ptr, ks_ptr, kb_ptr, vc_ptr, vs_ptr, vb_ptr, m_ptr, l_ptr, o_ptr, at_ticket_ptr,
         bar_ptr,
         pos, T_max, chunk, sm_scale, eps, k_top, stage_lo, stage_hi, DM, FF, H, QROW,
         A48: tl.constexpr, WO_SPARSE: tl.constexpr, DOWN_SPARSE: tl.constexpr, GATE_FIRST: tl.constexpr,
@@ -176,7 +176,7 @@ def _decode_block_kernel(
         QB_GU: tl.constexpr, QB_DN: tl.constexpr,
         CH: tl.constexpr, GEMV_STAGES: tl.constexpr, QBLOCK_D: tl.constexpr, WBN: tl.constexpr,
         BI: tl.constexpr, D: tl.constexpr, BT: tl.constexpr, S: tl.constexpr, SP: tl.constexpr,
-        KV3: tl.constexpr, LN: tl.constexpr, LB: tl.constexpr, ATT_STAGES: tl.constexpr,
+        KV: tl.constexpr, LN: tl.constexpr, LB: tl.constexpr, ATT_STAGES: tl.constexpr,
         QM: tl.constexpr, QM_TOPK: tl.constexpr, QM_INT8: tl.constexpr, SEARCH: tl.constexpr, GLU: tl.constexpr,
         BARRIER: tl.constexpr, USE_ASM: tl.constexpr,
         SKIP_Q: tl.constexpr, SKIP_ATT: tl.constexpr, SKIP_GEMV: tl.constexpr):
@@ -204,9 +204,9 @@ def _decode_block_kernel(
             _grid_sync(bar_ptr, nprog)
         if not SKIP_ATT:
             for it in range(pid, H * S, nprog):
-                attention_item(it // S, it % S, qkv_ptr, cos_ptr, sin_ptr, kc_ptr, ks_ptr, vc_ptr, vs_ptr,
-                               m_ptr, l_ptr, o_ptr, at_ticket_ptr, a_ptr, pos, T_max, H, chunk, sm_scale, 3 * DM,
-                               D, BT, S, SP, KV3, LN, LB, ATT_STAGES)
+                attention_item(it // S, it % S, qkv_ptr, cos_ptr, sin_ptr, kc_ptr, ks_ptr, kb_ptr, vc_ptr, vs_ptr,
+                               vb_ptr, m_ptr, l_ptr, o_ptr, at_ticket_ptr, a_ptr, pos, T_max, H, chunk, sm_scale,
+                               3 * DM, D, BT, S, SP, KV, LN, LB, ATT_STAGES)
     # 2: Wo + residual (a4.8: on the TopK codes, dense or sparse; b1.58: INT8 codes)
     if (stage_lo <= 2) & (2 < stage_hi):
         if A48 and WO_SPARSE:
@@ -426,7 +426,8 @@ def decode_block_persistent(blk, x: torch.Tensor, pos: int, plan, *, mode: str =
         q_ptr=buf["q"], qw_ptr=buf["qw"], qs_ptr=buf["qs"], nzi_ptr=buf["nzi"], nnz_ptr=buf["nnz"],
         sp_acc_ptr=sp_acc, sp_ticket_ptr=sp_ticket,
         cos_ptr=att["cos_ptr"], sin_ptr=att["sin_ptr"], kc_ptr=att["kc_ptr"], ks_ptr=att["ks_ptr"],
-        vc_ptr=att["vc_ptr"], vs_ptr=att["vs_ptr"], m_ptr=att["m_ptr"], l_ptr=att["l_ptr"], o_ptr=att["o_ptr"],
+        kb_ptr=att["kb_ptr"], vc_ptr=att["vc_ptr"], vs_ptr=att["vs_ptr"], vb_ptr=att["vb_ptr"], m_ptr=att["m_ptr"],
+        l_ptr=att["l_ptr"], o_ptr=att["o_ptr"],
         at_ticket_ptr=att["ticket_ptr"], bar_ptr=_barrier(x.device),
         pos=pos, T_max=att["T_max"], chunk=att["chunk"], sm_scale=att["sm_scale"], eps=1e-5,
         k_top=-(-d // 2), DM=d, FF=F_, H=H, QROW=buf["q"].shape[1])
@@ -435,7 +436,7 @@ def decode_block_persistent(blk, x: torch.Tensor, pos: int, plan, *, mode: str =
                 QB_O=16 * _stats_chunk(blk, "o", d), QB_GU=16 * _stats_chunk(blk, "gu", d),
                 QB_DN=16 * _stats_chunk(blk, "down", F_), CH=QUANT_CHUNK, GEMV_STAGES=3 if cuda else 1,
                 QBLOCK_D=next_pow2(d), WBN=cfg["WBN"], BI=cfg["BI"], D=att_meta["D"], BT=att_meta["BT"],
-                S=att_meta["S"], SP=att_meta["SP"], KV3=att_meta["KV3"], LN=att_meta["LN"], LB=att_meta["LB"],
+                S=att_meta["S"], SP=att_meta["SP"], KV=att_meta["KV"], LN=att_meta["LN"], LB=att_meta["LB"],
                 ATT_STAGES=att_meta["NUM_STAGES"],
                 QM=QUANT_MODES["int4" if a48 else "int8"], QM_TOPK=QUANT_MODES["topk8"], QM_INT8=QUANT_MODES["int8"],
                 SEARCH=TOPK_SEARCHES[plan.topk_search], GLU=GLU_MODES["relu2" if a48 else "silu"], USE_ASM=cuda,

@@ -6,6 +6,7 @@ import torch
 
 from kernels.attention_step import Fp16KVCache, attention_step, rope_reference, rope_tables
 from kernels.kv_attention import QuantKVCache, decode_attention, kv_read_codes, kv_write, reference_attention
+from kernels.kv_dense3 import Dense3KVCache, dense3_write
 from model import quant as Q
 
 DEV = "cuda" if torch.cuda.is_available() else "cpu"
@@ -133,31 +134,43 @@ def test_decode_attention_when_scores_grow_along_the_context(fma):
     assert float((y.double() - ref).norm() / ref.norm()) < 1e-5
 
 
-@pytest.mark.parametrize("kv3,S", [(True, 3), (False, 1)])
-def test_attention_step_writes_the_cache_row_and_attends_like_the_reference(kv3, S):
+def _layout_cache(layout, B, H, T_max, D):
+    if layout == "nibble":
+        return QuantKVCache.allocate(B, H, T_max, D, DEV), kv_write
+    return Dense3KVCache.allocate(B, H, T_max, D, DEV), dense3_write
+
+
+def _cache_state(cache):
+    if isinstance(cache, QuantKVCache):
+        return (cache.k_codes, cache.v_codes, cache.k_scale, cache.v_scale)
+    return (cache.k_codes, cache.k_bos, cache.v_codes, cache.v_bos, cache.k_scale, cache.v_scale)
+
+
+@pytest.mark.parametrize("layout,S", [("nibble", 3), ("dense3", 3), ("dense3", 1), ("fp16", 1)])
+def test_attention_step_writes_the_cache_row_and_attends_like_the_reference(layout, S):
     # one launch: RoPE on q and k, the new row written (bit-exact), split attention, ticket combine
     B, H, D, T_max, pos = 2, 2, 32, 20, 13
-    g = torch.Generator().manual_seed(S + 10 * kv3)
+    g = torch.Generator().manual_seed(S + 10 * len(layout))
     past_k = torch.randn(B, H, pos, D, generator=g).half()
     past_v = torch.randn(B, H, pos, D, generator=g).half()
     qkv = torch.randn(B, 3 * H * D, generator=g).half()
     cos, sin = rope_tables(T_max, D, "cpu")
     q, k, v = qkv.view(B, 3, H, D).unbind(1)
     qr, kr = rope_reference(q, cos[pos], sin[pos]), rope_reference(k, cos[pos], sin[pos])
-    if kv3:
-        cache = QuantKVCache.allocate(B, H, T_max, D, DEV)
-        kv_write(cache, past_k.to(DEV), past_v.to(DEV), 0)
-        expect = QuantKVCache.allocate(B, H, T_max, D, DEV)
-        kv_write(expect, past_k.to(DEV), past_v.to(DEV), 0)
-        kv_write(expect, kr[:, :, None].contiguous().to(DEV), v[:, :, None].contiguous().to(DEV), pos)
+    if layout != "fp16":        # the same writes through the layout's own write kernel give the expected state
+        cache, write = _layout_cache(layout, B, H, T_max, D)
+        write(cache, past_k.to(DEV), past_v.to(DEV), 0)
+        expect, _ = _layout_cache(layout, B, H, T_max, D)
+        write(expect, past_k.to(DEV), past_v.to(DEV), 0)
+        write(expect, kr[:, :, None].contiguous().to(DEV), v[:, :, None].contiguous().to(DEV), pos)
     else:
         cache = Fp16KVCache.allocate(B, H, T_max, D, DEV)
         cache.k[:, :, :pos], cache.v[:, :, :pos] = past_k.to(DEV), past_v.to(DEV)
     y = attention_step(qkv.to(DEV), cache, pos, cos.to(DEV), sin.to(DEV), config=dict(BT=4, S=S, num_warps=4))
-    if kv3:
-        for a, b in ((cache.k_codes, expect.k_codes), (cache.v_codes, expect.v_codes),
-                     (cache.k_scale, expect.k_scale), (cache.v_scale, expect.v_scale)):
+    if layout != "fp16":
+        for a, b in zip(_cache_state(cache), _cache_state(expect)):
             assert torch.equal(a.cpu(), b.cpu())
+        assert cache.written() == pos + 1
         kd = Q.quantize_kv(torch.cat((past_k, kr[:, :, None]), 2).float()).dequant()
         vd = Q.quantize_kv(torch.cat((past_v, v[:, :, None]), 2).float()).dequant()
     else:

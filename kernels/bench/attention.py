@@ -137,6 +137,26 @@ def _dense3_rows(log, B, T, H, D, kf, vf, q, ref, check, ops) -> None:
     t, n = time_rotating(lambda *r: run(*r, cfg=cfg), rot)
     log.add(kernel="ours_kv3_dense", timing=t, exact=same and rel < TOL, copies=n, rel_err=rel, codes_exact=same,
             config=json.dumps(cfg), **kw)
+    _dense3_step_row(log, B, T, H, D, c, parts, check, ops)
+
+
+def _dense3_step_row(log, B, T, H, D, cache, parts, check, ops) -> None:
+    """``attention_step`` on the dense 3-bit cache (new token at T-1), at the nibble step's config for the
+    same shape (the tuned table's ``kv3`` entry): the fused step a4.8's block would run on this layout."""
+    pos = T - 1
+    cos, sin = rope_tables(T, D, "cuda")
+    g = torch.Generator(device="cuda").manual_seed(T + 1)
+    qkv = torch.randn(B, 3 * H * D, device="cuda", generator=g, dtype=torch.float16)
+
+    def step(*r):
+        return attention_step(qkv, Dense3KVCache(**dict(zip(parts, r)), length=T), pos, cos, sin, tuned=log.tuned)
+
+    rot = [getattr(cache, p) for p in parts]
+    rel = _step_check(qkv, cache, pos, cos, sin, step(*rot), B, H, D, "kv3dense") if check else float("nan")
+    t, n = time_rotating(step, rot)
+    log.add(op="attention_step", kernel="ours_step_kv3_dense", impl="ours", precision="kv3", M=B, N=H, K=T, timing=t,
+            bytes=cache.nbytes(T), ops=ops, exact=rel < TOL, cuda_graph=True, copies=n, rel_err=rel,
+            note="RoPE + cache write + split attention + combine, one launch; dense 3-bit layout")
 
 
 def dense3_candidates(B: int, H: int, T: int) -> list[dict]:
@@ -207,15 +227,24 @@ def _step_check(qkv, cache, pos, cos, sin, y, B, H, D, kv) -> float:
     q, k, v = qkv.view(B, 3, H, D).unbind(1)
     qr = rope_reference(q[:1, :4], cos[pos], sin[pos]).float().cpu()
     kr = rope_reference(k[:1, :4], cos[pos], sin[pos])
-    if kv == "kv3":
+    if kv == "kv3dense":
+        ref_c = Dense3KVCache.allocate(1, 4, pos + 1, D, "cuda")      # only row pos is written and compared
+        ref_c.length = pos
+        dense3_write(ref_c, kr[:, :, None].contiguous(), v[:1, :4, None].contiguous(), pos)
+        same = bool(torch.equal(cache.k_codes[:1, :4, pos], ref_c.k_codes[:, :, pos])
+                    and torch.equal(cache.v_scale[:1, :4, pos], ref_c.v_scale[:, :, pos]))
+        kd, vd = (_dequant(dense3_read_codes(getattr(cache, f"{s}_codes")[:1, :4, :pos + 1].cpu(),
+                                             getattr(cache, f"{s}_bos")[:1, :4].cpu()),
+                           getattr(cache, f"{s}_scale")[:1, :4, :pos + 1]) for s in ("k", "v"))
+    elif kv == "kv3":
         blank = QuantKVCache.allocate(1, 4, pos + 1, D, "cuda")       # only row pos is written and compared
         ref_c = QuantKVCache(k_codes=blank.k_codes, k_scale=blank.k_scale, v_codes=blank.v_codes,
                              v_scale=blank.v_scale)
         kv_write(ref_c, kr[:, :, None].contiguous(), v[:1, :4, None].contiguous(), pos)
         same = bool(torch.equal(cache.k_codes[:1, :4, pos], ref_c.k_codes[:, :, pos])
                     and torch.equal(cache.v_scale[:1, :4, pos], ref_c.v_scale[:, :, pos]))
-        kd = _dequant(cache.k_codes[:1, :4, :pos + 1], cache.k_scale[:1, :4, :pos + 1])
-        vd = _dequant(cache.v_codes[:1, :4, :pos + 1], cache.v_scale[:1, :4, :pos + 1])
+        kd = _dequant(kv_read_codes(cache.k_codes[:1, :4, :pos + 1].cpu()), cache.k_scale[:1, :4, :pos + 1])
+        vd = _dequant(kv_read_codes(cache.v_codes[:1, :4, :pos + 1].cpu()), cache.v_scale[:1, :4, :pos + 1])
     else:
         same = bool(torch.equal(cache.k[:1, :4, pos], kr) and torch.equal(cache.v[:1, :4, pos], v[:1, :4]))
         kd, vd = cache.k[:1, :4, :pos + 1].double().cpu(), cache.v[:1, :4, :pos + 1].double().cpu()
@@ -225,8 +254,8 @@ def _step_check(qkv, cache, pos, cos, sin, y, B, H, D, kv) -> float:
 
 
 def _dequant(codes: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """Dequantized KV3 values (float64, CPU): ``(2c - L)·(s/L)`` with the BOS row at 4 bits."""
-    c = kv_read_codes(codes.cpu()).double()
+    """Dequantized KV3 values (float64, CPU) of int8 ``codes``: ``(2c - L)·(s/L)`` with the BOS row at 4 bits."""
+    c = codes.cpu().double()
     L = torch.full(c.shape[:-1] + (1,), 7.0, dtype=torch.float64)
     L[..., 0, :] = 15.0
     return (2 * c - L) * scale.cpu().double()[..., None]

@@ -23,7 +23,7 @@ from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
 from kernels.arith import GLU_MODES
-from kernels.attention_step import _attention_step_kernel
+from kernels.attention_step import KV_LAYOUTS, _attention_step_kernel
 from kernels.floor import _floor_read_kernel
 from kernels.persistent import _decode_block_kernel
 from kernels.rmsnorm_quant import _norm_quant_chunked_kernel, _norm_quant_kernel
@@ -93,18 +93,23 @@ def variants() -> list[tuple[str, object, dict, dict, dict]]:
         ("gemv fused relu2 res K=11008", _w158_gemv_fused_kernel, fused_t,
          dict(fused, GLU=GLU_MODES["relu2"], RES=True), dict(num_warps=8)),
     ]
-    step_t = dict(qkv_ptr="*fp16", cos_ptr="*fp16", sin_ptr="*fp16", kc_ptr="*i32", ks_ptr="*fp32", vc_ptr="*i32",
-                  vs_ptr="*fp32", m_ptr="*fp32", l_ptr="*fp32", o_ptr="*fp32", ticket_ptr="*i32", y_ptr="*fp16",
-                  pos="i32", T_max="i32", H="i32", chunk="i32", sm_scale="fp32", stride_b="i32")
-    step16_t = dict(step_t, kc_ptr="*fp16", ks_ptr="*fp16", vc_ptr="*fp16", vs_ptr="*fp16")
+    step_t = dict(qkv_ptr="*fp16", cos_ptr="*fp16", sin_ptr="*fp16", kc_ptr="*i32", ks_ptr="*fp32", kb_ptr="*i32",
+                  vc_ptr="*i32", vs_ptr="*fp32", vb_ptr="*i32", m_ptr="*fp32", l_ptr="*fp32", o_ptr="*fp32",
+                  ticket_ptr="*i32", y_ptr="*fp16", pos="i32", T_max="i32", H="i32", chunk="i32", sm_scale="fp32",
+                  stride_b="i32")
+    step16_t = dict(step_t, kc_ptr="*fp16", ks_ptr="*fp16", kb_ptr="*fp16", vc_ptr="*fp16", vs_ptr="*fp16",
+                    vb_ptr="*fp16")
+    kv = KV_LAYOUTS
     sc = dict(D=128, BT=16, S=32, SP=32, LN=7, LB=15, PDL=True, NUM_STAGES=1)
     out += [
-        ("attention_step kv3", _attention_step_kernel, step_t, dict(sc, KV3=True), dict(num_warps=2)),
-        ("attention_step kv3 3 stages", _attention_step_kernel, step_t, dict(sc, KV3=True, NUM_STAGES=3),
+        ("attention_step kv3", _attention_step_kernel, step_t, dict(sc, KV=kv["nibble"]), dict(num_warps=2)),
+        ("attention_step kv3 3 stages", _attention_step_kernel, step_t, dict(sc, KV=kv["nibble"], NUM_STAGES=3),
          dict(num_warps=2)),
-        ("attention_step fp16", _attention_step_kernel, step16_t, dict(sc, KV3=False, LN=1, LB=1), dict(num_warps=2)),
+        ("attention_step kv3 dense", _attention_step_kernel, step_t, dict(sc, KV=kv["dense3"]), dict(num_warps=2)),
+        ("attention_step fp16", _attention_step_kernel, step16_t, dict(sc, KV=kv["fp16"], LN=1, LB=1),
+         dict(num_warps=2)),
         ("attention_step fp16 3 stages", _attention_step_kernel, step16_t,
-         dict(sc, KV3=False, LN=1, LB=1, NUM_STAGES=3), dict(num_warps=2)),
+         dict(sc, KV=kv["fp16"], LN=1, LB=1, NUM_STAGES=3), dict(num_warps=2)),
     ]
     sp_t = dict(x_ptr="*i8", nzi_ptr="*i32", nnz_ptr="*i32", xs_ptr="*fp32", wt_ptr="*i32", ws_ptr="*fp32",
                 res_ptr="*fp16", y_ptr="*fp16", acc_ptr="*i32", ticket_ptr="*i32", N="i32", K="i32", NW="i32",
@@ -173,13 +178,13 @@ def _persistent_variants() -> list[tuple[str, object, dict, dict, dict]]:
                                    "nw_ffn", "nw_down", "cos_ptr", "sin_ptr")})
     t.update({n: "*i32" for n in ("w_qkv", "w_o", "wt_o", "w_gu", "w_down", "wt_down", "qw_ptr", "nzi_ptr",
                                   "nnz_ptr", "sp_acc_ptr", "sp_ticket_ptr", "at_ticket_ptr", "bar_ptr", "kc_ptr",
-                                  "vc_ptr")})
+                                  "vc_ptr", "kb_ptr", "vb_ptr")})
     t.update({n: "*fp32" for n in ("s_qkv", "s_o", "s_gu", "s_down", "qs_ptr", "m_ptr", "l_ptr", "o_ptr",
                                    "ks_ptr", "vs_ptr")})
     t.update(q_ptr="*i8", sm_scale="fp32", eps="fp32")
     base = dict(BN=32, KB=128, KB_DN=128, QB_QKV=2048, QB_O=2048, QB_GU=2048, QB_DN=4096, CH=1024, GEMV_STAGES=3,
-                QBLOCK_D=4096, WBN=16, BI=128, D=128, BT=32, S=4, SP=4, KV3=True, LB=15, ATT_STAGES=3, QM_TOPK=2,
-                QM_INT8=0, BARRIER=True, USE_ASM=True, SKIP_Q=False, SKIP_ATT=False, SKIP_GEMV=False)
+                QBLOCK_D=4096, WBN=16, BI=128, D=128, BT=32, S=4, SP=4, KV=KV_LAYOUTS["nibble"], LB=15, ATT_STAGES=3,
+                QM_TOPK=2, QM_INT8=0, BARRIER=True, USE_ASM=True, SKIP_Q=False, SKIP_ATT=False, SKIP_GEMV=False)
     b158 = dict(base, A48=False, WO_SPARSE=False, DOWN_SPARSE=False, GATE_FIRST=False, LN=15, QM=0,
                 GLU=GLU_MODES["silu"])
     a48 = dict(base, A48=True, WO_SPARSE=False, DOWN_SPARSE=False, GATE_FIRST=True, LN=7, QM=1,
