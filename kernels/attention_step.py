@@ -180,7 +180,7 @@ def attention_item(r, sp, qkv_ptr, cos_ptr, sin_ptr, kc_ptr, ks_ptr, kb_ptr, vc_
             q0l, q0h, q1l, q1h, q2l, q2h, q3l, q3h, kc_ptr, kb_ptr + r.to(tl.int64) * (D // 8), ks_ptr, vc_ptr,
             vb_ptr + r.to(tl.int64) * (D // 8), vs_ptr, base, t_lo, t_hi, sm_scale, NG, BT, NUM_STAGES)
         if S == 1:
-            dense3_store_output(y_row, o0l, o0h, o1l, o1h, o2l, o2h, o3l, o3h, 1.0 / l_i, NG)
+            dense3_store_output(y_row, o0l, o0h, o1l, o1h, o2l, o2h, o3l, o3h, l_i, NG)
         else:
             dense3_store_output(o_ptr + out * D, o0l, o0h, o1l, o1h, o2l, o2h, o3l, o3h, 1.0, NG)
     elif KV == 1:

@@ -16,7 +16,9 @@ and gate/up matrices, docs/decisions.md 4):
   group 128).
 
 ``kv_bits`` (3 or 4) gives b1.58 a quantized KV cache too (the strongest b1.58: a 4-bit cache, BOS
-row at 4 bits); a4.8 defaults to 3.
+row at 4 bits); a4.8 defaults to 3.  ``kv_layout`` stores a 3-bit cache in 4-bit nibbles
+(``"nibble"``, ``kernels.kv_attention``) or densely, 48 bytes per 128-value row (``"dense3"``,
+``kernels.kv_dense3``); the codes are the same.
 
 Two ways to run a decode step (B = 1):
 
@@ -46,6 +48,7 @@ from kernels.attention_step import Fp16KVCache, attention_step, rope_tables
 from kernels.baselines import Fp8Linear, Int4Linear
 from kernels.configs import NO_TUNING, ConfigTable, check_config
 from kernels.kv_attention import QuantKVCache, decode_attention, kv_write
+from kernels.kv_dense3 import Dense3KVCache, dense3_attention, dense3_write
 from kernels.packing import pack_ternary
 from kernels.persistent import SKIPS as PERSISTENT_SKIPS
 from kernels.persistent import decode_block_persistent
@@ -66,6 +69,8 @@ DATAPATHS = ("fp16", "b1.58", "a4.8", "w8a8-fp8", "w4a16")
 #: a one-byte scratch, then cuBLAS INT8 / FP8 and a one-launch epilogue) or "auto" (two-pass on a CUDA device from
 #: :data:`AUTO_TWO_PASS_MIN_M` tokens)
 PREFILL_ROUTES = ("auto", "fused", "two_pass")
+#: how a quantized KV cache stores its codes (``kv_layout``): 4-bit nibbles, or 3-bit codes densely
+KV_LAYOUTS = ("nibble", "dense3")
 #: datapaths whose linear layers are torch baselines (fp16 activations in and out, torch glue around)
 TORCH_LINEARS = {"fp16": None, "w8a8-fp8": Fp8Linear, "w4a16": Int4Linear}
 #: "auto" takes the two-pass route from this many tokens on, the crossover measured on an H100 with the tuned tiles
@@ -220,7 +225,7 @@ class KernelBlock:
 
     def __init__(self, datapath: str, B: int, T_max: int, seed: int = 0, dims: BlockDims = LLAMA7B,
                  device: str = "cuda", tuned: ConfigTable = NO_TUNING, kv_bits: int | None = None,
-                 prefill_route: str = "auto"):
+                 prefill_route: str = "auto", kv_layout: str = "nibble"):
         if datapath not in DATAPATHS:
             raise ValueError(f"datapath must be one of {DATAPATHS}, got {datapath!r}")
         if prefill_route not in PREFILL_ROUTES:
@@ -269,7 +274,14 @@ class KernelBlock:
         if datapath == "a4.8" and kv_bits is None:
             kv_bits = 3
         self.kv_bits = kv_bits
-        if kv_bits is not None:
+        if kv_layout not in KV_LAYOUTS:
+            raise ValueError(f"kv_layout must be one of {KV_LAYOUTS}, got {kv_layout!r}")
+        if kv_layout == "dense3" and kv_bits != 3:
+            raise ValueError(f"kv_layout='dense3' holds 3-bit codes (kv_bits=3), got kv_bits={kv_bits!r} "
+                             f"for {datapath}")
+        if kv_layout == "dense3":
+            self.cache = Dense3KVCache.allocate(B, H, T_max, hd, device)
+        elif kv_bits is not None:
             self.cache = QuantKVCache.allocate(B, H, T_max, hd, device, bits=kv_bits, bos_bits=4)
         else:
             self.cache = Fp16KVCache.allocate(B, H, T_max, hd, device)
@@ -286,8 +298,12 @@ class KernelBlock:
         if self.linear is not None:
             other.linear = {k: _clone_linear(v) for k, v in self.linear.items()}
         c = self.cache
-        other.cache = (QuantKVCache.allocate(*c.shape, c.k_codes.device, bits=c.bits, bos_bits=c.bos_bits)
-                       if isinstance(c, QuantKVCache) else Fp16KVCache.allocate(*c.shape, c.k.device))
+        if isinstance(c, QuantKVCache):
+            other.cache = QuantKVCache.allocate(*c.shape, c.k_codes.device, bits=c.bits, bos_bits=c.bos_bits)
+        elif isinstance(c, Dense3KVCache):
+            other.cache = Dense3KVCache.allocate(*c.shape, c.k_codes.device)
+        else:
+            other.cache = Fp16KVCache.allocate(*c.shape, c.k.device)
         other.sparsity = {}
         return other
 
@@ -300,6 +316,8 @@ class KernelBlock:
         v = torch.randn(B, H, T, hd, device=dev, generator=g, dtype=torch.float16)
         if isinstance(self.cache, QuantKVCache):
             kv_write(self.cache, k, v, 0)
+        elif isinstance(self.cache, Dense3KVCache):
+            dense3_write(self.cache, k, v, 0)
         else:
             self.cache.k[:, :, :T] = k
             self.cache.v[:, :, :T] = v
@@ -357,9 +375,12 @@ class KernelBlock:
             qkv = self._lin("qkv", xf, "int8" if self.dp == "b1.58" else "int4", "attn")
         q, k, v = qkv.view(B, T, 3, H, hd).permute(2, 0, 3, 1, 4)      # [B, H, T, Dh]
         q, k = _apply_rope(q, cos, sin), _apply_rope(k, cos, sin)
-        if isinstance(self.cache, QuantKVCache):
-            kv_write(self.cache, k.contiguous(), v.contiguous(), pos0)
-            if decode:
+        if isinstance(self.cache, (QuantKVCache, Dense3KVCache)):
+            dense = isinstance(self.cache, Dense3KVCache)
+            (dense3_write if dense else kv_write)(self.cache, k.contiguous(), v.contiguous(), pos0)
+            if decode and dense:
+                a = dense3_attention(q[:, :, 0].contiguous(), self.cache, pos0 + 1).reshape(M, d)
+            elif decode:
                 a = decode_attention(q[:, :, 0].contiguous(), self.cache, pos0 + 1, tuned=self.tuned)
                 a = a.reshape(M, d)
             else:

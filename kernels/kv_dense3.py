@@ -291,13 +291,14 @@ def dense3_attend_span(q0l, q0h, q1l, q1h, q2l, q2h, q3l, q3h, kc_ptr, kbos_ptr,
 
 
 @triton.jit
-def dense3_store_output(y_ptr, o0l, o0h, o1l, o1h, o2l, o2h, o3l, o3h, scale, NG: tl.constexpr):
-    """Store the eight ``[NG, 4]`` output parts times ``scale`` (1, or 1/l) at their elements
-    ``d = 32g + 8i + j`` (and ``+ 4``), cast to ``y_ptr``'s type."""
-    _store_part(y_ptr, o0l * scale, o0h * scale, 0, NG)
-    _store_part(y_ptr, o1l * scale, o1h * scale, 1, NG)
-    _store_part(y_ptr, o2l * scale, o2h * scale, 2, NG)
-    _store_part(y_ptr, o3l * scale, o3h * scale, 3, NG)
+def dense3_store_output(y_ptr, o0l, o0h, o1l, o1h, o2l, o2h, o3l, o3h, denom, NG: tl.constexpr):
+    """Store the eight ``[NG, 4]`` output parts divided by ``denom`` (1 for partials, or the softmax
+    denominator, as the combine divides) at their elements ``d = 32g + 8i + j`` (and ``+ 4``), cast to
+    ``y_ptr``'s type."""
+    _store_part(y_ptr, o0l / denom, o0h / denom, 0, NG)
+    _store_part(y_ptr, o1l / denom, o1h / denom, 1, NG)
+    _store_part(y_ptr, o2l / denom, o2h / denom, 2, NG)
+    _store_part(y_ptr, o3l / denom, o3h / denom, 3, NG)
 
 
 @triton.jit

@@ -62,7 +62,33 @@ def test_b158_with_a_4bit_kv_cache_fused_step_equals_its_per_operator_step():
         assert torch.equal(y, ref)
 
 
+@pytest.mark.parametrize("datapath,plan", [("a4.8", DecodePlan(prologue="separate", wo="dense", wdown="dense")),
+                                           ("b1.58", DecodePlan())])
+def test_dense_3bit_cache_fused_step_equals_its_per_operator_step(datapath, plan):
+    a, b = (KernelBlock(datapath, 1, 12, dims=TINY, device=DEV, tuned=TINY_TUNED, kv_bits=3, kv_layout="dense3")
+            for _ in range(2))
+    for blk in (a, b):
+        blk.fill_cache(7)
+    assert a.cache.written() == 7 and a.cache.k_codes.shape[-1] == 3 * TINY.head_dim // 32   # 3 bits a value
+    x = torch.randn(1, 1, 64, generator=torch.Generator().manual_seed(6)).half().to(DEV)
+    ref = a.forward(x, 7)
+    y = b.decode_fused(x, 7, plan)
+    assert float((y.double() - ref.double()).norm() / (ref.double() - x.double()).norm()) < 1e-2
+    if DEV == "cpu":
+        assert torch.equal(y, ref)
+    for side in ("k", "v"):         # both steps wrote the new row alike
+        assert torch.equal(getattr(a.cache, f"{side}_codes")[:, :, 7], getattr(b.cache, f"{side}_codes")[:, :, 7])
+    nib = KernelBlock(datapath, 1, 12, dims=TINY, device=DEV, tuned=TINY_TUNED, kv_bits=3)
+    nib.fill_cache(7)                # the nibble cache holds the same codes: the same output, up to the sum order
+    y_nib = nib.decode_fused(x, 7, plan)
+    assert float((y.double() - y_nib.double()).norm() / (y_nib.double() - x.double()).norm()) < 1e-2
+
+
 def test_block_rejects_unknown_datapath_and_bad_dims():
+    with pytest.raises(ValueError, match="kv_layout"):
+        KernelBlock("a4.8", 1, 8, dims=TINY, device=DEV, kv_layout="planes")
+    with pytest.raises(ValueError, match="kv_bits=3"):
+        KernelBlock("b1.58", 1, 8, dims=TINY, device=DEV, kv_bits=4, kv_layout="dense3")
     with pytest.raises(ValueError, match="kv_bits"):
         KernelBlock("fp16", 1, 8, dims=TINY, device=DEV, kv_bits=4)
     with pytest.raises(ValueError, match="kv_bits"):
