@@ -150,6 +150,19 @@ def test_token_goals_take_the_strongest_b158_and_rows_become_a_table():
     assert set(rows[0]) == set(GOAL_COLUMNS) and len(rows) == len(goals)
 
 
+def test_a48_token_goals_take_the_faster_of_its_cache_layouts():
+    log = MeasurementLog(ENV)
+    _row(log, op="token_decode", kernel="7b_a4.8", M=1, K=32768, us=900.0, floor_us=500.0)
+    _row(log, op="token_decode", kernel="7b_a4.8-dense3", M=1, K=32768, us=750.0, floor_us=450.0)
+    _row(log, op="token_decode", kernel="7b_b1.58-kv4", M=1, K=32768, us=1000.0, floor_us=550.0)
+    _row(log, op="token_decode", kernel="7b_a4.8-dense3", M=1, K=2048, us=800.0, floor_us=500.0)
+    goals = {g.goal: g for g in token_goals(log.rows)}
+    long = goals["7B token B=1 ctx=32768 a4.8 >= 1.3x strongest b1.58"]
+    assert long.value == 1000.0 / 750.0 and long.verdict == "met" and "7b_a4.8-dense3" in long.measured
+    assert goals["7B token B=1 ctx=2048 a4.8 >= 1500 tok/s"].value == 1250.0              # the dense row alone
+    assert goals["7B token B=1 ctx=2048 a4.8 >= 1.15x strongest b1.58"].verdict == "not measured"
+
+
 def test_resumed_runs_recover_the_fastest_decode_plan_per_datapath():
     rows = [dict(op="block_decode", kernel="block_a4.8", K=2048, us=70.0, variant="per_operator", plan=""),
             dict(op="block_decode", kernel="block_a4.8", K=2048, us=60.0, variant="separate_pdl",

@@ -37,7 +37,13 @@ PLANS = {
              # the sparse GEMV that picks its rows from the codes: the quantizer writes no index list
              DecodePlan(prologue="separate", wo="masked", wdown="masked", pdl=True),
              DecodePlan(prologue="separate", wo="dense", wdown="masked", pdl=True)),
+    # a4.8 on the dense 3-bit cache: the layout changes only the attention step, so only the plans that
+    # win on the nibble cache
+    "a4.8-dense3": (DecodePlan(prologue="separate", wo="dense", wdown="dense", pdl=True),
+                    DecodePlan(prologue="separate", wo="dense", wdown="dense")),
 }
+#: the datapath labels of the block and token sections (a suffix names a KV format, :data:`KV_SUFFIXES`)
+BLOCK_LABELS = ("fp16", "b1.58", "b1.58-kv4", "a4.8", "a4.8-dense3")
 VOCAB = 32000
 LAYERS = 32
 
@@ -58,14 +64,15 @@ class DecodeChoice:
 WEIGHT_BITS = {"fp16": 16.0, "w8a8-fp8": 8.0, "w4a16": 4.0 + 32.0 / 128, "b1.58": 2.0, "a4.8": 2.0}
 
 
-def block_bytes(datapath: str, ctx: int, dims=LLAMA7B, B: int = 1, kv_bits: int | None = None) -> dict[str, float]:
+def block_bytes(datapath: str, ctx: int, dims=LLAMA7B, B: int = 1, kv_bits: int | None = None,
+                kv_layout: str = "nibble") -> dict[str, float]:
     """Fewest bytes one decode step of ``B`` sequences moves: weights once, every sequence's KV cache
-    read once (ctx rows in our layout: fp16, or 4-bit nibbles + an fp32 scale per row)."""
+    read once (ctx rows in our layout: fp16, 4-bit nibbles or dense 3-bit codes, + an fp32 scale per row)."""
     d, F_, H, hd = dims.d_model, dims.d_ffn, dims.n_heads, dims.head_dim
     n_w = (3 * d + d + 2 * F_) * d + d * F_
     if kv_bits is None and datapath == "a4.8":
         kv_bits = 3
-    row = hd * 2 if kv_bits is None else hd // 2 + 4
+    row = hd * 2 if kv_bits is None else (3 * hd // 8 if kv_layout == "dense3" else hd // 2) + 4
     return dict(weights=n_w * WEIGHT_BITS[datapath] / 8.0, kv=2.0 * B * H * ctx * row)
 
 
@@ -95,7 +102,7 @@ def block_section(log: MeasurementLog, ctx: int = 2048, prefill: int = 2048, com
     g = torch.Generator(device="cuda").manual_seed(11)
     xp = torch.randn(1, prefill, d, device="cuda", dtype=torch.float16, generator=g)
     xd = torch.randn(1, 1, d, device="cuda", dtype=torch.float16, generator=g)
-    for label in ("fp16", "b1.58", "b1.58-kv4", "a4.8"):
+    for label in BLOCK_LABELS:
         try:
             best[label] = _datapath(log, label, ctx, prefill, T_max, xp, xd, compile_fp16, read_gbps,
                                     2 if label == "fp16" else replicas)
@@ -107,10 +114,11 @@ def block_section(log: MeasurementLog, ctx: int = 2048, prefill: int = 2048, com
 
 
 def _datapath(log, label, ctx, prefill, T_max, xp, xd, compile_fp16, read_gbps, R) -> DecodeChoice:
-    dp, kv_bits = _label_parts(label)
+    dp, kv = _label_parts(label)
     impl = "baseline" if dp == "fp16" else "ours"
-    blk = KernelBlock(dp, 1, T_max, tuned=log.tuned, kv_bits=kv_bits)
-    _prefill_rows(log, blk, label, xp)
+    blk = KernelBlock(dp, 1, T_max, tuned=log.tuned, **kv)
+    if "kv_layout" not in kv:           # a layout only changes the decode step's attention
+        _prefill_rows(log, blk, label, xp)
     pos = ctx - 1                                           # the new token makes the context ctx long
     reps = [blk] + [blk.replica() for _ in range(1, R)]
     for b in reps:
@@ -120,7 +128,7 @@ def _datapath(log, label, ctx, prefill, T_max, xp, xd, compile_fp16, read_gbps, 
     y_ref = blk.forward(xd, pos)
     sp = dict(blk.sparsity)
     blk.record = False
-    by = block_bytes(dp, ctx, kv_bits=kv_bits)
+    by = block_bytes(dp, ctx, **kv)
     floor_us = (by["weights"] + by["kv"]) / read_gbps / 1e3
     common = dict(op="block_decode", impl=impl, precision=dp, M=1, N=d_model(), K=ctx, bytes=by["weights"] + by["kv"],
                   ops=0.0, cuda_graph=True, copies=R, sparsity=sp.get("down_in", 0.0), sparsity_o=sp.get("o_in", 0.0),
@@ -136,7 +144,7 @@ def _datapath(log, label, ctx, prefill, T_max, xp, xd, compile_fp16, read_gbps, 
             choice = _compiled_fp16(log, reps, xd, pos, y_ref, common, choice)
         choice.prefill = lambda: blk.forward(xp, 0)
         return choice
-    for plan in PLANS[dp]:
+    for plan in PLANS.get(label) or PLANS[dp]:
         name = _plan_name(plan, dp)
         try:
             y = blk.decode_fused(xd, pos, plan)
@@ -262,11 +270,11 @@ def _token_step(layers: list[KernelBlock], choice: DecodeChoice, head: torch.Ten
 def _token_case(log: MeasurementLog, label: str, choice: DecodeChoice, B: int, ctx: int,
                 head: torch.Tensor, nw: torch.Tensor, read_gbps: float) -> tuple[Callable, object]:
     """One whole 7B decode token of ``B`` sequences at context ``ctx``, one CUDA graph; logs the row."""
-    dp, kv_bits = _label_parts(label)
+    dp, kv = _label_parts(label)
     d = LLAMA7B.d_model
     g = torch.Generator(device="cuda").manual_seed(5 + B)
     x = torch.randn(B, 1, d, device="cuda", dtype=torch.float16, generator=g)
-    first = KernelBlock(dp, B, ctx, tuned=log.tuned, kv_bits=kv_bits)
+    first = KernelBlock(dp, B, ctx, tuned=log.tuned, **kv)
     layers = [first] + [first.replica() for _ in range(1, LAYERS)]
     for b in layers:
         b.record = False
@@ -274,7 +282,7 @@ def _token_case(log: MeasurementLog, label: str, choice: DecodeChoice, B: int, c
     token = _token_step(layers, choice, head, nw, x, ctx - 1)
     graph = capture_graph([token])
     t = time_us(graph.replay, rep_ms=200)
-    by = block_bytes(dp, ctx, B=B, kv_bits=kv_bits)
+    by = block_bytes(dp, ctx, B=B, **kv)
     nbytes = LAYERS * (by["weights"] + by["kv"]) + 2.0 * VOCAB * d
     fused = choice.plan is not None and B == 1
     variant = choice.variant if (fused or (B == 1 and choice.compiled is not None)) else (
@@ -304,11 +312,17 @@ def choices_from_rows(rows: list[dict], ctx: int) -> dict[str, DecodeChoice]:
     return best
 
 
-def _label_parts(label: str) -> tuple[str, int | None]:
-    """'b1.58-kv4' -> ('b1.58', 4); 'a4.8' -> ('a4.8', None)."""
-    if label.endswith("-kv4"):
-        return label[: -len("-kv4")], 4
-    return label, None
+#: label suffixes that name a KV cache format, as KernelBlock arguments
+KV_SUFFIXES = {"-kv4": dict(kv_bits=4), "-dense3": dict(kv_bits=3, kv_layout="dense3")}
+
+
+def _label_parts(label: str) -> tuple[str, dict]:
+    """A datapath label and its cache: 'b1.58-kv4' -> ('b1.58', {kv_bits: 4}); 'a4.8-dense3' -> ('a4.8',
+    {kv_bits: 3, kv_layout: 'dense3'}); 'a4.8' -> ('a4.8', {})."""
+    for suffix, kv in KV_SUFFIXES.items():
+        if label.endswith(suffix):
+            return label[: -len(suffix)], dict(kv)
+    return label, {}
 
 
 def _head(d: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -345,7 +359,7 @@ def batch_token_section(log: MeasurementLog, best: dict[str, DecodeChoice], ctx:
     a ``long_ctx`` context for the ternary ones; board energy at the ``energy_at`` batches."""
     head, nw = _head(LLAMA7B.d_model)
     cases = [(label, B, ctx) for B in batches for label in BATCH_LABELS]
-    cases += [(label, 1, long_ctx) for label in ("b1.58", "b1.58-kv4", "a4.8")]
+    cases += [(label, 1, long_ctx) for label in ("b1.58", "b1.58-kv4", "a4.8", "a4.8-dense3")]
     for label, B, c in cases:
         dp, _ = _label_parts(label)
         choice = best.get(label) or best.get(dp) or DecodeChoice(datapath=dp, variant="", us=0.0)

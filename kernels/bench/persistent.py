@@ -85,8 +85,8 @@ def floor_plans(label: str) -> list[tuple[str, DecodePlan, str]]:
 
 
 def _block(label: str, ctx: int, tuned: ConfigTable, seed: int = 0) -> KernelBlock:
-    dp, kv_bits = _label_parts(label)
-    blk = KernelBlock(dp, 1, ctx + 1, seed=seed, kv_bits=kv_bits, tuned=tuned)
+    dp, kv = _label_parts(label)
+    blk = KernelBlock(dp, 1, ctx + 1, seed=seed, tuned=tuned, **kv)
     blk.record = False
     blk.fill_cache(ctx - 1)
     return blk
@@ -189,7 +189,7 @@ def _floor_one_launch(log: MeasurementLog, label: str, nbytes: float, ctx: int, 
 def _time_plans(log: MeasurementLog, label: str, ctx: int, checks: dict, read_gbps: float,
                 R: int = 4) -> DecodeChoice | None:
     """Rows of every plan of ``label`` (persistent ones only where the check passed); the fastest exact one."""
-    dp, kv_bits = _label_parts(label)
+    dp, kv = _label_parts(label)
     reps = [_block(label, ctx, log.tuned)]
     reps += [reps[0].replica() for _ in range(1, R)]
     for b in reps[1:]:
@@ -198,7 +198,7 @@ def _time_plans(log: MeasurementLog, label: str, ctx: int, checks: dict, read_gb
     g = torch.Generator(device="cuda").manual_seed(11)
     x = torch.randn(1, 1, LLAMA7B.d_model, device="cuda", dtype=torch.float16, generator=g)
     y_ref = reps[0].forward(x, pos)
-    by = block_bytes(dp, ctx, kv_bits=kv_bits)
+    by = block_bytes(dp, ctx, **kv)
     floor_us = (by["weights"] + by["kv"]) / read_gbps / 1e3
     _floor_one_launch(log, label, by["weights"] + by["kv"], ctx)
     best: DecodeChoice | None = None
@@ -215,7 +215,7 @@ def _time_plans(log: MeasurementLog, label: str, ctx: int, checks: dict, read_gb
             log.add(op="block_decode", kernel=f"block_{label}", impl="ours", precision=dp, M=1, N=LLAMA7B.d_model,
                     K=ctx, timing=t, bytes=by["weights"] + by["kv"], ops=0.0, exact=bool(chk.get("exact_fused", False)),
                     cuda_graph=True, copies=R, variant=name, launches=reps[0].launches_fused(plan), rel_err=rel,
-                    plan=str(asdict(plan)), floor_us=floor_us, kv_bits=kv_bits or 3)
+                    plan=str(asdict(plan)), floor_us=floor_us, kv_bits=kv.get("kv_bits", 3))
             if rel < 5e-2 and (best is None or t.median < best.us):
                 best = DecodeChoice(datapath=dp, variant=name, us=t.median, plan=plan)
         except Exception as e:  # noqa: BLE001 - one plan failing must not lose the others
@@ -230,7 +230,7 @@ def _time_plans(log: MeasurementLog, label: str, ctx: int, checks: dict, read_gb
 def _time_floors(log: MeasurementLog, label: str, ctx: int, checks: dict, reps: list[KernelBlock],
                  x: torch.Tensor, nbytes: float, floor_us: float) -> None:
     """Rows of the diagnostic floors of ``label`` that came back from the check (``exact=False``)."""
-    dp, kv_bits = _label_parts(label)
+    dp, kv = _label_parts(label)
     pos = ctx - 1
     for variant, plan, note in floor_plans(label):
         chk = checks.get(f"{label}/{variant}", {})
@@ -242,8 +242,8 @@ def _time_floors(log: MeasurementLog, label: str, ctx: int, checks: dict, reps: 
             # op "floor": no goal, report or simulator comparison takes these rows for the block's time
             log.add(op="floor", kernel="persistent_floor", impl="ours", precision=dp, M=1, N=LLAMA7B.d_model,
                     K=ctx, timing=t, bytes=nbytes, ops=0.0, exact=False, cuda_graph=True, copies=len(reps),
-                    variant=variant, launches=1, plan=str(asdict(plan)), floor_us=floor_us, kv_bits=kv_bits or 3,
-                    note=note)
+                    variant=variant, launches=1, plan=str(asdict(plan)), floor_us=floor_us,
+                    kv_bits=kv.get("kv_bits", 3), note=note)
         except Exception as e:  # noqa: BLE001 - one floor failing must not lose the others
             log.note(what="floor failed", label=label, plan=variant, error=repr(e)[-800:],
                      tb=traceback.format_exc()[-1500:])
