@@ -261,16 +261,17 @@ def _attn_split_kernel(q_ptr, kc_ptr, ks_ptr, vc_ptr, vs_ptr, m_ptr, l_ptr, o_pt
 
 
 @triton.jit
-def _nibbles(words, j4, LO: tl.constexpr):
+def _nibbles(words, j4, LO: tl.constexpr, MASK: tl.constexpr = 0xF):
     """int32 ``[BT, W, 1]`` words -> fp32 ``[BT, W, 4]`` codes of nibbles 0-3 (``LO``) or 4-7, exact.
 
     One AND/OR per code (a LOP3): nibble ``j`` kept in place at bits ``4j..4j+3`` of an fp32
     whose exponent makes its ulp ``2**-4j``, i.e. the value ``2**(23-4j) + c``; one subtract
     removes ``2**(23-4j)`` exactly.  Nibbles 4-7 take one shift per word (not per code).
+    ``MASK``: the bits of each nibble kept (0x7: its low three, the dense 3-bit cache's fields).
     """
     w = words if LO else words >> 16
     expo = (150 - 4 * j4) << 23                                   # fp32 bits of 2**(23-4j)
-    f = ((w & (0xF << (4 * j4))) | expo).to(tl.float32, bitcast=True)
+    f = ((w & (MASK << (4 * j4))) | expo).to(tl.float32, bitcast=True)
     return f - expo.to(tl.float32, bitcast=True)
 
 

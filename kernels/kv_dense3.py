@@ -14,16 +14,18 @@ A head row is ``D/32`` groups of 32 values, each held in three int32 words ``a, 
 * the 3-bit codes of elements ``32g + 24 + k`` fill the spare bits: bit ``i`` of that code at bit
   ``4k+3`` of word ``i``.
 
-So ``a & 0x77777777`` (and the same for ``b``, ``c``) is a nibble word of 8 codes, and
-``((a>>3) & 0x11111111) | ((b>>2) & 0x22222222) | ((c>>1) & 0x44444444)`` is the fourth: three
-shifts and three AND/ORs per 32 values rebuild the nibble layout's four words, whose element order
-(``d = 8v + k`` for nibble word ``v = 4g + i``) is the nibble cache's.  From there a code decodes as
-in the nibble cache: one AND/OR and one float subtract (``kernels.kv_attention._nibbles``).  The
-attention therefore pays about 0.3 integer operations per value more than on the nibble cache to
+So ``a``, ``b`` and ``c`` are nibble words of 8 codes each once every nibble's top bit is masked off
+(the decode's mask is ``0x7`` instead of ``0xF``, at no cost), and
+``((a>>3) & 0x11111111) | ((b>>2) & 0x22222222) | ((c>>1) & 0x44444444)`` is the fourth: three shifts
+and three AND/ORs per 32 values rebuild the nibble layout's four words, whose element order
+(``d = 8v + k`` for nibble word ``v = 4g + i``) is the nibble cache's.  From there a code decodes as in
+the nibble cache: one AND/OR and one float subtract (``kernels.kv_attention._nibbles``).  The
+attention therefore pays about 0.2 integer operations per value more than on the nibble cache to
 read a quarter fewer bytes.
 
 * ``bos``: int32 ``[B, Hkv, D/8]``: bit 3 of the BOS row's 4-bit codes (position 0 only), at bit
-  ``4k+3`` of nibble word ``v`` for element ``8v + k``: OR-ed into the rebuilt words of row 0;
+  ``4k+3`` of nibble word ``v`` for element ``8v + k``; the attention adds its terms once per span
+  (:func:`dense3_attend_span`), never per row;
 * ``scale``: fp32 ``[B, Hkv, T_max]`` = ``s / L`` as in the nibble cache.
 """
 from __future__ import annotations
@@ -161,21 +163,18 @@ def dense3_read_codes(codes: torch.Tensor, bos: torch.Tensor) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------- attention
 @triton.jit
-def _bos_words(bos_ptr, NG: tl.constexpr):
-    """The BOS row's bit-3 words ``[1, NG, 1]`` of nibble words ``4g + i``, i = 0..3."""
-    p = bos_ptr + 4 * tl.arange(0, NG)[None, :, None]
-    return tl.load(p), tl.load(p + 1), tl.load(p + 2), tl.load(p + 3)
+def _bos_bits(bos_ptr, i: tl.constexpr, NG: tl.constexpr, j4):
+    """fp32 ``[1, NG, 4]`` halves of bit 3 of the BOS row's codes at nibble word ``4g + i`` (0 or 1 each)."""
+    w = tl.load(bos_ptr + 4 * tl.arange(0, NG)[None, :, None] + i) >> 3
+    return _nibbles(w, j4, True, 0x1), _nibbles(w, j4, False, 0x1)
 
 
 @triton.jit
-def _nibble_words(a, b, c, bos0, bos1, bos2, bos3, bos_row):
-    """The four nibble words ``[BT, NG, 1]`` of each group from its three spare-bit words (module
-    docstring); ``bos_row`` ([BT, 1, 1], true at position 0) ORs the BOS row's bit 3 in."""
-    w0 = (a & 0x77777777) | tl.where(bos_row, bos0, 0)
-    w1 = (b & 0x77777777) | tl.where(bos_row, bos1, 0)
-    w2 = (c & 0x77777777) | tl.where(bos_row, bos2, 0)
-    w3 = ((a >> 3) & 0x11111111) | ((b >> 2) & 0x22222222) | ((c >> 1) & 0x44444444) | tl.where(bos_row, bos3, 0)
-    return w0, w1, w2, w3
+def _nibble_words(a, b, c):
+    """Each group's nibble words ``[BT, NG, 1]`` from its three spare-bit words (module docstring): ``a``,
+    ``b``, ``c`` themselves (their spare bits are masked off where a code is decoded, ``MASK=0x7``) and the
+    fourth, rebuilt from the spare bits with three shifts and three AND/ORs."""
+    return ((a >> 3) & 0x11111111) | ((b >> 2) & 0x22222222) | ((c >> 1) & 0x44444444)
 
 
 @triton.jit
@@ -196,7 +195,7 @@ def _q_part(q_ptr, i: tl.constexpr, NG: tl.constexpr):
 @triton.jit
 def _word_dot(w, q_lo, q_hi, j4):
     """``q · codes`` terms ``[BT, NG, 4]`` of one nibble word per group."""
-    return _nibbles(w, j4, True) * q_lo + _nibbles(w, j4, False) * q_hi
+    return _nibbles(w, j4, True, 0x7) * q_lo + _nibbles(w, j4, False, 0x7) * q_hi
 
 
 @triton.jit
@@ -222,16 +221,23 @@ def dense3_attend_span(q0l, q0h, q1l, q1h, q2l, q2h, q3l, q3h, kc_ptr, kbos_ptr,
                        base, t_lo, t_hi, sm_scale, NG: tl.constexpr, BT: tl.constexpr, NUM_STAGES: tl.constexpr):
     """Online-softmax attention of one query head over cache rows ``base + [t_lo, t_hi)`` (CUDA cores):
     the nibble kernel's loop (:func:`kernels.kv_attention.kv3_attend_span`: register decode, lazy
-    rescale, per-element accumulators reduced once) on the four nibble words rebuilt from each group's
-    three words.  ``kbos_ptr``/``vbos_ptr``: this head's BOS words.  Returns ``(m, l, o)`` with the
+    rescale, per-element accumulators reduced once) on the four nibble words of each group (three
+    loaded, one rebuilt).  The BOS row's fourth bit never enters the loop: it adds ``8·(q·b3)`` to
+    position 0's score and ``2·8·(p s)_0·b3`` to the output, with ``(p s)_0`` kept beside the
+    accumulators.  ``kbos_ptr``/``vbos_ptr``: this head's BOS words.  Returns ``(m, l, o)`` with the
     un-normalised output as eight ``[NG, 4]`` parts (:func:`dense3_store_output`)."""
     j4 = tl.arange(0, 4)[None, None, :]
     qsum = tl.sum(tl.sum(tl.sum(q0l + q0h + q1l + q1h + q2l + q2h + q3l + q3h, axis=2), axis=1), axis=0)
-    kb0, kb1, kb2, kb3 = _bos_words(kbos_ptr, NG)
-    vb0, vb1, vb2, vb3 = _bos_words(vbos_ptr, NG)
+    k0l, k0h = _bos_bits(kbos_ptr, 0, NG, j4)
+    k1l, k1h = _bos_bits(kbos_ptr, 1, NG, j4)
+    k2l, k2h = _bos_bits(kbos_ptr, 2, NG, j4)
+    k3l, k3h = _bos_bits(kbos_ptr, 3, NG, j4)
+    qb3 = tl.sum(tl.sum(tl.sum(q0l * k0l + q0h * k0h + q1l * k1l + q1h * k1h + q2l * k2l + q2h * k2h
+                               + q3l * k3l + q3h * k3h, axis=2), axis=1), axis=0)      # q · bit 3 of the BOS key
     m_i = tl.full((), -float("inf"), tl.float32)
     l_i = tl.zeros((), tl.float32)
     cs = tl.zeros((), tl.float32)              # sum_t p_t s_t L_t (V offset term)
+    pb = tl.zeros((), tl.float32)              # p_0 s_0: weight of the BOS value's fourth bit
     a0l = tl.zeros((BT, NG, 4), tl.float32)    # sum_t p_t s_t c_t per t and nibble word (reduced at the end)
     a0h = tl.zeros((BT, NG, 4), tl.float32)
     a1l = tl.zeros((BT, NG, 4), tl.float32)
@@ -244,15 +250,14 @@ def dense3_attend_span(q0l, q0h, q1l, q1h, q2l, q2h, q3l, q3h, kc_ptr, kbos_ptr,
     for t0 in tl.range(t_lo, t_hi, BT, num_stages=NUM_STAGES):
         t = t0 + tt
         live = t < t_hi
-        Lt = tl.where(t == 0, LB4 * 1.0, LN3 * 1.0)
+        bos = t == 0
+        Lt = tl.where(bos, LB4 * 1.0, LN3 * 1.0)
         rows3 = (base + t)[:, None, None]
         live3 = live[:, None, None]
-        bos3 = (t == 0)[:, None, None]
-        ka, kbw, kc = _load_row_words(kc_ptr, rows3, live3, NG)
-        k0, k1, k2, k3 = _nibble_words(ka, kbw, kc, kb0, kb1, kb2, kb3, bos3)
-        qc3 = _word_dot(k0, q0l, q0h, j4) + _word_dot(k1, q1l, q1h, j4) + _word_dot(k2, q2l, q2h, j4) \
-            + _word_dot(k3, q3l, q3h, j4)
-        qc = tl.sum(tl.sum(qc3, axis=2), axis=1)                                    # [BT]
+        ka, kb, kc = _load_row_words(kc_ptr, rows3, live3, NG)
+        qc3 = _word_dot(ka, q0l, q0h, j4) + _word_dot(kb, q1l, q1h, j4) + _word_dot(kc, q2l, q2h, j4) \
+            + _word_dot(_nibble_words(ka, kb, kc), q3l, q3h, j4)
+        qc = tl.sum(tl.sum(qc3, axis=2), axis=1) + tl.where(bos, 8.0 * qb3, 0.0)   # [BT]
         ks = tl.load(ks_ptr + base + t, mask=live, other=0.0)
         sc = tl.where(live, (sm_scale * ks) * (2.0 * qc - Lt * qsum), -float("inf"))
         m_tile = tl.max(sc, axis=0)
@@ -260,6 +265,7 @@ def dense3_attend_span(q0l, q0h, q1l, q1h, q2l, q2h, q3l, q3h, kc_ptr, kbos_ptr,
             alpha = tl.exp(m_i - m_tile)
             l_i = l_i * alpha
             cs = cs * alpha
+            pb = pb * alpha
             a0l, a0h, a1l, a1h = a0l * alpha, a0h * alpha, a1l * alpha, a1h * alpha
             a2l, a2h, a3l, a3h = a2l * alpha, a2h * alpha, a3l * alpha, a3h * alpha
             m_i = m_tile
@@ -268,25 +274,31 @@ def dense3_attend_span(q0l, q0h, q1l, q1h, q2l, q2h, q3l, q3h, kc_ptr, kbos_ptr,
         vs = tl.load(vs_ptr + base + t, mask=live, other=0.0)
         ps = p * vs
         cs = cs + tl.sum(ps * Lt, axis=0)
-        va, vbw, vc = _load_row_words(vc_ptr, rows3, live3, NG)
-        v0, v1, v2, v3 = _nibble_words(va, vbw, vc, vb0, vb1, vb2, vb3, bos3)
+        pb = pb + tl.sum(tl.where(bos, ps, 0.0), axis=0)
+        va, vb, vc = _load_row_words(vc_ptr, rows3, live3, NG)
+        v3 = _nibble_words(va, vb, vc)
         ps3 = ps[:, None, None]
-        a0l = a0l + ps3 * _nibbles(v0, j4, True)
-        a0h = a0h + ps3 * _nibbles(v0, j4, False)
-        a1l = a1l + ps3 * _nibbles(v1, j4, True)
-        a1h = a1h + ps3 * _nibbles(v1, j4, False)
-        a2l = a2l + ps3 * _nibbles(v2, j4, True)
-        a2h = a2h + ps3 * _nibbles(v2, j4, False)
-        a3l = a3l + ps3 * _nibbles(v3, j4, True)
-        a3h = a3h + ps3 * _nibbles(v3, j4, False)
-    o0l = 2.0 * tl.sum(a0l, axis=0) - cs
-    o0h = 2.0 * tl.sum(a0h, axis=0) - cs
-    o1l = 2.0 * tl.sum(a1l, axis=0) - cs
-    o1h = 2.0 * tl.sum(a1h, axis=0) - cs
-    o2l = 2.0 * tl.sum(a2l, axis=0) - cs
-    o2h = 2.0 * tl.sum(a2h, axis=0) - cs
-    o3l = 2.0 * tl.sum(a3l, axis=0) - cs
-    o3h = 2.0 * tl.sum(a3h, axis=0) - cs
+        a0l = a0l + ps3 * _nibbles(va, j4, True, 0x7)
+        a0h = a0h + ps3 * _nibbles(va, j4, False, 0x7)
+        a1l = a1l + ps3 * _nibbles(vb, j4, True, 0x7)
+        a1h = a1h + ps3 * _nibbles(vb, j4, False, 0x7)
+        a2l = a2l + ps3 * _nibbles(vc, j4, True, 0x7)
+        a2h = a2h + ps3 * _nibbles(vc, j4, False, 0x7)
+        a3l = a3l + ps3 * _nibbles(v3, j4, True, 0x7)
+        a3h = a3h + ps3 * _nibbles(v3, j4, False, 0x7)
+    v0l, v0h = _bos_bits(vbos_ptr, 0, NG, j4)
+    v1l, v1h = _bos_bits(vbos_ptr, 1, NG, j4)
+    v2l, v2h = _bos_bits(vbos_ptr, 2, NG, j4)
+    v3l, v3h = _bos_bits(vbos_ptr, 3, NG, j4)
+    b8 = 8.0 * pb
+    o0l = 2.0 * (tl.sum(a0l, axis=0) + b8 * tl.sum(v0l, axis=0)) - cs
+    o0h = 2.0 * (tl.sum(a0h, axis=0) + b8 * tl.sum(v0h, axis=0)) - cs
+    o1l = 2.0 * (tl.sum(a1l, axis=0) + b8 * tl.sum(v1l, axis=0)) - cs
+    o1h = 2.0 * (tl.sum(a1h, axis=0) + b8 * tl.sum(v1h, axis=0)) - cs
+    o2l = 2.0 * (tl.sum(a2l, axis=0) + b8 * tl.sum(v2l, axis=0)) - cs
+    o2h = 2.0 * (tl.sum(a2h, axis=0) + b8 * tl.sum(v2h, axis=0)) - cs
+    o3l = 2.0 * (tl.sum(a3l, axis=0) + b8 * tl.sum(v3l, axis=0)) - cs
+    o3h = 2.0 * (tl.sum(a3h, axis=0) + b8 * tl.sum(v3h, axis=0)) - cs
     return m_i, l_i, o0l, o0h, o1l, o1h, o2l, o2h, o3l, o3h
 
 
