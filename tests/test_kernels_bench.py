@@ -150,6 +150,16 @@ def test_token_goals_take_the_strongest_b158_and_rows_become_a_table():
     assert set(rows[0]) == set(GOAL_COLUMNS) and len(rows) == len(goals)
 
 
+def test_attention_goal_ships_only_kernels_checked_within_tolerance():
+    log = MeasurementLog(ENV)
+    _row(log, op="attention_decode", kernel="torch_sdpa", M=8, K=32768, us=1300.0, exact=False)
+    _row(log, op="attention_decode", kernel="ours_kv3", M=8, K=32768, us=700.0)
+    _row(log, op="attention_decode", kernel="ours_kv3_dense", M=8, K=32768, us=500.0, exact=False)   # off: not shipped
+    _row(log, op="attention_step", kernel="ours_step_kv3_dense", M=8, K=32768, us=600.0)
+    g = next(g for g in attention_goals(log.rows) if g.goal.startswith("KV3 attention B=8 ctx=32768"))
+    assert g.value == 1300.0 / 600.0 and g.verdict == "met" and "ours_step_kv3_dense" in g.measured
+
+
 def test_a48_token_goals_take_the_faster_of_its_cache_layouts():
     log = MeasurementLog(ENV)
     _row(log, op="token_decode", kernel="7b_a4.8", M=1, K=32768, us=900.0, floor_us=500.0)
