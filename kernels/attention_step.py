@@ -315,7 +315,7 @@ def attention_step_args(qkv: torch.Tensor, cache: KVCache, pos: int, cos: torch.
     m, l, o, ticket = _workspace(dev, B, H, S, D)
     if layout == "dense3":
         kc, ks, kb, vc, vs, vb = cache.k_codes, cache.k_scale, cache.k_bos, cache.v_codes, cache.v_scale, cache.v_bos
-        LN, LB = LN3, LB4
+        LN, LB = LN3.value, LB4.value
     elif layout == "nibble":
         kc, ks, vc, vs = cache.k_codes, cache.k_scale, cache.v_codes, cache.v_scale
         kb, vb = kc, vc                       # no BOS words: the nibbles hold the BOS row's 4 bits

@@ -40,7 +40,8 @@ import triton.language as tl
 from kernels.checks import FLOAT_DTYPES, check_device_usable, check_finite, check_tensor, next_pow2
 from kernels.kv_attention import RESCALE_AT, _attn_combine_kernel, _nibbles, check_kv_write, kv_quantize_codes
 
-LN3, LB4 = 7, 15          # levels of the 3-bit rows and of the 4-bit BOS row
+#: levels of the 3-bit rows and of the 4-bit BOS row (constexpr: the kernels read them)
+LN3, LB4 = tl.constexpr(7), tl.constexpr(15)
 #: config keys of the attention launcher (``S``: context spans per head, as the nibble kernel's)
 CONFIG_KEYS = ("BT", "S", "num_warps", "num_stages")
 
