@@ -307,7 +307,7 @@ H100_CURRENT_SOURCES = ("measured_h100_kernels2.parquet", "measured_h100_kernels
                         "measured_h100_serving6.parquet", "measured_h100_serving7.parquet",
                         "measured_h100_serving8.parquet", "measured_h100_serving9.parquet",
                         "measured_h100_serving10.parquet", "measured_h100_reread.parquet",
-                        "measured_h100_kernels9.parquet")
+                        "measured_h100_kernels9.parquet", "measured_h100_kernels10.parquet")
 
 
 def current_calibration_mask(rows: pd.DataFrame) -> pd.Series:
