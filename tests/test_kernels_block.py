@@ -26,6 +26,20 @@ def test_a48_block_prefill_then_decode_is_finite_and_uses_topk_sparsity():
     assert 0.0 < blk.sparsity["down_in"] < 1.0                          # ReLU² zeros into Wdown
 
 
+def _fused_equals_per_operator(a, b, plan, seed):
+    """Both blocks' caches filled alike; the fused step of ``b`` against the per-operator step of ``a`` on one
+    token at position 7 (within 1e-2 of the block's change on a GPU, bit for bit on the CPU); the fused output."""
+    for blk in (a, b):
+        blk.fill_cache(7)
+    x = torch.randn(1, 1, 64, generator=torch.Generator().manual_seed(seed)).half().to(DEV)
+    ref = a.forward(x, 7)
+    y = b.decode_fused(x, 7, plan)
+    assert float((y.double() - ref.double()).norm() / (ref.double() - x.double()).norm()) < 1e-2
+    if DEV == "cpu":
+        assert torch.equal(y, ref)
+    return x, y
+
+
 @pytest.mark.parametrize("datapath,plan,launches", [
     ("b1.58", DecodePlan(), 5), ("b1.58", DecodePlan(prologue="separate"), 9),
     ("a4.8", DecodePlan(wo="dense", wdown="dense"), 6), ("a4.8", DecodePlan(prologue="separate"), 9),
@@ -38,14 +52,7 @@ def test_fused_decode_step_equals_the_per_operator_step(datapath, plan, launches
     # same weights, same cache: the fused step (norm+quant in the GEMV prologue, one attention launch,
     # residuals in the epilogues) gives the per-operator step's output; on the CPU bit for bit
     a, b = (KernelBlock(datapath, 1, 12, dims=TINY, device=DEV, tuned=TINY_TUNED) for _ in range(2))
-    a.fill_cache(7)
-    b.fill_cache(7)
-    x = torch.randn(1, 1, 64, generator=torch.Generator().manual_seed(3)).half().to(DEV)
-    ref = a.forward(x, 7)
-    y = b.decode_fused(x, 7, plan)
-    assert float((y.double() - ref.double()).norm() / (ref.double() - x.double()).norm()) < 1e-2
-    if DEV == "cpu":
-        assert torch.equal(y, ref)
+    _fused_equals_per_operator(a, b, plan, seed=3)
     assert b.launches_fused(plan) == launches
 
 
@@ -67,15 +74,8 @@ def test_b158_with_a_4bit_kv_cache_fused_step_equals_its_per_operator_step():
 def test_dense_3bit_cache_fused_step_equals_its_per_operator_step(datapath, plan):
     a, b = (KernelBlock(datapath, 1, 12, dims=TINY, device=DEV, tuned=TINY_TUNED, kv_bits=3, kv_layout="dense3")
             for _ in range(2))
-    for blk in (a, b):
-        blk.fill_cache(7)
-    assert a.cache.written() == 7 and a.cache.k_codes.shape[-1] == 3 * TINY.head_dim // 32   # 3 bits a value
-    x = torch.randn(1, 1, 64, generator=torch.Generator().manual_seed(6)).half().to(DEV)
-    ref = a.forward(x, 7)
-    y = b.decode_fused(x, 7, plan)
-    assert float((y.double() - ref.double()).norm() / (ref.double() - x.double()).norm()) < 1e-2
-    if DEV == "cpu":
-        assert torch.equal(y, ref)
+    x, y = _fused_equals_per_operator(a, b, plan, seed=6)
+    assert a.cache.written() == 8 and a.cache.k_codes.shape[-1] == 3 * TINY.head_dim // 32   # 3 bits a value
     for side in ("k", "v"):         # both steps wrote the new row alike
         assert torch.equal(getattr(a.cache, f"{side}_codes")[:, :, 7], getattr(b.cache, f"{side}_codes")[:, :, 7])
     nib = KernelBlock(datapath, 1, 12, dims=TINY, device=DEV, tuned=TINY_TUNED, kv_bits=3)
