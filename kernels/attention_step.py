@@ -40,6 +40,7 @@ from kernels.tickets import ticket_counters
 #: the cache layouts of the step (constexpr ``KV`` of :func:`attention_item`)
 KV_LAYOUTS = {"fp16": 0, "nibble": 1, "dense3": 2}
 
+
 @dataclass(kw_only=True)
 class Fp16KVCache:
     """One layer's FP16 K and V caches ``[B, H, T_max, D]`` (b1.58 and fp16 datapaths)."""
@@ -332,8 +333,7 @@ def attention_step_args(qkv: torch.Tensor, cache: KVCache, pos: int, cos: torch.
 
 
 def _layout(cache: KVCache) -> str:
-    """The :data:`KV_LAYOUTS` name of a cache; a wrong type or a dense cache of a head_dim the
-    dense kernel cannot take is refused."""
+    """The :data:`KV_LAYOUTS` name of a cache; any other type is refused."""
     if isinstance(cache, QuantKVCache):
         return "nibble"
     if isinstance(cache, Fp16KVCache):

@@ -44,7 +44,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from kernels.attention_step import Fp16KVCache, attention_step, rope_tables
+from kernels.attention_step import KV_LAYOUTS, Fp16KVCache, attention_step, rope_tables
 from kernels.baselines import Fp8Linear, Int4Linear
 from kernels.configs import NO_TUNING, ConfigTable, check_config
 from kernels.kv_attention import QuantKVCache, decode_attention, kv_write
@@ -69,8 +69,9 @@ DATAPATHS = ("fp16", "b1.58", "a4.8", "w8a8-fp8", "w4a16")
 #: a one-byte scratch, then cuBLAS INT8 / FP8 and a one-launch epilogue) or "auto" (two-pass on a CUDA device from
 #: :data:`AUTO_TWO_PASS_MIN_M` tokens)
 PREFILL_ROUTES = ("auto", "fused", "two_pass")
-#: how a quantized KV cache stores its codes (``kv_layout``): 4-bit nibbles, or 3-bit codes densely
-KV_LAYOUTS = ("nibble", "dense3")
+#: how a quantized KV cache stores its codes (``kv_layout``): 4-bit nibbles, or 3-bit codes densely (the
+#: attention step's layouts but its FP16 cache)
+QUANT_KV_LAYOUTS = tuple(name for name in KV_LAYOUTS if name != "fp16")
 #: datapaths whose linear layers are torch baselines (fp16 activations in and out, torch glue around)
 TORCH_LINEARS = {"fp16": None, "w8a8-fp8": Fp8Linear, "w4a16": Int4Linear}
 #: "auto" takes the two-pass route from this many tokens on, the crossover measured on an H100 with the tuned tiles
@@ -274,8 +275,8 @@ class KernelBlock:
         if datapath == "a4.8" and kv_bits is None:
             kv_bits = 3
         self.kv_bits = kv_bits
-        if kv_layout not in KV_LAYOUTS:
-            raise ValueError(f"kv_layout must be one of {KV_LAYOUTS}, got {kv_layout!r}")
+        if kv_layout not in QUANT_KV_LAYOUTS:
+            raise ValueError(f"kv_layout must be one of {QUANT_KV_LAYOUTS}, got {kv_layout!r}")
         if kv_layout == "dense3" and kv_bits != 3:
             raise ValueError(f"kv_layout='dense3' holds 3-bit codes (kv_bits=3), got kv_bits={kv_bits!r} "
                              f"for {datapath}")

@@ -171,10 +171,10 @@ def _bos_bits(bos_ptr, i: tl.constexpr, NG: tl.constexpr, j4):
 
 
 @triton.jit
-def _nibble_words(a, b, c):
-    """Each group's nibble words ``[BT, NG, 1]`` from its three spare-bit words (module docstring): ``a``,
-    ``b``, ``c`` themselves (their spare bits are masked off where a code is decoded, ``MASK=0x7``) and the
-    fourth, rebuilt from the spare bits with three shifts and three AND/ORs."""
+def _fourth_nibble_word(a, b, c):
+    """Each group's fourth nibble word ``[BT, NG, 1]``, rebuilt from the spare bits of its three words with
+    three shifts and three AND/ORs (module docstring); ``a``, ``b``, ``c`` are the other three as they stand,
+    their spare bits masked off where a code is decoded (``MASK=0x7``)."""
     return ((a >> 3) & 0x11111111) | ((b >> 2) & 0x22222222) | ((c >> 1) & 0x44444444)
 
 
@@ -257,7 +257,7 @@ def dense3_attend_span(q0l, q0h, q1l, q1h, q2l, q2h, q3l, q3h, kc_ptr, kbos_ptr,
         live3 = live[:, None, None]
         ka, kb, kc = _load_row_words(kc_ptr, rows3, live3, NG)
         qc3 = _word_dot(ka, q0l, q0h, j4) + _word_dot(kb, q1l, q1h, j4) + _word_dot(kc, q2l, q2h, j4) \
-            + _word_dot(_nibble_words(ka, kb, kc), q3l, q3h, j4)
+            + _word_dot(_fourth_nibble_word(ka, kb, kc), q3l, q3h, j4)
         qc = tl.sum(tl.sum(qc3, axis=2), axis=1) + tl.where(bos, 8.0 * qb3, 0.0)   # [BT]
         ks = tl.load(ks_ptr + base + t, mask=live, other=0.0)
         sc = tl.where(live, (sm_scale * ks) * (2.0 * qc - Lt * qsum), -float("inf"))
@@ -277,7 +277,7 @@ def dense3_attend_span(q0l, q0h, q1l, q1h, q2l, q2h, q3l, q3h, kc_ptr, kbos_ptr,
         cs = cs + tl.sum(ps * Lt, axis=0)
         pb = pb + tl.sum(tl.where(bos, ps, 0.0), axis=0)
         va, vb, vc = _load_row_words(vc_ptr, rows3, live3, NG)
-        v3 = _nibble_words(va, vb, vc)
+        v3 = _fourth_nibble_word(va, vb, vc)
         ps3 = ps[:, None, None]
         a0l = a0l + ps3 * _nibbles(va, j4, True, 0x7)
         a0h = a0h + ps3 * _nibbles(va, j4, False, 0x7)

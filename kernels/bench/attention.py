@@ -143,10 +143,7 @@ def _dense3_rows(log, B, T, H, D, kf, vf, q, ref, check, ops) -> None:
 def _dense3_step_row(log, B, T, H, D, cache, parts, check, ops) -> None:
     """``attention_step`` on the dense 3-bit cache (new token at T-1), at the nibble step's config for the
     same shape (the tuned table's ``kv3`` entry): the fused step a4.8's block would run on this layout."""
-    pos = T - 1
-    cos, sin = rope_tables(T, D, "cuda")
-    g = torch.Generator(device="cuda").manual_seed(T + 1)
-    qkv = torch.randn(B, 3 * H * D, device="cuda", generator=g, dtype=torch.float16)
+    pos, cos, sin, qkv = _step_inputs(B, T, H, D)
 
     def step(*r):
         return attention_step(qkv, Dense3KVCache(**dict(zip(parts, r)), length=T), pos, cos, sin, tuned=log.tuned)
@@ -175,10 +172,7 @@ def dense3_candidates(B: int, H: int, T: int) -> list[dict]:
 
 def _step_rows(log, B, T, H, D, kf, vf, cache, check, configs, kv3_bytes, fp16_bytes, ops) -> None:
     """``attention_step`` (the fused decode step) on the 3-bit and on an FP16 cache, new token at T-1."""
-    pos = T - 1
-    cos, sin = rope_tables(T, D, "cuda")
-    g = torch.Generator(device="cuda").manual_seed(T + 1)
-    qkv = torch.randn(B, 3 * H * D, device="cuda", generator=g, dtype=torch.float16)
+    pos, cos, sin, qkv = _step_inputs(B, T, H, D)
     c16 = Fp16KVCache(k=kf, v=vf)
     for kv, c, nbytes in (("kv3", cache, kv3_bytes), ("fp16", c16, fp16_bytes)):
         if kv == "kv3":
@@ -219,6 +213,14 @@ def _step_rows(log, B, T, H, D, kf, vf, cache, check, configs, kv3_bytes, fp16_b
         log.add(op="attention_step", kernel=f"ours_step_{kv}", impl="ours", precision=kv, M=B, N=H, K=T, timing=t,
                 bytes=nbytes, ops=ops, exact=rel < TOL, cuda_graph=True, copies=n, rel_err=rel,
                 note="RoPE + cache write + split attention + combine, one launch")
+
+
+def _step_inputs(B: int, T: int, H: int, D: int) -> tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The new token's position (T-1), the RoPE tables and its un-roped q, k, v: what every step row of a
+    case runs on (one seed, so the nibble, dense and FP16 steps see the same token)."""
+    cos, sin = rope_tables(T, D, "cuda")
+    g = torch.Generator(device="cuda").manual_seed(T + 1)
+    return T - 1, cos, sin, torch.randn(B, 3 * H * D, device="cuda", generator=g, dtype=torch.float16)
 
 
 def _step_check(qkv, cache, pos, cos, sin, y, B, H, D, kv) -> float:

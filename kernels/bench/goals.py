@@ -215,8 +215,7 @@ A48_LABELS = ("a4.8", "a4.8-dense3")
 
 
 def _fastest_tokens(rows, labels: Iterable[str], B: int, ctx: int) -> dict | None:
-    hit = [r for r in (_tokens(rows, lb, B, ctx) for lb in labels) if r]
-    return min(hit, key=lambda r: r["us"]) if hit else None
+    return _fastest(rows, [f"7b_{lb}" for lb in labels], op="token_decode", M=B, K=ctx)
 
 
 def _a48_labels(rows) -> tuple[str, ...]:
